@@ -1,0 +1,3 @@
+from tickpipe.cli import main
+
+main()

@@ -1,0 +1,237 @@
+"""The `tickpipe` command.
+
+Flags, `TICKPIPE_*` variables and the `--config` file all become one validated `Config`; any
+bad value stops here with one line naming the setting and what is allowed (exit status 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tickpipe import __version__
+from tickpipe.config import Config, ConfigError, load_config
+from tickpipe.engine.windows import parse_duration
+from tickpipe.sources import Source
+from tickpipe.stores.duckdb import DuckDBStore, StoreError
+
+EXIT_USAGE = 2
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """`--duration 20` (seconds) or `--duration 2m`."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            return parse_duration(value) / 1e6
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be above 0 seconds")
+    return seconds
+
+
+def _common(func):
+    """Options every pipeline command takes."""
+    for option in reversed(
+        [
+            click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                         help="TOML configuration file (see README, Configuration)."),
+            click.option("--data-dir", help="Where the DuckDB file and dead letters go "
+                         "[default: ./tickpipe-data]."),
+            click.option("--interval", "intervals", multiple=True,
+                         help="Candle interval, repeatable [default: 1s 5s 1m 5m 1h]."),
+            click.option("--hopping", multiple=True,
+                         help="Hopping window SIZE/SLIDE, repeatable (e.g. 1m/5s)."),
+            click.option("--duration", callback=_seconds,
+                         help="Stop after this long (e.g. 20 or 2m) [default: until Ctrl-C]."),
+            click.option("--quiet", is_flag=True, default=None,
+                         help="No live view: one start line and a summary at the end."),
+        ]
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
+    return load_config(config_path, overrides=overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tickpipe")
+def cli() -> None:
+    """tickpipe: live exchange trades to exact candles, stored and shown as they happen.
+
+    Start with `tickpipe demo` (no network), then `tickpipe verify`.
+    """
+
+
+@cli.command()
+@_common
+@click.option(
+    "--exchange",
+    "exchanges",
+    multiple=True,
+    help="Exchange to subscribe to, repeatable [default: binance].",
+)
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    help="Symbol as BASE-QUOTE, repeatable [default: BTC-USDT ETH-USDT].",
+)
+@click.option("--binance-url", help="Binance stream endpoint override (testnets, tests).")
+@click.option(
+    "--replay",
+    type=click.Path(dir_okay=False),
+    help="Replay trades from a .jsonl, .csv or .parquet file instead of exchanges.",
+)
+@click.option(
+    "--speed",
+    type=float,
+    help="Replay speed: 1 = original, 10 = ten times faster, 0 = as fast as possible.",
+)
+def run(config_path, data_dir, intervals, hopping, duration, quiet, exchanges, symbols,
+        binance_url, replay, speed) -> None:  # fmt: skip
+    """Ingest live trades, build candles, store them, show them in the terminal."""
+    config = _config(config_path, {
+        "data_dir": data_dir, "intervals": list(intervals) or None,
+        "hopping": list(hopping) or None, "quiet": quiet,
+        "run.exchanges": list(exchanges) or None, "run.symbols": list(symbols) or None,
+        "binance.url": binance_url, "run.replay": replay,
+        "run.speed": None if speed is None else (speed or float("inf")),
+    })  # fmt: skip
+    _pipeline(config, _run_sources(config), "run", duration)
+
+
+@cli.command()
+@_common
+@click.option("--symbols", type=int, help="How many simulated symbols [default: 20].")
+@click.option("--rate", type=float, help="Trades per second across all symbols [default: 2000].")
+@click.option("--seed", type=int, help="Random seed of the simulated market [default: 0].")
+def demo(config_path, data_dir, intervals, hopping, duration, quiet, symbols, rate, seed) -> None:
+    """Run the whole pipeline on a simulated market: no network needed."""
+    config = _config(config_path, {
+        "data_dir": data_dir, "intervals": list(intervals) or None,
+        "hopping": list(hopping) or None, "quiet": quiet,
+        "demo.symbols": symbols, "demo.rate": rate, "demo.seed": seed,
+    })  # fmt: skip
+    from tickpipe.sources.simulated import SimulatedMarket
+
+    market = SimulatedMarket(config.demo.symbols, config.demo.rate, config.demo.seed)
+    _pipeline(config, [market], "demo", duration)
+
+
+@cli.command()
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
+)
+@click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
+@click.option(
+    "--interval",
+    "intervals",
+    multiple=True,
+    help="Only these intervals [default: every stored interval].",
+)
+@click.option(
+    "--show",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="How many mismatches to print.",
+)
+def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
+    """Recompute every candle from the stored trades and diff against the streamed ones.
+
+    Exits 0 with a one-line summary when all match, 1 with a readable diff otherwise.
+    """
+    from tickpipe.verify import verify as run_verify
+
+    config = _config(config_path, {"data_dir": data_dir})
+    store = DuckDBStore(config.db_path, read_only=True)
+    try:
+        report = run_verify(store, list(intervals) or None, show)
+    finally:
+        store.close()
+    if report.ok:
+        click.echo(
+            f"verify: OK - {report.candles:,} candles in {len(report.intervals)} intervals "
+            f"({', '.join(report.intervals)}) equal the recomputation from "
+            f"{report.trades:,} stored trades; 0 mismatches, 0 duplicate trades"
+        )
+        return
+    click.echo(
+        f"verify: FAILED - {report.mismatch_count:,} mismatching candles, "
+        f"{report.duplicate_trades:,} duplicate trades "
+        f"({report.candles:,} candles, {report.trades:,} trades)",
+        err=True,
+    )
+    for m in report.mismatches:
+        click.echo(f"  {m.exchange} {m.symbol} {m.interval} start={m.start}: {m.problem}", err=True)
+        for name in m.stored:
+            a, b = m.stored[name], m.recomputed[name]
+            if a != b:
+                click.echo(f"      {name:<13} stored={a!r:<24} recomputed={b!r}", err=True)
+    if report.mismatch_count > len(report.mismatches):
+        click.echo(f"  ... and {report.mismatch_count - len(report.mismatches):,} more", err=True)
+    sys.exit(1)
+
+
+def _run_sources(config: Config) -> list[Source]:
+    if config.run.replay:
+        from tickpipe.sources.replay import FileReplay
+
+        speed = None if config.run.speed == float("inf") else config.run.speed
+        return [FileReplay(Path(config.run.replay), speed=speed)]
+    from tickpipe.sources.binance.source import BinanceSource
+
+    return [
+        BinanceSource(config.run.symbols, url=config.binance.url, stream=config.binance.stream)
+        for name in config.run.exchanges
+        if name == "binance"
+    ]
+
+
+def _pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
+    from tickpipe.pipeline import Pipeline
+    from tickpipe.view.terminal import TerminalView, print_summary, start_line
+
+    pipeline = Pipeline(config, sources, mode)
+    view = None
+    try:
+        pipeline.restore()
+        if config.quiet:
+            click.echo(start_line(pipeline.snapshot()))
+        else:
+            view = TerminalView(pipeline.snapshot)
+            view.start()
+        asyncio.run(pipeline.run(duration))
+    finally:
+        if view is not None:
+            view.stop()
+        pipeline.close()
+    print_summary(pipeline.snapshot())
+
+
+def main() -> None:
+    """Entry point: one-line errors for bad arguments and settings, exit status 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "tickpipe"
+        click.echo(f"{where}: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (ConfigError, StoreError) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

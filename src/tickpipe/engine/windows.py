@@ -1,0 +1,69 @@
+"""Window definitions: tumbling (`1m`) and hopping (`1m/5s`: 1-minute candles every 5 s).
+
+Windows are aligned to the Unix epoch in UTC, so the same trade falls in the same window on
+every machine and in every replay.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_UNITS_US = {
+    "us": 1,
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+    "d": 86_400_000_000,
+}
+_DURATION = re.compile(r"^\s*(\d+)\s*(us|ms|s|m|h|d)\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """`250ms`, `5s`, `1m`, `1h`, `1d` as integer microseconds; ValueError names what is allowed."""
+    match = _DURATION.match(str(text))
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration (use e.g. 250ms, 5s, 1m, 1h, 1d)")
+    return int(match.group(1)) * _UNITS_US[match.group(2)]
+
+
+def format_duration(us: int) -> str:
+    """The shortest exact spelling: 60_000_000 becomes `1m`."""
+    for unit in ("d", "h", "m", "s", "ms", "us"):
+        size = _UNITS_US[unit]
+        if us % size == 0:
+            return f"{us // size}{unit}"
+    raise AssertionError("unreachable: every duration is a whole number of microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A window of `size` microseconds starting every `slide` microseconds (tumbling: equal)."""
+
+    name: str
+    size: int
+    slide: int
+
+    @property
+    def hopping(self) -> bool:
+        return self.slide != self.size
+
+    def starts(self, ts: int) -> range:
+        """Start times of every window of this kind that contains `ts`."""
+        last = ts - ts % self.slide
+        return range(last, ts - self.size, -self.slide)
+
+
+def parse_window(text: str) -> Window:
+    """`1m` (tumbling) or `1m/5s` (size/slide, hopping); the slide must divide the size."""
+    size_text, _, slide_text = str(text).partition("/")
+    size = parse_duration(size_text)
+    if not slide_text:
+        return Window(format_duration(size), size, size)
+    slide = parse_duration(slide_text)
+    if slide > size or size % slide:
+        raise ValueError(f"{text!r}: the slide must divide the window size (e.g. 1m/5s)")
+    if slide == size:
+        return Window(format_duration(size), size, size)
+    return Window(f"{format_duration(size)}/{format_duration(slide)}", size, slide)

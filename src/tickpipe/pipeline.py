@@ -1,0 +1,298 @@
+"""The embedded pipeline: sources -> bounded queue -> engine -> store writer, in one process.
+
+Sources and the engine share one asyncio loop; the store writer is a thread, because DuckDB
+releases the GIL while it writes, so storing overlaps decoding and aggregation. Every hop is
+bounded: the transport in trades, the writer in pending trades (the engine waits when the
+writer falls behind, the transport fills, and the sources wait in `emit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+
+from tickpipe.config import Config
+from tickpipe.deadletter import DeadLetters
+from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.engine.windows import parse_duration
+from tickpipe.records import Candle, Disconnect, Gap, RollingStat, TradeBatch, concat_batches
+from tickpipe.sources import Source, SourceContext, SourceStats
+from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.transport.memory import MemoryTransport
+from tickpipe.view.terminal import Snapshot, SymbolRow
+
+TICK_SECONDS = 0.1
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Counters:
+    trades: int = 0
+    candles: int = 0
+    late_rejected: int = 0
+    duplicates: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class StoreWriter:
+    """Collects what the engine produced and writes it in large transactions on a thread.
+
+    Trades and the candle updates they caused are handed over together and always land in
+    the same transaction, so the file never holds a candle without its trades.
+    """
+
+    def __init__(self, store: DuckDBStore, flush_every: float = 0.2, max_pending: int = 500_000):
+        self.store = store
+        self.flush_every = flush_every
+        self.max_pending = max_pending
+        self.error: BaseException | None = None
+        self.written_trades = 0
+        self.written_candles = 0
+        self._pending_trades = 0
+        self._trades: list[TradeBatch] = []
+        self._candles: list[Candle] = []
+        self._rolling: list[RollingStat] = []
+        self._events: list[tuple[int, str, str, str]] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="tickpipe-store", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        return self._pending_trades
+
+    def submit(
+        self,
+        trades: TradeBatch | None = None,
+        candles: list[Candle] | tuple = (),
+        rolling: list[RollingStat] | tuple = (),
+        events: list[tuple[int, str, str, str]] | tuple = (),
+    ) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"the store writer failed: {self.error}") from self.error
+        with self._cond:
+            if trades is not None and len(trades):
+                self._trades.append(trades)
+                self._pending_trades += len(trades)
+            self._candles.extend(candles)
+            self._rolling.extend(rolling)
+            self._events.extend(events)
+            if self._pending_trades >= self.max_pending:
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Write everything still pending and stop the thread."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
+        if self.error is not None:
+            raise RuntimeError(f"the store writer failed: {self.error}") from self.error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._stop or self._pending_trades >= self.max_pending,
+                    timeout=self.flush_every,
+                )
+                trades, self._trades = self._trades, []
+                candles, self._candles = self._candles, []
+                rolling, self._rolling = self._rolling, []
+                events, self._events = self._events, []
+                stopping = self._stop
+            try:
+                if trades or candles or rolling or events:
+                    self.store.write(trades, candles, rolling, events)
+                    self.written_trades += sum(len(t) for t in trades)
+                    self.written_candles += len(candles)
+            except BaseException as exc:
+                self.error = exc
+                return
+            finally:
+                with self._cond:
+                    self._pending_trades -= sum(len(t) for t in trades)
+            if stopping:
+                return
+
+
+class Pipeline:
+    """Wires the parts together for `tickpipe run` and `tickpipe demo`."""
+
+    def __init__(self, config: Config, sources: list[Source], mode: str) -> None:
+        self.config = config
+        self.mode = mode
+        self.sources = sources
+        self.engine = CandleEngine(config.engine_config())
+        self.transport = MemoryTransport(config.queue_trades)
+        self.dead_letters = DeadLetters(config.dead_letter_path)
+        self.store = DuckDBStore(config.db_path)
+        self.writer = StoreWriter(self.store, parse_duration(config.flush_every) / 1e6)
+        self.counters = Counters()
+        self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in sources}
+        self.first_candle_at: float | None = None
+        self.restored_trades = 0
+        self._rates: dict[int, tuple[float, int, float]] = {}  # gid -> (time, trades, rate)
+        self._stopping = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Rebuild open windows from the stored trades (after a restart or a crash)."""
+        engine = self.engine
+        align = max(w.size for w in engine.windows)
+        cutoff, batch = self.store.restore_point(
+            engine.horizon, engine.config.allowed_lateness, align
+        )
+        if not len(batch):
+            return
+        revisions = self.store.revisions(min(cutoff.values()))
+        candles = engine.restore(batch, cutoff, revisions, now_us())
+        self.restored_trades = len(batch)
+        self.store.write(candles=candles)
+
+    async def run(self, duration: float | None = None) -> None:
+        """Run until `duration` seconds pass, every source ends, or SIGINT/SIGTERM."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stopping.set)
+        tasks = [
+            asyncio.create_task(self._run_source(source), name=f"source:{source.name}")
+            for source in self.sources
+        ]
+        engine_task = asyncio.create_task(self._engine_loop(), name="engine")
+        sources_done = asyncio.gather(*tasks, return_exceptions=True)
+        waiters = [asyncio.ensure_future(self._stopping.wait()), sources_done, engine_task]
+        try:
+            await asyncio.wait(waiters, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._stopping.set()
+            await asyncio.gather(engine_task, return_exceptions=False)
+            waiters[0].cancel()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.store.close()
+            self.dead_letters.close()
+
+    # -- stages --------------------------------------------------------------------------
+
+    async def _run_source(self, source: Source) -> None:
+        ctx = SourceContext(
+            emit=self.transport.put,
+            event=self._on_event,
+            dead_letters=self.dead_letters,
+            stats=self.stats[source.name],
+        )
+        await source.run(ctx)
+
+    def _on_event(self, event: Gap | Disconnect) -> None:
+        kind = type(event).__name__.lower()
+        detail = msgspec.json.encode(event).decode()
+        self.writer.submit(events=[(event.ts, kind, event.source, detail)])
+
+    async def _engine_loop(self) -> None:
+        """Drain the transport, feed the engine, hand results to the writer; tick when idle."""
+        next_tick = time.monotonic()
+        while True:
+            batch = await self.transport.get(timeout=TICK_SECONDS)
+            if batch is not None:
+                batches = [batch, *self.transport.get_nowait_all()]
+                await self.transport.wake_producers()
+                # Under load the queue holds many batches: one large batch per source costs
+                # the engine far less per trade than many small ones.
+                by_source: dict[str, list[TradeBatch]] = {}
+                for b in batches:
+                    by_source.setdefault(b.source, []).append(b)
+                for source, group in by_source.items():
+                    self._apply(self.engine.process(concat_batches(group, source), now_us()))
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_SECONDS
+                self._apply(self.engine.tick(now_us()))
+            while self.writer.pending > self.writer.max_pending and self.writer.error is None:
+                await asyncio.sleep(0.005)  # the store is behind: stop taking from the queue
+            if self._stopping.is_set() and not len(self.transport):
+                self.writer.submit(candles=self.engine.flush(now_us()))
+                return
+
+    def _apply(self, out: EngineOutput) -> None:
+        if out.late is not None:
+            self.counters.late_rejected += len(out.late)
+            for trade in out.late.to_trades():
+                self.dead_letters.write(
+                    trade.source, "late: older than the correction horizon",
+                    msgspec.json.encode(trade),
+                )  # fmt: skip
+        self.counters.duplicates += out.duplicates
+        if out.accepted is not None:
+            self.counters.trades += len(out.accepted)
+        if out.candles and self.first_candle_at is None:
+            self.first_candle_at = time.monotonic()
+        self.counters.candles += len(out.candles)
+        if out.accepted is not None or out.candles or out.rolling:
+            self.writer.submit(out.accepted, out.candles, out.rolling)
+
+    # -- terminal view -------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """What the terminal view shows; called from its refresh thread, so it only reads."""
+        now = time.monotonic()
+        rows = []
+        for gid, state in enumerate(list(self.engine.states)):
+            then, count, rate = self._rates.get(gid, (self.counters.started, 0, 0.0))
+            if now - then >= 1.0:
+                rate = (state.trades - count) / (now - then)
+                self._rates[gid] = (now, state.trades, rate)
+            has_trade = state.last_ts > 0
+            rows.append(
+                SymbolRow(
+                    exchange=state.instrument.exchange,
+                    symbol=state.instrument.symbol,
+                    last_price=state.last_price if has_trade else None,
+                    candle=self.engine.current_candle(state.instrument),
+                    trades_per_s=rate,
+                    lag_ms=(state.last_recv_ts - state.last_ts) / 1000 if has_trade else None,
+                    trades=state.trades,
+                )
+            )
+        uptime = now - self.counters.started
+        total_rate = sum(r.trades_per_s for r in rows)
+        sources = {}
+        for name, st in self.stats.items():
+            sources[name] = "connected" if st.connected else f"waiting ({st.reconnects} reconnects)"
+        return Snapshot(
+            mode=self.mode,
+            data_path=str(self.config.db_path),
+            dead_letter_path=str(self.config.dead_letter_path),
+            uptime_s=uptime,
+            trades_total=self.counters.trades,
+            trades_per_s=total_rate,
+            candles_written=self.writer.written_candles,
+            late_corrected=self.engine.corrections,
+            late_rejected=self.counters.late_rejected,
+            duplicates=self.counters.duplicates,
+            malformed=sum(st.malformed for st in self.stats.values()),
+            queue_depth=self.transport.depth,
+            queue_capacity=self.transport.max_trades,
+            sources=sources,
+            rows=rows,
+        )

@@ -1,0 +1,164 @@
+"""Binance spot trade frames to trade batches, on bytes alone (no connection needed).
+
+Frames come from the combined-stream endpoint, `{"stream": "btcusdt@trade", "data": {...}}`,
+with `trade` or `aggTrade` events (for an aggregate trade, its id `a` is the sequence).
+The fast path decodes every frame with one msgspec decoder into small Structs and builds the
+columns with comprehensions; only a batch in which something does not fit (a subscription ack,
+an error reply, a malformed frame, an unknown symbol) is walked again frame by frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import msgspec
+import numpy as np
+
+from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
+from tickpipe.symbols import normalize_symbol, to_binance
+
+EXCHANGE = "binance"
+
+
+class _Trade(msgspec.Struct, gc=False, tag_field="e", tag="trade"):
+    # Only the fields tickpipe uses; msgspec skips the rest (E, M, b, a) without building them.
+    s: str
+    t: int  # trade id
+    p: float  # Binance sends decimals as strings; strict=False turns "0.001" into a float
+    q: float
+    T: int  # trade time, ms
+    m: bool  # is the buyer the market maker?
+
+
+class _AggTrade(msgspec.Struct, gc=False, tag_field="e", tag="aggTrade"):
+    s: str
+    t: int = msgspec.field(name="a")  # aggregate trade id, consecutive per symbol like `t`
+    p: float
+    q: float
+    T: int
+    m: bool
+
+
+class _Envelope(msgspec.Struct, gc=False):
+    data: _Trade | _AggTrade | None = None
+
+
+_decoder = msgspec.json.Decoder(_Envelope, strict=False)
+_generic = msgspec.json.Decoder()
+
+
+class Reject(NamedTuple):
+    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
+
+    payload: bytes
+    reason: str
+
+
+class InstrumentIndex:
+    """The instruments of one Binance source and the code of each raw symbol (`BTCUSDT` -> 0)."""
+
+    def __init__(self, instruments: Iterable[Instrument]) -> None:
+        self.instruments: list[Instrument] = list(instruments)
+        self.codes: dict[str, int] = {i.raw_symbol: n for n, i in enumerate(self.instruments)}
+        if len(self.codes) != len(self.instruments):
+            raise ValueError("instruments repeat a raw symbol")
+
+    @classmethod
+    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
+        """Instruments for normalized or Binance spellings (`BTC-USDT`, `btcusdt`)."""
+        out: dict[str, Instrument] = {}
+        for raw in symbols:
+            symbol = normalize_symbol(raw)
+            out.setdefault(symbol, Instrument(exchange, symbol, to_binance(symbol)))
+        return cls(out.values())
+
+
+def parse_frames(
+    frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str = EXCHANGE
+) -> tuple[TradeBatch, list[Reject]]:
+    """Decode combined-stream trade frames into one batch; frames that are not trades are
+    returned as rejects, except subscription acks and server notices, which are dropped.
+
+    `recv_ts` (integer microseconds) is stamped on every trade of the batch.
+    """
+    try:
+        trades = [_decoder.decode(f).data for f in frames]
+        codes = [index.codes[t.s] for t in trades]  # AttributeError on None, KeyError on unknown
+    except (msgspec.DecodeError, KeyError, AttributeError):
+        return _parse_slow(frames, recv_ts, index, source)
+    return _columns(trades, codes, recv_ts, index, source), []
+
+
+def _columns(
+    trades: list[_Trade | _AggTrade],
+    codes: list[int],
+    recv_ts: int,
+    index: InstrumentIndex,
+    source: str,
+) -> TradeBatch:
+    n = len(trades)
+    buyer_is_maker = np.fromiter([t.m for t in trades], np.bool_, n)
+    return TradeBatch(
+        source=source,
+        instruments=index.instruments,
+        instrument=np.fromiter(codes, np.int32, n),
+        seq=np.fromiter([t.t for t in trades], np.int64, n),
+        price=np.fromiter([t.p for t in trades], np.float64, n),
+        size=np.fromiter([t.q for t in trades], np.float64, n),
+        # The buyer was the resting order, so the taker sold.
+        side=np.where(buyer_is_maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
+        ts=np.fromiter([t.T for t in trades], np.int64, n) * 1000,
+        recv_ts=np.full(n, recv_ts, np.int64),
+    )
+
+
+def _parse_slow(
+    frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str
+) -> tuple[TradeBatch, list[Reject]]:
+    trades: list[_Trade | _AggTrade] = []
+    codes: list[int] = []
+    rejects: list[Reject] = []
+    for frame in frames:
+        try:
+            trade = _decoder.decode(frame).data
+        except msgspec.DecodeError as exc:
+            reason = _classify(frame, exc)
+            if reason:
+                rejects.append(Reject(frame, reason))
+            continue
+        if trade is None:
+            reason = _classify(frame, None)
+            if reason:
+                rejects.append(Reject(frame, reason))
+            continue
+        code = index.codes.get(trade.s)
+        if code is None:
+            rejects.append(Reject(frame, f"unknown symbol {trade.s!r}"))
+            continue
+        trades.append(trade)
+        codes.append(code)
+    return _columns(trades, codes, recv_ts, index, source), rejects
+
+
+def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
+    """Why a frame without a trade is not one: '' for acks and notices that need no action."""
+    try:
+        msg: Any = _generic.decode(frame)
+    except msgspec.DecodeError:
+        return "invalid JSON"
+    if not isinstance(msg, dict):
+        return "not a JSON object"
+    if "result" in msg and "id" in msg:
+        return ""  # reply to SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS
+    if "code" in msg or "error" in msg:
+        return "error reply from exchange"
+    data = msg.get("data", msg.get("event", msg))
+    event = data.get("e") if isinstance(data, dict) else None
+    if event == "serverShutdown":
+        return ""  # the server closes the connection soon; the connection helper reconnects
+    if event not in (None, "trade", "aggTrade"):
+        return f"unexpected event {event!r}"
+    if error is not None:
+        return f"bad trade: {error}"
+    return "no trade data"

@@ -1,0 +1,268 @@
+"""The embedded store: one DuckDB file holding trades, candles, rolling statistics and events.
+
+Writes are bulk only: a trade batch goes in as an Arrow table, candles as one Arrow table per
+flush, all in one transaction, so after a crash the file holds whole flushes and nothing else.
+Candles are whole-row upserts keyed (exchange, symbol, interval, start), so a replay converges
+to the same rows.
+
+Trades carry no unique index: DuckDB's index would cut insert speed to a third. Uniqueness on
+(exchange, symbol, trade_id) is kept by the engine, which accepts a trade id once and, after a
+restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from tickpipe.engine.windows import format_duration
+from tickpipe.records import CANDLE_FIELDS, Candle, Instrument, RollingStat, TradeBatch
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS trades (
+    source VARCHAR NOT NULL,
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    raw_symbol VARCHAR NOT NULL,
+    trade_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    price DOUBLE NOT NULL,
+    size DOUBLE NOT NULL,
+    side VARCHAR NOT NULL,
+    ts BIGINT NOT NULL,
+    recv_ts BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS candles (
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    interval VARCHAR NOT NULL,
+    start BIGINT NOT NULL,
+    open DOUBLE NOT NULL,
+    high DOUBLE NOT NULL,
+    low DOUBLE NOT NULL,
+    close DOUBLE NOT NULL,
+    volume DOUBLE NOT NULL,
+    quote_volume DOUBLE NOT NULL,
+    vwap DOUBLE NOT NULL,
+    mean_price DOUBLE NOT NULL,
+    trades BIGINT NOT NULL,
+    buy_volume DOUBLE NOT NULL,
+    sell_volume DOUBLE NOT NULL,
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    final BOOLEAN NOT NULL,
+    revision INTEGER NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (exchange, symbol, interval, start)
+);
+CREATE TABLE IF NOT EXISTS rolling_stats (
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    ts BIGINT NOT NULL,
+    avg_close_30m DOUBLE NOT NULL,
+    min_price_5m DOUBLE NOT NULL,
+    max_price_5m DOUBLE NOT NULL,
+    avg_price_5m DOUBLE NOT NULL,
+    PRIMARY KEY (exchange, symbol, ts)
+);
+CREATE TABLE IF NOT EXISTS events (
+    ts BIGINT NOT NULL,
+    kind VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    detail VARCHAR NOT NULL
+);
+"""
+
+_CANDLE_TYPES = {
+    "exchange": pa.string(), "symbol": pa.string(), "interval": pa.string(),
+    "start": pa.int64(), "trades": pa.int64(), "first_seq": pa.int64(), "last_seq": pa.int64(),
+    "final": pa.bool_(), "revision": pa.int32(), "updated_at": pa.int64(),
+}  # fmt: skip
+CANDLE_SCHEMA = pa.schema([(f, _CANDLE_TYPES.get(f, pa.float64())) for f in CANDLE_FIELDS])
+ROLLING_FIELDS = RollingStat.__struct_fields__
+ROLLING_SCHEMA = pa.schema(
+    [(f, pa.string() if f in ("exchange", "symbol") else pa.int64() if f == "ts" else pa.float64())
+     for f in ROLLING_FIELDS]
+)  # fmt: skip
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written."""
+
+
+def candles_to_arrow(candles: Iterable[Candle]) -> pa.Table:
+    """Latest update per candle key, as an Arrow table (an upsert may not touch a row twice)."""
+    latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
+    rows = [msgspec.structs.astuple(c) for c in latest.values()]
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in CANDLE_FIELDS]
+    return pa.table(
+        [pa.array(col, type=f.type) for col, f in zip(columns, CANDLE_SCHEMA, strict=True)],
+        schema=CANDLE_SCHEMA,
+    )
+
+
+def _rolling_to_arrow(stats: Iterable[RollingStat]) -> pa.Table:
+    latest = {(s.exchange, s.symbol, s.ts): s for s in stats}
+    rows = [msgspec.structs.astuple(s) for s in latest.values()]
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in ROLLING_FIELDS]
+    return pa.table(
+        [pa.array(col, type=f.type) for col, f in zip(columns, ROLLING_SCHEMA, strict=True)],
+        schema=ROLLING_SCHEMA,
+    )
+
+
+class DuckDBStore:
+    """Reader and writer over one DuckDB file. Safe to share between threads (one lock)."""
+
+    def __init__(self, path: str | Path, read_only: bool = False, threads: int | None = None):
+        self.path = Path(path)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            raise StoreError(
+                f"no tickpipe data at {self.path} (run `tickpipe demo` or `run` first)"
+            )
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        if threads:
+            self._con.execute(f"SET threads = {int(threads)}")
+        self._lock = threading.Lock()
+        if not read_only:
+            self._con.execute(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(
+        self,
+        trades: Iterable[TradeBatch | pa.Table] = (),
+        candles: Iterable[Candle] = (),
+        rolling: Iterable[RollingStat] = (),
+        events: Iterable[tuple[int, str, str, str]] = (),
+    ) -> None:
+        """Store one flush in one transaction: trades appended, candles and stats upserted."""
+        tables = [t.to_arrow() if isinstance(t, TradeBatch) else t for t in trades]
+        tables = [t for t in tables if t.num_rows]
+        candle_table = candles_to_arrow(candles)
+        rolling_table = _rolling_to_arrow(rolling)
+        events = list(events)
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if tables:
+                    trade_table = pa.concat_tables(tables)  # noqa: F841 (read by DuckDB by name)
+                    con.execute("INSERT INTO trades SELECT * FROM trade_table")
+                if candle_table.num_rows:
+                    con.execute("INSERT OR REPLACE INTO candles SELECT * FROM candle_table")
+                if rolling_table.num_rows:
+                    con.execute("INSERT OR REPLACE INTO rolling_stats SELECT * FROM rolling_table")
+                if events:
+                    con.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    # -- reading -------------------------------------------------------------------------
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
+
+    def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
+        with self._lock:
+            return self._con.sql(sql, params=params or None).to_arrow_table()
+
+    def intervals(self) -> list[str]:
+        return [r[0] for r in self.query("SELECT DISTINCT interval FROM candles ORDER BY 1")]
+
+    def candles(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: int | None = None,
+        end: int | None = None,
+        bucket: int | None = None,
+        interval_size: int | None = None,
+    ) -> list[Candle]:
+        """Candles of one symbol with `start` in [start, end), optionally re-bucketed.
+
+        `bucket` (microseconds) must be a multiple of the stored interval's `interval_size`;
+        the result then rolls the stored candles up into candles of that size.
+        """
+        lo = -(2**62) if start is None else start
+        hi = 2**62 if end is None else end
+        where = "exchange = ? AND symbol = ? AND interval = ? AND start >= ? AND start < ?"
+        params = [exchange, symbol, interval, lo, hi]
+        if bucket is None or bucket == interval_size:
+            rows = self.query(f"SELECT * FROM candles WHERE {where} ORDER BY start", params)
+            return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
+        if not interval_size or bucket % interval_size:
+            raise ValueError("bucket must be a whole multiple of the stored interval")
+        sql = f"""
+            SELECT exchange, symbol, ? AS interval, start - start % ? AS bucket,
+                arg_min(open, start), max(high), min(low), arg_max(close, start),
+                sum(volume), sum(quote_volume),
+                CASE WHEN sum(volume) > 0 THEN sum(quote_volume) / sum(volume)
+                     ELSE arg_max(close, start) END,
+                sum(mean_price * trades) / sum(trades), sum(trades),
+                sum(buy_volume), sum(sell_volume),
+                arg_min(first_seq, start), arg_max(last_seq, start),
+                bool_and(final),
+                max(revision), max(updated_at)
+            FROM candles WHERE {where}
+            GROUP BY exchange, symbol, bucket ORDER BY bucket
+        """
+        rows = self.query(sql, [format_duration(bucket), bucket, *params])
+        return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
+
+    def restore_point(
+        self, horizon: int, lateness: int, align: int
+    ) -> tuple[dict[Instrument, int], TradeBatch]:
+        """Per instrument, the time from which stored trades rebuild every window that can
+        still change, and those trades (for the engine to reload after a restart)."""
+        rows = self.query(
+            "SELECT exchange, symbol, raw_symbol, max(ts) FROM trades "
+            "GROUP BY exchange, symbol, raw_symbol"
+        )
+        cutoff: dict[Instrument, int] = {}
+        for exchange, symbol, raw, max_ts in rows:
+            edge = max_ts - lateness - horizon - align
+            cutoff[Instrument(exchange, symbol, raw)] = edge - edge % align
+        limits = pa.table(
+            {
+                "exchange": pa.array([i.exchange for i in cutoff], pa.string()),
+                "symbol": pa.array([i.symbol for i in cutoff], pa.string()),
+                "cutoff": pa.array(list(cutoff.values()), pa.int64()),
+            }
+        )
+        with self._lock:
+            self._con.register("restore_limits", limits)
+            try:
+                table = self._con.sql(
+                    "SELECT t.* FROM trades t JOIN restore_limits l USING (exchange, symbol) "
+                    "WHERE t.ts >= l.cutoff"
+                ).to_arrow_table()
+            finally:
+                self._con.unregister("restore_limits")
+        return cutoff, TradeBatch.from_arrow(table, source="restore")
+
+    def revisions(self, since: int) -> dict[tuple[str, str, str, int], int]:
+        rows = self.query(
+            "SELECT exchange, symbol, interval, start, revision FROM candles "
+            "WHERE start >= ? AND revision > 0",
+            [since],
+        )
+        return {(e, s, i, st): r for e, s, i, st, r in rows}

@@ -1,0 +1,479 @@
+"""A local stand-in for Binance's spot WebSocket streams, with scripted faults.
+
+It speaks the documented protocol on 127.0.0.1: combined streams at `/stream?streams=a/b`
+(events wrapped as `{"stream": ..., "data": ...}`), raw streams at `/ws/<stream>`, live
+`SUBSCRIBE` / `UNSUBSCRIBE` / `LIST_SUBSCRIPTIONS` requests answered with
+`{"result": ..., "id": ...}`, a ping every `ping_interval` seconds and a disconnect when no
+pong came back within `pong_timeout`.
+
+It remembers every trade: `history` holds each trade the exchange made (sent or not), and
+`published` each trade event written to a client, in order, repeats included, so a test can
+assert that a client received exactly what was sent.
+
+Faults: `drop_after(n)` cuts the connection (no close frame) after n more frames, `silent`
+stops data while pings and pongs go on, `send(...)` takes trades in any order and any number of
+times (reordering, duplicates), `skip(symbol, n)` loses trades (a gap), `send_raw` writes
+any frame (malformed input), `reject_next(429, retry_after=...)` refuses upgrades.
+
+Use it with `async with FakeBinance() as server:` in async tests, or `FakeBinanceThread` from
+synchronous ones (for example when `tickpipe run` runs as a subprocess), or run
+`python -m tests.fakes.binance_server --rate 100` by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServerConnection:
+    """What the server knows about one client connection."""
+
+    id: int
+    path: str
+    combined: bool
+    streams: set[str]
+    transport: WSTransport | None = None
+    opened_at: float = 0.0
+    last_pong: float = 0.0
+    frames_sent: int = 0
+    trades_sent: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)  # JSON messages from the client
+    pings_sent: int = 0
+    pongs_received: int = 0
+    pings_received: int = 0
+    closed: bool = False
+    close_reason: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.closed
+
+
+class _ClientListener(WSListener):
+    def __init__(self, server: FakeBinance, conn: ServerConnection) -> None:
+        super().__init__()
+        self.server = server
+        self.conn = conn
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.conn.transport = transport
+        self.conn.opened_at = self.conn.last_pong = time.monotonic()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.PING:
+            self.conn.pings_received += 1
+            if self.server.answer_pings:
+                transport.send_pong(frame.get_payload_as_bytes())
+        elif kind is WSMsgType.PONG:
+            self.conn.pongs_received += 1
+            self.conn.last_pong = time.monotonic()
+        elif kind is WSMsgType.CLOSE:
+            self.conn.close_reason = self.conn.close_reason or "client closed"
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif kind is WSMsgType.TEXT:
+            self.server._on_request(self.conn, frame.get_payload_as_bytes())
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.conn.closed = True
+
+
+class FakeBinance:
+    """Binance spot streams on 127.0.0.1, scripted by the test that owns it."""
+
+    def __init__(
+        self,
+        symbols: Iterable[str] = ("BTCUSDT", "ETHUSDT"),
+        *,
+        ping_interval: float = 20.0,
+        pong_timeout: float = 60.0,
+        port: int = 0,
+        seed: int = 1,
+    ) -> None:
+        self.symbols = [s.upper().replace("-", "") for s in symbols]
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.port = port
+        self.silent = False  # data stops; pings and pongs go on
+        self.answer_pings = True
+        self.connections: list[ServerConnection] = []
+        self.history: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols}
+        self.published: list[dict[str, Any]] = []
+        self.rejected: list[tuple[str, int]] = []  # (path, status) of refused upgrades
+        self._next_id: dict[str, int] = {s: 1_000_000 for s in self.symbols}
+        self._price: dict[str, float] = {s: 100.0 * (n + 1) for n, s in enumerate(self.symbols)}
+        self._rng = random.Random(seed)
+        self._drop_countdown: int | None = None
+        self._rejects: list[tuple[int, str | None]] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The endpoint to give a source (`BinanceSource(..., url=server.url)`)."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def start(self) -> FakeBinance:
+        self._server = await ws_create_server(
+            self._route,
+            "127.0.0.1",
+            self.port,
+            enable_auto_pong=False,
+            logger_name="fake-binance",
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._spawn(self._ping_loop())
+        return self
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for conn in self.open_connections():
+            self._drop(conn, "server stopped")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> FakeBinance:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- what tests inspect --------------------------------------------------------------
+
+    def open_connections(self) -> list[ServerConnection]:
+        return [c for c in self.connections if c.open]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.005)
+
+    async def wait_connections(self, count: int, timeout: float = 5.0) -> ServerConnection:
+        """Wait until `count` connections have opened in total; return the latest of them."""
+        await self.wait_for(lambda: len(self._opened()) >= count, timeout)
+        return self._opened()[count - 1]
+
+    def _opened(self) -> list[ServerConnection]:
+        return [c for c in self.connections if c.transport is not None]
+
+    # -- the exchange --------------------------------------------------------------------
+
+    def trade(
+        self,
+        symbol: str,
+        *,
+        price: float | None = None,
+        qty: float | None = None,
+        buyer_is_maker: bool | None = None,
+        trade_time: int | None = None,
+    ) -> dict[str, Any]:
+        """Make the next trade of `symbol` (a `trade` event payload) without sending it."""
+        symbol = symbol.upper().replace("-", "")
+        if symbol not in self._next_id:
+            self.symbols.append(symbol)
+            self.history[symbol] = []
+            self._next_id[symbol] = 1_000_000
+            self._price[symbol] = 100.0
+        if price is None:
+            price = self._price[symbol] = round(
+                self._price[symbol] * (1 + self._rng.uniform(-0.001, 0.001)), 2
+            )
+        if qty is None:
+            qty = round(self._rng.uniform(0.0001, 2.0), 5)
+        if buyer_is_maker is None:
+            buyer_is_maker = self._rng.random() < 0.5
+        now = time.time_ns() // 1_000_000
+        trade_id = self._next_id[symbol]
+        self._next_id[symbol] += 1
+        event = {
+            "e": "trade",
+            "E": now,
+            "s": symbol,
+            "t": trade_id,
+            "p": f"{price:.8f}",
+            "q": f"{qty:.8f}",
+            "T": trade_time if trade_time is not None else now,
+            "m": buyer_is_maker,
+            "M": True,
+        }
+        self.history[symbol].append(event)
+        return event
+
+    def skip(self, symbol: str, count: int = 1) -> list[dict[str, Any]]:
+        """Trades that happen but never reach a client: the gap a source must notice."""
+        return [self.trade(symbol) for _ in range(count)]
+
+    def send(self, *trades: dict[str, Any]) -> int:
+        """Write trades to every subscribed connection, in the order given; returns frames sent.
+
+        The same trade twice is a duplicate; trades out of id order are a reordering.
+        """
+        if self.silent:
+            return 0
+        sent = 0
+        for event in trades:
+            stream = f"{event['s'].lower()}@{event['e']}"
+            reached = False
+            for conn in self.open_connections():
+                if stream in conn.streams:
+                    payload = {"stream": stream, "data": event} if conn.combined else event
+                    if self._write(conn, _encode(payload)):
+                        conn.trades_sent.append(event)
+                        reached = True
+                        sent += 1
+            if reached:
+                self.published.append(event)
+        return sent
+
+    def publish(self, symbol: str, **trade: Any) -> dict[str, Any]:
+        """Make one trade and send it."""
+        event = self.trade(symbol, **trade)
+        self.send(event)
+        return event
+
+    def send_raw(self, payload: bytes | str) -> int:
+        """Write any text frame (a malformed one, say) to every open connection."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        return sum(self._write(conn, data) for conn in self.open_connections())
+
+    def send_server_shutdown(self) -> int:
+        """Binance's notice that this server goes down soon."""
+        return self.send_raw(_encode({"e": "serverShutdown", "E": time.time_ns() // 1_000_000}))
+
+    async def feed(self, rate: float, count: int | None = None) -> None:
+        """Publish trades round-robin over `symbols` at `rate` per second (forever by default)."""
+        start = time.monotonic()
+        done = 0
+        turn = 0
+        while count is None or done < count:
+            due = int((time.monotonic() - start) * rate) + 1 - done
+            if count is not None:
+                due = min(due, count - done)
+            for _ in range(max(due, 0)):
+                self.publish(self.symbols[turn % len(self.symbols)])
+                turn += 1
+                done += 1
+            await asyncio.sleep(min(0.01, 1 / rate))
+
+    # -- faults --------------------------------------------------------------------------
+
+    def drop_after(self, frames: int) -> None:
+        """Cut the connection (TCP close, no close frame) once `frames` more frames are out."""
+        self._drop_countdown = frames
+        if frames == 0:
+            self.drop_all()
+
+    def drop_all(self, reason: str = "dropped") -> None:
+        for conn in self.open_connections():
+            self._drop(conn, reason)
+
+    def reject_next(
+        self, status: int = 429, retry_after: str | None = None, count: int = 1
+    ) -> None:
+        """Refuse the next `count` upgrade requests with `status` (429, 418, ...)."""
+        self._rejects.extend([(status, retry_after)] * count)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _route(
+        self, request: WSUpgradeRequest
+    ) -> WSListener | WSUpgradeResponseWithListener | None:
+        path = request.path.decode()
+        parts = urllib.parse.urlsplit(path)
+        if self._rejects:
+            status, retry_after = self._rejects.pop(0)
+            self.rejected.append((path, status))
+            headers = {"Retry-After": retry_after} if retry_after is not None else None
+            response = WSUpgradeResponse.create_error_response(
+                status, b'{"code":-1003,"msg":"Too many requests."}', headers
+            )
+            return WSUpgradeResponseWithListener(response, None)
+        if parts.path.rstrip("/") == "/stream":
+            query = urllib.parse.parse_qs(parts.query)
+            names = query.get("streams", [""])[0]
+            streams = {s for s in names.split("/") if s}
+            combined = True
+        elif parts.path.rstrip("/") == "/ws":
+            streams, combined = set(), False
+        elif parts.path.startswith("/ws/"):
+            streams, combined = {s for s in parts.path[4:].split("/") if s}, False
+        else:
+            return None
+        conn = ServerConnection(len(self.connections), path, combined, streams)
+        self.connections.append(conn)
+        return _ClientListener(self, conn)
+
+    def _write(self, conn: ServerConnection, data: bytes) -> bool:
+        if not conn.open:
+            return False
+        assert conn.transport is not None
+        conn.transport.send(WSMsgType.TEXT, data)
+        conn.frames_sent += 1
+        if self._drop_countdown is not None:
+            self._drop_countdown -= 1
+            if self._drop_countdown <= 0:
+                self._drop_countdown = None
+                self._drop(conn, "dropped after scripted frame count")
+        return True
+
+    def _drop(self, conn: ServerConnection, reason: str) -> None:
+        conn.close_reason = conn.close_reason or reason
+        conn.closed = True  # nothing more is written to it
+        if conn.transport is not None:
+            conn.transport.disconnect(graceful=True)  # flush what was sent, then FIN
+
+    def _on_request(self, conn: ServerConnection, payload: bytes) -> None:
+        try:
+            msg = json.loads(payload)
+        except ValueError:
+            conn.requests.append(payload)
+            self._reply(conn, {"code": 3, "msg": "Invalid JSON: expected value"})
+            return
+        conn.requests.append(msg)
+        if not isinstance(msg, dict) or "method" not in msg:
+            self._reply(conn, {"code": 2, "msg": "Invalid request: missing field `method`"})
+            return
+        method, params, req_id = msg["method"], msg.get("params", []), msg.get("id")
+        if method == "SUBSCRIBE":
+            conn.streams.update(params)
+            self._reply(conn, {"result": None, "id": req_id})
+        elif method == "UNSUBSCRIBE":
+            conn.streams.difference_update(params)
+            self._reply(conn, {"result": None, "id": req_id})
+        elif method == "LIST_SUBSCRIPTIONS":
+            self._reply(conn, {"result": sorted(conn.streams), "id": req_id})
+        else:
+            self._reply(conn, {"code": 2, "msg": f"Invalid request: unknown variant {method}"})
+
+    def _reply(self, conn: ServerConnection, message: dict[str, Any]) -> None:
+        if conn.open and conn.transport is not None:
+            conn.transport.send(WSMsgType.TEXT, _encode(message))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ping_loop(self) -> None:
+        """Ping every connection; drop the ones that left pings unanswered too long."""
+        while True:
+            await asyncio.sleep(min(self.ping_interval, self.pong_timeout) / 2)
+            now = time.monotonic()
+            for conn in self.open_connections():
+                assert conn.transport is not None
+                if now - conn.last_pong > self.pong_timeout:
+                    conn.transport.send_close(WSCloseCode.POLICY_VIOLATION, b"pong timeout")
+                    self._drop(conn, "no pong")
+                elif now - conn.opened_at >= (conn.pings_sent + 1) * self.ping_interval:
+                    conn.transport.send_ping(str(conn.pings_sent).encode())
+                    conn.pings_sent += 1
+
+
+def _encode(message: Any) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+class FakeBinanceThread:
+    """A `FakeBinance` on its own event loop thread, for synchronous tests.
+
+    `call(fn)` runs `fn(server)` on the server's loop and returns its result, which is how a
+    test reads `published` or scripts a fault without racing the server.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.server: FakeBinance | None = None
+
+    def __enter__(self) -> FakeBinanceThread:
+        self._thread.start()
+        self.server = self.run(FakeBinance(**self._kwargs).start())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.server is not None:
+            self.run(self.server.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        """Start a coroutine (a `feed`, say) on the server's loop without waiting."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call(self, fn: Callable[[FakeBinance], T], timeout: float | None = 30.0) -> T:
+        """Run `fn(server)` on the server's loop and return what it returns."""
+        server = self.server
+        assert server is not None
+
+        async def call() -> T:
+            return fn(server)
+
+        return self.run(call(), timeout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a steady feed until interrupted; prints the URL to point a source at."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
+    parser.add_argument("--rate", type=float, default=10.0, help="trades per second, all symbols")
+    parser.add_argument("--count", type=int, default=None, help="stop feeding after this many")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        async with FakeBinance(args.symbols.split(","), port=args.port) as server:
+            print(server.url, flush=True)
+            await server.feed(args.rate, args.count)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

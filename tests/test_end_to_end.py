@@ -1,0 +1,108 @@
+"""tickpipe as a user runs it: real subprocesses, a real DuckDB file, then `tickpipe verify`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TICKPIPE = [sys.executable, "-m", "tickpipe"]
+
+
+def tickpipe(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*TICKPIPE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def stored(data_dir: Path, sql: str) -> tuple:
+    con = duckdb.connect(str(data_dir / "tickpipe.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchone()
+    finally:
+        con.close()
+
+
+def test_demo_for_ten_seconds_then_verify_reports_zero_mismatches(tmp_path: Path) -> None:
+    demo = tickpipe("demo", "--duration", "10", "--quiet", "--data-dir", str(tmp_path))
+    assert demo.returncode == 0, demo.stderr
+    assert "tickpipe.duckdb" in demo.stdout
+
+    check = tickpipe("verify", "--data-dir", str(tmp_path))
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "0 mismatches" in check.stdout
+    trades, symbols = stored(tmp_path, "SELECT count(*), count(DISTINCT symbol) FROM trades")
+    assert trades > 5_000  # the default demo rate is 2,000 trades/s
+    assert symbols >= 15  # a few of the 20 are quiet symbols that may not trade in 10 s
+    intervals = stored(tmp_path, "SELECT list(DISTINCT interval ORDER BY interval) FROM candles")
+    assert intervals[0] == ["1h", "1m", "1s", "5m", "5s"]
+
+
+def test_kill_9_mid_demo_then_restart_keeps_every_trade_once_and_verify_passes(
+    tmp_path: Path,
+) -> None:
+    data = str(tmp_path)
+    victim = subprocess.Popen(
+        [*TICKPIPE, "demo", "--quiet", "--rate", "20000", "--data-dir", data],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wal = tmp_path / "tickpipe.duckdb.wal"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not wal.exists() or wal.stat().st_size < 500_000):
+            assert victim.poll() is None, victim.stderr.read()
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    killed_at_us = time.time_ns() // 1000
+    assert victim.returncode == -signal.SIGKILL
+
+    before = stored(tmp_path, "SELECT count(*), max(ts) FROM trades")
+    assert before[0] > 0, "the killed demo stored nothing: the test proves nothing"
+
+    restart = tickpipe("demo", "--duration", "4", "--quiet", "--data-dir", data)
+    assert restart.returncode == 0, restart.stderr
+
+    after = stored(
+        tmp_path,
+        f"SELECT count(*) FILTER (WHERE ts <= {before[1]}), count(*) FILTER (WHERE ts > "
+        f"{killed_at_us}), count(*) - count(DISTINCT (exchange, symbol, trade_id)) FROM trades",
+    )
+    assert after[0] == before[0], "trades stored before the kill were lost or doubled"
+    assert after[1] > 0, "the restarted demo stored nothing new"
+    assert after[2] == 0
+    check = tickpipe("verify", "--data-dir", data)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "0 mismatches" in check.stdout
+
+
+def test_sigterm_stops_demo_cleanly_with_a_summary(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*TICKPIPE, "demo", "--quiet", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert "writing to" in first
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped after" in out
+    check = tickpipe("verify", "--data-dir", str(tmp_path))
+    assert check.returncode == 0, check.stdout + check.stderr
