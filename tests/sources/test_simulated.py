@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ SECOND = 1_000_000
 def spans(market: SimulatedMarket | MarketSimulator, seconds: float, step: float) -> TradeBatch:
     """All trades of `seconds` of simulated time, generated in spans of `step` seconds."""
     edges = np.arange(0, seconds * SECOND + 1, step * SECOND).astype(np.int64) + T0
-    return concat_batches(market.span(int(a), int(b)) for a, b in zip(edges, edges[1:]))
+    return concat_batches(market.span(int(a), int(b)) for a, b in itertools.pairwise(edges))
 
 
 def per_symbol(batch: TradeBatch) -> dict[str, np.ndarray]:
@@ -172,6 +173,7 @@ def test_backpressure_skips_time_instead_of_building_a_backlog() -> None:
         ({"rate": 0}, "rate"),
         ({"batch_interval": 0}, "batch_interval"),
         ({"symbols": ["BTC"]}, "BTC"),
+        ({"symbols": ["BTC-USDT", "btcusdt"]}, "symbols must not repeat"),
     ],
 )
 def test_bad_arguments_are_rejected_naming_the_field(kwargs: dict, field: str) -> None:

@@ -29,17 +29,14 @@ class SortedTrades:
     sell: np.ndarray
 
     @classmethod
-    def build(cls, gid: np.ndarray, batch: TradeBatch) -> SortedTrades:
-        """`gid` is the engine's instrument id of each trade of `batch`."""
-        order = np.lexsort((batch.seq, batch.ts, gid))
-        price = batch.price[order]
-        size = batch.size[order]
-        side = batch.side[order]
+    def of(cls, gid: np.ndarray, batch: TradeBatch) -> SortedTrades:
+        """`batch`, already in `sort_order`; `gid` is the engine's instrument id per trade."""
+        price, size, side = batch.price, batch.size, batch.side
         return cls(
-            gid=gid[order],
-            ts=batch.ts[order],
-            recv_ts=batch.recv_ts[order],
-            seq=batch.seq[order],
+            gid=gid,
+            ts=batch.ts,
+            recv_ts=batch.recv_ts,
+            seq=batch.seq,
             price=price,
             size=size,
             quote=price * size,
@@ -48,34 +45,45 @@ class SortedTrades:
         )
 
 
+def sort_order(gid: np.ndarray, ts: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """Indices that order trades by (instrument, ts, seq).
+
+    Feeds mostly deliver each symbol's trades in order, so one stable sort on a key packing
+    instrument and time usually leaves equal times already in seq order; the full three-key
+    sort runs only when it does not.
+    """
+    if not len(ts):
+        return np.zeros(0, np.int64)
+    t0 = int(ts.min())
+    if int(ts.max()) - t0 < (1 << 40) and int(gid.max()) < (1 << 23):
+        key = (gid.astype(np.int64) << 40) | (ts - t0)
+        order = np.argsort(key, kind="stable")
+        k, s = key[order], seq[order]
+        if not np.any((k[1:] == k[:-1]) & (s[1:] < s[:-1])):
+            return order
+    return np.lexsort((seq, ts, gid))
+
+
 @dataclass(slots=True)
 class Partials:
-    """Partial candles as parallel lists (Python lists: the merge into state is a Python loop)."""
+    """Partial candles as parallel arrays, one element per (instrument, start)."""
 
-    gid: list[int]
-    start: list[int]
-    open: list[float]
-    open_ts: list[int]
-    open_seq: list[int]
-    high: list[float]
-    low: list[float]
-    close: list[float]
-    close_ts: list[int]
-    close_seq: list[int]
-    volume: list[float]
-    quote_volume: list[float]
-    price_sum: list[float]
-    trades: list[int]
-    buy_volume: list[float]
-    sell_volume: list[float]
-
-    def rows(self):
-        """Tuples in field order, one per partial candle."""
-        return zip(
-            self.gid, self.start, self.open, self.open_ts, self.open_seq, self.high, self.low,
-            self.close, self.close_ts, self.close_seq, self.volume, self.quote_volume,
-            self.price_sum, self.trades, self.buy_volume, self.sell_volume, strict=True,
-        )  # fmt: skip
+    gid: np.ndarray
+    start: np.ndarray
+    open: np.ndarray
+    open_ts: np.ndarray
+    open_seq: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    close_ts: np.ndarray
+    close_seq: np.ndarray
+    volume: np.ndarray
+    quote_volume: np.ndarray
+    price_sum: np.ndarray
+    trades: np.ndarray
+    buy_volume: np.ndarray
+    sell_volume: np.ndarray
 
 
 def partials(trades: SortedTrades, slide: int) -> Partials:
@@ -89,20 +97,20 @@ def partials(trades: SortedTrades, slide: int) -> Partials:
     first = np.flatnonzero(change)
     last = np.append(first[1:], n) - 1
     return Partials(
-        gid=trades.gid[first].tolist(),
-        start=start[first].tolist(),
-        open=trades.price[first].tolist(),
-        open_ts=trades.ts[first].tolist(),
-        open_seq=trades.seq[first].tolist(),
-        high=np.maximum.reduceat(trades.price, first).tolist(),
-        low=np.minimum.reduceat(trades.price, first).tolist(),
-        close=trades.price[last].tolist(),
-        close_ts=trades.ts[last].tolist(),
-        close_seq=trades.seq[last].tolist(),
-        volume=np.add.reduceat(trades.size, first).tolist(),
-        quote_volume=np.add.reduceat(trades.quote, first).tolist(),
-        price_sum=np.add.reduceat(trades.price, first).tolist(),
-        trades=(last - first + 1).tolist(),
-        buy_volume=np.add.reduceat(trades.buy, first).tolist(),
-        sell_volume=np.add.reduceat(trades.sell, first).tolist(),
+        gid=trades.gid[first],
+        start=start[first],
+        open=trades.price[first],
+        open_ts=trades.ts[first],
+        open_seq=trades.seq[first],
+        high=np.maximum.reduceat(trades.price, first),
+        low=np.minimum.reduceat(trades.price, first),
+        close=trades.price[last],
+        close_ts=trades.ts[last],
+        close_seq=trades.seq[last],
+        volume=np.add.reduceat(trades.size, first),
+        quote_volume=np.add.reduceat(trades.quote, first),
+        price_sum=np.add.reduceat(trades.price, first),
+        trades=last - first + 1,
+        buy_volume=np.add.reduceat(trades.buy, first),
+        sell_volume=np.add.reduceat(trades.sell, first),
     )

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tickpipe.engine.aggregate import SortedTrades, partials
+from tickpipe.engine.aggregate import SortedTrades, partials, sort_order
 from tickpipe.engine.dedupe import SeenTrades
-from tickpipe.engine.rolling import MINUTE, RollingStats
+from tickpipe.engine.rolling import MINUTE, MinuteSnapshot, RollingStats
+from tickpipe.engine.table import WindowTable
 from tickpipe.engine.windows import Window
 from tickpipe.records import Candle, Instrument, RollingStat, TradeBatch
 
@@ -56,72 +57,11 @@ class EngineOutput:
     duplicates: int = 0
 
 
-class CandleState:
-    """The running aggregate of one window; merging partials in any order gives the same result."""
-
-    __slots__ = (
-        "buy_volume", "close", "close_seq", "close_ts", "emitted_at", "final", "high", "low",
-        "open", "open_seq", "open_ts", "price_sum", "quote_volume", "revision", "sell_volume",
-        "start", "trades", "volume",
-    )  # fmt: skip
-
-    def __init__(self, start: int, row: tuple) -> None:
-        (_, _, self.open, self.open_ts, self.open_seq, self.high, self.low, self.close,
-         self.close_ts, self.close_seq, self.volume, self.quote_volume, self.price_sum,
-         self.trades, self.buy_volume, self.sell_volume) = row  # fmt: skip
-        self.start = start
-        self.final = False
-        self.revision = 0
-        self.emitted_at = _NEVER
-
-    def merge(self, row: tuple) -> None:
-        (_, _, open_, open_ts, open_seq, high, low, close, close_ts, close_seq, volume,
-         quote_volume, price_sum, trades, buy_volume, sell_volume) = row  # fmt: skip
-        if (open_ts, open_seq) < (self.open_ts, self.open_seq):
-            self.open, self.open_ts, self.open_seq = open_, open_ts, open_seq
-        if (close_ts, close_seq) > (self.close_ts, self.close_seq):
-            self.close, self.close_ts, self.close_seq = close, close_ts, close_seq
-        self.high = max(self.high, high)
-        self.low = min(self.low, low)
-        self.volume += volume
-        self.quote_volume += quote_volume
-        self.price_sum += price_sum
-        self.trades += trades
-        self.buy_volume += buy_volume
-        self.sell_volume += sell_volume
-
-    def to_candle(self, instrument: Instrument, interval: str, now: int) -> Candle:
-        return Candle(
-            exchange=instrument.exchange,
-            symbol=instrument.symbol,
-            interval=interval,
-            start=self.start,
-            open=self.open,
-            high=self.high,
-            low=self.low,
-            close=self.close,
-            volume=self.volume,
-            quote_volume=self.quote_volume,
-            vwap=self.quote_volume / self.volume if self.volume else self.close,
-            mean_price=self.price_sum / self.trades,
-            trades=self.trades,
-            buy_volume=self.buy_volume,
-            sell_volume=self.sell_volume,
-            first_seq=self.open_seq,
-            last_seq=self.close_seq,
-            final=self.final,
-            revision=self.revision,
-            updated_at=now,
-        )
-
-
 @dataclass(slots=True)
 class InstrumentState:
-    """What the engine knows of one instrument: its windows and its latest trade."""
+    """The latest trade of one instrument (its windows live in the window tables)."""
 
     instrument: Instrument
-    open: list[dict[int, CandleState]]  # per window: start -> open window
-    closed: list[dict[int, CandleState]]  # per window: start -> final, kept for corrections
     last_price: float = float("nan")
     last_ts: int = _NEVER
     last_recv_ts: int = _NEVER
@@ -138,18 +78,18 @@ class CandleEngine:
         self.windows = config.windows
         self.horizon = config.horizon
         self.states: list[InstrumentState] = []
-        self.corrections = 0  # candles re-issued by late trades
+        self.tables = [WindowTable(w) for w in self.windows]
+        self.corrections = 0  # final candles re-issued by late trades
         self._gid: dict[Instrument, int] = {}
         self._max_ts = np.zeros(0, np.int64)
         self._wm = np.zeros(0, np.int64)
         self._last_wall = np.zeros(0, np.int64)
         self._seen = SeenTrades()
-        self._dirty: dict[tuple[int, int, int], CandleState] = {}
-        self._finals: list[tuple[int, int, CandleState]] = []
         self._rolling = RollingStats()
         self._minute = next(
-            (i for i, w in enumerate(self.windows) if w.size == MINUTE and not w.hopping), None
+            (t for t in self.tables if t.window.size == MINUTE and not t.window.hopping), None
         )
+        self._batches = 0
         self._last_forget = _NEVER
 
     # -- input ---------------------------------------------------------------------------
@@ -164,20 +104,23 @@ class CandleEngine:
         on_time = np.flatnonzero(~too_late)
         if too_late.any():
             out.late = batch.take(too_late)
-        ids = None if batch.trade_id is None else batch.trade_id[on_time]
-        new = self._seen.filter_new(gid[on_time], batch.seq[on_time], ids, batch.ts[on_time])
-        out.duplicates = int(len(on_time) - new.sum())
-        keep = on_time[new]
+        # Sorted first: then ids arrive at the dedupe nearly in order, and cheap to sort.
+        idx = on_time[sort_order(gid[on_time], batch.ts[on_time], batch.seq[on_time])]
+        ids = None if batch.trade_id is None else batch.trade_id[idx]
+        new = self._seen.filter_new(gid[idx], batch.seq[idx], ids, batch.ts[idx])
+        out.duplicates = int(len(idx) - new.sum())
+        keep = idx[new]
         if not len(keep):
             return out
         out.accepted = batch.take(keep)
-        acc = out.accepted
-        trades = SortedTrades.build(gid[keep], acc)
-        self._merge(trades)
+        trades = SortedTrades.of(gid[keep], out.accepted)
+        self._batches += 1
+        for table in self.tables:
+            self.corrections += table.merge(partials(trades, table.window.slide), self._batches)
         touched = self._note_latest(trades, now)
         lateness = self.config.allowed_lateness
         self._wm[touched] = np.maximum(self._wm[touched], self._max_ts[touched] - lateness)
-        self._close(touched.tolist(), now, out)
+        self._close(now, out)
         self._emit(now, out)
         return out
 
@@ -189,11 +132,10 @@ class CandleEngine:
         )
         if len(idle):
             since = now - self._last_wall[idle]
-            latest = self._max_ts.max()
-            estimate = np.maximum(self._max_ts[idle] + since, latest)
+            estimate = np.maximum(self._max_ts[idle] + since, self._max_ts.max())
             lateness = self.config.allowed_lateness
             self._wm[idle] = np.maximum(self._wm[idle], estimate - lateness)
-            self._close([g for g in idle.tolist() if any(self.states[g].open)], now, out)
+            self._close(now, out)
         self._emit(now, out)
         return out
 
@@ -216,26 +158,16 @@ class CandleEngine:
         a window-aligned time before which no window can still change. Windows that start
         before it are dropped, because only part of their trades were loaded.
         """
-        out = self.process(batch, now)
-        for state in self.states:
-            limit = cutoff.get(state.instrument, _NEVER)
-            for per_window in (*state.open, *state.closed):
-                for start in [s for s in per_window if s < limit]:
-                    del per_window[start]
-        self._dirty = {k: v for k, v in self._dirty.items() if k[2] >= cutoff.get(
-            self.states[k[0]].instrument, _NEVER)}  # fmt: skip
-        for g, state in enumerate(self.states):
-            for w, window in enumerate(self.windows):
-                for per_window in (state.open[w], state.closed[w]):
-                    for start, candle in per_window.items():
-                        key = (
-                            state.instrument.exchange,
-                            state.instrument.symbol,
-                            window.name,
-                            start,
-                        )
-                        candle.revision = revisions.get(key, 0)
-                        self._dirty[(g, w, start)] = candle
+        self.process(batch, now)
+        limits = np.array([cutoff.get(s.instrument, _NEVER) for s in self.states], np.int64)
+        for table in self.tables:
+            table.drop_before(limits)
+            name = table.window.name
+            for (g, start), slot in table.index.items():
+                inst = self.states[g].instrument
+                table.revision[slot] = revisions.get((inst.exchange, inst.symbol, name, start), 0)
+            table.mark_all_dirty()
+        out = EngineOutput()
         self._emit(now, out, force=True)
         return out.candles
 
@@ -246,16 +178,14 @@ class CandleEngine:
         return None if g is None or self._wm[g] <= _NEVER else int(self._wm[g])
 
     def current_candle(self, instrument: Instrument, window: int = 0) -> Candle | None:
-        """The latest open window of `instrument` (the terminal view's "current candle")."""
+        """The newest open window of `instrument` (the terminal view's "current candle")."""
         g = self._gid.get(instrument)
-        if g is None or not self.states[g].open[window]:
-            return None
-        state = self.states[g].open[window]
-        start = max(state)
-        return state[start].to_candle(self.states[g].instrument, self.windows[window].name, 0)
+        table = self.tables[window]
+        slot = None if g is None else table.latest_open(g)
+        return None if slot is None else self._candles(table, np.array([slot]), 0)[0]
 
     def open_windows(self) -> int:
-        return sum(len(d) for s in self.states for d in s.open)
+        return sum(len(t.open_slots) for t in self.tables)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -265,37 +195,14 @@ class CandleEngine:
             g = self._gid.get(instrument)
             if g is None:
                 g = self._gid[instrument] = len(self.states)
-                empty = [{} for _ in self.windows]
-                self.states.append(InstrumentState(instrument, empty, [{} for _ in self.windows]))
+                self.states.append(InstrumentState(instrument))
             codes.append(g)
         if len(self.states) > len(self._wm):
-            grow = len(self.states) - len(self._wm)
-            self._max_ts = np.concatenate([self._max_ts, np.full(grow, _NEVER, np.int64)])
-            self._wm = np.concatenate([self._wm, np.full(grow, _NEVER, np.int64)])
-            self._last_wall = np.concatenate([self._last_wall, np.full(grow, _NEVER, np.int64)])
+            grow = np.full(len(self.states) - len(self._wm), _NEVER, np.int64)
+            self._max_ts = np.concatenate([self._max_ts, grow])
+            self._wm = np.concatenate([self._wm, grow])
+            self._last_wall = np.concatenate([self._last_wall, grow])
         return np.array(codes, np.int64)[batch.instrument]
-
-    def _merge(self, trades: SortedTrades) -> None:
-        bumped: set[int] = set()
-        for w, window in enumerate(self.windows):
-            part = partials(trades, window.slide)
-            for row in part.rows():
-                g = row[0]
-                state = self.states[g]
-                for start in range(row[1], row[1] - window.size, -window.slide):
-                    candle = state.open[w].get(start)
-                    if candle is None:
-                        candle = state.closed[w].get(start)
-                        if candle is None:
-                            state.open[w][start] = candle = CandleState(start, row)
-                            self._dirty[(g, w, start)] = candle
-                            continue
-                    candle.merge(row)
-                    if candle.final and id(candle) not in bumped:
-                        bumped.add(id(candle))
-                        candle.revision += 1
-                        self.corrections += 1
-                    self._dirty[(g, w, start)] = candle
 
     def _note_latest(self, trades: SortedTrades, now: int) -> np.ndarray:
         """Update per-instrument latest trade and max event time; return the touched ids."""
@@ -315,46 +222,74 @@ class CandleEngine:
         self._last_wall[touched] = now
         return touched
 
-    def _close(self, gids: list[int], now: int, out: EngineOutput) -> None:
-        horizon = self.horizon
-        for g in gids:
-            wm = int(self._wm[g])
-            state = self.states[g]
-            for w, window in enumerate(self.windows):
-                open_ = state.open[w]
-                closed = state.closed[w]
-                for start in [s for s in open_ if s + window.size <= wm]:
-                    candle = open_.pop(start)
-                    candle.final = True
-                    closed[start] = candle
-                    self._dirty[(g, w, start)] = candle
-                    if w == self._minute:
-                        out.rolling.append(
-                            self._rolling.on_minute_closed(g, state.instrument, candle)
-                        )
-                # Closed windows sit in closing order, oldest first: evict from the front.
-                expired = []
-                for start in closed:
-                    if start + window.size + horizon > wm:
-                        break
-                    expired.append(start)
-                for start in expired:
-                    del closed[start]
-                    self._dirty.pop((g, w, start), None)
+    def _close(self, now: int, out: EngineOutput) -> None:
+        for table in self.tables:
+            closed = table.finalize(self._wm)
+            if table is self._minute and len(closed):
+                for slot in closed[np.argsort(table.start[closed], kind="stable")].tolist():
+                    g = int(table.gid[slot])
+                    minute = MinuteSnapshot(
+                        start=int(table.start[slot]), close=float(table.close[slot]),
+                        high=float(table.high[slot]), low=float(table.low[slot]),
+                        price_sum=float(table.price_sum[slot]), trades=int(table.trades[slot]),
+                    )  # fmt: skip
+                    out.rolling.append(
+                        self._rolling.on_minute_closed(g, self.states[g].instrument, minute)
+                    )
         if now - self._last_forget >= 1_000_000:
             self._last_forget = now
-            self._seen.forget_before(self._wm - horizon)
+            limit = self._wm - self.horizon
+            for table in self.tables:
+                table.forget(limit)
+            self._seen.forget_before(limit)
 
     def _emit(self, now: int, out: EngineOutput, force: bool = False) -> None:
         every = self.config.provisional_every
-        sent = []
-        for key, candle in self._dirty.items():
-            if force or candle.final or now - candle.emitted_at >= every:
-                g, w, _ = key
-                candle.emitted_at = now
-                out.candles.append(
-                    candle.to_candle(self.states[g].instrument, self.windows[w].name, now)
-                )
-                sent.append(key)
-        for key in sent:
-            del self._dirty[key]
+        for table in self.tables:
+            out.candles.extend(self._candles(table, table.due(now, every, force), now))
+
+    def _candles(self, table: WindowTable, slots: np.ndarray, now: int) -> list[Candle]:
+        """Candle records of `slots`, built column by column (this runs for every update)."""
+        if not len(slots):
+            return []
+        volume = table.volume[slots]
+        trades = table.trades[slots]
+        close = table.close[slots]
+        quote = table.quote_volume[slots]
+        vwap = np.divide(quote, volume, out=close.copy(), where=volume > 0)
+        states = self.states
+        name = table.window.name
+        rows = zip(
+            table.gid[slots].tolist(), table.start[slots].tolist(), table.open[slots].tolist(),
+            table.high[slots].tolist(), table.low[slots].tolist(), close.tolist(),
+            volume.tolist(), quote.tolist(), vwap.tolist(),
+            (table.price_sum[slots] / trades).tolist(), trades.tolist(),
+            table.buy_volume[slots].tolist(), table.sell_volume[slots].tolist(),
+            table.open_seq[slots].tolist(), table.close_seq[slots].tolist(),
+            table.final[slots].tolist(), table.revision[slots].tolist(), strict=True,
+        )  # fmt: skip
+        return [
+            Candle(
+                exchange=states[g].instrument.exchange,
+                symbol=states[g].instrument.symbol,
+                interval=name,
+                start=start,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+                volume=v,
+                quote_volume=q,
+                vwap=vw,
+                mean_price=mp,
+                trades=n,
+                buy_volume=bv,
+                sell_volume=sv,
+                first_seq=fs,
+                last_seq=ls,
+                final=final,
+                revision=rev,
+                updated_at=now,
+            )
+            for g, start, o, h, lo, c, v, q, vw, mp, n, bv, sv, fs, ls, final, rev in rows
+        ]

@@ -51,12 +51,18 @@ class SeenTrades:
             keys[numeric] = packed[numeric]
         idx = np.flatnonzero(numeric)
         if len(idx):
-            uniq, first = np.unique(keys[idx], return_index=True)
-            seen = self._contains(uniq)
-            keep = idx[first[~seen]]
+            # A stable sort keeps the first of equal keys first (timsort: cheap when the
+            # batch is nearly in id order, as the engine hands it over).
+            order = np.argsort(keys[idx], kind="stable")
+            ordered = keys[idx][order]
+            first = np.ones(len(ordered), bool)
+            first[1:] = ordered[1:] != ordered[:-1]
+            uniq = ordered[first]
+            unseen = ~self._contains(uniq)
+            keep = idx[order[first][unseen]]
             new[idx] = False
             new[keep] = True
-            self._add(keys[keep], gid[keep], ts[keep])
+            self._add(uniq[unseen], gid[keep], ts[keep])
         for i in np.flatnonzero(~numeric).tolist():
             key = (int(gid[i]), seq[i].item() if decimal[i] else ids[i])
             if key in self._other:
@@ -104,10 +110,10 @@ class SeenTrades:
         return found
 
     def _add(self, keys: np.ndarray, gid: np.ndarray, ts: np.ndarray) -> None:
+        """Remember `keys` (sorted, unique) with their instrument and time."""
         if not len(keys):
             return
-        order = np.argsort(keys, kind="stable")
-        self._runs.append((keys[order], gid[order], ts[order]))
+        self._runs.append((keys, gid, ts))
         # Merge like a binary counter: a run never sits on a smaller one, so there are
         # O(log n) runs and each key is re-sorted O(log n) times over its life.
         while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):

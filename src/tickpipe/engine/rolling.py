@@ -2,21 +2,24 @@
 
 The classic pipelines of this kind report a 30-minute rolling average of the 1-minute close
 and the 5-minute min/max/average price. Keeping the last 30 closed minutes per symbol is all
-the state that takes; late corrections of a minute update the same objects in place, so the
-next statistic sees them.
+the state that takes. A late correction of a minute that already closed is not fed back
+into the statistics (the corrected candle itself is stored).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from dataclasses import dataclass
 
 from tickpipe.records import Instrument, RollingStat
 
 MINUTE = 60_000_000
 
 
-class MinuteCandle(Protocol):
+@dataclass(frozen=True, slots=True)
+class MinuteSnapshot:
+    """What the statistics need of a closed 1-minute candle."""
+
     start: int
     close: float
     high: float
@@ -31,10 +34,10 @@ class RollingStats:
     def __init__(self, long_window: int = 30 * MINUTE, short_window: int = 5 * MINUTE) -> None:
         self.long_window = long_window
         self.short_window = short_window
-        self._minutes: dict[int, deque[MinuteCandle]] = {}
+        self._minutes: dict[int, deque[MinuteSnapshot]] = {}
 
     def on_minute_closed(
-        self, gid: int, instrument: Instrument, minute: MinuteCandle
+        self, gid: int, instrument: Instrument, minute: MinuteSnapshot
     ) -> RollingStat:
         """The statistics as of the end of `minute`, which has just become final."""
         minutes = self._minutes.setdefault(gid, deque())

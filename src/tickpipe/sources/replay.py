@@ -199,7 +199,7 @@ class FileReplay:
             record = {"file": str(self.path), where: number, "error": error, "data": data}
             ctx.dead_letters.write(self.name, reason, self._encoder.encode(record))
 
-        chunks = self.read(reject)
+        chunks = self._chunks(reject)
         pace = _Pace(self.speed)
         ctx.stats.connected = True
         try:
@@ -212,7 +212,7 @@ class FileReplay:
         finally:
             ctx.stats.connected = False
 
-    def read(self, reject: Reject) -> Iterator[_Rows]:
+    def _chunks(self, reject: Reject) -> Iterator[_Rows]:
         """The file's good rows, chunk by chunk; bad ones go to `reject`."""
         chunks = {"jsonl": self._read_jsonl, "csv": self._read_csv, "parquet": self._read_parquet}
         for batch, numbers, data in chunks[self.format](reject):
@@ -246,7 +246,10 @@ class FileReplay:
                 yield _json_batch(rows), np.array(numbers), _line_data(lines)
 
     def _read_csv(self, reject: Reject) -> Iterator[tuple[pa.RecordBatch, np.ndarray, Callable]]:
-        skipped: list[int] = []  # line numbers of rows the parser rejected
+        # Lines of rows the parser rejected, to number the rows it kept. Those before the
+        # current batch are only counted, so a file of bad rows cannot fill memory.
+        skipped: list[int] = []
+        skipped_before = 0
 
         def invalid_row(row: Any) -> str:
             if row.number is not None:
@@ -271,9 +274,12 @@ class FileReplay:
         for block in reader:
             for start in range(0, block.num_rows, self.batch_size):
                 batch = block.slice(start, self.batch_size)
-                index = np.arange(parsed, parsed + batch.num_rows)
+                index = np.arange(parsed, parsed + batch.num_rows) + skipped_before
                 parsed += batch.num_rows
-                yield batch, _csv_lines(index, np.array(sorted(skipped))), _record_data(batch)
+                lines = _csv_lines(index, np.array(sorted(skipped)))
+                skipped_before += sum(1 for line in skipped if line < lines[-1])
+                skipped[:] = [line for line in skipped if line > lines[-1]]
+                yield batch, lines, _record_data(batch)
 
     def _read_parquet(
         self, reject: Reject
@@ -589,7 +595,7 @@ def _json_batch(rows: list[_JsonRow]) -> pa.RecordBatch:
 
 
 def _csv_lines(index: np.ndarray, skipped: np.ndarray) -> np.ndarray:
-    """Line numbers of parsed data rows `index` (0-based), given the lines the parser skipped.
+    """Line numbers of data rows `index` (0-based, counting skipped rows before `skipped`).
 
     Data row k sits on line k + 2 (after the header) plus one per skipped line before it.
     """

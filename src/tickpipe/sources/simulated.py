@@ -92,6 +92,8 @@ class MarketSimulator:
         self.source = source
         self.rng = np.random.default_rng(seed)
         self.instruments = [Instrument(exchange, normalize_symbol(s)) for s in names]
+        if len(set(self.instruments)) < len(names):
+            raise ValueError(f"symbols must not repeat, got {names!r}")
         n = len(names)
         self.weights = self._activity_weights(n)
         self.next_seq = np.full(n, start_seq, np.int64)
@@ -111,7 +113,7 @@ class MarketSimulator:
         self._regime_mult = mults / (time_share * mults).sum()  # averages 1 over time
         self._regime_chance = chances
         self._regime_duration = durations
-        self.regime = 1
+        self.regime = 1  # index into _REGIMES: start in the normal one
         self._regime_end: int | None = None
 
     def _activity_weights(self, n: int) -> np.ndarray:

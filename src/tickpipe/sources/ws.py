@@ -90,6 +90,8 @@ class WsConfig:
             raise ValueError(
                 f"ws config: backoff_factor must be at least 1, not {self.backoff_factor}"
             )
+        if self.ping_interval is not None and self.ping_timeout > self.ping_interval:
+            raise ValueError("ws config: ping_timeout must not exceed ping_interval")
         if not 0 <= self.backoff_jitter <= 1:
             raise ValueError(
                 f"ws config: backoff_jitter must be in [0, 1], not {self.backoff_jitter}"
@@ -188,7 +190,7 @@ class _Session(WSListener):
             transport.send_pong(frame.get_payload_as_bytes())
         elif kind is _CLOSE:
             code = frame.get_close_code()
-            if self.conn.close_reason is None:
+            if self.conn.close_reason is None and not transport.is_close_frame_sent:
                 reason = frame.get_close_reason() or ""
                 self.conn.close_reason = f"closed by server: {_code_name(code)} {reason}".rstrip()
             transport.send_close(code)

@@ -9,8 +9,9 @@ an error reply, a malformed frame, an unknown symbol) is walked again frame by f
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -21,22 +22,28 @@ from tickpipe.symbols import normalize_symbol, to_binance
 EXCHANGE = "binance"
 
 
+# Checked while decoding, so a nonsense value rejects its frame instead of reaching the engine.
+_Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Millis = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // 1000)]  # fits int64 as µs
+_Positive = Annotated[float, msgspec.Meta(gt=0, le=sys.float_info.max)]  # NaN fails `gt`
+
+
 class _Trade(msgspec.Struct, gc=False, tag_field="e", tag="trade"):
     # Only the fields tickpipe uses; msgspec skips the rest (E, M, b, a) without building them.
     s: str
-    t: int  # trade id
-    p: float  # Binance sends decimals as strings; strict=False turns "0.001" into a float
-    q: float
-    T: int  # trade time, ms
+    t: _Id  # trade id
+    p: _Positive  # Binance sends decimals as strings; strict=False turns "0.001" into a float
+    q: _Positive
+    T: _Millis  # trade time
     m: bool  # is the buyer the market maker?
 
 
 class _AggTrade(msgspec.Struct, gc=False, tag_field="e", tag="aggTrade"):
     s: str
-    t: int = msgspec.field(name="a")  # aggregate trade id, consecutive per symbol like `t`
-    p: float
-    q: float
-    T: int
+    t: _Id = msgspec.field(name="a")  # aggregate trade id, consecutive per symbol like `t`
+    p: _Positive
+    q: _Positive
+    T: _Millis
     m: bool
 
 

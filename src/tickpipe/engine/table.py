@@ -1,0 +1,195 @@
+"""The state of every window of one kind (say, all 1-minute candles), held as columns.
+
+A window is a slot: a row index into numpy arrays, found through a dict keyed
+(instrument, start). Merging a batch's partial candles is then a handful of vectorized
+operations on the slots they hit, whatever the number of symbols; only finding the slots and
+building the candles that are sent out touch Python objects one at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tickpipe.engine.aggregate import Partials
+from tickpipe.engine.windows import Window
+
+_NEVER = np.iinfo(np.int64).min // 4
+_FLOATS = ("open", "high", "low", "close", "volume", "quote_volume", "price_sum", "buy_volume",
+           "sell_volume")  # fmt: skip
+_INTS = ("gid", "start", "open_ts", "open_seq", "close_ts", "close_seq", "trades", "revision",
+         "emitted_at", "bumped")  # fmt: skip
+_BOOLS = ("used", "final", "dirty")
+_SUMS = ("volume", "quote_volume", "price_sum", "trades", "buy_volume", "sell_volume")
+
+
+class WindowTable:
+    """All live windows of one `Window` kind across instruments: open ones and final ones
+    kept for late corrections until they fall behind the correction horizon."""
+
+    def __init__(self, window: Window, capacity: int = 1024) -> None:
+        self.window = window
+        self.index: dict[tuple[int, int], int] = {}
+        self.open_slots = np.zeros(0, np.int64)  # slots not yet final
+        self._free: list[int] = []
+        self._pending = [np.zeros(0, np.int64)]  # slots that may be dirty
+        self._capacity = 0
+        self._grow(capacity)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _grow(self, capacity: int) -> None:
+        old = self._capacity
+        for name in (*_FLOATS, *_INTS, *_BOOLS):
+            dtype = np.float64 if name in _FLOATS else np.int64 if name in _INTS else bool
+            column = np.zeros(capacity, dtype)
+            if old:
+                column[:old] = getattr(self, name)
+            setattr(self, name, column)
+        self.emitted_at[old:] = _NEVER
+        self.bumped[old:] = -1
+        self._free.extend(range(capacity - 1, old - 1, -1))
+        self._capacity = capacity
+
+    def _allocate(self, keys: list[tuple[int, int]]) -> np.ndarray:
+        if len(keys) > len(self._free):
+            self._grow(max(2 * self._capacity, self._capacity + len(keys)))
+        slots = [self._free.pop() for _ in keys]
+        self.index.update(zip(keys, slots, strict=True))
+        return np.array(slots, np.int64)
+
+    # -- merging -------------------------------------------------------------------------
+
+    def merge(self, part: Partials, batch_no: int) -> int:
+        """Merge partial candles (at this window's slide) into their windows.
+
+        Returns how many final windows were corrected (each counts once per batch).
+        """
+        window = self.window
+        corrected = 0
+        for k in range(window.size // window.slide):
+            start = part.start - k * window.slide if k else part.start
+            corrected += self._merge_one(part, start, batch_no)
+        return corrected
+
+    def _merge_one(self, p: Partials, start: np.ndarray, batch_no: int) -> int:
+        keys = list(zip(p.gid.tolist(), start.tolist(), strict=True))
+        get = self.index.get
+        slots = np.array([get(key, -1) for key in keys], np.int64)
+        new = slots < 0
+        if new.any():
+            fresh = np.flatnonzero(new)
+            created = self._allocate([keys[i] for i in fresh.tolist()])
+            slots[fresh] = created
+            self._init(created, p, fresh, start[fresh])
+            self.open_slots = np.concatenate([self.open_slots, created])
+        old = np.flatnonzero(~new)
+        corrected = 0
+        if len(old):
+            s = slots[old]
+            ots, oseq = p.open_ts[old], p.open_seq[old]
+            first_ts = self.open_ts[s]
+            earlier = (ots < first_ts) | ((ots == first_ts) & (oseq < self.open_seq[s]))
+            self.open[s] = np.where(earlier, p.open[old], self.open[s])
+            self.open_ts[s] = np.where(earlier, ots, self.open_ts[s])
+            self.open_seq[s] = np.where(earlier, oseq, self.open_seq[s])
+            cts, cseq = p.close_ts[old], p.close_seq[old]
+            last_ts = self.close_ts[s]
+            later = (cts > last_ts) | ((cts == last_ts) & (cseq > self.close_seq[s]))
+            self.close[s] = np.where(later, p.close[old], self.close[s])
+            self.close_ts[s] = np.where(later, cts, self.close_ts[s])
+            self.close_seq[s] = np.where(later, cseq, self.close_seq[s])
+            self.high[s] = np.maximum(self.high[s], p.high[old])
+            self.low[s] = np.minimum(self.low[s], p.low[old])
+            for name in _SUMS:
+                getattr(self, name)[s] += getattr(p, name)[old]
+            fix = s[self.final[s] & (self.bumped[s] != batch_no)]
+            self.revision[fix] += 1
+            self.bumped[fix] = batch_no
+            corrected = len(fix)
+        self.dirty[slots] = True
+        self._pending.append(slots)
+        return corrected
+
+    def _init(self, slots: np.ndarray, p: Partials, rows: np.ndarray, start: np.ndarray) -> None:
+        self.gid[slots] = p.gid[rows]
+        self.start[slots] = start
+        for name in ("open", "open_ts", "open_seq", "high", "low", "close", "close_ts",
+                     "close_seq", *_SUMS):  # fmt: skip
+            getattr(self, name)[slots] = getattr(p, name)[rows]
+        self.revision[slots] = 0
+        self.final[slots] = False
+        self.used[slots] = True
+        self.emitted_at[slots] = _NEVER
+        self.bumped[slots] = -1
+
+    # -- closing and forgetting ----------------------------------------------------------
+
+    def finalize(self, watermark: np.ndarray) -> np.ndarray:
+        """Make final every open window that ends at or before its instrument's watermark;
+        returns their slots."""
+        slots = self.open_slots
+        if not len(slots):
+            return slots
+        ending = self.start[slots] + self.window.size <= watermark[self.gid[slots]]
+        done = slots[ending]
+        if len(done):
+            self.final[done] = True
+            self.dirty[done] = True
+            self._pending.append(done)
+            self.open_slots = slots[~ending]
+        return done
+
+    def forget(self, limit: np.ndarray) -> int:
+        """Free final windows ending before `limit[gid]` (watermark minus horizon).
+
+        A window with an unsent correction stays until it is sent: the batch that corrected
+        it may also be the one that moved the watermark past it.
+        """
+        used = np.flatnonzero(self.used & self.final & ~self.dirty)
+        old = used[self.start[used] + self.window.size <= limit[self.gid[used]]]
+        for key in zip(self.gid[old].tolist(), self.start[old].tolist(), strict=True):
+            del self.index[key]
+        self.used[old] = False
+        self.dirty[old] = False
+        self._free.extend(old.tolist())
+        return len(old)
+
+    def drop_before(self, cutoff: np.ndarray) -> None:
+        """Forget windows starting before `cutoff[gid]`, open or final (used by restore)."""
+        used = np.flatnonzero(self.used)
+        old = used[self.start[used] < cutoff[self.gid[used]]]
+        for key in zip(self.gid[old].tolist(), self.start[old].tolist(), strict=True):
+            del self.index[key]
+        self.used[old] = False
+        self.dirty[old] = False
+        self._free.extend(old.tolist())
+        self.open_slots = self.open_slots[self.used[self.open_slots]]
+
+    # -- sending -------------------------------------------------------------------------
+
+    def due(self, now: int, every: int, force: bool = False) -> np.ndarray:
+        """Dirty windows to send now: final ones at once, open ones at most every `every`."""
+        pending = np.unique(np.concatenate(self._pending))
+        pending = pending[self.dirty[pending] & self.used[pending]]
+        if force:
+            ready = np.ones(len(pending), bool)
+        else:
+            ready = self.final[pending] | (now - self.emitted_at[pending] >= every)
+        due = pending[ready]
+        self._pending = [pending[~ready]]
+        self.dirty[due] = False
+        self.emitted_at[due] = now
+        return due
+
+    def mark_all_dirty(self) -> None:
+        used = np.flatnonzero(self.used)
+        self.dirty[used] = True
+        self._pending.append(used)
+
+    def latest_open(self, gid: int) -> int | None:
+        """The slot of the newest open window of an instrument, if any."""
+        slots = self.open_slots[self.gid[self.open_slots] == gid]
+        if not len(slots):
+            return None
+        return int(slots[np.argmax(self.start[slots])])

@@ -1,0 +1,135 @@
+"""SeenTrades: which (instrument, trade id) pairs the engine has already accepted."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tickpipe.engine.dedupe import SeenTrades
+
+FAR = 1 << 41  # beyond the 40-bit packing range around an instrument's first id
+
+
+def numeric(seen: SeenTrades, gids: list[int], seqs: list[int], ts: list[int] | None = None):
+    """filter_new for exchanges whose trade id is the decimal form of seq (ids=None)."""
+    n = len(seqs)
+    return seen.filter_new(
+        np.array(gids, np.int64),
+        np.array(seqs, np.int64),
+        None,
+        np.array(ts if ts is not None else [0] * n, np.int64),
+    ).tolist()
+
+
+def text(seen: SeenTrades, gids: list[int], ids: list[str], seqs: list[int], ts: list[int]):
+    return seen.filter_new(
+        np.array(gids, np.int64),
+        np.array(seqs, np.int64),
+        np.array(ids, object),
+        np.array(ts, np.int64),
+    ).tolist()
+
+
+def test_a_trade_id_is_new_once_and_then_a_duplicate() -> None:
+    seen = SeenTrades()
+    assert numeric(seen, [0, 0, 0], [100, 101, 102]) == [True, True, True]
+    assert numeric(seen, [0, 0, 0], [101, 103, 100]) == [False, True, False]
+
+
+def test_the_first_occurrence_within_a_batch_wins() -> None:
+    seen = SeenTrades()
+    assert numeric(seen, [0, 0, 0, 0], [7, 7, 8, 7]) == [True, False, True, False]
+    assert text(seen, [1, 1, 1], ["a", "a", "b"], [1, 2, 3], [0, 0, 0]) == [True, False, True]
+
+
+def test_the_same_id_on_another_instrument_is_a_different_trade() -> None:
+    seen = SeenTrades()
+    assert numeric(seen, [0, 1, 2], [5, 5, 5]) == [True, True, True]
+    assert numeric(seen, [2, 1, 0, 3], [5, 5, 5, 5]) == [False, False, False, True]
+
+
+def test_numeric_ids_far_apart_still_dedupe() -> None:
+    seen = SeenTrades()
+    first = 10**12
+    ids = [first, first + FAR, first - FAR, first + 3 * FAR, 2**62, 0]
+    assert numeric(seen, [0] * len(ids), ids) == [True] * len(ids)
+    # Again, in another batch and in another order: every one is known.
+    assert numeric(seen, [0] * len(ids), ids[::-1]) == [False] * len(ids)
+    # Neighbours of the far ids are still new.
+    assert numeric(seen, [0, 0, 0], [first + FAR + 1, first - FAR - 1, 2**62 - 1]) == [True] * 3
+    assert len(seen) == len(ids) + 3
+
+
+def test_text_ids_that_are_not_numbers_dedupe() -> None:
+    seen = SeenTrades()
+    ids = ["a1b2-c3", "0xff", "007", "7", "trade 1"]
+    # seq is arrival order for exchanges without numeric ids: a resend gets another seq.
+    assert text(seen, [0] * 5, ids, [1, 2, 3, 4, 5], [0] * 5) == [True] * 5
+    assert text(seen, [0] * 5, ids[::-1], [10, 11, 12, 13, 14], [0] * 5) == [False] * 5
+    assert text(seen, [1], ["a1b2-c3"], [20], [0]) == [True]  # another instrument
+
+
+def test_leading_zeros_make_another_id() -> None:
+    seen = SeenTrades()
+    assert text(seen, [0, 0], ["7", "007"], [7, 7], [0, 0]) == [True, True]
+
+
+def test_forget_before_drops_only_older_trades_per_instrument() -> None:
+    seen = SeenTrades()
+    assert numeric(seen, [0, 0, 1, 1], [1, 2, 1, 2], ts=[100, 200, 100, 200]) == [True] * 4
+    assert text(seen, [0, 1], ["x", "x"], [9, 9], [100, 200]) == [True, True]
+    # Instrument 0 forgets what traded before 150; instrument 1 before 50 (nothing).
+    seen.forget_before(np.array([150, 50], np.int64))
+    assert numeric(seen, [0, 0, 1, 1], [1, 2, 1, 2], ts=[100, 200, 100, 200]) == [
+        True, False, False, False,
+    ]  # fmt: skip
+    assert text(seen, [0, 1], ["x", "x"], [9, 9], [100, 200]) == [True, False]
+
+
+def test_forget_before_keeps_trades_exactly_at_the_limit() -> None:
+    seen = SeenTrades()
+    numeric(seen, [0], [FAR], ts=[150])
+    numeric(seen, [0], [1], ts=[150])
+    seen.forget_before(np.array([150], np.int64))
+    assert numeric(seen, [0, 0], [1, FAR], ts=[150, 150]) == [False, False]
+
+
+id_strategy = st.one_of(
+    st.integers(0, 40).map(lambda i: ("n", i)),  # numeric near the first id
+    st.integers(0, 3).map(lambda i: ("n", (i + 1) * FAR + 5)),  # numeric far away
+    st.sampled_from(["a", "b", "c-1", "00", "x"]).map(lambda s: ("t", s)),  # text
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 2), id_strategy), min_size=1, max_size=12),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_filter_new_equals_a_set_of_keys(batches) -> None:
+    seen = SeenTrades()
+    model: set[tuple[int, str]] = set()
+    for batch in batches:
+        gid = [g for g, _ in batch]
+        ids = [str(v) for _, (_, v) in batch]
+        # Numeric ids carry seq = the id; text ids an arbitrary arrival order.
+        seqs = [v if kind == "n" else 1000 + i for i, (_, (kind, v)) in enumerate(batch)]
+        mask = text(seen, gid, ids, seqs, [0] * len(batch))
+        expected = []
+        for key in zip(gid, ids, strict=True):
+            expected.append(key not in model)
+            model.add(key)
+        assert mask == expected
+    assert len(seen) == len(model)
+
+
+def test_a_decimal_trade_id_is_a_duplicate_whatever_seq_the_copy_carries() -> None:
+    """Uniqueness is on (exchange, symbol, trade_id). A feed whose decimal ids are not an
+    order key numbers trades by arrival, so a resent copy can carry another seq."""
+    seen = SeenTrades()
+    assert text(seen, [0], ["12"], [12], [0]) == [True]
+    assert text(seen, [0], ["12"], [13], [0]) == [False]
