@@ -184,6 +184,11 @@ def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
     sys.exit(1)
 
 
+from tickpipe.bench.command import bench  # noqa: E402 - click only; the benchmark loads when run
+
+cli.add_command(bench)
+
+
 def _run_sources(config: Config) -> list[Source]:
     if config.run.replay:
         from tickpipe.sources.replay import FileReplay

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SIDE_BUY = 1
 SIDE_SELL = -1
@@ -189,34 +190,31 @@ class TradeBatch:
 
     @classmethod
     def from_arrow(cls, table: pa.Table, source: str = "") -> TradeBatch:
-        """A batch from a table with `TRADE_SCHEMA` columns (stored trades, files)."""
+        """A batch from a table with `TRADE_SCHEMA` columns (stored trades, files).
+
+        Column-wise throughout: a restart may reload millions of stored trades.
+        """
         if not table.num_rows:
             return cls.empty(source)
-        keys = (
-            pa.table({n: table.column(n) for n in ("exchange", "symbol", "raw_symbol")})
-            .group_by(["exchange", "symbol", "raw_symbol"])
-            .aggregate([])
-        )
-        instruments = [Instrument(*row.values()) for row in keys.to_pylist()]
-        index = {inst: i for i, inst in enumerate(instruments)}
-        codes = np.fromiter(
-            (index[Instrument(e, s, r)] for e, s, r in zip(
-                table.column("exchange").to_pylist(), table.column("symbol").to_pylist(),
-                table.column("raw_symbol").to_pylist(), strict=True)),
-            np.int32, count=table.num_rows,
-        )  # fmt: skip
-        sides = table.column("side").to_pylist()
+        key = pc.binary_join_element_wise(
+            table.column("exchange"), table.column("symbol"), table.column("raw_symbol"), "\x1f"
+        ).combine_chunks().dictionary_encode()
+        instruments = [Instrument(*k.split("\x1f")) for k in key.dictionary.to_pylist()]
+        seq = table.column("seq").to_numpy().astype(np.int64)
+        trade_id = table.column("trade_id")
+        numeric = pc.all(pc.equal(trade_id, pc.cast(table.column("seq"), pa.string()))).as_py()
+        side = pc.index_in(table.column("side"), value_set=pa.array(["sell", "unknown", "buy"]))
         return cls(
             source=source,
             instruments=instruments,
-            instrument=codes,
-            seq=table.column("seq").to_numpy().astype(np.int64),
+            instrument=key.indices.to_numpy().astype(np.int32),
+            seq=seq,
             price=table.column("price").to_numpy().astype(np.float64),
             size=table.column("size").to_numpy().astype(np.float64),
-            side=np.array([SIDE_CODES.get(s, SIDE_UNKNOWN) for s in sides], np.int8),
+            side=(pc.fill_null(side, 1).to_numpy() - 1).astype(np.int8),
             ts=table.column("ts").to_numpy().astype(np.int64),
             recv_ts=table.column("recv_ts").to_numpy().astype(np.int64),
-            trade_id=np.array(table.column("trade_id").to_pylist(), object),
+            trade_id=None if numeric else np.array(trade_id.to_pylist(), object),
         )
 
     def trade_ids(self) -> np.ndarray:

@@ -265,9 +265,20 @@ class FakeBinance:
         self.send(event)
         return event
 
-    def send_raw(self, payload: bytes | str) -> int:
-        """Write any text frame (a malformed one, say) to every open connection."""
+    def send_raw(self, payload: bytes | str, fragments: int = 1) -> int:
+        """Write any text message (a malformed one, say) to every open connection, split into
+        `fragments` WebSocket frames (a text frame and continuations) when more than one."""
         data = payload.encode() if isinstance(payload, str) else payload
+        if fragments > 1:
+            size = -(-len(data) // fragments)
+            pieces = [data[i : i + size] for i in range(0, len(data), size)]
+            for conn in self.open_connections():
+                assert conn.transport is not None
+                for n, piece in enumerate(pieces):
+                    kind = WSMsgType.TEXT if n == 0 else WSMsgType.CONTINUATION
+                    conn.transport.send(kind, piece, fin=n == len(pieces) - 1)
+                conn.frames_sent += 1
+            return len(self.open_connections())
         return sum(self._write(conn, data) for conn in self.open_connections())
 
     def send_server_shutdown(self) -> int:

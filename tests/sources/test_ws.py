@@ -70,9 +70,16 @@ class Feed:
         try:
             yield task
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop(task)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel a client and check it stops at once (a swallowed cancel would hang a pipeline)."""
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2.0)
+    assert done, "the client did not stop when cancelled"
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
 
 
 async def until(predicate: object, timeout: float = 5.0) -> None:
@@ -95,6 +102,19 @@ async def test_frames_arrive_in_batches_stamped_with_receipt_time() -> None:
         assert len(feed.batches) < 2000 / 4  # many frames per hand-over, not one each
         assert all(before <= ts <= time.time_ns() // 1000 for _, ts in feed.batches)
         assert feed.client.stats.frames == 2000
+
+
+@async_test()
+async def test_fragmented_message_is_reassembled() -> None:
+    async with FakeBinance() as server:
+        feed = Feed(server)
+        async with feed.running():
+            await server.wait_connections(1)
+            message = json.dumps({"stream": "btcusdt@trade", "data": server.trade("BTCUSDT")})
+            server.send_raw(message, fragments=4)
+            server.publish("BTCUSDT")
+            await until(lambda: len(feed.frames) == 2)
+        assert feed.frames[0] == message.encode()
 
 
 @async_test()
@@ -142,6 +162,24 @@ async def test_dropped_connection_reconnects_and_reports_the_disconnect() -> Non
         assert event.source == "test"
         assert event.reason == "connection lost"
         assert 0 < event.reconnect_in <= FAST.backoff_initial
+
+
+@async_test()
+async def test_frames_received_before_a_drop_are_still_delivered() -> None:
+    async with FakeBinance() as server:
+        feed = Feed(server)
+        async with feed.running():
+            first = await server.wait_connections(1)
+            feed.hold.clear()  # the source is busy while the connection dies
+            server.drop_after(300)
+            sent = [server.publish("BTCUSDT") for _ in range(300)]
+            await server.wait_for(lambda: first.closed)
+            await asyncio.sleep(0.1)
+            feed.hold.set()
+            await server.wait_connections(2)
+            await until(lambda: len(feed.frames) == 300)
+        assert feed.trade_ids() == [t["t"] for t in sent]
+        assert [e.reason for e in feed.events] == ["connection lost"]
 
 
 @async_test()
@@ -318,6 +356,8 @@ def test_retry_after_reads_seconds_and_ignores_what_it_cannot() -> None:
     assert retry_after_seconds(" 1.5 ") == 1.5
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") is None
     assert retry_after_seconds("-3") is None
+    assert retry_after_seconds("inf") is None
+    assert retry_after_seconds("nan") is None
     assert retry_after_seconds(None) is None
 
 

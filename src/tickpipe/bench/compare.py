@@ -66,4 +66,3 @@ def diff_candles(a: Candles, b: Candles, rel: float = 1e-9, limit: int = 10) -> 
         if len(problems) >= limit:
             break
     return problems[:limit]
-

@@ -2,30 +2,26 @@
 
 Frames are generated before any timing from the simulated market (its Zipf-like activity,
 random-walk prices and heavy-tailed sizes) and spelled exactly as Binance sends them. They go
-to a file and the measured paths read them back one chunk at a time, as a WebSocket reader
-would hand them over, so the measuring process never holds the whole input: its peak memory is
-the pipeline's, not the benchmark's.
-
-File layout: per chunk, an 8-byte little-endian length, then the chunk's frames joined by
-newlines (a JSON frame never contains a raw newline).
+to a file (see `framefile`) and the measured paths read them back one chunk at a time, as a
+WebSocket reader would hand them over, so the measuring process never holds the whole input:
+its peak memory is the pipeline's, not the benchmark's.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tickpipe.bench.framefile import write_chunk
 from tickpipe.records import SIDE_SELL
 from tickpipe.sources.simulated import MarketSimulator, symbol_names
 from tickpipe.symbols import to_binance
 
 START_TS = 1_717_372_800_000_000  # 2024-06-03 00:00:00 UTC, in µs: fixed, so runs repeat
 START_TRADE_ID = 3_600_000_000  # about where Binance's busiest spot ids are
-_HEADER = struct.Struct("<Q")
 _GENERATE_STEP = 200_000  # trades per simulator call: bounds the generator's memory
 
 
@@ -87,7 +83,7 @@ def write_frames(
                                    batch.side, batch.ts, batch.recv_ts, raw, streams))  # fmt: skip
             done += n
             while len(pending) >= chunk or (done == trades and pending):
-                size += _write_chunk(out, pending[:chunk])
+                size += write_chunk(out, pending[:chunk])
                 del pending[:chunk]
             if progress is not None:
                 progress(done)
@@ -109,18 +105,3 @@ def _encode(instrument, seq, price, size, side, ts, recv_ts, raw, streams) -> li
             event_ms, maker, strict=True,
         )
     ]  # fmt: skip
-
-
-def _write_chunk(out, frames: list[bytes]) -> int:
-    blob = b"\n".join(frames)
-    out.write(_HEADER.pack(len(blob)))
-    out.write(blob)
-    return len(blob) + _HEADER.size
-
-
-def read_chunks(path: Path) -> Iterator[list[bytes]]:
-    """The frames of `path`, one chunk (a list of bytes, one per frame) at a time."""
-    with path.open("rb") as f:
-        while header := f.read(_HEADER.size):
-            (length,) = _HEADER.unpack(header)
-            yield f.read(length).split(b"\n")

@@ -13,7 +13,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,19 @@ PATHS = ("read", "naive", "tickpipe")
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    """Peak resident memory of this process image so far, in MiB.
+
+    Linux keeps `ru_maxrss` across exec, so a worker started by a large parent would report
+    the parent's size; `VmHWM` (the high-water mark of this image) is read instead where it
+    exists, and `ru_maxrss` (KiB on Linux) elsewhere.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -46,7 +58,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     cpus = job.get("cpus")
     if cpus:
         os.sched_setaffinity(0, set(cpus))
-    from tickpipe.bench.frames import binance_symbols, read_chunks
+    from tickpipe.bench.framefile import read_chunks
     from tickpipe.engine.windows import parse_window
 
     path = job["path"]
@@ -69,7 +81,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         result.update(trades=n, seconds=time.perf_counter() - t0)
         result.update(_sqlite_counts(Path(job["db"])))
     elif path == "tickpipe":
-        result.update(_run_tickpipe(job, read_chunks(frames), binance_symbols, progress))
+        result.update(_run_tickpipe(job, read_chunks(frames), progress))
     else:
         raise ValueError(f"unknown path {path!r} (one of {', '.join(PATHS)})")
     result["peak_rss_mb"] = peak_rss_mb()
@@ -77,7 +89,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _run_tickpipe(job, chunks, binance_symbols, progress) -> dict[str, Any]:
+def _run_tickpipe(
+    job: dict[str, Any], chunks: Iterator[list[bytes]], progress: Callable[[int], None] | None
+) -> dict[str, Any]:
+    from tickpipe.bench.frames import binance_symbols
     from tickpipe.bench.tickpipe_path import TickpipePath
 
     symbols = binance_symbols(int(job["symbols"]))
@@ -125,14 +140,15 @@ class _ThreadProfiles:
     """cProfile of the measuring thread and of every thread started while it runs.
 
     cProfile only sees the thread that enables it; the store writer is a thread, so each new
-    thread enables its own profiler on its first profiled event.
+    thread enables its own profiler on its first profiled event. Times are each thread's CPU
+    time: on one core, wall time would charge each thread for the other's turns on the CPU.
     """
 
     def __init__(self) -> None:
         import cProfile
 
-        self._cls = cProfile.Profile
-        self.main = cProfile.Profile()
+        self._new = lambda: cProfile.Profile(time.thread_time)
+        self.main = self._new()
         self.threads: list[tuple[str, Any]] = []
 
     def start(self) -> None:
@@ -141,14 +157,15 @@ class _ThreadProfiles:
 
         def first_event(*_args: object) -> None:
             _sys.setprofile(None)
-            prof = self._cls()
+            prof = self._new()
             self.threads.append((threading.current_thread().name, prof))
             prof.enable()
 
         threading.setprofile(first_event)
         self.main.enable()
 
-    def stop(self, top: int) -> dict[str, list[dict[str, Any]]]:
+    def stop(self, top: int) -> dict[str, dict[str, Any]]:
+        """Per thread: its total CPU seconds and the `top` functions by own CPU time."""
         import threading
 
         self.main.disable()
@@ -159,7 +176,7 @@ class _ThreadProfiles:
         return out
 
 
-def _top(profile: Any, top: int) -> list[dict[str, Any]]:
+def _top(profile: Any, top: int) -> dict[str, Any]:
     import pstats
 
     stats = pstats.Stats(profile)
@@ -169,7 +186,7 @@ def _top(profile: Any, top: int) -> list[dict[str, Any]]:
         rows.append({"function": where, "calls": nc, "primitive_calls": cc,
                      "tottime": tt, "cumtime": ct})  # fmt: skip
     rows.sort(key=lambda r: r["tottime"], reverse=True)
-    return rows[:top]
+    return {"cpu_s": sum(r["tottime"] for r in rows), "top": rows[:top]}
 
 
 def _short(filename: str) -> str:

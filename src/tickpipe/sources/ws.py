@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 import urllib.parse
@@ -106,14 +107,14 @@ def backoff_delay(config: WsConfig, attempt: int, rng: random.Random) -> float:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds form; an HTTP date counts as absent)."""
+    """Seconds from a Retry-After header (delta-seconds; an HTTP date or nonsense is absent)."""
     if value is None:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if 0 <= seconds < math.inf else None
 
 
 class WsConnection:
@@ -185,6 +186,9 @@ class _Session(WSListener):
             if frame.fin:
                 self.frames.append(b"".join(self.fragments))
                 self.fragments = []
+            elif sum(map(len, self.fragments)) > self.config.max_frame_size:
+                self.fragments = []
+                self.conn._close("message too big", planned=False, abort=True)
         elif kind is _PING:
             # Answered here rather than by picows so that pings count for the any-frame timer.
             transport.send_pong(frame.get_payload_as_bytes())
@@ -274,10 +278,13 @@ class _Session(WSListener):
                 self.last_data = now
             if cfg.idle_timeout and now - self.last_frame > cfg.idle_timeout:
                 self.conn._close(f"no frame for {cfg.idle_timeout:g}s", planned=False, abort=True)
-            elif cfg.data_timeout and now - self.last_data > cfg.data_timeout:
+                return
+            if cfg.data_timeout and now - self.last_data > cfg.data_timeout:
                 self.conn._close(f"no data for {cfg.data_timeout:g}s", planned=False, abort=True)
-            elif cfg.max_lifetime and now - self.conn.connected_at >= cfg.max_lifetime:
+                return
+            if cfg.max_lifetime and now - self.conn.connected_at >= cfg.max_lifetime:
                 self.conn._close("planned: connection lifetime", planned=True, abort=False)
+                return
 
 
 @dataclass(slots=True)
@@ -347,8 +354,9 @@ class WsClient:
         conn = WsConnection(self.url)
         session = _Session(conn, cfg, self.stats)
         try:
-            transport, _ = await asyncio.wait_for(
-                ws_connect(
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+            async with asyncio.timeout(cfg.connect_timeout):
+                transport, _ = await ws_connect(
                     lambda: session,
                     self.url,
                     websocket_handshake_timeout=cfg.connect_timeout,
@@ -358,9 +366,7 @@ class WsClient:
                     auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
                     enable_auto_pong=False,
                     max_frame_size=cfg.max_frame_size,
-                ),
-                cfg.connect_timeout,
-            )
+                )
         except WSInvalidStatusError as exc:
             return self._refused(exc)
         except (OSError, TimeoutError, WSError) as exc:

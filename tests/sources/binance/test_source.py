@@ -1,0 +1,342 @@
+"""The Binance source delivers exactly the trades the exchange published, through every fault.
+
+Each test runs `BinanceSource` against the fake Binance server on 127.0.0.1. Duplicates may
+arrive here (the engine removes them); nothing may be lost or altered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+from fakes import async_test
+from fakes.binance_server import FakeBinance, FakeBinanceThread
+
+from tickpipe.deadletter import DeadLetter, DeadLetters
+from tickpipe.records import Disconnect, Gap, Instrument, Trade, TradeBatch
+from tickpipe.sources import SourceContext
+from tickpipe.sources.binance.source import BinanceSource, GapDetector
+from tickpipe.sources.ws import WsConfig
+
+FAST = WsConfig(
+    connect_timeout=2.0,
+    idle_timeout=1.0,
+    data_timeout=2.0,
+    backoff_initial=0.01,
+    backoff_max=0.05,
+    stable_after=0.5,
+)
+SYMBOLS = ["BTC-USDT", "ETH-USDT"]
+
+
+class Run:
+    """A running source and everything it handed out."""
+
+    def __init__(self, server: FakeBinance, dead_letters: DeadLetters | None = None) -> None:
+        self.batches: list[TradeBatch] = []
+        self.events: list[Gap | Disconnect] = []
+        self.source = BinanceSource(SYMBOLS, url=server.url, ws_config=FAST)
+        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
+        if dead_letters is not None:
+            self.ctx.dead_letters = dead_letters
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def emit(self, batch: TradeBatch) -> None:
+        await self.gate.wait()  # a closed gate is a full transport
+        self.batches.append(batch)
+
+    def trades(self) -> list[Trade]:
+        return [t for b in self.batches for t in b.to_trades()]
+
+    def gaps(self) -> list[Gap]:
+        return [e for e in self.events if isinstance(e, Gap)]
+
+    def disconnects(self) -> list[Disconnect]:
+        return [e for e in self.events if isinstance(e, Disconnect)]
+
+    async def received(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.trades()) < count:
+                await asyncio.sleep(0.005)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        task = asyncio.create_task(self.source.run(self.ctx))
+        try:
+            yield
+        finally:
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2.0)
+            assert done, "the source did not stop when cancelled"
+
+
+def expected(events: list[dict[str, Any]]) -> list[tuple]:
+    """What a published trade event must become, in the order it was sent."""
+    return [
+        (
+            "binance",
+            "binance",
+            f"{e['s'][:-4]}-{e['s'][-4:]}",
+            e["s"],
+            str(e["t"]),
+            e["t"],
+            float(e["p"]),
+            float(e["q"]),
+            "sell" if e["m"] else "buy",
+            e["T"] * 1000,
+        )
+        for e in events
+    ]
+
+
+def observed(trades: list[Trade]) -> list[tuple]:
+    return [
+        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
+         t.ts)
+        for t in trades
+    ]  # fmt: skip
+
+
+@async_test()
+async def test_trades_received_equal_exactly_the_trades_published() -> None:
+    async with FakeBinance(["BTCUSDT", "ETHUSDT"]) as server:
+        run = Run(server)
+        async with run.running():
+            conn = await server.wait_connections(1)
+            await server.feed(rate=20_000, count=3000)
+            await run.received(3000)
+        assert conn.path == "/stream?streams=btcusdt@trade/ethusdt@trade"
+        assert observed(run.trades()) == expected(server.published)
+        assert run.ctx.stats.trades == run.ctx.stats.frames == 3000
+        assert run.gaps() == [] and run.disconnects() == []
+        assert all(b.instruments == run.source.index.instruments for b in run.batches)
+        assert len(run.batches) < 3000  # frames arrive batched
+
+
+@async_test()
+async def test_taker_side_is_sell_when_buyer_is_maker() -> None:
+    async with FakeBinance() as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_connections(1)
+            server.publish("BTCUSDT", buyer_is_maker=True)
+            server.publish("BTCUSDT", buyer_is_maker=False)
+            await run.received(2)
+        assert [t.side for t in run.trades()] == ["sell", "buy"]
+
+
+@async_test()
+async def test_dropped_connection_reconnects_and_resubscribes() -> None:
+    async with FakeBinance() as server:
+        run = Run(server)
+        async with run.running():
+            first = await server.wait_connections(1)
+            server.drop_after(5)
+            for n in range(5):
+                server.publish(["BTCUSDT", "ETHUSDT"][n % 2])
+            second = await server.wait_connections(2)
+            await server.wait_for(lambda: run.ctx.stats.connected)
+            for n in range(5):
+                server.publish(["BTCUSDT", "ETHUSDT"][n % 2])
+            await run.received(10)
+        assert first.closed and second.open
+        assert second.streams == first.streams == {"btcusdt@trade", "ethusdt@trade"}
+        assert observed(run.trades()) == expected(server.published)
+        assert run.ctx.stats.reconnects == 1
+        assert [d.reason for d in run.disconnects()] == ["connection lost"]
+        assert run.gaps() == []  # nothing was published while it was away
+
+
+@async_test()
+async def test_trades_lost_while_disconnected_are_reported_as_a_gap() -> None:
+    async with FakeBinance() as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_connections(1)
+            server.publish("BTCUSDT")
+            server.drop_all()
+            lost = server.skip("BTCUSDT", 3)  # traded while nobody listened
+            await server.wait_connections(2)
+            await server.wait_for(lambda: run.ctx.stats.connected)
+            server.publish("BTCUSDT")
+            await run.received(2)
+        [gap] = run.gaps()
+        assert (gap.symbol, gap.first_missing, gap.last_missing) == (
+            "BTC-USDT",
+            lost[0]["t"],
+            lost[-1]["t"],
+        )
+        assert gap.recovered == 0
+        assert "not implemented" in gap.detail
+
+
+@async_test()
+async def test_gap_in_trade_ids_emits_gap_event() -> None:
+    async with FakeBinance() as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_connections(1)
+            server.publish("ETHUSDT")
+            server.publish("BTCUSDT")
+            lost = server.skip("ETHUSDT", 2)
+            server.publish("ETHUSDT")
+            server.publish("BTCUSDT")
+            await run.received(4)
+        [gap] = run.gaps()
+        assert gap.source == gap.exchange == "binance"
+        assert (gap.symbol, gap.first_missing, gap.last_missing) == (
+            "ETH-USDT",
+            lost[0]["t"],
+            lost[1]["t"],
+        )
+        assert observed(run.trades()) == expected(server.published)
+
+
+@async_test()
+async def test_duplicated_and_reordered_trades_all_arrive() -> None:
+    async with FakeBinance() as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_connections(1)
+            a, b, c = (server.trade("BTCUSDT") for _ in range(3))
+            server.send(c, a, b, a, c)
+            await run.received(5)
+        assert observed(run.trades()) == expected([c, a, b, a, c])
+        assert run.gaps() == []  # ids at or below the highest seen are never a gap
+
+
+@async_test()
+async def test_malformed_frame_is_dead_lettered_and_stream_continues(tmp_path: Path) -> None:
+    letters = DeadLetters(tmp_path / "dead.jsonl")
+    async with FakeBinance() as server:
+        run = Run(server, letters)
+        async with run.running():
+            await server.wait_connections(1)
+            server.publish("BTCUSDT")
+            server.send_raw('{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"')
+            server.send_raw(b"\xff\xfe")
+            server.send_server_shutdown()  # a notice, not an error
+            server.publish("BTCUSDT")
+            await run.received(2)
+        letters.close()
+    lines = (tmp_path / "dead.jsonl").read_bytes().splitlines()
+    rejects = [msgspec.json.decode(line, type=DeadLetter) for line in lines]
+    assert [(r.source, r.reason) for r in rejects] == [("binance", "invalid JSON")] * 2
+    assert rejects[0].payload.startswith('{"stream":"btcusdt@trade"')
+    assert run.ctx.stats.malformed == 2
+    assert observed(run.trades()) == expected(server.published)
+    assert run.disconnects() == []
+
+
+@async_test()
+async def test_silent_feed_that_answers_pings_triggers_data_timeout_reconnect() -> None:
+    async with FakeBinance(ping_interval=0.05) as server:
+        run = Run(server)
+        run.source.ws_config = replace(FAST, idle_timeout=0.3, data_timeout=0.5)
+        async with run.running():
+            first = await server.wait_connections(1)
+            server.publish("BTCUSDT")
+            server.silent = True
+            await server.wait_connections(2)
+            server.silent = False
+            await server.wait_for(lambda: run.ctx.stats.connected)
+            server.publish("BTCUSDT")
+            await run.received(2)
+        assert first.pongs_received > 0
+        assert [d.reason for d in run.disconnects()] == ["no data for 0.5s"]
+        assert observed(run.trades()) == expected(server.published)
+
+
+@async_test()
+async def test_full_transport_pauses_the_feed_and_loses_nothing() -> None:
+    async with FakeBinance() as server:
+        run = Run(server)
+        run.source.ws_config = replace(FAST, max_pending_frames=500, max_batch_frames=100)
+        async with run.running():
+            await server.wait_connections(1)
+            run.gate.clear()
+            server.send(*(server.trade("BTCUSDT") for _ in range(20_000)))
+            await asyncio.sleep(0.3)
+            held = run.ctx.stats.frames
+            run.gate.set()
+            await run.received(20_000, timeout=10)
+        assert held < 5_000  # the socket was left unread while emit waited
+        assert observed(run.trades()) == expected(server.published)
+
+
+def test_source_works_against_the_threaded_fake_that_subprocess_tests_use() -> None:
+    with FakeBinanceThread(symbols=["BTCUSDT"]) as fake:
+        server = fake.server
+        assert server is not None
+
+        async def consume() -> list[Trade]:
+            run = Run(server)
+            async with run.running():
+                await asyncio.wrap_future(fake.start(server.wait_connections(1)))
+                await asyncio.wrap_future(fake.start(server.feed(rate=2000, count=200)))
+                await run.received(200)
+            return run.trades()
+
+        trades = asyncio.run(consume())
+        published = fake.call(lambda server: list(server.published))
+    assert len(published) == 200
+    assert observed(trades) == expected(published)
+
+
+def test_url_names_every_stream_in_lowercase() -> None:
+    source = BinanceSource(["BTC-USDT", "eth/usdt", "BTCUSDT"], url="ws://127.0.0.1:9/")
+    assert source.url == "ws://127.0.0.1:9/stream?streams=btcusdt@trade/ethusdt@trade"
+    assert source.index.instruments == [
+        Instrument("binance", "BTC-USDT", "BTCUSDT"),
+        Instrument("binance", "ETH-USDT", "ETHUSDT"),
+    ]
+    agg = BinanceSource(["BTC-USDT"], url="wss://stream.binance.com:9443", stream="aggTrade")
+    assert agg.url == "wss://stream.binance.com:9443/stream?streams=btcusdt@aggTrade"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"stream": "kline_1m"}, "stream"), ({"symbols": []}, "symbol")],
+)
+def test_bad_arguments_are_refused_with_the_reason(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BinanceSource(**{"symbols": ["BTC-USDT"], **kwargs})
+
+
+def batch_of(*rows: tuple[int, int]) -> TradeBatch:
+    """(instrument, seq) pairs as a batch of two instruments."""
+    instruments = [Instrument("binance", "BTC-USDT", "BTCUSDT"), Instrument("binance", "E-T", "ET")]
+    n = len(rows)
+    return TradeBatch(
+        source="binance",
+        instruments=instruments,
+        instrument=np.array([r[0] for r in rows], np.int32),
+        seq=np.array([r[1] for r in rows], np.int64),
+        price=np.ones(n),
+        size=np.ones(n),
+        side=np.zeros(n, np.int8),
+        ts=np.zeros(n, np.int64),
+        recv_ts=np.zeros(n, np.int64),
+    )
+
+
+def test_gap_detector_ignores_first_trade_reordering_and_duplicates() -> None:
+    gaps = GapDetector(2)
+    assert gaps.check(batch_of((0, 100), (1, 7))) == []  # nothing known before: no gap
+    assert gaps.check(batch_of((0, 103), (0, 101), (0, 102), (0, 101), (1, 8))) == []
+    assert gaps.check(batch_of((0, 99), (0, 103))) == []  # late and duplicate
+    found = gaps.check(batch_of((0, 110), (1, 9), (0, 104), (1, 12), (0, 106)))
+    assert [(g.symbol, g.first_missing, g.last_missing) for g in found] == [
+        ("BTC-USDT", 105, 105),
+        ("BTC-USDT", 107, 109),
+        ("E-T", 10, 11),
+    ]
+    assert gaps.check(batch_of((0, 105))) == []  # a late fill is not a new gap

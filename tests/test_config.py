@@ -1,0 +1,295 @@
+"""Configuration: defaults < TOML file < TICKPIPE_* variables < flags, every value checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tickpipe.config import KEYS, Config, ConfigError, load_config
+from tickpipe.engine.windows import parse_window
+
+S = 1_000_000
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tickpipe.toml"
+    path.write_text(text)
+    return path
+
+
+def error(**kwargs) -> str:
+    """The ConfigError message of load_config(**kwargs), checked to be one line."""
+    kwargs.setdefault("env", {})
+    with pytest.raises(ConfigError) as info:
+        load_config(**kwargs)
+    message = str(info.value)
+    assert message.strip(), "the error says nothing"
+    assert len(message.splitlines()) == 1, f"not one line: {message!r}"
+    assert message.startswith("config error: "), message
+    return message
+
+
+def test_defaults_without_file_env_or_flags() -> None:
+    config = load_config(env={})
+    assert config.intervals == ["1s", "5s", "1m", "5m", "1h"]
+    assert config.hopping == []
+    assert config.data_dir == "./tickpipe-data"
+    assert config.run.exchanges == ["binance"]
+    assert config.run.symbols == ["BTC-USDT", "ETH-USDT"]
+    assert config.demo.rate == 2000.0
+    assert config.quiet is False
+    engine = config.engine_config()
+    assert [w.name for w in engine.windows] == ["1s", "5s", "1m", "5m", "1h"]
+    assert engine.allowed_lateness == 2 * S
+    assert engine.idle_timeout == 2 * S
+    assert engine.provisional_every == 250_000
+    assert engine.horizon == 3600 * S  # no correction_horizon: the largest window
+
+
+def test_the_environment_of_the_process_is_not_read_when_env_is_given(monkeypatch) -> None:
+    monkeypatch.setenv("TICKPIPE_DEMO_RATE", "5")
+    assert load_config(env={}).demo.rate == 2000.0
+    assert load_config().demo.rate == 5.0  # env=None reads os.environ
+
+
+def test_a_toml_file_sets_top_level_and_section_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'data_dir = "/data/tp"\nintervals = ["1s", "1m"]\nhopping = ["1m/5s"]\n'
+        'allowed_lateness = "500ms"\ncorrection_horizon = "10m"\nquiet = true\n'
+        '[run]\nsymbols = ["btcusdt"]\n[demo]\nrate = 50.5\nsymbols = 3\n',
+    )
+    config = load_config(path, env={})
+    assert config.data_dir == "/data/tp"
+    assert config.db_path == Path("/data/tp/tickpipe.duckdb")
+    assert config.intervals == ["1s", "1m"]
+    assert config.run.symbols == ["btcusdt"]
+    assert (config.demo.rate, config.demo.symbols, config.demo.seed) == (50.5, 3, 0)
+    assert config.quiet is True
+    engine = config.engine_config()
+    assert engine.windows == (parse_window("1s"), parse_window("1m"), parse_window("1m/5s"))
+    assert engine.allowed_lateness == 500_000
+    assert engine.horizon == 600 * S
+
+
+def test_environment_overrides_the_file_and_flags_override_the_environment(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, 'intervals = ["1m"]\n[demo]\nrate = 10.0\nseed = 1\nsymbols = 4\n')
+    env = {
+        "TICKPIPE_DEMO_RATE": "20",
+        "TICKPIPE_DEMO_SEED": "2",
+        "TICKPIPE_INTERVALS": "1s, 5s",
+        "TICKPIPE_QUIET": "true",
+        "TICKPIPE_RUN_SYMBOLS": "BTC-USDT,eth/usdt",
+    }
+    config = load_config(path, env=env)
+    assert (config.demo.rate, config.demo.seed, config.demo.symbols) == (20.0, 2, 4)
+    assert config.intervals == ["1s", "5s"]
+    assert config.quiet is True
+    assert config.run.symbols == ["BTC-USDT", "eth/usdt"]
+
+    config = load_config(path, env=env, overrides={"demo.rate": 30.0, "intervals": ["1h"]})
+    assert (config.demo.rate, config.demo.seed) == (30.0, 2)
+    assert config.intervals == ["1h"]
+
+
+def test_a_flag_that_was_not_given_does_not_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "[demo]\nrate = 10.0\n")
+    config = load_config(path, env={}, overrides={"demo.rate": None, "data_dir": None})
+    assert config.demo.rate == 10.0
+    assert config.data_dir == "./tickpipe-data"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("1", True), ("yes", True), ("0", False), ("FALSE", False)]
+)
+def test_boolean_environment_values(text: str, value: bool) -> None:
+    assert load_config(env={"TICKPIPE_QUIET": text}).quiet is value
+
+
+def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) -> None:
+    replay = tmp_path / "trades.jsonl"
+    replay.write_text("")
+    values = {
+        "data_dir": ("/srv/tp", "/srv/tp"),
+        "intervals": ("1s,1m", ["1s", "1m"]),
+        "hopping": ("1m/5s", ["1m/5s"]),
+        "allowed_lateness": ("1s", "1s"),
+        "correction_horizon": ("1h", "1h"),
+        "idle_timeout": ("3s", "3s"),
+        "provisional_every": ("100ms", "100ms"),
+        "queue_trades": ("5000", 5000),
+        "flush_every": ("1s", "1s"),
+        "quiet": ("yes", True),
+        "run.exchanges": ("binance", ["binance"]),
+        "run.symbols": ("SOL-USDT", ["SOL-USDT"]),
+        "run.replay": (str(replay), str(replay)),
+        "run.speed": ("2.5", 2.5),
+        "demo.symbols": ("7", 7),
+        "demo.rate": ("123.5", 123.5),
+        "demo.seed": ("42", 42),
+        "binance.url": ("ws://127.0.0.1:9", "ws://127.0.0.1:9"),
+        "binance.stream": ("aggTrade", "aggTrade"),
+    }
+    assert set(values) == set(KEYS), "a setting was added or removed: cover it here"
+    env = {"TICKPIPE_" + key.replace(".", "_").upper(): text for key, (text, _) in values.items()}
+    config = load_config(env=env)
+    for key, (_, expected) in values.items():
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        assert value == expected, key
+
+
+# -- bad values: one line that names the key, where it came from and what is allowed ------
+
+
+def test_bad_interval_from_the_environment_names_the_variable_and_the_position() -> None:
+    message = error(env={"TICKPIPE_INTERVALS": "1m,7x"})
+    assert "intervals[1]" in message
+    assert "'7x'" in message
+    assert "TICKPIPE_INTERVALS" in message
+    assert "5s" in message  # an example of what is allowed
+
+
+def test_bad_interval_from_a_flag_says_command_line() -> None:
+    message = error(overrides={"intervals": ["7x"]})
+    assert "intervals[0]" in message
+    assert "command line" in message
+
+
+def test_a_hopping_window_under_intervals_is_pointed_to_hopping() -> None:
+    message = error(env={"TICKPIPE_INTERVALS": "1m/5s"})
+    assert "intervals[0]" in message
+    assert "hopping" in message
+
+
+def test_a_bad_hopping_window_says_the_slide_must_divide_the_size(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, 'hopping = ["1m/7s"]\n'))
+    assert "hopping[0]" in message
+    assert "divide" in message
+    assert str(tmp_path / "tickpipe.toml") in message
+
+
+def test_no_interval_at_all_is_an_error() -> None:
+    message = error(env={"TICKPIPE_INTERVALS": ""})
+    assert "intervals" in message
+
+
+@pytest.mark.parametrize(
+    "key", ["allowed_lateness", "idle_timeout", "provisional_every", "flush_every",
+            "correction_horizon"],
+)  # fmt: skip
+def test_a_bad_duration_names_its_key(key: str) -> None:
+    name = "TICKPIPE_" + key.upper()
+    message = error(env={name: "soon"})
+    assert f"{key} = 'soon'" in message
+    assert name in message
+    assert "1h" in message
+
+
+def test_an_unknown_top_level_key_in_toml_lists_the_known_keys(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, 'interval = ["1m"]\n'))
+    assert "'interval'" in message
+    for known in ("intervals", "hopping", "data_dir", "demo.rate", "run.symbols"):
+        assert known in message
+
+
+def test_an_unknown_key_in_a_section_is_named_with_its_section(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, '[run]\nsymbol = ["BTC-USDT"]\n'))
+    assert "'run.symbol'" in message
+    assert "run.symbols" in message
+
+
+def test_an_unknown_section_is_named(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, "[kraken]\nurl = 'wss://x'\n"))
+    assert "'kraken" in message
+    assert "binance.url" in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "expected"),
+    [
+        ("queue_trades = 'many'\n", "queue_trades", "int"),
+        ("[demo]\nrate = 'fast'\n", "demo.rate", "float"),
+        ("intervals = '1m'\n", "intervals", "array"),
+        ("quiet = 'maybe'\n", "quiet", "bool"),
+        ("run = 5\n", "run", "object"),
+    ],
+)
+def test_a_wrong_type_in_toml_names_the_key_and_the_expected_type(
+    tmp_path: Path, toml: str, key: str, expected: str
+) -> None:
+    message = error(path=write(tmp_path, toml))
+    assert f"{key} = " in message
+    assert expected in message
+    assert "tickpipe.toml" in message
+
+
+def test_a_wrong_type_in_the_environment_names_the_variable() -> None:
+    message = error(env={"TICKPIPE_DEMO_SYMBOLS": "lots"})
+    assert "demo.symbols = 'lots'" in message
+    assert "TICKPIPE_DEMO_SYMBOLS" in message
+    assert "int" in message
+
+
+def test_an_unknown_exchange_lists_the_supported_ones() -> None:
+    message = error(env={"TICKPIPE_RUN_EXCHANGES": "binance,mtgox"})
+    assert "run.exchanges[1] = 'mtgox'" in message
+    assert "binance" in message.split("mtgox", 1)[1]
+
+
+@pytest.mark.parametrize("symbol", ["NOPE", "BTC-USD-X", "BTC USDT"])
+def test_a_bad_symbol_names_its_position_and_the_expected_form(symbol: str) -> None:
+    message = error(overrides={"run.symbols": ["BTC-USDT", symbol]})
+    assert f"run.symbols[1] = {symbol!r}" in message
+    assert "BASE-QUOTE" in message
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"TICKPIPE_DEMO_RATE": "-5"}, "demo.rate"),
+        ({"TICKPIPE_DEMO_RATE": "0"}, "demo.rate"),
+        ({"TICKPIPE_DEMO_SYMBOLS": "-1"}, "demo.symbols"),
+        ({"TICKPIPE_RUN_SPEED": "-1"}, "run.speed"),
+        ({"TICKPIPE_QUEUE_TRADES": "0"}, "queue_trades"),
+    ],
+)
+def test_negative_or_zero_rates_and_sizes_are_errors(env: dict, key: str) -> None:
+    message = error(env=env)
+    assert f"{key} = " in message
+    assert next(iter(env)) in message
+
+
+def test_a_binance_url_must_be_a_websocket_url() -> None:
+    message = error(env={"TICKPIPE_BINANCE_URL": "https://stream.binance.com"})
+    assert "binance.url" in message
+    assert "ws://" in message
+
+
+def test_a_bad_binance_stream_names_the_key() -> None:
+    message = error(env={"TICKPIPE_BINANCE_STREAM": "book"})
+    assert "binance.stream = 'book'" in message
+
+
+def test_a_missing_replay_file_is_an_error(tmp_path: Path) -> None:
+    message = error(overrides={"run.replay": str(tmp_path / "none.jsonl")})
+    assert "run.replay" in message
+    assert "no such file" in message
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.toml"
+    message = error(path=missing)
+    assert str(missing) in message
+    assert "no such file" in message
+
+
+@pytest.mark.parametrize("text", ["intervals = [\n", "a = 1\na = 2\n", "[demo\n", "x = \n"])
+def test_invalid_toml_is_named_with_the_file(tmp_path: Path, text: str) -> None:
+    message = error(path=write(tmp_path, text))
+    assert "tickpipe.toml" in message
+    assert "TOML" in message
