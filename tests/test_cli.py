@@ -72,17 +72,13 @@ def test_bad_rate_names_the_option(tmp_path: Path) -> None:
 
 
 def test_negative_duration_names_the_option(tmp_path: Path) -> None:
-    line = one_line_usage_error(
-        tickpipe("demo", "--duration", "-3", "--data-dir", str(tmp_path))
-    )
+    line = one_line_usage_error(tickpipe("demo", "--duration", "-3", "--data-dir", str(tmp_path)))
     assert "--duration" in line
     assert "above 0" in line
 
 
 def test_unreadable_duration_names_the_option_and_the_units(tmp_path: Path) -> None:
-    line = one_line_usage_error(
-        tickpipe("demo", "--duration", "soon", "--data-dir", str(tmp_path))
-    )
+    line = one_line_usage_error(tickpipe("demo", "--duration", "soon", "--data-dir", str(tmp_path)))
     assert "--duration" in line
     assert "5s" in line
 
@@ -95,9 +91,7 @@ def test_unknown_symbol_names_the_setting(tmp_path: Path) -> None:
 
 
 def test_unknown_exchange_names_the_setting_and_the_supported_ones(tmp_path: Path) -> None:
-    line = one_line_usage_error(
-        tickpipe("run", "--exchange", "mtgox", "--data-dir", str(tmp_path))
-    )
+    line = one_line_usage_error(tickpipe("run", "--exchange", "mtgox", "--data-dir", str(tmp_path)))
     assert "exchanges" in line
     assert "'mtgox'" in line
     assert "binance" in line.split("mtgox", 1)[1]
@@ -141,6 +135,23 @@ def test_verify_without_data_says_where_it_looked(tmp_path: Path) -> None:
     assert str(empty) in line
     assert "tickpipe demo" in line
     assert not (empty / "tickpipe.duckdb").exists()  # verify never creates a store
+
+
+def test_verify_with_a_bad_interval_names_the_option(tmp_path: Path) -> None:
+    DuckDBStore(tmp_path / "tickpipe.duckdb").close()
+    line = one_line_usage_error(tickpipe("verify", "--data-dir", str(tmp_path), "--interval", "7x"))
+    assert "--interval" in line or "interval" in line
+    assert "'7x'" in line
+
+
+def test_verify_while_another_process_writes_the_store_says_so(tmp_path: Path) -> None:
+    writer = DuckDBStore(tmp_path / "tickpipe.duckdb")
+    try:
+        line = one_line_usage_error(tickpipe("verify", "--data-dir", str(tmp_path)))
+    finally:
+        writer.close()
+    assert "cannot open" in line
+    assert str(tmp_path) in line
 
 
 def _store_with_candles(data_dir: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tickpipe.config import KEYS, Config, ConfigError, load_config
+from tickpipe.config import KEYS, ConfigError, load_config
 from tickpipe.engine.windows import parse_window
 
 S = 1_000_000

@@ -15,7 +15,7 @@ import click
 
 from tickpipe import __version__
 from tickpipe.config import Config, ConfigError, load_config
-from tickpipe.engine.windows import parse_duration
+from tickpipe.engine.windows import parse_duration, parse_window
 from tickpipe.sources import Source
 from tickpipe.stores.duckdb import DuckDBStore, StoreError
 
@@ -36,6 +36,14 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> f
     if seconds <= 0:
         raise click.BadParameter("must be above 0 seconds")
     return seconds
+
+
+def _windows(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    """Window names as the store spells them (`60s` becomes `1m`); bad ones are usage errors."""
+    try:
+        return [parse_window(v).name for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _common(func):
@@ -106,7 +114,7 @@ def run(config_path, data_dir, intervals, hopping, duration, quiet, exchanges, s
         "hopping": list(hopping) or None, "quiet": quiet,
         "run.exchanges": list(exchanges) or None, "run.symbols": list(symbols) or None,
         "binance.url": binance_url, "run.replay": replay,
-        "run.speed": None if speed is None else (speed or float("inf")),
+        "run.speed": speed,
     })  # fmt: skip
     _pipeline(config, _run_sources(config), "run", duration)
 
@@ -138,6 +146,7 @@ def demo(config_path, data_dir, intervals, hopping, duration, quiet, symbols, ra
     "--interval",
     "intervals",
     multiple=True,
+    callback=_windows,
     help="Only these intervals [default: every stored interval].",
 )
 @click.option(
@@ -193,7 +202,7 @@ def _run_sources(config: Config) -> list[Source]:
     if config.run.replay:
         from tickpipe.sources.replay import FileReplay
 
-        speed = None if config.run.speed == float("inf") else config.run.speed
+        speed = config.run.speed or None  # 0: as fast as possible
         return [FileReplay(Path(config.run.replay), speed=speed)]
     from tickpipe.sources.binance.source import BinanceSource
 

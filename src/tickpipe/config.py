@@ -171,9 +171,9 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
         try:
             normalize_symbol(symbol)
         except SymbolError as exc:
-            fail(f"run.symbols[{i}]", symbol, str(exc).split(" is ", 1)[-1].replace("has ", "", 1))
-    if config.run.speed <= 0:
-        fail("run.speed", config.run.speed, "must be above 0 (e.g. 10 for ten times faster)")
+            fail(f"run.symbols[{i}]", symbol, str(exc).split(f"{symbol!r} ", 1)[-1])
+    if config.run.speed < 0:
+        fail("run.speed", config.run.speed, "1 = original speed, 10 = ten times faster, 0 = max")
     if config.run.replay and not Path(config.run.replay).is_file():
         fail("run.replay", config.run.replay, "no such file")
     if not 1 <= config.demo.symbols <= 100_000:

@@ -156,8 +156,9 @@ class Pipeline:
         )
         if not len(batch):
             return
-        revisions = self.store.revisions(min(cutoff.values()))
-        candles = engine.restore(batch, cutoff, revisions, now_us())
+        since = min(cutoff.values())
+        revisions = self.store.revisions(since)
+        candles = engine.restore(batch, cutoff, revisions, now_us(), self.store.finals(since))
         self.restored_trades = len(batch)
         self.store.write(candles=candles)
 

@@ -126,7 +126,7 @@ TRADE_SCHEMA = pa.schema(
     ]
 )
 
-_SIDE_DICTIONARY = pa.array(["sell", "unknown", "buy"])
+_SIDE_VALUES = ["sell", "unknown", "buy"]  # indexed by side code + 1
 
 
 @dataclass(slots=True)
@@ -196,14 +196,18 @@ class TradeBatch:
         """
         if not table.num_rows:
             return cls.empty(source)
-        key = pc.binary_join_element_wise(
-            table.column("exchange"), table.column("symbol"), table.column("raw_symbol"), "\x1f"
-        ).combine_chunks().dictionary_encode()
+        key = (
+            pc.binary_join_element_wise(
+                table.column("exchange"), table.column("symbol"), table.column("raw_symbol"), "\x1f"
+            )
+            .combine_chunks()
+            .dictionary_encode()
+        )
         instruments = [Instrument(*k.split("\x1f")) for k in key.dictionary.to_pylist()]
         seq = table.column("seq").to_numpy().astype(np.int64)
         trade_id = table.column("trade_id")
         numeric = pc.all(pc.equal(trade_id, pc.cast(table.column("seq"), pa.string()))).as_py()
-        side = pc.index_in(table.column("side"), value_set=pa.array(["sell", "unknown", "buy"]))
+        side = pc.index_in(table.column("side"), value_set=pa.array(_SIDE_VALUES))
         return cls(
             source=source,
             instruments=instruments,
@@ -262,43 +266,34 @@ class TradeBatch:
         return out
 
     def to_arrow(self) -> pa.Table:
-        """The batch as an Arrow table in `TRADE_SCHEMA` order, built without Python loops."""
-        n = len(self)
+        """The batch as an Arrow table with `TRADE_SCHEMA`'s columns, built without Python loops.
+
+        Text columns stay dictionary-encoded (one string per instrument, not per trade): the
+        store reads them as text, a third faster than from plain string columns.
+        """
         codes = pa.array(self.instrument, pa.int32())
-        exchange = pa.DictionaryArray.from_arrays(
-            codes, pa.array([i.exchange for i in self.instruments], pa.string())
-        )
-        symbol = pa.DictionaryArray.from_arrays(
-            codes, pa.array([i.symbol for i in self.instruments], pa.string())
-        )
-        raw = pa.DictionaryArray.from_arrays(
-            codes, pa.array([i.raw_symbol for i in self.instruments], pa.string())
-        )
+
+        def text(values: list[str], indices: pa.Array = codes) -> pa.DictionaryArray:
+            return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string()))
+
         if self.trade_id is None:
             trade_id = pa.array(self.seq, pa.int64()).cast(pa.string())
         else:
             trade_id = pa.array(self.trade_id, pa.string())
-        side = pa.DictionaryArray.from_arrays(
-            pa.array(self.side.astype(np.int32) + 1, pa.int32()), _SIDE_DICTIONARY
-        )
-        return pa.table(
-            [
-                pa.DictionaryArray.from_arrays(
-                    pa.array(np.zeros(n, np.int32)), pa.array([self.source], pa.string())
-                ).cast(pa.string()),
-                exchange.cast(pa.string()),
-                symbol.cast(pa.string()),
-                raw.cast(pa.string()),
-                trade_id,
-                pa.array(self.seq, pa.int64()),
-                pa.array(self.price, pa.float64()),
-                pa.array(self.size, pa.float64()),
-                side.cast(pa.string()),
-                pa.array(self.ts, pa.int64()),
-                pa.array(self.recv_ts, pa.int64()),
-            ],
-            schema=TRADE_SCHEMA,
-        )
+        columns = [
+            text([self.source], pa.array(np.zeros(len(self), np.int32))),
+            text([i.exchange for i in self.instruments]),
+            text([i.symbol for i in self.instruments]),
+            text([i.raw_symbol for i in self.instruments]),
+            trade_id,
+            pa.array(self.seq, pa.int64()),
+            pa.array(self.price, pa.float64()),
+            pa.array(self.size, pa.float64()),
+            text(_SIDE_VALUES, pa.array(self.side.astype(np.int32) + 1, pa.int32())),
+            pa.array(self.ts, pa.int64()),
+            pa.array(self.recv_ts, pa.int64()),
+        ]
+        return pa.table(columns, names=TRADE_SCHEMA.names)
 
 
 def concat_batches(batches: Iterable[TradeBatch], source: str = "") -> TradeBatch:

@@ -33,6 +33,9 @@ def normalize_symbol(raw: str) -> str:
 
 
 def _split_glued(text: str, raw: str) -> tuple[str, str]:
+    for alias, name in ALIASES.items():  # XBTUSD: the alias decides where the base ends
+        if text.startswith(alias) and len(text) > len(alias):
+            text = name + text[len(alias) :]
     for quote in QUOTES:
         if text.endswith(quote) and len(text) > len(quote):
             return text[: -len(quote)], quote

@@ -84,15 +84,13 @@ def latest(candles: Iterable[Candle]) -> dict[Key, Candle]:
 def differences(candle: Candle, expected: dict) -> list[str]:
     """Fields of `candle` that differ from `expected` (exact, or within 1e-9 for sums)."""
     wrong = [f for f in EXACT if getattr(candle, f) != expected[f]]
-    wrong += [
-        f for f in APPROX if not math.isclose(getattr(candle, f), expected[f], rel_tol=1e-9)
-    ]
+    wrong += [f for f in APPROX if not math.isclose(getattr(candle, f), expected[f], rel_tol=1e-9)]
     return [f"{f}: got {getattr(candle, f)!r}, expected {expected[f]!r}" for f in wrong]
 
 
 def assert_candles_equal(got: dict[Key, Candle], expected: dict[Key, dict]) -> None:
-    assert sorted(got) == sorted(expected), (
-        f"missing {sorted(set(expected) - set(got))[:5]}, extra {sorted(set(got) - set(expected))[:5]}"
-    )
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    assert not missing and not extra, f"missing {missing[:5]}, extra {extra[:5]}"
     problems = {key: d for key in expected if (d := differences(got[key], expected[key]))}
     assert not problems, f"{len(problems)} candles differ, e.g. {next(iter(problems.items()))}"

@@ -42,7 +42,7 @@ def engine(
     )
 
 
-_ids = iter(range(1, 10**9))
+_ids = iter(range(10**6, 10**9))  # far from the small seqs tests choose
 
 
 def trade(
@@ -154,10 +154,9 @@ def test_a_duplicate_in_a_later_batch_is_dropped() -> None:
     e = engine(lateness=10 * S)
     t = trade(100 * MS, 1.0, seq=77)
     feed(e, [t], 200 * MS)
-    out = feed(e, [trade(300 * MS, 3.0), t], 400 * MS)
+    out = feed(e, [trade(300 * MS, 3.0, seq=78), t], 400 * MS)
     assert out.duplicates == 1
-    assert [x.seq for x in out.accepted.to_trades()] != [77]
-    assert 77 not in [x.seq for x in out.accepted.to_trades()]
+    assert [x.seq for x in out.accepted.to_trades()] == [78]
     assert only(out.candles).trades == 2
 
 
@@ -266,6 +265,22 @@ def test_the_idle_timer_closes_the_windows_of_the_only_symbol() -> None:
     out = e.tick(T0 + 5500 * MS)
     assert [(c.interval, c.start - T0) for c in out.candles if c.final] == [("5s", 0)]
     assert e.open_windows() == 0
+
+
+def test_another_venues_clock_does_not_make_a_quiet_symbols_trades_late() -> None:
+    """The watermark is per (exchange, symbol): when ex2's clock runs ten minutes ahead (or
+    sends one bad timestamp), ex's quiet symbol must not jump there and dead-letter its
+    on-time trades."""
+    e = engine("1s", "1m", lateness=2 * S, idle=2 * S)
+    ahead = Instrument("ex2", "BTC-USDT")
+    feed(e, [trade(500 * MS, 1.0)], 600 * MS)
+    feed(e, [trade(10 * M, 1.0, instrument=ahead)], 700 * MS)
+    e.tick(T0 + 3 * S)  # ex BTC-USDT has been quiet for 2.4 s
+    assert e.watermark(BTC) <= T0 + 3 * S - 2 * S  # the clock allows no more
+    on_time = trade(3100 * MS, 2.0)
+    out = feed(e, [on_time], 3200 * MS)
+    assert out.late is None
+    assert keys(out.accepted.to_trades()) == keys([on_time])
 
 
 def test_ticks_never_close_a_window_before_its_time() -> None:
@@ -529,9 +544,11 @@ def test_restore_rebuilds_the_same_candles_and_recognises_seen_trades(
     restarted = new_engine()
     align = max(w.size for w in restarted.windows)
     cutoff, stored = store.restore_point(restarted.horizon, lateness, align)
-    assert set(cutoff) == {BTC, ETH}
-    revisions = store.revisions(min(cutoff.values()))
-    store.write(candles=restarted.restore(stored, cutoff, revisions, T0 + batches[crash_at][0]))
+    assert set(cutoff) == {(BTC.exchange, BTC.symbol), (ETH.exchange, ETH.symbol)}
+    since = min(cutoff.values())
+    revisions, finals = store.revisions(since), store.finals(since)
+    now = T0 + batches[crash_at][0]
+    store.write(candles=restarted.restore(stored, cutoff, revisions, now, finals))
     after_restore = {tuple(r[:4]): r[4] for r in store.query(revision_query)}
     assert all(after_restore[k] >= r for k, r in before_crash.items()), "a revision went back"
 
@@ -556,4 +573,59 @@ def test_restore_rebuilds_the_same_candles_and_recognises_seen_trades(
     report = verify(store)
     assert report.ok, report.mismatches[:3]
     assert report.trades == len({(t.exchange, t.symbol, t.trade_id) for t in sent})
+    store.close()
+
+
+# -- long streams: state stays bounded and exact --------------------------------------------
+
+
+def test_a_long_stream_keeps_memory_bounded_and_candles_exact() -> None:
+    rng = random.Random(5)
+    lateness, horizon = 200 * MS, 2 * S
+    e = engine("1s", "4s/1s", lateness=lateness, horizon=horizon, idle=1 * S, every=100 * MS)
+    sent: list[Trade] = []
+    emitted: list[Candle] = []
+    live = []
+    for k in range(1500):  # 1500 batches, 0.5 s apart: 750 s of trading on two symbols
+        now = k * 500 * MS
+        batch = [
+            trade(now - rng.choice([0, 0, 0, 100 * MS, 1500 * MS]), round(rng.uniform(1, 2), 3),
+                  instrument=rng.choice([BTC, ETH]))
+            for _ in range(rng.randrange(1, 5))
+        ]  # fmt: skip
+        recent = [t for t in sent[-8:] if t.ts >= T0 + now - lateness - horizon]
+        if recent and rng.random() < 0.3:
+            batch.append(rng.choice(recent))  # a resend, still within the horizon
+        sent += batch
+        out = feed(e, batch, now)
+        assert out.late is None
+        emitted += out.candles
+        emitted += e.tick(T0 + now + 100 * MS).candles
+        live.append(sum(len(t) for t in e.tables))
+    emitted += e.flush(T0 + 750 * S)
+    expected = batch_candles(dedupe(sent), [("1s", S, S), ("4s/1s", 4 * S, S)])
+    assert len(expected) > 2500
+    assert_candles_equal(latest(emitted), expected)
+    # Windows are forgotten once behind the horizon: a few dozen live, not thousands.
+    assert max(live) < 60, max(live)
+    assert len(e._seen) < 100  # trade ids are forgotten too (no public view of this count)
+
+
+def test_restore_never_turns_a_final_candle_back_into_a_provisional_one(tmp_path: Path) -> None:
+    """The idle timer closed the window before the crash; the rewritten row stays final."""
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb")
+    before = engine("1s", lateness=500 * MS, idle=1 * S)
+    out = feed(before, [trade(200 * MS, 1.0), trade(700 * MS, 2.0)], 700 * MS)
+    store.write(trades=[out.accepted], candles=out.candles)
+    store.write(candles=before.tick(T0 + 3 * S).candles)  # quiet: the window closes
+    assert store.query("SELECT final FROM candles") == [(True,)]
+
+    after = engine("1s", lateness=500 * MS, idle=1 * S)
+    cutoff, stored = store.restore_point(after.horizon, 500 * MS, S)
+    since = min(cutoff.values())
+    rewritten = after.restore(
+        stored, cutoff, store.revisions(since), T0 + 4 * S, store.finals(since)
+    )
+    store.write(candles=rewritten)
+    assert store.query("SELECT final, trades FROM candles") == [(True, 2)]
     store.close()

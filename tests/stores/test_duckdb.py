@@ -71,7 +71,7 @@ def test_a_new_store_creates_its_directory_and_tables(tmp_path: Path) -> None:
 
 
 def test_opening_missing_data_read_only_says_where_it_looked(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="no tickpipe data at .*nothing.duckdb"):
+    with pytest.raises(StoreError, match=r"no tickpipe data at .*nothing\.duckdb"):
         DuckDBStore(tmp_path / "nothing.duckdb", read_only=True)
     assert not (tmp_path / "nothing.duckdb").exists()
 
@@ -252,8 +252,8 @@ def test_restore_point_returns_trades_from_the_aligned_cutoff(store: DuckDBStore
         return edge - edge % align
 
     assert cutoff == {
-        Instrument("ex", "BTC-USDT", "BTCUSDT"): expected_cutoff(btc),
-        Instrument("ex", "ETH-USDT", "ETHUSDT"): expected_cutoff(eth),
+        ("ex", "BTC-USDT"): expected_cutoff(btc),
+        ("ex", "ETH-USDT"): expected_cutoff(eth),
     }
     assert expected_cutoff(btc) == T0 + 3 * M and expected_cutoff(eth) == T0 + M
     assert all(c % align == 0 for c in cutoff.values())

@@ -1,8 +1,8 @@
 """One measurement in its own process: `python -m tickpipe.bench.worker '<json job>'`.
 
-A fresh process per path keeps the measurements apart: each is pinned to its own CPU set
-before anything heavy is imported, its peak RSS (`ru_maxrss`) is its own, and no path warms
-caches or the allocator for the next. The result goes to stdout as one JSON object; progress
+A fresh process per path keeps the measurements apart: each is pinned to its CPU set before
+anything heavy is imported, its peak RSS is its own, and no path warms caches or the allocator
+for the next. The result goes to stdout as one JSON object; progress
 goes to stderr.
 """
 

@@ -68,6 +68,11 @@ class InstrumentState:
     trades: int = 0
 
 
+def _key(instrument: Instrument) -> tuple[str, str]:
+    """One instrument per (exchange, symbol), however each feed spells the raw symbol."""
+    return (instrument.exchange, instrument.symbol)
+
+
 class CandleEngine:
     """Turns trade batches into candle updates; one instance per pipeline, no global state."""
 
@@ -80,7 +85,9 @@ class CandleEngine:
         self.states: list[InstrumentState] = []
         self.tables = [WindowTable(w) for w in self.windows]
         self.corrections = 0  # final candles re-issued by late trades
-        self._gid: dict[Instrument, int] = {}
+        self._gid: dict[tuple[str, str], int] = {}  # (exchange, symbol): one instrument
+        self._venue: list[int] = []  # per instrument: an id of its exchange (its clock)
+        self._venues: dict[str, int] = {}
         self._max_ts = np.zeros(0, np.int64)
         self._wm = np.zeros(0, np.int64)
         self._last_wall = np.zeros(0, np.int64)
@@ -131,8 +138,15 @@ class CandleEngine:
             (now - self._last_wall >= self.config.idle_timeout) & (self._last_wall > _NEVER)
         )
         if len(idle):
+            # A quiet symbol's clock runs on by the wall time since its last trade, and at
+            # least as far as the newest trade of its own exchange (in a fast replay the
+            # venue's other symbols say how far event time has come; another venue's clock
+            # may be off and must not decide).
             since = now - self._last_wall[idle]
-            estimate = np.maximum(self._max_ts[idle] + since, self._max_ts.max())
+            venue = np.array(self._venue, np.int64)
+            venue_max = np.full(len(self._venues), _NEVER, np.int64)
+            np.maximum.at(venue_max, venue, self._max_ts)
+            estimate = np.maximum(self._max_ts[idle] + since, venue_max[venue[idle]])
             lateness = self.config.allowed_lateness
             self._wm[idle] = np.maximum(self._wm[idle], estimate - lateness)
             self._close(now, out)
@@ -148,24 +162,31 @@ class CandleEngine:
     def restore(
         self,
         batch: TradeBatch,
-        cutoff: dict[Instrument, int],
+        cutoff: dict[tuple[str, str], int],
         revisions: dict[tuple[str, str, str, int], int],
         now: int,
+        finals: set[tuple[str, str, str, int]] | frozenset = frozenset(),
     ) -> list[Candle]:
         """Rebuild state from stored trades after a restart and return the candles to rewrite.
 
-        `batch` holds, per instrument, every stored trade at or after `cutoff[instrument]`,
+        `batch` holds, per (exchange, symbol), every stored trade at or after its `cutoff`,
         a window-aligned time before which no window can still change. Windows that start
-        before it are dropped, because only part of their trades were loaded.
+        before it are dropped, because only part of their trades were loaded. Windows stored
+        as final (`finals`, e.g. closed by the idle timer before the crash) stay final, and
+        stored revisions carry over.
         """
         self.process(batch, now)
-        limits = np.array([cutoff.get(s.instrument, _NEVER) for s in self.states], np.int64)
+        limits = np.array([cutoff.get(_key(s.instrument), _NEVER) for s in self.states], np.int64)
         for table in self.tables:
             table.drop_before(limits)
             name = table.window.name
+            final = []
             for (g, start), slot in table.index.items():
-                inst = self.states[g].instrument
-                table.revision[slot] = revisions.get((inst.exchange, inst.symbol, name, start), 0)
+                key = (*_key(self.states[g].instrument), name, start)
+                table.revision[slot] = revisions.get(key, 0)
+                if key in finals:
+                    final.append(slot)
+            table.finalize_slots(np.array(final, np.int64))
             table.mark_all_dirty()
         out = EngineOutput()
         self._emit(now, out, force=True)
@@ -174,12 +195,12 @@ class CandleEngine:
     # -- views ---------------------------------------------------------------------------
 
     def watermark(self, instrument: Instrument) -> int | None:
-        g = self._gid.get(instrument)
+        g = self._gid.get(_key(instrument))
         return None if g is None or self._wm[g] <= _NEVER else int(self._wm[g])
 
     def current_candle(self, instrument: Instrument, window: int = 0) -> Candle | None:
         """The newest open window of `instrument` (the terminal view's "current candle")."""
-        g = self._gid.get(instrument)
+        g = self._gid.get(_key(instrument))
         table = self.tables[window]
         slot = None if g is None else table.latest_open(g)
         return None if slot is None else self._candles(table, np.array([slot]), 0)[0]
@@ -192,10 +213,11 @@ class CandleEngine:
     def _gids(self, batch: TradeBatch) -> np.ndarray:
         codes = []
         for instrument in batch.instruments:
-            g = self._gid.get(instrument)
+            g = self._gid.get(_key(instrument))
             if g is None:
-                g = self._gid[instrument] = len(self.states)
+                g = self._gid[_key(instrument)] = len(self.states)
                 self.states.append(InstrumentState(instrument))
+                self._venue.append(self._venues.setdefault(instrument.exchange, len(self._venues)))
             codes.append(g)
         if len(self.states) > len(self._wm):
             grow = np.full(len(self.states) - len(self._wm), _NEVER, np.int64)

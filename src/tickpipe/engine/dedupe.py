@@ -42,11 +42,14 @@ class SeenTrades:
         new = np.ones(n, bool)
         if n == 0:
             return new
-        decimal = np.ones(n, bool) if ids is None else _is_decimal_of(ids, seq)
+        if ids is None:
+            decimal, number = np.ones(n, bool), seq
+        else:
+            decimal, number = _decimal_ids(ids)
         numeric = decimal.copy()
         keys = np.zeros(n, np.int64)
         if numeric.any():
-            packs, packed = self._pack(gid, seq, numeric)
+            packs, packed = self._pack(gid, number, numeric)
             numeric &= packs
             keys[numeric] = packed[numeric]
         idx = np.flatnonzero(numeric)
@@ -64,7 +67,7 @@ class SeenTrades:
             new[keep] = True
             self._add(uniq[unseen], gid[keep], ts[keep])
         for i in np.flatnonzero(~numeric).tolist():
-            key = (int(gid[i]), seq[i].item() if decimal[i] else ids[i])
+            key = (int(gid[i]), number[i].item() if decimal[i] else ids[i])
             if key in self._other:
                 new[i] = False
             else:
@@ -124,7 +127,16 @@ class SeenTrades:
             self._runs.append((keys[order], merged_gid, np.concatenate([t1, t2])[order]))
 
 
-def _is_decimal_of(ids: np.ndarray, seq: np.ndarray) -> np.ndarray:
-    """Where the text id is exactly the decimal form of seq (then seq is the id)."""
-    as_text = seq.astype(str)
-    return np.array([a == b for a, b in zip(ids.tolist(), as_text.tolist(), strict=True)], bool)
+def _decimal_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which text ids are plain decimal numbers (`12`, not `012` or `a7`), and their values.
+
+    Such an id is keyed by its value, whatever `seq` the copy carries, so a resent trade is
+    a duplicate even on a feed that numbers trades by arrival.
+    """
+    number = np.zeros(len(ids), np.int64)
+    decimal = np.zeros(len(ids), bool)
+    for i, text in enumerate(ids.tolist()):
+        if text.isdecimal() and len(text) < 19 and (text == "0" or text[0] != "0"):
+            number[i] = int(text)
+            decimal[i] = True
+    return decimal, number

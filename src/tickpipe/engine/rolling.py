@@ -8,7 +8,6 @@ into the statistics (the corrected candle itself is stored).
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 from tickpipe.records import Instrument, RollingStat
@@ -29,30 +28,36 @@ class MinuteSnapshot:
 
 
 class RollingStats:
-    """Keeps each symbol's closed 1-minute candles for 30 minutes and derives the statistics."""
+    """Keeps each symbol's closed 1-minute candles and derives the statistics as of a minute.
+
+    A statistic only looks back: the minutes starting in [end - window, end). A minute that
+    closes late (a late trade made it) gets a statistic of its own past, not of later minutes.
+    """
 
     def __init__(self, long_window: int = 30 * MINUTE, short_window: int = 5 * MINUTE) -> None:
         self.long_window = long_window
         self.short_window = short_window
-        self._minutes: dict[int, deque[MinuteSnapshot]] = {}
+        self._minutes: dict[int, dict[int, MinuteSnapshot]] = {}  # gid -> start -> minute
+        self._newest: dict[int, int] = {}  # gid -> newest minute start seen
 
     def on_minute_closed(
         self, gid: int, instrument: Instrument, minute: MinuteSnapshot
     ) -> RollingStat:
         """The statistics as of the end of `minute`, which has just become final."""
-        minutes = self._minutes.setdefault(gid, deque())
-        minutes.append(minute)
+        minutes = self._minutes.setdefault(gid, {})
+        minutes[minute.start] = minute
+        newest = self._newest[gid] = max(self._newest.get(gid, minute.start), minute.start)
+        for start in [s for s in minutes if s < newest - 2 * self.long_window]:
+            del minutes[start]  # two windows back: late minutes still find their past
         end = minute.start + MINUTE
-        while minutes and minutes[0].start < end - self.long_window:
-            minutes.popleft()
-        ordered = sorted(minutes, key=lambda m: m.start)
-        recent = [m for m in ordered if m.start >= end - self.short_window]
+        window = [m for s, m in minutes.items() if end - self.long_window <= s < end]
+        recent = [m for m in window if m.start >= end - self.short_window]
         trades = sum(m.trades for m in recent)
         return RollingStat(
             exchange=instrument.exchange,
             symbol=instrument.symbol,
             ts=end,
-            avg_close_30m=sum(m.close for m in ordered) / len(ordered),
+            avg_close_30m=sum(m.close for m in window) / len(window),
             min_price_5m=min(m.low for m in recent),
             max_price_5m=max(m.high for m in recent),
             avg_price_5m=sum(m.price_sum for m in recent) / trades,

@@ -140,6 +140,11 @@ class WindowTable:
             self.open_slots = slots[~ending]
         return done
 
+    def finalize_slots(self, slots: np.ndarray) -> None:
+        """Make these windows final whatever the watermark says (restored final candles)."""
+        self.final[slots] = True
+        self.open_slots = self.open_slots[~self.final[self.open_slots]]
+
     def forget(self, limit: np.ndarray) -> int:
         """Free final windows ending before `limit[gid]` (watermark minus horizon).
 

@@ -57,8 +57,10 @@ class Window:
 
 def parse_window(text: str) -> Window:
     """`1m` (tumbling) or `1m/5s` (size/slide, hopping); the slide must divide the size."""
-    size_text, _, slide_text = str(text).partition("/")
+    size_text, slash, slide_text = str(text).partition("/")
     size = parse_duration(size_text)
+    if slash and not slide_text:
+        raise ValueError(f"{text!r}: give the slide after the slash (e.g. 1m/5s)")
     if not slide_text:
         return Window(format_duration(size), size, size)
     slide = parse_duration(slide_text)

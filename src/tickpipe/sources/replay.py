@@ -86,7 +86,7 @@ def write_trades(path: str | Path, trades: Iterable[Trade] | TradeBatch) -> int:
     """Write trades to JSONL, CSV or Parquet (by suffix), readable by `FileReplay`; returns rows."""
     fmt = file_format(path)
     if isinstance(trades, TradeBatch):
-        table = trades.to_arrow()
+        table = trades.to_arrow().cast(TRADE_SCHEMA)
     else:
         rows = list(trades)
         table = pa.table(

@@ -21,7 +21,7 @@ import msgspec
 import pyarrow as pa
 
 from tickpipe.engine.windows import format_duration
-from tickpipe.records import CANDLE_FIELDS, Candle, Instrument, RollingStat, TradeBatch
+from tickpipe.records import CANDLE_FIELDS, Candle, RollingStat, TradeBatch
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trades (
@@ -230,21 +230,18 @@ class DuckDBStore:
 
     def restore_point(
         self, horizon: int, lateness: int, align: int
-    ) -> tuple[dict[Instrument, int], TradeBatch]:
-        """Per instrument, the time from which stored trades rebuild every window that can
-        still change, and those trades (for the engine to reload after a restart)."""
-        rows = self.query(
-            "SELECT exchange, symbol, raw_symbol, max(ts) FROM trades "
-            "GROUP BY exchange, symbol, raw_symbol"
-        )
-        cutoff: dict[Instrument, int] = {}
-        for exchange, symbol, raw, max_ts in rows:
+    ) -> tuple[dict[tuple[str, str], int], TradeBatch]:
+        """Per (exchange, symbol), the time from which stored trades rebuild every window
+        that can still change, and those trades (for the engine to reload after a restart)."""
+        rows = self.query("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
+        cutoff: dict[tuple[str, str], int] = {}
+        for exchange, symbol, max_ts in rows:
             edge = max_ts - lateness - horizon - align
-            cutoff[Instrument(exchange, symbol, raw)] = edge - edge % align
+            cutoff[(exchange, symbol)] = edge - edge % align
         limits = pa.table(
             {
-                "exchange": pa.array([i.exchange for i in cutoff], pa.string()),
-                "symbol": pa.array([i.symbol for i in cutoff], pa.string()),
+                "exchange": pa.array([k[0] for k in cutoff], pa.string()),
+                "symbol": pa.array([k[1] for k in cutoff], pa.string()),
                 "cutoff": pa.array(list(cutoff.values()), pa.int64()),
             }
         )
@@ -258,6 +255,14 @@ class DuckDBStore:
             finally:
                 self._con.unregister("restore_limits")
         return cutoff, TradeBatch.from_arrow(table, source="restore")
+
+    def finals(self, since: int) -> set[tuple[str, str, str, int]]:
+        """Keys of the final candles starting at or after `since` (a restart keeps them final)."""
+        rows = self.query(
+            "SELECT exchange, symbol, interval, start FROM candles WHERE start >= ? AND final",
+            [since],
+        )
+        return set(rows)
 
     def revisions(self, since: int) -> dict[tuple[str, str, str, int], int]:
         rows = self.query(

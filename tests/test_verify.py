@@ -1,0 +1,193 @@
+"""`verify`: the batch recomputation from stored trades agrees with streamed candles, and
+names what differs when it does not."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tickpipe.engine.candles import CandleEngine, EngineConfig
+from tickpipe.engine.windows import parse_window
+from tickpipe.records import Instrument, Trade, TradeBatch
+from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.verify import verify
+
+S = 1_000_000
+T0 = 1_700_000_040 * S
+INTERVALS = ("1s", "5s", "3s/1s")
+INSTRUMENTS = (Instrument("ex", "BTC-USDT", "BTCUSDT"), Instrument("ex", "ETH-USDT", "ETHUSDT"))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store written the way the pipeline writes it: accepted trades and candle updates
+    per batch, out-of-order and duplicated input, late corrections, then a flush."""
+    rng = random.Random(3)
+    engine = CandleEngine(
+        EngineConfig(
+            windows=tuple(parse_window(w) for w in INTERVALS),
+            allowed_lateness=300_000,
+            correction_horizon=5 * S,
+            provisional_every=100_000,
+        )
+    )
+    path = tmp_path_factory.mktemp("template") / "tickpipe.duckdb"
+    s = DuckDBStore(path)
+    sent: list[Trade] = []
+    for k in range(40):
+        now = T0 + k * 400_000
+        batch = []
+        for _ in range(rng.randrange(1, 6)):
+            inst = rng.choice(INSTRUMENTS)
+            seq = len(sent) + len(batch) + 1
+            ts = now - rng.choice([0, 0, 50_000, 900_000, 3 * S])
+            batch.append(Trade(
+                source="feed", exchange=inst.exchange, symbol=inst.symbol,
+                raw_symbol=inst.raw_symbol, trade_id=str(seq), seq=seq,
+                price=round(rng.uniform(99, 101), 2), size=rng.randrange(1, 50) / 9,
+                side=rng.choice(["buy", "sell", "unknown"]), ts=ts, recv_ts=now,
+            ))  # fmt: skip
+        batch += rng.sample(sent, k=min(2, len(sent)))  # resent duplicates
+        sent += batch
+        out = engine.process(TradeBatch.from_trades(batch), now)
+        s.write(trades=[out.accepted] if out.accepted else [], candles=out.candles)
+    s.write(candles=engine.flush(T0 + 20 * S))
+    s.close()
+    assert engine.corrections > 0
+    return path
+
+
+@pytest.fixture
+def store(template: Path, tmp_path: Path):
+    """A fresh copy of the template store for one test to alter."""
+    path = tmp_path / "tickpipe.duckdb"
+    shutil.copyfile(template, path)
+    s = DuckDBStore(path)
+    yield s
+    s.close()
+
+
+def candle_at(store: DuckDBStore, interval: str = "1s") -> tuple[str, int]:
+    """(symbol, start) of a stored candle with several trades."""
+    return store.query(
+        "SELECT symbol, start FROM candles WHERE interval = ? AND trades > 2 "
+        "ORDER BY start LIMIT 1",
+        [interval],
+    )[0]
+
+
+def test_verify_passes_on_a_consistent_store(store: DuckDBStore) -> None:
+    report = verify(store)
+    assert report.ok, report.mismatches[:3]
+    assert report.mismatch_count == 0 and report.mismatches == []
+    assert report.duplicate_trades == 0
+    assert sorted(report.intervals) == sorted(INTERVALS)
+    assert report.trades == store.query("SELECT count(*) FROM trades")[0][0] > 50
+    assert report.candles == store.query("SELECT count(*) FROM candles")[0][0]
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("open", "open + 0.01"),
+        ("close", "close - 0.01"),
+        ("high", "high * 2"),
+        ("low", "low / 2"),
+        ("trades", "trades + 1"),
+        ("first_seq", "first_seq + 1"),
+        ("last_seq", "last_seq - 1"),
+        ("volume", "volume * (1 + 1e-6)"),
+        ("vwap", "vwap + 0.001"),
+        ("buy_volume", "buy_volume + 1"),
+        ("sell_volume", "sell_volume + 1"),
+        ("mean_price", "mean_price * 1.0001"),
+        ("quote_volume", "quote_volume * 0.999"),
+    ],
+)
+def test_an_altered_candle_fails_naming_the_field(
+    store: DuckDBStore, field: str, change: str
+) -> None:
+    symbol, start = candle_at(store, "5s")
+    store.query(
+        f"UPDATE candles SET {field} = {change} WHERE interval = '5s' AND symbol = ? AND start = ?",
+        [symbol, start],
+    )
+    report = verify(store)
+    assert not report.ok
+    assert report.mismatch_count == 1
+    (m,) = report.mismatches
+    assert (m.symbol, m.interval, m.start) == (symbol, "5s", start)
+    assert m.problem == field
+    assert m.stored[field] != m.recomputed[field]
+
+
+def test_float_sums_may_differ_in_the_last_bits(store: DuckDBStore) -> None:
+    store.query("UPDATE candles SET volume = volume * (1 + 1e-13), vwap = vwap * (1 - 1e-13)")
+    assert verify(store).ok
+
+
+def test_several_altered_fields_are_all_named(store: DuckDBStore) -> None:
+    symbol, start = candle_at(store)
+    store.query(
+        "UPDATE candles SET close = close + 1, trades = trades + 1 "
+        "WHERE interval = '1s' AND symbol = ? AND start = ?",
+        [symbol, start],
+    )
+    (m,) = verify(store).mismatches
+    assert m.problem == "close, trades"
+
+
+def test_a_missing_candle_fails(store: DuckDBStore) -> None:
+    symbol, start = candle_at(store, "3s/1s")
+    store.query(
+        "DELETE FROM candles WHERE interval = '3s/1s' AND symbol = ? AND start = ?",
+        [symbol, start],
+    )
+    report = verify(store)
+    assert not report.ok
+    (m,) = report.mismatches
+    assert (m.symbol, m.interval, m.start) == (symbol, "3s/1s", start)
+    assert m.problem.startswith("missing")
+    assert m.recomputed["trades"] > 2
+
+
+def test_an_interval_whose_candles_are_all_missing_fails_when_asked_for(
+    store: DuckDBStore,
+) -> None:
+    store.query("DELETE FROM candles WHERE interval = '5s'")
+    report = verify(store, intervals=["5s"])
+    assert not report.ok
+    assert report.mismatch_count > 0
+    assert all(m.problem.startswith("missing") for m in report.mismatches)
+
+
+def test_a_candle_without_trades_fails_as_extra(store: DuckDBStore) -> None:
+    store.query(
+        "INSERT INTO candles SELECT * REPLACE (start + 3600000000 AS start) FROM candles "
+        "WHERE interval = '1s' ORDER BY start LIMIT 1"
+    )
+    (m,) = verify(store).mismatches
+    assert m.problem.startswith("extra")
+
+
+def test_a_duplicated_trade_fails(store: DuckDBStore) -> None:
+    store.query("INSERT INTO trades SELECT * FROM trades ORDER BY ts LIMIT 1")
+    report = verify(store)
+    assert not report.ok
+    assert report.duplicate_trades == 1
+    # The recomputation counts the copy, so the candles that hold it disagree too:
+    # one 1s, one 5s and three 3s/1s windows.
+    assert report.mismatch_count == 1 + 1 + 3
+    assert all("trades" in m.problem for m in report.mismatches)
+
+
+def test_show_limits_the_listed_mismatches_not_the_count(store: DuckDBStore) -> None:
+    store.query("UPDATE candles SET close = close + 1 WHERE interval = '1s'")
+    n = store.query("SELECT count(*) FROM candles WHERE interval = '1s'")[0][0]
+    report = verify(store, show=3)
+    assert report.mismatch_count == n > 3
+    assert len(report.mismatches) == 3
+    assert verify(store, intervals=["5s"]).ok  # only the asked intervals are checked
