@@ -77,14 +77,36 @@ def test_leading_zeros_make_another_id() -> None:
 
 def test_forget_before_drops_only_older_trades_per_instrument() -> None:
     seen = SeenTrades()
-    assert numeric(seen, [0, 0, 1, 1], [1, 2, 1, 2], ts=[100, 200, 100, 200]) == [True] * 4
+    # Ids 1 and 3: not consecutive, so each is remembered on its own.
+    assert numeric(seen, [0, 0, 1, 1], [1, 3, 1, 3], ts=[100, 200, 100, 200]) == [True] * 4
     assert text(seen, [0, 1], ["x", "x"], [9, 9], [100, 200]) == [True, True]
     # Instrument 0 forgets what traded before 150; instrument 1 before 50 (nothing).
     seen.forget_before(np.array([150, 50], np.int64))
-    assert numeric(seen, [0, 0, 1, 1], [1, 2, 1, 2], ts=[100, 200, 100, 200]) == [
+    assert numeric(seen, [0, 0, 1, 1], [1, 3, 1, 3], ts=[100, 200, 100, 200]) == [
         True, False, False, False,
     ]  # fmt: skip
     assert text(seen, [0, 1], ["x", "x"], [9, 9], [100, 200]) == [True, False]
+
+
+def test_consecutive_ids_are_forgotten_only_with_their_newest_trade() -> None:
+    """Consecutive ids share one range: kept longer than needed, never shorter."""
+    seen = SeenTrades()
+    assert numeric(seen, [0, 0, 0], [1, 2, 3], ts=[100, 200, 300]) == [True] * 3
+    assert seen.entries == 1
+    seen.forget_before(np.array([250], np.int64))
+    assert numeric(seen, [0, 0], [1, 3], ts=[100, 300]) == [False, False]
+    seen.forget_before(np.array([301], np.int64))
+    assert numeric(seen, [0], [3], ts=[300]) == [True]
+
+
+def test_a_million_consecutive_ids_take_one_entry_per_instrument() -> None:
+    seen = SeenTrades()
+    n = 1_000_000
+    gid = np.arange(n) % 4
+    seq = 10**9 + np.arange(n) // 4
+    assert seen.filter_new(gid, seq, None, np.arange(n)).all()
+    assert seen.entries == 4
+    assert not seen.filter_new(gid[::7], seq[::7], None, np.arange(n)[::7]).any()
 
 
 def test_forget_before_keeps_trades_exactly_at_the_limit() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
-from tickpipe.records import Candle, Instrument, Trade, TradeBatch
+from tickpipe.records import Candle, Trade, TradeBatch
 from tickpipe.stores.duckdb import DuckDBStore, StoreError
 
 S = 1_000_000

@@ -3,10 +3,13 @@
 A duplicate can arrive any time a trade could still change a candle, so the engine remembers
 every accepted trade id until its trade falls behind the correction horizon.
 
-Numeric ids (most exchanges) are packed with the instrument into one int64 and kept in sorted
-numpy runs that merge like a binary counter, so a batch is checked with a few `searchsorted`
-calls instead of one Python lookup per trade. Ids that do not pack (text ids, or numbers far
-from the instrument's first id) go to a plain Python set, which is exact too.
+Numeric ids (most exchanges) are packed with the instrument into one int64 and kept as sorted,
+merged ranges [lo, hi] of consecutive ids. Exchanges number trades consecutively per symbol,
+so a million trades of a symbol are one range: memory follows the gaps in the ids, not the
+number of trades, and a batch is checked with one `searchsorted`. A range is forgotten when
+its newest trade falls behind the horizon (so an id may be remembered for longer than
+needed, never for less). Ids that do not pack (text ids, or numbers far from the
+instrument's first id) go to a plain Python set, which is exact too.
 """
 
 from __future__ import annotations
@@ -24,11 +27,19 @@ class SeenTrades:
     def __init__(self) -> None:
         self._base = np.zeros(0, np.int64)  # per instrument: offset centring its ids in range
         self._has_base = np.zeros(0, bool)
-        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (keys, gid, ts)
+        self._lo = np.zeros(0, np.int64)  # sorted, disjoint, never adjacent ranges of keys
+        self._hi = np.zeros(0, np.int64)
+        self._ts = np.zeros(0, np.int64)  # the newest trade time in each range
         self._other: dict[tuple[int, object], int] = {}  # (instrument, id) -> ts
 
     def __len__(self) -> int:
-        return sum(len(keys) for keys, _, _ in self._runs) + len(self._other)
+        """How many trade ids are remembered."""
+        return int((self._hi - self._lo + 1).sum()) + len(self._other)
+
+    @property
+    def entries(self) -> int:
+        """How many ranges and set members hold them (what the memory follows)."""
+        return len(self._lo) + len(self._other)
 
     def filter_new(
         self, gid: np.ndarray, seq: np.ndarray, ids: np.ndarray | None, ts: np.ndarray
@@ -76,14 +87,8 @@ class SeenTrades:
 
     def forget_before(self, horizon_start: np.ndarray) -> None:
         """Drop trades older than `horizon_start[gid]` (per instrument, microseconds)."""
-        runs = []
-        for keys, gid, ts in self._runs:
-            keep = ts >= horizon_start[gid]
-            if keep.all():
-                runs.append((keys, gid, ts))
-            elif keep.any():
-                runs.append((keys[keep], gid[keep], ts[keep]))
-        self._runs = runs
+        keep = self._ts >= horizon_start[self._lo >> _ID_BITS]
+        self._lo, self._hi, self._ts = self._lo[keep], self._hi[keep], self._ts[keep]
         limit = horizon_start.tolist()
         self._other = {k: t for k, t in self._other.items() if t >= limit[k[0]]}
 
@@ -105,26 +110,34 @@ class SeenTrades:
         return fits, packed
 
     def _contains(self, keys: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(self._lo, keys, side="right") - 1
+        inside = at >= 0
         found = np.zeros(len(keys), bool)
-        for run, _, _ in self._runs:
-            pos = np.searchsorted(run, keys)
-            pos[pos == len(run)] = 0
-            found |= run[pos] == keys
+        found[inside] = keys[inside] <= self._hi[at[inside]]
         return found
 
     def _add(self, keys: np.ndarray, gid: np.ndarray, ts: np.ndarray) -> None:
-        """Remember `keys` (sorted, unique) with their instrument and time."""
+        """Remember `keys` (sorted, unique, none seen before) with their trade times."""
         if not len(keys):
             return
-        self._runs.append((keys, gid, ts))
-        # Merge like a binary counter: a run never sits on a smaller one, so there are
-        # O(log n) runs and each key is re-sorted O(log n) times over its life.
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
-            (k2, g2, t2), (k1, g1, t1) = self._runs.pop(), self._runs.pop()
-            keys = np.concatenate([k1, k2])
-            order = np.argsort(keys, kind="stable")
-            merged_gid = np.concatenate([g1, g2])[order]
-            self._runs.append((keys[order], merged_gid, np.concatenate([t1, t2])[order]))
+        del gid  # the instrument is in the key's high bits
+        step = np.flatnonzero(keys[1:] != keys[:-1] + 1) + 1
+        first = np.concatenate([[0], step])
+        lo = np.concatenate([self._lo, keys[first]])
+        hi = np.concatenate([self._hi, keys[np.append(step, len(keys)) - 1]])
+        newest = np.concatenate([self._ts, np.maximum.reduceat(ts, first)])
+        order = np.argsort(lo, kind="stable")
+        lo, hi, newest = lo[order], hi[order], newest[order]
+        reach = np.maximum.accumulate(hi)
+        # A range joins the one before it when it starts at most one past that one's end,
+        # and is of the same instrument.
+        starts = np.concatenate(
+            [[True], (lo[1:] > reach[:-1] + 1) | ((lo[1:] >> _ID_BITS) != (lo[:-1] >> _ID_BITS))]
+        )
+        begin = np.flatnonzero(starts)
+        self._lo = lo[begin]
+        self._hi = reach[np.append(begin[1:], len(lo)) - 1]
+        self._ts = np.maximum.reduceat(newest, begin)
 
 
 def _decimal_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -119,7 +119,13 @@ def _rolling_to_arrow(stats: Iterable[RollingStat]) -> pa.Table:
 class DuckDBStore:
     """Reader and writer over one DuckDB file. Safe to share between threads (one lock)."""
 
-    def __init__(self, path: str | Path, read_only: bool = False, threads: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        read_only: bool = False,
+        threads: int | None = None,
+        memory_limit: str = "128MB",
+    ):
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +139,9 @@ class DuckDBStore:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
+        # DuckDB would otherwise keep written blocks cached up to 80% of the machine's memory;
+        # tickpipe's memory must stay bounded, and the file is on disk anyway.
+        self._con.execute("SET memory_limit = ?", [memory_limit])
         self._lock = threading.Lock()
         if not read_only:
             self._con.execute(SCHEMA)
