@@ -174,7 +174,7 @@ def test_a_candle_without_trades_fails_as_extra(store: DuckDBStore) -> None:
 
 
 def test_a_duplicated_trade_fails(store: DuckDBStore) -> None:
-    store.query("INSERT INTO trades SELECT * FROM trades ORDER BY ts LIMIT 1")
+    store.query("INSERT INTO trade_rows SELECT * FROM trade_rows ORDER BY ts LIMIT 1")
     report = verify(store)
     assert not report.ok
     assert report.duplicate_trades == 1

@@ -50,7 +50,7 @@ class StoreWriter:
     the same transaction, so the file never holds a candle without its trades.
     """
 
-    def __init__(self, store: DuckDBStore, flush_every: float = 0.2, max_pending: int = 500_000):
+    def __init__(self, store: DuckDBStore, flush_every: float = 0.2, max_pending: int = 250_000):
         self.store = store
         self.flush_every = flush_every
         self.max_pending = max_pending

@@ -265,18 +265,21 @@ class TradeBatch:
             )
         return out
 
-    def to_arrow(self) -> pa.Table:
+    def to_arrow(self, numeric_ids_as_null: bool = False) -> pa.Table:
         """The batch as an Arrow table with `TRADE_SCHEMA`'s columns, built without Python loops.
 
         Text columns stay dictionary-encoded (one string per instrument, not per trade): the
-        store reads them as text, a third faster than from plain string columns.
+        store reads them as text, a third faster than from plain string columns. With
+        `numeric_ids_as_null`, ids that are `str(seq)` are left null (the store's compact form).
         """
         codes = pa.array(self.instrument, pa.int32())
 
         def text(values: list[str], indices: pa.Array = codes) -> pa.DictionaryArray:
             return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string()))
 
-        if self.trade_id is None:
+        if self.trade_id is None and numeric_ids_as_null:
+            trade_id = pa.nulls(len(self), pa.string())
+        elif self.trade_id is None:
             trade_id = pa.array(self.seq, pa.int64()).cast(pa.string())
         else:
             trade_id = pa.array(self.trade_id, pa.string())
