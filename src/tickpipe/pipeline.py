@@ -36,9 +36,11 @@ def now_us() -> int:
 
 @dataclass
 class Counters:
-    trades: int = 0
-    candles: int = 0
-    late_rejected: int = 0
+    """What the engine step has seen since start-up."""
+
+    trades: int = 0  # accepted, handed to the store
+    candles: int = 0  # candle updates, provisional and final
+    late_rejected: int = 0  # behind the correction horizon: dead-lettered
     duplicates: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -126,6 +128,52 @@ class StoreWriter:
                 return
 
 
+class EngineStage:
+    """One engine step: a batch (or a tick) in, its results handed to the store writer.
+
+    Shared by the pipeline's engine loop and the benchmark, so both run the same code.
+    """
+
+    def __init__(
+        self, engine: CandleEngine, writer: StoreWriter, dead_letters: DeadLetters
+    ) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.dead_letters = dead_letters
+        self.counters = Counters()
+
+    @property
+    def behind(self) -> bool:
+        """The store writer holds more than its bound: stop taking input until it catches up."""
+        return self.writer.pending > self.writer.max_pending and self.writer.error is None
+
+    def process(self, batch: TradeBatch) -> None:
+        self._apply(self.engine.process(batch, now_us()))
+
+    def tick(self) -> None:
+        self._apply(self.engine.tick(now_us()))
+
+    def finish(self) -> None:
+        """Send every candle with unsent changes (at shutdown)."""
+        self._apply(EngineOutput(candles=self.engine.flush(now_us())))
+
+    def _apply(self, out: EngineOutput) -> None:
+        counters = self.counters
+        if out.late is not None:
+            counters.late_rejected += len(out.late)
+            for trade in out.late.to_trades():
+                self.dead_letters.write(
+                    trade.source, "late: older than the correction horizon",
+                    msgspec.json.encode(trade),
+                )  # fmt: skip
+        counters.duplicates += out.duplicates
+        if out.accepted is not None:
+            counters.trades += len(out.accepted)
+        counters.candles += len(out.candles)
+        if out.accepted is not None or out.candles or out.rolling:
+            self.writer.submit(out.accepted, out.candles, out.rolling)
+
+
 class Pipeline:
     """Wires the parts together for `tickpipe run` and `tickpipe demo`."""
 
@@ -138,9 +186,9 @@ class Pipeline:
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.store = DuckDBStore(config.db_path)
         self.writer = StoreWriter(self.store, parse_duration(config.flush_every) / 1e6)
-        self.counters = Counters()
+        self.stage = EngineStage(self.engine, self.writer, self.dead_letters)
+        self.counters = self.stage.counters
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in sources}
-        self.first_candle_at: float | None = None
         self.restored_trades = 0
         self._rates: dict[int, tuple[float, int, float]] = {}  # gid -> (time, trades, rate)
         self._stopping = asyncio.Event()
@@ -225,32 +273,15 @@ class Pipeline:
                 for b in batches:
                     by_source.setdefault(b.source, []).append(b)
                 for source, group in by_source.items():
-                    self._apply(self.engine.process(concat_batches(group, source), now_us()))
+                    self.stage.process(concat_batches(group, source))
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_SECONDS
-                self._apply(self.engine.tick(now_us()))
-            while self.writer.pending > self.writer.max_pending and self.writer.error is None:
+                self.stage.tick()
+            while self.stage.behind:
                 await asyncio.sleep(0.005)  # the store is behind: stop taking from the queue
             if self._stopping.is_set() and not len(self.transport):
-                self.writer.submit(candles=self.engine.flush(now_us()))
+                self.stage.finish()
                 return
-
-    def _apply(self, out: EngineOutput) -> None:
-        if out.late is not None:
-            self.counters.late_rejected += len(out.late)
-            for trade in out.late.to_trades():
-                self.dead_letters.write(
-                    trade.source, "late: older than the correction horizon",
-                    msgspec.json.encode(trade),
-                )  # fmt: skip
-        self.counters.duplicates += out.duplicates
-        if out.accepted is not None:
-            self.counters.trades += len(out.accepted)
-        if out.candles and self.first_candle_at is None:
-            self.first_candle_at = time.monotonic()
-        self.counters.candles += len(out.candles)
-        if out.accepted is not None or out.candles or out.rolling:
-            self.writer.submit(out.accepted, out.candles, out.rolling)
 
     # -- terminal view -------------------------------------------------------------------
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tickpipe.config import Config
-from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.deadletter import DeadLetters
+from tickpipe.engine.candles import CandleEngine
 from tickpipe.engine.windows import parse_duration
-from tickpipe.pipeline import TICK_SECONDS, StoreWriter, now_us
+from tickpipe.pipeline import TICK_SECONDS, Counters, EngineStage, StoreWriter, now_us
 from tickpipe.sources.binance.parse import InstrumentIndex, parse_frames
 from tickpipe.stores.duckdb import DuckDBStore
 
@@ -27,15 +28,28 @@ class PathCounts:
     """What went through: every frame should end up as an accepted, stored trade."""
 
     frames: int = 0
-    trades: int = 0
     rejected: int = 0
-    late: int = 0
-    duplicates: int = 0
-    candle_updates: int = 0
+    counters: Counters = field(default_factory=Counters)
+
+    @property
+    def trades(self) -> int:
+        return self.counters.trades
+
+    @property
+    def late(self) -> int:
+        return self.counters.late_rejected
+
+    @property
+    def duplicates(self) -> int:
+        return self.counters.duplicates
+
+    @property
+    def candle_updates(self) -> int:
+        return self.counters.candles
 
 
 class TickpipePath:
-    """The engine loop of `Pipeline`, fed chunk by chunk from the caller's thread."""
+    """The pipeline's engine step (`EngineStage`), fed chunk by chunk from the caller's thread."""
 
     def __init__(
         self, db_path: Path, symbols: list[str], intervals: list[str], threads: int | None
@@ -45,7 +59,8 @@ class TickpipePath:
         self.engine = CandleEngine(config.engine_config())
         self.store = DuckDBStore(db_path, threads=threads)
         self.writer = StoreWriter(self.store, parse_duration(config.flush_every) / 1e6)
-        self.counts = PathCounts()
+        self.stage = EngineStage(self.engine, self.writer, DeadLetters(None))
+        self.counts = PathCounts(counters=self.stage.counters)
         self._next_tick = time.monotonic() + TICK_SECONDS
 
     def feed(self, frames: list[bytes]) -> None:
@@ -53,32 +68,20 @@ class TickpipePath:
         batch, rejects = parse_frames(frames, now_us(), self.index)
         self.counts.frames += len(frames)
         self.counts.rejected += len(rejects)
-        self._apply(self.engine.process(batch, now_us()))
+        self.stage.process(batch)
         if time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + TICK_SECONDS
-            self._apply(self.engine.tick(now_us()))
-        writer = self.writer
-        while writer.pending > writer.max_pending and writer.error is None:
+            self.stage.tick()
+        while self.stage.behind:
             time.sleep(0.005)  # the store is behind: stop taking input, as the pipeline does
 
     def finish(self) -> None:
         """Flush the engine and wait until the writer has stored everything."""
-        self.writer.submit(candles=self.engine.flush(now_us()))
+        self.stage.finish()
         self.writer.close()
 
     def close(self) -> None:
         self.store.close()
-
-    def _apply(self, out: EngineOutput) -> None:
-        counts = self.counts
-        counts.duplicates += out.duplicates
-        counts.candle_updates += len(out.candles)
-        if out.late is not None:
-            counts.late += len(out.late)
-        if out.accepted is not None:
-            counts.trades += len(out.accepted)
-        if out.accepted is not None or out.candles or out.rolling:
-            self.writer.submit(out.accepted, out.candles, out.rolling)
 
 
 def run_tickpipe(

@@ -7,7 +7,9 @@ to the same rows.
 
 Trades are stored in `trade_rows` and read through the `trades` view: a trade id that is the
 decimal form of `seq` (most exchanges) is stored as NULL and spelled out by the view, which
-makes inserts a third faster. Trades carry no unique index: DuckDB's index would cut insert speed to a third. Uniqueness on
+makes inserts a third faster.
+
+Trades carry no unique index: DuckDB's index would cut insert speed to a third. Uniqueness on
 (exchange, symbol, trade_id) is kept by the engine, which accepts a trade id once and, after a
 restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
 """
@@ -168,8 +170,7 @@ class DuckDBStore:
     ) -> None:
         """Store one flush in one transaction: trades appended, candles and stats upserted."""
         tables = [
-            t.to_arrow(numeric_ids_as_null=True) if isinstance(t, TradeBatch) else t
-            for t in trades
+            t.to_arrow(numeric_ids_as_null=True) if isinstance(t, TradeBatch) else t for t in trades
         ]
         tables = [t for t in tables if t.num_rows]
         candle_table = candles_to_arrow(candles)
