@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ from tickpipe.transport.memory import MemoryTransport
 from tickpipe.view.terminal import Snapshot, SymbolRow
 
 TICK_SECONDS = 0.1
+log = logging.getLogger("tickpipe")
 
 
 def now_us() -> int:
@@ -252,7 +254,13 @@ class Pipeline:
             dead_letters=self.dead_letters,
             stats=self.stats[source.name],
         )
-        await source.run(ctx)
+        try:
+            await source.run(ctx)
+        except Exception as exc:
+            # The other sources go on; the failure is said once, plainly, and kept as an event.
+            log.error("source %s stopped: %s", source.name, exc)
+            self.writer.submit(events=[(now_us(), "source-error", source.name, str(exc))])
+            raise
 
     def _on_event(self, event: Gap | Disconnect) -> None:
         kind = type(event).__name__.lower()
