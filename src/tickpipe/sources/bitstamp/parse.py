@@ -1,0 +1,161 @@
+"""Bitstamp WebSocket v2 trade events to trade batches, on bytes alone (no connection needed).
+
+A trade is `{"event": "trade", "channel": "live_trades_btcusd", "data": {"id", "timestamp",
+"amount", "price", "type", "microtimestamp", "buy_order_id", "sell_order_id"}}`; `type` is the
+taker's side (0 buy, 1 sell) and `microtimestamp` the trade time in µs. Other frames are
+control messages: `bts:subscription_succeeded`, `bts:heartbeat` (the answer to ours),
+`bts:request_reconnect` (the server goes away soon) and `bts:error`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, Literal, NamedTuple
+
+import msgspec
+import numpy as np
+
+from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
+from tickpipe.symbols import normalize_symbol
+
+EXCHANGE = "bitstamp"
+CHANNEL_PREFIX = "live_trades_"
+
+_Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Micros = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Positive = Annotated[float, msgspec.Meta(gt=0, le=sys.float_info.max)]  # NaN fails `gt`
+
+
+class _Data(msgspec.Struct, gc=False):
+    id: _Id
+    amount: _Positive
+    price: _Positive
+    type: Literal[0, 1]  # the taker's side: 0 buy, 1 sell
+    microtimestamp: _Micros  # a string of µs; strict=False reads it as an int
+
+
+class _Trade(msgspec.Struct, gc=False, tag_field="event", tag="trade"):
+    channel: str
+    data: _Data
+
+
+_decoder = msgspec.json.Decoder(_Trade, strict=False)
+_generic = msgspec.json.Decoder()
+
+
+class Reject(NamedTuple):
+    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
+
+    payload: bytes
+    reason: str
+
+
+class Parsed(NamedTuple):
+    batch: TradeBatch
+    rejects: list[Reject]
+    reconnect: bool = False  # the server sent bts:request_reconnect
+
+
+class InstrumentIndex:
+    """The instruments of one Bitstamp source and the code of each channel name."""
+
+    def __init__(self, instruments: Iterable[Instrument]) -> None:
+        self.instruments: list[Instrument] = list(instruments)
+        self.codes: dict[str, int] = {
+            CHANNEL_PREFIX + i.raw_symbol: n for n, i in enumerate(self.instruments)
+        }
+        if len(self.codes) != len(self.instruments):
+            raise ValueError("instruments repeat a raw symbol")
+
+    @classmethod
+    def for_symbols(
+        cls,
+        symbols: Iterable[str],
+        exchange: str = EXCHANGE,
+        spellings: dict[str, str] | None = None,
+    ) -> InstrumentIndex:
+        """Instruments for normalized or Bitstamp spellings (`BTC-USD`, `btcusd`, `BTC/USD`);
+        `spellings` (normalized -> url_symbol, from `fetch_symbols`) wins where given."""
+        out: dict[str, Instrument] = {}
+        for raw in symbols:
+            symbol = normalize_symbol(raw)
+            url_symbol = (spellings or {}).get(symbol, symbol.replace("-", "").lower())
+            out.setdefault(symbol, Instrument(exchange, symbol, url_symbol))
+        return cls(out.values())
+
+
+def parse_frames(
+    frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str = EXCHANGE
+) -> Parsed:
+    """Decode trade events into one batch; acks and heartbeats are neither trades nor rejects."""
+    try:
+        trades = [_decoder.decode(f) for f in frames]
+        codes = [index.codes[t.channel] for t in trades]
+    except (msgspec.DecodeError, KeyError):
+        return _parse_slow(frames, recv_ts, index, source)
+    return Parsed(columns([t.data for t in trades], codes, recv_ts, index, source), [])
+
+
+def columns(
+    data: Sequence[_Data], codes: Sequence[int], recv_ts: int, index: InstrumentIndex, source: str
+) -> TradeBatch:
+    n = len(data)
+    sell = np.fromiter([d.type for d in data], np.int8, n)
+    return TradeBatch(
+        source=source,
+        instruments=index.instruments,
+        instrument=np.fromiter(codes, np.int32, n),
+        seq=np.fromiter([d.id for d in data], np.int64, n),
+        price=np.fromiter([d.price for d in data], np.float64, n),
+        size=np.fromiter([d.amount for d in data], np.float64, n),
+        side=np.where(sell == 1, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
+        ts=np.fromiter([d.microtimestamp for d in data], np.int64, n),
+        recv_ts=np.full(n, recv_ts, np.int64),
+    )
+
+
+def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
+    data: list[_Data] = []
+    codes: list[int] = []
+    rejects: list[Reject] = []
+    reconnect = False
+    for frame in frames:
+        try:
+            trade = _decoder.decode(frame)
+        except msgspec.DecodeError as exc:
+            reason = _classify(frame, exc)
+            if reason == "reconnect":
+                reconnect = True
+            elif reason:
+                rejects.append(Reject(frame, reason))
+            continue
+        code = index.codes.get(trade.channel)
+        if code is None:
+            rejects.append(Reject(frame, f"unknown channel {trade.channel!r}"))
+            continue
+        data.append(trade.data)
+        codes.append(code)
+    return Parsed(columns(data, codes, recv_ts, index, source), rejects, reconnect)
+
+
+def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
+    """Why a frame is not a trade: '' when it needs no action, 'reconnect' for the server's
+    request to reconnect, else the reason to dead-letter it."""
+    try:
+        msg: Any = _generic.decode(frame)
+    except msgspec.DecodeError:
+        return "invalid JSON"
+    if not isinstance(msg, dict):
+        return "not a JSON object"
+    event = msg.get("event")
+    if event in ("bts:subscription_succeeded", "bts:unsubscription_succeeded", "bts:heartbeat"):
+        return ""
+    if event == "bts:request_reconnect":
+        return "reconnect"
+    if event == "bts:error":
+        data = msg.get("data") if isinstance(msg.get("data"), dict) else {}
+        return f"error reply from exchange: {data.get('code')} {data.get('message', '')}".rstrip()
+    if event != "trade":
+        return f"unexpected event {event!r}"
+    return f"bad trade: {error}"

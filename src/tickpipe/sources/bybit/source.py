@@ -1,0 +1,295 @@
+"""Bybit spot trades over the v5 public WebSocket (`publicTrade.<SYMBOL>`), with REST catch-up.
+
+Bybit spot takes at most 10 topics per `subscribe` request and at most 21,000 characters of
+topics per connection, so topics go out in requests of 10 and more connections open beyond
+`max_topics_per_connection`. Every (re)connect subscribes again. The client must send
+`{"op": "ping"}` (Bybit recommends every 20 s); the `pong` keeps the any-frame timer fed.
+
+Spot trade ids are not consecutive per symbol, so lost trades cannot be counted. After a
+reconnect, each symbol that had traded is caught up from `GET /v5/market/recent-trade` (the
+last 60 spot trades, no paging): trades since the last one seen are emitted, and a `Gap` says
+how many came back and whether the REST window reached back far enough to hold them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+
+from tickpipe.records import Gap, TradeBatch
+from tickpipe.sources import SourceContext
+from tickpipe.sources.bybit.parse import (
+    EXCHANGE,
+    TOPIC,
+    ArrivalOrder,
+    InstrumentIndex,
+    columns,
+    parse_frames,
+    parse_recent_trades,
+)
+from tickpipe.sources.rest import RestClient, RestConfig, RestError
+from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
+
+DEFAULT_URL = "wss://stream.bybit.com/v5/public/spot"
+DEFAULT_REST_URL = "https://api.bybit.com"
+RECENT_TRADES_PATH = "/v5/market/recent-trade"
+MAX_ARGS_PER_REQUEST = 10  # spot, from Bybit's "Public channel - Args limits"
+MAX_ARGS_CHARS = 21_000  # length of all args of one public connection
+MAX_TOPICS_PER_CONNECTION = 200  # our choice: keeps a reconnect's catch-up small
+RECENT_TRADES_LIMIT = 60  # the most recent-trade returns for spot
+PING_INTERVAL = 20.0
+MAX_PENDING_CATCH_UPS = 10_000
+
+BYBIT_WS_CONFIG = WsConfig(
+    idle_timeout=45.0,  # our pings every 20 s bring a pong even when no symbol trades
+    data_timeout=600.0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """After a reconnect: refetch instrument `code`'s trades since the last one seen."""
+
+    code: int
+    since_ts: int  # µs of the last trade seen before the disconnect
+    last_id: str
+    last_seq: int
+
+
+def connection_groups(topics: Sequence[str], max_topics: int) -> list[list[str]]:
+    """Topics split into connections of at most `max_topics`, each within Bybit's 21,000
+    characters of args (counted as the JSON array: quotes and commas included)."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    size = 2
+    for topic in topics:
+        cost = len(topic) + 3
+        if current and (len(current) >= max_topics or size + cost > MAX_ARGS_CHARS):
+            groups.append(current)
+            current, size = [], 2
+        current.append(topic)
+        size += cost
+    if current:
+        groups.append(current)
+    return groups
+
+
+class BybitSource:
+    """Trades of `symbols` (normalized, e.g. `BTC-USDT`, or Bybit's `BTCUSDT`) from Bybit spot."""
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        url: str = DEFAULT_URL,
+        rest_url: str | None = DEFAULT_REST_URL,
+        name: str = "bybit",
+        ws_config: WsConfig | None = None,
+        rest_config: RestConfig | None = None,
+        app_ping_interval: float = PING_INTERVAL,
+        max_topics_per_connection: int = MAX_TOPICS_PER_CONNECTION,
+    ) -> None:
+        if not symbols:
+            raise ValueError("bybit needs at least one symbol")
+        if max_topics_per_connection < 1:
+            raise ValueError("bybit max_topics_per_connection must be at least 1")
+        if app_ping_interval <= 0:
+            raise ValueError("bybit app_ping_interval must be positive (Bybit needs pings)")
+        self.name = name
+        self.url = url
+        self.rest_url = rest_url
+        self.index = InstrumentIndex.for_symbols(symbols, EXCHANGE)
+        topics = [f"{TOPIC}.{i.raw_symbol}" for i in self.index.instruments]
+        self.groups = connection_groups(topics, max_topics_per_connection)
+        self.ws_config = ws_config or BYBIT_WS_CONFIG
+        self.rest_config = rest_config or RestConfig()
+        self.app_ping_interval = app_ping_interval
+        self.arrival = ArrivalOrder()
+        self.last = LastSeen(len(self.index.instruments))
+        self._req_ids = itertools.count(1)
+
+    def subscribe_messages(self, topics: Sequence[str]) -> list[bytes]:
+        """`subscribe` requests for `topics`, 10 to a request as Bybit spot requires."""
+        return [
+            msgspec.json.encode(
+                {
+                    "req_id": str(next(self._req_ids)),
+                    "op": "subscribe",
+                    "args": list(topics[i : i + MAX_ARGS_PER_REQUEST]),
+                }
+            )
+            for i in range(0, len(topics), MAX_ARGS_PER_REQUEST)
+        ]
+
+    async def run(self, ctx: SourceContext) -> None:
+        """Stream trades into `ctx.emit` until cancelled, reconnecting and catching up."""
+        pending: asyncio.Queue[CatchUp] = asyncio.Queue(MAX_PENDING_CATCH_UPS)
+        pingers: set[asyncio.Task[None]] = set()
+
+        async def on_frames(frames: list[bytes], recv_ts: int) -> int:
+            batch, rejects = parse_frames(frames, recv_ts, self.index, self.arrival, self.name)
+            for reject in rejects:
+                ctx.dead_letters.write(self.name, reject.reason, reject.payload)
+            ctx.stats.malformed += len(rejects)
+            if not len(batch):
+                return 0
+            self.last.update(batch)
+            ctx.stats.trades += len(batch)
+            await ctx.emit(batch)
+            return len(batch)
+
+        def on_connect_for(topics: list[str]) -> Callable[[WsConnection], Awaitable[None]]:
+            codes = [self.index.codes[t.split(".", 1)[1]] for t in topics]
+
+            async def on_connect(conn: WsConnection) -> None:
+                # Before subscribing, so no trade of the new connection moves the marks.
+                for code in codes:
+                    if self.last.ts[code] < 0:
+                        continue  # nothing seen yet: nothing to catch up from
+                    job = CatchUp(
+                        code, int(self.last.ts[code]), self.last.ids[code], int(self.last.seq[code])
+                    )
+                    if self.rest_url is None:
+                        ctx.event(self._gap(job, 0, job.last_seq + 1, "catch-up is off"))
+                        continue
+                    try:
+                        pending.put_nowait(job)
+                    except asyncio.QueueFull:
+                        ctx.event(self._gap(job, 0, job.last_seq + 1, "catch-up queue full"))
+                for message in self.subscribe_messages(topics):
+                    conn.send(message)
+                task = asyncio.create_task(self._ping(conn, self.app_ping_interval))
+                pingers.add(task)
+                task.add_done_callback(pingers.discard)
+
+            return on_connect
+
+        clients = [
+            WsClient(
+                self.url,
+                on_frames,
+                name=self.name,
+                config=self.ws_config,
+                on_connect=on_connect_for(group),
+                on_disconnect=ctx.event,
+                stats=ctx.stats,
+            )
+            for group in self.groups
+        ]
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for client in clients:
+                    tasks.create_task(client.run())
+                tasks.create_task(self._catch_up(pending, ctx))
+        finally:
+            for task in list(pingers):
+                task.cancel()
+
+    async def _catch_up(self, pending: asyncio.Queue[CatchUp], ctx: SourceContext) -> None:
+        """Refetch recent trades after reconnects, one symbol at a time (REST is rate limited)."""
+        if self.rest_url is None:
+            return
+        async with RestClient(self.rest_url, self.rest_config) as client:
+            while True:
+                job = await pending.get()
+                batch, gap = await self._fetch_recent(client, job)
+                if len(batch):
+                    ctx.stats.trades += len(batch)
+                    await ctx.emit(batch)
+                if gap is not None:
+                    ctx.event(gap)
+
+    async def _fetch_recent(
+        self, client: RestClient, job: CatchUp
+    ) -> tuple[TradeBatch, Gap | None]:
+        instrument = self.index.instruments[job.code]
+        params = {
+            "category": "spot",
+            "symbol": instrument.raw_symbol,
+            "limit": RECENT_TRADES_LIMIT,
+        }
+        empty = TradeBatch.empty(self.name)
+        try:
+            trades = parse_recent_trades(await client.get_json(RECENT_TRADES_PATH, params))
+        except (RestError, ValueError) as exc:
+            return empty, self._gap(job, 0, job.last_seq + 1, f"catch-up failed: {exc}")
+        trades = [t for t in trades if t.symbol == instrument.raw_symbol]
+        since_ms = job.since_ts // 1000
+        newer = [
+            t for t in trades if t.time > since_ms or (t.time == since_ms and t.id != job.last_id)
+        ]
+        reaches_back = any(t.id == job.last_id or t.time < since_ms for t in trades)
+        if not newer and reaches_back:
+            return empty, None  # nothing traded while we were away
+        batch = columns(
+            newer,
+            [job.code] * len(newer),
+            time.time_ns() // 1000,
+            self.index,
+            self.arrival,
+            self.name,
+        )
+        last = int(batch.seq.max()) if len(batch) else job.last_seq + 1
+        if reaches_back:
+            detail = (
+                f"refetched all {len(newer)} trades since the last one seen over REST "
+                "recent-trade (the trades of the new connection included)"
+            )
+        else:
+            detail = (
+                f"refetched {len(newer)} trades over REST recent-trade, which holds only the "
+                f"last {RECENT_TRADES_LIMIT}: older trades since the last one seen are lost "
+                "and cannot be counted (spot trade ids are not consecutive)"
+            )
+        return batch, self._gap(job, len(newer), last, detail)
+
+    def _gap(self, job: CatchUp, recovered: int, last: int, detail: str) -> Gap:
+        instrument = self.index.instruments[job.code]
+        return Gap(
+            source=self.name,
+            exchange=instrument.exchange,
+            symbol=instrument.symbol,
+            first_missing=job.last_seq + 1,
+            last_missing=max(last, job.last_seq + 1),
+            ts=time.time_ns() // 1000,
+            recovered=recovered,
+            detail=detail,
+        )
+
+    @staticmethod
+    async def _ping(conn: WsConnection, interval: float) -> None:
+        """`{"op": "ping"}` every `interval` seconds for as long as this connection lives."""
+        ids = itertools.count(1)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await asyncio.sleep(interval)
+                conn.send(msgspec.json.encode({"req_id": f"ping-{next(ids)}", "op": "ping"}))
+
+
+class LastSeen:
+    """The newest trade seen per instrument (time, id, order key): where a catch-up starts."""
+
+    def __init__(self, instruments: int) -> None:
+        self.ts = np.full(instruments, -1, np.int64)
+        self.seq = np.zeros(instruments, np.int64)
+        self.ids: list[str] = [""] * instruments
+
+    def update(self, batch: TradeBatch) -> None:
+        inst, ts = batch.instrument, batch.ts
+        order = np.lexsort((batch.seq, ts, inst))  # the newest trade of each instrument last
+        inst_sorted = inst[order]
+        ends = np.ones(len(order), np.bool_)
+        ends[:-1] = inst_sorted[:-1] != inst_sorted[1:]
+        ids = batch.trade_ids()
+        for i in order[ends]:
+            code = batch.instrument[i]
+            if batch.ts[i] >= self.ts[code]:
+                self.ts[code] = batch.ts[i]
+                self.seq[code] = batch.seq[i]
+                self.ids[code] = str(ids[i])

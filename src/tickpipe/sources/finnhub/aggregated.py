@@ -1,0 +1,110 @@
+"""What the aggregator feeds (Finnhub, Tiingo) share: venue names, content-derived trade ids,
+instruments that appear as venues do, and keeping the API token out of every message.
+
+Kept here because only aggregators need it; it would move to `tickpipe/sources/aggregated.py`
+once that shared module exists (the Tiingo connector imports it from here meanwhile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.parse
+from collections.abc import Iterable, Sequence
+
+from tickpipe.records import Disconnect, Instrument
+
+# Venue spellings of the same exchange across feeds; the analytics of top exchanges group by it.
+VENUE_ALIASES = {
+    "gdax": "coinbase",
+    "coinbasepro": "coinbase",
+    "coinbaseexchange": "coinbase",
+    "okex": "okx",
+    "huobipro": "huobi",
+}
+
+
+def normalize_venue(name: str) -> str:
+    """`BINANCE`, `Coinbase Pro`, `gdax` become `binance`, `coinbase`, `coinbase`."""
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    return VENUE_ALIASES.get(key, key)
+
+
+def content_ids(keys: Sequence[tuple[object, ...]]) -> list[str]:
+    """Trade ids for feeds that give none, derived from the trades of ONE message.
+
+    Each key is (venue, raw symbol, ts µs, price, size) as received. The id hashes the key
+    and how many identical keys came before it in the same message, so two identical trades in
+    one message stay two trades, while a replay (or a duplicated delivery) of the message gives
+    the same ids and the engine removes it. Identical trades in different messages get the same
+    id: from content alone they cannot be told from a redelivery. blake2b, not `hash()`, so ids
+    are stable across processes.
+    """
+    seen: dict[tuple[object, ...], int] = {}
+    out: list[str] = []
+    for key in keys:
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        out.append(hashlib.blake2b(repr((key, n)).encode(), digest_size=10).hexdigest())
+    return out
+
+
+class VenueInstruments:
+    """The instruments of an aggregator source, keyed by (venue as sent, raw symbol).
+
+    Venues are learned from the messages, so the list grows; it is replaced rather than
+    appended to, so a batch already handed out keeps the list its codes refer to.
+    """
+
+    def __init__(self, symbols: dict[str, str]) -> None:
+        self.symbols = dict(symbols)  # raw symbol -> normalized symbol (the subscriptions)
+        self.instruments: list[Instrument] = []
+        self.codes: dict[tuple[str, str], int] = {}
+
+    def code(self, venue: str, raw: str) -> int:
+        """The code of (venue, raw); KeyError for a raw symbol that was not subscribed."""
+        key = (venue, raw)
+        code = self.codes.get(key)
+        if code is None:
+            instrument = Instrument(normalize_venue(venue), self.symbols[raw], raw)
+            code = self.codes[key] = len(self.instruments)
+            self.instruments = [*self.instruments, instrument]
+        return code
+
+    def add(self, instruments: Iterable[tuple[str, str]]) -> None:
+        """Learn (venue, raw) pairs known in advance, in order."""
+        for venue, raw in instruments:
+            self.code(venue, raw)
+
+
+def with_token(url: str, token: str, param: str = "token") -> str:
+    """`url` with `?token=...` added (Finnhub authenticates in the URL)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, v) for k, v in query if k != param] + [(param, token)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def check_ws_url(url: str, feed: str) -> None:
+    """Refuse a bad endpoint before the token is added, so the error cannot show the token."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"{feed} url must be ws:// or wss:// with a host, not {url!r}")
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` with every spelling of `secret` (plain, URL-quoted) replaced by `***`."""
+    if not secret:
+        return text
+    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+        text = text.replace(form, "***")
+    return text
+
+
+def redact_disconnect(event: Disconnect, secret: str | None) -> Disconnect:
+    """A Disconnect whose reason cannot carry the token (e.g. an error quoting the URL)."""
+    reason = redact(event.reason, secret)
+    if reason == event.reason:
+        return event
+    return Disconnect(
+        source=event.source, ts=event.ts, reason=reason, reconnect_in=event.reconnect_in
+    )

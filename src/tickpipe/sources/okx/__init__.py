@@ -1,0 +1,55 @@
+"""OKX spot: every trade (`trades-all`) or taker-order aggregates (`trades`) over WebSocket v5."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tickpipe.sources import Source
+from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+
+INFO = ExchangeInfo(
+    name="okx",
+    title="OKX spot",
+    streams=("trades-all", "trades"),
+    default_symbols=("BTC-USDT", "ETH-USDT"),
+    gaps="yes: trade ids are consecutive per instrument (on `trades`, a row covers `count` ids)",
+    backfill=(
+        "yes: REST history-trades (last 3 months) refetches every hole in the trade ids and, on "
+        "`trades-all`, everything after the last trade seen before a reconnect; on `trades` only "
+        "holes between two received rows, as single trades"
+    ),
+)
+
+
+def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
+    from tickpipe.sources.okx.source import DEFAULT_REST_URL, DEFAULT_URL, OkxSource
+
+    return OkxSource(
+        symbols,
+        url=options.url or DEFAULT_URL,
+        rest_url=options.rest_url or DEFAULT_REST_URL,
+        stream=options.stream or INFO.streams[0],
+    )
+
+
+async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
+    """Normalized symbol -> instId of every OKX spot instrument (public/instruments)."""
+    from tickpipe.sources.okx.source import DEFAULT_REST_URL
+    from tickpipe.sources.rest import RestClient
+    from tickpipe.symbols import SymbolError, normalize_symbol
+
+    async with RestClient(options.rest_url or DEFAULT_REST_URL) as client:
+        answer = await client.get_json("/api/v5/public/instruments", {"instType": "SPOT"})
+    if not isinstance(answer, dict) or str(answer.get("code")) != "0":
+        raise RuntimeError(f"okx instruments: unexpected answer {str(answer)[:200]}")
+    out: dict[str, str] = {}
+    for row in answer.get("data") or []:
+        if not isinstance(row, dict) or not isinstance(row.get("instId"), str):
+            continue
+        base, quote = row.get("baseCcy"), row.get("quoteCcy")
+        try:
+            symbol = normalize_symbol(f"{base}-{quote}" if base and quote else row["instId"])
+        except SymbolError:
+            continue
+        out[symbol] = row["instId"]
+    return out

@@ -1,0 +1,407 @@
+"""The Kraken source delivers every trade the exchange made, through every fault, and says what
+it could not recover.
+
+Each test runs `KrakenSource` against the fake Kraken (WebSocket v2 and REST) on 127.0.0.1.
+Duplicates may reach `emit` (the engine removes them); nothing may be lost or altered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+from fakes import async_test
+from fakes.kraken_server import FakeKraken
+
+from tickpipe.deadletter import DeadLetter, DeadLetters
+from tickpipe.records import Disconnect, Gap, Instrument, Trade, TradeBatch
+from tickpipe.sources import SourceContext
+from tickpipe.sources.kraken import fetch_symbols, make_source
+from tickpipe.sources.kraken.source import GapDetector, KrakenSource
+from tickpipe.sources.registry import ExchangeOptions
+from tickpipe.sources.rest import RestConfig
+from tickpipe.sources.ws import WsConfig
+
+FAST = WsConfig(
+    connect_timeout=2.0,
+    idle_timeout=1.0,
+    data_timeout=2.0,
+    backoff_initial=0.01,
+    backoff_max=0.05,
+    stable_after=0.5,
+)
+FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, rate_limit_backoff=0.05)
+SYMBOLS = ["BTC-USD", "ETH-USD"]
+
+
+class Run:
+    """A running source and everything it handed out."""
+
+    def __init__(
+        self, server: FakeKraken, dead_letters: DeadLetters | None = None, **kwargs: Any
+    ) -> None:
+        self.batches: list[TradeBatch] = []
+        self.events: list[Gap | Disconnect] = []
+        symbols = kwargs.pop("symbols", SYMBOLS)
+        options = {"ws_config": FAST, "rest_config": FAST_REST, **kwargs}
+        self.source = KrakenSource(symbols, url=server.url, rest_url=server.rest_url, **options)
+        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
+        if dead_letters is not None:
+            self.ctx.dead_letters = dead_letters
+
+    async def emit(self, batch: TradeBatch) -> None:
+        self.batches.append(batch)
+
+    def trades(self) -> list[Trade]:
+        return [t for b in self.batches for t in b.to_trades()]
+
+    def gaps(self) -> list[Gap]:
+        return [e for e in self.events if isinstance(e, Gap)]
+
+    def disconnects(self) -> list[Disconnect]:
+        return [e for e in self.events if isinstance(e, Disconnect)]
+
+    async def received(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.trades()) < count:
+                await asyncio.sleep(0.005)
+
+    async def until(self, predicate: Any, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.005)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        task = asyncio.create_task(self.source.run(self.ctx))
+        try:
+            yield
+        finally:
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2.0)
+            assert done, "the source did not stop when cancelled"
+            assert task.cancelled(), f"the source crashed: {task.exception()!r}"
+
+
+def expected(events: list[dict[str, Any]]) -> list[tuple]:
+    """What a trade the fake made must become."""
+    return [
+        (
+            "kraken",
+            "kraken",
+            e["symbol"].replace("/", "-"),
+            e["symbol"],
+            str(e["trade_id"]),
+            e["trade_id"],
+            e["price"],
+            e["qty"],
+            e["side"],
+            e["_us"],
+        )
+        for e in events
+    ]
+
+
+def observed(trades: list[Trade]) -> list[tuple]:
+    return [
+        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
+         t.ts)
+        for t in trades
+    ]  # fmt: skip
+
+
+def made(server: FakeKraken) -> set[tuple]:
+    """Every trade the exchange made, sent or not."""
+    return {row for trades in server.history.values() for row in expected(trades)}
+
+
+@async_test()
+async def test_trades_received_equal_exactly_the_trades_published() -> None:
+    async with FakeKraken() as server:
+        run = Run(server)
+        async with run.running():
+            conn = await server.wait_subscribed(1)
+            await server.feed(rate=20_000, count=2000)
+            await run.received(2000)
+        assert conn.requests[0] == {
+            "method": "subscribe",
+            "params": {"channel": "trade", "symbol": ["BTC/USD", "ETH/USD"], "snapshot": True},
+            "req_id": 1,
+        }
+        assert observed(run.trades()) == expected(server.published)
+        assert run.ctx.stats.trades == 2000
+        assert run.gaps() == [] and run.disconnects() == []
+        assert all(b.instruments == run.source.index.instruments for b in run.batches)
+
+
+@async_test()
+async def test_many_trades_in_one_message_all_arrive() -> None:
+    async with FakeKraken() as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_subscribed(1)
+            trades = [server.trade(["BTC/USD", "ETH/USD"][n % 2]) for n in range(40)]
+            server.send(*trades, per_message=7)
+            await run.received(40)
+        assert observed(run.trades()) == expected(trades)
+
+
+@async_test()
+async def test_symbols_beyond_the_per_connection_limit_open_more_connections() -> None:
+    async with FakeKraken(["BTC/USD", "ETH/USD", "SOL/USD"]) as server:
+        run = Run(server, symbols=["BTC-USD", "ETH-USD", "SOL-USD"], max_symbols_per_connection=2)
+        async with run.running():
+            await server.wait_subscribed(2)
+            for symbol in server.symbols:
+                server.publish(symbol)
+            await run.received(3)
+        assert sorted(sorted(c.symbols) for c in server.connections) == [
+            ["BTC/USD", "ETH/USD"],
+            ["SOL/USD"],
+        ]
+        assert sorted(observed(run.trades())) == sorted(expected(server.published))
+
+
+@async_test()
+async def test_reconnect_resubscribes_and_the_snapshot_fills_a_short_gap() -> None:
+    async with FakeKraken() as server:
+        run = Run(server)
+        async with run.running():
+            first = await server.wait_subscribed(1)
+            server.publish("BTC/USD")
+            server.drop_all()
+            server.skip("BTC/USD", 3)  # traded while nobody listened; within the snapshot
+            second = await server.wait_subscribed(2)
+            server.publish("BTC/USD")
+            await run.received(6)  # 1, then the snapshot (1 again and the 3 lost), then 1 live
+            assert first.closed and second.open and second.symbols == first.symbols
+        assert set(observed(run.trades())) == made(server)
+        assert [d.reason for d in run.disconnects()] == ["connection lost"]
+        assert run.gaps() == []  # the snapshot brought the lost trades back in order
+        assert server.rest_requests == []
+
+
+@async_test()
+async def test_trades_lost_beyond_the_snapshot_are_backfilled_over_rest_despite_a_429() -> None:
+    async with FakeKraken(snapshot_size=2) as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_subscribed(1)
+            server.publish("ETH/USD")
+            server.publish("BTC/USD")
+            server.drop_all()
+            lost = server.skip("BTC/USD", 10)  # only the last 2 come back in the snapshot
+            server.rest_reject_next(429, retry_after="0.05")
+            await server.wait_subscribed(2)
+            server.publish("BTC/USD")
+            await run.until(lambda: run.gaps())
+        assert set(observed(run.trades())) == made(server)
+        [gap] = run.gaps()
+        assert (gap.symbol, gap.first_missing, gap.last_missing) == (
+            "BTC-USD",
+            lost[0]["trade_id"],
+            lost[-3]["trade_id"],
+        )
+        assert gap.recovered == 8
+        assert gap.detail == "backfilled all 8 missing trades over REST"
+        assert [r["pair"] for r in server.rest_requests] == ["XBTUSD", "XBTUSD"]  # 429, then 200
+
+
+@async_test()
+async def test_gap_in_live_trade_ids_is_backfilled_across_pages() -> None:
+    async with FakeKraken() as server:
+        server.rest_page_limit = 3
+        run = Run(server)
+        async with run.running():
+            await server.wait_subscribed(1)
+            server.publish("ETH/USD")
+            lost = server.skip("ETH/USD", 7)
+            server.publish("ETH/USD")
+            await run.until(lambda: run.gaps())
+        assert set(observed(run.trades())) == made(server)
+        [gap] = run.gaps()
+        assert (gap.first_missing, gap.last_missing, gap.recovered) == (
+            lost[0]["trade_id"],
+            lost[-1]["trade_id"],
+            7,
+        )
+        assert len(server.rest_requests) == 3  # 3 + 3 + 2 trades (the last page ends the gap)
+
+
+@async_test()
+async def test_trades_gone_from_rest_are_reported_as_not_recovered() -> None:
+    async with FakeKraken(snapshot_size=0) as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_subscribed(1)
+            server.publish("BTC/USD")
+            lost = server.skip("BTC/USD", 6)
+            server.rest_history_from["BTC/USD"] = lost[4]["trade_id"]  # the oldest 4 are gone
+            server.publish("BTC/USD")
+            await run.until(lambda: run.gaps())
+        [gap] = run.gaps()
+        assert (gap.first_missing, gap.last_missing, gap.recovered) == (
+            lost[0]["trade_id"],
+            lost[-1]["trade_id"],
+            2,
+        )
+        assert "backfilled 2 of 6" in gap.detail and "4 not recovered" in gap.detail
+        assert set(observed(run.trades())) == made(server) - set(expected(lost[:4]))
+
+
+@async_test()
+async def test_rest_that_keeps_refusing_ends_in_an_unrecovered_gap_not_a_crash() -> None:
+    async with FakeKraken(snapshot_size=0) as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_subscribed(1)
+            server.publish("BTC/USD")
+            server.skip("BTC/USD", 2)
+            server.rest_reject_next(500, count=3)
+            server.publish("BTC/USD")
+            await run.until(lambda: run.gaps())
+            server.publish("BTC/USD")  # the stream goes on
+            await run.received(3)
+        [gap] = run.gaps()
+        assert gap.recovered == 0 and "REST backfill failed" in gap.detail
+
+
+@async_test()
+async def test_duplicated_and_reordered_trades_all_arrive_without_gaps() -> None:
+    async with FakeKraken() as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_subscribed(1)
+            a, b, c = (server.trade("BTC/USD") for _ in range(3))
+            server.send(c, a, b, a, c)
+            await run.received(5)
+        assert observed(run.trades()) == expected([c, a, b, a, c])
+        assert run.gaps() == []
+
+
+@async_test()
+async def test_malformed_frames_are_dead_lettered_and_the_stream_continues(tmp_path: Path) -> None:
+    letters = DeadLetters(tmp_path / "dead.jsonl")
+    async with FakeKraken() as server:
+        run = Run(server, letters)
+        async with run.running():
+            await server.wait_subscribed(1)
+            server.publish("BTC/USD")
+            server.send_raw('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD"')
+            server.send_raw(b"\xff\xfe")
+            server.send_raw('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD"}]}')
+            server.publish("BTC/USD")
+            await run.received(2)
+        letters.close()
+    lines = (tmp_path / "dead.jsonl").read_bytes().splitlines()
+    rejects = [msgspec.json.decode(line, type=DeadLetter) for line in lines]
+    assert [r.reason for r in rejects][:2] == ["invalid JSON", "invalid JSON"]
+    assert rejects[2].reason.startswith("bad trade message")
+    assert run.ctx.stats.malformed == 3
+    assert observed(run.trades()) == expected(server.published)
+    assert run.disconnects() == []
+
+
+@async_test()
+async def test_silent_feed_with_heartbeats_and_pongs_triggers_data_timeout_reconnect() -> None:
+    async with FakeKraken(heartbeat_interval=0.05) as server:
+        run = Run(server, app_ping_interval=0.1)
+        run.source.ws_config = replace(FAST, idle_timeout=0.3, data_timeout=0.6)
+        async with run.running():
+            first = await server.wait_subscribed(1)
+            server.publish("BTC/USD")
+            server.silent = True
+            await server.wait_subscribed(2)
+            server.silent = False
+            server.publish("BTC/USD")
+            await run.received(2)
+        assert first.app_pings > 0  # answered with pongs all along
+        assert first.frames_sent > 5  # heartbeats kept the link alive meanwhile
+        assert [d.reason for d in run.disconnects()] == ["no data for 0.6s"]
+        assert set(observed(run.trades())) == made(server)
+
+
+@async_test()
+async def test_upgrade_refused_with_429_waits_for_retry_after() -> None:
+    async with FakeKraken() as server:
+        server.reject_next(429, retry_after="0.3")
+        run = Run(server)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with run.running():
+            await server.wait_subscribed(1)
+            waited = loop.time() - started
+            server.publish("BTC/USD")
+            await run.received(1)
+        assert waited >= 0.3
+        assert [d.reason for d in run.disconnects()] == ["rate limited: HTTP 429, retry after 0.3s"]
+
+
+@async_test()
+async def test_unknown_pair_in_subscribe_ack_is_dead_lettered() -> None:
+    async with FakeKraken(["BTC/USD"]) as server:
+        run = Run(server)
+        async with run.running():
+            await server.wait_subscribed(1)
+            server.publish("BTC/USD")
+            await run.received(1)
+            await run.until(lambda: run.ctx.dead_letters.total == 1)
+        [(key, count)] = run.ctx.dead_letters.counts.items()
+        assert count == 1
+        assert key == ("kraken", "error reply to subscribe: Currency pair not supported ETH/USD")
+
+
+@async_test()
+async def test_fetch_symbols_maps_normalized_names_to_v2_spelling_after_a_429() -> None:
+    async with FakeKraken(["BTC/USD", "ETH/USD", "DOGE/EUR"]) as server:
+        server.rest_reject_next(429, retry_after="0.01")
+        symbols = await fetch_symbols(ExchangeOptions(rest_url=server.rest_url))
+    assert symbols == {"BTC-USD": "BTC/USD", "ETH-USD": "ETH/USD", "DOGE-EUR": "DOGE/EUR"}
+
+
+def test_make_source_uses_the_endpoint_overrides() -> None:
+    source = make_source(["xbt/usd"], ExchangeOptions(url="ws://127.0.0.1:9/v2", rest_url="x"))
+    assert isinstance(source, KrakenSource)
+    assert (source.url, source.rest_url) == ("ws://127.0.0.1:9/v2", "x")
+    assert source.index.instruments == [Instrument("kraken", "BTC-USD", "BTC/USD")]
+    with pytest.raises(ValueError, match="symbol"):
+        KrakenSource([])
+
+
+def batch_of(*rows: tuple[int, int, int]) -> TradeBatch:
+    """(instrument, seq, ts) rows as a batch of two instruments."""
+    n = len(rows)
+    return TradeBatch(
+        source="kraken",
+        instruments=[Instrument("kraken", "BTC-USD", "BTC/USD"), Instrument("kraken", "E-T", "E")],
+        instrument=np.array([r[0] for r in rows], np.int32),
+        seq=np.array([r[1] for r in rows], np.int64),
+        price=np.ones(n),
+        size=np.ones(n),
+        side=np.zeros(n, np.int8),
+        ts=np.array([r[2] for r in rows], np.int64),
+        recv_ts=np.zeros(n, np.int64),
+    )
+
+
+def test_gap_detector_reports_gaps_with_the_time_of_the_trade_before() -> None:
+    gaps = GapDetector(2)
+    assert gaps.check(batch_of((0, 100, 1000), (1, 7, 70))) == []  # nothing known before
+    assert gaps.check(batch_of((0, 102, 1020), (0, 101, 1010), (0, 101, 1010))) == []
+    assert gaps.check(batch_of((0, 99, 990))) == []  # late
+    found = gaps.check(batch_of((0, 110, 1100), (1, 9, 90), (0, 104, 1040), (1, 12, 120)))
+    assert [(g.code, g.first, g.last, g.since_ts) for g in found] == [
+        (0, 103, 103, 1020),
+        (0, 105, 109, 1040),
+        (1, 8, 8, 70),
+        (1, 10, 11, 90),
+    ]
+    assert gaps.check(batch_of((0, 105, 1050))) == []  # a late fill is not a new gap
+    assert gaps.last.tolist() == [110, 12] and gaps.last_ts.tolist() == [1100, 120]

@@ -1,0 +1,329 @@
+"""The Tiingo source delivers exactly the trades Tiingo published, through every fault, stamps
+each with its venue, and never lets the API token out.
+
+Each test runs `TiingoSource` against the fake Tiingo firehose on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from fakes import async_test
+from fakes.tiingo_server import FakeTiingo
+
+from tickpipe.deadletter import DeadLetter, DeadLetters
+from tickpipe.records import Disconnect, Gap, Trade, TradeBatch
+from tickpipe.sources import SourceContext
+from tickpipe.sources.registry import ExchangeOptions
+from tickpipe.sources.rest import RestConfig, RestError
+from tickpipe.sources.tiingo import fetch_symbols, make_source
+from tickpipe.sources.tiingo.source import TiingoSource
+from tickpipe.sources.tiingo.symbols import fetch_tiingo_symbols
+from tickpipe.sources.ws import WsConfig
+
+TOKEN = "t11ngo-s3cr3t"
+FAST = WsConfig(
+    connect_timeout=2.0,
+    idle_timeout=1.0,
+    data_timeout=2.0,
+    backoff_initial=0.01,
+    backoff_max=0.05,
+    stable_after=0.5,
+)
+SYMBOLS = ["BTC-USD", "eth/usd", "ETHBTC"]
+PAIRS = {"btcusd": "BTC-USD", "ethusd": "ETH-USD", "ethbtc": "ETH-BTC"}
+VENUE = {"gdax": "coinbase"}
+
+
+class Run:
+    """A running source and everything it handed out."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str = TOKEN,
+        dead_letters: DeadLetters | None = None,
+        config: WsConfig = FAST,
+        max_tickers: int = 100,
+    ) -> None:
+        self.batches: list[TradeBatch] = []
+        self.events: list[Gap | Disconnect] = []
+        self.source = TiingoSource(
+            SYMBOLS, token, url=url, ws_config=config, max_tickers=max_tickers
+        )
+        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
+        if dead_letters is not None:
+            self.ctx.dead_letters = dead_letters
+
+    async def emit(self, batch: TradeBatch) -> None:
+        self.batches.append(batch)
+
+    def trades(self) -> list[Trade]:
+        return [t for b in self.batches for t in b.to_trades()]
+
+    def disconnects(self) -> list[Disconnect]:
+        return [e for e in self.events if isinstance(e, Disconnect)]
+
+    async def received(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.trades()) < count:
+                await asyncio.sleep(0.005)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        task = asyncio.create_task(self.source.run(self.ctx))
+        try:
+            yield
+        finally:
+            assert not task.done(), "the source stopped by itself"
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2.0)
+            assert done, "the source did not stop when cancelled"
+
+
+def micros(date: str) -> int:
+    return round(datetime.fromisoformat(date).timestamp() * 1e6)
+
+
+def expected(messages: list[list[list[Any]]]) -> list[tuple]:
+    """What each published trade must become, in the order it was sent."""
+    return [
+        ("tiingo", VENUE.get(d[3], d[3]), PAIRS[d[1]], d[1], d[5], d[4], "unknown", micros(d[2]))
+        for m in messages
+        for d in m
+    ]
+
+
+def observed(trades: list[Trade]) -> list[tuple]:
+    return [
+        (t.source, t.exchange, t.symbol, t.raw_symbol, t.price, t.size, t.side, t.ts)
+        for t in trades
+    ]
+
+
+@async_test()
+async def test_trades_received_equal_exactly_the_trades_published() -> None:
+    async with FakeTiingo(TOKEN) as server:
+        run = Run(server.url)
+        async with run.running():
+            conn = await server.wait_for_subscriptions(3)
+            for n in range(1500):
+                server.publish(list(PAIRS)[n % 3])
+                if n % 100 == 99:
+                    await asyncio.sleep(0)
+            await run.received(1500)
+        assert conn.requests == [
+            {
+                "eventName": "subscribe",
+                "authorization": TOKEN,
+                "eventData": {"thresholdLevel": 5, "tickers": list(PAIRS)},
+            }
+        ]
+        assert observed(run.trades()) == expected(server.published)
+        assert [t.seq for t in run.trades()] == list(range(1500))
+        assert len({t.trade_id for t in run.trades()}) == 1500
+        assert {t.exchange for t in run.trades()} == {"binance", "coinbase", "bitfinex", "kraken"}
+        assert run.ctx.stats.malformed == 0 and run.events == []
+
+
+@async_test()
+async def test_duplicated_and_reordered_trades_all_arrive_with_stable_ids() -> None:
+    async with FakeTiingo(TOKEN) as server:
+        run = Run(server.url)
+        async with run.running():
+            await server.wait_for_subscriptions(3)
+            a, b, c = (server.trade("btcusd", "gdax") for _ in range(3))
+            server.send(c, a, b, a, c)
+            await run.received(5)
+        trades = run.trades()
+        assert observed(trades) == expected([[c], [a], [b], [a], [c]])
+        ids = [t.trade_id for t in trades]
+        assert ids[0] == ids[4] and ids[1] == ids[3] and len(set(ids)) == 3
+
+
+@async_test()
+async def test_dropped_connection_reconnects_and_resubscribes() -> None:
+    async with FakeTiingo(TOKEN) as server:
+        run = Run(server.url)
+        async with run.running():
+            first = await server.wait_for_subscriptions(3)
+            server.drop_after(5)
+            for n in range(5):
+                server.publish(list(PAIRS)[n % 3])
+            second = await server.wait_for_subscriptions(3, connection=2)
+            for n in range(5):
+                server.publish(list(PAIRS)[n % 3])
+            await run.received(10)
+            assert first.closed and second.open
+        assert second.requests == first.requests[:1]
+        assert observed(run.trades()) == expected(server.published)
+        assert [d.reason for d in run.disconnects()] == ["connection lost"]
+        assert not any(isinstance(e, Gap) for e in run.events)
+
+
+@async_test()
+async def test_many_tickers_are_spread_over_several_connections() -> None:
+    async with FakeTiingo(TOKEN) as server:
+        run = Run(server.url, max_tickers=2)
+        async with run.running():
+            await server.wait_for_subscriptions(2, connection=1)
+            await server.wait_for_subscriptions(1, connection=2)
+            for ticker in PAIRS:
+                server.publish(ticker)
+            await run.received(3)
+        assert sorted(len(c.subscriptions) for c in server.connections) == [1, 2]
+        assert sorted(map(observed, ([t] for t in run.trades()))) == sorted(
+            map(expected, ([m] for m in server.published))
+        )
+
+
+@async_test()
+async def test_malformed_frames_are_dead_lettered_and_notices_are_not(tmp_path: Path) -> None:
+    letters = DeadLetters(tmp_path / "dead.jsonl")
+    async with FakeTiingo(TOKEN) as server:
+        run = Run(server.url, dead_letters=letters)
+        async with run.running():
+            await server.wait_for_subscriptions(3)
+            server.publish("btcusd")
+            server.send_raw('{"messageType":"A","service":"crypto_data","data":["T","btcusd"')
+            server.send_raw(b"\xff\xfe")
+            server.send_raw('{"messageType":"H","response":{"code":200,"message":"HeartBeat"}}')
+            server.send_quote("btcusd")
+            server.send_raw(
+                f'{{"messageType":"E","response":{{"code":401,"message":"bad {TOKEN}"}}}}'
+            )
+            server.send_raw(
+                '{"messageType":"A","data":["T","dogeusd","2024-01-01T00:00:00Z","binance",1,2]}'
+            )
+            server.send_raw(
+                '{"messageType":"A","data":["T","btcusd","2024-01-01T00:00:00Z","binance",0,2]}'
+            )
+            server.publish("btcusd")
+            await run.received(2)
+            await asyncio.sleep(0.05)
+        letters.close()
+    rejects = [
+        msgspec.json.decode(line, type=DeadLetter)
+        for line in (tmp_path / "dead.jsonl").read_bytes().splitlines()
+    ]
+    assert [r.reason for r in rejects[:4]] == [
+        "invalid JSON",
+        "invalid JSON",
+        "error reply from exchange",
+        "unknown symbol 'dogeusd'",
+    ]
+    assert rejects[4].reason.startswith("bad trade:")
+    assert TOKEN not in rejects[2].payload
+    assert run.ctx.stats.malformed == 5
+    assert observed(run.trades()) == expected(server.published)
+
+
+@async_test()
+async def test_naive_dates_are_read_as_utc() -> None:
+    async with FakeTiingo(TOKEN) as server:
+        run = Run(server.url)
+        async with run.running():
+            await server.wait_for_subscriptions(3)
+            server.send(server.trade("ethbtc", "binance", date="2019-01-30T18:03:40.056000"))
+            await run.received(1)
+        assert run.trades()[0].ts == micros("2019-01-30T18:03:40.056000+00:00")
+
+
+@async_test()
+async def test_silent_feed_with_heartbeats_triggers_data_timeout_reconnect() -> None:
+    async with FakeTiingo(TOKEN, heartbeat_interval=0.05) as server:
+        config = replace(FAST, idle_timeout=0.3, data_timeout=0.5)
+        run = Run(server.url, config=config)
+        async with run.running():
+            first = await server.wait_for_subscriptions(3)
+            server.publish("btcusd")
+            server.silent = True
+            await server.wait_for_subscriptions(3, connection=2)
+            server.silent = False
+            server.publish("btcusd")
+            await run.received(2)
+        assert first.heartbeats_sent > 0
+        assert [d.reason for d in run.disconnects()] == ["no data for 0.5s"]
+        assert observed(run.trades()) == expected(server.published)
+
+
+@async_test()
+async def test_rate_limited_upgrade_waits_for_retry_after() -> None:
+    async with FakeTiingo(TOKEN) as server:
+        server.reject_next(429, retry_after="0.3")
+        run = Run(server.url)
+        async with run.running():
+            await server.wait_for_subscriptions(3)
+            server.publish("btcusd")
+            await run.received(1)
+        [refused] = run.disconnects()
+        assert refused.reason == "rate limited: HTTP 429, retry after 0.3s"
+        assert refused.reconnect_in >= 0.3
+
+
+@async_test()
+async def test_wrong_token_is_reported_without_showing_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    letters = DeadLetters(tmp_path / "dead.jsonl")
+    async with FakeTiingo(TOKEN) as server:
+        run = Run(server.url, token="wrong-" + TOKEN, dead_letters=letters)
+        async with run.running():
+            await server.wait_for(lambda: len(run.disconnects()) >= 2)
+        letters.close()
+    assert letters.counts[("tiingo", "error reply from exchange")] >= 2
+    text = (tmp_path / "dead.jsonl").read_text() + caplog.text + repr(run.source)
+    text += "".join(d.reason for d in run.disconnects())
+    assert TOKEN not in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"token": None}, "TIINGO_TOKEN"),
+        ({"symbols": []}, "symbol"),
+        ({"max_tickers": 0}, "max_tickers"),
+        ({"url": "https://api.tiingo.com/crypto"}, "ws:// or wss://"),
+    ],
+)
+def test_bad_arguments_are_refused_with_the_reason(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        TiingoSource(**{"symbols": ["BTC-USD"], "token": TOKEN, **kwargs})
+    assert TOKEN not in str(error.value)
+
+
+def test_make_source_takes_token_and_url_from_options() -> None:
+    source = make_source(["BTC-USD", "eth-usdt"], ExchangeOptions(token=TOKEN))
+    assert isinstance(source, TiingoSource)
+    assert source.url == "wss://api.tiingo.com/crypto"
+    assert source.groups == [["btcusd", "ethusdt"]]
+
+
+@async_test()
+async def test_fetch_symbols_maps_pairs_to_tickers_and_waits_out_a_429() -> None:
+    async with FakeTiingo(TOKEN) as server:
+        server.reject_rest_next(429, retry_after="0.2")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        symbols = await fetch_symbols(ExchangeOptions(rest_url=server.rest_url, token=TOKEN))
+        assert loop.time() - started >= 0.2
+    assert symbols == {"BTC-USD": "btcusd", "ETH-USD": "ethusd", "ETH-BTC": "ethbtc"}
+    assert all("token" not in query for _, query in server.rest_requests)
+
+
+@async_test()
+async def test_fetch_symbols_error_does_not_show_the_token() -> None:
+    async with FakeTiingo("another-token") as server:  # answers 401 quoting the header sent
+        with pytest.raises(RestError, match="HTTP 401") as error:
+            await fetch_tiingo_symbols(server.rest_url, TOKEN, RestConfig(attempts=1))
+    assert TOKEN not in str(error.value) and "***" in str(error.value)
