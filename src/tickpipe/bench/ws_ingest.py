@@ -1,0 +1,159 @@
+"""WebSocket ingest on loopback: frames/s into decoded trade batches, picows beside websockets.
+
+A server process (picows) pushes pre-encoded Binance combined-stream trade frames to one
+client as fast as the socket takes them. In this process, on one core, each client library
+receives them and hands them to `parse_frames`, as a source would: tickpipe's own `WsClient`
+(picows, frames batched per socket read) and the `websockets` library (one `recv` per frame,
+batched before parsing, so both pay the same parse cost). The figure is frames/s from the
+first frame to the last.
+
+Run: `python -m tickpipe.bench.ws_ingest --frames 300000 --cpu 1`. Measured here
+(2026-11-21): picows through WsClient and parse_frames about 0.6M frames/s; websockets about
+25k frames/s, far below the 0.3M the issue quotes for it against a raw server, and not yet
+explained (receive-queue size and server pacing were ruled out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+
+FRAME_CHUNK = 2_000  # frames per parse call on the websockets side
+SYMBOLS = [f"S{i}USDT" for i in range(100)]
+
+
+def _frames(count: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        symbol = SYMBOLS[i % len(SYMBOLS)]
+        event = {"e": "trade", "E": 1_700_000_000_000 + i, "s": symbol, "t": 1_000_000 + i,
+                 "p": f"{100 + i % 97 / 7:.8f}", "q": "0.01000000", "T": 1_700_000_000_000 + i,
+                 "m": bool(i & 1), "M": True}  # fmt: skip
+        out.append(json.dumps({"stream": f"{symbol.lower()}@trade", "data": event}).encode())
+    return out
+
+
+def _serve(port_out: multiprocessing.connection.Connection, total: int) -> None:
+    """The server process: send `total` frames to each client that connects."""
+    from picows import WSListener, WSMsgType, WSUpgradeRequest, ws_create_server
+
+    frames = _frames(10_000)
+
+    class Pusher(WSListener):
+        def on_ws_connected(self, transport) -> None:
+            asyncio.get_running_loop().create_task(self._push(transport))
+
+        async def _push(self, transport) -> None:
+            underlying = transport.underlying_transport
+            sent = 0
+            while sent < total and not underlying.is_closing():
+                for frame in frames[: min(len(frames), total - sent)]:
+                    transport.send(WSMsgType.TEXT, frame)
+                sent += min(len(frames), total - sent)
+                await asyncio.sleep(0)  # let other connections' pushers run
+                while underlying.get_write_buffer_size() > 4 * 1024 * 1024:
+                    await asyncio.sleep(0.0005)
+
+    async def main() -> None:
+        def route(request: WSUpgradeRequest) -> Pusher:
+            return Pusher()
+
+        logging.getLogger("bench-server").setLevel(logging.ERROR)  # flow-control chatter
+        server = await ws_create_server(route, "127.0.0.1", 0, logger_name="bench-server")
+        port_out.send(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def _tickpipe_client(url: str, total: int, parse: Callable) -> float:
+    from tickpipe.sources.ws import WsClient
+
+    done = asyncio.Event()
+    got = 0
+    started = 0.0
+
+    async def on_frames(frames: list[bytes], recv_ts: int) -> int:
+        nonlocal got, started
+        if not got:
+            started = time.perf_counter()
+        got += len(parse(frames))
+        if got >= total:
+            done.set()
+        return len(frames)
+
+    client = WsClient(url, on_frames, name="bench")
+    task = asyncio.create_task(client.run())
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return total / elapsed
+
+
+async def _websockets_client(url: str, total: int, parse: Callable) -> float:
+    from websockets.asyncio.client import connect
+
+    got = 0
+    pending: list[bytes] = []
+    # A deep receive queue: websockets' default (16 frames) pauses reading constantly.
+    async with connect(url, max_size=None, max_queue=None, compression=None) as ws:
+        first = await ws.recv(decode=False)
+        started = time.perf_counter()
+        pending.append(first)
+        while got + len(pending) < total:
+            pending.append(await ws.recv(decode=False))
+            if len(pending) >= FRAME_CHUNK:
+                got += len(parse(pending))
+                pending = []
+        got += len(parse(pending))
+    return total / (time.perf_counter() - started)
+
+
+def measure(frames: int = 500_000, cpu: int | None = None) -> dict[str, float]:
+    """Frames/s into decoded batches for each client library, in one run."""
+    from tickpipe.sources.binance.parse import InstrumentIndex, parse_frames
+
+    index = InstrumentIndex.for_symbols(SYMBOLS)
+
+    def parse(batch: list[bytes]):
+        return parse_frames(batch, 0, index)[0]
+
+    receive, send = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(send, frames), daemon=True
+    )
+    server.start()
+    try:
+        port = receive.recv()
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        url = f"ws://127.0.0.1:{port}"
+        return {
+            "picows (tickpipe WsClient)": asyncio.run(_tickpipe_client(url, frames, parse)),
+            "websockets": asyncio.run(_websockets_client(url, frames, parse)),
+        }
+    finally:
+        server.kill()
+        server.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=500_000)
+    parser.add_argument("--cpu", type=int, default=None, help="pin the clients to this CPU")
+    args = parser.parse_args()
+    results = measure(args.frames, args.cpu)
+    base = results["websockets"]
+    for name, rate in results.items():
+        print(f"{name:<28} {rate:>12,.0f} frames/s  {rate / base:5.1f}x websockets")
+
+
+if __name__ == "__main__":
+    main()
