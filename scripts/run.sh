@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install tickpipe into ./.venv and start it. Arguments go to `tickpipe` (default: `run`).
-#   scripts/run.sh              live Binance BTC-USDT and ETH-USDT
+#   scripts/run.sh              live: Binance BTC-USDT, ETH-USDT and Coinbase BTC-USD, ETH-USD
 #   scripts/run.sh demo         simulated market, no network
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes.binance_server import FakeBinanceThread
 
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Trade, TradeBatch
+from tickpipe.sources.registry import EXCHANGES, connector
 from tickpipe.stores.duckdb import DuckDBStore
 
 S = 1_000_000
+DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
 def tickpipe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -43,10 +46,12 @@ def one_line_usage_error(result: subprocess.CompletedProcess) -> str:
     ("command", "options"),
     [
         ("run", ["--exchange", "--symbol", "--interval", "--hopping", "--data-dir", "--config",
-                 "--duration", "--replay", "--speed", "--binance-url", "--quiet"]),
+                 "--duration", "--replay", "--speed", "--endpoint", "--rest-endpoint",
+                 "--no-symbol-check", "--quiet"]),
         ("demo", ["--rate", "--symbols", "--seed", "--interval", "--data-dir", "--duration",
                   "--config", "--quiet"]),
         ("verify", ["--data-dir", "--interval", "--show", "--config"]),
+        ("exchanges", ["--symbols", "--rest-endpoint", "--config"]),
     ],
 )  # fmt: skip
 def test_help_of_each_command_lists_its_options(command: str, options: list[str]) -> None:
@@ -55,13 +60,14 @@ def test_help_of_each_command_lists_its_options(command: str, options: list[str]
     assert f"{command} [OPTIONS]" in result.stdout
     for option in options:
         assert option in result.stdout, option
-    assert "default" in result.stdout
+    if command != "exchanges":
+        assert "default" in result.stdout
 
 
 def test_top_level_help_lists_the_commands() -> None:
     result = tickpipe("--help")
     assert result.returncode == 0
-    for command in ("run", "demo", "verify"):
+    for command in ("run", "demo", "verify", "exchanges"):
         assert f"  {command} " in result.stdout
 
 
@@ -95,6 +101,130 @@ def test_unknown_exchange_names_the_setting_and_the_supported_ones(tmp_path: Pat
     assert "exchanges" in line
     assert "'mtgox'" in line
     assert "binance" in line.split("mtgox", 1)[1]
+
+
+def test_a_prefixed_symbol_of_an_unknown_exchange_names_it(tmp_path: Path) -> None:
+    line = one_line_usage_error(
+        tickpipe("run", "--symbol", "mtgox:BTC-USD", "--data-dir", str(tmp_path))
+    )
+    assert "run.symbols[0] = 'mtgox:BTC-USD'" in line
+    assert "unknown exchange 'mtgox'" in line
+
+
+def test_an_endpoint_flag_without_name_is_a_usage_error(tmp_path: Path) -> None:
+    line = one_line_usage_error(
+        tickpipe("run", "--endpoint", "ws://127.0.0.1:1", "--data-dir", str(tmp_path))
+    )
+    assert "--endpoint" in line
+    assert "NAME=URL" in line
+
+
+def test_an_endpoint_for_an_unknown_exchange_names_it(tmp_path: Path) -> None:
+    line = one_line_usage_error(
+        tickpipe("run", "--endpoint", "mtgox=ws://127.0.0.1:1", "--data-dir", str(tmp_path))
+    )
+    assert "exchanges.mtgox" in line
+    assert "command line" in line
+
+
+def test_a_rest_endpoint_must_be_http(tmp_path: Path) -> None:
+    line = one_line_usage_error(
+        tickpipe("run", "--rest-endpoint", "binance=ws://x", "--data-dir", str(tmp_path))
+    )
+    assert "exchanges.binance.rest_url = 'ws://x'" in line
+
+
+def test_a_missing_token_names_the_environment_variable(tmp_path: Path) -> None:
+    named = [n for n in EXCHANGES if connector(n).INFO.token_env]
+    if not named:
+        pytest.skip("no registered exchange needs a token")
+    variable = connector(named[0]).INFO.token_env
+    assert variable is not None
+    line = one_line_usage_error(
+        tickpipe("run", "--exchange", named[0], "--data-dir", str(tmp_path))
+    )
+    assert variable in line
+
+
+def test_exchanges_lists_every_supported_exchange_with_what_it_does() -> None:
+    result = tickpipe("exchanges")
+    assert result.returncode == 0, result.stderr
+    for name in EXCHANGES:
+        info = connector(name).INFO
+        assert name in result.stdout
+        assert info.streams[0] in result.stdout
+    for column in ("streams", "gap detection", "backfill", "token"):
+        assert column in result.stdout
+    assert "aggTrade" in result.stdout and "ticker" in result.stdout
+
+
+def test_exchanges_symbols_prints_what_the_exchange_trades() -> None:
+    with FakeBinanceThread(symbols=("BTCUSDT", "ETHUSDT")) as fake:
+        result = tickpipe(
+            "exchanges", "--symbols", "binance", "--rest-endpoint", f"binance={fake.rest_url}"
+        )
+        requests = fake.call(lambda s: [p for p, _ in s.rest_requests])
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["BTC-USDT", "BTCUSDT"] in rows
+    assert ["ETH-BTC", "ETHBTC"] in rows
+    assert not any(row[0] == "LUNA-USDT" for row in rows)  # not trading
+    assert rows == sorted(rows)
+    assert requests == ["/api/v3/exchangeInfo"]
+
+
+def test_exchanges_symbols_offline_is_one_line_and_exit_1() -> None:
+    result = tickpipe("exchanges", "--symbols", "binance", "--rest-endpoint", f"binance={DEAD}")
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert "binance's symbol list" in result.stderr
+
+
+def test_exchanges_symbols_of_an_unknown_exchange_is_a_usage_error() -> None:
+    line = one_line_usage_error(tickpipe("exchanges", "--symbols", "mtgox"))
+    assert "'mtgox'" in line
+    assert "binance" in line
+
+
+def test_an_unknown_symbol_is_rejected_at_start_up_with_close_matches(tmp_path: Path) -> None:
+    with FakeBinanceThread() as fake:
+        result = tickpipe(
+            "run", "--symbol", "BTC-USDX", "--data-dir", str(tmp_path), "--exchange", "binance",
+            "--endpoint", f"binance={fake.url}", "--rest-endpoint", f"binance={fake.rest_url}",
+        )  # fmt: skip
+        connections = fake.call(lambda s: len(s.connections))
+    line = one_line_usage_error(result)
+    assert line == (
+        "config error: run.symbols: 'BTC-USDX' is not traded on binance (close: BTC-USDT, BTC-USDC)"
+    )
+    assert connections == 0  # stopped before connecting
+
+
+def test_an_unreachable_symbol_list_is_one_warning_and_the_run_goes_on(tmp_path: Path) -> None:
+    result = tickpipe(
+        "run", "--symbol", "BTC-USDX", "--data-dir", str(tmp_path), "--exchange", "binance",
+        "--endpoint", "binance=ws://127.0.0.1:9", "--rest-endpoint", f"binance={DEAD}",
+        "--duration", "1", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "binance's symbol list" in warnings[0]
+    assert "not checked" in warnings[0]
+
+
+def test_no_symbol_check_asks_no_symbol_list(tmp_path: Path) -> None:
+    with FakeBinanceThread() as fake:
+        result = tickpipe(
+            "run", "--symbol", "BTC-USDX", "--data-dir", str(tmp_path), "--exchange", "binance",
+            "--endpoint", f"binance={fake.url}", "--rest-endpoint", f"binance={fake.rest_url}",
+            "--no-symbol-check", "--duration", "1", "--quiet",
+        )  # fmt: skip
+        requests = fake.call(lambda s: list(s.rest_requests))
+        paths = fake.call(lambda s: [c.path for c in s.connections])
+    assert result.returncode == 0, result.stderr
+    assert requests == []
+    assert paths == ["/stream?streams=btcusdx@trade"]
 
 
 def test_bad_interval_flag_names_the_setting(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tickpipe.config import KEYS, ConfigError, load_config
+from tickpipe.config import DEFAULT_EXCHANGES, KEYS, ConfigError, load_config, split_symbol
 from tickpipe.engine.windows import parse_window
+from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector
 
 S = 1_000_000
 
@@ -35,8 +36,13 @@ def test_defaults_without_file_env_or_flags() -> None:
     assert config.intervals == ["1s", "5s", "1m", "5m", "1h"]
     assert config.hopping == []
     assert config.data_dir == "./tickpipe-data"
-    assert config.run.exchanges == ["binance"]
-    assert config.run.symbols == ["BTC-USDT", "ETH-USDT"]
+    assert config.run.exchanges == list(DEFAULT_EXCHANGES)
+    assert config.run.exchanges[0] == "binance"
+    assert config.run.symbols == []  # each exchange's own defaults
+    assert config.symbols_by_exchange()["binance"] == ["BTC-USDT", "ETH-USDT"]
+    assert config.run.check_symbols is True
+    assert config.exchanges == {}
+    assert config.exchange_options("binance") == ExchangeOptions(poll_every=5.0)
     assert config.demo.rate == 2000.0
     assert config.quiet is False
     engine = config.engine_config()
@@ -130,16 +136,21 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "demo.symbols": ("7", 7),
         "demo.rate": ("123.5", 123.5),
         "demo.seed": ("42", 42),
-        "binance.url": ("ws://127.0.0.1:9", "ws://127.0.0.1:9"),
-        "binance.stream": ("aggTrade", "aggTrade"),
+        "run.check_symbols": ("0", False),
     }
+    for name in EXCHANGES:
+        stream = connector(name).INFO.streams[-1]
+        values[f"exchanges.{name}.url"] = ("ws://127.0.0.1:9", "ws://127.0.0.1:9")
+        values[f"exchanges.{name}.rest_url"] = ("http://127.0.0.1:9", "http://127.0.0.1:9")
+        values[f"exchanges.{name}.stream"] = (stream, stream)
+        values[f"exchanges.{name}.poll_every"] = ("2s", "2s")
     assert set(values) == set(KEYS), "a setting was added or removed: cover it here"
     env = {"TICKPIPE_" + key.replace(".", "_").upper(): text for key, (text, _) in values.items()}
     config = load_config(env=env)
     for key, (_, expected) in values.items():
         value = config
         for part in key.split("."):
-            value = getattr(value, part)
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
         assert value == expected, key
 
 
@@ -204,9 +215,54 @@ def test_an_unknown_key_in_a_section_is_named_with_its_section(tmp_path: Path) -
 
 
 def test_an_unknown_section_is_named(tmp_path: Path) -> None:
-    message = error(path=write(tmp_path, "[kraken]\nurl = 'wss://x'\n"))
-    assert "'kraken" in message
-    assert "binance.url" in message
+    message = error(path=write(tmp_path, "[mtgox]\nurl = 'wss://x'\n"))
+    assert "'mtgox" in message
+    assert "exchanges.<name>.url" in message
+
+
+def test_an_exchange_section_at_top_level_is_pointed_to_exchanges(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, "[binance]\nurl = 'wss://x'\n"))
+    assert "'binance'" in message
+    assert "[exchanges.binance]" in message
+
+
+def test_an_exchange_section_sets_endpoints_stream_and_poll_interval(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[exchanges.binance]\nurl = "ws://127.0.0.1:1"\nrest_url = "http://127.0.0.1:2"\n'
+        'stream = "aggTrade"\npoll_every = "250ms"\n',
+    )
+    config = load_config(path, env={})
+    assert config.exchange_options("binance") == ExchangeOptions(
+        url="ws://127.0.0.1:1", rest_url="http://127.0.0.1:2", stream="aggTrade", poll_every=0.25
+    )
+
+
+def test_an_unknown_exchange_section_lists_the_supported_ones(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, "[exchanges.mtgox]\nurl = 'wss://x'\n"))
+    assert "'exchanges.mtgox'" in message
+    assert "tickpipe.toml" in message
+    assert "binance" in message.split("mtgox", 1)[1]
+
+
+def test_an_unknown_key_in_an_exchange_section_lists_that_sections_keys(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, "[exchanges.binance]\nuri = 'wss://x'\n"))
+    assert "'exchanges.binance.uri'" in message
+    assert "exchanges.binance.url" in message
+    assert "exchanges.binance.poll_every" in message
+
+
+def test_a_wrong_type_in_an_exchange_section_names_the_exchange_and_key(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, "[exchanges.binance]\nurl = 5\n"))
+    assert "exchanges.binance.url = 5" in message
+    assert "str" in message
+    assert "tickpipe.toml" in message
+
+
+def test_an_exchange_section_that_is_not_a_table_is_an_error(tmp_path: Path) -> None:
+    message = error(path=write(tmp_path, "exchanges = 5\n"))
+    assert "exchanges = 5" in message
+    assert "[exchanges.binance]" in message
 
 
 @pytest.mark.parametrize(
@@ -265,14 +321,150 @@ def test_negative_or_zero_rates_and_sizes_are_errors(env: dict, key: str) -> Non
 
 
 def test_a_binance_url_must_be_a_websocket_url() -> None:
-    message = error(env={"TICKPIPE_BINANCE_URL": "https://stream.binance.com"})
-    assert "binance.url" in message
+    message = error(env={"TICKPIPE_EXCHANGES_BINANCE_URL": "https://stream.binance.com"})
+    assert "exchanges.binance.url = 'https://stream.binance.com'" in message
+    assert "TICKPIPE_EXCHANGES_BINANCE_URL" in message
     assert "ws://" in message
 
 
-def test_a_bad_binance_stream_names_the_key() -> None:
-    message = error(env={"TICKPIPE_BINANCE_STREAM": "book"})
-    assert "binance.stream = 'book'" in message
+def test_a_rest_url_must_be_an_http_url() -> None:
+    message = error(overrides={"exchanges.binance.rest_url": "ws://127.0.0.1:1"})
+    assert "exchanges.binance.rest_url = 'ws://127.0.0.1:1'" in message
+    assert "command line" in message
+    assert "http://" in message
+
+
+def test_a_bad_binance_stream_names_the_key_and_the_streams_it_has() -> None:
+    message = error(env={"TICKPIPE_EXCHANGES_BINANCE_STREAM": "book"})
+    assert "exchanges.binance.stream = 'book'" in message
+    assert "aggTrade" in message
+
+
+def test_a_bad_poll_interval_names_the_key() -> None:
+    message = error(env={"TICKPIPE_EXCHANGES_BINANCE_POLL_EVERY": "often"})
+    assert "exchanges.binance.poll_every = 'often'" in message
+    assert "5s" in message
+
+
+# -- symbols per exchange ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("BTC-USDT", (None, "BTC-USDT")),
+        ("BTC:USDT", (None, "BTC:USDT")),
+        ("binance:btcusdt", ("binance", "btcusdt")),
+        ("Binance:BTC-USDT", ("binance", "BTC-USDT")),
+        ("mtgox:BTC-USD", ("mtgox", "BTC-USD")),
+    ],
+)
+def test_a_symbol_may_name_its_exchange_before_a_colon(text: str, expected: tuple) -> None:
+    assert split_symbol(text) == expected
+
+
+def test_an_unprefixed_symbol_applies_to_every_chosen_exchange() -> None:
+    config = load_config(
+        env={}, overrides={"run.exchanges": ["binance"], "run.symbols": ["btcusdt", "SOL/USDT"]}
+    )
+    assert config.symbols_by_exchange() == {"binance": ["BTC-USDT", "SOL-USDT"]}
+
+
+def test_prefixed_symbols_alone_choose_the_exchanges_when_none_are_given() -> None:
+    config = load_config(env={}, overrides={"run.symbols": ["binance:SOL-USDT"]})
+    assert config.run.exchanges == ["binance"]
+    assert config.symbols_by_exchange() == {"binance": ["SOL-USDT"]}
+
+
+def test_an_unprefixed_symbol_keeps_the_default_exchanges() -> None:
+    config = load_config(env={}, overrides={"run.symbols": ["BTC-USDT"]})
+    assert config.run.exchanges == list(DEFAULT_EXCHANGES)
+
+
+def test_repeated_exchanges_count_once() -> None:
+    config = load_config(env={"TICKPIPE_RUN_EXCHANGES": "binance,binance"})
+    assert config.run.exchanges == ["binance"]
+
+
+def test_a_prefix_naming_an_unknown_exchange_lists_the_supported_ones() -> None:
+    message = error(overrides={"run.symbols": ["BTC-USDT", "mtgox:BTC-USD"]})
+    assert "run.symbols[1] = 'mtgox:BTC-USD'" in message
+    assert "unknown exchange 'mtgox'" in message
+    assert "binance" in message.split("supported", 1)[1]
+
+
+def test_a_prefixed_symbol_with_a_bad_symbol_names_it() -> None:
+    message = error(overrides={"run.symbols": ["binance:NOPE"]})
+    assert "run.symbols[0] = 'binance:NOPE'" in message
+
+
+def _other_exchange() -> str:
+    others = [name for name in EXCHANGES if name != "binance"]
+    if not others:
+        pytest.skip("only one exchange is registered")
+    return others[0]
+
+
+def test_a_prefix_for_an_exchange_that_was_not_chosen_says_how_to_choose_it() -> None:
+    other = _other_exchange()
+    message = error(overrides={"run.exchanges": ["binance"], "run.symbols": [f"{other}:BTC-USD"]})
+    assert f"run.symbols[0] = '{other}:BTC-USD'" in message
+    assert f"--exchange {other}" in message
+
+
+def test_symbols_go_to_their_exchange_and_shared_ones_to_all() -> None:
+    other = _other_exchange()
+    config = load_config(
+        env={},
+        overrides={
+            "run.exchanges": ["binance", other],
+            "run.symbols": ["SOL-USDT", f"{other}:BTC-USD", "binance:ETH-USDT"],
+        },
+    )
+    assert config.symbols_by_exchange() == {
+        "binance": ["SOL-USDT", "ETH-USDT"],
+        other: ["SOL-USDT", "BTC-USD"],
+    }
+
+
+def test_an_exchange_left_without_symbols_is_an_error() -> None:
+    other = _other_exchange()
+    message = error(
+        overrides={"run.exchanges": ["binance", other], "run.symbols": [f"{other}:BTC-USD"]}
+    )
+    assert "run.symbols" in message
+    assert "no symbol for binance" in message
+
+
+def test_each_exchange_without_symbols_gets_its_own_defaults() -> None:
+    other = _other_exchange()
+    config = load_config(env={}, overrides={"run.exchanges": ["binance", other]})
+    assert config.symbols_by_exchange() == {
+        "binance": ["BTC-USDT", "ETH-USDT"],
+        other: list(connector(other).INFO.default_symbols),
+    }
+
+
+def test_no_exchange_at_all_is_an_error() -> None:
+    message = error(env={"TICKPIPE_RUN_EXCHANGES": ""})
+    assert "run.exchanges" in message
+
+
+def test_a_token_is_read_from_the_variable_the_connector_names() -> None:
+    named = [n for n in EXCHANGES if connector(n).INFO.token_env]
+    if not named:
+        pytest.skip("no registered exchange needs a token")
+    name = named[0]
+    variable = connector(name).INFO.token_env
+    config = load_config(env={})
+    assert config.exchange_options(name, env={variable: " secret "}).token == "secret"
+    with pytest.raises(ConfigError) as info:
+        config.exchange_options(name, env={})
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith("config error: ")
+    assert variable in message and name in message
+    assert config.exchange_options("binance", env={}).token is None
 
 
 def test_a_missing_replay_file_is_an_error(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def test_replaying_the_stored_trades_of_a_demo_rebuilds_the_same_final_candles(
     finally:
         con.close()
     assert replayed_trades == live_trades
-    assert len(live_finals) > 50
+    assert len(live_finals) > 20  # enough closed windows for the comparison to mean something
     # Every window the replay closed is the live one, exactly; the replay closes fewer at
     # the end (no wall clock runs on past the last replayed trade).
     assert set(replayed_finals) <= set(live_finals)

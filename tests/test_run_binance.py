@@ -1,4 +1,6 @@
-"""`tickpipe run` against a local server that speaks Binance's stream protocol, with faults."""
+"""`tickpipe run` against a local server that speaks Binance's stream and REST protocols, with
+faults: every trade the exchange made is stored exactly once, including those made while the
+connection was down (fetched again over REST)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ async def _script(server: FakeBinance) -> None:
         server.publish("ETHUSDT")
     await asyncio.sleep(0.3)
     server.drop_all("scripted drop mid-stream")
+    server.skip("BTCUSDT", 40)  # the exchange trades on while tickpipe is away
+    server.skip("ETHUSDT", 25)
     await server.wait_connections(2, timeout=30)
     for _ in range(150):
         server.publish("BTCUSDT")
@@ -43,7 +47,9 @@ def test_run_stores_each_published_binance_trade_exactly_once_through_drops_and_
     with FakeBinanceThread(symbols=("BTCUSDT", "ETHUSDT"), ping_interval=0.5) as fake:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tickpipe", "run", "--quiet", "--data-dir", str(tmp_path),
-             "--binance-url", fake.url, "--symbol", "BTC-USDT", "--symbol", "ETH-USDT"],
+             "--exchange", "binance", "--endpoint", f"binance={fake.url}",
+             "--rest-endpoint", f"binance={fake.rest_url}",
+             "--symbol", "BTC-USDT", "--symbol", "ETH-USDT"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
@@ -51,6 +57,8 @@ def test_run_stores_each_published_binance_trade_exactly_once_through_drops_and_
             fake.run(fake.server.wait_connections(1, timeout=30), timeout=40)
             fake.run(_script(fake.server), timeout=90)
             published = fake.call(lambda s: list(s.published))
+            made = fake.call(lambda s: [e for trades in s.history.values() for e in trades])
+            requests = fake.call(lambda s: [p for p, _ in s.rest_requests])
             fake.run(asyncio.sleep(1.5))  # let the last frames travel and flush
         finally:
             proc.send_signal(signal.SIGINT)
@@ -58,12 +66,14 @@ def test_run_stores_each_published_binance_trade_exactly_once_through_drops_and_
     assert proc.returncode == 0, err
     assert "stopped after" in out
 
-    expected = {(e["s"], str(e["t"])) for e in published}
-    assert len(published) > len(expected)  # the script really sent duplicates
+    expected = {(e["s"], str(e["t"])) for e in made}
+    assert len(published) > len({(e["s"], e["t"]) for e in published})  # duplicates were sent
+    assert len(expected) - len({(e["s"], e["t"]) for e in published}) == 65  # 65 never sent
+    assert requests[0] == "/api/v3/exchangeInfo"  # the symbols were checked at start-up
     con = duckdb.connect(str(tmp_path / "tickpipe.duckdb"), read_only=True)
     try:
         rows = con.execute("SELECT raw_symbol, trade_id, symbol, exchange FROM trades").fetchall()
-        events = con.execute("SELECT kind FROM events").fetchall()
+        events = con.execute("SELECT kind, detail FROM events").fetchall()
     finally:
         con.close()
     assert len(rows) == len(expected), "a trade was lost or stored twice"
@@ -72,7 +82,12 @@ def test_run_stores_each_published_binance_trade_exactly_once_through_drops_and_
         ("BTC-USDT", "binance"),
         ("ETH-USDT", "binance"),
     }
-    assert ("disconnect",) in events
+    assert "disconnect" in {kind for kind, _ in events}
+    gaps = [json.loads(detail) for kind, detail in events if kind == "gap"]
+    assert sorted((g["symbol"], g["recovered"]) for g in gaps) == [
+        ("BTC-USDT", 40),
+        ("ETH-USDT", 25),
+    ]
 
     letters = [
         json.loads(line) for line in (tmp_path / "dead-letters.jsonl").read_text().splitlines()

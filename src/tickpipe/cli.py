@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from tickpipe import __version__
-from tickpipe.config import Config, ConfigError, load_config
+from tickpipe.config import DEFAULT_EXCHANGES, Config, ConfigError, check_symbols, load_config
 from tickpipe.engine.windows import parse_duration, parse_window
 from tickpipe.sources import Source
 from tickpipe.stores.duckdb import DuckDBStore, StoreError
@@ -44,6 +44,22 @@ def _windows(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
         return [parse_window(v).name for v in values]
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _endpoints(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    """`--endpoint binance=ws://127.0.0.1:9000` (repeatable) as {exchange: url}."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name.strip() or not url.strip():
+            example = (
+                "http://127.0.0.1:9001" if param.name == "rest_endpoints" else "ws://127.0.0.1:9000"
+            )
+            raise click.BadParameter(f"{value!r} is not NAME=URL (e.g. binance={example})")
+        out[name.strip().lower()] = url.strip()
+    return out
 
 
 def _common(func):
@@ -77,7 +93,8 @@ def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
 def cli() -> None:
     """tickpipe: live exchange trades to exact candles, stored and shown as they happen.
 
-    Start with `tickpipe demo` (no network), then `tickpipe verify`.
+    Start with `tickpipe demo` (no network), then `tickpipe verify`; `tickpipe exchanges`
+    lists the exchanges `tickpipe run` speaks.
     """
 
 
@@ -87,15 +104,39 @@ def cli() -> None:
     "--exchange",
     "exchanges",
     multiple=True,
-    help="Exchange to subscribe to, repeatable [default: binance].",
+    help=f"Exchange to subscribe to, repeatable [default: {' '.join(DEFAULT_EXCHANGES)}]; "
+    "`tickpipe exchanges` lists them.",
 )
 @click.option(
     "--symbol",
     "symbols",
     multiple=True,
-    help="Symbol as BASE-QUOTE, repeatable [default: BTC-USDT ETH-USDT].",
+    help="BASE-QUOTE for every chosen exchange, or NAME:BASE-QUOTE for one; repeatable "
+    "[default: each exchange's own, e.g. BTC-USDT ETH-USDT on binance].",
 )
-@click.option("--binance-url", help="Binance stream endpoint override (testnets, tests).")
+@click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    callback=_endpoints,
+    metavar="NAME=URL",
+    help="WebSocket endpoint override, repeatable (e.g. binance=ws://127.0.0.1:9000).",
+)
+@click.option(
+    "--rest-endpoint",
+    "rest_endpoints",
+    multiple=True,
+    callback=_endpoints,
+    metavar="NAME=URL",
+    help="REST endpoint override, repeatable (symbol lists, backfill, polling).",
+)
+@click.option(
+    "--no-symbol-check",
+    "no_symbol_check",
+    is_flag=True,
+    default=None,
+    help="Do not look the symbols up in each exchange's symbol list at start-up.",
+)
 @click.option(
     "--replay",
     type=click.Path(dir_okay=False),
@@ -107,16 +148,87 @@ def cli() -> None:
     help="Replay speed: 1 = original, 10 = ten times faster, 0 = as fast as possible.",
 )
 def run(config_path, data_dir, intervals, hopping, duration, quiet, exchanges, symbols,
-        binance_url, replay, speed) -> None:  # fmt: skip
+        endpoints, rest_endpoints, no_symbol_check, replay, speed) -> None:  # fmt: skip
     """Ingest live trades, build candles, store them, show them in the terminal."""
     config = _config(config_path, {
         "data_dir": data_dir, "intervals": list(intervals) or None,
         "hopping": list(hopping) or None, "quiet": quiet,
         "run.exchanges": list(exchanges) or None, "run.symbols": list(symbols) or None,
-        "binance.url": binance_url, "run.replay": replay,
-        "run.speed": speed,
+        "run.check_symbols": False if no_symbol_check else None,
+        "run.replay": replay, "run.speed": speed,
+        **{f"exchanges.{name}.url": url for name, url in endpoints.items()},
+        **{f"exchanges.{name}.rest_url": url for name, url in rest_endpoints.items()},
     })  # fmt: skip
     _pipeline(config, _run_sources(config), "run", duration)
+
+
+@cli.command()
+@click.option(
+    "--symbols",
+    "symbols_of",
+    metavar="NAME",
+    help="Print the symbols exchange NAME trades now (asks its public symbol list).",
+)
+@click.option(
+    "--rest-endpoint",
+    "rest_endpoints",
+    multiple=True,
+    callback=_endpoints,
+    metavar="NAME=URL",
+    help="REST endpoint override, repeatable (e.g. binance=http://127.0.0.1:9001).",
+)
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
+)
+def exchanges(symbols_of, rest_endpoints, config_path) -> None:  # fmt: skip
+    """List the supported exchanges: streams, gap detection, backfill, tokens.
+
+    With `--symbols NAME`, print NAME's tradable symbols instead (normalized, then as the
+    exchange spells them).
+    """
+    from tickpipe.sources.registry import EXCHANGES, connector, has_symbol_list
+
+    if symbols_of is None:
+        _print_exchanges()
+        return
+    name = symbols_of.strip().lower()
+    if name not in EXCHANGES:
+        raise click.BadParameter(
+            f"unknown exchange {symbols_of!r} (supported: {', '.join(EXCHANGES)})",
+            param_hint="--symbols",
+        )
+    if not has_symbol_list(name):
+        raise click.BadParameter(f"{name} has no public symbol list", param_hint="--symbols")
+    config = _config(config_path, {
+        f"exchanges.{n}.rest_url": url for n, url in rest_endpoints.items()
+    })  # fmt: skip
+    options = config.exchange_options(name)
+    try:
+        symbols = asyncio.run(connector(name).fetch_symbols(options))  # type: ignore[attr-defined]
+    except Exception as exc:
+        click.echo(f"tickpipe exchanges: error: {name}'s symbol list: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    width = max((len(s) for s in symbols), default=0)
+    for symbol in sorted(symbols):
+        click.echo(f"{symbol:<{width}}  {symbols[symbol]}")
+
+
+def _print_exchanges() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tickpipe.sources.registry import EXCHANGES, connector
+
+    table = Table(title="Exchanges tickpipe speaks", title_justify="left", show_lines=True)
+    for column in ("name", "title", "streams", "gap detection", "backfill", "token"):
+        table.add_column(column, overflow="fold")
+    for name in EXCHANGES:
+        info = connector(name).INFO
+        streams = ", ".join(f"{s} (default)" if i == 0 else s for i, s in enumerate(info.streams))
+        table.add_row(
+            info.name, info.title, streams, info.gaps, info.backfill, info.token_env or "none"
+        )
+    Console(width=max(120, Console().width)).print(table)
 
 
 @cli.command()
@@ -199,18 +311,35 @@ cli.add_command(bench)
 
 
 def _run_sources(config: Config) -> list[Source]:
+    """The sources of `tickpipe run`: a file replay, or one source per chosen exchange.
+
+    Symbols are looked up in each exchange's symbol list first (unless switched off); an
+    exchange whose list cannot be fetched gets a one-line warning and goes ahead unchecked.
+    """
     if config.run.replay:
         from tickpipe.sources.replay import FileReplay
 
         speed = config.run.speed or None  # 0: as fast as possible
         return [FileReplay(Path(config.run.replay), speed=speed)]
-    from tickpipe.sources.binance.source import BinanceSource
+    from tickpipe.sources.registry import connector
 
-    return [
-        BinanceSource(config.run.symbols, url=config.binance.url, stream=config.binance.stream)
-        for name in config.run.exchanges
-        if name == "binance"
-    ]
+    plan = config.symbols_by_exchange()
+    options = {name: config.exchange_options(name) for name in plan}
+    if config.run.check_symbols:
+        for warning in asyncio.run(check_symbols(plan, options)):
+            click.echo(warning, err=True)
+    sources = []
+    for name, symbols in plan.items():
+        try:
+            sources.append(connector(name).make_source(symbols, options[name]))
+        except ValueError as exc:
+            raise ConfigError(f"config error: run.symbols: {name}: {_one_line(exc)}") from None
+    return sources
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:

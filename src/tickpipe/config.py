@@ -7,34 +7,46 @@ where the value came from and what is allowed, e.g.
 
 from __future__ import annotations
 
+import asyncio
+import difflib
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from tickpipe.engine.candles import EngineConfig
 from tickpipe.engine.windows import Window, parse_duration, parse_window
+from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector, has_symbol_list
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 ENV_PREFIX = "TICKPIPE_"
-EXCHANGES = ("binance",)
+# `tickpipe run` with no --exchange: Binance and, where its connector is installed, Coinbase.
+DEFAULT_EXCHANGES = tuple(name for name in ("binance", "coinbase") if name in EXCHANGES)
+_SYMBOL_SEPARATOR = re.compile(r"[-/_]")
 
 
 class ConfigError(ValueError):
     """A configuration value that tickpipe cannot start with; the message is one line."""
 
 
-class BinanceConfig(msgspec.Struct, forbid_unknown_fields=True):
-    url: str = "wss://stream.binance.com:9443"
-    stream: Literal["trade", "aggTrade"] = "trade"
+class ExchangeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """`[exchanges.<name>]`: endpoint overrides and the feed variant of one exchange."""
+
+    url: str = ""  # WebSocket endpoint; "" = the exchange's own
+    rest_url: str = ""  # REST endpoint (symbol lists, backfill, polling); "" = the exchange's own
+    stream: str = ""  # feed variant; "" = the first the exchange lists
+    poll_every: str = "5s"  # how often REST polling streams (e.g. binance `ticker`) ask
 
 
 class RunConfig(msgspec.Struct, forbid_unknown_fields=True):
-    exchanges: list[str] = msgspec.field(default_factory=lambda: ["binance"])
-    symbols: list[str] = msgspec.field(default_factory=lambda: ["BTC-USDT", "ETH-USDT"])
+    exchanges: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EXCHANGES))
+    # BASE-QUOTE applies to every exchange, `coinbase:BTC-USD` to one; none: each exchange's own
+    symbols: list[str] = msgspec.field(default_factory=list)
+    check_symbols: bool = True  # look each symbol up in the exchange's symbol list at start-up
     replay: str = ""
     speed: float = 1.0
 
@@ -58,7 +70,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     quiet: bool = False
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
-    binance: BinanceConfig = msgspec.field(default_factory=BinanceConfig)
+    exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
 
     # -- derived values (all validated by `check`) -----------------------------------------
 
@@ -88,20 +100,136 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
             provisional_every=parse_duration(self.provisional_every),
         )
 
+    def exchange(self, name: str) -> ExchangeConfig:
+        """The `[exchanges.<name>]` section, or the defaults when the file has none."""
+        return self.exchanges.get(name) or ExchangeConfig()
+
+    def symbols_by_exchange(self) -> dict[str, list[str]]:
+        """Normalized symbols per chosen exchange, in `run.exchanges` order.
+
+        An unprefixed symbol goes to every exchange, `name:SYMBOL` to one; an exchange that is
+        given none (no symbols at all) gets its connector's default symbols.
+        """
+        shared: list[str] = []
+        own: dict[str, list[str]] = {}
+        for text in self.run.symbols:
+            name, symbol = split_symbol(text)
+            (own.setdefault(name, []) if name else shared).append(normalize_symbol(symbol))
+        out: dict[str, list[str]] = {}
+        for name in self.run.exchanges:
+            symbols = shared + own.get(name, [])
+            if not self.run.symbols:
+                symbols = list(connector(name).INFO.default_symbols)
+            out[name] = list(dict.fromkeys(symbols))
+        return out
+
+    def exchange_options(self, name: str, env: Mapping[str, str] | None = None) -> ExchangeOptions:
+        """What `make_source` and `fetch_symbols` of exchange `name` are given.
+
+        A token is read from the environment variable the connector names (never from files);
+        a missing one is a ConfigError naming the variable.
+        """
+        info = connector(name).INFO
+        token = None
+        if info.token_env:
+            token = (os.environ if env is None else env).get(info.token_env, "").strip()
+            if not token:
+                raise ConfigError(
+                    f"config error: run.exchanges: {name} needs an API token in the environment "
+                    f"variable {info.token_env}, which is not set"
+                )
+        section = self.exchange(name)
+        return ExchangeOptions(
+            url=section.url or None,
+            rest_url=section.rest_url or None,
+            stream=section.stream or None,
+            token=token,
+            poll_every=parse_duration(section.poll_every) / 1e6,
+        )
+
+
+SYMBOL_CHECK_TIMEOUT = 5.0  # seconds per exchange; start-up must not hang on a dead network
+
+
+async def check_symbols(
+    plan: Mapping[str, Sequence[str]],
+    options: Mapping[str, ExchangeOptions],
+    timeout: float = SYMBOL_CHECK_TIMEOUT,
+) -> list[str]:
+    """Look every symbol up in its exchange's public symbol list, all exchanges at once.
+
+    An unknown symbol is a ConfigError that lists close matches; an exchange whose list cannot
+    be fetched (offline, blocked) yields one warning line instead, and is not checked.
+    """
+    names = [name for name in plan if has_symbol_list(name)]
+
+    async def fetch(name: str) -> dict[str, str]:
+        async with asyncio.timeout(timeout):
+            return await connector(name).fetch_symbols(options[name])  # type: ignore[attr-defined]
+
+    results = await asyncio.gather(*(fetch(n) for n in names), return_exceptions=True)
+    warnings = []
+    for name, listed in zip(names, results, strict=True):
+        if isinstance(listed, BaseException):
+            if not isinstance(listed, Exception):
+                raise listed  # cancellation, KeyboardInterrupt
+            reason = " ".join(str(listed).split())[:200] or type(listed).__name__
+            if isinstance(listed, TimeoutError):
+                reason = f"no answer within {timeout:g}s"
+            warnings.append(
+                f"warning: cannot fetch {name}'s symbol list ({reason}); "
+                f"its symbols are not checked"
+            )
+            continue
+        for symbol in plan[name]:
+            if symbol not in listed:
+                close = difflib.get_close_matches(symbol, list(listed), n=3, cutoff=0.7)
+                hint = (
+                    f"close: {', '.join(close)}"
+                    if close
+                    else f"no close match; `tickpipe exchanges --symbols {name}` lists them"
+                )
+                raise ConfigError(
+                    f"config error: run.symbols: {symbol!r} is not traded on {name} ({hint})"
+                )
+    return warnings
+
+
+def split_symbol(text: str) -> tuple[str | None, str]:
+    """`coinbase:BTC-USD` -> ("coinbase", "BTC-USD"); `BTC-USDT` and `BTC:USDT` -> (None, text).
+
+    The part before a colon is an exchange when it names one, or when what follows is itself
+    a separated pair (so `mtgox:BTC-USD` reads as an unknown exchange, not a bad symbol).
+    """
+    head, sep, rest = text.partition(":")
+    name = head.strip().lower()
+    if sep and (name in EXCHANGES or _SYMBOL_SEPARATOR.search(rest)):
+        return name, rest.strip()
+    return None, text
+
 
 def _fields(struct: type[msgspec.Struct], prefix: str = "") -> dict[str, type]:
-    """Dotted key -> type, for every setting (sections flattened)."""
+    """Dotted key -> type, for every setting (sections flattened; one per supported exchange)."""
     out: dict[str, type] = {}
     for info in msgspec.structs.fields(struct):
         key = f"{prefix}{info.name}"
         if isinstance(info.type, type) and issubclass(info.type, msgspec.Struct):
             out.update(_fields(info.type, key + "."))
+        elif key == "exchanges":
+            for name in EXCHANGES:
+                out.update(_fields(ExchangeConfig, f"exchanges.{name}."))
         else:
             out[key] = info.type
     return out
 
 
 KEYS = _fields(Config)
+EXCHANGE_KEYS = tuple(f.name for f in msgspec.structs.fields(ExchangeConfig))
+# What an unknown-setting error lists: exchange sections once, not once per exchange.
+_KNOWN = ", ".join(
+    sorted(k for k in KEYS if not k.startswith("exchanges."))
+    + [f"exchanges.<name>.{k}" for k in EXCHANGE_KEYS]
+)
 
 
 def load_config(
@@ -124,12 +252,64 @@ def load_config(
         if value is not None:
             _set(data, key, value)
             origin[key] = "from the command line"
+    sections = _exchange_sections(data.pop("exchanges", {}), origin)
     try:
         config = msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(exc, data, origin)) from None
+    config.exchanges = sections
+    _choose_exchanges(config, origin)
     check(config, origin)
     return config
+
+
+def _exchange_sections(raw: Any, origin: Mapping[str, str]) -> dict[str, ExchangeConfig]:
+    """`[exchanges.<name>]` sections, each checked on its own so an error names its exchange."""
+    if not isinstance(raw, Mapping):
+        where = _where("exchanges", origin)
+        raise ConfigError(
+            f"config error: exchanges = {raw!r}{where}: expected a table of exchanges, "
+            f"e.g. [exchanges.binance]"
+        )
+    out: dict[str, ExchangeConfig] = {}
+    for name, section in raw.items():
+        key = f"exchanges.{name}"
+        if name not in EXCHANGES:
+            where = _where(key, origin, prefix=True)
+            raise ConfigError(
+                f"config error: unknown exchange {key!r}{where} (supported: {', '.join(EXCHANGES)})"
+            )
+        try:
+            out[name] = msgspec.convert(section, ExchangeConfig, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(_explain(exc, {"exchanges": raw}, origin, key)) from None
+    return out
+
+
+def _choose_exchanges(config: Config, origin: Mapping[str, str]) -> None:
+    """Without `run.exchanges` set anywhere, `name:SYMBOL` symbols choose their exchanges.
+
+    `--symbol kraken:XBT-USD` alone runs Kraken only; add an unprefixed symbol and the
+    default exchanges run too. Repeats in `run.exchanges` count once.
+    """
+    chosen = list(dict.fromkeys(config.run.exchanges))
+    if "run.exchanges" not in origin and config.run.symbols:
+        named = [split_symbol(s)[0] for s in config.run.symbols]
+        prefixed = [n for n in named if n is not None and n in EXCHANGES]
+        chosen = list(DEFAULT_EXCHANGES) if None in named or not prefixed else []
+        chosen.extend(n for n in dict.fromkeys(prefixed) if n not in chosen)
+    config.run.exchanges = chosen
+
+
+def _where(key: str, origin: Mapping[str, str], prefix: bool = False) -> str:
+    """` (from X)` for a key, or for the first key under it when `prefix`."""
+    if key in origin:
+        return f" ({origin[key]})"
+    if prefix:
+        for name, where in origin.items():
+            if name.startswith(key + "."):
+                return f" ({where})"
+    return ""
 
 
 def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
@@ -162,16 +342,36 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
             fail("correction_horizon", config.correction_horizon, "not a duration (e.g. 1h)")
     if config.queue_trades < 1:
         fail("queue_trades", config.queue_trades, "must be at least 1")
+    supported = ", ".join(EXCHANGES)
+    if not config.run.exchanges:
+        fail("run.exchanges", config.run.exchanges, f"choose at least one of {supported}")
     for i, name in enumerate(config.run.exchanges):
         if name not in EXCHANGES:
+            fail(f"run.exchanges[{i}]", name, f"unknown exchange (supported: {supported})")
+    given: set[str | None] = set()
+    for i, text in enumerate(config.run.symbols):
+        name, symbol = split_symbol(text)
+        if name is not None and name not in EXCHANGES:
+            fail(f"run.symbols[{i}]", text, f"unknown exchange {name!r} (supported: {supported})")
+        if name is not None and name not in config.run.exchanges:
             fail(
-                f"run.exchanges[{i}]", name, f"unknown exchange (supported: {', '.join(EXCHANGES)})"
-            )
-    for i, symbol in enumerate(config.run.symbols):
+                f"run.symbols[{i}]", text,
+                f"{name} is not among run.exchanges ({', '.join(config.run.exchanges)}); "
+                f"add --exchange {name}",
+            )  # fmt: skip
         try:
             normalize_symbol(symbol)
         except SymbolError as exc:
-            fail(f"run.symbols[{i}]", symbol, str(exc).split(f"{symbol!r} ", 1)[-1])
+            fail(f"run.symbols[{i}]", text, str(exc).split(f"{symbol!r} ", 1)[-1])
+        given.add(name)
+    if config.run.symbols and None not in given:
+        for name in config.run.exchanges:
+            if name not in given:
+                fail(
+                    "run.symbols", config.run.symbols,
+                    f"no symbol for {name}: add {name}:BASE-QUOTE, or a BASE-QUOTE for every "
+                    f"exchange",
+                )  # fmt: skip
     if config.run.speed < 0:
         fail("run.speed", config.run.speed, "1 = original speed, 10 = ten times faster, 0 = max")
     if config.run.replay and not Path(config.run.replay).is_file():
@@ -180,8 +380,20 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
         fail("demo.symbols", config.demo.symbols, "must be between 1 and 100000")
     if not 0 < config.demo.rate <= 20_000_000:
         fail("demo.rate", config.demo.rate, "trades/s must be above 0 and at most 20000000")
-    if not config.binance.url.startswith(("ws://", "wss://")):
-        fail("binance.url", config.binance.url, "must start with ws:// or wss://")
+    for name, section in config.exchanges.items():
+        key = f"exchanges.{name}"
+        if section.url and not section.url.startswith(("ws://", "wss://")):
+            fail(f"{key}.url", section.url, "must start with ws:// or wss://")
+        if section.rest_url and not section.rest_url.startswith(("http://", "https://")):
+            fail(f"{key}.rest_url", section.rest_url, "must start with http:// or https://")
+        if section.stream:
+            streams = connector(name).INFO.streams
+            if section.stream not in streams:
+                fail(f"{key}.stream", section.stream, f"{name} streams: {', '.join(streams)}")
+        try:
+            parse_duration(section.poll_every)
+        except ValueError:
+            fail(f"{key}.poll_every", section.poll_every, "not a duration (use e.g. 1s, 5s, 1m)")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -222,19 +434,27 @@ def _from_env(text: str, kind: Any) -> Any:
     return text
 
 
-def _explain(exc: msgspec.ValidationError, data: dict, origin: Mapping[str, str]) -> str:
-    """msgspec's `Expected int, got str - at $.demo.rate` as a one-line config error."""
+def _explain(
+    exc: msgspec.ValidationError, data: dict, origin: Mapping[str, str], section: str = ""
+) -> str:
+    """msgspec's `Expected int, got str - at $.demo.rate` as a one-line config error.
+
+    `section` is the dotted key of what was converted (an `exchanges.<name>` section).
+    """
     message = str(exc)
-    what, _, at = message.partition(" - at `$.")
-    key = at.rstrip("`")
+    what, _, at = message.partition(" - at `$")
+    key = ".".join(p for p in (section, at.rstrip("`").lstrip(".")) if p)
     if not key and "unknown field" in what.lower():
         field = what.split("`")[1] if "`" in what else what
-        known = ", ".join(sorted(KEYS))
-        return f"config error: unknown setting {field!r} (known: {known})"
+        hint = f"; exchange settings go under [exchanges.{field}]" if field in EXCHANGES else ""
+        return f"config error: unknown setting {field!r} (known: {_KNOWN}){hint}"
     if what.startswith("Object contains unknown field"):
         field = what.split("`")[1]
         full = f"{key}.{field}" if key else field
-        return f"config error: unknown setting {full!r} (known: {', '.join(sorted(KEYS))})"
+        known = _KNOWN
+        if section:
+            known = ", ".join(f"{section}.{k}" for k in EXCHANGE_KEYS)
+        return f"config error: unknown setting {full!r} (known: {known})"
     base = key.split("[")[0]
     where = f" ({origin[base]})" if base in origin else ""
     value = data

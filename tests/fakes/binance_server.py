@@ -8,7 +8,17 @@ pong came back within `pong_timeout`.
 
 It remembers every trade: `history` holds each trade the exchange made (sent or not), and
 `published` each trade event written to a client, in order, repeats included, so a test can
-assert that a client received exactly what was sent.
+assert that a client received exactly what was sent. Each trade is also its own aggregate
+trade (`agg_history`, ids counted separately): connections subscribed to `<symbol>@aggTrade`
+get that form.
+
+The REST API (`rest_url`, aiohttp on 127.0.0.1) answers from the same history:
+`GET /api/v3/exchangeInfo` (the traded symbols plus `listed` extras, some not TRADING),
+`/api/v3/trades` (the most recent, limited to `recent_window` when set),
+`/api/v3/historicalTrades` (by `fromId`; answers 401 without an API key when
+`historical_needs_key`), `/api/v3/aggTrades` (by `fromId`) and `/api/v3/ticker/price`.
+`rest_requests` records every request; `rest_reject_next(429, retry_after=...)` refuses the
+next ones.
 
 Faults: `drop_after(n)` cuts the connection (no close frame) after n more frames, `silent`
 stops data while pings and pongs go on, `send(...)` takes trades in any order and any number of
@@ -35,6 +45,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from aiohttp import web
 from picows import (
     WSCloseCode,
     WSFrame,
@@ -115,9 +126,22 @@ class FakeBinance:
         ping_interval: float = 20.0,
         pong_timeout: float = 60.0,
         port: int = 0,
+        rest_port: int = 0,
         seed: int = 1,
     ) -> None:
         self.symbols = [s.upper().replace("-", "") for s in symbols]
+        self.rest_port = rest_port
+        # Symbols the exchange lists besides those it trades here: symbol -> (base, quote, status)
+        self.listed: dict[str, tuple[str, str, str]] = {
+            "BTCUSDC": ("BTC", "USDC", "TRADING"),
+            "ETHBTC": ("ETH", "BTC", "TRADING"),
+            "BNBUSDT": ("BNB", "USDT", "TRADING"),
+            "LUNAUSDT": ("LUNA", "USDT", "BREAK"),
+        }
+        self.recent_window: int | None = None  # how many recent trades /api/v3/trades knows
+        self.historical_needs_key = False
+        self.rest_requests: list[tuple[str, dict[str, str]]] = []
+        self.agg_history: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols}
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.port = port
@@ -128,6 +152,10 @@ class FakeBinance:
         self.published: list[dict[str, Any]] = []
         self.rejected: list[tuple[str, int]] = []  # (path, status) of refused upgrades
         self._next_id: dict[str, int] = {s: 1_000_000 for s in self.symbols}
+        self._next_agg: dict[str, int] = {s: 500_000 for s in self.symbols}
+        self._agg_of: dict[tuple[str, int], dict[str, Any]] = {}
+        self._rest_rejects: list[tuple[int, str | None]] = []
+        self._runner: web.AppRunner | None = None
         self._price: dict[str, float] = {s: 100.0 * (n + 1) for n, s in enumerate(self.symbols)}
         self._rng = random.Random(seed)
         self._drop_countdown: int | None = None
@@ -142,6 +170,11 @@ class FakeBinance:
         """The endpoint to give a source (`BinanceSource(..., url=server.url)`)."""
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def rest_url(self) -> str:
+        """The REST endpoint (`rest_url=server.rest_url`)."""
+        return f"http://127.0.0.1:{self.rest_port}"
+
     async def start(self) -> FakeBinance:
         self._server = await ws_create_server(
             self._route,
@@ -151,6 +184,13 @@ class FakeBinance:
             logger_name="fake-binance",
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.rest_port)
+        await site.start()
+        self.rest_port = self._runner.addresses[0][1]
         self._spawn(self._ping_loop())
         return self
 
@@ -163,6 +203,9 @@ class FakeBinance:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
         await asyncio.sleep(0)
 
     async def __aenter__(self) -> FakeBinance:
@@ -206,12 +249,13 @@ class FakeBinance:
         if symbol not in self._next_id:
             self.symbols.append(symbol)
             self.history[symbol] = []
+            self.agg_history[symbol] = []
             self._next_id[symbol] = 1_000_000
+            self._next_agg[symbol] = 500_000
             self._price[symbol] = 100.0
         if price is None:
-            price = self._price[symbol] = round(
-                self._price[symbol] * (1 + self._rng.uniform(-0.001, 0.001)), 2
-            )
+            price = round(self._price[symbol] * (1 + self._rng.uniform(-0.001, 0.001)), 2)
+        self._price[symbol] = price  # the last price, as /api/v3/ticker/price gives it
         if qty is None:
             qty = round(self._rng.uniform(0.0001, 2.0), 5)
         if buyer_is_maker is None:
@@ -231,7 +275,19 @@ class FakeBinance:
             "M": True,
         }
         self.history[symbol].append(event)
+        agg = {
+            "e": "aggTrade", "E": now, "s": symbol, "a": self._next_agg[symbol],
+            "p": event["p"], "q": event["q"], "f": trade_id, "l": trade_id, "T": event["T"],
+            "m": buyer_is_maker, "M": True,
+        }  # fmt: skip
+        self._next_agg[symbol] += 1
+        self.agg_history[symbol].append(agg)
+        self._agg_of[(symbol, trade_id)] = agg
         return event
+
+    def agg_of(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The aggregate trade (`aggTrade` event) of a trade event."""
+        return self._agg_of[(event["s"], event["t"])]
 
     def skip(self, symbol: str, count: int = 1) -> list[dict[str, Any]]:
         """Trades that happen but never reach a client: the gap a source must notice."""
@@ -240,23 +296,28 @@ class FakeBinance:
     def send(self, *trades: dict[str, Any]) -> int:
         """Write trades to every subscribed connection, in the order given; returns frames sent.
 
-        The same trade twice is a duplicate; trades out of id order are a reordering.
+        The same trade twice is a duplicate; trades out of id order are a reordering. A trade
+        reaches `@trade` subscribers as a trade and `@aggTrade` subscribers as its aggregate.
         """
         if self.silent:
             return 0
         sent = 0
         for event in trades:
-            stream = f"{event['s'].lower()}@{event['e']}"
-            reached = False
-            for conn in self.open_connections():
-                if stream in conn.streams:
-                    payload = {"stream": stream, "data": event} if conn.combined else event
-                    if self._write(conn, _encode(payload)):
-                        conn.trades_sent.append(event)
-                        reached = True
-                        sent += 1
-            if reached:
-                self.published.append(event)
+            forms = [event]
+            if event["e"] == "trade" and (event["s"], event["t"]) in self._agg_of:
+                forms.append(self.agg_of(event))
+            for form in forms:
+                stream = f"{form['s'].lower()}@{form['e']}"
+                reached = False
+                for conn in self.open_connections():
+                    if stream in conn.streams:
+                        payload = {"stream": stream, "data": form} if conn.combined else form
+                        if self._write(conn, _encode(payload)):
+                            conn.trades_sent.append(form)
+                            reached = True
+                            sent += 1
+                if reached:
+                    self.published.append(form)
         return sent
 
     def publish(self, symbol: str, **trade: Any) -> dict[str, Any]:
@@ -317,6 +378,116 @@ class FakeBinance:
     ) -> None:
         """Refuse the next `count` upgrade requests with `status` (429, 418, ...)."""
         self._rejects.extend([(status, retry_after)] * count)
+
+    def rest_reject_next(
+        self, status: int = 429, retry_after: str | None = None, count: int = 1
+    ) -> None:
+        """Answer the next `count` REST requests with `status` (429, 418, 500, ...)."""
+        self._rest_rejects.extend([(status, retry_after)] * count)
+
+    # -- REST ----------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        self.rest_requests.append((request.path, dict(request.query)))
+        if self._rest_rejects:
+            status, retry_after = self._rest_rejects.pop(0)
+            headers = {"Retry-After": retry_after} if retry_after is not None else None
+            body = {"code": -1003, "msg": "Too many requests; current limit is 6000 weight."}
+            return web.json_response(body, status=status, headers=headers)
+        routes = {
+            "/api/v3/exchangeInfo": self._exchange_info,
+            "/api/v3/trades": self._recent_trades,
+            "/api/v3/historicalTrades": self._historical_trades,
+            "/api/v3/aggTrades": self._agg_trades,
+            "/api/v3/ticker/price": self._ticker_price,
+        }
+        route = routes.get(request.path)
+        if route is None:
+            return web.Response(status=404, text="<html>404 Not Found</html>")
+        try:
+            return web.json_response(route(request))
+        except _RestError as exc:
+            return web.json_response({"code": exc.code, "msg": exc.msg}, status=exc.status)
+
+    def _exchange_info(self, request: web.Request) -> dict[str, Any]:
+        listing = dict(self.listed)
+        for symbol in self.symbols:
+            listing[symbol] = (*_split(symbol), "TRADING")
+        return {
+            "timezone": "UTC",
+            "serverTime": time.time_ns() // 1_000_000,
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": 6000},
+            ],
+            "exchangeFilters": [],
+            "symbols": [
+                {"symbol": symbol, "status": status, "baseAsset": base, "baseAssetPrecision": 8,
+                 "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
+                 "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "filters": [],
+                 "permissionSets": [["SPOT"]]}
+                for symbol, (base, quote, status) in listing.items()
+            ],
+        }  # fmt: skip
+
+    def _symbol(self, request: web.Request) -> str:
+        symbol = request.query.get("symbol", "")
+        if not symbol:
+            raise _RestError(400, -1102, "Mandatory parameter 'symbol' was not sent.")
+        if symbol not in self.history:
+            raise _RestError(400, -1121, "Invalid symbol.")
+        return symbol
+
+    def _limit(self, request: web.Request) -> int:
+        try:
+            limit = int(request.query.get("limit", "500"))
+        except ValueError:
+            raise _RestError(400, -1100, "Illegal characters found in parameter 'limit'.") from None
+        if not 1 <= limit <= 1000:
+            raise _RestError(400, -1100, "Parameter 'limit': legal range is '1..1000'.")
+        return limit
+
+    def _from(self, events: list[dict[str, Any]], key: str, request: web.Request) -> list:
+        limit = self._limit(request)
+        if "fromId" not in request.query:
+            return events[-limit:]
+        from_id = int(request.query["fromId"])
+        return [e for e in events if e[key] >= from_id][:limit]
+
+    def _recent_trades(self, request: web.Request) -> list[dict[str, Any]]:
+        symbol = self._symbol(request)
+        window = self.history[symbol]
+        if self.recent_window is not None:
+            window = window[-self.recent_window :] if self.recent_window else []
+        return [_rest_trade(e) for e in window[-self._limit(request) :]]
+
+    def _historical_trades(self, request: web.Request) -> list[dict[str, Any]]:
+        if self.historical_needs_key and "X-MBX-APIKEY" not in request.headers:
+            raise _RestError(401, -2014, "API-key format invalid.")
+        symbol = self._symbol(request)
+        return [_rest_trade(e) for e in self._from(self.history[symbol], "t", request)]
+
+    def _agg_trades(self, request: web.Request) -> list[dict[str, Any]]:
+        symbol = self._symbol(request)
+        return [
+            {k: e[k] for k in ("a", "p", "q", "f", "l", "T", "m", "M")}
+            for e in self._from(self.agg_history[symbol], "a", request)
+        ]
+
+    def _ticker_price(self, request: web.Request) -> Any:
+        if "symbol" in request.query:
+            symbol = self._symbol(request)
+            return {"symbol": symbol, "price": f"{self._price[symbol]:.8f}"}
+        if "symbols" in request.query:
+            try:
+                names = json.loads(request.query["symbols"])
+            except ValueError:
+                raise _RestError(400, -1100, "Illegal characters found in 'symbols'.") from None
+            if any(n not in self.history for n in names):
+                raise _RestError(400, -1121, "Invalid symbol.")
+        else:
+            names = list(self.history)
+        return [{"symbol": n, "price": f"{self._price[n]:.8f}"} for n in names]
 
     # -- internals -----------------------------------------------------------------------
 
@@ -418,6 +589,32 @@ def _encode(message: Any) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
+class _RestError(Exception):
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+def _rest_trade(event: dict[str, Any]) -> dict[str, Any]:
+    """A `trade` event as `/api/v3/trades` and `/api/v3/historicalTrades` answer it."""
+    return {
+        "id": event["t"],
+        "price": event["p"],
+        "qty": event["q"],
+        "quoteQty": f"{float(event['p']) * float(event['q']):.8f}",
+        "time": event["T"],
+        "isBuyerMaker": event["m"],
+        "isBestMatch": True,
+    }
+
+
+def _split(symbol: str) -> tuple[str, str]:
+    for quote in ("USDT", "USDC", "FDUSD", "BTC", "ETH", "BNB", "EUR", "USD"):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    return symbol[:-3], symbol[-3:]
+
+
 class FakeBinanceThread:
     """A `FakeBinance` on its own event loop thread, for synchronous tests.
 
@@ -447,6 +644,11 @@ class FakeBinanceThread:
     def url(self) -> str:
         assert self.server is not None
         return self.server.url
+
+    @property
+    def rest_url(self) -> str:
+        assert self.server is not None
+        return self.server.rest_url
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
         """Run a coroutine on the server's loop and wait for its result."""
@@ -478,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
 
     async def serve() -> None:
         async with FakeBinance(args.symbols.split(","), port=args.port) as server:
-            print(server.url, flush=True)
+            print(server.url, server.rest_url, flush=True)
             await server.feed(args.rate, args.count)
             await asyncio.Event().wait()
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from tickpipe.sources import Source
 
-EXCHANGES = ("binance",)
+EXCHANGES = ("binance", "coinbase", "kraken", "bybit", "okx", "bitstamp", "finnhub", "tiingo")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class ExchangeOptions:
     rest_url: str | None = None  # REST endpoint override (symbol lists, backfill)
     stream: str | None = None  # feed variant, e.g. binance `trade` or `aggTrade`
     token: str | None = None  # API token, read from the environment (never from files)
+    poll_every: float | None = None  # seconds between requests of REST polling streams
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class ExchangeInfo:
 
 
 class Connector(Protocol):
+    """An exchange package. It may also define `async def fetch_symbols(options)` returning
+    normalized symbol -> the exchange's spelling from its public symbol list; start-up uses it
+    to reject unknown symbols (`has_symbol_list` tells whether a connector has one)."""
+
     INFO: ExchangeInfo
 
     def make_source(self, symbols: Sequence[str], options: ExchangeOptions) -> Source: ...
@@ -59,3 +64,8 @@ def connector(name: str) -> Connector:
 
 def exchange_info(name: str) -> ExchangeInfo:
     return connector(name).INFO
+
+
+def has_symbol_list(name: str) -> bool:
+    """Whether the connector of `name` can fetch the exchange's symbol list."""
+    return callable(getattr(connector(name), "fetch_symbols", None))

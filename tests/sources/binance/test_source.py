@@ -22,7 +22,9 @@ from fakes.binance_server import FakeBinance, FakeBinanceThread
 from tickpipe.deadletter import DeadLetter, DeadLetters
 from tickpipe.records import Disconnect, Gap, Instrument, Trade, TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.binance.backfill import BackfillConfig
 from tickpipe.sources.binance.source import BinanceSource, GapDetector
+from tickpipe.sources.rest import RestConfig
 from tickpipe.sources.ws import WsConfig
 
 FAST = WsConfig(
@@ -33,16 +35,34 @@ FAST = WsConfig(
     backoff_max=0.05,
     stable_after=0.5,
 )
+FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, backoff_max=0.05)
+FAST_BACKFILL = BackfillConfig(requests_per_second=1000, catch_up_after=0.5, lag_delay=0.01)
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
 
 class Run:
     """A running source and everything it handed out."""
 
-    def __init__(self, server: FakeBinance, dead_letters: DeadLetters | None = None) -> None:
+    def __init__(
+        self,
+        server: FakeBinance,
+        dead_letters: DeadLetters | None = None,
+        *,
+        backfill: bool = True,
+        stream: str = "trade",
+        symbols: list[str] = SYMBOLS,
+    ) -> None:
         self.batches: list[TradeBatch] = []
         self.events: list[Gap | Disconnect] = []
-        self.source = BinanceSource(SYMBOLS, url=server.url, ws_config=FAST)
+        self.source = BinanceSource(
+            symbols,
+            url=server.url,
+            stream=stream,
+            ws_config=FAST,
+            rest_url=server.rest_url if backfill else None,
+            rest_config=FAST_REST,
+            backfill_config=FAST_BACKFILL,
+        )
         self.ctx = SourceContext(emit=self.emit, event=self.events.append)
         if dead_letters is not None:
             self.ctx.dead_letters = dead_letters
@@ -65,6 +85,15 @@ class Run:
     async def received(self, count: int, timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):
             while len(self.trades()) < count:
+                await asyncio.sleep(0.005)
+
+    def ids(self) -> set[tuple[str, int]]:
+        """(raw symbol, trade id) of every trade handed out, live or backfilled."""
+        return {(t.raw_symbol, t.seq) for t in self.trades()}
+
+    async def received_ids(self, wanted: set[tuple[str, int]], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not wanted <= self.ids():
                 await asyncio.sleep(0.005)
 
     @contextlib.asynccontextmanager
@@ -147,7 +176,7 @@ async def test_dropped_connection_reconnects_and_resubscribes() -> None:
             for n in range(5):
                 server.publish(["BTCUSDT", "ETHUSDT"][n % 2])
             await run.received(10)
-        assert first.closed and second.open
+            assert first.closed and second.open
         assert second.streams == first.streams == {"btcusdt@trade", "ethusdt@trade"}
         assert observed(run.trades()) == expected(server.published)
         assert run.ctx.stats.reconnects == 1
@@ -156,7 +185,7 @@ async def test_dropped_connection_reconnects_and_resubscribes() -> None:
 
 
 @async_test()
-async def test_trades_lost_while_disconnected_are_reported_as_a_gap() -> None:
+async def test_trades_lost_while_disconnected_are_backfilled_and_reported() -> None:
     async with FakeBinance() as server:
         run = Run(server)
         async with run.running():
@@ -167,19 +196,46 @@ async def test_trades_lost_while_disconnected_are_reported_as_a_gap() -> None:
             await server.wait_connections(2)
             await server.wait_for(lambda: run.ctx.stats.connected)
             server.publish("BTCUSDT")
-            await run.received(2)
+            await run.received(5)
+            await server.wait_for(lambda: bool(run.gaps()))
         [gap] = run.gaps()
         assert (gap.symbol, gap.first_missing, gap.last_missing) == (
             "BTC-USDT",
             lost[0]["t"],
             lost[-1]["t"],
         )
-        assert gap.recovered == 0
-        assert "not implemented" in gap.detail
+        assert gap.recovered == 3
+        assert "recovered all 3" in gap.detail
+        history = server.history["BTCUSDT"]
+        assert sorted(observed(run.trades())) == sorted(expected(history))
 
 
 @async_test()
-async def test_gap_in_trade_ids_emits_gap_event() -> None:
+async def test_trades_lost_while_disconnected_are_only_reported_with_backfill_off() -> None:
+    async with FakeBinance() as server:
+        run = Run(server, backfill=False)
+        async with run.running():
+            await server.wait_connections(1)
+            server.publish("BTCUSDT")
+            server.drop_all()
+            lost = server.skip("BTCUSDT", 3)
+            await server.wait_connections(2)
+            await server.wait_for(lambda: run.ctx.stats.connected)
+            server.publish("BTCUSDT")
+            await run.received(2)
+        [gap] = run.gaps()
+        assert (gap.first_missing, gap.last_missing, gap.recovered) == (
+            lost[0]["t"],
+            lost[-1]["t"],
+            0,
+        )
+        assert "backfill is off" in gap.detail
+        assert server.rest_requests == []
+        assert observed(run.trades()) == expected(server.published)
+
+
+@async_test()
+async def test_gap_in_trade_ids_is_backfilled_and_emits_a_gap_event() -> None:
     async with FakeBinance() as server:
         run = Run(server)
         async with run.running():
@@ -189,7 +245,8 @@ async def test_gap_in_trade_ids_emits_gap_event() -> None:
             lost = server.skip("ETHUSDT", 2)
             server.publish("ETHUSDT")
             server.publish("BTCUSDT")
-            await run.received(4)
+            await run.received(6)
+            await server.wait_for(lambda: bool(run.gaps()))
         [gap] = run.gaps()
         assert gap.source == gap.exchange == "binance"
         assert (gap.symbol, gap.first_missing, gap.last_missing) == (
@@ -197,7 +254,12 @@ async def test_gap_in_trade_ids_emits_gap_event() -> None:
             lost[0]["t"],
             lost[1]["t"],
         )
-        assert observed(run.trades()) == expected(server.published)
+        assert gap.recovered == 2
+        # Every trade exactly as the exchange made it, each once (live or backfilled).
+        assert sorted(observed(run.trades())) == sorted(expected(server.published + lost))
+        assert [(p, q["fromId"]) for p, q in server.rest_requests] == [
+            ("/api/v3/historicalTrades", str(lost[0]["t"]))
+        ]
 
 
 @async_test()

@@ -1,4 +1,4 @@
-"""Binance spot: the `trade` (or `aggTrade`) stream over combined WebSocket streams."""
+"""Binance spot: `trade` or `aggTrade` WebSocket streams with REST backfill, or a REST ticker."""
 
 from __future__ import annotations
 
@@ -10,16 +10,38 @@ from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
 INFO = ExchangeInfo(
     name="binance",
     title="Binance spot",
-    streams=("trade", "aggTrade"),
+    streams=("trade", "aggTrade", "ticker"),
     default_symbols=("BTC-USDT", "ETH-USDT"),
-    gaps="yes: trade ids are consecutive per symbol",
-    backfill="not yet: gaps are reported as events, not refetched",
+    gaps="yes: trade and aggregate trade ids are consecutive per symbol (ticker: samples, none)",
+    backfill=(
+        "yes: holes in the ids and whatever a reconnect missed are fetched again from "
+        "/api/v3/historicalTrades (trade) or /api/v3/aggTrades (aggTrade), no API key needed"
+    ),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
+    """`trade`/`aggTrade`: the WebSocket stream; `ticker`: last prices polled over REST."""
+    from tickpipe.sources.binance.rest import DEFAULT_REST_URL
+
+    stream = options.stream or INFO.streams[0]
+    rest_url = options.rest_url or DEFAULT_REST_URL
+    if stream == "ticker":
+        from tickpipe.sources.binance.ticker import BinanceTickerSource
+
+        return BinanceTickerSource(symbols, rest_url=rest_url, poll_every=options.poll_every or 5.0)
     from tickpipe.sources.binance.source import DEFAULT_URL, BinanceSource
 
-    return BinanceSource(
-        symbols, url=options.url or DEFAULT_URL, stream=options.stream or INFO.streams[0]
-    )
+    return BinanceSource(symbols, url=options.url or DEFAULT_URL, stream=stream, rest_url=rest_url)
+
+
+async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
+    """Every symbol Binance trades now, normalized -> Binance's spelling (`BTC-USDT` ->
+    `BTCUSDT`), from `GET /api/v3/exchangeInfo`."""
+    from tickpipe.sources.binance.rest import DEFAULT_REST_URL
+    from tickpipe.sources.binance.rest import fetch_symbols as fetch
+    from tickpipe.sources.rest import RestClient, RestConfig
+
+    config = RestConfig(timeout=5.0, attempts=2, backoff_initial=0.2, backoff_max=1.0)
+    async with RestClient(options.rest_url or DEFAULT_REST_URL, config) as rest:
+        return await fetch(rest)

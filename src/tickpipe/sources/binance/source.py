@@ -2,12 +2,14 @@
 
 Streams are named in the URL (`/stream?streams=btcusdt@trade/ethusdt@trade`), so every
 reconnect subscribes again by itself and no SUBSCRIBE message counts against Binance's limit of
-five incoming messages per second. Consecutive trade ids per symbol reveal lost trades, which
-are reported as `Gap` events.
+five incoming messages per second. Consecutive trade ids per symbol reveal lost trades; they
+are fetched again over REST (see `backfill`), as is everything a reconnect may have missed,
+and `Gap` events say what came back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -15,8 +17,11 @@ import numpy as np
 
 from tickpipe.records import Gap, TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.binance.backfill import BackfillConfig, Backfiller
 from tickpipe.sources.binance.parse import EXCHANGE, InstrumentIndex, parse_frames
-from tickpipe.sources.ws import WsClient, WsConfig
+from tickpipe.sources.binance.rest import DEFAULT_REST_URL
+from tickpipe.sources.rest import RestClient, RestConfig
+from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
 
 DEFAULT_URL = "wss://stream.binance.com:9443"
 STREAMS = ("trade", "aggTrade")
@@ -31,7 +36,10 @@ BINANCE_WS_CONFIG = WsConfig(
 
 
 class BinanceSource:
-    """Trades of `symbols` (normalized, e.g. `BTC-USDT`) from Binance spot."""
+    """Trades of `symbols` (normalized, e.g. `BTC-USDT`) from Binance spot.
+
+    `rest_url=None` switches the REST backfill off: gaps are then only reported.
+    """
 
     def __init__(
         self,
@@ -40,6 +48,9 @@ class BinanceSource:
         stream: str = "trade",
         name: str = "binance",
         ws_config: WsConfig | None = None,
+        rest_url: str | None = DEFAULT_REST_URL,
+        rest_config: RestConfig | None = None,
+        backfill_config: BackfillConfig | None = None,
     ) -> None:
         if stream not in STREAMS:
             raise ValueError(f"binance stream must be one of {', '.join(STREAMS)}, not {stream!r}")
@@ -51,12 +62,32 @@ class BinanceSource:
             raise ValueError(f"binance allows at most {MAX_STREAMS} streams per connection")
         streams = "/".join(f"{i.raw_symbol.lower()}@{stream}" for i in self.index.instruments)
         self.url = f"{url.rstrip('/')}/stream?streams={streams}"
+        self.stream = stream
         self.ws_config = ws_config or BINANCE_WS_CONFIG
+        self.rest_url = rest_url
+        self.rest_config = rest_config or RestConfig()
+        self.backfill_config = backfill_config or BackfillConfig()
+        self.backfiller: Backfiller | None = None
         self._gaps = GapDetector(len(self.index.instruments))
 
     async def run(self, ctx: SourceContext) -> None:
-        """Stream trades into `ctx.emit` until cancelled, reconnecting as needed."""
+        """Stream trades into `ctx.emit` until cancelled, reconnecting and backfilling."""
+        if self.rest_url is None:
+            await self._stream(ctx, None)
+            return
+        async with RestClient(self.rest_url, self.rest_config) as rest:
+            backfiller = Backfiller(
+                rest, self.index, self.stream, ctx, self.name, self.backfill_config
+            )
+            self.backfiller = backfiller
+            task = asyncio.create_task(backfiller.run(), name=f"{self.name}:backfill")
+            try:
+                await self._stream(ctx, backfiller)
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
+    async def _stream(self, ctx: SourceContext, backfiller: Backfiller | None) -> None:
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
             batch, rejects = parse_frames(frames, recv_ts, self.index, self.name)
             for reject in rejects:
@@ -64,17 +95,27 @@ class BinanceSource:
             ctx.stats.malformed += len(rejects)
             if not len(batch):
                 return 0
-            for gap in self._gaps.check(batch):
-                ctx.event(gap)
+            if backfiller is None:
+                for gap in self._gaps.check(batch):
+                    ctx.event(gap)
+            else:
+                for code, first, last in self._gaps.ranges(batch):
+                    backfiller.gap(code, first, last)
+                backfiller.seen(batch.instrument, batch.seq)
             ctx.stats.trades += len(batch)
             await ctx.emit(batch)
             return len(batch)
+
+        async def on_connect(conn: WsConnection) -> None:
+            if backfiller is not None:
+                backfiller.reconnected(self._gaps.last)
 
         client = WsClient(
             self.url,
             on_frames,
             name=self.name,
             config=self.ws_config,
+            on_connect=on_connect,
             on_disconnect=ctx.event,
             stats=ctx.stats,
         )
@@ -93,6 +134,27 @@ class GapDetector:
         self.last = np.full(instruments, -1, np.int64)  # -1: nothing seen yet
 
     def check(self, batch: TradeBatch) -> list[Gap]:
+        """Gap events (nothing recovered) for the ids this batch shows missing."""
+        ranges = self.ranges(batch)
+        if not ranges:
+            return []
+        now = time.time_ns() // 1000
+        return [
+            Gap(
+                source=batch.source,
+                exchange=batch.instruments[code].exchange,
+                symbol=batch.instruments[code].symbol,
+                first_missing=first,
+                last_missing=last,
+                ts=now,
+                recovered=0,
+                detail="trade ids skipped; REST backfill is off",
+            )
+            for code, first, last in ranges
+        ]
+
+    def ranges(self, batch: TradeBatch) -> list[tuple[int, int, int]]:
+        """(instrument code, first missing id, last missing id) for each hole this batch shows."""
         inst = batch.instrument
         seq = batch.seq
         fresh = seq > self.last[inst]
@@ -108,22 +170,4 @@ class GapDetector:
         prev[starts] = self.last[inst[starts]]
         missing = (seq > prev + 1) & (prev >= 0)
         np.maximum.at(self.last, inst, seq)
-        if not missing.any():
-            return []
-        now = time.time_ns() // 1000
-        gaps = []
-        for i in np.flatnonzero(missing):
-            instrument = batch.instruments[inst[i]]
-            gaps.append(
-                Gap(
-                    source=batch.source,
-                    exchange=instrument.exchange,
-                    symbol=instrument.symbol,
-                    first_missing=int(prev[i]) + 1,
-                    last_missing=int(seq[i]) - 1,
-                    ts=now,
-                    recovered=0,
-                    detail="trade ids skipped; REST backfill not implemented yet",
-                )
-            )
-        return gaps
+        return [(int(inst[i]), int(prev[i]) + 1, int(seq[i]) - 1) for i in np.flatnonzero(missing)]
