@@ -216,6 +216,7 @@ def exchanges(symbols_of, rest_endpoints, config_path) -> None:  # fmt: skip
 def _print_exchanges() -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from tickpipe.sources.registry import EXCHANGES, connector
 
@@ -224,10 +225,12 @@ def _print_exchanges() -> None:
         table.add_column(column, overflow="fold")
     for name in EXCHANGES:
         info = connector(name).INFO
-        streams = ", ".join(f"{s} (default)" if i == 0 else s for i, s in enumerate(info.streams))
-        table.add_row(
-            info.name, info.title, streams, info.gaps, info.backfill, info.token_env or "none"
-        )
+        shown = [f"{s} (default)" if i == 0 else s for i, s in enumerate(info.streams[:6])]
+        if len(info.streams) > 6:  # ccxt: one stream per exchange it speaks
+            shown.append(f"... {len(info.streams) - 6} more")
+        streams = ", ".join(shown)
+        cells = (info.name, info.title, streams, info.gaps, info.backfill, info.token_env or "none")
+        table.add_row(*(Text(cell) for cell in cells))  # Text: "[ccxt]" is not markup
     Console(width=max(120, Console().width)).print(table)
 
 

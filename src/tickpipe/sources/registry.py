@@ -14,7 +14,9 @@ from typing import Protocol
 
 from tickpipe.sources import Source
 
-EXCHANGES = ("binance", "coinbase", "kraken", "bybit", "okx", "bitstamp", "finnhub", "tiingo")
+EXCHANGES = (
+    "binance", "coinbase", "kraken", "bybit", "okx", "bitstamp", "finnhub", "tiingo", "ccxt",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
