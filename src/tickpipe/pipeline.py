@@ -14,6 +14,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -201,15 +202,19 @@ class Pipeline:
         """Rebuild open windows from the stored trades (after a restart or a crash)."""
         engine = self.engine
         align = max(w.size for w in engine.windows)
-        cutoff, batch = self.store.restore_point(
-            engine.horizon, engine.config.allowed_lateness, align
-        )
-        if not len(batch):
+        cutoff = self.store.restore_cutoff(engine.horizon, engine.config.allowed_lateness, align)
+        if not cutoff:
             return
         since = min(cutoff.values())
-        revisions = self.store.revisions(since)
-        candles = engine.restore(batch, cutoff, revisions, now_us(), self.store.finals(since))
-        self.restored_trades = len(batch)
+        revisions, finals = self.store.revisions(since), self.store.finals(since)
+
+        def counted(batches: Iterable[TradeBatch]) -> Iterator[TradeBatch]:
+            for batch in batches:
+                self.restored_trades += len(batch)
+                yield batch
+
+        batches = counted(self.store.restore_batches(cutoff))
+        candles = engine.restore(batches, cutoff, revisions, now_us(), finals)
         self.store.write(candles=candles)
 
     async def run(self, duration: float | None = None) -> None:

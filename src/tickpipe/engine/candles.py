@@ -15,6 +15,7 @@ provisional updates at most every `provisional_every` per candle.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -161,7 +162,7 @@ class CandleEngine:
 
     def restore(
         self,
-        batch: TradeBatch,
+        batches: TradeBatch | Iterable[TradeBatch],
         cutoff: dict[tuple[str, str], int],
         revisions: dict[tuple[str, str, str, int], int],
         now: int,
@@ -169,13 +170,14 @@ class CandleEngine:
     ) -> list[Candle]:
         """Rebuild state from stored trades after a restart and return the candles to rewrite.
 
-        `batch` holds, per (exchange, symbol), every stored trade at or after its `cutoff`,
+        `batches` hold, per (exchange, symbol), every stored trade at or after its `cutoff`,
         a window-aligned time before which no window can still change. Windows that start
         before it are dropped, because only part of their trades were loaded. Windows stored
         as final (`finals`, e.g. closed by the idle timer before the crash) stay final, and
         stored revisions carry over.
         """
-        self.process(batch, now)
+        for batch in [batches] if isinstance(batches, TradeBatch) else batches:
+            self.process(batch, now)
         limits = np.array([cutoff.get(_key(s.instrument), _NEVER) for s in self.states], np.int64)
         for table in self.tables:
             table.drop_before(limits)

@@ -17,7 +17,7 @@ restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -25,7 +25,7 @@ import msgspec
 import pyarrow as pa
 
 from tickpipe.engine.windows import format_duration
-from tickpipe.records import CANDLE_FIELDS, Candle, RollingStat, TradeBatch
+from tickpipe.records import CANDLE_FIELDS, Candle, RollingStat, TradeBatch, concat_batches
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (
@@ -253,11 +253,24 @@ class DuckDBStore:
     ) -> tuple[dict[tuple[str, str], int], TradeBatch]:
         """Per (exchange, symbol), the time from which stored trades rebuild every window
         that can still change, and those trades (for the engine to reload after a restart)."""
+        cutoff = self.restore_cutoff(horizon, lateness, align)
+        return cutoff, concat_batches(self.restore_batches(cutoff), "restore")
+
+    def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
+        """Per (exchange, symbol), the window-aligned time before which nothing can change."""
         rows = self.query("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
         cutoff: dict[tuple[str, str], int] = {}
         for exchange, symbol, max_ts in rows:
             edge = max_ts - lateness - horizon - align
             cutoff[(exchange, symbol)] = edge - edge % align
+        return cutoff
+
+    def restore_batches(
+        self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
+    ) -> Iterator[TradeBatch]:
+        """The stored trades at or after each instrument's cutoff, in event-time order and in
+        batches of at most `rows`, so a restart never holds the whole horizon at once.
+        Meant for start-up, before anything writes (it holds the store while it reads)."""
         limits = pa.table(
             {
                 "exchange": pa.array([k[0] for k in cutoff], pa.string()),
@@ -268,13 +281,14 @@ class DuckDBStore:
         with self._lock:
             self._con.register("restore_limits", limits)
             try:
-                table = self._con.sql(
+                reader = self._con.sql(
                     "SELECT t.* FROM trades t JOIN restore_limits l USING (exchange, symbol) "
-                    "WHERE t.ts >= l.cutoff"
-                ).to_arrow_table()
+                    "WHERE t.ts >= l.cutoff ORDER BY t.ts"
+                ).to_arrow_reader(rows)
+                for chunk in reader:
+                    yield TradeBatch.from_arrow(pa.Table.from_batches([chunk]), source="restore")
             finally:
                 self._con.unregister("restore_limits")
-        return cutoff, TradeBatch.from_arrow(table, source="restore")
 
     def finals(self, since: int) -> set[tuple[str, str, str, int]]:
         """Keys of the final candles starting at or after `since` (a restart keeps them final)."""
