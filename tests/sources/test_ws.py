@@ -1,21 +1,36 @@
-"""The shared WebSocket helper keeps a feed flowing: batches, liveness, reconnects, backpressure.
+"""The shared WebSocket helper keeps a feed flowing: batches, liveness, reconnects, backpressure,
+application pings, and secrets kept out of what it says.
 
-Every test runs the real helper against the fake Binance server on 127.0.0.1 with short timers.
+Every test runs the real helper against the fake Binance server, or a tiny picows echo server
+(`Tiny`, below) on 127.0.0.1, with short timers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import logging
 import random
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 from fakes import async_test
 from fakes.binance_server import FakeBinance
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    ws_create_server,
+)
 
 from tickpipe.records import Disconnect
 from tickpipe.sources.ws import (
@@ -23,6 +38,7 @@ from tickpipe.sources.ws import (
     WsConfig,
     WsConnection,
     backoff_delay,
+    redact_secrets,
     retry_after_seconds,
 )
 
@@ -382,3 +398,320 @@ def test_url_must_be_a_websocket_url() -> None:
 
     with pytest.raises(ValueError, match="ws://"):
         WsClient("http://127.0.0.1:1/", nothing, name="t")
+
+
+# -- application pings and secrets, against a tiny picows server ------------------------------
+
+
+@dataclass
+class Peer:
+    """One client connection as the tiny server saw it."""
+
+    path: str
+    transport: WSTransport | None = None
+    received: list[tuple[float, bytes]] = field(default_factory=list)  # (monotonic, text frame)
+    closed: bool = False
+
+    def texts(self, prefix: bytes = b"") -> list[bytes]:
+        return [m for _, m in self.received if m.startswith(prefix)]
+
+
+class _PeerListener(WSListener):
+    def __init__(self, server: Tiny, peer: Peer) -> None:
+        super().__init__()
+        self.server = server
+        self.peer = peer
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.peer.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.TEXT:
+            message = frame.get_payload_as_bytes()
+            self.peer.received.append((time.monotonic(), message))
+            reply = self.server.answer(message)
+            if reply is not None:
+                transport.send(WSMsgType.TEXT, reply)
+        elif frame.msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.peer.closed = True
+
+
+class Tiny:
+    """A WebSocket server that records the text frames it gets and answers some of them."""
+
+    def __init__(self, answer: Callable[[bytes], bytes | None] = lambda _m: None) -> None:
+        self.answer = answer
+        self.peers: list[Peer] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._chatter: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Tiny:
+        def route(request: WSUpgradeRequest) -> WSListener:
+            peer = Peer(request.path.decode())
+            self.peers.append(peer)
+            return _PeerListener(self, peer)
+
+        self._server = await ws_create_server(route, "127.0.0.1", 0, logger_name="tiny")
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.quiet()
+        for peer in self.peers:
+            if peer.transport is not None and not peer.closed:
+                peer.transport.disconnect(graceful=False)
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def peer(self, n: int) -> Peer:
+        """The `n`-th connection (1-based), once it is open."""
+        await until(lambda: len(self.peers) >= n and self.peers[n - 1].transport is not None)
+        return self.peers[n - 1]
+
+    def chatter(self, period: float) -> None:
+        """Send a data frame to every open connection every `period` seconds until quiet()."""
+
+        async def loop() -> None:
+            for n in itertools.count():
+                for peer in self.peers:
+                    if peer.transport is not None and not peer.closed:
+                        peer.transport.send(WSMsgType.TEXT, b'{"data":%d}' % n)
+                await asyncio.sleep(period)
+
+        self._chatter = asyncio.create_task(loop())
+
+    def quiet(self) -> None:
+        if self._chatter is not None:
+            self._chatter.cancel()
+            self._chatter = None
+
+    def close_all(self, reason: str) -> None:
+        for peer in self.peers:
+            if peer.transport is not None and not peer.closed:
+                peer.transport.send_close(WSCloseCode.POLICY_VIOLATION, reason.encode())
+                peer.transport.disconnect()
+
+
+def pong_to(ping: bytes, pong: bytes) -> Callable[[bytes], bytes | None]:
+    return lambda message: pong if message == ping else None
+
+
+QUIET = replace(FAST, idle_timeout=None, data_timeout=None)
+
+
+def client_of(
+    server: Tiny,
+    config: WsConfig,
+    frames: list[bytes],
+    events: list[Disconnect],
+    path: str = "/feed",
+    **kwargs: Any,
+) -> WsClient:
+    """A client that subscribes with the text `subscribe` and keeps what it receives."""
+
+    async def on_frames(batch: list[bytes], recv_ts: int) -> int:
+        frames.extend(batch)
+        return sum(f.startswith(b'{"data"') for f in batch)
+
+    async def subscribe(conn: WsConnection) -> None:
+        conn.send("subscribe")
+
+    kwargs.setdefault("on_connect", subscribe)
+    return WsClient(
+        server.url + path,
+        on_frames,
+        name="test",
+        config=config,
+        on_disconnect=events.append,
+        **kwargs,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(client: WsClient) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(client.run())
+    try:
+        yield task
+    finally:
+        await stop(task)
+
+
+def pinger_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if "app_ping" in t.get_coro().__qualname__]
+
+
+@async_test()
+async def test_interval_ping_goes_out_on_schedule_with_a_fresh_payload_even_while_data_flows() -> (
+    None
+):
+    ids = itertools.count(1)
+    config = replace(
+        QUIET,
+        app_ping=lambda: json.dumps({"op": "ping", "req_id": next(ids)}),
+        app_ping_interval=0.05,
+    )
+    frames: list[bytes] = []
+    async with Tiny() as server:
+        async with running(client_of(server, config, frames, [])):
+            peer = await server.peer(1)
+            server.chatter(0.005)  # far busier than the ping interval
+            await asyncio.sleep(0.55)
+        pings = [(t, json.loads(m)) for t, m in peer.received if m.startswith(b'{"op"')]
+    assert peer.received[0][1] == b"subscribe"  # the subscribe hook runs first
+    assert 7 <= len(pings) <= 12
+    assert [p["req_id"] for _, p in pings] == list(range(1, len(pings) + 1))
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(pings)]
+    assert min(gaps) > 0.035  # never sooner than the interval
+    assert sum(f.startswith(b'{"data"') for f in frames) > 50
+
+
+@async_test()
+async def test_idle_ping_waits_for_a_quiet_spell_and_its_answer_keeps_the_link_alive() -> None:
+    config = replace(QUIET, idle_timeout=0.3, app_ping="ping", app_ping_idle=0.1)
+    frames: list[bytes] = []
+    events: list[Disconnect] = []
+    server = Tiny(answer=pong_to(b"ping", b"pong"))
+    async with server, running(client_of(server, config, frames, events)):
+        peer = await server.peer(1)
+        server.chatter(0.02)
+        await asyncio.sleep(0.4)  # traffic all along: no ping needed
+        pings_while_busy = len(peer.texts(b"ping"))
+        server.quiet()
+        await asyncio.sleep(1.0)  # over three times the any-frame timeout
+        pings_while_quiet = len(peer.texts(b"ping"))
+        assert not peer.closed
+    assert pings_while_busy == 0
+    assert 5 <= pings_while_quiet <= 11  # one per 0.1 s of silence
+    assert frames.count(b"pong") == pings_while_quiet  # answers reach the source as frames
+    assert events == []  # the pongs fed the any-frame timer
+
+
+@async_test()
+async def test_unanswered_idle_ping_lets_the_frame_timer_reconnect() -> None:
+    config = replace(QUIET, idle_timeout=0.25, app_ping="ping", app_ping_idle=0.05)
+    events: list[Disconnect] = []
+    async with Tiny() as server, running(client_of(server, config, [], events)):
+        first = await server.peer(1)
+        await server.peer(2)
+    assert len(first.texts(b"ping")) >= 3  # pinged every 0.05 s while nothing came back
+    assert events[0].reason == "no frame for 0.25s"
+
+
+@async_test()
+async def test_app_pings_run_per_connection_and_stop_with_it() -> None:
+    config = replace(QUIET, app_ping=b"ping", app_ping_interval=0.03)
+    async with Tiny() as server:
+        async with running(client_of(server, config, [], [])):
+            for n in range(1, 5):
+                peer = await server.peer(n)
+                await until(lambda peer=peer: len(peer.texts(b"ping")) >= 2)  # type: ignore[misc]
+                assert len(pinger_tasks()) == 1  # the old connection's pinger is gone
+                peer.transport.disconnect(graceful=False)  # type: ignore[union-attr]
+                await until(lambda peer=peer: peer.closed)  # type: ignore[misc]
+            await server.peer(5)
+            after_close = [len(p.texts(b"ping")) for p in server.peers[:4]]
+            await asyncio.sleep(0.1)
+            assert [len(p.texts(b"ping")) for p in server.peers[:4]] == after_close
+        assert pinger_tasks() == []  # cancelling the client stops its pinger
+
+
+@async_test()
+async def test_failing_ping_payload_reconnects_and_says_why() -> None:
+    def broken() -> str:
+        raise RuntimeError("no ping today")
+
+    config = replace(QUIET, app_ping=broken, app_ping_interval=0.02)
+    events: list[Disconnect] = []
+    async with Tiny() as server, running(client_of(server, config, [], events)):
+        await server.peer(2)
+    assert events[0].reason == "app ping failed: RuntimeError('no ping today')"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"app_ping": "ping"}, "exactly one"),
+        ({"app_ping": "ping", "app_ping_interval": 1.0, "app_ping_idle": 1.0}, "exactly one"),
+        ({"app_ping_interval": 1.0}, "needs an app_ping"),
+        ({"app_ping": "ping", "app_ping_idle": 0}, "app_ping_idle must be positive"),
+        ({"app_ping": "ping", "app_ping_interval": -1.0}, "app_ping_interval must be positive"),
+        ({"app_ping": 42, "app_ping_interval": 1.0}, "str, bytes or a callable"),
+    ],
+)
+def test_bad_app_ping_config_is_refused_with_the_reason(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        WsConfig(**fields)
+
+
+SECRET = "s3cr3t+/=key"  # characters that URL-quoting changes
+SPELLINGS = (SECRET, "s3cr3t%2B%2F%3Dkey", "s3cr3t%2B/%3Dkey", "s3cr3t")
+
+
+@async_test()
+async def test_secrets_never_appear_in_disconnect_reasons_or_log_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    path = "/feed?" + urllib.parse.urlencode({"token": SECRET})
+
+    async def subscribe(conn: WsConnection) -> None:
+        if len(server.peers) == 2:
+            raise RuntimeError(f"refused key {SECRET}")
+        conn.send("subscribe")
+
+    events: list[Disconnect] = []
+    async with Tiny() as server:
+        client = client_of(server, QUIET, [], events, path, on_connect=subscribe, secrets=[SECRET])
+        async with running(client):
+            first = await server.peer(1)
+            assert first.path == path and "s3cr3t%2B%2F%3Dkey" in path
+            server.close_all(first.path)  # a close reason that quotes the URL
+            await server.peer(3)  # the second connection's subscribe hook failed
+            await until(lambda: len(events) == 2)
+    closed, failed = (e.reason for e in events)
+    assert closed == "closed by server: POLICY_VIOLATION /feed?token=***"
+    assert failed == "subscribe failed: RuntimeError('refused key ***')"
+    assert "token=***" in caplog.text and "key ***" in caplog.text  # the log lines were written
+    for spelling in SPELLINGS:
+        assert spelling not in caplog.text
+
+
+@async_test()
+async def test_without_secrets_the_reason_is_left_as_it_was() -> None:
+    events: list[Disconnect] = []
+    server = Tiny()
+    async with server, running(client_of(server, QUIET, [], events, "/feed?token=abc")):
+        await server.peer(1)
+        server.close_all("/feed?token=abc")
+        await until(lambda: len(events) == 1)
+    assert events[0].reason == "closed by server: POLICY_VIOLATION /feed?token=abc"
+
+
+def test_bad_url_error_hides_the_secret_in_every_spelling() -> None:
+    async def nothing(frames: list[bytes], recv_ts: int) -> int:
+        return 0
+
+    url = "https://feed.example/ws?" + urllib.parse.urlencode({"token": SECRET, "raw": SECRET})
+    with pytest.raises(ValueError, match="ws://") as error:
+        WsClient(url, nothing, name="t", secrets=[SECRET])
+    assert "token=***" in str(error.value)
+    for spelling in SPELLINGS:
+        assert spelling not in str(error.value)
+
+
+def test_redact_secrets_replaces_longer_secrets_before_the_ones_inside_them() -> None:
+    text = "key=ab cd, short=ab, quoted=ab%20cd"
+    assert redact_secrets(text, ["ab", "ab cd"]) == "key=***, short=***, quoted=***"
+    assert redact_secrets(text, ["", "zz"]) == text

@@ -10,6 +10,12 @@ Frames are collected as picows parses them and handed over once per socket read 
 the last frame of each read), so a busy feed arrives as a few large batches rather than many
 single frames. Batches wait in a queue bounded in frames; when the source is slow (its callback
 awaits the transport) and the queue is full, reading from the socket pauses until it drains.
+
+Two things exchanges need beyond the WebSocket protocol also live here, so no connector keeps
+its own task for them: an application-level ping (`WsConfig.app_ping`: a JSON or text message
+sent on a fixed interval or after a quiet spell, per connection), and keeping secrets (an API
+token in the URL or the first message) out of everything the helper says: log lines,
+Disconnect reasons and exception messages (`WsClient(secrets=...)`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import random
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from picows import (
@@ -43,6 +49,9 @@ log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[list[bytes], int], Awaitable[int]]
 """Takes frames and their receipt time (integer microseconds); returns how many were data."""
+
+AppPingPayload = str | bytes | Callable[[], str | bytes]
+"""An application ping: a fixed message, or a function making each one (a fresh request id)."""
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -71,12 +80,18 @@ class WsConfig:
     max_batch_frames: int = 4096
     max_pending_frames: int = 65536  # received but not yet taken by the source; reading pauses
     max_frame_size: int = 10 * 1024 * 1024
+    # Application-level ping (a text frame such as {"op":"ping"}), for exchanges that want one
+    # besides or instead of protocol pings. Its answer is a frame like any other: it feeds the
+    # any-frame timer and reaches the source, which drops it. Exactly one trigger with a payload:
+    app_ping: AppPingPayload | None = None
+    app_ping_interval: float | None = None  # send every this many seconds, whatever arrives
+    app_ping_idle: float | None = None  # send after this long with no frame in and no ping out
 
     def __post_init__(self) -> None:
         positive = (
             "connect_timeout", "idle_timeout", "data_timeout", "ping_interval", "ping_timeout",
             "backoff_max", "max_lifetime", "max_batch_frames", "max_pending_frames",
-            "max_frame_size",
+            "max_frame_size", "app_ping_interval", "app_ping_idle",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -97,6 +112,16 @@ class WsConfig:
             raise ValueError(
                 f"ws config: backoff_jitter must be in [0, 1], not {self.backoff_jitter}"
             )
+        triggers = (self.app_ping_interval is not None) + (self.app_ping_idle is not None)
+        if self.app_ping is None and triggers:
+            raise ValueError("ws config: app_ping_interval or app_ping_idle needs an app_ping")
+        if self.app_ping is not None and triggers != 1:
+            raise ValueError(
+                "ws config: app_ping needs exactly one of app_ping_interval and app_ping_idle"
+            )
+        ping = self.app_ping
+        if ping is not None and not isinstance(ping, (str, bytes)) and not callable(ping):
+            raise ValueError("ws config: app_ping must be str, bytes or a callable")
 
 
 def backoff_delay(config: WsConfig, attempt: int, rng: random.Random) -> float:
@@ -115,6 +140,38 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if 0 <= seconds < math.inf else None
+
+
+def secret_spellings(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every way a secret can show up in a URL or a message (plain and URL-quoted), longest
+    first so that no shorter spelling leaves part of a longer one behind."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms.update(
+                (
+                    secret,
+                    urllib.parse.quote(secret),
+                    urllib.parse.quote(secret, safe=""),
+                    urllib.parse.quote_plus(secret),
+                )
+            )
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every spelling of every secret replaced by `***`."""
+    for form in secret_spellings(secrets):
+        text = text.replace(form, "***")
+    return text
+
+
+def check_ws_url(url: str, secrets: Sequence[str] = ()) -> None:
+    """Refuse a URL that is not ws:// or wss:// with a host; the error never shows `secrets`."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+        shown = redact_secrets(repr(url), secrets)
+        raise ValueError(f"url must be ws:// or wss:// with a host, not {shown}")
 
 
 class WsConnection:
@@ -286,6 +343,34 @@ class _Session(WSListener):
                 self.conn._close("planned: connection lifetime", planned=True, abort=False)
                 return
 
+    async def app_ping(self) -> None:
+        """Send the configured application ping on its interval or after a quiet spell."""
+        cfg = self.config
+        payload = cfg.app_ping
+        if payload is None:
+            return
+        loop = self.loop
+        last_sent = loop.time()
+        while not self.disconnected:
+            if cfg.app_ping_interval is not None:
+                due = last_sent + cfg.app_ping_interval
+            else:
+                due = max(self.last_frame, last_sent) + (cfg.app_ping_idle or 0.0)
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            transport = self.conn.transport
+            if transport is None or transport.is_disconnected:
+                return
+            try:
+                message = payload() if callable(payload) else payload
+                transport.send(_TEXT, message.encode() if isinstance(message, str) else message)
+            except Exception as exc:
+                self.conn._close(f"app ping failed: {exc!r}", planned=False, abort=True)
+                return
+            last_sent = loop.time()
+
 
 @dataclass(slots=True)
 class _Outcome:
@@ -309,10 +394,12 @@ class WsClient:
         on_disconnect: Callable[[Disconnect], None] | None = None,
         stats: SourceStats | None = None,
         rng: random.Random | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-            raise ValueError(f"url must be ws:// or wss:// with a host, not {url!r}")
+        """`secrets` (an API token in `url` or in the subscribe message, say) are shown as
+        `***` in every log line, Disconnect reason and exception message of the helper."""
+        self._secrets = secret_spellings(secrets)
+        check_ws_url(url, secrets)
         self.url = url
         self.name = name
         self.config = config or WsConfig()
@@ -338,16 +425,22 @@ class WsClient:
                 if outcome.retry_after is not None:
                     delay = max(delay, outcome.retry_after)
             self.stats.reconnects += 1
-            log.info("%s: %s; reconnecting in %.2fs", self.name, outcome.reason, delay)
+            reason = self._redact(outcome.reason)
+            log.info("%s", self._redact(f"{self.name}: {reason}; reconnecting in {delay:.2f}s"))
             self._on_disconnect(
                 Disconnect(
                     source=self.name,
                     ts=time.time_ns() // 1000,
-                    reason=outcome.reason,
+                    reason=reason,
                     reconnect_in=delay,
                 )
             )
             await asyncio.sleep(delay)
+
+    def _redact(self, text: str) -> str:
+        for form in self._secrets:
+            text = text.replace(form, "***")
+        return text
 
     async def _connect_once(self) -> _Outcome:
         cfg = self.config
@@ -376,12 +469,16 @@ class WsClient:
         deliver = asyncio.create_task(session.deliver(self._on_frames))
         watch = asyncio.create_task(session.watch())
         closed = asyncio.ensure_future(transport.wait_disconnected())
+        pinger: asyncio.Task[None] | None = None
         try:
             if self._on_connect is not None:
                 try:
                     await self._on_connect(conn)
                 except Exception as exc:
                     conn._close(f"subscribe failed: {exc!r}", planned=False, abort=True)
+            if cfg.app_ping is not None:
+                # After the subscribe hook, so the first request on the wire is the subscribe.
+                pinger = asyncio.create_task(session.app_ping())
             await asyncio.wait([deliver, closed], return_when=asyncio.FIRST_COMPLETED)
             if deliver.done() and deliver.exception() is not None:
                 conn._close("source failed", planned=False, abort=True)
@@ -394,6 +491,8 @@ class WsClient:
                 conn.close_reason = conn.close_reason or f"error: {exc}"
         finally:
             watch.cancel()
+            if pinger is not None:
+                pinger.cancel()
             if not transport.is_disconnected:
                 conn._close("stopped", planned=False, abort=True)
             deliver.cancel()

@@ -1,7 +1,8 @@
 """Bitstamp trades over WebSocket v2 (`live_trades_<pair>`), with REST backfill after reconnects.
 
 Every connection subscribes its pairs with `bts:subscribe` (again after each reconnect), sends
-`{"event": "bts:heartbeat"}` after `ping_after` seconds without a frame (the server answers it),
+`{"event": "bts:heartbeat"}` after `ping_after` seconds without a frame (the server answers it;
+the shared WebSocket helper sends it, `WsConfig.app_ping_idle`),
 and is replaced at once when the server sends `bts:request_reconnect`. Bitstamp trade ids are
 global across pairs, so lost trades cannot be detected from them; instead, after every
 reconnect, each pair's trades newer than the last id seen are fetched over REST.
@@ -14,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import msgspec
 import numpy as np
@@ -44,10 +45,8 @@ BITSTAMP_WS_CONFIG = WsConfig(idle_timeout=30.0, data_timeout=300.0)
 @dataclass
 class _Link:
     codes: list[int]
-    last_rx: float = 0.0
     connects: int = 0
     client: WsClient | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class BitstampSource:
@@ -93,16 +92,18 @@ class BitstampSource:
     async def run(self, ctx: SourceContext) -> None:
         """Stream trades into `ctx.emit` until cancelled, reconnecting and backfilling."""
         self._queue = asyncio.Queue(maxsize=10_000)
-        try:
-            async with asyncio.TaskGroup() as group:
-                if self.backfill:
-                    group.create_task(self._backfill_worker(ctx))
-                for link in self.links:
-                    group.create_task(self._run_link(link, ctx))
-        finally:
+        async with asyncio.TaskGroup() as group:
+            if self.backfill:
+                group.create_task(self._backfill_worker(ctx))
             for link in self.links:
-                for task in list(link.tasks):
-                    task.cancel()
+                group.create_task(self._run_link(link, ctx))
+
+    def connection_config(self) -> WsConfig:
+        """`ws_config` with Bitstamp's heartbeat after `ping_after` seconds without a frame."""
+        ping_after = self.ping_after
+        return replace(
+            self.ws_config, app_ping=HEARTBEAT, app_ping_idle=ping_after, app_ping_interval=None
+        )
 
     def _seen(self, batch: TradeBatch) -> None:
         inst, seq = batch.instrument, batch.seq
@@ -112,10 +113,7 @@ class BitstampSource:
         self.last_ts[inst[newer][hit]] = batch.ts[newer][hit]
 
     async def _run_link(self, link: _Link, ctx: SourceContext) -> None:
-        loop = asyncio.get_running_loop()
-
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
-            link.last_rx = loop.time()
             parsed = parse_frames(frames, recv_ts, self.index, self.name)
             for reject in parsed.rejects:
                 ctx.dead_letters.write(self.name, reject.reason, reject.payload)
@@ -136,7 +134,6 @@ class BitstampSource:
             return len(batch)
 
         async def on_connect(conn: WsConnection) -> None:
-            link.last_rx = loop.time()
             if link.connects and self.backfill:
                 for code in link.codes:
                     if self.last_id[code] >= 0:
@@ -149,35 +146,18 @@ class BitstampSource:
                 channel = CHANNEL_PREFIX + self.index.instruments[code].raw_symbol
                 conn.send(msgspec.json.encode({"event": "bts:subscribe",
                                                "data": {"channel": channel}}))  # fmt: skip
-            task = asyncio.create_task(self._keepalive(conn, link))
-            link.tasks.add(task)
-            task.add_done_callback(link.tasks.discard)
 
         client = WsClient(
             self.url,
             on_frames,
             name=self.name,
-            config=self.ws_config,
+            config=self.connection_config(),
             on_connect=on_connect,
             on_disconnect=ctx.event,
             stats=ctx.stats,
         )
         link.client = client
         await client.run()
-
-    async def _keepalive(self, conn: WsConnection, link: _Link) -> None:
-        """Send Bitstamp's heartbeat after `ping_after` seconds without a frame."""
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionError):
-            while True:
-                wait = link.last_rx + self.ping_after - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    continue
-                if conn.transport is None or conn.transport.is_disconnected:
-                    return
-                conn.send(HEARTBEAT)
-                link.last_rx = loop.time()  # the any-frame timer catches a missing answer
 
     async def _backfill_worker(self, ctx: SourceContext) -> None:
         async with RestClient(self.rest_url, self.rest_config) as client:

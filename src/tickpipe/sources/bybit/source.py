@@ -3,7 +3,8 @@
 Bybit spot takes at most 10 topics per `subscribe` request and at most 21,000 characters of
 topics per connection, so topics go out in requests of 10 and more connections open beyond
 `max_topics_per_connection`. Every (re)connect subscribes again. The client must send
-`{"op": "ping"}` (Bybit recommends every 20 s); the `pong` keeps the any-frame timer fed.
+`{"op": "ping"}` (Bybit recommends every 20 s), which the shared WebSocket helper sends
+(`WsConfig.app_ping`); the `pong` keeps the any-frame timer fed.
 
 Spot trade ids are not consecutive per symbol, so lost trades cannot be counted. After a
 reconnect, each symbol that had traded is caught up from `GET /v5/market/recent-trade` (the
@@ -14,11 +15,10 @@ how many came back and whether the REST window reached back far enough to hold t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 import numpy as np
@@ -113,6 +113,20 @@ class BybitSource:
         self.arrival = ArrivalOrder()
         self.last = LastSeen(len(self.index.instruments))
         self._req_ids = itertools.count(1)
+        self._ping_ids = itertools.count(1)
+
+    def ping_message(self) -> bytes:
+        """One `{"op": "ping"}` (each with its own `req_id`)."""
+        return msgspec.json.encode({"req_id": f"ping-{next(self._ping_ids)}", "op": "ping"})
+
+    def connection_config(self) -> WsConfig:
+        """`ws_config` with Bybit's application ping every `app_ping_interval` seconds."""
+        return replace(
+            self.ws_config,
+            app_ping=self.ping_message,
+            app_ping_interval=self.app_ping_interval,
+            app_ping_idle=None,
+        )
 
     def subscribe_messages(self, topics: Sequence[str]) -> list[bytes]:
         """`subscribe` requests for `topics`, 10 to a request as Bybit spot requires."""
@@ -130,7 +144,7 @@ class BybitSource:
     async def run(self, ctx: SourceContext) -> None:
         """Stream trades into `ctx.emit` until cancelled, reconnecting and catching up."""
         pending: asyncio.Queue[CatchUp] = asyncio.Queue(MAX_PENDING_CATCH_UPS)
-        pingers: set[asyncio.Task[None]] = set()
+        config = self.connection_config()
 
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
             batch, rejects = parse_frames(frames, recv_ts, self.index, self.arrival, self.name)
@@ -164,9 +178,6 @@ class BybitSource:
                         ctx.event(self._gap(job, 0, job.last_seq + 1, "catch-up queue full"))
                 for message in self.subscribe_messages(topics):
                     conn.send(message)
-                task = asyncio.create_task(self._ping(conn, self.app_ping_interval))
-                pingers.add(task)
-                task.add_done_callback(pingers.discard)
 
             return on_connect
 
@@ -175,21 +186,17 @@ class BybitSource:
                 self.url,
                 on_frames,
                 name=self.name,
-                config=self.ws_config,
+                config=config,
                 on_connect=on_connect_for(group),
                 on_disconnect=ctx.event,
                 stats=ctx.stats,
             )
             for group in self.groups
         ]
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                for client in clients:
-                    tasks.create_task(client.run())
-                tasks.create_task(self._catch_up(pending, ctx))
-        finally:
-            for task in list(pingers):
-                task.cancel()
+        async with asyncio.TaskGroup() as tasks:
+            for client in clients:
+                tasks.create_task(client.run())
+            tasks.create_task(self._catch_up(pending, ctx))
 
     async def _catch_up(self, pending: asyncio.Queue[CatchUp], ctx: SourceContext) -> None:
         """Refetch recent trades after reconnects, one symbol at a time (REST is rate limited)."""
@@ -261,15 +268,6 @@ class BybitSource:
             recovered=recovered,
             detail=detail,
         )
-
-    @staticmethod
-    async def _ping(conn: WsConnection, interval: float) -> None:
-        """`{"op": "ping"}` every `interval` seconds for as long as this connection lives."""
-        ids = itertools.count(1)
-        with contextlib.suppress(ConnectionError):
-            while True:
-                await asyncio.sleep(interval)
-                conn.send(msgspec.json.encode({"req_id": f"ping-{next(ids)}", "op": "ping"}))
 
 
 class LastSeen:

@@ -1,5 +1,6 @@
 """What the aggregator feeds (Finnhub, Tiingo) share: venue names, content-derived trade ids,
-instruments that appear as venues do, and keeping the API token out of every message.
+instruments that appear as venues do, and putting the API token into the URL (the shared
+WebSocket helper keeps it out of its own messages: `WsClient(secrets=...)`).
 
 Kept here because only aggregators need it; it would move to `tickpipe/sources/aggregated.py`
 once that shared module exists (the Tiingo connector imports it from here meanwhile).
@@ -11,7 +12,8 @@ import hashlib
 import urllib.parse
 from collections.abc import Iterable, Sequence
 
-from tickpipe.records import Disconnect, Instrument
+from tickpipe.records import Instrument
+from tickpipe.sources.ws import redact_secrets
 
 # Venue spellings of the same exchange across feeds; the analytics of top exchanges group by it.
 VENUE_ALIASES = {
@@ -84,27 +86,7 @@ def with_token(url: str, token: str, param: str = "token") -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
-def check_ws_url(url: str, feed: str) -> None:
-    """Refuse a bad endpoint before the token is added, so the error cannot show the token."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"{feed} url must be ws:// or wss:// with a host, not {url!r}")
-
-
 def redact(text: str, secret: str | None) -> str:
-    """`text` with every spelling of `secret` (plain, URL-quoted) replaced by `***`."""
-    if not secret:
-        return text
-    for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
-        text = text.replace(form, "***")
-    return text
-
-
-def redact_disconnect(event: Disconnect, secret: str | None) -> Disconnect:
-    """A Disconnect whose reason cannot carry the token (e.g. an error quoting the URL)."""
-    reason = redact(event.reason, secret)
-    if reason == event.reason:
-        return event
-    return Disconnect(
-        source=event.source, ts=event.ts, reason=reason, reconnect_in=event.reconnect_in
-    )
+    """`text` with every spelling of `secret` (plain, URL-quoted) replaced by `***`: for what
+    the source itself writes (dead letters, REST errors)."""
+    return redact_secrets(text, [secret] if secret else [])

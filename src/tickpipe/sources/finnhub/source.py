@@ -3,33 +3,26 @@
 Finnhub authenticates in the URL and allows one open connection per API key, so every symbol
 goes over one connection (a second one would compete with the first for the same key); each
 symbol is one `{"type":"subscribe","symbol":"BINANCE:BTCUSDT"}` message, sent again after every
-reconnect. The token never leaves this module in a message: Disconnect reasons, dead letters and
-the connection helper's log lines are redacted.
+reconnect. The token never leaves this module in a message: dead letters are redacted here, and
+the connection helper is given the token as a secret, so its log lines, Disconnect reasons and
+errors show `***` instead.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import msgspec
 
-from tickpipe.records import Disconnect, Gap
 from tickpipe.sources import SourceContext
-from tickpipe.sources.finnhub.aggregated import (
-    check_ws_url,
-    redact,
-    redact_disconnect,
-    with_token,
-)
+from tickpipe.sources.finnhub.aggregated import redact, with_token
 from tickpipe.sources.finnhub.parse import (
     DEFAULT_VENUES,
     SOURCE,
     FinnhubInstruments,
     parse_frames,
 )
-from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
+from tickpipe.sources.ws import WsClient, WsConfig, WsConnection, check_ws_url
 
 DEFAULT_URL = "wss://ws.finnhub.io"
 
@@ -59,12 +52,12 @@ class FinnhubSource:
             raise ValueError("finnhub needs an API token: set FINNHUB_TOKEN")
         if not symbols:
             raise ValueError("finnhub needs at least one symbol")
-        check_ws_url(url, "finnhub")
+        self._url = with_token(url, token)
+        check_ws_url(self._url, [token])
         self.name = name
         self.index = FinnhubInstruments.for_symbols(symbols, venues)
         self.ws_config = ws_config or FINNHUB_WS_CONFIG
         self._token = token
-        self._url = with_token(url, token)
         self._seq = 0  # arrival order: Finnhub gives no trade ids
 
     @property
@@ -78,11 +71,6 @@ class FinnhubSource:
     async def run(self, ctx: SourceContext) -> None:
         """Stream trades into `ctx.emit` until cancelled, reconnecting and resubscribing."""
         token = self._token
-
-        def on_event(event: Gap | Disconnect) -> None:
-            if isinstance(event, Disconnect):
-                event = redact_disconnect(event, token)
-            ctx.event(event)
 
         async def on_connect(conn: WsConnection) -> None:
             for raw in self.index.by_raw:
@@ -106,33 +94,8 @@ class FinnhubSource:
             name=self.name,
             config=self.ws_config,
             on_connect=on_connect,
-            on_disconnect=on_event,
+            on_disconnect=ctx.event,
             stats=ctx.stats,
+            secrets=[token],
         )
-        with redacted_logs(token):
-            await client.run()
-
-
-class _Redact(logging.Filter):
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message, self.secret)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-@contextlib.contextmanager
-def redacted_logs(secret: str, logger: str = "tickpipe.sources.ws") -> Iterator[None]:
-    """Keep `secret` out of the connection helper's log lines while a source runs."""
-    target = logging.getLogger(logger)
-    filt = _Redact(secret)
-    target.addFilter(filt)
-    try:
-        yield
-    finally:
-        target.removeFilter(filt)
+        await client.run()

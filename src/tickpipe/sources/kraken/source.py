@@ -7,17 +7,18 @@ short gaps at once. Kraken's v2 trade ids are sequence numbers per pair: an id s
 lost trade, reported as a `Gap` once the REST backfill has tried to fetch it again.
 
 Kraken sends a `heartbeat` about every second when a channel is quiet, so the any-frame timer
-can be short; application-level `{"method": "ping"}` is sent when we have heard nothing for a
-while (the server does not require it, but its `pong` proves the session answers).
+can be short; application-level `{"method": "ping"}` goes out every `app_ping_interval` seconds
+(the server does not require it, but its `pong` proves the session answers); the shared
+WebSocket helper sends it (`WsConfig.app_ping`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 import msgspec
 import numpy as np
@@ -77,6 +78,7 @@ class KrakenSource:
         self.app_ping_interval = app_ping_interval
         self.gaps = GapDetector(len(self.index.instruments))
         self._req_ids = itertools.count(1)
+        self._ping_ids = itertools.count(1)
 
     def subscribe_message(self, symbols: Sequence[str]) -> bytes:
         """The v2 `subscribe` request for the trade channel of `symbols`."""
@@ -85,10 +87,25 @@ class KrakenSource:
             {"method": "subscribe", "params": params, "req_id": next(self._req_ids)}
         )
 
+    def ping_message(self) -> bytes:
+        """One application-level `ping` (each with its own `req_id`)."""
+        return msgspec.json.encode({"method": "ping", "req_id": next(self._ping_ids)})
+
+    def connection_config(self) -> WsConfig:
+        """`ws_config` with the application ping added (when `app_ping_interval` is set)."""
+        if not self.app_ping_interval:
+            return self.ws_config
+        return replace(
+            self.ws_config,
+            app_ping=self.ping_message,
+            app_ping_interval=self.app_ping_interval,
+            app_ping_idle=None,
+        )
+
     async def run(self, ctx: SourceContext) -> None:
         """Stream trades into `ctx.emit` until cancelled, reconnecting and backfilling."""
         pending: asyncio.Queue[GapRequest] = asyncio.Queue(MAX_PENDING_GAPS)
-        pingers: set[asyncio.Task[None]] = set()
+        config = self.connection_config()
 
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
             batch, rejects = parse_frames(frames, recv_ts, self.index, self.name)
@@ -106,10 +123,6 @@ class KrakenSource:
         def on_connect_for(symbols: list[str]) -> Callable[[WsConnection], Awaitable[None]]:
             async def on_connect(conn: WsConnection) -> None:
                 conn.send(self.subscribe_message(symbols))
-                if self.app_ping_interval:
-                    task = asyncio.create_task(self._ping(conn, self.app_ping_interval))
-                    pingers.add(task)
-                    task.add_done_callback(pingers.discard)
 
             return on_connect
 
@@ -118,21 +131,17 @@ class KrakenSource:
                 self.url,
                 on_frames,
                 name=self.name,
-                config=self.ws_config,
+                config=config,
                 on_connect=on_connect_for(group),
                 on_disconnect=ctx.event,
                 stats=ctx.stats,
             )
             for group in self.groups
         ]
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                for client in clients:
-                    tasks.create_task(client.run())
-                tasks.create_task(self._backfill(pending, ctx))
-        finally:
-            for task in list(pingers):
-                task.cancel()
+        async with asyncio.TaskGroup() as tasks:
+            for client in clients:
+                tasks.create_task(client.run())
+            tasks.create_task(self._backfill(pending, ctx))
 
     def _queue_gap(
         self, gap: GapRequest, pending: asyncio.Queue[GapRequest], ctx: SourceContext
@@ -170,15 +179,6 @@ class KrakenSource:
             recovered=recovered,
             detail=detail,
         )
-
-    @staticmethod
-    async def _ping(conn: WsConnection, interval: float) -> None:
-        """Application-level pings for as long as this connection lives."""
-        ids = itertools.count(1)
-        with contextlib.suppress(ConnectionError):
-            while True:
-                await asyncio.sleep(interval)
-                conn.send(msgspec.json.encode({"method": "ping", "req_id": next(ids)}))
 
 
 class GapDetector:

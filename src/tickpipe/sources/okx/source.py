@@ -8,22 +8,22 @@ stream on `/ws/v5/public` is OKX's aggregated feed: one row per taker order and 
 only holes between two received rows are refetched (trade by trade, ids disjoint from the rows).
 
 OKX closes a connection after 30 s without traffic, so each connection sends the text `ping`
-after `ping_after` seconds without a frame and expects `pong` (the shared client's any-frame
-timer reconnects when it does not come). A `notice` with code 64008 announces a server upgrade:
-the connection is replaced at once. Subscriptions are sent in requests well under OKX's 64 KB
-limit, and instruments beyond `max_per_connection` go to further connections, opened no faster
-than OKX's three connection requests per second.
+after `ping_after` seconds without a frame and expects `pong`; the shared WebSocket helper sends
+it (`WsConfig.app_ping_idle`) and its any-frame timer reconnects when the `pong` does not come.
+A `notice` with code 64008 announces a server upgrade: the connection is replaced at once.
+Subscriptions are sent in requests well under OKX's 64 KB limit, and instruments beyond
+`max_per_connection` go to further connections, opened no faster than OKX's three connection
+requests per second.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import msgspec
 import numpy as np
@@ -59,14 +59,12 @@ class _Request:
 
 @dataclass
 class _Link:
-    """One connection's share of the instruments and its keep-alive state."""
+    """One connection's share of the instruments."""
 
     raw_symbols: list[str]
     codes: list[int]
-    last_rx: float = 0.0
     connects: int = 0
     client: WsClient | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class OkxSource:
@@ -121,25 +119,24 @@ class OkxSource:
     async def run(self, ctx: SourceContext) -> None:
         """Stream trades into `ctx.emit` until cancelled, reconnecting and backfilling as needed."""
         self._queue = asyncio.Queue(maxsize=10_000)
-        try:
-            async with asyncio.TaskGroup() as group:
-                if self.backfill:
-                    group.create_task(self._backfill_worker(ctx))
-                for n, link in enumerate(self.links):
-                    group.create_task(self._run_link(link, ctx, n * self.connect_interval))
-        finally:
-            for link in self.links:
-                for task in list(link.tasks):
-                    task.cancel()
+        async with asyncio.TaskGroup() as group:
+            if self.backfill:
+                group.create_task(self._backfill_worker(ctx))
+            for n, link in enumerate(self.links):
+                group.create_task(self._run_link(link, ctx, n * self.connect_interval))
+
+    def connection_config(self) -> WsConfig:
+        """`ws_config` with OKX's text `ping` after `ping_after` seconds without a frame."""
+        return replace(
+            self.ws_config, app_ping="ping", app_ping_idle=self.ping_after, app_ping_interval=None
+        )
 
     # -- live feed -----------------------------------------------------------------------
 
     async def _run_link(self, link: _Link, ctx: SourceContext, delay: float) -> None:
         await asyncio.sleep(delay)
-        loop = asyncio.get_running_loop()
 
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
-            link.last_rx = loop.time()
             parsed = parse_frames(frames, recv_ts, self.index, self.name)
             for reject in parsed.rejects:
                 ctx.dead_letters.write(self.name, reject.reason, reject.payload)
@@ -155,7 +152,6 @@ class OkxSource:
             return len(batch)
 
         async def on_connect(conn: WsConnection) -> None:
-            link.last_rx = loop.time()
             if link.connects and self.backfill and self.stream == "trades-all":
                 for code in link.codes:
                     mark = int(self.gaps.last[code])
@@ -168,35 +164,18 @@ class OkxSource:
                     for s in link.raw_symbols[lo : lo + ARGS_PER_REQUEST]
                 ]
                 conn.send(msgspec.json.encode({"op": "subscribe", "args": args}))
-            task = asyncio.create_task(self._keepalive(conn, link))
-            link.tasks.add(task)
-            task.add_done_callback(link.tasks.discard)
 
         client = WsClient(
             self.url,
             on_frames,
             name=self.name,
-            config=self.ws_config,
+            config=self.connection_config(),
             on_connect=on_connect,
             on_disconnect=ctx.event,
             stats=ctx.stats,
         )
         link.client = client
         await client.run()
-
-    async def _keepalive(self, conn: WsConnection, link: _Link) -> None:
-        """Send `ping` after `ping_after` seconds without a frame, as OKX requires."""
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionError):
-            while True:
-                wait = link.last_rx + self.ping_after - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    continue
-                if conn.transport is None or conn.transport.is_disconnected:
-                    return
-                conn.send("ping")
-                link.last_rx = loop.time()  # the any-frame timer catches a missing pong
 
     # -- gaps and backfill ---------------------------------------------------------------
 

@@ -4,8 +4,9 @@ Each connection sends one subscribe message, `{"eventName":"subscribe","authoriz
 "eventData":{"thresholdLevel":5,"tickers":[...]}}` (thresholdLevel 5: trades only), again after
 every reconnect. Tiingo documents no ticker limit per subscription; tickpipe puts at most
 `max_tickers` (100) on one connection and opens more beyond that, so one subscribe message stays
-small. The token never leaves this module in a message: Disconnect reasons, dead letters and
-the connection helper's log lines are redacted.
+small. The token never leaves this module in a message: dead letters are redacted here, and the
+connection helper is given the token as a secret, so its log lines, Disconnect reasons and
+errors show `***` instead.
 """
 
 from __future__ import annotations
@@ -15,17 +16,10 @@ from collections.abc import Sequence
 
 import msgspec
 
-from tickpipe.records import Disconnect, Gap
 from tickpipe.sources import SourceContext
-from tickpipe.sources.finnhub.aggregated import (
-    VenueInstruments,
-    check_ws_url,
-    redact,
-    redact_disconnect,
-)
-from tickpipe.sources.finnhub.source import redacted_logs
+from tickpipe.sources.finnhub.aggregated import VenueInstruments, redact
 from tickpipe.sources.tiingo.parse import SOURCE, parse_frames, tickers_for
-from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
+from tickpipe.sources.ws import WsClient, WsConfig, WsConnection, check_ws_url
 
 DEFAULT_URL = "wss://api.tiingo.com/crypto"
 THRESHOLD_TRADES = 5  # "Trade Updates per-exchange" (2 would add top-of-book quotes)
@@ -59,7 +53,7 @@ class TiingoSource:
             raise ValueError("tiingo needs at least one symbol")
         if max_tickers < 1:
             raise ValueError(f"tiingo max_tickers must be positive, not {max_tickers}")
-        check_ws_url(url, "tiingo")
+        check_ws_url(url, [token])
         self.name = name
         self.url = url
         self.index = VenueInstruments(tickers_for(symbols))
@@ -86,11 +80,6 @@ class TiingoSource:
         """Stream trades into `ctx.emit` until cancelled; one WebSocket per ticker group."""
         token = self._token
 
-        def on_event(event: Gap | Disconnect) -> None:
-            if isinstance(event, Disconnect):
-                event = redact_disconnect(event, token)
-            ctx.event(event)
-
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
             batch, rejects, data = parse_frames(frames, recv_ts, self.index, self._seq, self.name)
             self._seq += len(batch)
@@ -115,11 +104,11 @@ class TiingoSource:
                 name=self.name,
                 config=self.ws_config,
                 on_connect=on_connect,
-                on_disconnect=on_event,
+                on_disconnect=ctx.event,
                 stats=ctx.stats,
+                secrets=[token],
             )
 
-        with redacted_logs(token):
-            async with asyncio.TaskGroup() as group:
-                for tickers in self.groups:
-                    group.create_task(client(tickers).run())
+        async with asyncio.TaskGroup() as group:
+            for tickers in self.groups:
+                group.create_task(client(tickers).run())
