@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
-from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
-from tickpipe.symbols import normalize_symbol, to_binance
+from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
+from tickpipe.sources import parsing
+from tickpipe.sources.parsing import Reject
+from tickpipe.symbols import to_binance
 
 EXCHANGE = "binance"
 
@@ -55,30 +57,13 @@ _decoder = msgspec.json.Decoder(_Envelope, strict=False)
 _generic = msgspec.json.Decoder()
 
 
-class Reject(NamedTuple):
-    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
-
-    payload: bytes
-    reason: str
-
-
-class InstrumentIndex:
+class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Binance source and the code of each raw symbol (`BTCUSDT` -> 0)."""
-
-    def __init__(self, instruments: Iterable[Instrument]) -> None:
-        self.instruments: list[Instrument] = list(instruments)
-        self.codes: dict[str, int] = {i.raw_symbol: n for n, i in enumerate(self.instruments)}
-        if len(self.codes) != len(self.instruments):
-            raise ValueError("instruments repeat a raw symbol")
 
     @classmethod
     def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
         """Instruments for normalized or Binance spellings (`BTC-USDT`, `btcusdt`)."""
-        out: dict[str, Instrument] = {}
-        for raw in symbols:
-            symbol = normalize_symbol(raw)
-            out.setdefault(symbol, Instrument(exchange, symbol, to_binance(symbol)))
-        return cls(out.values())
+        return cls.spelled(symbols, exchange, to_binance)
 
 
 def parse_frames(

@@ -17,7 +17,8 @@ import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
-from tickpipe.symbols import normalize_symbol
+from tickpipe.sources import parsing
+from tickpipe.sources.parsing import Reject
 
 EXCHANGE = "bitstamp"
 CHANNEL_PREFIX = "live_trades_"
@@ -44,29 +45,17 @@ _decoder = msgspec.json.Decoder(_Trade, strict=False)
 _generic = msgspec.json.Decoder()
 
 
-class Reject(NamedTuple):
-    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
-
-    payload: bytes
-    reason: str
-
-
 class Parsed(NamedTuple):
     batch: TradeBatch
     rejects: list[Reject]
     reconnect: bool = False  # the server sent bts:request_reconnect
 
 
-class InstrumentIndex:
+class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Bitstamp source and the code of each channel name."""
 
     def __init__(self, instruments: Iterable[Instrument]) -> None:
-        self.instruments: list[Instrument] = list(instruments)
-        self.codes: dict[str, int] = {
-            CHANNEL_PREFIX + i.raw_symbol: n for n, i in enumerate(self.instruments)
-        }
-        if len(self.codes) != len(self.instruments):
-            raise ValueError("instruments repeat a raw symbol")
+        super().__init__(instruments, key_prefix=CHANNEL_PREFIX)
 
     @classmethod
     def for_symbols(
@@ -77,12 +66,7 @@ class InstrumentIndex:
     ) -> InstrumentIndex:
         """Instruments for normalized or Bitstamp spellings (`BTC-USD`, `btcusd`, `BTC/USD`);
         `spellings` (normalized -> url_symbol, from `fetch_symbols`) wins where given."""
-        out: dict[str, Instrument] = {}
-        for raw in symbols:
-            symbol = normalize_symbol(raw)
-            url_symbol = (spellings or {}).get(symbol, symbol.replace("-", "").lower())
-            out.setdefault(symbol, Instrument(exchange, symbol, url_symbol))
-        return cls(out.values())
+        return cls.spelled(symbols, exchange, lambda s: s.replace("-", "").lower(), spellings)
 
 
 def parse_frames(

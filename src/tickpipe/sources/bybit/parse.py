@@ -17,12 +17,14 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 
-from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
+from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
+from tickpipe.sources import parsing
+from tickpipe.sources.parsing import Reject
 from tickpipe.symbols import normalize_symbol
 
 EXCHANGE = "bybit"
@@ -52,35 +54,18 @@ _decoder = msgspec.json.Decoder(_TradeMessage, strict=False)
 _generic = msgspec.json.Decoder()
 
 
-class Reject(NamedTuple):
-    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
-
-    payload: bytes
-    reason: str
-
-
 def to_bybit(symbol: str) -> str:
     """`BTC-USDT` becomes Bybit's `BTCUSDT`."""
     return normalize_symbol(symbol).replace("-", "")
 
 
-class InstrumentIndex:
+class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Bybit source and the code of each raw symbol (`BTCUSDT` -> 0)."""
-
-    def __init__(self, instruments: Iterable[Instrument]) -> None:
-        self.instruments: list[Instrument] = list(instruments)
-        self.codes: dict[str, int] = {i.raw_symbol: n for n, i in enumerate(self.instruments)}
-        if len(self.codes) != len(self.instruments):
-            raise ValueError("instruments repeat a raw symbol")
 
     @classmethod
     def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
         """Instruments for normalized or Bybit spellings (`BTC-USDT`, `btcusdt`)."""
-        out: dict[str, Instrument] = {}
-        for raw in symbols:
-            symbol = normalize_symbol(raw)
-            out.setdefault(symbol, Instrument(exchange, symbol, to_bybit(symbol)))
-        return cls(out.values())
+        return cls.spelled(symbols, exchange, to_bybit)
 
 
 class ArrivalOrder:

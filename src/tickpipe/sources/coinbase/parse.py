@@ -32,8 +32,9 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 import numpy as np
 
-from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, Instrument, TradeBatch
-from tickpipe.symbols import normalize_symbol
+from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
+from tickpipe.sources import parsing
+from tickpipe.sources.parsing import Reject
 
 EXCHANGE = "coinbase"
 
@@ -48,13 +49,6 @@ _MICRO = dt.timedelta(microseconds=1)
 TAKER_SIDE = {"BUY": SIDE_SELL, "SELL": SIDE_BUY, "buy": SIDE_SELL, "sell": SIDE_BUY}
 
 
-class Reject(NamedTuple):
-    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
-
-    payload: bytes
-    reason: str
-
-
 class Parsed(NamedTuple):
     """What one batch of frames held."""
 
@@ -64,24 +58,14 @@ class Parsed(NamedTuple):
     last_ids: list[tuple[int, int]]  # (instrument code, last trade id) from Exchange heartbeats
 
 
-class InstrumentIndex:
+class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Coinbase source and the code of each product id (`BTC-USD` -> 0)."""
-
-    def __init__(self, instruments: Iterable[Instrument]) -> None:
-        self.instruments: list[Instrument] = list(instruments)
-        self.codes: dict[str, int] = {i.raw_symbol: n for n, i in enumerate(self.instruments)}
-        if len(self.codes) != len(self.instruments):
-            raise ValueError("instruments repeat a product id")
 
     @classmethod
     def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
         """Instruments for any spelling (`BTC-USD`, `btc/usd`, `BTCUSD`): Coinbase product ids
         are already the normalized `BASE-QUOTE` form."""
-        out: dict[str, Instrument] = {}
-        for raw in symbols:
-            symbol = normalize_symbol(raw)
-            out.setdefault(symbol, Instrument(exchange, symbol, symbol))
-        return cls(out.values())
+        return cls.spelled(symbols, exchange, str)
 
 
 def micros(time: dt.datetime) -> int:

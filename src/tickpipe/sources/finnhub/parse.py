@@ -24,6 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
+from tickpipe.sources.parsing import Reject
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 SOURCE = "finnhub"
@@ -55,13 +56,6 @@ class _Ping(msgspec.Struct, gc=False, tag_field="type", tag="ping"):
 
 _decoder = msgspec.json.Decoder(_Trades | _Ping, strict=False)
 _generic = msgspec.json.Decoder()
-
-
-class Reject(NamedTuple):
-    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
-
-    payload: bytes
-    reason: str
 
 
 class Parsed(NamedTuple):

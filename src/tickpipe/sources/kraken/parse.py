@@ -19,6 +19,8 @@ import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
+from tickpipe.sources import parsing
+from tickpipe.sources.parsing import Reject
 from tickpipe.symbols import ALIASES, normalize_symbol
 
 EXCHANGE = "kraken"
@@ -56,13 +58,6 @@ _decoder = msgspec.json.Decoder(_TradeMessage | _Heartbeat | _Status)
 _generic = msgspec.json.Decoder()
 
 
-class Reject(NamedTuple):
-    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
-
-    payload: bytes
-    reason: str
-
-
 def to_kraken(symbol: str) -> str:
     """`BTC-USD` (or `XBT/USD`, `xbtusd`) becomes Kraken v2's `BTC/USD`."""
     return normalize_symbol(symbol).replace("-", "/")
@@ -74,32 +69,22 @@ def to_kraken_rest(symbol: str) -> str:
     return _LEGACY.get(base, base) + _LEGACY.get(quote, quote)
 
 
-class InstrumentIndex:
+class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Kraken source and the code of each raw symbol (`BTC/USD` -> 0).
 
     Legacy spellings (`XBT/USD`) map to the same code, so a feed that used them still parses.
     """
 
     def __init__(self, instruments: Iterable[Instrument]) -> None:
-        self.instruments: list[Instrument] = list(instruments)
-        self.codes: dict[str, int] = {}
-        for n, inst in enumerate(self.instruments):
-            if inst.raw_symbol in self.codes:
-                raise ValueError("instruments repeat a raw symbol")
-            self.codes[inst.raw_symbol] = n
+        super().__init__(instruments)
         for n, inst in enumerate(self.instruments):
             base, quote = inst.symbol.split("-")
-            legacy = f"{_LEGACY.get(base, base)}/{_LEGACY.get(quote, quote)}"
-            self.codes.setdefault(legacy, n)
+            self.codes.setdefault(f"{_LEGACY.get(base, base)}/{_LEGACY.get(quote, quote)}", n)
 
     @classmethod
     def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
         """Instruments for normalized or Kraken spellings (`BTC-USD`, `XBT/USD`, `XBTUSD`)."""
-        out: dict[str, Instrument] = {}
-        for raw in symbols:
-            symbol = normalize_symbol(raw)
-            out.setdefault(symbol, Instrument(exchange, symbol, to_kraken(symbol)))
-        return cls(out.values())
+        return cls.spelled(symbols, exchange, to_kraken)
 
 
 def parse_frames(

@@ -21,8 +21,9 @@ from typing import Annotated, Any, Literal, NamedTuple
 import msgspec
 import numpy as np
 
-from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
-from tickpipe.symbols import normalize_symbol
+from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
+from tickpipe.sources import parsing
+from tickpipe.sources.parsing import Reject
 
 EXCHANGE = "okx"
 NOTICE_RECONNECT = "64008"  # "The connection will soon be closed for a service upgrade."
@@ -54,13 +55,6 @@ _decoder = msgspec.json.Decoder(_Push, strict=False)
 _generic = msgspec.json.Decoder()
 
 
-class Reject(NamedTuple):
-    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
-
-    payload: bytes
-    reason: str
-
-
 class Parsed(NamedTuple):
     """What a list of frames held: trades, rejects and whether the server asked to reconnect.
 
@@ -74,14 +68,8 @@ class Parsed(NamedTuple):
     reconnect: bool = False
 
 
-class InstrumentIndex:
+class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one OKX source and the code of each instId (`BTC-USDT` -> 0)."""
-
-    def __init__(self, instruments: Iterable[Instrument]) -> None:
-        self.instruments: list[Instrument] = list(instruments)
-        self.codes: dict[str, int] = {i.raw_symbol: n for n, i in enumerate(self.instruments)}
-        if len(self.codes) != len(self.instruments):
-            raise ValueError("instruments repeat a raw symbol")
 
     @classmethod
     def for_symbols(
@@ -95,12 +83,7 @@ class InstrumentIndex:
         `spellings` (normalized -> instId, from `fetch_symbols`) wins where given; otherwise an
         OKX spot instId is the normalized symbol itself.
         """
-        out: dict[str, Instrument] = {}
-        for raw in symbols:
-            symbol = normalize_symbol(raw)
-            inst_id = (spellings or {}).get(symbol, symbol)
-            out.setdefault(symbol, Instrument(exchange, symbol, inst_id))
-        return cls(out.values())
+        return cls.spelled(symbols, exchange, str, spellings)
 
 
 def parse_frames(

@@ -24,6 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
+from tickpipe.sources.parsing import Reject
 from tickpipe.symbols import normalize_symbol
 
 SOURCE = "tiingo"
@@ -59,13 +60,6 @@ class _Info(msgspec.Struct, gc=False, tag_field="messageType", tag="I"):
 
 _decoder = msgspec.json.Decoder(_Update | _Heartbeat | _Info, strict=False)
 _generic = msgspec.json.Decoder()
-
-
-class Reject(NamedTuple):
-    """A frame that carried no usable trade, with the reason (goes to the dead-letter file)."""
-
-    payload: bytes
-    reason: str
 
 
 class Parsed(NamedTuple):
