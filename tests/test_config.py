@@ -137,6 +137,11 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "demo.rate": ("123.5", 123.5),
         "demo.seed": ("42", 42),
         "run.check_symbols": ("0", False),
+        "serve.enabled": ("no", False),
+        "serve.host": ("0.0.0.0", "0.0.0.0"),
+        "serve.port": ("9000", 9000),
+        "serve.token": ("tok", "tok"),
+        "serve.insecure": ("1", True),
     }
     for name in EXCHANGES:
         stream = connector(name).INFO.streams[-1]

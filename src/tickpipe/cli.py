@@ -84,6 +84,32 @@ def _common(func):
     return func
 
 
+def _serve_options(func):
+    """Options of the HTTP API and live WebSocket (`run`, `demo`, `serve`)."""
+    for option in reversed(
+        [
+            click.option("--host", help="API address [default: 127.0.0.1]; any other needs "
+                         "--token or --insecure."),
+            click.option("--port", type=click.IntRange(0, 65535),
+                         help="API port [default: 8050; 0: any free port]."),
+            click.option("--token", help="Access token the API requires (or "
+                         "TICKPIPE_SERVE_TOKEN): Authorization: Bearer TOKEN or ?token=TOKEN."),
+            click.option("--insecure", is_flag=True, default=None,
+                         help="Serve a non-loopback address without a token."),
+        ]
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def _serve_overrides(
+    host: str | None, port: int | None, token: str | None, insecure: bool | None
+) -> dict[str, Any]:
+    return {
+        "serve.host": host, "serve.port": port, "serve.token": token, "serve.insecure": insecure,
+    }  # fmt: skip
+
+
 def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
     return load_config(config_path, overrides=overrides)
 
@@ -100,6 +126,8 @@ def cli() -> None:
 
 @cli.command()
 @_common
+@_serve_options
+@click.option("--no-serve", is_flag=True, default=None, help="Do not start the HTTP API.")
 @click.option(
     "--exchange",
     "exchanges",
@@ -147,10 +175,13 @@ def cli() -> None:
     type=float,
     help="Replay speed: 1 = original, 10 = ten times faster, 0 = as fast as possible.",
 )
-def run(config_path, data_dir, intervals, hopping, duration, quiet, exchanges, symbols,
-        endpoints, rest_endpoints, no_symbol_check, replay, speed) -> None:  # fmt: skip
-    """Ingest live trades, build candles, store them, show them in the terminal."""
+def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, token, insecure,
+        no_serve, exchanges, symbols, endpoints, rest_endpoints, no_symbol_check, replay,
+        speed) -> None:  # fmt: skip
+    """Ingest live trades, build candles, store them, show them in the terminal and the API."""
     config = _config(config_path, {
+        **_serve_overrides(host, port, token, insecure),
+        "serve.enabled": False if no_serve else None,
         "data_dir": data_dir, "intervals": list(intervals) or None,
         "hopping": list(hopping) or None, "quiet": quiet,
         "run.exchanges": list(exchanges) or None, "run.symbols": list(symbols) or None,
@@ -236,12 +267,17 @@ def _print_exchanges() -> None:
 
 @cli.command()
 @_common
+@_serve_options
+@click.option("--no-serve", is_flag=True, default=None, help="Do not start the HTTP API.")
 @click.option("--symbols", type=int, help="How many simulated symbols [default: 20].")
 @click.option("--rate", type=float, help="Trades per second across all symbols [default: 2000].")
 @click.option("--seed", type=int, help="Random seed of the simulated market [default: 0].")
-def demo(config_path, data_dir, intervals, hopping, duration, quiet, symbols, rate, seed) -> None:
+def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port, token, insecure,
+         no_serve, symbols, rate, seed) -> None:  # fmt: skip
     """Run the whole pipeline on a simulated market: no network needed."""
     config = _config(config_path, {
+        **_serve_overrides(host, port, token, insecure),
+        "serve.enabled": False if no_serve else None,
         "data_dir": data_dir, "intervals": list(intervals) or None,
         "hopping": list(hopping) or None, "quiet": quiet,
         "demo.symbols": symbols, "demo.rate": rate, "demo.seed": seed,
@@ -308,6 +344,56 @@ def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
     sys.exit(1)
 
 
+@cli.command()
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
+)
+@click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
+@_serve_options
+def serve(config_path, data_dir, host, port, token, insecure) -> None:  # fmt: skip
+    """Serve the API over an existing store, read-only: no live pushes (run or demo push).
+
+    DuckDB lets one process write a file at a time: stop `tickpipe run` first, or use the API
+    that `run` and `demo` start themselves.
+    """
+    from tickpipe.serve.app import ApiContext, create_app
+    from tickpipe.serve.server import make_server
+
+    config = _config(config_path, {"data_dir": data_dir, **_serve_overrides(
+        host, port, token, insecure)})  # fmt: skip
+    store = DuckDBStore(config.db_path, read_only=True)
+    try:
+        sock = _bind(config)
+        click.echo(
+            f"tickpipe serve: API at {_url(sock)} over {config.db_path} (read-only: no live "
+            f"pushes; Ctrl-C to stop)"
+        )
+        server = make_server(create_app(ApiContext(store), config.serve.token or None), True)
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        store.close()
+
+
+def _bind(config: Config):
+    """The API's listening socket, bound now: a busy port is a one-line start-up error."""
+    from tickpipe.serve.server import bind
+
+    try:
+        return bind(config.serve.host, config.serve.port)
+    except OSError as exc:
+        raise ConfigError(
+            f"config error: serve.port = {config.serve.port}: cannot listen on "
+            f"{config.serve.host}:{config.serve.port} ({exc.strerror or exc}); "
+            f"choose another with --port, or --no-serve"
+        ) from None
+
+
+def _url(sock) -> str:
+    from tickpipe.serve.server import url_of
+
+    return url_of(sock)
+
+
 from tickpipe.bench.command import bench  # noqa: E402 - click only; the benchmark loads when run
 
 cli.add_command(bench)
@@ -349,19 +435,33 @@ def _pipeline(config: Config, sources: list[Source], mode: str, duration: float 
     from tickpipe.pipeline import Pipeline
     from tickpipe.view.terminal import TerminalView, print_summary, start_line
 
-    pipeline = Pipeline(config, sources, mode)
+    sock, hub = None, None
+    if config.serve.enabled:
+        from tickpipe.serve.live import Hub
+
+        sock, hub = _bind(config), Hub()
+    pipeline = Pipeline(config, sources, mode, hub)
     view = None
     try:
         pipeline.restore()
+        if sock is not None:
+            pipeline.dashboard_url = _url(sock)
         if config.quiet:
             click.echo(start_line(pipeline.snapshot()))
         else:
             view = TerminalView(pipeline.snapshot)
             view.start()
-        asyncio.run(pipeline.run(duration))
+        if sock is None:
+            asyncio.run(pipeline.run(duration))
+        else:
+            from tickpipe.serve.server import run_with_api
+
+            asyncio.run(run_with_api(pipeline, sock, config.serve.token or None, duration))
     finally:
         if view is not None:
             view.stop()
+        if sock is not None:
+            sock.close()
         pipeline.close()
     print_summary(pipeline.snapshot())
 

@@ -57,6 +57,16 @@ class DemoConfig(msgspec.Struct, forbid_unknown_fields=True):
     seed: int = 0
 
 
+class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """`[serve]`: the HTTP API and live WebSocket that `run` and `demo` start."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback: nobody else can reach it without a token
+    port: int = 8050
+    token: str = ""  # required on any other address (TICKPIPE_SERVE_TOKEN), unless insecure
+    insecure: bool = False  # serve a non-loopback address without a token, on purpose
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: str = "./tickpipe-data"
     intervals: list[str] = msgspec.field(default_factory=lambda: ["1s", "5s", "1m", "5m", "1h"])
@@ -70,6 +80,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     quiet: bool = False
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
+    serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
 
     # -- derived values (all validated by `check`) -----------------------------------------
@@ -380,6 +391,19 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
         fail("demo.symbols", config.demo.symbols, "must be between 1 and 100000")
     if not 0 < config.demo.rate <= 20_000_000:
         fail("demo.rate", config.demo.rate, "trades/s must be above 0 and at most 20000000")
+    if not 0 <= config.serve.port <= 65535:
+        fail("serve.port", config.serve.port, "must be between 0 and 65535 (0: any free port)")
+    if not config.serve.host.strip():
+        fail("serve.host", config.serve.host, "give an address, e.g. 127.0.0.1")
+    if config.serve.enabled and not config.serve.token and not config.serve.insecure:
+        from tickpipe.serve.params import is_loopback
+
+        if not is_loopback(config.serve.host):
+            fail(
+                "serve.host", config.serve.host,
+                "serving beyond this machine needs an access token (--token or "
+                "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
+            )  # fmt: skip
     for name, section in config.exchanges.items():
         key = f"exchanges.{name}"
         if section.url and not section.url.startswith(("ws://", "wss://")):

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -28,6 +29,9 @@ from tickpipe.sources import Source, SourceContext, SourceStats
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.transport.memory import MemoryTransport
 from tickpipe.view.terminal import Snapshot, SymbolRow
+
+if TYPE_CHECKING:
+    from tickpipe.serve.live import Hub
 
 TICK_SECONDS = 0.1
 log = logging.getLogger("tickpipe")
@@ -135,14 +139,21 @@ class EngineStage:
     """One engine step: a batch (or a tick) in, its results handed to the store writer.
 
     Shared by the pipeline's engine loop and the benchmark, so both run the same code.
+    With a live `hub`, each step's candle updates and accepted trades are also pushed to
+    its subscribers (the hub never blocks; the benchmark passes none).
     """
 
     def __init__(
-        self, engine: CandleEngine, writer: StoreWriter, dead_letters: DeadLetters
+        self,
+        engine: CandleEngine,
+        writer: StoreWriter,
+        dead_letters: DeadLetters,
+        hub: Hub | None = None,
     ) -> None:
         self.engine = engine
         self.writer = writer
         self.dead_letters = dead_letters
+        self.hub = hub
         self.counters = Counters()
 
     @property
@@ -175,12 +186,16 @@ class EngineStage:
         counters.candles += len(out.candles)
         if out.accepted is not None or out.candles or out.rolling:
             self.writer.submit(out.accepted, out.candles, out.rolling)
+        if self.hub is not None and (out.candles or out.accepted is not None):
+            self.hub.publish(out.candles, out.accepted)
 
 
 class Pipeline:
     """Wires the parts together for `tickpipe run` and `tickpipe demo`."""
 
-    def __init__(self, config: Config, sources: list[Source], mode: str) -> None:
+    def __init__(
+        self, config: Config, sources: list[Source], mode: str, hub: Hub | None = None
+    ) -> None:
         self.config = config
         self.mode = mode
         self.sources = sources
@@ -189,7 +204,9 @@ class Pipeline:
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.store = DuckDBStore(config.db_path)
         self.writer = StoreWriter(self.store, parse_duration(config.flush_every) / 1e6)
-        self.stage = EngineStage(self.engine, self.writer, self.dead_letters)
+        self.stage = EngineStage(self.engine, self.writer, self.dead_letters, hub)
+        self.hub = hub
+        self.dashboard_url: str | None = None
         self.counters = self.stage.counters
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in sources}
         self.restored_trades = 0
@@ -340,4 +357,27 @@ class Pipeline:
             queue_capacity=self.transport.max_trades,
             sources=sources,
             rows=rows,
+            dashboard_url=self.dashboard_url,
         )
+
+    def kpis(self) -> dict[str, object]:
+        """The counters the API's /api/kpis shows (read on the event loop, like the view)."""
+        return {
+            "mode": self.mode, "uptime_s": time.monotonic() - self.counters.started,
+            "trades": self.counters.trades, "candles": self.counters.candles,
+            "candles_written": self.writer.written_candles,
+            "late_corrected": self.engine.corrections,
+            "late_rejected": self.counters.late_rejected, "duplicates": self.counters.duplicates,
+            "malformed": sum(st.malformed for st in self.stats.values()),
+            "queue_depth": self.transport.depth, "queue_capacity": self.transport.max_trades,
+            "writer_pending": self.writer.pending,
+            "sources": {
+                name: {"connected": st.connected, "reconnects": st.reconnects,
+                       "trades": st.trades}
+                for name, st in self.stats.items()
+            },
+        }  # fmt: skip
+
+    def instruments(self) -> set[tuple[str, str]]:
+        """(exchange, symbol) of every instrument the engine has seen, stored yet or not."""
+        return {(s.instrument.exchange, s.instrument.symbol) for s in list(self.engine.states)}

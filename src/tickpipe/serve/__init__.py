@@ -1,0 +1,1 @@
+"""The HTTP API, the live WebSocket push and (later) the dashboard page."""

@@ -1,0 +1,488 @@
+"""The HTTP API and the live WebSocket, as one Starlette app over a `DuckDBStore`.
+
+Routes parse their parameters first (`params.py`: a bad one is a 4xx JSON answer naming it),
+then read the store on a worker thread: the store's lock may be held by the writer thread, and
+the event loop is the pipeline's too, so it must never wait on the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from tickpipe.engine.windows import format_duration, parse_window
+from tickpipe.records import Candle
+from tickpipe.serve.live import Hub, Subscriber
+from tickpipe.serve.openapi import openapi_document
+from tickpipe.serve.params import (
+    MAX_PERIOD,
+    MAX_TRADES,
+    BadRequest,
+    CandleQuery,
+    now_us,
+    parse_candle_query,
+    parse_int,
+    parse_span,
+    parse_time,
+    required,
+)
+from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.symbols import SymbolError, normalize_symbol
+
+WS_UNAUTHORIZED = 4401  # WebSocket close code: the 4000s are the application's own
+
+
+class JSON(Response):
+    """msgspec-encoded JSON: candle and trade structs encode directly, and fast."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return msgspec.json.encode(content)
+
+
+@dataclass
+class ApiContext:
+    """What the routes read. `hub` is None when serving a stored file (no live pushes)."""
+
+    store: DuckDBStore
+    hub: Hub | None = None
+    intervals: list[str] | None = None  # the pipeline's windows; None: whatever is stored
+    kpis: Callable[[], dict[str, Any]] | None = None  # the running pipeline's counters
+    live_instruments: Callable[[], set[tuple[str, str]]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await run_in_threadpool(fn, *args)
+
+    async def stored_intervals(self) -> list[str]:
+        stored = await self.read(self.store.intervals)
+        return sorted(set(stored) | set(self.intervals or ()))
+
+    async def instrument(self, exchange_text: str, symbol_text: str) -> tuple[str, str]:
+        """The (exchange, symbol) the store or the pipeline knows; 404 with a reason if not."""
+        exchange = exchange_text.strip().lower()
+        try:
+            symbol = normalize_symbol(symbol_text)
+        except SymbolError:
+            symbol = symbol_text.strip().upper()
+        if self.live_instruments is not None and (exchange, symbol) in self.live_instruments():
+            return exchange, symbol
+        known = await self.read(
+            self.store.query,
+            "SELECT count(*) FROM (SELECT 1 FROM candles WHERE exchange = ? AND symbol = ? "
+            "LIMIT 1)",
+            [exchange, symbol],
+        )
+        if not known[0][0]:
+            raise BadRequest(f"unknown symbol {symbol!r} on exchange {exchange!r}", 404)
+        return exchange, symbol
+
+
+def _ctx(request: Request | WebSocket) -> ApiContext:
+    return request.app.state.ctx
+
+
+# -- routes ---------------------------------------------------------------------------------
+
+
+async def health(request: Request) -> JSON:
+    """Whether the API answers and the store reads; what the live hub is doing."""
+    ctx = _ctx(request)
+    await ctx.read(ctx.store.query, "SELECT 1")
+    hub = ctx.hub
+    return JSON({
+        "status": "ok", "live": hub is not None, "store": str(ctx.store.path),
+        "subscribers": len(hub.subscribers) if hub else 0, "dropped": hub.dropped if hub else 0,
+    })  # fmt: skip
+
+
+async def exchanges(request: Request) -> JSON:
+    """Exchanges and their symbols, from the stored trades."""
+    ctx = _ctx(request)
+    rows = await ctx.read(
+        ctx.store.query,
+        "SELECT exchange, symbol, count(*), min(ts), max(ts) FROM trades "
+        "GROUP BY exchange, symbol ORDER BY exchange, symbol",
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for exchange, symbol, count, first, last in rows:
+        out.setdefault(exchange, []).append(
+            {"symbol": symbol, "trades": count, "first_ts": first, "last_ts": last}
+        )
+    return JSON({
+        "exchanges": [{"name": name, "symbols": symbols} for name, symbols in out.items()],
+        "intervals": await ctx.stored_intervals(),
+    })  # fmt: skip
+
+
+async def candles(request: Request) -> JSON:
+    """Candles of one symbol: a stored interval, or any multiple of one (`bucket`)."""
+    ctx = _ctx(request)
+    q = request.query_params
+    exchange, symbol = await ctx.instrument(required(q, "exchange"), required(q, "symbol"))
+    query = parse_candle_query(q, exchange, symbol, await ctx.stored_intervals(), now_us())
+    rows = await ctx.read(
+        ctx.store.candles, exchange, symbol, query.interval, query.start, query.end,
+        query.bucket, query.interval_size,
+    )  # fmt: skip
+    body: list[Any] = fill_gaps(rows, query.step) if query.fill else rows
+    return JSON({
+        "exchange": exchange, "symbol": symbol,
+        "interval": format_duration(query.bucket) if query.bucket else query.interval,
+        "from_interval": query.interval, "step": query.step, "start": query.start,
+        "end": query.end, "candles": body,
+    })  # fmt: skip
+
+
+def fill_gaps(rows: list[Candle], step: int) -> list[dict[str, Any]]:
+    """Empty buckets between two candles carry the previous close with zero volume.
+
+    Only between stored candles: before the first there is no close to carry, and after the
+    last the next trade may still come.
+    """
+    out: list[dict[str, Any]] = []
+    prev: Candle | None = None
+    for candle in rows:
+        if prev is not None:
+            for start in range(prev.start + step, candle.start, step):
+                price = prev.close
+                out.append({
+                    **msgspec.structs.asdict(prev), "start": start, "open": price,
+                    "high": price, "low": price, "close": price, "volume": 0.0,
+                    "quote_volume": 0.0, "vwap": price, "mean_price": price, "trades": 0,
+                    "buy_volume": 0.0, "sell_volume": 0.0, "first_seq": prev.last_seq,
+                    "revision": 0, "filled": True,
+                })  # fmt: skip
+        out.append({**msgspec.structs.asdict(candle), "filled": False})
+        prev = candle
+    return out
+
+
+async def trades(request: Request) -> JSON:
+    """The most recent trades of one symbol, newest first."""
+    ctx = _ctx(request)
+    q = request.query_params
+    exchange, symbol = await ctx.instrument(required(q, "exchange"), required(q, "symbol"))
+    limit = parse_int(q, "limit", 100, 1, MAX_TRADES)
+    rows = await ctx.read(
+        ctx.store.query_arrow,
+        "SELECT source, exchange, symbol, raw_symbol, trade_id, seq, price, size, side, ts, "
+        "recv_ts FROM trades WHERE exchange = ? AND symbol = ? ORDER BY ts DESC, seq DESC "
+        "LIMIT ?",
+        [exchange, symbol, limit],
+    )
+    return JSON({"exchange": exchange, "symbol": symbol, "trades": rows.to_pylist()})
+
+
+async def rolling(request: Request) -> JSON:
+    """Rolling statistics of one symbol (30-minute average close, 5-minute min/max/avg)."""
+    ctx = _ctx(request)
+    q = request.query_params
+    exchange, symbol = await ctx.instrument(required(q, "exchange"), required(q, "symbol"))
+    limit = parse_int(q, "limit", 60, 1, MAX_TRADES)
+    rows = await ctx.read(
+        ctx.store.query_arrow,
+        "SELECT * FROM rolling_stats WHERE exchange = ? AND symbol = ? ORDER BY ts DESC LIMIT ?",
+        [exchange, symbol, limit],
+    )
+    stats = rows.to_pylist()
+    return JSON({
+        "exchange": exchange, "symbol": symbol, "latest": stats[0] if stats else None,
+        "history": stats,
+    })  # fmt: skip
+
+
+async def kpis(request: Request) -> JSON:
+    """What the store holds and, with a running pipeline, its counters (rates, lateness)."""
+    ctx = _ctx(request)
+    ((trade_count, last_ts, last_recv),) = await ctx.read(
+        ctx.store.query, "SELECT count(*), max(ts), max(recv_ts) FROM trades"
+    )
+    ((candle_count,),) = await ctx.read(ctx.store.query, "SELECT count(*) FROM candles")
+    events = await ctx.read(ctx.store.query, "SELECT kind, count(*) FROM events GROUP BY kind")
+    body: dict[str, Any] = {
+        "stored_trades": trade_count, "stored_candles": candle_count,
+        "last_trade_ts": last_ts, "last_recv_ts": last_recv,
+        "events": dict(events), "pipeline": ctx.kpis() if ctx.kpis else None,
+    }  # fmt: skip
+    if ctx.hub is not None:
+        body["live"] = {
+            "subscribers": len(ctx.hub.subscribers), "dropped": ctx.hub.dropped,
+            "published_candles": ctx.hub.published_candles,
+            "published_trades": ctx.hub.published_trades,
+        }  # fmt: skip
+    return JSON(body)
+
+
+def _period(request: Request) -> tuple[int, int]:
+    q = request.query_params
+    end = parse_time("end", q["end"]) if q.get("end") else now_us()
+    return end - parse_span("period", q.get("period", "1h"), MAX_PERIOD), end
+
+
+async def top_exchanges(request: Request) -> JSON:
+    """Exchanges ranked by trade count or by traded quote volume over a period."""
+    ctx = _ctx(request)
+    start, end = _period(request)
+    by = request.query_params.get("by", "trades")
+    if by not in ("trades", "volume"):
+        raise BadRequest(f"by={by!r}: use trades or volume")
+    limit = parse_int(request.query_params, "limit", 10, 1, 1000)
+    order = "trades" if by == "trades" else "quote_volume"
+    rows = await ctx.read(
+        ctx.store.query_arrow,
+        f"SELECT exchange, count(*) AS trades, sum(price * size) AS quote_volume, "
+        f"count(DISTINCT symbol) AS symbols FROM trades WHERE ts >= ? AND ts < ? "
+        f"GROUP BY exchange ORDER BY {order} DESC, exchange LIMIT ?",
+        [start, end, limit],
+    )
+    return JSON({"start": start, "end": end, "by": by, "exchanges": rows.to_pylist()})
+
+
+async def top_tickers(request: Request) -> JSON:
+    """Symbols ranked by trade count or quote volume over a period, across exchanges."""
+    ctx = _ctx(request)
+    start, end = _period(request)
+    by = request.query_params.get("by", "trades")
+    if by not in ("trades", "volume"):
+        raise BadRequest(f"by={by!r}: use trades or volume")
+    limit = parse_int(request.query_params, "limit", 10, 1, 1000)
+    order = "trades" if by == "trades" else "quote_volume"
+    rows = await ctx.read(
+        ctx.store.query_arrow,
+        f"SELECT symbol, count(*) AS trades, sum(size) AS volume, "
+        f"sum(price * size) AS quote_volume, count(DISTINCT exchange) AS exchanges, "
+        f"arg_max(price, ts) AS last_price, arg_min(price, ts) AS first_price "
+        f"FROM trades WHERE ts >= ? AND ts < ? "
+        f"GROUP BY symbol ORDER BY {order} DESC, symbol LIMIT ?",
+        [start, end, limit],
+    )
+    return JSON({"start": start, "end": end, "by": by, "tickers": rows.to_pylist()})
+
+
+async def exchange_breakdown(request: Request) -> JSON:
+    """One exchange over a period: trade statistics and each ticker's share of its trades."""
+    ctx = _ctx(request)
+    name = request.path_params["name"].strip().lower()
+    start, end = _period(request)
+    ((known,),) = await ctx.read(
+        ctx.store.query,
+        "SELECT count(*) FROM (SELECT 1 FROM candles WHERE exchange = ? LIMIT 1)",
+        [name],
+    )
+    if not known:
+        raise BadRequest(f"unknown exchange {name!r}", 404)
+    totals = await ctx.read(
+        ctx.store.query_arrow,
+        "SELECT count(*) AS trades, coalesce(sum(price * size), 0) AS quote_volume, "
+        "count(*) FILTER (WHERE side = 'buy') AS buys, "
+        "count(*) FILTER (WHERE side = 'sell') AS sells, "
+        "avg(price * size) AS mean_trade_value, median(price * size) AS median_trade_value, "
+        "max(price * size) AS max_trade_value FROM trades "
+        "WHERE exchange = ? AND ts >= ? AND ts < ?",
+        [name, start, end],
+    )
+    tickers = await ctx.read(
+        ctx.store.query_arrow,
+        "SELECT symbol, count(*) AS trades, "
+        "count(*) / sum(count(*)) OVER () AS trade_share, "
+        "sum(price * size) AS quote_volume, "
+        "sum(price * size) / sum(sum(price * size)) OVER () AS volume_share, "
+        "sum(price * size) / nullif(sum(size), 0) AS vwap, min(price) AS low, "
+        "max(price) AS high, avg(size) AS mean_size "
+        "FROM trades WHERE exchange = ? AND ts >= ? AND ts < ? "
+        "GROUP BY symbol ORDER BY trades DESC, symbol",
+        [name, start, end],
+    )
+    return JSON({
+        "exchange": name, "start": start, "end": end, "totals": totals.to_pylist()[0],
+        "tickers": tickers.to_pylist(),
+    })  # fmt: skip
+
+
+async def openapi(request: Request) -> JSON:
+    return JSON(openapi_document())
+
+
+# -- live -----------------------------------------------------------------------------------
+
+
+async def live(websocket: WebSocket) -> None:
+    """Push candle updates and trades of the subscribed (exchange, symbol, interval) keys."""
+    ctx = _ctx(websocket)
+    await websocket.accept()
+    hub = ctx.hub
+    if hub is None:
+        await websocket.send_text(msgspec.json.encode({
+            "type": "error", "reason": "no live pushes: this server reads a stored file "
+            "(tickpipe serve); run `tickpipe run` or `demo` for live data",
+        }).decode())  # fmt: skip
+        await websocket.close(1000)
+        return
+    sub = hub.connect()
+    sender = asyncio.create_task(_send_loop(websocket, sub))
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
+            answer = await _on_client_message(ctx, hub, sub, raw)
+            sub.put(msgspec.json.encode(answer))
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+        hub.disconnect(sub)
+
+
+async def _on_client_message(
+    ctx: ApiContext, hub: Hub, sub: Subscriber, raw: str
+) -> dict[str, Any]:
+    """`{"subscribe": {"exchange", "symbol", "interval"}}` (or a list of them); the answer."""
+    try:
+        message = msgspec.json.decode(raw)
+        wanted = message["subscribe"] if isinstance(message, dict) else None
+        if isinstance(wanted, dict):
+            wanted = [wanted]
+        if not isinstance(wanted, list) or not wanted:
+            raise BadRequest('send {"subscribe": {"exchange", "symbol", "interval"}}')
+        keys = []
+        intervals = await ctx.stored_intervals()
+        for item in wanted:
+            if not isinstance(item, dict):
+                raise BadRequest("each subscription is an object with exchange, symbol, interval")
+            exchange, symbol = await ctx.instrument(
+                str(item.get("exchange", "")), str(item.get("symbol", ""))
+            )
+            interval = str(item.get("interval", "1m"))
+            try:
+                interval = parse_window(interval).name
+            except ValueError:
+                raise BadRequest(f"interval={interval!r}: not an interval (e.g. 1m)") from None
+            if interval not in intervals:
+                raise BadRequest(
+                    f"interval={interval!r}: not allowed (allowed: {', '.join(intervals)})"
+                )
+            keys.append((exchange, symbol, interval))
+    except BadRequest as exc:
+        return {"type": "error", "status": exc.status, "reason": exc.reason}
+    except (msgspec.DecodeError, KeyError):
+        return {"type": "error", "status": 400, "reason": "not a JSON subscribe message"}
+    for key in keys:
+        hub.subscribe(sub, *key)
+    return {"type": "subscribed", "keys": [list(k) for k in keys]}
+
+
+async def _send_loop(websocket: WebSocket, sub: Subscriber) -> None:
+    """Drain the subscriber's queue to the socket; tell the client when it lost updates."""
+    told = 0
+    while True:
+        messages = await sub.get_all()
+        if sub.dropped != told:
+            told = sub.dropped
+            await websocket.send_text(f'{{"type":"dropped","count":{told}}}')
+        for message in messages:
+            await websocket.send_text(message.decode())
+            sub.sent += 1
+
+
+# -- access token ---------------------------------------------------------------------------
+
+
+class TokenGuard:
+    """Requires `Authorization: Bearer TOKEN` or `?token=TOKEN` on HTTP and the WebSocket.
+
+    The query form exists because a browser cannot set headers on a WebSocket. A refused HTTP
+    request gets 401 JSON; a refused WebSocket is accepted and closed at once with code 4401
+    and the reason, so a browser client can show why.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    def _allowed(self, scope: Scope) -> bool:
+        given = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization" and value.lower().startswith(b"bearer "):
+                given = value[7:].decode("latin-1").strip()
+        if not given:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            given = (query.get("token") or [""])[0]
+        return hmac.compare_digest(given.encode(), self.token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        reason = "access token required (Authorization: Bearer TOKEN or ?token=TOKEN)"
+        if scope["type"] == "http":
+            await JSON({"error": reason}, status_code=401)(scope, receive, send)
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": WS_UNAUTHORIZED, "reason": reason})
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+async def _bad_request(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, BadRequest)
+    return JSON({"error": exc.reason}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, HTTPException)
+    return JSON({"error": exc.detail}, status_code=exc.status_code)
+
+
+async def _server_error(request: Request, exc: Exception) -> JSON:
+    return JSON({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
+ROUTES = [
+    Route("/openapi.json", openapi),
+    Route("/api/health", health),
+    Route("/api/exchanges", exchanges),
+    Route("/api/candles", candles),
+    Route("/api/trades", trades),
+    Route("/api/rolling", rolling),
+    Route("/api/kpis", kpis),
+    Route("/api/analytics/top-exchanges", top_exchanges),
+    Route("/api/analytics/top-tickers", top_tickers),
+    Route("/api/analytics/exchange/{name}", exchange_breakdown),
+    WebSocketRoute("/api/live", live),
+]
+
+
+def create_app(ctx: ApiContext, token: str | None = None) -> ASGIApp:
+    """The API over `ctx`; with `token`, every request and WebSocket must present it."""
+    app = Starlette(
+        routes=ROUTES,
+        exception_handlers={
+            BadRequest: _bad_request, HTTPException: _http_error, Exception: _server_error,
+        },
+    )  # fmt: skip
+    app.state.ctx = ctx
+    return TokenGuard(app, token) if token else app
+
+
+__all__ = ["ApiContext", "CandleQuery", "create_app", "fill_gaps"]

@@ -1,0 +1,124 @@
+"""The live push hub: the engine publishes candle updates and trades, subscribers get them.
+
+`publish` runs inside the engine loop, so it never awaits and never blocks: each subscriber has
+a bounded queue, and a subscriber that reads too slowly loses its oldest updates (counted in
+`dropped`, and told so) instead of slowing the pipeline. Messages are encoded once per update,
+whatever the number of subscribers, and only for keys someone subscribed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+
+import msgspec
+import numpy as np
+
+from tickpipe.records import Candle, TradeBatch
+
+DEFAULT_QUEUE = 10_000  # messages per subscriber
+
+
+class Subscriber:
+    """One live client: what it subscribed to, and its bounded queue of encoded messages."""
+
+    def __init__(self, max_queue: int = DEFAULT_QUEUE) -> None:
+        self.queue: deque[bytes] = deque(maxlen=max_queue)
+        self.dropped = 0  # messages lost because the client read too slowly
+        self.sent = 0
+        self.candle_keys: set[tuple[str, str, str]] = set()
+        self.trade_keys: set[tuple[str, str]] = set()
+        self._ready = asyncio.Event()
+
+    def put(self, message: bytes) -> None:
+        """Queue one message; when full, the oldest goes (never the pipeline's time)."""
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1
+        self.queue.append(message)
+        self._ready.set()
+
+    async def get_all(self) -> list[bytes]:
+        """Wait for at least one message, then take everything queued."""
+        while not self.queue:
+            self._ready.clear()
+            await self._ready.wait()
+        out = list(self.queue)
+        self.queue.clear()
+        return out
+
+
+class Hub:
+    """Fans candle updates and trades out to subscribers; one per process, no global state."""
+
+    def __init__(self, max_queue: int = DEFAULT_QUEUE) -> None:
+        self.max_queue = max_queue
+        self.subscribers: set[Subscriber] = set()
+        self._candles: dict[tuple[str, str, str], set[Subscriber]] = {}
+        self._trades: dict[tuple[str, str], set[Subscriber]] = {}
+        self.published_candles = 0
+        self.published_trades = 0
+        self.dropped_gone = 0  # drops of subscribers that have left since
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_gone + sum(s.dropped for s in self.subscribers)
+
+    def connect(self) -> Subscriber:
+        sub = Subscriber(self.max_queue)
+        self.subscribers.add(sub)
+        return sub
+
+    def disconnect(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        self.dropped_gone += sub.dropped
+        for key in sub.candle_keys:
+            self._forget(self._candles, key, sub)
+        for key in sub.trade_keys:
+            self._forget(self._trades, key, sub)
+
+    def subscribe(self, sub: Subscriber, exchange: str, symbol: str, interval: str) -> None:
+        """Candle updates of (exchange, symbol, interval) and every trade of (exchange, symbol)."""
+        sub.candle_keys.add((exchange, symbol, interval))
+        sub.trade_keys.add((exchange, symbol))
+        self._candles.setdefault((exchange, symbol, interval), set()).add(sub)
+        self._trades.setdefault((exchange, symbol), set()).add(sub)
+
+    @staticmethod
+    def _forget(index: dict, key: tuple, sub: Subscriber) -> None:
+        subs = index.get(key)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del index[key]
+
+    def publish(self, candles: Iterable[Candle], trades: TradeBatch | None = None) -> None:
+        """Hand updates to every interested subscriber. Called from the engine loop: no await."""
+        if not self.subscribers:
+            return
+        encode = msgspec.json.encode
+        for candle in candles:
+            subs = self._candles.get((candle.exchange, candle.symbol, candle.interval))
+            if subs:
+                message = encode({"type": "candle", **msgspec.structs.asdict(candle)})
+                for sub in subs:
+                    sub.put(message)
+                self.published_candles += 1
+        if trades is not None and len(trades) and self._trades:
+            self._publish_trades(trades)
+
+    def _publish_trades(self, trades: TradeBatch) -> None:
+        wanted = [
+            i for i, inst in enumerate(trades.instruments)
+            if (inst.exchange, inst.symbol) in self._trades
+        ]  # fmt: skip
+        if not wanted:
+            return
+        picked = trades.take(np.isin(trades.instrument, np.array(wanted, np.int32)))
+        order = np.argsort(picked.ts, kind="stable")
+        encode = msgspec.json.encode
+        for trade in picked.take(order).to_trades():
+            message = encode({"type": "trade", **msgspec.structs.asdict(trade)})
+            for sub in self._trades.get((trade.exchange, trade.symbol), ()):
+                sub.put(message)
+            self.published_trades += 1

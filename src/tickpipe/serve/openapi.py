@@ -1,0 +1,107 @@
+"""The OpenAPI 3.1 document of the API, written by hand: small, and exactly what the routes do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tickpipe import __version__
+from tickpipe.serve.params import MAX_CANDLES, MAX_TRADES
+
+_TIME = "ISO 8601 (e.g. 2026-11-21T06:00:00Z; no zone = UTC) or epoch milliseconds"
+
+
+def _param(name: str, description: str, required: bool = False, where: str = "query") -> dict:
+    return {
+        "name": name, "in": where, "required": required, "description": description,
+        "schema": {"type": "string"},
+    }  # fmt: skip
+
+
+_SYMBOL = [
+    _param("exchange", "venue, e.g. binance", required=True),
+    _param("symbol", "BASE-QUOTE, e.g. BTC-USDT (any spelling: btcusdt, BTC/USDT)", True),
+]
+_PERIOD = [
+    _param("period", "how far back from `end`, e.g. 15m, 1h, 1d (default 1h, at most 30d)"),
+    _param("end", f"end of the period (default now): {_TIME}"),
+]
+_RANK = [_param("by", "trades (default) or volume (quote volume)"), _param("limit", "1-1000")]
+
+
+def _get(summary: str, params: list[dict] | None = None, errors: tuple[int, ...] = ()) -> dict:
+    responses: dict[str, Any] = {"200": {"description": "JSON"}}
+    for status in errors:
+        responses[str(status)] = {
+            "description": 'JSON {"error": reason}',
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    return {"get": {"summary": summary, "parameters": params or [], "responses": responses}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document served at /openapi.json."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tickpipe API",
+            "version": __version__,
+            "description": (
+                "Candles, trades, rolling statistics, KPIs and analytics from tickpipe's store. "
+                "Times in answers are integer microseconds since the epoch (UTC). Live pushes: "
+                'WebSocket /api/live, send {"subscribe": {"exchange", "symbol", '
+                '"interval"}} (or a list) and receive {"type": "candle"|"trade"|'
+                '"dropped"|"error", ...} messages. With an access token configured, send '
+                "`Authorization: Bearer TOKEN` or `?token=TOKEN` (WebSocket: closed with 4401)."
+            ),
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                }
+            }
+        },
+        "paths": {
+            "/api/health": _get("the API answers and the store reads"),
+            "/api/exchanges": _get("exchanges and their symbols, and the stored intervals"),
+            "/api/candles": _get(
+                f"candles of one symbol, at most {MAX_CANDLES:,} per answer",
+                [
+                    *_SYMBOL,
+                    _param("interval", "a stored interval, e.g. 1m (default 1m)"),
+                    _param(
+                        "bucket", "any multiple of a stored interval, e.g. 15m (not with interval)"
+                    ),
+                    _param("start", _TIME),
+                    _param("end", f"{_TIME} (default now)"),
+                    _param("lookback", "instead of start: e.g. 1h before end"),
+                    _param("fill", "true: empty buckets carry the previous close, volume 0"),
+                ],
+                (400, 404),
+            ),
+            "/api/trades": _get(
+                "recent trades, newest first",
+                [*_SYMBOL, _param("limit", f"1-{MAX_TRADES} (default 100)")],
+                (400, 404),
+            ),
+            "/api/rolling": _get(
+                "rolling statistics: 30-minute average close, 5-minute min/max/avg price",
+                [*_SYMBOL, _param("limit", "history rows (default 60)")],
+                (400, 404),
+            ),
+            "/api/kpis": _get("stored totals, events, live hub and pipeline counters"),
+            "/api/analytics/top-exchanges": _get(
+                "exchanges by trade count or quote volume", [*_PERIOD, *_RANK], (400,)
+            ),
+            "/api/analytics/top-tickers": _get(
+                "symbols by trade count or quote volume", [*_PERIOD, *_RANK], (400,)
+            ),
+            "/api/analytics/exchange/{name}": _get(
+                "one exchange: trade statistics and each ticker's share",
+                [_param("name", "exchange", True, "path"), *_PERIOD],
+                (400, 404),
+            ),
+        },
+    }

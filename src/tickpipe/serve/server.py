@@ -1,0 +1,94 @@
+"""Running the API inside tickpipe's own event loop, next to the pipeline.
+
+The socket is bound before anything starts, so a busy port is a one-line start-up error rather
+than uvicorn exiting the process from inside a task; signals stay with the pipeline, which
+stops the server when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from tickpipe.serve.app import ApiContext, create_app
+
+if TYPE_CHECKING:
+    from tickpipe.pipeline import Pipeline
+
+SHUTDOWN_SECONDS = 2.0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port); OSError says why it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the pipeline owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def make_server(app: ASGIApp, own_signals: bool = False) -> uvicorn.Server:
+    """A server for `app`; run it with `await server.serve(sockets=[bind(host, port)])`.
+
+    `own_signals`: uvicorn handles Ctrl-C itself (`tickpipe serve`, where nothing else runs).
+    """
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", ws="websockets-sansio",
+        ws_max_size=64 * 1024, timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+    )  # fmt: skip
+    return uvicorn.Server(config) if own_signals else ApiServer(config)
+
+
+def pipeline_context(pipeline: Pipeline) -> ApiContext:
+    """What the API reads from a running pipeline: its store, hub, windows and counters."""
+    return ApiContext(
+        store=pipeline.store,
+        hub=pipeline.hub,
+        intervals=[w.name for w in pipeline.engine.windows],
+        kpis=pipeline.kpis,
+        live_instruments=pipeline.instruments,
+    )
+
+
+async def run_with_api(
+    pipeline: Pipeline, sock: socket.socket, token: str | None, duration: float | None
+) -> None:
+    """Run the pipeline with the API serving on `sock` in the same loop; stop both together."""
+    server = make_server(create_app(pipeline_context(pipeline), token))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
+    try:
+        await pipeline.run(duration)
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, SHUTDOWN_SECONDS + 3)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+        except Exception as exc:  # the pipeline's result matters more than the server's
+            logging.getLogger("tickpipe").warning("the API server stopped with %s", exc)

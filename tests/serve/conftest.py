@@ -1,0 +1,99 @@
+"""A DuckDB store filled by the real engine from simulated trades, and the API served over it
+by uvicorn on 127.0.0.1 (a free port) in a background thread, as `tickpipe serve` does."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tickpipe.config import Config
+from tickpipe.engine.candles import CandleEngine
+from tickpipe.serve.app import ApiContext, create_app
+from tickpipe.serve.server import bind, make_server, url_of
+from tickpipe.sources.simulated import MarketSimulator
+from tickpipe.stores.duckdb import DuckDBStore
+
+S = 1_000_000
+MINUTES = 12
+# Two venues, so rankings have something to rank: "alpha" trades three times as often.
+VENUES = {"alpha": (["BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT"], 60.0, 1),
+          "beta": (["BTC-USDT", "XRP-USDT"], 20.0, 2)}  # fmt: skip
+
+
+@dataclass
+class Served:
+    url: str
+    store: DuckDBStore
+    end: int  # µs: the newest event time the store can hold
+
+
+def fill_store(path: Path, minutes: int = MINUTES) -> int:
+    """Run the engine over `minutes` of simulated trades ending now; store what it produces."""
+    engine = CandleEngine(Config().engine_config())
+    store = DuckDBStore(path)
+    end = time.time_ns() // 1000
+    end -= end % S
+    start = end - minutes * 60 * S
+    markets = {
+        venue: MarketSimulator(symbols, rate, seed, exchange=venue, source=venue)
+        for venue, (symbols, rate, seed) in VENUES.items()
+    }
+    try:
+        for t in range(start, end, 10 * S):
+            for market in markets.values():
+                out = engine.process(market.span(t, t + 10 * S), t + 10 * S)
+                store.write([out.accepted] if out.accepted else [], out.candles, out.rolling)
+            tick = engine.tick(t + 10 * S)
+            store.write([], tick.candles, tick.rolling)
+        store.write([], engine.flush(end + 60 * S))
+    finally:
+        store.close()
+    return end
+
+
+class ApiThread:
+    """uvicorn serving `app` on 127.0.0.1 with a free port, on its own thread and loop."""
+
+    def __init__(self, app) -> None:
+        self.sock = bind("127.0.0.1", 0)
+        self.url = url_of(self.sock)
+        self.server = make_server(app)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the API server did not start"
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve(sockets=[self.sock]))
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def stored_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    path = tmp_path_factory.mktemp("serve") / "tickpipe.duckdb"
+    return path, fill_store(path)
+
+
+@pytest.fixture(scope="session")
+def served(stored_path: tuple[Path, int]) -> Iterator[Served]:
+    """The API over the filled store, read-only and with no hub: `tickpipe serve`."""
+    path, end = stored_path
+    store = DuckDBStore(path, read_only=True)
+    api = ApiThread(create_app(ApiContext(store)))
+    try:
+        yield Served(api.url, store, end)
+    finally:
+        api.stop()
+        store.close()
