@@ -41,7 +41,7 @@ def test_demo_serves_the_api_with_the_pipelines_kpis_and_prints_its_url(tmp_path
         kpis = httpx.get(url + "/api/kpis", timeout=5).json()
     finally:
         _out, err = proc.communicate(timeout=60)
-    assert "dashboard at http://127.0.0.1:" in line
+    assert "API at http://127.0.0.1:" in line
     assert health["live"] is True
     assert kpis["pipeline"]["mode"] == "demo" and kpis["pipeline"]["trades"] > 0
     assert proc.returncode == 0, err
