@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import random
 import threading
 import time
 import urllib.parse
@@ -46,78 +45,30 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
-from picows import (
-    WSCloseCode,
-    WSFrame,
-    WSListener,
-    WSMsgType,
-    WSTransport,
-    WSUpgradeRequest,
-    WSUpgradeResponse,
-    WSUpgradeResponseWithListener,
-    ws_create_server,
-)
+from picows import WSCloseCode, WSMsgType, WSUpgradeRequest
+
+from .base import FakeExchange, RestHandler, encode
+from .base import ServerConnection as BaseConnection
 
 T = TypeVar("T")
 
 
 @dataclass
-class ServerConnection:
+class ServerConnection(BaseConnection):
     """What the server knows about one client connection."""
 
-    id: int
-    path: str
-    combined: bool
-    streams: set[str]
-    transport: WSTransport | None = None
-    opened_at: float = 0.0
-    last_pong: float = 0.0
-    frames_sent: int = 0
+    combined: bool = False
+    streams: set[str] = field(default_factory=set)
     trades_sent: list[dict[str, Any]] = field(default_factory=list)
-    requests: list[Any] = field(default_factory=list)  # JSON messages from the client
     pings_sent: int = 0
-    pongs_received: int = 0
-    pings_received: int = 0
-    closed: bool = False
-    close_reason: str = ""
-
-    @property
-    def open(self) -> bool:
-        return self.transport is not None and not self.closed
 
 
-class _ClientListener(WSListener):
-    def __init__(self, server: FakeBinance, conn: ServerConnection) -> None:
-        super().__init__()
-        self.server = server
-        self.conn = conn
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.conn.transport = transport
-        self.conn.opened_at = self.conn.last_pong = time.monotonic()
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        kind = frame.msg_type
-        if kind is WSMsgType.PING:
-            self.conn.pings_received += 1
-            if self.server.answer_pings:
-                transport.send_pong(frame.get_payload_as_bytes())
-        elif kind is WSMsgType.PONG:
-            self.conn.pongs_received += 1
-            self.conn.last_pong = time.monotonic()
-        elif kind is WSMsgType.CLOSE:
-            self.conn.close_reason = self.conn.close_reason or "client closed"
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-        elif kind is WSMsgType.TEXT:
-            self.server._on_request(self.conn, frame.get_payload_as_bytes())
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.conn.closed = True
-
-
-class FakeBinance:
+class FakeBinance(FakeExchange):
     """Binance spot streams on 127.0.0.1, scripted by the test that owns it."""
+
+    name = "binance"
+    upgrade_refusal = b'{"code":-1003,"msg":"Too many requests."}'
+    rest_refusal = {"code": -1003, "msg": "Too many requests; current limit is 6000 weight."}
 
     def __init__(
         self,
@@ -130,7 +81,7 @@ class FakeBinance:
         seed: int = 1,
     ) -> None:
         self.symbols = [s.upper().replace("-", "") for s in symbols]
-        self.rest_port = rest_port
+        super().__init__(self.symbols, port=port, rest_port=rest_port, seed=seed)
         # Symbols the exchange lists besides those it trades here: symbol -> (base, quote, status)
         self.listed: dict[str, tuple[str, str, str]] = {
             "BTCUSDC": ("BTC", "USDC", "TRADING"),
@@ -144,94 +95,11 @@ class FakeBinance:
         self.agg_history: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols}
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
-        self.port = port
-        self.silent = False  # data stops; pings and pongs go on
         self.answer_pings = True
-        self.connections: list[ServerConnection] = []
-        self.history: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols}
-        self.published: list[dict[str, Any]] = []
-        self.rejected: list[tuple[str, int]] = []  # (path, status) of refused upgrades
         self._next_id: dict[str, int] = {s: 1_000_000 for s in self.symbols}
         self._next_agg: dict[str, int] = {s: 500_000 for s in self.symbols}
         self._agg_of: dict[tuple[str, int], dict[str, Any]] = {}
-        self._rest_rejects: list[tuple[int, str | None]] = []
-        self._runner: web.AppRunner | None = None
         self._price: dict[str, float] = {s: 100.0 * (n + 1) for n, s in enumerate(self.symbols)}
-        self._rng = random.Random(seed)
-        self._drop_countdown: int | None = None
-        self._rejects: list[tuple[int, str | None]] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The endpoint to give a source (`BinanceSource(..., url=server.url)`)."""
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        """The REST endpoint (`rest_url=server.rest_url`)."""
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    async def start(self) -> FakeBinance:
-        self._server = await ws_create_server(
-            self._route,
-            "127.0.0.1",
-            self.port,
-            enable_auto_pong=False,
-            logger_name="fake-binance",
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        app = web.Application()
-        app.router.add_get("/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.rest_port)
-        await site.start()
-        self.rest_port = self._runner.addresses[0][1]
-        self._spawn(self._ping_loop())
-        return self
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for conn in self.open_connections():
-            self._drop(conn, "server stopped")
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        await asyncio.sleep(0)
-
-    async def __aenter__(self) -> FakeBinance:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    # -- what tests inspect --------------------------------------------------------------
-
-    def open_connections(self) -> list[ServerConnection]:
-        return [c for c in self.connections if c.open]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait until `predicate()` holds; TimeoutError after `timeout` seconds."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.005)
-
-    async def wait_connections(self, count: int, timeout: float = 5.0) -> ServerConnection:
-        """Wait until `count` connections have opened in total; return the latest of them."""
-        await self.wait_for(lambda: len(self._opened()) >= count, timeout)
-        return self._opened()[count - 1]
-
-    def _opened(self) -> list[ServerConnection]:
-        return [c for c in self.connections if c.transport is not None]
 
     # -- the exchange --------------------------------------------------------------------
 
@@ -254,7 +122,7 @@ class FakeBinance:
             self._next_agg[symbol] = 500_000
             self._price[symbol] = 100.0
         if price is None:
-            price = round(self._price[symbol] * (1 + self._rng.uniform(-0.001, 0.001)), 2)
+            price = self._walk(self._price[symbol])
         self._price[symbol] = price  # the last price, as /api/v3/ticker/price gives it
         if qty is None:
             qty = round(self._rng.uniform(0.0001, 2.0), 5)
@@ -289,10 +157,6 @@ class FakeBinance:
         """The aggregate trade (`aggTrade` event) of a trade event."""
         return self._agg_of[(event["s"], event["t"])]
 
-    def skip(self, symbol: str, count: int = 1) -> list[dict[str, Any]]:
-        """Trades that happen but never reach a client: the gap a source must notice."""
-        return [self.trade(symbol) for _ in range(count)]
-
     def send(self, *trades: dict[str, Any]) -> int:
         """Write trades to every subscribed connection, in the order given; returns frames sent.
 
@@ -312,19 +176,13 @@ class FakeBinance:
                 for conn in self.open_connections():
                     if stream in conn.streams:
                         payload = {"stream": stream, "data": form} if conn.combined else form
-                        if self._write(conn, _encode(payload)):
+                        if self._write(conn, encode(payload)):
                             conn.trades_sent.append(form)
                             reached = True
                             sent += 1
                 if reached:
                     self.published.append(form)
         return sent
-
-    def publish(self, symbol: str, **trade: Any) -> dict[str, Any]:
-        """Make one trade and send it."""
-        event = self.trade(symbol, **trade)
-        self.send(event)
-        return event
 
     def send_raw(self, payload: bytes | str, fragments: int = 1) -> int:
         """Write any text message (a malformed one, say) to every open connection, split into
@@ -340,60 +198,31 @@ class FakeBinance:
                     conn.transport.send(kind, piece, fin=n == len(pieces) - 1)
                 conn.frames_sent += 1
             return len(self.open_connections())
-        return sum(self._write(conn, data) for conn in self.open_connections())
+        return super().send_raw(data)
 
     def send_server_shutdown(self) -> int:
         """Binance's notice that this server goes down soon."""
-        return self.send_raw(_encode({"e": "serverShutdown", "E": time.time_ns() // 1_000_000}))
+        return self.send_raw(encode({"e": "serverShutdown", "E": time.time_ns() // 1_000_000}))
 
     async def feed(self, rate: float, count: int | None = None) -> None:
         """Publish trades round-robin over `symbols` at `rate` per second (forever by default)."""
-        start = time.monotonic()
-        done = 0
-        turn = 0
-        while count is None or done < count:
-            due = int((time.monotonic() - start) * rate) + 1 - done
-            if count is not None:
-                due = min(due, count - done)
-            for _ in range(max(due, 0)):
-                self.publish(self.symbols[turn % len(self.symbols)])
-                turn += 1
-                done += 1
-            await asyncio.sleep(min(0.01, 1 / rate))
+        await self._pace(rate, count, lambda n: self.publish(self.symbols[n % len(self.symbols)]))
 
     # -- faults --------------------------------------------------------------------------
 
     def drop_after(self, frames: int) -> None:
         """Cut the connection (TCP close, no close frame) once `frames` more frames are out."""
-        self._drop_countdown = frames
+        super().drop_after(frames)
         if frames == 0:
             self.drop_all()
-
-    def drop_all(self, reason: str = "dropped") -> None:
-        for conn in self.open_connections():
-            self._drop(conn, reason)
-
-    def reject_next(
-        self, status: int = 429, retry_after: str | None = None, count: int = 1
-    ) -> None:
-        """Refuse the next `count` upgrade requests with `status` (429, 418, ...)."""
-        self._rejects.extend([(status, retry_after)] * count)
-
-    def rest_reject_next(
-        self, status: int = 429, retry_after: str | None = None, count: int = 1
-    ) -> None:
-        """Answer the next `count` REST requests with `status` (429, 418, 500, ...)."""
-        self._rest_rejects.extend([(status, retry_after)] * count)
 
     # -- REST ----------------------------------------------------------------------------
 
     async def _rest(self, request: web.Request) -> web.Response:
         self.rest_requests.append((request.path, dict(request.query)))
-        if self._rest_rejects:
-            status, retry_after = self._rest_rejects.pop(0)
-            headers = {"Retry-After": retry_after} if retry_after is not None else None
-            body = {"code": -1003, "msg": "Too many requests; current limit is 6000 weight."}
-            return web.json_response(body, status=status, headers=headers)
+        refused = self._rest_refusal()
+        if refused is not None:
+            return refused
         routes = {
             "/api/v3/exchangeInfo": self._exchange_info,
             "/api/v3/trades": self._recent_trades,
@@ -491,19 +320,11 @@ class FakeBinance:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _route(
-        self, request: WSUpgradeRequest
-    ) -> WSListener | WSUpgradeResponseWithListener | None:
-        path = request.path.decode()
+    def _rest_routes(self) -> list[tuple[str, RestHandler]]:
+        return [("/{path:.*}", self._rest)]
+
+    def _connect(self, request: WSUpgradeRequest, path: str) -> ServerConnection | None:
         parts = urllib.parse.urlsplit(path)
-        if self._rejects:
-            status, retry_after = self._rejects.pop(0)
-            self.rejected.append((path, status))
-            headers = {"Retry-After": retry_after} if retry_after is not None else None
-            response = WSUpgradeResponse.create_error_response(
-                status, b'{"code":-1003,"msg":"Too many requests."}', headers
-            )
-            return WSUpgradeResponseWithListener(response, None)
         if parts.path.rstrip("/") == "/stream":
             query = urllib.parse.parse_qs(parts.query)
             names = query.get("streams", [""])[0]
@@ -515,30 +336,12 @@ class FakeBinance:
             streams, combined = {s for s in parts.path[4:].split("/") if s}, False
         else:
             return None
-        conn = ServerConnection(len(self.connections), path, combined, streams)
-        self.connections.append(conn)
-        return _ClientListener(self, conn)
+        return ServerConnection(len(self.connections), path, combined=combined, streams=streams)
 
-    def _write(self, conn: ServerConnection, data: bytes) -> bool:
-        if not conn.open:
-            return False
-        assert conn.transport is not None
-        conn.transport.send(WSMsgType.TEXT, data)
-        conn.frames_sent += 1
-        if self._drop_countdown is not None:
-            self._drop_countdown -= 1
-            if self._drop_countdown <= 0:
-                self._drop_countdown = None
-                self._drop(conn, "dropped after scripted frame count")
-        return True
+    def _answers_pings(self) -> bool:
+        return self.answer_pings
 
-    def _drop(self, conn: ServerConnection, reason: str) -> None:
-        conn.close_reason = conn.close_reason or reason
-        conn.closed = True  # nothing more is written to it
-        if conn.transport is not None:
-            conn.transport.disconnect(graceful=True)  # flush what was sent, then FIN
-
-    def _on_request(self, conn: ServerConnection, payload: bytes) -> None:
+    def _on_text(self, conn: ServerConnection, payload: bytes) -> None:
         try:
             msg = json.loads(payload)
         except ValueError:
@@ -561,32 +364,18 @@ class FakeBinance:
         else:
             self._reply(conn, {"code": 2, "msg": f"Invalid request: unknown variant {method}"})
 
-    def _reply(self, conn: ServerConnection, message: dict[str, Any]) -> None:
-        if conn.open and conn.transport is not None:
-            conn.transport.send(WSMsgType.TEXT, _encode(message))
+    def _tick(self) -> float:
+        return min(self.ping_interval, self.pong_timeout) / 2
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _ping_loop(self) -> None:
+    def _on_tick(self, conn: ServerConnection, now: float) -> None:
         """Ping every connection; drop the ones that left pings unanswered too long."""
-        while True:
-            await asyncio.sleep(min(self.ping_interval, self.pong_timeout) / 2)
-            now = time.monotonic()
-            for conn in self.open_connections():
-                assert conn.transport is not None
-                if now - conn.last_pong > self.pong_timeout:
-                    conn.transport.send_close(WSCloseCode.POLICY_VIOLATION, b"pong timeout")
-                    self._drop(conn, "no pong")
-                elif now - conn.opened_at >= (conn.pings_sent + 1) * self.ping_interval:
-                    conn.transport.send_ping(str(conn.pings_sent).encode())
-                    conn.pings_sent += 1
-
-
-def _encode(message: Any) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()
+        assert conn.transport is not None
+        if now - conn.last_pong > self.pong_timeout:
+            conn.transport.send_close(WSCloseCode.POLICY_VIOLATION, b"pong timeout")
+            self._drop(conn, "no pong")
+        elif now - conn.opened_at >= (conn.pings_sent + 1) * self.ping_interval:
+            conn.transport.send_ping(str(conn.pings_sent).encode())
+            conn.pings_sent += 1
 
 
 class _RestError(Exception):

@@ -12,128 +12,42 @@ Faults: `drop_all()`, `silent`, `send(...)` in any order and repeats, `skip(pair
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from picows import (
-    WSFrame,
-    WSListener,
-    WSMsgType,
-    WSTransport,
-    WSUpgradeRequest,
-    ws_create_server,
-)
+
+from .base import FakeExchange, RestHandler, encode
+from .base import ServerConnection as BaseConnection
 
 WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 @dataclass
-class ServerConnection:
-    id: int
-    transport: WSTransport | None = None
+class ServerConnection(BaseConnection):
     channels: set[str] = field(default_factory=set)
-    requests: list[Any] = field(default_factory=list)
-    heartbeats: int = 0
-    closed: bool = False
-
-    @property
-    def open(self) -> bool:
-        return self.transport is not None and not self.closed
+    heartbeats: int = 0  # the client's bts:heartbeat requests
 
 
-class _Listener(WSListener):
-    def __init__(self, server: FakeBitstamp, conn: ServerConnection) -> None:
-        super().__init__()
-        self.server = server
-        self.conn = conn
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.conn.transport = transport
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type is WSMsgType.TEXT:
-            self.server._on_text(self.conn, frame.get_payload_as_bytes())
-        elif frame.msg_type is WSMsgType.PING:
-            transport.send_pong(frame.get_payload_as_bytes())
-        elif frame.msg_type is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.conn.closed = True
-
-
-class FakeBitstamp:
+class FakeBitstamp(FakeExchange):
     """Bitstamp on 127.0.0.1, scripted by the test that owns it."""
+
+    name = "bitstamp"
+    connection_type = ServerConnection
+    rest_refusal = {"status": "error", "reason": "Rate limit exceeded"}
 
     def __init__(self, pairs: Iterable[str] = ("btcusd", "ethusd"), seed: int = 1) -> None:
         self.pairs = list(pairs)
-        self.silent = False
+        super().__init__(self.pairs, seed=seed)
         self.answer_heartbeats = True
-        self.connections: list[ServerConnection] = []
-        self.history: dict[str, list[dict[str, Any]]] = {p: [] for p in self.pairs}
-        self.published: list[dict[str, Any]] = []  # trade `data` objects that reached a client
         self.rest_requests: list[tuple[str, dict[str, str]]] = []
         self._next_id = 300_000_000
         self._price = {p: 1000.0 * (n + 1) for n, p in enumerate(self.pairs)}
-        self._rng = random.Random(seed)
-        self._rest_rejects: list[tuple[int, str | None]] = []
-        self._ws_server: asyncio.Server | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-        self.rest_port = 0
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    async def start(self) -> FakeBitstamp:
-        self._ws_server = await ws_create_server(
-            self._route, "127.0.0.1", 0, enable_auto_pong=False, logger_name="fake-bitstamp"
-        )
-        self.port = self._ws_server.sockets[0].getsockname()[1]
-        app = web.Application()
-        app.router.add_get("/api/v2/transactions/{pair}/", self._transactions)
-        app.router.add_get("/api/v2/trading-pairs-info/", self._pairs_info)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.rest_port = self._runner.addresses[0][1]
-        return self
-
-    async def stop(self) -> None:
-        self.drop_all()
-        if self._ws_server is not None:
-            self._ws_server.close()
-            await self._ws_server.wait_closed()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeBitstamp:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     # -- inspection ----------------------------------------------------------------------
-
-    def open_connections(self) -> list[ServerConnection]:
-        return [c for c in self.connections if c.open]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.005)
 
     async def wait_subscribed(self, count: int, timeout: float = 5.0) -> None:
         await self.wait_for(
@@ -164,16 +78,13 @@ class FakeBitstamp:
         self.history[pair].append(data)
         return data
 
-    def skip(self, pair: str, count: int = 1) -> list[dict[str, Any]]:
-        return [self.trade(pair) for _ in range(count)]
-
     def send(self, pair: str, *trades: dict[str, Any]) -> int:
         if self.silent:
             return 0
         channel = f"live_trades_{pair}"
         sent = 0
         for data in trades:
-            frame = _encode({"data": data, "channel": channel, "event": "trade"})
+            frame = encode({"data": data, "channel": channel, "event": "trade"})
             reached = [
                 self._write(c, frame) for c in self.open_connections() if channel in c.channels
             ]
@@ -187,37 +98,10 @@ class FakeBitstamp:
         self.send(pair, data)
         return data
 
-    def send_raw(self, payload: bytes | str) -> int:
-        data = payload.encode() if isinstance(payload, str) else payload
-        return sum(self._write(c, data) for c in self.open_connections())
-
     def request_reconnect(self) -> int:
-        return self.send_raw(_encode({"event": "bts:request_reconnect", "channel": "", "data": ""}))
-
-    def drop_all(self) -> None:
-        for conn in self.open_connections():
-            conn.closed = True
-            assert conn.transport is not None
-            conn.transport.disconnect(graceful=True)
-
-    def rest_reject_next(
-        self, status: int = 429, retry_after: str | None = None, count: int = 1
-    ) -> None:
-        self._rest_rejects.extend([(status, retry_after)] * count)
+        return self.send_raw(encode({"event": "bts:request_reconnect", "channel": "", "data": ""}))
 
     # -- internals -----------------------------------------------------------------------
-
-    def _route(self, request: WSUpgradeRequest) -> WSListener | None:
-        conn = ServerConnection(len(self.connections))
-        self.connections.append(conn)
-        return _Listener(self, conn)
-
-    def _write(self, conn: ServerConnection, data: bytes) -> bool:
-        if not conn.open:
-            return False
-        assert conn.transport is not None
-        conn.transport.send(WSMsgType.TEXT, data)
-        return True
 
     def _on_text(self, conn: ServerConnection, payload: bytes) -> None:
         try:
@@ -229,13 +113,13 @@ class FakeBitstamp:
         if event == "bts:heartbeat":
             conn.heartbeats += 1
             if self.answer_heartbeats:
-                self._write(conn, _encode({"event": "bts:heartbeat", "channel": "",
-                                           "data": {"status": "success"}}))  # fmt: skip
+                self._reply(conn, {"event": "bts:heartbeat", "channel": "",
+                                   "data": {"status": "success"}})  # fmt: skip
         elif event in ("bts:subscribe", "bts:unsubscribe"):
             channel = msg.get("data", {}).get("channel", "")
             if not channel.startswith("live_trades_") or channel[12:] not in self.history:
-                self._write(conn, _encode({"event": "bts:error", "channel": "", "data": {
-                    "code": None, "message": "Bad subscription string."}}))  # fmt: skip
+                self._reply(conn, {"event": "bts:error", "channel": "", "data": {
+                    "code": None, "message": "Bad subscription string."}})  # fmt: skip
                 return
             if event == "bts:subscribe":
                 conn.channels.add(channel)
@@ -243,23 +127,21 @@ class FakeBitstamp:
             else:
                 conn.channels.discard(channel)
                 reply = "bts:unsubscription_succeeded"
-            self._write(conn, _encode({"event": reply, "channel": channel, "data": {}}))
+            self._reply(conn, {"event": reply, "channel": channel, "data": {}})
         else:
-            self._write(conn, _encode({"event": "bts:error", "channel": "", "data": {
-                "code": None, "message": "Incorrect JSON format."}}))  # fmt: skip
+            self._reply(conn, {"event": "bts:error", "channel": "", "data": {
+                "code": None, "message": "Incorrect JSON format."}})  # fmt: skip
 
-    def _rejected(self) -> web.Response | None:
-        if not self._rest_rejects:
-            return None
-        status, retry_after = self._rest_rejects.pop(0)
-        headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        return web.json_response({"status": "error", "reason": "Rate limit exceeded"},
-                                 status=status, headers=headers)  # fmt: skip
+    def _rest_routes(self) -> list[tuple[str, RestHandler]]:
+        return [
+            ("/api/v2/transactions/{pair}/", self._transactions),
+            ("/api/v2/trading-pairs-info/", self._pairs_info),
+        ]
 
     async def _transactions(self, request: web.Request) -> web.Response:
         pair = request.match_info["pair"]
         self.rest_requests.append((request.path, dict(request.query)))
-        rejected = self._rejected()
+        rejected = self._rest_refusal()
         if rejected is not None:
             return rejected
         if pair not in self.history:
@@ -275,7 +157,7 @@ class FakeBitstamp:
 
     async def _pairs_info(self, request: web.Request) -> web.Response:
         self.rest_requests.append((request.path, dict(request.query)))
-        rejected = self._rejected()
+        rejected = self._rest_refusal()
         if rejected is not None:
             return rejected
         rows = [
@@ -285,7 +167,3 @@ class FakeBitstamp:
             for p in self.pairs
         ]  # fmt: skip
         return web.json_response(rows)
-
-
-def _encode(message: Any) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()

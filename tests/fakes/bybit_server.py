@@ -20,25 +20,17 @@ of times, `skip(symbol, n)`, `send_raw`, `reject_next(429, ...)` on upgrades,
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from picows import (
-    WSFrame,
-    WSListener,
-    WSMsgType,
-    WSTransport,
-    WSUpgradeRequest,
-    WSUpgradeResponse,
-    WSUpgradeResponseWithListener,
-    ws_create_server,
-)
+from picows import WSUpgradeRequest
+
+from .base import FakeExchange, RestHandler, encode
+from .base import ServerConnection as BaseConnection
 
 QUOTES = ("USDT", "USDC", "BTC", "EUR")
 
@@ -51,52 +43,25 @@ def split_symbol(symbol: str) -> tuple[str, str]:
 
 
 @dataclass
-class ServerConnection:
-    id: int
+class ServerConnection(BaseConnection):
     topics: set[str] = field(default_factory=set)
-    transport: WSTransport | None = None
-    requests: list[Any] = field(default_factory=list)
     last_ping: float = 0.0
     app_pings: int = 0
-    closed: bool = False
-    close_reason: str = ""
-
-    @property
-    def open(self) -> bool:
-        return self.transport is not None and not self.closed
 
     @property
     def conn_id(self) -> str:
         return f"cejreassvfrsfvb9v1a0-{self.id}m"
 
 
-class _Listener(WSListener):
-    def __init__(self, server: FakeBybit, conn: ServerConnection) -> None:
-        super().__init__()
-        self.server = server
-        self.conn = conn
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.conn.transport = transport
-        self.conn.last_ping = time.monotonic()
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        kind = frame.msg_type
-        if kind is WSMsgType.PING:
-            transport.send_pong(frame.get_payload_as_bytes())
-        elif kind is WSMsgType.CLOSE:
-            self.conn.close_reason = self.conn.close_reason or "client closed"
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-        elif kind is WSMsgType.TEXT:
-            self.server._on_request(self.conn, frame.get_payload_as_bytes())
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.conn.closed = True
-
-
-class FakeBybit:
+class FakeBybit(FakeExchange):
     """Bybit spot v5 public WebSocket and REST on 127.0.0.1, scripted by the test."""
+
+    name = "bybit"
+    connection_type = ServerConnection
+    ws_path = "/v5/public/spot"
+    upgrade_refusal = b"Too many visits"
+    rest_refusal = {"retCode": 10006, "retMsg": "Too many visits!", "result": {}}
+    raw_frames_count = False  # `drop_after` counts trade messages
 
     def __init__(
         self,
@@ -106,92 +71,24 @@ class FakeBybit:
         seed: int = 1,
     ) -> None:
         self.symbols = list(symbols)
+        super().__init__(self.symbols, seed=seed)
         self.ping_deadline = ping_deadline
-        self.silent = False
-        self.connections: list[ServerConnection] = []
-        self.history: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols}
-        self.published: list[dict[str, Any]] = []
         self.rest_requests: list[dict[str, str]] = []
         self._next_id = 2_290_000_000_036_455_162
         self._price = {s: 100.0 * (n + 1) for n, s in enumerate(self.symbols)}
-        self._rng = random.Random(seed)
         self._seq = 1_783_284_617
-        self._drop_countdown: int | None = None
-        self._rejects: list[tuple[int, str | None]] = []
-        self._rest_rejects: list[tuple[int, str | None]] = []
-        self._server: asyncio.Server | None = None
-        self._runner: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
-        self.rest_port = 0
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v5/public/spot"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    async def start(self) -> FakeBybit:
-        self._server = await ws_create_server(
-            self._route, "127.0.0.1", 0, enable_auto_pong=False, logger_name="fake-bybit"
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        app = web.Application()
-        app.router.add_get("/v5/market/recent-trade", self._rest_recent_trades)
-        app.router.add_get("/v5/market/instruments-info", self._rest_instruments)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.rest_port = self._runner.addresses[0][1]
-        task = asyncio.get_running_loop().create_task(self._ping_watch())
-        self._tasks.add(task)
-        return self
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        self.drop_all("server stopped")
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await asyncio.sleep(0)
-
-    async def __aenter__(self) -> FakeBybit:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     # -- what tests inspect --------------------------------------------------------------
 
-    def open_connections(self) -> list[ServerConnection]:
-        return [c for c in self.connections if c.open]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.005)
-
     async def wait_subscribed(self, count: int, timeout: float = 5.0) -> ServerConnection:
         """Wait until `count` connections have subscribed in total; return the latest."""
-
-        def subscribed() -> list[ServerConnection]:
-            return [c for c in self.connections if c.topics]
-
-        await self.wait_for(lambda: len(subscribed()) >= count, timeout)
-        return subscribed()[count - 1]
+        return await self.wait_connections(count, timeout, where=lambda c: bool(c.topics))
 
     # -- the exchange --------------------------------------------------------------------
 
     def trade(self, symbol: str, *, side: str | None = None) -> dict[str, Any]:
         """Make the next trade of `symbol` (a `publicTrade` data object) without sending it."""
-        self._price[symbol] = round(self._price[symbol] * (1 + self._rng.uniform(-1e-3, 1e-3)), 2)
+        self._price[symbol] = self._walk(self._price[symbol])
         # Ids come from one counter for all symbols, with holes, as on Bybit spot.
         self._next_id += self._rng.randint(1, 3)
         self._seq += 1
@@ -208,9 +105,6 @@ class FakeBybit:
         }
         self.history[symbol].append(event)
         return event
-
-    def skip(self, symbol: str, count: int = 1) -> list[dict[str, Any]]:
-        return [self.trade(symbol) for _ in range(count)]
 
     def send(self, *trades: dict[str, Any], per_message: int = 1) -> int:
         """Write trades, `per_message` to a message per topic, to every subscribed connection."""
@@ -232,88 +126,28 @@ class FakeBybit:
                         "ts": time.time_ns() // 1_000_000,
                         "data": mine,
                     }
-                    if self._write(conn, message):
+                    if self._put(conn, message):
                         self.published.extend(mine)
                         sent += 1
-                        self._count_down(conn)
+                        self._count_down(conn, "message")
         return sent
 
-    def publish(self, symbol: str, **trade: Any) -> dict[str, Any]:
-        event = self.trade(symbol, **trade)
-        self.send(event)
-        return event
-
-    def send_raw(self, payload: bytes | str) -> int:
-        data = payload.encode() if isinstance(payload, str) else payload
-        for conn in self.open_connections():
-            assert conn.transport is not None
-            conn.transport.send(WSMsgType.TEXT, data)
-        return len(self.open_connections())
-
     async def feed(self, rate: float, count: int) -> None:
-        start = time.monotonic()
-        done = 0
-        while done < count:
-            due = min(int((time.monotonic() - start) * rate) + 1 - done, count - done)
-            for _ in range(max(due, 0)):
-                self.publish(self.symbols[done % len(self.symbols)])
-                done += 1
-            await asyncio.sleep(min(0.01, 1 / rate))
-
-    # -- faults --------------------------------------------------------------------------
-
-    def drop_after(self, messages: int) -> None:
-        self._drop_countdown = messages
-
-    def drop_all(self, reason: str = "dropped") -> None:
-        for conn in self.open_connections():
-            self._drop(conn, reason)
-
-    def reject_next(self, status: int = 429, retry_after: str | None = None) -> None:
-        self._rejects.append((status, retry_after))
-
-    def rest_reject_next(
-        self, status: int = 429, retry_after: str | None = None, count: int = 1
-    ) -> None:
-        self._rest_rejects.extend([(status, retry_after)] * count)
+        await self._pace(rate, count, lambda n: self.publish(self.symbols[n % len(self.symbols)]))
 
     # -- internals: WebSocket ------------------------------------------------------------
 
-    def _route(
-        self, request: WSUpgradeRequest
-    ) -> WSListener | WSUpgradeResponseWithListener | None:
-        if self._rejects:
-            status, retry_after = self._rejects.pop(0)
-            headers = {"Retry-After": retry_after} if retry_after is not None else None
-            response = WSUpgradeResponse.create_error_response(status, b"Too many visits", headers)
-            return WSUpgradeResponseWithListener(response, None)
-        if request.path.decode().rstrip("/") != "/v5/public/spot":
-            return None
-        conn = ServerConnection(len(self.connections))
-        self.connections.append(conn)
-        return _Listener(self, conn)
+    def _connect(self, request: WSUpgradeRequest, path: str) -> ServerConnection | None:
+        return super()._connect(request, path) if path.rstrip("/") == self.ws_path else None
 
-    def _write(self, conn: ServerConnection, message: Any) -> bool:
-        if not conn.open:
-            return False
-        assert conn.transport is not None
-        conn.transport.send(WSMsgType.TEXT, json.dumps(message, separators=(",", ":")).encode())
-        return True
+    def _on_connected(self, conn: ServerConnection) -> None:
+        conn.last_ping = time.monotonic()
 
-    def _count_down(self, conn: ServerConnection) -> None:
-        if self._drop_countdown is not None:
-            self._drop_countdown -= 1
-            if self._drop_countdown <= 0:
-                self._drop_countdown = None
-                self._drop(conn, "dropped after scripted message count")
+    def _put(self, conn: ServerConnection, message: Any) -> bool:
+        """Any message (not a step of `drop_after`, which counts trade messages)."""
+        return self._write(conn, encode(message), count=False)
 
-    def _drop(self, conn: ServerConnection, reason: str) -> None:
-        conn.close_reason = conn.close_reason or reason
-        conn.closed = True
-        if conn.transport is not None:
-            conn.transport.disconnect(graceful=True)
-
-    def _on_request(self, conn: ServerConnection, payload: bytes) -> None:
+    def _on_text(self, conn: ServerConnection, payload: bytes) -> None:
         try:
             msg = json.loads(payload)
         except ValueError:
@@ -327,45 +161,42 @@ class FakeBybit:
         if op == "ping":
             conn.app_pings += 1
             conn.last_ping = time.monotonic()
-            self._write(conn, {**reply, "ret_msg": "pong", "op": "ping"})
+            self._put(conn, {**reply, "ret_msg": "pong", "op": "ping"})
         elif op == "subscribe":
             args = msg.get("args") or []
             if len(args) > 10:
-                self._write(conn, {**reply, "success": False, "ret_msg": "args size >10", "op": op})
+                self._put(conn, {**reply, "success": False, "ret_msg": "args size >10", "op": op})
                 return
             unknown = [a for a in args if a.split(".", 1)[-1] not in self.history]
             if unknown:
                 text = f"Invalid symbol :[{','.join(unknown)}]"
-                self._write(conn, {**reply, "success": False, "ret_msg": text, "op": op})
+                self._put(conn, {**reply, "success": False, "ret_msg": text, "op": op})
                 args = [a for a in args if a not in unknown]
             conn.topics.update(args)
             if not unknown:
-                self._write(conn, {**reply, "ret_msg": "subscribe", "op": op})
+                self._put(conn, {**reply, "ret_msg": "subscribe", "op": op})
         else:
-            self._write(conn, {**reply, "success": False, "ret_msg": f"unknown op {op}"})
+            self._put(conn, {**reply, "success": False, "ret_msg": f"unknown op {op}"})
 
-    async def _ping_watch(self) -> None:
+    def _tick(self) -> float:
+        return min(self.ping_deadline / 4, 1.0)
+
+    def _on_tick(self, conn: ServerConnection, now: float) -> None:
         """Cut connections that stopped pinging (Bybit's rule, at a scripted deadline)."""
-        while True:
-            await asyncio.sleep(min(self.ping_deadline / 4, 1.0))
-            now = time.monotonic()
-            for conn in self.open_connections():
-                if now - conn.last_ping > self.ping_deadline:
-                    self._drop(conn, "no ping")
+        if now - conn.last_ping > self.ping_deadline:
+            self._drop(conn, "no ping")
 
     # -- internals: REST -----------------------------------------------------------------
 
-    def _refusal(self) -> web.Response | None:
-        if not self._rest_rejects:
-            return None
-        status, retry_after = self._rest_rejects.pop(0)
-        headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        body = {"retCode": 10006, "retMsg": "Too many visits!", "result": {}}
-        return web.json_response(body, status=status, headers=headers)
+    def _rest_routes(self) -> list[tuple[str, RestHandler]]:
+        return [
+            ("/v5/market/recent-trade", self._rest_recent_trades),
+            ("/v5/market/instruments-info", self._rest_instruments),
+        ]
 
     async def _rest_recent_trades(self, request: web.Request) -> web.Response:
         self.rest_requests.append(dict(request.query))
-        refusal = self._refusal()
+        refusal = self._rest_refusal()
         if refusal is not None:
             return refusal
         symbol = request.query.get("symbol", "")
@@ -389,19 +220,11 @@ class FakeBybit:
             }
             for t in newest
         ]
-        return web.json_response(
-            {
-                "retCode": 0,
-                "retMsg": "OK",
-                "result": {"category": "spot", "list": rows},
-                "retExtInfo": {},
-                "time": time.time_ns() // 1_000_000,
-            }
-        )
+        return _listing(rows)
 
     async def _rest_instruments(self, request: web.Request) -> web.Response:
         self.rest_requests.append(dict(request.query))
-        refusal = self._refusal()
+        refusal = self._rest_refusal()
         if refusal is not None:
             return refusal
         rows = []
@@ -417,12 +240,17 @@ class FakeBybit:
                     "marginTrading": "both",
                 }
             )
-        return web.json_response(
-            {
-                "retCode": 0,
-                "retMsg": "OK",
-                "result": {"category": "spot", "list": rows},
-                "retExtInfo": {},
-                "time": time.time_ns() // 1_000_000,
-            }
-        )
+        return _listing(rows)
+
+
+def _listing(rows: list[dict[str, Any]]) -> web.Response:
+    """Bybit's v5 envelope around a spot `list`."""
+    return web.json_response(
+        {
+            "retCode": 0,
+            "retMsg": "OK",
+            "result": {"category": "spot", "list": rows},
+            "retExtInfo": {},
+            "time": time.time_ns() // 1_000_000,
+        }
+    )

@@ -35,73 +35,26 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import random
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from picows import (
-    WSFrame,
-    WSListener,
-    WSMsgType,
-    WSTransport,
-    WSUpgradeRequest,
-    WSUpgradeResponse,
-    WSUpgradeResponseWithListener,
-    ws_create_server,
-)
+
+from .base import FakeExchange, RestHandler, encode
+from .base import ServerConnection as BaseConnection
 
 
 @dataclass
-class ServerConnection:
+class ServerConnection(BaseConnection):
     """What the server knows about one client connection."""
 
-    id: int
-    path: str
     feed: str | None = None  # "advanced" or "exchange", from the first subscribe
     products: set[str] = field(default_factory=set)  # trades subscribed
     heartbeats: set[str] = field(default_factory=set)  # advanced: {"heartbeats"}; exchange: ids
-    transport: WSTransport | None = None
-    opened_at: float = 0.0
     sequence_num: int = 0
     heartbeat_counter: int = 0
-    frames_sent: int = 0
-    requests: list[Any] = field(default_factory=list)
-    pings_received: int = 0
-    closed: bool = False
-    close_reason: str = ""
-
-    @property
-    def open(self) -> bool:
-        return self.transport is not None and not self.closed
-
-
-class _ClientListener(WSListener):
-    def __init__(self, server: FakeCoinbase, conn: ServerConnection) -> None:
-        super().__init__()
-        self.server = server
-        self.conn = conn
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.conn.transport = transport
-        self.conn.opened_at = time.monotonic()
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        kind = frame.msg_type
-        if kind is WSMsgType.PING:
-            self.conn.pings_received += 1
-            transport.send_pong(frame.get_payload_as_bytes())
-        elif kind is WSMsgType.CLOSE:
-            self.conn.close_reason = self.conn.close_reason or "client closed"
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-        elif kind is WSMsgType.TEXT:
-            self.server._on_request(self.conn, frame.get_payload_as_bytes())
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.conn.closed = True
 
 
 def iso(micros: int) -> str:
@@ -110,8 +63,13 @@ def iso(micros: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros % 1_000_000:06d}Z"
 
 
-class FakeCoinbase:
+class FakeCoinbase(FakeExchange):
     """Coinbase market data on 127.0.0.1, scripted by the test that owns it."""
+
+    name = "coinbase"
+    connection_type = ServerConnection
+    upgrade_refusal = b'{"message":"Too many requests"}'
+    rest_refusal = {"message": "Public rate limit exceeded"}
 
     def __init__(
         self,
@@ -124,90 +82,24 @@ class FakeCoinbase:
         seed: int = 1,
     ) -> None:
         self.products = list(products)
+        super().__init__(self.products, seed=seed)
         self.heartbeat_interval = heartbeat_interval
         self.snapshot_size = snapshot_size
         self.subscribe_deadline = subscribe_deadline
-        self.silent = False  # trades stop; heartbeats and pongs go on
         self.dead = False  # every frame stops; pongs go on
-        self.connections: list[ServerConnection] = []
-        self.history: dict[str, list[dict[str, Any]]] = {p: [] for p in self.products}
-        self.published: list[dict[str, Any]] = []
-        self.rejected: list[tuple[str, int]] = []
         self.rest_log: list[tuple[str, dict[str, str], int]] = []  # (path, query, status)
         self.delisted = ["OLD-USD"]
         self._first_id = first_trade_id
         self._next_id: dict[str, int] = {p: first_trade_id for p in self.products}
         self._price: dict[str, float] = {p: 100.0 * (n + 1) for n, p in enumerate(self.products)}
-        self._rng = random.Random(seed)
-        self._drop_countdown: int | None = None
-        self._ws_rejects: list[tuple[int, str | None]] = []
-        self._rest_rejects: list[tuple[int, str | None]] = []
         self._hidden: set[tuple[str, int]] = set()
-        self._server: asyncio.Server | None = None
-        self._runner: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
-        self.rest_port = 0
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    async def start(self) -> FakeCoinbase:
-        self._server = await ws_create_server(
-            self._route, "127.0.0.1", 0, enable_auto_pong=False, logger_name="fake-coinbase"
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        app = web.Application()
-        app.router.add_get("/products", self._rest_products)
-        app.router.add_get("/products/{product_id}/trades", self._rest_trades)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.rest_port = self._runner.addresses[0][1]
-        self._spawn(self._heartbeat_loop())
-        return self
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for conn in self.open_connections():
-            self._drop(conn, "server stopped")
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        await asyncio.sleep(0)
-
-    async def __aenter__(self) -> FakeCoinbase:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        self._heartbeat_due: dict[int, float] = {}  # connection id -> monotonic time
 
     # -- what tests inspect --------------------------------------------------------------
-
-    def open_connections(self) -> list[ServerConnection]:
-        return [c for c in self.connections if c.open]
 
     def subscribed(self) -> list[ServerConnection]:
         """Open connections that subscribed to trades of at least one product."""
         return [c for c in self.open_connections() if c.products]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.005)
 
     async def wait_subscribed(self, count: int = 1, timeout: float = 5.0) -> list[ServerConnection]:
         """Wait until `count` open connections have subscribed to trades (and heartbeats)."""
@@ -236,9 +128,7 @@ class FakeCoinbase:
             self._next_id[product] = self._first_id
             self._price[product] = 100.0
         if price is None:
-            price = self._price[product] = round(
-                self._price[product] * (1 + self._rng.uniform(-0.001, 0.001)), 2
-            )
+            price = self._price[product] = self._walk(self._price[product])
         if size is None:
             size = round(self._rng.uniform(0.0001, 2.0), 8)
         if maker_side is None:
@@ -255,10 +145,6 @@ class FakeCoinbase:
         }
         self.history[product].append(trade)
         return trade
-
-    def skip(self, product: str, count: int = 1) -> list[dict[str, Any]]:
-        """Trades that happen but never reach a client: the gap a source must notice."""
-        return [self.trade(product) for _ in range(count)]
 
     def hide_from_rest(self, *trades: dict[str, Any]) -> None:
         """Keep trades off the REST trade list (a backfill that cannot find everything)."""
@@ -287,15 +173,6 @@ class FakeCoinbase:
                         sent += 1
         return sent
 
-    def publish(self, product: str, **trade: Any) -> dict[str, Any]:
-        event = self.trade(product, **trade)
-        self.send(event)
-        return event
-
-    def send_raw(self, payload: bytes | str) -> int:
-        data = payload.encode() if isinstance(payload, str) else payload
-        return sum(self._write(conn, data) for conn in self.open_connections())
-
     async def feed(self, rate: float, count: int, together: int = 1) -> None:
         """Publish `count` trades round-robin over the products at `rate` per second, `together`
         trades per Advanced message."""
@@ -317,25 +194,15 @@ class FakeCoinbase:
     # -- faults --------------------------------------------------------------------------
 
     def drop_after(self, frames: int) -> None:
-        self._drop_countdown = frames
+        super().drop_after(frames)
         if frames == 0:
             self.drop_all()
-
-    def drop_all(self, reason: str = "dropped") -> None:
-        for conn in self.open_connections():
-            self._drop(conn, reason)
-
-    def reject_next(
-        self, status: int = 429, retry_after: str | None = None, count: int = 1
-    ) -> None:
-        """Refuse the next `count` WebSocket upgrades with `status`."""
-        self._ws_rejects.extend([(status, retry_after)] * count)
 
     def reject_rest(
         self, status: int = 429, retry_after: str | None = None, count: int = 1
     ) -> None:
         """Refuse the next `count` REST requests with `status` (and `Retry-After`)."""
-        self._rest_rejects.extend([(status, retry_after)] * count)
+        self.rest_reject_next(status, retry_after, count)
 
     # -- messages ------------------------------------------------------------------------
 
@@ -348,7 +215,7 @@ class FakeCoinbase:
             "events": events,
         }
         conn.sequence_num += 1
-        return _encode(message)
+        return encode(message)
 
     def _advanced_trades(
         self, conn: ServerConnection, kind: str, trades: list[dict[str, Any]]
@@ -368,7 +235,7 @@ class FakeCoinbase:
 
     @staticmethod
     def _exchange_match(t: dict[str, Any], kind: str) -> bytes:
-        return _encode(
+        return encode(
             {
                 "type": kind,
                 "trade_id": t["trade_id"],
@@ -385,47 +252,7 @@ class FakeCoinbase:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _route(
-        self, request: WSUpgradeRequest
-    ) -> WSListener | WSUpgradeResponseWithListener | None:
-        path = request.path.decode()
-        if self._ws_rejects:
-            status, retry_after = self._ws_rejects.pop(0)
-            self.rejected.append((path, status))
-            headers = {"Retry-After": retry_after} if retry_after is not None else None
-            response = WSUpgradeResponse.create_error_response(
-                status, b'{"message":"Too many requests"}', headers
-            )
-            return WSUpgradeResponseWithListener(response, None)
-        conn = ServerConnection(len(self.connections), path)
-        self.connections.append(conn)
-        return _ClientListener(self, conn)
-
-    def _write(self, conn: ServerConnection, data: bytes) -> bool:
-        if not conn.open:
-            return False
-        assert conn.transport is not None
-        conn.transport.send(WSMsgType.TEXT, data)
-        conn.frames_sent += 1
-        if self._drop_countdown is not None:
-            self._drop_countdown -= 1
-            if self._drop_countdown <= 0:
-                self._drop_countdown = None
-                self._drop(conn, "dropped after scripted frame count")
-        return True
-
-    def _drop(self, conn: ServerConnection, reason: str) -> None:
-        conn.close_reason = conn.close_reason or reason
-        conn.closed = True
-        if conn.transport is not None:
-            conn.transport.disconnect(graceful=True)
-
-    def _reply(self, conn: ServerConnection, message: dict[str, Any] | bytes) -> None:
-        if conn.open and conn.transport is not None:
-            data = message if isinstance(message, bytes) else _encode(message)
-            conn.transport.send(WSMsgType.TEXT, data)
-
-    def _on_request(self, conn: ServerConnection, payload: bytes) -> None:
+    def _on_text(self, conn: ServerConnection, payload: bytes) -> None:
         try:
             msg = json.loads(payload)
         except ValueError:
@@ -519,28 +346,18 @@ class FakeCoinbase:
                 if self._write(conn, self._exchange_match(last, "last_match")):
                     self.published.append(last)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _tick(self) -> float:
+        return min(self.heartbeat_interval, self.subscribe_deadline) / 4
 
-    async def _heartbeat_loop(self) -> None:
+    def _on_tick(self, conn: ServerConnection, now: float) -> None:
         """Heartbeats to subscribed connections; close the ones that never subscribed."""
-        tick = min(self.heartbeat_interval, self.subscribe_deadline) / 4
-        due: dict[int, float] = {}
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            for conn in self.open_connections():
-                if conn.feed is None and now - conn.opened_at > self.subscribe_deadline:
-                    self._drop(conn, "no subscribe in time")
-                    continue
-                if self.dead or not conn.heartbeats:
-                    continue
-                if now < due.get(conn.id, 0.0):
-                    continue
-                due[conn.id] = now + self.heartbeat_interval
-                self._heartbeat(conn)
+        if conn.feed is None and now - conn.opened_at > self.subscribe_deadline:
+            self._drop(conn, "no subscribe in time")
+            return
+        if self.dead or not conn.heartbeats or now < self._heartbeat_due.get(conn.id, 0.0):
+            return
+        self._heartbeat_due[conn.id] = now + self.heartbeat_interval
+        self._heartbeat(conn)
 
     def _heartbeat(self, conn: ServerConnection) -> None:
         if conn.feed == "advanced":
@@ -554,7 +371,7 @@ class FakeCoinbase:
             history = self.history.get(product) or []
             self._write(
                 conn,
-                _encode(
+                encode(
                     {
                         "type": "heartbeat",
                         "sequence": len(history) * 3,
@@ -567,18 +384,20 @@ class FakeCoinbase:
 
     # -- REST ----------------------------------------------------------------------------
 
-    def _rest_refusal(self, request: web.Request) -> web.Response | None:
-        if not self._rest_rejects:
-            return None
-        status, retry_after = self._rest_rejects.pop(0)
-        self.rest_log.append((request.path, dict(request.query), status))
-        headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        return web.json_response(
-            {"message": "Public rate limit exceeded"}, status=status, headers=headers
-        )
+    def _rest_routes(self) -> list[tuple[str, RestHandler]]:
+        return [
+            ("/products", self._rest_products),
+            ("/products/{product_id}/trades", self._rest_trades),
+        ]
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        refused = self._rest_refusal()
+        if refused is not None:
+            self.rest_log.append((request.path, dict(request.query), refused.status))
+        return refused
 
     async def _rest_products(self, request: web.Request) -> web.Response:
-        refused = self._rest_refusal(request)
+        refused = self._refused(request)
         if refused is not None:
             return refused
         self.rest_log.append((request.path, dict(request.query), 200))
@@ -587,7 +406,7 @@ class FakeCoinbase:
         return web.json_response(rows)
 
     async def _rest_trades(self, request: web.Request) -> web.Response:
-        refused = self._rest_refusal(request)
+        refused = self._refused(request)
         if refused is not None:
             return refused
         product = request.match_info["product_id"]
@@ -652,7 +471,3 @@ def _product(product_id: str, status: str) -> dict[str, Any]:
         "auction_mode": False,
         "high_bid_limit_percentage": "",
     }
-
-
-def _encode(message: Any) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()

@@ -22,79 +22,40 @@ client sees, `send_raw` writes any frame, `notice()` sends the 64008 upgrade not
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
-from picows import (
-    WSFrame,
-    WSListener,
-    WSMsgType,
-    WSTransport,
-    WSUpgradeRequest,
-    WSUpgradeResponse,
-    WSUpgradeResponseWithListener,
-    ws_create_server,
-)
+from picows import WSUpgradeRequest
+
+from .base import FakeExchange, RestHandler, encode
+from .base import ServerConnection as BaseConnection
 
 CHANNELS = {"/ws/v5/business": "trades-all", "/ws/v5/public": "trades"}
 
 
 @dataclass
-class ServerConnection:
+class ServerConnection(BaseConnection):
     """What the server knows about one client connection."""
 
-    id: int
-    path: str
-    transport: WSTransport | None = None
     subscriptions: set[tuple[str, str]] = field(default_factory=set)  # (channel, instId)
-    requests: list[Any] = field(default_factory=list)
-    pings: int = 0
-    last_rx: float = 0.0
-    closed: bool = False
-    close_reason: str = ""
-
-    @property
-    def open(self) -> bool:
-        return self.transport is not None and not self.closed
+    pings: int = 0  # text pings
 
     @property
     def conn_id(self) -> str:
         return f"{self.id:08x}"
 
 
-class _Listener(WSListener):
-    def __init__(self, server: FakeOkx, conn: ServerConnection) -> None:
-        super().__init__()
-        self.server = server
-        self.conn = conn
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.conn.transport = transport
-        self.conn.last_rx = time.monotonic()
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        self.conn.last_rx = time.monotonic()
-        if frame.msg_type is WSMsgType.TEXT:
-            self.server._on_text(self.conn, frame.get_payload_as_bytes())
-        elif frame.msg_type is WSMsgType.PING:
-            transport.send_pong(frame.get_payload_as_bytes())
-        elif frame.msg_type is WSMsgType.CLOSE:
-            self.conn.close_reason = self.conn.close_reason or "client closed"
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.conn.closed = True
-
-
-class FakeOkx:
+class FakeOkx(FakeExchange):
     """OKX spot market data on 127.0.0.1, scripted by the test that owns it."""
+
+    name = "okx"
+    connection_type = ServerConnection
+    ws_path = ""  # `url` is the base: a source adds `/ws/v5/<business|public>`
+    upgrade_refusal = b'{"code":"50011","msg":"Too Many Requests"}'
+    rest_refusal = {"code": "50011", "msg": "Too Many Requests", "data": []}
 
     def __init__(
         self,
@@ -104,85 +65,14 @@ class FakeOkx:
         seed: int = 1,
     ) -> None:
         self.instruments = list(instruments)
+        super().__init__(self.instruments, seed=seed)
         self.idle_close = idle_close
-        self.silent = False
-        self.answer_pings = True
-        self.connections: list[ServerConnection] = []
-        self.history: dict[str, list[dict[str, str]]] = {i: [] for i in self.instruments}
-        self.published: list[dict[str, str]] = []
+        self.answer_pings = True  # the text `ping`
         self.rest_requests: list[tuple[str, dict[str, str]]] = []
         self._next_id = {i: 500_000 for i in self.instruments}
         self._price = {i: 100.0 * (n + 1) for n, i in enumerate(self.instruments)}
-        self._rng = random.Random(seed)
-        self._drop_countdown: int | None = None
-        self._ws_rejects: list[tuple[int, str | None]] = []
-        self._rest_rejects: list[tuple[int, str | None]] = []
-        self._ws_server: asyncio.Server | None = None
-        self._runner: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
-        self.rest_port = 0
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The WebSocket base to give a source; it adds `/ws/v5/<business|public>`."""
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    async def start(self) -> FakeOkx:
-        self._ws_server = await ws_create_server(
-            self._route, "127.0.0.1", 0, enable_auto_pong=False, logger_name="fake-okx"
-        )
-        self.port = self._ws_server.sockets[0].getsockname()[1]
-        app = web.Application()
-        app.router.add_get("/api/v5/market/history-trades", self._history_trades)
-        app.router.add_get("/api/v5/public/instruments", self._instruments)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.rest_port = self._runner.addresses[0][1]
-        task = asyncio.get_running_loop().create_task(self._idle_loop())
-        self._tasks.add(task)
-        return self
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        self.drop_all("server stopped")
-        if self._ws_server is not None:
-            self._ws_server.close()
-            await self._ws_server.wait_closed()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await asyncio.sleep(0)
-
-    async def __aenter__(self) -> FakeOkx:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     # -- what tests inspect --------------------------------------------------------------
-
-    def open_connections(self) -> list[ServerConnection]:
-        return [c for c in self.connections if c.open]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.005)
-
-    async def wait_connections(self, count: int, timeout: float = 5.0) -> ServerConnection:
-        """Wait until `count` connections have opened in total; return the latest of them."""
-        opened = lambda: [c for c in self.connections if c.transport is not None]  # noqa: E731
-        await self.wait_for(lambda: len(opened()) >= count, timeout)
-        return opened()[count - 1]
 
     async def wait_subscribed(self, count: int, timeout: float = 5.0) -> None:
         """Wait until open connections hold `count` subscriptions in all."""
@@ -197,9 +87,7 @@ class FakeOkx:
     ) -> dict[str, str]:
         """Make the next trade of `inst_id` (a REST / trades-all row) without sending it."""
         if price is None:
-            price = self._price[inst_id] = round(
-                self._price[inst_id] * (1 + self._rng.uniform(-0.001, 0.001)), 2
-            )
+            price = self._price[inst_id] = self._walk(self._price[inst_id])
         trade_id = self._next_id[inst_id]
         self._next_id[inst_id] += 1
         row = {
@@ -213,10 +101,6 @@ class FakeOkx:
         }
         self.history[inst_id].append(row)
         return row
-
-    def skip(self, inst_id: str, count: int = 1) -> list[dict[str, str]]:
-        """Trades that happen while no client sees them: the gap a source must notice."""
-        return [self.trade(inst_id) for _ in range(count)]
 
     def send(self, *trades: dict[str, str]) -> int:
         """Push trades one per frame to subscribers of either channel (count 1 on `trades`)."""
@@ -233,11 +117,6 @@ class FakeOkx:
                 sent += 1
         return sent
 
-    def publish(self, inst_id: str, **kwargs: Any) -> dict[str, str]:
-        row = self.trade(inst_id, **kwargs)
-        self.send(row)
-        return row
-
     def publish_taker_order(self, inst_id: str, fills: int) -> tuple[dict[str, str], list]:
         """One taker order filling `fills` makers at one price: one aggregated `trades` row,
         `fills` single trades on `trades-all` and in the REST history."""
@@ -251,72 +130,31 @@ class FakeOkx:
             self._push("trades-all", inst_id, [dict(row)])
         return aggregate, rows
 
-    def send_raw(self, payload: bytes | str) -> int:
-        data = payload.encode() if isinstance(payload, str) else payload
-        return sum(self._write(c, data) for c in self.open_connections())
-
     def notice(self) -> int:
         """OKX's warning that the connection closes soon for a service upgrade."""
         return sum(
-            self._write(c, _encode({"event": "notice", "code": "64008", "msg": "The connection "
-                                    "will soon be closed for a service upgrade. Please "
-                                    "reconnect.", "connId": c.conn_id}))
+            self._write(c, encode({"event": "notice", "code": "64008", "msg": "The connection "
+                                   "will soon be closed for a service upgrade. Please "
+                                   "reconnect.", "connId": c.conn_id}))
             for c in self.open_connections()
         )  # fmt: skip
 
     async def feed(self, rate: float, count: int) -> None:
         """Publish `count` trades round-robin over the instruments at `rate` per second."""
-        start = time.monotonic()
-        done = 0
-        while done < count:
-            due = min(int((time.monotonic() - start) * rate) + 1, count) - done
-            for _ in range(max(due, 0)):
-                self.publish(self.instruments[done % len(self.instruments)])
-                done += 1
-            await asyncio.sleep(min(0.01, 1 / rate))
-
-    # -- faults --------------------------------------------------------------------------
-
-    def drop_after(self, frames: int) -> None:
-        self._drop_countdown = frames
-
-    def drop_all(self, reason: str = "dropped") -> None:
-        for conn in self.open_connections():
-            self._drop(conn, reason)
-
-    def reject_next(
-        self, status: int = 429, retry_after: str | None = None, count: int = 1
-    ) -> None:
-        self._ws_rejects.extend([(status, retry_after)] * count)
-
-    def rest_reject_next(
-        self, status: int = 429, retry_after: str | None = None, count: int = 1
-    ) -> None:
-        self._rest_rejects.extend([(status, retry_after)] * count)
+        await self._pace(
+            rate, count, lambda n: self.publish(self.instruments[n % len(self.instruments)])
+        )
 
     # -- internals -----------------------------------------------------------------------
 
-    def _route(
-        self, request: WSUpgradeRequest
-    ) -> WSListener | WSUpgradeResponseWithListener | None:
-        path = request.path.decode()
-        if self._ws_rejects:
-            status, retry_after = self._ws_rejects.pop(0)
-            headers = {"Retry-After": retry_after} if retry_after is not None else None
-            body = b'{"code":"50011","msg":"Too Many Requests"}'
-            response = WSUpgradeResponse.create_error_response(status, body, headers)
-            return WSUpgradeResponseWithListener(response, None)
-        if path not in CHANNELS:
-            return None
-        conn = ServerConnection(len(self.connections), path)
-        self.connections.append(conn)
-        return _Listener(self, conn)
+    def _connect(self, request: WSUpgradeRequest, path: str) -> ServerConnection | None:
+        return super()._connect(request, path) if path in CHANNELS else None
 
     def _on_text(self, conn: ServerConnection, payload: bytes) -> None:
         if payload == b"ping":
             conn.pings += 1
             if self.answer_pings:
-                self._write(conn, b"pong", count=False)
+                self._reply(conn, b"pong")
             return
         try:
             msg = json.loads(payload)
@@ -349,55 +187,31 @@ class FakeOkx:
     def _push(self, channel: str, inst_id: str, data: list[dict[str, str]]) -> int:
         if self.silent:
             return 0
-        frame = _encode({"arg": {"channel": channel, "instId": inst_id}, "data": data})
+        frame = encode({"arg": {"channel": channel, "instId": inst_id}, "data": data})
         return sum(
             self._write(c, frame)
             for c in self.open_connections()
             if (channel, inst_id) in c.subscriptions
         )
 
-    def _reply(self, conn: ServerConnection, message: dict[str, Any]) -> None:
-        self._write(conn, _encode(message), count=False)
+    def _tick(self) -> float:
+        return min(1.0, self.idle_close / 4)
 
-    def _write(self, conn: ServerConnection, data: bytes, count: bool = True) -> bool:
-        if not conn.open:
-            return False
-        assert conn.transport is not None
-        conn.transport.send(WSMsgType.TEXT, data)
-        if count and self._drop_countdown is not None:
-            self._drop_countdown -= 1
-            if self._drop_countdown <= 0:
-                self._drop_countdown = None
-                self._drop(conn, "dropped after scripted frame count")
-        return True
-
-    def _drop(self, conn: ServerConnection, reason: str) -> None:
-        conn.close_reason = conn.close_reason or reason
-        conn.closed = True
-        if conn.transport is not None:
-            conn.transport.disconnect(graceful=True)
-
-    async def _idle_loop(self) -> None:
+    def _on_tick(self, conn: ServerConnection, now: float) -> None:
         """OKX closes a connection that sent nothing for 30 s (no subscribe, no ping)."""
-        while True:
-            await asyncio.sleep(min(1.0, self.idle_close / 4))
-            now = time.monotonic()
-            for conn in self.open_connections():
-                if now - conn.last_rx > self.idle_close:
-                    self._drop(conn, "idle")
+        if now - conn.last_rx > self.idle_close:
+            self._drop(conn, "idle")
 
-    def _reject_rest(self) -> web.Response | None:
-        if not self._rest_rejects:
-            return None
-        status, retry_after = self._rest_rejects.pop(0)
-        headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        body = {"code": "50011", "msg": "Too Many Requests", "data": []}
-        return web.json_response(body, status=status, headers=headers)
+    def _rest_routes(self) -> list[tuple[str, RestHandler]]:
+        return [
+            ("/api/v5/market/history-trades", self._history_trades),
+            ("/api/v5/public/instruments", self._instruments),
+        ]
 
     async def _history_trades(self, request: web.Request) -> web.Response:
         query = dict(request.query)
         self.rest_requests.append((request.path, query))
-        rejected = self._reject_rest()
+        rejected = self._rest_refusal()
         if rejected is not None:
             return rejected
         inst_id = query.get("instId", "")
@@ -419,7 +233,7 @@ class FakeOkx:
 
     async def _instruments(self, request: web.Request) -> web.Response:
         self.rest_requests.append((request.path, dict(request.query)))
-        rejected = self._reject_rest()
+        rejected = self._rest_refusal()
         if rejected is not None:
             return rejected
         if request.query.get("instType") != "SPOT":
@@ -431,7 +245,3 @@ class FakeOkx:
             for i in self.instruments
         ]  # fmt: skip
         return web.json_response({"code": "0", "msg": "", "data": data})
-
-
-def _encode(message: Any) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()

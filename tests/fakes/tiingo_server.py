@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fakes.finnhub_server import FakeFeed, ServerConnection, encode
+from .base import FakeFeed, FeedConnection, encode
 
 TICKERS = [
     {"ticker": "btcusd", "baseCurrency": "btc", "quoteCurrency": "usd", "name": "BTC/USD"},
@@ -46,15 +46,15 @@ class FakeTiingo(FakeFeed):
     def accept(self, request: Any, path: str) -> int:
         return 200 if path.split("?")[0].rstrip("/") == "/crypto" else 404
 
-    def on_request(self, conn: ServerConnection, message: Any) -> None:
+    def on_request(self, conn: FeedConnection, message: Any) -> None:
         if not isinstance(message, dict) or message.get("eventName") not in (
             "subscribe",
             "unsubscribe",
         ):
-            self.reply(conn, _response("E", 400, "eventName not valid"))
+            self._reply(conn, _response("E", 400, "eventName not valid"))
             return
         if message.get("authorization") != self.token:
-            self.reply(conn, _response("E", 401, "Invalid token"))
+            self._reply(conn, _response("E", 401, "Invalid token"))
             self._drop(conn)
             return
         data = message.get("eventData") or {}
@@ -63,13 +63,13 @@ class FakeTiingo(FakeFeed):
             try:
                 self.thresholds[conn.id] = int(data.get("thresholdLevel", 2))
             except (TypeError, ValueError):
-                self.reply(conn, _response("E", 400, "thresholdLevel not valid"))
+                self._reply(conn, _response("E", 400, "thresholdLevel not valid"))
                 return
             conn.subscriptions.update(t.lower() for t in tickers)
             self._next_subscription += 1
             ack = _response("I", 200, "Success")
             ack["data"] = {"subscriptionId": self._next_subscription}
-            self.reply(conn, ack)
+            self._reply(conn, ack)
         else:
             conn.subscriptions.difference_update(t.lower() for t in tickers)
 
@@ -90,7 +90,7 @@ class FakeTiingo(FakeFeed):
             exchange = self.rng.choice(VENUES)
         if price is None:
             last = self._price.get(ticker, 100.0)
-            price = self._price[ticker] = round(last * (1 + self.rng.uniform(-0.001, 0.001)), 2)
+            price = self._price[ticker] = self._walk(last)
         if size is None:
             size = round(self.rng.uniform(0.0001, 2.0), 8)
         if date is None:
@@ -107,7 +107,7 @@ class FakeTiingo(FakeFeed):
             message = encode({"messageType": "A", "service": "crypto_data", "data": data})
             reached = False
             for conn in self.open_connections():
-                if data[1] in conn.subscriptions and self.write(conn, message):
+                if data[1] in conn.subscriptions and self._write(conn, message):
                     reached = True
                     sent += 1
             if reached:
@@ -119,7 +119,7 @@ class FakeTiingo(FakeFeed):
         date = datetime.now(UTC).isoformat()
         data = ["Q", ticker, date, exchange, 1.5, 99.0, 99.5, 2.5, 100.0]
         message = encode({"messageType": "A", "service": "crypto_data", "data": data})
-        return sum(self.write(c, message) for c in self.open_connections())
+        return sum(self._write(c, message) for c in self.open_connections())
 
     def publish(self, ticker: str, count: int = 1) -> list[list[Any]]:
         trades = [self.trade(ticker) for _ in range(count)]
