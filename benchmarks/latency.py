@@ -1,0 +1,410 @@
+"""End-to-end live latency: a trade frame reaching the source to its candle update reaching a
+dashboard WebSocket client, with `tickpipe run` as a user runs it (a subprocess, untouched).
+
+    python benchmarks/latency.py --rate 10000 --seconds 10
+
+Three processes on one machine (one wall clock, so differences of `time.time_ns()` are valid):
+- the fake Binance (`tests/fakes/binance_server.py`, so a source checkout is needed), feeding
+  trades round-robin over the symbols at `--rate` (it starts once the live socket is open: a
+  symbol can be subscribed only once the engine has seen it);
+- `tickpipe run --endpoint binance=<fake> --no-symbol-check --quiet --port <free>`;
+- this process: a WebSocket client on `/api/live`, subscribed to every symbol's 1s candles.
+
+What is measured. The hub pushes each trade (`seq`, `recv_ts`: when the source's WebSocket
+client got the frame batch) and each candle update (`last_seq`: its newest trade, `updated_at`:
+the engine's wall clock when it built the update). For every pushed candle update the latency
+is `client receive time - recv_ts of the trade last_seq names`. Reported separately:
+- live updates (`final` false): the headline figure, compared with the 5 ms target;
+- final updates (the window closed): they wait for `allowed_lateness` (2 s by default) by
+  design, so their newest trade is seconds old; not a pipeline delay;
+- the split of live updates into source -> engine emit (`updated_at - recv_ts`) and engine
+  emit -> client (`receive - updated_at`);
+- pushed trades (`receive - recv_ts`);
+- per trade, the wait until the first candle update that includes it reaches the client. Open
+  candles are pushed at most every `provisional_every` (250 ms by default), so this is mostly
+  that throttle, not processing time; `--provisional-every 1ms` shows the figure without it.
+
+Caveats. With the default throttle, 2 symbols give only ~10 live 1s-candle updates a second,
+so the p99 of a 10 s run rests on ~100 samples (use `--seconds 60`). A subscription to candles
+is also one to every trade of the symbol (the hub's rule), so the server pushes each trade too:
+at 10,000 trades/s that is most of the send work. `recv_ts` is stamped per frame batch, and
+batches queued behind a busy consumer are merged under the first one's stamp, which can only
+make the figures larger. All three processes share the machine's CPUs (the report shows the
+CPU seconds each used), so on a small machine they compete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+TARGET_P99_MS = 5.0
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+INTERVAL = "1s"
+REPO = Path(__file__).resolve().parents[1]  # benchmarks/latency.py -> the checkout
+
+
+@dataclass
+class Stats:
+    count: int
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+
+    @classmethod
+    def of(cls, micros: list[int] | np.ndarray) -> Stats:
+        values = np.asarray(micros, np.float64) / 1000.0
+        if not len(values):
+            return cls(0)
+        p50, p90, p99 = np.percentile(values, [50, 90, 99]).tolist()
+        return cls(len(values), p50, p90, p99, float(values.max()))
+
+    def line(self, label: str) -> str:
+        if not self.count:
+            return f"{label:<34} count 0"
+        return (
+            f"{label:<34} count {self.count:>8}  p50 {self.p50_ms:8.2f}  p90 {self.p90_ms:8.2f}"
+            f"  p99 {self.p99_ms:8.2f}  max {self.max_ms:8.2f}  (ms)"
+        )
+
+
+@dataclass
+class LatencyResult:
+    rate: float
+    seconds: float
+    warmup: float
+    symbols: list[str]
+    interval: str
+    provisional_every: str | None
+    fed_trades: int  # trades the fake wrote while measuring and warming up
+    fed_rate: float  # what the fake achieved, trades per second
+    pushed_trades: int  # trade messages the client got inside the measured window
+    dropped: int  # messages the hub dropped for this client (it read too slowly)
+    unmatched_candles: int  # candle updates whose newest trade was never pushed to the client
+    live_updates: Stats = field(default_factory=lambda: Stats(0))
+    final_updates: Stats = field(default_factory=lambda: Stats(0))
+    source_to_emit: Stats = field(default_factory=lambda: Stats(0))
+    emit_to_client: Stats = field(default_factory=lambda: Stats(0))
+    trades: Stats = field(default_factory=lambda: Stats(0))
+    trade_to_candle: Stats = field(default_factory=lambda: Stats(0))
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds used, per process
+    target_p99_ms: float = TARGET_P99_MS
+    meets_target: bool | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def report(self) -> str:
+        setting = self.provisional_every or "default (250ms)"
+        lines = [
+            f"tickpipe live latency: {self.rate:g} trades/s asked, {self.fed_rate:,.0f} fed, "
+            f"{len(self.symbols)} symbols, {self.interval} candles, {self.seconds:g} s measured "
+            f"after {self.warmup:g} s warm-up, provisional_every {setting}",
+            f"pushed trades {self.pushed_trades}, hub drops {self.dropped}, "
+            f"unmatched candle updates {self.unmatched_candles}",
+            f"CPU seconds on {os.cpu_count()} CPUs: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in self.cpu_s.items()),
+            "",
+            "trade frame at source -> candle update at dashboard client:",
+            self.live_updates.line("  live (open-candle) updates"),
+            self.final_updates.line("  final updates (wait for lateness)"),
+            "live updates, split:",
+            self.source_to_emit.line("  source -> engine emit"),
+            self.emit_to_client.line("  engine emit -> client"),
+            self.trades.line("pushed trades: source -> client"),
+            self.trade_to_candle.line("each trade -> first update with it"),
+            "",
+        ]
+        p99 = self.live_updates.p99_ms
+        if p99 is None:
+            lines.append("verdict: no live candle updates were measured")
+        else:
+            verdict = "MET" if self.meets_target else "NOT MET"
+            lines.append(
+                f"verdict: target p99 <= {self.target_p99_ms:g} ms {verdict} "
+                f"(live updates p99 {p99:.2f} ms)"
+            )
+        return "\n".join(lines)
+
+
+# -- the fake exchange, in its own process --------------------------------------------------
+
+
+def _fake_main(rate: float, symbols: list[str]) -> None:
+    """Serve the fake Binance; feed on `go` (stdin), print what was fed on `stop` or EOF."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from fakes.binance_server import FakeBinance  # a test helper: needs the source checkout
+
+    async def serve() -> None:
+        async with FakeBinance(symbols) as server:
+            print(json.dumps({"url": server.url, "rest_url": server.rest_url}), flush=True)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+            start = time.monotonic()
+            feeding = asyncio.create_task(server.feed(rate))
+            await loop.run_in_executor(None, sys.stdin.readline)  # "stop" or EOF
+            elapsed = time.monotonic() - start
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
+            fed = len(server.published)
+            print(json.dumps({"fed": fed, "elapsed": elapsed}), flush=True)
+
+    asyncio.run(serve())
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux); -1 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+def _normalized(raw: str) -> str:
+    for quote in ("USDT", "USDC", "BTC", "ETH"):
+        if raw.endswith(quote) and len(raw) > len(quote):
+            return f"{raw[: -len(quote)]}-{quote}"
+    raise ValueError(f"cannot split {raw!r}")
+
+
+async def _client(
+    url: str, symbols: list[str], fake: subprocess.Popen, tickpipe: subprocess.Popen,
+    warmup: float, seconds: float,
+) -> tuple[list, list, int, int]:  # fmt: skip
+    """Subscribe, start the feed, record every push; (trades, candles, t_start_us, dropped)."""
+    import aiohttp
+
+    trades: list[tuple[str, int, int, int]] = []  # symbol, seq, recv_ts, client receive
+    candles: list[tuple[str, int, bool, int, int]] = []  # symbol, last_seq, final, upd, receive
+    dropped = 0
+    decode = msgspec.json.decode
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 60
+        while True:
+            if tickpipe.poll() is not None:
+                raise RuntimeError(f"tickpipe run exited with {tickpipe.returncode}")
+            try:
+                ws = await session.ws_connect(url, max_msg_size=0)
+                break
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        async with ws:
+            # A symbol can be subscribed once the engine has seen it: feed first, then ask
+            # until every symbol is known. Pushes before the answer are not recorded.
+            assert fake.stdin is not None
+            fake.stdin.write("go\n")
+            fake.stdin.flush()
+            wanted = [{"exchange": "binance", "symbol": s, "interval": INTERVAL} for s in symbols]
+            while True:
+                await ws.send_str(json.dumps({"subscribe": wanted}))
+                answer = json.loads((await ws.receive(timeout=30)).data)
+                if answer.get("type") == "subscribed":
+                    break
+                if answer.get("status") != 404 or time.monotonic() > deadline:
+                    raise RuntimeError(f"subscribe refused: {answer}")
+                await asyncio.sleep(0.05)
+            start_us = time.time_ns() // 1000
+            end = time.monotonic() + warmup + seconds
+            while (left := end - time.monotonic()) > 0:
+                try:
+                    msg = await ws.receive(timeout=left)
+                except TimeoutError:
+                    break
+                now = time.time_ns() // 1000
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise RuntimeError(f"the live socket ended: {msg.type} {msg.data!r}")
+                data = decode(msg.data)
+                kind = data.get("type")
+                if kind == "trade":
+                    trades.append((data["symbol"], data["seq"], data["recv_ts"], now))
+                elif kind == "candle":
+                    if data["interval"] == INTERVAL:
+                        candles.append((data["symbol"], data["last_seq"], data["final"],
+                                        data["updated_at"], now))  # fmt: skip
+                elif kind == "dropped":
+                    dropped = int(data["count"])
+    return trades, candles, start_us, dropped
+
+
+def _analyse(trades: list, candles: list, measure_from: int) -> dict[str, Stats | int]:
+    recv = {(sym, seq): recv_ts for sym, seq, recv_ts, _ in trades}
+    live, final, to_emit, to_client = [], [], [], []
+    unmatched = 0
+    for sym, last_seq, is_final, updated_at, got in candles:
+        if got < measure_from:
+            continue
+        recv_ts = recv.get((sym, last_seq))
+        if recv_ts is None:
+            unmatched += 1
+            continue
+        if is_final:
+            final.append(got - recv_ts)
+        else:
+            live.append(got - recv_ts)
+            to_emit.append(updated_at - recv_ts)
+            to_client.append(got - updated_at)
+    pushed = [got - recv_ts for _, _, recv_ts, got in trades if got >= measure_from]
+    # Each trade's wait for the first candle update (of its symbol) that includes it.
+    waits: list[int] = []
+    by_symbol: dict[str, list[tuple[int, int]]] = {}
+    for sym, last_seq, _, _, got in candles:
+        by_symbol.setdefault(sym, []).append((last_seq, got))
+    for sym, updates in by_symbol.items():
+        seqs = np.array([u[0] for u in updates], np.int64)
+        times = np.array([u[1] for u in updates], np.int64)
+        covered = np.maximum.accumulate(seqs)  # updates arrive in order; a final may repeat
+        mine = [(seq, r) for s, seq, r, got in trades if s == sym and got >= measure_from]
+        if not mine:
+            continue
+        tseq = np.array([m[0] for m in mine], np.int64)
+        trecv = np.array([m[1] for m in mine], np.int64)
+        first = np.searchsorted(covered, tseq, side="left")
+        ok = first < len(covered)
+        waits.extend((times[first[ok]] - trecv[ok]).tolist())
+    return {
+        "live_updates": Stats.of(live), "final_updates": Stats.of(final),
+        "source_to_emit": Stats.of(to_emit), "emit_to_client": Stats.of(to_client),
+        "trades": Stats.of(pushed), "trade_to_candle": Stats.of(waits),
+        "unmatched_candles": unmatched, "pushed_trades": len(pushed),
+    }  # fmt: skip
+
+
+def measure_latency(
+    rate: float = 10_000, seconds: float = 10.0, warmup: float = 1.0,
+    symbols: tuple[str, ...] = SYMBOLS, provisional_every: str | None = None,
+    log=print,
+) -> LatencyResult:  # fmt: skip
+    """Run the fake exchange, `tickpipe run` and a live client; measure (see the module doc)."""
+    if not (REPO / "tests" / "fakes" / "binance_server.py").exists():
+        raise RuntimeError(f"needs a source checkout: {REPO / 'tests/fakes'} is missing")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
+    if provisional_every is not None:
+        env["TICKPIPE_PROVISIONAL_EVERY"] = provisional_every
+    names = [_normalized(s) for s in symbols]
+    fake = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--fake-server", "--rate", str(rate),
+         "--symbols", ",".join(symbols)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    tickpipe: subprocess.Popen | None = None
+    try:
+        assert fake.stdout is not None
+        urls = json.loads(fake.stdout.readline() or "null")
+        if not urls:
+            raise RuntimeError("the fake exchange did not start")
+        port = _free_port()
+        with tempfile.TemporaryDirectory(prefix="tickpipe-bench-latency-") as tmp:
+            argv = [sys.executable, "-m", "tickpipe", "run", "--quiet", "--data-dir", tmp,
+                    "--exchange", "binance", "--endpoint", f"binance={urls['url']}",
+                    "--rest-endpoint", f"binance={urls['rest_url']}", "--no-symbol-check",
+                    "--port", str(port), *[a for n in names for a in ("--symbol", n)]]  # fmt: skip
+            log(f"running: tickpipe run ... --port {port} against the fake at {urls['url']}")
+            errors = open(Path(tmp) / "stderr.txt", "w+")  # noqa: SIM115 (a pipe could fill)
+            tickpipe = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=errors, text=True, env=env
+            )
+            try:
+                trades, candles, start_us, dropped = asyncio.run(_client(
+                    f"ws://127.0.0.1:{port}/api/live", names, fake, tickpipe, warmup, seconds
+                ))  # fmt: skip
+            except Exception as exc:
+                if tickpipe.poll() is None:
+                    raise
+                errors.seek(0)
+                err = errors.read()[-2000:]
+                raise RuntimeError(f"{exc}; tickpipe run said: {err.strip()}") from exc
+            cpu = {"fake exchange": _cpu_s(fake.pid), "tickpipe run": _cpu_s(tickpipe.pid),
+                   "client": time.process_time()}  # fmt: skip
+            assert fake.stdin is not None
+            fake.stdin.write("stop\n")
+            fake.stdin.flush()
+            fed = json.loads(fake.stdout.readline() or '{"fed": 0, "elapsed": 0}')
+            tickpipe.send_signal(signal.SIGINT)
+            try:
+                tickpipe.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                tickpipe.kill()
+                tickpipe.wait()
+            errors.seek(0)
+            err = errors.read()
+            errors.close()
+            if err.strip():
+                log("tickpipe run stderr (tail): " + err.strip()[-1000:])
+            if tickpipe.returncode != 0:
+                raise RuntimeError(f"tickpipe run exited with {tickpipe.returncode}: {err[-2000:]}")
+    finally:
+        for proc in (tickpipe, fake):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    figures = _analyse(trades, candles, start_us + int(warmup * 1e6))
+    result = LatencyResult(
+        rate=rate, seconds=seconds, warmup=warmup, symbols=names, interval=INTERVAL,
+        provisional_every=provisional_every, fed_trades=int(fed["fed"]),
+        fed_rate=fed["fed"] / fed["elapsed"] if fed["elapsed"] else 0.0, dropped=dropped,
+        cpu_s={k: round(v, 2) for k, v in cpu.items() if v >= 0},
+        **figures,  # type: ignore[arg-type]
+    )  # fmt: skip
+    p99 = result.live_updates.p99_ms
+    result.meets_target = None if p99 is None else p99 <= TARGET_P99_MS
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=10_000, help="trades/s over all symbols")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds not measured first")
+    parser.add_argument("--symbols", default=",".join(SYMBOLS), help="Binance raw symbols")
+    parser.add_argument(
+        "--provisional-every",
+        default=None,
+        help="tickpipe's provisional_every (default: tickpipe's own, 250ms)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--fake-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    if args.fake_server:
+        _fake_main(args.rate, symbols)
+        return
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    result = measure_latency(
+        args.rate, args.seconds, args.warmup, tuple(symbols), args.provisional_every, log
+    )
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.report())
+
+
+if __name__ == "__main__":
+    main()
