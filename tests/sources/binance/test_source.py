@@ -7,8 +7,6 @@ arrive here (the engine removes them); nothing may be lost or altered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,10 +16,10 @@ import numpy as np
 import pytest
 from fakes import async_test
 from fakes.binance_server import FakeBinance, FakeBinanceThread
+from fakes.harness import SourceRun
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Disconnect, Gap, Instrument, Trade, TradeBatch
-from tickpipe.sources import SourceContext
+from tickpipe.records import Instrument, Trade, TradeBatch
 from tickpipe.sources.binance.backfill import BackfillConfig
 from tickpipe.sources.binance.source import BinanceSource, GapDetector
 from tickpipe.sources.rest import RestConfig
@@ -40,9 +38,7 @@ FAST_BACKFILL = BackfillConfig(requests_per_second=1000, catch_up_after=0.5, lag
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
 
-class Run:
-    """A running source and everything it handed out."""
-
+class Run(SourceRun):
     def __init__(
         self,
         server: FakeBinance,
@@ -52,9 +48,7 @@ class Run:
         stream: str = "trade",
         symbols: list[str] = SYMBOLS,
     ) -> None:
-        self.batches: list[TradeBatch] = []
-        self.events: list[Gap | Disconnect] = []
-        self.source = BinanceSource(
+        source = BinanceSource(
             symbols,
             url=server.url,
             stream=stream,
@@ -63,48 +57,14 @@ class Run:
             rest_config=FAST_REST,
             backfill_config=FAST_BACKFILL,
         )
-        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
-        if dead_letters is not None:
-            self.ctx.dead_letters = dead_letters
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def emit(self, batch: TradeBatch) -> None:
-        await self.gate.wait()  # a closed gate is a full transport
-        self.batches.append(batch)
-
-    def trades(self) -> list[Trade]:
-        return [t for b in self.batches for t in b.to_trades()]
-
-    def gaps(self) -> list[Gap]:
-        return [e for e in self.events if isinstance(e, Gap)]
-
-    def disconnects(self) -> list[Disconnect]:
-        return [e for e in self.events if isinstance(e, Disconnect)]
-
-    async def received(self, count: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.trades()) < count:
-                await asyncio.sleep(0.005)
+        super().__init__(source, dead_letters)
 
     def ids(self) -> set[tuple[str, int]]:
         """(raw symbol, trade id) of every trade handed out, live or backfilled."""
         return {(t.raw_symbol, t.seq) for t in self.trades()}
 
     async def received_ids(self, wanted: set[tuple[str, int]], timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not wanted <= self.ids():
-                await asyncio.sleep(0.005)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.source.run(self.ctx))
-        try:
-            yield
-        finally:
-            task.cancel()
-            done, _ = await asyncio.wait([task], timeout=2.0)
-            assert done, "the source did not stop when cancelled"
+        await self.until(lambda: wanted <= self.ids(), timeout)
 
 
 def expected(events: list[dict[str, Any]]) -> list[tuple]:

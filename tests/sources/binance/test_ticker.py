@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from fakes import async_test
 from fakes.binance_server import FakeBinance
+from fakes.harness import SourceRun
 
 from tickpipe.deadletter import DeadLetters
-from tickpipe.records import Disconnect, Gap, Trade, TradeBatch
-from tickpipe.sources import SourceContext
+from tickpipe.records import Disconnect
 from tickpipe.sources.binance import make_source
 from tickpipe.sources.binance.ticker import BinanceTickerSource
 from tickpipe.sources.registry import ExchangeOptions
@@ -22,36 +20,9 @@ from tickpipe.sources.rest import RestConfig
 FAST_REST = RestConfig(timeout=2.0, attempts=2, backoff_initial=0.01, backoff_max=0.02)
 
 
-class Poll:
-    def __init__(self, source: BinanceTickerSource, dead_letters: DeadLetters | None = None):
-        self.source = source
-        self.batches: list[TradeBatch] = []
-        self.events: list[Gap | Disconnect] = []
-        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
-        if dead_letters is not None:
-            self.ctx.dead_letters = dead_letters
-
-    async def emit(self, batch: TradeBatch) -> None:
-        self.batches.append(batch)
-
-    def trades(self) -> list[Trade]:
-        return [t for b in self.batches for t in b.to_trades()]
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.source.run(self.ctx))
-        try:
-            yield
-        finally:
-            task.cancel()
-            done, _ = await asyncio.wait([task], timeout=2.0)
-            assert done, "the source did not stop when cancelled"
-            assert task.cancelled(), "the source ended by itself"
-
+class Poll(SourceRun):
     async def polls(self, count: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.batches) < count:
-                await asyncio.sleep(0.005)
+        await self.until(lambda: len(self.batches) >= count, timeout)
 
 
 @async_test()

@@ -8,9 +8,7 @@ disconnected come back over REST after the reconnect, with a `Gap` event that co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,10 +17,10 @@ import msgspec
 import pytest
 from fakes import async_test
 from fakes.bitstamp_server import FakeBitstamp
+from fakes.harness import SourceRun
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import SIDE_BUY, SIDE_SELL, Disconnect, Gap, Instrument, Trade, TradeBatch
-from tickpipe.sources import SourceContext
+from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, Trade
 from tickpipe.sources.bitstamp import fetch_symbols, make_source
 from tickpipe.sources.bitstamp.backfill import window
 from tickpipe.sources.bitstamp.parse import InstrumentIndex, parse_frames
@@ -125,46 +123,17 @@ def test_rest_window_is_the_smallest_that_reaches_back() -> None:
 # -- the source ----------------------------------------------------------------------------
 
 
-class Run:
+class Run(SourceRun):
     def __init__(self, server: FakeBitstamp, dead_letters: DeadLetters | None = None, **kw: Any):
-        self.batches: list[TradeBatch] = []
-        self.events: list[Gap | Disconnect] = []
         kw = {"ws_config": FAST, "rest_config": FAST_REST, **kw}
-        self.source = BitstampSource(
+        source = BitstampSource(
             ["BTC-USD", "ETH-USD"], url=server.url, rest_url=server.rest_url, **kw
         )
-        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
-        if dead_letters is not None:
-            self.ctx.dead_letters = dead_letters
+        super().__init__(source, dead_letters)
 
-    async def emit(self, batch: TradeBatch) -> None:
-        self.batches.append(batch)
-
-    def trades(self) -> list[Trade]:
-        return [t for b in self.batches for t in b.to_trades()]
-
-    def gaps(self) -> list[Gap]:
-        return [e for e in self.events if isinstance(e, Gap)]
-
-    def disconnects(self) -> list[Disconnect]:
-        return [e for e in self.events if isinstance(e, Disconnect)]
-
-    async def received(self, rows: list[dict[str, Any]], timeout: float = 5.0) -> None:
+    async def received(self, rows: list[dict[str, Any]], timeout: float = 5.0) -> None:  # type: ignore[override]
         want = {str(r["id"]) for r in rows}
-        async with asyncio.timeout(timeout):
-            while not want <= {t.trade_id for t in self.trades()}:
-                await asyncio.sleep(0.005)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.source.run(self.ctx))
-        try:
-            yield
-        finally:
-            assert not task.done(), "the source stopped by itself"
-            task.cancel()
-            done, _ = await asyncio.wait([task], timeout=2.0)
-            assert done
+        await self.until(lambda: want <= {t.trade_id for t in self.trades()}, timeout)
 
 
 def live(rows: list[dict[str, Any]], pair: str) -> list[tuple]:

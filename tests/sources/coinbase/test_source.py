@@ -8,10 +8,8 @@ trades that never reached the WebSocket must come back over REST.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,10 @@ import numpy as np
 import pytest
 from fakes import async_test
 from fakes.coinbase_server import FakeCoinbase
+from fakes.harness import SourceRun
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Disconnect, Gap, Instrument, Trade, TradeBatch
-from tickpipe.sources import SourceContext
+from tickpipe.records import Gap, Instrument, Trade, TradeBatch
 from tickpipe.sources.coinbase import INFO, fetch_symbols, make_source
 from tickpipe.sources.coinbase.source import BackfillConfig, CoinbaseSource, GapTracker
 from tickpipe.sources.registry import ExchangeOptions
@@ -45,9 +43,7 @@ SYMBOLS = ["BTC-USD", "ETH-USD"]
 FEEDS = ["advanced", "exchange"]
 
 
-class Run:
-    """A running source and everything it handed out."""
-
+class Run(SourceRun):
     def __init__(
         self,
         server: FakeCoinbase,
@@ -56,10 +52,8 @@ class Run:
         dead_letters: DeadLetters | None = None,
         **kwargs: Any,
     ) -> None:
-        self.batches: list[TradeBatch] = []
-        self.events: list[Gap | Disconnect] = []
         kwargs.setdefault("backfill", FAST_BACKFILL)
-        self.source = CoinbaseSource(
+        source = CoinbaseSource(
             symbols,
             url=server.url,
             rest_url=server.rest_url,
@@ -68,50 +62,16 @@ class Run:
             subscribe_interval=0.0,
             **kwargs,
         )
-        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
-        if dead_letters is not None:
-            self.ctx.dead_letters = dead_letters
-
-    async def emit(self, batch: TradeBatch) -> None:
-        self.batches.append(batch)
-
-    def trades(self) -> list[Trade]:
-        return [t for b in self.batches for t in b.to_trades()]
-
-    def gaps(self) -> list[Gap]:
-        return [e for e in self.events if isinstance(e, Gap)]
-
-    def disconnects(self) -> list[Disconnect]:
-        return [e for e in self.events if isinstance(e, Disconnect)]
-
-    async def received(self, count: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.trades()) < count:
-                await asyncio.sleep(0.005)
+        super().__init__(source, dead_letters)
 
     async def has_all(self, server: FakeCoinbase, timeout: float = 5.0) -> None:
         """Wait until every trade the exchange made has arrived (live or backfilled)."""
         made = {(t["product_id"], t["trade_id"]) for h in server.history.values() for t in h}
-        async with asyncio.timeout(timeout):
-            while not made <= {(t.symbol, t.seq) for t in self.trades()}:
-                await asyncio.sleep(0.005)
+        await self.until(lambda: made <= {(t.symbol, t.seq) for t in self.trades()}, timeout)
 
     async def gap_events(self, count: int, timeout: float = 5.0) -> list[Gap]:
-        async with asyncio.timeout(timeout):
-            while len(self.gaps()) < count:
-                await asyncio.sleep(0.005)
+        await self.until(lambda: len(self.gaps()) >= count, timeout)
         return self.gaps()
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[asyncio.Task[None]]:
-        task = asyncio.create_task(self.source.run(self.ctx))
-        try:
-            yield task
-        finally:
-            assert not task.done(), f"the source stopped: {task}"
-            task.cancel()
-            done, _ = await asyncio.wait([task], timeout=2.0)
-            assert done, "the source did not stop when cancelled"
 
 
 def expected(trades: list[dict[str, Any]]) -> list[tuple]:

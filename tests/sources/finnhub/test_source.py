@@ -8,9 +8,7 @@ here (the engine removes them by trade id); nothing may be lost or altered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,10 +17,10 @@ import msgspec
 import pytest
 from fakes import async_test
 from fakes.finnhub_server import FakeFinnhub
+from fakes.harness import SourceRun
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Disconnect, Gap, Trade, TradeBatch
-from tickpipe.sources import SourceContext
+from tickpipe.records import Gap, Trade
 from tickpipe.sources.finnhub import fetch_symbols, make_source
 from tickpipe.sources.finnhub.source import FinnhubSource
 from tickpipe.sources.registry import ExchangeOptions
@@ -42,9 +40,7 @@ SYMBOLS = ["binance:BTC-USDT", "BINANCE:ETHUSDT", "coinbase:btc/usd"]
 RAW = {"BINANCE:BTCUSDT": "BTC-USDT", "BINANCE:ETHUSDT": "ETH-USDT", "COINBASE:BTC-USD": "BTC-USD"}
 
 
-class Run:
-    """A running source and everything it handed out."""
-
+class Run(SourceRun):
     def __init__(
         self,
         url: str,
@@ -52,38 +48,7 @@ class Run:
         dead_letters: DeadLetters | None = None,
         config: WsConfig = FAST,
     ) -> None:
-        self.batches: list[TradeBatch] = []
-        self.events: list[Gap | Disconnect] = []
-        self.source = FinnhubSource(SYMBOLS, token, url=url, ws_config=config)
-        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
-        if dead_letters is not None:
-            self.ctx.dead_letters = dead_letters
-        self.task: asyncio.Task[None] | None = None
-
-    async def emit(self, batch: TradeBatch) -> None:
-        self.batches.append(batch)
-
-    def trades(self) -> list[Trade]:
-        return [t for b in self.batches for t in b.to_trades()]
-
-    def disconnects(self) -> list[Disconnect]:
-        return [e for e in self.events if isinstance(e, Disconnect)]
-
-    async def received(self, count: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.trades()) < count:
-                await asyncio.sleep(0.005)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        self.task = asyncio.create_task(self.source.run(self.ctx))
-        try:
-            yield
-        finally:
-            assert not self.task.done(), "the source stopped by itself"
-            self.task.cancel()
-            done, _ = await asyncio.wait([self.task], timeout=2.0)
-            assert done, "the source did not stop when cancelled"
+        super().__init__(FinnhubSource(SYMBOLS, token, url=url, ws_config=config), dead_letters)
 
 
 def expected(messages: list[list[dict[str, Any]]]) -> list[tuple]:

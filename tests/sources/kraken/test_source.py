@@ -8,8 +8,6 @@ Duplicates may reach `emit` (the engine removes them); nothing may be lost or al
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,11 +16,11 @@ import msgspec
 import numpy as np
 import pytest
 from fakes import async_test
+from fakes.harness import SourceRun
 from fakes.kraken_server import FakeKraken
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Disconnect, Gap, Instrument, Trade, TradeBatch
-from tickpipe.sources import SourceContext
+from tickpipe.records import Instrument, Trade, TradeBatch
 from tickpipe.sources.kraken import fetch_symbols, make_source
 from tickpipe.sources.kraken.source import GapDetector, KrakenSource
 from tickpipe.sources.registry import ExchangeOptions
@@ -41,53 +39,14 @@ FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, rate_limit
 SYMBOLS = ["BTC-USD", "ETH-USD"]
 
 
-class Run:
-    """A running source and everything it handed out."""
-
+class Run(SourceRun):
     def __init__(
         self, server: FakeKraken, dead_letters: DeadLetters | None = None, **kwargs: Any
     ) -> None:
-        self.batches: list[TradeBatch] = []
-        self.events: list[Gap | Disconnect] = []
         symbols = kwargs.pop("symbols", SYMBOLS)
         options = {"ws_config": FAST, "rest_config": FAST_REST, **kwargs}
-        self.source = KrakenSource(symbols, url=server.url, rest_url=server.rest_url, **options)
-        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
-        if dead_letters is not None:
-            self.ctx.dead_letters = dead_letters
-
-    async def emit(self, batch: TradeBatch) -> None:
-        self.batches.append(batch)
-
-    def trades(self) -> list[Trade]:
-        return [t for b in self.batches for t in b.to_trades()]
-
-    def gaps(self) -> list[Gap]:
-        return [e for e in self.events if isinstance(e, Gap)]
-
-    def disconnects(self) -> list[Disconnect]:
-        return [e for e in self.events if isinstance(e, Disconnect)]
-
-    async def received(self, count: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.trades()) < count:
-                await asyncio.sleep(0.005)
-
-    async def until(self, predicate: Any, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.005)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.source.run(self.ctx))
-        try:
-            yield
-        finally:
-            task.cancel()
-            done, _ = await asyncio.wait([task], timeout=2.0)
-            assert done, "the source did not stop when cancelled"
-            assert task.cancelled(), f"the source crashed: {task.exception()!r}"
+        source = KrakenSource(symbols, url=server.url, rest_url=server.rest_url, **options)
+        super().__init__(source, dead_letters)
 
 
 def expected(events: list[dict[str, Any]]) -> list[tuple]:

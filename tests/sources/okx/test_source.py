@@ -8,9 +8,7 @@ on the wire come back over REST with a `Gap` event that says how many were recov
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,11 @@ import msgspec
 import numpy as np
 import pytest
 from fakes import async_test
+from fakes.harness import SourceRun
 from fakes.okx_server import FakeOkx
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Disconnect, Gap, Instrument, Trade, TradeBatch
-from tickpipe.sources import SourceContext
+from tickpipe.records import Instrument, Trade, TradeBatch
 from tickpipe.sources.okx import fetch_symbols, make_source
 from tickpipe.sources.okx.source import GapDetector, OkxSource
 from tickpipe.sources.registry import ExchangeOptions
@@ -42,49 +40,18 @@ FAST_REST = RestConfig(timeout=2.0, attempts=4, backoff_initial=0.01, backoff_ma
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
 
-class Run:
-    """A running source and everything it handed out."""
-
+class Run(SourceRun):
     def __init__(self, server: FakeOkx, dead_letters: DeadLetters | None = None, **kw: Any):
-        self.batches: list[TradeBatch] = []
-        self.events: list[Gap | Disconnect] = []
         kw = {"ws_config": FAST, "rest_config": FAST_REST, "connect_interval": 0.0, **kw}
         symbols = kw.pop("symbols", SYMBOLS)
-        self.source = OkxSource(symbols, url=server.url, rest_url=server.rest_url, **kw)
-        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
-        if dead_letters is not None:
-            self.ctx.dead_letters = dead_letters
-        self.task: asyncio.Task[None] | None = None
+        source = OkxSource(symbols, url=server.url, rest_url=server.rest_url, **kw)
+        super().__init__(source, dead_letters)
 
-    async def emit(self, batch: TradeBatch) -> None:
-        self.batches.append(batch)
-
-    def trades(self) -> list[Trade]:
-        return [t for b in self.batches for t in b.to_trades()]
-
-    def gaps(self) -> list[Gap]:
-        return [e for e in self.events if isinstance(e, Gap)]
-
-    def disconnects(self) -> list[Disconnect]:
-        return [e for e in self.events if isinstance(e, Disconnect)]
-
-    async def received(self, ids: set[tuple[str, str]], timeout: float = 5.0) -> None:
+    async def received(self, ids: set[tuple[str, str]], timeout: float = 5.0) -> None:  # type: ignore[override]
         """Wait until every (instId, tradeId) in `ids` has arrived."""
-        async with asyncio.timeout(timeout):
-            while not ids <= {(t.raw_symbol, t.trade_id) for t in self.trades()}:
-                assert self.task is None or not self.task.done(), "the source stopped"
-                await asyncio.sleep(0.005)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        self.task = asyncio.create_task(self.source.run(self.ctx))
-        try:
-            yield
-        finally:
-            assert not self.task.done(), "the source stopped by itself"
-            self.task.cancel()
-            done, _ = await asyncio.wait([self.task], timeout=2.0)
-            assert done, "the source did not stop when cancelled"
+        await self.until(
+            lambda: ids <= {(t.raw_symbol, t.trade_id) for t in self.trades()}, timeout
+        )
 
 
 def ids(rows: list[dict[str, str]]) -> set[tuple[str, str]]:

@@ -7,9 +7,7 @@ Each test runs `TiingoSource` against the fake Tiingo firehose on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +16,11 @@ from typing import Any
 import msgspec
 import pytest
 from fakes import async_test
+from fakes.harness import SourceRun
 from fakes.tiingo_server import FakeTiingo
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Disconnect, Gap, Trade, TradeBatch
-from tickpipe.sources import SourceContext
+from tickpipe.records import Gap, Trade
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig, RestError
 from tickpipe.sources.tiingo import fetch_symbols, make_source
@@ -44,9 +42,7 @@ PAIRS = {"btcusd": "BTC-USD", "ethusd": "ETH-USD", "ethbtc": "ETH-BTC"}
 VENUE = {"gdax": "coinbase"}
 
 
-class Run:
-    """A running source and everything it handed out."""
-
+class Run(SourceRun):
     def __init__(
         self,
         url: str,
@@ -55,39 +51,8 @@ class Run:
         config: WsConfig = FAST,
         max_tickers: int = 100,
     ) -> None:
-        self.batches: list[TradeBatch] = []
-        self.events: list[Gap | Disconnect] = []
-        self.source = TiingoSource(
-            SYMBOLS, token, url=url, ws_config=config, max_tickers=max_tickers
-        )
-        self.ctx = SourceContext(emit=self.emit, event=self.events.append)
-        if dead_letters is not None:
-            self.ctx.dead_letters = dead_letters
-
-    async def emit(self, batch: TradeBatch) -> None:
-        self.batches.append(batch)
-
-    def trades(self) -> list[Trade]:
-        return [t for b in self.batches for t in b.to_trades()]
-
-    def disconnects(self) -> list[Disconnect]:
-        return [e for e in self.events if isinstance(e, Disconnect)]
-
-    async def received(self, count: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.trades()) < count:
-                await asyncio.sleep(0.005)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.source.run(self.ctx))
-        try:
-            yield
-        finally:
-            assert not task.done(), "the source stopped by itself"
-            task.cancel()
-            done, _ = await asyncio.wait([task], timeout=2.0)
-            assert done, "the source did not stop when cancelled"
+        source = TiingoSource(SYMBOLS, token, url=url, ws_config=config, max_tickers=max_tickers)
+        super().__init__(source, dead_letters)
 
 
 def micros(date: str) -> int:
