@@ -13,13 +13,12 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-import numpy as np
-
 from tickpipe.records import Gap, TradeBatch
 from tickpipe.sources import SourceContext
 from tickpipe.sources.binance.backfill import BackfillConfig, Backfiller
 from tickpipe.sources.binance.parse import EXCHANGE, InstrumentIndex, parse_frames
 from tickpipe.sources.binance.rest import DEFAULT_REST_URL
+from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
 
@@ -122,16 +121,8 @@ class BinanceSource:
         await client.run()
 
 
-class GapDetector:
-    """Finds missing trade ids per instrument from the highest id seen so far.
-
-    Ids at or below that mark are duplicates or late arrivals and never a gap, so reordering
-    inside a batch costs nothing; reordering across batches can report a gap that the late
-    trades then fill (the engine sees them all either way).
-    """
-
-    def __init__(self, instruments: int) -> None:
-        self.last = np.full(instruments, -1, np.int64)  # -1: nothing seen yet
+class GapDetector(IdGaps):
+    """Binance's trade (and aggregate trade) ids are consecutive per symbol."""
 
     def check(self, batch: TradeBatch) -> list[Gap]:
         """Gap events (nothing recovered) for the ids this batch shows missing."""
@@ -155,19 +146,4 @@ class GapDetector:
 
     def ranges(self, batch: TradeBatch) -> list[tuple[int, int, int]]:
         """(instrument code, first missing id, last missing id) for each hole this batch shows."""
-        inst = batch.instrument
-        seq = batch.seq
-        fresh = seq > self.last[inst]
-        inst, seq = inst[fresh], seq[fresh]
-        if not len(seq):
-            return []
-        order = np.lexsort((seq, inst))
-        inst, seq = inst[order], seq[order]
-        prev = np.empty_like(seq)
-        prev[1:] = seq[:-1]
-        starts = np.ones(len(seq), np.bool_)
-        starts[1:] = inst[1:] != inst[:-1]
-        prev[starts] = self.last[inst[starts]]
-        missing = (seq > prev + 1) & (prev >= 0)
-        np.maximum.at(self.last, inst, seq)
-        return [(int(inst[i]), int(prev[i]) + 1, int(seq[i]) - 1) for i in np.flatnonzero(missing)]
+        return [h[:3] for h in self.holes(batch.instrument, batch.seq, batch.ts)]

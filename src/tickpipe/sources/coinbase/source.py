@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
-import numpy as np
 
 from tickpipe.records import Gap, TradeBatch
 from tickpipe.sources import SourceContext, SourceStats
@@ -42,6 +41,7 @@ from tickpipe.sources.coinbase.parse import (
     rest_batch,
     rest_trades,
 )
+from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.rest import RestClient, RestConfig, RestError
 from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
 
@@ -224,48 +224,23 @@ class _Pacer:
             await asyncio.sleep(at - now)
 
 
-class GapTracker:
-    """Finds missing trade ids per instrument from the highest id seen so far.
-
-    Ids at or below that mark are duplicates or late arrivals and never a gap, so reordering
-    inside a batch costs nothing; reordering across batches can report a gap that the late
-    trades then fill (the backfill fetches them once more; the engine removes the repeats).
-    The first id of an instrument only sets the mark: what traded before tickpipe started is
-    not a gap.
-    """
-
-    def __init__(self, instruments: int) -> None:
-        self.last = np.full(instruments, -1, np.int64)  # -1: nothing seen yet
+class GapTracker(IdGaps):
+    """Coinbase trade ids are consecutive per product; Exchange heartbeats carry the last id
+    too, so a quiet product's losses show without a new trade."""
 
     def check(
         self, batch: TradeBatch, last_ids: Sequence[tuple[int, int]] = ()
     ) -> list[tuple[int, int, int]]:
         """(instrument, first missing id, last missing id) of every gap the batch reveals;
         `last_ids` are (instrument, last trade id) pairs from heartbeats, taken after it."""
-        gaps = self._check(batch.instrument, batch.seq) if len(batch) else []
+        gaps = [h[:3] for h in self.holes(batch.instrument, batch.seq, batch.ts)]
         for code, last_id in last_ids:
             mark = int(self.last[code])
             if last_id > mark:
-                if mark >= 0 and last_id > mark:
+                if mark >= 0:
                     gaps.append((code, mark + 1, last_id))
                 self.last[code] = last_id
         return gaps
-
-    def _check(self, inst: np.ndarray, seq: np.ndarray) -> list[tuple[int, int, int]]:
-        fresh = seq > self.last[inst]
-        inst, seq = inst[fresh], seq[fresh]
-        if not len(seq):
-            return []
-        order = np.lexsort((seq, inst))
-        inst, seq = inst[order], seq[order]
-        prev = np.empty_like(seq)
-        prev[1:] = seq[:-1]
-        starts = np.ones(len(seq), np.bool_)
-        starts[1:] = inst[1:] != inst[:-1]
-        prev[starts] = self.last[inst[starts]]
-        missing = (seq > prev + 1) & (prev >= 0)
-        np.maximum.at(self.last, inst, seq)
-        return [(int(inst[i]), int(prev[i]) + 1, int(seq[i]) - 1) for i in np.flatnonzero(missing)]
 
 
 class _Backfiller:

@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import msgspec
-import numpy as np
 
 from tickpipe.records import Gap, TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.kraken.backfill import GapRequest, backfill_gap
 from tickpipe.sources.kraken.parse import EXCHANGE, InstrumentIndex, parse_frames
 from tickpipe.sources.rest import RestClient, RestConfig
@@ -181,40 +181,9 @@ class KrakenSource:
         )
 
 
-class GapDetector:
-    """Finds missing trade ids per instrument from the highest id seen so far, and remembers
-    the time of that trade (the REST backfill starts there).
-
-    Ids at or below the mark are duplicates or late arrivals and never a gap, so reordering
-    inside a batch costs nothing; reordering across batches can report a gap that the late
-    trades then fill (the backfill finds them too; the engine de-duplicates).
-    """
-
-    def __init__(self, instruments: int) -> None:
-        self.last = np.full(instruments, -1, np.int64)  # -1: nothing seen yet
-        self.last_ts = np.zeros(instruments, np.int64)
+class GapDetector(IdGaps):
+    """Kraken v2 trade ids are sequence numbers per pair; each hole carries the time of the
+    trade before it, where the REST backfill starts."""
 
     def check(self, batch: TradeBatch) -> list[GapRequest]:
-        inst = batch.instrument
-        fresh = batch.seq > self.last[inst]
-        if not fresh.any():
-            return []
-        inst, seq, ts = inst[fresh], batch.seq[fresh], batch.ts[fresh]
-        order = np.lexsort((seq, inst))
-        inst, seq, ts = inst[order], seq[order], ts[order]
-        prev = np.empty_like(seq)
-        prev_ts = np.empty_like(ts)
-        prev[1:], prev_ts[1:] = seq[:-1], ts[:-1]
-        starts = np.ones(len(seq), np.bool_)
-        starts[1:] = inst[1:] != inst[:-1]
-        prev[starts] = self.last[inst[starts]]
-        prev_ts[starts] = self.last_ts[inst[starts]]
-        missing = (seq > prev + 1) & (prev >= 0)
-        ends = np.ones(len(seq), np.bool_)
-        ends[:-1] = inst[:-1] != inst[1:]
-        self.last[inst[ends]] = seq[ends]
-        self.last_ts[inst[ends]] = ts[ends]
-        return [
-            GapRequest(int(inst[i]), int(prev[i]) + 1, int(seq[i]) - 1, int(prev_ts[i]))
-            for i in np.flatnonzero(missing)
-        ]
+        return [GapRequest(*h) for h in self.holes(batch.instrument, batch.seq, batch.ts)]

@@ -30,6 +30,7 @@ import numpy as np
 
 from tickpipe.records import Gap, TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.okx.backfill import fetch_trades, ids_in, to_batch
 from tickpipe.sources.okx.parse import EXCHANGE, InstrumentIndex, OkxTrade, parse_frames
 from tickpipe.sources.rest import RestClient, RestConfig
@@ -288,41 +289,15 @@ class OkxSource:
         ctx.stats.malformed += len(rows)
 
 
-class GapDetector:
-    """Finds missing trade ids per instrument from the highest id seen so far.
-
-    A row may stand for several trades (`first_seq` to `seq`, OKX's aggregated `trades`).
-    Ids at or below the mark are duplicates or late arrivals and never a gap, so reordering
-    inside a batch costs nothing; reordering across batches can report a gap that the late
-    trades then fill (the engine sees them all either way).
-    """
-
-    def __init__(self, instruments: int) -> None:
-        self.last = np.full(instruments, -1, np.int64)  # -1: nothing seen yet
+class GapDetector(IdGaps):
+    """OKX trade ids are consecutive per instrument; a row of the aggregated `trades` channel
+    stands for `first_seq` to `seq`."""
 
     def check(
         self, batch: TradeBatch, first_seq: np.ndarray | None = None
     ) -> list[tuple[int, int, int]]:
         """(instrument code, first missing id, last missing id) of each hole; marks the batch."""
-        inst = batch.instrument
-        seq = batch.seq
-        first = seq if first_seq is None else first_seq
-        fresh = seq > self.last[inst]
-        inst, seq, first = inst[fresh], seq[fresh], first[fresh]
-        if not len(seq):
-            return []
-        order = np.lexsort((seq, inst))
-        inst, seq, first = inst[order], seq[order], first[order]
-        prev = np.empty_like(seq)
-        prev[1:] = seq[:-1]
-        starts = np.ones(len(seq), np.bool_)
-        starts[1:] = inst[1:] != inst[:-1]
-        prev[starts] = self.last[inst[starts]]
-        missing = (first > prev + 1) & (prev >= 0)
-        np.maximum.at(self.last, inst, seq)
-        return [
-            (int(inst[i]), int(prev[i]) + 1, int(first[i]) - 1) for i in np.flatnonzero(missing)
-        ]
+        return [h[:3] for h in self.holes(batch.instrument, batch.seq, batch.ts, first_seq)]
 
 
 def _stream_url(url: str, stream: str) -> str:
