@@ -7,6 +7,13 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
+# System packages and servers the tests start (PostgreSQL, Kafka, Chromium, ...): one
+# idempotent script each under scripts/setup/, which installs what is missing.
+for setup in scripts/setup/*.sh; do
+    [ -e "$setup" ] || continue
+    echo "== setup: $(basename "$setup" .sh)"
+    bash "$setup"
+done
 echo "== installing tickpipe with its test dependencies"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"

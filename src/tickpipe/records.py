@@ -88,6 +88,27 @@ class RollingStat(msgspec.Struct, kw_only=True):
     avg_price_5m: float
 
 
+class PipelineMetric(msgspec.Struct, kw_only=True):
+    """The pipeline's own KPIs over one period ending at `ts` (µs), as one process saw them.
+
+    Kept in the store every few seconds (table `pipeline_metrics`, keyed (process, ts)) so the
+    dashboard and Grafana can draw throughput, lag and data volume over time.
+    """
+
+    ts: int
+    process: str  # "embedded", or e.g. "process-<host>-<pid>" in the distributed mode
+    period_s: float
+    trades: int  # trades stored during the period
+    trades_per_s: float
+    candles: int  # candle updates written during the period
+    lag_p50_ms: float  # event time to stored, over the period's trades
+    lag_p99_ms: float
+    queue_depth: int
+
+
+METRIC_FIELDS: tuple[str, ...] = PipelineMetric.__struct_fields__
+
+
 class Gap(msgspec.Struct, kw_only=True, tag=True):
     """A source lost trades between `first_missing` and `last_missing` (sequence numbers)."""
 

@@ -25,7 +25,15 @@ import msgspec
 import pyarrow as pa
 
 from tickpipe.engine.windows import format_duration
-from tickpipe.records import CANDLE_FIELDS, Candle, RollingStat, TradeBatch, concat_batches
+from tickpipe.records import (
+    CANDLE_FIELDS,
+    METRIC_FIELDS,
+    Candle,
+    PipelineMetric,
+    RollingStat,
+    TradeBatch,
+    concat_batches,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (
@@ -78,6 +86,18 @@ CREATE TABLE IF NOT EXISTS rolling_stats (
     max_price_5m DOUBLE NOT NULL,
     avg_price_5m DOUBLE NOT NULL,
     PRIMARY KEY (exchange, symbol, ts)
+);
+CREATE TABLE IF NOT EXISTS pipeline_metrics (
+    ts BIGINT NOT NULL,
+    process VARCHAR NOT NULL,
+    period_s DOUBLE NOT NULL,
+    trades BIGINT NOT NULL,
+    trades_per_s DOUBLE NOT NULL,
+    candles BIGINT NOT NULL,
+    lag_p50_ms DOUBLE NOT NULL,
+    lag_p99_ms DOUBLE NOT NULL,
+    queue_depth BIGINT NOT NULL,
+    PRIMARY KEY (process, ts)
 );
 CREATE TABLE IF NOT EXISTS events (
     ts BIGINT NOT NULL,
@@ -167,6 +187,7 @@ class DuckDBStore:
         candles: Iterable[Candle] = (),
         rolling: Iterable[RollingStat] = (),
         events: Iterable[tuple[int, str, str, str]] = (),
+        metrics: Iterable[PipelineMetric] = (),
     ) -> None:
         """Store one flush in one transaction: trades appended, candles and stats upserted."""
         tables = [
@@ -176,6 +197,7 @@ class DuckDBStore:
         candle_table = candles_to_arrow(candles)
         rolling_table = _rolling_to_arrow(rolling)
         events = list(events)
+        metric_rows = [msgspec.structs.astuple(m) for m in metrics]
         with self._lock:
             con = self._con
             con.execute("BEGIN TRANSACTION")
@@ -189,6 +211,11 @@ class DuckDBStore:
                     con.execute("INSERT OR REPLACE INTO rolling_stats SELECT * FROM rolling_table")
                 if events:
                     con.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
+                if metric_rows:
+                    marks = ", ".join("?" * len(METRIC_FIELDS))
+                    con.executemany(
+                        f"INSERT OR REPLACE INTO pipeline_metrics VALUES ({marks})", metric_rows
+                    )
                 con.execute("COMMIT")
             except Exception:
                 con.execute("ROLLBACK")

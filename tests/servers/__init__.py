@@ -1,0 +1,1 @@
+"""Real servers the tests start as processes (PostgreSQL, Kafka, Chromium): no Docker here."""
