@@ -35,9 +35,13 @@ def launch_chromium(playwright) -> Browser:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """A running headless Chromium; skipped (or failed in CI) when it cannot start."""
+    """A running headless Chromium; skipped (or failed in CI) when it cannot start.
+
+    One per test module, not per session: Playwright's sync API keeps an event loop running in
+    the main thread while it is started, and other modules' tests call asyncio.run().
+    """
     if not CHROMIUM.exists():
         server_missing(f"{CHROMIUM} is missing: run scripts/setup/chromium.sh")
     try:

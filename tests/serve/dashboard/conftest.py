@@ -61,11 +61,11 @@ def start_demo(data_dir: Path, port: int = 0, token: str | None = None) -> Demo:
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    found = re.search(r"http://127\.0\.0\.1:\d+", line)
+    found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", line)
     if not found:
         proc.kill()
         pytest.fail(f"no URL in tickpipe demo's first line {line!r}: {proc.communicate()[1]}")
-    demo = Demo(proc, found.group(0), data_dir, token)
+    demo = Demo(proc, found.group(1), data_dir, token)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

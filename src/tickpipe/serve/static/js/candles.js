@@ -173,7 +173,8 @@ export function candleFigure({ candles, rolling, overlays, colors, uirevision, t
     const points = rolling.filter((r) => !candles.length || r.ts >= candles[0].start);
     traces.push({
       ...line("30m avg", points.map((r) => r.avg_close_30m), colors.avg30, "dash"),
-      x: points.map((r) => axisTime(r.ts)), line: { color: colors.avg30, width: 1.6, dash: "dash", shape: "hv" },
+      mode: "lines+markers", marker: { size: 4, color: colors.avg30 },
+      x: points.map((r) => axisTime(r.ts)), line: { color: colors.avg30, width: 1.6, dash: "dash" },
     });
   }
   const axis = { gridcolor: colors.grid, zerolinecolor: colors.grid, linecolor: colors.border, color: colors.muted };
@@ -181,7 +182,7 @@ export function candleFigure({ candles, rolling, overlays, colors, uirevision, t
     uirevision,
     paper_bgcolor: colors.bg, plot_bgcolor: colors.bg,
     font: { color: colors.text, size: 11 },
-    margin: { l: 8, r: 64, t: 8, b: 28 },
+    margin: { l: 8, r: 64, t: 8, b: 40 },
     dragmode: "zoom", hovermode: "x unified", showlegend: true,
     legend: { orientation: "h", x: 0, y: 1, yanchor: "top", bgcolor: "rgba(0,0,0,0)", font: { size: 11 } },
     xaxis: { ...axis, type: "date", anchor: "y2", rangeslider: { visible: false }, showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: colors.muted },

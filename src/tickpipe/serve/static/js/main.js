@@ -12,6 +12,7 @@ const TAPE_ROWS = 80;
 const RENDER_EVERY_MS = 200; // live redraws at most 5 times a second, whatever the push rate
 const WATCHLIST_EVERY_MS = 10000;
 const ROLLING_EVERY_MS = 30000;
+const EXCHANGES_EVERY_MS = 30000;
 const PLOT_CONFIG = { displaylogo: false, responsive: true, scrollZoom: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 const $ = (id) => document.getElementById(id);
@@ -55,6 +56,10 @@ const pipeline = new PipelineView({ onError: showError });
 // -- start ----------------------------------------------------------------------------------
 
 async function start() {
+  // Plotly follows window resizes only; the chart's box also changes when the quote line wraps.
+  new ResizeObserver(() => {
+    if ($("chart").data) Plotly.Plots.resize($("chart"));
+  }).observe($("chart"));
   applyTheme(document.documentElement.dataset.theme);
   wireControls();
   showView(state.view);
@@ -69,6 +74,26 @@ async function start() {
   pipeline.start();
   setInterval(refreshWatchlist, WATCHLIST_EVERY_MS);
   setInterval(refreshRolling, ROLLING_EVERY_MS);
+  setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
+}
+
+/** A symbol that starts trading later (a quiet one, a new listing) joins the pickers. */
+async function refreshExchanges() {
+  let body;
+  try {
+    body = await getJSON("/api/exchanges");
+  } catch {
+    return;
+  }
+  const names = (list) => JSON.stringify(list.map((e) => [e.name, e.symbols.map((s) => s.symbol)]));
+  if (names(body.exchanges) === names(state.exchanges)) return;
+  state.exchanges = body.exchanges;
+  const exchange = state.exchanges.find((e) => e.name === state.exchange);
+  if (!exchange) return;
+  $("exchange").replaceChildren(...state.exchanges.map((e) => new Option(e.name, e.name)));
+  $("symbol").replaceChildren(...exchange.symbols.map((s) => new Option(s.symbol, s.symbol)));
+  markPickers();
+  buildWatchlist(exchange);
 }
 
 async function loadExchanges() {
@@ -427,6 +452,7 @@ function buildWatchlist(exchange) {
   body.replaceChildren(...exchange.symbols.map((s) => {
     const tr = fmt.row([fmt.cell(s.symbol), fmt.cell("–", "num"), fmt.cell("–", "num")]);
     tr.dataset.symbol = s.symbol;
+    tr.classList.toggle("selected", s.symbol === state.symbol);
     return tr;
   }));
   refreshWatchlist();
