@@ -50,6 +50,8 @@ class Demo:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def start_demo(data_dir: Path, port: int = 0, token: str | None = None) -> Demo:
@@ -58,13 +60,17 @@ def start_demo(data_dir: Path, port: int = 0, token: str | None = None) -> Demo:
             "--data-dir", str(data_dir)]  # fmt: skip
     if token:
         args += ["--token", token]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr to a file: nobody reads it while the demo runs, and a full pipe would block it.
+    log = data_dir / f"demo-{time.monotonic_ns()}.stderr"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", line)
     if not found:
         proc.kill()
-        pytest.fail(f"no URL in tickpipe demo's first line {line!r}: {proc.communicate()[1]}")
+        proc.wait(timeout=10)
+        pytest.fail(f"no URL in tickpipe demo's first line {line!r}: {log.read_text()}")
     demo = Demo(proc, found.group(1), data_dir, token)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -38,6 +38,11 @@ def api_candles(demo: Demo, symbol: str, **params: str) -> dict[int, dict]:
     return {c["start"]: c for c in body["candles"]}
 
 
+def final_candle(demo: Demo, start: int) -> dict | None:
+    candle = api_candles(demo, "BTC-USDT", interval="1s", lookback="1m").get(start)
+    return candle if candle and candle["final"] else None
+
+
 def same_prices(drawn: dict, stored: dict) -> bool:
     return all(drawn[k] == stored[k] for k in ("open", "high", "low", "close"))
 
@@ -76,9 +81,8 @@ def test_a_candle_appears_and_updates_live_over_the_websocket_without_refetching
         "a new candle to appear live",
         lambda: [c for c in chart_candles(page) if c["start"] > newest + S],
     )[0]
-    time.sleep((fresh["start"] + S + LATENESS) / S - time.time() + 1.0)  # let it become final
-    stored = api_candles(demo, "BTC-USDT", interval="1s", lookback="1m")[fresh["start"]]
-    assert stored["final"]
+    time.sleep(max(0.0, (fresh["start"] + S + LATENESS) / S - time.time()))  # until final
+    stored = wait_for("the stored candle to be final", lambda: final_candle(demo, fresh["start"]))
     drawn = wait_for(
         "the live candle to match the stored one",
         lambda: next(

@@ -112,6 +112,7 @@ def test_a_page_without_the_token_loads_but_says_it_needs_one(
     page.goto(demo.url + "/")
     wait_for("the token message", lambda: page.locator("#error").is_visible())
     assert "Access token required" in page.inner_text("#error")
+    assert page.inner_text("#live-status").lower() == "no access"
     assert chart_candles(page) == []
     # Chromium logs each refused request (401); nothing else may fail.
     assert console.unexpected(lambda e: "401" in e) == []

@@ -68,6 +68,10 @@ async function start() {
     state.live = health.live;
   } catch (err) {
     showError(err);
+    if (err.status === 401) {
+      showLiveState("locked", "");
+      return; // nothing to show without the token; the message says how to get in
+    }
   }
   if (!state.live) showLiveState("stored", "");
   await loadExchanges();
@@ -501,6 +505,9 @@ function showLiveState(kind, detail) {
   } else if (kind === "stored") {
     pill.dataset.state = "stored";
     pill.querySelector(".label").textContent = "stored data";
+  } else if (kind === "locked") {
+    pill.dataset.state = "reconnecting";
+    pill.querySelector(".label").textContent = "no access";
   } else if (kind === "error") {
     showError(new ApiError(400, `live feed: ${detail}`));
   }
