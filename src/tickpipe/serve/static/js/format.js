@@ -80,6 +80,13 @@ export function row(cells) {
   return tr;
 }
 
+/** One row across the whole table, for "nothing here" messages. */
+export function emptyRow(text, columns) {
+  const td = cell(text, "muted");
+  td.colSpan = columns;
+  return row([td]);
+}
+
 export function signClass(value) {
   return value > 0 ? "num up" : value < 0 ? "num down" : "num";
 }

@@ -110,7 +110,7 @@ export class PipelineView {
       const state = document.createElement("td");
       state.innerHTML = `<span class="pill ${s.connected ? "ok" : "bad"}">${s.connected ? "connected" : "disconnected"}</span>`;
       return fmt.row([fmt.cell(name), state, fmt.cell(fmt.count(s.trades), "num"), fmt.cell(fmt.count(s.reconnects), "num")]);
-    }) : [fmt.row([fmt.cell("no running pipeline: this server reads a stored file", "muted")])]));
+    }) : [fmt.emptyRow("no running pipeline: this server reads a stored file", 4)]));
   }
 
   renderAlerts() {
@@ -130,7 +130,7 @@ export class PipelineView {
       const where = Object.values(a.labels || {}).filter(Boolean).join(" ");
       return fmt.row([pill(a.severity, a.severity), pill(a.state, a.state), fmt.cell(a.rule),
         fmt.cell(where), fmt.cell(a.message), fmt.cell(fmt.dateTime(a.since))]);
-    }) : [fmt.row([fmt.cell("no alerts", "muted")])]));
+    }) : [fmt.emptyRow("no alerts", 6)]));
   }
 
   renderCharts() {
@@ -149,7 +149,7 @@ export class PipelineView {
     if (this.history && this.history.length) {
       const rows = [...this.history].sort((a, b) => a.ts - b.ts);
       const x = rows.map((r) => new Date(r.ts / 1000));
-      throughput = [line("trades/s stored", x, rows.map((r) => r.trades_per_s), colors.accent)];
+      throughput = [{ ...line("trades/s stored", x, rows.map((r) => r.trades_per_s), colors.accent), customdata: rows.map((r) => r.ts) }];
       lag = [line("p50", x, rows.map((r) => r.lag_p50_ms), colors.up), line("p99", x, rows.map((r) => r.lag_p99_ms), colors.down)];
       $("p-tp-source").textContent = "stored KPIs, last hour";
       $("p-lag-source").textContent = "event time to stored, ms";
