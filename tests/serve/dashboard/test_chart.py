@@ -182,3 +182,64 @@ def test_zoom_and_pan_survive_live_updates_and_a_new_timeframe_resets_them(
     reset = page.evaluate("() => document.getElementById('chart').layout.xaxis")
     assert reset["autorange"] is True and reset["range"] != zoomed
     assert console.unexpected() == []
+
+
+def figure(page) -> dict:
+    """The chart's candles (start, close) and every overlay's y values, read in one go (one
+    render: live pushes keep redrawing between two reads)."""
+    return page.evaluate(
+        """() => {
+            const data = document.getElementById("chart").data;
+            const lines = {};
+            for (const t of data.slice(2)) lines[t.name] = t.y;
+            return {starts: data[0].customdata, lines};
+        }"""
+    )
+
+
+def test_overlays_follow_the_stored_candles_and_toggle(page, demo: Demo, console: Console) -> None:
+    open_dashboard(page, demo, symbol="ETH-USDT", tf="1s", lookback="10m")
+    wait_for("25 candles", lambda: len(chart_candles(page)) >= 25, timeout=40)
+    page.check("#overlays input[data-overlay='ema']")
+    shown = wait_for("the EMA", lambda: (f := figure(page)) and "EMA 50" in f["lines"] and f)
+    starts, lines = shown["starts"], shown["lines"]
+    assert {"VWAP", "SMA 20", "EMA 50"} <= set(lines)
+
+    stored = api_candles(demo, "ETH-USDT", interval="1s", lookback="10m")
+    assert starts[0] == min(stored), "the demo is younger than 10 minutes"
+    i = max(n for n, start in enumerate(starts) if start + S + LATENESS < time.time() * S)
+    rows = [stored[start] for start in starts[: i + 1]]
+    expected_vwap = sum(r["quote_volume"] for r in rows) / sum(r["volume"] for r in rows)
+    assert lines["VWAP"][i] == pytest.approx(expected_vwap, rel=1e-9)
+    assert lines["SMA 20"][i] == pytest.approx(sum(r["close"] for r in rows[-20:]) / 20)
+    assert lines["SMA 20"][18] is None and lines["SMA 20"][19] is not None
+
+    rolling = demo.api("/api/rolling", exchange="simulated", symbol="ETH-USDT")["history"]
+    if rolling:  # a 1-minute candle has closed: the stored averages are drawn
+        drawn = wait_for("the 30m average", lambda: figure(page)["lines"].get("30m avg"))
+        assert set(drawn) <= {r["avg_close_30m"] for r in rolling}  # the page asked earlier
+
+    page.uncheck("#overlays input[data-overlay='vwap']")
+    lines = figure(page)["lines"]
+    assert "VWAP" not in lines and "EMA 50" in lines
+    assert console.unexpected() == []
+
+
+def test_lookback_picks_refetch_and_too_many_candles_are_refused_with_a_reason(
+    page, demo: Demo, console: Console
+) -> None:
+    asked: list[str] = []
+    open_dashboard(page, demo, symbol="BTC-USDT", tf="5s", lookback="10m")
+    page.on("request", lambda r: asked.append(r.url) if "/api/candles" in r.url else None)
+    page.fill("#lookback", "30m")
+    page.press("#lookback", "Enter")
+    wait_for("the 30m fetch", lambda: any("lookback=30m" in u and "=5s" in u for u in asked))
+    wait_for("the foot", lambda: "30m back" in page.inner_text("#chart-foot"))
+
+    page.click("#timeframes button[data-timeframe='1s']")
+    page.click("#lookbacks button[data-lookback='24h']")
+    wait_for("the refusal", lambda: page.locator("#error").is_visible())
+    assert "86,400 candles" in page.inner_text("#error")
+    assert "larger timeframe" in page.inner_text("#error")
+    assert not any("lookback=24h" in u and "interval=1s" in u for u in asked)
+    assert console.unexpected() == []
