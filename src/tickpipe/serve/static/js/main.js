@@ -43,7 +43,7 @@ const state = {
 };
 
 // Counters the page exposes for tests and for anyone debugging in the browser console.
-const stats = { renders: 0, liveCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0 };
+const stats = { renders: 0, liveCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
 window.tickpipe = { state, stats };
 
 const socket = new LiveSocket({ onMessage, onState: showLiveState, onOpen: onLiveOpen });
@@ -354,6 +354,13 @@ async function refreshRolling() {
 }
 
 function onMessage(message) {
+  if (message.type === "dropped") {
+    // The server dropped pushes this page read too slowly: the chart may miss updates until
+    // the next refetch, so say so rather than show it as complete.
+    stats.dropped = message.count;
+    $("chart-foot").dataset.dropped = `${message.count.toLocaleString()} live updates dropped (slow client)`;
+    return;
+  }
   if (state.loading) {
     if (state.pending.length < 100000) state.pending.push(message);
     return;
