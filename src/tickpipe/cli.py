@@ -365,8 +365,8 @@ def serve(config_path, data_dir, host, port, token, insecure) -> None:  # fmt: s
     try:
         sock = _bind(config)
         click.echo(
-            f"tickpipe serve: API at {_url(sock)} over {config.db_path} (read-only: no live "
-            f"pushes; Ctrl-C to stop)"
+            f"tickpipe serve: dashboard and API at {_url(sock)} over {config.db_path} "
+            f"(read-only: no live pushes; Ctrl-C to stop)"
         )
         server = make_server(create_app(ApiContext(store), config.serve.token or None), True)
         asyncio.run(server.serve(sockets=[sock]))

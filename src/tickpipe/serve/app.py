@@ -29,6 +29,7 @@ from tickpipe.engine.windows import format_duration, parse_window
 from tickpipe.records import Candle
 from tickpipe.serve.live import Hub, Subscriber
 from tickpipe.serve.openapi import openapi_document
+from tickpipe.serve.pages import PAGE_ROUTES, is_public
 from tickpipe.serve.params import (
     MAX_PERIOD,
     MAX_TRADES,
@@ -429,7 +430,11 @@ class TokenGuard:
         return hmac.compare_digest(given.encode(), self.token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self._allowed(scope):
+        if (
+            scope["type"] not in ("http", "websocket")
+            or (scope["type"] == "http" and is_public(scope["path"]))
+            or self._allowed(scope)
+        ):
             await self.app(scope, receive, send)
             return
         reason = "access token required (Authorization: Bearer TOKEN or ?token=TOKEN)"
@@ -470,6 +475,7 @@ ROUTES = [
     Route("/api/analytics/top-tickers", top_tickers),
     Route("/api/analytics/exchange/{name}", exchange_breakdown),
     WebSocketRoute("/api/live", live),
+    *PAGE_ROUTES,  # the dashboard page and its static files (pages.py)
 ]
 
 

@@ -411,7 +411,7 @@ def render(snapshot: Snapshot, max_rows: int = 30, *, running: bool = True) -> R
 def _footer(snapshot: Snapshot, running: bool) -> Text:
     parts = []
     if snapshot.dashboard_url:
-        parts.append(Text.assemble(("API ", "dim"), (snapshot.dashboard_url, "cyan")))
+        parts.append(Text.assemble(("dashboard ", "dim"), (snapshot.dashboard_url, "cyan")))
     parts.append(Text("Ctrl-C to stop" if running else "stopped", style="dim"))
     return _join(parts)
 
@@ -421,7 +421,7 @@ def start_line(snapshot: Snapshot) -> str:
     line = f"tickpipe {snapshot.mode}: writing to {snapshot.data_path}"
     line += f", dead letters to {snapshot.dead_letter_path}"
     if snapshot.dashboard_url:
-        line += f", API at {snapshot.dashboard_url}"
+        line += f", dashboard and API at {snapshot.dashboard_url}"
     return line
 
 

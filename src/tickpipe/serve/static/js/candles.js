@@ -1,0 +1,193 @@
+// Candles on the page: a series kept sorted by start, live roll-up of stored intervals into a
+// custom bucket, the overlays, and the Plotly figure. Times are µs since the epoch, as the API
+// gives them.
+
+/** Candles keyed by start, kept in order; live updates replace a candle or append one. */
+export class CandleSeries {
+  constructor(candles) {
+    this.candles = candles.slice();
+  }
+
+  upsert(candle) {
+    const list = this.candles;
+    const last = list.length ? list[list.length - 1].start : -Infinity;
+    if (candle.start > last) {
+      list.push(candle);
+      return;
+    }
+    // Updates land on the newest candles almost always: search from the end.
+    for (let i = list.length - 1; i >= 0; i -= 1) {
+      if (list[i].start === candle.start) {
+        list[i] = candle;
+        return;
+      }
+      if (list[i].start < candle.start) {
+        list.splice(i + 1, 0, candle);
+        return;
+      }
+    }
+    list.unshift(candle);
+  }
+
+  dropBefore(start) {
+    let n = 0;
+    while (n < this.candles.length && this.candles[n].start < start) n += 1;
+    if (n) this.candles.splice(0, n);
+  }
+}
+
+/**
+ * Rolls live candles of a stored interval up into a larger bucket, exactly as the API's
+ * `bucket=` does: open of the first, close of the last, extremes and sums over all.
+ */
+export class BucketRollup {
+  constructor(step) {
+    this.step = step;
+    this.parts = new Map(); // start of a stored candle -> that candle
+  }
+
+  add(candle) {
+    this.parts.set(candle.start, candle);
+    const bucket = candle.start - (candle.start % this.step);
+    for (const start of this.parts.keys()) {
+      if (start < bucket - this.step) this.parts.delete(start);
+    }
+    const inside = [...this.parts.values()]
+      .filter((c) => c.start >= bucket && c.start < bucket + this.step)
+      .sort((a, b) => a.start - b.start);
+    return rollup(inside, bucket);
+  }
+}
+
+export function rollup(parts, start) {
+  const first = parts[0];
+  const last = parts[parts.length - 1];
+  let high = -Infinity;
+  let low = Infinity;
+  let volume = 0;
+  let quoteVolume = 0;
+  let trades = 0;
+  let buy = 0;
+  let sell = 0;
+  for (const c of parts) {
+    high = Math.max(high, c.high);
+    low = Math.min(low, c.low);
+    volume += c.volume;
+    quoteVolume += c.quote_volume;
+    trades += c.trades;
+    buy += c.buy_volume;
+    sell += c.sell_volume;
+  }
+  return {
+    ...last, start, open: first.open, high, low, close: last.close, volume,
+    quote_volume: quoteVolume, vwap: volume > 0 ? quoteVolume / volume : last.close, trades,
+    buy_volume: buy, sell_volume: sell, first_seq: first.first_seq,
+    final: parts.every((c) => c.final),
+  };
+}
+
+export function sma(values, n) {
+  const out = new Array(values.length).fill(null);
+  let sum = 0;
+  for (let i = 0; i < values.length; i += 1) {
+    sum += values[i];
+    if (i >= n) sum -= values[i - n];
+    if (i >= n - 1) out[i] = sum / n;
+  }
+  return out;
+}
+
+export function ema(values, n) {
+  const out = new Array(values.length).fill(null);
+  const k = 2 / (n + 1);
+  let prev = null;
+  for (let i = 0; i < values.length; i += 1) {
+    prev = prev === null ? values[i] : values[i] * k + prev * (1 - k);
+    if (i >= n - 1) out[i] = prev;
+  }
+  return out;
+}
+
+/** VWAP anchored at the first candle shown: traded quote volume over traded volume so far. */
+export function anchoredVwap(candles) {
+  let qv = 0;
+  let v = 0;
+  return candles.map((c) => {
+    qv += c.quote_volume;
+    v += c.volume;
+    return v > 0 ? qv / v : null;
+  });
+}
+
+/** A µs timestamp as the local wall-clock string Plotly puts on a date axis. */
+export function axisTime(us) {
+  const d = new Date(us / 1000);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+export function themeColors() {
+  const css = getComputedStyle(document.documentElement);
+  const get = (name) => css.getPropertyValue(name).trim();
+  return {
+    bg: get("--panel"), text: get("--text"), muted: get("--muted"), grid: get("--grid"),
+    border: get("--border"), up: get("--up"), down: get("--down"), vwap: get("--vwap"),
+    sma: get("--sma"), ema: get("--ema"), avg30: get("--avg30"), accent: get("--accent"),
+  };
+}
+
+/**
+ * The candlestick figure: price with overlays above, volume below, one shared time axis.
+ * `uirevision` is the chart's identity (exchange, symbol, timeframe, lookback): while it stays
+ * the same, Plotly keeps the user's zoom and pan across every live redraw.
+ */
+export function candleFigure({ candles, rolling, overlays, colors, uirevision, title }) {
+  const x = candles.map((c) => axisTime(c.start));
+  const close = candles.map((c) => c.close);
+  const traces = [
+    {
+      type: "candlestick", name: title, x,
+      open: candles.map((c) => c.open), high: candles.map((c) => c.high),
+      low: candles.map((c) => c.low), close,
+      customdata: candles.map((c) => c.start),
+      increasing: { line: { color: colors.up, width: 1 }, fillcolor: colors.up },
+      decreasing: { line: { color: colors.down, width: 1 }, fillcolor: colors.down },
+      whiskerwidth: 0, hoverlabel: { namelength: 0 }, showlegend: false,
+    },
+    {
+      type: "bar", name: "volume", x, y: candles.map((c) => c.volume), yaxis: "y2",
+      customdata: candles.map((c) => c.start),
+      marker: { color: candles.map((c) => (c.close >= c.open ? colors.up : colors.down)), opacity: 0.55 },
+      hovertemplate: "vol %{y}<extra></extra>", showlegend: false,
+    },
+  ];
+  const line = (name, y, color, dash) => ({
+    type: "scatter", mode: "lines", name, x, y, connectgaps: true,
+    line: { color, width: 1.4, dash: dash || "solid" }, hovertemplate: `${name} %{y}<extra></extra>`,
+  });
+  if (overlays.vwap) traces.push(line("VWAP", anchoredVwap(candles), colors.vwap, "dot"));
+  if (overlays.sma) traces.push(line("SMA 20", sma(close, 20), colors.sma));
+  if (overlays.ema) traces.push(line("EMA 50", ema(close, 50), colors.ema));
+  if (overlays.avg30 && rolling.length) {
+    const points = rolling.filter((r) => !candles.length || r.ts >= candles[0].start);
+    traces.push({
+      ...line("30m avg", points.map((r) => r.avg_close_30m), colors.avg30, "dash"),
+      mode: "lines+markers", marker: { size: 4, color: colors.avg30 },
+      x: points.map((r) => axisTime(r.ts)), line: { color: colors.avg30, width: 1.6, dash: "dash" },
+    });
+  }
+  const axis = { gridcolor: colors.grid, zerolinecolor: colors.grid, linecolor: colors.border, color: colors.muted };
+  const layout = {
+    uirevision,
+    paper_bgcolor: colors.bg, plot_bgcolor: colors.bg,
+    font: { color: colors.text, size: 11 },
+    margin: { l: 8, r: 64, t: 8, b: 40 },
+    dragmode: "zoom", hovermode: "x unified", showlegend: true,
+    legend: { orientation: "h", x: 0, y: 1, yanchor: "top", bgcolor: "rgba(0,0,0,0)", font: { size: 11 } },
+    xaxis: { ...axis, type: "date", anchor: "y2", rangeslider: { visible: false }, showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: colors.muted },
+    yaxis: { ...axis, domain: [0.24, 1], side: "right", tickformat: ",.6~g", fixedrange: false },
+    yaxis2: { ...axis, domain: [0, 0.19], side: "right", showgrid: false, tickformat: ".3~s" },
+  };
+  return { traces, layout };
+}

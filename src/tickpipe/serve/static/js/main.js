@@ -1,0 +1,545 @@
+// The dashboard: pickers, the live candlestick chart, the watchlist and the trades tape.
+// Everything it shows comes from the API (/api/...) and the live socket (/api/live).
+
+import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
+import { AnalyticsView } from "./analytics.js";
+import { BucketRollup, CandleSeries, candleFigure, themeColors } from "./candles.js";
+import * as fmt from "./format.js";
+import { PipelineView } from "./pipeline.js";
+
+const MAX_CANDLES_SHOWN = 20000; // beyond this a browser chart stalls: ask for a larger timeframe
+const TAPE_ROWS = 80;
+const RENDER_EVERY_MS = 200; // live redraws at most 5 times a second, whatever the push rate
+const WATCHLIST_EVERY_MS = 10000;
+const ROLLING_EVERY_MS = 30000;
+const EXCHANGES_EVERY_MS = 30000;
+const PLOT_CONFIG = { displaylogo: false, responsive: true, scrollZoom: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+
+const $ = (id) => document.getElementById(id);
+const query = new URLSearchParams(location.search);
+
+const state = {
+  live: false, // the server pushes (run/demo), or only reads a stored file (serve)
+  exchanges: [], // [{name, symbols: [{symbol, trades, ...}]}]
+  intervals: [],
+  exchange: query.get("exchange") || "",
+  symbol: query.get("symbol") || "",
+  timeframe: query.get("tf") || "",
+  lookback: query.get("lookback") || "1h",
+  view: query.get("view") || "chart",
+  overlays: { vwap: true, sma: true, ema: false, avg30: true },
+  // the chart being shown
+  series: new CandleSeries([]),
+  rolling: [],
+  step: 0,
+  baseInterval: "",
+  rollup: null,
+  loading: null, // the chart's key while its first data is on the way; pushes wait meanwhile
+  pending: [],
+  tape: [],
+  lastPrice: null,
+  tapeTimes: [],
+  generation: 0,
+};
+
+// Counters the page exposes for tests and for anyone debugging in the browser console.
+const stats = { renders: 0, liveCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
+window.tickpipe = { state, stats };
+
+const socket = new LiveSocket({ onMessage, onState: showLiveState, onOpen: onLiveOpen });
+const analytics = new AnalyticsView({
+  onPickExchange: (name) => selectExchange(name),
+  onError: showError,
+});
+const pipeline = new PipelineView({ onError: showError });
+
+// -- start ----------------------------------------------------------------------------------
+
+async function start() {
+  // Plotly follows window resizes only; the chart's box also changes when the quote line wraps.
+  new ResizeObserver(() => {
+    if ($("chart").data) Plotly.Plots.resize($("chart"));
+  }).observe($("chart"));
+  applyTheme(document.documentElement.dataset.theme);
+  wireControls();
+  showView(state.view);
+  try {
+    const health = await getJSON("/api/health");
+    state.live = health.live;
+  } catch (err) {
+    showError(err);
+    if (err.status === 401) {
+      showLiveState("locked", "");
+      return; // nothing to show without the token; the message says how to get in
+    }
+  }
+  if (!state.live) showLiveState("stored", "");
+  await loadExchanges();
+  pipeline.start();
+  setInterval(refreshWatchlist, WATCHLIST_EVERY_MS);
+  setInterval(refreshRolling, ROLLING_EVERY_MS);
+  setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
+}
+
+/** A symbol that starts trading later (a quiet one, a new listing) joins the pickers. */
+async function refreshExchanges() {
+  let body;
+  try {
+    body = await getJSON("/api/exchanges");
+  } catch {
+    return;
+  }
+  const names = (list) => JSON.stringify(list.map((e) => [e.name, e.symbols.map((s) => s.symbol)]));
+  if (names(body.exchanges) === names(state.exchanges)) return;
+  state.exchanges = body.exchanges;
+  const exchange = state.exchanges.find((e) => e.name === state.exchange);
+  if (!exchange) return;
+  $("exchange").replaceChildren(...state.exchanges.map((e) => new Option(e.name, e.name)));
+  $("symbol").replaceChildren(...exchange.symbols.map((s) => new Option(s.symbol, s.symbol)));
+  markPickers();
+  buildWatchlist(exchange);
+}
+
+async function loadExchanges() {
+  // A fresh `tickpipe demo` may have stored nothing yet: ask again until it has.
+  for (;;) {
+    try {
+      const body = await getJSON("/api/exchanges");
+      state.exchanges = body.exchanges;
+      state.intervals = body.intervals
+        .filter((name) => !name.includes("/") && fmt.parseDuration(name) !== null)
+        .sort((a, b) => fmt.parseDuration(a) - fmt.parseDuration(b));
+      if (state.exchanges.length) break;
+      $("chart-foot").textContent = "waiting for the first trades…";
+    } catch (err) {
+      showError(err);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  clearError();
+  if (!state.timeframe || !validTimeframe(state.timeframe)) {
+    state.timeframe = state.intervals.includes("1m") ? "1m" : state.intervals[0];
+  }
+  const exchange = state.exchanges.find((e) => e.name === state.exchange) || state.exchanges[0];
+  fillTimeframes();
+  selectExchange(exchange.name, state.symbol);
+}
+
+function validTimeframe(tf) {
+  return state.intervals.includes(tf) || fmt.parseDuration(tf) !== null;
+}
+
+// -- pickers ----------------------------------------------------------------------------------
+
+function wireControls() {
+  $("exchange").addEventListener("change", (e) => selectExchange(e.target.value));
+  $("symbol").addEventListener("change", (e) => selectSymbol(e.target.value));
+  $("bucket").addEventListener("change", (e) => {
+    const us = fmt.parseDuration(e.target.value);
+    e.target.classList.toggle("invalid", us === null);
+    if (us !== null) setTimeframe(fmt.formatDuration(us));
+  });
+  $("lookbacks").addEventListener("click", (e) => {
+    if (e.target.dataset.lookback) setLookback(e.target.dataset.lookback);
+  });
+  $("lookback").addEventListener("change", (e) => {
+    const us = fmt.parseDuration(e.target.value);
+    e.target.classList.toggle("invalid", us === null);
+    if (us !== null) setLookback(fmt.formatDuration(us));
+  });
+  $("tabs").addEventListener("click", (e) => {
+    if (e.target.dataset.view) showView(e.target.dataset.view);
+  });
+  $("theme").addEventListener("click", () => {
+    applyTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark");
+  });
+  $("overlays").addEventListener("change", (e) => {
+    state.overlays[e.target.dataset.overlay] = e.target.checked;
+    renderChart();
+  });
+  for (const box of $("overlays").querySelectorAll("input")) {
+    box.checked = state.overlays[box.dataset.overlay];
+  }
+  $("watchlist").addEventListener("click", (e) => {
+    const tr = e.target.closest("tr[data-symbol]");
+    if (tr) selectSymbol(tr.dataset.symbol);
+  });
+}
+
+function fillTimeframes() {
+  const seg = $("timeframes");
+  seg.replaceChildren(...state.intervals.map((name) => {
+    const b = document.createElement("button");
+    b.textContent = name;
+    b.dataset.timeframe = name;
+    b.addEventListener("click", () => setTimeframe(name));
+    return b;
+  }));
+}
+
+function markPickers() {
+  for (const b of $("timeframes").children) b.classList.toggle("active", b.dataset.timeframe === state.timeframe);
+  $("bucket").value = state.intervals.includes(state.timeframe) ? "" : state.timeframe;
+  for (const b of $("lookbacks").children) b.classList.toggle("active", b.dataset.lookback === state.lookback);
+  $("lookback").value = ["10m", "1h", "24h"].includes(state.lookback) ? "" : state.lookback;
+  $("exchange").value = state.exchange;
+  $("symbol").value = state.symbol;
+  saveUrl();
+}
+
+function saveUrl() {
+  const params = keepToken(new URLSearchParams({
+    exchange: state.exchange, symbol: state.symbol, tf: state.timeframe,
+    lookback: state.lookback, view: state.view,
+  }));
+  history.replaceState(null, "", `${location.pathname}?${params}`);
+}
+
+function selectExchange(name, wantedSymbol) {
+  const exchange = state.exchanges.find((e) => e.name === name);
+  if (!exchange) return;
+  state.exchange = name;
+  $("exchange").replaceChildren(...state.exchanges.map((e) => new Option(e.name, e.name)));
+  $("symbol").replaceChildren(...exchange.symbols.map((s) => new Option(s.symbol, s.symbol)));
+  const symbols = exchange.symbols.map((s) => s.symbol);
+  const keep = wantedSymbol || state.symbol;
+  const preferred = symbols.find((s) => s.startsWith("BTC-")) || symbols[0];
+  state.symbol = symbols.includes(keep) ? keep : preferred;
+  buildWatchlist(exchange);
+  analytics.setExchange(name);
+  loadChart();
+}
+
+function selectSymbol(symbol) {
+  state.symbol = symbol;
+  loadChart();
+}
+
+function setTimeframe(tf) {
+  state.timeframe = tf;
+  loadChart();
+}
+
+function setLookback(lookback) {
+  state.lookback = lookback;
+  loadChart();
+}
+
+function showView(view) {
+  state.view = ["chart", "analytics", "pipeline"].includes(view) ? view : "chart";
+  for (const name of ["chart", "analytics", "pipeline"]) $(`view-${name}`).hidden = name !== state.view;
+  for (const b of $("tabs").children) b.classList.toggle("active", b.dataset.view === state.view);
+  analytics.setVisible(state.view === "analytics");
+  pipeline.setVisible(state.view === "pipeline");
+  if (state.view === "chart") window.requestAnimationFrame(() => Plotly.Plots.resize($("chart")));
+  saveUrl();
+}
+
+function applyTheme(theme) {
+  document.documentElement.dataset.theme = theme;
+  localStorage.setItem("tickpipe.theme", theme);
+  $("theme").title = theme === "dark" ? "Switch to the light theme" : "Switch to the dark theme";
+  renderChart();
+  analytics.render();
+  pipeline.render();
+}
+
+// -- the chart ------------------------------------------------------------------------------
+
+function chartKey() {
+  return [state.exchange, state.symbol, state.timeframe, state.lookback].join("|");
+}
+
+/** Show the chosen (exchange, symbol, timeframe, lookback). The live subscription starts as soon
+ * as the candles' interval is known; pushes wait in `pending` until all the data is in. */
+function loadChart() {
+  markPickers();
+  const lookbackUs = fmt.parseDuration(state.lookback);
+  const stepUs = fmt.parseDuration(state.timeframe);
+  if (lookbackUs / stepUs > MAX_CANDLES_SHOWN) {
+    showError(new ApiError(400, `${state.lookback} of ${state.timeframe} candles is ${Math.round(lookbackUs / stepUs).toLocaleString()} candles: choose a larger timeframe or a shorter lookback (at most ${MAX_CANDLES_SHOWN.toLocaleString()})`));
+    return;
+  }
+  state.loading = chartKey();
+  state.pending = [];
+  state.tape = [];
+  state.lastPrice = null;
+  $("q-symbol").textContent = state.symbol;
+  $("q-exchange").textContent = state.exchange;
+  for (const tr of $("watchlist").querySelectorAll("tr")) tr.classList.toggle("selected", tr.dataset.symbol === state.symbol);
+  fetchChart(true);
+}
+
+async function fetchChart(subscribe) {
+  const generation = ++state.generation;
+  const key = chartKey();
+  state.loading = key;
+  const stored = state.intervals.includes(state.timeframe);
+  const params = { exchange: state.exchange, symbol: state.symbol, lookback: state.lookback };
+  if (stored) params.interval = state.timeframe;
+  else params.bucket = state.timeframe;
+  try {
+    stats.fetches += 1;
+    const body = await getJSON("/api/candles", params);
+    if (generation !== state.generation) return;
+    state.step = body.step;
+    state.baseInterval = body.from_interval;
+    if (subscribe && state.live) {
+      socket.subscribe({ exchange: state.exchange, symbol: state.symbol, interval: state.baseInterval });
+    }
+    let rollup = null;
+    if (body.interval !== body.from_interval) {
+      // A custom bucket: live pushes come per stored interval; keep the current bucket's
+      // parts so each push can be rolled up into the bucket exactly.
+      rollup = new BucketRollup(body.step);
+      const now = Date.now() * 1000;
+      const bucketStart = now - (now % body.step) - body.step;
+      const parts = await getJSON("/api/candles", {
+        exchange: state.exchange, symbol: state.symbol, interval: body.from_interval,
+        start: Math.floor(bucketStart / 1000),
+      });
+      if (generation !== state.generation) return;
+      for (const c of parts.candles) rollup.add(c);
+    }
+    const [tradesBody, rollingBody] = await Promise.all([
+      getJSON("/api/trades", { exchange: state.exchange, symbol: state.symbol, limit: TAPE_ROWS }),
+      fetchRolling(),
+    ]);
+    if (generation !== state.generation) return;
+    state.rollup = rollup;
+    state.series = new CandleSeries(body.candles);
+    state.rolling = rollingBody;
+    state.tape = tradesBody.trades;
+    state.lastPrice = state.tape.length ? state.tape[0].price : null;
+    state.loading = null;
+    const waiting = state.pending;
+    state.pending = [];
+    for (const message of waiting) onMessage(message);
+    clearError();
+    renderChart();
+    renderTape();
+    $("chart-foot").textContent = `${body.candles.length.toLocaleString()} candles of ${body.interval}` +
+      (body.interval !== body.from_interval ? ` (rolled up from ${body.from_interval})` : "") +
+      ` · ${state.lookback} back · ${state.live ? "live" : "stored data, no live feed"}`;
+  } catch (err) {
+    if (generation !== state.generation) return;
+    state.loading = null;
+    showError(err);
+    if (err.status === 400 && !stored) $("bucket").classList.add("invalid");
+  }
+}
+
+async function fetchRolling() {
+  const minutes = Math.ceil(fmt.parseDuration(state.lookback) / 60e6);
+  try {
+    const body = await getJSON("/api/rolling", { exchange: state.exchange, symbol: state.symbol, limit: Math.min(10000, minutes + 2) });
+    return body.history.slice().reverse();
+  } catch (err) {
+    if (err.status === 0) throw err;
+    return [];
+  }
+}
+
+async function refreshRolling() {
+  if (state.loading || !state.symbol) return;
+  const key = chartKey();
+  try {
+    const rolling = await fetchRolling();
+    if (key !== chartKey()) return;
+    state.rolling = rolling;
+    scheduleRender();
+  } catch {
+    // the live state shows why the server is unreachable
+  }
+}
+
+function onMessage(message) {
+  if (message.type === "dropped") {
+    // The server dropped pushes this page read too slowly: the chart may miss updates until
+    // the next refetch, so say so rather than show it as complete.
+    stats.dropped = message.count;
+    $("chart-foot").dataset.dropped = `${message.count.toLocaleString()} live updates dropped (slow client)`;
+    return;
+  }
+  if (state.loading) {
+    if (state.pending.length < 100000) state.pending.push(message);
+    return;
+  }
+  if (message.exchange !== state.exchange || message.symbol !== state.symbol) return;
+  if (message.type === "candle") {
+    if (message.interval !== state.baseInterval) return;
+    stats.liveCandles += 1;
+    const candle = state.rollup ? state.rollup.add(message) : message;
+    state.series.upsert(candle);
+    const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
+    state.series.dropBefore(horizon - (horizon % state.step));
+    scheduleRender();
+  } else if (message.type === "trade") {
+    stats.liveTrades += 1;
+    state.tape.unshift(message);
+    if (state.tape.length > TAPE_ROWS) state.tape.length = TAPE_ROWS;
+    state.lastPrice = message.price;
+    state.tapeTimes.push(performance.now());
+    scheduleRender();
+  }
+}
+
+let renderTimer = null;
+let lastRender = 0;
+
+function scheduleRender() {
+  if (renderTimer !== null) return;
+  const wait = Math.max(0, RENDER_EVERY_MS - (performance.now() - lastRender));
+  renderTimer = setTimeout(() => {
+    renderTimer = null;
+    lastRender = performance.now();
+    renderChart();
+    renderTape();
+  }, wait);
+}
+
+function renderChart() {
+  const div = $("chart");
+  if (!div || typeof Plotly === "undefined") return;
+  const candles = state.series.candles;
+  const { traces, layout } = candleFigure({
+    candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
+    uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
+  });
+  Plotly.react(div, traces, layout, PLOT_CONFIG);
+  stats.renders += 1;
+  renderQuote(candles);
+}
+
+function renderQuote(candles) {
+  const last = state.lastPrice ?? (candles.length ? candles[candles.length - 1].close : null);
+  $("q-last").textContent = fmt.price(last);
+  if (!candles.length) {
+    for (const id of ["q-open", "q-high", "q-low", "q-vol", "q-trades"]) $(id).textContent = "–";
+    $("q-change").textContent = "";
+    return;
+  }
+  let high = -Infinity;
+  let low = Infinity;
+  let volume = 0;
+  let trades = 0;
+  for (const c of candles) {
+    high = Math.max(high, c.high);
+    low = Math.min(low, c.low);
+    volume += c.volume;
+    trades += c.trades;
+  }
+  const open = candles[0].open;
+  const change = last / open - 1;
+  $("q-open").textContent = fmt.price(open);
+  $("q-high").textContent = fmt.price(high);
+  $("q-low").textContent = fmt.price(low);
+  $("q-vol").textContent = fmt.compact(volume);
+  $("q-trades").textContent = fmt.count(trades);
+  const latest = state.rolling.length ? state.rolling[state.rolling.length - 1].avg_close_30m : null;
+  $("q-avg30").textContent = fmt.price(latest);
+  const el = $("q-change");
+  el.textContent = `${last - open >= 0 ? "+" : ""}${fmt.price(last - open)} (${fmt.percent(change)}) ${state.lookback}`;
+  el.className = `quote-change ${change > 0 ? "up" : change < 0 ? "down" : ""}`;
+  const row = $("watchlist").querySelector(`tr[data-symbol="${CSS.escape(state.symbol)}"]`);
+  if (row && last !== null) row.children[1].textContent = fmt.price(last);
+}
+
+function renderTape() {
+  const body = $("tape").tBodies[0];
+  body.replaceChildren(...state.tape.map((t) => {
+    const side = t.side === "buy" ? "num up" : t.side === "sell" ? "num down" : "num";
+    return fmt.row([fmt.cell(fmt.clock(t.ts)), fmt.cell(fmt.price(t.price), side), fmt.cell(fmt.qty(t.size), "num")]);
+  }));
+  const now = performance.now();
+  state.tapeTimes = state.tapeTimes.filter((t) => now - t < 5000);
+  $("tape-rate").textContent = state.live ? `${(state.tapeTimes.length / 5).toFixed(1)}/s` : "";
+}
+
+// -- watchlist ------------------------------------------------------------------------------
+
+function buildWatchlist(exchange) {
+  const body = $("watchlist").tBodies[0];
+  body.replaceChildren(...exchange.symbols.map((s) => {
+    const tr = fmt.row([fmt.cell(s.symbol), fmt.cell("–", "num"), fmt.cell("–", "num")]);
+    tr.dataset.symbol = s.symbol;
+    tr.classList.toggle("selected", s.symbol === state.symbol);
+    return tr;
+  }));
+  refreshWatchlist();
+}
+
+/** Last price and 24-hour change of every symbol of the exchange, from its largest candles. */
+async function refreshWatchlist() {
+  const exchange = state.exchanges.find((e) => e.name === state.exchange);
+  if (!exchange) return;
+  const sizes = state.intervals.map((name) => [name, fmt.parseDuration(name)]).filter(([, us]) => us <= 3600e6);
+  if (!sizes.length) return;
+  const interval = sizes.sort((a, b) => b[1] - a[1])[0][0];
+  $("watch-note").textContent = "24h";
+  await Promise.all(exchange.symbols.map(async ({ symbol }) => {
+    try {
+      const body = await getJSON("/api/candles", { exchange: exchange.name, symbol, interval, lookback: "24h" });
+      const tr = $("watchlist").querySelector(`tr[data-symbol="${CSS.escape(symbol)}"]`);
+      if (!tr || !body.candles.length) return;
+      const first = body.candles[0];
+      const last = body.candles[body.candles.length - 1];
+      const change = last.close / first.open - 1;
+      tr.children[1].textContent = fmt.price(symbol === state.symbol && state.lastPrice !== null ? state.lastPrice : last.close);
+      tr.children[2].textContent = fmt.percent(change);
+      tr.children[2].className = fmt.signClass(change);
+    } catch {
+      // one symbol's failure leaves its row as it was
+    }
+  }));
+}
+
+// -- live state -----------------------------------------------------------------------------
+
+function showLiveState(kind, detail) {
+  const pill = $("live-status");
+  const banner = $("banner");
+  if (kind === "live") {
+    pill.dataset.state = "live";
+    pill.querySelector(".label").textContent = "live";
+    banner.hidden = true;
+  } else if (kind === "reconnecting") {
+    pill.dataset.state = "reconnecting";
+    pill.querySelector(".label").textContent = "reconnecting";
+    banner.hidden = false;
+    banner.textContent = `Live feed disconnected, reconnecting… (attempt ${detail.attempt}, ` +
+      `next try in ${(detail.delayMs / 1000).toFixed(1)} s). The chart shows the last data received.`;
+  } else if (kind === "stored") {
+    pill.dataset.state = "stored";
+    pill.querySelector(".label").textContent = "stored data";
+  } else if (kind === "locked") {
+    pill.dataset.state = "reconnecting";
+    pill.querySelector(".label").textContent = "no access";
+  } else if (kind === "error") {
+    showError(new ApiError(400, `live feed: ${detail}`));
+  }
+}
+
+function onLiveOpen(reconnected) {
+  if (!reconnected) return;
+  // Back after a drop: what happened meanwhile is only in the store, so fetch it again.
+  stats.reconnects += 1;
+  fetchChart(false);
+  refreshWatchlist();
+  analytics.refresh();
+}
+
+function showError(err) {
+  if (err instanceof ApiError && err.status === 0 && !$("banner").hidden) return;
+  const box = $("error");
+  box.hidden = false;
+  box.textContent = err.status === 401
+    ? "Access token required: open this page with ?token=YOUR_TOKEN"
+    : `${err.message}`;
+}
+
+function clearError() {
+  $("error").hidden = true;
+}
+
+start();

@@ -1,0 +1,245 @@
+"""The candlestick chart in real Chromium against `tickpipe demo`: it loads cleanly, updates
+live over the WebSocket, redraws on a new timeframe or symbol, and keeps the user's zoom."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import pytest
+
+from .conftest import (
+    ARTIFACTS,
+    Console,
+    Demo,
+    chart_candles,
+    open_dashboard,
+    page_stats,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+S = 1_000_000
+LATENESS = 2 * S  # the demo's allowed lateness: a 1s candle is final this long after its end
+NO_VALUE = "\u2013"  # what the page shows before it has a number
+
+
+def bucketed(candles: list[dict], step: int) -> list[dict]:
+    """`candles` when every start is aligned to `step` and none is missing between two."""
+    aligned = all(c["start"] % step == 0 for c in candles)
+    spaced = all(b["start"] - a["start"] == step for a, b in itertools.pairwise(candles))
+    return candles if candles and aligned and spaced else []
+
+
+def api_candles(demo: Demo, symbol: str, **params: str) -> dict[int, dict]:
+    body = demo.api("/api/candles", exchange="simulated", symbol=symbol, **params)
+    return {c["start"]: c for c in body["candles"]}
+
+
+def final_candle(demo: Demo, start: int) -> dict | None:
+    candle = api_candles(demo, "BTC-USDT", interval="1s", lookback="1m").get(start)
+    return candle if candle and candle["final"] else None
+
+
+def same_prices(drawn: dict, stored: dict) -> bool:
+    return all(drawn[k] == stored[k] for k in ("open", "high", "low", "close"))
+
+
+def test_the_page_loads_with_no_console_errors_and_shows_what_the_api_holds(
+    page, demo: Demo, console: Console
+) -> None:
+    before = [s["symbol"] for s in demo.api("/api/exchanges")["exchanges"][0]["symbols"]]
+    open_dashboard(page, demo, symbol="BTC-USDT", tf="1m", lookback="1h")
+    wait_for("the watchlist's prices", lambda: NO_VALUE not in page.inner_text("#watchlist tbody"))
+    after = [s["symbol"] for s in demo.api("/api/exchanges")["exchanges"][0]["symbols"]]
+
+    # A quiet symbol may start trading meanwhile: the page lists what the API listed then.
+    rows = [r.split()[0] for r in page.locator("#watchlist tbody tr").all_inner_texts()]
+    assert set(before) <= set(rows) <= set(after) and rows == sorted(rows)
+    assert page.locator("#symbol option").all_inner_texts() == rows
+    assert page.locator("#timeframes button").all_inner_texts() == ["1s", "5s", "1m", "5m", "1h"]
+    assert page.inner_text("#live-status").strip().lower() == "live"
+    scripts = page.evaluate("() => [...document.scripts].map(s => s.src).filter(Boolean)")
+    assert scripts and all(s.startswith(demo.url + "/static/") for s in scripts)  # no CDN
+    assert console.unexpected() == []
+
+
+def test_a_candle_appears_and_updates_live_over_the_websocket_without_refetching(
+    page, demo: Demo, console: Console
+) -> None:
+    refetches: list[str] = []
+    open_dashboard(page, demo, symbol="BTC-USDT", tf="1s", lookback="10m")
+    page.on(
+        "request",
+        lambda r: refetches.append(r.url) if "/api/candles" in r.url and "=1s" in r.url else None,
+    )
+    newest = chart_candles(page)[-1]["start"]
+    # A candle the page did not have when it fetched: only the WebSocket can bring it.
+    fresh = wait_for(
+        "a new candle to appear live",
+        lambda: [c for c in chart_candles(page) if c["start"] > newest + S],
+    )[0]
+    time.sleep(max(0.0, (fresh["start"] + S + LATENESS) / S - time.time()))  # until final
+    stored = wait_for("the stored candle to be final", lambda: final_candle(demo, fresh["start"]))
+    drawn = wait_for(
+        "the live candle to match the stored one",
+        lambda: next(
+            (
+                c
+                for c in chart_candles(page)
+                if c["start"] == fresh["start"] and same_prices(c, stored)
+            ),
+            None,
+        ),
+        timeout=5,
+    )
+    assert same_prices(drawn, stored)
+    assert refetches == [], "the candles came from /api/candles, not the live socket"
+    stats = page_stats(page)
+    assert stats["liveCandles"] > 0 and stats["liveTrades"] > 0
+    last_trade = demo.api("/api/trades", exchange="simulated", symbol="BTC-USDT", limit=1)
+    assert page.locator("#tape tbody tr").count() > 10
+    assert last_trade["trades"][0]["ts"] >= fresh["start"]
+    assert console.unexpected() == []
+
+
+def test_switching_timeframe_then_symbol_redraws_with_the_apis_candles(
+    page, demo: Demo, console: Console
+) -> None:
+    open_dashboard(page, demo, symbol="BTC-USDT", tf="1s", lookback="10m")
+
+    page.click("#timeframes button[data-timeframe='5s']")
+    five = wait_for("5-second candles", lambda: bucketed(chart_candles(page), 5 * S))
+    stored = api_candles(demo, "BTC-USDT", interval="5s", lookback="10m")
+    settled = [c for c in five if c["start"] + 5 * S + LATENESS < time.time() * S]
+    assert settled, "no final 5-second candle to compare"
+    for candle in settled:
+        assert same_prices(candle, stored[candle["start"]])
+    assert "tf=5s" in page.url
+
+    page.select_option("#symbol", "ETH-USDT")
+    eth = wait_for(
+        "ETH-USDT candles",
+        lambda: (
+            (c := chart_candles(page))
+            and page.inner_text("#q-symbol") == "ETH-USDT"
+            and c[0]["close"] < 10_000
+            and c
+        ),
+    )
+    stored = api_candles(demo, "ETH-USDT", interval="5s", lookback="10m")
+    settled = [c for c in eth if c["start"] + 5 * S + LATENESS < time.time() * S]
+    assert settled and all(same_prices(c, stored[c["start"]]) for c in settled)
+    btc_close = demo.api("/api/trades", exchange="simulated", symbol="BTC-USDT", limit=1)
+    assert not math.isclose(eth[-1]["close"], btc_close["trades"][0]["price"], rel_tol=0.1)
+    assert page.locator("#watchlist tr.selected").inner_text().startswith("ETH-USDT")
+    assert console.unexpected() == []
+
+
+def test_a_custom_bucket_rolls_stored_candles_up_like_the_api(
+    page, demo: Demo, console: Console
+) -> None:
+    open_dashboard(page, demo, symbol="SOL-USDT", tf="1s", lookback="10m")
+    page.fill("#bucket", "10s")
+    page.press("#bucket", "Enter")
+    drawn = wait_for("10-second buckets", lambda: bucketed(chart_candles(page), 10 * S))
+    stored = api_candles(demo, "SOL-USDT", bucket="10s", lookback="10m")
+    settled = [c for c in drawn if c["start"] + 10 * S + LATENESS < time.time() * S]
+    assert settled and all(same_prices(c, stored[c["start"]]) for c in settled)
+    # The bucket still updates live: its pushes come per 5 s candle and are rolled up.
+    before = page_stats(page)["liveCandles"]
+    wait_for("live pushes into the bucket", lambda: page_stats(page)["liveCandles"] > before)
+    assert "rolled up from 5s" in page.inner_text("#chart-foot")
+    assert console.unexpected() == []
+
+
+def test_zoom_and_pan_survive_live_updates_and_a_new_timeframe_resets_them(
+    page, demo: Demo, console: Console
+) -> None:
+    open_dashboard(page, demo, symbol="BTC-USDT", tf="1s", lookback="10m")
+    wait_for("a dozen candles", lambda: len(chart_candles(page)) >= 12, timeout=30)
+    box = page.locator("#chart .nsewdrag").first.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=8)  # x only
+    page.mouse.up()
+    zoomed = page.evaluate("() => document.getElementById('chart').layout.xaxis.range.slice()")
+    renders = page_stats(page)["renders"]
+    newest = chart_candles(page)[-1]["start"]
+
+    wait_for("new candles after the zoom", lambda: chart_candles(page)[-1]["start"] > newest + S)
+    wait_for("more redraws", lambda: page_stats(page)["renders"] > renders + 5)
+    page.screenshot(path=str(ARTIFACTS / "zoom-kept-after-live-updates.png"))
+    layout = page.evaluate("() => document.getElementById('chart').layout.xaxis")
+    assert layout["range"] == zoomed and layout["autorange"] is False
+
+    page.click("#timeframes button[data-timeframe='5s']")
+    wait_for("the 5s chart", lambda: all(c["start"] % (5 * S) == 0 for c in chart_candles(page)))
+    reset = page.evaluate("() => document.getElementById('chart').layout.xaxis")
+    assert reset["autorange"] is True and reset["range"] != zoomed
+    assert console.unexpected() == []
+
+
+def figure(page) -> dict:
+    """The chart's candles (start, close) and every overlay's y values, read in one go (one
+    render: live pushes keep redrawing between two reads)."""
+    return page.evaluate(
+        """() => {
+            const data = document.getElementById("chart").data;
+            const lines = {};
+            for (const t of data.slice(2)) lines[t.name] = t.y;
+            return {starts: data[0].customdata, lines};
+        }"""
+    )
+
+
+def test_overlays_follow_the_stored_candles_and_toggle(page, demo: Demo, console: Console) -> None:
+    open_dashboard(page, demo, symbol="ETH-USDT", tf="1s", lookback="10m")
+    wait_for("25 candles", lambda: len(chart_candles(page)) >= 25, timeout=40)
+    page.check("#overlays input[data-overlay='ema']")
+    shown = wait_for("the EMA", lambda: (f := figure(page)) and "EMA 50" in f["lines"] and f)
+    starts, lines = shown["starts"], shown["lines"]
+    assert {"VWAP", "SMA 20", "EMA 50"} <= set(lines)
+
+    stored = api_candles(demo, "ETH-USDT", interval="1s", lookback="10m")
+    assert starts[0] == min(stored), "the demo is younger than 10 minutes"
+    i = max(n for n, start in enumerate(starts) if start + S + LATENESS < time.time() * S)
+    rows = [stored[start] for start in starts[: i + 1]]
+    expected_vwap = sum(r["quote_volume"] for r in rows) / sum(r["volume"] for r in rows)
+    assert lines["VWAP"][i] == pytest.approx(expected_vwap, rel=1e-9)
+    assert lines["SMA 20"][i] == pytest.approx(sum(r["close"] for r in rows[-20:]) / 20)
+    assert lines["SMA 20"][18] is None and lines["SMA 20"][19] is not None
+
+    rolling = demo.api("/api/rolling", exchange="simulated", symbol="ETH-USDT")["history"]
+    if rolling:  # a 1-minute candle has closed: the stored averages are drawn
+        drawn = wait_for("the 30m average", lambda: figure(page)["lines"].get("30m avg"))
+        assert set(drawn) <= {r["avg_close_30m"] for r in rolling}  # the page asked earlier
+
+    page.uncheck("#overlays input[data-overlay='vwap']")
+    lines = figure(page)["lines"]
+    assert "VWAP" not in lines and "EMA 50" in lines
+    assert console.unexpected() == []
+
+
+def test_lookback_picks_refetch_and_too_many_candles_are_refused_with_a_reason(
+    page, demo: Demo, console: Console
+) -> None:
+    asked: list[str] = []
+    open_dashboard(page, demo, symbol="BTC-USDT", tf="5s", lookback="10m")
+    page.on("request", lambda r: asked.append(r.url) if "/api/candles" in r.url else None)
+    page.fill("#lookback", "30m")
+    page.press("#lookback", "Enter")
+    wait_for("the 30m fetch", lambda: any("lookback=30m" in u and "=5s" in u for u in asked))
+    wait_for("the foot", lambda: "30m back" in page.inner_text("#chart-foot"))
+
+    page.click("#timeframes button[data-timeframe='1s']")
+    page.click("#lookbacks button[data-lookback='24h']")
+    wait_for("the refusal", lambda: page.locator("#error").is_visible())
+    assert "86,400 candles" in page.inner_text("#error")
+    assert "larger timeframe" in page.inner_text("#error")
+    assert not any("lookback=24h" in u and "interval=1s" in u for u in asked)
+    assert console.unexpected() == []

@@ -1,0 +1,53 @@
+"""`tickpipe serve` serves the dashboard alone over a stored file: no live feed, same data."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import Console, chart_candles, wait_for
+
+pytestmark = pytest.mark.slow
+
+TICKPIPE = [sys.executable, "-m", "tickpipe"]
+
+
+def test_serve_shows_stored_candles_without_a_live_feed(
+    page, tmp_path: Path, console: Console
+) -> None:
+    made = subprocess.run(
+        [*TICKPIPE, "demo", "--quiet", "--duration", "4", "--no-serve", "--data-dir",
+         str(tmp_path)], capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    proc = subprocess.Popen(
+        [*TICKPIPE, "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+        assert found, proc.stderr.read() if proc.stderr else ""
+        url = found.group(1)
+        page.goto(url + "/?symbol=BTC-USDT&tf=1s&lookback=1h")
+        drawn = wait_for("stored candles on the chart", lambda: chart_candles(page))
+        stored = httpx.get(
+            url + "/api/candles",
+            params={"exchange": "simulated", "symbol": "BTC-USDT", "interval": "1s",
+                    "lookback": "1h"}, timeout=10,
+        ).json()["candles"]  # fmt: skip
+        assert [c["start"] for c in drawn] == [c["start"] for c in stored]
+        assert [c["close"] for c in drawn] == [c["close"] for c in stored]
+        assert page.inner_text("#live-status").lower() == "stored data"
+        assert page.locator("#banner").is_hidden()
+        assert "no live feed" in page.inner_text("#chart-foot")
+        assert console.unexpected() == []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)

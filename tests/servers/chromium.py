@@ -1,0 +1,61 @@
+"""Debian's headless Chromium, driven by Playwright: one browser for the test session.
+
+Playwright is only the driver here: it launches /usr/bin/chromium (installed by
+scripts/setup/chromium.sh) and never downloads a browser of its own. Each launch gets a fresh
+profile directory from Playwright (the --user-data-dir it passes), so no state leaks between runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from servers.require import server_missing
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+CHROMIUM = Path(os.environ.get("TICKPIPE_CHROMIUM", "/usr/bin/chromium"))
+# Without the background-networking flags Chromium keeps calling home, on a closed network.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions", "--mute-audio",
+]  # fmt: skip
+
+
+def launch_chromium(playwright) -> Browser:
+    """Debian's Chromium, headless, with the flags above."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True, timeout=60_000
+    )
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """A running headless Chromium; skipped (or failed in CI) when it cannot start.
+
+    One per test module, not per session: Playwright's sync API keeps an event loop running in
+    the main thread while it is started, and other modules' tests call asyncio.run().
+    """
+    if not CHROMIUM.exists():
+        server_missing(f"{CHROMIUM} is missing: run scripts/setup/chromium.sh")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        server_missing("the playwright package is missing: pip install -e '.[test]'")
+    playwright = sync_playwright().start()
+    try:
+        browser = launch_chromium(playwright)
+    except Exception as exc:
+        playwright.stop()
+        server_missing(f"{CHROMIUM} did not start: {exc}")
+    try:
+        yield browser
+    finally:
+        browser.close()
+        playwright.stop()
