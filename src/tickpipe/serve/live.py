@@ -96,6 +96,9 @@ class Hub:
         """Hand updates to every interested subscriber. Called from the engine loop: no await."""
         if not self.subscribers:
             return
+        # Trades first: a client then always holds the trades a candle update counts.
+        if trades is not None and len(trades) and self._trades:
+            self._publish_trades(trades)
         encode = msgspec.json.encode
         for candle in candles:
             subs = self._candles.get((candle.exchange, candle.symbol, candle.interval))
@@ -104,8 +107,6 @@ class Hub:
                 for sub in subs:
                     sub.put(message)
                 self.published_candles += 1
-        if trades is not None and len(trades) and self._trades:
-            self._publish_trades(trades)
 
     def _publish_trades(self, trades: TradeBatch) -> None:
         """One `trades` message per instrument and engine step, in event-time order.

@@ -374,12 +374,16 @@ function onMessage(message) {
     const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
     state.series.dropBefore(horizon - (horizon % state.step));
     scheduleRender();
-  } else if (message.type === "trade") {
-    stats.liveTrades += 1;
-    state.tape.unshift(message);
+  } else if (message.type === "trades") {
+    // One message per engine step: this symbol's new trades, oldest first.
+    const now = performance.now();
+    for (const trade of message.trades) {
+      state.tape.unshift(trade);
+      state.tapeTimes.push(now);
+    }
     if (state.tape.length > TAPE_ROWS) state.tape.length = TAPE_ROWS;
-    state.lastPrice = message.price;
-    state.tapeTimes.push(performance.now());
+    stats.liveTrades += message.trades.length;
+    if (message.trades.length) state.lastPrice = message.trades[message.trades.length - 1].price;
     scheduleRender();
   }
 }
