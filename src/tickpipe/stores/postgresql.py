@@ -242,9 +242,14 @@ class PostgresStore(SqlReads):
         self._lock = threading.Lock()
         self._con: psycopg.Connection | None = None
         with self._lock:
-            self._con = self._connect()
-            self.timescale = migrate(self._con)
-            self._con.execute(STAGING)
+            con = self._connect()
+            try:
+                self.timescale = migrate(con)
+            except BaseException:
+                con.close()
+                raise
+            con.execute(STAGING)
+            self._con = con
 
     def describe(self) -> str:
         return redact(self.dsn)
@@ -268,6 +273,15 @@ class PostgresStore(SqlReads):
             where = self.describe()
             raise StoreError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
 
+    def _connection(self) -> psycopg.Connection:
+        """The open connection, or a new one with its staging tables (caller holds the lock)."""
+        if self._con is None or self._con.closed:
+            self._con = None
+            con = self._connect()
+            con.execute(STAGING)
+            self._con = con
+        return self._con
+
     def _with_retry(self, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str) -> T:
         """Run `fn` on the connection; when the server went away, reconnect and run it again
         (with capped, growing pauses) until `deadline_s` has passed."""
@@ -277,9 +291,7 @@ class PostgresStore(SqlReads):
             while True:
                 con = self._con
                 try:
-                    if con is None or con.closed:
-                        con = self._con = self._connect()
-                        con.execute(STAGING)
+                    con = self._connection()
                     return fn(con)
                 except (psycopg.Error, StoreError) as exc:
                     if isinstance(exc, psycopg.Error) and not _lost(exc, con):
@@ -445,8 +457,7 @@ class PostgresStore(SqlReads):
         )
         params = [[k[0] for k in cutoff], [k[1] for k in cutoff], list(cutoff.values())]
         with self._lock:
-            con = self._con if self._con is not None else self._connect()
-            self._con = con
+            con = self._connection()
             with con.transaction(), con.cursor(name="tickpipe_restore") as cur:
                 cur.execute(sql, params)
                 while chunk := cur.fetchmany(rows):
