@@ -453,3 +453,17 @@ def test_a_write_gives_up_after_its_deadline_with_one_clear_error(postgres_serve
     finally:
         postgres_server.start()
         store.close()
+
+
+def test_reads_reconnect_after_the_server_restarts(postgres_server, postgres_dsn):
+    store = PostgresStore(postgres_dsn)
+    try:
+        store.write([TradeBatch.from_trades([trade(1, T0)])], candles=[candle(T0)])
+        assert store.totals()["stored_trades"] == 1
+        postgres_server.restart("fast")  # both of the store's connections are now dead
+        assert store.totals()["stored_trades"] == 1
+        assert store.has_instrument("ex", "BTC-USDT")
+        store.write([TradeBatch.from_trades([trade(2, T0 + 1)])])
+        assert store.totals()["stored_trades"] == 2
+    finally:
+        store.close()

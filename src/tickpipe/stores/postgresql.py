@@ -239,26 +239,25 @@ class PostgresStore(SqlReads):
         self.read_retry_for = read_retry_for
         self.connect_timeout = connect_timeout
         self.timescale = False
-        self._lock = threading.Lock()
-        self._con: psycopg.Connection | None = None
-        with self._lock:
+        # Two connections: the API's reads never queue behind a flush of 100k trades.
+        self._writer = _Link(self._connect, STAGING)
+        self._reader = _Link(self._connect, "")
+        with self._writer.lock:
             con = self._connect()
             try:
                 self.timescale = migrate(con)
+                con.execute(STAGING)
             except BaseException:
                 con.close()
                 raise
-            con.execute(STAGING)
-            self._con = con
+            self._writer.con = con
 
     def describe(self) -> str:
         return redact(self.dsn)
 
     def close(self) -> None:
-        with self._lock:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
+        self._writer.close()
+        self._reader.close()
 
     # -- connection ----------------------------------------------------------------------
 
@@ -273,33 +272,24 @@ class PostgresStore(SqlReads):
             where = self.describe()
             raise StoreError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
 
-    def _connection(self) -> psycopg.Connection:
-        """The open connection, or a new one with its staging tables (caller holds the lock)."""
-        if self._con is None or self._con.closed:
-            self._con = None
-            con = self._connect()
-            con.execute(STAGING)
-            self._con = con
-        return self._con
-
-    def _with_retry(self, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str) -> T:
-        """Run `fn` on the connection; when the server went away, reconnect and run it again
-        (with capped, growing pauses) until `deadline_s` has passed."""
+    def _with_retry(
+        self, link: _Link, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str
+    ) -> T:
+        """Run `fn` on the link's connection; when the server went away, reconnect and run it
+        again (with capped, growing pauses) until `deadline_s` has passed."""
         deadline = time.monotonic() + deadline_s
         pause, attempt = 0.1, 0
-        with self._lock:
+        with link.lock:
             while True:
-                con = self._con
+                con = link.con
                 try:
-                    con = self._connection()
+                    con = link.connection()
                     return fn(con)
                 except (psycopg.Error, StoreError) as exc:
                     if isinstance(exc, psycopg.Error) and not _lost(exc, con):
                         raise
                     attempt += 1
-                    if con is not None and not con.closed:
-                        con.close()
-                    self._con = None
+                    link.drop()
                     left = deadline - time.monotonic()
                     reason = " ".join(str(exc).split())[:200]
                     if left <= 0:
@@ -356,7 +346,7 @@ class PostgresStore(SqlReads):
                     _copy(cur, "events", ("ts", "kind", "source", "detail"), EVENT_TYPES,
                           event_rows)  # fmt: skip
 
-        self._with_retry(transaction, self.retry_for, "write")
+        self._with_retry(self._writer, transaction, self.retry_for, "write")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -373,7 +363,7 @@ class PostgresStore(SqlReads):
                 cur.execute(sql, params or None)
                 return fetch(cur)
 
-        return self._with_retry(run, self.read_retry_for, "read")
+        return self._with_retry(self._reader, run, self.read_retry_for, "read")
 
     def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
         return self._execute(sql, params, lambda cur: cur.fetchall())
@@ -456,8 +446,8 @@ class PostgresStore(SqlReads):
             "WHERE t.ts >= l.cutoff ORDER BY t.ts, t.seq"
         )
         params = [[k[0] for k in cutoff], [k[1] for k in cutoff], list(cutoff.values())]
-        with self._lock:
-            con = self._connection()
+        with self._writer.lock:
+            con = self._writer.connection()
             with con.transaction(), con.cursor(name="tickpipe_restore") as cur:
                 cur.execute(sql, params)
                 while chunk := cur.fetchmany(rows):
@@ -482,6 +472,39 @@ class PostgresStore(SqlReads):
             [since],
         )
         return {(e, s, i, st): r for e, s, i, st, r in rows}
+
+
+class _Link:
+    """One connection, reopened on demand, used under its own lock."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection], setup: str) -> None:
+        self.connect = connect
+        self.setup = setup
+        self.lock = threading.Lock()
+        self.con: psycopg.Connection | None = None
+
+    def connection(self) -> psycopg.Connection:
+        """The open connection, or a new one (the caller holds `lock`)."""
+        if self.con is None or self.con.closed:
+            self.con = None
+            con = self.connect()
+            try:
+                if self.setup:
+                    con.execute(self.setup)
+            except BaseException:
+                con.close()
+                raise
+            self.con = con
+        return self.con
+
+    def drop(self) -> None:
+        if self.con is not None and not self.con.closed:
+            self.con.close()
+        self.con = None
+
+    def close(self) -> None:
+        with self.lock:
+            self.drop()
 
 
 # -- helpers ---------------------------------------------------------------------------------
