@@ -218,7 +218,8 @@ def _lost(exc: BaseException, con: psycopg.Connection | None) -> bool:
 
 
 class PostgresStore(SqlReads):
-    """Reader and writer over one PostgreSQL database. Thread-safe (one connection, one lock).
+    """Reader and writer over one PostgreSQL database. Thread-safe: one connection for writes
+    and one for reads, each under its own lock.
 
     `retry_for`: how long a write keeps retrying after the server went away before it fails.
     """
