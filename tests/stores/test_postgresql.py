@@ -149,6 +149,13 @@ def test_a_replayed_flush_stores_each_trade_once(store: PostgresStore) -> None:
     assert [r[5] for r in rows] == list(range(150))
 
 
+def test_a_replayed_event_is_stored_once(store: PostgresStore) -> None:
+    gap = (T0, "gap", "feed", '{"first_missing": 5}' + " " * 5000)
+    store.write(events=[gap, (T0, "gap", "feed", '{"first_missing": 9}')])
+    store.write(events=[gap, gap])
+    assert store.totals()["events"] == {"gap": 2}
+
+
 def test_duplicates_inside_one_write_are_stored_once(store: PostgresStore) -> None:
     batch = TradeBatch.from_trades([trade(1, T0), trade(2, T0 + 1)])
     store.write([batch, batch, TradeBatch.from_trades([trade(1, T0)])])

@@ -7,7 +7,7 @@ Same tables, keys and answers as the DuckDB store. Every write is one transactio
 - candles are staged the same way and upserted as whole rows, but never over a newer one: a
   stored candle is replaced unless its revision is higher, or the revision is equal and the
   stored candle is final while the incoming one is still provisional;
-- rolling statistics and KPIs are whole-row upserts on their keys; events are appended.
+- rolling statistics and KPIs are whole-row upserts on their keys; events are stored once.
 
 A write that fails because the server went away is retried on a new connection with capped
 backoff until `retry_for` seconds have passed: the transaction is all-or-nothing, so a retry
@@ -133,7 +133,9 @@ MIGRATIONS: list[tuple[int, str]] = [
             source text NOT NULL,
             detail text NOT NULL
         );
-        CREATE INDEX events_ts ON events (ts);
+        -- Events have no natural key; this one makes a retried or replayed write store each
+        -- event once (md5: a detail may be longer than an index entry allows).
+        CREATE UNIQUE INDEX events_key ON events (ts, kind, source, md5(detail));
         CREATE INDEX candles_interval ON candles (interval, start);
         -- BRIN: trades arrive nearly in time order, so a range index costs next to nothing
         -- to keep up, unlike a btree on every insert.
@@ -169,6 +171,7 @@ STAGING = """
     SET temp_buffers = '64MB';
     CREATE TEMP TABLE IF NOT EXISTS stage_trades (LIKE trades) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE IF NOT EXISTS stage_candles (LIKE candles) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE IF NOT EXISTS stage_events (LIKE events) ON COMMIT DELETE ROWS;
 """
 
 
@@ -188,6 +191,11 @@ CANDLE_UPSERT = _upsert_sql(
     " WHERE stored.revision < excluded.revision OR (stored.revision = excluded.revision"
     " AND NOT (stored.final AND NOT excluded.final))",
 ).format(source="stage_candles")  # fmt: skip
+EVENT_FIELDS = ("ts", "kind", "source", "detail")
+EVENT_INSERT = (
+    "INSERT INTO events (ts, kind, source, detail) SELECT ts, kind, source, detail "
+    "FROM stage_events ON CONFLICT DO NOTHING"
+)
 TRADE_INSERT = (
     f"INSERT INTO trades ({', '.join(TRADE_FIELDS)}) SELECT {', '.join(TRADE_FIELDS)} "
     "FROM stage_trades ON CONFLICT DO NOTHING"
@@ -344,8 +352,8 @@ class PostgresStore(SqlReads):
                     _upsert_rows(cur, "pipeline_metrics", METRIC_FIELDS, METRIC_TYPES,
                                  ("process", "ts"), metric_rows)  # fmt: skip
                 if event_rows:
-                    _copy(cur, "events", ("ts", "kind", "source", "detail"), EVENT_TYPES,
-                          event_rows)  # fmt: skip
+                    _copy(cur, "stage_events", EVENT_FIELDS, EVENT_TYPES, event_rows)
+                    cur.execute(EVENT_INSERT)
 
         self._with_retry(self._writer, transaction, self.retry_for, "write")
 
