@@ -249,8 +249,8 @@ class PostgresStore(SqlReads):
         self.connect_timeout = connect_timeout
         self.timescale = False
         # Two connections: the API's reads never queue behind a flush of 100k trades.
-        self._writer = _Link(self._connect, STAGING)
-        self._reader = _Link(self._connect, "")
+        self._writer = _Link(self._open, STAGING)
+        self._reader = _Link(self._open, "")
         with self._writer.lock:
             con = self._connect()
             try:
@@ -270,12 +270,16 @@ class PostgresStore(SqlReads):
 
     # -- connection ----------------------------------------------------------------------
 
+    def _open(self) -> psycopg.Connection:
+        return psycopg.connect(
+            self.dsn, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)),
+            application_name="tickpipe",
+        )  # fmt: skip
+
     def _connect(self) -> psycopg.Connection:
+        """A connection, or a one-line StoreError (start-up: a bad URL or server stops here)."""
         try:
-            return psycopg.connect(
-                self.dsn, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)),
-                application_name="tickpipe",
-            )  # fmt: skip
+            return self._open()
         except psycopg.Error as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             where = self.describe()
@@ -294,13 +298,13 @@ class PostgresStore(SqlReads):
                 try:
                     con = link.connection()
                     return fn(con)
-                except (psycopg.Error, StoreError) as exc:
-                    if isinstance(exc, psycopg.Error) and not _lost(exc, con):
+                except psycopg.Error as exc:
+                    if not _lost(exc, con):
                         raise
                     attempt += 1
                     link.drop()
                     left = deadline - time.monotonic()
-                    reason = " ".join(str(exc).split())[:200]
+                    reason = " ".join(str(exc).split())[:300]
                     if left <= 0:
                         raise StoreError(
                             f"PostgreSQL at {self.describe()}: {what} failed for "
