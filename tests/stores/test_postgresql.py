@@ -403,6 +403,43 @@ def test_redact_keeps_where_and_drops_the_password() -> None:
     assert redact("postgresql://u:pw@h:5433/db?sslmode=disable") == "postgresql://u@h:5433/db"
 
 
+def test_two_writers_replaying_the_same_stream_at_once_store_it_once(postgres_dsn: str) -> None:
+    """Two processors during a rebalance: the same trades and candle updates, written at the
+    same time in different batchings and orders; no deadlock fails a write, nothing doubles."""
+    trades = [trade(i, T0 + i * 1000, symbol=f"S{i % 7}-USDT") for i in range(6_000)]
+    finals = [candle(T0 + k * M, final=True, trades=k + 1) for k in range(40)]
+    stores = [PostgresStore(postgres_dsn) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def replay(store: PostgresStore, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for lo in range(0, len(trades), 500):
+                chunk = trades[lo : lo + 500]
+                rng.shuffle(chunk)
+                updates = [candle(c.start, trades=c.trades - 1) for c in finals] + finals
+                rng.shuffle(finals)
+                store.write([TradeBatch.from_trades(chunk)], candles=updates + finals)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replay, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        assert errors == []
+        assert stores[0].query("SELECT count(*), count(DISTINCT (symbol, seq)) FROM trades") == [
+            (len(trades), len(trades))
+        ]
+        stored = {c.start: c for c in stores[0].candles("ex", "BTC-USDT", "1m")}
+        assert stored == {c.start: c for c in finals}
+    finally:
+        for s in stores:
+            s.close()
+
+
 # -- the server goes away mid-stream ---------------------------------------------------------------
 
 

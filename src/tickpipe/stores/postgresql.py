@@ -176,11 +176,13 @@ STAGING = """
 
 
 def _upsert_sql(table: str, fields: tuple[str, ...], key: tuple[str, ...], where: str) -> str:
-    cols = ", ".join(fields)
+    # In key order: two writers upserting the same rows then lock them in the same order, so
+    # they wait for each other instead of deadlocking.
+    cols, keys = ", ".join(fields), ", ".join(key)
     sets = ", ".join(f"{f} = excluded.{f}" for f in fields if f not in key)
     return (
-        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}} "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}{where}"
+        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}} ORDER BY {keys} "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {sets}{where}"
     )
 
 
@@ -194,11 +196,11 @@ CANDLE_UPSERT = _upsert_sql(
 EVENT_FIELDS = ("ts", "kind", "source", "detail")
 EVENT_INSERT = (
     "INSERT INTO events (ts, kind, source, detail) SELECT ts, kind, source, detail "
-    "FROM stage_events ON CONFLICT DO NOTHING"
+    "FROM stage_events ORDER BY ts, kind, source, md5(detail) ON CONFLICT DO NOTHING"
 )
 TRADE_INSERT = (
     f"INSERT INTO trades ({', '.join(TRADE_FIELDS)}) SELECT {', '.join(TRADE_FIELDS)} "
-    "FROM stage_trades ON CONFLICT DO NOTHING"
+    "FROM stage_trades ORDER BY exchange, symbol, trade_id ON CONFLICT DO NOTHING"
 )
 
 
@@ -214,9 +216,12 @@ def redact(dsn: str) -> str:
 
 
 def _lost(exc: BaseException, con: psycopg.Connection | None) -> bool:
-    """Whether `exc` means the server or the connection went away (a retry may succeed)."""
+    """Whether `exc` means the server or the connection went away, or the server rolled the
+    transaction back to resolve a conflict with another writer: a retry may succeed."""
     if con is None or con.closed or con.broken:
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    if isinstance(exc, psycopg.errors.TransactionRollback):  # deadlock, serialization
+        return True
     return isinstance(
         exc,
         psycopg.errors.AdminShutdown
@@ -310,9 +315,14 @@ class PostgresStore(SqlReads):
                             f"PostgreSQL at {self.describe()}: {what} failed for "
                             f"{deadline_s:g}s ({attempt} attempts): {reason}"
                         ) from exc
+                    why = (
+                        "rolled back by the server"
+                        if isinstance(exc, psycopg.errors.TransactionRollback)
+                        else "server unreachable"
+                    )
                     log.warning(
-                        "postgresql: %s failed (server unreachable: %s); retry %d in %.1fs",
-                        what, reason, attempt, min(pause, left),
+                        "postgresql: %s failed (%s: %s); retry %d in %.1fs",
+                        what, why, reason, attempt, min(pause, left),
                     )  # fmt: skip
                     time.sleep(min(pause, left))
                     pause = min(pause * 2, 2.0)
