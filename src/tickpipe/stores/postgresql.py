@@ -166,9 +166,11 @@ TIMESCALE = f"""
 """
 PLAIN_TRADES_KEY = "CREATE UNIQUE INDEX trades_key ON trades (exchange, symbol, trade_id);"
 
-# A flush of 100k+ trades outgrows the default 8MB of session memory for temporary tables.
+# A flush of 100k+ trades outgrows the default 8MB of session memory for temporary tables and
+# the 4MB for sorting it into key order.
 STAGING = """
     SET temp_buffers = '64MB';
+    SET work_mem = '64MB';
     CREATE TEMP TABLE IF NOT EXISTS stage_trades (LIKE trades) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE IF NOT EXISTS stage_candles (LIKE candles) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE IF NOT EXISTS stage_events (LIKE events) ON COMMIT DELETE ROWS;
