@@ -399,6 +399,24 @@ def test_an_unreachable_server_is_one_clear_error_without_the_password() -> None
     assert "s3cret" not in message and "\n" not in message
 
 
+def test_a_user_who_may_not_create_the_schema_gets_one_clear_error(postgres_dsn: str) -> None:
+    role = f"reader_{postgres_dsn.rsplit('/', 1)[1]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(f"CREATE ROLE {role} LOGIN")  # PostgreSQL 15: no CREATE on public for it
+    try:
+        dsn = postgres_dsn.replace("postgresql://postgres@", f"postgresql://{role}@")
+        with pytest.raises(StoreError) as info:
+            PostgresStore(dsn)
+        message = str(info.value)
+        assert message.startswith(f"PostgreSQL at postgresql://{role}@127.0.0.1:")
+        assert "cannot create or migrate tickpipe's schema: permission denied" in message
+        assert "\n" not in message
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as con:
+            con.execute(f"DROP OWNED BY {role}")
+            con.execute(f"DROP ROLE {role}")
+
+
 def test_redact_keeps_where_and_drops_the_password() -> None:
     assert redact("postgresql://u:pw@h:5433/db?sslmode=disable") == "postgresql://u@h:5433/db"
 

@@ -263,6 +263,13 @@ class PostgresStore(SqlReads):
             try:
                 self.timescale = migrate(con)
                 con.execute(STAGING)
+            except psycopg.Error as exc:
+                con.close()
+                reason = " ".join(str(exc).split())
+                raise StoreError(
+                    f"PostgreSQL at {self.describe()}: cannot create or migrate tickpipe's "
+                    f"schema: {reason}"
+                ) from None
             except BaseException:
                 con.close()
                 raise
