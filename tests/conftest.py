@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "servers.chromium",
+    "servers.postgres",
 ]
