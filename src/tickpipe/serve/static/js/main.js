@@ -257,6 +257,7 @@ function loadChart() {
   const lookbackUs = fmt.parseDuration(state.lookback);
   const stepUs = fmt.parseDuration(state.timeframe);
   if (lookbackUs / stepUs > MAX_CANDLES_SHOWN) {
+    state.generation += 1; // a fetch still under way for the previous choice must not clear this
     showError(new ApiError(400, `${state.lookback} of ${state.timeframe} candles is ${Math.round(lookbackUs / stepUs).toLocaleString()} candles: choose a larger timeframe or a shorter lookback (at most ${MAX_CANDLES_SHOWN.toLocaleString()})`));
     return;
   }
