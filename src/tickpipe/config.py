@@ -20,6 +20,7 @@ import msgspec
 
 from tickpipe.engine.candles import EngineConfig
 from tickpipe.engine.windows import Window, parse_duration, parse_window
+from tickpipe.monitor.alerts.config import AlertsConfig, MonitorConfig, check_alerts
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector, has_symbol_list
 from tickpipe.symbols import SymbolError, normalize_symbol
 
@@ -82,6 +83,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
     serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
+    monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
 
     # -- derived values (all validated by `check`) -----------------------------------------
 
@@ -270,7 +273,7 @@ def load_config(
         raise ConfigError(_explain(exc, data, origin)) from None
     config.exchanges = sections
     _choose_exchanges(config, origin)
-    check(config, origin)
+    check(config, origin, env)
     return config
 
 
@@ -323,7 +326,9 @@ def _where(key: str, origin: Mapping[str, str], prefix: bool = False) -> str:
     return ""
 
 
-def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
+def check(
+    config: Config, origin: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+) -> None:
     """Semantic checks msgspec's types cannot express."""
     origin = origin or {}
 
@@ -418,6 +423,14 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
             parse_duration(section.poll_every)
         except ValueError:
             fail(f"{key}.poll_every", section.poll_every, "not a duration (use e.g. 1s, 5s, 1m)")
+    try:
+        if parse_duration(config.monitor.kpi_every) <= 0:
+            raise ValueError
+    except ValueError:
+        fail("monitor.kpi_every", config.monitor.kpi_every, "a duration above 0 (e.g. 5s)")
+    if not config.monitor.process.strip():
+        fail("monitor.process", config.monitor.process, "give the process a name")
+    check_alerts(config.alerts, fail, os.environ if env is None else env)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
