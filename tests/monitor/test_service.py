@@ -1,0 +1,118 @@
+"""The monitor inside a real embedded pipeline (real DuckDB store, real engine and writer):
+a source that trades and then falls silent raises an alert that reaches a local webhook and
+SMTP server and is kept in the store; metrics and KPIs agree with what the store holds."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import time
+
+import msgspec
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.monitor.receivers import HttpReceiver, SmtpReceiver
+from tickpipe.config import Config
+from tickpipe.monitor.alerts.config import AlertRule, AlertsConfig, MonitorConfig
+from tickpipe.pipeline import Pipeline
+from tickpipe.sources import SourceContext
+from tickpipe.sources.simulated import MarketSimulator
+
+
+class TradesThenSilence:
+    """Trades for `seconds` through the real emit path, then a live connection with no trades."""
+
+    name = "scripted"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.market = MarketSimulator(["BTC-USDT", "ETH-USDT", "SOL-USDT"], 400.0, seed=9,
+                                      exchange="venue", source="scripted")  # fmt: skip
+
+    async def run(self, ctx: SourceContext) -> None:
+        ctx.stats.connected = True
+        end = time.monotonic() + self.seconds
+        last = time.time_ns() // 1000
+        while time.monotonic() < end:
+            await asyncio.sleep(0.05)
+            now = time.time_ns() // 1000
+            batch = self.market.span(last, now)
+            last = now
+            ctx.stats.trades += len(batch)
+            await ctx.emit(batch)
+        await asyncio.sleep(3600)
+
+
+def test_a_silent_source_alerts_through_webhook_and_email_and_metrics_agree_with_the_store(
+    tmp_path, monkeypatch
+):
+    with SmtpReceiver() as smtp:
+
+        async def main():
+            async with HttpReceiver() as rx:
+                monkeypatch.setenv("TICKPIPE_ALERT_WEBHOOK_URL", rx.url + "/hook")
+                config = Config(
+                    data_dir=str(tmp_path),
+                    monitor=MonitorConfig(kpi_every="300ms"),
+                    alerts=AlertsConfig(
+                        evaluate_every="100ms", notifiers=["webhook", "email"],
+                        smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False,
+                        email_from="tickpipe@example.org", email_to=["ops@example.org"],
+                        rules=[AlertRule(name="quiet", kind="silence", threshold=1.0,
+                                         severity="critical")],
+                    ),
+                )  # fmt: skip
+                pipeline = Pipeline(config, [TradesThenSilence(1.5)], "run")
+                try:
+                    await pipeline.run(duration=4.0)
+                    await rx.wait_for(1)
+                    text = pipeline.monitor.metrics.render().decode()
+                    body = pipeline.monitor.alerts_body()
+                finally:
+                    pipeline.close()
+                return rx.received, text, body
+
+        received, text, body = asyncio.run(main())
+        deadline = time.monotonic() + 5
+        while not smtp.messages and time.monotonic() < deadline:
+            time.sleep(0.02)
+        mails = list(smtp.messages)
+
+    # The alert: fired once for the silent source, to both receivers, and kept.
+    (path, hook) = received[0]
+    assert path == "/hook" and hook["alert"]["rule"] == "quiet"
+    assert hook["alert"]["state"] == "firing" and hook["alert"]["labels"]["source"] == "scripted"
+    assert hook["alert"]["value"] > 1.0
+    assert len(mails) == 1 and "quiet" in email.message_from_bytes(mails[0].content)["Subject"]
+    assert [a["rule"] for a in body["active"]] == ["quiet"]
+    assert [a["state"] for a in body["history"]] == ["firing", "pending"]  # newest first
+
+    from tickpipe.stores.duckdb import DuckDBStore
+
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb", read_only=True)
+    try:
+        kept = store.query("SELECT source, detail FROM events WHERE kind = 'alert'")
+        per_symbol = dict(store.query("SELECT symbol, count(*) FROM trades GROUP BY symbol"))
+        kpis = store.query("SELECT trades, candles, lag_p50_ms, process FROM pipeline_metrics "
+                           "ORDER BY ts")  # fmt: skip
+        ((candles_stored,),) = store.query("SELECT count(*) FROM candles")
+    finally:
+        store.close()
+    assert [(s, msgspec.json.decode(d)["state"]) for s, d in kept] == [("quiet", "firing")]
+
+    # Metrics agree with the store, symbol by symbol.
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    stored = {s.labels["symbol"]: s.value for s in families["tickpipe_trades_stored"].samples
+              if s.name.endswith("_total")}  # fmt: skip
+    received_ = {s.labels["symbol"]: s.value for s in families["tickpipe_trades_received"].samples
+                 if s.name.endswith("_total")}  # fmt: skip
+    assert stored == {k: float(v) for k, v in per_symbol.items()}
+    assert received_ == stored  # simulated trades are unique: every one received is stored
+    assert sum(per_symbol.values()) > 100
+    firing = [s for s in families["tickpipe_alerts_firing"].samples if s.labels["rule"] == "quiet"]
+    assert firing[0].value == 1
+    # KPIs: several periods, adding up to what was stored.
+    assert len(kpis) >= 5 and {k[3] for k in kpis} == {"embedded"}
+    assert sum(k[0] for k in kpis) == sum(per_symbol.values())
+    assert sum(k[1] for k in kpis) >= candles_stored
+    assert any(k[2] > 0 for k in kpis)
