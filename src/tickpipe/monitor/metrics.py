@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -86,6 +93,7 @@ class PipelineGauges:
     late_rejected: int = 0
     duplicates: int = 0
     last_trade: dict[tuple[str, str], int] = field(default_factory=dict)  # event time, µs
+    last_price: dict[tuple[str, str], float] = field(default_factory=dict)
     alerts_firing: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, severity)
     notifications: dict[tuple[str, str], int] = field(default_factory=dict)  # (notifier, outcome)
 
@@ -134,6 +142,12 @@ class _GaugesCollector(Collector):
         for (exchange, symbol), ts in g.last_trade.items():
             last.add_metric([exchange, symbol], ts / 1e6)
         yield last
+        price = GaugeMetricFamily(
+            "tickpipe_last_price", "Price of the newest trade (by event time).",
+            labels=["exchange", "symbol"])  # fmt: skip
+        for (exchange, symbol), value in g.last_price.items():
+            price.add_metric([exchange, symbol], value)
+        yield price
         firing = GaugeMetricFamily(
             "tickpipe_alerts_firing", "Alerts firing now, per rule.", labels=["rule", "severity"]
         )
@@ -192,6 +206,10 @@ class PipelineMetrics:
     def watch(self, read: Callable[[], PipelineGauges]) -> None:
         """Expose what `read` returns at every scrape."""
         self.registry.register(_GaugesCollector(read))
+
+    def serve(self, host: str, port: int) -> None:
+        """Expose /metrics on its own port (processes without the API: ingest, process)."""
+        start_http_server(port, addr=host, registry=self.registry)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

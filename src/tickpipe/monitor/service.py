@@ -139,6 +139,10 @@ class Monitor:
                 (s.instrument.exchange, s.instrument.symbol): s.last_ts
                 for s in list(p.engine.states) if s.last_ts > 0
             },
+            last_price={
+                (s.instrument.exchange, s.instrument.symbol): s.last_price
+                for s in list(p.engine.states) if s.last_ts > 0
+            },
             alerts_firing=firing,
             notifications=dict(self.dispatcher.outcomes),
         )  # fmt: skip
