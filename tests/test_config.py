@@ -8,6 +8,7 @@ import pytest
 
 from tickpipe.config import DEFAULT_EXCHANGES, KEYS, ConfigError, load_config, split_symbol
 from tickpipe.engine.windows import parse_window
+from tickpipe.monitor.alerts.config import AlertRule
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector
 
 S = 1_000_000
@@ -142,6 +143,27 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "serve.port": ("9000", 9000),
         "serve.token": ("tok", "tok"),
         "serve.insecure": ("1", True),
+        "store": ("postgresql://tp@db.internal:5432/tickpipe",) * 2,
+        "store_retry_for": ("5m", "5m"),
+        "monitor.kpi_every": ("2s", "2s"),
+        "monitor.process": ("process-1", "process-1"),
+        "alerts.enabled": ("0", False),
+        "alerts.evaluate_every": ("2s", "2s"),
+        "alerts.renotify_every": ("30m", "30m"),
+        "alerts.history": ("50", 50),
+        "alerts.notifiers": ("log", ["log"]),
+        "alerts.rules": (
+            '[{"name": "q", "kind": "silence", "threshold": 5}]',
+            [AlertRule(name="q", kind="silence", threshold=5)],
+        ),
+        "alerts.telegram_api": ("http://127.0.0.1:9", "http://127.0.0.1:9"),
+        "alerts.telegram_chat_id": ("42", "42"),
+        "alerts.smtp_host": ("mail.internal", "mail.internal"),
+        "alerts.smtp_port": ("2525", 2525),
+        "alerts.smtp_starttls": ("0", False),
+        "alerts.smtp_user": ("tickpipe", "tickpipe"),
+        "alerts.email_from": ("tp@example.org", "tp@example.org"),
+        "alerts.email_to": ("ops@example.org", ["ops@example.org"]),
     }
     for name in EXCHANGES:
         stream = connector(name).INFO.streams[-1]
@@ -490,3 +512,24 @@ def test_invalid_toml_is_named_with_the_file(tmp_path: Path, text: str) -> None:
     message = error(path=write(tmp_path, text))
     assert "tickpipe.toml" in message
     assert "TOML" in message
+
+
+def test_the_store_defaults_to_the_duckdb_file() -> None:
+    assert load_config(env={}).store == ""
+    assert load_config(env={"TICKPIPE_STORE": " duckdb "}).store == ""
+
+
+def test_a_store_that_is_not_a_postgresql_url_is_an_error_without_its_password() -> None:
+    message = error(env={"TICKPIPE_STORE": "mysql://me:hunter2@db/x"})
+    assert message.startswith("config error: store = 'mysql://...' (from TICKPIPE_STORE): ")
+    assert "postgresql://" in message and "hunter2" not in message
+
+
+def test_an_unparsable_postgresql_url_is_an_error_without_its_password() -> None:
+    message = error(env={"TICKPIPE_STORE": "postgresql://me:hunter2@[db/x"})
+    assert "store = 'postgresql://...'" in message and "not a valid URL" in message
+    assert "hunter2" not in message
+
+
+def test_a_bad_store_retry_duration_is_an_error() -> None:
+    assert "store_retry_for = 'soon'" in error(env={"TICKPIPE_STORE_RETRY_FOR": "soon"})

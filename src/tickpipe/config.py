@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -23,6 +23,9 @@ from tickpipe.engine.windows import Window, parse_duration, parse_window
 from tickpipe.monitor.alerts.config import AlertsConfig, MonitorConfig, check_alerts
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector, has_symbol_list
 from tickpipe.symbols import SymbolError, normalize_symbol
+
+if TYPE_CHECKING:
+    from tickpipe.stores.base import Store
 
 ENV_PREFIX = "TICKPIPE_"
 # `tickpipe run` with no --exchange: Binance and, where its connector is installed, Coinbase.
@@ -85,6 +88,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    # Where trades and candles are kept: "" = the DuckDB file under data_dir, or a
+    # postgresql://user@host:port/db URL (TICKPIPE_STORE, --store).
+    store: str = ""
+    store_retry_for: str = "60s"  # how long a PostgreSQL write retries after losing the server
 
     # -- derived values (all validated by `check`) -----------------------------------------
 
@@ -95,6 +102,13 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     @property
     def db_path(self) -> Path:
         return self.data_path / "tickpipe.duckdb"
+
+    def open_store(self, read_only: bool = False) -> Store:
+        """The configured store: PostgreSQL when `store` is a URL, else the DuckDB file."""
+        from tickpipe.stores.base import open_store
+
+        retry = parse_duration(self.store_retry_for) / 1e6
+        return open_store(self.store, self.db_path, read_only=read_only, retry_for=retry)
 
     @property
     def dead_letter_path(self) -> Path:
@@ -409,6 +423,11 @@ def check(
                 "serving beyond this machine needs an access token (--token or "
                 "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
             )  # fmt: skip
+    _check_store(config, origin)
+    try:
+        parse_duration(config.store_retry_for)
+    except ValueError:
+        fail("store_retry_for", config.store_retry_for, "not a duration (e.g. 30s, 5m)")
     for name, section in config.exchanges.items():
         key = f"exchanges.{name}"
         if section.url and not section.url.startswith(("ws://", "wss://")):
@@ -431,6 +450,30 @@ def check(
     if not config.monitor.process.strip():
         fail("monitor.process", config.monitor.process, "give the process a name")
     check_alerts(config.alerts, fail, os.environ if env is None else env)
+
+
+def _check_store(config: Config, origin: Mapping[str, str]) -> None:
+    """`store` is empty (DuckDB) or a PostgreSQL URL; the message never shows a password."""
+    url = config.store.strip()
+    config.store = url
+    if not url or url == "duckdb":
+        config.store = ""
+        return
+    from tickpipe.stores.base import is_postgres_url
+    from tickpipe.stores.postgresql import redact
+
+    where = f" ({origin['store']})" if "store" in origin else ""
+    allowed = (
+        "use a postgresql://user@host:port/dbname URL, or leave it empty for the DuckDB file "
+        "under data_dir"
+    )
+    if not is_postgres_url(url):
+        shown = url if "@" not in url else url.split("://", 1)[0] + "://..."
+        raise ConfigError(f"config error: store = {shown!r}{where}: {allowed}")
+    if redact(url).endswith("(unparsable URL)"):
+        raise ConfigError(
+            f"config error: store = 'postgresql://...'{where}: not a valid URL; {allowed}"
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -461,8 +504,15 @@ def _set(data: dict, key: str, value: Any) -> None:
 
 
 def _from_env(text: str, kind: Any) -> Any:
-    """Environment values are text: lists are comma-separated, booleans 1/0/true/false."""
+    """Environment values are text: lists are comma-separated (lists of tables: JSON), booleans
+    1/0/true/false."""
     if getattr(kind, "__origin__", None) is list:
+        (item,) = kind.__args__
+        if isinstance(item, type) and issubclass(item, msgspec.Struct):  # alerts.rules: JSON
+            try:
+                return msgspec.json.decode(text)
+            except msgspec.DecodeError:
+                return text
         return [part.strip() for part in text.split(",") if part.strip()]
     if kind is bool:
         return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(
