@@ -147,6 +147,8 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "store_retry_for": ("5m", "5m"),
         "monitor.kpi_every": ("2s", "2s"),
         "monitor.process": ("process-1", "process-1"),
+        "monitor.metrics_port": ("9100", 9100),
+        "monitor.metrics_host": ("0.0.0.0", "0.0.0.0"),
         "alerts.enabled": ("0", False),
         "alerts.evaluate_every": ("2s", "2s"),
         "alerts.renotify_every": ("30m", "30m"),

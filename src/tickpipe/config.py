@@ -449,6 +449,8 @@ def check(
         fail("monitor.kpi_every", config.monitor.kpi_every, "a duration above 0 (e.g. 5s)")
     if not config.monitor.process.strip():
         fail("monitor.process", config.monitor.process, "give the process a name")
+    if not 0 <= config.monitor.metrics_port <= 65535:
+        fail("monitor.metrics_port", config.monitor.metrics_port, "between 0 (off) and 65535")
     check_alerts(config.alerts, fail, os.environ if env is None else env)
 
 

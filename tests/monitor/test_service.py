@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import email
+import socket
 import time
 
+import aiohttp
 import msgspec
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.monitor.receivers import HttpReceiver, SmtpReceiver
+from tests.monitor.receivers import HttpReceiver, SmtpReceiver, free_port
 from tickpipe.config import Config
 from tickpipe.monitor.alerts.config import AlertRule, AlertsConfig, MonitorConfig
 from tickpipe.pipeline import Pipeline
@@ -43,6 +46,16 @@ class TradesThenSilence:
         await asyncio.sleep(3600)
 
 
+async def scrape(port: int) -> str:
+    """/metrics on the monitor's own port, while the pipeline runs."""
+    await asyncio.sleep(1.0)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as answer,
+    ):
+        return await answer.text()
+
+
 def test_a_silent_source_alerts_through_webhook_and_email_and_metrics_agree_with_the_store(
     tmp_path, monkeypatch
 ):
@@ -53,7 +66,7 @@ def test_a_silent_source_alerts_through_webhook_and_email_and_metrics_agree_with
                 monkeypatch.setenv("TICKPIPE_ALERT_WEBHOOK_URL", rx.url + "/hook")
                 config = Config(
                     data_dir=str(tmp_path),
-                    monitor=MonitorConfig(kpi_every="300ms"),
+                    monitor=MonitorConfig(kpi_every="300ms", metrics_port=port),
                     alerts=AlertsConfig(
                         evaluate_every="100ms", notifiers=["webhook", "email"],
                         smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False,
@@ -63,16 +76,19 @@ def test_a_silent_source_alerts_through_webhook_and_email_and_metrics_agree_with
                     ),
                 )  # fmt: skip
                 pipeline = Pipeline(config, [TradesThenSilence(1.5)], "run")
+                scraper = asyncio.create_task(scrape(port))
                 try:
                     await pipeline.run(duration=4.0)
+                    own_port = await scraper
                     await rx.wait_for(1)
                     text = pipeline.monitor.metrics.render().decode()
                     body = pipeline.monitor.alerts_body()
                 finally:
                     pipeline.close()
-                return rx.received, text, body
+                return rx.received, text, body, own_port
 
-        received, text, body = asyncio.run(main())
+        port = free_port()
+        received, text, body, own_port = asyncio.run(main())
         deadline = time.monotonic() + 5
         while not smtp.messages and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -116,3 +132,8 @@ def test_a_silent_source_alerts_through_webhook_and_email_and_metrics_agree_with
     assert sum(k[0] for k in kpis) == sum(per_symbol.values())
     assert sum(k[1] for k in kpis) >= candles_stored
     assert any(k[2] > 0 for k in kpis)
+    # The same metrics on their own port while it ran, and the port closed when it stopped.
+    names = {f.name for f in text_string_to_metric_families(own_port)}
+    assert {"tickpipe_trades_received", "tickpipe_processing_lag_seconds"} <= names
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass

@@ -207,9 +207,17 @@ class PipelineMetrics:
         """Expose what `read` returns at every scrape."""
         self.registry.register(_GaugesCollector(read))
 
-    def serve(self, host: str, port: int) -> None:
-        """Expose /metrics on its own port (processes without the API: ingest, process)."""
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, host: str, port: int) -> Callable[[], None]:
+        """Expose /metrics on its own port (processes without the API: ingest, process);
+        returns what stops it."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+        return stop
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -81,6 +81,10 @@ class Monitor:
     async def run(self) -> None:
         """Evaluate alerts and keep KPIs until cancelled."""
         every = parse_duration(self.alerts_config.evaluate_every) / 1e6
+        monitor = self.pipeline.config.monitor
+        stop_http = None
+        if monitor.metrics_port:
+            stop_http = self.metrics.serve(monitor.metrics_host, monitor.metrics_port)
         await self.dispatcher.start()
         next_kpi = now_us() + self.kpi_every_us
         try:
@@ -94,6 +98,8 @@ class Monitor:
         finally:
             with contextlib.suppress(Exception):
                 self.keep_kpis(now_us())
+            if stop_http is not None:
+                await asyncio.to_thread(stop_http)
             await self.dispatcher.close()
 
     def step(self, now: int) -> list[Alert]:

@@ -89,10 +89,13 @@ class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """`[monitor]`: KPIs kept in the store."""
+    """`[monitor]`: KPIs kept in the store, and where else /metrics is served."""
 
     kpi_every: str = "5s"
     process: str = "embedded"  # the name KPIs are kept under (one per process)
+    # /metrics on a port of its own, for processes without the API (0: only the API's)
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
 
 def check_alerts(
