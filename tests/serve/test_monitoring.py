@@ -23,14 +23,16 @@ from tickpipe.monitor.notify.base import alert_json
 from tickpipe.monitor.service import ALERT_EVENT
 from tickpipe.serve.app import ApiContext, create_app
 from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.stores.postgresql import PostgresStore
 
 S = 1_000_000
 TICKPIPE = [sys.executable, "-m", "tickpipe"]
 
 
-@pytest.fixture
-def kept(tmp_path: Path):
-    """A store holding what a pipeline keeps: alert transitions and KPI rows, then the API."""
+@pytest.fixture(params=["duckdb", "postgresql"])
+def kept(request, tmp_path: Path):
+    """A store holding what a pipeline keeps: alert transitions and KPI rows, then the API
+    over it (DuckDB, as `tickpipe serve` reads a file; PostgreSQL, as `serve --store`)."""
     now = time.time_ns() // 1000
     rules = [AlertRule(name="high", kind="price_above", threshold=100, symbols=["BTC-USDT"])]
     engine = AlertEngine(rules, 3600 * S, 100, started=now - 60 * S)
@@ -43,13 +45,17 @@ def kept(tmp_path: Path):
     metrics = [sampler.sample(now - age * S, 10 * (i + 1), 2 * (i + 1), [], 0)
                for i, age in enumerate([7200, 1800, 60])]  # fmt: skip
     path = tmp_path / "tickpipe.duckdb"
-    store = DuckDBStore(path)
+    if request.param == "postgresql":
+        store = PostgresStore(request.getfixturevalue("postgres_dsn"))
+    else:
+        store = DuckDBStore(path)
     store.write(
         events=[(a.updated, ALERT_EVENT, a.rule, msgspec.json.encode(alert_json(a)).decode())
                 for a in transitions], metrics=metrics,
     )  # fmt: skip
-    store.close()
-    store = DuckDBStore(path, read_only=True)
+    if request.param == "duckdb":
+        store.close()
+        store = DuckDBStore(path, read_only=True)
     api = ApiThread(create_app(ApiContext(store)))
     try:
         yield api.url, transitions, metrics
