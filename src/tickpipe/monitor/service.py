@@ -107,6 +107,10 @@ class Monitor:
         p = self.pipeline
         for name, stats in p.stats.items():
             self.state.on_source(name, stats.connected, now)
+        self.state.on_prices({
+            (s.instrument.exchange, s.instrument.symbol): s.last_price
+            for s in list(p.engine.states) if s.last_ts > 0
+        })  # fmt: skip
         busy = p.transport.depth > 0 or p.writer.pending > 0
         changed = self.alerts.evaluate(self.state.observation(now, busy, self.measure_lag))
         if changed:

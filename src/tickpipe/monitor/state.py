@@ -57,18 +57,16 @@ class PipelineState:
         self._lock = threading.Lock()
 
     def on_received(self, batch: TradeBatch, now: int) -> None:
-        """A source's batch reached the engine (event loop)."""
+        """A source's batch reached the engine (event loop): O(1), whatever its size."""
         if not len(batch):
             return
         view = self.sources.setdefault(batch.source, SourceView(connected=True))
         view.last_trade = now
-        # The last trade of each instrument in the batch: first hit in the reversed order.
-        inst = batch.instrument[::-1]
-        ids, first = np.unique(inst, return_index=True)
-        prices = batch.price[::-1][first]
-        for i, price in zip(ids.tolist(), prices.tolist(), strict=True):
-            instrument = batch.instruments[i]
-            self.prices[(instrument.exchange, instrument.symbol)] = price
+
+    def on_prices(self, prices: dict[tuple[str, str], float]) -> None:
+        """The newest price of each (exchange, symbol), read once per evaluation from the
+        engine (which keeps it by event time), rather than searched for in every batch."""
+        self.prices = prices
 
     def on_stored(self, batches: list[TradeBatch], lags: np.ndarray) -> None:
         """A flush was written (writer thread)."""

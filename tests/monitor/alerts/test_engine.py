@@ -40,8 +40,10 @@ class Script:
             self.sent.append(alert)
 
     def trade(self, source: str = "binance", prices=None) -> None:
+        """A batch from `source`; the engine's newest price per instrument becomes `prices`."""
         prices = prices or {("binance", "BTC-USDT"): 100.0}
         self.state.on_received(batch(source, prices, self.now), self.now)
+        self.state.on_prices({**self.state.prices, **prices})
 
     def stored_with_lag(self, lag_s: float, n: int = 50) -> None:
         """A flush of `n` trades whose event times lie `lag_s` behind now."""
