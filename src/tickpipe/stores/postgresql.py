@@ -25,8 +25,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
+import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import conninfo
 
 from tickpipe.engine.windows import format_duration
@@ -133,7 +135,9 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         CREATE INDEX events_ts ON events (ts);
         CREATE INDEX candles_interval ON candles (interval, start);
-        CREATE INDEX trades_time ON trades (ts);
+        -- BRIN: trades arrive nearly in time order, so a range index costs next to nothing
+        -- to keep up, unlike a btree on every insert.
+        CREATE INDEX trades_time ON trades USING brin (ts);
         CREATE INDEX trades_instrument_time ON trades (exchange, symbol, ts);
         """,
     ),
@@ -160,7 +164,9 @@ TIMESCALE = f"""
 """
 PLAIN_TRADES_KEY = "CREATE UNIQUE INDEX trades_key ON trades (exchange, symbol, trade_id);"
 
+# A flush of 100k+ trades outgrows the default 8MB of session memory for temporary tables.
 STAGING = """
+    SET temp_buffers = '64MB';
     CREATE TEMP TABLE IF NOT EXISTS stage_trades (LIKE trades) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE IF NOT EXISTS stage_candles (LIKE candles) ON COMMIT DELETE ROWS;
 """
@@ -233,21 +239,25 @@ class PostgresStore(SqlReads):
         self.read_retry_for = read_retry_for
         self.connect_timeout = connect_timeout
         self.timescale = False
-        self._lock = threading.Lock()
-        self._con: psycopg.Connection | None = None
-        with self._lock:
-            self._con = self._connect()
-            self.timescale = migrate(self._con)
-            self._con.execute(STAGING)
+        # Two connections: the API's reads never queue behind a flush of 100k trades.
+        self._writer = _Link(self._connect, STAGING)
+        self._reader = _Link(self._connect, "")
+        with self._writer.lock:
+            con = self._connect()
+            try:
+                self.timescale = migrate(con)
+                con.execute(STAGING)
+            except BaseException:
+                con.close()
+                raise
+            self._writer.con = con
 
     def describe(self) -> str:
         return redact(self.dsn)
 
     def close(self) -> None:
-        with self._lock:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
+        self._writer.close()
+        self._reader.close()
 
     # -- connection ----------------------------------------------------------------------
 
@@ -262,26 +272,24 @@ class PostgresStore(SqlReads):
             where = self.describe()
             raise StoreError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
 
-    def _with_retry(self, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str) -> T:
-        """Run `fn` on the connection; when the server went away, reconnect and run it again
-        (with capped, growing pauses) until `deadline_s` has passed."""
+    def _with_retry(
+        self, link: _Link, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str
+    ) -> T:
+        """Run `fn` on the link's connection; when the server went away, reconnect and run it
+        again (with capped, growing pauses) until `deadline_s` has passed."""
         deadline = time.monotonic() + deadline_s
         pause, attempt = 0.1, 0
-        with self._lock:
+        with link.lock:
             while True:
-                con = self._con
+                con = link.con
                 try:
-                    if con is None or con.closed:
-                        con = self._con = self._connect()
-                        con.execute(STAGING)
+                    con = link.connection()
                     return fn(con)
                 except (psycopg.Error, StoreError) as exc:
                     if isinstance(exc, psycopg.Error) and not _lost(exc, con):
                         raise
                     attempt += 1
-                    if con is not None and not con.closed:
-                        con.close()
-                    self._con = None
+                    link.drop()
                     left = deadline - time.monotonic()
                     reason = " ".join(str(exc).split())[:200]
                     if left <= 0:
@@ -307,8 +315,7 @@ class PostgresStore(SqlReads):
         metrics: Iterable[PipelineMetric] = (),
     ) -> None:
         """Store one flush in one transaction (retried whole if the server goes away)."""
-        tables = [t.to_arrow() if isinstance(t, TradeBatch) else t for t in trades]
-        trade_columns = _columns([t for t in tables if t.num_rows], TRADE_FIELDS)
+        trade_columns = _trade_columns(trades)
         latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
         candle_rows = [msgspec.structs.astuple(c) for c in latest.values()]
         # An upsert may not touch a row twice: the last update per key wins.
@@ -339,7 +346,7 @@ class PostgresStore(SqlReads):
                     _copy(cur, "events", ("ts", "kind", "source", "detail"), EVENT_TYPES,
                           event_rows)  # fmt: skip
 
-        self._with_retry(transaction, self.retry_for, "write")
+        self._with_retry(self._writer, transaction, self.retry_for, "write")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -356,7 +363,7 @@ class PostgresStore(SqlReads):
                 cur.execute(sql, params or None)
                 return fetch(cur)
 
-        return self._with_retry(run, self.read_retry_for, "read")
+        return self._with_retry(self._reader, run, self.read_retry_for, "read")
 
     def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
         return self._execute(sql, params, lambda cur: cur.fetchall())
@@ -439,9 +446,8 @@ class PostgresStore(SqlReads):
             "WHERE t.ts >= l.cutoff ORDER BY t.ts, t.seq"
         )
         params = [[k[0] for k in cutoff], [k[1] for k in cutoff], list(cutoff.values())]
-        with self._lock:
-            con = self._con if self._con is not None else self._connect()
-            self._con = con
+        with self._writer.lock:
+            con = self._writer.connection()
             with con.transaction(), con.cursor(name="tickpipe_restore") as cur:
                 cur.execute(sql, params)
                 while chunk := cur.fetchmany(rows):
@@ -468,20 +474,84 @@ class PostgresStore(SqlReads):
         return {(e, s, i, st): r for e, s, i, st, r in rows}
 
 
+class _Link:
+    """One connection, reopened on demand, used under its own lock."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection], setup: str) -> None:
+        self.connect = connect
+        self.setup = setup
+        self.lock = threading.Lock()
+        self.con: psycopg.Connection | None = None
+
+    def connection(self) -> psycopg.Connection:
+        """The open connection, or a new one (the caller holds `lock`)."""
+        if self.con is None or self.con.closed:
+            self.con = None
+            con = self.connect()
+            try:
+                if self.setup:
+                    con.execute(self.setup)
+            except BaseException:
+                con.close()
+                raise
+            self.con = con
+        return self.con
+
+    def drop(self) -> None:
+        if self.con is not None and not self.con.closed:
+            self.con.close()
+        self.con = None
+
+    def close(self) -> None:
+        with self.lock:
+            self.drop()
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _columns(tables: list[pa.Table], fields: tuple[str, ...]) -> list[list[Any]]:
-    """Python lists per column of the concatenated tables (empty list when no rows)."""
-    if not tables:
+_SIDES = np.array(["sell", "unknown", "buy"], object)  # indexed by side code + 1
+
+
+def _trade_columns(trades: Iterable[TradeBatch | pa.Table]) -> list[list[Any]]:
+    """The trades as one Python list per column in `TRADE_FIELDS` order ([] when none).
+
+    Built with numpy from the batch's columns: text values are looked up per instrument and
+    side code, not converted per trade (Arrow's to_pylist costs ten times as much here).
+    """
+    batches: list[TradeBatch] = []
+    sources: list[np.ndarray] = []
+    for t in trades:
+        if isinstance(t, TradeBatch):
+            batches.append(t)
+            sources.append(np.full(len(t), t.source, object))
+        elif t.num_rows:  # a table's own source column, looked up per distinct value
+            t = t.select(TRADE_FIELDS).cast(TRADE_SCHEMA)  # dictionary-encoded text too
+            batches.append(TradeBatch.from_arrow(t))
+            codes = pc.dictionary_encode(t.column("source")).combine_chunks()
+            sources.append(np.array(codes.dictionary.to_pylist(), object)[codes.indices])
+    if not any(len(b) for b in batches):
         return []
-    out: list[list[Any]] = []
-    for name in fields:
-        values: list[Any] = []
-        for table in tables:
-            values.extend(table.column(name).to_pylist())
-        out.append(values)
-    return out
+    batch = concat_batches(batches)
+    instruments = batch.instruments
+    pick = batch.instrument
+
+    def text(values: list[str]) -> list[str]:
+        return np.array(values, object)[pick].tolist()
+
+    return [
+        np.concatenate(sources).tolist(),
+        text([i.exchange for i in instruments]),
+        text([i.symbol for i in instruments]),
+        text([i.raw_symbol for i in instruments]),
+        batch.trade_ids().tolist(),
+        batch.seq.tolist(),
+        batch.price.tolist(),
+        batch.size.tolist(),
+        _SIDES[batch.side.astype(np.int64) + 1].tolist(),
+        batch.ts.tolist(),
+        batch.recv_ts.tolist(),
+    ]
 
 
 def _copy(
