@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +97,24 @@ def test_a_missing_secret_names_the_environment_variable_and_never_a_value(tmp_p
 def test_notifiers_can_be_chosen_from_the_environment():
     config = load_config(env={"TICKPIPE_ALERTS_NOTIFIERS": "log,slack", **SECRETS})
     assert config.alerts.notifiers == ["log", "slack"]
+
+
+def test_a_webhook_secret_that_is_not_a_url_is_refused_without_showing_it():
+    with pytest.raises(ConfigError) as err:
+        load_config(env={"TICKPIPE_ALERTS_NOTIFIERS": "webhook",
+                         "TICKPIPE_ALERT_WEBHOOK_URL": "hunter2-not-a-url"})  # fmt: skip
+    assert "TICKPIPE_ALERT_WEBHOOK_URL must be an http:// or https:// URL" in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_the_cli_stops_with_one_line_and_status_2_when_a_notifier_lacks_its_secret(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
+    env["TICKPIPE_ALERTS_NOTIFIERS"] = "log,slack"
+    result = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "demo", "--quiet", "--no-serve", "--duration", "1",
+         "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60, env=env,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: alerts.notifiers[1] = 'slack'")
+    assert "TICKPIPE_ALERT_SLACK_URL" in result.stderr and result.stderr.count("\n") == 1

@@ -139,6 +139,13 @@ def check_alerts(
         var = SECRET_ENV.get(name)
         if var and not env.get(var, "").strip():
             fail(f"alerts.notifiers[{i}]", name, f"needs the environment variable {var}")
+        if (
+            var
+            and var.endswith("_URL")
+            and not env[var].strip().startswith(("http://", "https://"))
+        ):
+            # The value is a secret: say what is wrong with it, never what it is.
+            fail(f"alerts.notifiers[{i}]", name, f"{var} must be an http:// or https:// URL")
     if "telegram" in alerts.notifiers and not alerts.telegram_chat_id:
         fail("alerts.telegram_chat_id", "", "the telegram notifier needs a chat id")
     if not alerts.telegram_api.startswith(("http://", "https://")):
