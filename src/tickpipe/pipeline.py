@@ -292,6 +292,8 @@ class Pipeline:
     def close(self) -> None:
         try:
             self.writer.close()
+            # The last KPI period ends after the last flush, so it counts every stored trade.
+            self.store.write(metrics=[self.monitor.last_kpis()])
         finally:
             self.store.close()
             self.dead_letters.close()

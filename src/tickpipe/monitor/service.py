@@ -9,7 +9,6 @@ notifications go out from their own tasks, and store writes from the writer's th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from tickpipe.monitor.metrics import PipelineGauges, PipelineMetrics, SourceGaug
 from tickpipe.monitor.notify.base import Dispatcher, alert_json
 from tickpipe.monitor.notify.build import build_notifiers
 from tickpipe.monitor.state import PipelineState
-from tickpipe.records import Gap, TradeBatch
+from tickpipe.records import Gap, PipelineMetric, TradeBatch
 
 if TYPE_CHECKING:
     from tickpipe.pipeline import Pipeline
@@ -96,8 +95,6 @@ class Monitor:
                     next_kpi = now + self.kpi_every_us
                     self.keep_kpis(now)
         finally:
-            with contextlib.suppress(Exception):
-                self.keep_kpis(now_us())
             if stop_http is not None:
                 await asyncio.to_thread(stop_http)
             await self.dispatcher.close()
@@ -122,12 +119,15 @@ class Monitor:
         return changed
 
     def keep_kpis(self, now: int) -> None:
+        self.pipeline.writer.submit(metrics=[self.last_kpis(now)])
+
+    def last_kpis(self, now: int | None = None) -> PipelineMetric:
+        """The KPIs of the period since the previous sample."""
         p = self.pipeline
-        metric = self.kpis.sample(
-            now, p.writer.written_trades, p.writer.written_candles, self.state.kpi_lags.drain(),
-            p.transport.depth,
+        return self.kpis.sample(
+            now or now_us(), p.writer.written_trades, p.writer.written_candles,
+            self.state.kpi_lags.drain(), p.transport.depth,
         )  # fmt: skip
-        p.writer.submit(metrics=[metric])
 
     # -- read by the API -------------------------------------------------------------------
 
