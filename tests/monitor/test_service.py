@@ -18,6 +18,7 @@ from tests.monitor.receivers import HttpReceiver, SmtpReceiver, free_port
 from tickpipe.config import Config
 from tickpipe.monitor.alerts.config import AlertRule, AlertsConfig, MonitorConfig
 from tickpipe.pipeline import Pipeline
+from tickpipe.records import Trade, TradeBatch
 from tickpipe.sources import SourceContext
 from tickpipe.sources.simulated import MarketSimulator
 
@@ -137,3 +138,50 @@ def test_a_silent_source_alerts_through_webhook_and_email_and_metrics_agree_with
     assert {"tickpipe_trades_received", "tickpipe_processing_lag_seconds"} <= names
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
+
+
+class PriceJump:
+    """BTC-USDT trades at 100, then at 120 (+20%), through the real emit path."""
+
+    name = "jumpy"
+
+    async def run(self, ctx: SourceContext) -> None:
+        ctx.stats.connected = True
+        for i in range(40):
+            await asyncio.sleep(0.05)
+            price = 100.0 if i < 20 else 120.0
+            now = time.time_ns() // 1000
+            trade = Trade(source="jumpy", exchange="venue", symbol="BTC-USDT",
+                          trade_id=str(i), seq=i, price=price, size=1.0, ts=now,
+                          recv_ts=now)  # fmt: skip
+            await ctx.emit(TradeBatch.from_trades([trade], "jumpy"))
+        await asyncio.sleep(3600)
+
+
+def test_a_price_jump_in_a_running_pipeline_fires_the_move_rule_for_that_symbol(
+    tmp_path, monkeypatch
+):
+    async def main():
+        async with HttpReceiver() as rx:
+            monkeypatch.setenv("TICKPIPE_ALERT_WEBHOOK_URL", rx.url + "/hook")
+            config = Config(
+                data_dir=str(tmp_path),
+                alerts=AlertsConfig(
+                    evaluate_every="100ms", notifiers=["webhook"],
+                    rules=[AlertRule(name="jump", kind="price_move", threshold=10.0,
+                                     window="1m", severity="critical")],
+                ),
+            )  # fmt: skip
+            pipeline = Pipeline(config, [PriceJump()], "run")
+            try:
+                await pipeline.run(duration=3.5)
+                await rx.wait_for(1)
+            finally:
+                pipeline.close()
+            return rx.received
+
+    received = asyncio.run(main())
+    alerts = [body["alert"] for _path, body in received]
+    assert [(a["rule"], a["state"]) for a in alerts] == [("jump", "firing")]
+    assert alerts[0]["labels"] == {"exchange": "venue", "symbol": "BTC-USDT", "source": ""}
+    assert 19.9 < alerts[0]["value"] < 20.1
