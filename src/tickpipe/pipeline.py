@@ -233,7 +233,13 @@ class Pipeline:
         self.restored_trades = 0
         self._rates: dict[int, tuple[float, int, float]] = {}  # gid -> (time, trades, rate)
         self._stopping = asyncio.Event()
-        self.monitor = Monitor(self)
+        try:
+            self.monitor = Monitor(self)
+        except BaseException:  # e.g. a busy metrics port: nothing may stay open behind it
+            self.writer.close()
+            self.store.close()
+            self.dead_letters.close()
+            raise
         self.writer.on_written = self.monitor.on_written
         self.stage.on_batch = self.monitor.on_batch
 
@@ -295,6 +301,7 @@ class Pipeline:
             # The last KPI period ends after the last flush, so it counts every stored trade.
             self.store.write(metrics=[self.monitor.last_kpis()])
         finally:
+            self.monitor.close()
             self.store.close()
             self.dead_letters.close()
 

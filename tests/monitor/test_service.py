@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import email
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import aiohttp
@@ -185,3 +188,45 @@ def test_a_price_jump_in_a_running_pipeline_fires_the_move_rule_for_that_symbol(
     assert [(a["rule"], a["state"]) for a in alerts] == [("jump", "firing")]
     assert alerts[0]["labels"] == {"exchange": "venue", "symbol": "BTC-USDT", "source": ""}
     assert 19.9 < alerts[0]["value"] < 20.1
+
+
+def test_a_busy_metrics_port_stops_start_up_with_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
+        env["TICKPIPE_MONITOR_METRICS_PORT"] = str(port)
+        result = subprocess.run(
+            [sys.executable, "-m", "tickpipe", "demo", "--quiet", "--no-serve", "--duration",
+             "1", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60,
+            env=env, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"config error: monitor.metrics_port = {port}: cannot listen")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_failing_monitor_is_logged_once_and_the_pipeline_goes_on(tmp_path, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.setattr("tickpipe.monitor.metrics.PipelineMetrics.observe_stored", broken)
+    monkeypatch.setattr("tickpipe.monitor.service.Monitor.step", broken)
+    config = Config(data_dir=str(tmp_path), alerts=AlertsConfig(evaluate_every="100ms"))
+    pipeline = Pipeline(config, [TradesThenSilence(1.0)], "run")
+    try:
+        asyncio.run(pipeline.run(duration=1.5))
+    finally:
+        pipeline.close()
+    from tickpipe.stores.duckdb import DuckDBStore
+
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb", read_only=True)
+    try:
+        ((stored,),) = store.query("SELECT count(*) FROM trades")
+    finally:
+        store.close()
+    assert stored == pipeline.writer.written_trades > 0  # storage went on
+    failures = [r.getMessage() for r in caplog.records if "monitor:" in r.getMessage()]
+    assert len(failures) == 2  # once per kind, not once per flush or evaluation
+    assert all("ZeroDivisionError: injected" in f for f in failures)

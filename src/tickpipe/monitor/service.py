@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from tickpipe.config import ConfigError
 from tickpipe.engine.windows import parse_duration
 from tickpipe.monitor.alerts.engine import FIRING, Alert, AlertEngine
 from tickpipe.monitor.kpis import KpiSampler
@@ -57,46 +58,77 @@ class Monitor:
         self.dispatcher = Dispatcher(build_notifiers(config.alerts))
         # A file replay's event times are old: its "lag" says nothing about the pipeline.
         self.measure_lag = not (pipeline.mode == "run" and config.run.replay)
+        self._failures: set[str] = set()
+        self._stop_http = self._serve_metrics(config.monitor.metrics_host,
+                                              config.monitor.metrics_port)  # fmt: skip
+
+    def _serve_metrics(self, host: str, port: int):
+        """/metrics on its own port, bound now: a busy port is a one-line start-up error."""
+        if not port:
+            return None
+        try:
+            return self.metrics.serve(host, port)
+        except OSError as exc:
+            raise ConfigError(
+                f"config error: monitor.metrics_port = {port}: cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}); choose another"
+            ) from None
+
+    def close(self) -> None:
+        """Stop serving /metrics on its own port (the pipeline closes its monitor)."""
+        if self._stop_http is not None:
+            self._stop_http()
+            self._stop_http = None
 
     # -- fed by the pipeline ---------------------------------------------------------------
 
     def on_batch(self, batch: TradeBatch) -> None:
         """A source's batch reached the engine (event loop)."""
-        now = now_us()
-        self.metrics.observe_received(batch, now / 1e6)
-        self.state.on_received(batch, now)
+        try:
+            now = now_us()
+            self.metrics.observe_received(batch, now / 1e6)
+            self.state.on_received(batch, now)
+        except Exception as exc:  # watching must never stop what it watches
+            self._failed("counting a batch", exc)
 
     def on_written(self, batches: list[TradeBatch], candles: int, seconds: float) -> None:
         """The store writer wrote a flush (its thread)."""
-        lags = self.metrics.observe_stored(batches, candles, seconds, now_us())
-        self.state.on_stored(batches, lags)
+        try:
+            lags = self.metrics.observe_stored(batches, candles, seconds, now_us())
+            self.state.on_stored(batches, lags)
+        except Exception as exc:
+            self._failed("counting a flush", exc)
 
     def on_event(self, event: Any) -> None:
         if isinstance(event, Gap):
             self.metrics.observe_gap(event)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Log a monitoring failure once per kind; the pipeline goes on."""
+        if what not in self._failures:
+            self._failures.add(what)
+            log.error("monitor: %s failed (%s: %s); the pipeline goes on", what,
+                      type(exc).__name__, exc)  # fmt: skip
 
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Evaluate alerts and keep KPIs until cancelled."""
         every = parse_duration(self.alerts_config.evaluate_every) / 1e6
-        monitor = self.pipeline.config.monitor
-        stop_http = None
-        if monitor.metrics_port:
-            stop_http = self.metrics.serve(monitor.metrics_host, monitor.metrics_port)
         await self.dispatcher.start()
         next_kpi = now_us() + self.kpi_every_us
         try:
             while True:
                 await asyncio.sleep(every)
                 now = now_us()
-                self.step(now)
-                if now >= next_kpi:
-                    next_kpi = now + self.kpi_every_us
-                    self.keep_kpis(now)
+                try:
+                    self.step(now)
+                    if now >= next_kpi:
+                        next_kpi = now + self.kpi_every_us
+                        self.keep_kpis(now)
+                except Exception as exc:
+                    self._failed("evaluating alerts and KPIs", exc)
         finally:
-            if stop_http is not None:
-                await asyncio.to_thread(stop_http)
             await self.dispatcher.close()
 
     def step(self, now: int) -> list[Alert]:
