@@ -8,6 +8,7 @@ import pytest
 
 from tickpipe.config import DEFAULT_EXCHANGES, KEYS, ConfigError, load_config, split_symbol
 from tickpipe.engine.windows import parse_window
+from tickpipe.monitor.alerts.config import AlertRule
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector
 
 S = 1_000_000
@@ -144,6 +145,27 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "serve.insecure": ("1", True),
         "store": ("postgresql://tp@db.internal:5432/tickpipe",) * 2,
         "store_retry_for": ("5m", "5m"),
+        "monitor.kpi_every": ("2s", "2s"),
+        "monitor.process": ("process-1", "process-1"),
+        "monitor.metrics_port": ("9100", 9100),
+        "monitor.metrics_host": ("0.0.0.0", "0.0.0.0"),
+        "alerts.enabled": ("0", False),
+        "alerts.evaluate_every": ("2s", "2s"),
+        "alerts.renotify_every": ("30m", "30m"),
+        "alerts.history": ("50", 50),
+        "alerts.notifiers": ("log", ["log"]),
+        "alerts.rules": (
+            '[{"name": "q", "kind": "silence", "threshold": 5}]',
+            [AlertRule(name="q", kind="silence", threshold=5)],
+        ),
+        "alerts.telegram_api": ("http://127.0.0.1:9", "http://127.0.0.1:9"),
+        "alerts.telegram_chat_id": ("42", "42"),
+        "alerts.smtp_host": ("mail.internal", "mail.internal"),
+        "alerts.smtp_port": ("2525", 2525),
+        "alerts.smtp_starttls": ("0", False),
+        "alerts.smtp_user": ("tickpipe", "tickpipe"),
+        "alerts.email_from": ("tp@example.org", "tp@example.org"),
+        "alerts.email_to": ("ops@example.org", ["ops@example.org"]),
     }
     for name in EXCHANGES:
         stream = connector(name).INFO.streams[-1]

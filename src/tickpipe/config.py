@@ -20,6 +20,7 @@ import msgspec
 
 from tickpipe.engine.candles import EngineConfig
 from tickpipe.engine.windows import Window, parse_duration, parse_window
+from tickpipe.monitor.alerts.config import AlertsConfig, MonitorConfig, check_alerts
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector, has_symbol_list
 from tickpipe.symbols import SymbolError, normalize_symbol
 
@@ -85,6 +86,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
     serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
+    monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
     # Where trades and candles are kept: "" = the DuckDB file under data_dir, or a
     # postgresql://user@host:port/db URL (TICKPIPE_STORE, --store).
     store: str = ""
@@ -284,7 +287,7 @@ def load_config(
         raise ConfigError(_explain(exc, data, origin)) from None
     config.exchanges = sections
     _choose_exchanges(config, origin)
-    check(config, origin)
+    check(config, origin, env)
     return config
 
 
@@ -337,7 +340,9 @@ def _where(key: str, origin: Mapping[str, str], prefix: bool = False) -> str:
     return ""
 
 
-def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
+def check(
+    config: Config, origin: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+) -> None:
     """Semantic checks msgspec's types cannot express."""
     origin = origin or {}
 
@@ -437,6 +442,16 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
             parse_duration(section.poll_every)
         except ValueError:
             fail(f"{key}.poll_every", section.poll_every, "not a duration (use e.g. 1s, 5s, 1m)")
+    try:
+        if parse_duration(config.monitor.kpi_every) <= 0:
+            raise ValueError
+    except ValueError:
+        fail("monitor.kpi_every", config.monitor.kpi_every, "a duration above 0 (e.g. 5s)")
+    if not config.monitor.process.strip():
+        fail("monitor.process", config.monitor.process, "give the process a name")
+    if not 0 <= config.monitor.metrics_port <= 65535:
+        fail("monitor.metrics_port", config.monitor.metrics_port, "between 0 (off) and 65535")
+    check_alerts(config.alerts, fail, os.environ if env is None else env)
 
 
 def _check_store(config: Config, origin: Mapping[str, str]) -> None:
@@ -491,8 +506,15 @@ def _set(data: dict, key: str, value: Any) -> None:
 
 
 def _from_env(text: str, kind: Any) -> Any:
-    """Environment values are text: lists are comma-separated, booleans 1/0/true/false."""
+    """Environment values are text: lists are comma-separated (lists of tables: JSON), booleans
+    1/0/true/false."""
     if getattr(kind, "__origin__", None) is list:
+        (item,) = kind.__args__
+        if isinstance(item, type) and issubclass(item, msgspec.Struct):  # alerts.rules: JSON
+            try:
+                return msgspec.json.decode(text)
+            except msgspec.DecodeError:
+                return text
         return [part.strip() for part in text.split(",") if part.strip()]
     if kind is bool:
         return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(

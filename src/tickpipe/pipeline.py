@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,16 @@ from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
 from tickpipe.engine.windows import parse_duration
-from tickpipe.records import Candle, Disconnect, Gap, RollingStat, TradeBatch, concat_batches
+from tickpipe.monitor.service import Monitor
+from tickpipe.records import (
+    Candle,
+    Disconnect,
+    Gap,
+    PipelineMetric,
+    RollingStat,
+    TradeBatch,
+    concat_batches,
+)
 from tickpipe.sources import Source, SourceContext, SourceStats
 from tickpipe.stores.base import Store
 from tickpipe.transport.memory import MemoryTransport
@@ -71,6 +80,9 @@ class StoreWriter:
         self._candles: list[Candle] = []
         self._rolling: list[RollingStat] = []
         self._events: list[tuple[int, str, str, str]] = []
+        self._metrics: list[PipelineMetric] = []
+        # Called on the writer thread after each flush: (trade batches, candles, seconds).
+        self.on_written: Callable[[list[TradeBatch], int, float], None] | None = None
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="tickpipe-store", daemon=True)
@@ -86,6 +98,7 @@ class StoreWriter:
         candles: list[Candle] | tuple = (),
         rolling: list[RollingStat] | tuple = (),
         events: list[tuple[int, str, str, str]] | tuple = (),
+        metrics: list[PipelineMetric] | tuple = (),
     ) -> None:
         if self.error is not None:
             raise RuntimeError(f"the store writer failed: {self.error}") from self.error
@@ -96,6 +109,7 @@ class StoreWriter:
             self._candles.extend(candles)
             self._rolling.extend(rolling)
             self._events.extend(events)
+            self._metrics.extend(metrics)
             if self._pending_trades >= self.max_pending:
                 self._cond.notify_all()
 
@@ -119,12 +133,16 @@ class StoreWriter:
                 candles, self._candles = self._candles, []
                 rolling, self._rolling = self._rolling, []
                 events, self._events = self._events, []
+                metrics, self._metrics = self._metrics, []
                 stopping = self._stop
             try:
-                if trades or candles or rolling or events:
-                    self.store.write(trades, candles, rolling, events)
+                if trades or candles or rolling or events or metrics:
+                    started = time.perf_counter()
+                    self.store.write(trades, candles, rolling, events, metrics)
                     self.written_trades += sum(len(t) for t in trades)
                     self.written_candles += len(candles)
+                    if self.on_written is not None:
+                        self.on_written(trades, len(candles), time.perf_counter() - started)
             except BaseException as exc:
                 self.error = exc
                 return
@@ -155,6 +173,7 @@ class EngineStage:
         self.dead_letters = dead_letters
         self.hub = hub
         self.counters = Counters()
+        self.on_batch: Callable[[TradeBatch], None] | None = None  # the monitor's, if any
 
     @property
     def behind(self) -> bool:
@@ -162,6 +181,8 @@ class EngineStage:
         return self.writer.pending > self.writer.max_pending and self.writer.error is None
 
     def process(self, batch: TradeBatch) -> None:
+        if self.on_batch is not None:
+            self.on_batch(batch)
         self._apply(self.engine.process(batch, now_us()))
 
     def tick(self) -> None:
@@ -212,6 +233,15 @@ class Pipeline:
         self.restored_trades = 0
         self._rates: dict[int, tuple[float, int, float]] = {}  # gid -> (time, trades, rate)
         self._stopping = asyncio.Event()
+        try:
+            self.monitor = Monitor(self)
+        except BaseException:  # e.g. a busy metrics port: nothing may stay open behind it
+            self.writer.close()
+            self.store.close()
+            self.dead_letters.close()
+            raise
+        self.writer.on_written = self.monitor.on_written
+        self.stage.on_batch = self.monitor.on_batch
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -245,6 +275,7 @@ class Pipeline:
             for source in self.sources
         ]
         engine_task = asyncio.create_task(self._engine_loop(), name="engine")
+        monitor_task = asyncio.create_task(self.monitor.run(), name="monitor")
         sources_done = asyncio.gather(*tasks, return_exceptions=True)
         waiters = [asyncio.ensure_future(self._stopping.wait()), sources_done, engine_task]
         try:
@@ -254,7 +285,11 @@ class Pipeline:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._stopping.set()
-            await asyncio.gather(engine_task, return_exceptions=False)
+            try:
+                await asyncio.gather(engine_task, return_exceptions=False)
+            finally:
+                monitor_task.cancel()
+                await asyncio.gather(monitor_task, return_exceptions=True)
             waiters[0].cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -263,7 +298,10 @@ class Pipeline:
     def close(self) -> None:
         try:
             self.writer.close()
+            # The last KPI period ends after the last flush, so it counts every stored trade.
+            self.store.write(metrics=[self.monitor.last_kpis()])
         finally:
+            self.monitor.close()
             self.store.close()
             self.dead_letters.close()
 
@@ -286,6 +324,7 @@ class Pipeline:
 
     def _on_event(self, event: Gap | Disconnect) -> None:
         kind = type(event).__name__.lower()
+        self.monitor.on_event(event)
         detail = msgspec.json.encode(event).decode()
         self.writer.submit(events=[(event.ts, kind, event.source, detail)])
 

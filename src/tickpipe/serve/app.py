@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket
 
 from tickpipe.engine.windows import format_duration, parse_window
 from tickpipe.records import Candle
+from tickpipe.serve import monitoring
 from tickpipe.serve.live import Hub, Subscriber
 from tickpipe.serve.openapi import openapi_document
 from tickpipe.serve.pages import PAGE_ROUTES, is_public
@@ -67,6 +68,7 @@ class ApiContext:
     intervals: list[str] | None = None  # the pipeline's windows; None: whatever is stored
     kpis: Callable[[], dict[str, Any]] | None = None  # the running pipeline's counters
     live_instruments: Callable[[], set[tuple[str, str]]] | None = None
+    monitor: Any = None  # the running pipeline's Monitor (metrics, alerts); None: a stored file
     extra: dict[str, Any] = field(default_factory=dict)
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -401,6 +403,9 @@ ROUTES = [
     Route("/api/trades", trades),
     Route("/api/rolling", rolling),
     Route("/api/kpis", kpis),
+    Route("/api/kpis/history", monitoring.kpi_history),
+    Route("/api/alerts", monitoring.alerts),
+    Route("/metrics", monitoring.metrics),
     Route("/api/analytics/top-exchanges", top_exchanges),
     Route("/api/analytics/top-tickers", top_tickers),
     Route("/api/analytics/exchange/{name}", exchange_breakdown),

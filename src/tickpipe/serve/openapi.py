@@ -92,6 +92,20 @@ def openapi_document() -> dict[str, Any]:
                 (400, 404),
             ),
             "/api/kpis": _get("stored totals, events, live hub and pipeline counters"),
+            "/api/kpis/history": _get(
+                "KPIs kept in the store (throughput, lag, volume), oldest first",
+                [
+                    _param("lookback", "how far back, e.g. 15m, 1h (default 1h, at most 30d)"),
+                    _param("process", "one process's KPIs (default: all)"),
+                    _param("limit", "1-100000 (default 10000)"),
+                ],
+                (400,),
+            ),
+            "/api/alerts": _get(
+                "active alerts and alert history (newest first)",
+                [_param("limit", "history items, 1-100000 (default 1000)")],
+                (400,),
+            ),
             "/api/analytics/top-exchanges": _get(
                 "exchanges by trade count or quote volume", [*_PERIOD, *_RANK], (400,)
             ),

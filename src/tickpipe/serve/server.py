@@ -73,6 +73,7 @@ def pipeline_context(pipeline: Pipeline) -> ApiContext:
         intervals=[w.name for w in pipeline.engine.windows],
         kpis=pipeline.kpis,
         live_instruments=pipeline.instruments,
+        monitor=pipeline.monitor,
     )
 
 

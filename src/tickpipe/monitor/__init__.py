@@ -1,0 +1,1 @@
+"""The pipeline watching itself: Prometheus metrics, KPIs kept in the store, alerts."""

@@ -1,0 +1,1 @@
+"""Alert rules from the config, the engine that evaluates them, and the alerts it raises."""

@@ -1,0 +1,1 @@
+"""Notifiers: where alerts go (log, webhook, Slack, Discord, Telegram, email)."""
