@@ -86,6 +86,23 @@ def test_trades_round_trip(store: DuckDBStore) -> None:
     assert stored_trades(store) == sorted(map(as_row, trades), key=lambda r: (r[1], r[2], r[5]))
 
 
+def test_many_batches_of_one_flush_keep_each_trade_its_own_source_and_id_form(
+    store: DuckDBStore,
+) -> None:
+    # The store joins a flush's batches before converting them: nothing may leak between them.
+    numeric = TradeBatch.from_trades([trade(i, T0 + i, source="binance") for i in (1, 2)])
+    numeric.trade_id = None
+    texts = TradeBatch.from_trades(
+        [trade(3, T0 + 3, source="coinbase", exchange="cb", trade_id="c-3", symbol="ETH-USD")]
+    )
+    more = TradeBatch.from_trades([trade(4, T0 + 4, source="binance", exchange="bn")])
+    store.write(trades=[numeric, texts, more])
+    assert store.query(
+        "SELECT source, exchange, symbol, trade_id FROM trades ORDER BY seq"
+    ) == [("binance", "ex", "BTC-USDT", "1"), ("binance", "ex", "BTC-USDT", "2"),
+          ("coinbase", "cb", "ETH-USD", "c-3"), ("binance", "bn", "BTC-USDT", "4")]  # fmt: skip
+
+
 def test_trades_from_a_batch_without_text_ids_get_their_seq_as_id(store: DuckDBStore) -> None:
     batch = TradeBatch.from_trades([trade(i, T0 + i) for i in (7, 8)])
     batch.trade_id = None  # exchanges with numeric ids

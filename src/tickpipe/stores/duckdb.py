@@ -191,9 +191,16 @@ class DuckDBStore(SqlReads):
         metrics: Iterable[PipelineMetric] = (),
     ) -> None:
         """Store one flush in one transaction: trades appended, candles and stats upserted."""
-        tables = [
-            t.to_arrow(numeric_ids_as_null=True) if isinstance(t, TradeBatch) else t for t in trades
-        ]
+        trades = list(trades)
+        # One Arrow conversion per flush, not one per engine step: a live market hands over
+        # hundreds of small batches a second, and each conversion holds the GIL.
+        batches = [t for t in trades if isinstance(t, TradeBatch)]
+        tables = [t for t in trades if not isinstance(t, TradeBatch) and t.num_rows]
+        by_source: dict[str, list[TradeBatch]] = {}
+        for batch in batches:
+            by_source.setdefault(batch.source, []).append(batch)
+        for source, group in by_source.items():
+            tables.append(concat_batches(group, source).to_arrow(numeric_ids_as_null=True))
         tables = [t for t in tables if t.num_rows]
         candle_table = candles_to_arrow(candles)
         rolling_table = _rolling_to_arrow(rolling)
