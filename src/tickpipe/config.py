@@ -67,6 +67,20 @@ class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
 
 
+class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """`[kafka]`: the distributed mode (`ingest`, `process`, `serve --kafka`)."""
+
+    bootstrap: str = "127.0.0.1:9092"  # HOST:PORT[,HOST:PORT...]
+    trades_topic: str = "tickpipe.trades"
+    candles_topic: str = "tickpipe.candles"  # compacted; "" = publish no candles
+    encoding: str = "json"  # of trade messages: json (any Kafka tool reads it) or binary
+    group: str = "tickpipe-process"  # the processors' consumer group
+    message_trades: int = 1000  # at most this many trades (of one symbol) per message
+    # librdkafka settings passed through as they are (SASL/SSL, timeouts...), e.g.
+    # "security.protocol" = "SASL_SSL"; secrets belong in TICKPIPE_KAFKA_* variables, not files
+    properties: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: str = "./tickpipe-data"
     intervals: list[str] = msgspec.field(default_factory=lambda: ["1s", "5s", "1m", "5m", "1h"])
@@ -81,6 +95,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
     serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
+    kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
 
     # -- derived values (all validated by `check`) -----------------------------------------
@@ -404,6 +419,7 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
                 "serving beyond this machine needs an access token (--token or "
                 "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
             )  # fmt: skip
+    _check_kafka(config.kafka, fail)
     for name, section in config.exchanges.items():
         key = f"exchanges.{name}"
         if section.url and not section.url.startswith(("ws://", "wss://")):
@@ -418,6 +434,28 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
             parse_duration(section.poll_every)
         except ValueError:
             fail(f"{key}.poll_every", section.poll_every, "not a duration (use e.g. 1s, 5s, 1m)")
+
+
+def _check_kafka(kafka: KafkaConfig, fail: Any) -> None:
+    from tickpipe.transport.kafka import check_properties
+    from tickpipe.transport.schema import ENCODINGS
+
+    for i, address in enumerate(kafka.bootstrap.split(",")):
+        host, sep, port = address.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            fail("kafka.bootstrap", kafka.bootstrap, f"address {i + 1} is not HOST:PORT")
+    if not kafka.trades_topic.strip():
+        fail("kafka.trades_topic", kafka.trades_topic, "give a topic name")
+    if kafka.encoding not in ENCODINGS:
+        fail("kafka.encoding", kafka.encoding, f"one of {', '.join(ENCODINGS)}")
+    if not kafka.group.strip():
+        fail("kafka.group", kafka.group, "give a consumer group name")
+    if not 1 <= kafka.message_trades <= 100_000:
+        fail("kafka.message_trades", kafka.message_trades, "must be between 1 and 100000")
+    problem = check_properties(kafka.properties)
+    if problem is not None:
+        name, why = problem
+        fail(f"kafka.properties.{name}", kafka.properties.get(name), why)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
