@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "servers.kafka",
+    "servers.postgres",
 ]

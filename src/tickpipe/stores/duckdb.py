@@ -34,6 +34,8 @@ from tickpipe.records import (
     TradeBatch,
     concat_batches,
 )
+from tickpipe.stores.base import StoreError
+from tickpipe.stores.reads import SqlReads
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (
@@ -120,10 +122,6 @@ ROLLING_SCHEMA = pa.schema(
 )  # fmt: skip
 
 
-class StoreError(RuntimeError):
-    """The store cannot be opened or written."""
-
-
 def candles_to_arrow(candles: Iterable[Candle]) -> pa.Table:
     """Latest update per candle key, as an Arrow table (an upsert may not touch a row twice)."""
     latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
@@ -145,7 +143,7 @@ def _rolling_to_arrow(stats: Iterable[RollingStat]) -> pa.Table:
     )
 
 
-class DuckDBStore:
+class DuckDBStore(SqlReads):
     """Reader and writer over one DuckDB file. Safe to share between threads (one lock)."""
 
     def __init__(
@@ -174,6 +172,9 @@ class DuckDBStore:
         self._lock = threading.Lock()
         if not read_only:
             self._con.execute(SCHEMA)
+
+    def describe(self) -> str:
+        return str(self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -231,8 +232,11 @@ class DuckDBStore:
         with self._lock:
             return self._con.sql(sql, params=params or None).to_arrow_table()
 
-    def intervals(self) -> list[str]:
-        return [r[0] for r in self.query("SELECT DISTINCT interval FROM candles ORDER BY 1")]
+    def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
+        return self.query(sql, params)
+
+    def _dicts(self, sql: str, params: list | None = None) -> list[dict]:
+        return self.query_arrow(sql, params).to_pylist()
 
     def candles(
         self,

@@ -1,0 +1,561 @@
+"""The PostgreSQL store: the state of record of the distributed mode (and usable by `run`).
+
+Same tables, keys and answers as the DuckDB store. Every write is one transaction:
+- trades go by binary COPY into a temporary staging table, then `INSERT ... ON CONFLICT DO
+  NOTHING` on (exchange, symbol, trade_id), so replaying a flush after a crash stores nothing
+  twice (the Kafka processor relies on this);
+- candles are staged the same way and upserted as whole rows, but never over a newer one: a
+  stored candle is replaced unless its revision is higher, or the revision is equal and the
+  stored candle is final while the incoming one is still provisional;
+- rolling statistics and KPIs are whole-row upserts on their keys; events are appended.
+
+A write that fails because the server went away is retried on a new connection with capped
+backoff until `retry_for` seconds have passed: the transaction is all-or-nothing, so a retry
+is safe. tickpipe creates and migrates its own schema (`schema_version`, ordered migrations,
+under an advisory lock so two processes starting together do not collide). With TimescaleDB
+available, trades and candles become hypertables with compression; without it, plain tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import msgspec
+import psycopg
+import pyarrow as pa
+from psycopg import conninfo
+
+from tickpipe.engine.windows import format_duration
+from tickpipe.records import (
+    CANDLE_FIELDS,
+    METRIC_FIELDS,
+    TRADE_SCHEMA,
+    Candle,
+    PipelineMetric,
+    RollingStat,
+    TradeBatch,
+    concat_batches,
+)
+from tickpipe.stores.base import Key, StoreError
+from tickpipe.stores.reads import SqlReads
+
+log = logging.getLogger("tickpipe")
+T = TypeVar("T")
+
+MIGRATION_LOCK = 0x7469636B  # advisory lock key ("tick"): one migrating process at a time
+DAY_US = 86_400_000_000
+TRADE_FIELDS = tuple(TRADE_SCHEMA.names)
+ROLLING_FIELDS: tuple[str, ...] = RollingStat.__struct_fields__
+
+TRADE_TYPES = ["text"] * 4 + ["text", "int8", "float8", "float8", "text", "int8", "int8"]
+_CANDLE_TYPES = {
+    "exchange": "text", "symbol": "text", "interval": "text", "start": "int8", "trades": "int8",
+    "first_seq": "int8", "last_seq": "int8", "final": "bool", "revision": "int4",
+    "updated_at": "int8",
+}  # fmt: skip
+CANDLE_TYPES = [_CANDLE_TYPES.get(f, "float8") for f in CANDLE_FIELDS]
+ROLLING_TYPES = ["text", "text", "int8", "float8", "float8", "float8", "float8"]
+METRIC_TYPES = ["int8", "text", "float8", "int8", "float8", "int8", "float8", "float8", "int8"]
+EVENT_TYPES = ["int8", "text", "text", "text"]
+
+# Ordered migrations: (version, statements). Append only; never edit one that has shipped.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE trades (
+            source text NOT NULL,
+            exchange text NOT NULL,
+            symbol text NOT NULL,
+            raw_symbol text NOT NULL,
+            trade_id text NOT NULL,
+            seq bigint NOT NULL,
+            price double precision NOT NULL,
+            size double precision NOT NULL,
+            side text NOT NULL,
+            ts bigint NOT NULL,
+            recv_ts bigint NOT NULL
+        );
+        CREATE TABLE candles (
+            exchange text NOT NULL,
+            symbol text NOT NULL,
+            interval text NOT NULL,
+            start bigint NOT NULL,
+            open double precision NOT NULL,
+            high double precision NOT NULL,
+            low double precision NOT NULL,
+            close double precision NOT NULL,
+            volume double precision NOT NULL,
+            quote_volume double precision NOT NULL,
+            vwap double precision NOT NULL,
+            mean_price double precision NOT NULL,
+            trades bigint NOT NULL,
+            buy_volume double precision NOT NULL,
+            sell_volume double precision NOT NULL,
+            first_seq bigint NOT NULL,
+            last_seq bigint NOT NULL,
+            final boolean NOT NULL,
+            revision integer NOT NULL,
+            updated_at bigint NOT NULL,
+            PRIMARY KEY (exchange, symbol, interval, start)
+        );
+        CREATE TABLE rolling_stats (
+            exchange text NOT NULL,
+            symbol text NOT NULL,
+            ts bigint NOT NULL,
+            avg_close_30m double precision NOT NULL,
+            min_price_5m double precision NOT NULL,
+            max_price_5m double precision NOT NULL,
+            avg_price_5m double precision NOT NULL,
+            PRIMARY KEY (exchange, symbol, ts)
+        );
+        CREATE TABLE pipeline_metrics (
+            ts bigint NOT NULL,
+            process text NOT NULL,
+            period_s double precision NOT NULL,
+            trades bigint NOT NULL,
+            trades_per_s double precision NOT NULL,
+            candles bigint NOT NULL,
+            lag_p50_ms double precision NOT NULL,
+            lag_p99_ms double precision NOT NULL,
+            queue_depth bigint NOT NULL,
+            PRIMARY KEY (process, ts)
+        );
+        CREATE TABLE events (
+            ts bigint NOT NULL,
+            kind text NOT NULL,
+            source text NOT NULL,
+            detail text NOT NULL
+        );
+        CREATE INDEX events_ts ON events (ts);
+        CREATE INDEX candles_interval ON candles (interval, start);
+        CREATE INDEX trades_time ON trades (ts);
+        CREATE INDEX trades_instrument_time ON trades (exchange, symbol, ts);
+        """,
+    ),
+]
+
+# TimescaleDB wants the partitioning column in every unique index, hence `ts` in the trades
+# key there (a trade's time never changes, so the key is as strict). Chunks of one day;
+# compression after a week, long past any correction horizon, segmented per instrument.
+TIMESCALE = f"""
+    CREATE UNIQUE INDEX trades_key ON trades (exchange, symbol, trade_id, ts);
+    SELECT create_hypertable('trades', 'ts', chunk_time_interval => {DAY_US}::bigint);
+    SELECT create_hypertable('candles', 'start', chunk_time_interval => {DAY_US}::bigint);
+    CREATE FUNCTION tickpipe_now_us() RETURNS bigint LANGUAGE sql STABLE
+        AS $$ SELECT (extract(epoch FROM now()) * 1000000)::bigint $$;
+    SELECT set_integer_now_func('trades', 'tickpipe_now_us');
+    SELECT set_integer_now_func('candles', 'tickpipe_now_us');
+    ALTER TABLE trades SET (timescaledb.compress,
+        timescaledb.compress_segmentby = 'exchange, symbol', timescaledb.compress_orderby = 'ts');
+    ALTER TABLE candles SET (timescaledb.compress,
+        timescaledb.compress_segmentby = 'exchange, symbol, interval',
+        timescaledb.compress_orderby = 'start');
+    SELECT add_compression_policy('trades', {7 * DAY_US}::bigint);
+    SELECT add_compression_policy('candles', {7 * DAY_US}::bigint);
+"""
+PLAIN_TRADES_KEY = "CREATE UNIQUE INDEX trades_key ON trades (exchange, symbol, trade_id);"
+
+STAGING = """
+    CREATE TEMP TABLE IF NOT EXISTS stage_trades (LIKE trades) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE IF NOT EXISTS stage_candles (LIKE candles) ON COMMIT DELETE ROWS;
+"""
+
+
+def _upsert_sql(table: str, fields: tuple[str, ...], key: tuple[str, ...], where: str) -> str:
+    cols = ", ".join(fields)
+    sets = ", ".join(f"{f} = excluded.{f}" for f in fields if f not in key)
+    return (
+        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}{where}"
+    )
+
+
+# The stored candle loses unless it is newer: a higher revision, or the same revision and
+# final where the incoming one is provisional. Equal rows replace each other (replays converge).
+CANDLE_UPSERT = _upsert_sql(
+    "candles", CANDLE_FIELDS, ("exchange", "symbol", "interval", "start"),
+    " WHERE stored.revision < excluded.revision OR (stored.revision = excluded.revision"
+    " AND NOT (stored.final AND NOT excluded.final))",
+).format(source="stage_candles")  # fmt: skip
+TRADE_INSERT = (
+    f"INSERT INTO trades ({', '.join(TRADE_FIELDS)}) SELECT {', '.join(TRADE_FIELDS)} "
+    "FROM stage_trades ON CONFLICT DO NOTHING"
+)
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for logs and /api/health."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparsable URL)"
+    host, port, db = params.get("host", ""), params.get("port", ""), params.get("dbname", "")
+    user = params.get("user")
+    return f"postgresql://{user + '@' if user else ''}{host}{':' + port if port else ''}/{db}"
+
+
+def _lost(exc: BaseException, con: psycopg.Connection | None) -> bool:
+    """Whether `exc` means the server or the connection went away (a retry may succeed)."""
+    if con is None or con.closed or con.broken:
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(
+        exc,
+        psycopg.errors.AdminShutdown
+        | psycopg.errors.CannotConnectNow
+        | psycopg.errors.CrashShutdown,
+    )
+
+
+class PostgresStore(SqlReads):
+    """Reader and writer over one PostgreSQL database. Thread-safe (one connection, one lock).
+
+    `retry_for`: how long a write keeps retrying after the server went away before it fails.
+    """
+
+    FIRST = "(array_agg({0} ORDER BY ts, seq))[1]"
+    LAST = "(array_agg({0} ORDER BY ts DESC, seq DESC))[1]"
+    MEDIAN = "percentile_cont(0.5) WITHIN GROUP (ORDER BY {0})"
+
+    def __init__(
+        self,
+        dsn: str,
+        retry_for: float = 60.0,
+        connect_timeout: float = 5.0,
+        read_retry_for: float = 5.0,
+    ) -> None:
+        self.dsn = dsn
+        self.retry_for = retry_for
+        self.read_retry_for = read_retry_for
+        self.connect_timeout = connect_timeout
+        self.timescale = False
+        self._lock = threading.Lock()
+        self._con: psycopg.Connection | None = None
+        with self._lock:
+            self._con = self._connect()
+            self.timescale = migrate(self._con)
+            self._con.execute(STAGING)
+
+    def describe(self) -> str:
+        return redact(self.dsn)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)),
+                application_name="tickpipe",
+            )  # fmt: skip
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            where = self.describe()
+            raise StoreError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+
+    def _with_retry(self, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str) -> T:
+        """Run `fn` on the connection; when the server went away, reconnect and run it again
+        (with capped, growing pauses) until `deadline_s` has passed."""
+        deadline = time.monotonic() + deadline_s
+        pause, attempt = 0.1, 0
+        with self._lock:
+            while True:
+                con = self._con
+                try:
+                    if con is None or con.closed:
+                        con = self._con = self._connect()
+                        con.execute(STAGING)
+                    return fn(con)
+                except (psycopg.Error, StoreError) as exc:
+                    if isinstance(exc, psycopg.Error) and not _lost(exc, con):
+                        raise
+                    attempt += 1
+                    if con is not None and not con.closed:
+                        con.close()
+                    self._con = None
+                    left = deadline - time.monotonic()
+                    reason = " ".join(str(exc).split())[:200]
+                    if left <= 0:
+                        raise StoreError(
+                            f"PostgreSQL at {self.describe()}: {what} failed for "
+                            f"{deadline_s:g}s ({attempt} attempts): {reason}"
+                        ) from exc
+                    log.warning(
+                        "postgresql: %s failed (server unreachable: %s); retry %d in %.1fs",
+                        what, reason, attempt, min(pause, left),
+                    )  # fmt: skip
+                    time.sleep(min(pause, left))
+                    pause = min(pause * 2, 2.0)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(
+        self,
+        trades: Iterable[TradeBatch | pa.Table] = (),
+        candles: Iterable[Candle] = (),
+        rolling: Iterable[RollingStat] = (),
+        events: Iterable[tuple[int, str, str, str]] = (),
+        metrics: Iterable[PipelineMetric] = (),
+    ) -> None:
+        """Store one flush in one transaction (retried whole if the server goes away)."""
+        tables = [t.to_arrow() if isinstance(t, TradeBatch) else t for t in trades]
+        trade_columns = _columns([t for t in tables if t.num_rows], TRADE_FIELDS)
+        latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
+        candle_rows = [msgspec.structs.astuple(c) for c in latest.values()]
+        # An upsert may not touch a row twice: the last update per key wins.
+        rolling_latest = {(s.exchange, s.symbol, s.ts): s for s in rolling}
+        rolling_rows = [msgspec.structs.astuple(s) for s in rolling_latest.values()]
+        metric_latest = {(m.process, m.ts): m for m in metrics}
+        metric_rows = [msgspec.structs.astuple(m) for m in metric_latest.values()]
+        event_rows = list(events)
+        if not (trade_columns or candle_rows or rolling_rows or metric_rows or event_rows):
+            return
+
+        def transaction(con: psycopg.Connection) -> None:
+            with con.transaction(), con.cursor() as cur:
+                if trade_columns:
+                    trade_rows = zip(*trade_columns, strict=True)
+                    _copy(cur, "stage_trades", TRADE_FIELDS, TRADE_TYPES, trade_rows)
+                    cur.execute(TRADE_INSERT)
+                if candle_rows:
+                    _copy(cur, "stage_candles", CANDLE_FIELDS, CANDLE_TYPES, candle_rows)
+                    cur.execute(CANDLE_UPSERT)
+                if rolling_rows:
+                    _upsert_rows(cur, "rolling_stats", ROLLING_FIELDS, ROLLING_TYPES,
+                                 ("exchange", "symbol", "ts"), rolling_rows)  # fmt: skip
+                if metric_rows:
+                    _upsert_rows(cur, "pipeline_metrics", METRIC_FIELDS, METRIC_TYPES,
+                                 ("process", "ts"), metric_rows)  # fmt: skip
+                if event_rows:
+                    _copy(cur, "events", ("ts", "kind", "source", "detail"), EVENT_TYPES,
+                          event_rows)  # fmt: skip
+
+        self._with_retry(transaction, self.retry_for, "write")
+
+    # -- reading -------------------------------------------------------------------------
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        """Rows of `sql` (`?` or `%s` placeholders), for tools and tests."""
+        return self._rows(sql, params)
+
+    def _execute(self, sql: str, params: list | None, fetch: Callable[[Any], T]) -> T:
+        if "?" in sql:
+            sql = sql.replace("%", "%%").replace("?", "%s")
+
+        def run(con: psycopg.Connection) -> T:
+            with con.cursor() as cur:
+                cur.execute(sql, params or None)
+                return fetch(cur)
+
+        return self._with_retry(run, self.read_retry_for, "read")
+
+    def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
+        return self._execute(sql, params, lambda cur: cur.fetchall())
+
+    def _dicts(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+        def fetch(cur: Any) -> list[dict[str, Any]]:
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+        return self._execute(sql, params, fetch)
+
+    def candles(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: int | None = None,
+        end: int | None = None,
+        bucket: int | None = None,
+        interval_size: int | None = None,
+    ) -> list[Candle]:
+        """Candles of one symbol with `start` in [start, end), optionally re-bucketed
+        (`bucket` a whole multiple of the stored interval's `interval_size`)."""
+        lo = -(2**62) if start is None else start
+        hi = 2**62 if end is None else end
+        where = "exchange = %s AND symbol = %s AND interval = %s AND start >= %s AND start < %s"
+        params: list[Any] = [exchange, symbol, interval, lo, hi]
+        if bucket is None or bucket == interval_size:
+            cols = ", ".join(CANDLE_FIELDS)
+            rows = self._rows(f"SELECT {cols} FROM candles WHERE {where} ORDER BY start", params)
+            return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
+        if not interval_size or bucket % interval_size:
+            raise ValueError("bucket must be a whole multiple of the stored interval")
+        sql = f"""
+            SELECT exchange, symbol, %s AS interval, start - start %% %s AS bucket,
+                (array_agg(open ORDER BY start))[1], max(high), min(low),
+                (array_agg(close ORDER BY start DESC))[1],
+                sum(volume), sum(quote_volume),
+                CASE WHEN sum(volume) > 0 THEN sum(quote_volume) / sum(volume)
+                     ELSE (array_agg(close ORDER BY start DESC))[1] END,
+                sum(mean_price * trades) / sum(trades), sum(trades)::bigint,
+                sum(buy_volume), sum(sell_volume),
+                (array_agg(first_seq ORDER BY start))[1],
+                (array_agg(last_seq ORDER BY start DESC))[1],
+                bool_and(final), max(revision), max(updated_at)
+            FROM candles WHERE {where}
+            GROUP BY exchange, symbol, bucket ORDER BY bucket
+        """
+        rows = self._rows(sql, [format_duration(bucket), bucket, *params])
+        return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
+
+    # -- restart -------------------------------------------------------------------------
+
+    def restore_point(
+        self, horizon: int, lateness: int, align: int
+    ) -> tuple[dict[tuple[str, str], int], TradeBatch]:
+        cutoff = self.restore_cutoff(horizon, lateness, align)
+        return cutoff, concat_batches(self.restore_batches(cutoff), "restore")
+
+    def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
+        """Per (exchange, symbol), the window-aligned time before which nothing can change."""
+        rows = self._rows("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
+        cutoff: dict[tuple[str, str], int] = {}
+        for exchange, symbol, max_ts in rows:
+            edge = max_ts - lateness - horizon - align
+            cutoff[(exchange, symbol)] = edge - edge % align
+        return cutoff
+
+    def restore_batches(
+        self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
+    ) -> Iterator[TradeBatch]:
+        """The stored trades at or after each instrument's cutoff, in event-time order, in
+        batches of at most `rows` (a server-side cursor: the horizon is never held at once)."""
+        if not cutoff:
+            return
+        cols = ", ".join(f"t.{f}" for f in TRADE_FIELDS)
+        sql = (
+            f"SELECT {cols} FROM trades t JOIN unnest(%s::text[], %s::text[], %s::bigint[]) "
+            "AS l(exchange, symbol, cutoff) ON t.exchange = l.exchange AND t.symbol = l.symbol "
+            "WHERE t.ts >= l.cutoff ORDER BY t.ts, t.seq"
+        )
+        params = [[k[0] for k in cutoff], [k[1] for k in cutoff], list(cutoff.values())]
+        with self._lock:
+            con = self._con if self._con is not None else self._connect()
+            self._con = con
+            with con.transaction(), con.cursor(name="tickpipe_restore") as cur:
+                cur.execute(sql, params)
+                while chunk := cur.fetchmany(rows):
+                    columns = list(zip(*chunk, strict=True))
+                    table = pa.table(
+                        [pa.array(c, f.type) for c, f in zip(columns, TRADE_SCHEMA, strict=True)],
+                        schema=TRADE_SCHEMA,
+                    )
+                    yield TradeBatch.from_arrow(table, source="restore")
+
+    def finals(self, since: int) -> set[Key]:
+        rows = self._rows(
+            "SELECT exchange, symbol, interval, start FROM candles WHERE start >= %s AND final",
+            [since],
+        )
+        return {tuple(r) for r in rows}  # type: ignore[misc]
+
+    def revisions(self, since: int) -> dict[Key, int]:
+        rows = self._rows(
+            "SELECT exchange, symbol, interval, start, revision FROM candles "
+            "WHERE start >= %s AND revision > 0",
+            [since],
+        )
+        return {(e, s, i, st): r for e, s, i, st, r in rows}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _columns(tables: list[pa.Table], fields: tuple[str, ...]) -> list[list[Any]]:
+    """Python lists per column of the concatenated tables (empty list when no rows)."""
+    if not tables:
+        return []
+    out: list[list[Any]] = []
+    for name in fields:
+        values: list[Any] = []
+        for table in tables:
+            values.extend(table.column(name).to_pylist())
+        out.append(values)
+    return out
+
+
+def _copy(
+    cur: psycopg.Cursor,
+    table: str,
+    fields: tuple[str, ...],
+    types: list[str],
+    rows: Iterable[Iterable[Any]],
+) -> None:
+    with cur.copy(f"COPY {table} ({', '.join(fields)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _upsert_rows(
+    cur: psycopg.Cursor,
+    table: str,
+    fields: tuple[str, ...],
+    types: list[str],
+    key: tuple[str, ...],
+    rows: list[tuple],
+) -> None:
+    """Whole-row upsert of a few rows through a temporary table (dropped at commit)."""
+    stage = f"stage_{table}"
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DROP")
+    _copy(cur, stage, fields, types, rows)
+    cur.execute(_upsert_sql(table, fields, key, "").format(source=stage))
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+def migrate(con: psycopg.Connection) -> bool:
+    """Bring the schema up to the newest migration; whether TimescaleDB is in use.
+
+    Runs under a transaction-scoped advisory lock, so a second process starting at the same
+    moment waits, then finds the schema current and changes nothing.
+    """
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+            "applied_at timestamptz NOT NULL DEFAULT now(), timescale boolean NOT NULL)"
+        )
+        row = con.execute("SELECT max(version), bool_or(timescale) FROM schema_version").fetchone()
+        current = row[0] or 0 if row else 0
+        timescale = bool(row and row[1])
+        for version, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            con.execute(statements)
+            if version == 1:
+                timescale = _try_timescale(con)
+            con.execute(
+                "INSERT INTO schema_version (version, timescale) VALUES (%s, %s)",
+                [version, timescale],
+            )
+            log.info("postgresql: schema migrated to version %d", version)
+    return timescale
+
+
+def _try_timescale(con: psycopg.Connection) -> bool:
+    """Hypertables and compression if the TimescaleDB extension can be had, else plain tables."""
+    available = con.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    if available:
+        try:
+            with con.transaction():  # a savepoint: a failure leaves the plain tables intact
+                con.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                con.execute(TIMESCALE)
+            return True
+        except psycopg.Error as exc:
+            log.warning("postgresql: TimescaleDB present but not usable (%s); plain tables", exc)
+    con.execute(PLAIN_TRADES_KEY)
+    return False
