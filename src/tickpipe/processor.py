@@ -95,9 +95,7 @@ class Processor:
         self.store = store
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.writer = StoreWriter(store, parse_duration(config.flush_every) / 1e6)
-        self.consumer = Consumer(
-            {**consumer_settings(self.kafka), "client.id": name}, logger=log
-        )
+        self.consumer = Consumer({**consumer_settings(self.kafka), "client.id": name}, logger=log)
         self.candles: CandlePublisher | None = None
         self._producer = None
         if self.kafka.candles_topic:
@@ -172,9 +170,7 @@ class Processor:
         engine = self.engine
         if engine.states:
             keys = [(s.instrument.exchange, s.instrument.symbol) for s in engine.states]
-            max_ts = np.array(
-                [self.tracker.max_ts[self._gid[k]] for k in keys], np.int64
-            )
+            max_ts = np.array([self.tracker.max_ts[self._gid[k]] for k in keys], np.int64)
             cut = cutoff_of(max_ts, self.tracker.lateness, self.tracker.horizon,
                             self.tracker.align)  # fmt: skip
             cutoff = dict(zip(keys, cut.tolist(), strict=True))

@@ -105,11 +105,19 @@ def encode_trades(batch: TradeBatch, encoding: str = "json") -> bytes:
     if encoding == "json":
         return _json_encoder.encode(
             TradeMessage(
-                v=VERSION, source=batch.source, exchange=inst.exchange, symbol=inst.symbol,
-                raw_symbol=inst.raw_symbol, seq=batch.seq.tolist(), price=batch.price.tolist(),
-                size=batch.size.tolist(), side=batch.side.tolist(), ts=batch.ts.tolist(),
-                recv_ts=batch.recv_ts.tolist(), trade_id=ids,
-            )  # fmt: skip
+                v=VERSION,
+                source=batch.source,
+                exchange=inst.exchange,
+                symbol=inst.symbol,
+                raw_symbol=inst.raw_symbol,
+                seq=batch.seq.tolist(),
+                price=batch.price.tolist(),
+                size=batch.size.tolist(),
+                side=batch.side.tolist(),
+                ts=batch.ts.tolist(),
+                recv_ts=batch.recv_ts.tolist(),
+                trade_id=ids,
+            )
         )
     if encoding == "binary":
         header = BinaryHeader(
@@ -168,11 +176,14 @@ def _decode_json(value: bytes) -> DecodedTrades:
         DecodedTrades(
             source=msg.source,
             instrument=Instrument(msg.exchange, msg.symbol, msg.raw_symbol),
-            seq=np.array(msg.seq, np.int64), price=np.array(msg.price, np.float64),
-            size=np.array(msg.size, np.float64), side=side.astype(np.int8),
-            ts=np.array(msg.ts, np.int64), recv_ts=np.array(msg.recv_ts, np.int64),
+            seq=np.array(msg.seq, np.int64),
+            price=np.array(msg.price, np.float64),
+            size=np.array(msg.size, np.float64),
+            side=side.astype(np.int8),
+            ts=np.array(msg.ts, np.int64),
+            recv_ts=np.array(msg.recv_ts, np.int64),
             trade_id=None if msg.trade_id is None else np.array(msg.trade_id, object),
-        )  # fmt: skip
+        )
     )
 
 
@@ -199,9 +210,11 @@ def _decode_binary(value: bytes) -> DecodedTrades:
         raise SchemaError("side must be 1 (buy), -1 (sell) or 0 (unknown)")
     return _checked(
         DecodedTrades(
-            source=head.source, instrument=Instrument(head.exchange, head.symbol, head.raw_symbol),
-            trade_id=None if head.trade_id is None else np.array(head.trade_id, object), **cols,
-        )  # fmt: skip
+            source=head.source,
+            instrument=Instrument(head.exchange, head.symbol, head.raw_symbol),
+            trade_id=None if head.trade_id is None else np.array(head.trade_id, object),
+            **cols,
+        )
     )
 
 
@@ -232,10 +245,14 @@ def to_batch(parts: list[DecodedTrades]) -> TradeBatch:
         recv_ts=np.concatenate([p.recv_ts for p in parts]),
         trade_id=(
             np.concatenate(
-                [p.seq.astype(str).astype(object) if p.trade_id is None else p.trade_id
-                 for p in parts]
-            ) if any_ids else None
-        ),  # fmt: skip
+                [
+                    p.seq.astype(str).astype(object) if p.trade_id is None else p.trade_id
+                    for p in parts
+                ]
+            )
+            if any_ids
+            else None
+        ),
     )
 
 
