@@ -509,10 +509,12 @@ def process(bootstrap, topic, store_url, config_path, data_dir, group, candles_t
     Run several: the group shares the partitions, and a crash or rebalance changes nothing
     in the stored candles (see README, Distributed mode).
     """
+    import logging
     import os
     import signal
     import socket
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = _config(config_path, {
         "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic, "kafka.group": group,
         "kafka.candles_topic": candles_topic, "data_dir": data_dir,

@@ -153,6 +153,7 @@ class Processor:
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         """Write what is pending, commit it, forget the windows: the next owner replays."""
+        log.info("%s: partitions revoked: %s", self.name, [tp.partition for tp in partitions])
         if not self._replay_until:
             self.writer.flush(timeout=60)
             self._commit(final=True)
