@@ -454,8 +454,11 @@ def _check_kafka(kafka: KafkaConfig, fail: Any) -> None:
         fail("kafka.message_trades", kafka.message_trades, "must be between 1 and 100000")
     problem = check_properties(kafka.properties)
     if problem is not None:
+        from tickpipe.transport.kafka import is_secret
+
         name, why = problem
-        fail(f"kafka.properties.{name}", kafka.properties.get(name), why)
+        value = "***" if is_secret(name) else kafka.properties.get(name)
+        fail(f"kafka.properties.{name}", value, why)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

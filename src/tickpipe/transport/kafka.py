@@ -62,7 +62,7 @@ def check_properties(properties: dict[str, str]) -> tuple[str, str] | None:
         if name == "bootstrap.servers":
             return name, "use kafka.bootstrap (or --kafka HOST:PORT)"
         try:
-            Producer({name: value})
+            Producer({"log_level": 0, name: value})  # log_level 0: no warnings printed
         except KafkaException as exc:
             text = str(exc.args[0].str() if exc.args else exc)
             return name, f"librdkafka refuses it: {text}"
