@@ -142,8 +142,10 @@ def throughput(
             p.wait(60)
     assert first is not None and count == n, f"stored {count} of {n}"
     rate = (n - first[1]) / (end - first[0])
-    return {"processors": replicas, "trades": n, "trades_per_s": round(rate),
-            "per_processor": round(rate / replicas), "publish_trades_per_s": round(publish_rate)}  # fmt: skip
+    return {
+        "processors": replicas, "trades": n, "trades_per_s": round(rate),
+        "per_processor": round(rate / replicas), "publish_trades_per_s": round(publish_rate),
+    }  # fmt: skip
 
 
 class TimedStore:

@@ -142,6 +142,8 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "serve.port": ("9000", 9000),
         "serve.token": ("tok", "tok"),
         "serve.insecure": ("1", True),
+        "store": ("postgresql://tp@db.internal:5432/tickpipe",) * 2,
+        "store_retry_for": ("5m", "5m"),
     }
     for name in EXCHANGES:
         stream = connector(name).INFO.streams[-1]
@@ -490,3 +492,24 @@ def test_invalid_toml_is_named_with_the_file(tmp_path: Path, text: str) -> None:
     message = error(path=write(tmp_path, text))
     assert "tickpipe.toml" in message
     assert "TOML" in message
+
+
+def test_the_store_defaults_to_the_duckdb_file() -> None:
+    assert load_config(env={}).store == ""
+    assert load_config(env={"TICKPIPE_STORE": " duckdb "}).store == ""
+
+
+def test_a_store_that_is_not_a_postgresql_url_is_an_error_without_its_password() -> None:
+    message = error(env={"TICKPIPE_STORE": "mysql://me:hunter2@db/x"})
+    assert message.startswith("config error: store = 'mysql://...' (from TICKPIPE_STORE): ")
+    assert "postgresql://" in message and "hunter2" not in message
+
+
+def test_an_unparsable_postgresql_url_is_an_error_without_its_password() -> None:
+    message = error(env={"TICKPIPE_STORE": "postgresql://me:hunter2@[db/x"})
+    assert "store = 'postgresql://...'" in message and "not a valid URL" in message
+    assert "hunter2" not in message
+
+
+def test_a_bad_store_retry_duration_is_an_error() -> None:
+    assert "store_retry_for = 'soon'" in error(env={"TICKPIPE_STORE_RETRY_FOR": "soon"})

@@ -17,7 +17,7 @@ from tickpipe import __version__
 from tickpipe.config import DEFAULT_EXCHANGES, Config, ConfigError, check_symbols, load_config
 from tickpipe.engine.windows import parse_duration, parse_window
 from tickpipe.sources import Source
-from tickpipe.stores.duckdb import DuckDBStore, StoreError
+from tickpipe.stores.base import StoreError
 
 EXIT_USAGE = 2
 
@@ -62,10 +62,24 @@ def _endpoints(
     return out
 
 
+def _remember_store(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """`--store URL`: kept aside and merged into the config by `_config` (every command)."""
+    if value is not None:
+        ctx.meta["tickpipe.store"] = value
+
+
+STORE_OPTION = click.option(
+    "--store", expose_value=False, callback=_remember_store, metavar="URL",
+    help="postgresql://user@host:port/db to keep the data in PostgreSQL (or TICKPIPE_STORE) "
+    "[default: the DuckDB file under --data-dir].",
+)  # fmt: skip
+
+
 def _common(func):
     """Options every pipeline command takes."""
     for option in reversed(
         [
+            STORE_OPTION,
             click.option("--config", "config_path", type=click.Path(dir_okay=False),
                          help="TOML configuration file (see README, Configuration)."),
             click.option("--data-dir", help="Where the DuckDB file and dead letters go "
@@ -111,7 +125,9 @@ def _serve_overrides(
 
 
 def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
-    return load_config(config_path, overrides=overrides)
+    ctx = click.get_current_context(silent=True)
+    store = ctx.meta.get("tickpipe.store") if ctx is not None else None
+    return load_config(config_path, overrides={**overrides, "store": store})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -293,6 +309,7 @@ def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port,
     "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
 )
 @click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
+@STORE_OPTION
 @click.option(
     "--interval",
     "intervals",
@@ -315,7 +332,7 @@ def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
     from tickpipe.verify import verify as run_verify
 
     config = _config(config_path, {"data_dir": data_dir})
-    store = DuckDBStore(config.db_path, read_only=True)
+    store = config.open_store(read_only=True)
     try:
         report = run_verify(store, list(intervals) or None, show)
     finally:
@@ -349,6 +366,7 @@ def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
     "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
 )
 @click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
+@STORE_OPTION
 @_serve_options
 def serve(config_path, data_dir, host, port, token, insecure) -> None:  # fmt: skip
     """Serve the API over an existing store, read-only: no live pushes (run or demo push).
@@ -361,11 +379,11 @@ def serve(config_path, data_dir, host, port, token, insecure) -> None:  # fmt: s
 
     config = _config(config_path, {"data_dir": data_dir, **_serve_overrides(
         host, port, token, insecure)})  # fmt: skip
-    store = DuckDBStore(config.db_path, read_only=True)
+    store = config.open_store(read_only=True)
     try:
         sock = _bind(config)
         click.echo(
-            f"tickpipe serve: API at {_url(sock)} over {config.db_path} (read-only: no live "
+            f"tickpipe serve: API at {_url(sock)} over {store.describe()} (read-only: no live "
             f"pushes; Ctrl-C to stop)"
         )
         server = make_server(create_app(ApiContext(store), config.serve.token or None), True)
@@ -517,14 +535,12 @@ def process(bootstrap, topic, store_url, config_path, data_dir, group, candles_t
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = _config(config_path, {
         "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic, "kafka.group": group,
-        "kafka.candles_topic": candles_topic, "data_dir": data_dir,
+        "kafka.candles_topic": candles_topic, "data_dir": data_dir, "store": store_url,
         "intervals": list(intervals) or None, "hopping": list(hopping) or None,
     })  # fmt: skip
     from tickpipe.processor import Processor
-    from tickpipe.stores.base import open_store
 
-    url = store_url or getattr(config, "store", "") or None
-    store = open_store(url, config.db_path)
+    store = config.open_store()
     name = name or f"process-{socket.gethostname()}-{os.getpid()}"
     processor = Processor(config, store, name)
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -22,6 +22,9 @@ from tickpipe.engine.candles import EngineConfig
 from tickpipe.engine.windows import Window, parse_duration, parse_window
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector, has_symbol_list
 from tickpipe.symbols import SymbolError, normalize_symbol
+
+if TYPE_CHECKING:
+    from tickpipe.stores.base import Store
 
 ENV_PREFIX = "TICKPIPE_"
 # `tickpipe run` with no --exchange: Binance and, where its connector is installed, Coinbase.
@@ -97,6 +100,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
     kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
+    # Where trades and candles are kept: "" = the DuckDB file under data_dir, or a
+    # postgresql://user@host:port/db URL (TICKPIPE_STORE, --store).
+    store: str = ""
+    store_retry_for: str = "60s"  # how long a PostgreSQL write retries after losing the server
 
     # -- derived values (all validated by `check`) -----------------------------------------
 
@@ -107,6 +114,13 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     @property
     def db_path(self) -> Path:
         return self.data_path / "tickpipe.duckdb"
+
+    def open_store(self, read_only: bool = False) -> Store:
+        """The configured store: PostgreSQL when `store` is a URL, else the DuckDB file."""
+        from tickpipe.stores.base import open_store
+
+        retry = parse_duration(self.store_retry_for) / 1e6
+        return open_store(self.store, self.db_path, read_only=read_only, retry_for=retry)
 
     @property
     def dead_letter_path(self) -> Path:
@@ -420,6 +434,11 @@ def check(config: Config, origin: Mapping[str, str] | None = None) -> None:
                 "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
             )  # fmt: skip
     _check_kafka(config.kafka, fail)
+    _check_store(config, origin)
+    try:
+        parse_duration(config.store_retry_for)
+    except ValueError:
+        fail("store_retry_for", config.store_retry_for, "not a duration (e.g. 30s, 5m)")
     for name, section in config.exchanges.items():
         key = f"exchanges.{name}"
         if section.url and not section.url.startswith(("ws://", "wss://")):
@@ -459,6 +478,30 @@ def _check_kafka(kafka: KafkaConfig, fail: Any) -> None:
         name, why = problem
         value = "***" if is_secret(name) else kafka.properties.get(name)
         fail(f"kafka.properties.{name}", value, why)
+
+
+def _check_store(config: Config, origin: Mapping[str, str]) -> None:
+    """`store` is empty (DuckDB) or a PostgreSQL URL; the message never shows a password."""
+    url = config.store.strip()
+    config.store = url
+    if not url or url == "duckdb":
+        config.store = ""
+        return
+    from tickpipe.stores.base import is_postgres_url
+    from tickpipe.stores.postgresql import redact
+
+    where = f" ({origin['store']})" if "store" in origin else ""
+    allowed = (
+        "use a postgresql://user@host:port/dbname URL, or leave it empty for the DuckDB file "
+        "under data_dir"
+    )
+    if not is_postgres_url(url):
+        shown = url if "@" not in url else url.split("://", 1)[0] + "://..."
+        raise ConfigError(f"config error: store = {shown!r}{where}: {allowed}")
+    if redact(url).endswith("(unparsable URL)"):
+        raise ConfigError(
+            f"config error: store = 'postgresql://...'{where}: not a valid URL; {allowed}"
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

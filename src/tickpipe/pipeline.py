@@ -26,7 +26,7 @@ from tickpipe.engine.candles import CandleEngine, EngineOutput
 from tickpipe.engine.windows import parse_duration
 from tickpipe.records import Candle, Disconnect, Gap, RollingStat, TradeBatch, concat_batches
 from tickpipe.sources import Source, SourceContext, SourceStats
-from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.stores.base import Store
 from tickpipe.transport.memory import MemoryTransport
 from tickpipe.view.terminal import Snapshot, SymbolRow
 
@@ -59,7 +59,7 @@ class StoreWriter:
     the same transaction, so the file never holds a candle without its trades.
     """
 
-    def __init__(self, store: DuckDBStore, flush_every: float = 0.2, max_pending: int = 250_000):
+    def __init__(self, store: Store, flush_every: float = 0.2, max_pending: int = 250_000):
         self.store = store
         self.flush_every = flush_every
         self.max_pending = max_pending
@@ -225,7 +225,7 @@ class Pipeline:
         self.engine = CandleEngine(config.engine_config())
         self.transport = MemoryTransport(config.queue_trades)
         self.dead_letters = DeadLetters(config.dead_letter_path)
-        self.store = DuckDBStore(config.db_path)
+        self.store = config.open_store()
         self.writer = StoreWriter(self.store, parse_duration(config.flush_every) / 1e6)
         self.stage = EngineStage(self.engine, self.writer, self.dead_letters, hub)
         self.hub = hub
@@ -366,7 +366,7 @@ class Pipeline:
             sources[name] = "connected" if st.connected else f"waiting ({st.reconnects} reconnects)"
         return Snapshot(
             mode=self.mode,
-            data_path=str(self.config.db_path),
+            data_path=self.store.describe(),
             dead_letter_path=str(self.config.dead_letter_path),
             uptime_s=uptime,
             trades_total=self.counters.trades,

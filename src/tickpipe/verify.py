@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tickpipe.engine.windows import parse_window
-from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.stores.base import Store
 
 EXACT = ("open", "high", "low", "close", "trades", "first_seq", "last_seq")
 APPROX = ("volume", "quote_volume", "vwap", "mean_price", "buy_volume", "sell_volume")
@@ -43,37 +43,40 @@ class VerifyReport:
         return self.mismatch_count == 0 and self.duplicate_trades == 0
 
 
-def _recompute_sql(interval: str) -> str:
-    """Candles of one window kind straight from the trades table."""
+def _recompute_sql(store: Store, interval: str) -> str:
+    """Candles of one window kind straight from the trades table, in SQL that DuckDB and
+    PostgreSQL share (the store spells "first/last by (ts, seq)" its own way)."""
     window = parse_window(interval)
     copies = window.size // window.slide
+    first, last = store.FIRST.format, store.LAST.format
     return f"""
         SELECT exchange, symbol, start,
-            arg_min(price, (ts, seq)) AS open, max(price) AS high, min(price) AS low,
-            arg_max(price, (ts, seq)) AS close, sum(size) AS volume,
+            {first("price")} AS open, max(price) AS high, min(price) AS low,
+            {last("price")} AS close, sum(size) AS volume,
             sum(price * size) AS quote_volume,
             CASE WHEN sum(size) > 0 THEN sum(price * size) / sum(size)
-                 ELSE arg_max(price, (ts, seq)) END AS vwap,
+                 ELSE {last("price")} END AS vwap,
             avg(price) AS mean_price, count(*) AS trades,
             coalesce(sum(size) FILTER (WHERE side = 'buy'), 0) AS buy_volume,
             coalesce(sum(size) FILTER (WHERE side = 'sell'), 0) AS sell_volume,
-            arg_min(seq, (ts, seq)) AS first_seq, arg_max(seq, (ts, seq)) AS last_seq
+            {first("seq")} AS first_seq, {last("seq")} AS last_seq
         FROM (
-            SELECT *, ts - ts % {window.slide} - j * {window.slide} AS start
-            FROM trades, (SELECT unnest(generate_series(0, {copies - 1})) AS j)
-        )
+            SELECT trades.*, ts - ts % {window.slide} - g.j * {window.slide} AS start
+            FROM trades CROSS JOIN generate_series(0, {copies - 1}) AS g(j)
+        ) AS copies
         GROUP BY exchange, symbol, start
     """
 
 
-def verify(store: DuckDBStore, intervals: list[str] | None = None, show: int = 20) -> VerifyReport:
+def verify(store: Store, intervals: list[str] | None = None, show: int = 20) -> VerifyReport:
     """Diff the stored candles of every interval against the batch recomputation."""
     intervals = intervals or store.intervals()
     trades = store.query("SELECT count(*) FROM trades")[0][0]
     duplicates = store.query(
         "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM trades "
-        "GROUP BY exchange, symbol, trade_id HAVING count(*) > 1)"
+        "GROUP BY exchange, symbol, trade_id HAVING count(*) > 1) AS d"
     )[0][0]
+    duplicates = int(duplicates)  # PostgreSQL sums bigints as numeric
     candles = 0
     mismatches: list[Mismatch] = []
     count = 0
@@ -87,7 +90,7 @@ def verify(store: DuckDBStore, intervals: list[str] | None = None, show: int = 2
         select = ", ".join(f"s.{f}, r.{f}" for f in fields)
         rows = store.query(
             f"""
-            WITH r AS ({_recompute_sql(interval)}),
+            WITH r AS ({_recompute_sql(store, interval)}),
                  s AS (SELECT * FROM candles WHERE interval = ?)
             SELECT coalesce(s.exchange, r.exchange), coalesce(s.symbol, r.symbol),
                    coalesce(s.start, r.start), s.start IS NULL, r.start IS NULL, {select}

@@ -135,20 +135,27 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.close()
 
 
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer) -> Iterator[str]:
+    """A new, empty database on `server` (its DSN), dropped on exit even if still in use."""
+    import psycopg
+
+    if not server.running:  # a fault test left it stopped
+        server.start()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.dsn, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.dsn_for(name)
+    finally:
+        if not server.running:
+            server.start()
+        with psycopg.connect(server.dsn, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database of the session's server, dropped after the test."""
-    import psycopg
-
-    if not postgres_server.running:  # a fault test left it stopped
-        postgres_server.start()
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server.dsn, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_server.dsn_for(name)
-    finally:
-        if not postgres_server.running:
-            postgres_server.start()
-        with psycopg.connect(postgres_server.dsn, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_server) as dsn:
+        yield dsn

@@ -10,11 +10,19 @@ from pathlib import Path
 
 import msgspec
 import psycopg
+import pyarrow as pa
 import pytest
 
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
-from tickpipe.records import Candle, PipelineMetric, RollingStat, Trade, TradeBatch
+from tickpipe.records import (
+    TRADE_SCHEMA,
+    Candle,
+    PipelineMetric,
+    RollingStat,
+    Trade,
+    TradeBatch,
+)
 from tickpipe.stores.base import Store, StoreError
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.stores.postgresql import MIGRATIONS, PostgresStore, redact
@@ -91,6 +99,16 @@ def test_trades_of_a_batch_without_text_ids_get_their_seq_as_id(store: PostgresS
     batch.trade_id = None  # numeric exchange: ids are the decimal form of seq
     store.write([batch])
     assert [r[4] for r in stored_trades(store)] == ["41", "42"]
+
+
+def test_trades_given_as_arrow_tables_keep_their_own_sources(store: PostgresStore) -> None:
+    first = TradeBatch.from_trades([trade(1, T0, source="feed-a"), trade(2, T0 + 1)])
+    second = [trade(3, T0 + 2, source="feed-b"), trade(4, T0 + 3, source="feed-c")]
+    # Dictionary-encoded text (as batches convert), then plain text (as databases return).
+    rows = [msgspec.structs.asdict(t) for t in second]
+    store.write([first.to_arrow(), pa.Table.from_pylist(rows, schema=TRADE_SCHEMA)])
+    assert [r[0] for r in stored_trades(store)] == ["feed-a", "feed-a", "feed-b", "feed-c"]
+    assert [r[4] for r in stored_trades(store)] == ["1", "2", "3", "4"]
 
 
 def test_candles_round_trip(store: PostgresStore) -> None:

@@ -1,4 +1,5 @@
-"""The HTTP API and the live WebSocket, as one Starlette app over a `DuckDBStore`.
+"""The HTTP API and the live WebSocket, as one Starlette app over a `Store` (DuckDB or
+PostgreSQL: the routes call store methods, never SQL, so both answer the same).
 
 Routes parse their parameters first (`params.py`: a bad one is a 4xx JSON answer naming it),
 then read the store on a worker thread: the store's lock may be held by the writer thread, and
@@ -41,7 +42,7 @@ from tickpipe.serve.params import (
     parse_time,
     required,
 )
-from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.stores.base import Store
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 WS_UNAUTHORIZED = 4401  # WebSocket close code: the 4000s are the application's own
@@ -60,7 +61,7 @@ class JSON(Response):
 class ApiContext:
     """What the routes read. `hub` is None when serving a stored file (no live pushes)."""
 
-    store: DuckDBStore
+    store: Store
     hub: Hub | None = None
     intervals: list[str] | None = None  # the pipeline's windows; None: whatever is stored
     kpis: Callable[[], dict[str, Any]] | None = None  # the running pipeline's counters
@@ -83,13 +84,7 @@ class ApiContext:
             symbol = symbol_text.strip().upper()
         if self.live_instruments is not None and (exchange, symbol) in self.live_instruments():
             return exchange, symbol
-        known = await self.read(
-            self.store.query,
-            "SELECT count(*) FROM (SELECT 1 FROM candles WHERE exchange = ? AND symbol = ? "
-            "LIMIT 1)",
-            [exchange, symbol],
-        )
-        if not known[0][0]:
+        if not await self.read(self.store.has_instrument, exchange, symbol):
             raise BadRequest(f"unknown symbol {symbol!r} on exchange {exchange!r}", 404)
         return exchange, symbol
 
@@ -104,10 +99,10 @@ def _ctx(request: Request | WebSocket) -> ApiContext:
 async def health(request: Request) -> JSON:
     """Whether the API answers and the store reads; what the live hub is doing."""
     ctx = _ctx(request)
-    await ctx.read(ctx.store.query, "SELECT 1")
+    await ctx.read(ctx.store.ping)
     hub = ctx.hub
     return JSON({
-        "status": "ok", "live": hub is not None, "store": str(ctx.store.path),
+        "status": "ok", "live": hub is not None, "store": ctx.store.describe(),
         "subscribers": len(hub.subscribers) if hub else 0, "dropped": hub.dropped if hub else 0,
     })  # fmt: skip
 
@@ -115,11 +110,7 @@ async def health(request: Request) -> JSON:
 async def exchanges(request: Request) -> JSON:
     """Exchanges and their symbols, from the stored trades."""
     ctx = _ctx(request)
-    rows = await ctx.read(
-        ctx.store.query,
-        "SELECT exchange, symbol, count(*), min(ts), max(ts) FROM trades "
-        "GROUP BY exchange, symbol ORDER BY exchange, symbol",
-    )
+    rows = await ctx.read(ctx.store.instrument_summary)
     out: dict[str, list[dict[str, Any]]] = {}
     for exchange, symbol, count, first, last in rows:
         out.setdefault(exchange, []).append(
@@ -180,14 +171,8 @@ async def trades(request: Request) -> JSON:
     q = request.query_params
     exchange, symbol = await ctx.instrument(required(q, "exchange"), required(q, "symbol"))
     limit = parse_int(q, "limit", 100, 1, MAX_TRADES)
-    rows = await ctx.read(
-        ctx.store.query_arrow,
-        "SELECT source, exchange, symbol, raw_symbol, trade_id, seq, price, size, side, ts, "
-        "recv_ts FROM trades WHERE exchange = ? AND symbol = ? ORDER BY ts DESC, seq DESC "
-        "LIMIT ?",
-        [exchange, symbol, limit],
-    )
-    return JSON({"exchange": exchange, "symbol": symbol, "trades": rows.to_pylist()})
+    rows = await ctx.read(ctx.store.recent_trades, exchange, symbol, limit)
+    return JSON({"exchange": exchange, "symbol": symbol, "trades": rows})
 
 
 async def rolling(request: Request) -> JSON:
@@ -196,12 +181,7 @@ async def rolling(request: Request) -> JSON:
     q = request.query_params
     exchange, symbol = await ctx.instrument(required(q, "exchange"), required(q, "symbol"))
     limit = parse_int(q, "limit", 60, 1, MAX_TRADES)
-    rows = await ctx.read(
-        ctx.store.query_arrow,
-        "SELECT * FROM rolling_stats WHERE exchange = ? AND symbol = ? ORDER BY ts DESC LIMIT ?",
-        [exchange, symbol, limit],
-    )
-    stats = rows.to_pylist()
+    stats = await ctx.read(ctx.store.rolling_history, exchange, symbol, limit)
     return JSON({
         "exchange": exchange, "symbol": symbol, "latest": stats[0] if stats else None,
         "history": stats,
@@ -211,15 +191,8 @@ async def rolling(request: Request) -> JSON:
 async def kpis(request: Request) -> JSON:
     """What the store holds and, with a running pipeline, its counters (rates, lateness)."""
     ctx = _ctx(request)
-    ((trade_count, last_ts, last_recv),) = await ctx.read(
-        ctx.store.query, "SELECT count(*), max(ts), max(recv_ts) FROM trades"
-    )
-    ((candle_count,),) = await ctx.read(ctx.store.query, "SELECT count(*) FROM candles")
-    events = await ctx.read(ctx.store.query, "SELECT kind, count(*) FROM events GROUP BY kind")
     body: dict[str, Any] = {
-        "stored_trades": trade_count, "stored_candles": candle_count,
-        "last_trade_ts": last_ts, "last_recv_ts": last_recv,
-        "events": dict(events), "pipeline": ctx.kpis() if ctx.kpis else None,
+        **await ctx.read(ctx.store.totals), "pipeline": ctx.kpis() if ctx.kpis else None,
     }  # fmt: skip
     if ctx.hub is not None:
         body["live"] = {
@@ -244,15 +217,8 @@ async def top_exchanges(request: Request) -> JSON:
     if by not in ("trades", "volume"):
         raise BadRequest(f"by={by!r}: use trades or volume")
     limit = parse_int(request.query_params, "limit", 10, 1, 1000)
-    order = "trades" if by == "trades" else "quote_volume"
-    rows = await ctx.read(
-        ctx.store.query_arrow,
-        f"SELECT exchange, count(*) AS trades, sum(price * size) AS quote_volume, "
-        f"count(DISTINCT symbol) AS symbols FROM trades WHERE ts >= ? AND ts < ? "
-        f"GROUP BY exchange ORDER BY {order} DESC, exchange LIMIT ?",
-        [start, end, limit],
-    )
-    return JSON({"start": start, "end": end, "by": by, "exchanges": rows.to_pylist()})
+    rows = await ctx.read(ctx.store.top_exchanges, start, end, by, limit)
+    return JSON({"start": start, "end": end, "by": by, "exchanges": rows})
 
 
 async def top_tickers(request: Request) -> JSON:
@@ -263,17 +229,8 @@ async def top_tickers(request: Request) -> JSON:
     if by not in ("trades", "volume"):
         raise BadRequest(f"by={by!r}: use trades or volume")
     limit = parse_int(request.query_params, "limit", 10, 1, 1000)
-    order = "trades" if by == "trades" else "quote_volume"
-    rows = await ctx.read(
-        ctx.store.query_arrow,
-        f"SELECT symbol, count(*) AS trades, sum(size) AS volume, "
-        f"sum(price * size) AS quote_volume, count(DISTINCT exchange) AS exchanges, "
-        f"arg_max(price, ts) AS last_price, arg_min(price, ts) AS first_price "
-        f"FROM trades WHERE ts >= ? AND ts < ? "
-        f"GROUP BY symbol ORDER BY {order} DESC, symbol LIMIT ?",
-        [start, end, limit],
-    )
-    return JSON({"start": start, "end": end, "by": by, "tickers": rows.to_pylist()})
+    rows = await ctx.read(ctx.store.top_tickers, start, end, by, limit)
+    return JSON({"start": start, "end": end, "by": by, "tickers": rows})
 
 
 async def exchange_breakdown(request: Request) -> JSON:
@@ -281,38 +238,11 @@ async def exchange_breakdown(request: Request) -> JSON:
     ctx = _ctx(request)
     name = request.path_params["name"].strip().lower()
     start, end = _period(request)
-    ((known,),) = await ctx.read(
-        ctx.store.query,
-        "SELECT count(*) FROM (SELECT 1 FROM candles WHERE exchange = ? LIMIT 1)",
-        [name],
-    )
-    if not known:
+    if not await ctx.read(ctx.store.has_exchange, name):
         raise BadRequest(f"unknown exchange {name!r}", 404)
-    totals = await ctx.read(
-        ctx.store.query_arrow,
-        "SELECT count(*) AS trades, coalesce(sum(price * size), 0) AS quote_volume, "
-        "count(*) FILTER (WHERE side = 'buy') AS buys, "
-        "count(*) FILTER (WHERE side = 'sell') AS sells, "
-        "avg(price * size) AS mean_trade_value, median(price * size) AS median_trade_value, "
-        "max(price * size) AS max_trade_value FROM trades "
-        "WHERE exchange = ? AND ts >= ? AND ts < ?",
-        [name, start, end],
-    )
-    tickers = await ctx.read(
-        ctx.store.query_arrow,
-        "SELECT symbol, count(*) AS trades, "
-        "count(*) / sum(count(*)) OVER () AS trade_share, "
-        "sum(price * size) AS quote_volume, "
-        "sum(price * size) / sum(sum(price * size)) OVER () AS volume_share, "
-        "sum(price * size) / nullif(sum(size), 0) AS vwap, min(price) AS low, "
-        "max(price) AS high, avg(size) AS mean_size "
-        "FROM trades WHERE exchange = ? AND ts >= ? AND ts < ? "
-        "GROUP BY symbol ORDER BY trades DESC, symbol",
-        [name, start, end],
-    )
+    totals, tickers = await ctx.read(ctx.store.exchange_breakdown, name, start, end)
     return JSON({
-        "exchange": name, "start": start, "end": end, "totals": totals.to_pylist()[0],
-        "tickers": tickers.to_pylist(),
+        "exchange": name, "start": start, "end": end, "totals": totals, "tickers": tickers,
     })  # fmt: skip
 
 

@@ -26,6 +26,10 @@ class StoreError(RuntimeError):
 class Store(Protocol):
     """A writer and a reader of trades, candles, rolling statistics, events and KPIs."""
 
+    # The dialect's "value of the first / last trade by (ts, seq)", as a format string.
+    FIRST: str
+    LAST: str
+
     def describe(self) -> str:
         """Where the data is, for logs and /api/health (never a password)."""
         ...
@@ -58,6 +62,10 @@ class Store(Protocol):
     def revisions(self, since: int) -> dict[Key, int]: ...
 
     # -- reading (the API) ---------------------------------------------------------------
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        """Rows of `sql` (`?` placeholders) in the SQL both databases speak: tools, tests."""
+        ...
 
     def ping(self) -> None:
         """Raise if the store cannot answer a trivial query."""
@@ -113,12 +121,17 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(url: str | None, duckdb_path: Any, read_only: bool = False) -> Store:
-    """The store a `store` setting names: a PostgreSQL URL, or else the DuckDB file."""
+def open_store(
+    url: str | None, duckdb_path: Any, read_only: bool = False, retry_for: float = 60.0
+) -> Store:
+    """The store a `store` setting names: a PostgreSQL URL, or else the DuckDB file.
+
+    PostgreSQL has no read-only mode here: the schema is created or migrated on open.
+    """
     if url and is_postgres_url(url):
         from tickpipe.stores.postgresql import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, retry_for=retry_for)
     from tickpipe.stores.duckdb import DuckDBStore
 
     return DuckDBStore(duckdb_path, read_only=read_only)
