@@ -368,28 +368,58 @@ def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
 @click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
 @STORE_OPTION
 @_serve_options
-def serve(config_path, data_dir, host, port, token, insecure) -> None:  # fmt: skip
+@click.option(
+    "--kafka",
+    "bootstrap",
+    metavar="HOST:PORT",
+    help="Live candle updates from the candles topic (distributed mode).",
+)
+@click.option("--candles-topic", help="Candles topic [default: tickpipe.candles].")
+def serve(config_path, data_dir, host, port, token, insecure, bootstrap,
+          candles_topic) -> None:  # fmt: skip
     """Serve the API over an existing store, read-only: no live pushes (run or demo push).
 
     DuckDB lets one process write a file at a time: stop `tickpipe run` first, or use the API
-    that `run` and `demo` start themselves.
+    that `run` and `demo` start themselves. With `--kafka`, live candle updates come from the
+    candles topic that `tickpipe process` replicas publish (the distributed mode).
     """
     from tickpipe.serve.app import ApiContext, create_app
     from tickpipe.serve.server import make_server
 
     config = _config(config_path, {"data_dir": data_dir, **_serve_overrides(
-        host, port, token, insecure)})  # fmt: skip
+        host, port, token, insecure), "kafka.bootstrap": bootstrap,
+        "kafka.candles_topic": candles_topic})  # fmt: skip
     store = config.open_store(read_only=True)
     try:
         sock = _bind(config)
-        click.echo(
-            f"tickpipe serve: API at {_url(sock)} over {store.describe()} (read-only: no live "
-            f"pushes; Ctrl-C to stop)"
-        )
-        server = make_server(create_app(ApiContext(store), config.serve.token or None), True)
-        asyncio.run(server.serve(sockets=[sock]))
+        hub = None
+        live = "read-only: no live pushes"
+        if bootstrap:
+            from tickpipe.serve.live import Hub
+
+            hub = Hub()
+            live = f"live candles from kafka {config.kafka.bootstrap} {config.kafka.candles_topic}"
+        click.echo(f"tickpipe serve: API at {_url(sock)} over {store.describe()} ({live}; "
+                   f"Ctrl-C to stop)")  # fmt: skip
+        app = create_app(ApiContext(store, hub=hub), config.serve.token or None)
+        asyncio.run(_serve_live(make_server(app, True), sock, config, hub))
     finally:
         store.close()
+
+
+async def _serve_live(server, sock, config: Config, hub) -> None:
+    """The server, with the candles-topic feed into `hub` when there is one."""
+    if hub is None:
+        await server.serve(sockets=[sock])
+        return
+    from tickpipe.serve.kafka_feed import CandleFeed
+
+    feed = CandleFeed(config.kafka, hub, asyncio.get_running_loop())
+    feed.start()
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        feed.stop()
 
 
 def _bind(config: Config):
@@ -501,12 +531,7 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
 
 @cli.command()
 @_kafka_options
-@click.option(
-    "--store",
-    "store_url",
-    metavar="URL",
-    help="postgresql://... (the distributed mode's store) [default: the DuckDB file].",
-)
+@STORE_OPTION
 @click.option(
     "--config",
     "config_path",
@@ -520,7 +545,7 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
 @click.option("--hopping", multiple=True, help="Hopping window SIZE/SLIDE, repeatable.")
 @click.option("--duration", callback=_seconds, help="Stop after this long [default: SIGTERM].")
 @click.option("--name", help="This replica's client id [default: process-HOST-PID].")
-def process(bootstrap, topic, store_url, config_path, data_dir, group, candles_topic, intervals,
+def process(bootstrap, topic, config_path, data_dir, group, candles_topic, intervals,
             hopping, duration, name) -> None:  # fmt: skip
     """Consume trades from Kafka, build candles, store them: one replica of a consumer group.
 
@@ -535,7 +560,7 @@ def process(bootstrap, topic, store_url, config_path, data_dir, group, candles_t
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = _config(config_path, {
         "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic, "kafka.group": group,
-        "kafka.candles_topic": candles_topic, "data_dir": data_dir, "store": store_url,
+        "kafka.candles_topic": candles_topic, "data_dir": data_dir,
         "intervals": list(intervals) or None, "hopping": list(hopping) or None,
     })  # fmt: skip
     from tickpipe.processor import Processor
