@@ -206,7 +206,7 @@ class Processor:
             while not self._stop.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                messages = self.consumer.consume(CONSUME_MESSAGES, TICK_SECONDS)
+                messages = self._consume()
                 if messages:
                     self._handle(messages)
                 if time.monotonic() >= next_tick and not self._replay_until:
@@ -218,6 +218,19 @@ class Processor:
                     self._commit()
         finally:
             self.close()
+
+    def _consume(self) -> list[Any]:
+        """What has arrived, or else wait for the first message (at most one tick).
+
+        `consume(n, timeout)` waits until it has n messages or the timeout passes: under a
+        light load that wait would be every message's latency, so take what is there first.
+        """
+        messages = self.consumer.consume(CONSUME_MESSAGES, 0)
+        if not messages:
+            messages = self.consumer.consume(1, TICK_SECONDS)
+            if messages:
+                messages.extend(self.consumer.consume(CONSUME_MESSAGES - 1, 0))
+        return messages
 
     def close(self) -> None:
         """Write everything, commit it, leave the group (the others take over at once)."""
@@ -267,7 +280,7 @@ class Processor:
                 continue
             inst = decoded.instrument
             gid = self._gid.setdefault((inst.exchange, inst.symbol), len(self._gid))
-            notes.setdefault(partition, []).append((offset, gid, int(decoded.ts.max())))
+            notes.setdefault(partition, []).append((offset, gid, decoded.max_ts))
             (replay if until is not None else live).setdefault(decoded.source, []).append(decoded)
         for partition, rows in notes.items():
             arr = np.array(rows, np.int64)
@@ -348,7 +361,9 @@ class Processor:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            # In flight, commits are asynchronous (a lost one is covered by the next, which
+            # is never older); on revoke and close they are waited for.
+            self.consumer.commit(offsets=offsets, asynchronous=not final)
         except KafkaException as exc:
             # The broker is away (restart) or the group is rebalancing: keep the mark, retry.
             log.warning("%s: offset commit failed (%s); retrying", self.name, exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pytest
 
 from tickpipe.config import ConfigError, KafkaConfig, load_config
@@ -54,7 +55,7 @@ def test_published_trades_come_back_keyed_one_partition_per_symbol_in_order(kafk
         key = f"{decoded.instrument.exchange}:{decoded.instrument.symbol}"
         assert m.key().decode() == key
         partitions.setdefault(key, set()).add(m.partition())
-        seqs.setdefault(key, []).extend(decoded.seq.tolist())
+        seqs.setdefault(key, []).extend(np.asarray(decoded.seq).tolist())
     assert all(len(p) == 1 for p in partitions.values()), "a symbol must stay in one partition"
     assert len({p for ps in partitions.values() for p in ps}) > 1, "8 symbols, 3 partitions"
     for code, inst in enumerate(batch.instruments):

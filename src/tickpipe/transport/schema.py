@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -23,25 +25,31 @@ from tickpipe.records import Candle, Instrument, TradeBatch
 VERSION = 1
 ENCODINGS = ("json", "binary")
 BINARY_MAGIC = b"\x00TPB"
-SIDE_CODES = (-1, 0, 1)  # sell, unknown, buy
 
 
 class SchemaError(ValueError):
     """A message that is not a valid trade message of a known version (dead-lettered)."""
 
 
+# Checked while msgspec decodes (in C): a side code, and floats that are real numbers (JSON has
+# no NaN; a huge literal such as 1e999 would decode to infinity).
+Side = Annotated[int, msgspec.Meta(ge=-1, le=1)]
+Finite = Annotated[float, msgspec.Meta(ge=-1e300, le=1e300)]
+NonEmpty = msgspec.Meta(min_length=1)
+
+
 class TradeMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """JSON form: one instrument's trades as parallel columns."""
 
     v: int
-    source: str
-    exchange: str
-    symbol: str
+    source: Annotated[str, NonEmpty]
+    exchange: Annotated[str, NonEmpty]
+    symbol: Annotated[str, NonEmpty]
     raw_symbol: str = ""
-    seq: list[int]
-    price: list[float]
-    size: list[float]
-    side: list[int]  # 1 buy, -1 sell, 0 unknown (the taker's side)
+    seq: Annotated[list[int], NonEmpty]
+    price: list[Finite]
+    size: list[Finite]
+    side: list[Side]  # 1 buy, -1 sell, 0 unknown (the taker's side)
     ts: list[int]  # exchange event time, µs since the epoch (UTC)
     recv_ts: list[int]  # local receipt, µs
     trade_id: list[str] | None = None  # None: every id is the decimal form of `seq`
@@ -132,17 +140,22 @@ def encode_trades(batch: TradeBatch, encoding: str = "json") -> bytes:
 
 @dataclass(slots=True)
 class DecodedTrades:
-    """One decoded message: its trades (one instrument) and where they came from."""
+    """One decoded message: its trades (one instrument) and where they came from.
+
+    Columns are Python lists (JSON) or arrays (binary): `to_batch` builds each column once
+    for many messages, which costs far less than one array per column per message.
+    """
 
     source: str
     instrument: Instrument
-    seq: np.ndarray
-    price: np.ndarray
-    size: np.ndarray
-    side: np.ndarray
-    ts: np.ndarray
-    recv_ts: np.ndarray
-    trade_id: np.ndarray | None
+    seq: list | np.ndarray
+    price: list | np.ndarray
+    size: list | np.ndarray
+    side: list | np.ndarray
+    ts: list | np.ndarray
+    recv_ts: list | np.ndarray
+    trade_id: list | None
+    max_ts: int
 
 
 def decode_trades(value: bytes) -> DecodedTrades:
@@ -159,32 +172,22 @@ def decode_trades(value: bytes) -> DecodedTrades:
 def _decode_json(value: bytes) -> DecodedTrades:
     try:
         msg = _json_decoder.decode(value)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SchemaError(f"not a trade message: {exc}") from None
     if msg.v != VERSION:
         raise SchemaError(f"unsupported version {msg.v} (this tickpipe reads {VERSION})")
     n = len(msg.seq)
-    lengths = {len(msg.price), len(msg.size), len(msg.side), len(msg.ts), len(msg.recv_ts)}
-    if msg.trade_id is not None:
-        lengths.add(len(msg.trade_id))
-    if lengths != {n} or n == 0:
-        raise SchemaError("columns are empty or of different lengths")
-    side = np.array(msg.side, np.int64)
-    if not np.isin(side, SIDE_CODES).all():
-        raise SchemaError("side must be 1 (buy), -1 (sell) or 0 (unknown)")
-    return _checked(
-        DecodedTrades(
-            source=msg.source,
-            instrument=Instrument(msg.exchange, msg.symbol, msg.raw_symbol),
-            seq=np.array(msg.seq, np.int64),
-            price=np.array(msg.price, np.float64),
-            size=np.array(msg.size, np.float64),
-            side=side.astype(np.int8),
-            ts=np.array(msg.ts, np.int64),
-            recv_ts=np.array(msg.recv_ts, np.int64),
-            trade_id=None if msg.trade_id is None else np.array(msg.trade_id, object),
-        )
-    )
+    if not (
+        len(msg.price) == len(msg.size) == len(msg.side) == len(msg.ts) == n
+        and len(msg.recv_ts) == n
+        and (msg.trade_id is None or len(msg.trade_id) == n)
+    ):
+        raise SchemaError("columns of different lengths")  # fmt: skip
+    return DecodedTrades(
+        source=msg.source, instrument=Instrument(msg.exchange, msg.symbol, msg.raw_symbol),
+        seq=msg.seq, price=msg.price, size=msg.size, side=msg.side, ts=msg.ts,
+        recv_ts=msg.recv_ts, trade_id=msg.trade_id, max_ts=max(msg.ts),
+    )  # fmt: skip
 
 
 def _decode_binary(value: bytes) -> DecodedTrades:
@@ -193,66 +196,61 @@ def _decode_binary(value: bytes) -> DecodedTrades:
     size = int.from_bytes(value[5:9], "little")
     try:
         head = _header_decoder.decode(value[9 : 9 + size])
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SchemaError(f"bad binary header: {exc}") from None
     body = memoryview(value)[9 + size :]
     if head.n < 1 or len(body) != head.n * _ROW_BYTES:
         raise SchemaError("binary columns do not match the trade count")
     if head.trade_id is not None and len(head.trade_id) != head.n:
         raise SchemaError("trade ids do not match the trade count")
+    if not head.source or not head.exchange or not head.symbol:
+        raise SchemaError("source, exchange and symbol must not be empty")
     cols = {}
     at = 0
     for name, dtype in _COLUMNS:
         width = np.dtype(dtype).itemsize * head.n
         cols[name] = np.frombuffer(body[at : at + width], dtype).astype(dtype[-2:])
         at += width
-    if not np.isin(cols["side"], SIDE_CODES).all():
+    side = cols["side"]
+    if side.min() < -1 or side.max() > 1:
         raise SchemaError("side must be 1 (buy), -1 (sell) or 0 (unknown)")
-    return _checked(
-        DecodedTrades(
-            source=head.source,
-            instrument=Instrument(head.exchange, head.symbol, head.raw_symbol),
-            trade_id=None if head.trade_id is None else np.array(head.trade_id, object),
-            **cols,
-        )
-    )
-
-
-def _checked(d: DecodedTrades) -> DecodedTrades:
-    if not d.source or not d.instrument.exchange or not d.instrument.symbol:
-        raise SchemaError("source, exchange and symbol must not be empty")
-    if not (np.isfinite(d.price).all() and np.isfinite(d.size).all()):
+    if not (np.isfinite(cols["price"]).all() and np.isfinite(cols["size"]).all()):
         raise SchemaError("price and size must be finite numbers")
-    return d
+    return DecodedTrades(
+        source=head.source, instrument=Instrument(head.exchange, head.symbol, head.raw_symbol),
+        trade_id=head.trade_id, max_ts=int(cols["ts"].max()), **cols,
+    )  # fmt: skip
+
+
+def _column(values: list, dtype: type) -> np.ndarray:
+    if all(type(v) is list for v in values):
+        return np.array(list(chain.from_iterable(values)), dtype)
+    return np.concatenate([np.asarray(v, dtype) for v in values])
 
 
 def to_batch(parts: list[DecodedTrades]) -> TradeBatch:
     """One TradeBatch from decoded messages of one source (instruments shared)."""
     index: dict[Instrument, int] = {}
-    codes = [
-        np.full(len(p.seq), index.setdefault(p.instrument, len(index)), np.int32) for p in parts
-    ]
-    any_ids = any(p.trade_id is not None for p in parts)
+    codes = [index.setdefault(p.instrument, len(index)) for p in parts]
+    lengths = [len(p.seq) for p in parts]
+    trade_id = None
+    if any(p.trade_id is not None for p in parts):
+        ids = [
+            p.trade_id if p.trade_id is not None else [str(s) for s in np.asarray(p.seq).tolist()]
+            for p in parts
+        ]
+        trade_id = np.array(list(chain.from_iterable(ids)), object)
     return TradeBatch(
         source=parts[0].source,
         instruments=list(index),
-        instrument=np.concatenate(codes),
-        seq=np.concatenate([p.seq for p in parts]),
-        price=np.concatenate([p.price for p in parts]),
-        size=np.concatenate([p.size for p in parts]),
-        side=np.concatenate([p.side for p in parts]),
-        ts=np.concatenate([p.ts for p in parts]),
-        recv_ts=np.concatenate([p.recv_ts for p in parts]),
-        trade_id=(
-            np.concatenate(
-                [
-                    p.seq.astype(str).astype(object) if p.trade_id is None else p.trade_id
-                    for p in parts
-                ]
-            )
-            if any_ids
-            else None
-        ),
+        instrument=np.repeat(np.array(codes, np.int32), lengths),
+        seq=_column([p.seq for p in parts], np.int64),
+        price=_column([p.price for p in parts], np.float64),
+        size=_column([p.size for p in parts], np.float64),
+        side=_column([p.side for p in parts], np.int8),
+        ts=_column([p.ts for p in parts], np.int64),
+        recv_ts=_column([p.recv_ts for p in parts], np.int64),
+        trade_id=trade_id,
     )
 
 
