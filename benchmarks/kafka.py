@@ -11,6 +11,8 @@ classes, tests/servers/) and scripts/setup/kafka.sh + postgresql.sh having run.
    aggregates and stores them in PostgreSQL. Rate = trades stored / time, from the first stored
    transaction to the last (process start-up and group join not counted).
 2. Throughput, two processors: the same on a fresh database and group, two replicas.
+   And, to tell the processor's own cost from the store's: one processor in this process with
+   a store that keeps nothing (consume, decode, engine, offset commits; no PostgreSQL).
 3. Latency at a steady rate (default 10,000 trades/s, 20 symbols): a publisher subprocess stamps
    each trade's `recv_ts` with the wall clock just before handing it to Kafka (so this is
    ingest -> stored candle, not the simulated exchange latency); a processor runs in this
@@ -148,6 +150,51 @@ def throughput(
     }  # fmt: skip
 
 
+class DiscardStore:
+    """Accepts writes and keeps nothing: only for the "without PostgreSQL" ceiling below."""
+
+    written = 0
+
+    def write(self, trades=(), candles=(), *args, **kwargs) -> None:
+        self.written += sum(len(t) for t in trades)
+
+    def revisions(self, since: int) -> dict:
+        return {}
+
+    def finals(self, since: int) -> set:
+        return set()
+
+    def close(self) -> None:
+        pass
+
+
+def ceiling(broker: KafkaBroker, tmp: Path, n: int, encoding: str) -> dict:
+    """The processor's own rate (consume, decode, engine, commit) with the store taken out."""
+    from tickpipe.processor import Processor
+
+    topic = broker.create_topic(f"ceil-{uuid.uuid4().hex[:6]}", 4)
+    publish_all(broker.bootstrap, topic, n, 200, encoding)
+    config = load_config(env={}, overrides={
+        "kafka.bootstrap": broker.bootstrap, "kafka.trades_topic": topic,
+        "kafka.group": f"g-{topic}", "kafka.candles_topic": "", "data_dir": str(tmp / "ceil"),
+    })  # fmt: skip
+    store = DiscardStore()
+    processor = Processor(config, store, "ceiling")
+    runner = threading.Thread(target=processor.run, daemon=True)
+    runner.start()
+    first = None
+    deadline = time.monotonic() + 600
+    while processor.stats.trades < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+        if first is None and processor.stats.trades:
+            first = (time.monotonic(), processor.stats.trades)
+    end = time.monotonic()
+    processor.stop()
+    runner.join(60)
+    assert first is not None and processor.stats.trades == n
+    return {"trades": n, "trades_per_s": round((n - first[1]) / (end - first[0]))}
+
+
 class TimedStore:
     """Wraps a store: per written trade, the time from its recv_ts to the commit (µs)."""
 
@@ -231,7 +278,8 @@ def main() -> None:
     parser.add_argument("--encoding", choices=["json", "binary"], default="json")
     parser.add_argument("--rate", type=float, default=10_000.0)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["one", "two", "latency"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["one", "two", "latency", "ceiling"])  # fmt: skip
     parser.add_argument("--publish", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
@@ -258,6 +306,10 @@ def main() -> None:
                 results["two_processors"] = throughput(broker, pg, tmp, args.trades, 2,
                                                        args.encoding)  # fmt: skip
                 print(json.dumps(results["two_processors"]), file=sys.stderr)
+            if "ceiling" not in args.skip:
+                results["processor_without_store"] = ceiling(broker, tmp, args.trades,
+                                                             args.encoding)  # fmt: skip
+                print(json.dumps(results["processor_without_store"]), file=sys.stderr)
             if "latency" not in args.skip:
                 results["latency"] = latency(broker, pg, tmp, args.rate, args.seconds)
             print(json.dumps(results, indent=2))
