@@ -54,6 +54,8 @@ def check_properties(properties: dict[str, str]) -> tuple[str, str] | None:
 
     Each is tried on its own in a client that is never started, so the error names it.
     """
+    if not properties:
+        return None  # spares every command importing librdkafka
     from confluent_kafka import KafkaException, Producer
 
     for name, value in properties.items():
