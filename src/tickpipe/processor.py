@@ -150,6 +150,13 @@ class Processor:
         consumer.assign(committed)
         if not self._replay_until:
             self._finish_replay()
+            return
+        # Partitions with nothing to replay wait (paused) until the others have rebuilt their
+        # windows, so what they fetch meanwhile need not be held in memory.
+        waiting = [tp for tp in committed if tp.partition not in self._replay_until]
+        if waiting:
+            consumer.pause(waiting)
+            self._paused.extend(waiting)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         """Write what is pending, commit it, forget the windows: the next owner replays."""
@@ -356,7 +363,7 @@ class Processor:
                 self.kafka.trades_topic, p, pos, encode_metadata(ready.replay.get(p, pos))
             )
             for p, pos in ready.positions.items()
-            if pos > self._committed.get(p, -1)
+            if final or pos > self._committed.get(p, -1)
         ]
         if not offsets:
             return
