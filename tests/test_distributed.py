@@ -263,10 +263,15 @@ def test_malformed_message_is_dead_lettered_and_processing_goes_on(
     assert any("not a trade" in line for line in letters)
 
 
-def test_kcat_reads_both_topics(kafka, postgres_dsn, topic, tmp_path):
-    """Interoperability: a plain Kafka tool reads trades and candles as JSON."""
+def test_kcat_reads_both_topics(kafka, postgres_dsn, tmp_path):
+    """Interoperability: a plain Kafka tool reads trades and candles as JSON. The candles topic
+    is not created beforehand: the processor creates it, compacted."""
     import json
     import shutil
+
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    topic = kafka.create_topic(f"kcat-{uuid.uuid4().hex[:8]}", 2)
 
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is None:
@@ -303,6 +308,12 @@ def test_kcat_reads_both_topics(kafka, postgres_dsn, topic, tmp_path):
         assert len(msg["price"]) == len(msg["ts"]) == len(msg["seq"])
         total += len(msg["price"])
     assert total == total_published(ingest.stdout)
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, f"{topic}.candles")
+    described = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert described["cleanup.policy"].value == "compact"
+    assert len(admin.list_topics(f"{topic}.candles", timeout=10).topics[f"{topic}.candles"]
+               .partitions) == 2  # fmt: skip
     candles = read(f"{topic}.candles")
     assert candles
     for key, c in candles:

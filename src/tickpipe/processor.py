@@ -201,6 +201,12 @@ class Processor:
 
     def run(self, duration: float | None = None) -> None:
         """Consume, process, commit; until `stop()` or `duration` seconds."""
+        if self.candles is not None:
+            from tickpipe.transport.kafka import ensure_candles_topic
+
+            warning = ensure_candles_topic(self.kafka)
+            if warning:
+                log.warning("%s: %s", self.name, warning)
         self.consumer.subscribe(
             [self.kafka.trades_topic],
             on_assign=self._on_assign,
