@@ -144,6 +144,16 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "serve.insecure": ("1", True),
         "store": ("postgresql://tp@db.internal:5432/tickpipe",) * 2,
         "store_retry_for": ("5m", "5m"),
+        "kafka.bootstrap": ("k1:9092,k2:9092", "k1:9092,k2:9092"),
+        "kafka.trades_topic": ("t", "t"),
+        "kafka.candles_topic": ("c", "c"),
+        "kafka.encoding": ("binary", "binary"),
+        "kafka.group": ("g", "g"),
+        "kafka.message_trades": ("50", 50),
+        "kafka.properties": (
+            "linger.ms=1, client.rack=r1",
+            {"linger.ms": "1", "client.rack": "r1"},
+        ),
     }
     for name in EXCHANGES:
         stream = connector(name).INFO.streams[-1]

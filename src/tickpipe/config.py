@@ -532,7 +532,13 @@ def _set(data: dict, key: str, value: Any) -> None:
 
 
 def _from_env(text: str, kind: Any) -> Any:
-    """Environment values are text: lists are comma-separated, booleans 1/0/true/false."""
+    """Environment values are text: lists are comma-separated, booleans 1/0/true/false, tables
+    (`kafka.properties`) comma-separated NAME=VALUE pairs."""
+    if getattr(kind, "__origin__", None) is dict:
+        pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+        if all(sep for _, sep, _ in pairs):
+            return {name.strip(): value.strip() for name, _, value in pairs}
+        return text
     if getattr(kind, "__origin__", None) is list:
         return [part.strip() for part in text.split(",") if part.strip()]
     if kind is bool:
