@@ -194,6 +194,11 @@ def test_sigkilled_processor_restarted_later_changes_nothing_in_final_candles(
         stop(a)
         stop(b)
     check_exactly_once(postgres_dsn, stream)
+    verify = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "verify", "--store", postgres_dsn],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert verify.returncode == 0 and "verify: OK" in verify.stdout, verify.stderr
     # The takeovers rebuilt windows by replay (else this test would not test the design).
     replayed = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) replayed", logs(tmp_path))]
     assert len(replayed) == 2 and sum(replayed) > 0, logs(tmp_path)
