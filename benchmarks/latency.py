@@ -243,8 +243,9 @@ async def _client(
                     raise RuntimeError(f"the live socket ended: {msg.type} {msg.data!r}")
                 data = decode(msg.data)
                 kind = data.get("type")
-                if kind == "trade":
-                    trades.append((data["symbol"], data["seq"], data["recv_ts"], now))
+                if kind == "trades":
+                    trades.extend((data["symbol"], t["seq"], t["recv_ts"], now)
+                                  for t in data["trades"])  # fmt: skip
                 elif kind == "candle":
                     if data["interval"] == INTERVAL:
                         candles.append((data["symbol"], data["last_seq"], data["final"],

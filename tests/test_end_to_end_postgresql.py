@@ -119,6 +119,35 @@ def test_postgresql_restarted_mid_demo_loses_and_doubles_nothing(
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_postgresql_away_longer_than_the_retry_deadline_stops_the_demo_with_one_line(
+    postgres_server, postgres_dsn, tmp_path
+):
+    proc = subprocess.Popen(
+        [*TICKPIPE, "demo", "--quiet", "--no-serve", "--store", postgres_dsn, "--data-dir",
+         str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TICKPIPE_STORE_RETRY_FOR": "3s"},
+    )  # fmt: skip
+    try:
+        wait_for_trades(postgres_dsn, 0, proc)
+        postgres_server.stop("fast")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        postgres_server.start()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert all(line.startswith("postgresql: write failed") for line in lines[:-1]), err
+    assert re.match(
+        r"tickpipe: the store writer failed: PostgreSQL at postgresql://postgres@127\.0\.0\.1:"
+        r"\d+/\w+: write failed for 3s \(\d+ attempts\): connection failed",
+        lines[-1],
+    ), lines[-1]
+
+
 def test_kill_9_mid_demo_then_restart_over_postgresql_keeps_every_trade_once(
     postgres_dsn, tmp_path
 ):

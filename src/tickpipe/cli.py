@@ -671,5 +671,10 @@ def main() -> None:
     except (ConfigError, StoreError) as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
+    except RuntimeError as exc:  # the store failed while running (e.g. its server stayed away)
+        if not isinstance(exc.__cause__, StoreError):
+            raise
+        click.echo(f"tickpipe: {exc}", err=True)
+        sys.exit(1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

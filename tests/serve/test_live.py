@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def test_live_websocket_receives_every_candle_update_and_trade_a_running_pipelin
 
     assert answer == {"type": "subscribed", "keys": [["simulated", "BTC-USDT", "1s"]]}
     candles = [m for m in received if m["type"] == "candle"]
-    trades = [m for m in received if m["type"] == "trade"]
+    batches = [m for m in received if m["type"] == "trades"]
+    trades = [{**t, "symbol": m["symbol"]} for m in batches for t in m["trades"]]
     assert {(c["exchange"], c["symbol"], c["interval"]) for c in candles} == {
         ("simulated", "BTC-USDT", "1s")
     }
@@ -78,6 +80,8 @@ def test_live_websocket_receives_every_candle_update_and_trade_a_running_pipelin
     assert trades and {t["symbol"] for t in trades} == {"BTC-USDT"}
     assert not [m for m in received if m["type"] == "dropped"]
     assert len(trades) == pushed_trades  # every trade pushed reached this client
+    for m in batches:  # each message: one instrument's trades in event-time order
+        assert [t["ts"] for t in m["trades"]] == sorted(t["ts"] for t in m["trades"])
 
     # What was pushed is what the pipeline stored: each trade once, each final candle as stored.
     from tickpipe.stores.duckdb import DuckDBStore
@@ -108,8 +112,18 @@ def run_busy_demo(tmp_path: Path, hub: Hub, slow_client: bool) -> Pipeline:
     keys = [{"exchange": "simulated", "symbol": s, "interval": "1s"}
             for s in pipeline.sources[0].simulator.symbols]  # fmt: skip
 
+    # Small socket buffers on both ends (an accepted socket inherits the listener's), so the
+    # server's sends back up within the run instead of filling megabytes of kernel buffers.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
     async def client() -> None:
-        async with websockets.connect(url, max_queue=1, max_size=2**20, close_timeout=0.5) as ws:
+        tcp = socket.socket()
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        tcp.connect(sock.getsockname())
+        tcp.setblocking(False)
+        async with websockets.connect(
+            url, sock=tcp, max_queue=1, max_size=2**20, close_timeout=0.5
+        ) as ws:
             answer = await subscribe(ws, keys)
             assert answer["type"] == "subscribed", answer
             await asyncio.sleep(30)  # never reads again

@@ -84,7 +84,7 @@ class PostgresServer:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB "
+            "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=128MB "
             "-c max_connections=50"
         )
         self._run(

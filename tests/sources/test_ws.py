@@ -588,11 +588,13 @@ async def test_idle_ping_waits_for_a_quiet_spell_and_its_answer_keeps_the_link_a
         pings_while_busy = len(peer.texts(b"ping"))
         server.quiet()
         await asyncio.sleep(1.0)  # over three times the any-frame timeout
-        pings_while_quiet = len(peer.texts(b"ping"))
+        pings_while_quiet = len(peer.texts(b"ping")) - pings_while_busy
         assert not peer.closed
-    assert pings_while_busy == 0
+    pongs = frames.count(b"pong")
+    assert pings_while_busy <= 1  # chatter every 0.02 s: a ping only if the loop stalled
     assert 5 <= pings_while_quiet <= 11  # one per 0.1 s of silence
-    assert frames.count(b"pong") == pings_while_quiet  # answers reach the source as frames
+    # Answers reach the source as frames; the last ping's answer may still be on its way.
+    assert pings_while_busy + pings_while_quiet - 1 <= pongs <= pings_while_busy + pings_while_quiet
     assert events == []  # the pongs fed the any-frame timer
 
 

@@ -149,6 +149,13 @@ def test_a_replayed_flush_stores_each_trade_once(store: PostgresStore) -> None:
     assert [r[5] for r in rows] == list(range(150))
 
 
+def test_a_replayed_event_is_stored_once(store: PostgresStore) -> None:
+    gap = (T0, "gap", "feed", '{"first_missing": 5}' + " " * 5000)
+    store.write(events=[gap, (T0, "gap", "feed", '{"first_missing": 9}')])
+    store.write(events=[gap, gap])
+    assert store.totals()["events"] == {"gap": 2}
+
+
 def test_duplicates_inside_one_write_are_stored_once(store: PostgresStore) -> None:
     batch = TradeBatch.from_trades([trade(1, T0), trade(2, T0 + 1)])
     store.write([batch, batch, TradeBatch.from_trades([trade(1, T0)])])
@@ -396,6 +403,43 @@ def test_redact_keeps_where_and_drops_the_password() -> None:
     assert redact("postgresql://u:pw@h:5433/db?sslmode=disable") == "postgresql://u@h:5433/db"
 
 
+def test_two_writers_replaying_the_same_stream_at_once_store_it_once(postgres_dsn: str) -> None:
+    """Two processors during a rebalance: the same trades and candle updates, written at the
+    same time in different batchings and orders; no deadlock fails a write, nothing doubles."""
+    trades = [trade(i, T0 + i * 1000, symbol=f"S{i % 7}-USDT") for i in range(6_000)]
+    finals = [candle(T0 + k * M, final=True, trades=k + 1) for k in range(40)]
+    stores = [PostgresStore(postgres_dsn) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def replay(store: PostgresStore, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for lo in range(0, len(trades), 500):
+                chunk = trades[lo : lo + 500]
+                rng.shuffle(chunk)
+                updates = [candle(c.start, trades=c.trades - 1) for c in finals] + finals
+                rng.shuffle(finals)
+                store.write([TradeBatch.from_trades(chunk)], candles=updates + finals)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replay, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        assert errors == []
+        assert stores[0].query("SELECT count(*), count(DISTINCT (symbol, seq)) FROM trades") == [
+            (len(trades), len(trades))
+        ]
+        stored = {c.start: c for c in stores[0].candles("ex", "BTC-USDT", "1m")}
+        assert stored == {c.start: c for c in finals}
+    finally:
+        for s in stores:
+            s.close()
+
+
 # -- the server goes away mid-stream ---------------------------------------------------------------
 
 
@@ -452,4 +496,18 @@ def test_a_write_gives_up_after_its_deadline_with_one_clear_error(postgres_serve
         assert 1.4 < time.monotonic() - began < 10
     finally:
         postgres_server.start()
+        store.close()
+
+
+def test_reads_reconnect_after_the_server_restarts(postgres_server, postgres_dsn):
+    store = PostgresStore(postgres_dsn)
+    try:
+        store.write([TradeBatch.from_trades([trade(1, T0)])], candles=[candle(T0)])
+        assert store.totals()["stored_trades"] == 1
+        postgres_server.restart("fast")  # both of the store's connections are now dead
+        assert store.totals()["stored_trades"] == 1
+        assert store.has_instrument("ex", "BTC-USDT")
+        store.write([TradeBatch.from_trades([trade(2, T0 + 1)])])
+        assert store.totals()["stored_trades"] == 2
+    finally:
         store.close()

@@ -4,15 +4,18 @@ A server process (picows) pushes pre-encoded Binance combined-stream trade frame
 client as fast as the socket takes them. In this process, on one core, each client library
 receives them and hands them to `parse_frames`, as a source would: tickpipe's own `WsClient`
 (picows, frames batched per socket read) and the `websockets` library (one `recv` per frame,
-batched before parsing, so both pay the same parse cost). The figure is frames/s from the
-first frame to the last.
+batched before parsing, so both pay the same parse cost). Two figures per library, from the
+first frame to the last: frames per wall-clock second, and frames per CPU second of this
+process (what the library costs, whatever the network or other processes do).
 
 Run: `python -m tickpipe.bench.ws_ingest --frames 300000 --cpu 1`. Measured here
-(2026-11-21): picows through WsClient and parse_frames about 0.6M frames/s; websockets about
-25k frames/s, far below the 0.3M quoted for it elsewhere. Under cProfile the websockets client
-spends about 85% of its time idle in epoll, in stalls of about 100 ms, even with the server
-writing pre-encoded frames in large blocks; the cause (its flow control against this server,
-or TCP acknowledgement timing) is not found yet, so treat that figure with care.
+(2026-11-21, the machine shared with other work): picows through WsClient and parse_frames
+0.30-0.33M frames/s wall, 0.36-0.39M per CPU second; websockets 0.08-0.12M, 3-4x less. In
+some runs the websockets client's wall figure collapses to 4k-25k frames/s while its CPU
+figure stays near 0.2M: it then sits in epoll with both sockets' queues empty, and `ss -ti` on
+the server's socket shows the sender receive-window limited ~100% of the time with TCP's
+persist timer (~200 ms) running, i.e. the client's kernel reopens the window only on a window
+probe. The CPU figure is therefore the one that compares the libraries.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 FRAME_CHUNK = 2_000  # frames per parse call on the websockets side
 SYMBOLS = [f"S{i}USDT" for i in range(100)]
@@ -91,17 +95,22 @@ def _serve(port_out: multiprocessing.connection.Connection, total: int) -> None:
     asyncio.run(main())
 
 
-async def _tickpipe_client(url: str, total: int, parse: Callable) -> float:
+class Rates(NamedTuple):
+    wall: float  # frames per wall-clock second
+    cpu: float  # frames per CPU second of the receiving process
+
+
+async def _tickpipe_client(url: str, total: int, parse: Callable) -> Rates:
     from tickpipe.sources.ws import WsClient
 
     done = asyncio.Event()
     got = 0
-    started = 0.0
+    started = cpu_started = 0.0
 
     async def on_frames(frames: list[bytes], recv_ts: int) -> int:
-        nonlocal got, started
+        nonlocal got, started, cpu_started
         if not got:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
         got += len(parse(frames))
         if got >= total:
             done.set()
@@ -110,13 +119,15 @@ async def _tickpipe_client(url: str, total: int, parse: Callable) -> float:
     client = WsClient(url, on_frames, name="bench")
     task = asyncio.create_task(client.run())
     await done.wait()
-    elapsed = time.perf_counter() - started
+    rates = Rates(
+        total / (time.perf_counter() - started), total / (time.process_time() - cpu_started)
+    )
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    return total / elapsed
+    return rates
 
 
-async def _websockets_client(url: str, total: int, parse: Callable) -> float:
+async def _websockets_client(url: str, total: int, parse: Callable) -> Rates:
     from websockets.asyncio.client import connect
 
     got = 0
@@ -124,7 +135,7 @@ async def _websockets_client(url: str, total: int, parse: Callable) -> float:
     # A deep receive queue: websockets' default (16 frames) pauses reading constantly.
     async with connect(url, max_size=None, max_queue=None, compression=None) as ws:
         first = await ws.recv(decode=False)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         pending.append(first)
         while got + len(pending) < total:
             pending.append(await ws.recv(decode=False))
@@ -132,10 +143,12 @@ async def _websockets_client(url: str, total: int, parse: Callable) -> float:
                 got += len(parse(pending))
                 pending = []
         got += len(parse(pending))
-    return total / (time.perf_counter() - started)
+        return Rates(
+            total / (time.perf_counter() - started), total / (time.process_time() - cpu_started)
+        )
 
 
-def measure(frames: int = 500_000, cpu: int | None = None) -> dict[str, float]:
+def measure(frames: int = 500_000, cpu: int | None = None) -> dict[str, Rates]:
     """Frames/s into decoded batches for each client library, in one run."""
     from tickpipe.sources.binance.parse import InstrumentIndex, parse_frames
 
@@ -170,8 +183,12 @@ def main() -> None:
     args = parser.parse_args()
     results = measure(args.frames, args.cpu)
     base = results["websockets"]
+    print(f"{'':<28} {'wall frames/s':>14} {'CPU frames/s':>14}  vs websockets (wall, CPU)")
     for name, rate in results.items():
-        print(f"{name:<28} {rate:>12,.0f} frames/s  {rate / base:5.1f}x websockets")
+        print(
+            f"{name:<28} {rate.wall:>14,.0f} {rate.cpu:>14,.0f}"
+            f"  {rate.wall / base.wall:5.1f}x {rate.cpu / base.cpu:5.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def openapi_document() -> dict[str, Any]:
                 "Candles, trades, rolling statistics, KPIs and analytics from tickpipe's store. "
                 "Times in answers are integer microseconds since the epoch (UTC). Live pushes: "
                 'WebSocket /api/live, send {"subscribe": {"exchange", "symbol", '
-                '"interval"}} (or a list) and receive {"type": "candle"|"trade"|'
+                '"interval"}} (or a list) and receive {"type": "candle"|"trades"|'
                 '"dropped"|"error", ...} messages. With an access token configured, send '
                 "`Authorization: Bearer TOKEN` or `?token=TOKEN` (WebSocket: closed with 4401)."
             ),

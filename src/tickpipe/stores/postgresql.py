@@ -7,7 +7,7 @@ Same tables, keys and answers as the DuckDB store. Every write is one transactio
 - candles are staged the same way and upserted as whole rows, but never over a newer one: a
   stored candle is replaced unless its revision is higher, or the revision is equal and the
   stored candle is final while the incoming one is still provisional;
-- rolling statistics and KPIs are whole-row upserts on their keys; events are appended.
+- rolling statistics and KPIs are whole-row upserts on their keys; events are stored once.
 
 A write that fails because the server went away is retried on a new connection with capped
 backoff until `retry_for` seconds have passed: the transaction is all-or-nothing, so a retry
@@ -133,9 +133,13 @@ MIGRATIONS: list[tuple[int, str]] = [
             source text NOT NULL,
             detail text NOT NULL
         );
-        CREATE INDEX events_ts ON events (ts);
+        -- Events have no natural key; this one makes a retried or replayed write store each
+        -- event once (md5: a detail may be longer than an index entry allows).
+        CREATE UNIQUE INDEX events_key ON events (ts, kind, source, md5(detail));
         CREATE INDEX candles_interval ON candles (interval, start);
-        CREATE INDEX trades_time ON trades (ts);
+        -- BRIN: trades arrive nearly in time order, so a range index costs next to nothing
+        -- to keep up, unlike a btree on every insert.
+        CREATE INDEX trades_time ON trades USING brin (ts);
         CREATE INDEX trades_instrument_time ON trades (exchange, symbol, ts);
         """,
     ),
@@ -162,18 +166,25 @@ TIMESCALE = f"""
 """
 PLAIN_TRADES_KEY = "CREATE UNIQUE INDEX trades_key ON trades (exchange, symbol, trade_id);"
 
+# A flush of 100k+ trades outgrows the default 8MB of session memory for temporary tables and
+# the 4MB for sorting it into key order.
 STAGING = """
+    SET temp_buffers = '64MB';
+    SET work_mem = '64MB';
     CREATE TEMP TABLE IF NOT EXISTS stage_trades (LIKE trades) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE IF NOT EXISTS stage_candles (LIKE candles) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE IF NOT EXISTS stage_events (LIKE events) ON COMMIT DELETE ROWS;
 """
 
 
 def _upsert_sql(table: str, fields: tuple[str, ...], key: tuple[str, ...], where: str) -> str:
-    cols = ", ".join(fields)
+    # In key order: two writers upserting the same rows then lock them in the same order, so
+    # they wait for each other instead of deadlocking.
+    cols, keys = ", ".join(fields), ", ".join(key)
     sets = ", ".join(f"{f} = excluded.{f}" for f in fields if f not in key)
     return (
-        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}} "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}{where}"
+        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}} ORDER BY {keys} "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {sets}{where}"
     )
 
 
@@ -184,9 +195,14 @@ CANDLE_UPSERT = _upsert_sql(
     " WHERE stored.revision < excluded.revision OR (stored.revision = excluded.revision"
     " AND NOT (stored.final AND NOT excluded.final))",
 ).format(source="stage_candles")  # fmt: skip
+EVENT_FIELDS = ("ts", "kind", "source", "detail")
+EVENT_INSERT = (
+    "INSERT INTO events (ts, kind, source, detail) SELECT ts, kind, source, detail "
+    "FROM stage_events ORDER BY ts, kind, source, md5(detail) ON CONFLICT DO NOTHING"
+)
 TRADE_INSERT = (
     f"INSERT INTO trades ({', '.join(TRADE_FIELDS)}) SELECT {', '.join(TRADE_FIELDS)} "
-    "FROM stage_trades ON CONFLICT DO NOTHING"
+    "FROM stage_trades ORDER BY exchange, symbol, trade_id ON CONFLICT DO NOTHING"
 )
 
 
@@ -202,9 +218,12 @@ def redact(dsn: str) -> str:
 
 
 def _lost(exc: BaseException, con: psycopg.Connection | None) -> bool:
-    """Whether `exc` means the server or the connection went away (a retry may succeed)."""
+    """Whether `exc` means the server or the connection went away, or the server rolled the
+    transaction back to resolve a conflict with another writer: a retry may succeed."""
     if con is None or con.closed or con.broken:
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    if isinstance(exc, psycopg.errors.TransactionRollback):  # deadlock, serialization
+        return True
     return isinstance(
         exc,
         psycopg.errors.AdminShutdown
@@ -214,7 +233,8 @@ def _lost(exc: BaseException, con: psycopg.Connection | None) -> bool:
 
 
 class PostgresStore(SqlReads):
-    """Reader and writer over one PostgreSQL database. Thread-safe (one connection, one lock).
+    """Reader and writer over one PostgreSQL database. Thread-safe: one connection for writes
+    and one for reads, each under its own lock.
 
     `retry_for`: how long a write keeps retrying after the server went away before it fails.
     """
@@ -235,65 +255,76 @@ class PostgresStore(SqlReads):
         self.read_retry_for = read_retry_for
         self.connect_timeout = connect_timeout
         self.timescale = False
-        self._lock = threading.Lock()
-        self._con: psycopg.Connection | None = None
-        with self._lock:
-            self._con = self._connect()
-            self.timescale = migrate(self._con)
-            self._con.execute(STAGING)
+        # Two connections: the API's reads never queue behind a flush of 100k trades.
+        self._writer = _Link(self._open, STAGING)
+        self._reader = _Link(self._open, "")
+        with self._writer.lock:
+            con = self._connect()
+            try:
+                self.timescale = migrate(con)
+                con.execute(STAGING)
+            except BaseException:
+                con.close()
+                raise
+            self._writer.con = con
 
     def describe(self) -> str:
         return redact(self.dsn)
 
     def close(self) -> None:
-        with self._lock:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
+        self._writer.close()
+        self._reader.close()
 
     # -- connection ----------------------------------------------------------------------
 
+    def _open(self) -> psycopg.Connection:
+        return psycopg.connect(
+            self.dsn, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)),
+            application_name="tickpipe",
+        )  # fmt: skip
+
     def _connect(self) -> psycopg.Connection:
+        """A connection, or a one-line StoreError (start-up: a bad URL or server stops here)."""
         try:
-            return psycopg.connect(
-                self.dsn, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)),
-                application_name="tickpipe",
-            )  # fmt: skip
+            return self._open()
         except psycopg.Error as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             where = self.describe()
             raise StoreError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
 
-    def _with_retry(self, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str) -> T:
-        """Run `fn` on the connection; when the server went away, reconnect and run it again
-        (with capped, growing pauses) until `deadline_s` has passed."""
+    def _with_retry(
+        self, link: _Link, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str
+    ) -> T:
+        """Run `fn` on the link's connection; when the server went away, reconnect and run it
+        again (with capped, growing pauses) until `deadline_s` has passed."""
         deadline = time.monotonic() + deadline_s
         pause, attempt = 0.1, 0
-        with self._lock:
+        with link.lock:
             while True:
-                con = self._con
+                con = link.con
                 try:
-                    if con is None or con.closed:
-                        con = self._con = self._connect()
-                        con.execute(STAGING)
+                    con = link.connection()
                     return fn(con)
-                except (psycopg.Error, StoreError) as exc:
-                    if isinstance(exc, psycopg.Error) and not _lost(exc, con):
+                except psycopg.Error as exc:
+                    if not _lost(exc, con):
                         raise
                     attempt += 1
-                    if con is not None and not con.closed:
-                        con.close()
-                    self._con = None
+                    link.drop()
                     left = deadline - time.monotonic()
-                    reason = " ".join(str(exc).split())[:200]
+                    reason = " ".join(str(exc).split())[:300]
                     if left <= 0:
                         raise StoreError(
                             f"PostgreSQL at {self.describe()}: {what} failed for "
                             f"{deadline_s:g}s ({attempt} attempts): {reason}"
                         ) from exc
+                    why = (
+                        "rolled back by the server"
+                        if isinstance(exc, psycopg.errors.TransactionRollback)
+                        else "server unreachable"
+                    )
                     log.warning(
-                        "postgresql: %s failed (server unreachable: %s); retry %d in %.1fs",
-                        what, reason, attempt, min(pause, left),
+                        "postgresql: %s failed (%s: %s); retry %d in %.1fs",
+                        what, why, reason, attempt, min(pause, left),
                     )  # fmt: skip
                     time.sleep(min(pause, left))
                     pause = min(pause * 2, 2.0)
@@ -337,10 +368,10 @@ class PostgresStore(SqlReads):
                     _upsert_rows(cur, "pipeline_metrics", METRIC_FIELDS, METRIC_TYPES,
                                  ("process", "ts"), metric_rows)  # fmt: skip
                 if event_rows:
-                    _copy(cur, "events", ("ts", "kind", "source", "detail"), EVENT_TYPES,
-                          event_rows)  # fmt: skip
+                    _copy(cur, "stage_events", EVENT_FIELDS, EVENT_TYPES, event_rows)
+                    cur.execute(EVENT_INSERT)
 
-        self._with_retry(transaction, self.retry_for, "write")
+        self._with_retry(self._writer, transaction, self.retry_for, "write")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -357,7 +388,7 @@ class PostgresStore(SqlReads):
                 cur.execute(sql, params or None)
                 return fetch(cur)
 
-        return self._with_retry(run, self.read_retry_for, "read")
+        return self._with_retry(self._reader, run, self.read_retry_for, "read")
 
     def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
         return self._execute(sql, params, lambda cur: cur.fetchall())
@@ -440,9 +471,8 @@ class PostgresStore(SqlReads):
             "WHERE t.ts >= l.cutoff ORDER BY t.ts, t.seq"
         )
         params = [[k[0] for k in cutoff], [k[1] for k in cutoff], list(cutoff.values())]
-        with self._lock:
-            con = self._con if self._con is not None else self._connect()
-            self._con = con
+        with self._writer.lock:
+            con = self._writer.connection()
             with con.transaction(), con.cursor(name="tickpipe_restore") as cur:
                 cur.execute(sql, params)
                 while chunk := cur.fetchmany(rows):
@@ -467,6 +497,39 @@ class PostgresStore(SqlReads):
             [since],
         )
         return {(e, s, i, st): r for e, s, i, st, r in rows}
+
+
+class _Link:
+    """One connection, reopened on demand, used under its own lock."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection], setup: str) -> None:
+        self.connect = connect
+        self.setup = setup
+        self.lock = threading.Lock()
+        self.con: psycopg.Connection | None = None
+
+    def connection(self) -> psycopg.Connection:
+        """The open connection, or a new one (the caller holds `lock`)."""
+        if self.con is None or self.con.closed:
+            self.con = None
+            con = self.connect()
+            try:
+                if self.setup:
+                    con.execute(self.setup)
+            except BaseException:
+                con.close()
+                raise
+            self.con = con
+        return self.con
+
+    def drop(self) -> None:
+        if self.con is not None and not self.con.closed:
+            self.con.close()
+        self.con = None
+
+    def close(self) -> None:
+        with self.lock:
+            self.drop()
 
 
 # -- helpers ---------------------------------------------------------------------------------

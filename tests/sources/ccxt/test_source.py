@@ -95,8 +95,8 @@ async def deliver(server: FakeBinance, run: Run, sent: list[dict[str, Any]]) -> 
 
 
 def check_trades(run: Run, server: FakeBinance) -> None:
-    """Every trade arrived at most once, exactly as the fake published it."""
-    published = {(e["s"], e["t"]): e for e in server.published}
+    """Every trade arrived at most once, exactly as the fake made it (sent or skipped)."""
+    published = {(e["s"], e["t"]): e for trades in server.history.values() for e in trades}
     received = run.trades()
     keys = [(t.raw_symbol, t.seq) for t in received]
     assert len(keys) == len(set(keys)), "a trade was emitted twice"
@@ -138,8 +138,46 @@ async def test_dropped_connection_is_survived_and_reported() -> None:
         check_trades(run, server)
         drop = next(e for e in run.events if isinstance(e, Disconnect))
         assert drop.source == "ccxt" and drop.reconnect_in <= FAST.backoff_max
-        assert "not refilled" in drop.reason
+        assert "refilled over REST" in drop.reason
         assert run.ctx.stats.reconnects >= 1 and run.ctx.stats.connected
+
+
+@async_test(timeout=30)
+async def test_trades_missed_during_a_reconnect_are_refilled_over_rest_once() -> None:
+    async with FakeBinance() as server, running(server) as run:
+        await subscribed(server, 1)
+        before = [server.publish("BTCUSDT") for _ in range(3)]
+        await deliver(server, run, before)
+        server.drop_all()
+        missed = server.skip("BTCUSDT", 4)  # traded while no client was connected
+        await subscribed(server, 2)
+        after = [server.publish(s) for s in ("BTCUSDT", "ETHUSDT", "BTCUSDT")]
+        await deliver(server, run, before + missed + after)
+        check_trades(run, server)  # each exactly as published, none twice
+        assert any(path == "/api/v3/trades" for path, _ in server.rest_requests)
+        gaps = [e for e in run.events if isinstance(e, Gap)]
+        # The refill also brings any trade published after the reconnect that the stream had
+        # not handed over yet; the stream's later copy of it is recognised and dropped.
+        assert [g.symbol for g in gaps] == ["BTC-USDT"] and gaps[0].recovered >= len(missed)
+        assert gaps[0].first_missing == missed[0]["t"]
+
+
+@async_test(timeout=30)
+async def test_a_failed_refill_is_reported_and_the_stream_goes_on() -> None:
+    async with FakeBinance() as server, running(server) as run:
+        await subscribed(server, 1)
+        before = [server.publish("BTCUSDT") for _ in range(2)]
+        await deliver(server, run, before)
+        server.drop_all()
+        server.skip("BTCUSDT", 2)
+        server.rest_reject_next(status=500, count=20)  # ccxt's retries included
+        await subscribed(server, 2)
+        after = [server.publish("BTCUSDT") for _ in range(2)]
+        await deliver(server, run, after)
+        await server.wait_for(lambda: any(isinstance(e, Gap) for e in run.events), 10)
+        gap = next(e for e in run.events if isinstance(e, Gap))
+        assert gap.recovered == 0 and "refill failed" in gap.detail
+        check_trades(run, server)
 
 
 @async_test(timeout=30)

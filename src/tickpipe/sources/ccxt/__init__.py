@@ -32,8 +32,8 @@ INFO = ExchangeInfo(
     default_symbols=("BTC-USDT",),
     gaps="no: ccxt gives no per-exchange promise that trade ids are consecutive",
     backfill=(
-        "no: trades missed while reconnecting are lost; each Disconnect event says so "
-        "(ccxt's fetch_trades could refill them, not done yet)"
+        "yes where the exchange has REST trades: after a reconnect, ccxt's fetch_trades "
+        "since the last trade seen (up to 10,000 per symbol), de-duplicated by trade id"
     ),
 )
 

@@ -2,8 +2,15 @@
 
 ccxt owns the connection (subscriptions, pings, reconnects inside one `watch_*` call); this
 module owns what ccxt leaves to its caller: retrying forever with tickpipe's jittered, capped
-backoff, saying so with `Disconnect` events, and emitting each trade once although ccxt hands
-back a cache of recent trades. ccxt is imported here only, never at tickpipe's start-up.
+backoff, saying so with `Disconnect` events, emitting each trade once although ccxt hands
+back a cache of recent trades, and after a reconnect refilling the trades missed meanwhile
+with ccxt's REST `fetch_trades` (a `Gap` event says how many came back). ccxt is imported
+here only, never at tickpipe's start-up.
+
+A refill is exact only when the REST trades carry the same ids as the streamed ones, so the
+converter recognises the trades it already emitted. That holds for ccxt's unified trades on
+most exchanges; Binance's default `fetch_trades` reads aggregate trades (other ids), so for
+the Binance family the refill asks for `/api/v3/trades` instead (REFILL_PARAMS).
 """
 
 from __future__ import annotations
@@ -21,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, Disconnect, Instrument, TradeBatch
+from tickpipe.records import (
+    SIDE_BUY,
+    SIDE_SELL,
+    SIDE_UNKNOWN,
+    Disconnect,
+    Gap,
+    Instrument,
+    TradeBatch,
+)
 from tickpipe.sources import SourceContext
 from tickpipe.sources.ccxt import INSTALL_HINT
 from tickpipe.sources.ws import WsConfig, backoff_delay
@@ -32,6 +47,10 @@ SYMBOLS_PER_CALL = 100  # watch_trades_for_symbols chunk; Binance, for one, allo
 REMEMBERED = 10_000  # trade keys kept per symbol to recognise ccxt's cached trades
 MAX_SEQ = 2**63 - 1
 RETRY = WsConfig(backoff_initial=0.5, backoff_max=30.0, stable_after=60.0)
+REFILL_PAGE = 1000  # trades per fetch_trades call
+REFILL_PAGES = 10  # a longer outage is refilled as far as this reaches; the Gap event says so
+REFILL_PARAMS = {"binance": {"fetchTradesMethod": "publicGetTrades"},
+                 "binanceus": {"fetchTradesMethod": "publicGetTrades"}}  # fmt: skip
 _SIDES = {"buy": SIDE_BUY, "sell": SIDE_SELL}
 
 
@@ -113,6 +132,7 @@ class TradeConverter:
                 self.codes[unified] = len(self.instruments)
                 self.instruments.append(Instrument(exchange_id, normalize_symbol(symbol), unified))
         self.seen: dict[str, dict[Any, None]] = {s: {} for s in self.codes}
+        self.last_ms: dict[str, int] = {}  # newest trade time emitted, per ccxt symbol
         self.arrivals = 0
 
     def learn_market_ids(self, markets: Mapping[str, Any] | None) -> None:
@@ -180,6 +200,8 @@ class TradeConverter:
             else:
                 self.arrivals += 1
                 seq = self.arrivals
+            if ts > self.last_ms.get(symbol, 0):  # type: ignore[arg-type]
+                self.last_ms[symbol] = ts  # type: ignore[index]
             codes.append(self.codes[symbol])  # type: ignore[index]
             ids.append(trade_id)
             seqs.append(seq)
@@ -207,6 +229,12 @@ class TradeConverter:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _timestamp(trade: Any) -> int:
+    """A trade's time in ms; one without a usable time counts as new, for convert to reject."""
+    ts = trade.get("timestamp") if isinstance(trade, Mapping) else None
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else MAX_SEQ
 
 
 def _key(trade: Mapping[str, Any]) -> Any:
@@ -240,6 +268,7 @@ class CcxtSource:
         config: Mapping[str, Any] | None = None,
         retry: WsConfig | None = None,
         symbols_per_call: int = SYMBOLS_PER_CALL,
+        refill: bool = True,
     ) -> None:
         if not symbols:
             raise ValueError("ccxt needs at least one symbol")
@@ -248,6 +277,7 @@ class CcxtSource:
         self.config = dict(config or {})
         self.retry = retry or RETRY
         self.symbols_per_call = symbols_per_call
+        self.refill = refill
         self.converter = TradeConverter(exchange_id, symbols, name)
         self.exchange: Any = None  # the ccxt.pro object while running
         self._rng = random.Random()
@@ -281,6 +311,7 @@ class CcxtSource:
         attempt = 0
         up_since: float | None = None
         markets_known = False
+        missed: dict[str, int] | None = None  # at the first failure: newest trade (ms) per symbol
         while True:
             try:
                 trades = await call()
@@ -295,14 +326,19 @@ class CcxtSource:
                 ctx.stats.connected = False
                 ctx.stats.reconnects += 1
                 reason = f"{type(exc).__name__}: {exc}"[:300]
+                fate = "refilled over REST" if self._can_refill() else "not refilled"
                 ctx.event(
                     Disconnect(
                         source=self.name,
                         ts=time.time_ns() // 1000,
-                        reason=f"{reason}; trades missed meanwhile are not refilled",
+                        reason=f"{reason}; trades missed meanwhile are {fate}",
                         reconnect_in=delay,
                     )
                 )
+                if missed is None:
+                    missed = {
+                        s: self.converter.last_ms[s] for s in symbols if s in self.converter.last_ms
+                    }
                 await asyncio.sleep(delay)
                 continue
             recv_ts = time.time_ns() // 1000
@@ -320,6 +356,63 @@ class CcxtSource:
             if len(batch):
                 ctx.stats.trades += len(batch)
                 await ctx.emit(batch)
+            if missed is not None:
+                if self._can_refill():
+                    for symbol, since in missed.items():
+                        await self._refill(ctx, symbol, since)
+                missed = None
+
+    def _can_refill(self) -> bool:
+        return self.refill and bool(
+            self.exchange is not None and self.exchange.has.get("fetchTrades")
+        )
+
+    async def _refill(self, ctx: SourceContext, symbol: str, since: int) -> None:
+        """Fetch `symbol`'s trades from `since` (ms, the newest emitted before the outage), emit
+        those not seen, and say with a Gap event how many came back (or why none could)."""
+        params = REFILL_PARAMS.get(self.exchange_id, {})
+        inst = self.converter.instruments[self.converter.codes[symbol]]
+        recovered: list[TradeBatch] = []
+        detail = ""
+        cursor = since
+        try:
+            for _ in range(REFILL_PAGES):
+                page = await self.exchange.fetch_trades(symbol, cursor, REFILL_PAGE, params)
+                page = [
+                    t for t in page if isinstance(t, Mapping) and t.get("timestamp", 0) >= since
+                ]
+                batch, rejects = self.converter.convert(page, time.time_ns() // 1000)
+                for reason, trade in rejects:
+                    ctx.dead_letters.write(self.name, reason, json.dumps(trade, default=str))
+                ctx.stats.malformed += len(rejects)
+                if len(batch):
+                    recovered.append(batch)
+                    ctx.stats.trades += len(batch)
+                    await ctx.emit(batch)
+                newest = max((t for t in map(_timestamp, page) if t != MAX_SEQ), default=cursor)
+                if len(page) < REFILL_PAGE or newest <= cursor:
+                    break
+                cursor = newest
+            else:
+                detail = f"; stopped after {REFILL_PAGES} pages, older trades may be missing"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the refill is best effort; the stream goes on
+            detail = f"; refill failed: {type(exc).__name__}: {exc}"[:300]
+        count = sum(len(b) for b in recovered)
+        seqs = [int(s) for b in recovered for s in b.seq]
+        ctx.event(
+            Gap(
+                source=self.name,
+                exchange=inst.exchange,
+                symbol=inst.symbol,
+                first_missing=min(seqs, default=0),
+                last_missing=max(seqs, default=0),
+                ts=time.time_ns() // 1000,
+                recovered=count,
+                detail=f"refilled {count} trades since {since} ms over REST fetch_trades{detail}",
+            )
+        )
 
     def _candidates(self, trades: Any, symbols: list[str]) -> list[Any]:
         """What a call returned plus the unseen tails of its other symbols' caches: ccxt wakes

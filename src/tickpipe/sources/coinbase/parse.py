@@ -12,6 +12,12 @@ Two feeds speak different shapes:
 
 In both feeds and in the REST trade list, `side` is the side of the MAKER order (a `sell` maker
 means the taker bought, an up-tick), so the taker side stored in tickpipe is the opposite.
+Coinbase documents this for the Exchange feed and REST API; its Advanced Trade pages do not
+define `side` for `market_trades`, and secondary sources disagree. tickpipe reads it the same
+way as the Exchange feed, whose REST trades refill the Advanced feed's gaps under the same ids,
+so a trade and its refilled copy always agree. This was not checked against live data (no
+network here); if live data shows otherwise, TAKER_SIDE's Advanced entries are the one place
+to change.
 
 Trade ids are consecutive integers per product and the REST API paginates by them, so `seq` is
 the id and `trade_id` is left to derive from it: the Advanced feed's string id and the REST
