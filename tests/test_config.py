@@ -147,6 +147,7 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "kafka.bootstrap": ("k1:9092,k2:9092", "k1:9092,k2:9092"),
         "kafka.trades_topic": ("t", "t"),
         "kafka.candles_topic": ("c", "c"),
+        "kafka.dead_letter_topic": ("d", "d"),
         "kafka.encoding": ("binary", "binary"),
         "kafka.group": ("g", "g"),
         "kafka.message_trades": ("50", 50),

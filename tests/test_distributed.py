@@ -6,6 +6,7 @@ every trade the test published, and the count of distinct published trade ids.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -79,6 +80,7 @@ def start_processor(tmp: Path, bootstrap: str, topic: str, dsn: str, group: str,
         [sys.executable, "-m", "tickpipe", "process", "--config", str(write_config(tmp)),
          "--kafka", bootstrap, "--topic", topic, "--store", dsn, "--group", group,
          "--candles-topic", f"{topic}.candles", "--data-dir", str(tmp / name), "--name", name],
+        env={**os.environ, "TICKPIPE_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dead"},
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
@@ -266,6 +268,31 @@ def test_malformed_message_is_dead_lettered_and_processing_goes_on(
     assert len(letters) == 4
     assert all("malformed" in line for line in letters)
     assert any("not a trade" in line for line in letters)
+    # ... and on the dead-letter topic, as they were, with why and where from
+    kept = read_topic(kafka.bootstrap, f"{topic}.dead", expected=4)
+    assert sorted(m.value() for m in kept) == sorted(
+        [b'{"v": 1, "source": "sim", "price": "not a trade"}'] * 3 + [b"\x00\x01garbage"]
+    )
+    for m in kept:
+        headers = dict(m.headers())
+        assert headers["tickpipe-reason"].startswith(b"malformed")
+        assert headers["tickpipe-origin"].startswith(f"{topic}/".encode())
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer.subscribe([topic])
+    out: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            out.extend(m for m in consumer.consume(100, 0.5) if m.error() is None)
+    finally:
+        consumer.close()
+    return out
 
 
 def test_kcat_reads_both_topics(kafka, postgres_dsn, tmp_path):

@@ -76,6 +76,7 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
     bootstrap: str = "127.0.0.1:9092"  # HOST:PORT[,HOST:PORT...]
     trades_topic: str = "tickpipe.trades"
     candles_topic: str = "tickpipe.candles"  # compacted; "" = publish no candles
+    dead_letter_topic: str = "tickpipe.dead-letters"  # malformed trade messages; "" = none
     encoding: str = "json"  # of trade messages: json (any Kafka tool reads it) or binary
     group: str = "tickpipe-process"  # the processors' consumer group
     message_trades: int = 1000  # at most this many trades (of one symbol) per message

@@ -98,8 +98,9 @@ class Processor:
         self.consumer = Consumer({**consumer_settings(self.kafka), "client.id": name}, logger=log)
         self.candles: CandlePublisher | None = None
         self._producer = None
-        if self.kafka.candles_topic:
+        if self.kafka.candles_topic or self.kafka.dead_letter_topic:
             self._producer = Producer({**producer_settings(self.kafka), "client.id": name})
+        if self.kafka.candles_topic:
             self.candles = CandlePublisher(self.kafka.candles_topic, self._producer)
         self.on_candles = on_candles
         self.stats = ProcessorStats()
@@ -201,10 +202,12 @@ class Processor:
 
     def run(self, duration: float | None = None) -> None:
         """Consume, process, commit; until `stop()` or `duration` seconds."""
-        if self.candles is not None:
-            from tickpipe.transport.kafka import ensure_candles_topic
+        from tickpipe.transport.kafka import ensure_topic
 
-            warning = ensure_candles_topic(self.kafka)
+        wanted = {self.kafka.candles_topic: {"cleanup.policy": "compact"},
+                  self.kafka.dead_letter_topic: {}}  # fmt: skip
+        for topic, topic_config in wanted.items():
+            warning = ensure_topic(self.kafka, topic, topic_config) if topic else None
             if warning:
                 log.warning("%s: %s", self.name, warning)
         self.consumer.subscribe(
@@ -285,10 +288,8 @@ class Processor:
                 decoded = decode_trades(msg.value())
             except SchemaError as exc:
                 self.stats.malformed += 1
-                self.dead_letters.write(
-                    f"kafka:{msg.topic()}/{partition}@{offset}", f"malformed: {exc}",
-                    msg.value() or b"",
-                )  # fmt: skip
+                if until is None:  # a replayed one was dead-lettered the first time
+                    self._dead_letter(msg, f"malformed: {exc}")
                 self.tracker.skip(partition, offset)
                 continue
             inst = decoded.instrument
@@ -308,6 +309,18 @@ class Processor:
             self._process(to_batch(parts))
         if (notes or live) and not self._replay_until:
             self._mark()
+
+    def _dead_letter(self, msg: Any, reason: str) -> None:
+        """Keep a message the processor cannot use: in the dead-letter file, and as it was on
+        the dead-letter topic (headers say why and where from), for every processor's rejects
+        in one place."""
+        origin = f"{msg.topic()}/{msg.partition()}@{msg.offset()}"
+        self.dead_letters.write(f"kafka:{origin}", reason, msg.value() or b"")
+        if self._producer is not None and self.kafka.dead_letter_topic:
+            headers = {"tickpipe-reason": reason, "tickpipe-origin": origin}
+            self._producer.produce(
+                self.kafka.dead_letter_topic, msg.value(), msg.key(), headers=headers
+            )
 
     def _check_replay_done(self) -> None:
         done = []

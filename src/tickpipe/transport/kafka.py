@@ -92,10 +92,12 @@ def consumer_settings(kafka: KafkaConfig) -> dict[str, Any]:
     }
 
 
-def ensure_candles_topic(kafka: KafkaConfig, timeout: float = 10.0) -> str | None:
-    """Create the candles topic, compacted, when it does not exist yet (as many partitions as
-    the trades topic). Returns a warning line when that cannot be done (the broker may also
-    create it on first use, then without compaction)."""
+def ensure_topic(
+    kafka: KafkaConfig, name: str, config: dict[str, str], timeout: float = 10.0
+) -> str | None:
+    """Create topic `name` with `config` when it does not exist yet (as many partitions as the
+    trades topic). Returns a warning line when that cannot be done (a broker that creates
+    topics on first use then makes it with its defaults)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -105,16 +107,15 @@ def ensure_candles_topic(kafka: KafkaConfig, timeout: float = 10.0) -> str | Non
     admin = AdminClient(settings)
     try:
         topics = admin.list_topics(timeout=timeout).topics
-        if kafka.candles_topic in topics:
+        if name in topics:
             return None
         trades = topics.get(kafka.trades_topic)
         partitions = len(trades.partitions) if trades is not None and trades.partitions else 1
-        new = NewTopic(kafka.candles_topic, partitions, config={"cleanup.policy": "compact"})
-        admin.create_topics([new])[kafka.candles_topic].result(timeout=timeout)
+        admin.create_topics([NewTopic(name, partitions, config=config)])[name].result(timeout)
     except KafkaException as exc:
         if "TOPIC_ALREADY_EXISTS" in str(exc):
             return None  # another replica was first
-        return f"warning: cannot create the candles topic {kafka.candles_topic}: {exc}"
+        return f"warning: cannot create topic {name}: {exc}"
     return None
 
 
