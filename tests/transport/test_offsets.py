@@ -63,3 +63,16 @@ def test_commit_metadata_round_trips_and_unknown_metadata_means_no_replay():
     assert decode_metadata(encode_metadata(1234)) == 1234
     for text in (None, "", "garbage", '{"v": 2, "replay": 5}', '{"v": 1, "replay": -3}', "[]"):
         assert decode_metadata(text) is None
+
+
+def test_what_is_kept_grows_with_instruments_not_with_messages():
+    tracker = OffsetTracker(LATENESS, HORIZON, ALIGN)
+    offset = 0
+    for second in range(100, 400):  # 5 minutes, 3 instruments, 100 one-trade messages a second
+        rows = [(offset + i, i % 3, second * S + i * 1000) for i in range(100)]
+        offset += 100
+        note(tracker, 0, rows)
+        tracker.replay_point(0)
+    assert len(tracker.partitions[0].first) <= 3 * 4  # a few align-buckets per instrument
+    # and the point is still exact: the first message of 385 s (align_down(399 - 10) = 385)
+    assert tracker.replay_point(0) == (385 - 100) * 100

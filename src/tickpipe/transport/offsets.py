@@ -25,23 +25,17 @@ def cutoff_of(max_ts: np.ndarray, lateness: int, horizon: int, align: int) -> np
 
 @dataclass
 class PartitionLog:
-    """One partition's consumed messages that may still be needed: offset, instrument, max ts."""
+    """What one partition's consumed messages still tell: per (instrument, time bucket of
+    `align`), the lowest offset of a message whose newest trade fell in that bucket.
 
-    offsets: list[np.ndarray] = field(default_factory=list)
-    gids: list[np.ndarray] = field(default_factory=list)
-    max_ts: list[np.ndarray] = field(default_factory=list)
+    Cut-offs are multiples of `align`, so a message is needed exactly when its bucket is at or
+    after its instrument's cut-off bucket: this keeps a few entries per instrument, not one
+    per message (bounded memory however small the messages).
+    """
+
+    first: dict[tuple[int, int], int] = field(default_factory=dict)
     position: int = -1  # the next offset to consume (last consumed + 1); -1: nothing yet
     floor: int = -1  # the replay point found last time (never goes back)
-
-    def compact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if len(self.offsets) > 1:
-            self.offsets = [np.concatenate(self.offsets)]
-            self.gids = [np.concatenate(self.gids)]
-            self.max_ts = [np.concatenate(self.max_ts)]
-        if not self.offsets:
-            empty = np.empty(0, np.int64)
-            return empty, empty, empty
-        return self.offsets[0], self.gids[0], self.max_ts[0]
 
 
 class OffsetTracker:
@@ -58,16 +52,25 @@ class OffsetTracker:
         """Messages consumed from `partition`, in offset order, with their instrument and max ts."""
         if not len(offsets):
             return
+        offsets, gids, max_ts = (np.asarray(a, np.int64) for a in (offsets, gids, max_ts))
         log = self.partitions.setdefault(partition, PartitionLog())
-        log.offsets.append(offsets.astype(np.int64))
-        log.gids.append(gids.astype(np.int64))
-        log.max_ts.append(max_ts.astype(np.int64))
-        log.position = int(offsets[-1]) + 1
+        log.position = max(log.position, int(offsets[-1]) + 1)
         top = int(gids.max()) + 1
         if top > len(self.max_ts):
             grow = np.full(top - len(self.max_ts), np.iinfo(np.int64).min // 4, np.int64)
             self.max_ts = np.concatenate([self.max_ts, grow])
-        np.maximum.at(self.max_ts, gids.astype(np.int64), max_ts.astype(np.int64))
+        np.maximum.at(self.max_ts, gids, max_ts)
+        buckets = max_ts // self.align
+        # the lowest offset per (instrument, bucket) among these messages
+        order = np.lexsort((offsets, buckets, gids))
+        g, b, o = gids[order], buckets[order], offsets[order]
+        starts = np.flatnonzero(np.r_[True, (g[1:] != g[:-1]) | (b[1:] != b[:-1])])
+        first = log.first
+        for key_g, key_b, off in zip(
+            g[starts].tolist(), b[starts].tolist(), o[starts].tolist(), strict=True
+        ):
+            if (key_g, key_b) not in first:  # offsets only grow: the first one stays lowest
+                first[(key_g, key_b)] = off
 
     def skip(self, partition: int, offset: int) -> None:
         """A message that holds no trades (malformed, dead-lettered): only the position moves."""
@@ -77,24 +80,15 @@ class OffsetTracker:
     def replay_point(self, partition: int) -> int:
         """The lowest offset still needed in `partition` (its position when none is).
 
-        Messages before it are forgotten: the point never moves back.
+        Entries no longer needed are forgotten: the point never moves back.
         """
         log = self.partitions.get(partition)
         if log is None:
             return -1
-        offsets, gids, max_ts = log.compact()
-        cutoff = cutoff_of(self.max_ts, self.lateness, self.horizon, self.align)
-        needed = np.flatnonzero(max_ts >= cutoff[gids]) if len(gids) else np.empty(0, np.int64)
-        if len(needed):
-            first = int(needed[0])
-            point = int(offsets[first])
-            if first:
-                log.offsets, log.gids, log.max_ts = (
-                    [offsets[first:]], [gids[first:]], [max_ts[first:]]
-                )  # fmt: skip
-        else:
-            point = log.position
-            log.offsets, log.gids, log.max_ts = [], [], []
+        cutoff = cutoff_of(self.max_ts, self.lateness, self.horizon, self.align) // self.align
+        limit = cutoff.tolist()
+        log.first = {key: off for key, off in log.first.items() if key[1] >= limit[key[0]]}
+        point = min(log.first.values(), default=log.position)
         log.floor = max(log.floor, point)
         return log.floor
 
