@@ -4,6 +4,7 @@ import os
 
 pytest_plugins = [
     "servers.chromium",
+    "servers.kafka",
     "servers.postgres",
 ]
 

@@ -166,6 +166,17 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "alerts.smtp_user": ("tickpipe", "tickpipe"),
         "alerts.email_from": ("tp@example.org", "tp@example.org"),
         "alerts.email_to": ("ops@example.org", ["ops@example.org"]),
+        "kafka.bootstrap": ("k1:9092,k2:9092", "k1:9092,k2:9092"),
+        "kafka.trades_topic": ("t", "t"),
+        "kafka.candles_topic": ("c", "c"),
+        "kafka.dead_letter_topic": ("d", "d"),
+        "kafka.encoding": ("binary", "binary"),
+        "kafka.group": ("g", "g"),
+        "kafka.message_trades": ("50", 50),
+        "kafka.properties": (
+            "linger.ms=1, client.rack=r1",
+            {"linger.ms": "1", "client.rack": "r1"},
+        ),
     }
     for name in EXCHANGES:
         stream = connector(name).INFO.streams[-1]

@@ -368,28 +368,58 @@ def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
 @click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
 @STORE_OPTION
 @_serve_options
-def serve(config_path, data_dir, host, port, token, insecure) -> None:  # fmt: skip
+@click.option(
+    "--kafka",
+    "bootstrap",
+    metavar="HOST:PORT",
+    help="Live candle updates from the candles topic (distributed mode).",
+)
+@click.option("--candles-topic", help="Candles topic [default: tickpipe.candles].")
+def serve(config_path, data_dir, host, port, token, insecure, bootstrap,
+          candles_topic) -> None:  # fmt: skip
     """Serve the API over an existing store, read-only: no live pushes (run or demo push).
 
     DuckDB lets one process write a file at a time: stop `tickpipe run` first, or use the API
-    that `run` and `demo` start themselves.
+    that `run` and `demo` start themselves. With `--kafka`, live candle updates come from the
+    candles topic that `tickpipe process` replicas publish (the distributed mode).
     """
     from tickpipe.serve.app import ApiContext, create_app
     from tickpipe.serve.server import make_server
 
     config = _config(config_path, {"data_dir": data_dir, **_serve_overrides(
-        host, port, token, insecure)})  # fmt: skip
+        host, port, token, insecure), "kafka.bootstrap": bootstrap,
+        "kafka.candles_topic": candles_topic})  # fmt: skip
     store = config.open_store(read_only=True)
     try:
         sock = _bind(config)
-        click.echo(
-            f"tickpipe serve: dashboard and API at {_url(sock)} over {store.describe()} "
-            f"(read-only: no live pushes; Ctrl-C to stop)"
-        )
-        server = make_server(create_app(ApiContext(store), config.serve.token or None), True)
-        asyncio.run(server.serve(sockets=[sock]))
+        hub = None
+        live = "read-only: no live pushes"
+        if bootstrap:
+            from tickpipe.serve.live import Hub
+
+            hub = Hub()
+            live = f"live candles from kafka {config.kafka.bootstrap} {config.kafka.candles_topic}"
+        click.echo(f"tickpipe serve: dashboard and API at {_url(sock)} over "
+                   f"{store.describe()} ({live}; Ctrl-C to stop)")  # fmt: skip
+        app = create_app(ApiContext(store, hub=hub), config.serve.token or None)
+        asyncio.run(_serve_live(make_server(app, True), sock, config, hub))
     finally:
         store.close()
+
+
+async def _serve_live(server, sock, config: Config, hub) -> None:
+    """The server, with the candles-topic feed into `hub` when there is one."""
+    if hub is None:
+        await server.serve(sockets=[sock])
+        return
+    from tickpipe.serve.kafka_feed import CandleFeed
+
+    feed = CandleFeed(config.kafka, hub, asyncio.get_running_loop())
+    feed.start()
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        feed.stop()
 
 
 def _bind(config: Config):
@@ -410,6 +440,150 @@ def _url(sock) -> str:
     from tickpipe.serve.server import url_of
 
     return url_of(sock)
+
+
+def _kafka_options(func):
+    """Options of the distributed mode (`ingest`, `process`)."""
+    for option in reversed(
+        [
+            click.option("--kafka", "bootstrap", metavar="HOST:PORT",
+                         help="Kafka bootstrap servers [default: 127.0.0.1:9092]."),
+            click.option("--topic", help="Trades topic [default: tickpipe.trades]."),
+        ]
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+@cli.command()
+@_kafka_options
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML configuration file (see README, Configuration).",
+)
+@click.option("--data-dir", help="Where dead letters go [default: ./tickpipe-data].")
+@click.option("--duration", callback=_seconds, help="Stop after this long [default: Ctrl-C].")
+@click.option(
+    "--encoding",
+    type=click.Choice(["json", "binary"]),
+    help="Trade message encoding [default: json].",
+)
+@click.option("--simulated", is_flag=True, help="Publish the simulated market of `demo`.")
+@click.option("--symbols", "sim_symbols", type=int, help="Simulated symbols [default: 20].")
+@click.option("--rate", type=float, help="Simulated trades per second [default: 2000].")
+@click.option("--seed", type=int, help="Random seed of the simulated market [default: 0].")
+@click.option("--exchange", "exchanges", multiple=True, help="Exchange, repeatable (as `run`).")
+@click.option("--symbol", "symbols", multiple=True, help="Symbol, repeatable (as `run`).")
+@click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    callback=_endpoints,
+    metavar="NAME=URL",
+    help="WebSocket endpoint override, repeatable.",
+)
+@click.option(
+    "--no-symbol-check",
+    "no_symbol_check",
+    is_flag=True,
+    default=None,
+    help="Do not look the symbols up at start-up.",
+)
+@click.option("--replay", type=click.Path(dir_okay=False), help="Replay a trades file.")
+@click.option("--speed", type=float, help="Replay speed (0 = as fast as possible).")
+def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulated, sim_symbols,
+           rate, seed, exchanges, symbols, endpoints, no_symbol_check, replay,
+           speed) -> None:  # fmt: skip
+    """Publish trades from the sources to Kafka (the distributed mode's first stage)."""
+    config = _config(config_path, {
+        "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic, "kafka.encoding": encoding,
+        "data_dir": data_dir, "demo.symbols": sim_symbols, "demo.rate": rate, "demo.seed": seed,
+        "run.exchanges": list(exchanges) or None, "run.symbols": list(symbols) or None,
+        "run.check_symbols": False if no_symbol_check else None,
+        "run.replay": replay, "run.speed": speed,
+        **{f"exchanges.{name}.url": url for name, url in endpoints.items()},
+    })  # fmt: skip
+    from tickpipe.ingest import run_ingest
+
+    if simulated:
+        from tickpipe.sources.simulated import SimulatedMarket
+
+        sources: list[Source] = [
+            SimulatedMarket(config.demo.symbols, config.demo.rate, config.demo.seed)
+        ]
+    else:
+        sources = _run_sources(config)
+    click.echo(
+        f"tickpipe ingest: {', '.join(s.name for s in sources)} -> kafka "
+        f"{config.kafka.bootstrap} topic {config.kafka.trades_topic} ({config.kafka.encoding})"
+    )
+    result = run_ingest(config, sources, duration)
+    click.echo(
+        f"tickpipe ingest: published {result.trades:,} trades in {result.messages:,} messages"
+        f" ({result.undelivered:,} undelivered)"
+    )
+    if result.undelivered or result.error:
+        click.echo(f"tickpipe ingest: error: {result.error or 'undelivered messages'}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@_kafka_options
+@STORE_OPTION
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML configuration file (see README, Configuration).",
+)
+@click.option("--data-dir", help="Where dead letters (and a DuckDB file) go.")
+@click.option("--group", help="Consumer group [default: tickpipe-process].")
+@click.option("--candles-topic", help="Candles topic [default: tickpipe.candles; '' = none].")
+@click.option("--interval", "intervals", multiple=True, help="Candle interval, repeatable.")
+@click.option("--hopping", multiple=True, help="Hopping window SIZE/SLIDE, repeatable.")
+@click.option("--duration", callback=_seconds, help="Stop after this long [default: SIGTERM].")
+@click.option("--name", help="This replica's client id [default: process-HOST-PID].")
+def process(bootstrap, topic, config_path, data_dir, group, candles_topic, intervals,
+            hopping, duration, name) -> None:  # fmt: skip
+    """Consume trades from Kafka, build candles, store them: one replica of a consumer group.
+
+    Run several: the group shares the partitions, and a crash or rebalance changes nothing
+    in the stored candles (see README, Distributed mode).
+    """
+    import logging
+    import os
+    import signal
+    import socket
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = _config(config_path, {
+        "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic, "kafka.group": group,
+        "kafka.candles_topic": candles_topic, "data_dir": data_dir,
+        "intervals": list(intervals) or None, "hopping": list(hopping) or None,
+    })  # fmt: skip
+    from tickpipe.processor import Processor
+
+    store = config.open_store()
+    name = name or f"process-{socket.gethostname()}-{os.getpid()}"
+    processor = Processor(config, store, name)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: processor.stop())
+    where = store.describe() if hasattr(store, "describe") else str(config.db_path)
+    click.echo(
+        f"tickpipe process: {name} in group {config.kafka.group}, kafka {config.kafka.bootstrap} "
+        f"topic {config.kafka.trades_topic} -> {where}",
+    )
+    try:
+        processor.run(duration)
+    finally:
+        store.close()
+    s = processor.stats
+    click.echo(
+        f"tickpipe process: {name}: {s.trades:,} trades stored, {s.replayed:,} replayed, "
+        f"{s.malformed:,} malformed, {s.commits:,} commits, {s.assignments:,} assignments"
+    )
 
 
 from tickpipe.bench.command import bench  # noqa: E402 - click only; the benchmark loads when run

@@ -71,6 +71,21 @@ class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
 
 
+class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """`[kafka]`: the distributed mode (`ingest`, `process`, `serve --kafka`)."""
+
+    bootstrap: str = "127.0.0.1:9092"  # HOST:PORT[,HOST:PORT...]
+    trades_topic: str = "tickpipe.trades"
+    candles_topic: str = "tickpipe.candles"  # compacted; "" = publish no candles
+    dead_letter_topic: str = "tickpipe.dead-letters"  # malformed trade messages; "" = none
+    encoding: str = "json"  # of trade messages: json (any Kafka tool reads it) or binary
+    group: str = "tickpipe-process"  # the processors' consumer group
+    message_trades: int = 1000  # at most this many trades (of one symbol) per message
+    # librdkafka settings passed through as they are (SASL/SSL, timeouts...), e.g.
+    # "security.protocol" = "SASL_SSL"; secrets belong in TICKPIPE_KAFKA_* variables, not files
+    properties: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: str = "./tickpipe-data"
     intervals: list[str] = msgspec.field(default_factory=lambda: ["1s", "5s", "1m", "5m", "1h"])
@@ -85,6 +100,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
     serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
+    kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
@@ -423,6 +439,7 @@ def check(
                 "serving beyond this machine needs an access token (--token or "
                 "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
             )  # fmt: skip
+    _check_kafka(config.kafka, fail)
     _check_store(config, origin)
     try:
         parse_duration(config.store_retry_for)
@@ -452,6 +469,31 @@ def check(
     if not 0 <= config.monitor.metrics_port <= 65535:
         fail("monitor.metrics_port", config.monitor.metrics_port, "between 0 (off) and 65535")
     check_alerts(config.alerts, fail, os.environ if env is None else env)
+
+
+def _check_kafka(kafka: KafkaConfig, fail: Any) -> None:
+    from tickpipe.transport.kafka import check_properties
+    from tickpipe.transport.schema import ENCODINGS
+
+    for i, address in enumerate(kafka.bootstrap.split(",")):
+        host, sep, port = address.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            fail("kafka.bootstrap", kafka.bootstrap, f"address {i + 1} is not HOST:PORT")
+    if not kafka.trades_topic.strip():
+        fail("kafka.trades_topic", kafka.trades_topic, "give a topic name")
+    if kafka.encoding not in ENCODINGS:
+        fail("kafka.encoding", kafka.encoding, f"one of {', '.join(ENCODINGS)}")
+    if not kafka.group.strip():
+        fail("kafka.group", kafka.group, "give a consumer group name")
+    if not 1 <= kafka.message_trades <= 100_000:
+        fail("kafka.message_trades", kafka.message_trades, "must be between 1 and 100000")
+    problem = check_properties(kafka.properties)
+    if problem is not None:
+        from tickpipe.transport.kafka import is_secret
+
+        name, why = problem
+        value = "***" if is_secret(name) else kafka.properties.get(name)
+        fail(f"kafka.properties.{name}", value, why)
 
 
 def _check_store(config: Config, origin: Mapping[str, str]) -> None:
@@ -507,7 +549,12 @@ def _set(data: dict, key: str, value: Any) -> None:
 
 def _from_env(text: str, kind: Any) -> Any:
     """Environment values are text: lists are comma-separated (lists of tables: JSON), booleans
-    1/0/true/false."""
+    1/0/true/false, tables (`kafka.properties`) comma-separated NAME=VALUE pairs."""
+    if getattr(kind, "__origin__", None) is dict:
+        pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+        if all(sep for _, sep, _ in pairs):
+            return {name.strip(): value.strip() for name, _, value in pairs}
+        return text
     if getattr(kind, "__origin__", None) is list:
         (item,) = kind.__args__
         if isinstance(item, type) and issubclass(item, msgspec.Struct):  # alerts.rules: JSON

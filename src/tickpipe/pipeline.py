@@ -76,6 +76,11 @@ class StoreWriter:
         self.written_trades = 0
         self.written_candles = 0
         self._pending_trades = 0
+        # Submissions counted, and how many of them are written: a Kafka processor commits an
+        # offset only once everything submitted before it is `durable`.
+        self.submitted = 0
+        self.durable = 0
+        self._flush_now = False
         self._trades: list[TradeBatch] = []
         self._candles: list[Candle] = []
         self._rolling: list[RollingStat] = []
@@ -110,8 +115,19 @@ class StoreWriter:
             self._rolling.extend(rolling)
             self._events.extend(events)
             self._metrics.extend(metrics)
+            self.submitted += 1
             if self._pending_trades >= self.max_pending:
                 self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write what is pending now and wait for it; False if `timeout` passed first."""
+        with self._cond:
+            target = self.submitted
+            self._flush_now = True
+            self._cond.notify_all()
+            return self._cond.wait_for(
+                lambda: self.durable >= target or self.error is not None or self._stop, timeout
+            )
 
     def close(self) -> None:
         """Write everything still pending and stop the thread."""
@@ -126,9 +142,13 @@ class StoreWriter:
         while True:
             with self._cond:
                 self._cond.wait_for(
-                    lambda: self._stop or self._pending_trades >= self.max_pending,
+                    lambda: (
+                        self._stop or self._flush_now or self._pending_trades >= self.max_pending
+                    ),
                     timeout=self.flush_every,
                 )
+                self._flush_now = False
+                upto = self.submitted
                 trades, self._trades = self._trades, []
                 candles, self._candles = self._candles, []
                 rolling, self._rolling = self._rolling, []
@@ -149,6 +169,9 @@ class StoreWriter:
             finally:
                 with self._cond:
                     self._pending_trades -= sum(len(t) for t in trades)
+                    if self.error is None:
+                        self.durable = upto
+                    self._cond.notify_all()
             if stopping:
                 return
 

@@ -1,0 +1,322 @@
+"""The distributed mode's throughput and latency, against a real Kafka broker and PostgreSQL.
+
+    python benchmarks/kafka.py                      # all three measurements (~2 minutes)
+    python benchmarks/kafka.py --trades 2000000 --encoding binary
+
+Needs a source checkout (it starts the broker and the database with the test fixtures'
+classes, tests/servers/) and scripts/setup/kafka.sh + postgresql.sh having run.
+
+1. Throughput, one processor: N simulated trades (200 symbols) are published to a 4-partition
+   topic first (not timed), then `tickpipe process` (a subprocess, as users run it) consumes,
+   aggregates and stores them in PostgreSQL. Rate = trades stored / time, from the first stored
+   transaction to the last (process start-up and group join not counted).
+2. Throughput, two processors: the same on a fresh database and group, two replicas.
+   And, to tell the processor's own cost from the store's: one processor in this process with
+   a store that keeps nothing (consume, decode, engine, offset commits; no PostgreSQL).
+3. Latency at a steady rate (default 10,000 trades/s, 20 symbols): a publisher subprocess stamps
+   each trade's `recv_ts` with the wall clock just before handing it to Kafka (so this is
+   ingest -> stored candle, not the simulated exchange latency); a processor runs in this
+   process with a store wrapper that notes, per trade, the wall clock right after the
+   PostgreSQL transaction holding the trade and the candle updates it caused committed.
+   Candle updates are not throttled here (provisional_every = 1ms) and the writer flushes every
+   5 ms, as a latency-minded deployment would set them.
+
+The machine is shared by everything on it (broker, database, processors): on a 2-core box the
+two-processor figure is bounded by the cores, not by tickpipe. Run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers.kafka import KafkaBroker, kafka_libs  # noqa: E402
+from servers.postgres import PostgresServer, find_bin_dir  # noqa: E402
+
+from tickpipe.config import KafkaConfig, load_config  # noqa: E402
+from tickpipe.sources.simulated import MarketSimulator  # noqa: E402
+from tickpipe.transport.kafka import TradePublisher  # noqa: E402
+
+BASE_TS = 1_750_000_000_000_000
+
+
+def publish_all(bootstrap: str, topic: str, n: int, symbols: int, encoding: str) -> float:
+    """Publish `n` trades as fast as possible; returns trades/s of the publishing itself."""
+    sim = MarketSimulator(symbols, 100_000.0, seed=11, exchange="sim", source="sim")
+    publisher = TradePublisher(
+        KafkaConfig(bootstrap=bootstrap, trades_topic=topic, encoding=encoding)
+    )
+    start = time.perf_counter()
+    done = 0
+    clock = BASE_TS
+    while done < n:
+        step = min(100_000, n - done)
+        batch = sim.trades(step, clock, 1_000_000)
+        clock += 1_000_000
+        while True:
+            try:
+                publisher.publish(batch)
+                break
+            except BufferError:
+                publisher.producer.poll(0.1)
+        done += len(batch)
+    assert publisher.flush(120) == 0 and publisher.error is None
+    return n / (time.perf_counter() - start)
+
+
+def stored_count(dsn: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as con:
+        return con.execute("SELECT count(*) FROM trades").fetchone()[0]
+
+
+def create_db(pg: PostgresServer) -> str:
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg.dsn, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    return pg.dsn_for(name)
+
+
+def throughput(
+    broker: KafkaBroker, pg: PostgresServer, tmp: Path, n: int, replicas: int, encoding: str
+) -> dict:
+    topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:6]}", 4)
+    publish_rate = publish_all(broker.bootstrap, topic, n, 200, encoding)
+    dsn = create_db(pg)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tickpipe",
+                "process",
+                "--kafka",
+                broker.bootstrap,
+                "--topic",
+                topic,
+                "--store",
+                dsn,
+                "--group",
+                f"g-{topic}",
+                "--candles-topic",
+                "",
+                "--data-dir",
+                str(tmp / f"{topic}-{i}"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(replicas)
+    ]
+    try:
+        first = None
+        count = 0
+        deadline = time.monotonic() + 600
+        while count < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                count = stored_count(dsn)
+            except Exception:
+                continue  # schema not created yet
+            if count and first is None:
+                first = (time.monotonic(), count)
+        end = time.monotonic()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(60)
+    assert first is not None and count == n, f"stored {count} of {n}"
+    rate = (n - first[1]) / (end - first[0])
+    return {
+        "processors": replicas, "trades": n, "trades_per_s": round(rate),
+        "per_processor": round(rate / replicas), "publish_trades_per_s": round(publish_rate),
+    }  # fmt: skip
+
+
+class DiscardStore:
+    """Accepts writes and keeps nothing: only for the "without PostgreSQL" ceiling below."""
+
+    written = 0
+
+    def write(self, trades=(), candles=(), *args, **kwargs) -> None:
+        self.written += sum(len(t) for t in trades)
+
+    def revisions(self, since: int) -> dict:
+        return {}
+
+    def finals(self, since: int) -> set:
+        return set()
+
+    def close(self) -> None:
+        pass
+
+
+def ceiling(broker: KafkaBroker, tmp: Path, n: int, encoding: str) -> dict:
+    """The processor's own rate (consume, decode, engine, commit) with the store taken out."""
+    from tickpipe.processor import Processor
+
+    topic = broker.create_topic(f"ceil-{uuid.uuid4().hex[:6]}", 4)
+    publish_all(broker.bootstrap, topic, n, 200, encoding)
+    config = load_config(env={}, overrides={
+        "kafka.bootstrap": broker.bootstrap, "kafka.trades_topic": topic,
+        "kafka.group": f"g-{topic}", "kafka.candles_topic": "", "data_dir": str(tmp / "ceil"),
+    })  # fmt: skip
+    store = DiscardStore()
+    processor = Processor(config, store, "ceiling")
+    runner = threading.Thread(target=processor.run, daemon=True)
+    runner.start()
+    first = None
+    deadline = time.monotonic() + 600
+    while processor.stats.trades < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+        if first is None and processor.stats.trades:
+            first = (time.monotonic(), processor.stats.trades)
+    end = time.monotonic()
+    processor.stop()
+    runner.join(60)
+    assert first is not None and processor.stats.trades == n
+    return {"trades": n, "trades_per_s": round((n - first[1]) / (end - first[0]))}
+
+
+class TimedStore:
+    """Wraps a store: per written trade, the time from its recv_ts to the commit (µs)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.samples: list[np.ndarray] = []
+        self.recording = False
+
+    def write(self, trades=(), candles=(), *args, **kwargs):
+        self.inner.write(trades, candles, *args, **kwargs)
+        now = time.time_ns() // 1000
+        if self.recording:
+            for batch in trades:
+                self.samples.append(now - batch.recv_ts)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def paced_publisher(bootstrap: str, topic: str, rate: float, symbols: int, seconds: float) -> None:
+    """(subprocess) Publish `rate` trades/s for `seconds`, recv_ts = wall clock at hand-over."""
+    sim = MarketSimulator(symbols, rate, seed=5, exchange="sim", source="sim")
+    publisher = TradePublisher(KafkaConfig(bootstrap=bootstrap, trades_topic=topic))
+    step = 0.002
+    start = time.time()
+    prev = int(start * 1e6)
+    wake = time.monotonic()
+    while time.time() - start < seconds:
+        wake += step
+        delay = wake - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        now = time.time_ns() // 1000
+        batch = sim.span(prev, now)
+        prev = now
+        if len(batch):
+            batch.recv_ts[:] = time.time_ns() // 1000
+            publisher.publish(batch)
+    publisher.flush(30)
+
+
+def latency(broker: KafkaBroker, pg: PostgresServer, tmp: Path, rate: float, seconds: float):
+    from tickpipe.processor import Processor
+    from tickpipe.stores.postgresql import PostgresStore
+
+    topic = broker.create_topic(f"lat-{uuid.uuid4().hex[:6]}", 4)
+    dsn = create_db(pg)
+    path = tmp / "latency.toml"
+    path.write_text('flush_every = "5ms"\nprovisional_every = "1ms"\n')
+    config = load_config(path, env={}, overrides={
+        "kafka.bootstrap": broker.bootstrap, "kafka.trades_topic": topic,
+        "kafka.group": f"g-{topic}", "kafka.candles_topic": "", "data_dir": str(tmp / "lat"),
+    })  # fmt: skip
+    store = TimedStore(PostgresStore(dsn))
+    processor = Processor(config, store, "latency")
+    runner = threading.Thread(target=processor.run, daemon=True)
+    runner.start()
+    warmup = 3.0
+    pub = subprocess.Popen(
+        [sys.executable, __file__, "--publish", broker.bootstrap, topic, str(rate),
+         str(seconds + warmup)]
+    )  # fmt: skip
+    time.sleep(warmup)
+    store.recording = True
+    pub.wait(seconds + 120)
+    time.sleep(1.0)
+    store.recording = False
+    processor.stop()
+    runner.join(60)
+    store.inner.close()
+    lag = np.concatenate(store.samples) / 1000.0
+    return {"rate": rate, "seconds": seconds, "trades_measured": len(lag),
+            "p50_ms": round(float(np.percentile(lag, 50)), 2),
+            "p99_ms": round(float(np.percentile(lag, 99)), 2),
+            "max_ms": round(float(lag.max()), 2)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--encoding", choices=["json", "binary"], default="json")
+    parser.add_argument("--rate", type=float, default=10_000.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["one", "two", "latency", "ceiling"])  # fmt: skip
+    parser.add_argument("--publish", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish:
+        bootstrap, topic, rate, seconds = args.publish
+        paced_publisher(bootstrap, topic, float(rate), 20, float(seconds))
+        return
+    bin_dir = find_bin_dir()
+    assert bin_dir is not None, "PostgreSQL is not installed (scripts/setup/postgresql.sh)"
+    with tempfile.TemporaryDirectory(prefix="tickpipe-bench-kafka-") as tmp_name:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o755)
+        broker = KafkaBroker(tmp / "kafka", kafka_libs())
+        pg = PostgresServer(bin_dir)
+        try:
+            broker.start()
+            pg.init()
+            pg.start()
+            results: dict = {"cpus": os.cpu_count(), "encoding": args.encoding}
+            if "one" not in args.skip:
+                results["one_processor"] = throughput(broker, pg, tmp, args.trades, 1,
+                                                      args.encoding)  # fmt: skip
+                print(json.dumps(results["one_processor"]), file=sys.stderr)
+            if "two" not in args.skip:
+                results["two_processors"] = throughput(broker, pg, tmp, args.trades, 2,
+                                                       args.encoding)  # fmt: skip
+                print(json.dumps(results["two_processors"]), file=sys.stderr)
+            if "ceiling" not in args.skip:
+                results["processor_without_store"] = ceiling(broker, tmp, args.trades,
+                                                             args.encoding)  # fmt: skip
+                print(json.dumps(results["processor_without_store"]), file=sys.stderr)
+            if "latency" not in args.skip:
+                results["latency"] = latency(broker, pg, tmp, args.rate, args.seconds)
+            print(json.dumps(results, indent=2))
+        finally:
+            broker.stop()
+            pg.close()
+
+
+if __name__ == "__main__":
+    main()

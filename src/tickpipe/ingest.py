@@ -1,0 +1,74 @@
+"""`tickpipe ingest`: the sources of `run`, publishing to Kafka instead of aggregating."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from tickpipe.config import Config
+from tickpipe.deadletter import DeadLetters
+from tickpipe.sources import Source, SourceContext, SourceStats
+from tickpipe.transport.kafka import TradePublisher
+
+log = logging.getLogger("tickpipe.ingest")
+
+
+@dataclass
+class IngestResult:
+    trades: int
+    messages: int
+    undelivered: int
+    error: str | None
+
+
+def run_ingest(config: Config, sources: list[Source], duration: float | None) -> IngestResult:
+    """Run the sources until `duration`, SIGINT/SIGTERM or their end; deliver everything."""
+    publisher = TradePublisher(config.kafka)
+    dead_letters = DeadLetters(config.dead_letter_path)
+    try:
+        asyncio.run(_run(sources, publisher, dead_letters, duration))
+    finally:
+        undelivered = publisher.flush(60)
+        dead_letters.close()
+    return IngestResult(
+        publisher.sent_trades, publisher.sent_messages, undelivered, publisher.error
+    )
+
+
+async def _run(
+    sources: list[Source], publisher: TradePublisher, dead_letters: DeadLetters,
+    duration: float | None,
+) -> None:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stopping.set)
+
+    async def run_source(source: Source) -> None:
+        ctx = SourceContext(emit=publisher.emit, dead_letters=dead_letters, stats=SourceStats())
+        try:
+            await source.run(ctx)
+        except Exception as exc:
+            log.error("source %s stopped: %s", source.name, exc)
+            raise
+
+    async def deliver() -> None:
+        # Delivery reports arrive through poll(); an idle producer must still be polled.
+        while True:
+            publisher.producer.poll(0)
+            await asyncio.sleep(0.05)
+
+    tasks = [asyncio.create_task(run_source(s)) for s in sources]
+    poller = asyncio.create_task(deliver())
+    done = asyncio.gather(*tasks, return_exceptions=True)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait([done, stop], timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in [*tasks, poller, stop]:
+            task.cancel()
+        await asyncio.gather(*tasks, poller, stop, return_exceptions=True)

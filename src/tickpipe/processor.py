@@ -1,0 +1,400 @@
+"""`tickpipe process`: the engine as one replica of a Kafka consumer group, exactly once.
+
+A processor owns the partitions the group gives it. Per consumed batch it runs the same
+EngineStage as the embedded pipeline (engine -> StoreWriter), and remembers a *mark*: the
+position of every partition, the replay point of each (transport/offsets.py), and the writer's
+submission count. Offsets are committed only for marks the writer has made durable, so the
+store always holds everything before a committed offset; each commit carries the replay point
+as metadata.
+
+On assignment the processor starts a fresh engine, seeks every partition to its replay point
+and replays up to the committed offset without writing (those trades are stored already), then
+restores the windows exactly as the embedded restart does (windows before the cut-off dropped,
+stored revisions and finals carried over) and goes live. Trades stored after the last commit
+come again; the store ignores them (unique trade ids) and candles converge by upsert. On
+revocation it writes what is pending and commits, so a rebalance replays little.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tickpipe.config import Config
+from tickpipe.deadletter import DeadLetters
+from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.engine.windows import parse_duration
+from tickpipe.pipeline import EngineStage, StoreWriter, now_us
+from tickpipe.records import Candle, TradeBatch
+from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
+from tickpipe.transport.offsets import (
+    OffsetTracker,
+    cutoff_of,
+    decode_metadata,
+    encode_metadata,
+)
+from tickpipe.transport.schema import DecodedTrades, SchemaError, decode_trades, to_batch
+
+log = logging.getLogger("tickpipe.process")
+TICK_SECONDS = 0.1
+CONSUME_MESSAGES = 2000
+
+
+@dataclass
+class Mark:
+    """Where every partition stood after one submission to the store writer."""
+
+    submitted: int
+    positions: dict[int, int]
+    replay: dict[int, int]
+
+
+@dataclass
+class ProcessorStats:
+    messages: int = 0
+    trades: int = 0  # accepted by the engine and handed to the store (live, not replayed)
+    replayed: int = 0  # trades replayed to rebuild windows after an assignment
+    malformed: int = 0
+    commits: int = 0
+    assignments: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class _Sink:
+    """The writer seen by a replaying EngineStage: outputs are dropped (already stored)."""
+
+    pending = 0
+    max_pending = 1
+    error = None
+
+    def submit(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class Processor:
+    """One replica of `tickpipe process`; `run()` until `stop()` (or SIGTERM in the CLI)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Any,
+        name: str = "process",
+        on_candles: Callable[[list[Candle]], None] | None = None,
+    ) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self.config = config
+        self.kafka = config.kafka
+        self.name = name
+        self.store = store
+        self.dead_letters = DeadLetters(config.dead_letter_path)
+        self.writer = StoreWriter(store, parse_duration(config.flush_every) / 1e6)
+        self.consumer = Consumer({**consumer_settings(self.kafka), "client.id": name}, logger=log)
+        self.candles: CandlePublisher | None = None
+        self._producer = None
+        if self.kafka.candles_topic or self.kafka.dead_letter_topic:
+            self._producer = Producer({**producer_settings(self.kafka), "client.id": name})
+        if self.kafka.candles_topic:
+            self.candles = CandlePublisher(self.kafka.candles_topic, self._producer)
+        self.on_candles = on_candles
+        self.stats = ProcessorStats()
+        self._engine_config = config.engine_config()
+        self._stop = threading.Event()
+        self._gid: dict[tuple[str, str], int] = {}
+        self._marks: list[Mark] = []
+        self._committed: dict[int, int] = {}
+        self._new_assignment()
+
+    # -- assignment lifecycle ------------------------------------------------------------
+
+    def _new_assignment(self) -> None:
+        engine_config = self._engine_config
+        self.engine = CandleEngine(engine_config)
+        align = max(w.size for w in engine_config.windows)
+        self.tracker = OffsetTracker(engine_config.allowed_lateness, self.engine.horizon, align)
+        self.stage = EngineStage(self.engine, self.writer, self.dead_letters)
+        self._replay_stage = EngineStage(self.engine, _Sink(), self.dead_letters)  # type: ignore[arg-type]
+        self._replay_until: dict[int, int] = {}  # partition -> committed offset
+        self._held: list[Any] = []  # live messages consumed while others still replay
+        self._marks = []
+        self._committed = {}
+        self._assigned: list[int] = []
+        self._paused: list[Any] = []
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        self._new_assignment()
+        self.stats.assignments += 1
+        committed = consumer.committed(partitions, timeout=30)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else None
+            replay = decode_metadata(tp.metadata)
+            if offset is None:
+                tp.offset = OFFSET_BEGINNING
+                continue
+            self._committed[tp.partition] = offset
+            if replay is not None and replay < offset:
+                self._replay_until[tp.partition] = offset
+                tp.offset = replay
+        self._assigned = [tp.partition for tp in committed]
+        log.info(
+            "%s: assigned partitions %s (replaying %s)",
+            self.name, self._assigned, sorted(self._replay_until),
+        )  # fmt: skip
+        consumer.assign(committed)
+        if not self._replay_until:
+            self._finish_replay()
+            return
+        # Partitions with nothing to replay wait (paused) until the others have rebuilt their
+        # windows, so what they fetch meanwhile need not be held in memory.
+        waiting = [tp for tp in committed if tp.partition not in self._replay_until]
+        if waiting:
+            consumer.pause(waiting)
+            self._paused.extend(waiting)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        """Write what is pending, commit it, forget the windows: the next owner replays."""
+        log.info("%s: partitions revoked: %s", self.name, [tp.partition for tp in partitions])
+        if not self._replay_until:
+            self.writer.flush(timeout=60)
+            self._commit(final=True)
+        consumer.unassign()
+        self._new_assignment()
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        """Partitions lost without a clean revoke (session timeout): nothing may be committed."""
+        log.warning("%s: partitions lost: %s", self.name, [tp.partition for tp in partitions])
+        consumer.unassign()
+        self._new_assignment()
+
+    def _finish_replay(self) -> None:
+        """The replayed trades rebuilt the windows: restore them as a restart would."""
+        engine = self.engine
+        if engine.states:
+            keys = [(s.instrument.exchange, s.instrument.symbol) for s in engine.states]
+            max_ts = np.array([self.tracker.max_ts[self._gid[k]] for k in keys], np.int64)
+            cut = cutoff_of(max_ts, self.tracker.lateness, self.tracker.horizon,
+                            self.tracker.align)  # fmt: skip
+            cutoff = dict(zip(keys, cut.tolist(), strict=True))
+            since = int(cut.min())
+            candles = engine.restore([], cutoff, self.store.revisions(since), now_us(),
+                                     self.store.finals(since))  # fmt: skip
+            self._emit(EngineOutput(candles=candles))
+        self._replay_until = {}
+        if self._paused:
+            self.consumer.resume(self._paused)
+        self._paused = []
+        held, self._held = self._held, []
+        if held:
+            self._handle(held)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, duration: float | None = None) -> None:
+        """Consume, process, commit; until `stop()` or `duration` seconds."""
+        from tickpipe.transport.kafka import ensure_topic
+
+        wanted = {self.kafka.candles_topic: {"cleanup.policy": "compact"},
+                  self.kafka.dead_letter_topic: {}}  # fmt: skip
+        for topic, topic_config in wanted.items():
+            warning = ensure_topic(self.kafka, topic, topic_config) if topic else None
+            if warning:
+                log.warning("%s: %s", self.name, warning)
+        self.consumer.subscribe(
+            [self.kafka.trades_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        deadline = None if duration is None else time.monotonic() + duration
+        next_tick = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                messages = self._consume()
+                if messages:
+                    self._handle(messages)
+                if time.monotonic() >= next_tick and not self._replay_until:
+                    next_tick = time.monotonic() + TICK_SECONDS
+                    self._emit(self.engine.tick(now_us()))
+                self._commit()
+                while self.stage.behind:
+                    time.sleep(0.005)  # the store is behind: stop consuming until it catches up
+                    self._commit()
+        finally:
+            self.close()
+
+    def _consume(self) -> list[Any]:
+        """What has arrived, or else wait for the first message (at most one tick).
+
+        `consume(n, timeout)` waits until it has n messages or the timeout passes: under a
+        light load that wait would be every message's latency, so take what is there first.
+        """
+        messages = self.consumer.consume(CONSUME_MESSAGES, 0)
+        if not messages:
+            messages = self.consumer.consume(1, TICK_SECONDS)
+            if messages:
+                messages.extend(self.consumer.consume(CONSUME_MESSAGES - 1, 0))
+        return messages
+
+    def close(self) -> None:
+        """Write everything, commit it, leave the group (the others take over at once)."""
+        try:
+            if not self._replay_until and self.writer.error is None:
+                self._emit(EngineOutput(candles=self.engine.flush(now_us())))
+                self.writer.flush(timeout=60)
+                self._commit(final=True)
+        finally:
+            try:
+                self.consumer.close()
+            finally:
+                try:
+                    self.writer.close()
+                finally:
+                    if self._producer is not None:
+                        self._producer.flush(30)
+                    self.dead_letters.close()
+
+    # -- messages ------------------------------------------------------------------------
+
+    def _handle(self, messages: list[Any]) -> None:
+        replay: dict[str, list[DecodedTrades]] = {}
+        live: dict[str, list[DecodedTrades]] = {}
+        notes: dict[int, list[tuple[int, int, int]]] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if not err.retriable() and err.fatal():
+                    raise RuntimeError(f"kafka: {err.str()}")
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            until = self._replay_until.get(partition)
+            if self._replay_until and (until is None or offset >= until):
+                self._held.append(msg)  # live, but other partitions are still replaying
+                continue
+            self.stats.messages += 1
+            try:
+                decoded = decode_trades(msg.value())
+            except SchemaError as exc:
+                self.stats.malformed += 1
+                if until is None:  # a replayed one was dead-lettered the first time
+                    self._dead_letter(msg, f"malformed: {exc}")
+                self.tracker.skip(partition, offset)
+                continue
+            inst = decoded.instrument
+            gid = self._gid.setdefault((inst.exchange, inst.symbol), len(self._gid))
+            notes.setdefault(partition, []).append((offset, gid, decoded.max_ts))
+            (replay if until is not None else live).setdefault(decoded.source, []).append(decoded)
+        for partition, rows in notes.items():
+            arr = np.array(rows, np.int64)
+            self.tracker.note(partition, arr[:, 0], arr[:, 1], arr[:, 2])
+        for parts in replay.values():
+            batch = to_batch(parts)
+            self.stats.replayed += len(batch)
+            self._replay_stage.process(batch)
+        if self._replay_until:
+            self._check_replay_done()
+        for parts in live.values():
+            self._process(to_batch(parts))
+        if (notes or live) and not self._replay_until:
+            self._mark()
+
+    def _dead_letter(self, msg: Any, reason: str) -> None:
+        """Keep a message the processor cannot use: in the dead-letter file, and as it was on
+        the dead-letter topic (headers say why and where from), for every processor's rejects
+        in one place."""
+        origin = f"{msg.topic()}/{msg.partition()}@{msg.offset()}"
+        self.dead_letters.write(f"kafka:{origin}", reason, msg.value() or b"")
+        if self._producer is not None and self.kafka.dead_letter_topic:
+            headers = {"tickpipe-reason": reason, "tickpipe-origin": origin}
+            self._producer.produce(
+                self.kafka.dead_letter_topic, msg.value(), msg.key(), headers=headers
+            )
+
+    def _check_replay_done(self) -> None:
+        done = []
+        for partition, until in self._replay_until.items():
+            log_ = self.tracker.partitions.get(partition)
+            if log_ is not None and log_.position >= until:
+                done.append(partition)
+        if len(done) < len(self._replay_until):
+            from confluent_kafka import TopicPartition
+
+            paused = [TopicPartition(self.kafka.trades_topic, p) for p in done]
+            new = [tp for tp in paused if tp.partition not in {q.partition for q in self._paused}]
+            if new:
+                self.consumer.pause(new)
+                self._paused.extend(new)
+            return
+        self._finish_replay()
+
+    def _process(self, batch: TradeBatch) -> None:
+        before = self.stage.counters.trades
+        out = self.engine.process(batch, now_us())
+        self._emit(out)
+        self.stats.trades += self.stage.counters.trades - before
+
+    def _emit(self, out: EngineOutput) -> None:
+        self.stage._apply(out)
+        if out.candles:
+            if self.candles is not None:
+                self.candles.publish(out.candles)
+            if self.on_candles is not None:
+                self.on_candles(out.candles)
+
+    # -- commits -------------------------------------------------------------------------
+
+    def _mark(self) -> None:
+        positions, replay = {}, {}
+        for partition, plog in self.tracker.partitions.items():
+            if plog.position < 0:
+                continue
+            positions[partition] = plog.position
+            replay[partition] = self.tracker.replay_point(partition)
+        if positions:
+            self._marks.append(Mark(self.writer.submitted, positions, replay))
+
+    def _commit(self, final: bool = False) -> None:
+        """Commit the newest mark the store holds everything of (final: synchronously)."""
+        if self.writer.error is not None:
+            raise RuntimeError(f"the store writer failed: {self.writer.error}")
+        durable = self.writer.durable
+        ready = None
+        while self._marks and self._marks[0].submitted <= durable:
+            ready = self._marks.pop(0)
+        if ready is None:
+            return
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets = [
+            TopicPartition(
+                self.kafka.trades_topic, p, pos, encode_metadata(ready.replay.get(p, pos))
+            )
+            for p, pos in ready.positions.items()
+            if final or pos > self._committed.get(p, -1)
+        ]
+        if not offsets:
+            return
+        try:
+            # In flight, commits are asynchronous (a lost one is covered by the next, which
+            # is never older); on revoke and close they are waited for.
+            self.consumer.commit(offsets=offsets, asynchronous=not final)
+        except KafkaException as exc:
+            # The broker is away (restart) or the group is rebalancing: keep the mark, retry.
+            log.warning("%s: offset commit failed (%s); retrying", self.name, exc)
+            self._marks.insert(0, ready)
+            return
+        for tp in offsets:
+            self._committed[tp.partition] = tp.offset
+        self.stats.commits += 1

@@ -1,0 +1,111 @@
+"""The Kafka transport against a real broker: keys, partitions, order, both encodings; and the
+pass-through client settings, whose errors name the setting."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from tickpipe.config import ConfigError, KafkaConfig, load_config
+from tickpipe.sources.simulated import MarketSimulator
+from tickpipe.transport.kafka import TradePublisher
+from tickpipe.transport.schema import decode_trades, to_batch
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+    })  # fmt: skip
+    consumer.subscribe([topic])
+    out = []
+    try:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            out.extend(m for m in consumer.consume(500, 0.5) if m.error() is None)
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["json", "binary"])
+def test_published_trades_come_back_keyed_one_partition_per_symbol_in_order(kafka, encoding):
+    topic = kafka.create_topic(f"t-{uuid.uuid4().hex[:8]}", 3)
+    batch = MarketSimulator(8, 5000.0, seed=5, exchange="sim", source="sim").trades(
+        20_000, 1_700_000_000_000_000
+    )
+    publisher = TradePublisher(
+        KafkaConfig(bootstrap=kafka.bootstrap, trades_topic=topic, encoding=encoding,
+                    message_trades=300)
+    )  # fmt: skip
+    publisher.publish(batch)
+    assert publisher.flush(30) == 0 and publisher.error is None
+    messages = consume_all(kafka.bootstrap, topic, publisher.sent_messages)
+    assert len(messages) == publisher.sent_messages
+    partitions: dict[str, set[int]] = {}
+    seqs: dict[str, list[int]] = {}
+    for m in messages:
+        decoded = decode_trades(m.value())
+        key = f"{decoded.instrument.exchange}:{decoded.instrument.symbol}"
+        assert m.key().decode() == key
+        partitions.setdefault(key, set()).add(m.partition())
+        seqs.setdefault(key, []).extend(np.asarray(decoded.seq).tolist())
+    assert all(len(p) == 1 for p in partitions.values()), "a symbol must stay in one partition"
+    assert len({p for ps in partitions.values() for p in ps}) > 1, "8 symbols, 3 partitions"
+    for code, inst in enumerate(batch.instruments):
+        # within its partition, a symbol's trades arrive in the order they were published
+        assert (
+            seqs[f"{inst.exchange}:{inst.symbol}"] == batch.seq[batch.instrument == code].tolist()
+        )
+    back = to_batch([decode_trades(m.value()) for m in messages])
+    assert sorted(back.seq.tolist()) == sorted(batch.seq.tolist())
+
+
+def test_an_unknown_client_property_stops_start_up_naming_it(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('[kafka.properties]\n"linger.ms" = "5"\n"no.such.thing" = "1"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    message = str(err.value)
+    assert "kafka.properties.no.such.thing" in message and "\n" not in message
+
+
+def test_a_bad_client_property_value_stops_start_up_naming_it(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('[kafka.properties]\n"compression.type" = "rar"\n')
+    with pytest.raises(ConfigError, match=r"kafka\.properties\.compression\.type"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize("name", ["enable.auto.commit", "acks", "enable.idempotence", "group.id"])
+def test_properties_exactly_once_depends_on_cannot_be_overridden(tmp_path, name):
+    path = tmp_path / "t.toml"
+    path.write_text(f'[kafka.properties]\n"{name}" = "1"\n')
+    with pytest.raises(ConfigError, match="set by tickpipe"):
+        load_config(path, env={})
+
+
+def test_secret_property_values_are_not_printed_in_errors(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('[kafka.properties]\n"sasl.password.typo" = "hunter2"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "kafka.properties.sasl.password.typo" in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [("TICKPIPE_KAFKA_BOOTSTRAP", "nohost", "kafka.bootstrap"),
+     ("TICKPIPE_KAFKA_ENCODING", "xml", "kafka.encoding"),
+     ("TICKPIPE_KAFKA_MESSAGE_TRADES", "0", "kafka.message_trades")],
+)  # fmt: skip
+def test_bad_kafka_settings_name_the_key(key, value, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(env={key: value})
