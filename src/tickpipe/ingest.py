@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from dataclasses import dataclass
 
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
+from tickpipe.monitor.distributed import serve_metrics
+from tickpipe.monitor.metrics import PipelineMetrics
+from tickpipe.records import TradeBatch
 from tickpipe.sources import Source, SourceContext, SourceStats
 from tickpipe.transport.kafka import TradePublisher
 
@@ -25,14 +29,19 @@ class IngestResult:
 
 
 def run_ingest(config: Config, sources: list[Source], duration: float | None) -> IngestResult:
-    """Run the sources until `duration`, SIGINT/SIGTERM or their end; deliver everything."""
+    """Run the sources until `duration`, SIGINT/SIGTERM or their end; deliver everything.
+    With `monitor.metrics_port`, /metrics counts what each source received."""
+    metrics = PipelineMetrics()
+    stop_metrics = serve_metrics(metrics, config)
     publisher = TradePublisher(config.kafka)
     dead_letters = DeadLetters(config.dead_letter_path)
     try:
-        asyncio.run(_run(sources, publisher, dead_letters, duration))
+        asyncio.run(_run(sources, publisher, dead_letters, duration, metrics))
     finally:
         undelivered = publisher.flush(60)
         dead_letters.close()
+        if stop_metrics is not None:
+            stop_metrics()
     return IngestResult(
         publisher.sent_trades, publisher.sent_messages, undelivered, publisher.error
     )
@@ -40,7 +49,7 @@ def run_ingest(config: Config, sources: list[Source], duration: float | None) ->
 
 async def _run(
     sources: list[Source], publisher: TradePublisher, dead_letters: DeadLetters,
-    duration: float | None,
+    duration: float | None, metrics: PipelineMetrics,
 ) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -48,8 +57,12 @@ async def _run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stopping.set)
 
+    async def emit(batch: TradeBatch) -> None:
+        metrics.observe_received(batch, time.time())
+        await publisher.emit(batch)
+
     async def run_source(source: Source) -> None:
-        ctx = SourceContext(emit=publisher.emit, dead_letters=dead_letters, stats=SourceStats())
+        ctx = SourceContext(emit=emit, dead_letters=dead_letters, stats=SourceStats())
         try:
             await source.run(ctx)
         except Exception as exc:

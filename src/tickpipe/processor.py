@@ -30,6 +30,7 @@ from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
 from tickpipe.engine.windows import parse_duration
+from tickpipe.monitor.distributed import ProcessorMonitor
 from tickpipe.pipeline import EngineStage, StoreWriter, now_us
 from tickpipe.records import Candle, TradeBatch
 from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
@@ -103,6 +104,9 @@ class Processor:
         if self.kafka.candles_topic:
             self.candles = CandlePublisher(self.kafka.candles_topic, self._producer)
         self.on_candles = on_candles
+        # KPIs are kept under the replica's name unless the config names the process.
+        process = config.monitor.process if config.monitor.process != "embedded" else name
+        self.monitor = ProcessorMonitor(config, self.writer, process)
         self.stats = ProcessorStats()
         self._engine_config = config.engine_config()
         self._stop = threading.Event()
@@ -229,6 +233,7 @@ class Processor:
                     next_tick = time.monotonic() + TICK_SECONDS
                     self._emit(self.engine.tick(now_us()))
                 self._commit()
+                self.monitor.step(self.consumer, self.kafka.trades_topic)
                 while self.stage.behind:
                     time.sleep(0.005)  # the store is behind: stop consuming until it catches up
                     self._commit()
@@ -255,7 +260,9 @@ class Processor:
                 self._emit(EngineOutput(candles=self.engine.flush(now_us())))
                 self.writer.flush(timeout=60)
                 self._commit(final=True)
+                self.monitor.step(self.consumer, self.kafka.trades_topic, force=True)
         finally:
+            self.monitor.close()
             try:
                 self.consumer.close()
             finally:
@@ -340,6 +347,7 @@ class Processor:
         self._finish_replay()
 
     def _process(self, batch: TradeBatch) -> None:
+        self.monitor.received(batch)
         before = self.stage.counters.trades
         out = self.engine.process(batch, now_us())
         self._emit(out)
