@@ -29,14 +29,13 @@ import numpy as np
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
-from tickpipe.engine.windows import parse_duration
+from tickpipe.engine.windows import parse_duration, restore_cutoff
 from tickpipe.monitor.distributed import ProcessorMonitor
 from tickpipe.pipeline import EngineStage, StoreWriter, now_us
 from tickpipe.records import Candle, TradeBatch
 from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
 from tickpipe.transport.offsets import (
     OffsetTracker,
-    cutoff_of,
     decode_metadata,
     encode_metadata,
 )
@@ -184,7 +183,7 @@ class Processor:
         if engine.states:
             keys = [(s.instrument.exchange, s.instrument.symbol) for s in engine.states]
             max_ts = np.array([self.tracker.max_ts[self._gid[k]] for k in keys], np.int64)
-            cut = cutoff_of(max_ts, self.tracker.lateness, self.tracker.horizon,
+            cut = restore_cutoff(max_ts, self.tracker.lateness, self.tracker.horizon,
                             self.tracker.align)  # fmt: skip
             cutoff = dict(zip(keys, cut.tolist(), strict=True))
             since = int(cut.min())

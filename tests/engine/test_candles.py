@@ -10,7 +10,14 @@ import pytest
 
 from tickpipe.engine.candles import CandleEngine, EngineConfig, EngineOutput
 from tickpipe.engine.windows import parse_window
-from tickpipe.records import Candle, Instrument, RollingStat, Trade, TradeBatch
+from tickpipe.records import (
+    Candle,
+    Instrument,
+    RollingStat,
+    Trade,
+    TradeBatch,
+    concat_batches,
+)
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.verify import verify
 
@@ -543,7 +550,8 @@ def test_restore_rebuilds_the_same_candles_and_recognises_seen_trades(
 
     restarted = new_engine()
     align = max(w.size for w in restarted.windows)
-    cutoff, stored = store.restore_point(restarted.horizon, lateness, align)
+    cutoff = store.restore_cutoff(restarted.horizon, lateness, align)
+    stored = concat_batches(store.restore_batches(cutoff), "restore")
     assert set(cutoff) == {(BTC.exchange, BTC.symbol), (ETH.exchange, ETH.symbol)}
     since = min(cutoff.values())
     revisions, finals = store.revisions(since), store.finals(since)
@@ -621,7 +629,8 @@ def test_restore_never_turns_a_final_candle_back_into_a_provisional_one(tmp_path
     assert store.query("SELECT final FROM candles") == [(True,)]
 
     after = engine("1s", lateness=500 * MS, idle=1 * S)
-    cutoff, stored = store.restore_point(after.horizon, 500 * MS, S)
+    cutoff = store.restore_cutoff(after.horizon, 500 * MS, S)
+    stored = concat_batches(store.restore_batches(cutoff), "restore")
     since = min(cutoff.values())
     rewritten = after.restore(
         stored, cutoff, store.revisions(since), T0 + 4 * S, store.finals(since)

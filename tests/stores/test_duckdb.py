@@ -12,7 +12,7 @@ import pytest
 
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
-from tickpipe.records import Candle, Trade, TradeBatch
+from tickpipe.records import Candle, Trade, TradeBatch, concat_batches
 from tickpipe.stores.duckdb import DuckDBStore, StoreError
 
 S = 1_000_000
@@ -255,6 +255,12 @@ def test_a_bucket_that_is_not_a_multiple_of_the_interval_is_refused(store: DuckD
 # -- restore point ------------------------------------------------------------------------
 
 
+def restore_point(store: DuckDBStore, horizon: int, lateness: int, align: int):
+    """What a restart reloads: the cut-offs, and the stored trades from them on."""
+    cutoff = store.restore_cutoff(horizon, lateness, align)
+    return cutoff, concat_batches(store.restore_batches(cutoff), "restore")
+
+
 def test_restore_point_returns_trades_from_the_aligned_cutoff(store: DuckDBStore) -> None:
     horizon, lateness, align = 6 * S, 2 * S, 60 * S
     btc = [trade(i, T0 + i * 700_000) for i in range(400)]  # up to T0 + 279.3 s
@@ -262,7 +268,7 @@ def test_restore_point_returns_trades_from_the_aligned_cutoff(store: DuckDBStore
            for i in range(400)]  # up to T0 + 159.6 s  # fmt: skip
     store.write(trades=[TradeBatch.from_trades(btc), TradeBatch.from_trades(eth[:200])])
     store.write(trades=[TradeBatch.from_trades(eth[200:])])
-    cutoff, batch = store.restore_point(horizon, lateness, align)
+    cutoff, batch = restore_point(store, horizon, lateness, align)
 
     def expected_cutoff(trades: list[Trade]) -> int:
         edge = max(t.ts for t in trades) - lateness - horizon - align
@@ -283,7 +289,7 @@ def test_restore_point_returns_trades_from_the_aligned_cutoff(store: DuckDBStore
 
 
 def test_restore_point_of_an_empty_store(store: DuckDBStore) -> None:
-    cutoff, batch = store.restore_point(S, S, S)
+    cutoff, batch = restore_point(store, S, S, S)
     assert cutoff == {} and len(batch) == 0
 
 
@@ -292,7 +298,7 @@ def test_restore_point_returns_each_stored_trade_once(store: DuckDBStore) -> Non
     trades = [trade(1, T0, raw="BTCUSDT"), trade(2, T0 + 1, raw="btcusdt", source="other"),
               trade(3, T0 + 2, raw="BTCUSDT")]  # fmt: skip
     store.write(trades=[TradeBatch.from_trades(trades)])
-    _, batch = store.restore_point(S, S, S)
+    _, batch = restore_point(store, S, S, S)
     assert sorted(t.seq for t in batch.to_trades()) == [1, 2, 3]
 
 

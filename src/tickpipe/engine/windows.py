@@ -55,6 +55,14 @@ class Window:
         return range(last, ts - self.size, -self.slide)
 
 
+def restore_cutoff(max_ts, lateness: int, horizon: int, align: int):
+    """The window-aligned event time before which no window of an instrument whose newest
+    trade is at `max_ts` can still change (an int, or a numpy array of them): a restart or a
+    Kafka replay rebuilds windows from trades at or after it."""
+    edge = max_ts - lateness - horizon - align
+    return edge - edge % align
+
+
 def parse_window(text: str) -> Window:
     """`1m` (tumbling) or `1m/5s` (size/slide, hopping); the slide must divide the size."""
     size_text, slash, slide_text = str(text).partition("/")

@@ -24,7 +24,7 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
-from tickpipe.engine.windows import format_duration
+from tickpipe.engine.windows import format_duration, restore_cutoff
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
@@ -286,22 +286,10 @@ class DuckDBStore(SqlReads):
         rows = self.query(sql, [format_duration(bucket), bucket, *params])
         return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
 
-    def restore_point(
-        self, horizon: int, lateness: int, align: int
-    ) -> tuple[dict[tuple[str, str], int], TradeBatch]:
-        """Per (exchange, symbol), the time from which stored trades rebuild every window
-        that can still change, and those trades (for the engine to reload after a restart)."""
-        cutoff = self.restore_cutoff(horizon, lateness, align)
-        return cutoff, concat_batches(self.restore_batches(cutoff), "restore")
-
     def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
         """Per (exchange, symbol), the window-aligned time before which nothing can change."""
         rows = self.query("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
-        cutoff: dict[tuple[str, str], int] = {}
-        for exchange, symbol, max_ts in rows:
-            edge = max_ts - lateness - horizon - align
-            cutoff[(exchange, symbol)] = edge - edge % align
-        return cutoff
+        return {(e, s): restore_cutoff(ts, lateness, horizon, align) for e, s, ts in rows}
 
     def restore_batches(
         self, cutoff: dict[tuple[str, str], int], rows: int = 500_000

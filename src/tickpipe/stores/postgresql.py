@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import conninfo
 
-from tickpipe.engine.windows import format_duration
+from tickpipe.engine.windows import format_duration, restore_cutoff
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
@@ -449,20 +449,10 @@ class PostgresStore(SqlReads):
 
     # -- restart -------------------------------------------------------------------------
 
-    def restore_point(
-        self, horizon: int, lateness: int, align: int
-    ) -> tuple[dict[tuple[str, str], int], TradeBatch]:
-        cutoff = self.restore_cutoff(horizon, lateness, align)
-        return cutoff, concat_batches(self.restore_batches(cutoff), "restore")
-
     def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
         """Per (exchange, symbol), the window-aligned time before which nothing can change."""
         rows = self._rows("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
-        cutoff: dict[tuple[str, str], int] = {}
-        for exchange, symbol, max_ts in rows:
-            edge = max_ts - lateness - horizon - align
-            cutoff[(exchange, symbol)] = edge - edge % align
-        return cutoff
+        return {(e, s): restore_cutoff(ts, lateness, horizon, align) for e, s, ts in rows}
 
     def restore_batches(
         self, cutoff: dict[tuple[str, str], int], rows: int = 500_000

@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tickpipe.engine.windows import restore_cutoff
+
 METADATA_VERSION = 1
-
-
-def cutoff_of(max_ts: np.ndarray, lateness: int, horizon: int, align: int) -> np.ndarray:
-    """Per instrument, the window-aligned event time before which no window can change."""
-    edge = max_ts - lateness - horizon - align
-    return edge - edge % align
 
 
 @dataclass
@@ -85,7 +81,7 @@ class OffsetTracker:
         log = self.partitions.get(partition)
         if log is None:
             return -1
-        cutoff = cutoff_of(self.max_ts, self.lateness, self.horizon, self.align) // self.align
+        cutoff = restore_cutoff(self.max_ts, self.lateness, self.horizon, self.align) // self.align
         limit = cutoff.tolist()
         log.first = {key: off for key, off in log.first.items() if key[1] >= limit[key[0]]}
         point = min(log.first.values(), default=log.position)
