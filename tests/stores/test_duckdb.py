@@ -10,14 +10,12 @@ import duckdb
 import msgspec
 import pytest
 
+from stores.rows import T0, M, S, candle, trade
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle, Trade, TradeBatch, concat_batches
 from tickpipe.stores.duckdb import DuckDBStore, StoreError
 
-S = 1_000_000
-M = 60 * S
-T0 = 1_700_000_040 * S  # minute-aligned
 EXACT = ("open", "high", "low", "close", "trades", "first_seq", "last_seq")
 APPROX = ("volume", "quote_volume", "vwap", "mean_price", "buy_volume", "sell_volume")
 
@@ -27,26 +25,6 @@ def store(tmp_path: Path):
     s = DuckDBStore(tmp_path / "data" / "tickpipe.duckdb")
     yield s
     s.close()
-
-
-def trade(i: int, ts: int, *, exchange="ex", symbol="BTC-USDT", raw="BTCUSDT", trade_id=None,
-          price=100.0, size=1.0, side="buy", source="feed") -> Trade:  # fmt: skip
-    return Trade(
-        source=source, exchange=exchange, symbol=symbol, raw_symbol=raw,
-        trade_id=str(i) if trade_id is None else trade_id, seq=i, price=price, size=size,
-        side=side, ts=ts, recv_ts=ts + 1234,
-    )  # fmt: skip
-
-
-def candle(start: int, **fields) -> Candle:
-    values = dict(
-        exchange="ex", symbol="BTC-USDT", interval="1m", start=start, open=1.0, high=2.0,
-        low=0.5, close=1.5, volume=3.0, quote_volume=4.5, vwap=1.5, mean_price=1.25, trades=3,
-        buy_volume=1.0, sell_volume=2.0, first_seq=10, last_seq=12, final=False, revision=0,
-        updated_at=start + 1,
-    )  # fmt: skip
-    values.update(fields)
-    return Candle(**values)
 
 
 def stored_trades(store: DuckDBStore) -> list[tuple]:

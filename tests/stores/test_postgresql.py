@@ -13,6 +13,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from stores.rows import T0, M, S, candle, trade
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import (
@@ -27,36 +28,12 @@ from tickpipe.stores.base import Store, StoreError
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.stores.postgresql import MIGRATIONS, PostgresStore, redact
 
-S = 1_000_000
-M = 60 * S
-T0 = 1_700_000_040 * S  # minute-aligned
-
 
 @pytest.fixture
 def store(postgres_dsn: str):
     s = PostgresStore(postgres_dsn)
     yield s
     s.close()
-
-
-def trade(i: int, ts: int, *, exchange="ex", symbol="BTC-USDT", raw="BTCUSDT", trade_id=None,
-          price=100.0, size=1.0, side="buy", source="feed") -> Trade:  # fmt: skip
-    return Trade(
-        source=source, exchange=exchange, symbol=symbol, raw_symbol=raw,
-        trade_id=str(i) if trade_id is None else trade_id, seq=i, price=price, size=size,
-        side=side, ts=ts, recv_ts=ts + 1234,
-    )  # fmt: skip
-
-
-def candle(start: int, **fields) -> Candle:
-    values = dict(
-        exchange="ex", symbol="BTC-USDT", interval="1m", start=start, open=1.0, high=2.0,
-        low=0.5, close=1.5, volume=3.0, quote_volume=4.5, vwap=1.5, mean_price=1.25, trades=3,
-        buy_volume=1.0, sell_volume=2.0, first_seq=10, last_seq=12, final=False, revision=0,
-        updated_at=start + 1,
-    )  # fmt: skip
-    values.update(fields)
-    return Candle(**values)
 
 
 def stored_trades(store: PostgresStore) -> list[tuple]:
