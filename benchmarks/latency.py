@@ -257,10 +257,15 @@ async def _client(
 
 def _analyse(trades: list, candles: list, measure_from: int) -> dict[str, Stats | int]:
     recv = {(sym, seq): recv_ts for sym, seq, recv_ts, _ in trades}
+    # The subscription starts once the engine has seen a symbol, so the first updates may
+    # name a trade pushed before it: those cannot be matched and are not counted.
+    first_pushed: dict[str, int] = {}
+    for sym, seq, _, _ in trades:
+        first_pushed[sym] = min(seq, first_pushed.get(sym, seq))
     live, final, to_emit, to_client = [], [], [], []
     unmatched = 0
     for sym, last_seq, is_final, updated_at, got in candles:
-        if got < measure_from:
+        if got < measure_from or last_seq < first_pushed.get(sym, last_seq + 1):
             continue
         recv_ts = recv.get((sym, last_seq))
         if recv_ts is None:
