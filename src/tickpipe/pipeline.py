@@ -357,6 +357,9 @@ class Pipeline:
         while True:
             batch = await self.transport.get(timeout=TICK_SECONDS)
             if batch is not None:
+                # One turn of the loop first: frames already readable on the sources' sockets
+                # join this step instead of each costing a step of its own.
+                await asyncio.sleep(0)
                 batches = [batch, *self.transport.get_nowait_all()]
                 await self.transport.wake_producers()
                 # Under load the queue holds many batches: one large batch per source costs

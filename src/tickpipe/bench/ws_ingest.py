@@ -10,7 +10,7 @@ process (what the library costs, whatever the network or other processes do).
 
 Run: `python -m tickpipe.bench.ws_ingest --frames 300000 --cpu 1`. Measured here
 (2026-11-21, the machine shared with other work): picows through WsClient and parse_frames
-0.30-0.33M frames/s wall, 0.36-0.39M per CPU second; websockets 0.08-0.12M, 3-4x less. In
+0.30-0.34M frames/s wall, 0.34-0.39M per CPU second; websockets 0.08-0.16M, 2.2-4x less. In
 some runs the websockets client's wall figure collapses to 4k-25k frames/s while its CPU
 figure stays near 0.2M: it then sits in epoll with both sockets' queues empty, and `ss -ti` on
 the server's socket shows the sender receive-window limited ~100% of the time with TCP's
