@@ -16,6 +16,16 @@ from tickpipe.records import Disconnect, Gap, Trade, TradeBatch
 from tickpipe.sources import Source, SourceContext
 
 
+def observed(trades: list[Trade]) -> list[tuple]:
+    """What a connector's tests compare with the trades the fake exchange made: every field
+    but `recv_ts` (the local clock)."""
+    return [
+        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
+         t.ts)
+        for t in trades
+    ]  # fmt: skip
+
+
 class SourceRun:
     """A running source and everything it handed out."""
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fakes import async_test
 from fakes.binance_server import FakeBinance, FakeBinanceThread
-from fakes.harness import SourceRun
+from fakes.harness import SourceRun, observed
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
 from tickpipe.records import Instrument, Trade, TradeBatch
@@ -84,14 +84,6 @@ def expected(events: list[dict[str, Any]]) -> list[tuple]:
         )
         for e in events
     ]
-
-
-def observed(trades: list[Trade]) -> list[tuple]:
-    return [
-        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
-         t.ts)
-        for t in trades
-    ]  # fmt: skip
 
 
 @async_test()

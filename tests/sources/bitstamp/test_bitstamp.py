@@ -17,10 +17,10 @@ import msgspec
 import pytest
 from fakes import async_test
 from fakes.bitstamp_server import FakeBitstamp
-from fakes.harness import SourceRun
+from fakes.harness import SourceRun, observed
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, Trade
+from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument
 from tickpipe.sources.bitstamp import fetch_symbols, make_source
 from tickpipe.sources.bitstamp.backfill import window
 from tickpipe.sources.bitstamp.parse import InstrumentIndex, parse_frames
@@ -143,14 +143,6 @@ def live(rows: list[dict[str, Any]], pair: str) -> list[tuple]:
         ("bitstamp", "bitstamp", symbol, pair, str(r["id"]), r["id"], float(r["price_str"]),
          float(r["amount_str"]), "sell" if r["type"] else "buy", int(r["microtimestamp"]))
         for r in rows
-    ]  # fmt: skip
-
-
-def observed(trades: list[Trade]) -> list[tuple]:
-    return [
-        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
-         t.ts)
-        for t in trades
     ]  # fmt: skip
 
 

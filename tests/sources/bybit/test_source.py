@@ -16,10 +16,10 @@ import msgspec
 import pytest
 from fakes import async_test
 from fakes.bybit_server import FakeBybit
-from fakes.harness import SourceRun
+from fakes.harness import SourceRun, observed
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Instrument, Trade
+from tickpipe.records import Instrument
 from tickpipe.sources.bybit import fetch_symbols, make_source
 from tickpipe.sources.bybit.source import BybitSource, connection_groups
 from tickpipe.sources.registry import ExchangeOptions
@@ -70,14 +70,6 @@ def expected(events: list[dict[str, Any]]) -> list[tuple]:
         )
         for e in events
     ]
-
-
-def observed(trades: list[Trade]) -> list[tuple]:
-    return [
-        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
-         t.ts)
-        for t in trades
-    ]  # fmt: skip
 
 
 def made(server: FakeBybit) -> set[tuple]:

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from fakes import async_test
 from fakes.coinbase_server import FakeCoinbase
-from fakes.harness import SourceRun
+from fakes.harness import SourceRun, observed
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Gap, Instrument, Trade, TradeBatch
+from tickpipe.records import Gap, Instrument, TradeBatch
 from tickpipe.sources.coinbase import INFO, fetch_symbols, make_source
 from tickpipe.sources.coinbase.source import BackfillConfig, CoinbaseSource, GapTracker
 from tickpipe.sources.registry import ExchangeOptions
@@ -80,14 +80,6 @@ def expected(trades: list[dict[str, Any]]) -> list[tuple]:
         ("coinbase", "coinbase", t["product_id"], t["product_id"], str(t["trade_id"]),
          t["trade_id"], float(t["price"]), float(t["size"]),
          "buy" if t["side"] == "sell" else "sell", t["time_us"])
-        for t in trades
-    ]  # fmt: skip
-
-
-def observed(trades: list[Trade]) -> list[tuple]:
-    return [
-        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
-         t.ts)
         for t in trades
     ]  # fmt: skip
 

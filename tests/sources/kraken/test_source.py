@@ -16,11 +16,11 @@ import msgspec
 import numpy as np
 import pytest
 from fakes import async_test
-from fakes.harness import SourceRun
+from fakes.harness import SourceRun, observed
 from fakes.kraken_server import FakeKraken
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Instrument, Trade, TradeBatch
+from tickpipe.records import Instrument, TradeBatch
 from tickpipe.sources.kraken import fetch_symbols, make_source
 from tickpipe.sources.kraken.source import GapDetector, KrakenSource
 from tickpipe.sources.registry import ExchangeOptions
@@ -66,14 +66,6 @@ def expected(events: list[dict[str, Any]]) -> list[tuple]:
         )
         for e in events
     ]
-
-
-def observed(trades: list[Trade]) -> list[tuple]:
-    return [
-        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
-         t.ts)
-        for t in trades
-    ]  # fmt: skip
 
 
 def made(server: FakeKraken) -> set[tuple]:

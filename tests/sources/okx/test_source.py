@@ -17,11 +17,11 @@ import msgspec
 import numpy as np
 import pytest
 from fakes import async_test
-from fakes.harness import SourceRun
+from fakes.harness import SourceRun, observed
 from fakes.okx_server import FakeOkx
 
 from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Instrument, Trade, TradeBatch
+from tickpipe.records import Instrument, TradeBatch
 from tickpipe.sources.okx import fetch_symbols, make_source
 from tickpipe.sources.okx.source import GapDetector, OkxSource
 from tickpipe.sources.registry import ExchangeOptions
@@ -64,14 +64,6 @@ def expected(rows: list[dict[str, str]]) -> list[tuple]:
         ("okx", "okx", r["instId"], r["instId"], r["tradeId"], int(r["tradeId"]), float(r["px"]),
          float(r["sz"]), r["side"], int(r["ts"]) * 1000)
         for r in rows
-    ]  # fmt: skip
-
-
-def observed(trades: list[Trade]) -> list[tuple]:
-    return [
-        (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
-         t.ts)
-        for t in trades
     ]  # fmt: skip
 
 
