@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
-from tickpipe.monitor.distributed import serve_metrics
 from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.records import TradeBatch
 from tickpipe.sources import Source, SourceContext, SourceStats
@@ -32,7 +31,7 @@ def run_ingest(config: Config, sources: list[Source], duration: float | None) ->
     """Run the sources until `duration`, SIGINT/SIGTERM or their end; deliver everything.
     With `monitor.metrics_port`, /metrics counts what each source received."""
     metrics = PipelineMetrics()
-    stop_metrics = serve_metrics(metrics, config)
+    stop_metrics = metrics.serve(config.monitor)
     publisher = TradePublisher(config.kafka)
     dead_letters = DeadLetters(config.dead_letter_path)
     try:

@@ -8,31 +8,16 @@ also keeps its KPIs in the store and reports its Kafka consumer lag per partitio
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from tickpipe.config import Config, ConfigError
+from tickpipe.config import Config
 from tickpipe.engine.windows import parse_duration
 from tickpipe.monitor.kpis import KpiSampler
 from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.pipeline import StoreWriter, now_us
 from tickpipe.records import TradeBatch
-
-
-def serve_metrics(metrics: PipelineMetrics, config: Config) -> Callable[[], None] | None:
-    """/metrics on `monitor.metrics_port` when set; a busy port is a one-line start-up error."""
-    port, host = config.monitor.metrics_port, config.monitor.metrics_host
-    if not port:
-        return None
-    try:
-        return metrics.serve(host, port)
-    except OSError as exc:
-        raise ConfigError(
-            f"config error: monitor.metrics_port = {port}: cannot listen on {host}:{port} "
-            f"({exc.strerror or exc}); choose another"
-        ) from None
 
 
 class ProcessorMonitor:
@@ -47,7 +32,7 @@ class ProcessorMonitor:
         self.next_kpi = now_us() + self.every
         self._lags: collections.deque[np.ndarray] = collections.deque()  # writer thread -> loop
         writer.on_written = self._on_written
-        self._stop_http = serve_metrics(self.metrics, config)
+        self._stop_http = self.metrics.serve(config.monitor)
 
     def _on_written(self, batches: list[TradeBatch], candles: int, seconds: float) -> None:
         self._lags.append(self.metrics.observe_stored(batches, candles, seconds, now_us()))

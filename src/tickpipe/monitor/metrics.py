@@ -27,6 +27,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from tickpipe.config import ConfigError
+from tickpipe.monitor.alerts.config import MonitorConfig
 from tickpipe.records import Gap, TradeBatch
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -207,10 +209,19 @@ class PipelineMetrics:
         """Expose what `read` returns at every scrape."""
         self.registry.register(_GaugesCollector(read))
 
-    def serve(self, host: str, port: int) -> Callable[[], None]:
-        """Expose /metrics on its own port (processes without the API: ingest, process);
-        returns what stops it."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, monitor: MonitorConfig) -> Callable[[], None] | None:
+        """Expose /metrics on `monitor.metrics_port` (0: not at all), bound now so a busy
+        port is a one-line start-up error; returns what stops it."""
+        host, port = monitor.metrics_host, monitor.metrics_port
+        if not port:
+            return None
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"config error: monitor.metrics_port = {port}: cannot listen on {host}:{port} "
+                f"({exc.strerror or exc}); choose another"
+            ) from None
 
         def stop() -> None:
             server.shutdown()

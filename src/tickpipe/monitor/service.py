@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from tickpipe.config import ConfigError
 from tickpipe.engine.windows import parse_duration
 from tickpipe.monitor.alerts.engine import FIRING, Alert, AlertEngine
 from tickpipe.monitor.kpis import KpiSampler
@@ -59,20 +58,7 @@ class Monitor:
         # A file replay's event times are old: its "lag" says nothing about the pipeline.
         self.measure_lag = not (pipeline.mode == "run" and config.run.replay)
         self._failures: set[str] = set()
-        self._stop_http = self._serve_metrics(config.monitor.metrics_host,
-                                              config.monitor.metrics_port)  # fmt: skip
-
-    def _serve_metrics(self, host: str, port: int):
-        """/metrics on its own port, bound now: a busy port is a one-line start-up error."""
-        if not port:
-            return None
-        try:
-            return self.metrics.serve(host, port)
-        except OSError as exc:
-            raise ConfigError(
-                f"config error: monitor.metrics_port = {port}: cannot listen on {host}:{port} "
-                f"({exc.strerror or exc}); choose another"
-            ) from None
+        self._stop_http = self.metrics.serve(config.monitor)
 
     def close(self) -> None:
         """Stop serving /metrics on its own port (the pipeline closes its monitor)."""
