@@ -1,4 +1,5 @@
-"""What every exchange parser shares: the reject record and the instrument index.
+"""What every exchange parser shares: the reject record, the instrument index, and reading a
+frame that is not a trade as a plain JSON object (to say what it is instead).
 
 A parser maps each frame's raw symbol to an instrument code with one dict lookup; the index
 holds those codes. Exchanges differ only in how they spell a symbol, which each passes in.
@@ -7,7 +8,9 @@ holds those codes. Exchanges differ only in how they spell a symbol, which each 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import msgspec
 
 from tickpipe.records import Instrument
 from tickpipe.symbols import normalize_symbol
@@ -18,6 +21,19 @@ class Reject(NamedTuple):
 
     payload: bytes
     reason: str
+
+
+_any_json = msgspec.json.Decoder()
+
+
+def json_object(frame: bytes) -> dict[str, Any] | str:
+    """The frame as a JSON object, or the reason it is not one ("invalid JSON", "not a JSON
+    object"): how a parser's classifier starts on a frame its trade decoder refused."""
+    try:
+        msg = _any_json.decode(frame)
+    except msgspec.DecodeError:
+        return "invalid JSON"
+    return msg if isinstance(msg, dict) else "not a JSON object"
 
 
 class InstrumentIndex:

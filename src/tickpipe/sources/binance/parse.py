@@ -18,7 +18,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject
+from tickpipe.sources.parsing import Reject, json_object
 from tickpipe.symbols import to_binance
 
 EXCHANGE = "binance"
@@ -54,7 +54,6 @@ class _Envelope(msgspec.Struct, gc=False):
 
 
 _decoder = msgspec.json.Decoder(_Envelope, strict=False)
-_generic = msgspec.json.Decoder()
 
 
 class InstrumentIndex(parsing.InstrumentIndex):
@@ -135,12 +134,9 @@ def _parse_slow(
 
 def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
     """Why a frame without a trade is not one: '' for acks and notices that need no action."""
-    try:
-        msg: Any = _generic.decode(frame)
-    except msgspec.DecodeError:
-        return "invalid JSON"
-    if not isinstance(msg, dict):
-        return "not a JSON object"
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
     if "result" in msg and "id" in msg:
         return ""  # reply to SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS
     if "code" in msg or "error" in msg:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject
+from tickpipe.sources.parsing import Reject, json_object
 
 EXCHANGE = "bitstamp"
 CHANNEL_PREFIX = "live_trades_"
@@ -42,7 +42,6 @@ class _Trade(msgspec.Struct, gc=False, tag_field="event", tag="trade"):
 
 
 _decoder = msgspec.json.Decoder(_Trade, strict=False)
-_generic = msgspec.json.Decoder()
 
 
 class Parsed(NamedTuple):
@@ -126,12 +125,9 @@ def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, sourc
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a trade: '' when it needs no action, 'reconnect' for the server's
     request to reconnect, else the reason to dead-letter it."""
-    try:
-        msg: Any = _generic.decode(frame)
-    except msgspec.DecodeError:
-        return "invalid JSON"
-    if not isinstance(msg, dict):
-        return "not a JSON object"
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
     event = msg.get("event")
     if event in ("bts:subscription_succeeded", "bts:unsubscription_succeeded", "bts:heartbeat"):
         return ""

@@ -24,7 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject
+from tickpipe.sources.parsing import Reject, json_object
 from tickpipe.symbols import normalize_symbol
 
 EXCHANGE = "bybit"
@@ -51,7 +51,6 @@ class _TradeMessage(msgspec.Struct, gc=False):
 
 
 _decoder = msgspec.json.Decoder(_TradeMessage, strict=False)
-_generic = msgspec.json.Decoder()
 
 
 def to_bybit(symbol: str) -> str:
@@ -161,12 +160,9 @@ def _parse_slow(
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a trade message: '' for acks that need no action."""
-    try:
-        msg: Any = _generic.decode(frame)
-    except msgspec.DecodeError:
-        return "invalid JSON"
-    if not isinstance(msg, dict):
-        return "not a JSON object"
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
     if "op" in msg and "success" in msg:
         if msg["success"] is True:
             return ""  # ack of subscribe, or the pong to our ping

@@ -40,7 +40,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject
+from tickpipe.sources.parsing import Reject, json_object
 
 EXCHANGE = "coinbase"
 
@@ -103,7 +103,6 @@ class _AtMessage(msgspec.Struct, gc=False):
 
 
 _at_decoder = msgspec.json.Decoder(_AtMessage, strict=False)
-_generic = msgspec.json.Decoder()
 _AT_QUIET = frozenset(("heartbeats", "subscriptions"))  # no trades and nothing to act on
 
 
@@ -295,12 +294,9 @@ def _int_id(text: str) -> int | None:
 
 def _json_object(frame: bytes) -> dict[str, Any] | str:
     """The frame as a JSON object, or the reason it is none."""
-    try:
-        msg: Any = _generic.decode(frame)
-    except msgspec.DecodeError:
-        return "invalid JSON"
-    if not isinstance(msg, dict):
-        return "not a JSON object"
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
     return msg
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
-from tickpipe.sources.parsing import Reject
+from tickpipe.sources.parsing import Reject, json_object
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 SOURCE = "finnhub"
@@ -55,7 +55,6 @@ class _Ping(msgspec.Struct, gc=False, tag_field="type", tag="ping"):
 
 
 _decoder = msgspec.json.Decoder(_Trades | _Ping, strict=False)
-_generic = msgspec.json.Decoder()
 
 
 class Parsed(NamedTuple):
@@ -210,12 +209,9 @@ def _parse_slow(
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a trade message: '' for notices that need no action."""
-    try:
-        msg: Any = _generic.decode(frame)
-    except msgspec.DecodeError:
-        return "invalid JSON"
-    if not isinstance(msg, dict):
-        return "not a JSON object"
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
     kind = msg.get("type")
     if kind == "error":
         return "error reply from exchange"

@@ -20,7 +20,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject
+from tickpipe.sources.parsing import Reject, json_object
 from tickpipe.symbols import ALIASES, normalize_symbol
 
 EXCHANGE = "kraken"
@@ -55,7 +55,6 @@ class _Status(msgspec.Struct, gc=False, tag_field="channel", tag="status"):
 
 
 _decoder = msgspec.json.Decoder(_TradeMessage | _Heartbeat | _Status)
-_generic = msgspec.json.Decoder()
 
 
 def to_kraken(symbol: str) -> str:
@@ -170,12 +169,9 @@ def _parse_slow(
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a trade message: '' for replies that need no action."""
-    try:
-        msg: Any = _generic.decode(frame)
-    except msgspec.DecodeError:
-        return "invalid JSON"
-    if not isinstance(msg, dict):
-        return "not a JSON object"
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
     method = msg.get("method")
     if method is not None:
         if msg.get("success") is False or "error" in msg:

@@ -23,7 +23,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject
+from tickpipe.sources.parsing import Reject, json_object
 
 EXCHANGE = "okx"
 NOTICE_RECONNECT = "64008"  # "The connection will soon be closed for a service upgrade."
@@ -52,7 +52,6 @@ class _Push(msgspec.Struct, gc=False):
 
 
 _decoder = msgspec.json.Decoder(_Push, strict=False)
-_generic = msgspec.json.Decoder()
 
 
 class Parsed(NamedTuple):
@@ -163,12 +162,9 @@ def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
     the server's notice that it closes the connection soon, else the reason to dead-letter it."""
     if frame == b"pong":
         return ""  # the answer to our keep-alive `ping`
-    try:
-        msg: Any = _generic.decode(frame)
-    except msgspec.DecodeError:
-        return "invalid JSON"
-    if not isinstance(msg, dict):
-        return "not a JSON object"
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
     event = msg.get("event")
     if event in ("subscribe", "unsubscribe", "channel-conn-count"):
         return ""

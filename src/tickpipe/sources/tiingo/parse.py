@@ -24,7 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
-from tickpipe.sources.parsing import Reject
+from tickpipe.sources.parsing import Reject, json_object
 from tickpipe.symbols import normalize_symbol
 
 SOURCE = "tiingo"
@@ -59,7 +59,6 @@ class _Info(msgspec.Struct, gc=False, tag_field="messageType", tag="I"):
 
 
 _decoder = msgspec.json.Decoder(_Update | _Heartbeat | _Info, strict=False)
-_generic = msgspec.json.Decoder()
 
 
 class Parsed(NamedTuple):
@@ -165,12 +164,9 @@ def _parse_slow(
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a Tiingo update, heartbeat or ack."""
-    try:
-        msg: Any = _generic.decode(frame)
-    except msgspec.DecodeError:
-        return "invalid JSON"
-    if not isinstance(msg, dict):
-        return "not a JSON object"
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
     kind = msg.get("messageType")
     if kind == "E":
         return "error reply from exchange"
