@@ -212,14 +212,19 @@ def _period(request: Request) -> tuple[int, int]:
     return end - parse_span("period", q.get("period", "1h"), MAX_PERIOD), end
 
 
-async def top_exchanges(request: Request) -> JSON:
-    """Exchanges ranked by trade count or by traded quote volume over a period."""
-    ctx = _ctx(request)
+def _ranking(request: Request) -> tuple[int, int, str, int]:
+    """The period, ranking (`by`: trades or volume) and `limit` of a top-N query."""
     start, end = _period(request)
     by = request.query_params.get("by", "trades")
     if by not in ("trades", "volume"):
         raise BadRequest(f"by={by!r}: use trades or volume")
-    limit = parse_int(request.query_params, "limit", 10, 1, 1000)
+    return start, end, by, parse_int(request.query_params, "limit", 10, 1, 1000)
+
+
+async def top_exchanges(request: Request) -> JSON:
+    """Exchanges ranked by trade count or by traded quote volume over a period."""
+    ctx = _ctx(request)
+    start, end, by, limit = _ranking(request)
     rows = await ctx.read(ctx.store.top_exchanges, start, end, by, limit)
     return JSON({"start": start, "end": end, "by": by, "exchanges": rows})
 
@@ -227,11 +232,7 @@ async def top_exchanges(request: Request) -> JSON:
 async def top_tickers(request: Request) -> JSON:
     """Symbols ranked by trade count or quote volume over a period, across exchanges."""
     ctx = _ctx(request)
-    start, end = _period(request)
-    by = request.query_params.get("by", "trades")
-    if by not in ("trades", "volume"):
-        raise BadRequest(f"by={by!r}: use trades or volume")
-    limit = parse_int(request.query_params, "limit", 10, 1, 1000)
+    start, end, by, limit = _ranking(request)
     rows = await ctx.read(ctx.store.top_tickers, start, end, by, limit)
     return JSON({"start": start, "end": end, "by": by, "tickers": rows})
 
