@@ -17,14 +17,14 @@ restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import msgspec
 import pyarrow as pa
 
-from tickpipe.engine.windows import format_duration, restore_cutoff
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
@@ -125,21 +125,20 @@ ROLLING_SCHEMA = pa.schema(
 def candles_to_arrow(candles: Iterable[Candle]) -> pa.Table:
     """Latest update per candle key, as an Arrow table (an upsert may not touch a row twice)."""
     latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-    rows = [msgspec.structs.astuple(c) for c in latest.values()]
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in CANDLE_FIELDS]
-    return pa.table(
-        [pa.array(col, type=f.type) for col, f in zip(columns, CANDLE_SCHEMA, strict=True)],
-        schema=CANDLE_SCHEMA,
-    )
+    return _structs_to_arrow(latest.values(), CANDLE_SCHEMA)
 
 
 def _rolling_to_arrow(stats: Iterable[RollingStat]) -> pa.Table:
     latest = {(s.exchange, s.symbol, s.ts): s for s in stats}
-    rows = [msgspec.structs.astuple(s) for s in latest.values()]
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in ROLLING_FIELDS]
+    return _structs_to_arrow(latest.values(), ROLLING_SCHEMA)
+
+
+def _structs_to_arrow(structs: Iterable[msgspec.Struct], schema: pa.Schema) -> pa.Table:
+    rows = [msgspec.structs.astuple(s) for s in structs]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
     return pa.table(
-        [pa.array(col, type=f.type) for col, f in zip(columns, ROLLING_SCHEMA, strict=True)],
-        schema=ROLLING_SCHEMA,
+        [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+        schema=schema,
     )
 
 
@@ -245,52 +244,6 @@ class DuckDBStore(SqlReads):
     def _dicts(self, sql: str, params: list | None = None) -> list[dict]:
         return self.query_arrow(sql, params).to_pylist()
 
-    def candles(
-        self,
-        exchange: str,
-        symbol: str,
-        interval: str,
-        start: int | None = None,
-        end: int | None = None,
-        bucket: int | None = None,
-        interval_size: int | None = None,
-    ) -> list[Candle]:
-        """Candles of one symbol with `start` in [start, end), optionally re-bucketed.
-
-        `bucket` (microseconds) must be a multiple of the stored interval's `interval_size`;
-        the result then rolls the stored candles up into candles of that size.
-        """
-        lo = -(2**62) if start is None else start
-        hi = 2**62 if end is None else end
-        where = "exchange = ? AND symbol = ? AND interval = ? AND start >= ? AND start < ?"
-        params = [exchange, symbol, interval, lo, hi]
-        if bucket is None or bucket == interval_size:
-            rows = self.query(f"SELECT * FROM candles WHERE {where} ORDER BY start", params)
-            return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
-        if not interval_size or bucket % interval_size:
-            raise ValueError("bucket must be a whole multiple of the stored interval")
-        sql = f"""
-            SELECT exchange, symbol, ? AS interval, start - start % ? AS bucket,
-                arg_min(open, start), max(high), min(low), arg_max(close, start),
-                sum(volume), sum(quote_volume),
-                CASE WHEN sum(volume) > 0 THEN sum(quote_volume) / sum(volume)
-                     ELSE arg_max(close, start) END,
-                sum(mean_price * trades) / sum(trades), sum(trades),
-                sum(buy_volume), sum(sell_volume),
-                arg_min(first_seq, start), arg_max(last_seq, start),
-                bool_and(final),
-                max(revision), max(updated_at)
-            FROM candles WHERE {where}
-            GROUP BY exchange, symbol, bucket ORDER BY bucket
-        """
-        rows = self.query(sql, [format_duration(bucket), bucket, *params])
-        return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
-
-    def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
-        """Per (exchange, symbol), the window-aligned time before which nothing can change."""
-        rows = self.query("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
-        return {(e, s): restore_cutoff(ts, lateness, horizon, align) for e, s, ts in rows}
-
     def restore_batches(
         self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
     ) -> Iterator[TradeBatch]:
@@ -315,19 +268,3 @@ class DuckDBStore(SqlReads):
                     yield TradeBatch.from_arrow(pa.Table.from_batches([chunk]), source="restore")
             finally:
                 self._con.unregister("restore_limits")
-
-    def finals(self, since: int) -> set[tuple[str, str, str, int]]:
-        """Keys of the final candles starting at or after `since` (a restart keeps them final)."""
-        rows = self.query(
-            "SELECT exchange, symbol, interval, start FROM candles WHERE start >= ? AND final",
-            [since],
-        )
-        return set(rows)
-
-    def revisions(self, since: int) -> dict[tuple[str, str, str, int], int]:
-        rows = self.query(
-            "SELECT exchange, symbol, interval, start, revision FROM candles "
-            "WHERE start >= ? AND revision > 0",
-            [since],
-        )
-        return {(e, s, i, st): r for e, s, i, st, r in rows}
