@@ -3,7 +3,9 @@
 Writes are bulk only: a trade batch goes in as an Arrow table, candles as one Arrow table per
 flush, all in one transaction, so after a crash the file holds whole flushes and nothing else.
 Candles are whole-row upserts keyed (exchange, symbol, interval, start), so a replay converges
-to the same rows.
+to the same rows. The reads and the front of `write` are shared with PostgreSQL
+(`stores/sql.py`, `stores/reads.py`); what is here is DuckDB's own: schema, connection, the
+Arrow write path and the Arrow restore reader.
 
 Trades are stored in `trade_rows` and read through the `trades` view: a trade id that is the
 decimal form of `seq` (most exchanges) is stored as NULL and spelled out by the view, which
@@ -17,7 +19,7 @@ restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +31,12 @@ from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
     Candle,
-    PipelineMetric,
     RollingStat,
     TradeBatch,
     concat_batches,
 )
 from tickpipe.stores.base import StoreError
-from tickpipe.stores.reads import SqlReads
+from tickpipe.stores.sql import Flush, SqlStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (
@@ -122,18 +123,8 @@ ROLLING_SCHEMA = pa.schema(
 )  # fmt: skip
 
 
-def candles_to_arrow(candles: Iterable[Candle]) -> pa.Table:
-    """Latest update per candle key, as an Arrow table (an upsert may not touch a row twice)."""
-    latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-    return _structs_to_arrow(latest.values(), CANDLE_SCHEMA)
-
-
-def _rolling_to_arrow(stats: Iterable[RollingStat]) -> pa.Table:
-    latest = {(s.exchange, s.symbol, s.ts): s for s in stats}
-    return _structs_to_arrow(latest.values(), ROLLING_SCHEMA)
-
-
-def _structs_to_arrow(structs: Iterable[msgspec.Struct], schema: pa.Schema) -> pa.Table:
+def _structs_to_arrow(structs: list[Candle] | list[RollingStat], schema: pa.Schema) -> pa.Table:
+    """The records as one Arrow table of `schema` (its fields in the records' field order)."""
     rows = [msgspec.structs.astuple(s) for s in structs]
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
     return pa.table(
@@ -142,7 +133,7 @@ def _structs_to_arrow(structs: Iterable[msgspec.Struct], schema: pa.Schema) -> p
     )
 
 
-class DuckDBStore(SqlReads):
+class DuckDBStore(SqlStore):
     """Reader and writer over one DuckDB file. Safe to share between threads (one lock)."""
 
     def __init__(
@@ -181,30 +172,22 @@ class DuckDBStore(SqlReads):
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(
-        self,
-        trades: Iterable[TradeBatch | pa.Table] = (),
-        candles: Iterable[Candle] = (),
-        rolling: Iterable[RollingStat] = (),
-        events: Iterable[tuple[int, str, str, str]] = (),
-        metrics: Iterable[PipelineMetric] = (),
-    ) -> None:
-        """Store one flush in one transaction: trades appended, candles and stats upserted."""
-        trades = list(trades)
+    def _write(self, flush: Flush) -> None:
+        """Trades, candles and rolling statistics as Arrow tables, the rest as rows."""
         # One Arrow conversion per flush, not one per engine step: a live market hands over
         # hundreds of small batches a second, and each conversion holds the GIL.
-        batches = [t for t in trades if isinstance(t, TradeBatch)]
-        tables = [t for t in trades if not isinstance(t, TradeBatch) and t.num_rows]
+        batches = [t for t in flush.trades if isinstance(t, TradeBatch)]
+        tables = [t for t in flush.trades if not isinstance(t, TradeBatch) and t.num_rows]
         by_source: dict[str, list[TradeBatch]] = {}
         for batch in batches:
             by_source.setdefault(batch.source, []).append(batch)
         for source, group in by_source.items():
             tables.append(concat_batches(group, source).to_arrow(numeric_ids_as_null=True))
         tables = [t for t in tables if t.num_rows]
-        candle_table = candles_to_arrow(candles)
-        rolling_table = _rolling_to_arrow(rolling)
-        events = list(events)
-        metric_rows = [msgspec.structs.astuple(m) for m in metrics]
+        candle_table = _structs_to_arrow(flush.candles, CANDLE_SCHEMA)
+        rolling_table = _structs_to_arrow(flush.rolling, ROLLING_SCHEMA)
+        events = flush.events
+        metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
         with self._lock:
             con = self._con
             con.execute("BEGIN TRANSACTION")

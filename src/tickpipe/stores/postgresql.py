@@ -1,6 +1,9 @@
 """The PostgreSQL store: the state of record of the distributed mode (and usable by `run`).
 
-Same tables, keys and answers as the DuckDB store. Every write is one transaction:
+Same tables, keys and answers as the DuckDB store: the reads are the shared ones
+(`stores/reads.py`) in PostgreSQL's `Dialect`, and `write` shares its front (`stores/sql.py`).
+What is its own: connections with retry, the schema's migrations and the bulk write path.
+Every write is one transaction:
 - trades go by binary COPY into a temporary staging table, then `INSERT ... ON CONFLICT DO
   NOTHING` on (exchange, symbol, trade_id), so replaying a flush after a crash stores nothing
   twice (the Kafka processor relies on this);
@@ -35,14 +38,13 @@ from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
     TRADE_SCHEMA,
-    Candle,
-    PipelineMetric,
     RollingStat,
     TradeBatch,
     concat_batches,
 )
 from tickpipe.stores.base import StoreError
-from tickpipe.stores.reads import Dialect, SqlReads
+from tickpipe.stores.reads import Dialect
+from tickpipe.stores.sql import Flush, SqlStore
 
 log = logging.getLogger("tickpipe")
 T = TypeVar("T")
@@ -249,7 +251,7 @@ class PostgresDialect(Dialect):
         return sql.replace("%", "%%").replace("?", "%s") if "?" in sql else sql
 
 
-class PostgresStore(SqlReads):
+class PostgresStore(SqlStore):
     """Reader and writer over one PostgreSQL database. Thread-safe: one connection for writes
     and one for reads, each under its own lock.
 
@@ -353,24 +355,14 @@ class PostgresStore(SqlReads):
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(
-        self,
-        trades: Iterable[TradeBatch | pa.Table] = (),
-        candles: Iterable[Candle] = (),
-        rolling: Iterable[RollingStat] = (),
-        events: Iterable[tuple[int, str, str, str]] = (),
-        metrics: Iterable[PipelineMetric] = (),
-    ) -> None:
-        """Store one flush in one transaction (retried whole if the server goes away)."""
-        trade_columns = _trade_columns(trades)
-        latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-        candle_rows = [msgspec.structs.astuple(c) for c in latest.values()]
-        # An upsert may not touch a row twice: the last update per key wins.
-        rolling_latest = {(s.exchange, s.symbol, s.ts): s for s in rolling}
-        rolling_rows = [msgspec.structs.astuple(s) for s in rolling_latest.values()]
-        metric_latest = {(m.process, m.ts): m for m in metrics}
-        metric_rows = [msgspec.structs.astuple(m) for m in metric_latest.values()]
-        event_rows = list(events)
+    def _write(self, flush: Flush) -> None:
+        """Binary COPY into staging tables, then upserts (retried whole if the server goes
+        away)."""
+        trade_columns = _trade_columns(flush.trades)
+        candle_rows = [msgspec.structs.astuple(c) for c in flush.candles]
+        rolling_rows = [msgspec.structs.astuple(s) for s in flush.rolling]
+        metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
+        event_rows = flush.events
         if not (trade_columns or candle_rows or rolling_rows or metric_rows or event_rows):
             return
 
