@@ -247,7 +247,8 @@ class PostgresDialect(Dialect):
         return f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {value})"
 
     def bind(self, sql: str) -> str:
-        # psycopg reads `%` as the start of a placeholder, so a literal one is doubled.
+        """`?` placeholders as psycopg's `%s`, a literal `%` doubled; SQL that has no `?`
+        (tools and tests may write `%s` themselves) is left as it is."""
         return sql.replace("%", "%%").replace("?", "%s") if "?" in sql else sql
 
 
