@@ -24,7 +24,8 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
-from tickpipe.engine.windows import format_duration, restore_cutoff
+from tickpipe.durations import format_duration
+from tickpipe.engine.windows import restore_cutoff
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,

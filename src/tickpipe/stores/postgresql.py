@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import conninfo
 
-from tickpipe.engine.windows import format_duration, restore_cutoff
+from tickpipe.durations import format_duration
+from tickpipe.engine.windows import restore_cutoff
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
