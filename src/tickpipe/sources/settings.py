@@ -106,6 +106,7 @@ def check_run(run: RunConfig, fail: Fail) -> None:
 
 
 def check_demo(demo: DemoConfig, fail: Fail) -> None:
+    """A market size and trade rate the simulator can keep up."""
     if not 1 <= demo.symbols <= 100_000:
         fail("demo.symbols", demo.symbols, "must be between 1 and 100000")
     if not 0 < demo.rate <= 20_000_000:
