@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from tickpipe.config import KEYS, ConfigError, load_config, split_symbol
+from tickpipe.config import KEYS, ConfigError, load_config
 from tickpipe.engine.windows import parse_window
 from tickpipe.monitor.alerts.config import AlertRule
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector
+from tickpipe.sources.settings import split_symbol
 
 S = 1_000_000
 
@@ -122,12 +124,12 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "data_dir": ("/srv/tp", "/srv/tp"),
         "intervals": ("1s,1m", ["1s", "1m"]),
         "hopping": ("1m/5s", ["1m/5s"]),
-        "allowed_lateness": ("1s", "1s"),
-        "correction_horizon": ("1h", "1h"),
-        "idle_timeout": ("3s", "3s"),
-        "provisional_every": ("100ms", "100ms"),
+        "allowed_lateness": ("1s", 1 * S),
+        "correction_horizon": ("1h", 3600 * S),
+        "idle_timeout": ("3s", 3 * S),
+        "provisional_every": ("100ms", 100_000),
         "queue_trades": ("5000", 5000),
-        "flush_every": ("1s", "1s"),
+        "flush_every": ("1s", 1.0),
         "quiet": ("yes", True),
         "run.exchanges": ("binance", ["binance"]),
         "run.symbols": ("SOL-USDT", ["SOL-USDT"]),
@@ -143,14 +145,14 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "serve.token": ("tok", "tok"),
         "serve.insecure": ("1", True),
         "store": ("postgresql://tp@db.internal:5432/tickpipe",) * 2,
-        "store_retry_for": ("5m", "5m"),
-        "monitor.kpi_every": ("2s", "2s"),
+        "store_retry_for": ("5m", 300.0),
+        "monitor.kpi_every": ("2s", 2 * S),
         "monitor.process": ("process-1", "process-1"),
         "monitor.metrics_port": ("9100", 9100),
         "monitor.metrics_host": ("0.0.0.0", "0.0.0.0"),
         "alerts.enabled": ("0", False),
-        "alerts.evaluate_every": ("2s", "2s"),
-        "alerts.renotify_every": ("30m", "30m"),
+        "alerts.evaluate_every": ("2s", 2.0),
+        "alerts.renotify_every": ("30m", 1800 * S),
         "alerts.history": ("50", 50),
         "alerts.notifiers": ("log", ["log"]),
         "alerts.rules": (
@@ -182,15 +184,22 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         values[f"exchanges.{name}.url"] = ("ws://127.0.0.1:9", "ws://127.0.0.1:9")
         values[f"exchanges.{name}.rest_url"] = ("http://127.0.0.1:9", "http://127.0.0.1:9")
         values[f"exchanges.{name}.stream"] = (stream, stream)
-        values[f"exchanges.{name}.poll_every"] = ("2s", "2s")
+        values[f"exchanges.{name}.poll_every"] = ("2s", 2.0)
     assert set(values) == set(KEYS), "a setting was added or removed: cover it here"
     env = {"TICKPIPE_" + key.replace(".", "_").upper(): text for key, (text, _) in values.items()}
     config = load_config(env=env)
     for key, (_, expected) in values.items():
         value = config
         for part in key.split("."):
-            value = value[part] if isinstance(value, dict) else getattr(value, part)
+            value = (
+                value[part] if isinstance(value, dict) else getattr(value, attribute(value, part))
+            )
         assert value == expected, key
+
+
+def attribute(struct: msgspec.Struct, key: str) -> str:
+    """The attribute that holds setting `key` (durations carry their unit: `flush_every_s`)."""
+    return next(f.name for f in msgspec.structs.fields(struct) if f.encode_name == key)
 
 
 # -- bad values: one line that names the key, where it came from and what is allowed ------

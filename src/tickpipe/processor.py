@@ -29,7 +29,7 @@ import numpy as np
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
-from tickpipe.engine.windows import parse_duration, restore_cutoff
+from tickpipe.engine.windows import restore_cutoff
 from tickpipe.monitor.distributed import ProcessorMonitor
 from tickpipe.pipeline import EngineStage, StoreWriter, now_us
 from tickpipe.records import Candle, TradeBatch
@@ -94,7 +94,7 @@ class Processor:
         self.name = name
         self.store = store
         self.dead_letters = DeadLetters(config.dead_letter_path)
-        self.writer = StoreWriter(store, parse_duration(config.flush_every) / 1e6)
+        self.writer = StoreWriter(store, config.flush_every_s)
         self.consumer = Consumer({**consumer_settings(self.kafka), "client.id": name}, logger=log)
         self.candles: CandlePublisher | None = None
         self._producer = None

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tickpipe.engine.windows import format_duration, restore_cutoff
+from tickpipe.durations import format_duration
+from tickpipe.engine.windows import restore_cutoff
 from tickpipe.records import CANDLE_FIELDS, Candle
 from tickpipe.stores.base import Key
 
