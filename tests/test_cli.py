@@ -135,15 +135,10 @@ def test_a_rest_endpoint_must_be_http(tmp_path: Path) -> None:
 
 
 def test_a_missing_token_names_the_environment_variable(tmp_path: Path) -> None:
-    named = [n for n in EXCHANGES if connector(n).INFO.token_env]
-    if not named:
-        pytest.skip("no registered exchange needs a token")
-    variable = connector(named[0]).INFO.token_env
-    assert variable is not None
     line = one_line_usage_error(
-        tickpipe("run", "--exchange", named[0], "--data-dir", str(tmp_path))
+        tickpipe("run", "--exchange", "tiingo", "--data-dir", str(tmp_path))
     )
-    assert variable in line
+    assert "TIINGO_TOKEN" in line
 
 
 def test_exchanges_lists_every_supported_exchange_with_what_it_does() -> None:
@@ -270,7 +265,7 @@ def test_verify_without_data_says_where_it_looked(tmp_path: Path) -> None:
 def test_verify_with_a_bad_interval_names_the_option(tmp_path: Path) -> None:
     DuckDBStore(tmp_path / "tickpipe.duckdb").close()
     line = one_line_usage_error(tickpipe("verify", "--data-dir", str(tmp_path), "--interval", "7x"))
-    assert "--interval" in line or "interval" in line
+    assert "--interval" in line
     assert "'7x'" in line
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tickpipe.config import KafkaConfig
 from tickpipe.records import Candle, Trade, TradeBatch
 from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.transport.kafka import TradePublisher
+from tickpipe.transport.settings import KafkaConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine.reference import assert_candles_equal, batch_candles

@@ -14,9 +14,11 @@ from typing import Any
 import click
 
 from tickpipe import __version__
-from tickpipe.config import DEFAULT_EXCHANGES, Config, ConfigError, check_symbols, load_config
-from tickpipe.engine.windows import parse_duration, parse_window
+from tickpipe.config import Config, ConfigError, check_symbols, load_config
+from tickpipe.durations import parse_duration
+from tickpipe.engine.windows import parse_window
 from tickpipe.sources import Source
+from tickpipe.sources.settings import DEFAULT_EXCHANGES
 from tickpipe.stores.base import StoreError
 
 EXIT_USAGE = 2

@@ -1,7 +1,12 @@
 """Configuration: defaults, then a TOML file, then `TICKPIPE_*` variables, then command flags.
 
-Everything is checked at start-up. A bad value stops tickpipe with one line that names the key,
-where the value came from and what is allowed, e.g.
+This module is the loader. Each section's struct and semantic checks live beside the part that
+owns it (`engine/settings.py`, `serve/settings.py`, `sources/settings.py`, `stores/settings.py`,
+`transport/settings.py`, `monitor/alerts/config.py`); `Config` composes them, and loading reads
+the sources in order, remembers where each value came from and checks everything at start-up.
+Durations are decoded once, here (`tickpipe.durations`), into fields with their unit in the
+name (`flush_every_s`) under the key users write (`flush_every`). A bad value stops tickpipe
+with one line that names the key, where the value came from and what is allowed, e.g.
 `config error: intervals[1] = '7x' (from TICKPIPE_INTERVALS): not a duration (use e.g. 5s, 1m)`.
 """
 
@@ -14,88 +19,48 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args, get_origin
 
 import msgspec
 
-from tickpipe.engine.candles import EngineConfig
-from tickpipe.engine.windows import Window, parse_duration, parse_window
-from tickpipe.monitor.alerts.config import AlertsConfig, MonitorConfig, check_alerts
+from tickpipe.durations import ALLOWED, NOT_A_DURATION, Seconds, decode
+from tickpipe.engine.settings import DURATION, EngineSettings, check_engine
+from tickpipe.monitor.alerts.config import AlertsConfig, MonitorConfig, check_alerts, check_monitor
+from tickpipe.serve.settings import ServeConfig, check_serve
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector, has_symbol_list
-from tickpipe.symbols import SymbolError, normalize_symbol
+from tickpipe.sources.settings import (
+    DEFAULT_EXCHANGES,
+    DemoConfig,
+    ExchangeConfig,
+    RunConfig,
+    check_demo,
+    check_exchanges,
+    check_run,
+    split_symbol,
+)
+from tickpipe.stores.settings import RetryFor, store_url
+from tickpipe.symbols import normalize_symbol
+from tickpipe.transport.settings import KafkaConfig, check_kafka
 
 if TYPE_CHECKING:
     from tickpipe.stores.base import Store
 
 ENV_PREFIX = "TICKPIPE_"
-# `tickpipe run` with no --exchange: Binance and, where its connector is installed, Coinbase.
-DEFAULT_EXCHANGES = tuple(name for name in ("binance", "coinbase") if name in EXCHANGES)
-_SYMBOL_SEPARATOR = re.compile(r"[-/_]")
+_INDEX = re.compile(r"\[\d+\]")
 
 
 class ConfigError(ValueError):
     """A configuration value that tickpipe cannot start with; the message is one line."""
 
 
-class ExchangeConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """`[exchanges.<name>]`: endpoint overrides and the feed variant of one exchange."""
+class Config(EngineSettings, forbid_unknown_fields=True):
+    """Every setting; the engine's keys (windows, lateness...) come from `EngineSettings`."""
 
-    url: str = ""  # WebSocket endpoint; "" = the exchange's own
-    rest_url: str = ""  # REST endpoint (symbol lists, backfill, polling); "" = the exchange's own
-    stream: str = ""  # feed variant; "" = the first the exchange lists
-    poll_every: str = "5s"  # how often REST polling streams (e.g. binance `ticker`) ask
-
-
-class RunConfig(msgspec.Struct, forbid_unknown_fields=True):
-    exchanges: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EXCHANGES))
-    # BASE-QUOTE applies to every exchange, `coinbase:BTC-USD` to one; none: each exchange's own
-    symbols: list[str] = msgspec.field(default_factory=list)
-    check_symbols: bool = True  # look each symbol up in the exchange's symbol list at start-up
-    replay: str = ""
-    speed: float = 1.0
-
-
-class DemoConfig(msgspec.Struct, forbid_unknown_fields=True):
-    symbols: int = 20
-    rate: float = 2000.0
-    seed: int = 0
-
-
-class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """`[serve]`: the HTTP API and live WebSocket that `run` and `demo` start."""
-
-    enabled: bool = True
-    host: str = "127.0.0.1"  # loopback: nobody else can reach it without a token
-    port: int = 8050
-    token: str = ""  # required on any other address (TICKPIPE_SERVE_TOKEN), unless insecure
-    insecure: bool = False  # serve a non-loopback address without a token, on purpose
-
-
-class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """`[kafka]`: the distributed mode (`ingest`, `process`, `serve --kafka`)."""
-
-    bootstrap: str = "127.0.0.1:9092"  # HOST:PORT[,HOST:PORT...]
-    trades_topic: str = "tickpipe.trades"
-    candles_topic: str = "tickpipe.candles"  # compacted; "" = publish no candles
-    dead_letter_topic: str = "tickpipe.dead-letters"  # malformed trade messages; "" = none
-    encoding: str = "json"  # of trade messages: json (any Kafka tool reads it) or binary
-    group: str = "tickpipe-process"  # the processors' consumer group
-    message_trades: int = 1000  # at most this many trades (of one symbol) per message
-    # librdkafka settings passed through as they are (SASL/SSL, timeouts...), e.g.
-    # "security.protocol" = "SASL_SSL"; secrets belong in TICKPIPE_KAFKA_* variables, not files
-    properties: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-class Config(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: str = "./tickpipe-data"
-    intervals: list[str] = msgspec.field(default_factory=lambda: ["1s", "5s", "1m", "5m", "1h"])
-    hopping: list[str] = msgspec.field(default_factory=list)
-    allowed_lateness: str = "2s"
-    correction_horizon: str = ""
-    idle_timeout: str = "2s"
-    provisional_every: str = "250ms"
     queue_trades: int = 1_000_000
-    flush_every: str = "200ms"
+    flush_every_s: Annotated[Seconds, DURATION] = msgspec.field(
+        name="flush_every", default=Seconds(0.2)
+    )
     quiet: bool = False
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
@@ -107,7 +72,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     # Where trades and candles are kept: "" = the DuckDB file under data_dir, or a
     # postgresql://user@host:port/db URL (TICKPIPE_STORE, --store).
     store: str = ""
-    store_retry_for: str = "60s"  # how long a PostgreSQL write retries after losing the server
+    # how long a PostgreSQL write retries after losing the server
+    store_retry_for_s: RetryFor = msgspec.field(name="store_retry_for", default=Seconds(60.0))
 
     # -- derived values (all validated by `check`) -----------------------------------------
 
@@ -123,26 +89,13 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
         """The configured store: PostgreSQL when `store` is a URL, else the DuckDB file."""
         from tickpipe.stores.base import open_store
 
-        retry = parse_duration(self.store_retry_for) / 1e6
-        return open_store(self.store, self.db_path, read_only=read_only, retry_for=retry)
+        return open_store(
+            self.store, self.db_path, read_only=read_only, retry_for=self.store_retry_for_s
+        )
 
     @property
     def dead_letter_path(self) -> Path:
         return self.data_path / "dead-letters.jsonl"
-
-    def windows(self) -> tuple[Window, ...]:
-        return tuple(parse_window(w) for w in [*self.intervals, *self.hopping])
-
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(
-            windows=self.windows(),
-            allowed_lateness=parse_duration(self.allowed_lateness),
-            correction_horizon=(
-                parse_duration(self.correction_horizon) if self.correction_horizon else None
-            ),
-            idle_timeout=parse_duration(self.idle_timeout),
-            provisional_every=parse_duration(self.provisional_every),
-        )
 
     def exchange(self, name: str) -> ExchangeConfig:
         """The `[exchanges.<name>]` section, or the defaults when the file has none."""
@@ -188,7 +141,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
             rest_url=section.rest_url or None,
             stream=section.stream or None,
             token=token,
-            poll_every=parse_duration(section.poll_every) / 1e6,
+            poll_every=section.poll_every_s,
         )
 
 
@@ -239,24 +192,11 @@ async def check_symbols(
     return warnings
 
 
-def split_symbol(text: str) -> tuple[str | None, str]:
-    """`coinbase:BTC-USD` -> ("coinbase", "BTC-USD"); `BTC-USDT` and `BTC:USDT` -> (None, text).
-
-    The part before a colon is an exchange when it names one, or when what follows is itself
-    a separated pair (so `mtgox:BTC-USD` reads as an unknown exchange, not a bad symbol).
-    """
-    head, sep, rest = text.partition(":")
-    name = head.strip().lower()
-    if sep and (name in EXCHANGES or _SYMBOL_SEPARATOR.search(rest)):
-        return name, rest.strip()
-    return None, text
-
-
 def _fields(struct: type[msgspec.Struct], prefix: str = "") -> dict[str, type]:
     """Dotted key -> type, for every setting (sections flattened; one per supported exchange)."""
     out: dict[str, type] = {}
     for info in msgspec.structs.fields(struct):
-        key = f"{prefix}{info.name}"
+        key = f"{prefix}{info.encode_name}"
         if isinstance(info.type, type) and issubclass(info.type, msgspec.Struct):
             out.update(_fields(info.type, key + "."))
         elif key == "exchanges":
@@ -268,7 +208,7 @@ def _fields(struct: type[msgspec.Struct], prefix: str = "") -> dict[str, type]:
 
 
 KEYS = _fields(Config)
-EXCHANGE_KEYS = tuple(f.name for f in msgspec.structs.fields(ExchangeConfig))
+EXCHANGE_KEYS = tuple(f.encode_name for f in msgspec.structs.fields(ExchangeConfig))
 # What an unknown-setting error lists: exchange sections once, not once per exchange.
 _KNOWN = ", ".join(
     sorted(k for k in KEYS if not k.startswith("exchanges."))
@@ -298,7 +238,7 @@ def load_config(
             origin[key] = "from the command line"
     sections = _exchange_sections(data.pop("exchanges", {}), origin)
     try:
-        config = msgspec.convert(data, Config, strict=False)
+        config = msgspec.convert(data, Config, strict=False, dec_hook=decode)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(exc, data, origin)) from None
     config.exchanges = sections
@@ -324,7 +264,7 @@ def _exchange_sections(raw: Any, origin: Mapping[str, str]) -> dict[str, Exchang
                 f"config error: unknown exchange {key!r}{where} (supported: {', '.join(EXCHANGES)})"
             )
         try:
-            out[name] = msgspec.convert(section, ExchangeConfig, strict=False)
+            out[name] = msgspec.convert(section, ExchangeConfig, strict=False, dec_hook=decode)
         except msgspec.ValidationError as exc:
             raise ConfigError(_explain(exc, {"exchanges": raw}, origin, key)) from None
     return out
@@ -359,165 +299,24 @@ def _where(key: str, origin: Mapping[str, str], prefix: bool = False) -> str:
 def check(
     config: Config, origin: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
 ) -> None:
-    """Semantic checks msgspec's types cannot express."""
+    """Semantic checks msgspec's types cannot express, each section's beside its owner."""
     origin = origin or {}
 
-    def fail(key: str, value: Any, why: str) -> None:
+    def fail(key: str, value: Any, why: str) -> NoReturn:
         where = f" ({origin[key.split('[')[0]]})" if key.split("[")[0] in origin else ""
         raise ConfigError(f"config error: {key} = {value!r}{where}: {why}")
 
-    if not config.intervals and not config.hopping:
-        fail("intervals", config.intervals, "give at least one interval, e.g. 1m")
-    for key in ("intervals", "hopping"):
-        for i, text in enumerate(getattr(config, key)):
-            try:
-                window = parse_window(text)
-            except ValueError as exc:
-                fail(f"{key}[{i}]", text, str(exc).split(": ", 1)[-1])
-            if key == "intervals" and window.hopping:
-                fail(f"{key}[{i}]", text, "hopping windows go under `hopping`")
-    for key in ("allowed_lateness", "idle_timeout", "provisional_every", "flush_every"):
-        try:
-            parse_duration(getattr(config, key))
-        except ValueError:
-            fail(key, getattr(config, key), "not a duration (use e.g. 250ms, 5s, 1m, 1h)")
-    if config.correction_horizon:
-        try:
-            parse_duration(config.correction_horizon)
-        except ValueError:
-            fail("correction_horizon", config.correction_horizon, "not a duration (e.g. 1h)")
+    check_engine(config, fail)
     if config.queue_trades < 1:
         fail("queue_trades", config.queue_trades, "must be at least 1")
-    supported = ", ".join(EXCHANGES)
-    if not config.run.exchanges:
-        fail("run.exchanges", config.run.exchanges, f"choose at least one of {supported}")
-    for i, name in enumerate(config.run.exchanges):
-        if name not in EXCHANGES:
-            fail(f"run.exchanges[{i}]", name, f"unknown exchange (supported: {supported})")
-    given: set[str | None] = set()
-    for i, text in enumerate(config.run.symbols):
-        name, symbol = split_symbol(text)
-        if name is not None and name not in EXCHANGES:
-            fail(f"run.symbols[{i}]", text, f"unknown exchange {name!r} (supported: {supported})")
-        if name is not None and name not in config.run.exchanges:
-            fail(
-                f"run.symbols[{i}]", text,
-                f"{name} is not among run.exchanges ({', '.join(config.run.exchanges)}); "
-                f"add --exchange {name}",
-            )  # fmt: skip
-        try:
-            normalize_symbol(symbol)
-        except SymbolError as exc:
-            fail(f"run.symbols[{i}]", text, str(exc).split(f"{symbol!r} ", 1)[-1])
-        given.add(name)
-    if config.run.symbols and None not in given:
-        for name in config.run.exchanges:
-            if name not in given:
-                fail(
-                    "run.symbols", config.run.symbols,
-                    f"no symbol for {name}: add {name}:BASE-QUOTE, or a BASE-QUOTE for every "
-                    f"exchange",
-                )  # fmt: skip
-    if config.run.speed < 0:
-        fail("run.speed", config.run.speed, "1 = original speed, 10 = ten times faster, 0 = max")
-    if config.run.replay and not Path(config.run.replay).is_file():
-        fail("run.replay", config.run.replay, "no such file")
-    if not 1 <= config.demo.symbols <= 100_000:
-        fail("demo.symbols", config.demo.symbols, "must be between 1 and 100000")
-    if not 0 < config.demo.rate <= 20_000_000:
-        fail("demo.rate", config.demo.rate, "trades/s must be above 0 and at most 20000000")
-    if not 0 <= config.serve.port <= 65535:
-        fail("serve.port", config.serve.port, "must be between 0 and 65535 (0: any free port)")
-    if not config.serve.host.strip():
-        fail("serve.host", config.serve.host, "give an address, e.g. 127.0.0.1")
-    if config.serve.enabled and not config.serve.token and not config.serve.insecure:
-        from tickpipe.serve.params import is_loopback
-
-        if not is_loopback(config.serve.host):
-            fail(
-                "serve.host", config.serve.host,
-                "serving beyond this machine needs an access token (--token or "
-                "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
-            )  # fmt: skip
-    _check_kafka(config.kafka, fail)
-    _check_store(config, origin)
-    try:
-        parse_duration(config.store_retry_for)
-    except ValueError:
-        fail("store_retry_for", config.store_retry_for, "not a duration (e.g. 30s, 5m)")
-    for name, section in config.exchanges.items():
-        key = f"exchanges.{name}"
-        if section.url and not section.url.startswith(("ws://", "wss://")):
-            fail(f"{key}.url", section.url, "must start with ws:// or wss://")
-        if section.rest_url and not section.rest_url.startswith(("http://", "https://")):
-            fail(f"{key}.rest_url", section.rest_url, "must start with http:// or https://")
-        if section.stream:
-            streams = connector(name).INFO.streams
-            if section.stream not in streams:
-                fail(f"{key}.stream", section.stream, f"{name} streams: {', '.join(streams)}")
-        try:
-            parse_duration(section.poll_every)
-        except ValueError:
-            fail(f"{key}.poll_every", section.poll_every, "not a duration (use e.g. 1s, 5s, 1m)")
-    try:
-        if parse_duration(config.monitor.kpi_every) <= 0:
-            raise ValueError
-    except ValueError:
-        fail("monitor.kpi_every", config.monitor.kpi_every, "a duration above 0 (e.g. 5s)")
-    if not config.monitor.process.strip():
-        fail("monitor.process", config.monitor.process, "give the process a name")
-    if not 0 <= config.monitor.metrics_port <= 65535:
-        fail("monitor.metrics_port", config.monitor.metrics_port, "between 0 (off) and 65535")
+    check_run(config.run, fail)
+    check_demo(config.demo, fail)
+    check_serve(config.serve, fail)
+    check_kafka(config.kafka, fail)
+    config.store = store_url(config.store, fail)
+    check_exchanges(config.exchanges, fail)
+    check_monitor(config.monitor, fail)
     check_alerts(config.alerts, fail, os.environ if env is None else env)
-
-
-def _check_kafka(kafka: KafkaConfig, fail: Any) -> None:
-    from tickpipe.transport.kafka import check_properties
-    from tickpipe.transport.schema import ENCODINGS
-
-    for i, address in enumerate(kafka.bootstrap.split(",")):
-        host, sep, port = address.strip().rpartition(":")
-        if not sep or not host or not port.isdigit():
-            fail("kafka.bootstrap", kafka.bootstrap, f"address {i + 1} is not HOST:PORT")
-    if not kafka.trades_topic.strip():
-        fail("kafka.trades_topic", kafka.trades_topic, "give a topic name")
-    if kafka.encoding not in ENCODINGS:
-        fail("kafka.encoding", kafka.encoding, f"one of {', '.join(ENCODINGS)}")
-    if not kafka.group.strip():
-        fail("kafka.group", kafka.group, "give a consumer group name")
-    if not 1 <= kafka.message_trades <= 100_000:
-        fail("kafka.message_trades", kafka.message_trades, "must be between 1 and 100000")
-    problem = check_properties(kafka.properties)
-    if problem is not None:
-        from tickpipe.transport.kafka import is_secret
-
-        name, why = problem
-        value = "***" if is_secret(name) else kafka.properties.get(name)
-        fail(f"kafka.properties.{name}", value, why)
-
-
-def _check_store(config: Config, origin: Mapping[str, str]) -> None:
-    """`store` is empty (DuckDB) or a PostgreSQL URL; the message never shows a password."""
-    url = config.store.strip()
-    config.store = url
-    if not url or url == "duckdb":
-        config.store = ""
-        return
-    from tickpipe.stores.base import is_postgres_url
-    from tickpipe.stores.postgresql import redact
-
-    where = f" ({origin['store']})" if "store" in origin else ""
-    allowed = (
-        "use a postgresql://user@host:port/dbname URL, or leave it empty for the DuckDB file "
-        "under data_dir"
-    )
-    if not is_postgres_url(url):
-        shown = url if "@" not in url else url.split("://", 1)[0] + "://..."
-        raise ConfigError(f"config error: store = {shown!r}{where}: {allowed}")
-    if redact(url).endswith("(unparsable URL)"):
-        raise ConfigError(
-            f"config error: store = 'postgresql://...'{where}: not a valid URL; {allowed}"
-        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -593,7 +392,30 @@ def _explain(
         return f"config error: unknown setting {full!r} (known: {known})"
     base = key.split("[")[0]
     where = f" ({origin[base]})" if base in origin else ""
-    value = data
-    for part in base.split("."):
-        value = value.get(part, None) if isinstance(value, dict) else None
+    value: Any = data
+    for index, name in re.findall(r"\[(\d+)\]|([^.\[]+)", key):
+        if name:
+            value = value.get(name) if isinstance(value, dict) else None
+        else:
+            value = value[int(index)] if isinstance(value, list) else None
+    if what == NOT_A_DURATION:
+        what = _allowed(key) or what
     return f"config error: {key} = {value!r}{where}: {what[0].lower() + what[1:]}"
+
+
+def _allowed(key: str) -> str | None:
+    """What the field at `key` (e.g. `alerts.rules[0].for`) allows, as its `allowing` says."""
+    kind: Any = Config
+    for part in _INDEX.sub("", key).split("."):
+        if get_origin(kind) is dict:  # `part` is a table's own key, e.g. an exchange's name
+            kind = get_args(kind)[1]
+            continue
+        if get_origin(kind) is list:
+            kind = get_args(kind)[0]
+        if not (isinstance(kind, type) and issubclass(kind, msgspec.Struct)):
+            return None
+        kind = {f.encode_name: f.type for f in msgspec.structs.fields(kind)}.get(part)
+    for meta in getattr(kind, "__metadata__", ()):
+        if isinstance(meta, msgspec.Meta) and meta.extra:
+            return meta.extra.get(ALLOWED)
+    return None

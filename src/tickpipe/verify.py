@@ -48,7 +48,14 @@ def _recompute_sql(store: Store, interval: str) -> str:
     PostgreSQL share (the store spells "first/last by (ts, seq)" its own way)."""
     window = parse_window(interval)
     copies = window.size // window.slide
-    first, last = store.FIRST.format, store.LAST.format
+    dialect = store.dialect
+
+    def first(value: str) -> str:
+        return dialect.first(value, "ts", "seq")
+
+    def last(value: str) -> str:
+        return dialect.last(value, "ts", "seq")
+
     return f"""
         SELECT exchange, symbol, start,
             {first("price")} AS open, max(price) AS high, min(price) AS low,

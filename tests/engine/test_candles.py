@@ -616,7 +616,7 @@ def test_a_long_stream_keeps_memory_bounded_and_candles_exact() -> None:
     assert_candles_equal(latest(emitted), expected)
     # Windows are forgotten once behind the horizon: a few dozen live, not thousands.
     assert max(live) < 60, max(live)
-    assert len(e._seen) < 100  # trade ids are forgotten too (no public view of this count)
+    assert 0 < e.remembered_trades() < 100  # trade ids are forgotten too
 
 
 def test_restore_never_turns_a_final_candle_back_into_a_provisional_one(tmp_path: Path) -> None:

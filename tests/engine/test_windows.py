@@ -1,4 +1,4 @@
-"""Window definitions: durations, tumbling and hopping windows aligned to the Unix epoch."""
+"""Window definitions: tumbling and hopping windows aligned to the Unix epoch."""
 
 from __future__ import annotations
 
@@ -6,55 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickpipe.engine.windows import Window, format_duration, parse_duration, parse_window
+from tickpipe.engine.windows import Window, parse_window
 
-US = 1
-MS = 1_000
 S = 1_000_000
 M = 60 * S
-H = 60 * M
-D = 24 * H
-
-
-@pytest.mark.parametrize(
-    ("text", "us"),
-    [
-        ("1us", 1),
-        ("250ms", 250 * MS),
-        ("5s", 5 * S),
-        ("1m", M),
-        ("90m", 90 * M),
-        ("1h", H),
-        ("1d", D),
-        (" 5 s ", 5 * S),
-    ],
-)
-def test_parse_duration_reads_every_unit_as_microseconds(text: str, us: int) -> None:
-    assert parse_duration(text) == us
-
-
-@pytest.mark.parametrize("text", ["7x", "0s", "1.5s", "-1s", "5", "", "5S", "s", "1 m 2"])
-def test_parse_duration_rejects_bad_text_and_names_the_allowed_units(text: str) -> None:
-    with pytest.raises(ValueError) as info:
-        parse_duration(text)
-    message = str(info.value)
-    assert repr(text) in message
-    for example in ("250ms", "5s", "1m", "1h"):
-        assert example in message
-
-
-@pytest.mark.parametrize(
-    ("us", "text"),
-    [(1, "1us"), (1500, "1500us"), (250 * MS, "250ms"), (60 * S, "1m"), (90 * S, "90s"),
-     (H, "1h"), (2 * D, "2d")],
-)  # fmt: skip
-def test_format_duration_is_the_shortest_exact_spelling(us: int, text: str) -> None:
-    assert format_duration(us) == text
-
-
-@given(st.integers(min_value=1, max_value=10**13))
-def test_format_duration_round_trips_through_parse_duration(us: int) -> None:
-    assert parse_duration(format_duration(us)) == us
 
 
 def test_a_plain_duration_is_a_tumbling_window() -> None:

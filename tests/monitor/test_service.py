@@ -70,9 +70,9 @@ def test_a_silent_source_alerts_through_webhook_and_email_and_metrics_agree_with
                 monkeypatch.setenv("TICKPIPE_ALERT_WEBHOOK_URL", rx.url + "/hook")
                 config = Config(
                     data_dir=str(tmp_path),
-                    monitor=MonitorConfig(kpi_every="300ms", metrics_port=port),
+                    monitor=MonitorConfig(kpi_every_us=300_000, metrics_port=port),
                     alerts=AlertsConfig(
-                        evaluate_every="100ms", notifiers=["webhook", "email"],
+                        evaluate_every_s=0.1, notifiers=["webhook", "email"],
                         smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False,
                         email_from="tickpipe@example.org", email_to=["ops@example.org"],
                         rules=[AlertRule(name="quiet", kind="silence", threshold=1.0,
@@ -170,9 +170,9 @@ def test_a_price_jump_in_a_running_pipeline_fires_the_move_rule_for_that_symbol(
             config = Config(
                 data_dir=str(tmp_path),
                 alerts=AlertsConfig(
-                    evaluate_every="100ms", notifiers=["webhook"],
+                    evaluate_every_s=0.1, notifiers=["webhook"],
                     rules=[AlertRule(name="jump", kind="price_move", threshold=10.0,
-                                     window="1m", severity="critical")],
+                                     window_us=60_000_000, severity="critical")],
                 ),
             )  # fmt: skip
             pipeline = Pipeline(config, [PriceJump()], "run")
@@ -213,7 +213,7 @@ def test_a_failing_monitor_is_logged_once_and_the_pipeline_goes_on(tmp_path, mon
 
     monkeypatch.setattr("tickpipe.monitor.metrics.PipelineMetrics.observe_stored", broken)
     monkeypatch.setattr("tickpipe.monitor.service.Monitor.step", broken)
-    config = Config(data_dir=str(tmp_path), alerts=AlertsConfig(evaluate_every="100ms"))
+    config = Config(data_dir=str(tmp_path), alerts=AlertsConfig(evaluate_every_s=0.1))
     pipeline = Pipeline(config, [TradesThenSilence(1.0)], "run")
     try:
         asyncio.run(pipeline.run(duration=1.5))

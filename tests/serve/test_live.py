@@ -19,8 +19,8 @@ from tickpipe.sources.simulated import SimulatedMarket
 
 
 def demo_pipeline(tmp_path: Path, hub: Hub, symbols: int, rate: float) -> Pipeline:
-    config = Config(data_dir=str(tmp_path), intervals=["1s", "1m"], allowed_lateness="200ms",
-                    idle_timeout="500ms")  # fmt: skip
+    config = Config(data_dir=str(tmp_path), intervals=["1s", "1m"], allowed_lateness_us=200_000,
+                    idle_timeout_us=500_000)  # fmt: skip
     return Pipeline(config, [SimulatedMarket(symbols, rate, seed=3)], "demo", hub)
 
 

@@ -44,10 +44,8 @@ def chromium() -> Iterator[Browser]:
     """
     if not CHROMIUM.exists():
         server_missing(f"{CHROMIUM} is missing: run scripts/setup/chromium.sh")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        server_missing("the playwright package is missing: pip install -e '.[test]'")
+    from playwright.sync_api import sync_playwright
+
     playwright = sync_playwright().start()
     try:
         browser = launch_chromium(playwright)

@@ -24,7 +24,7 @@ from tickpipe.records import (
     Trade,
     TradeBatch,
 )
-from tickpipe.stores.base import Store, StoreError
+from tickpipe.stores.base import StoreError
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.stores.postgresql import MIGRATIONS, PostgresStore, redact
 
@@ -54,10 +54,6 @@ def stored_candle(store: PostgresStore, start: int) -> Candle:
 
 
 # -- round trips -----------------------------------------------------------------------------
-
-
-def test_the_store_satisfies_the_store_protocol(store: PostgresStore) -> None:
-    assert isinstance(store, Store)
 
 
 def test_trades_round_trip_with_every_column(store: PostgresStore) -> None:

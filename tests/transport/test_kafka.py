@@ -8,10 +8,11 @@ import uuid
 import numpy as np
 import pytest
 
-from tickpipe.config import ConfigError, KafkaConfig, load_config
+from tickpipe.config import ConfigError, load_config
 from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.transport.kafka import TradePublisher
 from tickpipe.transport.schema import decode_trades, to_batch
+from tickpipe.transport.settings import KafkaConfig
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:

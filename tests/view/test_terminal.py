@@ -14,8 +14,6 @@ from rich.style import Style
 
 from tickpipe.records import Candle
 from tickpipe.view.terminal import (
-    DOWN_STYLE,
-    UP_STYLE,
     Snapshot,
     SymbolRow,
     TerminalView,
@@ -246,9 +244,8 @@ def test_last_price_is_green_above_the_candle_open_and_red_below() -> None:
     down = row("ETH-USDT", 2999.5, open_=3000.5)
     panel = render(snapshot([up, down]))
     # The first cell with the price is "last"; the same number repeats under "close".
-    assert styles_of(panel, "60,000.12")[0].color == Color.parse(UP_STYLE)
-    assert styles_of(panel, "2,999.50")[0].color == Color.parse(DOWN_STYLE)
-    assert UP_STYLE != DOWN_STYLE
+    assert styles_of(panel, "60,000.12")[0].color == Color.parse("green")
+    assert styles_of(panel, "2,999.50")[0].color == Color.parse("red")
 
 
 def test_up_color_survives_into_ansi_output() -> None:
@@ -256,7 +253,7 @@ def test_up_color_survives_into_ansi_output() -> None:
     console.file = io.StringIO()
     console.print(render(snapshot([row("BTC-USDT", 60000.12, open_=59990.0)])))
     ansi = console.export_text(styles=True)
-    green = Style.parse(UP_STYLE).render("X").split("X")[0]
+    green = Style.parse("green").render("X").split("X")[0]
     assert re.search(re.escape(green) + r"\s*60,000\.12", ansi)
 
 
@@ -394,9 +391,11 @@ def test_terminal_view_starts_and_stops_in_a_non_tty_console() -> None:
 
 
 def test_terminal_view_stop_without_start_is_harmless() -> None:
-    view = TerminalView(FakePipeline(), console=Console(file=io.StringIO()))
+    buffer, pipeline = io.StringIO(), FakePipeline()
+    view = TerminalView(pipeline, console=Console(file=buffer))
     view.stop()
     assert not view.is_running
+    assert buffer.getvalue() == "" and pipeline.calls == 0  # nothing drawn, nothing asked
 
 
 def test_a_failing_snapshot_shows_an_error_instead_of_killing_the_view() -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine
-from tickpipe.engine.windows import parse_duration
 from tickpipe.runtime.clock import now_us
 from tickpipe.runtime.stage import TICK_SECONDS, Counters, EngineStage
 from tickpipe.runtime.writer import StoreWriter
@@ -60,7 +59,7 @@ class TickpipePath:
         self.index = InstrumentIndex.for_symbols(symbols)
         self.engine = CandleEngine(config.engine_config())
         self.store = DuckDBStore(db_path, threads=threads)
-        self.writer = StoreWriter(self.store, parse_duration(config.flush_every) / 1e6)
+        self.writer = StoreWriter(self.store, config.flush_every_s)
         self.stage = EngineStage(self.engine, self.writer, DeadLetters(None))
         self.counts = PathCounts(counters=self.stage.counters)
         self._next_tick = time.monotonic() + TICK_SECONDS

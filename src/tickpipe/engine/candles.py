@@ -210,6 +210,10 @@ class CandleEngine:
     def open_windows(self) -> int:
         return sum(len(t.open_slots) for t in self.tables)
 
+    def remembered_trades(self) -> int:
+        """How many trade ids are held to recognise a resend (bounded by the horizon)."""
+        return len(self._seen)
+
     # -- internals -----------------------------------------------------------------------
 
     def _gids(self, batch: TradeBatch) -> np.ndarray:

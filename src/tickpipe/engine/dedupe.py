@@ -53,10 +53,10 @@ class SeenTrades:
         new = np.ones(n, bool)
         if n == 0:
             return new
-        if ids is None:
-            decimal, number = np.ones(n, bool), seq
+        if ids is None:  # every id is decimal: `texts` is never read
+            decimal, number, texts = np.ones(n, bool), seq, seq
         else:
-            decimal, number = _decimal_ids(ids)
+            (decimal, number), texts = _decimal_ids(ids), ids
         numeric = decimal.copy()
         keys = np.zeros(n, np.int64)
         if numeric.any():
@@ -78,7 +78,7 @@ class SeenTrades:
             new[keep] = True
             self._add(uniq[unseen], gid[keep], ts[keep])
         for i in np.flatnonzero(~numeric).tolist():
-            key = (int(gid[i]), number[i].item() if decimal[i] else ids[i])
+            key = (int(gid[i]), number[i].item() if decimal[i] else texts[i])
             if key in self._other:
                 new[i] = False
             else:

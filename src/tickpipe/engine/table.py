@@ -9,6 +9,7 @@ building the candles that are sent out touch Python objects one at a time.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tickpipe.engine.aggregate import Partials
 from tickpipe.engine.windows import Window
@@ -25,6 +26,30 @@ _SUMS = ("volume", "quote_volume", "price_sum", "trades", "buy_volume", "sell_vo
 class WindowTable:
     """All live windows of one `Window` kind across instruments: open ones and final ones
     kept for late corrections until they fall behind the correction horizon."""
+
+    # One entry per slot, in the columns `_grow` creates from _FLOATS, _INTS and _BOOLS.
+    open: NDArray[np.float64]
+    high: NDArray[np.float64]
+    low: NDArray[np.float64]
+    close: NDArray[np.float64]
+    volume: NDArray[np.float64]
+    quote_volume: NDArray[np.float64]
+    price_sum: NDArray[np.float64]
+    buy_volume: NDArray[np.float64]
+    sell_volume: NDArray[np.float64]
+    gid: NDArray[np.int64]
+    start: NDArray[np.int64]
+    open_ts: NDArray[np.int64]
+    open_seq: NDArray[np.int64]
+    close_ts: NDArray[np.int64]
+    close_seq: NDArray[np.int64]
+    trades: NDArray[np.int64]
+    revision: NDArray[np.int64]
+    emitted_at: NDArray[np.int64]
+    bumped: NDArray[np.int64]
+    used: NDArray[np.bool_]
+    final: NDArray[np.bool_]
+    dirty: NDArray[np.bool_]
 
     def __init__(self, window: Window, capacity: int = 1024) -> None:
         self.window = window

@@ -1,40 +1,14 @@
 """Window definitions: tumbling (`1m`) and hopping (`1m/5s`: 1-minute candles every 5 s).
 
 Windows are aligned to the Unix epoch in UTC, so the same trade falls in the same window on
-every machine and in every replay.
+every machine and in every replay. Their sizes are spelled as durations (`tickpipe.durations`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_UNITS_US = {
-    "us": 1,
-    "ms": 1_000,
-    "s": 1_000_000,
-    "m": 60_000_000,
-    "h": 3_600_000_000,
-    "d": 86_400_000_000,
-}
-_DURATION = re.compile(r"^\s*(\d+)\s*(us|ms|s|m|h|d)\s*$")
-
-
-def parse_duration(text: str) -> int:
-    """`250ms`, `5s`, `1m`, `1h`, `1d` as integer microseconds; ValueError names what is allowed."""
-    match = _DURATION.match(str(text))
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 250ms, 5s, 1m, 1h, 1d)")
-    return int(match.group(1)) * _UNITS_US[match.group(2)]
-
-
-def format_duration(us: int) -> str:
-    """The shortest exact spelling: 60_000_000 becomes `1m`."""
-    for unit in ("d", "h", "m", "s", "ms", "us"):
-        size = _UNITS_US[unit]
-        if us % size == 0:
-            return f"{us // size}{unit}"
-    raise AssertionError("unreachable: every duration is a whole number of microseconds")
+from tickpipe.durations import format_duration, parse_duration
 
 
 @dataclass(frozen=True, slots=True)

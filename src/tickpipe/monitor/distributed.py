@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from tickpipe.config import Config
-from tickpipe.engine.windows import parse_duration
 from tickpipe.monitor.kpis import KpiSampler
 from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.records import TradeBatch
@@ -32,7 +31,7 @@ class ProcessorMonitor:
         self.writer = writer
         self.clock = clock
         self.kpis = KpiSampler(process, clock.now_us())
-        self.every = parse_duration(config.monitor.kpi_every)
+        self.every = config.monitor.kpi_every_us
         self.next_kpi = clock.now_us() + self.every
         self._lags: collections.deque[np.ndarray] = collections.deque()  # writer thread -> loop
         writer.on_written = self._on_written

@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 
 from tickpipe.config import Config
-from tickpipe.engine.windows import parse_duration
 from tickpipe.monitor.alerts.engine import FIRING, Alert, AlertEngine
 from tickpipe.monitor.kpis import KpiSampler
 from tickpipe.monitor.metrics import PipelineGauges, PipelineMetrics, SourceGauges
@@ -57,10 +56,10 @@ class Monitor:
         self.state = PipelineState()
         started = clock.now_us()
         self.kpis = KpiSampler(config.monitor.process, started)
-        self.kpi_every_us = parse_duration(config.monitor.kpi_every)
+        self.kpi_every_us = config.monitor.kpi_every_us
         self.alerts = AlertEngine(
             config.alerts.rules if config.alerts.enabled else [],
-            parse_duration(config.alerts.renotify_every),
+            config.alerts.renotify_every_us,
             config.alerts.history,
             started,
         )
@@ -109,7 +108,7 @@ class Monitor:
 
     async def run(self) -> None:
         """Evaluate alerts and keep KPIs until cancelled."""
-        every = parse_duration(self.alerts_config.evaluate_every) / 1e6
+        every = self.alerts_config.evaluate_every_s
         await self.dispatcher.start()
         next_kpi = self.clock.now_us() + self.kpi_every_us
         try:

@@ -21,7 +21,6 @@ import msgspec
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
-from tickpipe.engine.windows import parse_duration
 from tickpipe.monitor.service import Monitor
 from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
@@ -55,7 +54,7 @@ class Pipeline:
         self.transport = MemoryTransport(config.queue_trades)
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.store = config.open_store()
-        self.writer = StoreWriter(self.store, parse_duration(config.flush_every) / 1e6)
+        self.writer = StoreWriter(self.store, config.flush_every_s)
         self.stage = EngineStage(self.engine, self.writer, self.dead_letters, clock)
         self.hub = hub
         if hub is not None:

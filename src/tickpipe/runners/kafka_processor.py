@@ -27,7 +27,7 @@ import numpy as np
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
-from tickpipe.engine.windows import parse_duration, restore_cutoff
+from tickpipe.engine.windows import restore_cutoff
 from tickpipe.monitor.distributed import ProcessorMonitor
 from tickpipe.records import Candle, TradeBatch
 from tickpipe.runtime.checkpoint import Checkpoint, CommitFailed, Offset
@@ -73,7 +73,7 @@ class Processor:
         self.store = store
         self.clock = clock
         self.dead_letters = DeadLetters(config.dead_letter_path)
-        self.writer = StoreWriter(store, parse_duration(config.flush_every) / 1e6)
+        self.writer = StoreWriter(store, config.flush_every_s)
         self.consumer = Consumer({**consumer_settings(self.kafka), "client.id": name}, logger=log)
         self.candles: CandlePublisher | None = None
         self._producer: Producer | None = None

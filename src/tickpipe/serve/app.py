@@ -26,7 +26,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from tickpipe.engine.windows import format_duration, parse_window
+from tickpipe.durations import format_duration
+from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle
 from tickpipe.runtime.clock import now_us
 from tickpipe.runtime.status import PipelineStatus

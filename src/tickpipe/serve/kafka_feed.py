@@ -14,11 +14,11 @@ import logging
 import threading
 import uuid
 
-from tickpipe.config import KafkaConfig
 from tickpipe.records import Candle
 from tickpipe.serve.live import Hub
 from tickpipe.transport.kafka import consumer_settings
 from tickpipe.transport.schema import SchemaError, decode_candle
+from tickpipe.transport.settings import KafkaConfig
 
 log = logging.getLogger("tickpipe.serve")
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tickpipe.engine.windows import format_duration, parse_duration, parse_window
+from tickpipe.durations import format_duration, parse_duration
+from tickpipe.engine.windows import parse_window
 
 MAX_CANDLES = 100_000  # per answer: beyond this a chart is unreadable and the answer huge
 MAX_TRADES = 10_000

@@ -2,18 +2,21 @@
 
 The pipeline, `tickpipe serve` and `tickpipe verify` depend on this `Store` protocol, never on
 one database, so the embedded DuckDB file and PostgreSQL are interchangeable (`open_store`).
-Reads the API needs are store methods, not SQL handed in from outside: each database says
-them in its own dialect, and the answers are the same.
+Reads the API needs are store methods, not SQL handed in from outside: they are written once
+(`stores/reads.py`) and each database fills in its own `Dialect`, so the answers are the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
+
+if TYPE_CHECKING:
+    from tickpipe.stores.reads import Dialect
 
 Key = tuple[str, str, str, int]  # (exchange, symbol, interval, start) of a candle
 
@@ -26,9 +29,10 @@ class StoreError(RuntimeError):
 class Store(Protocol):
     """A writer and a reader of trades, candles, rolling statistics, events and KPIs."""
 
-    # The dialect's "value of the first / last trade by (ts, seq)", as a format string.
-    FIRST: str
-    LAST: str
+    @property
+    def dialect(self) -> Dialect:
+        """How the store spells the SQL the databases part on (first/last by an order, ...)."""
+        ...
 
     def describe(self) -> str:
         """Where the data is, for logs and /api/health (never a password)."""

@@ -3,7 +3,9 @@
 Writes are bulk only: a trade batch goes in as an Arrow table, candles as one Arrow table per
 flush, all in one transaction, so after a crash the file holds whole flushes and nothing else.
 Candles are whole-row upserts keyed (exchange, symbol, interval, start), so a replay converges
-to the same rows.
+to the same rows. The reads and the front of `write` are shared with PostgreSQL
+(`stores/sql.py`, `stores/reads.py`); what is here is DuckDB's own: schema, connection, the
+Arrow write path and the Arrow restore reader.
 
 Trades are stored in `trade_rows` and read through the `trades` view: a trade id that is the
 decimal form of `seq` (most exchanges) is stored as NULL and spelled out by the view, which
@@ -17,25 +19,24 @@ restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import msgspec
 import pyarrow as pa
 
-from tickpipe.engine.windows import format_duration, restore_cutoff
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
     Candle,
-    PipelineMetric,
     RollingStat,
     TradeBatch,
     concat_batches,
 )
 from tickpipe.stores.base import StoreError
-from tickpipe.stores.reads import SqlReads
+from tickpipe.stores.sql import Flush, SqlStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (
@@ -122,28 +123,17 @@ ROLLING_SCHEMA = pa.schema(
 )  # fmt: skip
 
 
-def candles_to_arrow(candles: Iterable[Candle]) -> pa.Table:
-    """Latest update per candle key, as an Arrow table (an upsert may not touch a row twice)."""
-    latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-    rows = [msgspec.structs.astuple(c) for c in latest.values()]
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in CANDLE_FIELDS]
+def _structs_to_arrow(structs: list[Candle] | list[RollingStat], schema: pa.Schema) -> pa.Table:
+    """The records as one Arrow table of `schema` (its fields in the records' field order)."""
+    rows = [msgspec.structs.astuple(s) for s in structs]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
     return pa.table(
-        [pa.array(col, type=f.type) for col, f in zip(columns, CANDLE_SCHEMA, strict=True)],
-        schema=CANDLE_SCHEMA,
+        [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+        schema=schema,
     )
 
 
-def _rolling_to_arrow(stats: Iterable[RollingStat]) -> pa.Table:
-    latest = {(s.exchange, s.symbol, s.ts): s for s in stats}
-    rows = [msgspec.structs.astuple(s) for s in latest.values()]
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in ROLLING_FIELDS]
-    return pa.table(
-        [pa.array(col, type=f.type) for col, f in zip(columns, ROLLING_SCHEMA, strict=True)],
-        schema=ROLLING_SCHEMA,
-    )
-
-
-class DuckDBStore(SqlReads):
+class DuckDBStore(SqlStore):
     """Reader and writer over one DuckDB file. Safe to share between threads (one lock)."""
 
     def __init__(
@@ -182,30 +172,22 @@ class DuckDBStore(SqlReads):
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(
-        self,
-        trades: Iterable[TradeBatch | pa.Table] = (),
-        candles: Iterable[Candle] = (),
-        rolling: Iterable[RollingStat] = (),
-        events: Iterable[tuple[int, str, str, str]] = (),
-        metrics: Iterable[PipelineMetric] = (),
-    ) -> None:
-        """Store one flush in one transaction: trades appended, candles and stats upserted."""
-        trades = list(trades)
+    def _write(self, flush: Flush) -> None:
+        """Trades, candles and rolling statistics as Arrow tables, the rest as rows."""
         # One Arrow conversion per flush, not one per engine step: a live market hands over
         # hundreds of small batches a second, and each conversion holds the GIL.
-        batches = [t for t in trades if isinstance(t, TradeBatch)]
-        tables = [t for t in trades if not isinstance(t, TradeBatch) and t.num_rows]
+        batches = [t for t in flush.trades if isinstance(t, TradeBatch)]
+        tables = [t for t in flush.trades if not isinstance(t, TradeBatch) and t.num_rows]
         by_source: dict[str, list[TradeBatch]] = {}
         for batch in batches:
             by_source.setdefault(batch.source, []).append(batch)
         for source, group in by_source.items():
             tables.append(concat_batches(group, source).to_arrow(numeric_ids_as_null=True))
         tables = [t for t in tables if t.num_rows]
-        candle_table = candles_to_arrow(candles)
-        rolling_table = _rolling_to_arrow(rolling)
-        events = list(events)
-        metric_rows = [msgspec.structs.astuple(m) for m in metrics]
+        candle_table = _structs_to_arrow(flush.candles, CANDLE_SCHEMA)
+        rolling_table = _structs_to_arrow(flush.rolling, ROLLING_SCHEMA)
+        events = flush.events
+        metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
         with self._lock:
             con = self._con
             con.execute("BEGIN TRANSACTION")
@@ -245,52 +227,6 @@ class DuckDBStore(SqlReads):
     def _dicts(self, sql: str, params: list | None = None) -> list[dict]:
         return self.query_arrow(sql, params).to_pylist()
 
-    def candles(
-        self,
-        exchange: str,
-        symbol: str,
-        interval: str,
-        start: int | None = None,
-        end: int | None = None,
-        bucket: int | None = None,
-        interval_size: int | None = None,
-    ) -> list[Candle]:
-        """Candles of one symbol with `start` in [start, end), optionally re-bucketed.
-
-        `bucket` (microseconds) must be a multiple of the stored interval's `interval_size`;
-        the result then rolls the stored candles up into candles of that size.
-        """
-        lo = -(2**62) if start is None else start
-        hi = 2**62 if end is None else end
-        where = "exchange = ? AND symbol = ? AND interval = ? AND start >= ? AND start < ?"
-        params = [exchange, symbol, interval, lo, hi]
-        if bucket is None or bucket == interval_size:
-            rows = self.query(f"SELECT * FROM candles WHERE {where} ORDER BY start", params)
-            return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
-        if not interval_size or bucket % interval_size:
-            raise ValueError("bucket must be a whole multiple of the stored interval")
-        sql = f"""
-            SELECT exchange, symbol, ? AS interval, start - start % ? AS bucket,
-                arg_min(open, start), max(high), min(low), arg_max(close, start),
-                sum(volume), sum(quote_volume),
-                CASE WHEN sum(volume) > 0 THEN sum(quote_volume) / sum(volume)
-                     ELSE arg_max(close, start) END,
-                sum(mean_price * trades) / sum(trades), sum(trades),
-                sum(buy_volume), sum(sell_volume),
-                arg_min(first_seq, start), arg_max(last_seq, start),
-                bool_and(final),
-                max(revision), max(updated_at)
-            FROM candles WHERE {where}
-            GROUP BY exchange, symbol, bucket ORDER BY bucket
-        """
-        rows = self.query(sql, [format_duration(bucket), bucket, *params])
-        return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
-
-    def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
-        """Per (exchange, symbol), the window-aligned time before which nothing can change."""
-        rows = self.query("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
-        return {(e, s): restore_cutoff(ts, lateness, horizon, align) for e, s, ts in rows}
-
     def restore_batches(
         self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
     ) -> Iterator[TradeBatch]:
@@ -315,19 +251,3 @@ class DuckDBStore(SqlReads):
                     yield TradeBatch.from_arrow(pa.Table.from_batches([chunk]), source="restore")
             finally:
                 self._con.unregister("restore_limits")
-
-    def finals(self, since: int) -> set[tuple[str, str, str, int]]:
-        """Keys of the final candles starting at or after `since` (a restart keeps them final)."""
-        rows = self.query(
-            "SELECT exchange, symbol, interval, start FROM candles WHERE start >= ? AND final",
-            [since],
-        )
-        return set(rows)
-
-    def revisions(self, since: int) -> dict[tuple[str, str, str, int], int]:
-        rows = self.query(
-            "SELECT exchange, symbol, interval, start, revision FROM candles "
-            "WHERE start >= ? AND revision > 0",
-            [since],
-        )
-        return {(e, s, i, st): r for e, s, i, st, r in rows}

@@ -1,6 +1,9 @@
 """The PostgreSQL store: the state of record of the distributed mode (and usable by `run`).
 
-Same tables, keys and answers as the DuckDB store. Every write is one transaction:
+Same tables, keys and answers as the DuckDB store: the reads are the shared ones
+(`stores/reads.py`) in PostgreSQL's `Dialect`, and `write` shares its front (`stores/sql.py`).
+What is its own: connections with retry, the schema's migrations and the bulk write path.
+Every write is one transaction:
 - trades go by binary COPY into a temporary staging table, then `INSERT ... ON CONFLICT DO
   NOTHING` on (exchange, symbol, trade_id), so replaying a flush after a crash stores nothing
   twice (the Kafka processor relies on this);
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -31,19 +34,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import conninfo
 
-from tickpipe.engine.windows import format_duration, restore_cutoff
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
     TRADE_SCHEMA,
-    Candle,
-    PipelineMetric,
     RollingStat,
     TradeBatch,
     concat_batches,
 )
-from tickpipe.stores.base import Key, StoreError
-from tickpipe.stores.reads import SqlReads
+from tickpipe.stores.base import StoreError
+from tickpipe.stores.reads import Dialect
+from tickpipe.stores.sql import Flush, SqlStore
 
 log = logging.getLogger("tickpipe")
 T = TypeVar("T")
@@ -214,7 +215,7 @@ def redact(dsn: str) -> str:
         return "postgresql://(unparsable URL)"
     host, port, db = params.get("host", ""), params.get("port", ""), params.get("dbname", "")
     user = params.get("user")
-    return f"postgresql://{user + '@' if user else ''}{host}{':' + port if port else ''}/{db}"
+    return f"postgresql://{f'{user}@' if user else ''}{host}{f':{port}' if port else ''}/{db}"
 
 
 def _lost(exc: BaseException, con: psycopg.Connection | None) -> bool:
@@ -232,16 +233,33 @@ def _lost(exc: BaseException, con: psycopg.Connection | None) -> bool:
     )
 
 
-class PostgresStore(SqlReads):
+class PostgresDialect(Dialect):
+    """PostgreSQL's spellings: `%s` placeholders, ordered `array_agg` for first/last (no
+    arg_min over a row), `percentile_cont` for the median."""
+
+    def first(self, value: str, *order: str) -> str:
+        return f"(array_agg({value} ORDER BY {', '.join(order)}))[1]"
+
+    def last(self, value: str, *order: str) -> str:
+        return f"(array_agg({value} ORDER BY {', '.join(f'{o} DESC' for o in order)}))[1]"
+
+    def median(self, value: str) -> str:
+        return f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {value})"
+
+    def bind(self, sql: str) -> str:
+        """`?` placeholders as psycopg's `%s`, a literal `%` doubled; SQL that has no `?`
+        (tools and tests may write `%s` themselves) is left as it is."""
+        return sql.replace("%", "%%").replace("?", "%s") if "?" in sql else sql
+
+
+class PostgresStore(SqlStore):
     """Reader and writer over one PostgreSQL database. Thread-safe: one connection for writes
     and one for reads, each under its own lock.
 
     `retry_for`: how long a write keeps retrying after the server went away before it fails.
     """
 
-    FIRST = "(array_agg({0} ORDER BY ts, seq))[1]"
-    LAST = "(array_agg({0} ORDER BY ts DESC, seq DESC))[1]"
-    MEDIAN = "percentile_cont(0.5) WITHIN GROUP (ORDER BY {0})"
+    dialect = PostgresDialect()
 
     def __init__(
         self,
@@ -338,24 +356,14 @@ class PostgresStore(SqlReads):
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(
-        self,
-        trades: Iterable[TradeBatch | pa.Table] = (),
-        candles: Iterable[Candle] = (),
-        rolling: Iterable[RollingStat] = (),
-        events: Iterable[tuple[int, str, str, str]] = (),
-        metrics: Iterable[PipelineMetric] = (),
-    ) -> None:
-        """Store one flush in one transaction (retried whole if the server goes away)."""
-        trade_columns = _trade_columns(trades)
-        latest = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-        candle_rows = [msgspec.structs.astuple(c) for c in latest.values()]
-        # An upsert may not touch a row twice: the last update per key wins.
-        rolling_latest = {(s.exchange, s.symbol, s.ts): s for s in rolling}
-        rolling_rows = [msgspec.structs.astuple(s) for s in rolling_latest.values()]
-        metric_latest = {(m.process, m.ts): m for m in metrics}
-        metric_rows = [msgspec.structs.astuple(m) for m in metric_latest.values()]
-        event_rows = list(events)
+    def _write(self, flush: Flush) -> None:
+        """Binary COPY into staging tables, then upserts (retried whole if the server goes
+        away)."""
+        trade_columns = _trade_columns(flush.trades)
+        candle_rows = [msgspec.structs.astuple(c) for c in flush.candles]
+        rolling_rows = [msgspec.structs.astuple(s) for s in flush.rolling]
+        metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
+        event_rows = flush.events
         if not (trade_columns or candle_rows or rolling_rows or metric_rows or event_rows):
             return
 
@@ -387,8 +395,7 @@ class PostgresStore(SqlReads):
         return self._rows(sql, params)
 
     def _execute(self, sql: str, params: list | None, fetch: Callable[[Any], T]) -> T:
-        if "?" in sql:
-            sql = sql.replace("%", "%%").replace("?", "%s")
+        sql = self.dialect.bind(sql)
 
         def run(con: psycopg.Connection) -> T:
             with con.cursor() as cur:
@@ -407,52 +414,7 @@ class PostgresStore(SqlReads):
 
         return self._execute(sql, params, fetch)
 
-    def candles(
-        self,
-        exchange: str,
-        symbol: str,
-        interval: str,
-        start: int | None = None,
-        end: int | None = None,
-        bucket: int | None = None,
-        interval_size: int | None = None,
-    ) -> list[Candle]:
-        """Candles of one symbol with `start` in [start, end), optionally re-bucketed
-        (`bucket` a whole multiple of the stored interval's `interval_size`)."""
-        lo = -(2**62) if start is None else start
-        hi = 2**62 if end is None else end
-        where = "exchange = %s AND symbol = %s AND interval = %s AND start >= %s AND start < %s"
-        params: list[Any] = [exchange, symbol, interval, lo, hi]
-        if bucket is None or bucket == interval_size:
-            cols = ", ".join(CANDLE_FIELDS)
-            rows = self._rows(f"SELECT {cols} FROM candles WHERE {where} ORDER BY start", params)
-            return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
-        if not interval_size or bucket % interval_size:
-            raise ValueError("bucket must be a whole multiple of the stored interval")
-        sql = f"""
-            SELECT exchange, symbol, %s AS interval, start - start %% %s AS bucket,
-                (array_agg(open ORDER BY start))[1], max(high), min(low),
-                (array_agg(close ORDER BY start DESC))[1],
-                sum(volume), sum(quote_volume),
-                CASE WHEN sum(volume) > 0 THEN sum(quote_volume) / sum(volume)
-                     ELSE (array_agg(close ORDER BY start DESC))[1] END,
-                sum(mean_price * trades) / sum(trades), sum(trades)::bigint,
-                sum(buy_volume), sum(sell_volume),
-                (array_agg(first_seq ORDER BY start))[1],
-                (array_agg(last_seq ORDER BY start DESC))[1],
-                bool_and(final), max(revision), max(updated_at)
-            FROM candles WHERE {where}
-            GROUP BY exchange, symbol, bucket ORDER BY bucket
-        """
-        rows = self._rows(sql, [format_duration(bucket), bucket, *params])
-        return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
-
     # -- restart -------------------------------------------------------------------------
-
-    def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
-        """Per (exchange, symbol), the window-aligned time before which nothing can change."""
-        rows = self._rows("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
-        return {(e, s): restore_cutoff(ts, lateness, horizon, align) for e, s, ts in rows}
 
     def restore_batches(
         self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
@@ -479,21 +441,6 @@ class PostgresStore(SqlReads):
                         schema=TRADE_SCHEMA,
                     )
                     yield TradeBatch.from_arrow(table, source="restore")
-
-    def finals(self, since: int) -> set[Key]:
-        rows = self._rows(
-            "SELECT exchange, symbol, interval, start FROM candles WHERE start >= %s AND final",
-            [since],
-        )
-        return {tuple(r) for r in rows}  # type: ignore[misc]
-
-    def revisions(self, since: int) -> dict[Key, int]:
-        rows = self._rows(
-            "SELECT exchange, symbol, interval, start, revision FROM candles "
-            "WHERE start >= %s AND revision > 0",
-            [since],
-        )
-        return {(e, s, i, st): r for e, s, i, st, r in rows}
 
 
 class _Link:
@@ -581,7 +528,7 @@ def _copy(
     table: str,
     fields: tuple[str, ...],
     types: list[str],
-    rows: Iterable[Iterable[Any]],
+    rows: Iterable[Sequence[Any]],
 ) -> None:
     with cur.copy(f"COPY {table} ({', '.join(fields)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)

@@ -1,21 +1,54 @@
-"""The API's reads, written once in SQL that DuckDB and PostgreSQL both speak.
+"""The reads both stores answer, written once, in SQL that DuckDB and PostgreSQL both speak.
 
-Where the dialects part (first/last value by an order, median), each store fills in its own
-spelling, so both answer every route with the same numbers. Ties in event time are broken by
-`seq`, so "last price" does not depend on the order rows happen to be scanned in.
+Every read here is said once with `?` placeholders; a store supplies only how it runs SQL
+(`_rows`, `_dicts`: its connection and how its cursor hands back rows) and its `Dialect`: the
+placeholder style and the few spellings in which the two databases part (the value of the
+first/last row by an order, the median). So both stores answer the API, a restart (finals,
+revisions, the restore cut-off) and re-bucketed candle queries with the same numbers. Ties in
+event time are broken by `seq`, so "last price" does not depend on the order rows happen to be
+scanned in.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from tickpipe.durations import format_duration
+from tickpipe.engine.windows import restore_cutoff
+from tickpipe.records import CANDLE_FIELDS, Candle
+from tickpipe.stores.base import Key
+
+_CANDLE_COLUMNS = ", ".join(CANDLE_FIELDS)
+_CANDLE_RANGE = "exchange = ? AND symbol = ? AND interval = ? AND start >= ? AND start < ?"
+
+
+class Dialect:
+    """DuckDB's spellings; another database overrides the ones it says differently."""
+
+    def first(self, value: str, *order: str) -> str:
+        """SQL for the `value` of the row that comes first by the columns `order`."""
+        return f"arg_min({value}, {_tuple(order)})"
+
+    def last(self, value: str, *order: str) -> str:
+        """SQL for the `value` of the row that comes last by the columns `order`."""
+        return f"arg_max({value}, {_tuple(order)})"
+
+    def median(self, value: str) -> str:
+        return f"median({value})"
+
+    def bind(self, sql: str) -> str:
+        """`sql`, written with `?` placeholders, in this database's placeholder style."""
+        return sql
+
+
+def _tuple(columns: tuple[str, ...]) -> str:
+    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"
+
 
 class SqlReads:
-    """Mixin: the store provides `_rows` and `_dicts` (SQL with `?` placeholders)."""
+    """Mixin: the store provides `dialect`, `_rows` and `_dicts` (SQL with `?` placeholders)."""
 
-    FIRST = "arg_min({0}, (ts, seq))"  # the value of the earliest trade
-    LAST = "arg_max({0}, (ts, seq))"
-    MEDIAN = "median({0})"
+    dialect = Dialect()
 
     def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
         raise NotImplementedError
@@ -26,8 +59,78 @@ class SqlReads:
     def ping(self) -> None:
         self._rows("SELECT 1")
 
+    # -- restart -------------------------------------------------------------------------
+
+    def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
+        """Per (exchange, symbol), the window-aligned time before which nothing can change."""
+        rows = self._rows("SELECT exchange, symbol, max(ts) FROM trades GROUP BY exchange, symbol")
+        return {(e, s): restore_cutoff(ts, lateness, horizon, align) for e, s, ts in rows}
+
+    def finals(self, since: int) -> set[Key]:
+        """Keys of the final candles starting at or after `since` (a restart keeps them final)."""
+        rows = self._rows(
+            "SELECT exchange, symbol, interval, start FROM candles WHERE start >= ? AND final",
+            [since],
+        )
+        return {(e, s, i, st) for e, s, i, st in rows}
+
+    def revisions(self, since: int) -> dict[Key, int]:
+        """Revision of each corrected candle starting at or after `since` (a restart goes on
+        counting from there)."""
+        rows = self._rows(
+            "SELECT exchange, symbol, interval, start, revision FROM candles "
+            "WHERE start >= ? AND revision > 0",
+            [since],
+        )
+        return {(e, s, i, st): r for e, s, i, st, r in rows}
+
+    # -- the API -------------------------------------------------------------------------
+
     def intervals(self) -> list[str]:
         return [r[0] for r in self._rows("SELECT DISTINCT interval FROM candles ORDER BY 1")]
+
+    def candles(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        start: int | None = None,
+        end: int | None = None,
+        bucket: int | None = None,
+        interval_size: int | None = None,
+    ) -> list[Candle]:
+        """Candles of one symbol with `start` in [start, end), optionally re-bucketed.
+
+        `bucket` (microseconds) must be a whole multiple of the stored interval's
+        `interval_size`; the result then rolls the stored candles up into candles of that size.
+        """
+        lo = -(2**62) if start is None else start
+        hi = 2**62 if end is None else end
+        params: list[Any] = [exchange, symbol, interval, lo, hi]
+        if bucket is None or bucket == interval_size:
+            sql = f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE {_CANDLE_RANGE} ORDER BY start"
+            rows = self._rows(sql, params)
+        elif not interval_size or bucket % interval_size:
+            raise ValueError("bucket must be a whole multiple of the stored interval")
+        else:
+            rows = self._rows(self._rebucket_sql(), [format_duration(bucket), bucket, *params])
+        return [Candle(**dict(zip(CANDLE_FIELDS, r, strict=True))) for r in rows]
+
+    def _rebucket_sql(self) -> str:
+        first, last = self.dialect.first, self.dialect.last
+        return f"""
+            SELECT exchange, symbol, ? AS interval, start - start % ? AS bucket,
+                {first("open", "start")}, max(high), min(low), {last("close", "start")},
+                sum(volume), sum(quote_volume),
+                CASE WHEN sum(volume) > 0 THEN sum(quote_volume) / sum(volume)
+                     ELSE {last("close", "start")} END,
+                sum(mean_price * trades) / sum(trades), CAST(sum(trades) AS BIGINT),
+                sum(buy_volume), sum(sell_volume),
+                {first("first_seq", "start")}, {last("last_seq", "start")},
+                bool_and(final), max(revision), max(updated_at)
+            FROM candles WHERE {_CANDLE_RANGE}
+            GROUP BY exchange, symbol, bucket ORDER BY bucket
+        """
 
     def has_instrument(self, exchange: str, symbol: str) -> bool:
         rows = self._rows(
@@ -82,11 +185,12 @@ class SqlReads:
 
     def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
         order = _order(by)
+        first, last = self.dialect.first, self.dialect.last
         return self._dicts(
             f"SELECT symbol, count(*) AS trades, sum(size) AS volume, "
             f"sum(price * size) AS quote_volume, count(DISTINCT exchange) AS exchanges, "
-            f"{self.LAST.format('price')} AS last_price, "
-            f"{self.FIRST.format('price')} AS first_price "
+            f"{last('price', 'ts', 'seq')} AS last_price, "
+            f"{first('price', 'ts', 'seq')} AS first_price "
             f"FROM trades WHERE ts >= ? AND ts < ? "
             f"GROUP BY symbol ORDER BY {order} DESC, symbol LIMIT ?",
             [start, end, limit],
@@ -101,7 +205,7 @@ class SqlReads:
             "count(*) FILTER (WHERE side = 'buy') AS buys, "
             "count(*) FILTER (WHERE side = 'sell') AS sells, "
             f"avg(price * size) AS mean_trade_value, "
-            f"{self.MEDIAN.format('price * size')} AS median_trade_value, "
+            f"{self.dialect.median('price * size')} AS median_trade_value, "
             "max(price * size) AS max_trade_value FROM trades "
             "WHERE exchange = ? AND ts >= ? AND ts < ?",
             params,

@@ -22,7 +22,7 @@ from tickpipe.transport.schema import (
 if TYPE_CHECKING:
     from confluent_kafka import Producer
 
-    from tickpipe.config import KafkaConfig
+    from tickpipe.transport.settings import KafkaConfig
 
 # Settings exactly-once depends on: a pass-through property may not change them.
 PRODUCER_FIXED = {"enable.idempotence": True, "acks": "all"}

@@ -134,7 +134,7 @@ def test_a_stuck_processor_with_trades_waiting_shows_a_growing_lag_and_fires():
 
 
 def test_a_price_jump_beyond_the_move_threshold_fires_for_that_symbol_only():
-    move = AlertRule(name="jump", kind="price_move", threshold=5.0, window="1m",
+    move = AlertRule(name="jump", kind="price_move", threshold=5.0, window_us=60 * S,
                      severity="critical")  # fmt: skip
     script = Script([move])
     btc, eth = ("binance", "BTC-USDT"), ("binance", "ETH-USDT")
@@ -155,7 +155,7 @@ def test_a_price_jump_beyond_the_move_threshold_fires_for_that_symbol_only():
 
 
 def test_a_price_drop_counts_as_a_move_too():
-    move = AlertRule(name="drop", kind="price_move", threshold=3.0, window="30s")
+    move = AlertRule(name="drop", kind="price_move", threshold=3.0, window_us=30 * S)
     script = Script([move])
     for price in [100.0] * 40 + [96.0] * 3:
         script.trade(prices={("okx", "SOL-USDT"): price})

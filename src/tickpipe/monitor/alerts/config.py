@@ -1,18 +1,20 @@
-"""`[alerts]`: the rules and where notifications go, checked at start-up.
+"""`[alerts]` (the rules and where notifications go) and `[monitor]`, checked at start-up.
 
 Rules come with sensible defaults (lag, a silent source, a long disconnect); price rules name
 their symbols, since no threshold suits every market. Secrets (webhook URLs, the bot token,
-the SMTP password) are read from the environment only, never from the file.
+the SMTP password) are read from the environment only, never from the file. Durations arrive
+decoded (`tickpipe.durations`), in the unit their field's name gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated
 
 import msgspec
 
-from tickpipe.engine.windows import parse_duration
+from tickpipe.durations import Micros, MicrosOrZero, Seconds, allowing
+from tickpipe.settings import Fail
 
 # kind -> what `threshold` means
 RULE_KINDS = {
@@ -35,9 +37,8 @@ SECRET_ENV = {
 SMTP_PASSWORD_ENV = "TICKPIPE_ALERT_SMTP_PASSWORD"
 
 
-def duration_us(text: str) -> int:
-    """A duration as tickpipe spells it (5s, 1m), or 0 / 0s for none."""
-    return 0 if text.strip() in ("0", "0s") else parse_duration(text)
+RULE_DURATION = allowing("not a duration (5m)")
+EVERY = allowing("not a duration above 0 (e.g. 1s, 1h)")
 
 
 class AlertRule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -46,24 +47,27 @@ class AlertRule(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str
     kind: str
     threshold: float
-    for_: str = msgspec.field(default="0s", name="for")  # how long before pending fires
+    # how long before pending fires; 0 (or 0s): at once
+    for_us: Annotated[MicrosOrZero, RULE_DURATION] = msgspec.field(
+        name="for", default=MicrosOrZero(0)
+    )
     severity: str = "warning"
-    window: str = "5m"  # price_move only
+    window_us: Annotated[Micros, RULE_DURATION] = msgspec.field(  # price_move only
+        name="window", default=Micros(300_000_000)
+    )
     symbols: list[str] = msgspec.field(default_factory=list)  # `SYMBOL` or `exchange:SYMBOL`
     sources: list[str] = msgspec.field(default_factory=list)  # silence/disconnected; []: all
-
-    @property
-    def for_us(self) -> int:
-        return duration_us(self.for_)
-
-    @property
-    def window_us(self) -> int:
-        return parse_duration(self.window)
 
 
 def default_rules() -> list[AlertRule]:
     return [
-        AlertRule(name="processing-lag", kind="lag", threshold=60, for_="1m", severity="warning"),
+        AlertRule(
+            name="processing-lag",
+            kind="lag",
+            threshold=60,
+            for_us=MicrosOrZero(60_000_000),
+            severity="warning",
+        ),
         AlertRule(name="source-silent", kind="silence", threshold=180, severity="critical"),
         AlertRule(name="source-disconnected", kind="disconnected", threshold=30),
     ]
@@ -73,8 +77,13 @@ class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True):
     """`[alerts]`."""
 
     enabled: bool = True
-    evaluate_every: str = "1s"
-    renotify_every: str = "1h"  # a still-firing alert is sent again this often
+    evaluate_every_s: Annotated[Seconds, EVERY] = msgspec.field(
+        name="evaluate_every", default=Seconds(1.0)
+    )
+    # a still-firing alert is sent again this often
+    renotify_every_us: Annotated[Micros, EVERY] = msgspec.field(
+        name="renotify_every", default=Micros(3_600_000_000)
+    )
     history: int = 1000  # alert transitions kept in memory for /api/alerts
     notifiers: list[str] = msgspec.field(default_factory=lambda: ["log"])
     rules: list[AlertRule] = msgspec.field(default_factory=default_rules)
@@ -91,23 +100,25 @@ class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True):
 class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     """`[monitor]`: KPIs kept in the store, and where else /metrics is served."""
 
-    kpi_every: str = "5s"
+    kpi_every_us: Annotated[Micros, allowing("a duration above 0 (e.g. 5s)")] = msgspec.field(
+        name="kpi_every", default=Micros(5_000_000)
+    )
     process: str = "embedded"  # the name KPIs are kept under (one per process)
     # /metrics on a port of its own, for processes without the API (0: only the API's)
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
 
 
-def check_alerts(
-    alerts: AlertsConfig, fail: Callable[[str, Any, str], None], env: Mapping[str, str]
-) -> None:
+def check_monitor(monitor: MonitorConfig, fail: Fail) -> None:
     """Semantic checks; `fail(key, value, why)` raises the one-line ConfigError."""
-    for key in ("evaluate_every", "renotify_every"):
-        try:
-            if parse_duration(getattr(alerts, key)) <= 0:
-                raise ValueError
-        except ValueError:
-            fail(f"alerts.{key}", getattr(alerts, key), "not a duration above 0 (e.g. 1s, 1h)")
+    if not monitor.process.strip():
+        fail("monitor.process", monitor.process, "give the process a name")
+    if not 0 <= monitor.metrics_port <= 65535:
+        fail("monitor.metrics_port", monitor.metrics_port, "between 0 (off) and 65535")
+
+
+def check_alerts(alerts: AlertsConfig, fail: Fail, env: Mapping[str, str]) -> None:
+    """Semantic checks; `fail(key, value, why)` raises the one-line ConfigError."""
     if alerts.history < 1:
         fail("alerts.history", alerts.history, "must be at least 1")
     names: set[str] = set()
@@ -122,15 +133,8 @@ def check_alerts(
             fail(f"{key}.kind", rule.kind, f"one of {', '.join(RULE_KINDS)}")
         if rule.severity not in SEVERITIES:
             fail(f"{key}.severity", rule.severity, f"one of {', '.join(SEVERITIES)}")
-        for field in ("for_", "window"):
-            try:
-                duration_us(getattr(rule, field))
-            except ValueError:
-                fail(f"{key}.{field.rstrip('_')}", getattr(rule, field), "not a duration (5m)")
         if rule.threshold < 0 or (rule.kind.startswith("price") and rule.threshold == 0):
             fail(f"{key}.threshold", rule.threshold, RULE_KINDS[rule.kind] + ", above 0")
-        if rule.kind == "price_move" and rule.window_us <= 0:
-            fail(f"{key}.window", rule.window, "a duration above 0")
         if rule.kind in ("price_above", "price_below") and not rule.symbols:
             fail(f"{key}.symbols", rule.symbols, "name the symbols a price threshold is for")
     for i, name in enumerate(alerts.notifiers):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from tickpipe.durations import format_duration
 from tickpipe.monitor.alerts.config import AlertRule
 
 PENDING, FIRING, RESOLVED = "pending", "firing", "resolved"
@@ -172,7 +173,8 @@ class AlertEngine:
             elif rule.kind == "price_move":
                 move = self._move(exchange, symbol, obs.now, rule.window_us)
                 if move is not None:
-                    text = f"{where} moved {move:+.2f}% within {rule.window} (threshold {t:g}%)"
+                    within = format_duration(rule.window_us)
+                    text = f"{where} moved {move:+.2f}% within {within} (threshold {t:g}%)"
                     yield labels, move, abs(move) > t, text
 
     def _remember_prices(self, obs: Observation) -> None:

@@ -1,0 +1,37 @@
+"""`[serve]`: the HTTP API and live WebSocket that `run` and `demo` start, and its checks."""
+
+from __future__ import annotations
+
+import msgspec
+
+from tickpipe.settings import Fail
+
+
+class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """`[serve]`: the HTTP API and live WebSocket that `run` and `demo` start."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback: nobody else can reach it without a token
+    port: int = 8050
+    token: str = ""  # required on any other address (TICKPIPE_SERVE_TOKEN), unless insecure
+    insecure: bool = False  # serve a non-loopback address without a token, on purpose
+
+
+def check_serve(serve: ServeConfig, fail: Fail) -> None:
+    """A port, an address, and a token wherever another machine can connect.
+
+    `fail(key, value, why)` raises the one-line config error.
+    """
+    if not 0 <= serve.port <= 65535:
+        fail("serve.port", serve.port, "must be between 0 and 65535 (0: any free port)")
+    if not serve.host.strip():
+        fail("serve.host", serve.host, "give an address, e.g. 127.0.0.1")
+    if serve.enabled and not serve.token and not serve.insecure:
+        from tickpipe.serve.params import is_loopback
+
+        if not is_loopback(serve.host):
+            fail(
+                "serve.host", serve.host,
+                "serving beyond this machine needs an access token (--token or "
+                "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
+            )  # fmt: skip

@@ -1,0 +1,48 @@
+"""`[kafka]`: the distributed mode's broker, topics and client settings, and their checks."""
+
+from __future__ import annotations
+
+import msgspec
+
+from tickpipe.settings import Fail
+
+
+class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """`[kafka]`: the distributed mode (`ingest`, `process`, `serve --kafka`)."""
+
+    bootstrap: str = "127.0.0.1:9092"  # HOST:PORT[,HOST:PORT...]
+    trades_topic: str = "tickpipe.trades"
+    candles_topic: str = "tickpipe.candles"  # compacted; "" = publish no candles
+    dead_letter_topic: str = "tickpipe.dead-letters"  # malformed trade messages; "" = none
+    encoding: str = "json"  # of trade messages: json (any Kafka tool reads it) or binary
+    group: str = "tickpipe-process"  # the processors' consumer group
+    message_trades: int = 1000  # at most this many trades (of one symbol) per message
+    # librdkafka settings passed through as they are (SASL/SSL, timeouts...), e.g.
+    # "security.protocol" = "SASL_SSL"; secrets belong in TICKPIPE_KAFKA_* variables, not files
+    properties: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def check_kafka(kafka: KafkaConfig, fail: Fail) -> None:
+    """Addresses, topics, encoding, batch size, and the librdkafka properties (never shown
+    when secret). `fail(key, value, why)` raises the one-line config error."""
+    # Imported here: the message schema needs numpy, and reading a config does not.
+    from tickpipe.transport.kafka import check_properties, is_secret
+    from tickpipe.transport.schema import ENCODINGS
+
+    for i, address in enumerate(kafka.bootstrap.split(",")):
+        host, sep, port = address.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            fail("kafka.bootstrap", kafka.bootstrap, f"address {i + 1} is not HOST:PORT")
+    if not kafka.trades_topic.strip():
+        fail("kafka.trades_topic", kafka.trades_topic, "give a topic name")
+    if kafka.encoding not in ENCODINGS:
+        fail("kafka.encoding", kafka.encoding, f"one of {', '.join(ENCODINGS)}")
+    if not kafka.group.strip():
+        fail("kafka.group", kafka.group, "give a consumer group name")
+    if not 1 <= kafka.message_trades <= 100_000:
+        fail("kafka.message_trades", kafka.message_trades, "must be between 1 and 100000")
+    problem = check_properties(kafka.properties)
+    if problem is not None:
+        name, why = problem
+        value = "***" if is_secret(name) else kafka.properties.get(name)
+        fail(f"kafka.properties.{name}", value, why)
