@@ -507,7 +507,7 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
         "run.replay": replay, "run.speed": speed,
         **{f"exchanges.{name}.url": url for name, url in endpoints.items()},
     })  # fmt: skip
-    from tickpipe.ingest import run_ingest
+    from tickpipe.runners.ingest import run_ingest
 
     if simulated:
         from tickpipe.sources.simulated import SimulatedMarket
@@ -565,7 +565,7 @@ def process(bootstrap, topic, config_path, data_dir, group, candles_topic, inter
         "kafka.candles_topic": candles_topic, "data_dir": data_dir,
         "intervals": list(intervals) or None, "hopping": list(hopping) or None,
     })  # fmt: skip
-    from tickpipe.processor import Processor
+    from tickpipe.runners.kafka_processor import Processor
 
     store = config.open_store()
     name = name or f"process-{socket.gethostname()}-{os.getpid()}"
@@ -626,8 +626,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
-    from tickpipe.pipeline import Pipeline
-    from tickpipe.view.terminal import TerminalView, print_summary, start_line
+    from tickpipe.runners.embedded import Pipeline
+    from tickpipe.view.terminal import (
+        Snapshot,
+        TerminalView,
+        print_summary,
+        snapshot_of,
+        start_line,
+    )
 
     sock, hub = None, None
     if config.serve.enabled:
@@ -635,29 +641,34 @@ def _pipeline(config: Config, sources: list[Source], mode: str, duration: float 
 
         sock, hub = _bind(config), Hub()
     pipeline = Pipeline(config, sources, mode, hub)
+    dashboard_url = _url(sock) if sock is not None else None
+
+    def snapshot() -> Snapshot:
+        return snapshot_of(pipeline.status(), pipeline.store.describe(),
+                           str(config.dead_letter_path), dashboard_url)  # fmt: skip
+
     view = None
     try:
         pipeline.restore()
-        if sock is not None:
-            pipeline.dashboard_url = _url(sock)
         if config.quiet:
-            click.echo(start_line(pipeline.snapshot()))
+            click.echo(start_line(snapshot()))
         else:
-            view = TerminalView(pipeline.snapshot)
+            view = TerminalView(snapshot)
             view.start()
         if sock is None:
             asyncio.run(pipeline.run(duration))
         else:
             from tickpipe.serve.server import run_with_api
 
-            asyncio.run(run_with_api(pipeline, sock, config.serve.token or None, duration))
+            token = config.serve.token or None
+            asyncio.run(run_with_api(pipeline.api_context(), sock, token, pipeline.run(duration)))
     finally:
         if view is not None:
             view.stop()
         if sock is not None:
             sock.close()
         pipeline.close()
-    print_summary(pipeline.snapshot())
+    print_summary(snapshot())
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.monitor.receivers import HttpReceiver, SmtpReceiver, free_port
 from tickpipe.config import Config
 from tickpipe.monitor.alerts.config import AlertRule, AlertsConfig, MonitorConfig
-from tickpipe.pipeline import Pipeline
 from tickpipe.records import Trade, TradeBatch
+from tickpipe.runners.embedded import Pipeline
 from tickpipe.sources import SourceContext
 from tickpipe.sources.simulated import MarketSimulator
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import websockets
 
 from tickpipe.config import Config
-from tickpipe.pipeline import Pipeline
+from tickpipe.runners.embedded import Pipeline
 from tickpipe.serve.live import Hub
 from tickpipe.serve.server import bind, run_with_api, url_of
 from tickpipe.sources.simulated import SimulatedMarket
@@ -57,7 +57,9 @@ def test_live_websocket_receives_every_candle_update_and_trade_a_running_pipelin
             return answer
 
     async def main() -> dict:
-        serving = asyncio.create_task(run_with_api(pipeline, sock, None, 3.0))
+        serving = asyncio.create_task(
+            run_with_api(pipeline.api_context(), sock, None, pipeline.run(3.0))
+        )
         answer = await asyncio.wait_for(client(), 30)  # ends when the server stops
         await serving
         return answer
@@ -129,7 +131,9 @@ def run_busy_demo(tmp_path: Path, hub: Hub, slow_client: bool) -> Pipeline:
             await asyncio.sleep(30)  # never reads again
 
     async def main() -> None:
-        serving = asyncio.create_task(run_with_api(pipeline, sock, None, 3.0))
+        serving = asyncio.create_task(
+            run_with_api(pipeline.api_context(), sock, None, pipeline.run(3.0))
+        )
         reader = asyncio.create_task(client()) if slow_client else None
         await serving
         if reader is not None:

@@ -91,8 +91,8 @@ def _read_lines(proc: subprocess.Popen, start_line: list[float]) -> None:
             start_line.append(time.monotonic())
 
 
-def _signature(db: Path) -> tuple:
-    out = []
+def _signature(db: Path) -> tuple[tuple[int, int] | None, ...]:
+    out: list[tuple[int, int] | None] = []
     for path in (db, db.with_name(db.name + ".wal")):
         try:
             st = path.stat()
@@ -141,7 +141,8 @@ def _has_candle(db: Path, copy: Path) -> bool:
             shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
         con = duckdb.connect(str(copy))
         try:
-            return bool(con.execute("SELECT count(*) FROM candles").fetchone()[0])
+            row = con.execute("SELECT count(*) FROM candles").fetchone()
+            return row is not None and bool(row[0])
         finally:
             con.close()
     except (OSError, duckdb.Error):

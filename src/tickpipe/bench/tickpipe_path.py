@@ -17,7 +17,9 @@ from pathlib import Path
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine
-from tickpipe.pipeline import TICK_SECONDS, Counters, EngineStage, StoreWriter, now_us
+from tickpipe.runtime.clock import now_us
+from tickpipe.runtime.stage import TICK_SECONDS, Counters, EngineStage
+from tickpipe.runtime.writer import StoreWriter
 from tickpipe.sources.binance.parse import InstrumentIndex, parse_frames
 from tickpipe.stores.duckdb import DuckDBStore
 

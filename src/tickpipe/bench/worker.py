@@ -169,7 +169,7 @@ class _ThreadProfiles:
         import threading
 
         self.main.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         out = {"main": _top(self.main, top)}
         for name, prof in self.threads:
             out[name] = _top(prof, top)

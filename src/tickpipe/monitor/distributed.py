@@ -15,34 +15,40 @@ import numpy as np
 from tickpipe.config import Config
 from tickpipe.monitor.kpis import KpiSampler
 from tickpipe.monitor.metrics import PipelineMetrics
-from tickpipe.pipeline import StoreWriter, now_us
 from tickpipe.records import TradeBatch
+from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.writer import StoreWriter
 
 
 class ProcessorMonitor:
     """What one `tickpipe process` replica counts: trades in and stored, lag, consumer lag,
     and a `PipelineMetric` in the store every `monitor.kpi_every`."""
 
-    def __init__(self, config: Config, writer: StoreWriter, process: str) -> None:
+    def __init__(
+        self, config: Config, writer: StoreWriter, process: str, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.metrics = PipelineMetrics()
         self.writer = writer
-        self.kpis = KpiSampler(process, now_us())
+        self.clock = clock
+        self.kpis = KpiSampler(process, clock.now_us())
         self.every = config.monitor.kpi_every_us
-        self.next_kpi = now_us() + self.every
+        self.next_kpi = clock.now_us() + self.every
         self._lags: collections.deque[np.ndarray] = collections.deque()  # writer thread -> loop
         writer.on_written = self._on_written
         self._stop_http = self.metrics.serve(config.monitor)
 
     def _on_written(self, batches: list[TradeBatch], candles: int, seconds: float) -> None:
-        self._lags.append(self.metrics.observe_stored(batches, candles, seconds, now_us()))
+        self._lags.append(
+            self.metrics.observe_stored(batches, candles, seconds, self.clock.now_us())
+        )
 
     def received(self, batch: TradeBatch) -> None:
-        self.metrics.observe_received(batch, now_us() / 1e6)
+        self.metrics.observe_received(batch, self.clock.now_us() / 1e6)
 
     def step(self, consumer: Any, topic: str, force: bool = False) -> None:
         """Every `kpi_every` (or now, with `force`): the consumer lag per owned partition, and
         the period's KPIs handed to the store writer."""
-        now = now_us()
+        now = self.clock.now_us()
         if now < self.next_kpi and not force:
             return
         self.next_kpi = now + self.every

@@ -1,20 +1,23 @@
 """The monitor of one running pipeline: metrics, KPIs and alerts wired to its parts.
 
-It runs as one task on the pipeline's loop: every `alerts.evaluate_every` it reads the
-pipeline's state, advances the alerts and queues their notifications; every
-`monitor.kpi_every` it hands a KPI row to the store writer. Nothing here blocks the loop:
-notifications go out from their own tasks, and store writes from the writer's thread.
+It is given what it watches, not the pipeline: the pipeline's status provider (the one
+`PipelineStatus` read model), its store writer and a clock. It runs as one task on the
+pipeline's loop: every `alerts.evaluate_every` it reads the status, advances the alerts and
+queues their notifications; every `monitor.kpi_every` it hands a KPI row to the store writer.
+Nothing here blocks the loop: notifications go out from their own tasks, and store writes
+from the writer's thread. The Prometheus gauges render the same status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
+from tickpipe.config import Config
 from tickpipe.monitor.alerts.engine import FIRING, Alert, AlertEngine
 from tickpipe.monitor.kpis import KpiSampler
 from tickpipe.monitor.metrics import PipelineGauges, PipelineMetrics, SourceGauges
@@ -22,29 +25,36 @@ from tickpipe.monitor.notify.base import Dispatcher, alert_json
 from tickpipe.monitor.notify.build import build_notifiers
 from tickpipe.monitor.state import PipelineState
 from tickpipe.records import Gap, PipelineMetric, TradeBatch
-
-if TYPE_CHECKING:
-    from tickpipe.pipeline import Pipeline
+from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.status import PipelineStatus
+from tickpipe.runtime.writer import StoreWriter
 
 log = logging.getLogger("tickpipe")
 ALERT_EVENT = "alert"  # kind of the alert transitions kept in the store's events table
 
 
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
 class Monitor:
-    """Metrics, KPIs and alerts of `pipeline` (built by the pipeline itself)."""
+    """Metrics, KPIs and alerts of one pipeline, read through `status` (built by the pipeline).
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        config = pipeline.config
+    `measure_lag`: False for a file replay, whose old event times say nothing about lag.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        status: Callable[[], PipelineStatus],
+        writer: StoreWriter,
+        measure_lag: bool = True,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.status = status
+        self.writer = writer
+        self.clock = clock
         self.alerts_config = config.alerts
         self.metrics = PipelineMetrics()
         self.metrics.watch(self.gauges)
         self.state = PipelineState()
-        started = now_us()
+        started = clock.now_us()
         self.kpis = KpiSampler(config.monitor.process, started)
         self.kpi_every_us = config.monitor.kpi_every_us
         self.alerts = AlertEngine(
@@ -54,8 +64,7 @@ class Monitor:
             started,
         )
         self.dispatcher = Dispatcher(build_notifiers(config.alerts))
-        # A file replay's event times are old: its "lag" says nothing about the pipeline.
-        self.measure_lag = not (pipeline.mode == "run" and config.run.replay)
+        self.measure_lag = measure_lag
         self._failures: set[str] = set()
         self._stop_http = self.metrics.serve(config.monitor)
 
@@ -70,7 +79,7 @@ class Monitor:
     def on_batch(self, batch: TradeBatch) -> None:
         """A source's batch reached the engine (event loop)."""
         try:
-            now = now_us()
+            now = self.clock.now_us()
             self.metrics.observe_received(batch, now / 1e6)
             self.state.on_received(batch, now)
         except Exception as exc:  # watching must never stop what it watches
@@ -79,7 +88,7 @@ class Monitor:
     def on_written(self, batches: list[TradeBatch], candles: int, seconds: float) -> None:
         """The store writer wrote a flush (its thread)."""
         try:
-            lags = self.metrics.observe_stored(batches, candles, seconds, now_us())
+            lags = self.metrics.observe_stored(batches, candles, seconds, self.clock.now_us())
             self.state.on_stored(batches, lags)
         except Exception as exc:
             self._failed("counting a flush", exc)
@@ -101,11 +110,11 @@ class Monitor:
         """Evaluate alerts and keep KPIs until cancelled."""
         every = self.alerts_config.evaluate_every_s
         await self.dispatcher.start()
-        next_kpi = now_us() + self.kpi_every_us
+        next_kpi = self.clock.now_us() + self.kpi_every_us
         try:
             while True:
                 await asyncio.sleep(every)
-                now = now_us()
+                now = self.clock.now_us()
                 try:
                     self.step(now)
                     if now >= next_kpi:
@@ -118,59 +127,59 @@ class Monitor:
 
     def step(self, now: int) -> list[Alert]:
         """One evaluation: sources sampled, alerts advanced, notifications queued and kept."""
-        p = self.pipeline
-        for name, stats in p.stats.items():
-            self.state.on_source(name, stats.connected, now)
+        status = self.status()
+        for name, source in status.sources.items():
+            self.state.on_source(name, source.connected, now)
         self.state.on_prices({
-            (s.instrument.exchange, s.instrument.symbol): s.last_price
-            for s in list(p.engine.states) if s.last_ts > 0
+            (i.exchange, i.symbol): i.last_price
+            for i in status.instruments if i.last_price is not None
         })  # fmt: skip
-        busy = p.transport.depth > 0 or p.writer.pending > 0
+        busy = status.queue_depth > 0 or status.writer_pending > 0
         changed = self.alerts.evaluate(self.state.observation(now, busy, self.measure_lag))
         if changed:
             self.dispatcher.notify(changed)
-            p.writer.submit(events=[
+            self.writer.submit(events=[
                 (a.updated, ALERT_EVENT, a.rule, msgspec.json.encode(alert_json(a)).decode())
                 for a in changed
             ])  # fmt: skip
         return changed
 
     def keep_kpis(self, now: int) -> None:
-        self.pipeline.writer.submit(metrics=[self.last_kpis(now)])
+        self.writer.submit(metrics=[self.last_kpis(now)])
 
     def last_kpis(self, now: int | None = None) -> PipelineMetric:
         """The KPIs of the period since the previous sample."""
-        p = self.pipeline
         return self.kpis.sample(
-            now or now_us(), p.writer.written_trades, p.writer.written_candles,
-            self.state.kpi_lags.drain(), p.transport.depth,
+            now or self.clock.now_us(), self.writer.written_trades, self.writer.written_candles,
+            self.state.kpi_lags.drain(), self.status().queue_depth,
         )  # fmt: skip
 
     # -- read by the API -------------------------------------------------------------------
 
-    def gauges(self) -> PipelineGauges:
-        p = self.pipeline
+    def firing(self) -> dict[tuple[str, str], int]:
+        """Alerts firing now per (rule, severity), every rule present (0 when quiet)."""
         firing = {(r.name, r.severity): 0 for r in self.alerts.rules}
         for a in self.alerts.active.values():
             if a.state == FIRING:
                 firing[(a.rule, a.severity)] = firing.get((a.rule, a.severity), 0) + 1
+        return firing
+
+    def gauges(self) -> PipelineGauges:
+        """The status as Prometheus reads it at scrape time."""
+        status = self.status()
         return PipelineGauges(
             sources={
                 name: SourceGauges(s.connected, s.reconnects, s.malformed)
-                for name, s in p.stats.items()
+                for name, s in status.sources.items()
             },
-            queue_depth=p.transport.depth, queue_capacity=p.transport.max_trades,
-            store_pending=p.writer.pending, late_corrected=p.engine.corrections,
-            late_rejected=p.counters.late_rejected, duplicates=p.counters.duplicates,
-            last_trade={
-                (s.instrument.exchange, s.instrument.symbol): s.last_ts
-                for s in list(p.engine.states) if s.last_ts > 0
-            },
-            last_price={
-                (s.instrument.exchange, s.instrument.symbol): s.last_price
-                for s in list(p.engine.states) if s.last_ts > 0
-            },
-            alerts_firing=firing,
+            queue_depth=status.queue_depth, queue_capacity=status.queue_capacity,
+            store_pending=status.writer_pending, late_corrected=status.late_corrected,
+            late_rejected=status.late_rejected, duplicates=status.duplicates,
+            last_trade={(i.exchange, i.symbol): i.last_trade_us
+                        for i in status.instruments if i.last_trade_us is not None},
+            last_price={(i.exchange, i.symbol): i.last_price
+                        for i in status.instruments if i.last_price is not None},
+            alerts_firing=dict(status.alerts_firing),
             notifications=dict(self.dispatcher.outcomes),
         )  # fmt: skip
 

@@ -29,6 +29,8 @@ from starlette.websockets import WebSocket
 from tickpipe.durations import format_duration
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle
+from tickpipe.runtime.clock import now_us
+from tickpipe.runtime.status import PipelineStatus
 from tickpipe.serve import monitoring
 from tickpipe.serve.live import Hub, Subscriber
 from tickpipe.serve.openapi import openapi_document
@@ -38,7 +40,6 @@ from tickpipe.serve.params import (
     MAX_TRADES,
     BadRequest,
     CandleQuery,
-    now_us,
     parse_candle_query,
     parse_int,
     parse_span,
@@ -67,7 +68,7 @@ class ApiContext:
     store: Store
     hub: Hub | None = None
     intervals: list[str] | None = None  # the pipeline's windows; None: whatever is stored
-    kpis: Callable[[], dict[str, Any]] | None = None  # the running pipeline's counters
+    status: Callable[[], PipelineStatus] | None = None  # the running pipeline's counters
     live_instruments: Callable[[], set[tuple[str, str]]] | None = None
     monitor: Any = None  # the running pipeline's Monitor (metrics, alerts); None: a stored file
     extra: dict[str, Any] = field(default_factory=dict)
@@ -196,7 +197,8 @@ async def kpis(request: Request) -> JSON:
     """What the store holds and, with a running pipeline, its counters (rates, lateness)."""
     ctx = _ctx(request)
     body: dict[str, Any] = {
-        **await ctx.read(ctx.store.totals), "pipeline": ctx.kpis() if ctx.kpis else None,
+        **await ctx.read(ctx.store.totals),
+        "pipeline": pipeline_json(ctx.status()) if ctx.status else None,
     }  # fmt: skip
     if ctx.hub is not None:
         body["live"] = {
@@ -205,6 +207,24 @@ async def kpis(request: Request) -> JSON:
             "published_trades": ctx.hub.published_trades,
         }  # fmt: skip
     return JSON(body)
+
+
+def pipeline_json(status: PipelineStatus) -> dict[str, Any]:
+    """`/api/kpis`'s "pipeline": the status read model's counters, as JSON."""
+    return {
+        "mode": status.mode, "uptime_s": status.uptime_s,
+        "trades": status.trades, "candles": status.candles,
+        "candles_written": status.candles_written,
+        "late_corrected": status.late_corrected,
+        "late_rejected": status.late_rejected, "duplicates": status.duplicates,
+        "malformed": status.malformed,
+        "queue_depth": status.queue_depth, "queue_capacity": status.queue_capacity,
+        "writer_pending": status.writer_pending,
+        "sources": {
+            name: {"connected": s.connected, "reconnects": s.reconnects, "trades": s.trades}
+            for name, s in status.sources.items()
+        },
+    }  # fmt: skip
 
 
 def _period(request: Request) -> tuple[int, int]:

@@ -55,10 +55,11 @@ class CandleFeed:
             while not self._stop.is_set():
                 candles: list[Candle] = []
                 for msg in self._consumer.consume(1000, 0.2):
-                    if msg.error() is not None or msg.value() is None:
+                    value = msg.value()
+                    if msg.error() is not None or value is None:
                         continue
                     try:
-                        candles.append(decode_candle(msg.value()))
+                        candles.append(decode_candle(value))
                     except SchemaError:
                         self.malformed += 1
                 if candles:

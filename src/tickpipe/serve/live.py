@@ -74,8 +74,8 @@ class Hub:
         self.dropped_gone += sub.dropped
         for key in sub.candle_keys:
             self._forget(self._candles, key, sub)
-        for key in sub.trade_keys:
-            self._forget(self._trades, key, sub)
+        for pair in sub.trade_keys:
+            self._forget(self._trades, pair, sub)
 
     def subscribe(self, sub: Subscriber, exchange: str, symbol: str, interval: str) -> None:
         """Candle updates of (exchange, symbol, interval) and every trade of (exchange, symbol)."""

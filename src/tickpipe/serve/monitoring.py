@@ -16,7 +16,8 @@ from starlette.responses import Response
 from tickpipe.monitor.metrics import CONTENT_TYPE
 from tickpipe.monitor.service import ALERT_EVENT
 from tickpipe.records import METRIC_FIELDS
-from tickpipe.serve.params import MAX_PERIOD, BadRequest, now_us, parse_int, parse_span
+from tickpipe.runtime.clock import now_us
+from tickpipe.serve.params import MAX_PERIOD, BadRequest, parse_int, parse_span
 
 HISTORY_LIMIT = 1000
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,10 +38,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def parse_time(name: str, text: str) -> int:

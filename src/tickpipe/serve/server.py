@@ -2,7 +2,8 @@
 
 The socket is bound before anything starts, so a busy port is a one-line start-up error rather
 than uvicorn exiting the process from inside a task; signals stay with the pipeline, which
-stops the server when it stops.
+stops the server when it stops. The pipeline hands over what the API reads as an `ApiContext`
+(this module never imports a runner).
 """
 
 from __future__ import annotations
@@ -11,18 +12,15 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from tickpipe.serve.app import ApiContext, create_app
 
-if TYPE_CHECKING:
-    from tickpipe.pipeline import Pipeline
-
-SHUTDOWN_SECONDS = 2.0
+SHUTDOWN_SECONDS = 2
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -65,26 +63,16 @@ def make_server(app: ASGIApp, own_signals: bool = False) -> uvicorn.Server:
     return uvicorn.Server(config) if own_signals else ApiServer(config)
 
 
-def pipeline_context(pipeline: Pipeline) -> ApiContext:
-    """What the API reads from a running pipeline: its store, hub, windows and counters."""
-    return ApiContext(
-        store=pipeline.store,
-        hub=pipeline.hub,
-        intervals=[w.name for w in pipeline.engine.windows],
-        kpis=pipeline.kpis,
-        live_instruments=pipeline.instruments,
-        monitor=pipeline.monitor,
-    )
-
-
 async def run_with_api(
-    pipeline: Pipeline, sock: socket.socket, token: str | None, duration: float | None
-) -> None:
-    """Run the pipeline with the API serving on `sock` in the same loop; stop both together."""
-    server = make_server(create_app(pipeline_context(pipeline), token))
+    context: ApiContext, sock: socket.socket, token: str | None,
+    running: Coroutine[Any, Any, None],
+) -> None:  # fmt: skip
+    """Await `running` (the pipeline's run) with the API serving `context` on `sock` in the
+    same loop; stop both together."""
+    server = make_server(create_app(context, token))
     task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
     try:
-        await pipeline.run(duration)
+        await running
     finally:
         server.should_exit = True
         try:

@@ -2,8 +2,10 @@
 
 The pipeline owns the numbers; this module only draws them. It pulls a `Snapshot` from a
 callable at each refresh, so the view never holds pipeline state and a slow terminal never
-slows the pipeline down (rich's refresh thread does the drawing). Quiet mode uses only
-`start_line` and `print_summary`.
+slows the pipeline down (rich's refresh thread does the drawing). A `Snapshot` is the
+pipeline's one status read model (`runtime/status.py`, also rendered by the API and the
+metrics) plus where its files are (`snapshot_of`). Quiet mode uses only `start_line` and
+`print_summary`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tickpipe.records import Candle
+from tickpipe.runtime.status import PipelineStatus
 
 UP_STYLE = "green"
 DOWN_STYLE = "red"
@@ -68,6 +71,44 @@ class Snapshot:
     sources: dict[str, str]  # source name -> state text, e.g. "connected", "reconnecting in 2.1s"
     rows: list[SymbolRow]
     dashboard_url: str | None = None
+
+
+def snapshot_of(
+    status: PipelineStatus, data_path: str, dead_letter_path: str, dashboard_url: str | None
+) -> Snapshot:
+    """What the view shows of `status`."""
+    return Snapshot(
+        mode=status.mode,
+        data_path=data_path,
+        dead_letter_path=dead_letter_path,
+        uptime_s=status.uptime_s,
+        trades_total=status.trades,
+        trades_per_s=status.trades_per_s,
+        candles_written=status.candles_written,
+        late_corrected=status.late_corrected,
+        late_rejected=status.late_rejected,
+        duplicates=status.duplicates,
+        malformed=status.malformed,
+        queue_depth=status.queue_depth,
+        queue_capacity=status.queue_capacity,
+        sources={
+            name: "connected" if s.connected else f"waiting ({s.reconnects} reconnects)"
+            for name, s in status.sources.items()
+        },
+        rows=[
+            SymbolRow(
+                exchange=i.exchange,
+                symbol=i.symbol,
+                last_price=i.last_price,
+                candle=i.candle,
+                trades_per_s=i.trades_per_s,
+                lag_ms=i.lag_ms,
+                trades=i.trades,
+            )
+            for i in status.instruments
+        ],
+        dashboard_url=dashboard_url,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,18 +1,16 @@
 """`tickpipe process`: the engine as one replica of a Kafka consumer group, exactly once.
 
 A processor owns the partitions the group gives it. Per consumed batch it runs the same
-EngineStage as the embedded pipeline (engine -> StoreWriter), and remembers a *mark*: the
-position of every partition, the replay point of each (transport/offsets.py), and the writer's
-submission count. Offsets are committed only for marks the writer has made durable, so the
-store always holds everything before a committed offset; each commit carries the replay point
-as metadata.
+`EngineStage` as the embedded pipeline (engine -> `StoreWriter`; its output hook publishes
+candles to the candles topic), and its `Checkpoint` takes a mark; offsets are committed only
+for marks the writer has made durable, each with its replay point as metadata.
 
 On assignment the processor starts a fresh engine, seeks every partition to its replay point
-and replays up to the committed offset without writing (those trades are stored already), then
-restores the windows exactly as the embedded restart does (windows before the cut-off dropped,
-stored revisions and finals carried over) and goes live. Trades stored after the last commit
-come again; the store ignores them (unique trade ids) and candles converge by upsert. On
-revocation it writes what is pending and commits, so a rebalance replays little.
+and replays up to the committed offset through a stage without a writer (those trades are
+stored already), then restores the windows with the stage's `restore`, exactly as the embedded
+restart does, and goes live. Trades stored after the last commit come again; the store ignores
+them (unique trade ids) and candles converge by upsert. On revocation it writes what is
+pending and commits, so a rebalance replays little.
 """
 
 from __future__ import annotations
@@ -31,28 +29,18 @@ from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
 from tickpipe.engine.windows import restore_cutoff
 from tickpipe.monitor.distributed import ProcessorMonitor
-from tickpipe.pipeline import EngineStage, StoreWriter, now_us
 from tickpipe.records import Candle, TradeBatch
+from tickpipe.runtime.checkpoint import Checkpoint, CommitFailed, Offset
+from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.stage import TICK_SECONDS, EngineStage
+from tickpipe.runtime.writer import StoreWriter
+from tickpipe.stores.base import Store
 from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
-from tickpipe.transport.offsets import (
-    OffsetTracker,
-    decode_metadata,
-    encode_metadata,
-)
+from tickpipe.transport.offsets import OffsetTracker
 from tickpipe.transport.schema import DecodedTrades, SchemaError, decode_trades, to_batch
 
 log = logging.getLogger("tickpipe.process")
-TICK_SECONDS = 0.1
 CONSUME_MESSAGES = 2000
-
-
-@dataclass
-class Mark:
-    """Where every partition stood after one submission to the store writer."""
-
-    submitted: int
-    positions: dict[int, int]
-    replay: dict[int, int]
 
 
 @dataclass
@@ -63,18 +51,7 @@ class ProcessorStats:
     malformed: int = 0
     commits: int = 0
     assignments: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-class _Sink:
-    """The writer seen by a replaying EngineStage: outputs are dropped (already stored)."""
-
-    pending = 0
-    max_pending = 1
-    error = None
-
-    def submit(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    started_s: float = field(default_factory=SYSTEM_CLOCK.monotonic_s)
 
 
 class Processor:
@@ -83,9 +60,10 @@ class Processor:
     def __init__(
         self,
         config: Config,
-        store: Any,
+        store: Store,
         name: str = "process",
         on_candles: Callable[[list[Candle]], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         from confluent_kafka import Consumer, Producer
 
@@ -93,25 +71,24 @@ class Processor:
         self.kafka = config.kafka
         self.name = name
         self.store = store
+        self.clock = clock
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.writer = StoreWriter(store, config.flush_every_s)
         self.consumer = Consumer({**consumer_settings(self.kafka), "client.id": name}, logger=log)
         self.candles: CandlePublisher | None = None
-        self._producer = None
+        self._producer: Producer | None = None
         if self.kafka.candles_topic or self.kafka.dead_letter_topic:
             self._producer = Producer({**producer_settings(self.kafka), "client.id": name})
-        if self.kafka.candles_topic:
+        if self.kafka.candles_topic and self._producer is not None:
             self.candles = CandlePublisher(self.kafka.candles_topic, self._producer)
         self.on_candles = on_candles
         # KPIs are kept under the replica's name unless the config names the process.
         process = config.monitor.process if config.monitor.process != "embedded" else name
-        self.monitor = ProcessorMonitor(config, self.writer, process)
-        self.stats = ProcessorStats()
+        self.monitor = ProcessorMonitor(config, self.writer, process, clock)
+        self.stats = ProcessorStats(started_s=clock.monotonic_s())
         self._engine_config = config.engine_config()
         self._stop = threading.Event()
         self._gid: dict[tuple[str, str], int] = {}
-        self._marks: list[Mark] = []
-        self._committed: dict[int, int] = {}
         self._new_assignment()
 
     # -- assignment lifecycle ------------------------------------------------------------
@@ -121,12 +98,13 @@ class Processor:
         self.engine = CandleEngine(engine_config)
         align = max(w.size for w in engine_config.windows)
         self.tracker = OffsetTracker(engine_config.allowed_lateness, self.engine.horizon, align)
-        self.stage = EngineStage(self.engine, self.writer, self.dead_letters)
-        self._replay_stage = EngineStage(self.engine, _Sink(), self.dead_letters)  # type: ignore[arg-type]
+        self.stage = EngineStage(self.engine, self.writer, self.dead_letters, self.clock)
+        self.stage.on_batch = self.monitor.received
+        self.stage.on_output.append(self._publish)
+        self._replay_stage = EngineStage(self.engine, None, self.dead_letters, self.clock)
+        self.checkpoint = Checkpoint(self._commit_offsets, self.name)
         self._replay_until: dict[int, int] = {}  # partition -> committed offset
         self._held: list[Any] = []  # live messages consumed while others still replay
-        self._marks = []
-        self._committed = {}
         self._assigned: list[int] = []
         self._paused: list[Any] = []
 
@@ -137,14 +115,12 @@ class Processor:
         self.stats.assignments += 1
         committed = consumer.committed(partitions, timeout=30)
         for tp in committed:
-            offset = tp.offset if tp.offset >= 0 else None
-            replay = decode_metadata(tp.metadata)
-            if offset is None:
+            if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING
                 continue
-            self._committed[tp.partition] = offset
-            if replay is not None and replay < offset:
-                self._replay_until[tp.partition] = offset
+            replay = self.checkpoint.resume(tp.partition, tp.offset, tp.metadata)
+            if replay is not None:
+                self._replay_until[tp.partition] = tp.offset
                 tp.offset = replay
         self._assigned = [tp.partition for tp in committed]
         log.info(
@@ -184,12 +160,8 @@ class Processor:
             keys = [(s.instrument.exchange, s.instrument.symbol) for s in engine.states]
             max_ts = np.array([self.tracker.max_ts[self._gid[k]] for k in keys], np.int64)
             cut = restore_cutoff(max_ts, self.tracker.lateness, self.tracker.horizon,
-                            self.tracker.align)  # fmt: skip
-            cutoff = dict(zip(keys, cut.tolist(), strict=True))
-            since = int(cut.min())
-            candles = engine.restore([], cutoff, self.store.revisions(since), now_us(),
-                                     self.store.finals(since))  # fmt: skip
-            self._emit(EngineOutput(candles=candles))
+                                 self.tracker.align)  # fmt: skip
+            self.stage.restore(self.store, dict(zip(keys, cut.tolist(), strict=True)))
         self._replay_until = {}
         if self._paused:
             self.consumer.resume(self._paused)
@@ -219,18 +191,19 @@ class Processor:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        deadline = None if duration is None else time.monotonic() + duration
-        next_tick = time.monotonic()
+        clock = self.clock
+        deadline = None if duration is None else clock.monotonic_s() + duration
+        next_tick = clock.monotonic_s()
         try:
             while not self._stop.is_set():
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and clock.monotonic_s() >= deadline:
                     break
                 messages = self._consume()
                 if messages:
                     self._handle(messages)
-                if time.monotonic() >= next_tick and not self._replay_until:
-                    next_tick = time.monotonic() + TICK_SECONDS
-                    self._emit(self.engine.tick(now_us()))
+                if clock.monotonic_s() >= next_tick and not self._replay_until:
+                    next_tick = clock.monotonic_s() + TICK_SECONDS
+                    self.stage.tick()
                 self._commit()
                 self.monitor.step(self.consumer, self.kafka.trades_topic)
                 while self.stage.behind:
@@ -245,7 +218,7 @@ class Processor:
         `consume(n, timeout)` waits until it has n messages or the timeout passes: under a
         light load that wait would be every message's latency, so take what is there first.
         """
-        messages = self.consumer.consume(CONSUME_MESSAGES, 0)
+        messages: list[Any] = self.consumer.consume(CONSUME_MESSAGES, 0)
         if not messages:
             messages = self.consumer.consume(1, TICK_SECONDS)
             if messages:
@@ -256,7 +229,7 @@ class Processor:
         """Write everything, commit it, leave the group (the others take over at once)."""
         try:
             if not self._replay_until and self.writer.error is None:
-                self._emit(EngineOutput(candles=self.engine.flush(now_us())))
+                self.stage.finish()
                 self.writer.flush(timeout=60)
                 self._commit(final=True)
                 self.monitor.step(self.consumer, self.kafka.trades_topic, force=True)
@@ -314,7 +287,7 @@ class Processor:
         for parts in live.values():
             self._process(to_batch(parts))
         if (notes or live) and not self._replay_until:
-            self._mark()
+            self.checkpoint.mark(self.writer.submitted, self.tracker)
 
     def _dead_letter(self, msg: Any, reason: str) -> None:
         """Keep a message the processor cannot use: in the dead-letter file, and as it was on
@@ -323,7 +296,10 @@ class Processor:
         origin = f"{msg.topic()}/{msg.partition()}@{msg.offset()}"
         self.dead_letters.write(f"kafka:{origin}", reason, msg.value() or b"")
         if self._producer is not None and self.kafka.dead_letter_topic:
-            headers = {"tickpipe-reason": reason, "tickpipe-origin": origin}
+            headers: dict[str, str | bytes | None] = {
+                "tickpipe-reason": reason,
+                "tickpipe-origin": origin,
+            }
             self._producer.produce(
                 self.kafka.dead_letter_topic, msg.value(), msg.key(), headers=headers
             )
@@ -346,14 +322,12 @@ class Processor:
         self._finish_replay()
 
     def _process(self, batch: TradeBatch) -> None:
-        self.monitor.received(batch)
         before = self.stage.counters.trades
-        out = self.engine.process(batch, now_us())
-        self._emit(out)
+        self.stage.process(batch)
         self.stats.trades += self.stage.counters.trades - before
 
-    def _emit(self, out: EngineOutput) -> None:
-        self.stage._apply(out)
+    def _publish(self, out: EngineOutput) -> None:
+        """A step's candle updates to the candles topic (and the caller's hook)."""
         if out.candles:
             if self.candles is not None:
                 self.candles.publish(out.candles)
@@ -362,46 +336,25 @@ class Processor:
 
     # -- commits -------------------------------------------------------------------------
 
-    def _mark(self) -> None:
-        positions, replay = {}, {}
-        for partition, plog in self.tracker.partitions.items():
-            if plog.position < 0:
-                continue
-            positions[partition] = plog.position
-            replay[partition] = self.tracker.replay_point(partition)
-        if positions:
-            self._marks.append(Mark(self.writer.submitted, positions, replay))
-
     def _commit(self, final: bool = False) -> None:
-        """Commit the newest mark the store holds everything of (final: synchronously)."""
+        """Commit what the store holds everything of (final: synchronously)."""
         if self.writer.error is not None:
             raise RuntimeError(f"the store writer failed: {self.writer.error}")
-        durable = self.writer.durable
-        ready = None
-        while self._marks and self._marks[0].submitted <= durable:
-            ready = self._marks.pop(0)
-        if ready is None:
-            return
+        if self.checkpoint.commit(self.writer.durable, final):
+            self.stats.commits += 1
+
+    def _commit_offsets(self, offsets: list[Offset], final: bool) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
-        offsets = [
-            TopicPartition(
-                self.kafka.trades_topic, p, pos, encode_metadata(ready.replay.get(p, pos))
-            )
-            for p, pos in ready.positions.items()
-            if final or pos > self._committed.get(p, -1)
-        ]
-        if not offsets:
-            return
+        tps = [TopicPartition(self.kafka.trades_topic, o.partition, o.offset, o.metadata)
+               for o in offsets]  # fmt: skip
         try:
             # In flight, commits are asynchronous (a lost one is covered by the next, which
             # is never older); on revoke and close they are waited for.
-            self.consumer.commit(offsets=offsets, asynchronous=not final)
+            if final:
+                self.consumer.commit(offsets=tps, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=tps, asynchronous=True)
         except KafkaException as exc:
-            # The broker is away (restart) or the group is rebalancing: keep the mark, retry.
-            log.warning("%s: offset commit failed (%s); retrying", self.name, exc)
-            self._marks.insert(0, ready)
-            return
-        for tp in offsets:
-            self._committed[tp.partition] = tp.offset
-        self.stats.commits += 1
+            # The broker is away (restart) or the group is rebalancing: the mark is kept.
+            raise CommitFailed(str(exc)) from exc

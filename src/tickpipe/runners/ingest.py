@@ -1,4 +1,8 @@
-"""`tickpipe ingest`: the sources of `run`, publishing to Kafka instead of aggregating."""
+"""`tickpipe ingest`: the sources of `run`, publishing to Kafka instead of aggregating.
+
+A short runner: the sources, a `TradePublisher`, dead letters and /metrics, on one loop; no
+engine stage or store writer (the `tickpipe process` replicas have those).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from dataclasses import dataclass
+from typing import Any
 
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.records import TradeBatch
+from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.sources import Source, SourceContext, SourceStats
 from tickpipe.transport.kafka import TradePublisher
 
@@ -27,7 +32,9 @@ class IngestResult:
     error: str | None
 
 
-def run_ingest(config: Config, sources: list[Source], duration: float | None) -> IngestResult:
+def run_ingest(
+    config: Config, sources: list[Source], duration: float | None, clock: Clock = SYSTEM_CLOCK
+) -> IngestResult:
     """Run the sources until `duration`, SIGINT/SIGTERM or their end; deliver everything.
     With `monitor.metrics_port`, /metrics counts what each source received."""
     metrics = PipelineMetrics()
@@ -35,7 +42,7 @@ def run_ingest(config: Config, sources: list[Source], duration: float | None) ->
     publisher = TradePublisher(config.kafka)
     dead_letters = DeadLetters(config.dead_letter_path)
     try:
-        asyncio.run(_run(sources, publisher, dead_letters, duration, metrics))
+        asyncio.run(_run(sources, publisher, dead_letters, duration, metrics, clock))
     finally:
         undelivered = publisher.flush(60)
         dead_letters.close()
@@ -48,7 +55,7 @@ def run_ingest(config: Config, sources: list[Source], duration: float | None) ->
 
 async def _run(
     sources: list[Source], publisher: TradePublisher, dead_letters: DeadLetters,
-    duration: float | None, metrics: PipelineMetrics,
+    duration: float | None, metrics: PipelineMetrics, clock: Clock,
 ) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -57,7 +64,7 @@ async def _run(
             loop.add_signal_handler(sig, stopping.set)
 
     async def emit(batch: TradeBatch) -> None:
-        metrics.observe_received(batch, time.time())
+        metrics.observe_received(batch, clock.now_us() / 1e6)
         await publisher.emit(batch)
 
     async def run_source(source: Source) -> None:
@@ -76,8 +83,8 @@ async def _run(
 
     tasks = [asyncio.create_task(run_source(s)) for s in sources]
     poller = asyncio.create_task(deliver())
-    done = asyncio.gather(*tasks, return_exceptions=True)
-    stop = asyncio.ensure_future(stopping.wait())
+    done: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
+    stop: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
     try:
         await asyncio.wait([done, stop], timeout=duration, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -1,0 +1,207 @@
+"""The embedded pipeline: sources -> bounded queue -> engine stage -> store writer, in one
+process (`tickpipe run`, `tickpipe demo`).
+
+Sources and the engine share one asyncio loop; the store writer is a thread. Every hop is
+bounded: the transport in trades, the writer in pending trades (the engine waits while the
+stage is `behind`, the transport fills, and the sources wait in `emit`). The pipeline
+publishes its `PipelineStatus` (`status()`), which the terminal view, the API and the monitor
+render; the monitor is given the status, the writer and the clock, never the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import msgspec
+
+from tickpipe.config import Config
+from tickpipe.deadletter import DeadLetters
+from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.monitor.service import Monitor
+from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
+from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.stage import TICK_SECONDS, EngineStage
+from tickpipe.runtime.status import PipelineStatus, StatusBoard
+from tickpipe.runtime.writer import StoreWriter
+from tickpipe.serve.app import ApiContext
+from tickpipe.serve.live import Hub
+from tickpipe.sources import Source, SourceContext, SourceStats
+from tickpipe.transport.memory import MemoryTransport
+
+log = logging.getLogger("tickpipe")
+
+
+class Pipeline:
+    """Wires the parts together for `tickpipe run` and `tickpipe demo`."""
+
+    def __init__(
+        self,
+        config: Config,
+        sources: list[Source],
+        mode: str,
+        hub: Hub | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.config = config
+        self.mode = mode
+        self.sources = sources
+        self.clock = clock
+        self.engine = CandleEngine(config.engine_config())
+        self.transport = MemoryTransport(config.queue_trades)
+        self.dead_letters = DeadLetters(config.dead_letter_path)
+        self.store = config.open_store()
+        self.writer = StoreWriter(self.store, config.flush_every_s)
+        self.stage = EngineStage(self.engine, self.writer, self.dead_letters, clock)
+        self.hub = hub
+        if hub is not None:
+            self.stage.on_output.append(self._publish)
+        self.counters = self.stage.counters
+        self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in sources}
+        self.board = StatusBoard(mode, self.stage, self.writer, self.transport, self.stats, clock)
+        self._stopping = asyncio.Event()
+        # A file replay's event times are old: its "lag" says nothing about the pipeline.
+        measure_lag = not (mode == "run" and config.run.replay)
+        try:
+            self.monitor = Monitor(config, self.board.read, self.writer, measure_lag, clock)
+        except BaseException:  # e.g. a busy metrics port: nothing may stay open behind it
+            self.writer.close()
+            self.store.close()
+            self.dead_letters.close()
+            raise
+        self.board.alerts_firing = self.monitor.firing
+        self.writer.on_written = self.monitor.on_written
+        self.stage.on_batch = self.monitor.on_batch
+
+    def status(self) -> PipelineStatus:
+        """The pipeline's counters now (read by the terminal view, the API and the monitor)."""
+        return self.board.read()
+
+    def api_context(self) -> ApiContext:
+        """What the API reads from this pipeline: its store, hub, windows and status."""
+        return ApiContext(
+            store=self.store,
+            hub=self.hub,
+            intervals=[w.name for w in self.engine.windows],
+            status=self.status,
+            live_instruments=self.instruments,
+            monitor=self.monitor,
+        )
+
+    def instruments(self) -> set[tuple[str, str]]:
+        """(exchange, symbol) of every instrument the engine has seen, stored yet or not."""
+        return {(s.instrument.exchange, s.instrument.symbol) for s in list(self.engine.states)}
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Rebuild open windows from the stored trades (after a restart or a crash)."""
+        engine = self.engine
+        align = max(w.size for w in engine.windows)
+        cutoff = self.store.restore_cutoff(engine.horizon, engine.config.allowed_lateness, align)
+        self.stage.restore(self.store, cutoff, self.store.restore_batches(cutoff))
+
+    async def run(self, duration: float | None = None) -> None:
+        """Run until `duration` seconds pass, every source ends, or SIGINT/SIGTERM."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stopping.set)
+        tasks = [
+            asyncio.create_task(self._run_source(source), name=f"source:{source.name}")
+            for source in self.sources
+        ]
+        engine_task = asyncio.create_task(self._engine_loop(), name="engine")
+        monitor_task = asyncio.create_task(self.monitor.run(), name="monitor")
+        sources_done = asyncio.gather(*tasks, return_exceptions=True)
+        waiters: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self._stopping.wait()),
+            sources_done,
+            engine_task,
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._stopping.set()
+            try:
+                await asyncio.gather(engine_task, return_exceptions=False)
+            finally:
+                monitor_task.cancel()
+                await asyncio.gather(monitor_task, return_exceptions=True)
+            waiters[0].cancel()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+            # The last KPI period ends after the last flush, so it counts every stored trade.
+            self.store.write(metrics=[self.monitor.last_kpis()])
+        finally:
+            self.monitor.close()
+            self.store.close()
+            self.dead_letters.close()
+
+    # -- stages --------------------------------------------------------------------------
+
+    def _publish(self, out: EngineOutput) -> None:
+        """Push a step's candle updates and accepted trades to the live hub (never blocks)."""
+        if self.hub is not None and (out.candles or out.accepted is not None):
+            self.hub.publish(out.candles, out.accepted)
+
+    async def _run_source(self, source: Source) -> None:
+        ctx = SourceContext(
+            emit=self.transport.put,
+            event=self._on_event,
+            dead_letters=self.dead_letters,
+            stats=self.stats[source.name],
+        )
+        try:
+            await source.run(ctx)
+        except Exception as exc:
+            # The other sources go on; the failure is said once, plainly, and kept as an event.
+            log.error("source %s stopped: %s", source.name, exc)
+            self.writer.submit(events=[(self.clock.now_us(), "source-error", source.name,
+                                        str(exc))])  # fmt: skip
+            raise
+
+    def _on_event(self, event: Gap | Disconnect) -> None:
+        kind = type(event).__name__.lower()
+        self.monitor.on_event(event)
+        detail = msgspec.json.encode(event).decode()
+        self.writer.submit(events=[(event.ts, kind, event.source, detail)])
+
+    async def _engine_loop(self) -> None:
+        """Drain the transport, feed the engine stage; tick when idle."""
+        clock = self.clock
+        next_tick = clock.monotonic_s()
+        while True:
+            batch = await self.transport.get(timeout=TICK_SECONDS)
+            if batch is not None:
+                # One turn of the loop first: frames already readable on the sources' sockets
+                # join this step instead of each costing a step of its own.
+                await asyncio.sleep(0)
+                batches = [batch, *self.transport.get_nowait_all()]
+                await self.transport.wake_producers()
+                # Under load the queue holds many batches: one large batch per source costs
+                # the engine far less per trade than many small ones.
+                by_source: dict[str, list[TradeBatch]] = {}
+                for b in batches:
+                    by_source.setdefault(b.source, []).append(b)
+                for source, group in by_source.items():
+                    self.stage.process(concat_batches(group, source))
+            if clock.monotonic_s() >= next_tick:
+                next_tick = clock.monotonic_s() + TICK_SECONDS
+                self.stage.tick()
+            while self.stage.behind:
+                await asyncio.sleep(0.005)  # the store is behind: stop taking from the queue
+            if self._stopping.is_set() and not len(self.transport):
+                self.stage.finish()
+                return

@@ -1,0 +1,140 @@
+"""The status read model: one immutable `PipelineStatus` of a running pipeline.
+
+The pipeline publishes it through a `StatusBoard` (its `read()` builds a snapshot from the
+engine stage, the store writer, the queue and the sources' counters); the terminal view, the
+API's `/api/kpis` and the Prometheus gauges all render this one model, so they never disagree
+about what a counter means. Reading only reads: it is safe from the view's refresh thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tickpipe.records import Candle
+from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.stage import EngineStage
+from tickpipe.runtime.writer import StoreWriter
+from tickpipe.sources import SourceStats
+
+RATE_EVERY_S = 1.0  # an instrument's trade rate is measured over at least this long
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    connected: bool
+    reconnects: int
+    trades: int
+    malformed: int
+
+
+@dataclass(frozen=True)
+class InstrumentStatus:
+    """One (exchange, symbol) the engine has seen."""
+
+    exchange: str
+    symbol: str
+    last_price: float | None  # None until its first trade
+    last_trade_us: int | None  # event time of its newest trade
+    lag_ms: float | None  # local receipt minus event time of the newest trade
+    trades_per_s: float  # recent rate
+    trades: int  # accepted since start-up
+    candle: Candle | None  # the open candle of the smallest interval
+
+
+@dataclass(frozen=True)
+class PipelineStatus:
+    """A running pipeline's counters at one moment."""
+
+    mode: str
+    uptime_s: float
+    trades: int  # accepted, handed to the store
+    candles: int  # candle updates, provisional and final
+    candles_written: int
+    late_corrected: int
+    late_rejected: int
+    duplicates: int
+    malformed: int
+    queue_depth: int  # trades waiting in the transport
+    queue_capacity: int
+    writer_pending: int  # trades handed to the store writer, not yet written
+    sources: Mapping[str, SourceStatus] = field(default_factory=dict)
+    instruments: tuple[InstrumentStatus, ...] = ()
+    alerts_firing: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (rule, severity)
+
+    @property
+    def trades_per_s(self) -> float:
+        return sum(i.trades_per_s for i in self.instruments)
+
+
+class Queue(Protocol):
+    depth: int
+    max_trades: int
+
+
+class StatusBoard:
+    """Builds the `PipelineStatus` of one pipeline from the parts it reads."""
+
+    def __init__(
+        self,
+        mode: str,
+        stage: EngineStage,
+        writer: StoreWriter,
+        queue: Queue,
+        sources: Mapping[str, SourceStats],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.mode = mode
+        self.stage = stage
+        self.writer = writer
+        self.queue = queue
+        self.sources = sources
+        self.clock = clock
+        # The monitor's alerts firing per (rule, severity), once a monitor is attached.
+        self.alerts_firing: Callable[[], dict[tuple[str, str], int]] | None = None
+        self._rates: dict[int, tuple[float, int, float]] = {}  # gid -> (time, trades, rate)
+
+    def read(self) -> PipelineStatus:
+        now = self.clock.monotonic_s()
+        counters, engine = self.stage.counters, self.stage.engine
+        rows = []
+        for gid, state in enumerate(list(engine.states)):
+            then, count, rate = self._rates.get(gid, (counters.started_s, 0, 0.0))
+            if now - then >= RATE_EVERY_S:
+                rate = (state.trades - count) / (now - then)
+                self._rates[gid] = (now, state.trades, rate)
+            has_trade = state.last_ts > 0
+            rows.append(
+                InstrumentStatus(
+                    exchange=state.instrument.exchange,
+                    symbol=state.instrument.symbol,
+                    last_price=state.last_price if has_trade else None,
+                    last_trade_us=state.last_ts if has_trade else None,
+                    lag_ms=(state.last_recv_ts - state.last_ts) / 1000 if has_trade else None,
+                    trades_per_s=rate,
+                    trades=state.trades,
+                    candle=engine.current_candle(state.instrument),
+                )
+            )
+        sources = {
+            name: SourceStatus(st.connected, st.reconnects, st.trades, st.malformed)
+            for name, st in self.sources.items()
+        }
+        return PipelineStatus(
+            mode=self.mode,
+            uptime_s=now - counters.started_s,
+            trades=counters.trades,
+            candles=counters.candles,
+            candles_written=self.writer.written_candles,
+            late_corrected=engine.corrections,
+            late_rejected=counters.late_rejected,
+            duplicates=counters.duplicates,
+            malformed=sum(s.malformed for s in sources.values()),
+            queue_depth=self.queue.depth,
+            queue_capacity=self.queue.max_trades,
+            writer_pending=self.writer.pending,
+            sources=sources,
+            instruments=tuple(rows),
+            alerts_firing=self.alerts_firing() if self.alerts_firing is not None else {},
+        )
