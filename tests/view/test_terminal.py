@@ -90,6 +90,7 @@ def status(rows: list[InstrumentStatus] | None = None, **changes: Any) -> Pipeli
         uptime_s=3723.0,
         trades=1_234_567,
         candles=20_000,
+        trades_written=1_234_000,
         candles_written=12_345,
         late_corrected=3,
         late_rejected=1,

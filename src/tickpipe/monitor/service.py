@@ -2,8 +2,10 @@
 
 It is given what it watches, not the pipeline: the pipeline's status provider (the one
 `PipelineStatus` read model), its store writer and a clock. It runs as one task on the
-pipeline's loop: every `alerts.evaluate_every` it reads the status, advances the alerts and
-queues their notifications; every `monitor.kpi_every` it hands a KPI row to the store writer.
+pipeline's loop that only sleeps `alerts.evaluate_every` and calls `tick(now_us)`: a tick reads
+the status, advances the alerts and queues their notifications, and every `monitor.kpi_every`
+hands a KPI row (counted from the status) to the store writer. Tests call `tick` with a
+`ManualClock`'s time instead of waiting.
 Nothing here blocks the loop: notifications go out from their own tasks, and store writes
 from the writer's thread. The Prometheus gauges render the same status.
 """
@@ -57,6 +59,7 @@ class Monitor:
         started = clock.now_us()
         self.kpis = KpiSampler(config.monitor.process, started)
         self.kpi_every_us = config.monitor.kpi_every_us
+        self.next_kpi_us = started + self.kpi_every_us
         self.alerts = AlertEngine(
             config.alerts.rules if config.alerts.enabled else [],
             config.alerts.renotify_every_us,
@@ -107,23 +110,27 @@ class Monitor:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Evaluate alerts and keep KPIs until cancelled."""
+        """Call `tick` every `alerts.evaluate_every` until cancelled; the notifiers run meanwhile."""
         every = self.alerts_config.evaluate_every_s
         await self.dispatcher.start()
-        next_kpi = self.clock.now_us() + self.kpi_every_us
         try:
             while True:
                 await asyncio.sleep(every)
-                now = self.clock.now_us()
-                try:
-                    self.step(now)
-                    if now >= next_kpi:
-                        next_kpi = now + self.kpi_every_us
-                        self.keep_kpis(now)
-                except Exception as exc:
-                    self._failed("evaluating alerts and KPIs", exc)
+                self.tick(self.clock.now_us())
         finally:
             await self.dispatcher.close()
+
+    def tick(self, now_us: int) -> None:
+        """One step of the loop at `now_us`: alerts evaluated (`step`), and the KPIs kept once
+        `monitor.kpi_every` has passed since the last ones. A failure is logged once per kind
+        and the next tick tries again."""
+        try:
+            self.step(now_us)
+            if now_us >= self.next_kpi_us:
+                self.next_kpi_us = now_us + self.kpi_every_us
+                self.keep_kpis(now_us)
+        except Exception as exc:
+            self._failed("evaluating alerts and KPIs", exc)
 
     def step(self, now: int) -> list[Alert]:
         """One evaluation: sources sampled, alerts advanced, notifications queued and kept."""
@@ -149,9 +156,10 @@ class Monitor:
 
     def last_kpis(self, now: int | None = None) -> PipelineMetric:
         """The KPIs of the period since the previous sample."""
+        status = self.status()
         return self.kpis.sample(
-            now or self.clock.now_us(), self.writer.written_trades, self.writer.written_candles,
-            self.state.kpi_lags.drain(), self.status().queue_depth,
+            now or self.clock.now_us(), status.trades_written, status.candles_written,
+            self.state.kpi_lags.drain(), status.queue_depth,
         )  # fmt: skip
 
     # -- read by the API -------------------------------------------------------------------
