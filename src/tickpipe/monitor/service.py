@@ -110,7 +110,7 @@ class Monitor:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Call `tick` every `alerts.evaluate_every` until cancelled, notifiers running meanwhile."""
+        """Call `tick` every `alerts.evaluate_every` until cancelled; notifiers run meanwhile."""
         every = self.alerts_config.evaluate_every_s
         await self.dispatcher.start()
         try:
