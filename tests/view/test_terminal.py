@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 import threading
@@ -14,8 +13,9 @@ from rich.color import Color
 from rich.console import Console, RenderableType
 from rich.style import Style
 
+from tests.runtime.examples import example_status
 from tickpipe.records import Candle
-from tickpipe.runtime.status import InstrumentStatus, PipelineStatus, SourceStatus
+from tickpipe.runtime.status import InstrumentStatus, PipelineStatus
 from tickpipe.view.terminal import (
     Locations,
     TerminalView,
@@ -84,28 +84,8 @@ def row(
 
 
 def status(rows: list[InstrumentStatus] | None = None, **changes: Any) -> PipelineStatus:
-    """A status whose rate is the sum of its rows' rates (504/s for `market()`)."""
-    base = PipelineStatus(
-        mode="demo",
-        uptime_s=3723.0,
-        trades=1_234_567,
-        candles=20_000,
-        trades_written=1_234_000,
-        candles_written=12_345,
-        late_corrected=3,
-        late_rejected=1,
-        duplicates=17,
-        malformed=2,
-        queue_depth=250,
-        queue_capacity=1000,
-        writer_pending=0,
-        sources={
-            "binance": SourceStatus(connected=True, reconnects=0, trades=900, malformed=0),
-            "coinbase": SourceStatus(connected=False, reconnects=2, trades=300, malformed=2),
-        },
-        instruments=tuple(rows) if rows is not None else (),
-    )
-    return dataclasses.replace(base, **changes)
+    """The example status, its rate the sum of its rows' rates (504/s for `market()`)."""
+    return example_status(instruments=tuple(rows or ()), **changes)
 
 
 def market() -> list[InstrumentStatus]:

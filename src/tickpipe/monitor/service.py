@@ -4,10 +4,10 @@ It is given what it watches, not the pipeline: the pipeline's status provider (t
 `PipelineStatus` read model), its store writer and a clock. It runs as one task on the
 pipeline's loop that only sleeps `alerts.evaluate_every` and calls `tick(now_us)`: a tick reads
 the status, advances the alerts and queues their notifications, and every `monitor.kpi_every`
-hands a KPI row (counted from the status) to the store writer. Tests call `tick` with a
-`ManualClock`'s time instead of waiting.
-Nothing here blocks the loop: notifications go out from their own tasks, and store writes
-from the writer's thread. The Prometheus gauges render the same status.
+hands a KPI row (counted from the status) to the store writer; tests call `tick` with a
+`ManualClock`'s time instead of waiting. Nothing here blocks the loop: notifications go out
+from their own tasks, and store writes from the writer's thread. The Prometheus gauges render
+the same status at each scrape.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import msgspec
 from tickpipe.config import Config
 from tickpipe.monitor.alerts.engine import FIRING, Alert, AlertEngine
 from tickpipe.monitor.kpis import KpiSampler
-from tickpipe.monitor.metrics import PipelineGauges, PipelineMetrics, SourceGauges
+from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.monitor.notify.base import Dispatcher, alert_json
 from tickpipe.monitor.notify.build import build_notifiers
 from tickpipe.monitor.state import PipelineState
@@ -54,7 +54,6 @@ class Monitor:
         self.clock = clock
         self.alerts_config = config.alerts
         self.metrics = PipelineMetrics()
-        self.metrics.watch(self.gauges)
         self.state = PipelineState()
         started = clock.now_us()
         self.kpis = KpiSampler(config.monitor.process, started)
@@ -67,6 +66,7 @@ class Monitor:
             started,
         )
         self.dispatcher = Dispatcher(build_notifiers(config.alerts))
+        self.metrics.watch(status, lambda: self.dispatcher.outcomes)
         self.measure_lag = measure_lag
         self._failures: set[str] = set()
         self._stop_http = self.metrics.serve(config.monitor)
@@ -171,25 +171,6 @@ class Monitor:
             if a.state == FIRING:
                 firing[(a.rule, a.severity)] = firing.get((a.rule, a.severity), 0) + 1
         return firing
-
-    def gauges(self) -> PipelineGauges:
-        """The status as Prometheus reads it at scrape time."""
-        status = self.status()
-        return PipelineGauges(
-            sources={
-                name: SourceGauges(s.connected, s.reconnects, s.malformed)
-                for name, s in status.sources.items()
-            },
-            queue_depth=status.queue_depth, queue_capacity=status.queue_capacity,
-            store_pending=status.writer_pending, late_corrected=status.late_corrected,
-            late_rejected=status.late_rejected, duplicates=status.duplicates,
-            last_trade={(i.exchange, i.symbol): i.last_trade_us
-                        for i in status.instruments if i.last_trade_us is not None},
-            last_price={(i.exchange, i.symbol): i.last_price
-                        for i in status.instruments if i.last_price is not None},
-            alerts_firing=dict(status.alerts_firing),
-            notifications=dict(self.dispatcher.outcomes),
-        )  # fmt: skip
 
     def alerts_body(self) -> dict[str, list[dict[str, Any]]]:
         """`/api/alerts`: what is active now and the transitions kept, newest first."""
