@@ -627,13 +627,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
     from tickpipe.runners.embedded import Pipeline
-    from tickpipe.view.terminal import (
-        Snapshot,
-        TerminalView,
-        print_summary,
-        snapshot_of,
-        start_line,
-    )
+    from tickpipe.view.terminal import Locations, TerminalView, print_summary, start_line
 
     sock, hub = None, None
     if config.serve.enabled:
@@ -641,19 +635,18 @@ def _pipeline(config: Config, sources: list[Source], mode: str, duration: float 
 
         sock, hub = _bind(config), Hub()
     pipeline = Pipeline(config, sources, mode, hub)
-    dashboard_url = _url(sock) if sock is not None else None
-
-    def snapshot() -> Snapshot:
-        return snapshot_of(pipeline.status(), pipeline.store.describe(),
-                           str(config.dead_letter_path), dashboard_url)  # fmt: skip
-
+    where = Locations(
+        pipeline.store.describe(),
+        str(config.dead_letter_path),
+        _url(sock) if sock is not None else None,
+    )
     view = None
     try:
         pipeline.restore()
         if config.quiet:
-            click.echo(start_line(snapshot()))
+            click.echo(start_line(pipeline.status(), where))
         else:
-            view = TerminalView(snapshot)
+            view = TerminalView(pipeline.status, where)
             view.start()
         if sock is None:
             asyncio.run(pipeline.run(duration))
@@ -668,7 +661,7 @@ def _pipeline(config: Config, sources: list[Source], mode: str, duration: float 
         if sock is not None:
             sock.close()
         pipeline.close()
-    print_summary(snapshot())
+    print_summary(pipeline.status(), where)
 
 
 def main() -> None:

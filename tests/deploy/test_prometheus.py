@@ -12,8 +12,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.runtime.examples import example_status
 from tests.servers.require import server_missing
-from tickpipe.monitor.metrics import PipelineGauges, PipelineMetrics, SourceGauges
+from tickpipe.monitor.metrics import PipelineMetrics
+from tickpipe.runtime.status import InstrumentStatus, SourceStatus
 from tickpipe.sources.simulated import MarketSimulator
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -58,9 +60,10 @@ def test_a_broken_rule_unit_test_fails(tmp_path: Path):
 
 def test_every_metric_the_rules_read_is_exposed_by_tickpipe():
     metrics = PipelineMetrics()
-    metrics.watch(lambda: PipelineGauges(
-        sources={"s": SourceGauges(True, 0, 0)}, last_trade={("x", "A-B"): 1},
-        last_price={("x", "A-B"): 1.0}))  # fmt: skip
+    row = InstrumentStatus(exchange="x", symbol="A-B", last_price=1.0, last_trade_us=1,
+                           lag_ms=0.0, trades_per_s=0.0, trades=1, candle=None)  # fmt: skip
+    metrics.watch(lambda: example_status(sources={"s": SourceStatus(True, 0, 0, 0)},
+                                         instruments=(row,)))  # fmt: skip
     metrics.kafka_consumer_lag.labels("t", "0").set(0)
     metrics.observe_received(MarketSimulator(2, 100.0).span(0, 10_000_000), 10.0)
     exposed = set()

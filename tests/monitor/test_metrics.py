@@ -9,8 +9,10 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tickpipe.monitor.metrics import LAG_BUCKETS, BatchHistogram, PipelineGauges, PipelineMetrics
+from tests.runtime.examples import example_status
+from tickpipe.monitor.metrics import LAG_BUCKETS, BatchHistogram, PipelineMetrics
 from tickpipe.records import Gap, Trade, TradeBatch
+from tickpipe.runtime.status import InstrumentStatus
 from tickpipe.sources.simulated import MarketSimulator
 
 
@@ -86,7 +88,9 @@ def test_stored_trades_count_per_symbol_and_lag_is_now_minus_event_time():
 
 def test_every_metric_family_the_issue_names_is_exposed_and_parses():
     metrics = PipelineMetrics()
-    metrics.watch(lambda: PipelineGauges(queue_depth=7, last_trade={("x", "A-B"): 1_500_000}))
+    row = InstrumentStatus(exchange="x", symbol="A-B", last_price=2.0, last_trade_us=1_500_000,
+                           lag_ms=5.0, trades_per_s=1.0, trades=3, candle=None)  # fmt: skip
+    metrics.watch(lambda: example_status(queue_depth=7, instruments=(row,)))
     metrics.observe_gap(Gap(source="s", exchange="x", symbol="A-B", first_missing=5,
                             last_missing=9, ts=1, recovered=5))  # fmt: skip
     metrics.kafka_consumer_lag.labels("trades", "0").set(12)

@@ -1,6 +1,7 @@
 """The monitor inside a real embedded pipeline (real DuckDB store, real engine and writer):
 a source that trades and then falls silent raises an alert that reaches a local webhook and
-SMTP server and is kept in the store; metrics and KPIs agree with what the store holds."""
+SMTP server and is kept in the store; metrics and KPIs agree with what the store holds.
+Alert timing (`for`) and the KPI cadence are checked tick by tick on a ManualClock."""
 
 from __future__ import annotations
 
@@ -19,11 +20,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.monitor.receivers import HttpReceiver, SmtpReceiver, free_port
 from tickpipe.config import Config
+from tickpipe.deadletter import DeadLetters
+from tickpipe.durations import MicrosOrZero
+from tickpipe.engine.candles import CandleEngine
 from tickpipe.monitor.alerts.config import AlertRule, AlertsConfig, MonitorConfig
+from tickpipe.monitor.service import Monitor
 from tickpipe.records import Trade, TradeBatch
 from tickpipe.runners.embedded import Pipeline
-from tickpipe.sources import SourceContext
+from tickpipe.runtime.clock import ManualClock
+from tickpipe.runtime.stage import EngineStage
+from tickpipe.runtime.status import StatusBoard
+from tickpipe.runtime.writer import StoreWriter
+from tickpipe.sources import SourceContext, SourceStats
 from tickpipe.sources.simulated import MarketSimulator
+from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.transport.memory import MemoryTransport
 
 
 class TradesThenSilence:
@@ -106,8 +117,6 @@ def test_a_silent_source_alerts_through_webhook_and_email_and_metrics_agree_with
     assert len(mails) == 1 and "quiet" in email.message_from_bytes(mails[0].content)["Subject"]
     assert [a["rule"] for a in body["active"]] == ["quiet"]
     assert [a["state"] for a in body["history"]] == ["firing", "pending"]  # newest first
-
-    from tickpipe.stores.duckdb import DuckDBStore
 
     store = DuckDBStore(tmp_path / "tickpipe.duckdb", read_only=True)
     try:
@@ -219,8 +228,6 @@ def test_a_failing_monitor_is_logged_once_and_the_pipeline_goes_on(tmp_path, mon
         asyncio.run(pipeline.run(duration=1.5))
     finally:
         pipeline.close()
-    from tickpipe.stores.duckdb import DuckDBStore
-
     store = DuckDBStore(tmp_path / "tickpipe.duckdb", read_only=True)
     try:
         ((stored,),) = store.query("SELECT count(*) FROM trades")
@@ -230,3 +237,60 @@ def test_a_failing_monitor_is_logged_once_and_the_pipeline_goes_on(tmp_path, mon
     failures = [r.getMessage() for r in caplog.records if "monitor:" in r.getMessage()]
     assert len(failures) == 2  # once per kind, not once per flush or evaluation
     assert all("ZeroDivisionError: injected" in f for f in failures)
+
+
+def test_ticks_on_a_manual_clock_fire_after_for_resolve_on_trades_and_keep_kpis_on_cadence(
+    tmp_path,
+):
+    clock = ManualClock()
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    writer = StoreWriter(store)
+    stage = EngineStage(CandleEngine(Config().engine_config()), writer, DeadLetters(None), clock)
+    stats = {"scripted": SourceStats(connected=True)}
+    board = StatusBoard("run", stage, writer, MemoryTransport(100), stats, clock)
+    config = Config(
+        data_dir=str(tmp_path),
+        monitor=MonitorConfig(kpi_every_us=1_000_000),
+        alerts=AlertsConfig(notifiers=[], rules=[
+            AlertRule(name="quiet", kind="silence", threshold=1.0,
+                      for_us=MicrosOrZero(2_000_000), severity="critical"),
+        ]),
+    )  # fmt: skip
+    monitor = Monitor(config, board.read, writer, clock=clock)
+    market = MarketSimulator(["BTC-USDT"], 50.0, seed=4, exchange="venue", source="scripted")
+    start = clock.now_us()
+
+    def trades() -> None:
+        batch = market.span(clock.now_us() - 500_000, clock.now_us())
+        monitor.on_batch(batch)
+        stage.process(batch)
+
+    def quiet() -> str | None:
+        return next((a.state for a in monitor.alerts.active.values() if a.rule == "quiet"), None)
+
+    trades()
+    states = []
+    for _ in range(10):
+        clock.advance(0.5)
+        monitor.tick(clock.now_us())
+        states.append(quiet())
+    trades()
+    monitor.tick(clock.now_us())
+    states.append(quiet())
+    writer.close()
+    try:
+        kpis = store.query("SELECT ts, period_s FROM pipeline_metrics ORDER BY ts")
+        kept = store.query("SELECT ts, detail FROM events WHERE kind = 'alert' ORDER BY ts")
+    finally:
+        store.close()
+
+    # Silent for more than 1 s at 1.5 s: pending; held for its 2 s `for`: firing at 3.5 s;
+    # a trade clears it (resolved, no longer active).
+    assert states == [None, None, *["pending"] * 4, *["firing"] * 4, None]
+    assert [(ts - start, msgspec.json.decode(d)["state"]) for ts, d in kept] == [
+        (3_500_000, "firing"), (5_000_000, "resolved"),
+    ]  # fmt: skip
+    # One KPI row per whole second of ticks, each covering exactly that second.
+    assert [(ts - start, period) for ts, period in kpis] == [
+        (k * 1_000_000, 1.0) for k in range(1, 6)
+    ]

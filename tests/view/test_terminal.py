@@ -6,16 +6,18 @@ import io
 import re
 import threading
 import time
+from typing import Any
 
 import pytest
 from rich.color import Color
 from rich.console import Console, RenderableType
 from rich.style import Style
 
+from tests.runtime.examples import example_status
 from tickpipe.records import Candle
+from tickpipe.runtime.status import InstrumentStatus, PipelineStatus
 from tickpipe.view.terminal import (
-    Snapshot,
-    SymbolRow,
+    Locations,
     TerminalView,
     format_duration,
     format_price,
@@ -30,6 +32,7 @@ from tickpipe.view.terminal import (
 
 DATA_PATH = "./tickpipe-data/tickpipe.duckdb"
 DEAD_LETTER_PATH = "./tickpipe-data/dead-letters.jsonl"
+WHERE = Locations(DATA_PATH, DEAD_LETTER_PATH)
 
 
 def candle(open_: float, high: float, low: float, close: float, volume: float = 1.5) -> Candle:
@@ -64,14 +67,15 @@ def row(
     rate: float = 1.0,
     exchange: str = "binance",
     lag_ms: float | None = 12.0,
-) -> SymbolRow:
+) -> InstrumentStatus:
     c = None
     if last is not None and open_ is not None:
         c = candle(open_, max(open_, last), min(open_, last), last)
-    return SymbolRow(
+    return InstrumentStatus(
         exchange=exchange,
         symbol=symbol,
         last_price=last,
+        last_trade_us=None if last is None else 1_700_000_000_000_000,
         candle=c,
         trades_per_s=rate,
         lag_ms=lag_ms,
@@ -79,30 +83,12 @@ def row(
     )
 
 
-def snapshot(rows: list[SymbolRow] | None = None, **changes: object) -> Snapshot:
-    values: dict[str, object] = dict(
-        mode="demo",
-        data_path=DATA_PATH,
-        dead_letter_path=DEAD_LETTER_PATH,
-        uptime_s=3723.0,
-        trades_total=1_234_567,
-        trades_per_s=504.3,
-        candles_written=12_345,
-        late_corrected=3,
-        late_rejected=1,
-        duplicates=17,
-        malformed=2,
-        queue_depth=250,
-        queue_capacity=1000,
-        sources={"binance": "connected", "coinbase": "reconnecting in 2.1s"},
-        rows=rows if rows is not None else [],
-        dashboard_url=None,
-    )
-    values.update(changes)
-    return Snapshot(**values)  # type: ignore[arg-type]
+def status(rows: list[InstrumentStatus] | None = None, **changes: Any) -> PipelineStatus:
+    """The example status, its rate the sum of its rows' rates (504/s for `market()`)."""
+    return example_status(instruments=tuple(rows or ()), **changes)
 
 
-def market() -> list[SymbolRow]:
+def market() -> list[InstrumentStatus]:
     return [
         row("ETH-USDT", 3000.5, open_=3000.5, rate=80.0),
         row("BTC-USDT", 60000.12, open_=59990.0, rate=412.0),
@@ -130,7 +116,7 @@ def styles_of(renderable: RenderableType, needle: str, width: int = 120) -> list
 
 
 def test_render_shows_every_symbols_last_price_and_where_the_data_is_stored() -> None:
-    out = text_of(render(snapshot(market())))
+    out = text_of(render(status(market()), WHERE))
     for expected in ("BTC-USDT", "60,000.12", "ETH-USDT", "3,000.50", "SHIB-USD", "0.00001234"):
         assert expected in out
     assert DATA_PATH in out
@@ -138,7 +124,7 @@ def test_render_shows_every_symbols_last_price_and_where_the_data_is_stored() ->
 
 
 def test_header_shows_mode_uptime_totals_rate_and_queue_fill() -> None:
-    out = text_of(render(snapshot(market())))
+    out = text_of(render(status(market()), WHERE))
     assert "demo" in out
     assert "1h 02m 03s" in out
     assert "1,234,567" in out
@@ -150,24 +136,25 @@ def test_header_shows_mode_uptime_totals_rate_and_queue_fill() -> None:
 
 
 def test_each_source_state_is_shown() -> None:
-    out = text_of(render(snapshot(market())))
+    out = text_of(render(status(market()), WHERE))
     assert re.search(r"binance\s+●\s+connected", out)
-    assert re.search(r"coinbase\s+●\s+reconnecting in 2\.1s", out)
+    assert re.search(r"coinbase\s+●\s+waiting \(2 reconnects\)", out)
 
 
 def test_table_shows_current_candle_ohlc_volume_rate_and_lag() -> None:
     rows = [
-        SymbolRow(
+        InstrumentStatus(
             exchange="binance",
             symbol="BTC-USDT",
             last_price=60000.12,
+            last_trade_us=1_700_000_000_000_000,
             candle=candle(59990.0, 60010.5, 59980.25, 60000.12, volume=1.23456),
             trades_per_s=412.0,
             lag_ms=35.4,
             trades=1_234_567,
         )
     ]
-    out = text_of(render(snapshot(rows)))
+    out = text_of(render(status(rows), WHERE))
     line = next(line for line in out.splitlines() if "BTC-USDT" in line)
     cells = line.strip("│ ").split()
     assert cells == [
@@ -190,19 +177,20 @@ def test_table_shows_current_candle_ohlc_volume_rate_and_lag() -> None:
 
 
 def test_symbol_without_trades_yet_shows_dashes_not_zeros() -> None:
-    out = text_of(render(snapshot([row("DOGE-USD", None, rate=0.0, lag_ms=None)])))
+    out = text_of(render(status([row("DOGE-USD", None, rate=0.0, lag_ms=None)]), WHERE))
     line = next(line for line in out.splitlines() if "DOGE-USD" in line)
     assert "—" in line
     assert "0.00" not in line
 
 
 def test_dashboard_url_is_shown_when_serving() -> None:
-    out = text_of(render(snapshot(market(), dashboard_url="http://127.0.0.1:8080/")))
+    where = Locations(DATA_PATH, DEAD_LETTER_PATH, dashboard_url="http://127.0.0.1:8080/")
+    out = text_of(render(status(market()), where))
     assert "http://127.0.0.1:8080/" in out
 
 
 def test_empty_pipeline_says_it_is_waiting_for_trades() -> None:
-    out = text_of(render(snapshot([])))
+    out = text_of(render(status([]), WHERE))
     assert "waiting for trades" in out
     assert DATA_PATH in out
 
@@ -211,14 +199,14 @@ def test_empty_pipeline_says_it_is_waiting_for_trades() -> None:
 
 
 def test_rows_are_sorted_busiest_first() -> None:
-    out = text_of(render(snapshot(market())))
+    out = text_of(render(status(market()), WHERE))
     positions = [out.index(s) for s in ("BTC-USDT", "ETH-USDT", "SHIB-USD")]
     assert positions == sorted(positions)  # 412/s, then 80/s, then 12/s
 
 
 def test_truncated_table_keeps_the_busiest_and_says_how_many_more() -> None:
     rows = [row(f"S{i:02d}-USDT", 100.0 + i, open_=100.0, rate=float(i)) for i in range(40)]
-    out = text_of(render(snapshot(rows), max_rows=5))
+    out = text_of(render(status(rows), WHERE, max_rows=5))
     assert "… 35 more symbols" in out
     shown = [f"S{i:02d}-USDT" for i in range(35, 40)]
     hidden = [f"S{i:02d}-USDT" for i in range(35)]
@@ -227,12 +215,12 @@ def test_truncated_table_keeps_the_busiest_and_says_how_many_more() -> None:
 
 
 def test_one_hidden_symbol_is_singular() -> None:
-    out = text_of(render(snapshot(market()), max_rows=2))
+    out = text_of(render(status(market()), WHERE, max_rows=2))
     assert re.search(r"… 1 more symbol\b(?!s)", out)
 
 
 def test_no_truncation_message_when_every_row_fits() -> None:
-    out = text_of(render(snapshot(market()), max_rows=30))
+    out = text_of(render(status(market()), WHERE, max_rows=30))
     assert "more symbol" not in out
 
 
@@ -242,7 +230,7 @@ def test_no_truncation_message_when_every_row_fits() -> None:
 def test_last_price_is_green_above_the_candle_open_and_red_below() -> None:
     up = row("BTC-USDT", 60000.12, open_=59990.0)
     down = row("ETH-USDT", 2999.5, open_=3000.5)
-    panel = render(snapshot([up, down]))
+    panel = render(status([up, down]), WHERE)
     # The first cell with the price is "last"; the same number repeats under "close".
     assert styles_of(panel, "60,000.12")[0].color == Color.parse("green")
     assert styles_of(panel, "2,999.50")[0].color == Color.parse("red")
@@ -251,7 +239,7 @@ def test_last_price_is_green_above_the_candle_open_and_red_below() -> None:
 def test_up_color_survives_into_ansi_output() -> None:
     console = Console(record=True, width=120, force_terminal=True, color_system="standard")
     console.file = io.StringIO()
-    console.print(render(snapshot([row("BTC-USDT", 60000.12, open_=59990.0)])))
+    console.print(render(status([row("BTC-USDT", 60000.12, open_=59990.0)]), WHERE))
     ansi = console.export_text(styles=True)
     green = Style.parse("green").render("X").split("X")[0]
     assert re.search(re.escape(green) + r"\s*60,000\.12", ansi)
@@ -261,7 +249,7 @@ def test_last_price_is_uncolored_when_unchanged_or_without_candle() -> None:
     assert price_style(100.0, candle(100.0, 100.0, 100.0, 100.0)) == ""
     assert price_style(100.0, None) == ""
     assert price_style(None, None) == ""
-    flat = render(snapshot([row("ETH-USDT", 3000.5, open_=3000.5)]))
+    flat = render(status([row("ETH-USDT", 3000.5, open_=3000.5)]), WHERE)
     assert styles_of(flat, "3,000.50")[0].color is None
 
 
@@ -287,7 +275,7 @@ def test_prices_read_right_at_any_magnitude(price: float | None, text: str) -> N
 
 
 def test_tiny_prices_are_not_rounded_to_zero_in_the_table() -> None:
-    out = text_of(render(snapshot([row("PEPE-USDT", 0.00000123, open_=0.0000012)])))
+    out = text_of(render(status([row("PEPE-USDT", 0.00000123, open_=0.0000012)]), WHERE))
     assert "0.00000123" in out
     assert "0.00000120" in out  # the open, padded to the row's decimals so columns line up
 
@@ -310,7 +298,7 @@ def test_quantities_and_durations_stay_short() -> None:
 
 
 def test_narrow_terminal_drops_columns_instead_of_cutting_prices() -> None:
-    out = text_of(render(snapshot(market())), width=80)
+    out = text_of(render(status(market()), WHERE), width=80)
     for price in ("60,000.12", "3,000.50", "0.00001234"):
         assert price in out
     table_lines = [line for line in out.splitlines() if "-USD" in line]
@@ -322,14 +310,14 @@ def test_narrow_terminal_drops_columns_instead_of_cutting_prices() -> None:
 
 
 def test_start_line_names_the_mode_and_where_data_goes() -> None:
-    line = start_line(snapshot(market()))
+    line = start_line(status(market()), WHERE)
     assert line.startswith(f"tickpipe demo: writing to {DATA_PATH}")
     assert "\n" not in line
     assert DEAD_LETTER_PATH in line
 
 
 def test_summary_reports_totals_and_where_to_find_data_and_dead_letters() -> None:
-    out = summary(snapshot(market())).plain
+    out = summary(status(market()), WHERE).plain
     assert len(out.splitlines()) <= 6
     assert "stopped after 1h 02m 03s" in out
     assert "1,234,567" in out
@@ -339,13 +327,13 @@ def test_summary_reports_totals_and_where_to_find_data_and_dead_letters() -> Non
 
 
 def test_summary_does_not_mention_dead_letters_when_there_are_none() -> None:
-    out = summary(snapshot(market(), late_rejected=0, malformed=0)).plain
+    out = summary(status(market(), late_rejected=0, malformed=0), WHERE).plain
     assert DEAD_LETTER_PATH not in out
 
 
 def test_print_summary_writes_plain_text_to_a_non_tty() -> None:
     buffer = io.StringIO()
-    print_summary(snapshot(market()), Console(file=buffer, width=120))
+    print_summary(status(market()), WHERE, Console(file=buffer, width=120))
     assert "\x1b[" not in buffer.getvalue()
     assert DATA_PATH in buffer.getvalue()
 
@@ -354,19 +342,19 @@ def test_print_summary_writes_plain_text_to_a_non_tty() -> None:
 
 
 class FakePipeline:
-    """A snapshot callable that counts calls and may be asked to fail."""
+    """A status callable that counts calls and may be asked to fail."""
 
     def __init__(self, fail: bool = False) -> None:
         self.calls = 0
         self.fail = fail
         self.lock = threading.Lock()
 
-    def __call__(self) -> Snapshot:
+    def __call__(self) -> PipelineStatus:
         with self.lock:
             self.calls += 1
         if self.fail:
             raise RuntimeError("engine gone")
-        return snapshot(market(), uptime_s=float(self.calls))
+        return status(market(), uptime_s=float(self.calls))
 
 
 def test_terminal_view_starts_and_stops_in_a_non_tty_console() -> None:
@@ -374,7 +362,7 @@ def test_terminal_view_starts_and_stops_in_a_non_tty_console() -> None:
     console = Console(file=buffer, width=120)
     assert not console.is_terminal
     pipeline = FakePipeline()
-    view = TerminalView(pipeline, refresh_per_second=50, console=console)
+    view = TerminalView(pipeline, WHERE, refresh_per_second=50, console=console)
     view.start()
     view.start()  # a second start does nothing
     assert view.is_running
@@ -384,7 +372,7 @@ def test_terminal_view_starts_and_stops_in_a_non_tty_console() -> None:
     view.stop()
     view.stop()  # idempotent
     assert not view.is_running
-    assert pipeline.calls >= 5  # the refresh thread pulled fresh snapshots
+    assert pipeline.calls >= 5  # the refresh thread pulled fresh statuses
     out = buffer.getvalue()
     assert out.count("60,000.12") >= 1  # the last frame is left for files and dumb terminals
     assert "stopped" in out and "Ctrl-C" not in out
@@ -392,37 +380,40 @@ def test_terminal_view_starts_and_stops_in_a_non_tty_console() -> None:
 
 def test_terminal_view_stop_without_start_is_harmless() -> None:
     buffer, pipeline = io.StringIO(), FakePipeline()
-    view = TerminalView(pipeline, console=Console(file=buffer))
+    view = TerminalView(pipeline, WHERE, console=Console(file=buffer))
     view.stop()
     assert not view.is_running
     assert buffer.getvalue() == "" and pipeline.calls == 0  # nothing drawn, nothing asked
 
 
-def test_a_failing_snapshot_shows_an_error_instead_of_killing_the_view() -> None:
+def test_a_failing_status_read_shows_an_error_instead_of_killing_the_view() -> None:
     buffer = io.StringIO()
-    with TerminalView(FakePipeline(fail=True), refresh_per_second=50, console=Console(file=buffer)):
+    view = TerminalView(
+        FakePipeline(fail=True), WHERE, refresh_per_second=50, console=Console(file=buffer)
+    )
+    with view:
         time.sleep(0.05)
     assert "snapshot failed" in buffer.getvalue()
     assert "engine gone" in buffer.getvalue()
 
 
-def test_view_print_summary_uses_its_console_and_a_fresh_snapshot() -> None:
+def test_view_print_summary_uses_its_console_and_a_fresh_status() -> None:
     buffer = io.StringIO()
-    view = TerminalView(FakePipeline(), console=Console(file=buffer, width=120))
+    view = TerminalView(FakePipeline(), WHERE, console=Console(file=buffer, width=120))
     view.print_summary()
     assert "tickpipe demo stopped after" in buffer.getvalue()
 
 
 def test_refresh_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="refresh_per_second"):
-        TerminalView(FakePipeline(), refresh_per_second=0)
+        TerminalView(FakePipeline(), WHERE, refresh_per_second=0)
 
 
 def test_in_a_terminal_the_view_shows_only_the_rows_that_fit_its_height() -> None:
     rows = [row(f"S{i:02d}-USDT", 100.0 + i, open_=100.0, rate=float(i)) for i in range(40)]
     buffer = io.StringIO()
     console = Console(file=buffer, width=120, height=20, force_terminal=True)
-    view = TerminalView(lambda: snapshot(rows), refresh_per_second=50, console=console)
+    view = TerminalView(lambda: status(rows), WHERE, refresh_per_second=50, console=console)
     view.start()
     time.sleep(0.05)
     view.stop()

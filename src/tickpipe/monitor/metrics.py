@@ -2,8 +2,9 @@
 
 The hot path is never touched per trade: counters labelled by exchange and symbol are bumped
 once per batch from numpy-grouped counts, latency histograms take a whole array at a time,
-and what the pipeline already counts (source stats, queue depth, late trades) is read when
-Prometheus scrapes, by a collector, instead of being copied on every change.
+and what the pipeline already counts (source stats, queue depth, late trades: its one
+`PipelineStatus`, which the terminal view and the API render too) is read when Prometheus
+scrapes, by a collector, instead of being copied on every change.
 
 Names follow Prometheus conventions: `tickpipe_` prefix, base units (`_seconds`),
 `_total` on counters (prometheus-client adds it), labels for dimensions.
@@ -12,8 +13,8 @@ Names follow Prometheus conventions: `tickpipe_` prefix, base units (`_seconds`)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import (
@@ -30,6 +31,9 @@ from prometheus_client.registry import Collector
 from tickpipe.config import ConfigError
 from tickpipe.monitor.alerts.config import MonitorConfig
 from tickpipe.records import Gap, TradeBatch
+
+if TYPE_CHECKING:  # the distributed mode's processes use the metrics without a status
+    from tickpipe.runtime.status import PipelineStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -76,36 +80,19 @@ class BatchHistogram(Collector):
                                     sum_value=total)  # fmt: skip
 
 
-@dataclass
-class SourceGauges:
-    connected: bool
-    reconnects: int
-    malformed: int
+class _StatusCollector(Collector):
+    """The pipeline's `PipelineStatus` (and the notifiers' outcomes) as gauges and counters."""
 
-
-@dataclass
-class PipelineGauges:
-    """What the pipeline already counts, read at scrape time."""
-
-    sources: dict[str, SourceGauges] = field(default_factory=dict)
-    queue_depth: int = 0
-    queue_capacity: int = 0
-    store_pending: int = 0
-    late_corrected: int = 0
-    late_rejected: int = 0
-    duplicates: int = 0
-    last_trade: dict[tuple[str, str], int] = field(default_factory=dict)  # event time, µs
-    last_price: dict[tuple[str, str], float] = field(default_factory=dict)
-    alerts_firing: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, severity)
-    notifications: dict[tuple[str, str], int] = field(default_factory=dict)  # (notifier, outcome)
-
-
-class _GaugesCollector(Collector):
-    def __init__(self, read: Callable[[], PipelineGauges]) -> None:
-        self.read = read
+    def __init__(
+        self,
+        status: Callable[[], PipelineStatus],
+        notifications: Callable[[], Mapping[tuple[str, str], int]],
+    ) -> None:
+        self.status = status
+        self.notifications = notifications
 
     def collect(self) -> Iterable:
-        g = self.read()
+        status = self.status()
         malformed = CounterMetricFamily(
             "tickpipe_malformed_messages", "Exchange messages that could not be parsed "
             "(dead-lettered).", labels=["source"])  # fmt: skip
@@ -115,51 +102,53 @@ class _GaugesCollector(Collector):
         connected = GaugeMetricFamily(
             "tickpipe_source_connected", "1 while the source's connection is up.",
             labels=["source"])  # fmt: skip
-        for name, s in g.sources.items():
+        for name, s in status.sources.items():
             malformed.add_metric([name], s.malformed)
             reconnects.add_metric([name], s.reconnects)
             connected.add_metric([name], 1.0 if s.connected else 0.0)
         yield from (malformed, reconnects, connected)
         yield GaugeMetricFamily(
             "tickpipe_queue_depth_trades", "Trades waiting in the transport queue.",
-            value=g.queue_depth)  # fmt: skip
+            value=status.queue_depth)  # fmt: skip
         yield GaugeMetricFamily(
             "tickpipe_queue_capacity_trades", "Bound of the transport queue.",
-            value=g.queue_capacity)  # fmt: skip
+            value=status.queue_capacity)  # fmt: skip
         yield GaugeMetricFamily(
             "tickpipe_store_pending_trades", "Trades handed to the store writer, not yet written.",
-            value=g.store_pending)  # fmt: skip
+            value=status.writer_pending)  # fmt: skip
         late = CounterMetricFamily(
             "tickpipe_late_trades", "Trades behind the watermark: corrected a final candle, or "
             "rejected beyond the correction horizon.", labels=["outcome"])  # fmt: skip
-        late.add_metric(["corrected"], g.late_corrected)
-        late.add_metric(["rejected"], g.late_rejected)
+        late.add_metric(["corrected"], status.late_corrected)
+        late.add_metric(["rejected"], status.late_rejected)
         yield late
         yield CounterMetricFamily(
-            "tickpipe_duplicate_trades", "Trades dropped as already seen.", value=g.duplicates
+            "tickpipe_duplicate_trades", "Trades dropped as already seen.", value=status.duplicates
         )
         last = GaugeMetricFamily(
             "tickpipe_last_trade_timestamp_seconds", "Event time of the newest trade.",
             labels=["exchange", "symbol"])  # fmt: skip
-        for (exchange, symbol), ts in g.last_trade.items():
-            last.add_metric([exchange, symbol], ts / 1e6)
+        for i in status.instruments:
+            if i.last_trade_us is not None:
+                last.add_metric([i.exchange, i.symbol], i.last_trade_us / 1e6)
         yield last
         price = GaugeMetricFamily(
             "tickpipe_last_price", "Price of the newest trade (by event time).",
             labels=["exchange", "symbol"])  # fmt: skip
-        for (exchange, symbol), value in g.last_price.items():
-            price.add_metric([exchange, symbol], value)
+        for i in status.instruments:
+            if i.last_price is not None:
+                price.add_metric([i.exchange, i.symbol], i.last_price)
         yield price
         firing = GaugeMetricFamily(
             "tickpipe_alerts_firing", "Alerts firing now, per rule.", labels=["rule", "severity"]
         )
-        for (rule, severity), n in g.alerts_firing.items():
+        for (rule, severity), n in status.alerts_firing.items():
             firing.add_metric([rule, severity], n)
         yield firing
         sent = CounterMetricFamily(
             "tickpipe_alert_notifications", "Alert notifications by notifier and outcome "
             "(sent, failed, dropped).", labels=["notifier", "outcome"])  # fmt: skip
-        for (notifier, outcome), n in g.notifications.items():
+        for (notifier, outcome), n in self.notifications().items():
             sent.add_metric([notifier, outcome], n)
         yield sent
 
@@ -205,9 +194,14 @@ class PipelineMetrics:
         self._received: dict[tuple[str, str, str], object] = {}
         self._stored: dict[tuple[str, str], object] = {}
 
-    def watch(self, read: Callable[[], PipelineGauges]) -> None:
-        """Expose what `read` returns at every scrape."""
-        self.registry.register(_GaugesCollector(read))
+    def watch(
+        self,
+        status: Callable[[], PipelineStatus],
+        notifications: Callable[[], Mapping[tuple[str, str], int]] = dict,
+    ) -> None:
+        """Expose the pipeline's status (and alert notifications by notifier and outcome),
+        read afresh at every scrape."""
+        self.registry.register(_StatusCollector(status, notifications))
 
     def serve(self, monitor: MonitorConfig) -> Callable[[], None] | None:
         """Expose /metrics on `monitor.metrics_port` (0: not at all), bound now so a busy

@@ -2,10 +2,12 @@
 
 It is given what it watches, not the pipeline: the pipeline's status provider (the one
 `PipelineStatus` read model), its store writer and a clock. It runs as one task on the
-pipeline's loop: every `alerts.evaluate_every` it reads the status, advances the alerts and
-queues their notifications; every `monitor.kpi_every` it hands a KPI row to the store writer.
-Nothing here blocks the loop: notifications go out from their own tasks, and store writes
-from the writer's thread. The Prometheus gauges render the same status.
+pipeline's loop that only sleeps `alerts.evaluate_every` and calls `tick(now_us)`: a tick reads
+the status, advances the alerts and queues their notifications, and every `monitor.kpi_every`
+hands a KPI row (counted from the status) to the store writer; tests call `tick` with a
+`ManualClock`'s time instead of waiting. Nothing here blocks the loop: notifications go out
+from their own tasks, and store writes from the writer's thread. The Prometheus gauges render
+the same status at each scrape.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import msgspec
 from tickpipe.config import Config
 from tickpipe.monitor.alerts.engine import FIRING, Alert, AlertEngine
 from tickpipe.monitor.kpis import KpiSampler
-from tickpipe.monitor.metrics import PipelineGauges, PipelineMetrics, SourceGauges
+from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.monitor.notify.base import Dispatcher, alert_json
 from tickpipe.monitor.notify.build import build_notifiers
 from tickpipe.monitor.state import PipelineState
@@ -52,11 +54,11 @@ class Monitor:
         self.clock = clock
         self.alerts_config = config.alerts
         self.metrics = PipelineMetrics()
-        self.metrics.watch(self.gauges)
         self.state = PipelineState()
         started = clock.now_us()
         self.kpis = KpiSampler(config.monitor.process, started)
         self.kpi_every_us = config.monitor.kpi_every_us
+        self.next_kpi_us = started + self.kpi_every_us
         self.alerts = AlertEngine(
             config.alerts.rules if config.alerts.enabled else [],
             config.alerts.renotify_every_us,
@@ -64,6 +66,7 @@ class Monitor:
             started,
         )
         self.dispatcher = Dispatcher(build_notifiers(config.alerts))
+        self.metrics.watch(status, lambda: self.dispatcher.outcomes)
         self.measure_lag = measure_lag
         self._failures: set[str] = set()
         self._stop_http = self.metrics.serve(config.monitor)
@@ -107,23 +110,27 @@ class Monitor:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Evaluate alerts and keep KPIs until cancelled."""
+        """Call `tick` every `alerts.evaluate_every` until cancelled; notifiers run meanwhile."""
         every = self.alerts_config.evaluate_every_s
         await self.dispatcher.start()
-        next_kpi = self.clock.now_us() + self.kpi_every_us
         try:
             while True:
                 await asyncio.sleep(every)
-                now = self.clock.now_us()
-                try:
-                    self.step(now)
-                    if now >= next_kpi:
-                        next_kpi = now + self.kpi_every_us
-                        self.keep_kpis(now)
-                except Exception as exc:
-                    self._failed("evaluating alerts and KPIs", exc)
+                self.tick(self.clock.now_us())
         finally:
             await self.dispatcher.close()
+
+    def tick(self, now_us: int) -> None:
+        """One step of the loop at `now_us`: alerts evaluated (`step`), and the KPIs kept once
+        `monitor.kpi_every` has passed since the last ones. A failure is logged once per kind
+        and the next tick tries again."""
+        try:
+            self.step(now_us)
+            if now_us >= self.next_kpi_us:
+                self.next_kpi_us = now_us + self.kpi_every_us
+                self.keep_kpis(now_us)
+        except Exception as exc:
+            self._failed("evaluating alerts and KPIs", exc)
 
     def step(self, now: int) -> list[Alert]:
         """One evaluation: sources sampled, alerts advanced, notifications queued and kept."""
@@ -149,9 +156,10 @@ class Monitor:
 
     def last_kpis(self, now: int | None = None) -> PipelineMetric:
         """The KPIs of the period since the previous sample."""
+        status = self.status()
         return self.kpis.sample(
-            now or self.clock.now_us(), self.writer.written_trades, self.writer.written_candles,
-            self.state.kpi_lags.drain(), self.status().queue_depth,
+            now or self.clock.now_us(), status.trades_written, status.candles_written,
+            self.state.kpi_lags.drain(), status.queue_depth,
         )  # fmt: skip
 
     # -- read by the API -------------------------------------------------------------------
@@ -163,25 +171,6 @@ class Monitor:
             if a.state == FIRING:
                 firing[(a.rule, a.severity)] = firing.get((a.rule, a.severity), 0) + 1
         return firing
-
-    def gauges(self) -> PipelineGauges:
-        """The status as Prometheus reads it at scrape time."""
-        status = self.status()
-        return PipelineGauges(
-            sources={
-                name: SourceGauges(s.connected, s.reconnects, s.malformed)
-                for name, s in status.sources.items()
-            },
-            queue_depth=status.queue_depth, queue_capacity=status.queue_capacity,
-            store_pending=status.writer_pending, late_corrected=status.late_corrected,
-            late_rejected=status.late_rejected, duplicates=status.duplicates,
-            last_trade={(i.exchange, i.symbol): i.last_trade_us
-                        for i in status.instruments if i.last_trade_us is not None},
-            last_price={(i.exchange, i.symbol): i.last_price
-                        for i in status.instruments if i.last_price is not None},
-            alerts_firing=dict(status.alerts_firing),
-            notifications=dict(self.dispatcher.outcomes),
-        )  # fmt: skip
 
     def alerts_body(self) -> dict[str, list[dict[str, Any]]]:
         """`/api/alerts`: what is active now and the transitions kept, newest first."""

@@ -51,6 +51,7 @@ class PipelineStatus:
     uptime_s: float
     trades: int  # accepted, handed to the store
     candles: int  # candle updates, provisional and final
+    trades_written: int  # in the store
     candles_written: int
     late_corrected: int
     late_rejected: int
@@ -126,6 +127,7 @@ class StatusBoard:
             uptime_s=now - counters.started_s,
             trades=counters.trades,
             candles=counters.candles,
+            trades_written=self.writer.written_trades,
             candles_written=self.writer.written_candles,
             late_corrected=engine.corrections,
             late_rejected=counters.late_rejected,

@@ -1,18 +1,19 @@
 """The live terminal view shown while `tickpipe run` or `tickpipe demo` runs.
 
-The pipeline owns the numbers; this module only draws them. It pulls a `Snapshot` from a
-callable at each refresh, so the view never holds pipeline state and a slow terminal never
-slows the pipeline down (rich's refresh thread does the drawing). A `Snapshot` is the
-pipeline's one status read model (`runtime/status.py`, also rendered by the API and the
-metrics) plus where its files are (`snapshot_of`). Quiet mode uses only `start_line` and
-`print_summary`.
+The pipeline owns the numbers; this module only draws them. At each refresh it pulls the
+pipeline's one status read model, a `PipelineStatus` (`runtime/status.py`, also rendered by
+the API and the metrics), from a callable, so the view never holds pipeline state and a slow
+terminal never slows the pipeline down (rich's refresh thread does the drawing). Beside the
+status it is given `Locations` (where the data, the dead letters and the dashboard are); how a
+source's state reads ("connected", "waiting (2 reconnects)") is decided here. Quiet mode uses
+only `start_line` and `print_summary`.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich import box
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tickpipe.records import Candle
-from tickpipe.runtime.status import PipelineStatus
+from tickpipe.runtime.status import InstrumentStatus, PipelineStatus, SourceStatus
 
 UP_STYLE = "green"
 DOWN_STYLE = "red"
@@ -38,77 +39,13 @@ _TINY = 1e-10  # below this a price is shown in scientific notation
 _CHROME_LINES = 12
 
 
-@dataclass
-class SymbolRow:
-    """What the view shows for one (exchange, symbol)."""
+@dataclass(frozen=True)
+class Locations:
+    """Where a pipeline's output goes, shown beside its status (the status holds counters only)."""
 
-    exchange: str
-    symbol: str
-    last_price: float | None
-    candle: Candle | None  # the current (open) candle of the smallest interval
-    trades_per_s: float  # recent rate
-    lag_ms: float | None  # local receipt time minus exchange event time of the latest trade
-    trades: int  # total accepted
-
-
-@dataclass
-class Snapshot:
-    """The pipeline's state at one moment, filled by the pipeline for the view."""
-
-    mode: str  # "run" or "demo"
-    data_path: str  # where the DuckDB file is
+    data_path: str  # the store (a DuckDB file or a PostgreSQL address)
     dead_letter_path: str
-    uptime_s: float
-    trades_total: int
-    trades_per_s: float
-    candles_written: int
-    late_corrected: int
-    late_rejected: int
-    duplicates: int
-    malformed: int
-    queue_depth: int  # trades waiting in the transport
-    queue_capacity: int
-    sources: dict[str, str]  # source name -> state text, e.g. "connected", "reconnecting in 2.1s"
-    rows: list[SymbolRow]
-    dashboard_url: str | None = None
-
-
-def snapshot_of(
-    status: PipelineStatus, data_path: str, dead_letter_path: str, dashboard_url: str | None
-) -> Snapshot:
-    """What the view shows of `status`."""
-    return Snapshot(
-        mode=status.mode,
-        data_path=data_path,
-        dead_letter_path=dead_letter_path,
-        uptime_s=status.uptime_s,
-        trades_total=status.trades,
-        trades_per_s=status.trades_per_s,
-        candles_written=status.candles_written,
-        late_corrected=status.late_corrected,
-        late_rejected=status.late_rejected,
-        duplicates=status.duplicates,
-        malformed=status.malformed,
-        queue_depth=status.queue_depth,
-        queue_capacity=status.queue_capacity,
-        sources={
-            name: "connected" if s.connected else f"waiting ({s.reconnects} reconnects)"
-            for name, s in status.sources.items()
-        },
-        rows=[
-            SymbolRow(
-                exchange=i.exchange,
-                symbol=i.symbol,
-                last_price=i.last_price,
-                candle=i.candle,
-                trades_per_s=i.trades_per_s,
-                lag_ms=i.lag_ms,
-                trades=i.trades,
-            )
-            for i in status.instruments
-        ],
-        dashboard_url=dashboard_url,
-    )
+    dashboard_url: str | None = None  # None: the API is not served
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +138,11 @@ def price_style(last_price: float | None, candle: Candle | None) -> str:
     return FLAT_STYLE
 
 
+def source_state(source: SourceStatus) -> str:
+    """A source's state in words, e.g. "connected" or "waiting (2 reconnects)"."""
+    return "connected" if source.connected else f"waiting ({source.reconnects} reconnects)"
+
+
 def source_style(state: str) -> str:
     """A color for a source's state text, so a reconnecting feed stands out at a glance."""
     lowered = state.lower()
@@ -243,7 +185,7 @@ def _queue_bar(depth: int, capacity: int, width: int = 12) -> Text:
 # Rendering
 
 
-def sort_rows(rows: list[SymbolRow]) -> list[SymbolRow]:
+def sort_rows(rows: Sequence[InstrumentStatus]) -> list[InstrumentStatus]:
     """Busiest symbols first; ties by total trades, then by name so rows do not jump around."""
     return sorted(rows, key=lambda r: (-r.trades_per_s, -r.trades, r.exchange, r.symbol))
 
@@ -270,41 +212,40 @@ def _join(parts: list[Text], sep: str = "  ·  ") -> Text:
     return out
 
 
-def _header(snapshot: Snapshot) -> list[Text]:
+def _header(status: PipelineStatus, where: Locations) -> list[Text]:
     totals = _join(
         [
-            _count("trades", snapshot.trades_total),
-            Text.assemble(("rate ", "dim"), (f"{format_rate(snapshot.trades_per_s)}/s", "bold")),
-            _count("candles", snapshot.candles_written),
-            Text.assemble(
-                ("queue ", "dim"), _queue_bar(snapshot.queue_depth, snapshot.queue_capacity)
-            ),
+            _count("trades", status.trades),
+            Text.assemble(("rate ", "dim"), (f"{format_rate(status.trades_per_s)}/s", "bold")),
+            _count("candles", status.candles_written),
+            Text.assemble(("queue ", "dim"), _queue_bar(status.queue_depth, status.queue_capacity)),
         ]
     )
     quality = _join(
         [
-            _count("late corrected", snapshot.late_corrected),
-            _count("late rejected", snapshot.late_rejected, warn="yellow"),
-            _count("duplicates", snapshot.duplicates),
-            _count("malformed", snapshot.malformed, warn="yellow"),
+            _count("late corrected", status.late_corrected),
+            _count("late rejected", status.late_rejected, warn="yellow"),
+            _count("duplicates", status.duplicates),
+            _count("malformed", status.malformed, warn="yellow"),
         ]
     )
-    where = [
-        Text.assemble(("data ", "dim"), (snapshot.data_path, "cyan")),
-        Text.assemble(("dead letters ", "dim"), (snapshot.dead_letter_path, "cyan")),
+    files = [
+        Text.assemble(("data ", "dim"), (where.data_path, "cyan")),
+        Text.assemble(("dead letters ", "dim"), (where.dead_letter_path, "cyan")),
     ]
     sources = _label("sources ")
-    if snapshot.sources:
-        for i, (name, state) in enumerate(sorted(snapshot.sources.items())):
+    if status.sources:
+        for i, (name, source) in enumerate(sorted(status.sources.items())):
             if i:
                 sources.append("   ")
             sources.append(f"{name} ", style="bold")
+            state = source_state(source)
             style = source_style(state)
             sources.append("● ", style=style or "dim")
             sources.append(state, style=style)
     else:
         sources.append("none", style="dim")
-    return [totals, quality, _join(where), sources]
+    return [totals, quality, _join(files), sources]
 
 
 # Columns in display order: (name, right-justified, base style). Narrow terminals drop them in
@@ -333,7 +274,7 @@ _DROP_ORDER: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _cells(row: SymbolRow) -> dict[str, Text]:
+def _cells(row: InstrumentStatus) -> dict[str, Text]:
     """One row's cells; the prices of a row share one decimal count so they line up."""
     candle = row.candle
     prices = [row.last_price]
@@ -371,7 +312,7 @@ class SymbolTable:
     cut short is worse than a column left out, so the columns are chosen at render time.
     """
 
-    def __init__(self, rows: list[SymbolRow], max_rows: int = 30) -> None:
+    def __init__(self, rows: Sequence[InstrumentStatus], max_rows: int = 30) -> None:
         ordered = sort_rows(rows)
         self.shown = ordered[: max(0, max_rows)]
         self.hidden = len(ordered) - len(self.shown)
@@ -419,29 +360,31 @@ class SymbolTable:
             yield Text(f"… {self.hidden:,} more {noun}", style="dim italic")
 
 
-def render(snapshot: Snapshot, max_rows: int = 30, *, running: bool = True) -> RenderableType:
+def render(
+    status: PipelineStatus, where: Locations, max_rows: int = 30, *, running: bool = True
+) -> RenderableType:
     """The whole live panel: totals, where the data goes, source states, one row per symbol.
 
     Rows are sorted busiest first and cut at `max_rows`, with a line saying how many were left
     out, so a pipeline with hundreds of symbols still fits a terminal. `running=False` drops
     the "Ctrl-C to stop" hint from the last frame left on screen.
     """
-    parts: list[RenderableType] = [*_header(snapshot), Text()]
-    if snapshot.rows:
-        parts.append(SymbolTable(snapshot.rows, max_rows))
+    parts: list[RenderableType] = [*_header(status, where), Text()]
+    if status.instruments:
+        parts.append(SymbolTable(status.instruments, max_rows))
     else:
         parts.append(Text("waiting for trades…", style="dim italic"))
     title = Text.assemble(
         ("tickpipe ", "bold"),
-        (snapshot.mode, "bold cyan"),
+        (status.mode, "bold cyan"),
         ("  up ", "dim"),
-        (format_duration(snapshot.uptime_s), ""),
+        (format_duration(status.uptime_s), ""),
     )
     return Panel(
         Group(*parts),
         title=title,
         title_align="left",
-        subtitle=_footer(snapshot, running),
+        subtitle=_footer(where, running),
         subtitle_align="right",
         border_style="grey50",
         box=box.ROUNDED,
@@ -449,55 +392,55 @@ def render(snapshot: Snapshot, max_rows: int = 30, *, running: bool = True) -> R
     )
 
 
-def _footer(snapshot: Snapshot, running: bool) -> Text:
+def _footer(where: Locations, running: bool) -> Text:
     parts = []
-    if snapshot.dashboard_url:
-        parts.append(Text.assemble(("dashboard ", "dim"), (snapshot.dashboard_url, "cyan")))
+    if where.dashboard_url:
+        parts.append(Text.assemble(("dashboard ", "dim"), (where.dashboard_url, "cyan")))
     parts.append(Text("Ctrl-C to stop" if running else "stopped", style="dim"))
     return _join(parts)
 
 
-def start_line(snapshot: Snapshot) -> str:
+def start_line(status: PipelineStatus, where: Locations) -> str:
     """The one line quiet mode prints at start: what runs and where its data goes."""
-    line = f"tickpipe {snapshot.mode}: writing to {snapshot.data_path}"
-    line += f", dead letters to {snapshot.dead_letter_path}"
-    if snapshot.dashboard_url:
-        line += f", dashboard and API at {snapshot.dashboard_url}"
+    line = f"tickpipe {status.mode}: writing to {where.data_path}"
+    line += f", dead letters to {where.dead_letter_path}"
+    if where.dashboard_url:
+        line += f", dashboard and API at {where.dashboard_url}"
     return line
 
 
-def summary(snapshot: Snapshot) -> Text:
+def summary(status: PipelineStatus, where: Locations) -> Text:
     """A few lines that stay on screen after the pipeline stops: what it did, where it is."""
-    uptime = format_duration(snapshot.uptime_s)
-    average = snapshot.trades_total / snapshot.uptime_s if snapshot.uptime_s > 0 else 0.0
-    symbols = len(snapshot.rows)
-    dead = snapshot.late_rejected + snapshot.malformed
+    uptime = format_duration(status.uptime_s)
+    average = status.trades / status.uptime_s if status.uptime_s > 0 else 0.0
+    symbols = len(status.instruments)
+    dead = status.late_rejected + status.malformed
     lines = [
         Text.assemble(
-            ("tickpipe ", "bold"), (snapshot.mode, "bold cyan"), f" stopped after {uptime}"
+            ("tickpipe ", "bold"), (status.mode, "bold cyan"), f" stopped after {uptime}"
         ),
         Text(
-            f"  trades {snapshot.trades_total:,} (avg {format_rate(average)}/s) across "
+            f"  trades {status.trades:,} (avg {format_rate(average)}/s) across "
             f"{symbols:,} {'symbol' if symbols == 1 else 'symbols'}, "
-            f"candles written {snapshot.candles_written:,}"
+            f"candles written {status.candles_written:,}"
         ),
         Text(
-            f"  late corrected {snapshot.late_corrected:,}, "
-            f"late rejected {snapshot.late_rejected:,}, "
-            f"duplicates {snapshot.duplicates:,}, malformed {snapshot.malformed:,}"
+            f"  late corrected {status.late_corrected:,}, "
+            f"late rejected {status.late_rejected:,}, "
+            f"duplicates {status.duplicates:,}, malformed {status.malformed:,}"
         ),
-        Text.assemble("  data in ", (snapshot.data_path, "cyan")),
+        Text.assemble("  data in ", (where.data_path, "cyan")),
     ]
     if dead:
         lines.append(
-            Text.assemble(f"  {dead:,} dead letters in ", (snapshot.dead_letter_path, "yellow"))
+            Text.assemble(f"  {dead:,} dead letters in ", (where.dead_letter_path, "yellow"))
         )
     return Text("\n").join(lines)
 
 
-def print_summary(snapshot: Snapshot, console: Console | None = None) -> None:
+def print_summary(status: PipelineStatus, where: Locations, console: Console | None = None) -> None:
     """Print `summary` (used after the live view and on its own in quiet mode)."""
-    (console or Console()).print(summary(snapshot), highlight=False)
+    (console or Console()).print(summary(status, where), highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,16 +448,17 @@ def print_summary(snapshot: Snapshot, console: Console | None = None) -> None:
 
 
 class TerminalView:
-    """The auto-refreshing panel, redrawn from a fresh `Snapshot` a few times a second.
+    """The auto-refreshing panel, redrawn from a fresh `PipelineStatus` a few times a second.
 
-    rich's refresh thread calls `snapshot`, so the callable must be safe to call from another
-    thread (reading counters is enough). A failing snapshot shows an error in the panel instead
-    of killing the view.
+    rich's refresh thread calls `status`, so the callable must be safe to call from another
+    thread (reading counters is enough). A failing status read shows an error in the panel
+    instead of killing the view.
     """
 
     def __init__(
         self,
-        snapshot: Callable[[], Snapshot],
+        status: Callable[[], PipelineStatus],
+        where: Locations,
         refresh_per_second: float = 4,
         console: Console | None = None,
         *,
@@ -523,7 +467,8 @@ class TerminalView:
     ) -> None:
         if refresh_per_second <= 0:
             raise ValueError(f"refresh_per_second must be > 0, got {refresh_per_second}")
-        self._snapshot = snapshot
+        self._status = status
+        self.where = where
         self.refresh_per_second = refresh_per_second
         self.console = console if console is not None else Console()
         self.max_rows = max_rows
@@ -544,9 +489,10 @@ class TerminalView:
         return max(1, min(self.max_rows, self.console.size.height - _CHROME_LINES))
 
     def renderable(self) -> RenderableType:
-        """The panel for a fresh snapshot, or an error line if the snapshot failed."""
+        """The panel for a fresh status, or an error line if reading it failed."""
         try:
-            return render(self._snapshot(), max_rows=self._fit_rows(), running=not self._stopping)
+            status = self._status()
+            return render(status, self.where, self._fit_rows(), running=not self._stopping)
         except Exception as exc:
             return Text(f"tickpipe view: snapshot failed: {exc!r}", style="red")
 
@@ -575,9 +521,9 @@ class TerminalView:
             self._stopping = True
             live.stop()
 
-    def print_summary(self, snapshot: Snapshot | None = None) -> None:
-        """Print the closing summary on this view's console (a fresh snapshot if none given)."""
-        print_summary(snapshot if snapshot is not None else self._snapshot(), self.console)
+    def print_summary(self, status: PipelineStatus | None = None) -> None:
+        """Print the closing summary on this view's console (a fresh status if none given)."""
+        print_summary(status if status is not None else self._status(), self.where, self.console)
 
     def __enter__(self) -> TerminalView:
         self.start()
