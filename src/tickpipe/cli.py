@@ -70,6 +70,10 @@ def _remember_store(ctx: click.Context, param: click.Parameter, value: str | Non
         ctx.meta["tickpipe.store"] = value
 
 
+CONFIG_OPTION = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False),
+    help="TOML configuration file (see README, Configuration).",
+)  # fmt: skip
 STORE_OPTION = click.option(
     "--store", expose_value=False, callback=_remember_store, metavar="URL",
     help="postgresql://user@host:port/db to keep the data in PostgreSQL (or TICKPIPE_STORE) "
@@ -82,8 +86,7 @@ def _common(func):
     for option in reversed(
         [
             STORE_OPTION,
-            click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                         help="TOML configuration file (see README, Configuration)."),
+            CONFIG_OPTION,
             click.option("--data-dir", help="Where the DuckDB file and dead letters go "
                          "[default: ./tickpipe-data]."),
             click.option("--interval", "intervals", multiple=True,
@@ -142,57 +145,80 @@ def cli() -> None:
     """
 
 
+def _source_options(func):
+    """Where `run` and `ingest` get their trades: exchanges and symbols, or a replay file."""
+    for option in reversed(
+        [
+            click.option(
+                "--exchange",
+                "exchanges",
+                multiple=True,
+                help="Exchange to subscribe to, repeatable "
+                f"[default: {' '.join(DEFAULT_EXCHANGES)}]; `tickpipe exchanges` lists them.",
+            ),
+            click.option(
+                "--symbol",
+                "symbols",
+                multiple=True,
+                help="BASE-QUOTE for every chosen exchange, or NAME:BASE-QUOTE for one; repeatable "
+                "[default: each exchange's own, e.g. BTC-USDT ETH-USDT on binance].",
+            ),
+            click.option(
+                "--endpoint",
+                "endpoints",
+                multiple=True,
+                callback=_endpoints,
+                metavar="NAME=URL",
+                help="WebSocket endpoint override, repeatable (e.g. binance=ws://127.0.0.1:9000).",
+            ),
+            click.option(
+                "--rest-endpoint",
+                "rest_endpoints",
+                multiple=True,
+                callback=_endpoints,
+                metavar="NAME=URL",
+                help="REST endpoint override, repeatable (symbol lists, backfill, polling).",
+            ),
+            click.option(
+                "--no-symbol-check",
+                "no_symbol_check",
+                is_flag=True,
+                default=None,
+                help="Do not look the symbols up in each exchange's symbol list at start-up.",
+            ),
+            click.option(
+                "--replay",
+                type=click.Path(dir_okay=False),
+                help="Replay trades from a .jsonl, .csv or .parquet file instead of exchanges.",
+            ),
+            click.option(
+                "--speed",
+                type=float,
+                help="Replay speed: 1 = original, 10 = ten times faster, 0 = as fast as possible.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_check, replay,
+                      speed) -> dict[str, object]:  # fmt: skip
+    """The config keys the source options set."""
+    return {
+        "run.exchanges": list(exchanges) or None, "run.symbols": list(symbols) or None,
+        "run.check_symbols": False if no_symbol_check else None,
+        "run.replay": replay, "run.speed": speed,
+        **{f"exchanges.{name}.url": url for name, url in endpoints.items()},
+        **{f"exchanges.{name}.rest_url": url for name, url in rest_endpoints.items()},
+    }  # fmt: skip
+
+
 @cli.command()
 @_common
 @_serve_options
 @click.option("--no-serve", is_flag=True, default=None, help="Do not start the HTTP API.")
-@click.option(
-    "--exchange",
-    "exchanges",
-    multiple=True,
-    help=f"Exchange to subscribe to, repeatable [default: {' '.join(DEFAULT_EXCHANGES)}]; "
-    "`tickpipe exchanges` lists them.",
-)
-@click.option(
-    "--symbol",
-    "symbols",
-    multiple=True,
-    help="BASE-QUOTE for every chosen exchange, or NAME:BASE-QUOTE for one; repeatable "
-    "[default: each exchange's own, e.g. BTC-USDT ETH-USDT on binance].",
-)
-@click.option(
-    "--endpoint",
-    "endpoints",
-    multiple=True,
-    callback=_endpoints,
-    metavar="NAME=URL",
-    help="WebSocket endpoint override, repeatable (e.g. binance=ws://127.0.0.1:9000).",
-)
-@click.option(
-    "--rest-endpoint",
-    "rest_endpoints",
-    multiple=True,
-    callback=_endpoints,
-    metavar="NAME=URL",
-    help="REST endpoint override, repeatable (symbol lists, backfill, polling).",
-)
-@click.option(
-    "--no-symbol-check",
-    "no_symbol_check",
-    is_flag=True,
-    default=None,
-    help="Do not look the symbols up in each exchange's symbol list at start-up.",
-)
-@click.option(
-    "--replay",
-    type=click.Path(dir_okay=False),
-    help="Replay trades from a .jsonl, .csv or .parquet file instead of exchanges.",
-)
-@click.option(
-    "--speed",
-    type=float,
-    help="Replay speed: 1 = original, 10 = ten times faster, 0 = as fast as possible.",
-)
+@_source_options
 def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, token, insecure,
         no_serve, exchanges, symbols, endpoints, rest_endpoints, no_symbol_check, replay,
         speed) -> None:  # fmt: skip
@@ -202,11 +228,8 @@ def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, 
         "serve.enabled": False if no_serve else None,
         "data_dir": data_dir, "intervals": list(intervals) or None,
         "hopping": list(hopping) or None, "quiet": quiet,
-        "run.exchanges": list(exchanges) or None, "run.symbols": list(symbols) or None,
-        "run.check_symbols": False if no_symbol_check else None,
-        "run.replay": replay, "run.speed": speed,
-        **{f"exchanges.{name}.url": url for name, url in endpoints.items()},
-        **{f"exchanges.{name}.rest_url": url for name, url in rest_endpoints.items()},
+        **_source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_check,
+                            replay, speed),
     })  # fmt: skip
     _pipeline(config, _run_sources(config), "run", duration)
 
@@ -226,9 +249,7 @@ def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, 
     metavar="NAME=URL",
     help="REST endpoint override, repeatable (e.g. binance=http://127.0.0.1:9001).",
 )
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
-)
+@CONFIG_OPTION
 def exchanges(symbols_of, rest_endpoints, config_path) -> None:  # fmt: skip
     """List the supported exchanges: streams, gap detection, backfill, tokens.
 
@@ -307,9 +328,7 @@ def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port,
 
 
 @cli.command()
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
-)
+@CONFIG_OPTION
 @click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
 @STORE_OPTION
 @click.option(
@@ -364,9 +383,7 @@ def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
 
 
 @cli.command()
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML configuration file."
-)
+@CONFIG_OPTION
 @click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
 @STORE_OPTION
 @_serve_options
@@ -459,12 +476,7 @@ def _kafka_options(func):
 
 @cli.command()
 @_kafka_options
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="TOML configuration file (see README, Configuration).",
-)
+@CONFIG_OPTION
 @click.option("--data-dir", help="Where dead letters go [default: ./tickpipe-data].")
 @click.option("--duration", callback=_seconds, help="Stop after this long [default: Ctrl-C].")
 @click.option(
@@ -476,36 +488,16 @@ def _kafka_options(func):
 @click.option("--symbols", "sim_symbols", type=int, help="Simulated symbols [default: 20].")
 @click.option("--rate", type=float, help="Simulated trades per second [default: 2000].")
 @click.option("--seed", type=int, help="Random seed of the simulated market [default: 0].")
-@click.option("--exchange", "exchanges", multiple=True, help="Exchange, repeatable (as `run`).")
-@click.option("--symbol", "symbols", multiple=True, help="Symbol, repeatable (as `run`).")
-@click.option(
-    "--endpoint",
-    "endpoints",
-    multiple=True,
-    callback=_endpoints,
-    metavar="NAME=URL",
-    help="WebSocket endpoint override, repeatable.",
-)
-@click.option(
-    "--no-symbol-check",
-    "no_symbol_check",
-    is_flag=True,
-    default=None,
-    help="Do not look the symbols up at start-up.",
-)
-@click.option("--replay", type=click.Path(dir_okay=False), help="Replay a trades file.")
-@click.option("--speed", type=float, help="Replay speed (0 = as fast as possible).")
+@_source_options
 def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulated, sim_symbols,
-           rate, seed, exchanges, symbols, endpoints, no_symbol_check, replay,
+           rate, seed, exchanges, symbols, endpoints, rest_endpoints, no_symbol_check, replay,
            speed) -> None:  # fmt: skip
     """Publish trades from the sources to Kafka (the distributed mode's first stage)."""
     config = _config(config_path, {
         "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic, "kafka.encoding": encoding,
         "data_dir": data_dir, "demo.symbols": sim_symbols, "demo.rate": rate, "demo.seed": seed,
-        "run.exchanges": list(exchanges) or None, "run.symbols": list(symbols) or None,
-        "run.check_symbols": False if no_symbol_check else None,
-        "run.replay": replay, "run.speed": speed,
-        **{f"exchanges.{name}.url": url for name, url in endpoints.items()},
+        **_source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_check,
+                            replay, speed),
     })  # fmt: skip
     from tickpipe.runners.ingest import run_ingest
 
@@ -534,12 +526,7 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
 @cli.command()
 @_kafka_options
 @STORE_OPTION
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="TOML configuration file (see README, Configuration).",
-)
+@CONFIG_OPTION
 @click.option("--data-dir", help="Where dead letters (and a DuckDB file) go.")
 @click.option("--group", help="Consumer group [default: tickpipe-process].")
 @click.option("--candles-topic", help="Candles topic [default: tickpipe.candles; '' = none].")

@@ -170,22 +170,27 @@ def fill_gaps(rows: list[Candle], step: int) -> list[dict[str, Any]]:
     return out
 
 
+async def _instrument_and_limit(request: Request, limit: int) -> tuple[str, str, int]:
+    """The instrument a request names (404 if unknown) and its `?limit=` of rows."""
+    q = request.query_params
+    exchange, symbol = await _ctx(request).instrument(
+        required(q, "exchange"), required(q, "symbol")
+    )
+    return exchange, symbol, parse_int(q, "limit", limit, 1, MAX_TRADES)
+
+
 async def trades(request: Request) -> JSON:
     """The most recent trades of one symbol, newest first."""
+    exchange, symbol, limit = await _instrument_and_limit(request, 100)
     ctx = _ctx(request)
-    q = request.query_params
-    exchange, symbol = await ctx.instrument(required(q, "exchange"), required(q, "symbol"))
-    limit = parse_int(q, "limit", 100, 1, MAX_TRADES)
     rows = await ctx.read(ctx.store.recent_trades, exchange, symbol, limit)
     return JSON({"exchange": exchange, "symbol": symbol, "trades": rows})
 
 
 async def rolling(request: Request) -> JSON:
     """Rolling statistics of one symbol (30-minute average close, 5-minute min/max/avg)."""
+    exchange, symbol, limit = await _instrument_and_limit(request, 60)
     ctx = _ctx(request)
-    q = request.query_params
-    exchange, symbol = await ctx.instrument(required(q, "exchange"), required(q, "symbol"))
-    limit = parse_int(q, "limit", 60, 1, MAX_TRADES)
     stats = await ctx.read(ctx.store.rolling_history, exchange, symbol, limit)
     return JSON({
         "exchange": exchange, "symbol": symbol, "latest": stats[0] if stats else None,

@@ -56,10 +56,22 @@ def alert_json(alert: Alert) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def post_json(session: aiohttp.ClientSession, url: str, payload: Any, name: str) -> None:
-    async with session.post(url, json=payload) as response:
-        if response.status >= 300:
-            raise SendError(f"{name}: HTTP {response.status}")
+class JsonPostNotifier:
+    """Sends each alert as one JSON document POSTed to a URL (webhook, Slack, Discord,
+    Telegram): a subclass names itself and says what the document holds."""
+
+    name: str
+
+    def __init__(self, url: str) -> None:
+        self._url = url  # the secret: never logged
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def send(self, alert: Alert, session: aiohttp.ClientSession) -> None:
+        async with session.post(self._url, json=self.payload(alert)) as response:
+            if response.status >= 300:
+                raise SendError(f"{self.name}: HTTP {response.status}")
 
 
 class Dispatcher:

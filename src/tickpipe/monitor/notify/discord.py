@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from tickpipe.monitor.alerts.engine import FIRING, RESOLVED, Alert
-from tickpipe.monitor.notify.base import alert_text, labels_text, post_json
+from tickpipe.monitor.notify.base import JsonPostNotifier, alert_text, labels_text
 
 COLOURS = {FIRING: 0xD62728, RESOLVED: 0x2CA02C}
 CONTENT_MAX = 2000
@@ -24,11 +22,8 @@ def discord_payload(alert: Alert) -> dict:
     }  # fmt: skip
 
 
-class DiscordNotifier:
+class DiscordNotifier(JsonPostNotifier):
     name = "discord"
 
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    async def send(self, alert: Alert, session: aiohttp.ClientSession) -> None:
-        await post_json(session, self._url, discord_payload(alert), self.name)
+    def payload(self, alert: Alert) -> dict:
+        return discord_payload(alert)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from tickpipe.monitor.alerts.engine import Alert
-from tickpipe.monitor.notify.base import alert_text, labels_text, post_json
+from tickpipe.monitor.notify.base import JsonPostNotifier, alert_text, labels_text
 
 
 def slack_payload(alert: Alert) -> dict:
@@ -18,11 +16,8 @@ def slack_payload(alert: Alert) -> dict:
     }
 
 
-class SlackNotifier:
+class SlackNotifier(JsonPostNotifier):
     name = "slack"
 
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    async def send(self, alert: Alert, session: aiohttp.ClientSession) -> None:
-        await post_json(session, self._url, slack_payload(alert), self.name)
+    def payload(self, alert: Alert) -> dict:
+        return slack_payload(alert)

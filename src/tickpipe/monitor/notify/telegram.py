@@ -5,10 +5,8 @@ The base URL is configurable (`alerts.telegram_api`) so tests talk to 127.0.0.1.
 
 from __future__ import annotations
 
-import aiohttp
-
 from tickpipe.monitor.alerts.engine import Alert
-from tickpipe.monitor.notify.base import alert_text, post_json
+from tickpipe.monitor.notify.base import JsonPostNotifier, alert_text
 
 TEXT_MAX = 4096
 
@@ -18,12 +16,12 @@ def telegram_payload(alert: Alert, chat_id: str) -> dict:
             "disable_web_page_preview": True}  # fmt: skip
 
 
-class TelegramNotifier:
+class TelegramNotifier(JsonPostNotifier):
     name = "telegram"
 
     def __init__(self, api: str, token: str, chat_id: str) -> None:
-        self._url = f"{api.rstrip('/')}/bot{token}/sendMessage"
+        super().__init__(f"{api.rstrip('/')}/bot{token}/sendMessage")
         self.chat_id = chat_id
 
-    async def send(self, alert: Alert, session: aiohttp.ClientSession) -> None:
-        await post_json(session, self._url, telegram_payload(alert, self.chat_id), self.name)
+    def payload(self, alert: Alert) -> dict:
+        return telegram_payload(alert, self.chat_id)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from tickpipe.monitor.alerts.engine import Alert
-from tickpipe.monitor.notify.base import alert_json, alert_text, post_json
+from tickpipe.monitor.notify.base import JsonPostNotifier, alert_json, alert_text
 
 
 def webhook_payload(alert: Alert) -> dict:
@@ -14,11 +12,8 @@ def webhook_payload(alert: Alert) -> dict:
             "alert": alert_json(alert)}  # fmt: skip
 
 
-class WebhookNotifier:
+class WebhookNotifier(JsonPostNotifier):
     name = "webhook"
 
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    async def send(self, alert: Alert, session: aiohttp.ClientSession) -> None:
-        await post_json(session, self._url, webhook_payload(alert), self.name)
+    def payload(self, alert: Alert) -> dict:
+        return webhook_payload(alert)
