@@ -16,14 +16,42 @@ from tickpipe.records import Disconnect, Gap, TradeBatch
 
 
 @dataclass
+class Link:
+    """The state of one connection of a source (a WebSocket client keeps its own)."""
+
+    up: bool = False
+
+
+@dataclass
 class SourceStats:
-    """Counters a source keeps about its feed (shown by the terminal view and, later, metrics)."""
+    """Counters a source keeps about its feed (shown by the terminal view and the metrics).
+
+    Connection state is kept per connection (`links`, one per WebSocket client, registered
+    when the client is made) and derived for the source: `connected` is True only while every
+    connection is up, so a source with one connection down never reports itself connected.
+    """
 
     frames: int = 0
     trades: int = 0
     malformed: int = 0
     reconnects: int = 0
-    connected: bool = False
+    links: list[Link] = field(default_factory=list)
+
+    def link(self) -> Link:
+        """A new connection of the source, down until it says otherwise."""
+        link = Link()
+        self.links.append(link)
+        return link
+
+    @property
+    def connected(self) -> bool:
+        """Whether every connection of the source is up (and it has one)."""
+        return bool(self.links) and all(link.up for link in self.links)
+
+    @connected.setter
+    def connected(self, up: bool) -> None:
+        # A source without connections of its own (a poller, a simulation) states it whole.
+        self.links = [Link(up)]
 
 
 @dataclass

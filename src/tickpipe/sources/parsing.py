@@ -1,5 +1,6 @@
-"""What every exchange parser shares: the reject record, the instrument index, and reading a
-frame that is not a trade as a plain JSON object (to say what it is instead).
+"""What every exchange parser shares: its one result type (`Parsed`), the reject record, the
+instrument index, and reading a frame that is not a trade as a plain JSON object (to say what
+it is instead).
 
 A parser maps each frame's raw symbol to an instrument code with one dict lookup; the index
 holds those codes. Exchanges differ only in how they spell a symbol, which each passes in.
@@ -8,11 +9,12 @@ holds those codes. Exchanges differ only in how they spell a symbol, which each 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import msgspec
+import numpy as np
 
-from tickpipe.records import Instrument
+from tickpipe.records import Instrument, TradeBatch
 from tickpipe.symbols import normalize_symbol
 
 
@@ -21,6 +23,30 @@ class Reject(NamedTuple):
 
     payload: bytes
     reason: str
+
+
+class Parsed(NamedTuple):
+    """What a parser made of a list of frames; every exchange parser returns this.
+
+    Only `batch` and `rejects` are always meaningful; the rest say what some feeds send
+    besides trades, and keep a neutral default where a feed has no such thing.
+    """
+
+    batch: TradeBatch
+    rejects: list[Reject]
+    # Frames that carried market data (what the connection's data timer watches); None: as
+    # many as the batch has trades.
+    data: int | None = None
+    # The first trade id each row stands for, where a row aggregates several trades (OKX
+    # `trades`); None: each row is one trade.
+    first_seq: np.ndarray | None = None
+    # (instrument code, last trade id) announced without a trade (Coinbase heartbeats).
+    last_ids: tuple[tuple[int, int], ...] = ()
+    reconnect: bool = False  # the server asked this connection to reconnect
+
+    def data_frames(self) -> int:
+        """How many frames carried market data."""
+        return len(self.batch) if self.data is None else self.data
 
 
 _any_json = msgspec.json.Decoder()
@@ -55,7 +81,7 @@ class InstrumentIndex:
         spell: Callable[[str], str],
         spellings: dict[str, str] | None = None,
         **kwargs: str,
-    ) -> InstrumentIndex:
+    ) -> Self:
         """Instruments for any spelling of `symbols`, each raw symbol from `spellings`
         (normalized -> the exchange's spelling, from its symbol list) or else `spell`."""
         out: dict[str, Instrument] = {}

@@ -348,7 +348,7 @@ def test_gap_detector_reports_gaps_with_the_time_of_the_trade_before() -> None:
     assert gaps.check(batch_of((0, 102, 1020), (0, 101, 1010), (0, 101, 1010))) == []
     assert gaps.check(batch_of((0, 99, 990))) == []  # late
     found = gaps.check(batch_of((0, 110, 1100), (1, 9, 90), (0, 104, 1040), (1, 12, 120)))
-    assert [(g.code, g.first, g.last, g.since_ts) for g in found] == [
+    assert [(g.code, g.first, g.last, g.after_ts) for g in found] == [
         (0, 103, 103, 1020),
         (0, 105, 109, 1040),
         (1, 8, 8, 70),

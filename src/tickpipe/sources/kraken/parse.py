@@ -20,7 +20,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object
 from tickpipe.symbols import ALIASES, normalize_symbol
 
 EXCHANGE = "kraken"
@@ -88,7 +88,7 @@ class InstrumentIndex(parsing.InstrumentIndex):
 
 def parse_frames(
     frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str = EXCHANGE
-) -> tuple[TradeBatch, list[Reject]]:
+) -> Parsed:
     """Decode v2 frames into one batch; frames that are not trades are returned as rejects,
     except heartbeats, status updates, subscription acks and pongs, which are dropped.
 
@@ -102,7 +102,7 @@ def parse_frames(
         ts = [(t.timestamp - _EPOCH) // _MICROSECOND for t in trades]  # TypeError if naive
     except (msgspec.DecodeError, KeyError, TypeError):
         return _parse_slow(frames, recv_ts, index, source)
-    return _columns(trades, codes, ts, recv_ts, index, source), []
+    return Parsed(_columns(trades, codes, ts, recv_ts, index, source), [])
 
 
 def _columns(
@@ -127,9 +127,7 @@ def _columns(
     )
 
 
-def _parse_slow(
-    frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str
-) -> tuple[TradeBatch, list[Reject]]:
+def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     trades: list[_Trade] = []
     codes: list[int] = []
     ts: list[int] = []
@@ -164,7 +162,7 @@ def _parse_slow(
             trades.append(trade)
             codes.append(code)
             ts.append(micros)
-    return _columns(trades, codes, ts, recv_ts, index, source), rejects
+    return Parsed(_columns(trades, codes, ts, recv_ts, index, source), rejects)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
