@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 SOURCE = "finnhub"
@@ -55,12 +55,6 @@ class _Ping(msgspec.Struct, gc=False, tag_field="type", tag="ping"):
 
 
 _decoder = msgspec.json.Decoder(_Trades | _Ping, strict=False)
-
-
-class Parsed(NamedTuple):
-    batch: TradeBatch
-    rejects: list[Reject]
-    data: int  # frames that carried trades or price updates (what the data timer watches)
 
 
 def finnhub_symbol(text: str, venues: Sequence[str] = DEFAULT_VENUES) -> list[tuple[str, str]]:

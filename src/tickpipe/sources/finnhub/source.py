@@ -3,9 +3,8 @@
 Finnhub authenticates in the URL and allows one open connection per API key, so every symbol
 goes over one connection (a second one would compete with the first for the same key); each
 symbol is one `{"type":"subscribe","symbol":"BINANCE:BTCUSDT"}` message, sent again after every
-reconnect. The token never leaves this module in a message: dead letters are redacted here, and
-the connection helper is given the token as a secret, so its log lines, Disconnect reasons and
-errors show `***` instead.
+reconnect. The token is one of the feed's secrets: the dead letters, and the connection
+helper's log lines, Disconnect reasons and errors, show `***` instead.
 """
 
 from __future__ import annotations
@@ -14,15 +13,16 @@ from collections.abc import Sequence
 
 import msgspec
 
-from tickpipe.sources import SourceContext
-from tickpipe.sources.finnhub.aggregated import redact, with_token
+from tickpipe.sources.feed import Shard, ShardedFeed
+from tickpipe.sources.finnhub.aggregated import with_token
 from tickpipe.sources.finnhub.parse import (
     DEFAULT_VENUES,
     SOURCE,
     FinnhubInstruments,
     parse_frames,
 )
-from tickpipe.sources.ws import WsClient, WsConfig, WsConnection, check_ws_url
+from tickpipe.sources.parsing import Parsed
+from tickpipe.sources.ws import WsConfig, check_ws_url
 
 DEFAULT_URL = "wss://ws.finnhub.io"
 
@@ -35,9 +35,10 @@ FINNHUB_WS_CONFIG = WsConfig(
 )
 
 
-class FinnhubSource:
+class FinnhubSource(ShardedFeed):
     """Trades of `symbols` (`binance:BTC-USDT`, `BINANCE:BTCUSDT`, or a bare pair subscribed on
-    each of `venues`) from Finnhub, each stamped with the venue it traded on."""
+    each of `venues`) from Finnhub, each stamped with the venue it traded on. No REST history:
+    lost trades are neither counted nor refetched."""
 
     def __init__(
         self,
@@ -52,12 +53,13 @@ class FinnhubSource:
             raise ValueError("finnhub needs an API token: set FINNHUB_TOKEN")
         if not symbols:
             raise ValueError("finnhub needs at least one symbol")
-        self._url = with_token(url, token)
-        check_ws_url(self._url, [token])
-        self.name = name
+        token_url = with_token(url, token)
+        check_ws_url(token_url, [token])
+        super().__init__(name, token_url, ws_config or FINNHUB_WS_CONFIG)
+        self.secrets = (token,)
         self.index = FinnhubInstruments.for_symbols(symbols, venues)
-        self.ws_config = ws_config or FINNHUB_WS_CONFIG
-        self._token = token
+        raw = list(self.index.by_raw)
+        self.shard(raw, [list(range(len(raw)))])  # one connection per API key
         self._seq = 0  # arrival order: Finnhub gives no trade ids
 
     @property
@@ -68,34 +70,10 @@ class FinnhubSource:
     def __repr__(self) -> str:  # never the URL: it holds the token
         return f"FinnhubSource({self.subscriptions!r})"
 
-    async def run(self, ctx: SourceContext) -> None:
-        """Stream trades into `ctx.emit` until cancelled, reconnecting and resubscribing."""
-        token = self._token
+    def subscribe_messages(self, shard: Shard) -> list[bytes]:
+        return [msgspec.json.encode({"type": "subscribe", "symbol": raw}) for raw in shard.symbols]
 
-        async def on_connect(conn: WsConnection) -> None:
-            for raw in self.index.by_raw:
-                conn.send(msgspec.json.encode({"type": "subscribe", "symbol": raw}))
-
-        async def on_frames(frames: list[bytes], recv_ts: int) -> int:
-            batch, rejects, data = parse_frames(frames, recv_ts, self.index, self._seq, self.name)
-            self._seq += len(batch)
-            for reject in rejects:
-                payload = redact(reject.payload.decode("utf-8", "replace"), token)
-                ctx.dead_letters.write(self.name, reject.reason, payload)
-            ctx.stats.malformed += len(rejects)
-            if len(batch):
-                ctx.stats.trades += len(batch)
-                await ctx.emit(batch)
-            return data
-
-        client = WsClient(
-            self._url,
-            on_frames,
-            name=self.name,
-            config=self.ws_config,
-            on_connect=on_connect,
-            on_disconnect=ctx.event,
-            stats=ctx.stats,
-            secrets=[token],
-        )
-        await client.run()
+    def parse(self, frames: list[bytes], recv_ts: int) -> Parsed:
+        parsed = parse_frames(frames, recv_ts, self.index, self._seq, self.name)
+        self._seq += len(parsed.batch)
+        return parsed

@@ -17,14 +17,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object
 from tickpipe.symbols import normalize_symbol
 
 SOURCE = "tiingo"
@@ -59,12 +59,6 @@ class _Info(msgspec.Struct, gc=False, tag_field="messageType", tag="I"):
 
 
 _decoder = msgspec.json.Decoder(_Update | _Heartbeat | _Info, strict=False)
-
-
-class Parsed(NamedTuple):
-    batch: TradeBatch
-    rejects: list[Reject]
-    data: int  # frames that carried market data (what the data timer watches)
 
 
 def tiingo_ticker(symbol: str) -> str:
