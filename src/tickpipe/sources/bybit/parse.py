@@ -24,7 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object
 from tickpipe.symbols import normalize_symbol
 
 EXCHANGE = "bybit"
@@ -92,7 +92,7 @@ def parse_frames(
     index: InstrumentIndex,
     arrival: ArrivalOrder,
     source: str = EXCHANGE,
-) -> tuple[TradeBatch, list[Reject]]:
+) -> Parsed:
     """Decode `publicTrade` frames into one batch; frames that are not trades are returned as
     rejects, except the acks of our `subscribe` and `ping` requests, which are dropped.
 
@@ -103,7 +103,7 @@ def parse_frames(
         codes = [index.codes[t.symbol] for t in trades]
     except (msgspec.DecodeError, KeyError):
         return _parse_slow(frames, recv_ts, index, arrival, source)
-    return columns(trades, codes, recv_ts, index, arrival, source), []
+    return Parsed(columns(trades, codes, recv_ts, index, arrival, source), [])
 
 
 def columns(
@@ -136,7 +136,7 @@ def _parse_slow(
     index: InstrumentIndex,
     arrival: ArrivalOrder,
     source: str,
-) -> tuple[TradeBatch, list[Reject]]:
+) -> Parsed:
     trades: list[_Trade] = []
     codes: list[int] = []
     rejects: list[Reject] = []
@@ -155,7 +155,7 @@ def _parse_slow(
             continue
         trades.extend(message.data)
         codes.extend(found)  # type: ignore[arg-type]
-    return columns(trades, codes, recv_ts, index, arrival, source), rejects
+    return Parsed(columns(trades, codes, recv_ts, index, arrival, source), rejects)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
