@@ -55,12 +55,14 @@ class Refill(NamedTuple):
 
 
 class Refilled(NamedTuple):
-    """What one refill brought back: batches to emit, REST rows that were not trades, and the
-    `Gap` that reports the hole (None: nothing was missing)."""
+    """What one refill brought back: batches to emit, REST rows that were not trades, the
+    `Gap` that reports the hole (None: nothing was missing), and holes the fetched trades
+    revealed (to refill in turn)."""
 
     batches: Sequence[TradeBatch] = ()
     gap: Gap | None = None
     rejects: Sequence[Reject] = ()
+    more: Sequence[Refill] = ()
 
 
 @dataclass
@@ -238,6 +240,8 @@ class ShardedFeed:
                         await ctx.emit(batch)
                 if refilled.gap is not None:
                     ctx.event(refilled.gap)
+                for more in refilled.more:
+                    self.request(more, ctx)
 
     def gap(self, code: int, first: int, last: int, recovered: int, detail: str) -> Gap:
         """The `Gap` event of trades `first`..`last` of instrument `code`."""

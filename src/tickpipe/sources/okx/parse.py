@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object
 
 EXCHANGE = "okx"
 NOTICE_RECONNECT = "64008"  # "The connection will soon be closed for a service upgrade."
@@ -54,19 +54,6 @@ class _Push(msgspec.Struct, gc=False):
 _decoder = msgspec.json.Decoder(_Push, strict=False)
 
 
-class Parsed(NamedTuple):
-    """What a list of frames held: trades, rejects and whether the server asked to reconnect.
-
-    `first_seq` is the first trade id each row stands for (`seq - count + 1`); None when every
-    row is a single trade, which is always so on `trades-all`.
-    """
-
-    batch: TradeBatch
-    first_seq: np.ndarray | None
-    rejects: list[Reject]
-    reconnect: bool = False
-
-
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one OKX source and the code of each instId (`BTC-USDT` -> 0)."""
 
@@ -93,11 +80,15 @@ def parse_frames(
     `recv_ts` (integer microseconds) is stamped on every trade of the batch.
     """
     try:
-        trades = [t for f in frames for t in _decoder.decode(f).data]  # TypeError on None
+        pushes = [_decoder.decode(f).data for f in frames]
+        if None in pushes:  # an ack, a pong or a notice: said apart frame by frame
+            return _parse_slow(frames, recv_ts, index, source)
+        trades = [t for data in pushes if data is not None for t in data]
         codes = [index.codes[t.instId] for t in trades]
-    except (msgspec.DecodeError, KeyError, TypeError):
+    except (msgspec.DecodeError, KeyError):
         return _parse_slow(frames, recv_ts, index, source)
-    return Parsed(*columns(trades, codes, recv_ts, index, source), [])
+    batch, first = columns(trades, codes, recv_ts, index, source)
+    return Parsed(batch, [], first_seq=first)
 
 
 def columns(
@@ -154,7 +145,7 @@ def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, sourc
         trades.extend(data)
         codes.extend(index.codes[t.instId] for t in data)
     batch, first = columns(trades, codes, recv_ts, index, source)
-    return Parsed(batch, first, rejects, reconnect)
+    return Parsed(batch, rejects, first_seq=first, reconnect=reconnect)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
