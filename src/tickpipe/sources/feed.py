@@ -128,7 +128,7 @@ class ShardedFeed:
         return self.ws_config
 
     def checked(self, parsed: Parsed, ctx: SourceContext) -> None:
-        """After a batch went out: note what it shows (gaps, marks), request refills."""
+        """Before a batch goes out: note what it shows (gaps, marks), request refills."""
 
     def reconnected(self, shard: Shard, ctx: SourceContext) -> None:
         """A connection of `shard` opened again (before it subscribes): request catch-ups."""
@@ -169,12 +169,12 @@ class ShardedFeed:
             ctx.stats.malformed += len(parsed.rejects)
             if parsed.reconnect and client.connection is not None:
                 client.connection.reconnect(self.reconnect_reason)
+            # Before emitting, so a refill running meanwhile knows what was streamed.
+            self.checked(parsed, ctx)
             batch = parsed.batch
             if len(batch):
                 ctx.stats.trades += len(batch)
                 await ctx.emit(batch)
-            # After emitting, so a refill never overtakes the trades that revealed its hole.
-            self.checked(parsed, ctx)
             return parsed.data_frames()
 
         async def on_connect(conn: WsConnection) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object
 
 EXCHANGE = "bitstamp"
 CHANNEL_PREFIX = "live_trades_"
@@ -42,12 +42,6 @@ class _Trade(msgspec.Struct, gc=False, tag_field="event", tag="trade"):
 
 
 _decoder = msgspec.json.Decoder(_Trade, strict=False)
-
-
-class Parsed(NamedTuple):
-    batch: TradeBatch
-    rejects: list[Reject]
-    reconnect: bool = False  # the server sent bts:request_reconnect
 
 
 class InstrumentIndex(parsing.InstrumentIndex):
@@ -119,7 +113,7 @@ def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, sourc
             continue
         data.append(trade.data)
         codes.append(code)
-    return Parsed(columns(data, codes, recv_ts, index, source), rejects, reconnect)
+    return Parsed(columns(data, codes, recv_ts, index, source), rejects, reconnect=reconnect)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
