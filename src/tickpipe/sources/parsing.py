@@ -8,7 +8,7 @@ holds those codes. Exchanges differ only in how they spell a symbol, which each 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Self
 
 import msgspec
@@ -41,7 +41,7 @@ class Parsed(NamedTuple):
     # `trades`); None: each row is one trade.
     first_seq: np.ndarray | None = None
     # (instrument code, last trade id) announced without a trade (Coinbase heartbeats).
-    last_ids: tuple[tuple[int, int], ...] = ()
+    last_ids: Sequence[tuple[int, int]] = ()
     reconnect: bool = False  # the server asked this connection to reconnect
 
     def data_frames(self) -> int:

@@ -33,14 +33,14 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object
 
 EXCHANGE = "coinbase"
 
@@ -53,15 +53,6 @@ _MICRO = dt.timedelta(microseconds=1)
 
 # The maker's side -> the taker's side. Advanced Trade spells it in capitals, Exchange in lower.
 TAKER_SIDE = {"BUY": SIDE_SELL, "SELL": SIDE_BUY, "buy": SIDE_SELL, "sell": SIDE_BUY}
-
-
-class Parsed(NamedTuple):
-    """What one batch of frames held."""
-
-    batch: TradeBatch
-    rejects: list[Reject]
-    data: int  # frames that carried trades (what the data-liveness timer watches)
-    last_ids: list[tuple[int, int]]  # (instrument code, last trade id) from Exchange heartbeats
 
 
 class InstrumentIndex(parsing.InstrumentIndex):
@@ -127,7 +118,7 @@ def parse_advanced(
         batch = _columns(trades, ids, codes, recv_ts, index, source)
     except (msgspec.DecodeError, LookupError, ValueError, OverflowError):
         return _advanced_slow(frames, recv_ts, index, source)
-    return Parsed(batch, [], data, [])
+    return Parsed(batch, [], data, last_ids=[])
 
 
 def _advanced_slow(
@@ -172,7 +163,7 @@ def _advanced_slow(
             trades.append(trade)
             ids.append(trade_id)
             codes.append(code)
-    return Parsed(_columns(trades, ids, codes, recv_ts, index, source), rejects, data, [])
+    return Parsed(_columns(trades, ids, codes, recv_ts, index, source), rejects, data, last_ids=[])
 
 
 def _classify_advanced(frame: bytes, error: msgspec.DecodeError | None) -> str:
@@ -231,7 +222,7 @@ def parse_exchange(
         batch = _columns(trades, [t.trade_id for t in trades], codes, recv_ts, index, source)
     except (msgspec.DecodeError, KeyError, OverflowError):
         return _exchange_slow(frames, recv_ts, index, source)
-    return Parsed(batch, [], len(trades), last_ids)
+    return Parsed(batch, [], len(trades), last_ids=last_ids)
 
 
 def _exchange_slow(
@@ -251,18 +242,18 @@ def _exchange_slow(
             continue
         if type(msg) is _Subscriptions:
             continue
-        code = index.codes.get(msg.product_id)  # type: ignore[union-attr]
+        code = index.codes.get(msg.product_id)
         if code is None:
-            rejects.append(Reject(frame, f"unknown product {msg.product_id!r}"))  # type: ignore[union-attr]
+            rejects.append(Reject(frame, f"unknown product {msg.product_id!r}"))
         elif type(msg) is _Heartbeat:
             last_ids.append((code, msg.last_trade_id))
-        elif msg.time < _EPOCH:  # type: ignore[union-attr]
+        elif msg.time < _EPOCH:
             rejects.append(Reject(frame, "bad trade: time before 1970"))
         else:
             trades.append(msg)
             codes.append(code)
     batch = _columns(trades, [t.trade_id for t in trades], codes, recv_ts, index, source)
-    return Parsed(batch, rejects, len(trades), last_ids)
+    return Parsed(batch, rejects, len(trades), last_ids=last_ids)
 
 
 def _classify_exchange(frame: bytes, error: msgspec.DecodeError) -> str:
