@@ -8,7 +8,7 @@ holds those codes. Exchanges differ only in how they spell a symbol, which each 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Self
 
 import msgspec
@@ -73,20 +73,25 @@ class InstrumentIndex:
         if len(self.codes) != len(self.instruments):
             raise ValueError("instruments repeat a raw symbol")
 
+    exchange = ""  # the venue of the instruments (each exchange's index names its own)
+
+    @staticmethod
+    def spell(symbol: str) -> str:
+        """The exchange's spelling of a normalized symbol (each exchange's index has its own)."""
+        return symbol
+
     @classmethod
-    def spelled(
+    def for_symbols(
         cls,
         symbols: Iterable[str],
-        exchange: str,
-        spell: Callable[[str], str],
+        exchange: str | None = None,
         spellings: dict[str, str] | None = None,
-        **kwargs: str,
     ) -> Self:
         """Instruments for any spelling of `symbols`, each raw symbol from `spellings`
         (normalized -> the exchange's spelling, from its symbol list) or else `spell`."""
         out: dict[str, Instrument] = {}
         for text in symbols:
             symbol = normalize_symbol(text)
-            raw = (spellings or {}).get(symbol) or spell(symbol)
-            out.setdefault(symbol, Instrument(exchange, symbol, raw))
-        return cls(out.values(), **kwargs)
+            raw = (spellings or {}).get(symbol) or cls.spell(symbol)
+            out.setdefault(symbol, Instrument(exchange or cls.exchange, symbol, raw))
+        return cls(out.values())

@@ -10,7 +10,6 @@ an error reply, a malformed frame, an unknown symbol) is walked again frame by f
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 import msgspec
@@ -59,10 +58,8 @@ _decoder = msgspec.json.Decoder(_Envelope, strict=False)
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Binance source and the code of each raw symbol (`BTCUSDT` -> 0)."""
 
-    @classmethod
-    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
-        """Instruments for normalized or Binance spellings (`BTC-USDT`, `btcusdt`)."""
-        return cls.spelled(symbols, exchange, to_binance)
+    exchange = EXCHANGE
+    spell = staticmethod(to_binance)  # `BTC-USDT` -> `BTCUSDT`
 
 
 def parse_frames(

@@ -50,16 +50,12 @@ class InstrumentIndex(parsing.InstrumentIndex):
     def __init__(self, instruments: Iterable[Instrument]) -> None:
         super().__init__(instruments, key_prefix=CHANNEL_PREFIX)
 
-    @classmethod
-    def for_symbols(
-        cls,
-        symbols: Iterable[str],
-        exchange: str = EXCHANGE,
-        spellings: dict[str, str] | None = None,
-    ) -> InstrumentIndex:
-        """Instruments for normalized or Bitstamp spellings (`BTC-USD`, `btcusd`, `BTC/USD`);
-        `spellings` (normalized -> url_symbol, from `fetch_symbols`) wins where given."""
-        return cls.spelled(symbols, exchange, lambda s: s.replace("-", "").lower(), spellings)
+    exchange = EXCHANGE
+
+    @staticmethod
+    def spell(symbol: str) -> str:
+        """`BTC-USD` -> `btcusd` (Bitstamp's url_symbol)."""
+        return symbol.replace("-", "").lower()
 
 
 def parse_frames(

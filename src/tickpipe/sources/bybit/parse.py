@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -61,10 +61,8 @@ def to_bybit(symbol: str) -> str:
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Bybit source and the code of each raw symbol (`BTCUSDT` -> 0)."""
 
-    @classmethod
-    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
-        """Instruments for normalized or Bybit spellings (`BTC-USDT`, `btcusdt`)."""
-        return cls.spelled(symbols, exchange, to_bybit)
+    exchange = EXCHANGE
+    spell = staticmethod(to_bybit)  # `BTC-USDT` -> `BTCUSDT`
 
 
 class ArrivalOrder:

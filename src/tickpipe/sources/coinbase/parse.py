@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 import msgspec
@@ -58,11 +57,7 @@ TAKER_SIDE = {"BUY": SIDE_SELL, "SELL": SIDE_BUY, "buy": SIDE_SELL, "sell": SIDE
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Coinbase source and the code of each product id (`BTC-USD` -> 0)."""
 
-    @classmethod
-    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
-        """Instruments for any spelling (`BTC-USD`, `btc/usd`, `BTCUSD`): Coinbase product ids
-        are already the normalized `BASE-QUOTE` form."""
-        return cls.spelled(symbols, exchange, str)
+    exchange = EXCHANGE  # product ids are already the normalized `BASE-QUOTE` form
 
 
 def micros(time: dt.datetime) -> int:

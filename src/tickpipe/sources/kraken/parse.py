@@ -80,10 +80,8 @@ class InstrumentIndex(parsing.InstrumentIndex):
             base, quote = inst.symbol.split("-")
             self.codes.setdefault(f"{_LEGACY.get(base, base)}/{_LEGACY.get(quote, quote)}", n)
 
-    @classmethod
-    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
-        """Instruments for normalized or Kraken spellings (`BTC-USD`, `XBT/USD`, `XBTUSD`)."""
-        return cls.spelled(symbols, exchange, to_kraken)
+    exchange = EXCHANGE
+    spell = staticmethod(to_kraken)  # `BTC-USD` -> `BTC/USD`
 
 
 def parse_frames(

@@ -15,7 +15,7 @@ by frame, and only the frames that do not fit are rejected.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -57,19 +57,7 @@ _decoder = msgspec.json.Decoder(_Push, strict=False)
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one OKX source and the code of each instId (`BTC-USDT` -> 0)."""
 
-    @classmethod
-    def for_symbols(
-        cls,
-        symbols: Iterable[str],
-        exchange: str = EXCHANGE,
-        spellings: dict[str, str] | None = None,
-    ) -> InstrumentIndex:
-        """Instruments for normalized or OKX spellings (`BTC-USDT`, `btc/usdt`).
-
-        `spellings` (normalized -> instId, from `fetch_symbols`) wins where given; otherwise an
-        OKX spot instId is the normalized symbol itself.
-        """
-        return cls.spelled(symbols, exchange, str, spellings)
+    exchange = EXCHANGE  # a spot instId is the normalized symbol itself
 
 
 def parse_frames(
