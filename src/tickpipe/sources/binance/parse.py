@@ -17,7 +17,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object
 from tickpipe.symbols import to_binance
 
 EXCHANGE = "binance"
@@ -64,18 +64,21 @@ class InstrumentIndex(parsing.InstrumentIndex):
 
 def parse_frames(
     frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str = EXCHANGE
-) -> tuple[TradeBatch, list[Reject]]:
+) -> Parsed:
     """Decode combined-stream trade frames into one batch; frames that are not trades are
     returned as rejects, except subscription acks and server notices, which are dropped.
 
     `recv_ts` (integer microseconds) is stamped on every trade of the batch.
     """
     try:
-        trades = [_decoder.decode(f).data for f in frames]
-        codes = [index.codes[t.s] for t in trades]  # AttributeError on None, KeyError on unknown
-    except (msgspec.DecodeError, KeyError, AttributeError):
+        data = [_decoder.decode(f).data for f in frames]
+        if None in data:  # an ack or a notice: said apart frame by frame
+            return _parse_slow(frames, recv_ts, index, source)
+        trades = [t for t in data if t is not None]
+        codes = [index.codes[t.s] for t in trades]  # KeyError on an unknown symbol
+    except (msgspec.DecodeError, KeyError):
         return _parse_slow(frames, recv_ts, index, source)
-    return _columns(trades, codes, recv_ts, index, source), []
+    return Parsed(_columns(trades, codes, recv_ts, index, source), [])
 
 
 def _columns(
@@ -101,9 +104,7 @@ def _columns(
     )
 
 
-def _parse_slow(
-    frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str
-) -> tuple[TradeBatch, list[Reject]]:
+def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     trades: list[_Trade | _AggTrade] = []
     codes: list[int] = []
     rejects: list[Reject] = []
@@ -126,7 +127,7 @@ def _parse_slow(
             continue
         trades.append(trade)
         codes.append(code)
-    return _columns(trades, codes, recv_ts, index, source), rejects
+    return Parsed(_columns(trades, codes, recv_ts, index, source), rejects)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:

@@ -121,7 +121,7 @@ async def fetch_page(
     answer = await rest.get_json(path, params)
     if not isinstance(answer, list):
         return Page([], [answer])
-    kind = _AggTrade if path == AGG_TRADES else _Trade
+    kind: type[_AggTrade] | type[_Trade] = _AggTrade if path == AGG_TRADES else _Trade
     rows: list[Row] = []
     bad: list[Any] = []
     for item in answer:
@@ -132,7 +132,7 @@ async def fetch_page(
             continue
         if isinstance(row, _AggTrade):
             rows.append(Row(row.a, row.p, row.q, row.T, row.m))
-        else:
+        elif isinstance(row, _Trade):
             rows.append(Row(row.id, row.price, row.qty, row.time, row.isBuyerMaker))
     rows.sort()
     return Page(rows, bad)

@@ -88,7 +88,7 @@ class BinanceSource:
 
     async def _stream(self, ctx: SourceContext, backfiller: Backfiller | None) -> None:
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
-            batch, rejects = parse_frames(frames, recv_ts, self.index, self.name)
+            batch, rejects, *_ = parse_frames(frames, recv_ts, self.index, self.name)
             for reject in rejects:
                 ctx.dead_letters.write(self.name, reject.reason, reject.payload)
             ctx.stats.malformed += len(rejects)

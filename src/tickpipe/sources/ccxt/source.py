@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -205,8 +205,8 @@ class TradeConverter:
             codes.append(self.codes[symbol])  # type: ignore[index]
             ids.append(trade_id)
             seqs.append(seq)
-            prices.append(float(price))  # type: ignore[arg-type]
-            sizes.append(float(amount))  # type: ignore[arg-type]
+            prices.append(float(price))
+            sizes.append(float(amount))
             sides.append(_SIDES.get(trade.get("side"), SIDE_UNKNOWN))  # type: ignore[arg-type]
             stamps.append(ts * 1000)
         if not codes:
@@ -227,7 +227,7 @@ class TradeConverter:
         return batch, rejects
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
