@@ -51,7 +51,8 @@ async def test_a_source_with_one_of_two_connections_dropped_is_not_connected() -
             assert len(run.ctx.stats.links) == 2
             dropped = server.connections[0]
             dropped.transport.disconnect()
-            await run.until(lambda: sorted(link.up for link in run.ctx.stats.links) == [False, True])
+            links = run.ctx.stats.links
+            await run.until(lambda: sorted(link.up for link in links) == [False, True])
             assert not run.ctx.stats.connected
             assert server.connections[1].open  # the other connection never went down
             await run.until(lambda: run.ctx.stats.connected)
