@@ -3,6 +3,11 @@
 A source is an object with a `name` and an async `run(ctx)` that pushes batches through
 `ctx.emit` until the feed ends or the task is cancelled. `emit` waits when the transport is
 full: that wait is the backpressure that keeps memory bounded.
+
+The WebSocket exchange connectors are built on one scaffold (`feed.ShardedFeed`: connection
+groups, resubscribe, parse into one `parsing.Parsed`, refills through `fetch_since`); each
+WebSocket client keeps its own connection state in `SourceStats.links`, from which the
+source's `connected` is derived.
 """
 
 from __future__ import annotations
