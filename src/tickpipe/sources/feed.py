@@ -245,17 +245,24 @@ class ShardedFeed:
 
     def gap(self, code: int, first: int, last: int, recovered: int, detail: str) -> Gap:
         """The `Gap` event of trades `first`..`last` of instrument `code`."""
-        instrument = self.instruments[code]
-        return Gap(
-            source=self.name,
-            exchange=instrument.exchange,
-            symbol=instrument.symbol,
-            first_missing=first,
-            last_missing=last,
-            ts=time.time_ns() // 1000,
-            recovered=recovered,
-            detail=detail,
-        )
+        return gap_event(self.name, self.instruments[code], first, last, recovered, detail)
+
+
+def gap_event(
+    source: str, instrument: Instrument, first: int, last: int, recovered: int, detail: str
+) -> Gap:
+    """A `Gap` of `instrument`'s trades `first`..`last`, stamped now: how many came back, and
+    what happened to the rest."""
+    return Gap(
+        source=source,
+        exchange=instrument.exchange,
+        symbol=instrument.symbol,
+        first_missing=first,
+        last_missing=last,
+        ts=time.time_ns() // 1000,
+        recovered=recovered,
+        detail=detail,
+    )
 
 
 def rest_rejects(rows: Sequence[object]) -> list[Reject]:

@@ -28,7 +28,6 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
-from tickpipe.records import Gap
 from tickpipe.sources import SourceContext
 from tickpipe.sources.binance.parse import InstrumentIndex
 from tickpipe.sources.binance.rest import (
@@ -41,6 +40,7 @@ from tickpipe.sources.binance.rest import (
     fetch_page,
     rows_to_batch,
 )
+from tickpipe.sources.feed import gap_event
 from tickpipe.sources.rest import RestClient, RestError
 
 log = logging.getLogger(__name__)
@@ -283,18 +283,7 @@ class Backfiller:
                 + (f" ({problem})" if problem else "")
             )
         instrument = self.index.instruments[code]
-        self.ctx.event(
-            Gap(
-                source=self.source,
-                exchange=instrument.exchange,
-                symbol=instrument.symbol,
-                first_missing=first,
-                last_missing=last,
-                ts=time.time_ns() // 1000,
-                recovered=recovered,
-                detail=detail,
-            )
-        )
+        self.ctx.event(gap_event(self.source, instrument, first, last, recovered, detail))
 
     def _name(self, code: int) -> str:
         return self.index.instruments[code].symbol

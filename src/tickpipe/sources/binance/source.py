@@ -10,7 +10,6 @@ and `Gap` events say what came back.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 
 from tickpipe.records import Gap, TradeBatch
@@ -18,6 +17,7 @@ from tickpipe.sources import SourceContext
 from tickpipe.sources.binance.backfill import BackfillConfig, Backfiller
 from tickpipe.sources.binance.parse import EXCHANGE, InstrumentIndex, parse_frames
 from tickpipe.sources.binance.rest import DEFAULT_REST_URL
+from tickpipe.sources.feed import gap_event
 from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
@@ -126,22 +126,10 @@ class GapDetector(IdGaps):
 
     def check(self, batch: TradeBatch) -> list[Gap]:
         """Gap events (nothing recovered) for the ids this batch shows missing."""
-        ranges = self.ranges(batch)
-        if not ranges:
-            return []
-        now = time.time_ns() // 1000
+        detail = "trade ids skipped; REST backfill is off"
         return [
-            Gap(
-                source=batch.source,
-                exchange=batch.instruments[code].exchange,
-                symbol=batch.instruments[code].symbol,
-                first_missing=first,
-                last_missing=last,
-                ts=now,
-                recovered=0,
-                detail="trade ids skipped; REST backfill is off",
-            )
-            for code, first, last in ranges
+            gap_event(batch.source, batch.instruments[code], first, last, 0, detail)
+            for code, first, last in self.ranges(batch)
         ]
 
     def ranges(self, batch: TradeBatch) -> list[tuple[int, int, int]]:
