@@ -8,8 +8,8 @@ holds those codes. Exchanges differ only in how they spell a symbol, which each 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, Self
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, Self, TypeVar
 
 import msgspec
 import numpy as np
@@ -50,6 +50,27 @@ class Parsed(NamedTuple):
 
 
 _any_json = msgspec.json.Decoder()
+T = TypeVar("T")
+
+
+def decoded(
+    frames: Iterable[bytes],
+    decoder: msgspec.json.Decoder[T],
+    classify: Callable[[bytes, msgspec.DecodeError], str],
+    rejects: list[Reject],
+) -> Iterator[tuple[bytes, T]]:
+    """Each frame with its message, for a parser's frame-by-frame path. A frame that does not
+    decode goes to `rejects` with the reason `classify` gives ('': an ack or a notice, which
+    is dropped)."""
+    for frame in frames:
+        try:
+            message = decoder.decode(frame)
+        except msgspec.DecodeError as exc:
+            reason = classify(frame, exc)
+            if reason:
+                rejects.append(Reject(frame, reason))
+            continue
+        yield frame, message
 
 
 def json_object(frame: bytes) -> dict[str, Any] | str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
 from tickpipe.symbols import normalize_symbol
 
 EXCHANGE = "bybit"
@@ -138,14 +138,7 @@ def _parse_slow(
     trades: list[_Trade] = []
     codes: list[int] = []
     rejects: list[Reject] = []
-    for frame in frames:
-        try:
-            message = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    for frame, message in decoded(frames, _decoder, _classify, rejects):
         found = [index.codes.get(t.symbol) for t in message.data]
         if None in found:
             symbol = message.data[found.index(None)].symbol
