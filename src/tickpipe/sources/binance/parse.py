@@ -17,7 +17,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
 from tickpipe.symbols import to_binance
 
 EXCHANGE = "binance"
@@ -108,14 +108,8 @@ def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, sourc
     trades: list[_Trade | _AggTrade] = []
     codes: list[int] = []
     rejects: list[Reject] = []
-    for frame in frames:
-        try:
-            trade = _decoder.decode(frame).data
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    for frame, envelope in decoded(frames, _decoder, _classify, rejects):
+        trade = envelope.data
         if trade is None:
             reason = _classify(frame, None)
             if reason:

@@ -23,7 +23,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
 
 EXCHANGE = "okx"
 NOTICE_RECONNECT = "64008"  # "The connection will soon be closed for a service upgrade."
@@ -111,14 +111,8 @@ def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, sourc
     codes: list[int] = []
     rejects: list[Reject] = []
     reconnect = False
-    for frame in frames:
-        try:
-            data = _decoder.decode(frame).data
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    for frame, envelope in decoded(frames, _decoder, _classify, rejects):
+        data = envelope.data
         if data is None:
             reason = _classify(frame, None)
             if reason == "reconnect":
