@@ -39,7 +39,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
 
 EXCHANGE = "coinbase"
 
@@ -227,14 +227,7 @@ def _exchange_slow(
     codes: list[int] = []
     last_ids: list[tuple[int, int]] = []
     rejects: list[Reject] = []
-    for frame in frames:
-        try:
-            msg = _ex_decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify_exchange(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    for frame, msg in decoded(frames, _ex_decoder, _classify_exchange, rejects):
         if type(msg) is _Subscriptions:
             continue
         code = index.codes.get(msg.product_id)
