@@ -97,7 +97,13 @@ async def test_dropped_connection_reconnects_resubscribes_and_every_trade_arrive
             await run.arrived(venue.expect(run.made))
         assert first.closed and venue.topics(second) == venue.topics(first)
         arrivals = Counter(run.observed())
-        assert set(arrivals) == set(venue.expect(run.made))
+        if venue.refill and venue.refill.overlap:  # besides, refetched copies of live trades
+            assert set(arrivals) - set(venue.expect(run.made)) <= set(
+                venue.expect(run.made, refilled=True)
+            )
+            assert set(venue.expect(run.made)) <= set(arrivals)
+        else:
+            assert set(arrivals) == set(venue.expect(run.made))
         if not (venue.refill and (venue.refill.replayed or venue.refill.overlap)):
             assert set(arrivals.values()) == {1}
         assert [d.reason for d in run.disconnects()] == ["connection lost"]
@@ -306,6 +312,7 @@ async def test_malformed_frames_are_counted_dead_lettered_and_the_feed_goes_on(
     assert isinstance(first, str) and rejects[0].payload == first
     if venue.secret is not None:
         assert not any(venue.secret in r.payload for r in rejects)
+        assert any("***" in r.payload for r in rejects)  # the error reply quoted it, masked
     assert run.observed() == venue.expect(run.made)
     assert run.disconnects() == []
 
