@@ -362,7 +362,7 @@ OKX = Venue(
             "error reply from exchange: 60012 Invalid request",
         ),
     ),
-    refill=Refill("over REST"),
+    refill=Refill("over REST", overlap=True),
     live_gaps=True,
     rest_429=True,
 )
