@@ -16,21 +16,14 @@ from fakes import async_test
 from fakes.binance_server import FakeBinance, FakeBinanceThread
 from fakes.harness import SourceRun, observed
 
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_binance as expected
 from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Instrument, Trade, TradeBatch
 from tickpipe.sources.binance.backfill import BackfillConfig
 from tickpipe.sources.binance.source import BinanceSource, GapDetector
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, backoff_max=0.05)
 FAST_BACKFILL = BackfillConfig(requests_per_second=1000, catch_up_after=0.5, lag_delay=0.01)
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
@@ -63,25 +56,6 @@ class Run(SourceRun):
 
     async def received_ids(self, wanted: set[tuple[str, int]], timeout: float = 5.0) -> None:
         await self.until(lambda: wanted <= self.ids(), timeout)
-
-
-def expected(events: list[dict[str, Any]]) -> list[tuple]:
-    """What a published trade event must become, in the order it was sent."""
-    return [
-        (
-            "binance",
-            "binance",
-            f"{e['s'][:-4]}-{e['s'][-4:]}",
-            e["s"],
-            str(e["t"]),
-            e["t"],
-            float(e["p"]),
-            float(e["q"]),
-            "sell" if e["m"] else "buy",
-            e["T"] * 1000,
-        )
-        for e in events
-    ]
 
 
 @async_test()

@@ -17,6 +17,7 @@ from fakes import async_test
 from fakes.bitstamp_server import FakeBitstamp
 from fakes.harness import SourceRun, observed
 
+from sources.contract.exchanges import FAST
 from tickpipe.deadletter import DeadLetters
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument
 from tickpipe.sources.bitstamp import fetch_symbols, make_source
@@ -25,18 +26,9 @@ from tickpipe.sources.bitstamp.parse import InstrumentIndex, parse_frames
 from tickpipe.sources.bitstamp.source import BitstampSource
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
 INDEX = InstrumentIndex.for_symbols(["BTC-USD", "ethusd"])
 RECV = 1_700_000_000_123_456
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=4, backoff_initial=0.01, backoff_max=0.05)
 
 

@@ -16,22 +16,15 @@ from fakes import async_test
 from fakes.bybit_server import FakeBybit
 from fakes.harness import SourceRun, observed
 
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_bybit as expected
 from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Instrument
 from tickpipe.sources.bybit import fetch_symbols, make_source
 from tickpipe.sources.bybit.source import BybitSource, connection_groups
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, rate_limit_backoff=0.05)
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
@@ -49,25 +42,6 @@ class Run(SourceRun):
         }
         source = BybitSource(symbols, url=server.url, rest_url=server.rest_url, **options)
         super().__init__(source, dead_letters)
-
-
-def expected(events: list[dict[str, Any]]) -> list[tuple]:
-    """What a trade the fake made must become."""
-    return [
-        (
-            "bybit",
-            "bybit",
-            f"{e['s'][:-4]}-{e['s'][-4:]}",
-            e["s"],
-            e["i"],
-            int(e["i"]),
-            float(e["p"]),
-            float(e["v"]),
-            e["S"].lower(),
-            e["T"] * 1000,
-        )
-        for e in events
-    ]
 
 
 def made(server: FakeBybit) -> set[tuple]:

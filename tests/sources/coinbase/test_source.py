@@ -16,22 +16,15 @@ from fakes import async_test
 from fakes.coinbase_server import FakeCoinbase
 from fakes.harness import SourceRun, observed
 
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_coinbase as expected
 from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Gap, Instrument, TradeBatch
 from tickpipe.sources.coinbase import INFO, fetch_symbols, make_source
 from tickpipe.sources.coinbase.source import BackfillConfig, CoinbaseSource, GapTracker
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, backoff_max=0.05)
 FAST_BACKFILL = BackfillConfig(request_interval=0.0, rest=FAST_REST)
 SYMBOLS = ["BTC-USD", "ETH-USD"]
@@ -67,16 +60,6 @@ class Run(SourceRun):
     async def gap_events(self, count: int, timeout: float = 5.0) -> list[Gap]:
         await self.until(lambda: len(self.gaps()) >= count, timeout)
         return self.gaps()
-
-
-def expected(trades: list[dict[str, Any]]) -> list[tuple]:
-    """What a published trade must become; the taker side is the opposite of the maker's."""
-    return [
-        ("coinbase", "coinbase", t["product_id"], t["product_id"], str(t["trade_id"]),
-         t["trade_id"], float(t["price"]), float(t["size"]),
-         "buy" if t["side"] == "sell" else "sell", t["time_us"])
-        for t in trades
-    ]  # fmt: skip
 
 
 def everything(server: FakeCoinbase) -> set[tuple]:

@@ -16,6 +16,7 @@ from fakes import async_test
 from fakes.finnhub_server import FakeFinnhub
 from fakes.harness import SourceRun
 
+from sources.contract.exchanges import FAST
 from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Trade
 from tickpipe.sources.finnhub import fetch_symbols, make_source
@@ -25,14 +26,6 @@ from tickpipe.sources.rest import RestConfig, RestError
 from tickpipe.sources.ws import WsConfig
 
 TOKEN = "s3cr3t-Token+/="  # characters that URL-quoting changes
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 SYMBOLS = ["binance:BTC-USDT", "BINANCE:ETHUSDT", "coinbase:btc/usd"]
 RAW = {"BINANCE:BTCUSDT": "BTC-USDT", "BINANCE:ETHUSDT": "ETH-USDT", "COINBASE:BTC-USD": "BTC-USD"}
 

@@ -15,22 +15,15 @@ from fakes import async_test
 from fakes.harness import SourceRun, observed
 from fakes.kraken_server import FakeKraken
 
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_kraken as expected
 from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Instrument, TradeBatch
 from tickpipe.sources.kraken import fetch_symbols, make_source
 from tickpipe.sources.kraken.source import GapDetector, KrakenSource
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, rate_limit_backoff=0.05)
 SYMBOLS = ["BTC-USD", "ETH-USD"]
 
@@ -43,25 +36,6 @@ class Run(SourceRun):
         options = {"ws_config": FAST, "rest_config": FAST_REST, **kwargs}
         source = KrakenSource(symbols, url=server.url, rest_url=server.rest_url, **options)
         super().__init__(source, dead_letters)
-
-
-def expected(events: list[dict[str, Any]]) -> list[tuple]:
-    """What a trade the fake made must become."""
-    return [
-        (
-            "kraken",
-            "kraken",
-            e["symbol"].replace("/", "-"),
-            e["symbol"],
-            str(e["trade_id"]),
-            e["trade_id"],
-            e["price"],
-            e["qty"],
-            e["side"],
-            e["_us"],
-        )
-        for e in events
-    ]
 
 
 def made(server: FakeKraken) -> set[tuple]:

@@ -17,22 +17,15 @@ from fakes import async_test
 from fakes.harness import SourceRun, observed
 from fakes.okx_server import FakeOkx
 
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_okx as expected
 from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Instrument, TradeBatch
 from tickpipe.sources.okx import fetch_symbols, make_source
 from tickpipe.sources.okx.source import GapDetector, OkxSource
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=4, backoff_initial=0.01, backoff_max=0.05)
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
@@ -53,15 +46,6 @@ class Run(SourceRun):
 
 def ids(rows: list[dict[str, str]]) -> set[tuple[str, str]]:
     return {(r["instId"], r["tradeId"]) for r in rows}
-
-
-def expected(rows: list[dict[str, str]]) -> list[tuple]:
-    """What a trade row from OKX must become."""
-    return [
-        ("okx", "okx", r["instId"], r["instId"], r["tradeId"], int(r["tradeId"]), float(r["px"]),
-         float(r["sz"]), r["side"], int(r["ts"]) * 1000)
-        for r in rows
-    ]  # fmt: skip
 
 
 def every_trade_made(server: FakeOkx) -> list[dict[str, str]]:

@@ -17,6 +17,7 @@ from fakes import async_test
 from fakes.harness import SourceRun
 from fakes.tiingo_server import FakeTiingo
 
+from sources.contract.exchanges import FAST
 from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Trade
 from tickpipe.sources.registry import ExchangeOptions
@@ -27,14 +28,6 @@ from tickpipe.sources.tiingo.symbols import fetch_tiingo_symbols
 from tickpipe.sources.ws import WsConfig
 
 TOKEN = "t11ngo-s3cr3t"
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 SYMBOLS = ["BTC-USD", "eth/usd", "ETHBTC"]
 PAIRS = {"btcusd": "BTC-USD", "ethusd": "ETH-USD", "ethbtc": "ETH-BTC"}
 VENUE = {"gdax": "coinbase"}
