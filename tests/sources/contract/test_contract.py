@@ -233,9 +233,10 @@ async def test_silent_feed_that_answers_pings_reconnects_on_the_data_timer(venue
             await run.arrived(venue.expect(run.made))
             last_data = time.monotonic()
             server.silent = True
-            second = await server.wait_connections(2)
+            # Silent until the new connection has subscribed, so no replay on subscribing
+            # (Coinbase's `last_match`, Kraken's snapshot) races the end of the silence.
+            second = await run.subscribed(2)
             server.silent = False
-            await run.subscribed(2)
             run.publish(venue.markets[0])
             await run.arrived(venue.expect(run.made))
         assert venue.alive(first) > 0  # the link was kept alive while no data came
