@@ -15,8 +15,9 @@ back or why none did. A connector without REST history says so with `refills = F
 it reports then (or one that finds the queue full) carries the connector's `refill_off` /
 `refill_full` reason.
 
-A connector supplies: its URL and `subscribe_messages`, `parse`, `connection_config` where it
-needs an application ping, `checked` (its gap check) and `fetch_since`.
+A connector supplies: its URL (`connection_url` where the streams are named in it) and
+`subscribe_messages`, `parse`, `connection_config` where it needs an application ping,
+`checked` (its gap check), `reconnected` (catch-ups) and `fetch_since`.
 """
 
 from __future__ import annotations
@@ -123,6 +124,11 @@ class ShardedFeed:
     def parse(self, frames: list[bytes], recv_ts: int) -> Parsed:
         raise NotImplementedError
 
+    def connection_url(self, shard: Shard) -> str:
+        """Where one connection goes: `url` (a feed that names its streams in the URL adds
+        the shard's)."""
+        return self.url
+
     def connection_config(self) -> WsConfig:
         """The config of each connection (`ws_config`, plus an application ping where needed)."""
         return self.ws_config
@@ -184,7 +190,7 @@ class ShardedFeed:
             await self.subscribe(conn, shard)
 
         client = WsClient(
-            self.url,
+            self.connection_url(shard),
             on_frames,
             name=self.name,
             config=config,

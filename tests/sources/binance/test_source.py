@@ -176,18 +176,38 @@ def test_source_works_against_the_threaded_fake_that_subprocess_tests_use() -> N
 
 def test_url_names_every_stream_in_lowercase() -> None:
     source = BinanceSource(["BTC-USDT", "eth/usdt", "BTCUSDT"], url="ws://127.0.0.1:9/")
-    assert source.url == "ws://127.0.0.1:9/stream?streams=btcusdt@trade/ethusdt@trade"
+    [shard] = source.shards
+    assert source.connection_url(shard) == (
+        "ws://127.0.0.1:9/stream?streams=btcusdt@trade/ethusdt@trade"
+    )
     assert source.index.instruments == [
         Instrument("binance", "BTC-USDT", "BTCUSDT"),
         Instrument("binance", "ETH-USDT", "ETHUSDT"),
     ]
     agg = BinanceSource(["BTC-USDT"], url="wss://stream.binance.com:9443", stream="aggTrade")
-    assert agg.url == "wss://stream.binance.com:9443/stream?streams=btcusdt@aggTrade"
+    assert [agg.connection_url(s) for s in agg.shards] == [
+        "wss://stream.binance.com:9443/stream?streams=btcusdt@aggTrade"
+    ]
+
+
+def test_streams_beyond_the_per_connection_limit_open_more_connections() -> None:
+    source = BinanceSource(
+        ["BTC-USDT", "ETH-USDT", "SOL-USDT"], url="ws://h", max_streams_per_connection=2
+    )
+    assert [source.connection_url(s) for s in source.shards] == [
+        "ws://h/stream?streams=btcusdt@trade/ethusdt@trade",
+        "ws://h/stream?streams=solusdt@trade",
+    ]
+    assert [s.codes for s in source.shards] == [[0, 1], [2]]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"stream": "kline_1m"}, "stream"), ({"symbols": []}, "symbol")],
+    [
+        ({"stream": "kline_1m"}, "stream"),
+        ({"symbols": []}, "symbol"),
+        ({"max_streams_per_connection": 0}, "max_streams_per_connection"),
+    ],
 )
 def test_bad_arguments_are_refused_with_the_reason(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -217,9 +237,5 @@ def test_gap_detector_ignores_first_trade_reordering_and_duplicates() -> None:
     assert gaps.check(batch_of((0, 103), (0, 101), (0, 102), (0, 101), (1, 8))) == []
     assert gaps.check(batch_of((0, 99), (0, 103))) == []  # late and duplicate
     found = gaps.check(batch_of((0, 110), (1, 9), (0, 104), (1, 12), (0, 106)))
-    assert [(g.symbol, g.first_missing, g.last_missing) for g in found] == [
-        ("BTC-USDT", 105, 105),
-        ("BTC-USDT", 107, 109),
-        ("E-T", 10, 11),
-    ]
+    assert [(g.code, g.first, g.last) for g in found] == [(0, 105, 105), (0, 107, 109), (1, 10, 11)]
     assert gaps.check(batch_of((0, 105))) == []  # a late fill is not a new gap
