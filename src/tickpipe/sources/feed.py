@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -170,17 +170,12 @@ class ShardedFeed:
     def _client(self, shard: Shard, config: WsConfig, ctx: SourceContext) -> WsClient:
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
             parsed = self.parse(frames, recv_ts)
-            for reject in parsed.rejects:
-                ctx.dead_letters.write(self.name, reject.reason, self._shown(reject.payload))
-            ctx.stats.malformed += len(parsed.rejects)
             if parsed.reconnect and client.connection is not None:
                 client.connection.reconnect(self.reconnect_reason)
             # Before emitting, so a refill running meanwhile knows what was streamed.
             self.checked(parsed, ctx)
-            batch = parsed.batch
-            if len(batch):
-                ctx.stats.trades += len(batch)
-                await ctx.emit(batch)
+            rejects = [Reject(self._shown(r.payload), r.reason) for r in parsed.rejects]
+            await hand_on(ctx, self.name, [parsed.batch], rejects)
             return parsed.data_frames()
 
         async def on_connect(conn: WsConnection) -> None:
@@ -202,11 +197,11 @@ class ShardedFeed:
         shard.client = client
         return client
 
-    def _shown(self, payload: bytes) -> bytes | str:
+    def _shown(self, payload: bytes) -> bytes:
         """A rejected frame as the dead letters keep it: without the secrets."""
         if not self.secrets:
             return payload
-        return redact_secrets(payload.decode("utf-8", "replace"), self.secrets)
+        return redact_secrets(payload.decode("utf-8", "replace"), self.secrets).encode()
 
     def request(self, refill: Refill, ctx: SourceContext) -> None:
         """Queue a refill; a known hole that cannot be (refills off, queue full) is reported
@@ -237,15 +232,7 @@ class ShardedFeed:
                     detail = f"REST backfill failed: {exc}"
                     self._unqueued(refill, detail, ctx)
                     continue
-                for reject in refilled.rejects:
-                    ctx.dead_letters.write(self.name, reject.reason, reject.payload)
-                ctx.stats.malformed += len(refilled.rejects)
-                for batch in refilled.batches:
-                    if len(batch):
-                        ctx.stats.trades += len(batch)
-                        await ctx.emit(batch)
-                if refilled.gap is not None:
-                    ctx.event(refilled.gap)
+                await delivered(ctx, self.name, refilled)
                 for more in refilled.more:
                     self.request(more, ctx)
 
@@ -269,6 +256,26 @@ def gap_event(
         recovered=recovered,
         detail=detail,
     )
+
+
+async def hand_on(
+    ctx: SourceContext, name: str, batches: Iterable[TradeBatch], rejects: Sequence[Reject]
+) -> None:
+    """Rejects to the dead letters and each batch with trades to `ctx.emit`, both counted."""
+    for reject in rejects:
+        ctx.dead_letters.write(name, reject.reason, reject.payload)
+    ctx.stats.malformed += len(rejects)
+    for batch in batches:
+        if len(batch):
+            ctx.stats.trades += len(batch)
+            await ctx.emit(batch)
+
+
+async def delivered(ctx: SourceContext, name: str, refilled: Refilled) -> None:
+    """What a refill brought back handed on, then its `Gap` event."""
+    await hand_on(ctx, name, refilled.batches, refilled.rejects)
+    if refilled.gap is not None:
+        ctx.event(refilled.gap)
 
 
 def rest_rejects(rows: Sequence[object]) -> list[Reject]:

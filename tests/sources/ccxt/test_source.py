@@ -222,17 +222,17 @@ def btc(**fields: Any) -> dict[str, Any]:
 
 def test_ccxt_cache_returned_again_is_emitted_once() -> None:
     converter = TradeConverter("kucoin", SYMBOLS)
-    first, _ = converter.convert([btc(id="1"), btc(id="2")], 5)
-    second, rejects = converter.convert([btc(id="1"), btc(id="2"), btc(id="3")], 6)
-    assert [t.trade_id for t in first.to_trades()] == ["1", "2"]
-    assert [t.trade_id for t in second.to_trades()] == ["3"]
-    assert not rejects
+    first = converter.convert([btc(id="1"), btc(id="2")], 5)
+    second = converter.convert([btc(id="1"), btc(id="2"), btc(id="3")], 6)
+    assert [t.trade_id for t in first.batch.to_trades()] == ["1", "2"]
+    assert [t.trade_id for t in second.batch.to_trades()] == ["3"]
+    assert not second.rejects
 
 
 def test_converted_trade_keeps_ids_times_and_taker_side() -> None:
     converter = TradeConverter("kucoin", SYMBOLS)
-    batch, _ = converter.convert([btc(id="abc-1", side="sell"), btc(id="abc-2", side=None)], 9)
-    one, two = batch.to_trades()
+    parsed = converter.convert([btc(id="abc-1", side="sell"), btc(id="abc-2", side=None)], 9)
+    one, two = parsed.batch.to_trades()
     assert (one.exchange, one.source, one.symbol, one.raw_symbol) == (
         "kucoin",
         "ccxt",
@@ -250,17 +250,22 @@ def test_converted_trade_keeps_ids_times_and_taker_side() -> None:
 
 
 def test_trade_without_id_gets_a_stable_content_id() -> None:
-    batch_a, _ = TradeConverter("kucoin", SYMBOLS).convert([btc(id=None)], 1)
-    batch_b, _ = TradeConverter("kucoin", SYMBOLS).convert([btc(id=None)], 2)
+    batch_a = TradeConverter("kucoin", SYMBOLS).convert([btc(id=None)], 1).batch
+    batch_b = TradeConverter("kucoin", SYMBOLS).convert([btc(id=None)], 2).batch
     assert batch_a.to_trades()[0].trade_id == batch_b.to_trades()[0].trade_id
 
 
 def test_malformed_trades_are_rejected_and_the_rest_kept() -> None:
     converter = TradeConverter("kucoin", SYMBOLS)
     bad = [btc(id="1", price=None), btc(id="2", timestamp=None), btc(id="3", symbol="X/Y"), "?"]
-    batch, rejects = converter.convert([*bad, btc(id="4")], 1)
-    assert [t.trade_id for t in batch.to_trades()] == ["4"]
-    assert len(rejects) == 4
+    parsed = converter.convert([*bad, btc(id="4")], 1)
+    assert [t.trade_id for t in parsed.batch.to_trades()] == ["4"]
+    assert [r.reason for r in parsed.rejects] == [
+        "price or amount missing or not positive",
+        "timestamp missing",
+        "unexpected symbol 'X/Y'",
+        "not a ccxt trade",
+    ]
 
 
 def test_unseen_tail_finds_trades_after_the_last_emitted() -> None:
