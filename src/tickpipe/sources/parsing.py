@@ -49,6 +49,42 @@ class Parsed(NamedTuple):
         return len(self.batch) if self.data is None else self.data
 
 
+def trade_batch(
+    source: str,
+    instruments: list[Instrument],
+    codes: Sequence[int] | int,
+    seq: Sequence[int] | np.ndarray,
+    price: Sequence[float],
+    size: Sequence[float],
+    side: np.ndarray,
+    ts: Sequence[int] | np.ndarray,
+    recv_ts: int,
+    trade_id: np.ndarray | None = None,
+) -> TradeBatch:
+    """The batch of trades a parser gathered as one value per trade of each field: ids (the
+    order key), prices, sizes, sides (`SIDE_*`), event times (µs). `codes` is each trade's
+    instrument code, or one code for them all."""
+    n = len(price)
+    return TradeBatch(
+        source=source,
+        instruments=instruments,
+        instrument=np.full(n, codes, np.int32)
+        if isinstance(codes, int)
+        else np.fromiter(codes, np.int32, n),
+        seq=_column(seq, np.int64, n),
+        price=np.fromiter(price, np.float64, n),
+        size=np.fromiter(size, np.float64, n),
+        side=side,
+        ts=_column(ts, np.int64, n),
+        recv_ts=np.full(n, recv_ts, np.int64),
+        trade_id=trade_id,
+    )
+
+
+def _column(values: Sequence[int] | np.ndarray, dtype: type, n: int) -> np.ndarray:
+    return values if isinstance(values, np.ndarray) else np.fromiter(values, dtype, n)
+
+
 _any_json = msgspec.json.Decoder()
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
 from tickpipe.symbols import to_binance
 
 EXCHANGE = "binance"
@@ -90,17 +90,12 @@ def _columns(
 ) -> TradeBatch:
     n = len(trades)
     buyer_is_maker = np.fromiter([t.m for t in trades], np.bool_, n)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter([t.t for t in trades], np.int64, n),
-        price=np.fromiter([t.p for t in trades], np.float64, n),
-        size=np.fromiter([t.q for t in trades], np.float64, n),
-        # The buyer was the resting order, so the taker sold.
-        side=np.where(buyer_is_maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
-        ts=np.fromiter([t.T for t in trades], np.int64, n) * 1000,
-        recv_ts=np.full(n, recv_ts, np.int64),
+    # The buyer was the resting order, so the taker sold.
+    side = np.where(buyer_is_maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY))
+    ts_ms = np.fromiter([t.T for t in trades], np.int64, n)
+    ids, prices, sizes = [t.t for t in trades], [t.p for t in trades], [t.q for t in trades]
+    return trade_batch(
+        source, index.instruments, codes, ids, prices, sizes, side, ts_ms * 1000, recv_ts
     )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.binance.parse import InstrumentIndex
+from tickpipe.sources.parsing import trade_batch
 from tickpipe.sources.rest import RestClient
 from tickpipe.symbols import SymbolError, normalize_symbol
 
@@ -167,17 +168,10 @@ def rows_to_batch(
     rows = list(rows)
     n = len(rows)
     maker = np.fromiter((r.buyer_is_maker for r in rows), np.bool_, n)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.full(n, code, np.int32),
-        seq=np.fromiter((r.id for r in rows), np.int64, n),
-        price=np.fromiter((r.price for r in rows), np.float64, n),
-        size=np.fromiter((r.qty for r in rows), np.float64, n),
-        side=np.where(maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
-        ts=np.fromiter((r.time_ms for r in rows), np.int64, n) * 1000,
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = np.where(maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY))
+    ids, prices = [r.id for r in rows], [r.price for r in rows]
+    sizes, ts = [r.qty for r in rows], [r.time_ms * 1000 for r in rows]
+    return trade_batch(source, index.instruments, code, ids, prices, sizes, side, ts, recv_ts)
 
 
 def prices_to_batch(

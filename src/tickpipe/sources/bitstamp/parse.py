@@ -18,7 +18,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, json_object, trade_batch
 
 EXCHANGE = "bitstamp"
 CHANNEL_PREFIX = "live_trades_"
@@ -73,19 +73,16 @@ def parse_frames(
 def columns(
     data: Sequence[_Data], codes: Sequence[int], recv_ts: int, index: InstrumentIndex, source: str
 ) -> TradeBatch:
-    n = len(data)
-    sell = np.fromiter([d.type for d in data], np.int8, n)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter([d.id for d in data], np.int64, n),
-        price=np.fromiter([d.price for d in data], np.float64, n),
-        size=np.fromiter([d.amount for d in data], np.float64, n),
-        side=np.where(sell == 1, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
-        ts=np.fromiter([d.microtimestamp for d in data], np.int64, n),
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = taker_side([d.type for d in data])
+    ids, prices, sizes = [d.id for d in data], [d.price for d in data], [d.amount for d in data]
+    ts = [d.microtimestamp for d in data]
+    return trade_batch(source, index.instruments, codes, ids, prices, sizes, side, ts, recv_ts)
+
+
+def taker_side(types: list[int]) -> np.ndarray:
+    """Bitstamp's `type` (0 buy, 1 sell: the taker's side) as `SIDE_*` codes."""
+    sell = np.fromiter(types, np.int8, len(types))
+    return np.where(sell == 1, np.int8(SIDE_SELL), np.int8(SIDE_BUY))
 
 
 def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:

@@ -24,7 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
 from tickpipe.symbols import normalize_symbol
 
 EXCHANGE = "bybit"
@@ -114,18 +114,13 @@ def columns(
 ) -> TradeBatch:
     """Trades as a batch with every id kept as given (`trade_id`) and `seq` as its order key."""
     n = len(trades)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter([_seq(t.id, arrival) for t in trades], np.int64, n),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.size for t in trades], np.float64, n),
-        side=np.fromiter([SIDE_BUY if t.side == "Buy" else SIDE_SELL for t in trades], np.int8, n),
-        ts=np.fromiter([t.time for t in trades], np.int64, n) * 1000,
-        recv_ts=np.full(n, recv_ts, np.int64),
-        trade_id=np.array([t.id for t in trades], object) if n else np.empty(0, object),
-    )
+    seq = [_seq(t.id, arrival) for t in trades]
+    prices, sizes = [t.price for t in trades], [t.size for t in trades]
+    side = np.fromiter([SIDE_BUY if t.side == "Buy" else SIDE_SELL for t in trades], np.int8, n)
+    ts = np.fromiter([t.time for t in trades], np.int64, n) * 1000
+    ids = np.array([t.id for t in trades], object) if n else np.empty(0, object)
+    instruments = index.instruments
+    return trade_batch(source, instruments, codes, seq, prices, sizes, side, ts, recv_ts, ids)
 
 
 def _parse_slow(

@@ -39,7 +39,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
 
 EXCHANGE = "coinbase"
 
@@ -295,17 +295,9 @@ def _columns(
     ts = np.fromiter([(t.time - _EPOCH) // _MICRO for t in trades], np.int64, n)
     if n and ts.min() < 0:
         raise OverflowError("time before the epoch")
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter(ids, np.int64, n),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.size for t in trades], np.float64, n),
-        side=np.fromiter([TAKER_SIDE.get(t.side, SIDE_UNKNOWN) for t in trades], np.int8, n),
-        ts=ts,
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = np.fromiter([TAKER_SIDE.get(t.side, SIDE_UNKNOWN) for t in trades], np.int8, n)
+    prices, sizes = [t.price for t in trades], [t.size for t in trades]
+    return trade_batch(source, index.instruments, codes, ids, prices, sizes, side, ts, recv_ts)
 
 
 # -- REST ------------------------------------------------------------------------------------

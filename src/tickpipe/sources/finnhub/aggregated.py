@@ -1,6 +1,7 @@
 """What the aggregator feeds (Finnhub, Tiingo) share: venue names, content-derived trade ids,
-instruments that appear as venues do, and putting the API token into the URL (the shared
-WebSocket helper keeps it out of its own messages: `WsClient(secrets=...)`).
+instruments that appear as venues do, their batches (no side, arrival order), and putting the
+API token into the URL (the shared WebSocket helper keeps it out of its own messages:
+`WsClient(secrets=...)`).
 
 Kept here because only aggregators need it; it would move to `tickpipe/sources/aggregated.py`
 once that shared module exists (the Tiingo connector imports it from here meanwhile).
@@ -12,7 +13,10 @@ import hashlib
 import urllib.parse
 from collections.abc import Iterable, Sequence
 
-from tickpipe.records import Instrument
+import numpy as np
+
+from tickpipe.records import SIDE_UNKNOWN, Instrument, TradeBatch
+from tickpipe.sources.parsing import trade_batch
 from tickpipe.sources.ws import redact_secrets
 
 # Venue spellings of the same exchange across feeds; the analytics of top exchanges group by it.
@@ -76,6 +80,26 @@ class VenueInstruments:
         """Learn (venue, raw) pairs known in advance, in order."""
         for venue, raw in instruments:
             self.code(venue, raw)
+
+
+def unsided_batch(
+    source: str,
+    instruments: list[Instrument],
+    codes: Sequence[int],
+    seq_start: int,
+    prices: Sequence[float],
+    sizes: Sequence[float],
+    ts: Sequence[int],
+    recv_ts: int,
+    ids: Sequence[str],
+) -> TradeBatch:
+    """An aggregator's trades as a batch: no taker side (neither feed says who took
+    liquidity), order keys by arrival from `seq_start`, content-derived ids."""
+    n = len(prices)
+    seq = np.arange(seq_start, seq_start + n, dtype=np.int64)
+    side = np.full(n, SIDE_UNKNOWN, np.int8)
+    trade_id = np.array(ids, object) if n else np.empty(0, object)
+    return trade_batch(source, instruments, codes, seq, prices, sizes, side, ts, recv_ts, trade_id)
 
 
 def with_token(url: str, token: str, param: str = "token") -> str:

@@ -20,10 +20,9 @@ from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
 import msgspec
-import numpy as np
 
-from tickpipe.records import SIDE_UNKNOWN, TradeBatch
-from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
+from tickpipe.records import TradeBatch
+from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids, unsided_batch
 from tickpipe.sources.parsing import Parsed, Reject, json_object
 from tickpipe.symbols import SymbolError, normalize_symbol
 
@@ -158,18 +157,10 @@ def _columns(
             )
         )
         start = end
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter([c for c, _, _ in rows], np.int32, n),
-        seq=np.arange(seq_start, seq_start + n, dtype=np.int64),
-        price=np.fromiter([t.p for _, _, t in rows], np.float64, n),
-        size=np.fromiter([t.v for _, _, t in rows], np.float64, n),
-        side=np.full(n, SIDE_UNKNOWN, np.int8),  # Finnhub does not say who took liquidity
-        ts=np.fromiter(ts, np.int64, n),
-        recv_ts=np.full(n, recv_ts, np.int64),
-        trade_id=np.array(ids, object) if n else np.empty(0, object),
-    )
+    codes = [c for c, _, _ in rows]
+    prices, sizes = [t.p for _, _, t in rows], [t.v for _, _, t in rows]
+    instruments = index.instruments
+    return unsided_batch(source, instruments, codes, seq_start, prices, sizes, ts, recv_ts, ids)
 
 
 def _parse_slow(

@@ -16,6 +16,7 @@ import numpy as np
 from tickpipe.records import Instrument, TradeBatch
 from tickpipe.sources.feed import Refill
 from tickpipe.sources.kraken.parse import parse_rest_trades, to_kraken_rest
+from tickpipe.sources.parsing import trade_batch
 from tickpipe.sources.rest import RestClient, RestError
 
 TRADES_PATH = "/0/public/Trades"
@@ -64,17 +65,10 @@ async def backfill_gap(
         reason = f"REST backfill failed: {exc}"
     rows = [found[i] for i in sorted(found)]
     n = len(rows)
-    batch = TradeBatch(
-        source=source,
-        instruments=list(instruments),
-        instrument=np.full(n, gap.code, np.int32),
-        seq=np.fromiter([r[0] for r in rows], np.int64, n),
-        price=np.fromiter([r[1] for r in rows], np.float64, n),
-        size=np.fromiter([r[2] for r in rows], np.float64, n),
-        side=np.fromiter([r[3] for r in rows], np.int8, n),
-        ts=np.fromiter([r[4] for r in rows], np.int64, n),
-        recv_ts=np.full(n, time.time_ns() // 1000, np.int64),
-    )
+    ids, prices, sizes, sides, ts = zip(*rows, strict=True) if rows else ((),) * 5
+    side = np.fromiter(sides, np.int8, n)
+    now = time.time_ns() // 1000
+    batch = trade_batch(source, list(instruments), gap.code, ids, prices, sizes, side, ts, now)
     if n == missing:
         detail = f"backfilled all {missing} missing trades over REST"
     else:

@@ -20,7 +20,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
 from tickpipe.symbols import ALIASES, normalize_symbol
 
 EXCHANGE = "kraken"
@@ -112,17 +112,10 @@ def _columns(
     source: str,
 ) -> TradeBatch:
     n = len(trades)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter([t.trade_id for t in trades], np.int64, n),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.qty for t in trades], np.float64, n),
-        side=np.fromiter([SIDE_BUY if t.side == "buy" else SIDE_SELL for t in trades], np.int8, n),
-        ts=np.fromiter(ts, np.int64, n),
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = np.fromiter([SIDE_BUY if t.side == "buy" else SIDE_SELL for t in trades], np.int8, n)
+    ids, prices = [t.trade_id for t in trades], [t.price for t in trades]
+    sizes = [t.qty for t in trades]
+    return trade_batch(source, index.instruments, codes, ids, prices, sizes, side, ts, recv_ts)
 
 
 def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:

@@ -23,7 +23,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object
+from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
 
 EXCHANGE = "okx"
 NOTICE_RECONNECT = "64008"  # "The connection will soon be closed for a service upgrade."
@@ -91,17 +91,10 @@ def columns(
     seq = np.fromiter([t.tradeId for t in trades], np.int64, n)
     count = np.fromiter([t.count for t in trades], np.int64, n)
     buy = np.fromiter([t.side == "buy" for t in trades], np.bool_, n)
-    batch = TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=seq,
-        price=np.fromiter([t.px for t in trades], np.float64, n),
-        size=np.fromiter([t.sz for t in trades], np.float64, n),
-        side=np.where(buy, np.int8(SIDE_BUY), np.int8(SIDE_SELL)),
-        ts=np.fromiter([t.ts for t in trades], np.int64, n) * 1000,
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = np.where(buy, np.int8(SIDE_BUY), np.int8(SIDE_SELL))
+    prices, sizes = [t.px for t in trades], [t.sz for t in trades]
+    ts = np.fromiter([t.ts for t in trades], np.int64, n) * 1000
+    batch = trade_batch(source, index.instruments, codes, seq, prices, sizes, side, ts, recv_ts)
     first = None if not n or count.max() == 1 else seq - count + 1
     return batch, first
 

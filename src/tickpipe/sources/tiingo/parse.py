@@ -20,10 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-import numpy as np
 
-from tickpipe.records import SIDE_UNKNOWN, TradeBatch
-from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
+from tickpipe.records import TradeBatch
+from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids, unsided_batch
 from tickpipe.sources.parsing import Parsed, Reject, json_object
 from tickpipe.symbols import normalize_symbol
 
@@ -106,24 +105,14 @@ def _columns(
     seq_start: int,
     source: str,
 ) -> TradeBatch:
-    n = len(trades)
     # One trade per message, so each id's occurrence count is 0: a duplicated message repeats it.
     ids = [
         content_ids([(index.instruments[c].exchange, t.ticker, us, t.price, t.size)])[0]
         for t, c, us in zip(trades, codes, ts, strict=True)
     ]
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.arange(seq_start, seq_start + n, dtype=np.int64),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.size for t in trades], np.float64, n),
-        side=np.full(n, SIDE_UNKNOWN, np.int8),  # Tiingo does not say who took liquidity
-        ts=np.fromiter(ts, np.int64, n),
-        recv_ts=np.full(n, recv_ts, np.int64),
-        trade_id=np.array(ids, object) if n else np.empty(0, object),
-    )
+    prices, sizes = [t.price for t in trades], [t.size for t in trades]
+    instruments = index.instruments
+    return unsided_batch(source, instruments, codes, seq_start, prices, sizes, ts, recv_ts, ids)
 
 
 def _parse_slow(
