@@ -89,22 +89,37 @@ _any_json = msgspec.json.Decoder()
 T = TypeVar("T")
 
 
+RECONNECT = "reconnect"  # a classifier's answer for the server's request to reconnect
+
+
+class Rejects(list[Reject]):
+    """The frames a parser's frame-by-frame path refused, and whether the server asked this
+    connection to reconnect."""
+
+    reconnect = False
+
+    def refuse(self, frame: bytes, reason: str) -> None:
+        """Act on what a classifier said of `frame`: '' drops it (an ack, a notice),
+        `RECONNECT` notes the server's request, any other reason rejects it."""
+        if reason == RECONNECT:
+            self.reconnect = True
+        elif reason:
+            self.append(Reject(frame, reason))
+
+
 def decoded(
     frames: Iterable[bytes],
     decoder: msgspec.json.Decoder[T],
     classify: Callable[[bytes, msgspec.DecodeError], str],
-    rejects: list[Reject],
+    rejects: Rejects,
 ) -> Iterator[tuple[bytes, T]]:
     """Each frame with its message, for a parser's frame-by-frame path. A frame that does not
-    decode goes to `rejects` with the reason `classify` gives ('': an ack or a notice, which
-    is dropped)."""
+    decode is refused with the reason `classify` gives."""
     for frame in frames:
         try:
             message = decoder.decode(frame)
         except msgspec.DecodeError as exc:
-            reason = classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
+            rejects.refuse(frame, classify(frame, exc))
             continue
         yield frame, message
 

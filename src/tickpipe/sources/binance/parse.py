@@ -17,7 +17,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 from tickpipe.symbols import to_binance
 
 EXCHANGE = "binance"
@@ -102,13 +102,11 @@ def _columns(
 def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     trades: list[_Trade | _AggTrade] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     for frame, envelope in decoded(frames, _decoder, _classify, rejects):
         trade = envelope.data
         if trade is None:
-            reason = _classify(frame, None)
-            if reason:
-                rejects.append(Reject(frame, reason))
+            rejects.refuse(frame, _classify(frame, None))
             continue
         code = index.codes.get(trade.s)
         if code is None:

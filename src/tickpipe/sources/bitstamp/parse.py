@@ -18,7 +18,15 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, json_object, trade_batch
+from tickpipe.sources.parsing import (
+    RECONNECT,
+    Parsed,
+    Reject,
+    Rejects,
+    decoded,
+    json_object,
+    trade_batch,
+)
 
 EXCHANGE = "bitstamp"
 CHANNEL_PREFIX = "live_trades_"
@@ -88,25 +96,16 @@ def taker_side(types: list[int]) -> np.ndarray:
 def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     data: list[_Data] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
-    reconnect = False
-    for frame in frames:
-        try:
-            trade = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason == "reconnect":
-                reconnect = True
-            elif reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    rejects = Rejects()
+    for frame, trade in decoded(frames, _decoder, _classify, rejects):
         code = index.codes.get(trade.channel)
         if code is None:
             rejects.append(Reject(frame, f"unknown channel {trade.channel!r}"))
             continue
         data.append(trade.data)
         codes.append(code)
-    return Parsed(columns(data, codes, recv_ts, index, source), rejects, reconnect=reconnect)
+    batch = columns(data, codes, recv_ts, index, source)
+    return Parsed(batch, rejects, reconnect=rejects.reconnect)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
@@ -119,7 +118,7 @@ def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     if event in ("bts:subscription_succeeded", "bts:unsubscription_succeeded", "bts:heartbeat"):
         return ""
     if event == "bts:request_reconnect":
-        return "reconnect"
+        return RECONNECT
     if event == "bts:error":
         data = msg.get("data") if isinstance(msg.get("data"), dict) else {}
         return f"error reply from exchange: {data.get('code')} {data.get('message', '')}".rstrip()

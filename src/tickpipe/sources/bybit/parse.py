@@ -24,7 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 from tickpipe.symbols import normalize_symbol
 
 EXCHANGE = "bybit"
@@ -132,7 +132,7 @@ def _parse_slow(
 ) -> Parsed:
     trades: list[_Trade] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     for frame, message in decoded(frames, _decoder, _classify, rejects):
         found = [index.codes.get(t.symbol) for t in message.data]
         if None in found:

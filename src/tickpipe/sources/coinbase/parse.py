@@ -39,7 +39,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 
 EXCHANGE = "coinbase"
 
@@ -122,14 +122,9 @@ def _advanced_slow(
     trades: list[Any] = []
     ids: list[int] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     data = 0
-    for frame in frames:
-        try:
-            msg = _at_decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            rejects.append(Reject(frame, _classify_advanced(frame, exc)))
-            continue
+    for frame, msg in decoded(frames, _at_decoder, _classify_advanced, rejects):
         if msg.channel in _AT_QUIET:
             continue
         if msg.channel != "market_trades":
@@ -162,7 +157,7 @@ def _advanced_slow(
 
 
 def _classify_advanced(frame: bytes, error: msgspec.DecodeError | None) -> str:
-    msg = _json_object(frame)
+    msg = json_object(frame)
     if isinstance(msg, str):
         return msg
     if msg.get("type") == "error":
@@ -226,7 +221,7 @@ def _exchange_slow(
     trades: list[Any] = []
     codes: list[int] = []
     last_ids: list[tuple[int, int]] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     for frame, msg in decoded(frames, _ex_decoder, _classify_exchange, rejects):
         if type(msg) is _Subscriptions:
             continue
@@ -246,7 +241,7 @@ def _exchange_slow(
 
 def _classify_exchange(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a usable message: '' for known messages tickpipe does not need."""
-    msg = _json_object(frame)
+    msg = json_object(frame)
     if isinstance(msg, str):
         return msg
     kind = msg.get("type")
@@ -269,14 +264,6 @@ def _int_id(text: str) -> int | None:
     except ValueError:
         return None
     return value if 0 <= value <= 2**63 - 1 else None
-
-
-def _json_object(frame: bytes) -> dict[str, Any] | str:
-    """The frame as a JSON object, or the reason it is none."""
-    msg: Any = json_object(frame)
-    if isinstance(msg, str):
-        return msg
-    return msg
 
 
 def _columns(

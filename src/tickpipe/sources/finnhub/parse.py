@@ -23,7 +23,7 @@ import msgspec
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids, unsided_batch
-from tickpipe.sources.parsing import Parsed, Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 SOURCE = "finnhub"
@@ -167,16 +167,9 @@ def _parse_slow(
     frames: list[bytes], recv_ts: int, index: FinnhubInstruments, seq_start: int, source: str
 ) -> Parsed:
     rows: list[tuple[int, int, _Tick]] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     data = 0
-    for m_no, frame in enumerate(frames):
-        try:
-            message = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    for m_no, (frame, message) in enumerate(decoded(frames, _decoder, _classify, rejects)):
         if type(message) is not _Trades:
             continue  # a ping
         data += 1

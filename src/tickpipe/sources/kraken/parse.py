@@ -20,7 +20,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 from tickpipe.symbols import ALIASES, normalize_symbol
 
 EXCHANGE = "kraken"
@@ -122,7 +122,7 @@ def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, sourc
     trades: list[_Trade] = []
     codes: list[int] = []
     ts: list[int] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     for frame, message in decoded(frames, _decoder, _classify, rejects):
         if type(message) is not _TradeMessage:
             continue

@@ -23,7 +23,15 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Parsed, Reject, decoded, json_object, trade_batch
+from tickpipe.sources.parsing import (
+    RECONNECT,
+    Parsed,
+    Reject,
+    Rejects,
+    decoded,
+    json_object,
+    trade_batch,
+)
 
 EXCHANGE = "okx"
 NOTICE_RECONNECT = "64008"  # "The connection will soon be closed for a service upgrade."
@@ -102,16 +110,11 @@ def columns(
 def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     trades: list[OkxTrade] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
-    reconnect = False
+    rejects = Rejects()
     for frame, envelope in decoded(frames, _decoder, _classify, rejects):
         data = envelope.data
         if data is None:
-            reason = _classify(frame, None)
-            if reason == "reconnect":
-                reconnect = True
-            elif reason:
-                rejects.append(Reject(frame, reason))
+            rejects.refuse(frame, _classify(frame, None))
             continue
         unknown = next((t.instId for t in data if t.instId not in index.codes), None)
         if unknown is not None:
@@ -120,7 +123,7 @@ def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, sourc
         trades.extend(data)
         codes.extend(index.codes[t.instId] for t in data)
     batch, first = columns(trades, codes, recv_ts, index, source)
-    return Parsed(batch, rejects, first_seq=first, reconnect=reconnect)
+    return Parsed(batch, rejects, first_seq=first, reconnect=rejects.reconnect)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
@@ -135,7 +138,7 @@ def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
     if event in ("subscribe", "unsubscribe", "channel-conn-count"):
         return ""
     if event == "notice" and str(msg.get("code")) == NOTICE_RECONNECT:
-        return "reconnect"
+        return RECONNECT
     if event == "error":
         return f"error reply from exchange: {msg.get('code')} {msg.get('msg', '')}".rstrip()
     if event is not None:

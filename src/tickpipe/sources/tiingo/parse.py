@@ -23,7 +23,7 @@ import msgspec
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids, unsided_batch
-from tickpipe.sources.parsing import Parsed, Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object
 from tickpipe.symbols import normalize_symbol
 
 SOURCE = "tiingo"
@@ -121,14 +121,9 @@ def _parse_slow(
     trades: list[_Trade] = []
     codes: list[int] = []
     ts: list[int] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     data = 0
-    for frame in frames:
-        try:
-            message = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            rejects.append(Reject(frame, _classify(frame, exc)))
-            continue
+    for frame, message in decoded(frames, _decoder, _classify, rejects):
         if type(message) is not _Update:
             continue  # heartbeat or subscription ack
         data += 1
