@@ -22,7 +22,7 @@ import numpy as np
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.binance.parse import InstrumentIndex
 from tickpipe.sources.parsing import trade_batch
-from tickpipe.sources.rest import RestClient
+from tickpipe.sources.rest import RestClient, read_rows
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 DEFAULT_REST_URL = "https://api.binance.com"
@@ -122,19 +122,12 @@ async def fetch_page(
     answer = await rest.get_json(path, params)
     if not isinstance(answer, list):
         return Page([], [answer])
-    kind: type[_AggTrade] | type[_Trade] = _AggTrade if path == AGG_TRADES else _Trade
-    rows: list[Row] = []
-    bad: list[Any] = []
-    for item in answer:
-        try:
-            row = msgspec.convert(item, kind, strict=False)
-        except msgspec.ValidationError:
-            bad.append(item)
-            continue
-        if isinstance(row, _AggTrade):
-            rows.append(Row(row.a, row.p, row.q, row.T, row.m))
-        elif isinstance(row, _Trade):
-            rows.append(Row(row.id, row.price, row.qty, row.time, row.isBuyerMaker))
+    if path == AGG_TRADES:
+        aggs, bad = read_rows(answer, _AggTrade)
+        rows = [Row(a.a, a.p, a.q, a.T, a.m) for a in aggs]
+    else:
+        trades, bad = read_rows(answer, _Trade)
+        rows = [Row(t.id, t.price, t.qty, t.time, t.isBuyerMaker) for t in trades]
     rows.sort()
     return Page(rows, bad)
 
@@ -149,16 +142,8 @@ async def fetch_prices(
         answer = [answer]
     if not isinstance(answer, list):
         return {}, [answer]
-    prices: dict[str, float] = {}
-    bad: list[Any] = []
-    for item in answer:
-        try:
-            row = msgspec.convert(item, _Price, strict=False)
-        except msgspec.ValidationError:
-            bad.append(item)
-            continue
-        prices[row.symbol] = row.price
-    return prices, bad
+    rows, bad = read_rows(answer, _Price)
+    return {row.symbol: row.price for row in rows}, bad
 
 
 def rows_to_batch(

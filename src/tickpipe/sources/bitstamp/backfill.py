@@ -17,7 +17,7 @@ import msgspec
 from tickpipe.records import TradeBatch
 from tickpipe.sources.bitstamp.parse import InstrumentIndex, taker_side
 from tickpipe.sources.parsing import trade_batch
-from tickpipe.sources.rest import RestClient
+from tickpipe.sources.rest import RestClient, read_rows
 
 WINDOWS = (("minute", 60), ("hour", 3600), ("day", 86400))
 _Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -48,13 +48,7 @@ async def fetch_since(
     rows = await client.get_json(f"/api/v2/transactions/{url_symbol}/", {"time": name})
     if not isinstance(rows, list):
         raise RuntimeError(f"bitstamp transactions: unexpected answer {str(rows)[:200]}")
-    trades: list[Transaction] = []
-    bad: list[Any] = []
-    for row in rows:
-        try:
-            trades.append(msgspec.convert(row, Transaction, strict=False))
-        except msgspec.ValidationError:
-            bad.append(row)
+    trades, bad = read_rows(rows, Transaction)
     return [t for t in trades if t.tid > after_id], bad, complete
 
 
