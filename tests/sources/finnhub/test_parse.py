@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickpipe.sources.finnhub.aggregated import (
+from tickpipe.sources.aggregated import (
     VenueInstruments,
     content_ids,
     normalize_venue,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tickpipe.sources.finnhub.aggregated import VenueInstruments
+from tickpipe.sources.aggregated import VenueInstruments
 from tickpipe.sources.tiingo.parse import parse_frames, tickers_for, tiingo_ticker
 
 # The examples of https://www.tiingo.com/documentation/websockets/crypto

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from tickpipe.records import TradeBatch
-from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids, unsided_batch
-from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object
+from tickpipe.sources.aggregated import (
+    VenueInstruments,
+    classify_by_type,
+    content_ids,
+    unsided_batch,
+)
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 SOURCE = "finnhub"
@@ -186,13 +191,5 @@ def _parse_slow(
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
-    """Why a frame is not a trade message: '' for notices that need no action."""
-    msg: Any = json_object(frame)
-    if isinstance(msg, str):
-        return msg
-    kind = msg.get("type")
-    if kind == "error":
-        return "error reply from exchange"
-    if kind not in ("trade", "ping"):
-        return f"unexpected message type {kind!r}"
-    return f"bad trade: {error}"
+    """Why a frame is not a trade message."""
+    return classify_by_type(frame, error, "type", "error", ("trade", "ping"))

@@ -17,13 +17,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from tickpipe.records import TradeBatch
-from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids, unsided_batch
-from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object
+from tickpipe.sources.aggregated import (
+    VenueInstruments,
+    classify_by_type,
+    content_ids,
+    unsided_batch,
+)
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded
 from tickpipe.symbols import normalize_symbol
 
 SOURCE = "tiingo"
@@ -142,12 +147,4 @@ def _parse_slow(
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a Tiingo update, heartbeat or ack."""
-    msg: Any = json_object(frame)
-    if isinstance(msg, str):
-        return msg
-    kind = msg.get("messageType")
-    if kind == "E":
-        return "error reply from exchange"
-    if kind not in ("A", "H", "I"):
-        return f"unexpected message type {kind!r}"
-    return f"bad trade: {error}"
+    return classify_by_type(frame, error, "messageType", "E", ("A", "H", "I"))

@@ -14,29 +14,23 @@ from collections.abc import Sequence
 
 import msgspec
 
-from tickpipe.sources.feed import Shard, ShardedFeed, split
-from tickpipe.sources.finnhub.aggregated import VenueInstruments
-from tickpipe.sources.parsing import Parsed
+from tickpipe.sources.aggregated import AggregatorFeed, VenueInstruments
+from tickpipe.sources.feed import Shard, split
 from tickpipe.sources.tiingo.parse import SOURCE, parse_frames, tickers_for
-from tickpipe.sources.ws import WsConfig, check_ws_url
+from tickpipe.sources.ws import WsConfig
 
 DEFAULT_URL = "wss://api.tiingo.com/crypto"
 THRESHOLD_TRADES = 5  # "Trade Updates per-exchange" (2 would add top-of-book quotes)
 MAX_TICKERS = 100
 
-# Tiingo sends a heartbeat ({"messageType":"H"}) to open connections; we ping when idle too.
-TIINGO_WS_CONFIG = WsConfig(
-    idle_timeout=60.0,
-    data_timeout=300.0,
-    ping_interval=20.0,
-    ping_timeout=10.0,
-)
 
-
-class TiingoSource(ShardedFeed):
+class TiingoSource(AggregatorFeed):
     """Trades of `symbols` (normalized, e.g. `BTC-USD`) from Tiingo's crypto firehose, each
     stamped with the venue it traded on (Tiingo's `gdax` becomes `coinbase`). No REST
     history: lost trades are neither counted nor refetched."""
+
+    token_env = "TIINGO_TOKEN"
+    parse_frames = staticmethod(parse_frames)
 
     def __init__(
         self,
@@ -47,20 +41,13 @@ class TiingoSource(ShardedFeed):
         ws_config: WsConfig | None = None,
         max_tickers: int = MAX_TICKERS,
     ) -> None:
-        if not token:
-            raise ValueError("tiingo needs an API token: set TIINGO_TOKEN")
-        if not symbols:
-            raise ValueError("tiingo needs at least one symbol")
+        super().__init__("tiingo", symbols, token, url, name, ws_config)
         if max_tickers < 1:
             raise ValueError(f"tiingo max_tickers must be positive, not {max_tickers}")
-        check_ws_url(url, [token])
-        super().__init__(name, url, ws_config or TIINGO_WS_CONFIG)
-        self.secrets = (token,)
         self.index = VenueInstruments(tickers_for(symbols))
         tickers = list(self.index.symbols)
         self.shard(tickers, split(tickers, max_tickers))
         self._token = token
-        self._seq = 0  # arrival order: Tiingo gives no trade ids
 
     @property
     def groups(self) -> list[list[str]]:
@@ -82,8 +69,3 @@ class TiingoSource(ShardedFeed):
 
     def subscribe_messages(self, shard: Shard) -> list[bytes]:
         return [self.subscribe_message(shard.symbols)]
-
-    def parse(self, frames: list[bytes], recv_ts: int) -> Parsed:
-        parsed = parse_frames(frames, recv_ts, self.index, self._seq, self.name)
-        self._seq += len(parsed.batch)
-        return parsed

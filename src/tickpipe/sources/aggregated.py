@@ -1,23 +1,24 @@
-"""What the aggregator feeds (Finnhub, Tiingo) share: venue names, content-derived trade ids,
-instruments that appear as venues do, their batches (no side, arrival order), and putting the
-API token into the URL (the shared WebSocket helper keeps it out of its own messages:
-`WsClient(secrets=...)`).
-
-Kept here because only aggregators need it; it would move to `tickpipe/sources/aggregated.py`
-once that shared module exists (the Tiingo connector imports it from here meanwhile).
+"""What the aggregator feeds (Finnhub, Tiingo) share: their base on the `ShardedFeed`
+(`AggregatorFeed`: an API token kept secret, order keys by arrival, no REST history), venue
+names, content-derived trade ids, instruments that appear as venues do, their batches (no
+side), the shape of their classifiers, and putting the API token into the URL (the shared
+WebSocket helper keeps it out of its own messages: `WsClient(secrets=...)`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
+from typing import Any
 
+import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_UNKNOWN, Instrument, TradeBatch
-from tickpipe.sources.parsing import trade_batch
-from tickpipe.sources.ws import redact_secrets
+from tickpipe.sources.feed import ShardedFeed
+from tickpipe.sources.parsing import Parsed, json_object, trade_batch
+from tickpipe.sources.ws import WsConfig, check_ws_url, redact_secrets
 
 # Venue spellings of the same exchange across feeds; the analytics of top exchanges group by it.
 VENUE_ALIASES = {
@@ -100,6 +101,66 @@ def unsided_batch(
     side = np.full(n, SIDE_UNKNOWN, np.int8)
     trade_id = np.array(ids, object) if n else np.empty(0, object)
     return trade_batch(source, instruments, codes, seq, prices, sizes, side, ts, recv_ts, trade_id)
+
+
+# Both send pings or heartbeats to open connections and we ping when idle too; a quiet pair
+# can go minutes without a trade.
+AGGREGATOR_WS_CONFIG = WsConfig(
+    idle_timeout=60.0,
+    data_timeout=300.0,
+    ping_interval=20.0,
+    ping_timeout=10.0,
+)
+
+
+class AggregatorFeed(ShardedFeed):
+    """An aggregator's WebSocket feed: refused without its API token (which is never shown)
+    or symbols; trades carry no ids, so order keys count arrivals; no REST history."""
+
+    token_env = ""  # the environment variable the token comes from (named when it is missing)
+    index: VenueInstruments  # set by the connector
+    # The feed's parser: (frames, recv_ts, index, first order key, source) -> Parsed.
+    parse_frames: Callable[[list[bytes], int, Any, int, str], Parsed]
+
+    def __init__(
+        self,
+        exchange: str,
+        symbols: Sequence[str],
+        token: str | None,
+        url: str,
+        name: str,
+        ws_config: WsConfig | None,
+    ) -> None:
+        if not token:
+            raise ValueError(f"{exchange} needs an API token: set {self.token_env}")
+        if not symbols:
+            raise ValueError(f"{exchange} needs at least one symbol")
+        check_ws_url(url, [token])
+        super().__init__(name, url, ws_config or AGGREGATOR_WS_CONFIG)
+        self.secrets = (token,)
+        self._seq = 0
+
+    def parse(self, frames: list[bytes], recv_ts: int) -> Parsed:
+        parsed = self.parse_frames(frames, recv_ts, self.index, self._seq, self.name)
+        self._seq += len(parsed.batch)
+        return parsed
+
+
+def classify_by_type(
+    frame: bytes, error: msgspec.DecodeError, field: str, error_type: str, known: Container[str]
+) -> str:
+    """An aggregator's classifier: its messages name their kind in `field`; `error_type` is
+    an error reply, a kind not `known` is unexpected, a known one that did not decode is a bad
+    trade."""
+    msg: Any = json_object(frame)
+    if isinstance(msg, str):
+        return msg
+    kind = msg.get(field)
+    if kind == error_type:
+        return "error reply from exchange"
+    if kind not in known:
+        return f"unexpected message type {kind!r}"
+    return f"bad trade: {error}"
 
 
 def with_token(url: str, token: str, param: str = "token") -> str:
