@@ -93,8 +93,6 @@ class BinanceSource(ShardedFeed):
 
     def checked(self, parsed: Parsed, ctx: SourceContext) -> None:
         batch = parsed.batch
-        if not len(batch):
-            return
         for hole in self.gaps.check(batch):
             self.request(hole, ctx)
         if self.refills:

@@ -18,15 +18,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import (
-    RECONNECT,
-    Parsed,
-    Reject,
-    Rejects,
-    decoded,
-    json_object,
-    trade_batch,
-)
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 
 EXCHANGE = "bitstamp"
 CHANNEL_PREFIX = "live_trades_"
@@ -118,7 +110,7 @@ def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     if event in ("bts:subscription_succeeded", "bts:unsubscription_succeeded", "bts:heartbeat"):
         return ""
     if event == "bts:request_reconnect":
-        return RECONNECT
+        return parsing.RECONNECT
     if event == "bts:error":
         data = msg.get("data") if isinstance(msg.get("data"), dict) else {}
         return f"error reply from exchange: {data.get('code')} {data.get('message', '')}".rstrip()

@@ -23,15 +23,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import (
-    RECONNECT,
-    Parsed,
-    Reject,
-    Rejects,
-    decoded,
-    json_object,
-    trade_batch,
-)
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 
 EXCHANGE = "okx"
 NOTICE_RECONNECT = "64008"  # "The connection will soon be closed for a service upgrade."
@@ -138,7 +130,7 @@ def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
     if event in ("subscribe", "unsubscribe", "channel-conn-count"):
         return ""
     if event == "notice" and str(msg.get("code")) == NOTICE_RECONNECT:
-        return RECONNECT
+        return parsing.RECONNECT
     if event == "error":
         return f"error reply from exchange: {msg.get('code')} {msg.get('msg', '')}".rstrip()
     if event is not None:
