@@ -4,10 +4,13 @@ A source is an object with a `name` and an async `run(ctx)` that pushes batches 
 `ctx.emit` until the feed ends or the task is cancelled. `emit` waits when the transport is
 full: that wait is the backpressure that keeps memory bounded.
 
-The WebSocket exchange connectors are built on one scaffold (`feed.ShardedFeed`: connection
-groups, resubscribe, parse into one `parsing.Parsed`, refills through `fetch_since`); each
-WebSocket client keeps its own connection state in `SourceStats.links`, from which the
-source's `connected` is derived.
+The WebSocket exchange connectors (Binance, Coinbase, Kraken, Bybit, OKX, Bitstamp, and the
+aggregators Finnhub and Tiingo through `aggregated.AggregatorFeed`) are built on one scaffold
+(`feed.ShardedFeed`: connection groups, resubscribe, parse into one `parsing.Parsed`, refills
+through `fetch_since`). ccxt owns its own sockets, so its source shares only the pieces that
+fit (`Parsed`, a `Link` per watch loop, `fetch_since`). Each connection keeps its own state in
+`SourceStats.links`, from which the source's `connected` is derived; a poller or a
+simulation without connections of its own states it whole.
 """
 
 from __future__ import annotations

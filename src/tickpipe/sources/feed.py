@@ -15,6 +15,10 @@ back or why none did. A connector without REST history says so with `refills = F
 it reports then (or one that finds the queue full) carries the connector's `refill_off` /
 `refill_full` reason.
 
+What a parse or a refill brought is handed on the same way everywhere (`hand_on`, `delivered`:
+rejects to the dead letters, batches to `ctx.emit`, both counted; then the `Gap`), by sources
+that are not a `ShardedFeed` too (ccxt).
+
 A connector supplies: its URL (`connection_url` where the streams are named in it) and
 `subscribe_messages`, `parse`, `connection_config` where it needs an application ping,
 `checked` (its gap check), `reconnected` (catch-ups) and `fetch_since`.

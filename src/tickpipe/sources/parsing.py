@@ -1,9 +1,13 @@
-"""What every exchange parser shares: its one result type (`Parsed`), the reject record, the
-instrument index, and reading a frame that is not a trade as a plain JSON object (to say what
-it is instead).
+"""What every exchange parser shares: its one result type (`Parsed`), the reject record and
+the frame-by-frame path's `Rejects` (drop, reject, or note the server's request to reconnect,
+as the parser's classifier says) fed by `decoded`, the batch built from per-trade values
+(`trade_batch`), the instrument index, and reading a frame that is not a trade as a plain
+JSON object (to say what it is instead).
 
-A parser maps each frame's raw symbol to an instrument code with one dict lookup; the index
-holds those codes. Exchanges differ only in how they spell a symbol, which each passes in.
+A parser's fast path decodes a whole list of frames at once and falls back to the frame-by-
+frame path only when something does not fit. It maps each frame's raw symbol to an instrument
+code with one dict lookup; the index holds those codes. Exchanges differ only in how they spell
+a symbol, which each passes in.
 """
 
 from __future__ import annotations
