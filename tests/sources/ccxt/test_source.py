@@ -50,10 +50,16 @@ def binance_config(server: FakeBinance) -> dict[str, Any]:
 class Run:
     """A running CcxtSource and everything it handed out."""
 
-    def __init__(self, server: FakeBinance) -> None:
+    def __init__(self, server: FakeBinance, symbols_per_call: int = 100) -> None:
         self.batches: list[TradeBatch] = []
         self.events: list[Gap | Disconnect] = []
-        self.source = CcxtSource("binance", SYMBOLS, config=binance_config(server), retry=FAST)
+        self.source = CcxtSource(
+            "binance",
+            SYMBOLS,
+            config=binance_config(server),
+            retry=FAST,
+            symbols_per_call=symbols_per_call,
+        )
         self.ctx = SourceContext(emit=self.emit, event=self.events.append)
 
     async def emit(self, batch: TradeBatch) -> None:
@@ -64,8 +70,8 @@ class Run:
 
 
 @contextlib.asynccontextmanager
-async def running(server: FakeBinance) -> AsyncIterator[Run]:
-    run = Run(server)
+async def running(server: FakeBinance, symbols_per_call: int = 100) -> AsyncIterator[Run]:
+    run = Run(server, symbols_per_call)
     task = asyncio.create_task(run.source.run(run.ctx))
     try:
         yield run
@@ -122,6 +128,27 @@ async def test_published_trades_arrive_once_with_their_fields() -> None:
         check_trades(run, server)
         assert ("/api/v3/exchangeInfo", {}) in server.rest_requests  # markets came from the fake
         assert all(b.trade_id is None for b in run.batches)  # numeric ids: kept as seq only
+
+
+@async_test(timeout=30)
+async def test_each_watch_loop_keeps_its_own_connection_state() -> None:
+    async with FakeBinance() as server, running(server, symbols_per_call=1) as run:
+        await server.wait_for(
+            lambda: (
+                {s for c in server.connections for s in c.streams}
+                >= {"btcusdt@trade", "ethusdt@trade"}
+            ),
+            10,
+        )
+        await asyncio.sleep(0.05)  # the SUBSCRIBE acks reach ccxt
+        assert not run.ctx.stats.connected  # no loop has delivered yet
+        btc = server.publish("BTCUSDT")
+        await server.wait_for(lambda: any(t.raw_symbol == "BTCUSDT" for t in run.trades()), 10)
+        assert [link.up for link in run.ctx.stats.links] == [True, False]
+        assert not run.ctx.stats.connected  # the ETH loop has not answered: not all are up
+        await deliver(server, run, [btc, server.publish("ETHUSDT")])
+        assert [link.up for link in run.ctx.stats.links] == [True, True]
+        assert run.ctx.stats.connected
 
 
 @async_test(timeout=30)
