@@ -248,36 +248,40 @@ async def test_silent_feed_that_answers_pings_reconnects_on_the_data_timer(venue
             assert run.observed() == venue.expect(run.made)
 
 
-@pytest.mark.parametrize("venue", venues())
-@async_test()
-async def test_duplicates_are_passed_on_for_the_engine_to_remove(venue: Venue) -> None:
-    """Every connector documents that it hands duplicates on (the engine de-duplicates)."""
+async def sent_as(
+    venue: Venue, count: int, messages: Sequence[Sequence[int]]
+) -> tuple[Contract, list[tuple[str, Any]]]:
+    """Make `count` trades on the first market and send them as `messages` (positions among
+    them, one list a message); the run once as many trades arrived as were sent, and the
+    (market, trade) pairs in the order sent."""
     async with venue.fake() as server:
         run = Contract(venue, server)
         async with run.running():
             await run.subscribed(1)
             market = venue.markets[0]
-            a, b = run.make(market, 2)
-            venue.send(server, market, [a, a, b, b, a])
-            await run.until(lambda: len(run.trades()) >= 5)
-        assert run.observed() == venue.expect([(market, t) for t in (a, a, b, b, a)])
-        assert run.gaps() == []
+            made = run.make(market, count)
+            for message in messages:
+                venue.send(server, market, [made[i] for i in message])
+            sent = [(market, made[i]) for message in messages for i in message]
+            await run.until(lambda: len(run.trades()) >= len(sent))
+    return run, sent
+
+
+@pytest.mark.parametrize("venue", venues())
+@async_test()
+async def test_duplicates_are_passed_on_for_the_engine_to_remove(venue: Venue) -> None:
+    """Every connector documents that it hands duplicates on (the engine de-duplicates)."""
+    run, sent = await sent_as(venue, 2, [[0, 0, 1, 1, 0]])
+    assert run.observed() == venue.expect(sent)
+    assert run.gaps() == []
 
 
 @pytest.mark.parametrize("venue", venues())
 @async_test()
 async def test_reordered_trades_all_arrive_as_sent_and_are_no_gap(venue: Venue) -> None:
-    async with venue.fake() as server:
-        run = Contract(venue, server)
-        async with run.running():
-            await run.subscribed(1)
-            market = venue.markets[0]
-            a, b, c = run.make(market, 3)
-            venue.send(server, market, [c])
-            venue.send(server, market, [a, b])
-            await run.until(lambda: len(run.trades()) >= 3)
-        assert run.observed() == venue.expect([(market, t) for t in (c, a, b)])
-        assert run.gaps() == []  # ids at or below the highest seen are never a gap
+    run, sent = await sent_as(venue, 3, [[2], [0, 1]])
+    assert run.observed() == venue.expect(sent)
+    assert run.gaps() == []  # ids at or below the highest seen are never a gap
 
 
 @pytest.mark.parametrize("venue", venues())
