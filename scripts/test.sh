@@ -20,6 +20,8 @@ echo "== installing tickpipe with its test dependencies"
 echo "== ruff"
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
+echo "== mypy"
+.venv/bin/mypy
 echo "== pytest"
 # In CI a test that cannot reach a server it needs fails instead of skipping.
 export TICKPIPE_REQUIRE_SERVERS="${TICKPIPE_REQUIRE_SERVERS:-${CI:+1}}"

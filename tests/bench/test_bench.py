@@ -87,7 +87,7 @@ def test_frames_are_binance_combined_stream_trades(tmp_path: Path) -> None:
     index = InstrumentIndex.for_symbols(binance_symbols(40))
     ids: dict[str, list[int]] = {}
     for chunk in chunks:
-        batch, rejects = parse_frames(chunk, 0, index)
+        batch, rejects, *_ = parse_frames(chunk, 0, index)
         assert not rejects and len(batch) == len(chunk)
         assert (batch.price > 0).all() and (batch.size > 0).all()
         for code, seq in zip(batch.instrument.tolist(), batch.seq.tolist(), strict=True):

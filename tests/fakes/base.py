@@ -73,17 +73,28 @@ class ServerConnection:
 
 
 class Listener(WSListener):
-    """One client connection: protocol pings, pongs and closes here, text to the fake."""
+    """One client connection: protocol pings, pongs and closes here, text to the fake.
 
-    def __init__(self, server: FakeExchange, conn: ServerConnection) -> None:
+    It is given the fake's hooks (bound when the connection opens, so a subclass's or a test's
+    override is the one called) rather than the fake itself."""
+
+    def __init__(
+        self,
+        conn: ServerConnection,
+        on_connected: Callable[[ServerConnection], None],
+        on_text: Callable[[ServerConnection, bytes], None],
+        answers_pings: Callable[[], bool],
+    ) -> None:
         super().__init__()
-        self.server = server
         self.conn = conn
+        self.on_connected = on_connected
+        self.on_text = on_text
+        self.answers_pings = answers_pings
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.conn.transport = transport
         self.conn.opened_at = self.conn.last_rx = self.conn.last_pong = time.monotonic()
-        self.server._on_connected(self.conn)
+        self.on_connected(self.conn)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         conn = self.conn
@@ -91,7 +102,7 @@ class Listener(WSListener):
         kind = frame.msg_type
         if kind is WSMsgType.PING:
             conn.pings_received += 1
-            if self.server._answers_pings():
+            if self.answers_pings():
                 transport.send_pong(frame.get_payload_as_bytes())
         elif kind is WSMsgType.PONG:
             conn.pongs_received += 1
@@ -101,7 +112,7 @@ class Listener(WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
         elif kind is WSMsgType.TEXT:
-            self.server._on_text(conn, frame.get_payload_as_bytes())
+            self.on_text(conn, frame.get_payload_as_bytes())
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.conn.closed = True
@@ -373,7 +384,7 @@ class FakeExchange:
         if conn is None:
             return None
         self.connections.append(conn)
-        return Listener(self, conn)
+        return Listener(conn, self._on_connected, self._on_text, self._answers_pings)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -16,9 +16,15 @@ from tickpipe.records import Disconnect, Gap, Trade, TradeBatch
 from tickpipe.sources import Source, SourceContext
 
 
-def observed(trades: list[Trade]) -> list[tuple]:
+def observed(trades: list[Trade], *, ids: bool = True) -> list[tuple]:
     """What a connector's tests compare with the trades the fake exchange made: every field
-    but `recv_ts` (the local clock)."""
+    but `recv_ts` (the local clock). `ids=False` leaves out `trade_id` and `seq` too, for feeds
+    that carry no trade id (the source derives both)."""
+    if not ids:
+        return [
+            (t.source, t.exchange, t.symbol, t.raw_symbol, t.price, t.size, t.side, t.ts)
+            for t in trades
+        ]
     return [
         (t.source, t.exchange, t.symbol, t.raw_symbol, t.trade_id, t.seq, t.price, t.size, t.side,
          t.ts)

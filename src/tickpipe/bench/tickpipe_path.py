@@ -66,7 +66,7 @@ class TickpipePath:
 
     def feed(self, frames: list[bytes]) -> None:
         """One chunk, as a WebSocket reader hands it over."""
-        batch, rejects = parse_frames(frames, now_us(), self.index)
+        batch, rejects, *_ = parse_frames(frames, now_us(), self.index)
         self.counts.frames += len(frames)
         self.counts.rejected += len(rejects)
         self.stage.process(batch)

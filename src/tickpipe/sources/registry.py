@@ -61,7 +61,7 @@ def connector(name: str) -> Connector:
     """The connector package of `name`; UnknownExchange lists the supported ones."""
     if name not in EXCHANGES:
         raise UnknownExchange(f"unknown exchange {name!r} (supported: {', '.join(EXCHANGES)})")
-    return importlib.import_module(f"tickpipe.sources.{name}")  # type: ignore[return-value]
+    return importlib.import_module(f"tickpipe.sources.{name}")
 
 
 def exchange_info(name: str) -> ExchangeInfo:

@@ -1,4 +1,5 @@
-"""The shared REST helper: JSON GETs for symbol lists and gap backfill, polite to rate limits.
+"""The shared REST helper: JSON GETs for symbol lists and gap backfill, polite to rate limits,
+and reading an answer's rows into typed records (`read_rows`).
 
 429 and 418 answers wait for `Retry-After` (or a long default) before trying again; server
 errors and dropped connections back off exponentially; other 4xx answers fail at once with the
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
 
 from tickpipe.sources.ws import retry_after_seconds
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,19 @@ class RestError(RuntimeError):
         super().__init__(f"GET {url}: {reason}")
         self.url = url
         self.status = status
+
+
+def read_rows(rows: Iterable[Any], kind: type[T]) -> tuple[list[T], list[Any]]:
+    """The rows of an answer read as `kind` (numbers sent as strings read as numbers), and
+    the rows that do not fit it (for the dead letters)."""
+    read: list[T] = []
+    bad: list[Any] = []
+    for row in rows:
+        try:
+            read.append(msgspec.convert(row, kind, strict=False))
+        except msgspec.ValidationError:
+            bad.append(row)
+    return read, bad
 
 
 class RestClient:

@@ -103,7 +103,8 @@ class MarketSimulator:
         unknown = np.isnan(start)
         start[unknown] = np.exp(self.rng.uniform(np.log(0.01), np.log(100.0), int(unknown.sum())))
         self.log_price = np.log(start)
-        self.volatility = np.exp(self.rng.uniform(*np.log(_VOLATILITY), n))
+        low, high = np.log(_VOLATILITY)
+        self.volatility = np.exp(self.rng.uniform(float(low), float(high), n))
         # Ticks of about 5 significant digits (BTC 0.1, DOGE 0.000001), lots worth about a
         # cent to a dollar (BTC 0.00001, DOGE 1), as on the big venues.
         self._tick = _Grid(np.clip(5 - np.floor(np.log10(start)), 0, 12))
@@ -120,7 +121,8 @@ class MarketSimulator:
         """Each symbol's share of the rate: Zipf-like, with a quiet quarter trading every few s."""
         quiet = n // 4
         active = n - quiet
-        quiet_rates = np.exp(self.rng.uniform(*np.log(_QUIET_RATE), quiet))
+        low, high = np.log(_QUIET_RATE)
+        quiet_rates = np.exp(self.rng.uniform(float(low), float(high), quiet))
         quiet_rates *= min(1.0, _QUIET_MAX_SHARE * self.rate / max(quiet_rates.sum(), 1e-12))
         zipf = 1.0 / np.arange(1, active + 1) ** _ZIPF_EXPONENT
         active_rates = zipf / zipf.sum() * (self.rate - quiet_rates.sum())

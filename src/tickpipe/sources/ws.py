@@ -192,9 +192,10 @@ class WsConnection:
 
     def reconnect(self, reason: str, *, planned: bool = True) -> None:
         """Close this connection; the client reconnects (at once when `planned`)."""
-        self._close(reason, planned=planned, abort=False)
+        self.close(reason, planned=planned, abort=False)
 
-    def _close(self, reason: str, *, planned: bool, abort: bool) -> None:
+    def close(self, reason: str, *, planned: bool, abort: bool) -> None:
+        """Close now (`abort`: without the closing handshake); the first reason given is kept."""
         if self.close_reason is None:
             self.close_reason = reason
             self.planned = planned
@@ -245,7 +246,7 @@ class _Session(WSListener):
                 self.fragments = []
             elif sum(map(len, self.fragments)) > self.config.max_frame_size:
                 self.fragments = []
-                self.conn._close("message too big", planned=False, abort=True)
+                self.conn.close("message too big", planned=False, abort=True)
         elif kind is _PING:
             # Answered here rather than by picows so that pings count for the any-frame timer.
             transport.send_pong(frame.get_payload_as_bytes())
@@ -334,13 +335,13 @@ class _Session(WSListener):
             if self.paused or self.busy or self.chunks:
                 self.last_data = now
             if cfg.idle_timeout and now - self.last_frame > cfg.idle_timeout:
-                self.conn._close(f"no frame for {cfg.idle_timeout:g}s", planned=False, abort=True)
+                self.conn.close(f"no frame for {cfg.idle_timeout:g}s", planned=False, abort=True)
                 return
             if cfg.data_timeout and now - self.last_data > cfg.data_timeout:
-                self.conn._close(f"no data for {cfg.data_timeout:g}s", planned=False, abort=True)
+                self.conn.close(f"no data for {cfg.data_timeout:g}s", planned=False, abort=True)
                 return
             if cfg.max_lifetime and now - self.conn.connected_at >= cfg.max_lifetime:
-                self.conn._close("planned: connection lifetime", planned=True, abort=False)
+                self.conn.close("planned: connection lifetime", planned=True, abort=False)
                 return
 
     async def app_ping(self) -> None:
@@ -367,7 +368,7 @@ class _Session(WSListener):
                 message = payload() if callable(payload) else payload
                 transport.send(_TEXT, message.encode() if isinstance(message, str) else message)
             except Exception as exc:
-                self.conn._close(f"app ping failed: {exc!r}", planned=False, abort=True)
+                self.conn.close(f"app ping failed: {exc!r}", planned=False, abort=True)
                 return
             last_sent = loop.time()
 
@@ -404,6 +405,7 @@ class WsClient:
         self.name = name
         self.config = config or WsConfig()
         self.stats = stats if stats is not None else SourceStats()
+        self.link = self.stats.link()  # this connection's part of the source's `connected`
         self.connection: WsConnection | None = None
         self._on_frames = on_frames
         self._on_connect = on_connect
@@ -465,7 +467,7 @@ class WsClient:
         except (OSError, TimeoutError, WSError) as exc:
             return _Outcome(f"connect failed: {exc.__class__.__name__}: {exc}".rstrip(": "))
         self.connection = conn
-        self.stats.connected = True
+        self.link.up = True
         deliver = asyncio.create_task(session.deliver(self._on_frames))
         watch = asyncio.create_task(session.watch())
         closed = asyncio.ensure_future(transport.wait_disconnected())
@@ -475,13 +477,13 @@ class WsClient:
                 try:
                     await self._on_connect(conn)
                 except Exception as exc:
-                    conn._close(f"subscribe failed: {exc!r}", planned=False, abort=True)
+                    conn.close(f"subscribe failed: {exc!r}", planned=False, abort=True)
             if cfg.app_ping is not None:
                 # After the subscribe hook, so the first request on the wire is the subscribe.
                 pinger = asyncio.create_task(session.app_ping())
             await asyncio.wait([deliver, closed], return_when=asyncio.FIRST_COMPLETED)
             if deliver.done() and deliver.exception() is not None:
-                conn._close("source failed", planned=False, abort=True)
+                conn.close("source failed", planned=False, abort=True)
                 deliver.result()
             # Frames already received are handed over before reconnecting.
             await deliver
@@ -494,10 +496,10 @@ class WsClient:
             if pinger is not None:
                 pinger.cancel()
             if not transport.is_disconnected:
-                conn._close("stopped", planned=False, abort=True)
+                conn.close("stopped", planned=False, abort=True)
             deliver.cancel()
             closed.cancel()
-            self.stats.connected = False
+            self.link.up = False
             self.connection = None
         uptime = session.loop.time() - conn.connected_at
         return _Outcome(_disconnect_reason(conn, transport), uptime, conn.planned)

@@ -40,7 +40,7 @@ def test_instruments_name_the_exchange_and_both_spellings() -> None:
 
 
 def test_trade_frame_becomes_exact_columns() -> None:
-    batch, rejects = parse_frames(
+    batch, rejects, *_ = parse_frames(
         [trade_frame(), trade_frame("ETHUSDT", 7, p="2500.5", q="0.25", T=1_700_000_001_000)],
         RECV,
         INDEX,
@@ -66,19 +66,19 @@ def test_trade_frame_becomes_exact_columns() -> None:
 
 
 def test_taker_side_is_sell_when_buyer_is_maker() -> None:
-    batch, _ = parse_frames([trade_frame(m=True)], RECV, INDEX)
+    batch, _, *_ = parse_frames([trade_frame(m=True)], RECV, INDEX)
     assert batch.side.tolist() == [SIDE_SELL]
     assert batch.to_trades()[0].side == "sell"
 
 
 def test_taker_side_is_buy_when_seller_is_maker() -> None:
-    batch, _ = parse_frames([trade_frame(m=False)], RECV, INDEX)
+    batch, _, *_ = parse_frames([trade_frame(m=False)], RECV, INDEX)
     assert batch.side.tolist() == [SIDE_BUY]
     assert batch.to_trades()[0].side == "buy"
 
 
 def test_subscription_ack_is_neither_trade_nor_reject() -> None:
-    batch, rejects = parse_frames(
+    batch, rejects, *_ = parse_frames(
         [b'{"result":null,"id":1}', trade_frame(), b'{"result":["btcusdt@trade"],"id":2}'],
         RECV,
         INDEX,
@@ -92,7 +92,7 @@ def test_server_shutdown_notice_is_not_a_reject() -> None:
         b'{"e":"serverShutdown","E":1700000000000}',
         b'{"event":{"e":"serverShutdown","E":1700000000000}}',
     ]
-    batch, rejects = parse_frames(notices, RECV, INDEX)
+    batch, rejects, *_ = parse_frames(notices, RECV, INDEX)
     assert len(batch) == 0
     assert rejects == []
 
@@ -119,7 +119,7 @@ def test_malformed_frames_are_rejected_with_a_reason_and_the_batch_goes_on() -> 
     frames = [trade_frame(trade_id=0)]
     for n, frame in enumerate(bad, 1):
         frames += [frame, trade_frame(trade_id=n)]
-    batch, rejects = parse_frames(frames, RECV, INDEX)
+    batch, rejects, *_ = parse_frames(frames, RECV, INDEX)
     assert batch.seq.tolist() == list(range(len(bad) + 1))
     assert [r.payload for r in rejects] == list(bad)
     for reject, reason in zip(rejects, bad.values(), strict=True):
@@ -145,14 +145,14 @@ def test_aggregate_trade_uses_the_aggregate_id_as_seq() -> None:
             },
         }
     ).encode()
-    batch, rejects = parse_frames([frame], RECV, INDEX)
+    batch, rejects, *_ = parse_frames([frame], RECV, INDEX)
     assert rejects == []
     assert batch.seq.tolist() == [26129]
     assert batch.side.tolist() == [SIDE_BUY]
 
 
 def test_empty_input_gives_an_empty_batch() -> None:
-    batch, rejects = parse_frames([], RECV, INDEX)
+    batch, rejects, *_ = parse_frames([], RECV, INDEX)
     assert len(batch) == 0
     assert rejects == []
 
@@ -180,7 +180,7 @@ def test_every_trade_frame_is_decoded_exactly_and_junk_never_stops_a_batch(
     good = list(frames)
     mixed = frames + junk
     rng.shuffle(mixed)  # type: ignore[attr-defined]
-    batch, rejects = parse_frames(mixed, RECV, INDEX)
+    batch, rejects, *_ = parse_frames(mixed, RECV, INDEX)
     assert len(batch) + len(rejects) == len(mixed)
     expected = sorted(
         (INDEX.codes[s], t, float(f"{p:.8f}"), float(f"{q:.8f}"), ts * 1000, -1 if m else 1)

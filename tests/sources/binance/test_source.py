@@ -8,31 +8,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 from fakes import async_test
 from fakes.binance_server import FakeBinance, FakeBinanceThread
 from fakes.harness import SourceRun, observed
 
-from tickpipe.deadletter import DeadLetter, DeadLetters
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_binance as expected
+from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Instrument, Trade, TradeBatch
 from tickpipe.sources.binance.backfill import BackfillConfig
 from tickpipe.sources.binance.source import BinanceSource, GapDetector
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, backoff_max=0.05)
 FAST_BACKFILL = BackfillConfig(requests_per_second=1000, catch_up_after=0.5, lag_delay=0.01)
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
@@ -67,25 +58,6 @@ class Run(SourceRun):
         await self.until(lambda: wanted <= self.ids(), timeout)
 
 
-def expected(events: list[dict[str, Any]]) -> list[tuple]:
-    """What a published trade event must become, in the order it was sent."""
-    return [
-        (
-            "binance",
-            "binance",
-            f"{e['s'][:-4]}-{e['s'][-4:]}",
-            e["s"],
-            str(e["t"]),
-            e["t"],
-            float(e["p"]),
-            float(e["q"]),
-            "sell" if e["m"] else "buy",
-            e["T"] * 1000,
-        )
-        for e in events
-    ]
-
-
 @async_test()
 async def test_trades_received_equal_exactly_the_trades_published() -> None:
     async with FakeBinance(["BTCUSDT", "ETHUSDT"]) as server:
@@ -112,54 +84,6 @@ async def test_taker_side_is_sell_when_buyer_is_maker() -> None:
             server.publish("BTCUSDT", buyer_is_maker=False)
             await run.received(2)
         assert [t.side for t in run.trades()] == ["sell", "buy"]
-
-
-@async_test()
-async def test_dropped_connection_reconnects_and_resubscribes() -> None:
-    async with FakeBinance() as server:
-        run = Run(server)
-        async with run.running():
-            first = await server.wait_connections(1)
-            server.drop_after(5)
-            for n in range(5):
-                server.publish(["BTCUSDT", "ETHUSDT"][n % 2])
-            second = await server.wait_connections(2)
-            await server.wait_for(lambda: run.ctx.stats.connected)
-            for n in range(5):
-                server.publish(["BTCUSDT", "ETHUSDT"][n % 2])
-            await run.received(10)
-            assert first.closed and second.open
-        assert second.streams == first.streams == {"btcusdt@trade", "ethusdt@trade"}
-        assert observed(run.trades()) == expected(server.published)
-        assert run.ctx.stats.reconnects == 1
-        assert [d.reason for d in run.disconnects()] == ["connection lost"]
-        assert run.gaps() == []  # nothing was published while it was away
-
-
-@async_test()
-async def test_trades_lost_while_disconnected_are_backfilled_and_reported() -> None:
-    async with FakeBinance() as server:
-        run = Run(server)
-        async with run.running():
-            await server.wait_connections(1)
-            server.publish("BTCUSDT")
-            server.drop_all()
-            lost = server.skip("BTCUSDT", 3)  # traded while nobody listened
-            await server.wait_connections(2)
-            await server.wait_for(lambda: run.ctx.stats.connected)
-            server.publish("BTCUSDT")
-            await run.received(5)
-            await server.wait_for(lambda: bool(run.gaps()))
-        [gap] = run.gaps()
-        assert (gap.symbol, gap.first_missing, gap.last_missing) == (
-            "BTC-USDT",
-            lost[0]["t"],
-            lost[-1]["t"],
-        )
-        assert gap.recovered == 3
-        assert "recovered all 3" in gap.detail
-        history = server.history["BTCUSDT"]
-        assert sorted(observed(run.trades())) == sorted(expected(history))
 
 
 @async_test()
@@ -215,61 +139,6 @@ async def test_gap_in_trade_ids_is_backfilled_and_emits_a_gap_event() -> None:
 
 
 @async_test()
-async def test_duplicated_and_reordered_trades_all_arrive() -> None:
-    async with FakeBinance() as server:
-        run = Run(server)
-        async with run.running():
-            await server.wait_connections(1)
-            a, b, c = (server.trade("BTCUSDT") for _ in range(3))
-            server.send(c, a, b, a, c)
-            await run.received(5)
-        assert observed(run.trades()) == expected([c, a, b, a, c])
-        assert run.gaps() == []  # ids at or below the highest seen are never a gap
-
-
-@async_test()
-async def test_malformed_frame_is_dead_lettered_and_stream_continues(tmp_path: Path) -> None:
-    letters = DeadLetters(tmp_path / "dead.jsonl")
-    async with FakeBinance() as server:
-        run = Run(server, letters)
-        async with run.running():
-            await server.wait_connections(1)
-            server.publish("BTCUSDT")
-            server.send_raw('{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT"')
-            server.send_raw(b"\xff\xfe")
-            server.send_server_shutdown()  # a notice, not an error
-            server.publish("BTCUSDT")
-            await run.received(2)
-        letters.close()
-    lines = (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    rejects = [msgspec.json.decode(line, type=DeadLetter) for line in lines]
-    assert [(r.source, r.reason) for r in rejects] == [("binance", "invalid JSON")] * 2
-    assert rejects[0].payload.startswith('{"stream":"btcusdt@trade"')
-    assert run.ctx.stats.malformed == 2
-    assert observed(run.trades()) == expected(server.published)
-    assert run.disconnects() == []
-
-
-@async_test()
-async def test_silent_feed_that_answers_pings_triggers_data_timeout_reconnect() -> None:
-    async with FakeBinance(ping_interval=0.05) as server:
-        run = Run(server)
-        run.source.ws_config = replace(FAST, idle_timeout=0.3, data_timeout=0.5)
-        async with run.running():
-            first = await server.wait_connections(1)
-            server.publish("BTCUSDT")
-            server.silent = True
-            await server.wait_connections(2)
-            server.silent = False
-            await server.wait_for(lambda: run.ctx.stats.connected)
-            server.publish("BTCUSDT")
-            await run.received(2)
-        assert first.pongs_received > 0
-        assert [d.reason for d in run.disconnects()] == ["no data for 0.5s"]
-        assert observed(run.trades()) == expected(server.published)
-
-
-@async_test()
 async def test_full_transport_pauses_the_feed_and_loses_nothing() -> None:
     async with FakeBinance() as server:
         run = Run(server)
@@ -307,18 +176,38 @@ def test_source_works_against_the_threaded_fake_that_subprocess_tests_use() -> N
 
 def test_url_names_every_stream_in_lowercase() -> None:
     source = BinanceSource(["BTC-USDT", "eth/usdt", "BTCUSDT"], url="ws://127.0.0.1:9/")
-    assert source.url == "ws://127.0.0.1:9/stream?streams=btcusdt@trade/ethusdt@trade"
+    [shard] = source.shards
+    assert source.connection_url(shard) == (
+        "ws://127.0.0.1:9/stream?streams=btcusdt@trade/ethusdt@trade"
+    )
     assert source.index.instruments == [
         Instrument("binance", "BTC-USDT", "BTCUSDT"),
         Instrument("binance", "ETH-USDT", "ETHUSDT"),
     ]
     agg = BinanceSource(["BTC-USDT"], url="wss://stream.binance.com:9443", stream="aggTrade")
-    assert agg.url == "wss://stream.binance.com:9443/stream?streams=btcusdt@aggTrade"
+    assert [agg.connection_url(s) for s in agg.shards] == [
+        "wss://stream.binance.com:9443/stream?streams=btcusdt@aggTrade"
+    ]
+
+
+def test_streams_beyond_the_per_connection_limit_open_more_connections() -> None:
+    source = BinanceSource(
+        ["BTC-USDT", "ETH-USDT", "SOL-USDT"], url="ws://h", max_streams_per_connection=2
+    )
+    assert [source.connection_url(s) for s in source.shards] == [
+        "ws://h/stream?streams=btcusdt@trade/ethusdt@trade",
+        "ws://h/stream?streams=solusdt@trade",
+    ]
+    assert [s.codes for s in source.shards] == [[0, 1], [2]]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"stream": "kline_1m"}, "stream"), ({"symbols": []}, "symbol")],
+    [
+        ({"stream": "kline_1m"}, "stream"),
+        ({"symbols": []}, "symbol"),
+        ({"max_streams_per_connection": 0}, "max_streams_per_connection"),
+    ],
 )
 def test_bad_arguments_are_refused_with_the_reason(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -348,9 +237,5 @@ def test_gap_detector_ignores_first_trade_reordering_and_duplicates() -> None:
     assert gaps.check(batch_of((0, 103), (0, 101), (0, 102), (0, 101), (1, 8))) == []
     assert gaps.check(batch_of((0, 99), (0, 103))) == []  # late and duplicate
     found = gaps.check(batch_of((0, 110), (1, 9), (0, 104), (1, 12), (0, 106)))
-    assert [(g.symbol, g.first_missing, g.last_missing) for g in found] == [
-        ("BTC-USDT", 105, 105),
-        ("BTC-USDT", 107, 109),
-        ("E-T", 10, 11),
-    ]
+    assert [(g.code, g.first, g.last) for g in found] == [(0, 105, 105), (0, 107, 109), (1, 10, 11)]
     assert gaps.check(batch_of((0, 105))) == []  # a late fill is not a new gap

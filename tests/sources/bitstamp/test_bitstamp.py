@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from fakes import async_test
 from fakes.bitstamp_server import FakeBitstamp
 from fakes.harness import SourceRun, observed
 
-from tickpipe.deadletter import DeadLetter, DeadLetters
+from sources.contract.exchanges import FAST
+from tickpipe.deadletter import DeadLetters
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument
 from tickpipe.sources.bitstamp import fetch_symbols, make_source
 from tickpipe.sources.bitstamp.backfill import window
@@ -27,18 +26,9 @@ from tickpipe.sources.bitstamp.parse import InstrumentIndex, parse_frames
 from tickpipe.sources.bitstamp.source import BitstampSource
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
 INDEX = InstrumentIndex.for_symbols(["BTC-USD", "ethusd"])
 RECV = 1_700_000_000_123_456
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=4, backoff_initial=0.01, backoff_max=0.05)
 
 
@@ -239,28 +229,6 @@ async def test_request_reconnect_replaces_the_connection_at_once() -> None:
         [disconnect] = run.disconnects()
         assert disconnect.reason == "planned: bts:request_reconnect"
         assert disconnect.reconnect_in == 0.0
-
-
-@async_test()
-async def test_duplicates_reordering_and_malformed_frames(tmp_path: Path) -> None:
-    letters = DeadLetters(tmp_path / "dead.jsonl")
-    async with FakeBitstamp() as server:
-        run = Run(server, letters)
-        async with run.running():
-            await server.wait_subscribed(2)
-            a, b, c = (server.trade("btcusd") for _ in range(3))
-            server.send("btcusd", c, a)
-            server.send_raw('{"data":{"id":1,"price":')
-            server.send_raw('{"event":"bts:error","channel":"","data":{"code":null,'
-                            '"message":"Incorrect JSON format."}}')  # fmt: skip
-            server.send("btcusd", b, a, c)
-            await server.wait_for(lambda: len(run.trades()) == 5)
-        letters.close()
-    assert observed(run.trades()) == live([c, a, b, a, c], "btcusd")
-    lines = (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    reasons = [msgspec.json.decode(line, type=DeadLetter).reason for line in lines]
-    assert reasons == ["invalid JSON", "error reply from exchange: None Incorrect JSON format."]
-    assert run.ctx.stats.malformed == 2 and run.disconnects() == []
 
 
 @async_test()

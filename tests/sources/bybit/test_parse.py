@@ -51,7 +51,7 @@ def test_instruments_name_the_exchange_and_both_spellings() -> None:
 
 
 def test_trade_frame_becomes_exact_columns_with_ids_kept_as_given() -> None:
-    batch, rejects = parse_frames(
+    batch, rejects, *_ = parse_frames(
         [
             frame(trade(), trade(trade_id="2290000000036455170", S="Sell", v="2.5", p="1")),
             frame(trade("ETHUSDT", "7", T=1672304487000)),
@@ -75,7 +75,7 @@ def test_trade_frame_becomes_exact_columns_with_ids_kept_as_given() -> None:
 
 def test_non_numeric_ids_keep_their_text_and_get_arrival_order() -> None:
     arrival = ArrivalOrder()
-    batch, _ = parse_frames(
+    batch, _, *_ = parse_frames(
         [frame(trade(trade_id="20f43950-d8dd-5b31-9112-a178eb6023af"), trade(trade_id="x"))],
         RECV,
         INDEX,
@@ -92,7 +92,7 @@ def test_acks_and_pongs_are_dropped_silently() -> None:
         b'{"success":true,"ret_msg":"pong","conn_id":"0970e817-426e","op":"ping"}',
         frame(trade()),
     ]
-    batch, rejects = parse_frames(frames, RECV, INDEX, ArrivalOrder())
+    batch, rejects, *_ = parse_frames(frames, RECV, INDEX, ArrivalOrder())
     assert rejects == [] and len(batch) == 1
 
 
@@ -118,7 +118,7 @@ def test_acks_and_pongs_are_dropped_silently() -> None:
 def test_bad_frame_is_rejected_with_reason_and_the_rest_of_the_batch_survives(
     payload: bytes, reason: str
 ) -> None:
-    batch, rejects = parse_frames(
+    batch, rejects, *_ = parse_frames(
         [frame(trade()), payload, frame(trade(trade_id="9"))], RECV, INDEX, ArrivalOrder()
     )
     assert batch.seq.tolist() == [2290000000036455162, 9]
@@ -143,7 +143,7 @@ def test_any_valid_trades_round_trip_exactly(rows: list[tuple]) -> None:
     frames = [
         frame(trade(s, str(i), p=str(p), v=str(v), S=side, T=ms)) for s, i, p, v, side, ms in rows
     ]
-    batch, rejects = parse_frames(frames, RECV, INDEX, ArrivalOrder())
+    batch, rejects, *_ = parse_frames(frames, RECV, INDEX, ArrivalOrder())
     assert rejects == []
     assert batch.seq.tolist() == [r[1] for r in rows]
     assert batch.price.tolist() == [float(r[2]) for r in rows]

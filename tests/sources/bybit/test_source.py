@@ -8,8 +8,6 @@ Each test runs `BybitSource` against the fake Bybit (v5 public spot WebSocket an
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,22 +16,15 @@ from fakes import async_test
 from fakes.bybit_server import FakeBybit
 from fakes.harness import SourceRun, observed
 
-from tickpipe.deadletter import DeadLetter, DeadLetters
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_bybit as expected
+from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Instrument
 from tickpipe.sources.bybit import fetch_symbols, make_source
 from tickpipe.sources.bybit.source import BybitSource, connection_groups
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, rate_limit_backoff=0.05)
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
@@ -51,25 +42,6 @@ class Run(SourceRun):
         }
         source = BybitSource(symbols, url=server.url, rest_url=server.rest_url, **options)
         super().__init__(source, dead_letters)
-
-
-def expected(events: list[dict[str, Any]]) -> list[tuple]:
-    """What a trade the fake made must become."""
-    return [
-        (
-            "bybit",
-            "bybit",
-            f"{e['s'][:-4]}-{e['s'][-4:]}",
-            e["s"],
-            e["i"],
-            int(e["i"]),
-            float(e["p"]),
-            float(e["v"]),
-            e["S"].lower(),
-            e["T"] * 1000,
-        )
-        for e in events
-    ]
 
 
 def made(server: FakeBybit) -> set[tuple]:
@@ -214,60 +186,6 @@ async def test_duplicated_and_reordered_trades_all_arrive() -> None:
             await run.received(8)
         assert observed(run.trades()) == expected([c, a, b, a, c, a, b, c])
         assert run.gaps() == []
-
-
-@async_test()
-async def test_malformed_frames_are_dead_lettered_and_the_stream_continues(tmp_path: Path) -> None:
-    letters = DeadLetters(tmp_path / "dead.jsonl")
-    async with FakeBybit() as server:
-        run = Run(server, letters)
-        async with run.running():
-            await server.wait_subscribed(1)
-            server.publish("BTCUSDT")
-            server.send_raw('{"topic":"publicTrade.BTCUSDT","type":"snapshot","data":[{"T"')
-            server.send_raw(b"\xff\xfe")
-            server.send_raw('{"topic":"publicTrade.BTCUSDT","type":"snapshot","data":[{"T":1}]}')
-            server.publish("BTCUSDT")
-            await run.received(2)
-        letters.close()
-    lines = (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    rejects = [msgspec.json.decode(line, type=DeadLetter) for line in lines]
-    assert [r.reason for r in rejects][:2] == ["invalid JSON", "invalid JSON"]
-    assert rejects[2].reason.startswith("bad trade message")
-    assert run.ctx.stats.malformed == 3
-    assert observed(run.trades()) == expected(server.published)
-
-
-@async_test()
-async def test_silent_feed_that_answers_pings_triggers_data_timeout_reconnect() -> None:
-    async with FakeBybit() as server:
-        run = Run(server, app_ping_interval=0.05)
-        run.source.ws_config = replace(FAST, idle_timeout=0.3, data_timeout=0.6)
-        async with run.running():
-            first = await server.wait_subscribed(1)
-            server.publish("BTCUSDT")
-            server.silent = True
-            await server.wait_subscribed(2)
-            server.silent = False
-            server.publish("BTCUSDT")
-            await run.received(2)
-        assert first.app_pings > 3  # pongs kept the any-frame timer fed meanwhile
-        assert [d.reason for d in run.disconnects()] == ["no data for 0.6s"]
-        assert set(observed(run.trades())) == made(server)
-
-
-@async_test()
-async def test_upgrade_refused_with_429_waits_for_retry_after() -> None:
-    async with FakeBybit() as server:
-        server.reject_next(429, retry_after="0.3")
-        run = Run(server)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        async with run.running():
-            await server.wait_subscribed(1)
-            waited = loop.time() - started
-        assert waited >= 0.3
-        assert [d.reason for d in run.disconnects()] == ["rate limited: HTTP 429, retry after 0.3s"]
 
 
 @async_test()

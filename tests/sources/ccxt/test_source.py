@@ -50,10 +50,16 @@ def binance_config(server: FakeBinance) -> dict[str, Any]:
 class Run:
     """A running CcxtSource and everything it handed out."""
 
-    def __init__(self, server: FakeBinance) -> None:
+    def __init__(self, server: FakeBinance, symbols_per_call: int = 100) -> None:
         self.batches: list[TradeBatch] = []
         self.events: list[Gap | Disconnect] = []
-        self.source = CcxtSource("binance", SYMBOLS, config=binance_config(server), retry=FAST)
+        self.source = CcxtSource(
+            "binance",
+            SYMBOLS,
+            config=binance_config(server),
+            retry=FAST,
+            symbols_per_call=symbols_per_call,
+        )
         self.ctx = SourceContext(emit=self.emit, event=self.events.append)
 
     async def emit(self, batch: TradeBatch) -> None:
@@ -64,8 +70,8 @@ class Run:
 
 
 @contextlib.asynccontextmanager
-async def running(server: FakeBinance) -> AsyncIterator[Run]:
-    run = Run(server)
+async def running(server: FakeBinance, symbols_per_call: int = 100) -> AsyncIterator[Run]:
+    run = Run(server, symbols_per_call)
     task = asyncio.create_task(run.source.run(run.ctx))
     try:
         yield run
@@ -122,6 +128,27 @@ async def test_published_trades_arrive_once_with_their_fields() -> None:
         check_trades(run, server)
         assert ("/api/v3/exchangeInfo", {}) in server.rest_requests  # markets came from the fake
         assert all(b.trade_id is None for b in run.batches)  # numeric ids: kept as seq only
+
+
+@async_test(timeout=30)
+async def test_each_watch_loop_keeps_its_own_connection_state() -> None:
+    async with FakeBinance() as server, running(server, symbols_per_call=1) as run:
+        await server.wait_for(
+            lambda: (
+                {s for c in server.connections for s in c.streams}
+                >= {"btcusdt@trade", "ethusdt@trade"}
+            ),
+            10,
+        )
+        await asyncio.sleep(0.05)  # the SUBSCRIBE acks reach ccxt
+        assert not run.ctx.stats.connected  # no loop has delivered yet
+        btc = server.publish("BTCUSDT")
+        await server.wait_for(lambda: any(t.raw_symbol == "BTCUSDT" for t in run.trades()), 10)
+        assert [link.up for link in run.ctx.stats.links] == [True, False]
+        assert not run.ctx.stats.connected  # the ETH loop has not answered: not all are up
+        await deliver(server, run, [btc, server.publish("ETHUSDT")])
+        assert [link.up for link in run.ctx.stats.links] == [True, True]
+        assert run.ctx.stats.connected
 
 
 @async_test(timeout=30)
@@ -222,17 +249,17 @@ def btc(**fields: Any) -> dict[str, Any]:
 
 def test_ccxt_cache_returned_again_is_emitted_once() -> None:
     converter = TradeConverter("kucoin", SYMBOLS)
-    first, _ = converter.convert([btc(id="1"), btc(id="2")], 5)
-    second, rejects = converter.convert([btc(id="1"), btc(id="2"), btc(id="3")], 6)
-    assert [t.trade_id for t in first.to_trades()] == ["1", "2"]
-    assert [t.trade_id for t in second.to_trades()] == ["3"]
-    assert not rejects
+    first = converter.convert([btc(id="1"), btc(id="2")], 5)
+    second = converter.convert([btc(id="1"), btc(id="2"), btc(id="3")], 6)
+    assert [t.trade_id for t in first.batch.to_trades()] == ["1", "2"]
+    assert [t.trade_id for t in second.batch.to_trades()] == ["3"]
+    assert not second.rejects
 
 
 def test_converted_trade_keeps_ids_times_and_taker_side() -> None:
     converter = TradeConverter("kucoin", SYMBOLS)
-    batch, _ = converter.convert([btc(id="abc-1", side="sell"), btc(id="abc-2", side=None)], 9)
-    one, two = batch.to_trades()
+    parsed = converter.convert([btc(id="abc-1", side="sell"), btc(id="abc-2", side=None)], 9)
+    one, two = parsed.batch.to_trades()
     assert (one.exchange, one.source, one.symbol, one.raw_symbol) == (
         "kucoin",
         "ccxt",
@@ -250,17 +277,22 @@ def test_converted_trade_keeps_ids_times_and_taker_side() -> None:
 
 
 def test_trade_without_id_gets_a_stable_content_id() -> None:
-    batch_a, _ = TradeConverter("kucoin", SYMBOLS).convert([btc(id=None)], 1)
-    batch_b, _ = TradeConverter("kucoin", SYMBOLS).convert([btc(id=None)], 2)
+    batch_a = TradeConverter("kucoin", SYMBOLS).convert([btc(id=None)], 1).batch
+    batch_b = TradeConverter("kucoin", SYMBOLS).convert([btc(id=None)], 2).batch
     assert batch_a.to_trades()[0].trade_id == batch_b.to_trades()[0].trade_id
 
 
 def test_malformed_trades_are_rejected_and_the_rest_kept() -> None:
     converter = TradeConverter("kucoin", SYMBOLS)
     bad = [btc(id="1", price=None), btc(id="2", timestamp=None), btc(id="3", symbol="X/Y"), "?"]
-    batch, rejects = converter.convert([*bad, btc(id="4")], 1)
-    assert [t.trade_id for t in batch.to_trades()] == ["4"]
-    assert len(rejects) == 4
+    parsed = converter.convert([*bad, btc(id="4")], 1)
+    assert [t.trade_id for t in parsed.batch.to_trades()] == ["4"]
+    assert [r.reason for r in parsed.rejects] == [
+        "price or amount missing or not positive",
+        "timestamp missing",
+        "unexpected symbol 'X/Y'",
+        "not a ccxt trade",
+    ]
 
 
 def test_unseen_tail_finds_trades_after_the_last_emitted() -> None:

@@ -7,36 +7,24 @@ trades that never reached the WebSocket must come back over REST.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 from fakes import async_test
 from fakes.coinbase_server import FakeCoinbase
 from fakes.harness import SourceRun, observed
 
-from tickpipe.deadletter import DeadLetter, DeadLetters
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_coinbase as expected
+from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Gap, Instrument, TradeBatch
 from tickpipe.sources.coinbase import INFO, fetch_symbols, make_source
 from tickpipe.sources.coinbase.source import BackfillConfig, CoinbaseSource, GapTracker
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, backoff_max=0.05)
 FAST_BACKFILL = BackfillConfig(request_interval=0.0, rest=FAST_REST)
 SYMBOLS = ["BTC-USD", "ETH-USD"]
@@ -72,16 +60,6 @@ class Run(SourceRun):
     async def gap_events(self, count: int, timeout: float = 5.0) -> list[Gap]:
         await self.until(lambda: len(self.gaps()) >= count, timeout)
         return self.gaps()
-
-
-def expected(trades: list[dict[str, Any]]) -> list[tuple]:
-    """What a published trade must become; the taker side is the opposite of the maker's."""
-    return [
-        ("coinbase", "coinbase", t["product_id"], t["product_id"], str(t["trade_id"]),
-         t["trade_id"], float(t["price"]), float(t["size"]),
-         "buy" if t["side"] == "sell" else "sell", t["time_us"])
-        for t in trades
-    ]  # fmt: skip
 
 
 def everything(server: FakeCoinbase) -> set[tuple]:
@@ -214,26 +192,6 @@ async def test_a_long_gap_is_backfilled_page_by_page_through_the_after_cursor() 
 
 
 @async_test()
-async def test_rest_429_is_retried_after_the_retry_after_delay() -> None:
-    async with FakeCoinbase() as server:
-        run = Run(server)
-        async with run.running():
-            await server.wait_subscribed()
-            server.publish("BTC-USD")
-            server.skip("BTC-USD", 2)
-            server.reject_rest(429, retry_after="0.3")
-            started = time.monotonic()
-            server.publish("BTC-USD")
-            [gap] = await run.gap_events(1)
-            waited = time.monotonic() - started
-        assert gap.recovered == 2
-        assert [s for p, q, s in server.rest_log] == [429, 200]
-        assert waited >= 0.3
-        assert run.source.rate_limited == 1
-        assert set(observed(run.trades())) == everything(server)
-
-
-@async_test()
 async def test_gap_event_says_which_trades_could_not_be_recovered() -> None:
     async with FakeCoinbase() as server:
         run = Run(server)
@@ -281,71 +239,6 @@ async def test_disabled_backfill_still_reports_the_gap() -> None:
         assert server.rest_log == []
 
 
-@pytest.mark.parametrize("stream", FEEDS)
-@async_test()
-async def test_duplicated_and_reordered_trades_all_arrive(stream: str) -> None:
-    async with FakeCoinbase() as server:
-        run = Run(server, stream)
-        async with run.running():
-            await server.wait_subscribed()
-            a, b, c = (server.trade("BTC-USD") for _ in range(3))
-            server.send(c, a, b, a, c, together=True)
-            await run.received(5)
-        assert observed(run.trades()) == expected([c, a, b, a, c])
-        assert run.gaps() == []  # inside one batch, reordering is no gap
-
-
-@pytest.mark.parametrize("stream", FEEDS)
-@async_test()
-async def test_malformed_frames_are_dead_lettered_and_the_stream_goes_on(
-    stream: str, tmp_path: Path
-) -> None:
-    letters = DeadLetters(tmp_path / "dead.jsonl")
-    async with FakeCoinbase() as server:
-        run = Run(server, stream, dead_letters=letters)
-        async with run.running():
-            await server.wait_subscribed()
-            server.publish("BTC-USD")
-            server.send_raw('{"channel":"market_trades","events":[{"type":"update","trades":[')
-            server.send_raw(b"\xff\xfe")
-            server.send_raw(json.dumps({"type": "error", "message": "Failed to subscribe"}))
-            server.publish("BTC-USD")
-            await run.received(2)
-            await asyncio.sleep(0.05)
-        letters.close()
-    rejects = [
-        msgspec.json.decode(line, type=DeadLetter)
-        for line in (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    ]
-    assert [(r.source, r.reason) for r in rejects] == [
-        ("coinbase", "invalid JSON"),
-        ("coinbase", "invalid JSON"),
-        ("coinbase", "error reply from exchange: Failed to subscribe"),
-    ]
-    assert run.ctx.stats.malformed == 3
-    assert observed(run.trades()) == expected(server.published)
-    assert run.disconnects() == []
-
-
-@async_test()
-async def test_silent_feed_with_heartbeats_reconnects_on_the_data_timer() -> None:
-    async with FakeCoinbase(heartbeat_interval=0.05) as server:
-        run = Run(server)
-        run.source.ws_config = replace(FAST, idle_timeout=0.3, data_timeout=0.5)
-        async with run.running():
-            first = (await server.wait_subscribed())[0]
-            server.publish("BTC-USD")
-            server.silent = True
-            await server.wait_for(lambda: first.closed)
-            server.silent = False
-            await server.wait_for(lambda: len(server.subscribed()) == 1)
-            server.publish("BTC-USD")
-            await run.received(2)
-        assert first.frames_sent > 5  # heartbeats went on all along
-        assert [d.reason for d in run.disconnects()] == ["no data for 0.5s"]
-        assert observed(run.trades()) == expected(server.published)
-
-
 @async_test()
 async def test_dead_feed_that_still_answers_pings_reconnects_on_the_any_frame_timer() -> None:
     async with FakeCoinbase(heartbeat_interval=0.05) as server:
@@ -382,19 +275,6 @@ async def test_products_beyond_the_per_connection_limit_get_more_connections() -
         ]  # fmt: skip
         assert observed(run.trades()) == expected(server.published)
         assert len(run.source.clients) == 3
-
-
-@async_test()
-async def test_rate_limited_upgrade_waits_for_retry_after() -> None:
-    async with FakeCoinbase() as server:
-        server.reject_next(429, retry_after="0.4")
-        run = Run(server)
-        started = time.monotonic()
-        async with run.running():
-            await server.wait_subscribed()
-            waited = time.monotonic() - started
-        assert waited >= 0.4
-        assert [d.reason for d in run.disconnects()] == ["rate limited: HTTP 429, retry after 0.4s"]
 
 
 @async_test()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickpipe.sources.finnhub.aggregated import (
+from tickpipe.sources.aggregated import (
     VenueInstruments,
     content_ids,
     normalize_venue,
@@ -27,7 +27,7 @@ def index() -> FinnhubInstruments:
 
 
 def test_documented_trade_message_becomes_trades_with_venue_and_unknown_side() -> None:
-    batch, rejects, data = parse_frames([DOC, b'{"type":"ping"}'], 42, index(), seq_start=7)
+    batch, rejects, data, *_ = parse_frames([DOC, b'{"type":"ping"}'], 42, index(), seq_start=7)
     trades = batch.to_trades()
     assert rejects == [] and data == 1
     assert [(t.exchange, t.symbol, t.raw_symbol, t.price, t.size, t.side, t.ts, t.seq)
@@ -41,7 +41,7 @@ def test_documented_trade_message_becomes_trades_with_venue_and_unknown_side() -
 
 def test_price_updates_with_zero_volume_are_not_trades() -> None:
     frame = b'{"type":"trade","data":[{"s":"COINBASE:BTC-USD","p":5.0,"t":1,"v":0}]}'
-    batch, rejects, data = parse_frames([frame], 0, index())
+    batch, rejects, data, *_ = parse_frames([frame], 0, index())
     assert len(batch) == 0 and rejects == [] and data == 1
 
 
@@ -67,7 +67,7 @@ def test_a_bad_frame_costs_only_itself() -> None:
         b"[1,2]",
         b'{"type":"news","data":[]}',
     ]
-    batch, rejects, data = parse_frames(frames, 0, index())
+    batch, rejects, data, *_ = parse_frames(frames, 0, index())
     assert [t.price for t in batch.to_trades()] == [7296.89, 7291.7, 3.0]
     assert [r.reason for r in rejects] == [
         "error reply from exchange",

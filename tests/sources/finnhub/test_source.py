@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from fakes import async_test
 from fakes.finnhub_server import FakeFinnhub
 from fakes.harness import SourceRun
 
-from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Gap, Trade
+from sources.contract.exchanges import FAST
+from tickpipe.deadletter import DeadLetters
+from tickpipe.records import Trade
 from tickpipe.sources.finnhub import fetch_symbols, make_source
 from tickpipe.sources.finnhub.source import FinnhubSource
 from tickpipe.sources.registry import ExchangeOptions
@@ -28,14 +26,6 @@ from tickpipe.sources.rest import RestConfig, RestError
 from tickpipe.sources.ws import WsConfig
 
 TOKEN = "s3cr3t-Token+/="  # characters that URL-quoting changes
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 SYMBOLS = ["binance:BTC-USDT", "BINANCE:ETHUSDT", "coinbase:btc/usd"]
 RAW = {"BINANCE:BTCUSDT": "BTC-USDT", "BINANCE:ETHUSDT": "ETH-USDT", "COINBASE:BTC-USD": "BTC-USD"}
 
@@ -98,109 +88,6 @@ async def test_identical_trades_in_one_message_stay_two_and_a_repeat_keeps_their
         ids = [t.trade_id for t in run.trades()]
         assert ids[0] != ids[1]
         assert ids[2:] == ids[:2]
-
-
-@async_test()
-async def test_dropped_connection_reconnects_resubscribes_and_reports_no_gap() -> None:
-    async with FakeFinnhub(TOKEN) as server:
-        run = Run(server.url)
-        async with run.running():
-            first = await server.wait_for_subscriptions(3)
-            server.drop_after(3)
-            for symbol in RAW:
-                server.publish(symbol, 2)
-            second = await server.wait_for_subscriptions(3, connection=2)
-            for symbol in RAW:
-                server.publish(symbol, 2)
-            await run.received(12)
-            assert first.closed and second.open
-        assert second.subscriptions == first.subscriptions == set(RAW)
-        assert observed(run.trades()) == expected(server.published)
-        assert [d.reason for d in run.disconnects()] == ["connection lost"]
-        assert not any(isinstance(e, Gap) for e in run.events)  # no ids: nothing to detect
-
-
-@async_test()
-async def test_out_of_order_trades_all_arrive_as_sent() -> None:
-    async with FakeFinnhub(TOKEN) as server:
-        run = Run(server.url)
-        async with run.running():
-            await server.wait_for_subscriptions(3)
-            a, b, c = (server.trade("BINANCE:BTCUSDT", t=1_700_000_000_000 + n) for n in range(3))
-            server.send(c)
-            server.send(a, b)
-            await run.received(3)
-        assert observed(run.trades()) == expected([[c], [a, b]])
-
-
-@async_test()
-async def test_malformed_frames_are_dead_lettered_and_pings_and_price_updates_are_not(
-    tmp_path: Path,
-) -> None:
-    letters = DeadLetters(tmp_path / "dead.jsonl")
-    async with FakeFinnhub(TOKEN) as server:
-        run = Run(server.url, dead_letters=letters)
-        async with run.running():
-            await server.wait_for_subscriptions(3)
-            server.publish("BINANCE:BTCUSDT")
-            server.send_raw('{"type":"trade","data":[{"s":"BINANCE:BTCUSDT","p":')
-            server.send_raw(b"\xff\xfe")
-            server.send_raw('{"type":"ping"}')
-            server.send_raw('{"type":"trade","data":[{"s":"COINBASE:BTC-USD","p":5,"t":1,"v":0}]}')
-            server.send_raw(f'{{"type":"error","msg":"Invalid token {TOKEN}"}}')
-            server.send_raw('{"type":"trade","data":[{"s":"BINANCE:BTCUSDT","p":-1,"t":1,"v":1}]}')
-            server.publish("BINANCE:BTCUSDT")
-            await run.received(2)
-            await asyncio.sleep(0.05)
-        letters.close()
-    rejects = [
-        msgspec.json.decode(line, type=DeadLetter)
-        for line in (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    ]
-    assert [r.reason for r in rejects[:3]] == [
-        "invalid JSON",
-        "invalid JSON",
-        "error reply from exchange",
-    ]
-    assert rejects[3].reason.startswith("bad trade:")
-    assert TOKEN not in rejects[2].payload and "***" in rejects[2].payload
-    assert run.ctx.stats.malformed == 4
-    assert observed(run.trades()) == expected(server.published)
-    assert run.disconnects() == []
-
-
-@async_test()
-async def test_silent_feed_that_still_pings_triggers_data_timeout_reconnect() -> None:
-    async with FakeFinnhub(TOKEN, ping_interval=0.05) as server:
-        config = replace(
-            FAST, idle_timeout=0.3, data_timeout=0.5, ping_interval=0.1, ping_timeout=0.1
-        )
-        run = Run(server.url, config=config)
-        async with run.running():
-            first = await server.wait_for_subscriptions(3)
-            server.publish("BINANCE:ETHUSDT")
-            server.silent = True
-            await server.wait_for_subscriptions(3, connection=2)
-            server.silent = False
-            server.publish("BINANCE:ETHUSDT")
-            await run.received(2)
-        assert first.heartbeats_sent > 0
-        assert [d.reason for d in run.disconnects()] == ["no data for 0.5s"]
-        assert observed(run.trades()) == expected(server.published)
-
-
-@async_test()
-async def test_rate_limited_upgrade_waits_for_retry_after() -> None:
-    async with FakeFinnhub(TOKEN) as server:
-        server.reject_next(429, retry_after="0.3")
-        run = Run(server.url)
-        async with run.running():
-            await server.wait_for_subscriptions(3)
-            server.publish("BINANCE:BTCUSDT")
-            await run.received(1)
-        [refused] = run.disconnects()
-        assert refused.reason == "rate limited: HTTP 429, retry after 0.3s"
-        assert refused.reconnect_in >= 0.3
 
 
 @async_test()

@@ -54,7 +54,7 @@ def test_symbols_use_v2_spelling_and_rest_altnames() -> None:
 
 
 def test_trade_frame_becomes_exact_columns() -> None:
-    batch, rejects = parse_frames(
+    batch, rejects, *_ = parse_frames(
         [
             frame(trade(), trade(trade_id=4665847, side="sell", price=2.5, qty=0.25)),
             frame(trade("ETH/USD", 7, timestamp="2023-09-25T07:48:37Z"), kind="snapshot"),
@@ -75,7 +75,7 @@ def test_trade_frame_becomes_exact_columns() -> None:
 
 
 def test_legacy_xbt_spelling_in_a_frame_still_maps_to_btc() -> None:
-    batch, rejects = parse_frames([frame(trade("XBT/USD"))], RECV, INDEX)
+    batch, rejects, *_ = parse_frames([frame(trade("XBT/USD"))], RECV, INDEX)
     assert rejects == [] and batch.instrument.tolist() == [0]
 
 
@@ -91,7 +91,7 @@ def test_heartbeat_status_acks_and_pong_are_dropped_silently() -> None:
         b'"time_out":"2023-09-24T14:10:23.799703Z"}',
         frame(trade()),
     ]
-    batch, rejects = parse_frames(frames, RECV, INDEX)
+    batch, rejects, *_ = parse_frames(frames, RECV, INDEX)
     assert rejects == [] and batch.seq.tolist() == [4665846]
 
 
@@ -117,7 +117,9 @@ def test_heartbeat_status_acks_and_pong_are_dropped_silently() -> None:
 def test_bad_frame_is_rejected_with_reason_and_the_rest_of_the_batch_survives(
     payload: bytes, reason: str
 ) -> None:
-    batch, rejects = parse_frames([frame(trade()), payload, frame(trade(trade_id=9))], RECV, INDEX)
+    batch, rejects, *_ = parse_frames(
+        [frame(trade()), payload, frame(trade(trade_id=9))], RECV, INDEX
+    )
     assert batch.seq.tolist() == [4665846, 9]
     assert len(rejects) == 1
     assert rejects[0].payload == payload and reason in rejects[0].reason
@@ -125,7 +127,7 @@ def test_bad_frame_is_rejected_with_reason_and_the_rest_of_the_batch_survives(
 
 def test_frame_with_one_bad_trade_is_rejected_whole() -> None:
     payload = frame(trade(trade_id=1), trade("LTC/USD", trade_id=2))
-    batch, rejects = parse_frames([payload], RECV, INDEX)
+    batch, rejects, *_ = parse_frames([payload], RECV, INDEX)
     assert len(batch) == 0 and [r.payload for r in rejects] == [payload]
 
 
@@ -149,7 +151,7 @@ def test_any_valid_trades_round_trip_exactly(rows: list[tuple]) -> None:
         frame(trade(s, i, price=p, qty=q, side=side, timestamp=rfc3339(us)))
         for s, i, p, q, side, us in rows
     ]
-    batch, rejects = parse_frames(frames, RECV, INDEX)
+    batch, rejects, *_ = parse_frames(frames, RECV, INDEX)
     assert rejects == []
     assert batch.seq.tolist() == [r[1] for r in rows]
     assert batch.price.tolist() == [r[2] for r in rows]

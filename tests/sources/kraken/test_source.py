@@ -7,34 +7,23 @@ Duplicates may reach `emit` (the engine removes them); nothing may be lost or al
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 from fakes import async_test
 from fakes.harness import SourceRun, observed
 from fakes.kraken_server import FakeKraken
 
-from tickpipe.deadletter import DeadLetter, DeadLetters
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_kraken as expected
+from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Instrument, TradeBatch
 from tickpipe.sources.kraken import fetch_symbols, make_source
 from tickpipe.sources.kraken.source import GapDetector, KrakenSource
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=3, backoff_initial=0.01, rate_limit_backoff=0.05)
 SYMBOLS = ["BTC-USD", "ETH-USD"]
 
@@ -47,25 +36,6 @@ class Run(SourceRun):
         options = {"ws_config": FAST, "rest_config": FAST_REST, **kwargs}
         source = KrakenSource(symbols, url=server.url, rest_url=server.rest_url, **options)
         super().__init__(source, dead_letters)
-
-
-def expected(events: list[dict[str, Any]]) -> list[tuple]:
-    """What a trade the fake made must become."""
-    return [
-        (
-            "kraken",
-            "kraken",
-            e["symbol"].replace("/", "-"),
-            e["symbol"],
-            str(e["trade_id"]),
-            e["trade_id"],
-            e["price"],
-            e["qty"],
-            e["side"],
-            e["_us"],
-        )
-        for e in events
-    ]
 
 
 def made(server: FakeKraken) -> set[tuple]:
@@ -225,77 +195,6 @@ async def test_rest_that_keeps_refusing_ends_in_an_unrecovered_gap_not_a_crash()
 
 
 @async_test()
-async def test_duplicated_and_reordered_trades_all_arrive_without_gaps() -> None:
-    async with FakeKraken() as server:
-        run = Run(server)
-        async with run.running():
-            await server.wait_subscribed(1)
-            a, b, c = (server.trade("BTC/USD") for _ in range(3))
-            server.send(c, a, b, a, c)
-            await run.received(5)
-        assert observed(run.trades()) == expected([c, a, b, a, c])
-        assert run.gaps() == []
-
-
-@async_test()
-async def test_malformed_frames_are_dead_lettered_and_the_stream_continues(tmp_path: Path) -> None:
-    letters = DeadLetters(tmp_path / "dead.jsonl")
-    async with FakeKraken() as server:
-        run = Run(server, letters)
-        async with run.running():
-            await server.wait_subscribed(1)
-            server.publish("BTC/USD")
-            server.send_raw('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD"')
-            server.send_raw(b"\xff\xfe")
-            server.send_raw('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD"}]}')
-            server.publish("BTC/USD")
-            await run.received(2)
-        letters.close()
-    lines = (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    rejects = [msgspec.json.decode(line, type=DeadLetter) for line in lines]
-    assert [r.reason for r in rejects][:2] == ["invalid JSON", "invalid JSON"]
-    assert rejects[2].reason.startswith("bad trade message")
-    assert run.ctx.stats.malformed == 3
-    assert observed(run.trades()) == expected(server.published)
-    assert run.disconnects() == []
-
-
-@async_test()
-async def test_silent_feed_with_heartbeats_and_pongs_triggers_data_timeout_reconnect() -> None:
-    async with FakeKraken(heartbeat_interval=0.05) as server:
-        run = Run(server, app_ping_interval=0.1)
-        run.source.ws_config = replace(FAST, idle_timeout=0.3, data_timeout=0.6)
-        async with run.running():
-            first = await server.wait_subscribed(1)
-            server.publish("BTC/USD")
-            server.silent = True
-            await server.wait_subscribed(2)
-            server.silent = False
-            server.publish("BTC/USD")
-            await run.received(2)
-        assert first.app_pings > 0  # answered with pongs all along
-        assert first.frames_sent > 5  # heartbeats kept the link alive meanwhile
-        assert [d.reason for d in run.disconnects()] == ["no data for 0.6s"]
-        assert set(observed(run.trades())) == made(server)
-
-
-@async_test()
-async def test_upgrade_refused_with_429_waits_for_retry_after() -> None:
-    async with FakeKraken() as server:
-        server.reject_next(429, retry_after="0.3")
-        run = Run(server)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        async with run.running():
-            await server.wait_subscribed(1)
-            waited = loop.time() - started
-            server.publish("BTC/USD")
-            await run.received(1)
-        assert waited >= 0.3
-        assert [d.reason for d in run.disconnects()] == ["rate limited: HTTP 429, retry after 0.3s"]
-
-
-@async_test()
 async def test_unknown_pair_in_subscribe_ack_is_dead_lettered() -> None:
     async with FakeKraken(["BTC/USD"]) as server:
         run = Run(server)
@@ -348,7 +247,7 @@ def test_gap_detector_reports_gaps_with_the_time_of_the_trade_before() -> None:
     assert gaps.check(batch_of((0, 102, 1020), (0, 101, 1010), (0, 101, 1010))) == []
     assert gaps.check(batch_of((0, 99, 990))) == []  # late
     found = gaps.check(batch_of((0, 110, 1100), (1, 9, 90), (0, 104, 1040), (1, 12, 120)))
-    assert [(g.code, g.first, g.last, g.since_ts) for g in found] == [
+    assert [(g.code, g.first, g.last, g.after_ts) for g in found] == [
         (0, 103, 103, 1020),
         (0, 105, 109, 1040),
         (1, 8, 8, 70),

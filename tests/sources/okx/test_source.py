@@ -8,34 +8,24 @@ on the wire come back over REST with a `Gap` event that says how many were recov
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 from fakes import async_test
 from fakes.harness import SourceRun, observed
 from fakes.okx_server import FakeOkx
 
-from tickpipe.deadletter import DeadLetter, DeadLetters
+from sources.contract.exchanges import FAST
+from sources.contract.exchanges import expected_okx as expected
+from tickpipe.deadletter import DeadLetters
 from tickpipe.records import Instrument, TradeBatch
 from tickpipe.sources.okx import fetch_symbols, make_source
 from tickpipe.sources.okx.source import GapDetector, OkxSource
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig
-from tickpipe.sources.ws import WsConfig
 
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 FAST_REST = RestConfig(timeout=2.0, attempts=4, backoff_initial=0.01, backoff_max=0.05)
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 
@@ -56,15 +46,6 @@ class Run(SourceRun):
 
 def ids(rows: list[dict[str, str]]) -> set[tuple[str, str]]:
     return {(r["instId"], r["tradeId"]) for r in rows}
-
-
-def expected(rows: list[dict[str, str]]) -> list[tuple]:
-    """What a trade row from OKX must become."""
-    return [
-        ("okx", "okx", r["instId"], r["instId"], r["tradeId"], int(r["tradeId"]), float(r["px"]),
-         float(r["sz"]), r["side"], int(r["ts"]) * 1000)
-        for r in rows
-    ]  # fmt: skip
 
 
 def every_trade_made(server: FakeOkx) -> list[dict[str, str]]:
@@ -230,24 +211,6 @@ async def test_backfill_limit_is_reported_as_not_recovered() -> None:
 
 
 @async_test()
-async def test_rest_429_with_retry_after_is_waited_out_and_nothing_is_lost() -> None:
-    async with FakeOkx() as server:
-        run = Run(server)
-        async with run.running():
-            await server.wait_subscribed(2)
-            server.publish("BTC-USDT")
-            server.rest_reject_next(429, retry_after="0.3")
-            server.skip("BTC-USDT", 3)
-            started = time.monotonic()
-            server.publish("BTC-USDT")
-            await run.received(ids(every_trade_made(server)))
-            waited = time.monotonic() - started
-        assert waited >= 0.3
-        assert [g.recovered for g in run.gaps()] == [3]
-        assert_exactly_the_exchanges_trades(run, server)
-
-
-@async_test()
 async def test_failed_backfill_is_reported_and_the_source_goes_on() -> None:
     async with FakeOkx() as server:
         run = Run(server, rest_config=replace(FAST_REST, attempts=2))
@@ -262,45 +225,6 @@ async def test_failed_backfill_is_reported_and_the_source_goes_on() -> None:
             await run.received(ids([after]))
         [gap] = run.gaps()
         assert gap.recovered == 0 and gap.detail.startswith("REST backfill failed")
-
-
-@async_test()
-async def test_duplicated_and_reordered_trades_all_arrive() -> None:
-    async with FakeOkx() as server:
-        run = Run(server)
-        async with run.running():
-            await server.wait_subscribed(2)
-            a, b, c = (server.trade("BTC-USDT") for _ in range(3))
-            server.send(c, a, b, a, c)
-            await server.wait_for(lambda: len(run.trades()) == 5)
-        assert observed(run.trades()) == expected([c, a, b, a, c])
-        assert run.gaps() == [] and server.rest_requests == []
-
-
-@async_test()
-async def test_malformed_frame_is_dead_lettered_and_stream_continues(tmp_path: Path) -> None:
-    letters = DeadLetters(tmp_path / "dead.jsonl")
-    async with FakeOkx() as server:
-        run = Run(server, letters)
-        async with run.running():
-            await server.wait_subscribed(2)
-            server.publish("BTC-USDT")
-            server.send_raw('{"arg":{"channel":"trades-all","instId":"BTC-USDT"},"data":[{')
-            server.send_raw(b"\xff\xfe")
-            server.send_raw('{"event":"error","code":"60012","msg":"Invalid request"}')
-            server.publish("BTC-USDT")
-            await run.received(ids(server.published))
-        letters.close()
-    lines = (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    rejects = [msgspec.json.decode(line, type=DeadLetter) for line in lines]
-    assert [(r.source, r.reason) for r in rejects] == [
-        ("okx", "invalid JSON"),
-        ("okx", "invalid JSON"),
-        ("okx", "error reply from exchange: 60012 Invalid request"),
-    ]
-    assert run.ctx.stats.malformed == 3
-    assert observed(run.trades()) == expected(server.published)
-    assert run.disconnects() == []
 
 
 @async_test()
@@ -320,40 +244,6 @@ async def test_upgrade_notice_reconnects_at_once_and_resubscribes() -> None:
         [disconnect] = run.disconnects()
         assert disconnect.reason == "planned: server upgrade notice 64008"
         assert disconnect.reconnect_in == 0.0
-
-
-@async_test()
-async def test_silent_feed_that_answers_pings_triggers_data_timeout_reconnect() -> None:
-    async with FakeOkx() as server:
-        run = Run(server, ping_after=0.05, ws_config=replace(FAST, idle_timeout=0.3,
-                                                              data_timeout=0.5))  # fmt: skip
-        async with run.running():
-            first = await server.wait_connections(1)
-            await server.wait_subscribed(2)
-            server.publish("BTC-USDT")
-            server.silent = True
-            await server.wait_connections(2)
-            server.silent = False
-            await server.wait_subscribed(2)
-            row = server.publish("BTC-USDT")
-            await run.received(ids([row]))
-        assert first.pings > 0
-        assert [d.reason for d in run.disconnects()] == ["no data for 0.5s"]
-        assert_exactly_the_exchanges_trades(run, server)
-
-
-@async_test()
-async def test_upgrade_refused_with_429_waits_for_retry_after() -> None:
-    async with FakeOkx() as server:
-        server.reject_next(429, retry_after="0.3")
-        run = Run(server)
-        async with run.running():
-            await server.wait_subscribed(2)
-            row = server.publish("BTC-USDT")
-            await run.received(ids([row]))
-        [disconnect] = run.disconnects()
-        assert disconnect.reason == "rate limited: HTTP 429, retry after 0.3s"
-        assert disconnect.reconnect_in >= 0.3
 
 
 @async_test()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tickpipe.sources.finnhub.aggregated import VenueInstruments
+from tickpipe.sources.aggregated import VenueInstruments
 from tickpipe.sources.tiingo.parse import parse_frames, tickers_for, tiingo_ticker
 
 # The examples of https://www.tiingo.com/documentation/websockets/crypto
@@ -29,7 +29,7 @@ def index() -> VenueInstruments:
 
 
 def test_documented_trade_becomes_a_trade_on_its_venue() -> None:
-    batch, rejects, data = parse_frames([ACK, HEARTBEAT, QUOTE, TRADE], 9, index(), seq_start=3)
+    batch, rejects, data, *_ = parse_frames([ACK, HEARTBEAT, QUOTE, TRADE], 9, index(), seq_start=3)
     [trade] = batch.to_trades()
     assert rejects == [] and data == 2  # the quote and the trade are market data
     assert (trade.source, trade.exchange, trade.symbol, trade.raw_symbol) == (
@@ -70,7 +70,7 @@ def test_a_bad_frame_costs_only_itself() -> None:
         b"not json",
         TRADE,
     ]
-    batch, rejects, _ = parse_frames(frames, 0, index())
+    batch, rejects, _, *_ = parse_frames(frames, 0, index())
     assert len(batch) == 2
     reasons = [r.reason for r in rejects]
     assert reasons[0] == "error reply from exchange"

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from fakes import async_test
 from fakes.harness import SourceRun
 from fakes.tiingo_server import FakeTiingo
 
-from tickpipe.deadletter import DeadLetter, DeadLetters
-from tickpipe.records import Gap, Trade
+from sources.contract.exchanges import FAST
+from tickpipe.deadletter import DeadLetters
+from tickpipe.records import Trade
 from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestConfig, RestError
 from tickpipe.sources.tiingo import fetch_symbols, make_source
@@ -29,14 +28,6 @@ from tickpipe.sources.tiingo.symbols import fetch_tiingo_symbols
 from tickpipe.sources.ws import WsConfig
 
 TOKEN = "t11ngo-s3cr3t"
-FAST = WsConfig(
-    connect_timeout=2.0,
-    idle_timeout=1.0,
-    data_timeout=2.0,
-    backoff_initial=0.01,
-    backoff_max=0.05,
-    stable_after=0.5,
-)
 SYMBOLS = ["BTC-USD", "eth/usd", "ETHBTC"]
 PAIRS = {"btcusd": "BTC-USD", "ethusd": "ETH-USD", "ethbtc": "ETH-BTC"}
 VENUE = {"gdax": "coinbase"}
@@ -116,26 +107,6 @@ async def test_duplicated_and_reordered_trades_all_arrive_with_stable_ids() -> N
 
 
 @async_test()
-async def test_dropped_connection_reconnects_and_resubscribes() -> None:
-    async with FakeTiingo(TOKEN) as server:
-        run = Run(server.url)
-        async with run.running():
-            first = await server.wait_for_subscriptions(3)
-            server.drop_after(5)
-            for n in range(5):
-                server.publish(list(PAIRS)[n % 3])
-            second = await server.wait_for_subscriptions(3, connection=2)
-            for n in range(5):
-                server.publish(list(PAIRS)[n % 3])
-            await run.received(10)
-            assert first.closed and second.open
-        assert second.requests == first.requests[:1]
-        assert observed(run.trades()) == expected(server.published)
-        assert [d.reason for d in run.disconnects()] == ["connection lost"]
-        assert not any(isinstance(e, Gap) for e in run.events)
-
-
-@async_test()
 async def test_many_tickers_are_spread_over_several_connections() -> None:
     async with FakeTiingo(TOKEN) as server:
         run = Run(server.url, max_tickers=2)
@@ -152,47 +123,6 @@ async def test_many_tickers_are_spread_over_several_connections() -> None:
 
 
 @async_test()
-async def test_malformed_frames_are_dead_lettered_and_notices_are_not(tmp_path: Path) -> None:
-    letters = DeadLetters(tmp_path / "dead.jsonl")
-    async with FakeTiingo(TOKEN) as server:
-        run = Run(server.url, dead_letters=letters)
-        async with run.running():
-            await server.wait_for_subscriptions(3)
-            server.publish("btcusd")
-            server.send_raw('{"messageType":"A","service":"crypto_data","data":["T","btcusd"')
-            server.send_raw(b"\xff\xfe")
-            server.send_raw('{"messageType":"H","response":{"code":200,"message":"HeartBeat"}}')
-            server.send_quote("btcusd")
-            server.send_raw(
-                f'{{"messageType":"E","response":{{"code":401,"message":"bad {TOKEN}"}}}}'
-            )
-            server.send_raw(
-                '{"messageType":"A","data":["T","dogeusd","2024-01-01T00:00:00Z","binance",1,2]}'
-            )
-            server.send_raw(
-                '{"messageType":"A","data":["T","btcusd","2024-01-01T00:00:00Z","binance",0,2]}'
-            )
-            server.publish("btcusd")
-            await run.received(2)
-            await asyncio.sleep(0.05)
-        letters.close()
-    rejects = [
-        msgspec.json.decode(line, type=DeadLetter)
-        for line in (tmp_path / "dead.jsonl").read_bytes().splitlines()
-    ]
-    assert [r.reason for r in rejects[:4]] == [
-        "invalid JSON",
-        "invalid JSON",
-        "error reply from exchange",
-        "unknown symbol 'dogeusd'",
-    ]
-    assert rejects[4].reason.startswith("bad trade:")
-    assert TOKEN not in rejects[2].payload
-    assert run.ctx.stats.malformed == 5
-    assert observed(run.trades()) == expected(server.published)
-
-
-@async_test()
 async def test_naive_dates_are_read_as_utc() -> None:
     async with FakeTiingo(TOKEN) as server:
         run = Run(server.url)
@@ -201,38 +131,6 @@ async def test_naive_dates_are_read_as_utc() -> None:
             server.send(server.trade("ethbtc", "binance", date="2019-01-30T18:03:40.056000"))
             await run.received(1)
         assert run.trades()[0].ts == micros("2019-01-30T18:03:40.056000+00:00")
-
-
-@async_test()
-async def test_silent_feed_with_heartbeats_triggers_data_timeout_reconnect() -> None:
-    async with FakeTiingo(TOKEN, heartbeat_interval=0.05) as server:
-        config = replace(FAST, idle_timeout=0.3, data_timeout=0.5)
-        run = Run(server.url, config=config)
-        async with run.running():
-            first = await server.wait_for_subscriptions(3)
-            server.publish("btcusd")
-            server.silent = True
-            await server.wait_for_subscriptions(3, connection=2)
-            server.silent = False
-            server.publish("btcusd")
-            await run.received(2)
-        assert first.heartbeats_sent > 0
-        assert [d.reason for d in run.disconnects()] == ["no data for 0.5s"]
-        assert observed(run.trades()) == expected(server.published)
-
-
-@async_test()
-async def test_rate_limited_upgrade_waits_for_retry_after() -> None:
-    async with FakeTiingo(TOKEN) as server:
-        server.reject_next(429, retry_after="0.3")
-        run = Run(server.url)
-        async with run.running():
-            await server.wait_for_subscriptions(3)
-            server.publish("btcusd")
-            await run.received(1)
-        [refused] = run.disconnects()
-        assert refused.reason == "rate limited: HTTP 429, retry after 0.3s"
-        assert refused.reconnect_in >= 0.3
 
 
 @async_test()

@@ -1,19 +1,20 @@
-"""Refetching trades the Binance stream lost, over the public REST API.
+"""Refetching trades the Binance stream lost, over the public REST API: what Binance's
+`fetch_since` does beyond one request.
 
-Two things start a backfill. A hole in a symbol's trade ids (the gap detector saw id 105 after
-100) asks for exactly ids 101-104. A reconnect asks for everything after the last id seen of
-each symbol that has no live trade yet `catch_up_after` seconds later (busy symbols reveal
-their hole with their next live trade, which names its end exactly; quiet ones would wait
-for it indefinitely). Both go through one queue served by one task, paced so that backfill
-after a reconnect of many symbols stays well inside Binance's request-weight limit, and
-ranges already fetched are not fetched or reported twice.
+Two things start a refill. A hole in a symbol's trade ids (the gap detector saw id 105 after
+100) asks for exactly ids 101-104. A reconnect asks, for each symbol of that connection that
+had traded, for everything after the last id seen (a catch-up, how many unknown); it waits
+`catch_up_after` seconds first and is dropped if a live trade came meanwhile, since busy
+symbols reveal their hole with their next live trade, which names its end exactly (quiet ones
+would wait for it indefinitely). Both come through the feed's one refill queue; requests are
+paced so that refills after a reconnect of many symbols stay well inside Binance's
+request-weight limit, and ranges already fetched are not fetched or reported twice.
 
 `trade` streams page `/api/v3/historicalTrades` by `fromId` (no API key needed); if Binance
 asks for one after all (401/403), the recent-trades list `/api/v3/trades` is used instead,
 which recovers only what is still among the last 1000 trades. `aggTrade` streams page
-`/api/v3/aggTrades`. Recovered trades go out through `ctx.emit` like live ones (the engine
-drops the duplicates), and one `Gap` event per hole says how many came back and which ids
-did not.
+`/api/v3/aggTrades`. Recovered trades go out like live ones (the engine drops the
+duplicates), and one `Gap` event per hole says how many came back and which ids did not.
 """
 
 from __future__ import annotations
@@ -21,15 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
-from tickpipe.records import Gap
-from tickpipe.sources import SourceContext
+from tickpipe.records import Gap, TradeBatch
 from tickpipe.sources.binance.parse import InstrumentIndex
 from tickpipe.sources.binance.rest import (
     AGG_TRADES,
@@ -41,6 +40,8 @@ from tickpipe.sources.binance.rest import (
     fetch_page,
     rows_to_batch,
 )
+from tickpipe.sources.feed import Refill, Refilled, gap_event
+from tickpipe.sources.parsing import Reject
 from tickpipe.sources.rest import RestClient, RestError
 
 log = logging.getLogger(__name__)
@@ -57,58 +58,50 @@ class BackfillConfig:
     max_pending: int = 10_000  # queued requests; beyond, a hole is reported without a fetch
 
 
-class _Request(NamedTuple):
-    code: int
-    first: int
-    last: int | None  # None: a catch-up, everything after `first - 1`
+class _Fetched:
+    """What one refill gathered so far: batches to emit, ids found, unreadable rows."""
+
+    def __init__(self) -> None:
+        self.batches: list[TradeBatch] = []
+        self.ids: list[int] = []
+        self.rejects: list[Reject] = []
 
 
-class Backfiller:
-    """The backfill queue of one Binance source and the task that serves it (`run`)."""
+class Backfill:
+    """The refill state of one running Binance source: the REST path in use, the request
+    pacing, the id ranges already fetched, and which symbols a reconnect left to catch up."""
 
     def __init__(
-        self,
-        rest: RestClient,
-        index: InstrumentIndex,
-        stream: str,
-        ctx: SourceContext,
-        source: str,
-        config: BackfillConfig | None = None,
+        self, index: InstrumentIndex, stream: str, source: str, config: BackfillConfig
     ) -> None:
-        self.rest = rest
         self.index = index
-        self.ctx = ctx
         self.source = source
-        self.config = config or BackfillConfig()
+        self.config = config
         self.path = AGG_TRADES if stream == "aggTrade" else HISTORICAL_TRADES
-        self.recovered = 0  # trades recovered so far (a metric)
-        self.requests = 0  # REST requests made
         n = len(index.instruments)
         self._covered: list[list[tuple[int, int]]] = [[] for _ in range(n)]
         self._awaiting = np.zeros(n, np.bool_)  # no live trade since the reconnect yet
+        self._tracking = False  # whether any symbol awaits one
         self._resumed = np.full(n, -1, np.int64)  # first live id after the reconnect
-        self._last_seen = np.full(n, -1, np.int64)  # last id seen before the reconnect
-        self._tracking = False
-        self._catch_up_at: float | None = None
-        self._pending: deque[_Request] = deque()
-        self._wake = asyncio.Event()
+        self._due = np.zeros(n, np.float64)  # loop time a symbol's catch-up may start
         self._next_request = 0.0
 
-    # -- called by the source ------------------------------------------------------------
+    # -- the stream's side ---------------------------------------------------------------
 
-    def gap(self, code: int, first: int, last: int) -> None:
-        """Ids `first`..`last` of instrument `code` never arrived: fetch them."""
-        self._enqueue(_Request(code, first, last))
-
-    def reconnected(self, last_seen: np.ndarray) -> None:
-        """A new connection is up; `last_seen` is the highest id seen per instrument."""
-        self._last_seen = last_seen.copy()
-        self._awaiting = last_seen >= 0
-        self._resumed.fill(-1)
+    def reconnected(self, codes: Sequence[int], last_seen: np.ndarray) -> list[Refill]:
+        """A connection of `codes` is up again; `last_seen` is the highest id seen per
+        instrument. The catch-ups of those that had traded."""
+        due = asyncio.get_running_loop().time() + self.config.catch_up_after
+        refills = []
+        for code in codes:
+            last = int(last_seen[code])
+            self._resumed[code] = -1
+            self._awaiting[code] = last >= 0
+            if last >= 0:
+                self._due[code] = due
+                refills.append(Refill(code, last + 1, last))  # first > last: a catch-up
         self._tracking = bool(self._awaiting.any())
-        if self._tracking:
-            self._catch_up_at = asyncio.get_running_loop().time() + self.config.catch_up_after
-            self._wake.set()
+        return refills
 
     def seen(self, instrument: np.ndarray, seq: np.ndarray) -> None:
         """Live trades arrived (after the gap check): note where each symbol resumed."""
@@ -116,119 +109,94 @@ class Backfiller:
             return
         first = np.full(len(self._resumed), _NO_ID, np.int64)
         np.minimum.at(first, instrument, seq)
-        new = (self._resumed < 0) & (first != _NO_ID)
+        new = self._awaiting & (first != _NO_ID)
         self._resumed[new] = first[new]
         self._awaiting[new] = False
+        self._tracking = bool(self._awaiting.any())
 
-    # -- the task ------------------------------------------------------------------------
+    # -- the refill worker's side --------------------------------------------------------
 
-    async def run(self) -> None:
-        """Serve requests until cancelled; a failed request is reported, never raised."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                self._wake.clear()
-                timeout = None
-                if self._catch_up_at is not None:
-                    timeout = max(0.0, self._catch_up_at - loop.time())
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-            if self._catch_up_at is not None and loop.time() >= self._catch_up_at:
-                self._catch_up_at = None
-                for code in np.flatnonzero(self._awaiting):
-                    self._enqueue(_Request(int(code), int(self._last_seen[code]) + 1, None))
-                self._awaiting[:] = False
-            if self._pending:
-                request = self._pending.popleft()
-                try:
-                    await self._serve(request)
-                except Exception as exc:  # never let one request stop the backfill
-                    log.exception("%s: backfill of %s failed", self.source, request)
-                    if request.last is not None:
-                        self._report(request.code, request.first, request.last, [], _why(exc))
-            if not self._pending and self._catch_up_at is None:
-                self._tracking = False
+    async def fetch(self, rest: RestClient, refill: Refill) -> Refilled:
+        """Binance's `fetch_since`: a hole's ids (the parts not fetched before; the rest of
+        them come back as `more`), or a catch-up."""
+        if refill.first > refill.last:
+            return await self._catch_up(rest, refill.code, refill.first)
+        parts = _subtract(refill.first, refill.last, self._covered[refill.code])
+        if not parts:
+            return Refilled()
+        (first, last), *others = parts
+        self._cover(refill.code, first, last)
+        fetched, problem = await self._fill(rest, refill.code, first, last)
+        gap = self._gap(refill.code, first, last, fetched.ids, problem)
+        more = [Refill(refill.code, a, b) for a, b in others]
+        return Refilled(fetched.batches, gap, fetched.rejects, more)
 
-    def _enqueue(self, request: _Request) -> None:
-        if len(self._pending) >= self.config.max_pending:
-            if request.last is not None:
-                self._report(request.code, request.first, request.last, [], "backfill queue full")
-            return
-        self._pending.append(request)
-        self._wake.set()
-
-    async def _serve(self, request: _Request) -> None:
-        if request.last is None:
-            await self._catch_up(request.code, request.first)
-            return
-        for first, last in _subtract(request.first, request.last, self._covered[request.code]):
-            self._cover(request.code, first, last)
-            await self._fill(request.code, first, last)
-
-    async def _fill(self, code: int, first: int, last: int) -> None:
-        """Fetch ids `first`..`last`, emit them, report the hole."""
-        got: list[int] = []
+    async def _fill(
+        self, rest: RestClient, code: int, first: int, last: int
+    ) -> tuple[_Fetched, str]:
+        """Ids `first`..`last`, and why some did not come ('' when all did)."""
+        fetched = _Fetched()
         next_id, pages, lag = first, 0, 0
-        problem = ""
         try:
             while next_id <= last:
                 if pages >= self.config.max_pages:
-                    problem = f"stopped after {pages} pages"
-                    break
-                page = await self._page(code, next_id)
+                    return fetched, f"stopped after {pages} pages"
+                page = await self._page(rest, code, next_id, fetched)
                 pages += 1
-                rows = [r for r in page.rows if first <= r.id <= last]
-                got.extend(r.id for r in rows)
-                await self._emit(code, rows)
+                self._keep(fetched, code, [r for r in page.rows if first <= r.id <= last])
                 if self.path == TRADES:  # the recent window holds what it holds
-                    problem = "older than the recent trades /api/v3/trades keeps"
-                    break
+                    return fetched, "older than the recent trades /api/v3/trades keeps"
                 if page.rows and page.rows[-1].id >= next_id:
                     next_id = page.rows[-1].id + 1
                 if len(page.rows) < PAGE_LIMIT and next_id <= last:
                     if lag >= self.config.lag_retries:
-                        problem = "REST does not have them (yet)"
-                        break
+                        return fetched, "REST does not have them (yet)"
                     lag += 1
                     await asyncio.sleep(self.config.lag_delay)
         except (RestError, msgspec.ValidationError) as exc:
-            problem = _why(exc)
-        self._report(code, first, last, got, problem)
+            return fetched, _why(exc)
+        return fetched, ""
 
-    async def _catch_up(self, code: int, first: int) -> None:
-        """Fetch everything after `first - 1` up to now, for a symbol quiet since a reconnect."""
-        fetched: list[int] = []
+    async def _catch_up(self, rest: RestClient, code: int, first: int) -> Refilled:
+        """Everything after `first - 1` up to now, for a symbol quiet since a reconnect."""
+        delay = self._due[code] - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if not self._awaiting[code]:
+            return Refilled()  # a live trade came: the gap check names the hole
+        fetched = _Fetched()
         next_id = first
         try:
             for _ in range(self.config.max_pages):
-                page = await self._page(code, next_id)
+                page = await self._page(rest, code, next_id, fetched)
                 rows = [r for r in page.rows if r.id >= first]
-                fetched.extend(r.id for r in rows)
-                await self._emit(code, rows)
+                self._keep(fetched, code, rows)
                 if not rows or len(page.rows) < PAGE_LIMIT or self.path == TRADES:
                     break
                 next_id = rows[-1].id + 1
         except (RestError, msgspec.ValidationError) as exc:
             # Where the hole ends is unknown; the next live trade will reveal it as a gap.
-            log.warning("%s: catch-up of %s failed: %s", self.source, self._name(code), _why(exc))
-            return
+            symbol = self.index.instruments[code].symbol
+            log.warning("%s: catch-up of %s failed: %s", self.source, symbol, _why(exc))
+            return Refilled(fetched.batches, None, fetched.rejects)
+        finally:
+            self._awaiting[code] = False
+            self._tracking = bool(self._awaiting.any())
         resumed = int(self._resumed[code])
-        last = resumed - 1 if resumed >= 0 else max(fetched, default=first - 1)
-        if fetched:
-            self._cover(code, first, max(fetched))
+        last = resumed - 1 if resumed >= 0 else max(fetched.ids, default=first - 1)
+        if fetched.ids:
+            self._cover(code, first, max(fetched.ids))
+        gap = None
         if last >= first:
-            self._report(
-                code, first, last, [i for i in fetched if i <= last], "", "after a reconnect: "
-            )
+            got = [i for i in fetched.ids if i <= last]
+            gap = self._gap(code, first, last, got, "", "after a reconnect: ")
+        return Refilled(fetched.batches, gap, fetched.rejects)
 
-    async def _page(self, code: int, from_id: int) -> Page:
+    async def _page(self, rest: RestClient, code: int, from_id: int, into: _Fetched) -> Page:
         raw = self.index.instruments[code].raw_symbol
         await self._pace()
         try:
-            page = await fetch_page(self.rest, self.path, raw, from_id)
+            page = await fetch_page(rest, self.path, raw, from_id)
         except RestError as exc:
             if self.path != HISTORICAL_TRADES or exc.status not in (401, 403):
                 raise
@@ -238,12 +206,10 @@ class Backfiller:
             )  # fmt: skip
             self.path = TRADES
             await self._pace()
-            page = await fetch_page(self.rest, TRADES, raw, None)
-        for row in page.bad:
-            self.ctx.dead_letters.write(
-                self.source, "unreadable REST trade row", msgspec.json.encode(row)
-            )
-        self.ctx.stats.malformed += len(page.bad)
+            page = await fetch_page(rest, TRADES, raw, None)
+        into.rejects += [
+            Reject(msgspec.json.encode(row), "unreadable REST trade row") for row in page.bad
+        ]
         return page
 
     async def _pace(self) -> None:
@@ -252,24 +218,22 @@ class Backfiller:
         if self._next_request > now:
             await asyncio.sleep(self._next_request - now)
         self._next_request = max(now, self._next_request) + 1 / self.config.requests_per_second
-        self.requests += 1
 
-    async def _emit(self, code: int, rows: list[Row]) -> None:
+    def _keep(self, fetched: _Fetched, code: int, rows: list[Row]) -> None:
         if not rows:
             return
-        batch = rows_to_batch(rows, code, self.index, self.source, time.time_ns() // 1000)
-        self.recovered += len(batch)
-        self.ctx.stats.trades += len(batch)
-        await self.ctx.emit(batch)
+        fetched.ids += [r.id for r in rows]
+        recv_ts = time.time_ns() // 1000
+        fetched.batches.append(rows_to_batch(rows, code, self.index, self.source, recv_ts))
 
     def _cover(self, code: int, first: int, last: int) -> None:
         covered = self._covered[code]
         covered.append((first, last))
         del covered[:-32]  # only recent ranges can overlap a new request
 
-    def _report(
+    def _gap(
         self, code: int, first: int, last: int, got: list[int], problem: str, prefix: str = ""
-    ) -> None:
+    ) -> Gap:
         missing = last - first + 1
         ids = sorted(set(got))
         recovered = len(ids)
@@ -283,21 +247,7 @@ class Backfiller:
                 + (f" ({problem})" if problem else "")
             )
         instrument = self.index.instruments[code]
-        self.ctx.event(
-            Gap(
-                source=self.source,
-                exchange=instrument.exchange,
-                symbol=instrument.symbol,
-                first_missing=first,
-                last_missing=last,
-                ts=time.time_ns() // 1000,
-                recovered=recovered,
-                detail=detail,
-            )
-        )
-
-    def _name(self, code: int) -> str:
-        return self.index.instruments[code].symbol
+        return gap_event(self.source, instrument, first, last, recovered, detail)
 
 
 def _subtract(first: int, last: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:

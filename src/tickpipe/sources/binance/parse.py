@@ -10,7 +10,6 @@ an error reply, a malformed frame, an unknown symbol) is walked again frame by f
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 import msgspec
@@ -18,7 +17,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 from tickpipe.symbols import to_binance
 
 EXCHANGE = "binance"
@@ -59,26 +58,27 @@ _decoder = msgspec.json.Decoder(_Envelope, strict=False)
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Binance source and the code of each raw symbol (`BTCUSDT` -> 0)."""
 
-    @classmethod
-    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
-        """Instruments for normalized or Binance spellings (`BTC-USDT`, `btcusdt`)."""
-        return cls.spelled(symbols, exchange, to_binance)
+    exchange = EXCHANGE
+    spell = staticmethod(to_binance)  # `BTC-USDT` -> `BTCUSDT`
 
 
 def parse_frames(
     frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str = EXCHANGE
-) -> tuple[TradeBatch, list[Reject]]:
+) -> Parsed:
     """Decode combined-stream trade frames into one batch; frames that are not trades are
     returned as rejects, except subscription acks and server notices, which are dropped.
 
     `recv_ts` (integer microseconds) is stamped on every trade of the batch.
     """
     try:
-        trades = [_decoder.decode(f).data for f in frames]
-        codes = [index.codes[t.s] for t in trades]  # AttributeError on None, KeyError on unknown
-    except (msgspec.DecodeError, KeyError, AttributeError):
+        data = [_decoder.decode(f).data for f in frames]
+        if None in data:  # an ack or a notice: said apart frame by frame
+            return _parse_slow(frames, recv_ts, index, source)
+        trades = [t for t in data if t is not None]
+        codes = [index.codes[t.s] for t in trades]  # KeyError on an unknown symbol
+    except (msgspec.DecodeError, KeyError):
         return _parse_slow(frames, recv_ts, index, source)
-    return _columns(trades, codes, recv_ts, index, source), []
+    return Parsed(_columns(trades, codes, recv_ts, index, source), [])
 
 
 def _columns(
@@ -90,38 +90,23 @@ def _columns(
 ) -> TradeBatch:
     n = len(trades)
     buyer_is_maker = np.fromiter([t.m for t in trades], np.bool_, n)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter([t.t for t in trades], np.int64, n),
-        price=np.fromiter([t.p for t in trades], np.float64, n),
-        size=np.fromiter([t.q for t in trades], np.float64, n),
-        # The buyer was the resting order, so the taker sold.
-        side=np.where(buyer_is_maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
-        ts=np.fromiter([t.T for t in trades], np.int64, n) * 1000,
-        recv_ts=np.full(n, recv_ts, np.int64),
+    # The buyer was the resting order, so the taker sold.
+    side = np.where(buyer_is_maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY))
+    ts_ms = np.fromiter([t.T for t in trades], np.int64, n)
+    ids, prices, sizes = [t.t for t in trades], [t.p for t in trades], [t.q for t in trades]
+    return trade_batch(
+        source, index.instruments, codes, ids, prices, sizes, side, ts_ms * 1000, recv_ts
     )
 
 
-def _parse_slow(
-    frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str
-) -> tuple[TradeBatch, list[Reject]]:
+def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     trades: list[_Trade | _AggTrade] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
-    for frame in frames:
-        try:
-            trade = _decoder.decode(frame).data
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    rejects = Rejects()
+    for frame, envelope in decoded(frames, _decoder, _classify, rejects):
+        trade = envelope.data
         if trade is None:
-            reason = _classify(frame, None)
-            if reason:
-                rejects.append(Reject(frame, reason))
+            rejects.refuse(frame, _classify(frame, None))
             continue
         code = index.codes.get(trade.s)
         if code is None:
@@ -129,7 +114,7 @@ def _parse_slow(
             continue
         trades.append(trade)
         codes.append(code)
-    return _columns(trades, codes, recv_ts, index, source), rejects
+    return Parsed(_columns(trades, codes, recv_ts, index, source), rejects)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:

@@ -21,7 +21,8 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources.binance.parse import InstrumentIndex
-from tickpipe.sources.rest import RestClient
+from tickpipe.sources.parsing import trade_batch
+from tickpipe.sources.rest import RestClient, read_rows
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 DEFAULT_REST_URL = "https://api.binance.com"
@@ -121,19 +122,12 @@ async def fetch_page(
     answer = await rest.get_json(path, params)
     if not isinstance(answer, list):
         return Page([], [answer])
-    kind = _AggTrade if path == AGG_TRADES else _Trade
-    rows: list[Row] = []
-    bad: list[Any] = []
-    for item in answer:
-        try:
-            row = msgspec.convert(item, kind, strict=False)
-        except msgspec.ValidationError:
-            bad.append(item)
-            continue
-        if isinstance(row, _AggTrade):
-            rows.append(Row(row.a, row.p, row.q, row.T, row.m))
-        else:
-            rows.append(Row(row.id, row.price, row.qty, row.time, row.isBuyerMaker))
+    if path == AGG_TRADES:
+        aggs, bad = read_rows(answer, _AggTrade)
+        rows = [Row(a.a, a.p, a.q, a.T, a.m) for a in aggs]
+    else:
+        trades, bad = read_rows(answer, _Trade)
+        rows = [Row(t.id, t.price, t.qty, t.time, t.isBuyerMaker) for t in trades]
     rows.sort()
     return Page(rows, bad)
 
@@ -148,16 +142,8 @@ async def fetch_prices(
         answer = [answer]
     if not isinstance(answer, list):
         return {}, [answer]
-    prices: dict[str, float] = {}
-    bad: list[Any] = []
-    for item in answer:
-        try:
-            row = msgspec.convert(item, _Price, strict=False)
-        except msgspec.ValidationError:
-            bad.append(item)
-            continue
-        prices[row.symbol] = row.price
-    return prices, bad
+    rows, bad = read_rows(answer, _Price)
+    return {row.symbol: row.price for row in rows}, bad
 
 
 def rows_to_batch(
@@ -167,17 +153,10 @@ def rows_to_batch(
     rows = list(rows)
     n = len(rows)
     maker = np.fromiter((r.buyer_is_maker for r in rows), np.bool_, n)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.full(n, code, np.int32),
-        seq=np.fromiter((r.id for r in rows), np.int64, n),
-        price=np.fromiter((r.price for r in rows), np.float64, n),
-        size=np.fromiter((r.qty for r in rows), np.float64, n),
-        side=np.where(maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
-        ts=np.fromiter((r.time_ms for r in rows), np.int64, n) * 1000,
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = np.where(maker, np.int8(SIDE_SELL), np.int8(SIDE_BUY))
+    ids, prices = [r.id for r in rows], [r.price for r in rows]
+    sizes, ts = [r.qty for r in rows], [r.time_ms * 1000 for r in rows]
+    return trade_batch(source, index.instruments, code, ids, prices, sizes, side, ts, recv_ts)
 
 
 def prices_to_batch(

@@ -1,26 +1,27 @@
-"""Binance spot trades over the combined-stream WebSocket endpoint.
+"""Binance spot trades over the combined-stream WebSocket endpoint, on the `ShardedFeed`.
 
-Streams are named in the URL (`/stream?streams=btcusdt@trade/ethusdt@trade`), so every
-reconnect subscribes again by itself and no SUBSCRIBE message counts against Binance's limit of
-five incoming messages per second. Consecutive trade ids per symbol reveal lost trades; they
-are fetched again over REST (see `backfill`), as is everything a reconnect may have missed,
-and `Gap` events say what came back.
+Streams are named in the URL (`/stream?streams=btcusdt@trade/ethusdt@trade`, up to
+`MAX_STREAMS` a connection, more connections beyond), so every reconnect subscribes again by
+itself and no SUBSCRIBE message counts against Binance's limit of five incoming messages per
+second. Consecutive trade ids per symbol reveal lost trades; they are fetched again over REST
+through `fetch_since` (see `backfill`), as is everything a reconnect may have missed, and
+`Gap` events say what came back.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 
-from tickpipe.records import Gap, TradeBatch
+from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
-from tickpipe.sources.binance.backfill import BackfillConfig, Backfiller
+from tickpipe.sources.binance.backfill import Backfill, BackfillConfig
 from tickpipe.sources.binance.parse import EXCHANGE, InstrumentIndex, parse_frames
 from tickpipe.sources.binance.rest import DEFAULT_REST_URL
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, split
 from tickpipe.sources.gaps import IdGaps
+from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig
-from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
+from tickpipe.sources.ws import WsConfig
 
 DEFAULT_URL = "wss://stream.binance.com:9443"
 STREAMS = ("trade", "aggTrade")
@@ -34,11 +35,13 @@ BINANCE_WS_CONFIG = WsConfig(
 )
 
 
-class BinanceSource:
+class BinanceSource(ShardedFeed):
     """Trades of `symbols` (normalized, e.g. `BTC-USDT`) from Binance spot.
 
     `rest_url=None` switches the REST backfill off: gaps are then only reported.
     """
+
+    refill_off = "trade ids skipped; REST backfill is off"
 
     def __init__(
         self,
@@ -50,100 +53,65 @@ class BinanceSource:
         rest_url: str | None = DEFAULT_REST_URL,
         rest_config: RestConfig | None = None,
         backfill_config: BackfillConfig | None = None,
+        max_streams_per_connection: int = MAX_STREAMS,
     ) -> None:
         if stream not in STREAMS:
             raise ValueError(f"binance stream must be one of {', '.join(STREAMS)}, not {stream!r}")
         if not symbols:
             raise ValueError("binance needs at least one symbol")
-        self.name = name
+        if not 1 <= max_streams_per_connection <= MAX_STREAMS:
+            raise ValueError(f"binance max_streams_per_connection must be 1 to {MAX_STREAMS}")
         self.index = InstrumentIndex.for_symbols(symbols, EXCHANGE)
-        if len(self.index.instruments) > MAX_STREAMS:
-            raise ValueError(f"binance allows at most {MAX_STREAMS} streams per connection")
-        streams = "/".join(f"{i.raw_symbol.lower()}@{stream}" for i in self.index.instruments)
-        self.url = f"{url.rstrip('/')}/stream?streams={streams}"
+        super().__init__(
+            name,
+            url.rstrip("/"),
+            ws_config or BINANCE_WS_CONFIG,
+            self.index.instruments,
+            rest_url,
+            rest_config,
+        )
+        streams = [f"{i.raw_symbol.lower()}@{stream}" for i in self.index.instruments]
+        self.shard(streams, split(streams, max_streams_per_connection))
         self.stream = stream
-        self.ws_config = ws_config or BINANCE_WS_CONFIG
-        self.rest_url = rest_url
-        self.rest_config = rest_config or RestConfig()
         self.backfill_config = backfill_config or BackfillConfig()
-        self.backfiller: Backfiller | None = None
-        self._gaps = GapDetector(len(self.index.instruments))
+        self.backfill = Backfill(self.index, stream, name, self.backfill_config)
+        self.gaps = GapDetector(len(self.index.instruments))
+
+    def connection_url(self, shard: Shard) -> str:
+        """The combined-stream URL naming the streams of `shard`."""
+        return f"{self.url}/stream?streams={'/'.join(shard.symbols)}"
 
     async def run(self, ctx: SourceContext) -> None:
-        """Stream trades into `ctx.emit` until cancelled, reconnecting and backfilling."""
-        if self.rest_url is None:
-            await self._stream(ctx, None)
-            return
-        async with RestClient(self.rest_url, self.rest_config) as rest:
-            backfiller = Backfiller(
-                rest, self.index, self.stream, ctx, self.name, self.backfill_config
-            )
-            self.backfiller = backfiller
-            task = asyncio.create_task(backfiller.run(), name=f"{self.name}:backfill")
-            try:
-                await self._stream(ctx, backfiller)
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        """Stream trades into `ctx.emit` until cancelled, reconnecting and backfilling (with
+        the `backfill_config` set at the time)."""
+        self.max_pending_refills = self.backfill_config.max_pending
+        self.backfill = Backfill(self.index, self.stream, self.name, self.backfill_config)
+        await super().run(ctx)
 
-    async def _stream(self, ctx: SourceContext, backfiller: Backfiller | None) -> None:
-        async def on_frames(frames: list[bytes], recv_ts: int) -> int:
-            batch, rejects = parse_frames(frames, recv_ts, self.index, self.name)
-            for reject in rejects:
-                ctx.dead_letters.write(self.name, reject.reason, reject.payload)
-            ctx.stats.malformed += len(rejects)
-            if not len(batch):
-                return 0
-            if backfiller is None:
-                for gap in self._gaps.check(batch):
-                    ctx.event(gap)
-            else:
-                for code, first, last in self._gaps.ranges(batch):
-                    backfiller.gap(code, first, last)
-                backfiller.seen(batch.instrument, batch.seq)
-            ctx.stats.trades += len(batch)
-            await ctx.emit(batch)
-            return len(batch)
+    def parse(self, frames: list[bytes], recv_ts: int) -> Parsed:
+        return parse_frames(frames, recv_ts, self.index, self.name)
 
-        async def on_connect(conn: WsConnection) -> None:
-            if backfiller is not None:
-                backfiller.reconnected(self._gaps.last)
+    def checked(self, parsed: Parsed, ctx: SourceContext) -> None:
+        batch = parsed.batch
+        for hole in self.gaps.check(batch):
+            self.request(hole, ctx)
+        if self.refills:
+            self.backfill.seen(batch.instrument, batch.seq)
 
-        client = WsClient(
-            self.url,
-            on_frames,
-            name=self.name,
-            config=self.ws_config,
-            on_connect=on_connect,
-            on_disconnect=ctx.event,
-            stats=ctx.stats,
-        )
-        await client.run()
+    def reconnected(self, shard: Shard, ctx: SourceContext) -> None:
+        """Catch up the symbols of `shard` that had traded, unless a live trade names their
+        hole first."""
+        if self.refills:
+            for refill in self.backfill.reconnected(shard.codes, self.gaps.last):
+                self.request(refill, ctx)
+
+    async def fetch_since(self, rest: RestClient, refill: Refill) -> Refilled:
+        return await self.backfill.fetch(rest, refill)
 
 
 class GapDetector(IdGaps):
     """Binance's trade (and aggregate trade) ids are consecutive per symbol."""
 
-    def check(self, batch: TradeBatch) -> list[Gap]:
-        """Gap events (nothing recovered) for the ids this batch shows missing."""
-        ranges = self.ranges(batch)
-        if not ranges:
-            return []
-        now = time.time_ns() // 1000
-        return [
-            Gap(
-                source=batch.source,
-                exchange=batch.instruments[code].exchange,
-                symbol=batch.instruments[code].symbol,
-                first_missing=first,
-                last_missing=last,
-                ts=now,
-                recovered=0,
-                detail="trade ids skipped; REST backfill is off",
-            )
-            for code, first, last in ranges
-        ]
-
-    def ranges(self, batch: TradeBatch) -> list[tuple[int, int, int]]:
-        """(instrument code, first missing id, last missing id) for each hole this batch shows."""
-        return [h[:3] for h in self.holes(batch.instrument, batch.seq, batch.ts)]
+    def check(self, batch: TradeBatch) -> list[Refill]:
+        """The refills of the ids this batch shows missing; marks the batch seen."""
+        return [Refill(*h) for h in self.holes(batch.instrument, batch.seq, batch.ts)]

@@ -34,22 +34,9 @@ def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Normalized symbol -> url_symbol of every Bitstamp pair (`/api/v2/trading-pairs-info/`)."""
     from tickpipe.sources.bitstamp.source import DEFAULT_REST_URL
-    from tickpipe.sources.rest import RestClient
-    from tickpipe.symbols import SymbolError, normalize_symbol
+    from tickpipe.sources.listing import spellings, symbol_list
 
-    async with RestClient(options.rest_url or DEFAULT_REST_URL) as client:
-        rows = await client.get_json("/api/v2/trading-pairs-info/")
+    rows = await symbol_list(options, DEFAULT_REST_URL, "/api/v2/trading-pairs-info/")
     if not isinstance(rows, list):
         raise RuntimeError(f"bitstamp trading pairs: unexpected answer {str(rows)[:200]}")
-    out: dict[str, str] = {}
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        name, url_symbol = row.get("name"), row.get("url_symbol")
-        if not isinstance(name, str) or not isinstance(url_symbol, str):
-            continue
-        try:
-            out[normalize_symbol(name)] = url_symbol
-        except SymbolError:
-            continue
-    return out
+    return spellings(rows, lambda row: (row.get("name"), row.get("url_symbol")))

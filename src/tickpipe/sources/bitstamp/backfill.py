@@ -13,11 +13,11 @@ import time
 from typing import Annotated, Any, Literal
 
 import msgspec
-import numpy as np
 
-from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
-from tickpipe.sources.bitstamp.parse import InstrumentIndex
-from tickpipe.sources.rest import RestClient
+from tickpipe.records import TradeBatch
+from tickpipe.sources.bitstamp.parse import InstrumentIndex, taker_side
+from tickpipe.sources.parsing import trade_batch
+from tickpipe.sources.rest import RestClient, read_rows
 
 WINDOWS = (("minute", 60), ("hour", 3600), ("day", 86400))
 _Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -48,13 +48,7 @@ async def fetch_since(
     rows = await client.get_json(f"/api/v2/transactions/{url_symbol}/", {"time": name})
     if not isinstance(rows, list):
         raise RuntimeError(f"bitstamp transactions: unexpected answer {str(rows)[:200]}")
-    trades: list[Transaction] = []
-    bad: list[Any] = []
-    for row in rows:
-        try:
-            trades.append(msgspec.convert(row, Transaction, strict=False))
-        except msgspec.ValidationError:
-            bad.append(row)
+    trades, bad = read_rows(rows, Transaction)
     return [t for t in trades if t.tid > after_id], bad, complete
 
 
@@ -62,16 +56,8 @@ def to_batch(
     trades: list[Transaction], code: int, index: InstrumentIndex, source: str
 ) -> TradeBatch:
     """REST trades of one instrument as a batch (times only to the second, as REST gives them)."""
-    n = len(trades)
-    sell = np.fromiter([t.type for t in trades], np.int8, n)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.full(n, code, np.int32),
-        seq=np.fromiter([t.tid for t in trades], np.int64, n),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.amount for t in trades], np.float64, n),
-        side=np.where(sell == 1, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
-        ts=np.fromiter([t.date for t in trades], np.int64, n) * 1_000_000,
-        recv_ts=np.full(n, time.time_ns() // 1000, np.int64),
-    )
+    side = taker_side([t.type for t in trades])
+    ids, prices = [t.tid for t in trades], [t.price for t in trades]
+    sizes, ts = [t.amount for t in trades], [t.date * 1_000_000 for t in trades]
+    now = time.time_ns() // 1000
+    return trade_batch(source, index.instruments, code, ids, prices, sizes, side, ts, now)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 
 EXCHANGE = "bitstamp"
 CHANNEL_PREFIX = "live_trades_"
@@ -44,28 +44,18 @@ class _Trade(msgspec.Struct, gc=False, tag_field="event", tag="trade"):
 _decoder = msgspec.json.Decoder(_Trade, strict=False)
 
 
-class Parsed(NamedTuple):
-    batch: TradeBatch
-    rejects: list[Reject]
-    reconnect: bool = False  # the server sent bts:request_reconnect
-
-
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Bitstamp source and the code of each channel name."""
 
     def __init__(self, instruments: Iterable[Instrument]) -> None:
         super().__init__(instruments, key_prefix=CHANNEL_PREFIX)
 
-    @classmethod
-    def for_symbols(
-        cls,
-        symbols: Iterable[str],
-        exchange: str = EXCHANGE,
-        spellings: dict[str, str] | None = None,
-    ) -> InstrumentIndex:
-        """Instruments for normalized or Bitstamp spellings (`BTC-USD`, `btcusd`, `BTC/USD`);
-        `spellings` (normalized -> url_symbol, from `fetch_symbols`) wins where given."""
-        return cls.spelled(symbols, exchange, lambda s: s.replace("-", "").lower(), spellings)
+    exchange = EXCHANGE
+
+    @staticmethod
+    def spell(symbol: str) -> str:
+        """`BTC-USD` -> `btcusd` (Bitstamp's url_symbol)."""
+        return symbol.replace("-", "").lower()
 
 
 def parse_frames(
@@ -83,43 +73,31 @@ def parse_frames(
 def columns(
     data: Sequence[_Data], codes: Sequence[int], recv_ts: int, index: InstrumentIndex, source: str
 ) -> TradeBatch:
-    n = len(data)
-    sell = np.fromiter([d.type for d in data], np.int8, n)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter([d.id for d in data], np.int64, n),
-        price=np.fromiter([d.price for d in data], np.float64, n),
-        size=np.fromiter([d.amount for d in data], np.float64, n),
-        side=np.where(sell == 1, np.int8(SIDE_SELL), np.int8(SIDE_BUY)),
-        ts=np.fromiter([d.microtimestamp for d in data], np.int64, n),
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = taker_side([d.type for d in data])
+    ids, prices, sizes = [d.id for d in data], [d.price for d in data], [d.amount for d in data]
+    ts = [d.microtimestamp for d in data]
+    return trade_batch(source, index.instruments, codes, ids, prices, sizes, side, ts, recv_ts)
+
+
+def taker_side(types: list[int]) -> np.ndarray:
+    """Bitstamp's `type` (0 buy, 1 sell: the taker's side) as `SIDE_*` codes."""
+    sell = np.fromiter(types, np.int8, len(types))
+    return np.where(sell == 1, np.int8(SIDE_SELL), np.int8(SIDE_BUY))
 
 
 def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     data: list[_Data] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
-    reconnect = False
-    for frame in frames:
-        try:
-            trade = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason == "reconnect":
-                reconnect = True
-            elif reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    rejects = Rejects()
+    for frame, trade in decoded(frames, _decoder, _classify, rejects):
         code = index.codes.get(trade.channel)
         if code is None:
             rejects.append(Reject(frame, f"unknown channel {trade.channel!r}"))
             continue
         data.append(trade.data)
         codes.append(code)
-    return Parsed(columns(data, codes, recv_ts, index, source), rejects, reconnect)
+    batch = columns(data, codes, recv_ts, index, source)
+    return Parsed(batch, rejects, reconnect=rejects.reconnect)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
@@ -132,7 +110,7 @@ def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     if event in ("bts:subscription_succeeded", "bts:unsubscription_succeeded", "bts:heartbeat"):
         return ""
     if event == "bts:request_reconnect":
-        return "reconnect"
+        return parsing.RECONNECT
     if event == "bts:error":
         data = msg.get("data") if isinstance(msg.get("data"), dict) else {}
         return f"error reply from exchange: {data.get('code')} {data.get('message', '')}".rstrip()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -24,7 +24,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 from tickpipe.symbols import normalize_symbol
 
 EXCHANGE = "bybit"
@@ -61,10 +61,8 @@ def to_bybit(symbol: str) -> str:
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Bybit source and the code of each raw symbol (`BTCUSDT` -> 0)."""
 
-    @classmethod
-    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
-        """Instruments for normalized or Bybit spellings (`BTC-USDT`, `btcusdt`)."""
-        return cls.spelled(symbols, exchange, to_bybit)
+    exchange = EXCHANGE
+    spell = staticmethod(to_bybit)  # `BTC-USDT` -> `BTCUSDT`
 
 
 class ArrivalOrder:
@@ -92,7 +90,7 @@ def parse_frames(
     index: InstrumentIndex,
     arrival: ArrivalOrder,
     source: str = EXCHANGE,
-) -> tuple[TradeBatch, list[Reject]]:
+) -> Parsed:
     """Decode `publicTrade` frames into one batch; frames that are not trades are returned as
     rejects, except the acks of our `subscribe` and `ping` requests, which are dropped.
 
@@ -103,7 +101,7 @@ def parse_frames(
         codes = [index.codes[t.symbol] for t in trades]
     except (msgspec.DecodeError, KeyError):
         return _parse_slow(frames, recv_ts, index, arrival, source)
-    return columns(trades, codes, recv_ts, index, arrival, source), []
+    return Parsed(columns(trades, codes, recv_ts, index, arrival, source), [])
 
 
 def columns(
@@ -116,18 +114,13 @@ def columns(
 ) -> TradeBatch:
     """Trades as a batch with every id kept as given (`trade_id`) and `seq` as its order key."""
     n = len(trades)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter([_seq(t.id, arrival) for t in trades], np.int64, n),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.size for t in trades], np.float64, n),
-        side=np.fromiter([SIDE_BUY if t.side == "Buy" else SIDE_SELL for t in trades], np.int8, n),
-        ts=np.fromiter([t.time for t in trades], np.int64, n) * 1000,
-        recv_ts=np.full(n, recv_ts, np.int64),
-        trade_id=np.array([t.id for t in trades], object) if n else np.empty(0, object),
-    )
+    seq = [_seq(t.id, arrival) for t in trades]
+    prices, sizes = [t.price for t in trades], [t.size for t in trades]
+    side = np.fromiter([SIDE_BUY if t.side == "Buy" else SIDE_SELL for t in trades], np.int8, n)
+    ts = np.fromiter([t.time for t in trades], np.int64, n) * 1000
+    ids = np.array([t.id for t in trades], object) if n else np.empty(0, object)
+    instruments = index.instruments
+    return trade_batch(source, instruments, codes, seq, prices, sizes, side, ts, recv_ts, ids)
 
 
 def _parse_slow(
@@ -136,18 +129,11 @@ def _parse_slow(
     index: InstrumentIndex,
     arrival: ArrivalOrder,
     source: str,
-) -> tuple[TradeBatch, list[Reject]]:
+) -> Parsed:
     trades: list[_Trade] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
-    for frame in frames:
-        try:
-            message = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    rejects = Rejects()
+    for frame, message in decoded(frames, _decoder, _classify, rejects):
         found = [index.codes.get(t.symbol) for t in message.data]
         if None in found:
             symbol = message.data[found.index(None)].symbol
@@ -155,7 +141,7 @@ def _parse_slow(
             continue
         trades.extend(message.data)
         codes.extend(found)  # type: ignore[arg-type]
-    return columns(trades, codes, recv_ts, index, arrival, source), rejects
+    return Parsed(columns(trades, codes, recv_ts, index, arrival, source), rejects)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:

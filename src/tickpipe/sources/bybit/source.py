@@ -14,11 +14,10 @@ how many came back and whether the REST window reached back far enough to hold t
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 
 import msgspec
 import numpy as np
@@ -34,8 +33,10 @@ from tickpipe.sources.bybit.parse import (
     parse_frames,
     parse_recent_trades,
 )
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed
+from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig, RestError
-from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
+from tickpipe.sources.ws import WsConfig
 
 DEFAULT_URL = "wss://stream.bybit.com/v5/public/spot"
 DEFAULT_REST_URL = "https://api.bybit.com"
@@ -51,16 +52,6 @@ BYBIT_WS_CONFIG = WsConfig(
     idle_timeout=45.0,  # our pings every 20 s bring a pong even when no symbol trades
     data_timeout=600.0,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUp:
-    """After a reconnect: refetch instrument `code`'s trades since the last one seen."""
-
-    code: int
-    since_ts: int  # µs of the last trade seen before the disconnect
-    last_id: str
-    last_seq: int
 
 
 def connection_groups(topics: Sequence[str], max_topics: int) -> list[list[str]]:
@@ -81,8 +72,12 @@ def connection_groups(topics: Sequence[str], max_topics: int) -> list[list[str]]
     return groups
 
 
-class BybitSource:
+class BybitSource(ShardedFeed):
     """Trades of `symbols` (normalized, e.g. `BTC-USDT`, or Bybit's `BTCUSDT`) from Bybit spot."""
+
+    refill_off = "catch-up is off"
+    refill_full = "catch-up queue full"
+    max_pending_refills = MAX_PENDING_CATCH_UPS
 
     def __init__(
         self,
@@ -101,14 +96,14 @@ class BybitSource:
             raise ValueError("bybit max_topics_per_connection must be at least 1")
         if app_ping_interval <= 0:
             raise ValueError("bybit app_ping_interval must be positive (Bybit needs pings)")
-        self.name = name
-        self.url = url
-        self.rest_url = rest_url
         self.index = InstrumentIndex.for_symbols(symbols, EXCHANGE)
+        super().__init__(
+            name, url, ws_config or BYBIT_WS_CONFIG, self.index.instruments, rest_url, rest_config
+        )
         topics = [f"{TOPIC}.{i.raw_symbol}" for i in self.index.instruments]
-        self.groups = connection_groups(topics, max_topics_per_connection)
-        self.ws_config = ws_config or BYBIT_WS_CONFIG
-        self.rest_config = rest_config or RestConfig()
+        code = {topic: n for n, topic in enumerate(topics)}
+        groups = connection_groups(topics, max_topics_per_connection)
+        self.shard(topics, [[code[topic] for topic in group] for group in groups])
         self.app_ping_interval = app_ping_interval
         self.arrival = ArrivalOrder()
         self.last = LastSeen(len(self.index.instruments))
@@ -128,8 +123,9 @@ class BybitSource:
             app_ping_idle=None,
         )
 
-    def subscribe_messages(self, topics: Sequence[str]) -> list[bytes]:
-        """`subscribe` requests for `topics`, 10 to a request as Bybit spot requires."""
+    def subscribe_messages(self, shard: Shard) -> list[bytes]:
+        """`subscribe` requests for `shard`'s topics, 10 to a request as Bybit spot requires."""
+        topics = shard.symbols
         return [
             msgspec.json.encode(
                 {
@@ -141,108 +137,57 @@ class BybitSource:
             for i in range(0, len(topics), MAX_ARGS_PER_REQUEST)
         ]
 
-    async def run(self, ctx: SourceContext) -> None:
-        """Stream trades into `ctx.emit` until cancelled, reconnecting and catching up."""
-        pending: asyncio.Queue[CatchUp] = asyncio.Queue(MAX_PENDING_CATCH_UPS)
-        config = self.connection_config()
+    def parse(self, frames: list[bytes], recv_ts: int) -> Parsed:
+        return parse_frames(frames, recv_ts, self.index, self.arrival, self.name)
 
-        async def on_frames(frames: list[bytes], recv_ts: int) -> int:
-            batch, rejects = parse_frames(frames, recv_ts, self.index, self.arrival, self.name)
-            for reject in rejects:
-                ctx.dead_letters.write(self.name, reject.reason, reject.payload)
-            ctx.stats.malformed += len(rejects)
-            if not len(batch):
-                return 0
-            self.last.update(batch)
-            ctx.stats.trades += len(batch)
-            await ctx.emit(batch)
-            return len(batch)
+    def checked(self, parsed: Parsed, ctx: SourceContext) -> None:
+        if len(parsed.batch):
+            self.last.update(parsed.batch)
 
-        def on_connect_for(topics: list[str]) -> Callable[[WsConnection], Awaitable[None]]:
-            codes = [self.index.codes[t.split(".", 1)[1]] for t in topics]
-
-            async def on_connect(conn: WsConnection) -> None:
-                # Before subscribing, so no trade of the new connection moves the marks.
-                for code in codes:
-                    if self.last.ts[code] < 0:
-                        continue  # nothing seen yet: nothing to catch up from
-                    job = CatchUp(
-                        code, int(self.last.ts[code]), self.last.ids[code], int(self.last.seq[code])
-                    )
-                    if self.rest_url is None:
-                        ctx.event(self._gap(job, 0, job.last_seq + 1, "catch-up is off"))
-                        continue
-                    try:
-                        pending.put_nowait(job)
-                    except asyncio.QueueFull:
-                        ctx.event(self._gap(job, 0, job.last_seq + 1, "catch-up queue full"))
-                for message in self.subscribe_messages(topics):
-                    conn.send(message)
-
-            return on_connect
-
-        clients = [
-            WsClient(
-                self.url,
-                on_frames,
-                name=self.name,
-                config=config,
-                on_connect=on_connect_for(group),
-                on_disconnect=ctx.event,
-                stats=ctx.stats,
+    def reconnected(self, shard: Shard, ctx: SourceContext) -> None:
+        """Catch up every symbol of `shard` that had traded (before it subscribes again, so no
+        trade of the new connection moves the marks)."""
+        for code in shard.codes:
+            if self.last.ts[code] < 0:
+                continue  # nothing seen yet: nothing to catch up from
+            after_seq = int(self.last.seq[code])
+            refill = Refill(
+                code, after_seq + 1, after_seq + 1, int(self.last.ts[code]), self.last.ids[code]
             )
-            for group in self.groups
-        ]
-        async with asyncio.TaskGroup() as tasks:
-            for client in clients:
-                tasks.create_task(client.run())
-            tasks.create_task(self._catch_up(pending, ctx))
+            self.request(refill, ctx)
 
-    async def _catch_up(self, pending: asyncio.Queue[CatchUp], ctx: SourceContext) -> None:
-        """Refetch recent trades after reconnects, one symbol at a time (REST is rate limited)."""
-        if self.rest_url is None:
-            return
-        async with RestClient(self.rest_url, self.rest_config) as client:
-            while True:
-                job = await pending.get()
-                batch, gap = await self._fetch_recent(client, job)
-                if len(batch):
-                    ctx.stats.trades += len(batch)
-                    await ctx.emit(batch)
-                if gap is not None:
-                    ctx.event(gap)
-
-    async def _fetch_recent(
-        self, client: RestClient, job: CatchUp
-    ) -> tuple[TradeBatch, Gap | None]:
-        instrument = self.index.instruments[job.code]
+    async def fetch_since(self, rest: RestClient, refill: Refill) -> Refilled:
+        """Bybit's last 60 trades, cut to those after the last one seen (spot trade ids are
+        not consecutive, so how many were lost is known only when the window reaches back)."""
+        instrument = self.instruments[refill.code]
         params = {
             "category": "spot",
             "symbol": instrument.raw_symbol,
             "limit": RECENT_TRADES_LIMIT,
         }
-        empty = TradeBatch.empty(self.name)
         try:
-            trades = parse_recent_trades(await client.get_json(RECENT_TRADES_PATH, params))
+            trades = parse_recent_trades(await rest.get_json(RECENT_TRADES_PATH, params))
         except (RestError, ValueError) as exc:
-            return empty, self._gap(job, 0, job.last_seq + 1, f"catch-up failed: {exc}")
+            return Refilled(gap=self._gap(refill, 0, refill.first, f"catch-up failed: {exc}"))
         trades = [t for t in trades if t.symbol == instrument.raw_symbol]
-        since_ms = job.since_ts // 1000
+        since_ms = refill.after_ts // 1000
         newer = [
-            t for t in trades if t.time > since_ms or (t.time == since_ms and t.id != job.last_id)
+            t
+            for t in trades
+            if t.time > since_ms or (t.time == since_ms and t.id != refill.after_id)
         ]
-        reaches_back = any(t.id == job.last_id or t.time < since_ms for t in trades)
+        reaches_back = any(t.id == refill.after_id or t.time < since_ms for t in trades)
         if not newer and reaches_back:
-            return empty, None  # nothing traded while we were away
+            return Refilled()  # nothing traded while we were away
         batch = columns(
             newer,
-            [job.code] * len(newer),
+            [refill.code] * len(newer),
             time.time_ns() // 1000,
             self.index,
             self.arrival,
             self.name,
         )
-        last = int(batch.seq.max()) if len(batch) else job.last_seq + 1
+        last = int(batch.seq.max()) if len(batch) else refill.first
         if reaches_back:
             detail = (
                 f"refetched all {len(newer)} trades since the last one seen over REST "
@@ -254,20 +199,10 @@ class BybitSource:
                 f"last {RECENT_TRADES_LIMIT}: older trades since the last one seen are lost "
                 "and cannot be counted (spot trade ids are not consecutive)"
             )
-        return batch, self._gap(job, len(newer), last, detail)
+        return Refilled([batch], self._gap(refill, len(newer), last, detail))
 
-    def _gap(self, job: CatchUp, recovered: int, last: int, detail: str) -> Gap:
-        instrument = self.index.instruments[job.code]
-        return Gap(
-            source=self.name,
-            exchange=instrument.exchange,
-            symbol=instrument.symbol,
-            first_missing=job.last_seq + 1,
-            last_missing=max(last, job.last_seq + 1),
-            ts=time.time_ns() // 1000,
-            recovered=recovered,
-            detail=detail,
-        )
+    def _gap(self, refill: Refill, recovered: int, last: int, detail: str) -> Gap:
+        return self.gap(refill.code, refill.first, max(last, refill.first), recovered, detail)
 
 
 class LastSeen:

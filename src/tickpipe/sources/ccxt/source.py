@@ -1,11 +1,17 @@
 """Trades from any exchange ccxt.pro streams, as tickpipe trade batches.
 
-ccxt owns the connection (subscriptions, pings, reconnects inside one `watch_*` call); this
-module owns what ccxt leaves to its caller: retrying forever with tickpipe's jittered, capped
-backoff, saying so with `Disconnect` events, emitting each trade once although ccxt hands
-back a cache of recent trades, and after a reconnect refilling the trades missed meanwhile
-with ccxt's REST `fetch_trades` (a `Gap` event says how many came back). ccxt is imported
-here only, never at tickpipe's start-up.
+ccxt owns the connection (subscriptions, pings, reconnects inside one `watch_*` call), so this
+source is not a `feed.ShardedFeed`: there is no WebSocket of tickpipe's own to shard or
+resubscribe. It shares the scaffold's other pieces: the converter returns the one
+`parsing.Parsed`, each watch loop keeps its own `Link` in `SourceStats` (the source is
+connected only while every loop is), and the refill after a reconnect is a
+`fetch_since(Refill) -> Refilled` handed on like every connector's (`feed.delivered`).
+
+This module owns what ccxt leaves to its caller: retrying forever with tickpipe's jittered,
+capped backoff, saying so with `Disconnect` events, emitting each trade once although ccxt
+hands back a cache of recent trades, and after a reconnect refilling the trades missed
+meanwhile with ccxt's REST `fetch_trades` (a `Gap` event says how many came back). ccxt is
+imported here only, never at tickpipe's start-up.
 
 A refill is exact only when the REST trades carry the same ids as the streamed ones, so the
 converter recognises the trades it already emitted. That holds for ccxt's unified trades on
@@ -24,7 +30,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -33,12 +39,13 @@ from tickpipe.records import (
     SIDE_SELL,
     SIDE_UNKNOWN,
     Disconnect,
-    Gap,
     Instrument,
     TradeBatch,
 )
-from tickpipe.sources import SourceContext
+from tickpipe.sources import Link, SourceContext
 from tickpipe.sources.ccxt import INSTALL_HINT
+from tickpipe.sources.feed import Refill, Refilled, delivered, gap_event, hand_on
+from tickpipe.sources.parsing import Parsed, Reject
 from tickpipe.sources.ws import WsConfig, backoff_delay
 from tickpipe.symbols import SymbolError, normalize_symbol
 
@@ -131,6 +138,7 @@ class TradeConverter:
             if unified not in self.codes:
                 self.codes[unified] = len(self.instruments)
                 self.instruments.append(Instrument(exchange_id, normalize_symbol(symbol), unified))
+        self.unified = list(self.codes)  # by instrument code
         self.seen: dict[str, dict[Any, None]] = {s: {} for s in self.codes}
         self.last_ms: dict[str, int] = {}  # newest trade time emitted, per ccxt symbol
         self.arrivals = 0
@@ -159,11 +167,9 @@ class TradeConverter:
         tail.reverse()
         return tail
 
-    def convert(
-        self, trades: Iterable[Any], recv_ts: int
-    ) -> tuple[TradeBatch, list[tuple[str, Any]]]:
-        """The batch of trades not emitted before, and (reason, trade) of each malformed one."""
-        rejects: list[tuple[str, Any]] = []
+    def convert(self, trades: Iterable[Any], recv_ts: int) -> Parsed:
+        """The batch of trades not emitted before, and each malformed one as a reject."""
+        rejects: list[Reject] = []
         codes: list[int] = []
         ids: list[str] = []
         seqs: list[int] = []
@@ -173,12 +179,12 @@ class TradeConverter:
         stamps: list[int] = []
         for trade in trades:
             if not isinstance(trade, Mapping):
-                rejects.append(("not a ccxt trade", trade))
+                rejects.append(_reject("not a ccxt trade", trade))
                 continue
             symbol = trade.get("symbol")
             seen = self.seen.get(symbol)  # type: ignore[arg-type]
             if seen is None:
-                rejects.append((f"unexpected symbol {symbol!r}", trade))
+                rejects.append(_reject(f"unexpected symbol {symbol!r}", trade))
                 continue
             key = _key(trade)
             if key in seen:
@@ -188,10 +194,10 @@ class TradeConverter:
                 del seen[next(iter(seen))]
             price, amount, ts = trade.get("price"), trade.get("amount"), trade.get("timestamp")
             if not (_number(price) and price > 0 and _number(amount) and amount >= 0):
-                rejects.append(("price or amount missing or not positive", trade))
+                rejects.append(_reject("price or amount missing or not positive", trade))
                 continue
             if not (isinstance(ts, int) and not isinstance(ts, bool) and ts > 0):
-                rejects.append(("timestamp missing", trade))
+                rejects.append(_reject("timestamp missing", trade))
                 continue
             trade_id = trade.get("id")
             trade_id = _content_id(trade) if trade_id is None else str(trade_id)
@@ -205,12 +211,12 @@ class TradeConverter:
             codes.append(self.codes[symbol])  # type: ignore[index]
             ids.append(trade_id)
             seqs.append(seq)
-            prices.append(float(price))  # type: ignore[arg-type]
-            sizes.append(float(amount))  # type: ignore[arg-type]
+            prices.append(float(price))
+            sizes.append(float(amount))
             sides.append(_SIDES.get(trade.get("side"), SIDE_UNKNOWN))  # type: ignore[arg-type]
             stamps.append(ts * 1000)
         if not codes:
-            return TradeBatch.empty(self.source), rejects
+            return Parsed(TradeBatch.empty(self.source), rejects)
         numeric = all(i == str(s) for i, s in zip(ids, seqs, strict=True))
         batch = TradeBatch(
             source=self.source,
@@ -224,10 +230,14 @@ class TradeConverter:
             recv_ts=np.full(len(codes), recv_ts, np.int64),
             trade_id=None if numeric else np.array(ids, object),
         )
-        return batch, rejects
+        return Parsed(batch, rejects)
 
 
-def _number(value: Any) -> bool:
+def _reject(reason: str, trade: Any) -> Reject:
+    return Reject(json.dumps(trade, default=str).encode(), reason)
+
+
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -308,6 +318,7 @@ class CcxtSource:
         self, ctx: SourceContext, symbols: list[str], call: Callable[[], Awaitable[Any]]
     ) -> None:
         loop = asyncio.get_running_loop()
+        link = ctx.stats.link()  # this loop's own connection state
         attempt = 0
         up_since: float | None = None
         markets_known = False
@@ -323,18 +334,7 @@ class CcxtSource:
                 delay = backoff_delay(self.retry, attempt, self._rng)
                 attempt += 1
                 up_since = None
-                ctx.stats.connected = False
-                ctx.stats.reconnects += 1
-                reason = f"{type(exc).__name__}: {exc}"[:300]
-                fate = "refilled over REST" if self._can_refill() else "not refilled"
-                ctx.event(
-                    Disconnect(
-                        source=self.name,
-                        ts=time.time_ns() // 1000,
-                        reason=f"{reason}; trades missed meanwhile are {fate}",
-                        reconnect_in=delay,
-                    )
-                )
+                self._down(ctx, link, exc, delay)
                 if missed is None:
                     missed = {
                         s: self.converter.last_ms[s] for s in symbols if s in self.converter.last_ms
@@ -344,35 +344,51 @@ class CcxtSource:
             recv_ts = time.time_ns() // 1000
             if up_since is None:
                 up_since = loop.time()
-                ctx.stats.connected = True
+                link.up = True
             if not markets_known and self.exchange is not None and self.exchange.markets:
                 self.converter.learn_market_ids(self.exchange.markets)
                 markets_known = True
             ctx.stats.frames += 1
-            batch, rejects = self.converter.convert(self._candidates(trades, symbols), recv_ts)
-            for reason, trade in rejects:
-                ctx.dead_letters.write(self.name, reason, json.dumps(trade, default=str))
-            ctx.stats.malformed += len(rejects)
-            if len(batch):
-                ctx.stats.trades += len(batch)
-                await ctx.emit(batch)
+            parsed = self.converter.convert(self._candidates(trades, symbols), recv_ts)
+            await hand_on(ctx, self.name, [parsed.batch], parsed.rejects)
             if missed is not None:
                 if self._can_refill():
-                    for symbol, since in missed.items():
-                        await self._refill(ctx, symbol, since)
+                    for symbol, since_ms in missed.items():
+                        code = self.converter.codes[symbol]
+                        refill = Refill(code, 0, -1, after_ts=since_ms * 1000)
+                        await delivered(ctx, self.name, await self.fetch_since(refill))
                 missed = None
+
+    def _down(self, ctx: SourceContext, link: Link, exc: Exception, delay: float) -> None:
+        """A watch call failed: the loop's link is down, and a `Disconnect` says so."""
+        link.up = False
+        ctx.stats.reconnects += 1
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        fate = "refilled over REST" if self._can_refill() else "not refilled"
+        ctx.event(
+            Disconnect(
+                source=self.name,
+                ts=time.time_ns() // 1000,
+                reason=f"{reason}; trades missed meanwhile are {fate}",
+                reconnect_in=delay,
+            )
+        )
 
     def _can_refill(self) -> bool:
         return self.refill and bool(
             self.exchange is not None and self.exchange.has.get("fetchTrades")
         )
 
-    async def _refill(self, ctx: SourceContext, symbol: str, since: int) -> None:
-        """Fetch `symbol`'s trades from `since` (ms, the newest emitted before the outage), emit
-        those not seen, and say with a Gap event how many came back (or why none could)."""
+    async def fetch_since(self, refill: Refill) -> Refilled:
+        """The trades of instrument `refill.code` from `refill.after_ts` (the newest emitted
+        before the outage) over ccxt's REST `fetch_trades`, those not seen yet; the `Gap` says
+        how many came back (or why none could). How many were lost is unknown."""
         params = REFILL_PARAMS.get(self.exchange_id, {})
-        inst = self.converter.instruments[self.converter.codes[symbol]]
-        recovered: list[TradeBatch] = []
+        inst = self.converter.instruments[refill.code]
+        symbol = self.converter.unified[refill.code]
+        since = refill.after_ts // 1000  # ms, ccxt's unit
+        batches: list[TradeBatch] = []
+        rejects: list[Reject] = []
         detail = ""
         cursor = since
         try:
@@ -381,14 +397,10 @@ class CcxtSource:
                 page = [
                     t for t in page if isinstance(t, Mapping) and t.get("timestamp", 0) >= since
                 ]
-                batch, rejects = self.converter.convert(page, time.time_ns() // 1000)
-                for reason, trade in rejects:
-                    ctx.dead_letters.write(self.name, reason, json.dumps(trade, default=str))
-                ctx.stats.malformed += len(rejects)
-                if len(batch):
-                    recovered.append(batch)
-                    ctx.stats.trades += len(batch)
-                    await ctx.emit(batch)
+                parsed = self.converter.convert(page, time.time_ns() // 1000)
+                rejects += parsed.rejects
+                if len(parsed.batch):
+                    batches.append(parsed.batch)
                 newest = max((t for t in map(_timestamp, page) if t != MAX_SEQ), default=cursor)
                 if len(page) < REFILL_PAGE or newest <= cursor:
                     break
@@ -399,20 +411,17 @@ class CcxtSource:
             raise
         except Exception as exc:  # the refill is best effort; the stream goes on
             detail = f"; refill failed: {type(exc).__name__}: {exc}"[:300]
-        count = sum(len(b) for b in recovered)
-        seqs = [int(s) for b in recovered for s in b.seq]
-        ctx.event(
-            Gap(
-                source=self.name,
-                exchange=inst.exchange,
-                symbol=inst.symbol,
-                first_missing=min(seqs, default=0),
-                last_missing=max(seqs, default=0),
-                ts=time.time_ns() // 1000,
-                recovered=count,
-                detail=f"refilled {count} trades since {since} ms over REST fetch_trades{detail}",
-            )
+        count = sum(len(b) for b in batches)
+        seqs = [int(s) for b in batches for s in b.seq]
+        gap = gap_event(
+            self.name,
+            inst,
+            min(seqs, default=0),
+            max(seqs, default=0),
+            count,
+            f"refilled {count} trades since {since} ms over REST fetch_trades{detail}",
         )
+        return Refilled(batches, gap, rejects)
 
     def _candidates(self, trades: Any, symbols: list[str]) -> list[Any]:
         """What a call returned plus the unseen tails of its other symbols' caches: ccxt wakes

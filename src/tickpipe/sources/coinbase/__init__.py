@@ -32,21 +32,10 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Every listed product, normalized -> Coinbase's product id (`BTC-USD` -> `BTC-USD`), from
     the public Exchange REST API's `GET /products`; delisted products are left out."""
     from tickpipe.sources.coinbase.source import REST_URL
-    from tickpipe.sources.rest import RestClient
-    from tickpipe.symbols import SymbolError, normalize_symbol
+    from tickpipe.sources.listing import spellings, symbol_list
 
-    async with RestClient(options.rest_url or REST_URL) as rest:
-        products = await rest.get_json("/products")
+    products = await symbol_list(options, REST_URL, "/products")
     if not isinstance(products, list):
         raise ValueError("coinbase /products did not answer with a list")
-    out: dict[str, str] = {}
-    for product in products:
-        if not isinstance(product, dict) or not isinstance(product.get("id"), str):
-            continue
-        if product.get("status") == "delisted":
-            continue
-        try:
-            out[normalize_symbol(product["id"])] = product["id"]
-        except SymbolError:
-            continue
-    return out
+    listed = [p for p in products if not isinstance(p, dict) or p.get("status") != "delisted"]
+    return spellings(listed, lambda product: (product.get("id"), product.get("id")))

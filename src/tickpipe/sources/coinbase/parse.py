@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Iterable
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, SIDE_UNKNOWN, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 
 EXCHANGE = "coinbase"
 
@@ -55,23 +54,10 @@ _MICRO = dt.timedelta(microseconds=1)
 TAKER_SIDE = {"BUY": SIDE_SELL, "SELL": SIDE_BUY, "buy": SIDE_SELL, "sell": SIDE_BUY}
 
 
-class Parsed(NamedTuple):
-    """What one batch of frames held."""
-
-    batch: TradeBatch
-    rejects: list[Reject]
-    data: int  # frames that carried trades (what the data-liveness timer watches)
-    last_ids: list[tuple[int, int]]  # (instrument code, last trade id) from Exchange heartbeats
-
-
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one Coinbase source and the code of each product id (`BTC-USD` -> 0)."""
 
-    @classmethod
-    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
-        """Instruments for any spelling (`BTC-USD`, `btc/usd`, `BTCUSD`): Coinbase product ids
-        are already the normalized `BASE-QUOTE` form."""
-        return cls.spelled(symbols, exchange, str)
+    exchange = EXCHANGE  # product ids are already the normalized `BASE-QUOTE` form
 
 
 def micros(time: dt.datetime) -> int:
@@ -127,7 +113,7 @@ def parse_advanced(
         batch = _columns(trades, ids, codes, recv_ts, index, source)
     except (msgspec.DecodeError, LookupError, ValueError, OverflowError):
         return _advanced_slow(frames, recv_ts, index, source)
-    return Parsed(batch, [], data, [])
+    return Parsed(batch, [], data, last_ids=[])
 
 
 def _advanced_slow(
@@ -136,14 +122,9 @@ def _advanced_slow(
     trades: list[Any] = []
     ids: list[int] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     data = 0
-    for frame in frames:
-        try:
-            msg = _at_decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            rejects.append(Reject(frame, _classify_advanced(frame, exc)))
-            continue
+    for frame, msg in decoded(frames, _at_decoder, _classify_advanced, rejects):
         if msg.channel in _AT_QUIET:
             continue
         if msg.channel != "market_trades":
@@ -172,11 +153,11 @@ def _advanced_slow(
             trades.append(trade)
             ids.append(trade_id)
             codes.append(code)
-    return Parsed(_columns(trades, ids, codes, recv_ts, index, source), rejects, data, [])
+    return Parsed(_columns(trades, ids, codes, recv_ts, index, source), rejects, data, last_ids=[])
 
 
 def _classify_advanced(frame: bytes, error: msgspec.DecodeError | None) -> str:
-    msg = _json_object(frame)
+    msg = json_object(frame)
     if isinstance(msg, str):
         return msg
     if msg.get("type") == "error":
@@ -231,7 +212,7 @@ def parse_exchange(
         batch = _columns(trades, [t.trade_id for t in trades], codes, recv_ts, index, source)
     except (msgspec.DecodeError, KeyError, OverflowError):
         return _exchange_slow(frames, recv_ts, index, source)
-    return Parsed(batch, [], len(trades), last_ids)
+    return Parsed(batch, [], len(trades), last_ids=last_ids)
 
 
 def _exchange_slow(
@@ -240,34 +221,27 @@ def _exchange_slow(
     trades: list[Any] = []
     codes: list[int] = []
     last_ids: list[tuple[int, int]] = []
-    rejects: list[Reject] = []
-    for frame in frames:
-        try:
-            msg = _ex_decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify_exchange(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    rejects = Rejects()
+    for frame, msg in decoded(frames, _ex_decoder, _classify_exchange, rejects):
         if type(msg) is _Subscriptions:
             continue
-        code = index.codes.get(msg.product_id)  # type: ignore[union-attr]
+        code = index.codes.get(msg.product_id)
         if code is None:
-            rejects.append(Reject(frame, f"unknown product {msg.product_id!r}"))  # type: ignore[union-attr]
+            rejects.append(Reject(frame, f"unknown product {msg.product_id!r}"))
         elif type(msg) is _Heartbeat:
             last_ids.append((code, msg.last_trade_id))
-        elif msg.time < _EPOCH:  # type: ignore[union-attr]
+        elif msg.time < _EPOCH:
             rejects.append(Reject(frame, "bad trade: time before 1970"))
         else:
             trades.append(msg)
             codes.append(code)
     batch = _columns(trades, [t.trade_id for t in trades], codes, recv_ts, index, source)
-    return Parsed(batch, rejects, len(trades), last_ids)
+    return Parsed(batch, rejects, len(trades), last_ids=last_ids)
 
 
 def _classify_exchange(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a usable message: '' for known messages tickpipe does not need."""
-    msg = _json_object(frame)
+    msg = json_object(frame)
     if isinstance(msg, str):
         return msg
     kind = msg.get("type")
@@ -292,14 +266,6 @@ def _int_id(text: str) -> int | None:
     return value if 0 <= value <= 2**63 - 1 else None
 
 
-def _json_object(frame: bytes) -> dict[str, Any] | str:
-    """The frame as a JSON object, or the reason it is none."""
-    msg: Any = json_object(frame)
-    if isinstance(msg, str):
-        return msg
-    return msg
-
-
 def _columns(
     trades: list[Any],
     ids: list[int],
@@ -316,17 +282,9 @@ def _columns(
     ts = np.fromiter([(t.time - _EPOCH) // _MICRO for t in trades], np.int64, n)
     if n and ts.min() < 0:
         raise OverflowError("time before the epoch")
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter(ids, np.int64, n),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.size for t in trades], np.float64, n),
-        side=np.fromiter([TAKER_SIDE.get(t.side, SIDE_UNKNOWN) for t in trades], np.int8, n),
-        ts=ts,
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = np.fromiter([TAKER_SIDE.get(t.side, SIDE_UNKNOWN) for t in trades], np.int8, n)
+    prices, sizes = [t.price for t in trades], [t.size for t in trades]
+    return trade_batch(source, index.instruments, codes, ids, prices, sizes, side, ts, recv_ts)
 
 
 # -- REST ------------------------------------------------------------------------------------

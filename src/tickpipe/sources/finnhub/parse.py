@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated
 
 import msgspec
-import numpy as np
 
-from tickpipe.records import SIDE_UNKNOWN, TradeBatch
-from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.records import TradeBatch
+from tickpipe.sources.aggregated import (
+    VenueInstruments,
+    classify_by_type,
+    content_ids,
+    unsided_batch,
+)
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 SOURCE = "finnhub"
@@ -55,12 +59,6 @@ class _Ping(msgspec.Struct, gc=False, tag_field="type", tag="ping"):
 
 
 _decoder = msgspec.json.Decoder(_Trades | _Ping, strict=False)
-
-
-class Parsed(NamedTuple):
-    batch: TradeBatch
-    rejects: list[Reject]
-    data: int  # frames that carried trades or price updates (what the data timer watches)
 
 
 def finnhub_symbol(text: str, venues: Sequence[str] = DEFAULT_VENUES) -> list[tuple[str, str]]:
@@ -164,34 +162,19 @@ def _columns(
             )
         )
         start = end
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter([c for c, _, _ in rows], np.int32, n),
-        seq=np.arange(seq_start, seq_start + n, dtype=np.int64),
-        price=np.fromiter([t.p for _, _, t in rows], np.float64, n),
-        size=np.fromiter([t.v for _, _, t in rows], np.float64, n),
-        side=np.full(n, SIDE_UNKNOWN, np.int8),  # Finnhub does not say who took liquidity
-        ts=np.fromiter(ts, np.int64, n),
-        recv_ts=np.full(n, recv_ts, np.int64),
-        trade_id=np.array(ids, object) if n else np.empty(0, object),
-    )
+    codes = [c for c, _, _ in rows]
+    prices, sizes = [t.p for _, _, t in rows], [t.v for _, _, t in rows]
+    instruments = index.instruments
+    return unsided_batch(source, instruments, codes, seq_start, prices, sizes, ts, recv_ts, ids)
 
 
 def _parse_slow(
     frames: list[bytes], recv_ts: int, index: FinnhubInstruments, seq_start: int, source: str
 ) -> Parsed:
     rows: list[tuple[int, int, _Tick]] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     data = 0
-    for m_no, frame in enumerate(frames):
-        try:
-            message = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    for m_no, (frame, message) in enumerate(decoded(frames, _decoder, _classify, rejects)):
         if type(message) is not _Trades:
             continue  # a ping
         data += 1
@@ -208,13 +191,5 @@ def _parse_slow(
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
-    """Why a frame is not a trade message: '' for notices that need no action."""
-    msg: Any = json_object(frame)
-    if isinstance(msg, str):
-        return msg
-    kind = msg.get("type")
-    if kind == "error":
-        return "error reply from exchange"
-    if kind not in ("trade", "ping"):
-        return f"unexpected message type {kind!r}"
-    return f"bad trade: {error}"
+    """Why a frame is not a trade message."""
+    return classify_by_type(frame, error, "type", "error", ("trade", "ping"))

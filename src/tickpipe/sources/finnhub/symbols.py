@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tickpipe.sources.finnhub.aggregated import normalize_venue, redact
+from tickpipe.sources.aggregated import normalize_venue, redact
 from tickpipe.sources.finnhub.parse import DEFAULT_VENUES
 from tickpipe.sources.rest import RestClient, RestConfig, RestError
 from tickpipe.symbols import SymbolError, normalize_symbol

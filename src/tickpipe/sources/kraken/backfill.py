@@ -9,48 +9,32 @@ which is what lets the engine de-duplicate backfilled trades against live ones.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
 from tickpipe.records import Instrument, TradeBatch
+from tickpipe.sources.feed import Refill
 from tickpipe.sources.kraken.parse import parse_rest_trades, to_kraken_rest
+from tickpipe.sources.parsing import trade_batch
 from tickpipe.sources.rest import RestClient, RestError
 
 TRADES_PATH = "/0/public/Trades"
 
 
-@dataclass(frozen=True, slots=True)
-class GapRequest:
-    """Trades `first`..`last` (ids) of instrument `code` are missing; the trade before them
-    happened at `since_ts` (microseconds)."""
-
-    code: int
-    first: int
-    last: int
-    since_ts: int
-
-
-@dataclass(slots=True)
-class BackfillResult:
-    batch: TradeBatch
-    recovered: int  # missing ids that came back
-    detail: str
-
-
 async def backfill_gap(
     client: RestClient,
-    gap: GapRequest,
-    instruments: list[Instrument],
+    gap: Refill,
+    instruments: Sequence[Instrument],
     source: str,
     *,
     page_size: int = 1000,
     max_pages: int = 20,
-) -> BackfillResult:
-    """The missing trades of `gap` as a batch, and a sentence saying what came back."""
+) -> tuple[TradeBatch, int, str]:
+    """The missing trades of `gap` as a batch, how many came back, and a sentence saying so."""
     instrument = instruments[gap.code]
     pair = to_kraken_rest(instrument.symbol)
-    since = max(gap.since_ts * 1000 - 1000, 0)  # 1 µs early: trades at the same time come too
+    since = max(gap.after_ts * 1000 - 1000, 0)  # 1 µs early: trades at the same time come too
     found: dict[int, tuple[int, float, float, int, int]] = {}
     missing = gap.last - gap.first + 1
     reason = ""
@@ -81,17 +65,10 @@ async def backfill_gap(
         reason = f"REST backfill failed: {exc}"
     rows = [found[i] for i in sorted(found)]
     n = len(rows)
-    batch = TradeBatch(
-        source=source,
-        instruments=instruments,
-        instrument=np.full(n, gap.code, np.int32),
-        seq=np.fromiter([r[0] for r in rows], np.int64, n),
-        price=np.fromiter([r[1] for r in rows], np.float64, n),
-        size=np.fromiter([r[2] for r in rows], np.float64, n),
-        side=np.fromiter([r[3] for r in rows], np.int8, n),
-        ts=np.fromiter([r[4] for r in rows], np.int64, n),
-        recv_ts=np.full(n, time.time_ns() // 1000, np.int64),
-    )
+    ids, prices, sizes, sides, ts = zip(*rows, strict=True) if rows else ((),) * 5
+    side = np.fromiter(sides, np.int8, n)
+    now = time.time_ns() // 1000
+    batch = trade_batch(source, list(instruments), gap.code, ids, prices, sizes, side, ts, now)
     if n == missing:
         detail = f"backfilled all {missing} missing trades over REST"
     else:
@@ -100,4 +77,4 @@ async def backfill_gap(
             f"backfilled {n} of {missing} missing trades over REST; {unrecovered} not "
             f"recovered ({reason or 'not in the REST answer'})"
         )
-    return BackfillResult(batch, n, detail)
+    return batch, n, detail

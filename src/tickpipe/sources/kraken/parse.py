@@ -20,7 +20,7 @@ import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, Instrument, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 from tickpipe.symbols import ALIASES, normalize_symbol
 
 EXCHANGE = "kraken"
@@ -80,15 +80,13 @@ class InstrumentIndex(parsing.InstrumentIndex):
             base, quote = inst.symbol.split("-")
             self.codes.setdefault(f"{_LEGACY.get(base, base)}/{_LEGACY.get(quote, quote)}", n)
 
-    @classmethod
-    def for_symbols(cls, symbols: Iterable[str], exchange: str = EXCHANGE) -> InstrumentIndex:
-        """Instruments for normalized or Kraken spellings (`BTC-USD`, `XBT/USD`, `XBTUSD`)."""
-        return cls.spelled(symbols, exchange, to_kraken)
+    exchange = EXCHANGE
+    spell = staticmethod(to_kraken)  # `BTC-USD` -> `BTC/USD`
 
 
 def parse_frames(
     frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str = EXCHANGE
-) -> tuple[TradeBatch, list[Reject]]:
+) -> Parsed:
     """Decode v2 frames into one batch; frames that are not trades are returned as rejects,
     except heartbeats, status updates, subscription acks and pongs, which are dropped.
 
@@ -102,7 +100,7 @@ def parse_frames(
         ts = [(t.timestamp - _EPOCH) // _MICROSECOND for t in trades]  # TypeError if naive
     except (msgspec.DecodeError, KeyError, TypeError):
         return _parse_slow(frames, recv_ts, index, source)
-    return _columns(trades, codes, ts, recv_ts, index, source), []
+    return Parsed(_columns(trades, codes, ts, recv_ts, index, source), [])
 
 
 def _columns(
@@ -114,34 +112,18 @@ def _columns(
     source: str,
 ) -> TradeBatch:
     n = len(trades)
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.fromiter([t.trade_id for t in trades], np.int64, n),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.qty for t in trades], np.float64, n),
-        side=np.fromiter([SIDE_BUY if t.side == "buy" else SIDE_SELL for t in trades], np.int8, n),
-        ts=np.fromiter(ts, np.int64, n),
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = np.fromiter([SIDE_BUY if t.side == "buy" else SIDE_SELL for t in trades], np.int8, n)
+    ids, prices = [t.trade_id for t in trades], [t.price for t in trades]
+    sizes = [t.qty for t in trades]
+    return trade_batch(source, index.instruments, codes, ids, prices, sizes, side, ts, recv_ts)
 
 
-def _parse_slow(
-    frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str
-) -> tuple[TradeBatch, list[Reject]]:
+def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     trades: list[_Trade] = []
     codes: list[int] = []
     ts: list[int] = []
-    rejects: list[Reject] = []
-    for frame in frames:
-        try:
-            message = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    rejects = Rejects()
+    for frame, message in decoded(frames, _decoder, _classify, rejects):
         if type(message) is not _TradeMessage:
             continue
         # A frame is all or nothing: one bad trade in it rejects the frame, so a reject in the
@@ -164,7 +146,7 @@ def _parse_slow(
             trades.append(trade)
             codes.append(code)
             ts.append(micros)
-    return _columns(trades, codes, ts, recv_ts, index, source), rejects
+    return Parsed(_columns(trades, codes, ts, recv_ts, index, source), rejects)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:

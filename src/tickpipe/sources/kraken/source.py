@@ -14,21 +14,21 @@ WebSocket helper sends it (`WsConfig.app_ping`).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import msgspec
 
-from tickpipe.records import Gap, TradeBatch
+from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, split
 from tickpipe.sources.gaps import IdGaps
-from tickpipe.sources.kraken.backfill import GapRequest, backfill_gap
+from tickpipe.sources.kraken.backfill import backfill_gap
 from tickpipe.sources.kraken.parse import EXCHANGE, InstrumentIndex, parse_frames
+from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig
-from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
+from tickpipe.sources.ws import WsConfig
 
 DEFAULT_URL = "wss://ws.kraken.com/v2"
 DEFAULT_REST_URL = "https://api.kraken.com"
@@ -44,8 +44,12 @@ KRAKEN_WS_CONFIG = WsConfig(
 )
 
 
-class KrakenSource:
+class KrakenSource(ShardedFeed):
     """Trades of `symbols` (normalized, e.g. `BTC-USD`, or Kraken's `XBT/USD`) from Kraken."""
+
+    refill_off = "trade ids skipped; REST backfill is off"
+    refill_full = "trade ids skipped; backfill queue full"
+    max_pending_refills = MAX_PENDING_GAPS
 
     def __init__(
         self,
@@ -63,17 +67,12 @@ class KrakenSource:
             raise ValueError("kraken needs at least one symbol")
         if max_symbols_per_connection < 1:
             raise ValueError("kraken max_symbols_per_connection must be at least 1")
-        self.name = name
-        self.url = url
-        self.rest_url = rest_url
         self.index = InstrumentIndex.for_symbols(symbols, EXCHANGE)
+        super().__init__(
+            name, url, ws_config or KRAKEN_WS_CONFIG, self.index.instruments, rest_url, rest_config
+        )
         raw = [i.raw_symbol for i in self.index.instruments]
-        self.groups = [
-            raw[i : i + max_symbols_per_connection]
-            for i in range(0, len(raw), max_symbols_per_connection)
-        ]
-        self.ws_config = ws_config or KRAKEN_WS_CONFIG
-        self.rest_config = rest_config or RestConfig()
+        self.shard(raw, split(raw, max_symbols_per_connection))
         self.snapshot = snapshot
         self.app_ping_interval = app_ping_interval
         self.gaps = GapDetector(len(self.index.instruments))
@@ -86,6 +85,9 @@ class KrakenSource:
         return msgspec.json.encode(
             {"method": "subscribe", "params": params, "req_id": next(self._req_ids)}
         )
+
+    def subscribe_messages(self, shard: Shard) -> list[bytes]:
+        return [self.subscribe_message(shard.symbols)]
 
     def ping_message(self) -> bytes:
         """One application-level `ping` (each with its own `req_id`)."""
@@ -102,88 +104,23 @@ class KrakenSource:
             app_ping_idle=None,
         )
 
-    async def run(self, ctx: SourceContext) -> None:
-        """Stream trades into `ctx.emit` until cancelled, reconnecting and backfilling."""
-        pending: asyncio.Queue[GapRequest] = asyncio.Queue(MAX_PENDING_GAPS)
-        config = self.connection_config()
+    def parse(self, frames: list[bytes], recv_ts: int) -> Parsed:
+        return parse_frames(frames, recv_ts, self.index, self.name)
 
-        async def on_frames(frames: list[bytes], recv_ts: int) -> int:
-            batch, rejects = parse_frames(frames, recv_ts, self.index, self.name)
-            for reject in rejects:
-                ctx.dead_letters.write(self.name, reject.reason, reject.payload)
-            ctx.stats.malformed += len(rejects)
-            if not len(batch):
-                return 0
-            for gap in self.gaps.check(batch):
-                self._queue_gap(gap, pending, ctx)
-            ctx.stats.trades += len(batch)
-            await ctx.emit(batch)
-            return len(batch)
+    def checked(self, parsed: Parsed, ctx: SourceContext) -> None:
+        for gap in self.gaps.check(parsed.batch):
+            self.request(gap, ctx)
 
-        def on_connect_for(symbols: list[str]) -> Callable[[WsConnection], Awaitable[None]]:
-            async def on_connect(conn: WsConnection) -> None:
-                conn.send(self.subscribe_message(symbols))
-
-            return on_connect
-
-        clients = [
-            WsClient(
-                self.url,
-                on_frames,
-                name=self.name,
-                config=config,
-                on_connect=on_connect_for(group),
-                on_disconnect=ctx.event,
-                stats=ctx.stats,
-            )
-            for group in self.groups
-        ]
-        async with asyncio.TaskGroup() as tasks:
-            for client in clients:
-                tasks.create_task(client.run())
-            tasks.create_task(self._backfill(pending, ctx))
-
-    def _queue_gap(
-        self, gap: GapRequest, pending: asyncio.Queue[GapRequest], ctx: SourceContext
-    ) -> None:
-        if self.rest_url is None:
-            ctx.event(self._gap_event(gap, 0, "trade ids skipped; REST backfill is off"))
-            return
-        try:
-            pending.put_nowait(gap)
-        except asyncio.QueueFull:
-            ctx.event(self._gap_event(gap, 0, "trade ids skipped; backfill queue full"))
-
-    async def _backfill(self, pending: asyncio.Queue[GapRequest], ctx: SourceContext) -> None:
-        """Fetch gaps one at a time (Kraken throttles public REST per IP), emit what came back."""
-        if self.rest_url is None:
-            return
-        async with RestClient(self.rest_url, self.rest_config) as client:
-            while True:
-                gap = await pending.get()
-                result = await backfill_gap(client, gap, self.index.instruments, self.name)
-                if len(result.batch):
-                    ctx.stats.trades += len(result.batch)
-                    await ctx.emit(result.batch)
-                ctx.event(self._gap_event(gap, result.recovered, result.detail))
-
-    def _gap_event(self, gap: GapRequest, recovered: int, detail: str) -> Gap:
-        instrument = self.index.instruments[gap.code]
-        return Gap(
-            source=self.name,
-            exchange=instrument.exchange,
-            symbol=instrument.symbol,
-            first_missing=gap.first,
-            last_missing=gap.last,
-            ts=time.time_ns() // 1000,
-            recovered=recovered,
-            detail=detail,
-        )
+    async def fetch_since(self, rest: RestClient, refill: Refill) -> Refilled:
+        """The missing ids, fetched from the time of the trade before them."""
+        batch, recovered, detail = await backfill_gap(rest, refill, self.instruments, self.name)
+        gap = self.gap(refill.code, refill.first, refill.last, recovered, detail)
+        return Refilled([batch], gap)
 
 
 class GapDetector(IdGaps):
     """Kraken v2 trade ids are sequence numbers per pair; each hole carries the time of the
     trade before it, where the REST backfill starts."""
 
-    def check(self, batch: TradeBatch) -> list[GapRequest]:
-        return [GapRequest(*h) for h in self.holes(batch.instrument, batch.seq, batch.ts)]
+    def check(self, batch: TradeBatch) -> list[Refill]:
+        return [Refill(*h) for h in self.holes(batch.instrument, batch.seq, batch.ts)]

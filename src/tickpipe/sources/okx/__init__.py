@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from tickpipe.sources import Source
 from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
@@ -34,22 +35,16 @@ def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Normalized symbol -> instId of every OKX spot instrument (public/instruments)."""
+    from tickpipe.sources.listing import spellings, symbol_list
     from tickpipe.sources.okx.source import DEFAULT_REST_URL
-    from tickpipe.sources.rest import RestClient
-    from tickpipe.symbols import SymbolError, normalize_symbol
 
-    async with RestClient(options.rest_url or DEFAULT_REST_URL) as client:
-        answer = await client.get_json("/api/v5/public/instruments", {"instType": "SPOT"})
+    path, params = "/api/v5/public/instruments", {"instType": "SPOT"}
+    answer = await symbol_list(options, DEFAULT_REST_URL, path, params)
     if not isinstance(answer, dict) or str(answer.get("code")) != "0":
         raise RuntimeError(f"okx instruments: unexpected answer {str(answer)[:200]}")
-    out: dict[str, str] = {}
-    for row in answer.get("data") or []:
-        if not isinstance(row, dict) or not isinstance(row.get("instId"), str):
-            continue
+
+    def pick(row: dict[str, Any]) -> tuple[Any, Any]:
         base, quote = row.get("baseCcy"), row.get("quoteCcy")
-        try:
-            symbol = normalize_symbol(f"{base}-{quote}" if base and quote else row["instId"])
-        except SymbolError:
-            continue
-        out[symbol] = row["instId"]
-    return out
+        return (f"{base}-{quote}" if base and quote else row.get("instId")), row.get("instId")
+
+    return spellings(answer.get("data") or [], pick)

@@ -13,12 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources.okx.parse import InstrumentIndex, OkxTrade, columns
-from tickpipe.sources.rest import RestClient, RestError
+from tickpipe.sources.rest import RestClient, RestError, read_rows
 
 HISTORY_PATH = "/api/v5/market/history-trades"
 PAGE = 100  # the endpoint's maximum `limit`
@@ -57,13 +56,8 @@ async def fetch_trades(
         params: dict[str, Any] = {"instId": inst_id, "type": 1, "before": after_id, "limit": PAGE}
         if upper is not None:
             params["after"] = upper
-        rows = _rows(await client.get_json(HISTORY_PATH, params))
-        page: list[OkxTrade] = []
-        for row in rows:
-            try:
-                page.append(msgspec.convert(row, OkxTrade, strict=False))
-            except msgspec.ValidationError:
-                bad.append(row)
+        page, unread = read_rows(_rows(await client.get_json(HISTORY_PATH, params)), OkxTrade)
+        bad += unread
         page = [
             t
             for t in page

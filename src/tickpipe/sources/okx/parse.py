@@ -15,15 +15,15 @@ by frame, and only the frames that do not fit are rejected.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Literal, NamedTuple
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 
 from tickpipe.records import SIDE_BUY, SIDE_SELL, TradeBatch
 from tickpipe.sources import parsing
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded, json_object, trade_batch
 
 EXCHANGE = "okx"
 NOTICE_RECONNECT = "64008"  # "The connection will soon be closed for a service upgrade."
@@ -54,35 +54,10 @@ class _Push(msgspec.Struct, gc=False):
 _decoder = msgspec.json.Decoder(_Push, strict=False)
 
 
-class Parsed(NamedTuple):
-    """What a list of frames held: trades, rejects and whether the server asked to reconnect.
-
-    `first_seq` is the first trade id each row stands for (`seq - count + 1`); None when every
-    row is a single trade, which is always so on `trades-all`.
-    """
-
-    batch: TradeBatch
-    first_seq: np.ndarray | None
-    rejects: list[Reject]
-    reconnect: bool = False
-
-
 class InstrumentIndex(parsing.InstrumentIndex):
     """The instruments of one OKX source and the code of each instId (`BTC-USDT` -> 0)."""
 
-    @classmethod
-    def for_symbols(
-        cls,
-        symbols: Iterable[str],
-        exchange: str = EXCHANGE,
-        spellings: dict[str, str] | None = None,
-    ) -> InstrumentIndex:
-        """Instruments for normalized or OKX spellings (`BTC-USDT`, `btc/usdt`).
-
-        `spellings` (normalized -> instId, from `fetch_symbols`) wins where given; otherwise an
-        OKX spot instId is the normalized symbol itself.
-        """
-        return cls.spelled(symbols, exchange, str, spellings)
+    exchange = EXCHANGE  # a spot instId is the normalized symbol itself
 
 
 def parse_frames(
@@ -93,11 +68,15 @@ def parse_frames(
     `recv_ts` (integer microseconds) is stamped on every trade of the batch.
     """
     try:
-        trades = [t for f in frames for t in _decoder.decode(f).data]  # TypeError on None
+        pushes = [_decoder.decode(f).data for f in frames]
+        if None in pushes:  # an ack, a pong or a notice: said apart frame by frame
+            return _parse_slow(frames, recv_ts, index, source)
+        trades = [t for data in pushes if data is not None for t in data]
         codes = [index.codes[t.instId] for t in trades]
-    except (msgspec.DecodeError, KeyError, TypeError):
+    except (msgspec.DecodeError, KeyError):
         return _parse_slow(frames, recv_ts, index, source)
-    return Parsed(*columns(trades, codes, recv_ts, index, source), [])
+    batch, first = columns(trades, codes, recv_ts, index, source)
+    return Parsed(batch, [], first_seq=first)
 
 
 def columns(
@@ -112,17 +91,10 @@ def columns(
     seq = np.fromiter([t.tradeId for t in trades], np.int64, n)
     count = np.fromiter([t.count for t in trades], np.int64, n)
     buy = np.fromiter([t.side == "buy" for t in trades], np.bool_, n)
-    batch = TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=seq,
-        price=np.fromiter([t.px for t in trades], np.float64, n),
-        size=np.fromiter([t.sz for t in trades], np.float64, n),
-        side=np.where(buy, np.int8(SIDE_BUY), np.int8(SIDE_SELL)),
-        ts=np.fromiter([t.ts for t in trades], np.int64, n) * 1000,
-        recv_ts=np.full(n, recv_ts, np.int64),
-    )
+    side = np.where(buy, np.int8(SIDE_BUY), np.int8(SIDE_SELL))
+    prices, sizes = [t.px for t in trades], [t.sz for t in trades]
+    ts = np.fromiter([t.ts for t in trades], np.int64, n) * 1000
+    batch = trade_batch(source, index.instruments, codes, seq, prices, sizes, side, ts, recv_ts)
     first = None if not n or count.max() == 1 else seq - count + 1
     return batch, first
 
@@ -130,22 +102,11 @@ def columns(
 def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, source: str) -> Parsed:
     trades: list[OkxTrade] = []
     codes: list[int] = []
-    rejects: list[Reject] = []
-    reconnect = False
-    for frame in frames:
-        try:
-            data = _decoder.decode(frame).data
-        except msgspec.DecodeError as exc:
-            reason = _classify(frame, exc)
-            if reason:
-                rejects.append(Reject(frame, reason))
-            continue
+    rejects = Rejects()
+    for frame, envelope in decoded(frames, _decoder, _classify, rejects):
+        data = envelope.data
         if data is None:
-            reason = _classify(frame, None)
-            if reason == "reconnect":
-                reconnect = True
-            elif reason:
-                rejects.append(Reject(frame, reason))
+            rejects.refuse(frame, _classify(frame, None))
             continue
         unknown = next((t.instId for t in data if t.instId not in index.codes), None)
         if unknown is not None:
@@ -154,7 +115,7 @@ def _parse_slow(frames: list[bytes], recv_ts: int, index: InstrumentIndex, sourc
         trades.extend(data)
         codes.extend(index.codes[t.instId] for t in data)
     batch, first = columns(trades, codes, recv_ts, index, source)
-    return Parsed(batch, first, rejects, reconnect)
+    return Parsed(batch, rejects, first_seq=first, reconnect=rejects.reconnect)
 
 
 def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
@@ -169,7 +130,7 @@ def _classify(frame: bytes, error: msgspec.DecodeError | None) -> str:
     if event in ("subscribe", "unsubscribe", "channel-conn-count"):
         return ""
     if event == "notice" and str(msg.get("code")) == NOTICE_RECONNECT:
-        return "reconnect"
+        return parsing.RECONNECT
     if event == "error":
         return f"error reply from exchange: {msg.get('code')} {msg.get('msg', '')}".rstrip()
     if event is not None:

@@ -17,14 +17,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated
 
 import msgspec
-import numpy as np
 
-from tickpipe.records import SIDE_UNKNOWN, TradeBatch
-from tickpipe.sources.finnhub.aggregated import VenueInstruments, content_ids
-from tickpipe.sources.parsing import Reject, json_object
+from tickpipe.records import TradeBatch
+from tickpipe.sources.aggregated import (
+    VenueInstruments,
+    classify_by_type,
+    content_ids,
+    unsided_batch,
+)
+from tickpipe.sources.parsing import Parsed, Reject, Rejects, decoded
 from tickpipe.symbols import normalize_symbol
 
 SOURCE = "tiingo"
@@ -59,12 +63,6 @@ class _Info(msgspec.Struct, gc=False, tag_field="messageType", tag="I"):
 
 
 _decoder = msgspec.json.Decoder(_Update | _Heartbeat | _Info, strict=False)
-
-
-class Parsed(NamedTuple):
-    batch: TradeBatch
-    rejects: list[Reject]
-    data: int  # frames that carried market data (what the data timer watches)
 
 
 def tiingo_ticker(symbol: str) -> str:
@@ -112,24 +110,14 @@ def _columns(
     seq_start: int,
     source: str,
 ) -> TradeBatch:
-    n = len(trades)
     # One trade per message, so each id's occurrence count is 0: a duplicated message repeats it.
     ids = [
         content_ids([(index.instruments[c].exchange, t.ticker, us, t.price, t.size)])[0]
         for t, c, us in zip(trades, codes, ts, strict=True)
     ]
-    return TradeBatch(
-        source=source,
-        instruments=index.instruments,
-        instrument=np.fromiter(codes, np.int32, n),
-        seq=np.arange(seq_start, seq_start + n, dtype=np.int64),
-        price=np.fromiter([t.price for t in trades], np.float64, n),
-        size=np.fromiter([t.size for t in trades], np.float64, n),
-        side=np.full(n, SIDE_UNKNOWN, np.int8),  # Tiingo does not say who took liquidity
-        ts=np.fromiter(ts, np.int64, n),
-        recv_ts=np.full(n, recv_ts, np.int64),
-        trade_id=np.array(ids, object) if n else np.empty(0, object),
-    )
+    prices, sizes = [t.price for t in trades], [t.size for t in trades]
+    instruments = index.instruments
+    return unsided_batch(source, instruments, codes, seq_start, prices, sizes, ts, recv_ts, ids)
 
 
 def _parse_slow(
@@ -138,14 +126,9 @@ def _parse_slow(
     trades: list[_Trade] = []
     codes: list[int] = []
     ts: list[int] = []
-    rejects: list[Reject] = []
+    rejects = Rejects()
     data = 0
-    for frame in frames:
-        try:
-            message = _decoder.decode(frame)
-        except msgspec.DecodeError as exc:
-            rejects.append(Reject(frame, _classify(frame, exc)))
-            continue
+    for frame, message in decoded(frames, _decoder, _classify, rejects):
         if type(message) is not _Update:
             continue  # heartbeat or subscription ack
         data += 1
@@ -164,12 +147,4 @@ def _parse_slow(
 
 def _classify(frame: bytes, error: msgspec.DecodeError) -> str:
     """Why a frame is not a Tiingo update, heartbeat or ack."""
-    msg: Any = json_object(frame)
-    if isinstance(msg, str):
-        return msg
-    kind = msg.get("messageType")
-    if kind == "E":
-        return "error reply from exchange"
-    if kind not in ("A", "H", "I"):
-        return f"unexpected message type {kind!r}"
-    return f"bad trade: {error}"
+    return classify_by_type(frame, error, "messageType", "E", ("A", "H", "I"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tickpipe.sources.finnhub.aggregated import redact
+from tickpipe.sources.aggregated import redact
 from tickpipe.sources.rest import RestClient, RestConfig, RestError
 from tickpipe.symbols import SymbolError, normalize_symbol
 
