@@ -15,64 +15,45 @@ import click
 QUICK_TRADES = 50_000
 
 
+def _options(func):
+    """The command's options, one entry each."""
+    for option in reversed(
+        [
+            click.option("--trades", type=click.IntRange(1), default=None,
+                         help="How many trade frames to push through each path "
+                         f"[default: 2,000,000; {QUICK_TRADES:,} with --quick]."),
+            click.option("--symbols", type=click.IntRange(1), default=1_000,
+                         show_default=True, help="How many symbols the frames spread over."),
+            click.option("--quick", is_flag=True,
+                         help="A small input, for tests and a first look."),
+            click.option("--event-rate", type=click.FloatRange(min=1), default=1e6,
+                         show_default=True,
+                         help="Trades per second of event time in the generated stream (how "
+                         "fast the market's clock runs); lower it for a longer span with more "
+                         "windows closing."),
+            click.option("--chunk", type=click.IntRange(1), default=20_000, show_default=True,
+                         help="Frames per hand-over, as a WebSocket reader would batch them."),
+            click.option("--cores", type=click.IntRange(1), default=1, show_default=True,
+                         help="Also measure tickpipe on this many cores (the one-core figures "
+                         "always run)."),
+            click.option("--cpu", type=click.IntRange(0), default=None,
+                         help="The CPU to pin one-core runs to [default: the highest one "
+                         "allowed]."),
+            click.option("--profile", "profile_top", type=click.IntRange(0), default=0,
+                         help="Also profile the tickpipe path with cProfile and show the top N "
+                         "functions by own time, per thread (a separate run: its time is not "
+                         "a figure)."),
+            click.option("--json", "as_json", is_flag=True,
+                         help="Print the results as JSON on stdout (progress still goes to "
+                         "stderr)."),
+        ]
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
 @click.command()
-@click.option(
-    "--trades",
-    type=click.IntRange(1),
-    default=None,
-    help="How many trade frames to push through each path [default: 2,000,000; "
-    f"{QUICK_TRADES:,} with --quick].",
-)
-@click.option(
-    "--symbols",
-    type=click.IntRange(1),
-    default=1_000,
-    show_default=True,
-    help="How many symbols the frames spread over.",
-)
-@click.option("--quick", is_flag=True, help="A small input, for tests and a first look.")
-@click.option(
-    "--event-rate",
-    type=click.FloatRange(min=1, min_open=False),
-    default=1e6,
-    show_default=True,
-    help="Trades per second of event time in the generated stream (how fast the "
-    "market's clock runs); lower it for a longer span with more windows closing.",
-)
-@click.option(
-    "--chunk",
-    type=click.IntRange(1),
-    default=20_000,
-    show_default=True,
-    help="Frames per hand-over, as a WebSocket reader would batch them.",
-)
-@click.option(
-    "--cores",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Also measure tickpipe on this many cores (the one-core figures always run).",
-)
-@click.option(
-    "--cpu",
-    type=click.IntRange(0),
-    default=None,
-    help="The CPU to pin one-core runs to [default: the highest one allowed].",
-)
-@click.option(
-    "--profile",
-    "profile_top",
-    type=click.IntRange(0),
-    default=0,
-    help="Also profile the tickpipe path with cProfile and show the top N functions "
-    "by own time, per thread (a separate run: its time is not a figure).",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the results as JSON on stdout (progress still goes to stderr).",
-)
+@_options
 def bench(trades, symbols, quick, event_rate, chunk, cores, cpu, profile_top, as_json) -> None:
     """Measure end-to-end throughput from raw Binance trade JSON to stored candles.
 

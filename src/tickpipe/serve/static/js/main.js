@@ -3,7 +3,7 @@
 
 import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
 import { AnalyticsView } from "./analytics.js";
-import { BucketRollup, CandleSeries, candleFigure, themeColors } from "./candles.js";
+import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from "./candles.js";
 import * as fmt from "./format.js";
 import { PipelineView } from "./pipeline.js";
 
@@ -131,22 +131,23 @@ function validTimeframe(tf) {
 
 // -- pickers ----------------------------------------------------------------------------------
 
+// A typed duration box: marked invalid until it reads as a duration, then `apply`'d normalized.
+function onDuration(input, apply) {
+  input.addEventListener("change", (e) => {
+    const us = fmt.parseDuration(e.target.value);
+    e.target.classList.toggle("invalid", us === null);
+    if (us !== null) apply(fmt.formatDuration(us));
+  });
+}
+
 function wireControls() {
   $("exchange").addEventListener("change", (e) => selectExchange(e.target.value));
   $("symbol").addEventListener("change", (e) => selectSymbol(e.target.value));
-  $("bucket").addEventListener("change", (e) => {
-    const us = fmt.parseDuration(e.target.value);
-    e.target.classList.toggle("invalid", us === null);
-    if (us !== null) setTimeframe(fmt.formatDuration(us));
-  });
+  onDuration($("bucket"), setTimeframe);
   $("lookbacks").addEventListener("click", (e) => {
     if (e.target.dataset.lookback) setLookback(e.target.dataset.lookback);
   });
-  $("lookback").addEventListener("change", (e) => {
-    const us = fmt.parseDuration(e.target.value);
-    e.target.classList.toggle("invalid", us === null);
-    if (us !== null) setLookback(fmt.formatDuration(us));
-  });
+  onDuration($("lookback"), setLookback);
   $("tabs").addEventListener("click", (e) => {
     if (e.target.dataset.view) showView(e.target.dataset.view);
   });
@@ -424,17 +425,7 @@ function renderQuote(candles) {
     $("q-change").textContent = "";
     return;
   }
-  let high = -Infinity;
-  let low = Infinity;
-  let volume = 0;
-  let trades = 0;
-  for (const c of candles) {
-    high = Math.max(high, c.high);
-    low = Math.min(low, c.low);
-    volume += c.volume;
-    trades += c.trades;
-  }
-  const open = candles[0].open;
+  const { open, high, low, volume, trades } = rollup(candles, candles[0].start);
   const change = last / open - 1;
   $("q-open").textContent = fmt.price(open);
   $("q-high").textContent = fmt.price(high);
