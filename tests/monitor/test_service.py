@@ -31,7 +31,7 @@ from tickpipe.runtime.clock import ManualClock
 from tickpipe.runtime.stage import EngineStage
 from tickpipe.runtime.status import StatusBoard
 from tickpipe.runtime.writer import StoreWriter
-from tickpipe.sources import SourceContext, SourceStats
+from tickpipe.sources import Link, SourceContext, SourceStats
 from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.transport.memory import MemoryTransport
@@ -246,7 +246,7 @@ def test_ticks_on_a_manual_clock_fire_after_for_resolve_on_trades_and_keep_kpis_
     store = DuckDBStore(tmp_path / "t.duckdb")
     writer = StoreWriter(store)
     stage = EngineStage(CandleEngine(Config().engine_config()), writer, DeadLetters(None), clock)
-    stats = {"scripted": SourceStats(connected=True)}
+    stats = {"scripted": SourceStats(links=[Link(up=True)])}
     board = StatusBoard("run", stage, writer, MemoryTransport(100), stats, clock)
     config = Config(
         data_dir=str(tmp_path),

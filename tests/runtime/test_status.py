@@ -17,7 +17,7 @@ from tickpipe.runtime.stage import EngineStage
 from tickpipe.runtime.status import StatusBoard
 from tickpipe.runtime.writer import StoreWriter
 from tickpipe.serve.app import pipeline_json
-from tickpipe.sources import SourceStats
+from tickpipe.sources import Link, SourceStats
 from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.transport.memory import MemoryTransport
@@ -29,7 +29,7 @@ def test_the_view_and_the_api_render_the_same_status(tmp_path: Path) -> None:
     store = DuckDBStore(tmp_path / "t.duckdb")
     writer = StoreWriter(store)
     stage = EngineStage(CandleEngine(Config().engine_config()), writer, DeadLetters(None), clock)
-    stats = {"simulated": SourceStats(trades=7, malformed=2, reconnects=1, connected=False)}
+    stats = {"simulated": SourceStats(trades=7, malformed=2, reconnects=1, links=[Link(up=False)])}
     board = StatusBoard("demo", stage, writer, MemoryTransport(100), stats, clock)
     market = MarketSimulator(["BTC-USDT", "ETH-USDT"], 100.0, seed=2)
     try:
