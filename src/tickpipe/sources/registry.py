@@ -1,8 +1,10 @@
 """Which exchanges tickpipe speaks, what each supports, and how to build its source.
 
 Each exchange is a package `tickpipe.sources.<name>` whose `__init__` defines `INFO` (an
-`ExchangeInfo`) and `make_source(symbols, options)`; heavy modules (parsers, clients) load only
-when a source is built. The list below is the one place that names them all.
+`ExchangeInfo`, which also holds the exchange's own endpoints) and `make_source(symbols,
+options)`; `INFO.endpoints(options)` gives what a source is built with, the options' overrides
+else the exchange's own. Heavy modules (parsers, clients) load only when a source is built. The
+list below is the one place that names them all.
 """
 
 from __future__ import annotations
@@ -31,8 +33,18 @@ class ExchangeOptions:
 
 
 @dataclass(frozen=True)
+class Endpoints:
+    """Where a source connects and which feed variant it takes, every override applied."""
+
+    url: str
+    rest_url: str
+    stream: str
+
+
+@dataclass(frozen=True)
 class ExchangeInfo:
-    """What an exchange's connector supports, as `tickpipe exchanges` and the README list it."""
+    """What an exchange's connector supports, as `tickpipe exchanges` and the README list it,
+    and the endpoints it connects to unless the configuration overrides them."""
 
     name: str
     title: str
@@ -41,6 +53,16 @@ class ExchangeInfo:
     gaps: str  # how lost trades are detected, or why they cannot be
     backfill: str  # how lost trades are fetched again, or why they cannot be
     token_env: str | None = None  # environment variable holding the API token, if one is needed
+    url: str = ""  # WebSocket endpoint; "" where the source picks it (per stream) or has none
+    rest_url: str = ""  # REST endpoint (symbol lists, backfill); "" where it has none
+
+    def endpoints(self, options: ExchangeOptions) -> Endpoints:
+        """`options`' endpoints and stream, else this exchange's own and its first stream."""
+        return Endpoints(
+            options.url or self.url,
+            options.rest_url or self.rest_url,
+            options.stream or self.streams[0],
+        )
 
 
 class Connector(Protocol):

@@ -19,6 +19,7 @@ import numpy as np
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.bitstamp import INFO
 from tickpipe.sources.bitstamp.backfill import fetch_since, to_batch
 from tickpipe.sources.bitstamp.parse import (
     CHANNEL_PREFIX,
@@ -33,8 +34,6 @@ from tickpipe.sources.ws import WsConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "wss://ws.bitstamp.net"
-DEFAULT_REST_URL = "https://www.bitstamp.net"
 MAX_PER_CONNECTION = 100  # our choice; Bitstamp documents no channel limit per connection
 HEARTBEAT = b'{"event":"bts:heartbeat"}'
 TOO_OLD = "disconnected for over a day: older trades cannot be fetched"
@@ -50,8 +49,8 @@ class BitstampSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = DEFAULT_URL,
-        rest_url: str = DEFAULT_REST_URL,
+        url: str = INFO.url,
+        rest_url: str = INFO.rest_url,
         name: str = EXCHANGE,
         ws_config: WsConfig | None = None,
         rest_config: RestConfig | None = None,

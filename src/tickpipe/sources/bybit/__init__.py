@@ -21,24 +21,24 @@ INFO = ExchangeInfo(
         "no paging) refetches what traded since the last trade seen; when the loss was longer, "
         "the Gap event says older trades are lost"
     ),
+    url="wss://stream.bybit.com/v5/public/spot",
+    rest_url="https://api.bybit.com",
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
-    from tickpipe.sources.bybit.source import DEFAULT_REST_URL, DEFAULT_URL, BybitSource
+    from tickpipe.sources.bybit.source import BybitSource
 
-    return BybitSource(
-        symbols, url=options.url or DEFAULT_URL, rest_url=options.rest_url or DEFAULT_REST_URL
-    )
+    at = INFO.endpoints(options)
+    return BybitSource(symbols, url=at.url, rest_url=at.rest_url)
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Every Bybit spot pair, normalized (`BTC-USDT`) -> Bybit's spelling (`BTCUSDT`), from
     `GET /v5/market/instruments-info?category=spot` (its `baseCoin` and `quoteCoin`)."""
-    from tickpipe.sources.bybit.source import DEFAULT_REST_URL
     from tickpipe.sources.rest import RestClient, RestError
 
-    base = options.rest_url or DEFAULT_REST_URL
+    base = INFO.endpoints(options).rest_url
     path = "/v5/market/instruments-info"
     out: dict[str, str] = {}
     cursor = ""

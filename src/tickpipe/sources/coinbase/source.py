@@ -29,6 +29,7 @@ import msgspec
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.coinbase import INFO
 from tickpipe.sources.coinbase.parse import (
     EXCHANGE,
     InstrumentIndex,
@@ -47,7 +48,6 @@ from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
 
 ADVANCED_URL = "wss://advanced-trade-ws.coinbase.com"
 EXCHANGE_URL = "wss://ws-feed.exchange.coinbase.com"
-REST_URL = "https://api.exchange.coinbase.com"
 STREAMS = ("advanced", "exchange")
 DEFAULT_URLS = {"advanced": ADVANCED_URL, "exchange": EXCHANGE_URL}
 
@@ -80,7 +80,7 @@ class CoinbaseSource(ShardedFeed):
         symbols: Sequence[str],
         url: str | None = None,
         stream: str = "advanced",
-        rest_url: str = REST_URL,
+        rest_url: str = INFO.rest_url,
         name: str = "coinbase",
         ws_config: WsConfig | None = None,
         backfill: BackfillConfig | None = None,

@@ -21,18 +21,18 @@ INFO = ExchangeInfo(
         "trades missed while disconnected are not refetched"
     ),
     token_env="FINNHUB_TOKEN",
+    url="wss://ws.finnhub.io",
+    rest_url="https://finnhub.io/api/v1",
 )
-
-REST_URL = "https://finnhub.io/api/v1"
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
     """A Finnhub source. The wiring hands over normalized pairs (`BTC-USDT`), which are
     subscribed on the default venue, Binance (`BINANCE:BTCUSDT`); `FinnhubSource` itself also
     takes `venue:PAIR` and a venue list."""
-    from tickpipe.sources.finnhub.source import DEFAULT_URL, FinnhubSource
+    from tickpipe.sources.finnhub.source import FinnhubSource
 
-    return FinnhubSource(symbols, options.token, url=options.url or DEFAULT_URL)
+    return FinnhubSource(symbols, options.token, url=INFO.endpoints(options).url)
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
@@ -43,4 +43,4 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """
     from tickpipe.sources.finnhub.symbols import fetch_finnhub_symbols
 
-    return await fetch_finnhub_symbols(options.rest_url or REST_URL, options.token)
+    return await fetch_finnhub_symbols(INFO.endpoints(options).rest_url, options.token)

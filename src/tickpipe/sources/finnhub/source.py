@@ -15,6 +15,7 @@ import msgspec
 
 from tickpipe.sources.aggregated import AggregatorFeed, with_token
 from tickpipe.sources.feed import Shard
+from tickpipe.sources.finnhub import INFO
 from tickpipe.sources.finnhub.parse import (
     DEFAULT_VENUES,
     SOURCE,
@@ -22,8 +23,6 @@ from tickpipe.sources.finnhub.parse import (
     parse_frames,
 )
 from tickpipe.sources.ws import WsConfig
-
-DEFAULT_URL = "wss://ws.finnhub.io"
 
 
 class FinnhubSource(AggregatorFeed):
@@ -39,7 +38,7 @@ class FinnhubSource(AggregatorFeed):
         self,
         symbols: Sequence[str],
         token: str | None,
-        url: str = DEFAULT_URL,
+        url: str = INFO.url,
         venues: Sequence[str] = DEFAULT_VENUES,
         name: str = SOURCE,
         ws_config: WsConfig | None = None,

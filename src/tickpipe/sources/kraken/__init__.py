@@ -18,26 +18,26 @@ INFO = ExchangeInfo(
         "paging its time cursor from the last trade seen; each reconnect also asks for the "
         "50-trade snapshot"
     ),
+    url="wss://ws.kraken.com/v2",
+    rest_url="https://api.kraken.com",
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
-    from tickpipe.sources.kraken.source import DEFAULT_REST_URL, DEFAULT_URL, KrakenSource
+    from tickpipe.sources.kraken.source import KrakenSource
 
-    return KrakenSource(
-        symbols, url=options.url or DEFAULT_URL, rest_url=options.rest_url or DEFAULT_REST_URL
-    )
+    at = INFO.endpoints(options)
+    return KrakenSource(symbols, url=at.url, rest_url=at.rest_url)
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Every Kraken spot pair, normalized (`BTC-USD`) -> v2 spelling (`BTC/USD`), from
     `GET /0/public/AssetPairs`; its `wsname` (`XBT/USD`) is read with XBT as BTC, as v2 does."""
     from tickpipe.sources.kraken.parse import to_kraken
-    from tickpipe.sources.kraken.source import DEFAULT_REST_URL
     from tickpipe.sources.rest import RestClient, RestError
     from tickpipe.symbols import SymbolError, normalize_symbol
 
-    base = options.rest_url or DEFAULT_REST_URL
+    base = INFO.endpoints(options).rest_url
     async with RestClient(base) as client:
         answer = await client.get_json("/0/public/AssetPairs")
     if (

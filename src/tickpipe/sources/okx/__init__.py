@@ -19,27 +19,24 @@ INFO = ExchangeInfo(
         "`trades-all`, everything after the last trade seen before a reconnect; on `trades` only "
         "holes between two received rows, as single trades"
     ),
+    url="wss://ws.okx.com:8443",
+    rest_url="https://www.okx.com",
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
-    from tickpipe.sources.okx.source import DEFAULT_REST_URL, DEFAULT_URL, OkxSource
+    from tickpipe.sources.okx.source import OkxSource
 
-    return OkxSource(
-        symbols,
-        url=options.url or DEFAULT_URL,
-        rest_url=options.rest_url or DEFAULT_REST_URL,
-        stream=options.stream or INFO.streams[0],
-    )
+    at = INFO.endpoints(options)
+    return OkxSource(symbols, url=at.url, rest_url=at.rest_url, stream=at.stream)
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Normalized symbol -> instId of every OKX spot instrument (public/instruments)."""
     from tickpipe.sources.listing import spellings, symbol_list
-    from tickpipe.sources.okx.source import DEFAULT_REST_URL
 
     path, params = "/api/v5/public/instruments", {"instType": "SPOT"}
-    answer = await symbol_list(options, DEFAULT_REST_URL, path, params)
+    answer = await symbol_list(options, INFO.rest_url, path, params)
     if not isinstance(answer, dict) or str(answer.get("code")) != "0":
         raise RuntimeError(f"okx instruments: unexpected answer {str(answer)[:200]}")
 

@@ -16,10 +16,10 @@ import msgspec
 
 from tickpipe.sources.aggregated import AggregatorFeed, VenueInstruments
 from tickpipe.sources.feed import Shard, split
+from tickpipe.sources.tiingo import INFO
 from tickpipe.sources.tiingo.parse import SOURCE, parse_frames, tickers_for
 from tickpipe.sources.ws import WsConfig
 
-DEFAULT_URL = "wss://api.tiingo.com/crypto"
 THRESHOLD_TRADES = 5  # "Trade Updates per-exchange" (2 would add top-of-book quotes)
 MAX_TICKERS = 100
 
@@ -36,7 +36,7 @@ class TiingoSource(AggregatorFeed):
         self,
         symbols: Sequence[str],
         token: str | None,
-        url: str = DEFAULT_URL,
+        url: str = INFO.url,
         name: str = SOURCE,
         ws_config: WsConfig | None = None,
         max_tickers: int = MAX_TICKERS,
