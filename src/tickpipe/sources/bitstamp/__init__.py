@@ -36,7 +36,7 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Normalized symbol -> url_symbol of every Bitstamp pair (`/api/v2/trading-pairs-info/`)."""
     from tickpipe.sources.listing import spellings, symbol_list
 
-    rows = await symbol_list(options, INFO.rest_url, "/api/v2/trading-pairs-info/")
+    rows = await symbol_list(INFO.endpoints(options).rest_url, "/api/v2/trading-pairs-info/")
     if not isinstance(rows, list):
         raise RuntimeError(f"bitstamp trading pairs: unexpected answer {str(rows)[:200]}")
     return spellings(rows, lambda row: (row.get("name"), row.get("url_symbol")))

@@ -30,7 +30,7 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     the public Exchange REST API's `GET /products`; delisted products are left out."""
     from tickpipe.sources.listing import spellings, symbol_list
 
-    products = await symbol_list(options, INFO.rest_url, "/products")
+    products = await symbol_list(INFO.endpoints(options).rest_url, "/products")
     if not isinstance(products, list):
         raise ValueError("coinbase /products did not answer with a list")
     listed = [p for p in products if not isinstance(p, dict) or p.get("status") != "delisted"]

@@ -34,27 +34,18 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Every Kraken spot pair, normalized (`BTC-USD`) -> v2 spelling (`BTC/USD`), from
     `GET /0/public/AssetPairs`; its `wsname` (`XBT/USD`) is read with XBT as BTC, as v2 does."""
     from tickpipe.sources.kraken.parse import to_kraken
-    from tickpipe.sources.rest import RestClient, RestError
-    from tickpipe.symbols import SymbolError, normalize_symbol
+    from tickpipe.sources.listing import spellings, symbol_list
+    from tickpipe.sources.rest import RestError
 
-    base = INFO.endpoints(options).rest_url
-    async with RestClient(base) as client:
-        answer = await client.get_json("/0/public/AssetPairs")
+    base, path = INFO.endpoints(options).rest_url, "/0/public/AssetPairs"
+    answer = await symbol_list(base, path)
     if (
         not isinstance(answer, dict)
         or answer.get("error")
         or not isinstance(answer.get("result"), dict)
     ):
         error = answer.get("error") if isinstance(answer, dict) else answer
-        raise RestError(f"{base}/0/public/AssetPairs", f"unexpected answer: {error!r}")
-    out: dict[str, str] = {}
-    for pair in answer["result"].values():
-        wsname = pair.get("wsname") if isinstance(pair, dict) else None
-        if not isinstance(wsname, str):
-            continue
-        try:
-            symbol = normalize_symbol(wsname)
-        except SymbolError:
-            continue
-        out[symbol] = to_kraken(symbol)
-    return out
+        raise RestError(f"{base}{path}", f"unexpected answer: {error!r}")
+    # the v2 spelling follows from the normalized pair, so only the pair is picked
+    listed = spellings(answer["result"].values(), lambda pair: (pair.get("wsname"), ""))
+    return {symbol: to_kraken(symbol) for symbol in listed}

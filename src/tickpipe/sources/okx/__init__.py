@@ -36,7 +36,7 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     from tickpipe.sources.listing import spellings, symbol_list
 
     path, params = "/api/v5/public/instruments", {"instType": "SPOT"}
-    answer = await symbol_list(options, INFO.rest_url, path, params)
+    answer = await symbol_list(INFO.endpoints(options).rest_url, path, params)
     if not isinstance(answer, dict) or str(answer.get("code")) != "0":
         raise RuntimeError(f"okx instruments: unexpected answer {str(answer)[:200]}")
 
