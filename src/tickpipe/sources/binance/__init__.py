@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="binance",
@@ -17,22 +17,23 @@ INFO = ExchangeInfo(
         "yes: holes in the ids and whatever a reconnect missed are fetched again from "
         "/api/v3/historicalTrades (trade) or /api/v3/aggTrades (aggTrade), no API key needed"
     ),
-    url="wss://stream.binance.com:9443",
-    rest_url="https://api.binance.com",
+    endpoints=Endpoints("wss://stream.binance.com:9443", "https://api.binance.com"),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
     """`trade`/`aggTrade`: the WebSocket stream; `ticker`: last prices polled over REST."""
-    at = INFO.endpoints(options)
-    if at.stream == "ticker":
+    stream = INFO.stream(options)
+    if stream == "ticker":
         from tickpipe.sources.binance.ticker import BinanceTickerSource
 
         poll_every = options.poll_every or 5.0
-        return BinanceTickerSource(symbols, rest_url=at.rest_url, poll_every=poll_every)
+        return BinanceTickerSource(symbols, rest_url=INFO.rest_url(options), poll_every=poll_every)
     from tickpipe.sources.binance.source import BinanceSource
 
-    return BinanceSource(symbols, url=at.url, stream=at.stream, rest_url=at.rest_url)
+    return BinanceSource(
+        symbols, url=INFO.url(options), stream=stream, rest_url=INFO.rest_url(options)
+    )
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
@@ -42,5 +43,5 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     from tickpipe.sources.rest import RestClient, RestConfig
 
     config = RestConfig(timeout=5.0, attempts=2, backoff_initial=0.2, backoff_max=1.0)
-    async with RestClient(INFO.endpoints(options).rest_url, config) as rest:
+    async with RestClient(INFO.rest_url(options), config) as rest:
         return await fetch(rest)

@@ -45,11 +45,11 @@ class BinanceSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = INFO.url,
+        url: str = INFO.endpoints.url,
         stream: str = "trade",
         name: str = "binance",
         ws_config: WsConfig | None = None,
-        rest_url: str | None = INFO.rest_url,
+        rest_url: str | None = INFO.endpoints.rest_url,
         rest_config: RestConfig | None = None,
         backfill_config: BackfillConfig | None = None,
         max_streams_per_connection: int = MAX_STREAMS,

@@ -33,7 +33,7 @@ class BinanceTickerSource:
     def __init__(
         self,
         symbols: Sequence[str],
-        rest_url: str = INFO.rest_url,
+        rest_url: str = INFO.endpoints.rest_url,
         poll_every: float = 5.0,
         name: str = EXCHANGE,
         rest_config: RestConfig | None = None,

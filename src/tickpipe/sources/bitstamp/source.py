@@ -49,8 +49,8 @@ class BitstampSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = INFO.url,
-        rest_url: str = INFO.rest_url,
+        url: str = INFO.endpoints.url,
+        rest_url: str = INFO.endpoints.rest_url,
         name: str = EXCHANGE,
         ws_config: WsConfig | None = None,
         rest_config: RestConfig | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="bybit",
@@ -21,16 +21,14 @@ INFO = ExchangeInfo(
         "no paging) refetches what traded since the last trade seen; when the loss was longer, "
         "the Gap event says older trades are lost"
     ),
-    url="wss://stream.bybit.com/v5/public/spot",
-    rest_url="https://api.bybit.com",
+    endpoints=Endpoints("wss://stream.bybit.com/v5/public/spot", "https://api.bybit.com"),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
     from tickpipe.sources.bybit.source import BybitSource
 
-    at = INFO.endpoints(options)
-    return BybitSource(symbols, url=at.url, rest_url=at.rest_url)
+    return BybitSource(symbols, url=INFO.url(options), rest_url=INFO.rest_url(options))
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
@@ -38,7 +36,7 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     `GET /v5/market/instruments-info?category=spot` (its `baseCoin` and `quoteCoin`)."""
     from tickpipe.sources.rest import RestClient, RestError
 
-    base = INFO.endpoints(options).rest_url
+    base = INFO.rest_url(options)
     path = "/v5/market/instruments-info"
     out: dict[str, str] = {}
     cursor = ""

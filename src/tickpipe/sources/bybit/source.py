@@ -81,8 +81,8 @@ class BybitSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = INFO.url,
-        rest_url: str | None = INFO.rest_url,
+        url: str = INFO.endpoints.url,
+        rest_url: str | None = INFO.endpoints.rest_url,
         name: str = "bybit",
         ws_config: WsConfig | None = None,
         rest_config: RestConfig | None = None,

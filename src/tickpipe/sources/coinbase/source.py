@@ -80,7 +80,7 @@ class CoinbaseSource(ShardedFeed):
         symbols: Sequence[str],
         url: str | None = None,
         stream: str = "advanced",
-        rest_url: str = INFO.rest_url,
+        rest_url: str = INFO.endpoints.rest_url,
         name: str = "coinbase",
         ws_config: WsConfig | None = None,
         backfill: BackfillConfig | None = None,

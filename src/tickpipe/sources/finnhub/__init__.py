@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="finnhub",
@@ -21,8 +21,7 @@ INFO = ExchangeInfo(
         "trades missed while disconnected are not refetched"
     ),
     token_env="FINNHUB_TOKEN",
-    url="wss://ws.finnhub.io",
-    rest_url="https://finnhub.io/api/v1",
+    endpoints=Endpoints("wss://ws.finnhub.io", "https://finnhub.io/api/v1"),
 )
 
 
@@ -32,7 +31,7 @@ def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
     takes `venue:PAIR` and a venue list."""
     from tickpipe.sources.finnhub.source import FinnhubSource
 
-    return FinnhubSource(symbols, options.token, url=INFO.endpoints(options).url)
+    return FinnhubSource(symbols, options.token, url=INFO.url(options))
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
@@ -43,4 +42,4 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """
     from tickpipe.sources.finnhub.symbols import fetch_finnhub_symbols
 
-    return await fetch_finnhub_symbols(INFO.endpoints(options).rest_url, options.token)
+    return await fetch_finnhub_symbols(INFO.rest_url(options), options.token)

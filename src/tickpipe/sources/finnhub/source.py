@@ -38,7 +38,7 @@ class FinnhubSource(AggregatorFeed):
         self,
         symbols: Sequence[str],
         token: str | None,
-        url: str = INFO.url,
+        url: str = INFO.endpoints.url,
         venues: Sequence[str] = DEFAULT_VENUES,
         name: str = SOURCE,
         ws_config: WsConfig | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="kraken",
@@ -18,16 +18,14 @@ INFO = ExchangeInfo(
         "paging its time cursor from the last trade seen; each reconnect also asks for the "
         "50-trade snapshot"
     ),
-    url="wss://ws.kraken.com/v2",
-    rest_url="https://api.kraken.com",
+    endpoints=Endpoints("wss://ws.kraken.com/v2", "https://api.kraken.com"),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
     from tickpipe.sources.kraken.source import KrakenSource
 
-    at = INFO.endpoints(options)
-    return KrakenSource(symbols, url=at.url, rest_url=at.rest_url)
+    return KrakenSource(symbols, url=INFO.url(options), rest_url=INFO.rest_url(options))
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
@@ -37,7 +35,7 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     from tickpipe.sources.listing import spellings, symbol_list
     from tickpipe.sources.rest import RestError
 
-    base, path = INFO.endpoints(options).rest_url, "/0/public/AssetPairs"
+    base, path = INFO.rest_url(options), "/0/public/AssetPairs"
     answer = await symbol_list(base, path)
     if (
         not isinstance(answer, dict)

@@ -53,8 +53,8 @@ class KrakenSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = INFO.url,
-        rest_url: str | None = INFO.rest_url,
+        url: str = INFO.endpoints.url,
+        rest_url: str | None = INFO.endpoints.rest_url,
         name: str = "kraken",
         ws_config: WsConfig | None = None,
         rest_config: RestConfig | None = None,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="okx",
@@ -19,16 +19,16 @@ INFO = ExchangeInfo(
         "`trades-all`, everything after the last trade seen before a reconnect; on `trades` only "
         "holes between two received rows, as single trades"
     ),
-    url="wss://ws.okx.com:8443",
-    rest_url="https://www.okx.com",
+    endpoints=Endpoints("wss://ws.okx.com:8443", "https://www.okx.com"),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
     from tickpipe.sources.okx.source import OkxSource
 
-    at = INFO.endpoints(options)
-    return OkxSource(symbols, url=at.url, rest_url=at.rest_url, stream=at.stream)
+    return OkxSource(
+        symbols, url=INFO.url(options), rest_url=INFO.rest_url(options), stream=INFO.stream(options)
+    )
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
@@ -36,7 +36,7 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     from tickpipe.sources.listing import spellings, symbol_list
 
     path, params = "/api/v5/public/instruments", {"instType": "SPOT"}
-    answer = await symbol_list(INFO.endpoints(options).rest_url, path, params)
+    answer = await symbol_list(INFO.rest_url(options), path, params)
     if not isinstance(answer, dict) or str(answer.get("code")) != "0":
         raise RuntimeError(f"okx instruments: unexpected answer {str(answer)[:200]}")
 

@@ -54,8 +54,8 @@ class OkxSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = INFO.url,
-        rest_url: str = INFO.rest_url,
+        url: str = INFO.endpoints.url,
+        rest_url: str = INFO.endpoints.rest_url,
         stream: str = "trades-all",
         name: str = EXCHANGE,
         ws_config: WsConfig | None = None,

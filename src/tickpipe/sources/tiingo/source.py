@@ -36,7 +36,7 @@ class TiingoSource(AggregatorFeed):
         self,
         symbols: Sequence[str],
         token: str | None,
-        url: str = INFO.url,
+        url: str = INFO.endpoints.url,
         name: str = SOURCE,
         ws_config: WsConfig | None = None,
         max_tickers: int = MAX_TICKERS,
