@@ -30,7 +30,6 @@ class FinnhubSource(AggregatorFeed):
     each of `venues`) from Finnhub, each stamped with the venue it traded on. No REST history:
     lost trades are neither counted nor refetched."""
 
-    token_env = "FINNHUB_TOKEN"
     index: FinnhubInstruments
     parse_frames = staticmethod(parse_frames)
 
@@ -44,7 +43,7 @@ class FinnhubSource(AggregatorFeed):
         ws_config: WsConfig | None = None,
     ) -> None:
         token_url = with_token(url, token) if token else url
-        super().__init__("finnhub", symbols, token, token_url, name, ws_config)
+        super().__init__(INFO, symbols, token, token_url, name, ws_config)
         self.index = FinnhubInstruments.for_symbols(symbols, venues)
         raw = list(self.index.by_raw)
         self.shard(raw, [list(range(len(raw)))])  # one connection per API key

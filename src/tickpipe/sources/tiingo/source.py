@@ -29,7 +29,6 @@ class TiingoSource(AggregatorFeed):
     stamped with the venue it traded on (Tiingo's `gdax` becomes `coinbase`). No REST
     history: lost trades are neither counted nor refetched."""
 
-    token_env = "TIINGO_TOKEN"
     parse_frames = staticmethod(parse_frames)
 
     def __init__(
@@ -41,7 +40,7 @@ class TiingoSource(AggregatorFeed):
         ws_config: WsConfig | None = None,
         max_tickers: int = MAX_TICKERS,
     ) -> None:
-        super().__init__("tiingo", symbols, token, url, name, ws_config)
+        super().__init__(INFO, symbols, token, url, name, ws_config)
         if max_tickers < 1:
             raise ValueError(f"tiingo max_tickers must be positive, not {max_tickers}")
         self.index = VenueInstruments(tickers_for(symbols))
