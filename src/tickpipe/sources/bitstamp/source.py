@@ -27,7 +27,7 @@ from tickpipe.sources.bitstamp.parse import (
     InstrumentIndex,
     parse_frames,
 )
-from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, rest_rejects, split
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, rest_rejects
 from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.sources.ws import WsConfig
@@ -75,9 +75,8 @@ class BitstampSource(ShardedFeed):
         )
         self.ping_after = ping_after
         self.backfill = backfill
-        raw = [i.raw_symbol for i in self.index.instruments]
-        self.shard(raw, split(raw, max_per_connection))
-        n = len(raw)
+        self.shard_by_symbol(max_per_connection)
+        n = len(self.instruments)
         self.last_id = np.full(n, -1, np.int64)  # highest trade id seen per pair
         self.last_ts = np.zeros(n, np.int64)  # its trade time, µs
         self.awaiting = np.zeros(n, np.bool_)  # reconnected, no live trade of the pair yet

@@ -40,7 +40,7 @@ from tickpipe.sources.coinbase.parse import (
     rest_batch,
     rest_trades,
 )
-from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, split
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed
 from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.parsing import Parsed, Reject
 from tickpipe.sources.rest import RestClient, RestConfig, RestError
@@ -107,8 +107,7 @@ class CoinbaseSource(ShardedFeed):
         self.stream = stream
         self._parse = parse_advanced if stream == "advanced" else parse_exchange
         self.subscribe_interval = subscribe_interval
-        products = [i.raw_symbol for i in self.index.instruments]
-        self.shard(products, split(products, max_products))
+        self.shard_by_symbol(max_products)
         # Connections start one subscribe round apart, so that at start-up each subscribes
         # well within Coinbase's 5 seconds and the pacer never holds one back for long.
         self.connect_interval = subscribe_interval * len(self.subscribe_messages(self.shards[0]))

@@ -22,7 +22,7 @@ import msgspec
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
-from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, split
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed
 from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.kraken import INFO
 from tickpipe.sources.kraken.backfill import backfill_gap
@@ -70,8 +70,7 @@ class KrakenSource(ShardedFeed):
         super().__init__(
             name, url, ws_config or KRAKEN_WS_CONFIG, self.index.instruments, rest_url, rest_config
         )
-        raw = [i.raw_symbol for i in self.index.instruments]
-        self.shard(raw, split(raw, max_symbols_per_connection))
+        self.shard_by_symbol(max_symbols_per_connection)
         self.snapshot = snapshot
         self.app_ping_interval = app_ping_interval
         self.gaps = GapDetector(len(self.index.instruments))

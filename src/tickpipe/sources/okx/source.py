@@ -27,7 +27,7 @@ import numpy as np
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
-from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, rest_rejects, split
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, rest_rejects
 from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.okx import INFO
 from tickpipe.sources.okx.backfill import fetch_trades, ids_in, to_batch
@@ -88,9 +88,8 @@ class OkxSource(ShardedFeed):
         self.connect_interval = connect_interval
         self.backfill = backfill
         self.backfill_limit = backfill_limit
-        raw = [i.raw_symbol for i in self.index.instruments]
-        self.shard(raw, split(raw, max_per_connection))
-        self.gaps = GapDetector(len(raw))
+        self.shard_by_symbol(max_per_connection)
+        self.gaps = GapDetector(len(self.instruments))
         # After a reconnect's fetch: (after id, newest id, trades) per instrument, so the hole
         # the live feed then shows is answered from them instead of a second request.
         self._recent: dict[int, tuple[int, int, list[OkxTrade]]] = {}
