@@ -18,6 +18,7 @@ import numpy as np
 from tickpipe.records import SIDE_UNKNOWN, Instrument, TradeBatch
 from tickpipe.sources.feed import ShardedFeed
 from tickpipe.sources.parsing import Parsed, json_object, trade_batch
+from tickpipe.sources.registry import ExchangeInfo
 from tickpipe.sources.ws import WsConfig, check_ws_url, redact_secrets
 
 # Venue spellings of the same exchange across feeds; the analytics of top exchanges group by it.
@@ -117,24 +118,24 @@ class AggregatorFeed(ShardedFeed):
     """An aggregator's WebSocket feed: refused without its API token (which is never shown)
     or symbols; trades carry no ids, so order keys count arrivals; no REST history."""
 
-    token_env = ""  # the environment variable the token comes from (named when it is missing)
     index: VenueInstruments  # set by the connector
     # The feed's parser: (frames, recv_ts, index, first order key, source) -> Parsed.
     parse_frames: Callable[[list[bytes], int, Any, int, str], Parsed]
 
     def __init__(
         self,
-        exchange: str,
+        info: ExchangeInfo,
         symbols: Sequence[str],
         token: str | None,
         url: str,
         name: str,
         ws_config: WsConfig | None,
     ) -> None:
+        """`info`: the connector's `INFO`, whose name and token variable the refusals name."""
         if not token:
-            raise ValueError(f"{exchange} needs an API token: set {self.token_env}")
+            raise ValueError(f"{info.name} needs an API token: set {info.token_env}")
         if not symbols:
-            raise ValueError(f"{exchange} needs at least one symbol")
+            raise ValueError(f"{info.name} needs at least one symbol")
         check_ws_url(url, [token])
         super().__init__(name, url, ws_config or AGGREGATOR_WS_CONFIG)
         self.secrets = (token,)

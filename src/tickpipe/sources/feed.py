@@ -119,6 +119,11 @@ class ShardedFeed:
         """Connect `symbols` in these groups (positions, which are also instrument codes)."""
         self.shards = [Shard([symbols[i] for i in g], list(g)) for g in groups]
 
+    def shard_by_symbol(self, per_connection: int) -> None:
+        """Connect the instruments by their raw symbols, at most `per_connection` on each."""
+        raw = [i.raw_symbol for i in self.instruments]
+        self.shard(raw, split(raw, per_connection))
+
     # What a connector supplies -------------------------------------------------------------
 
     def subscribe_messages(self, shard: Shard) -> Sequence[bytes]:

@@ -10,19 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tickpipe.sources.registry import ExchangeOptions
 from tickpipe.sources.rest import RestClient
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 
-async def symbol_list(
-    options: ExchangeOptions,
-    default_rest_url: str,
-    path: str,
-    params: Mapping[str, Any] | None = None,
-) -> Any:
-    """The decoded answer of the exchange's symbol list (at `options.rest_url` if set)."""
-    async with RestClient(options.rest_url or default_rest_url) as client:
+async def symbol_list(rest_url: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
+    """The decoded answer of the exchange's symbol list at `rest_url` + `path`."""
+    async with RestClient(rest_url) as client:
         return await client.get_json(path, params)
 
 

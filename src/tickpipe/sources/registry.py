@@ -1,8 +1,11 @@
 """Which exchanges tickpipe speaks, what each supports, and how to build its source.
 
 Each exchange is a package `tickpipe.sources.<name>` whose `__init__` defines `INFO` (an
-`ExchangeInfo`) and `make_source(symbols, options)`; heavy modules (parsers, clients) load only
-when a source is built. The list below is the one place that names them all.
+`ExchangeInfo`, which also holds the exchange's own `Endpoints`) and `make_source(symbols,
+options)`; `INFO.url(options)`, `INFO.rest_url(options)` and `INFO.stream(options)` give what a
+source is built with: the configuration's override, else the exchange's own. Heavy modules
+(parsers, clients) load only when a source is built. The list below is the one place that names
+them all.
 """
 
 from __future__ import annotations
@@ -31,8 +34,17 @@ class ExchangeOptions:
 
 
 @dataclass(frozen=True)
+class Endpoints:
+    """Where an exchange's connector connects unless the configuration overrides it."""
+
+    url: str = ""  # WebSocket endpoint; "" where the source picks it (per stream) or has none
+    rest_url: str = ""  # REST endpoint (symbol lists, backfill); "" where it has none
+
+
+@dataclass(frozen=True)
 class ExchangeInfo:
-    """What an exchange's connector supports, as `tickpipe exchanges` and the README list it."""
+    """What an exchange's connector supports, as `tickpipe exchanges` and the README list it,
+    and the endpoints it connects to unless the configuration overrides them."""
 
     name: str
     title: str
@@ -41,6 +53,19 @@ class ExchangeInfo:
     gaps: str  # how lost trades are detected, or why they cannot be
     backfill: str  # how lost trades are fetched again, or why they cannot be
     token_env: str | None = None  # environment variable holding the API token, if one is needed
+    endpoints: Endpoints = Endpoints()
+
+    def url(self, options: ExchangeOptions) -> str:
+        """The WebSocket endpoint `options` set, else the exchange's own."""
+        return options.url or self.endpoints.url
+
+    def rest_url(self, options: ExchangeOptions) -> str:
+        """The REST endpoint `options` set, else the exchange's own."""
+        return options.rest_url or self.endpoints.rest_url
+
+    def stream(self, options: ExchangeOptions) -> str:
+        """The feed variant `options` chose, else the default (the first of `streams`)."""
+        return options.stream or self.streams[0]
 
 
 class Connector(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="binance",
@@ -17,31 +17,31 @@ INFO = ExchangeInfo(
         "yes: holes in the ids and whatever a reconnect missed are fetched again from "
         "/api/v3/historicalTrades (trade) or /api/v3/aggTrades (aggTrade), no API key needed"
     ),
+    endpoints=Endpoints("wss://stream.binance.com:9443", "https://api.binance.com"),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
     """`trade`/`aggTrade`: the WebSocket stream; `ticker`: last prices polled over REST."""
-    from tickpipe.sources.binance.rest import DEFAULT_REST_URL
-
-    stream = options.stream or INFO.streams[0]
-    rest_url = options.rest_url or DEFAULT_REST_URL
+    stream = INFO.stream(options)
     if stream == "ticker":
         from tickpipe.sources.binance.ticker import BinanceTickerSource
 
-        return BinanceTickerSource(symbols, rest_url=rest_url, poll_every=options.poll_every or 5.0)
-    from tickpipe.sources.binance.source import DEFAULT_URL, BinanceSource
+        poll_every = options.poll_every or 5.0
+        return BinanceTickerSource(symbols, rest_url=INFO.rest_url(options), poll_every=poll_every)
+    from tickpipe.sources.binance.source import BinanceSource
 
-    return BinanceSource(symbols, url=options.url or DEFAULT_URL, stream=stream, rest_url=rest_url)
+    return BinanceSource(
+        symbols, url=INFO.url(options), stream=stream, rest_url=INFO.rest_url(options)
+    )
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Every symbol Binance trades now, normalized -> Binance's spelling (`BTC-USDT` ->
     `BTCUSDT`), from `GET /api/v3/exchangeInfo`."""
-    from tickpipe.sources.binance.rest import DEFAULT_REST_URL
     from tickpipe.sources.binance.rest import fetch_symbols as fetch
     from tickpipe.sources.rest import RestClient, RestConfig
 
     config = RestConfig(timeout=5.0, attempts=2, backoff_initial=0.2, backoff_max=1.0)
-    async with RestClient(options.rest_url or DEFAULT_REST_URL, config) as rest:
+    async with RestClient(INFO.rest_url(options), config) as rest:
         return await fetch(rest)

@@ -25,7 +25,6 @@ from tickpipe.sources.parsing import trade_batch
 from tickpipe.sources.rest import RestClient, read_rows
 from tickpipe.symbols import SymbolError, normalize_symbol
 
-DEFAULT_REST_URL = "https://api.binance.com"
 PAGE_LIMIT = 1000  # the `limit` maximum of every trades endpoint
 HISTORICAL_TRADES = "/api/v3/historicalTrades"
 AGG_TRADES = "/api/v3/aggTrades"

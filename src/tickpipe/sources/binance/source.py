@@ -14,16 +14,15 @@ from collections.abc import Sequence
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.binance import INFO
 from tickpipe.sources.binance.backfill import Backfill, BackfillConfig
 from tickpipe.sources.binance.parse import EXCHANGE, InstrumentIndex, parse_frames
-from tickpipe.sources.binance.rest import DEFAULT_REST_URL
 from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, split
 from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.sources.ws import WsConfig
 
-DEFAULT_URL = "wss://stream.binance.com:9443"
 STREAMS = ("trade", "aggTrade")
 MAX_STREAMS = 1024  # per connection, from Binance's WebSocket limits
 
@@ -46,11 +45,11 @@ class BinanceSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = DEFAULT_URL,
+        url: str = INFO.endpoints.url,
         stream: str = "trade",
         name: str = "binance",
         ws_config: WsConfig | None = None,
-        rest_url: str | None = DEFAULT_REST_URL,
+        rest_url: str | None = INFO.endpoints.rest_url,
         rest_config: RestConfig | None = None,
         backfill_config: BackfillConfig | None = None,
         max_streams_per_connection: int = MAX_STREAMS,

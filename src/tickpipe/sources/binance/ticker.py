@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 from tickpipe.records import Disconnect
 from tickpipe.sources import SourceContext
+from tickpipe.sources.binance import INFO
 from tickpipe.sources.binance.parse import InstrumentIndex
-from tickpipe.sources.binance.rest import DEFAULT_REST_URL, fetch_prices, prices_to_batch
+from tickpipe.sources.binance.rest import fetch_prices, prices_to_batch
 from tickpipe.sources.rest import RestClient, RestConfig, RestError
 
 EXCHANGE = "binance-ticker"
@@ -32,7 +33,7 @@ class BinanceTickerSource:
     def __init__(
         self,
         symbols: Sequence[str],
-        rest_url: str = DEFAULT_REST_URL,
+        rest_url: str = INFO.endpoints.rest_url,
         poll_every: float = 5.0,
         name: str = EXCHANGE,
         rest_config: RestConfig | None = None,

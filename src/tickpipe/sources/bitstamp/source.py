@@ -19,6 +19,7 @@ import numpy as np
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.bitstamp import INFO
 from tickpipe.sources.bitstamp.backfill import fetch_since, to_batch
 from tickpipe.sources.bitstamp.parse import (
     CHANNEL_PREFIX,
@@ -26,15 +27,13 @@ from tickpipe.sources.bitstamp.parse import (
     InstrumentIndex,
     parse_frames,
 )
-from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, rest_rejects, split
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, rest_rejects
 from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.sources.ws import WsConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "wss://ws.bitstamp.net"
-DEFAULT_REST_URL = "https://www.bitstamp.net"
 MAX_PER_CONNECTION = 100  # our choice; Bitstamp documents no channel limit per connection
 HEARTBEAT = b'{"event":"bts:heartbeat"}'
 TOO_OLD = "disconnected for over a day: older trades cannot be fetched"
@@ -50,8 +49,8 @@ class BitstampSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = DEFAULT_URL,
-        rest_url: str = DEFAULT_REST_URL,
+        url: str = INFO.endpoints.url,
+        rest_url: str = INFO.endpoints.rest_url,
         name: str = EXCHANGE,
         ws_config: WsConfig | None = None,
         rest_config: RestConfig | None = None,
@@ -76,9 +75,8 @@ class BitstampSource(ShardedFeed):
         )
         self.ping_after = ping_after
         self.backfill = backfill
-        raw = [i.raw_symbol for i in self.index.instruments]
-        self.shard(raw, split(raw, max_per_connection))
-        n = len(raw)
+        self.shard_by_symbol(max_per_connection)
+        n = len(self.instruments)
         self.last_id = np.full(n, -1, np.int64)  # highest trade id seen per pair
         self.last_ts = np.zeros(n, np.int64)  # its trade time, µs
         self.awaiting = np.zeros(n, np.bool_)  # reconnected, no live trade of the pair yet

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="bybit",
@@ -21,24 +21,22 @@ INFO = ExchangeInfo(
         "no paging) refetches what traded since the last trade seen; when the loss was longer, "
         "the Gap event says older trades are lost"
     ),
+    endpoints=Endpoints("wss://stream.bybit.com/v5/public/spot", "https://api.bybit.com"),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
-    from tickpipe.sources.bybit.source import DEFAULT_REST_URL, DEFAULT_URL, BybitSource
+    from tickpipe.sources.bybit.source import BybitSource
 
-    return BybitSource(
-        symbols, url=options.url or DEFAULT_URL, rest_url=options.rest_url or DEFAULT_REST_URL
-    )
+    return BybitSource(symbols, url=INFO.url(options), rest_url=INFO.rest_url(options))
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Every Bybit spot pair, normalized (`BTC-USDT`) -> Bybit's spelling (`BTCUSDT`), from
     `GET /v5/market/instruments-info?category=spot` (its `baseCoin` and `quoteCoin`)."""
-    from tickpipe.sources.bybit.source import DEFAULT_REST_URL
     from tickpipe.sources.rest import RestClient, RestError
 
-    base = options.rest_url or DEFAULT_REST_URL
+    base = INFO.rest_url(options)
     path = "/v5/market/instruments-info"
     out: dict[str, str] = {}
     cursor = ""

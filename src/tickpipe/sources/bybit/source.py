@@ -24,6 +24,7 @@ import numpy as np
 
 from tickpipe.records import Gap, TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.bybit import INFO
 from tickpipe.sources.bybit.parse import (
     EXCHANGE,
     TOPIC,
@@ -38,8 +39,6 @@ from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig, RestError
 from tickpipe.sources.ws import WsConfig
 
-DEFAULT_URL = "wss://stream.bybit.com/v5/public/spot"
-DEFAULT_REST_URL = "https://api.bybit.com"
 RECENT_TRADES_PATH = "/v5/market/recent-trade"
 MAX_ARGS_PER_REQUEST = 10  # spot, from Bybit's "Public channel - Args limits"
 MAX_ARGS_CHARS = 21_000  # length of all args of one public connection
@@ -82,8 +81,8 @@ class BybitSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = DEFAULT_URL,
-        rest_url: str | None = DEFAULT_REST_URL,
+        url: str = INFO.endpoints.url,
+        rest_url: str | None = INFO.endpoints.rest_url,
         name: str = "bybit",
         ws_config: WsConfig | None = None,
         rest_config: RestConfig | None = None,

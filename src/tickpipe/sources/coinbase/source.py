@@ -29,6 +29,7 @@ import msgspec
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
+from tickpipe.sources.coinbase import INFO
 from tickpipe.sources.coinbase.parse import (
     EXCHANGE,
     InstrumentIndex,
@@ -39,7 +40,7 @@ from tickpipe.sources.coinbase.parse import (
     rest_batch,
     rest_trades,
 )
-from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, split
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed
 from tickpipe.sources.gaps import IdGaps
 from tickpipe.sources.parsing import Parsed, Reject
 from tickpipe.sources.rest import RestClient, RestConfig, RestError
@@ -47,7 +48,6 @@ from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
 
 ADVANCED_URL = "wss://advanced-trade-ws.coinbase.com"
 EXCHANGE_URL = "wss://ws-feed.exchange.coinbase.com"
-REST_URL = "https://api.exchange.coinbase.com"
 STREAMS = ("advanced", "exchange")
 DEFAULT_URLS = {"advanced": ADVANCED_URL, "exchange": EXCHANGE_URL}
 
@@ -80,7 +80,7 @@ class CoinbaseSource(ShardedFeed):
         symbols: Sequence[str],
         url: str | None = None,
         stream: str = "advanced",
-        rest_url: str = REST_URL,
+        rest_url: str = INFO.endpoints.rest_url,
         name: str = "coinbase",
         ws_config: WsConfig | None = None,
         backfill: BackfillConfig | None = None,
@@ -107,8 +107,7 @@ class CoinbaseSource(ShardedFeed):
         self.stream = stream
         self._parse = parse_advanced if stream == "advanced" else parse_exchange
         self.subscribe_interval = subscribe_interval
-        products = [i.raw_symbol for i in self.index.instruments]
-        self.shard(products, split(products, max_products))
+        self.shard_by_symbol(max_products)
         # Connections start one subscribe round apart, so that at start-up each subscribes
         # well within Coinbase's 5 seconds and the pacer never holds one back for long.
         self.connect_interval = subscribe_interval * len(self.subscribe_messages(self.shards[0]))

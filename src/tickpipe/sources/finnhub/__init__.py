@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="finnhub",
@@ -21,18 +21,17 @@ INFO = ExchangeInfo(
         "trades missed while disconnected are not refetched"
     ),
     token_env="FINNHUB_TOKEN",
+    endpoints=Endpoints("wss://ws.finnhub.io", "https://finnhub.io/api/v1"),
 )
-
-REST_URL = "https://finnhub.io/api/v1"
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
     """A Finnhub source. The wiring hands over normalized pairs (`BTC-USDT`), which are
     subscribed on the default venue, Binance (`BINANCE:BTCUSDT`); `FinnhubSource` itself also
     takes `venue:PAIR` and a venue list."""
-    from tickpipe.sources.finnhub.source import DEFAULT_URL, FinnhubSource
+    from tickpipe.sources.finnhub.source import FinnhubSource
 
-    return FinnhubSource(symbols, options.token, url=options.url or DEFAULT_URL)
+    return FinnhubSource(symbols, options.token, url=INFO.url(options))
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
@@ -43,4 +42,4 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """
     from tickpipe.sources.finnhub.symbols import fetch_finnhub_symbols
 
-    return await fetch_finnhub_symbols(options.rest_url or REST_URL, options.token)
+    return await fetch_finnhub_symbols(INFO.rest_url(options), options.token)

@@ -15,6 +15,7 @@ import msgspec
 
 from tickpipe.sources.aggregated import AggregatorFeed, with_token
 from tickpipe.sources.feed import Shard
+from tickpipe.sources.finnhub import INFO
 from tickpipe.sources.finnhub.parse import (
     DEFAULT_VENUES,
     SOURCE,
@@ -23,15 +24,12 @@ from tickpipe.sources.finnhub.parse import (
 )
 from tickpipe.sources.ws import WsConfig
 
-DEFAULT_URL = "wss://ws.finnhub.io"
-
 
 class FinnhubSource(AggregatorFeed):
     """Trades of `symbols` (`binance:BTC-USDT`, `BINANCE:BTCUSDT`, or a bare pair subscribed on
     each of `venues`) from Finnhub, each stamped with the venue it traded on. No REST history:
     lost trades are neither counted nor refetched."""
 
-    token_env = "FINNHUB_TOKEN"
     index: FinnhubInstruments
     parse_frames = staticmethod(parse_frames)
 
@@ -39,13 +37,13 @@ class FinnhubSource(AggregatorFeed):
         self,
         symbols: Sequence[str],
         token: str | None,
-        url: str = DEFAULT_URL,
+        url: str = INFO.endpoints.url,
         venues: Sequence[str] = DEFAULT_VENUES,
         name: str = SOURCE,
         ws_config: WsConfig | None = None,
     ) -> None:
         token_url = with_token(url, token) if token else url
-        super().__init__("finnhub", symbols, token, token_url, name, ws_config)
+        super().__init__(INFO, symbols, token, token_url, name, ws_config)
         self.index = FinnhubInstruments.for_symbols(symbols, venues)
         raw = list(self.index.by_raw)
         self.shard(raw, [list(range(len(raw)))])  # one connection per API key

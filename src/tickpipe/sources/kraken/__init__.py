@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="kraken",
@@ -18,43 +18,32 @@ INFO = ExchangeInfo(
         "paging its time cursor from the last trade seen; each reconnect also asks for the "
         "50-trade snapshot"
     ),
+    endpoints=Endpoints("wss://ws.kraken.com/v2", "https://api.kraken.com"),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
-    from tickpipe.sources.kraken.source import DEFAULT_REST_URL, DEFAULT_URL, KrakenSource
+    from tickpipe.sources.kraken.source import KrakenSource
 
-    return KrakenSource(
-        symbols, url=options.url or DEFAULT_URL, rest_url=options.rest_url or DEFAULT_REST_URL
-    )
+    return KrakenSource(symbols, url=INFO.url(options), rest_url=INFO.rest_url(options))
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Every Kraken spot pair, normalized (`BTC-USD`) -> v2 spelling (`BTC/USD`), from
     `GET /0/public/AssetPairs`; its `wsname` (`XBT/USD`) is read with XBT as BTC, as v2 does."""
     from tickpipe.sources.kraken.parse import to_kraken
-    from tickpipe.sources.kraken.source import DEFAULT_REST_URL
-    from tickpipe.sources.rest import RestClient, RestError
-    from tickpipe.symbols import SymbolError, normalize_symbol
+    from tickpipe.sources.listing import spellings, symbol_list
+    from tickpipe.sources.rest import RestError
 
-    base = options.rest_url or DEFAULT_REST_URL
-    async with RestClient(base) as client:
-        answer = await client.get_json("/0/public/AssetPairs")
+    base, path = INFO.rest_url(options), "/0/public/AssetPairs"
+    answer = await symbol_list(base, path)
     if (
         not isinstance(answer, dict)
         or answer.get("error")
         or not isinstance(answer.get("result"), dict)
     ):
         error = answer.get("error") if isinstance(answer, dict) else answer
-        raise RestError(f"{base}/0/public/AssetPairs", f"unexpected answer: {error!r}")
-    out: dict[str, str] = {}
-    for pair in answer["result"].values():
-        wsname = pair.get("wsname") if isinstance(pair, dict) else None
-        if not isinstance(wsname, str):
-            continue
-        try:
-            symbol = normalize_symbol(wsname)
-        except SymbolError:
-            continue
-        out[symbol] = to_kraken(symbol)
-    return out
+        raise RestError(f"{base}{path}", f"unexpected answer: {error!r}")
+    # the v2 spelling follows from the normalized pair, so only the pair is picked
+    listed = spellings(answer["result"].values(), lambda pair: (pair.get("wsname"), ""))
+    return {symbol: to_kraken(symbol) for symbol in listed}

@@ -22,16 +22,15 @@ import msgspec
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
-from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, split
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed
 from tickpipe.sources.gaps import IdGaps
+from tickpipe.sources.kraken import INFO
 from tickpipe.sources.kraken.backfill import backfill_gap
 from tickpipe.sources.kraken.parse import EXCHANGE, InstrumentIndex, parse_frames
 from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.sources.ws import WsConfig
 
-DEFAULT_URL = "wss://ws.kraken.com/v2"
-DEFAULT_REST_URL = "https://api.kraken.com"
 # Kraken documents no per-connection symbol cap for v2 public channels, only a per-connection
 # rate limit on requests; a modest chunk keeps one subscribe request (and its 50-trade
 # snapshots) per connection small.
@@ -54,8 +53,8 @@ class KrakenSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = DEFAULT_URL,
-        rest_url: str | None = DEFAULT_REST_URL,
+        url: str = INFO.endpoints.url,
+        rest_url: str | None = INFO.endpoints.rest_url,
         name: str = "kraken",
         ws_config: WsConfig | None = None,
         rest_config: RestConfig | None = None,
@@ -71,8 +70,7 @@ class KrakenSource(ShardedFeed):
         super().__init__(
             name, url, ws_config or KRAKEN_WS_CONFIG, self.index.instruments, rest_url, rest_config
         )
-        raw = [i.raw_symbol for i in self.index.instruments]
-        self.shard(raw, split(raw, max_symbols_per_connection))
+        self.shard_by_symbol(max_symbols_per_connection)
         self.snapshot = snapshot
         self.app_ping_interval = app_ping_interval
         self.gaps = GapDetector(len(self.index.instruments))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="okx",
@@ -19,27 +19,24 @@ INFO = ExchangeInfo(
         "`trades-all`, everything after the last trade seen before a reconnect; on `trades` only "
         "holes between two received rows, as single trades"
     ),
+    endpoints=Endpoints("wss://ws.okx.com:8443", "https://www.okx.com"),
 )
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
-    from tickpipe.sources.okx.source import DEFAULT_REST_URL, DEFAULT_URL, OkxSource
+    from tickpipe.sources.okx.source import OkxSource
 
     return OkxSource(
-        symbols,
-        url=options.url or DEFAULT_URL,
-        rest_url=options.rest_url or DEFAULT_REST_URL,
-        stream=options.stream or INFO.streams[0],
+        symbols, url=INFO.url(options), rest_url=INFO.rest_url(options), stream=INFO.stream(options)
     )
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """Normalized symbol -> instId of every OKX spot instrument (public/instruments)."""
     from tickpipe.sources.listing import spellings, symbol_list
-    from tickpipe.sources.okx.source import DEFAULT_REST_URL
 
     path, params = "/api/v5/public/instruments", {"instType": "SPOT"}
-    answer = await symbol_list(options, DEFAULT_REST_URL, path, params)
+    answer = await symbol_list(INFO.rest_url(options), path, params)
     if not isinstance(answer, dict) or str(answer.get("code")) != "0":
         raise RuntimeError(f"okx instruments: unexpected answer {str(answer)[:200]}")
 

@@ -27,16 +27,15 @@ import numpy as np
 
 from tickpipe.records import TradeBatch
 from tickpipe.sources import SourceContext
-from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, rest_rejects, split
+from tickpipe.sources.feed import Refill, Refilled, Shard, ShardedFeed, rest_rejects
 from tickpipe.sources.gaps import IdGaps
+from tickpipe.sources.okx import INFO
 from tickpipe.sources.okx.backfill import fetch_trades, ids_in, to_batch
 from tickpipe.sources.okx.parse import EXCHANGE, InstrumentIndex, OkxTrade, parse_frames
 from tickpipe.sources.parsing import Parsed
 from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.sources.ws import WsConfig
 
-DEFAULT_URL = "wss://ws.okx.com:8443"
-DEFAULT_REST_URL = "https://www.okx.com"
 STREAMS = ("trades-all", "trades")
 PATHS = {"trades-all": "/ws/v5/business", "trades": "/ws/v5/public"}
 MAX_PER_CONNECTION = 200  # our choice: OKX caps request size (64 KB), not channels per connection
@@ -55,8 +54,8 @@ class OkxSource(ShardedFeed):
     def __init__(
         self,
         symbols: Sequence[str],
-        url: str = DEFAULT_URL,
-        rest_url: str = DEFAULT_REST_URL,
+        url: str = INFO.endpoints.url,
+        rest_url: str = INFO.endpoints.rest_url,
         stream: str = "trades-all",
         name: str = EXCHANGE,
         ws_config: WsConfig | None = None,
@@ -89,9 +88,8 @@ class OkxSource(ShardedFeed):
         self.connect_interval = connect_interval
         self.backfill = backfill
         self.backfill_limit = backfill_limit
-        raw = [i.raw_symbol for i in self.index.instruments]
-        self.shard(raw, split(raw, max_per_connection))
-        self.gaps = GapDetector(len(raw))
+        self.shard_by_symbol(max_per_connection)
+        self.gaps = GapDetector(len(self.instruments))
         # After a reconnect's fetch: (after id, newest id, trades) per instrument, so the hole
         # the live feed then shows is answered from them instead of a second request.
         self._recent: dict[int, tuple[int, int, list[OkxTrade]]] = {}

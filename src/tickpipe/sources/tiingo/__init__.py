@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tickpipe.sources import Source
-from tickpipe.sources.registry import ExchangeInfo, ExchangeOptions
+from tickpipe.sources.registry import Endpoints, ExchangeInfo, ExchangeOptions
 
 INFO = ExchangeInfo(
     name="tiingo",
@@ -21,15 +21,14 @@ INFO = ExchangeInfo(
         "individual trades, so trades missed while disconnected are not refetched"
     ),
     token_env="TIINGO_TOKEN",
+    endpoints=Endpoints("wss://api.tiingo.com/crypto", "https://api.tiingo.com"),
 )
-
-REST_URL = "https://api.tiingo.com"
 
 
 def make_source(symbols: Sequence[str], options: ExchangeOptions) -> Source:
-    from tickpipe.sources.tiingo.source import DEFAULT_URL, TiingoSource
+    from tickpipe.sources.tiingo.source import TiingoSource
 
-    return TiingoSource(symbols, options.token, url=options.url or DEFAULT_URL)
+    return TiingoSource(symbols, options.token, url=INFO.url(options))
 
 
 async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
@@ -39,4 +38,4 @@ async def fetch_symbols(options: ExchangeOptions) -> dict[str, str]:
     """
     from tickpipe.sources.tiingo.symbols import fetch_tiingo_symbols
 
-    return await fetch_tiingo_symbols(options.rest_url or REST_URL, options.token)
+    return await fetch_tiingo_symbols(INFO.rest_url(options), options.token)

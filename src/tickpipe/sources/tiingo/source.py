@@ -16,10 +16,10 @@ import msgspec
 
 from tickpipe.sources.aggregated import AggregatorFeed, VenueInstruments
 from tickpipe.sources.feed import Shard, split
+from tickpipe.sources.tiingo import INFO
 from tickpipe.sources.tiingo.parse import SOURCE, parse_frames, tickers_for
 from tickpipe.sources.ws import WsConfig
 
-DEFAULT_URL = "wss://api.tiingo.com/crypto"
 THRESHOLD_TRADES = 5  # "Trade Updates per-exchange" (2 would add top-of-book quotes)
 MAX_TICKERS = 100
 
@@ -29,19 +29,18 @@ class TiingoSource(AggregatorFeed):
     stamped with the venue it traded on (Tiingo's `gdax` becomes `coinbase`). No REST
     history: lost trades are neither counted nor refetched."""
 
-    token_env = "TIINGO_TOKEN"
     parse_frames = staticmethod(parse_frames)
 
     def __init__(
         self,
         symbols: Sequence[str],
         token: str | None,
-        url: str = DEFAULT_URL,
+        url: str = INFO.endpoints.url,
         name: str = SOURCE,
         ws_config: WsConfig | None = None,
         max_tickers: int = MAX_TICKERS,
     ) -> None:
-        super().__init__("tiingo", symbols, token, url, name, ws_config)
+        super().__init__(INFO, symbols, token, url, name, ws_config)
         if max_tickers < 1:
             raise ValueError(f"tiingo max_tickers must be positive, not {max_tickers}")
         self.index = VenueInstruments(tickers_for(symbols))
