@@ -10,7 +10,6 @@ ports and data (fault tests).
 
 from __future__ import annotations
 
-import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -19,12 +18,19 @@ from typing import Any
 
 import pytest
 
-from servers.process import ServerProcess, cache_dir, free_port, port_open
+from servers.process import (
+    ServerProcess,
+    cache_dir,
+    free_port,
+    pinned_version,
+    port_open,
+    serving,
+)
 from servers.require import server_missing
 
 ROOT = Path(__file__).resolve().parents[2]
+POM = ROOT / "scripts" / "cassandra" / "pom.xml"
 CONFIG = ROOT / "scripts" / "cassandra" / "cassandra.yaml"
-START_TIMEOUT_S = 120.0  # a cold JVM on a busy 2-core machine; ~10 s when idle
 HEAP = "512m"
 
 # What Cassandra's own conf/jvm17-server.options opens up for Java 17: its off-heap memory,
@@ -77,23 +83,19 @@ LOGBACK = """<configuration>
 """
 
 
-def cassandra_version() -> str:
-    pom = (ROOT / "scripts" / "cassandra" / "pom.xml").read_text()
-    found = re.search(r"<cassandra.version>([^<]+)</cassandra.version>", pom)
-    assert found, "scripts/cassandra/pom.xml names no cassandra.version"
-    return found.group(1)
-
-
 def cassandra_libs() -> Path:
     """Where scripts/setup/cassandra.sh puts the node's jars."""
-    return cache_dir() / f"cassandra-{cassandra_version()}" / "libs"
+    version = pinned_version(POM, r"<cassandra.version>([^<]+)</cassandra.version>")
+    return cache_dir() / f"cassandra-{version}" / "libs"
 
 
-class CassandraNode:
-    """One node that is its own seed: `host`, `port` (CQL), `session()` of cassandra-driver."""
+class CassandraNode(ServerProcess):
+    """One node that is its own seed: `host`, `port` (CQL), `cluster()` of cassandra-driver."""
+
+    name = "Cassandra"
+    start_timeout_s = 120.0  # a cold JVM on a busy 2-core machine; ~7 s when idle
 
     def __init__(self, root: Path, libs: Path) -> None:
-        self.root = root
         self.host = "127.0.0.1"
         self.port = free_port()
         self.storage_port = free_port()
@@ -114,21 +116,9 @@ class CassandraNode:
             f"-Dlogback.configurationFile={root / 'logback.xml'}",
             "-cp", f"{libs}/*", "org.apache.cassandra.service.CassandraDaemon",
         ]  # fmt: skip
-        self.server = ServerProcess(
-            "Cassandra", cmd, root / "cassandra.log", self._ready, START_TIMEOUT_S, cwd=root
-        )
+        super().__init__(cmd, root / "cassandra.log", cwd=root)
 
-    @property
-    def contact_point(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self, kill: bool = False) -> None:
-        self.server.stop(kill)
-
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         # The CQL port opens last in start-up; a query on it proves the node serves.
         if not port_open(self.port):
             return False
@@ -164,21 +154,14 @@ def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cassand
     if not list(libs.glob("cassandra-all-*.jar")):
         server_missing(f"no Cassandra jars in {libs} (run scripts/setup/cassandra.sh)")
     node = CassandraNode(tmp_path_factory.mktemp("cassandra"), libs)
-    try:
-        node.start()
-    except RuntimeError as exc:
-        server_missing(f"cannot start a Cassandra node: {exc}")
-    try:
+    with serving(node, kill_at_end=True):  # throwaway data: a clean drain only adds ~5 s
         yield node
-    finally:
-        node.stop(kill=True)  # throwaway data: a clean drain would only add ~5 s
 
 
 @pytest.fixture
 def cassandra_keyspace(cassandra_node: CassandraNode) -> Iterator[str]:
     """A fresh keyspace (replication factor 1) on the session's node, running; dropped after."""
-    if not cassandra_node.server.running:  # a fault test left it stopped
-        cassandra_node.start()
+    cassandra_node.ensure_running()
     name = f"t_{uuid.uuid4().hex[:12]}"
     with cassandra_node.cluster() as cluster:
         cluster.connect().execute(
@@ -188,7 +171,6 @@ def cassandra_keyspace(cassandra_node: CassandraNode) -> Iterator[str]:
     try:
         yield name
     finally:
-        if not cassandra_node.server.running:
-            cassandra_node.start()
+        cassandra_node.ensure_running()
         with cassandra_node.cluster() as cluster:
             cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {name}")

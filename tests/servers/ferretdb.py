@@ -10,7 +10,6 @@ the same port and data (fault tests).
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,43 +17,31 @@ from typing import Any
 
 import pytest
 
-from servers.process import ServerProcess, cache_dir, free_port, port_open
+from servers.process import ServerProcess, cache_dir, free_port, pinned_version, port_open, serving
 from servers.require import server_missing
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 30.0  # it answers within a second when idle
-
-
-def ferretdb_version() -> str:
-    go_mod = (ROOT / "scripts" / "ferretdb" / "go.mod").read_text()
-    found = re.search(r"^require github.com/FerretDB/FerretDB v(\S+)", go_mod, re.MULTILINE)
-    assert found, "scripts/ferretdb/go.mod requires no FerretDB version"
-    return found.group(1)
+GO_MOD = Path(__file__).resolve().parents[2] / "scripts" / "ferretdb" / "go.mod"
 
 
 def ferretdb_binary() -> Path:
     """Where scripts/setup/ferretdb.sh builds the server."""
-    return cache_dir() / f"ferretdb-{ferretdb_version()}" / "ferretdb-for-tests"
+    version = pinned_version(GO_MOD, r"^require github.com/FerretDB/FerretDB v(\S+)")
+    return cache_dir() / f"ferretdb-{version}" / "ferretdb-for-tests"
 
 
-class FerretDBServer:
+class FerretDBServer(ServerProcess):
     """One FerretDB process: `uri` (mongodb://127.0.0.1:PORT/), `client()` of pymongo."""
+
+    name = "FerretDB"
+    start_timeout_s = 30.0  # it answers within a second when idle
 
     def __init__(self, root: Path, binary: Path) -> None:
         self.port = free_port()
         self.uri = f"mongodb://127.0.0.1:{self.port}/"
         cmd = [str(binary), "-listen", f"127.0.0.1:{self.port}", "-data", str(root / "data")]
-        self.server = ServerProcess(
-            "FerretDB", cmd, root / "ferretdb.log", self._ready, START_TIMEOUT_S, cwd=root
-        )
+        super().__init__(cmd, root / "ferretdb.log", cwd=root)
 
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self, kill: bool = False) -> None:
-        self.server.stop(kill)
-
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         if not port_open(self.port):
             return False
         try:
@@ -83,26 +70,18 @@ def ferretdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferret
     if not binary.exists():
         server_missing(f"no FerretDB server at {binary} (run scripts/setup/ferretdb.sh)")
     server = FerretDBServer(tmp_path_factory.mktemp("ferretdb"), binary)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        server_missing(f"cannot start FerretDB: {exc}")
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def mongodb_database(ferretdb_server: FerretDBServer) -> Iterator[str]:
     """The name of a fresh database on the session's server, running; dropped after the test."""
-    if not ferretdb_server.server.running:  # a fault test left it stopped
-        ferretdb_server.start()
+    ferretdb_server.ensure_running()
     name = f"t_{uuid.uuid4().hex[:12]}"
     try:
         yield name
     finally:
-        if not ferretdb_server.server.running:
-            ferretdb_server.start()
+        ferretdb_server.ensure_running()
         with ferretdb_server.client() as client:
             client.drop_database(name)

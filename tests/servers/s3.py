@@ -18,34 +18,28 @@ from pathlib import Path
 import pytest
 from pyarrow import fs
 
-from servers.process import ServerProcess, free_port
+from servers.process import ServerProcess, free_port, serving
 from servers.require import server_missing
 
-START_TIMEOUT_S = 60.0  # importing moto's Flask app takes a few seconds on a busy machine
 REGION = "us-east-1"
 # moto takes any key; these only make requests signed the way a real S3 expects.
 ACCESS_KEY = "tickpipe-test"
 SECRET_KEY = "tickpipe-test"
 
 
-class S3Server:
+class S3Server(ServerProcess):
     """One moto server: `endpoint` (host:port for endpoint_override), `filesystem()`."""
+
+    name = "moto_server"
+    start_timeout_s = 60.0  # importing moto's Flask app takes a few seconds on a busy machine
 
     def __init__(self, root: Path) -> None:
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self.server = ServerProcess(
-            "moto_server", cmd, root / "moto.log", self._ready, START_TIMEOUT_S, cwd=root
-        )
+        super().__init__(cmd, root / "moto.log", cwd=root)
 
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://{self.endpoint}/", timeout=1) as reply:
                 return reply.status == 200
@@ -77,14 +71,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     # credentials: this machine reaches nothing beyond loopback.
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     server = S3Server(tmp_path_factory.mktemp("s3"))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        server_missing(f"cannot start moto_server: {exc}")
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
