@@ -9,14 +9,11 @@ Reads the API needs are store methods, not SQL handed in from outside: they are 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
-
-if TYPE_CHECKING:
-    from tickpipe.stores.reads import Dialect
 
 Key = tuple[str, str, str, int]  # (exchange, symbol, interval, start) of a candle
 
@@ -28,11 +25,6 @@ class StoreError(RuntimeError):
 @runtime_checkable
 class Store(Protocol):
     """A writer and a reader of trades, candles, rolling statistics, events and KPIs."""
-
-    @property
-    def dialect(self) -> Dialect:
-        """How the store spells the SQL the databases part on (first/last by an order, ...)."""
-        ...
 
     def describe(self) -> str:
         """Where the data is, for logs and /api/health (never a password)."""
@@ -66,10 +58,6 @@ class Store(Protocol):
     def revisions(self, since: int) -> dict[Key, int]: ...
 
     # -- reading (the API) ---------------------------------------------------------------
-
-    def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        """Rows of `sql` (`?` placeholders) in the SQL both databases speak: tools, tests."""
-        ...
 
     def ping(self) -> None:
         """Raise if the store cannot answer a trivial query."""
@@ -118,6 +106,33 @@ class Store(Protocol):
         self, exchange: str, start: int, end: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Trade statistics of one exchange over [start, end), and one row per ticker."""
+        ...
+
+    def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:
+        """The newest `limit` events of `kind` as (ts, kind, source, detail), newest first."""
+        ...
+
+    def metrics_since(
+        self, since: int, limit: int, process: str | None = None
+    ) -> list[PipelineMetric]:
+        """The newest `limit` KPI rows with ts >= `since` (of one `process`), newest first."""
+        ...
+
+    # -- whole history, in bounded chunks (verify, export, tools) --------------------------
+
+    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
+        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
+        order (Python's `str` order), then (ts, seq)."""
+        ...
+
+    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
+        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
+        start, read at most `rows` at a time."""
+        ...
+
+    def duplicate_trades(self) -> int:
+        """How many stored trades repeat an (exchange, symbol, trade_id) stored before (0 when
+        the store keeps trades unique; `tickpipe verify` checks it)."""
         ...
 
 

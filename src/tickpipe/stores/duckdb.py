@@ -227,6 +227,16 @@ class DuckDBStore(SqlStore):
     def _dicts(self, sql: str, params: list | None = None) -> list[dict]:
         return self.query_arrow(sql, params).to_pylist()
 
+    def _stream(self, sql: str, params: list, rows: int) -> Iterator[pa.Table]:
+        """An Arrow reader on a cursor of its own (DuckDB: a second connection to the file)."""
+        with self._lock:
+            cursor = self._con.cursor()
+        try:
+            for chunk in cursor.sql(sql, params=params or None).to_arrow_reader(rows):
+                yield pa.Table.from_batches([chunk])
+        finally:
+            cursor.close()
+
     def restore_batches(
         self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
     ) -> Iterator[TradeBatch]:

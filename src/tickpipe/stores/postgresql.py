@@ -251,6 +251,9 @@ class PostgresDialect(Dialect):
         (tools and tests may write `%s` themselves) is left as it is."""
         return sql.replace("%", "%%").replace("?", "%s") if "?" in sql else sql
 
+    def binary(self, column: str) -> str:
+        return f'{column} COLLATE "C"'
+
 
 class PostgresStore(SqlStore):
     """Reader and writer over one PostgreSQL database. Thread-safe: one connection for writes
@@ -413,6 +416,18 @@ class PostgresStore(SqlStore):
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
         return self._execute(sql, params, fetch)
+
+    def _stream(self, sql: str, params: list, rows: int) -> Iterator[pa.Table]:
+        """A server-side cursor on a connection of its own, closed when the stream ends."""
+        con = self._connect()
+        try:
+            with con.transaction(), con.cursor(name="tickpipe_stream") as cur:
+                cur.execute(self.dialect.bind(sql), params or None)
+                names = [d.name for d in cur.description or ()]
+                while chunk := cur.fetchmany(rows):
+                    yield pa.table(list(zip(*chunk, strict=True)), names=names)
+        finally:
+            con.close()
 
     # -- restart -------------------------------------------------------------------------
 
