@@ -44,7 +44,7 @@ from tickpipe.records import (
 )
 from tickpipe.stores.base import StoreError
 from tickpipe.stores.reads import Dialect
-from tickpipe.stores.sql import Flush, SqlStore
+from tickpipe.stores.sql import CANDLE_UPSERT_FROM, Flush, SqlStore, upsert_sql
 
 log = logging.getLogger("tickpipe")
 T = TypeVar("T")
@@ -178,24 +178,7 @@ STAGING = """
 """
 
 
-def _upsert_sql(table: str, fields: tuple[str, ...], key: tuple[str, ...], where: str) -> str:
-    # In key order: two writers upserting the same rows then lock them in the same order, so
-    # they wait for each other instead of deadlocking.
-    cols, keys = ", ".join(fields), ", ".join(key)
-    sets = ", ".join(f"{f} = excluded.{f}" for f in fields if f not in key)
-    return (
-        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}} ORDER BY {keys} "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {sets}{where}"
-    )
-
-
-# The stored candle loses unless it is newer: a higher revision, or the same revision and
-# final where the incoming one is provisional. Equal rows replace each other (replays converge).
-CANDLE_UPSERT = _upsert_sql(
-    "candles", CANDLE_FIELDS, ("exchange", "symbol", "interval", "start"),
-    " WHERE stored.revision < excluded.revision OR (stored.revision = excluded.revision"
-    " AND NOT (stored.final AND NOT excluded.final))",
-).format(source="stage_candles")  # fmt: skip
+CANDLE_UPSERT = CANDLE_UPSERT_FROM.format(source="stage_candles")
 EVENT_FIELDS = ("ts", "kind", "source", "detail")
 EVENT_INSERT = (
     "INSERT INTO events (ts, kind, source, detail) SELECT ts, kind, source, detail "
@@ -563,7 +546,7 @@ def _upsert_rows(
     stage = f"stage_{table}"
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DROP")
     _copy(cur, stage, fields, types, rows)
-    cur.execute(_upsert_sql(table, fields, key, "").format(source=stage))
+    cur.execute(upsert_sql(table, fields, key, "").format(source=stage))
 
 
 # -- schema ----------------------------------------------------------------------------------
