@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from engine.reference import APPROX, EXACT
+
 from stores.rows import T0, M, S, candle, trade
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
