@@ -109,13 +109,15 @@ class Store(Protocol):
         ...
 
     def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:
-        """The newest `limit` events of `kind` as (ts, kind, source, detail), newest first."""
+        """The newest `limit` events of `kind` as (ts, kind, source, detail), newest first
+        (events of one ts by source, then detail, in code-point order)."""
         ...
 
     def metrics_since(
         self, since: int, limit: int, process: str | None = None
     ) -> list[PipelineMetric]:
-        """The newest `limit` KPI rows with ts >= `since` (of one `process`), newest first."""
+        """The newest `limit` KPI rows with ts >= `since` (of one `process`), newest first
+        (processes of one ts by name, in code-point order)."""
         ...
 
     # -- whole history, in bounded chunks (verify, export, tools) --------------------------

@@ -287,12 +287,13 @@ class SqlReads:
     def metrics_since(
         self, since: int, limit: int, process: str | None = None
     ) -> list[PipelineMetric]:
-        """The newest `limit` KPI rows with ts >= `since` (of one `process`), newest first."""
+        """The newest `limit` KPI rows with ts >= `since` (of one `process`), newest first
+        (processes of one ts by name)."""
         where = "ts >= ?" if process is None else "ts >= ? AND process = ?"
         params = [since, limit] if process is None else [since, process, limit]
         rows = self._rows(
             f"SELECT {', '.join(METRIC_FIELDS)} FROM pipeline_metrics WHERE {where} "
-            "ORDER BY ts DESC LIMIT ?",
+            f"ORDER BY ts DESC, {self.dialect.binary('process')} LIMIT ?",
             params,
         )
         return [PipelineMetric(**dict(zip(METRIC_FIELDS, r, strict=True))) for r in rows]

@@ -42,11 +42,11 @@ def test_events_are_kept_and_read_newest_first_by_kind(store: Store) -> None:
 
 
 def test_kpis_are_kept_per_process_the_last_write_of_a_period_wins(store: Store) -> None:
-    store.write(metrics=[metric(T0), metric(T0 + M), metric(T0, process="p2")])
+    store.write(metrics=[metric(T0, process="p2"), metric(T0 + M), metric(T0)])
     store.write(metrics=[metric(T0 + M, trades=600)])
-    newest, *tied = store.metrics_since(T0, 10)  # newest first; a tie in ts in any order
-    assert newest == metric(T0 + M, trades=600)
-    assert sorted(tied, key=lambda m: m.process) == [metric(T0), metric(T0, process="p2")]
+    assert store.metrics_since(T0, 10) == [  # newest first, a tie in ts by process
+        metric(T0 + M, trades=600), metric(T0), metric(T0, process="p2"),
+    ]  # fmt: skip
     assert store.metrics_since(T0 + 1, 10) == [metric(T0 + M, trades=600)]
     assert store.metrics_since(T0, 10, process="p2") == [metric(T0, process="p2")]
     assert store.metrics_since(T0, 1, process="p1") == [metric(T0 + M, trades=600)]
