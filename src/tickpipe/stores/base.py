@@ -1,9 +1,31 @@
 """The one interface every store offers: what the pipeline writes and what the API reads.
 
-The pipeline, `tickpipe serve` and `tickpipe verify` depend on this `Store` protocol, never on
-one database, so the embedded DuckDB file and PostgreSQL are interchangeable (`open_store`).
-Reads the API needs are store methods, not SQL handed in from outside: they are written once
-(`stores/reads.py`) and each database fills in its own `Dialect`, so the answers are the same.
+The pipeline, `tickpipe serve`, `tickpipe verify` and `tickpipe bench` depend on this `Store`
+protocol, never on one database, so the stores are interchangeable (`open_store`). No caller
+hands a store SQL: every need is a named method, so a store that speaks no SQL answers it too.
+The SQL stores (DuckDB, PostgreSQL) write each read once (`stores/reads.py`), each filling in
+its own `Dialect`; `query` stays on them for tools and tests, outside the protocol.
+
+A new store implements every method below, natively (its own queries; aggregation in Python
+only where the database cannot), with these rules:
+
+- `write`: one call is all or nothing. Trades are unique on (exchange, symbol, trade_id): a
+  duplicate is ignored (DuckDB alone leaves that to the engine; `duplicate_trades` reports a
+  copy). Candles are whole-row upserts keyed (exchange, symbol, interval, start) where a newer
+  revision wins and an older one is ignored (same revision: final beats provisional);
+  rolling statistics (exchange, symbol, ts) and KPIs (process, ts) are upserts, the last write
+  of a key winning; events are kept.
+- restart: `restore_cutoff`, `restore_batches` (in ts order, at most `rows` per batch),
+  `finals`, `revisions`, so a new engine rebuilds its open windows exactly.
+- reads for the API: as the docstrings say, with the same numbers as DuckDB (ties in event
+  time broken by seq); `candles` re-buckets to any whole multiple of the stored interval.
+- whole history: `trade_batches` and `stored_candles` stream in bounded chunks, ordered by
+  (exchange, symbol) in code-point order, so `tickpipe verify` walks them side by side.
+- bad settings and an unreachable server: one line (`StoreError`); writes retried until
+  `store_retry_for_s`, as the PostgreSQL store does.
+
+Then it gets one row (and one fixture) in tests/stores/contract/conftest.py: the contract
+suite runs every test above over it, and every API route against DuckDB's answers.
 """
 
 from __future__ import annotations
