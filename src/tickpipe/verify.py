@@ -55,43 +55,69 @@ def verify(store: Store, intervals: list[str] | None = None, show: int = 20) -> 
     intervals = intervals or store.intervals()
     trades = int(store.totals()["stored_trades"])
     duplicates = store.duplicate_trades()
-    candles = 0
+    diffs = [_Diff(store.stored_candles(interval), interval, show) for interval in intervals]
+    windows = [parse_window(interval) for interval in intervals]
+    for completed in recompute(store.trade_batches(), windows):
+        for diff, candles in zip(diffs, completed, strict=True):
+            diff.recomputed(candles)
     mismatches: list[Mismatch] = []
-    count = 0
-    for interval in intervals:
-        recomputed = recompute(store.trade_batches(), parse_window(interval))
-        for key, stored, again in _matched(store.stored_candles(interval), recomputed):
-            candles += stored is not None
-            problem = _problem(stored, again)
-            if problem is None:
-                continue
-            count += 1
-            if len(mismatches) < show:
-                values = [_fields(c) for c in (stored, again)]
-                mismatches.append(Mismatch(*key[:2], interval, key[2], problem, *values))
-    return VerifyReport(trades, duplicates, candles, intervals, mismatches, count)
+    for diff in diffs:
+        diff.finish()
+        mismatches += diff.mismatches
+    return VerifyReport(
+        trades, duplicates, sum(d.stored_count for d in diffs), intervals, mismatches[:show],
+        sum(d.count for d in diffs),
+    )  # fmt: skip
 
 
-Matched = tuple[tuple[str, str, int], Candle | None, Candle | None]
+class _Diff:
+    """The stored candles of one interval walked side by side with the recomputed ones, as
+    those arrive; both come by (exchange, symbol, start)."""
+
+    def __init__(self, stored: Iterator[Candle], interval: str, show: int = 20) -> None:
+        self.stored = stored
+        self.interval = interval
+        self.show = show
+        self.next: Candle | None = next(stored, None)
+        self.stored_count = 0
+        self.count = 0
+        self.mismatches: list[Mismatch] = []
+
+    def recomputed(self, candles: list[Candle]) -> None:
+        for candle in candles:
+            key = _key(candle)
+            while self.next is not None and _key(self.next) < key:
+                self._take(None)
+            if self.next is not None and _key(self.next) == key:
+                self._take(candle)
+            else:
+                self._note(key, None, candle)
+
+    def finish(self) -> None:
+        while self.next is not None:
+            self._take(None)
+
+    def _take(self, recomputed: Candle | None) -> None:
+        stored = self.next
+        assert stored is not None
+        self.stored_count += 1
+        self._note(_key(stored), stored, recomputed)
+        self.next = next(self.stored, None)
+
+    def _note(self, key: Key, stored: Candle | None, recomputed: Candle | None) -> None:
+        problem = _problem(stored, recomputed)
+        if problem is None:
+            return
+        self.count += 1
+        if len(self.mismatches) < self.show:
+            values = [_fields(c) for c in (stored, recomputed)]
+            self.mismatches.append(Mismatch(*key[:2], self.interval, key[2], problem, *values))
 
 
-def _matched(stored: Iterator[Candle], recomputed: Iterator[Candle]) -> Iterator[Matched]:
-    """Both streams (each by exchange, symbol, start) walked side by side: each key once,
-    with its candle from either side or None where that side has none."""
-    a, b = next(stored, None), next(recomputed, None)
-    while a is not None or b is not None:
-        if a is not None and (b is None or _key(a) < _key(b)):
-            yield _key(a), a, None
-            a = next(stored, None)
-        elif b is not None and (a is None or _key(b) < _key(a)):
-            yield _key(b), None, b
-            b = next(recomputed, None)
-        elif a is not None and b is not None:
-            yield _key(a), a, b
-            a, b = next(stored, None), next(recomputed, None)
+Key = tuple[str, str, int]
 
 
-def _key(candle: Candle) -> tuple[str, str, int]:
+def _key(candle: Candle) -> Key:
     return (candle.exchange, candle.symbol, candle.start)
 
 

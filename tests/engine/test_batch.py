@@ -51,7 +51,7 @@ def test_recomputed_candles_equal_the_reference_whatever_the_chunk_size(
 ) -> None:
     trades = stored_trades(rows)
     w = parse_window(window)
-    got = list(recompute(chunks(trades, rows), w))
+    got = [c for done in recompute(chunks(trades, rows), [w]) for c in done[0]]
     keys = [(c.exchange, c.symbol, c.start) for c in got]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     assert all(c.final and c.interval == window for c in got)
@@ -62,6 +62,16 @@ def test_recomputed_candles_equal_the_reference_whatever_the_chunk_size(
 def test_a_trade_stored_twice_is_counted_twice() -> None:
     trades = stored_trades(1)[:5]
     twice = sorted([*trades, trades[2]], key=lambda t: (t.exchange, t.symbol, t.ts, t.seq))
-    once = sum(c.trades for c in recompute(chunks(trades, 3), parse_window("1m")))
-    again = sum(c.trades for c in recompute(chunks(twice, 3), parse_window("1m")))
+    minute = [parse_window("1m")]
+    once = sum(c.trades for done in recompute(chunks(trades, 3), minute) for c in done[0])
+    again = sum(c.trades for done in recompute(chunks(twice, 3), minute) for c in done[0])
     assert (once, again) == (5, 6)
+
+
+def test_one_pass_serves_every_window_as_a_pass_each_would() -> None:
+    trades = stored_trades(3)
+    windows = [parse_window(w) for w in ("1s", "5s", "6s/2s")]
+    together = list(recompute(chunks(trades, 50), windows))
+    for k, w in enumerate(windows):
+        alone = [c for done in recompute(chunks(trades, 50), [w]) for c in done[0]]
+        assert [c for done in together for c in done[k]] == alone

@@ -1,4 +1,4 @@
-"""Candles of one window kind recomputed from a whole stored history, in one bounded pass.
+"""Candles recomputed from a whole stored history, every window kind in one bounded pass.
 
 `tickpipe verify` needs the candles the stored trades make, whatever the store. The trades come
 in chunks ordered by (exchange, symbol, ts, seq); each chunk goes through the engine's own
@@ -13,7 +13,7 @@ trade, which is what lets verify see a trade stored twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,13 +25,15 @@ from tickpipe.records import Candle, TradeBatch
 _DONE = np.iinfo(np.int64).max // 4  # a watermark past every window
 
 
-def recompute(batches: Iterable[TradeBatch], window: Window) -> Iterator[Candle]:
-    """Final candles of `window` over `batches` (each instrument's trades together, in (ts,
-    seq) order), per instrument in the order they first appear, by start."""
-    table = WindowTable(window)
+def recompute(
+    batches: Iterable[TradeBatch], windows: Sequence[Window]
+) -> Iterator[list[list[Candle]]]:
+    """Final candles of each of `windows` over `batches` (each instrument's trades together,
+    in (ts, seq) order): per batch, one list per window of the candles it completed, per
+    instrument in the order they first appear, by start. One pass serves every window."""
+    tables = [WindowTable(w) for w in windows]
     names: list[tuple[str, str]] = []
     gids: dict[tuple[str, str], int] = {}
-    watermark = np.zeros(0, np.int64)
     for batch in batches:
         if not len(batch):
             continue
@@ -40,13 +42,14 @@ def recompute(batches: Iterable[TradeBatch], window: Window) -> Iterator[Candle]
         gid = np.array(codes, np.int64)[batch.instrument]
         order = sort_order(gid, batch.ts, batch.seq)
         trades = SortedTrades.of(gid[order], batch.take(order))
-        table.merge(partials(trades, window.slide), 0)
-        # Every instrument before the last one of this chunk is complete; the last one is
+        # Every instrument before the last one of this batch is complete; the last one is
         # complete up to its newest trade.
         watermark = np.full(len(names), _DONE, np.int64)
         watermark[trades.gid[-1]] = trades.ts[-1]
-        yield from _hand_out(table, watermark, names)
-    yield from _hand_out(table, np.full(len(names), _DONE, np.int64), names)
+        for table in tables:
+            table.merge(partials(trades, table.window.slide), 0)
+        yield [_hand_out(table, watermark, names) for table in tables]
+    yield [_hand_out(table, np.full(len(names), _DONE, np.int64), names) for table in tables]
 
 
 def _hand_out(
