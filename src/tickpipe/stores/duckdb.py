@@ -37,7 +37,7 @@ from tickpipe.records import (
     concat_batches,
 )
 from tickpipe.stores.base import StoreError
-from tickpipe.stores.sql import CANDLE_UPSERT_FROM, Flush, SqlStore
+from tickpipe.stores.sql import Flush, SqlStore, candle_upsert
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (
@@ -111,7 +111,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-CANDLE_UPSERT = CANDLE_UPSERT_FROM.format(source="candle_table")
+CANDLE_UPSERT = candle_upsert("candle_table", in_key_order=False)  # one writer: no sort
 _CANDLE_TYPES = {
     "exchange": pa.string(), "symbol": pa.string(), "interval": pa.string(),
     "start": pa.int64(), "trades": pa.int64(), "first_seq": pa.int64(), "last_seq": pa.int64(),

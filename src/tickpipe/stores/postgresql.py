@@ -44,7 +44,7 @@ from tickpipe.records import (
 )
 from tickpipe.stores.base import StoreError
 from tickpipe.stores.reads import Dialect
-from tickpipe.stores.sql import CANDLE_UPSERT_FROM, Flush, SqlStore, upsert_sql
+from tickpipe.stores.sql import Flush, SqlStore, candle_upsert, upsert_sql
 
 log = logging.getLogger("tickpipe")
 T = TypeVar("T")
@@ -178,7 +178,7 @@ STAGING = """
 """
 
 
-CANDLE_UPSERT = CANDLE_UPSERT_FROM.format(source="stage_candles")
+CANDLE_UPSERT = candle_upsert("stage_candles")
 EVENT_FIELDS = ("ts", "kind", "source", "detail")
 EVENT_INSERT = (
     "INSERT INTO events (ts, kind, source, detail) SELECT ts, kind, source, detail "

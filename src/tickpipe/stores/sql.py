@@ -17,26 +17,31 @@ from tickpipe.records import CANDLE_FIELDS, Candle, PipelineMetric, RollingStat,
 from tickpipe.stores.reads import SqlReads
 
 
-def upsert_sql(table: str, fields: tuple[str, ...], key: tuple[str, ...], where: str) -> str:
+def upsert_sql(
+    table: str, fields: tuple[str, ...], key: tuple[str, ...], where: str, in_key_order: bool = True
+) -> str:
     """An upsert of `fields` from `{source}` into `table` on `key`, the row replaced only
     `where` it holds (`stored`: the row in the table, `excluded`: the incoming one)."""
     # In key order: two writers upserting the same rows then lock them in the same order, so
-    # they wait for each other instead of deadlocking.
+    # they wait for each other instead of deadlocking (a store with one writer skips the sort).
     cols, keys = ", ".join(fields), ", ".join(key)
     sets = ", ".join(f"{f} = excluded.{f}" for f in fields if f not in key)
+    order = f" ORDER BY {keys}" if in_key_order else ""
     return (
-        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}} ORDER BY {keys} "
+        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}}{order} "
         f"ON CONFLICT ({keys}) DO UPDATE SET {sets}{where}"
     )
 
 
-# The stored candle loses unless it is newer: a higher revision, or the same revision and
-# final where the incoming one is provisional. Equal rows replace each other (replays converge).
-CANDLE_UPSERT_FROM = upsert_sql(
-    "candles", CANDLE_FIELDS, ("exchange", "symbol", "interval", "start"),
-    " WHERE stored.revision < excluded.revision OR (stored.revision = excluded.revision"
-    " AND NOT (stored.final AND NOT excluded.final))",
-)  # fmt: skip
+def candle_upsert(source: str, in_key_order: bool = True) -> str:
+    """The candle upsert from the table `source`, keeping the revision rule: the stored candle
+    loses unless the incoming one is newer, a higher revision, or the same revision and final
+    where the stored one is provisional. Equal rows replace each other (replays converge)."""
+    return upsert_sql(
+        "candles", CANDLE_FIELDS, ("exchange", "symbol", "interval", "start"),
+        " WHERE stored.revision < excluded.revision OR (stored.revision = excluded.revision"
+        " AND NOT (stored.final AND NOT excluded.final))", in_key_order,
+    ).format(source=source)  # fmt: skip
 
 
 @dataclass(frozen=True)
