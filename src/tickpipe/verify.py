@@ -104,7 +104,7 @@ class _Diff:
         self._note(_key(stored), stored, recomputed)
         self.next = next(self.stored, None)
 
-    def _note(self, key: Key, stored: Candle | None, recomputed: Candle | None) -> None:
+    def _note(self, key: _At, stored: Candle | None, recomputed: Candle | None) -> None:
         problem = _problem(stored, recomputed)
         if problem is None:
             return
@@ -114,10 +114,10 @@ class _Diff:
             self.mismatches.append(Mismatch(*key[:2], self.interval, key[2], problem, *values))
 
 
-Key = tuple[str, str, int]
+_At = tuple[str, str, int]  # (exchange, symbol, start) of a candle of one interval
 
 
-def _key(candle: Candle) -> Key:
+def _key(candle: Candle) -> _At:
     return (candle.exchange, candle.symbol, candle.start)
 
 
