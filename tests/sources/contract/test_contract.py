@@ -75,8 +75,9 @@ class Contract(SourceRun):
 
     async def gap(self) -> Gap:
         await self.until(lambda: bool(self.gaps()))
-        [gap] = self.gaps()
-        return gap
+        gaps = self.gaps()
+        assert len(gaps) == 1, f"one Gap event expected, got {gaps}"
+        return gaps[0]
 
 
 @pytest.mark.parametrize("venue", venues())
