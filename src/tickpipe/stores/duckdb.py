@@ -37,7 +37,8 @@ from tickpipe.records import (
     concat_batches,
 )
 from tickpipe.stores.base import StoreError
-from tickpipe.stores.sql import Flush, SqlStore, candle_upsert
+from tickpipe.stores.flush import Flush
+from tickpipe.stores.sql import SqlStore, candle_upsert
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (

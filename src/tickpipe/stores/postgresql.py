@@ -43,8 +43,9 @@ from tickpipe.records import (
     concat_batches,
 )
 from tickpipe.stores.base import StoreError
+from tickpipe.stores.flush import Flush
 from tickpipe.stores.reads import Dialect
-from tickpipe.stores.sql import Flush, SqlStore, candle_upsert, upsert_sql
+from tickpipe.stores.sql import SqlStore, candle_upsert, upsert_sql
 
 log = logging.getLogger("tickpipe")
 T = TypeVar("T")

@@ -1,19 +1,18 @@
 """The base of both SQL stores: the shared reads (`reads.py`) and the front of every write.
 
-`write` turns what the pipeline hands over into one `Flush`, keeping only the last update per
-key of candles, rolling statistics and KPIs (an upsert may not touch a row twice in one
-statement), and hands it to the store's own bulk path (`_write`: DuckDB's Arrow inserts,
-PostgreSQL's binary COPY), which stores it in one transaction.
+`write` turns what the pipeline hands over into one `Flush` (`flush.py`) and hands it to the
+store's own bulk path (`_write`: DuckDB's Arrow inserts, PostgreSQL's binary COPY), which
+stores it in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import pyarrow as pa
 
 from tickpipe.records import CANDLE_FIELDS, Candle, PipelineMetric, RollingStat, TradeBatch
+from tickpipe.stores.flush import Flush
 from tickpipe.stores.reads import SqlReads
 
 
@@ -44,17 +43,6 @@ def candle_upsert(source: str, in_key_order: bool = True) -> str:
     ).format(source=source)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Flush:
-    """One write: trades to append, and the latest version of each row to upsert."""
-
-    trades: list[TradeBatch | pa.Table]
-    candles: list[Candle]
-    rolling: list[RollingStat]
-    events: list[tuple[int, str, str, str]]
-    metrics: list[PipelineMetric]
-
-
 class SqlStore(SqlReads):
     """A store over SQL: the store provides `_write` (and `_rows`, `_dicts` for the reads)."""
 
@@ -68,16 +56,7 @@ class SqlStore(SqlReads):
     ) -> None:
         """Store one flush in one transaction: trades appended, candles, rolling statistics
         and KPIs upserted (the last update per key wins), events stored."""
-        self._write(
-            Flush(
-                trades=list(trades),
-                candles=list({(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-                             .values()),
-                rolling=list({(s.exchange, s.symbol, s.ts): s for s in rolling}.values()),
-                events=list(events),
-                metrics=list({(m.process, m.ts): m for m in metrics}.values()),
-            )
-        )  # fmt: skip
+        self._write(Flush.of(trades, candles, rolling, events, metrics))
 
     def _write(self, flush: Flush) -> None:
         raise NotImplementedError
