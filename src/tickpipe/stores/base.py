@@ -128,7 +128,8 @@ def is_postgres_url(url: str) -> bool:
 def open_store(
     url: str | None, duckdb_path: Any, read_only: bool = False, retry_for: float = 60.0
 ) -> Store:
-    """The store a `store` setting names: a PostgreSQL URL, or else the DuckDB file.
+    """The store a `store` setting names: a PostgreSQL or Cassandra URL, or else the DuckDB
+    file.
 
     PostgreSQL has no read-only mode here: the schema is created or migrated on open.
     """
@@ -136,6 +137,13 @@ def open_store(
         from tickpipe.stores.postgresql import PostgresStore
 
         return PostgresStore(url, retry_for=retry_for)
+    if url and url.startswith("cassandra://"):
+        try:
+            from tickpipe.stores.cassandra import CassandraStore
+        except ImportError as exc:
+            raise StoreError(str(exc)) from None
+        # It has no `query`/`dialect`: the store contract (issue 12) drops both from `Store`.
+        return CassandraStore(url, retry_for=retry_for)  # type: ignore[return-value]
     from tickpipe.stores.duckdb import DuckDBStore
 
     return DuckDBStore(duckdb_path, read_only=read_only)

@@ -28,6 +28,24 @@ class Flush:
     metrics: list[PipelineMetric]
 
 
+def flush_of(
+    trades: Iterable[TradeBatch | pa.Table] = (),
+    candles: Iterable[Candle] = (),
+    rolling: Iterable[RollingStat] = (),
+    events: Iterable[tuple[int, str, str, str]] = (),
+    metrics: Iterable[PipelineMetric] = (),
+) -> Flush:
+    """What one `write` call hands over, with only the last update per key of candles,
+    rolling statistics and KPIs (every store's writes start here)."""
+    return Flush(
+        trades=list(trades),
+        candles=list({(c.exchange, c.symbol, c.interval, c.start): c for c in candles}.values()),
+        rolling=list({(s.exchange, s.symbol, s.ts): s for s in rolling}.values()),
+        events=list(events),
+        metrics=list({(m.process, m.ts): m for m in metrics}.values()),
+    )
+
+
 class SqlStore(SqlReads):
     """A store over SQL: the store provides `_write` (and `_rows`, `_dicts` for the reads)."""
 
@@ -41,16 +59,7 @@ class SqlStore(SqlReads):
     ) -> None:
         """Store one flush in one transaction: trades appended, candles, rolling statistics
         and KPIs upserted (the last update per key wins), events stored."""
-        self._write(
-            Flush(
-                trades=list(trades),
-                candles=list({(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-                             .values()),
-                rolling=list({(s.exchange, s.symbol, s.ts): s for s in rolling}.values()),
-                events=list(events),
-                metrics=list({(m.process, m.ts): m for m in metrics}.values()),
-            )
-        )  # fmt: skip
+        self._write(flush_of(trades, candles, rolling, events, metrics))
 
     def _write(self, flush: Flush) -> None:
         raise NotImplementedError
