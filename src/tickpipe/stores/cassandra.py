@@ -42,6 +42,7 @@ import hashlib
 import heapq
 import itertools
 import logging
+import re
 import ssl
 import time
 from collections import Counter
@@ -99,7 +100,7 @@ T = TypeVar("T")
 
 DAY_US = 86_400_000_000
 TIME_BITS = 52  # updated_at below, the candle's rank above, in a write timestamp
-MAX_REVISION = (2**63 - 1 >> TIME_BITS) // 2 - 1
+MAX_REVISION = ((2**63 - 1 >> TIME_BITS) - 1) // 2  # 1023: rank 2047 is the top
 TRADE_FIELDS = tuple(TRADE_SCHEMA.names)
 ROLLING_FIELDS: tuple[str, ...] = RollingStat.__struct_fields__
 # Failures after which the same write may succeed: the node is away, or too busy to answer.
@@ -196,7 +197,7 @@ _LOW, _HIGH = -(2**62), 2**62
 def candle_write_time(candle: Candle) -> int:
     """The write timestamp that makes Cassandra keep the newest version of a candle."""
     if not 0 <= candle.revision <= MAX_REVISION:
-        raise ValueError(f"candle revision {candle.revision}: at most {MAX_REVISION} are kept")
+        raise ValueError(f"candle revision {candle.revision}: 0 to {MAX_REVISION} fit")
     rank = 2 * candle.revision + int(candle.final)
     return (rank << TIME_BITS) + min(max(candle.updated_at, 0), (1 << TIME_BITS) - 1)
 
@@ -234,8 +235,9 @@ class CassandraStore:
             ) from None
         try:
             self._create_schema()
-            self._reads = {k: self._session.prepare(q) for k, q in READS.items()}
-            self._writes = {k: self._session.prepare(q) for k, q in WRITES.items()}
+            ks = self.settings.keyspace
+            self._reads = {k: self._session.prepare(_in(ks, q)) for k, q in READS.items()}
+            self._writes = {k: self._session.prepare(_in(ks, q)) for k, q in WRITES.items()}
         except Exception as exc:
             self._cluster.shutdown()
             raise StoreError(
@@ -253,9 +255,8 @@ class CassandraStore:
             f"CREATE KEYSPACE IF NOT EXISTS {s.keyspace} WITH replication = "
             f"{{{replication}{s.replication_factor}}}"
         )
-        self._session.set_keyspace(s.keyspace)
         for statement in SCHEMA:
-            self._session.execute(statement)
+            self._session.execute(_in(s.keyspace, statement))
 
     def describe(self) -> str:
         return self.settings.describe()
@@ -653,6 +654,12 @@ def _cluster(settings: CassandraSettings, connect_timeout_s: float) -> Cluster:
         reconnection_policy=ConstantReconnectionPolicy(0.5, None),
         connect_timeout=connect_timeout_s, **options,
     )  # fmt: skip
+
+
+def _in(keyspace: str, statement: str) -> str:
+    """`statement` with its table names qualified by `keyspace` (the session has none: a
+    session keyspace with prepared statements is ambiguous, and Cassandra warns about it)."""
+    return re.sub(r"\b(FROM|INTO|EXISTS) (\w+)\b", rf"\1 {keyspace}.\2", statement)
 
 
 def _reason(exc: BaseException) -> str:
