@@ -210,6 +210,16 @@ def test_the_revision_rule(store: CassandraStore, writes: list[Candle], expected
     assert store.totals()["stored_candles"] == 1
 
 
+def test_older_revisions_sent_together_as_one_batch_leave_the_newer_ones(
+    store: CassandraStore,
+) -> None:
+    newer = [candle(T0 + i * M, final=True, revision=2, trades=7) for i in range(30)]
+    store.write(candles=newer)
+    store.write(candles=[candle(T0 + i * M, final=True, revision=1) for i in range(30)])
+    store.write(candles=[candle(T0 + i * M, updated_at=T0 + D) for i in range(30)])
+    assert store.candles("ex", "BTC-USDT", "1m") == newer
+
+
 def test_the_last_update_of_a_candle_in_one_write_wins(store: CassandraStore) -> None:
     store.write(candles=[candle(T0, trades=1), candle(T0, trades=2), candle(T0, trades=3)])
     assert stored_candle(store, T0).trades == 3

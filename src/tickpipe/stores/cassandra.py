@@ -28,12 +28,13 @@ read-before-write. Lightweight transactions (`IF rank <= ?`) would say the same 
 trips per candle, plus an `IF NOT EXISTS` first for a new one. `updated_at` (µs since 1970)
 fits in 52 bits until 2112; revisions up to 1023 fit above it.
 
-Writes go out as prepared statements through `execute_concurrent_with_args` (bounded
-concurrency). All are idempotent, so a write that fails because the node went away is retried
-whole, with capped backoff, until `retry_for` seconds have passed (the PostgreSQL store's
-rule); nothing is lost and nothing doubled. CQL does not aggregate across partitions: the API's
-reads and a restart's read partitions one at a time (the driver pages them) and aggregate in
-Python with numpy, with the SQL stores' numbers.
+Writes go out as prepared statements, many in flight at once (`execute_concurrent*`, bounded
+by `concurrency`); the rows of one partition (trades, candles) as one unlogged batch of up to
+`BATCH_ROWS`, one request and one mutation instead of one each. All are idempotent, so a write
+that fails because the node went away is retried whole, with capped backoff, until `retry_for`
+seconds have passed (the PostgreSQL store's rule): nothing is lost and nothing doubled. CQL
+does not aggregate across partitions: the API's reads and a restart's read partitions one at a
+time (the driver pages them) and aggregate in Python with numpy, with the SQL stores' numbers.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ try:
     )
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
-    from cassandra.concurrent import execute_concurrent_with_args
+    from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
     from cassandra.connection import ConnectionException
     from cassandra.policies import (
         ConstantReconnectionPolicy,
@@ -89,7 +90,7 @@ try:
         RoundRobinPolicy,
         TokenAwarePolicy,
     )
-    from cassandra.query import PreparedStatement, tuple_factory
+    from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 except ImportError:  # pragma: no cover - the extra is missing
     raise ImportError(
         "the Cassandra store needs cassandra-driver: pip install 'tickpipe[cassandra]'"
@@ -99,6 +100,10 @@ log = logging.getLogger("tickpipe")
 T = TypeVar("T")
 
 DAY_US = 86_400_000_000
+# Rows of one partition (trades, candles) go as one unlogged batch: one request, one
+# mutation, instead of one each (4 to 5 times the trades/s here); a batch of one partition is
+# atomic and isolated, and far under Cassandra's 50 KiB batch limit.
+BATCH_ROWS = 100
 TIME_BITS = 52  # updated_at below, the candle's rank above, in a write timestamp
 MAX_REVISION = ((2**63 - 1 >> TIME_BITS) - 1) // 2  # 1023: rank 2047 is the top
 TRADE_FIELDS = tuple(TRADE_SCHEMA.names)
@@ -190,6 +195,11 @@ WRITES = {
     "events": _insert("events", ("day", "ts", "kind", "source", "digest", "detail")),
     "series": _insert("series", ("kind", "exchange", "symbol", "interval")),
     "series_days": _insert("series_days", ("kind", "exchange", "symbol", "interval", "day")),
+}
+# The partition key of a trade row and a candle row as `_statements` builds them.
+PARTITIONS: dict[str, Callable[[Sequence[Any]], tuple]] = {
+    "trades": lambda r: (r[1], r[2], r[-1]),
+    "candles": lambda r: (r[0], r[1], r[2], r[-2]),
 }
 _LOW, _HIGH = -(2**62), 2**62
 
@@ -302,11 +312,24 @@ class CassandraStore:
         self._known.update(series)
 
     def _concurrently(self, name: str, params: Sequence[Sequence[Any]]) -> None:
-        if params:
+        if not params:
+            return
+        partition = PARTITIONS.get(name)
+        if partition is None:
             execute_concurrent_with_args(
                 self._session, self._writes[name], params, concurrency=self.concurrency,
                 raise_on_first_error=True,
             )  # fmt: skip
+            return
+        batches = []
+        for rows in _per_partition(params, partition, BATCH_ROWS):
+            batch = BatchStatement(BatchType.UNLOGGED)
+            for row in rows:
+                batch.add(self._writes[name], row)
+            batches.append((batch, None))
+        execute_concurrent(
+            self._session, batches, concurrency=self.concurrency, raise_on_first_error=True
+        )
 
     def _statements(self, flush: Flush) -> list[tuple[str, list[tuple]]]:
         """Each prepared write's parameter rows, in the order they are sent."""
@@ -660,6 +683,21 @@ def _in(keyspace: str, statement: str) -> str:
     """`statement` with its table names qualified by `keyspace` (the session has none: a
     session keyspace with prepared statements is ambiguous, and Cassandra warns about it)."""
     return re.sub(r"\b(FROM|INTO|EXISTS) (\w+)\b", rf"\1 {keyspace}.\2", statement)
+
+
+def _per_partition(
+    rows: Sequence[Sequence[Any]], partition: Callable[[Sequence[Any]], tuple], size: int
+) -> Iterator[list[Sequence[Any]]]:
+    """`rows` in runs of at most `size` that share a `partition` key."""
+    runs: dict[tuple, list[Sequence[Any]]] = {}
+    for row in rows:
+        key = partition(row)
+        run = runs.setdefault(key, [])
+        run.append(row)
+        if len(run) == size:
+            yield run
+            runs[key] = []
+    yield from (run for run in runs.values() if run)
 
 
 def _reason(exc: BaseException) -> str:
