@@ -16,9 +16,7 @@ import pytest
 from servers.cassandra import CassandraNode
 from servers.process import free_port
 
-from stores.rows import T0, M, S, candle, trade
-from tickpipe.engine.candles import CandleEngine, EngineConfig
-from tickpipe.engine.windows import parse_window
+from stores.rows import T0, M, S, approx, candle, engine_candles, random_trades, trade
 from tickpipe.records import Candle, PipelineMetric, RollingStat, Trade, TradeBatch
 from tickpipe.stores.base import StoreError, open_store
 from tickpipe.stores.cassandra import DAY_US, CassandraStore
@@ -236,32 +234,11 @@ def test_finals_and_revisions_list_the_keys_from_a_time_on(store: CassandraStore
 # -- every read answers as DuckDB does on the same data ----------------------------------------
 
 
-def _engine_candles(trades: list[Trade], window: str) -> list[Candle]:
-    engine = CandleEngine(EngineConfig(windows=(parse_window(window),)))
-    out = engine.process(TradeBatch.from_trades(trades), trades[-1].ts)
-    latest = {(c.exchange, c.symbol, c.start): c for c in out.candles}
-    latest.update(
-        {(c.exchange, c.symbol, c.start): c for c in engine.flush(trades[-1].ts + 10 * M)}
-    )
-    return [latest[k] for k in sorted(latest)]
-
-
-def _random_trades(n: int, seed: int = 7, start: int = T0) -> list[Trade]:
-    rng = random.Random(seed)
-    ts, price, out = start, 100.0, []
-    for i in range(n):
-        ts += rng.randrange(1, 3 * S)
-        price *= 1 + rng.gauss(0, 0.001)
-        out.append(trade(i, ts, price=round(price, 2), size=round(rng.uniform(0.01, 2), 4),
-                         side=rng.choice(["buy", "sell"])))  # fmt: skip
-    return out
-
-
 def test_rebucketed_1s_candles_equal_the_engine_at_that_size(store: CassandraStore) -> None:
-    trades = _random_trades(400)
-    store.write(candles=_engine_candles(trades, "1s"))
+    trades = random_trades(400)
+    store.write(candles=engine_candles(trades, "1s"))
     rolled = store.candles("ex", "BTC-USDT", "1s", bucket=M, interval_size=S)
-    direct = _engine_candles(trades, "1m")
+    direct = engine_candles(trades, "1m")
     assert [c.start for c in rolled] == [c.start for c in direct]
     for a, b in zip(rolled, direct, strict=True):
         assert (a.open, a.high, a.low, a.close, a.trades, a.first_seq, a.last_seq) == (
@@ -278,13 +255,13 @@ def test_every_read_answers_as_duckdb_does(store: CassandraStore, tmp_path: Path
     # Two days of one instrument (the reads cross partitions), a second exchange, and two
     # trades at the same instant (the tie is broken by seq in both stores).
     late = T0 + D - 5 * M
-    trades = _random_trades(300, start=late) + [
+    trades = random_trades(300, start=late) + [
         trade(10_000 + i, late + i * 7 * S, exchange="beta", symbol=s, price=10.0 + i, size=0.5,
               side="sell")
         for i, s in enumerate(["BTC-USDT", "XRP-USDT", "XRP-USDT", "BTC-USDT"])
     ]  # fmt: skip
     trades.append(trade(20_000, trades[10].ts, price=55.5))
-    candles = _engine_candles([t for t in trades if t.exchange == "ex"], "1s")
+    candles = engine_candles([t for t in trades if t.exchange == "ex"], "1s")
     candles[3] = msgspec.structs.replace(candles[3], final=True, revision=1)
     rolling = [RollingStat(exchange="ex", symbol="BTC-USDT", ts=late + i * M, avg_close_30m=1.0 + i,
                            min_price_5m=0.5, max_price_5m=2.0 + i, avg_price_5m=1.5)
@@ -327,28 +304,13 @@ def test_every_read_answers_as_duckdb_does(store: CassandraStore, tmp_path: Path
             lambda s: s.revisions(late),
             lambda s: s.restore_cutoff(2 * M, 5 * S, M),
         ):
-            assert _approx(call(store)) == _approx(call(duck))
+            assert approx(call(store)) == approx(call(duck))
         cutoff = duck.restore_cutoff(2 * M, 0, M)
         ours = [t for b in store.restore_batches(cutoff, rows=50) for t in b.to_trades()]
         theirs = [t for b in duck.restore_batches(cutoff, rows=50) for t in b.to_trades()]
         assert [as_row(t) for t in ours] == [as_row(t) for t in theirs]
     finally:
         duck.close()
-
-
-def _approx(value):
-    """Sums of floats may differ in the last bits between databases; nothing else may."""
-    if isinstance(value, float):
-        return pytest.approx(value, rel=1e-12)
-    if isinstance(value, dict):
-        return {k: _approx(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_approx(v) for v in value)
-    if isinstance(value, set):
-        return value
-    if isinstance(value, Candle):
-        return _approx({f: getattr(value, f) for f in value.__struct_fields__})
-    return value
 
 
 # -- restart ---------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from stores.rows import T0, M, S, candle, trade
-from tickpipe.engine.candles import CandleEngine, EngineConfig
-from tickpipe.engine.windows import parse_window
+from stores.rows import T0, M, S, approx, candle, engine_candles, random_trades, trade
 from tickpipe.records import (
     TRADE_SCHEMA,
     Candle,
@@ -216,30 +214,11 @@ def test_a_write_failing_midway_leaves_nothing_of_it(store: PostgresStore) -> No
 # -- re-bucketing and the reads match DuckDB ----------------------------------------------------
 
 
-def _engine_candles(trades: list[Trade], window: str) -> list[Candle]:
-    engine = CandleEngine(EngineConfig(windows=(parse_window(window),)))
-    out = engine.process(TradeBatch.from_trades(trades), trades[-1].ts)
-    latest = {(c.start): c for c in out.candles}
-    latest.update({c.start: c for c in engine.flush(trades[-1].ts + 10 * M)})
-    return [latest[k] for k in sorted(latest)]
-
-
-def _random_trades(n: int, seed: int = 7) -> list[Trade]:
-    rng = random.Random(seed)
-    ts, price, out = T0, 100.0, []
-    for i in range(n):
-        ts += rng.randrange(1, 3 * S)
-        price *= 1 + rng.gauss(0, 0.001)
-        out.append(trade(i, ts, price=round(price, 2), size=round(rng.uniform(0.01, 2), 4),
-                         side=rng.choice(["buy", "sell"])))  # fmt: skip
-    return out
-
-
 def test_rebucketed_1s_candles_equal_the_engine_at_that_size(store: PostgresStore) -> None:
-    trades = _random_trades(400)
-    store.write(candles=_engine_candles(trades, "1s"))
+    trades = random_trades(400)
+    store.write(candles=engine_candles(trades, "1s"))
     rolled = store.candles("ex", "BTC-USDT", "1s", bucket=M, interval_size=S)
-    direct = _engine_candles(trades, "1m")
+    direct = engine_candles(trades, "1m")
     assert [c.start for c in rolled] == [c.start for c in direct]
     for a, b in zip(rolled, direct, strict=True):
         assert (a.open, a.high, a.low, a.close, a.trades, a.first_seq, a.last_seq) == (
@@ -251,14 +230,14 @@ def test_rebucketed_1s_candles_equal_the_engine_at_that_size(store: PostgresStor
 
 
 def test_every_read_answers_as_duckdb_does(store: PostgresStore, tmp_path: Path) -> None:
-    trades = _random_trades(300) + [
+    trades = random_trades(300) + [
         trade(10_000 + i, T0 + i * 7 * S, exchange="beta", symbol=s, price=10.0 + i, size=0.5,
               side="sell")
         for i, s in enumerate(["BTC-USDT", "XRP-USDT", "XRP-USDT", "BTC-USDT"])
     ]  # fmt: skip
     # Two trades at the same instant: the tie is broken by seq in both stores.
     trades.append(trade(20_000, trades[10].ts, price=55.5))
-    candles = _engine_candles([t for t in trades if t.exchange == "ex"], "1s")
+    candles = engine_candles([t for t in trades if t.exchange == "ex"], "1s")
     duck = DuckDBStore(tmp_path / "t.duckdb")
     try:
         for s in (store, duck):
@@ -282,22 +261,9 @@ def test_every_read_answers_as_duckdb_does(store: PostgresStore, tmp_path: Path)
             lambda s: s.has_instrument("ex", "NOPE-USDT"),
             lambda s: s.candles("ex", "BTC-USDT", "1s", T0, T0 + 5 * M, 5 * S, S),
         ):
-            assert _approx(call(store)) == _approx(call(duck))
+            assert approx(call(store)) == approx(call(duck))
     finally:
         duck.close()
-
-
-def _approx(value):
-    """Sums of floats may differ in the last bits between databases; nothing else may."""
-    if isinstance(value, float):
-        return pytest.approx(value, rel=1e-12)
-    if isinstance(value, dict):
-        return {k: _approx(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_approx(v) for v in value)
-    if isinstance(value, Candle):
-        return _approx({f: getattr(value, f) for f in value.__struct_fields__})
-    return value
 
 
 # -- restart -----------------------------------------------------------------------------------
