@@ -653,8 +653,19 @@ class CassandraStore:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+class _QuietNegotiation(logging.Filter):
+    """Drops the driver's warning that it settled on an older protocol version than its own
+    newest: expected with any server older than the driver, and said twice per connection."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Downgrading core protocol version")
+
+
 def _cluster(settings: CassandraSettings, connect_timeout_s: float) -> Cluster:
     """A driver Cluster with the URL's auth, TLS, consistency and data center."""
+    driver_log = logging.getLogger("cassandra.cluster")
+    if not any(isinstance(f, _QuietNegotiation) for f in driver_log.filters):
+        driver_log.addFilter(_QuietNegotiation())
     balance = (
         DCAwareRoundRobinPolicy(local_dc=settings.datacenter)
         if settings.datacenter
