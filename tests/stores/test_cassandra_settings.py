@@ -80,3 +80,19 @@ def test_write_times_order_candles_by_revision_then_final_then_update_time() -> 
     assert times[-1] < 2**63
     with pytest.raises(ValueError, match="revision 1024"):
         candle_write_time(candle(T0, revision=1024))
+
+
+def test_without_the_driver_the_store_says_how_to_install_it() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['cassandra'] = None\n"
+        "from tickpipe.stores.base import StoreError, open_store\n"
+        "try:\n    open_store('cassandra://127.0.0.1/ks', None)\n"
+        "except StoreError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == (
+        "the Cassandra store needs cassandra-driver: pip install 'tickpipe[cassandra]'\n"
+    )
