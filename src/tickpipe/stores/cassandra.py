@@ -69,7 +69,7 @@ from tickpipe.stores.base import Key, StoreError
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
 from tickpipe.stores.postgresql import _trade_columns
 from tickpipe.stores.reads import _order
-from tickpipe.stores.sql import Flush, flush_of
+from tickpipe.stores.flush import Flush
 
 try:
     from cassandra import (
@@ -295,7 +295,7 @@ class CassandraStore:
         Not one transaction as in the SQL stores: a failed write may leave part of itself,
         which its retry (or the replay after a restart) completes to the same rows.
         """
-        flush = flush_of(trades, candles, rolling, events, metrics)
+        flush = Flush.of(trades, candles, rolling, events, metrics)
         work = self._statements(flush)
         if not any(params for _, params in work):
             return
