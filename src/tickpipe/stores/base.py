@@ -181,8 +181,7 @@ def open_store(
             from tickpipe.stores.cassandra import CassandraStore
         except ImportError as exc:
             raise StoreError(str(exc)) from None
-        # It has no `query`/`dialect`: the store contract (issue 12) drops both from `Store`.
-        return CassandraStore(url, retry_for=retry_for)  # type: ignore[return-value]
+        return CassandraStore(url, retry_for=retry_for)
     from tickpipe.stores.duckdb import DuckDBStore
 
     return DuckDBStore(duckdb_path, read_only=read_only)

@@ -5,8 +5,9 @@ partitioned by (exchange, symbol, day) and clustered by (ts, seq, trade_id); can
 (exchange, symbol, interval, day), clustered by start; rolling statistics by (exchange, symbol,
 day); KPIs by (process, day); events by day. `day` is the event time's UTC day number. Two
 small tables say which partitions exist, so a read never scans the cluster: `series` (one row
-per (kind, exchange, symbol, interval): the instruments) and `series_days` (one row per day a
-series has data). Both are written before the rows they point to.
+per (kind, exchange, symbol, interval): the instruments, and for KPIs the process in
+`exchange`) and `series_days` (one row per day a series has data). Both are written before
+the rows they point to.
 
 Trades unique on (exchange, symbol, trade_id): the row key is a function of the trade. A venue
 gives a trade its id, number (`seq`) and time once; a replayed flush, a reconnect's overlap or
@@ -17,7 +18,8 @@ table keyed (exchange, symbol, trade_id) written `IF NOT EXISTS` is a Paxos roun
 trips) per trade, and cannot be made atomic with the trade row (a lightweight transaction
 spans one partition), so a crash between the two would lose the trade or need a repair pass.
 What the key does not catch, a venue re-sending an id with another time, the engine's
-de-duplication drops within its horizon (as for DuckDB) and `tickpipe verify` reports.
+de-duplication drops within its horizon (as for DuckDB) and `duplicate_trades` (so
+`tickpipe verify`) reports.
 
 The revision rule (a newer candle wins, an older is ignored) is kept by write time: every
 candle is written `USING TIMESTAMP` (rank << 52) + updated_at, rank = 2 * revision + final.
@@ -67,9 +69,9 @@ from tickpipe.records import (
 )
 from tickpipe.stores.base import Key, StoreError
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
+from tickpipe.stores.flush import Flush
 from tickpipe.stores.postgresql import _trade_columns
 from tickpipe.stores.reads import _order
-from tickpipe.stores.flush import Flush
 
 try:
     from cassandra import (
@@ -186,6 +188,11 @@ READS = {
         "rolling_stats", ", ".join(ROLLING_FIELDS), order=" ORDER BY ts DESC LIMIT ?"
     ),
     "event_kinds": "SELECT kind FROM events WHERE day = ?",
+    "events": "SELECT ts, kind, source, detail FROM events WHERE day = ? ORDER BY ts DESC",
+    "metrics": f"SELECT {', '.join(METRIC_FIELDS)} FROM pipeline_metrics WHERE process = ? "
+    "AND day = ? AND ts >= ? ORDER BY ts DESC",
+    "history": _partition("trades", ", ".join(TRADE_FIELDS)),
+    "trade_ids": _partition("trades", "trade_id"),
 }
 WRITES = {
     "trades": _insert("trades", (*TRADE_FIELDS, "day")),
@@ -361,6 +368,7 @@ class CassandraStore:
                    for c in flush.candles}  # fmt: skip
         wanted |= {("rolling", s.exchange, s.symbol, "", s.ts // DAY_US) for s in flush.rolling}
         wanted |= {("events", "", "", "", r[0]) for r in rows["events"]}
+        wanted |= {("metrics", m.process, "", "", m.ts // DAY_US) for m in flush.metrics}
         return sorted(wanted - self._known)
 
     # -- retry ---------------------------------------------------------------------------
@@ -464,10 +472,10 @@ class CassandraStore:
             for row in heapq.merge(*parts, key=lambda r: (r[9], r[5])):
                 chunk.append(row)
                 if len(chunk) >= rows:
-                    yield _batch(chunk)
+                    yield _batch(chunk, "restore")
                     chunk = []
         if chunk:
-            yield _batch(chunk)
+            yield _batch(chunk, "restore")
 
     def _candle_marks(self, since: int) -> Iterator[tuple[Key, bool, int]]:
         for series in self._series("candles"):
@@ -649,6 +657,85 @@ class CassandraStore:
         ordered = sorted(tickers.values(), key=lambda r: (-r["trades"], r["symbol"]))
         return totals, ordered
 
+    def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:
+        """The newest `limit` events of `kind`, newest first (one ts by source, then detail):
+        day partitions from the newest back, each read newest first, the kind kept in Python
+        (it is a clustering column after ts, so CQL cannot select on it alone)."""
+        out: list[tuple[int, str, str, str]] = []
+        for day in self._days_desc("events", ("", "", "")):
+            rows = (r for r in self._stream("events", [day]) if r[1] == kind)
+            for _, same_ts in itertools.groupby(rows, key=lambda r: r[0]):
+                out.extend(sorted(same_ts, key=lambda r: (r[2], r[3])))
+                if len(out) >= limit:
+                    return out[:limit]
+        return out
+
+    def metrics_since(
+        self, since: int, limit: int, process: str | None = None
+    ) -> list[PipelineMetric]:
+        """The newest `limit` KPI rows with ts >= `since`, newest first, a tie in ts by
+        process: each process's days read newest first, merged."""
+        processes = sorted(p for p, _, _ in self._series("metrics"))
+        if process is not None:
+            processes = [p for p in processes if p == process]
+        newest = [self._metrics_of(p, since) for p in processes]
+        merged = heapq.merge(*newest, key=lambda m: (-m.ts, m.process))
+        return list(itertools.islice(merged, limit))
+
+    def _metrics_of(self, process: str, since: int) -> Iterator[PipelineMetric]:
+        first = _day(since)
+        for day in self._days_desc("metrics", (process, "", "")):
+            if day < first:
+                return
+            for row in self._stream("metrics", [process, day, since]):
+                yield PipelineMetric(**dict(zip(METRIC_FIELDS, row, strict=True)))
+
+    # -- whole history, in bounded chunks ------------------------------------------------
+
+    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
+        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
+        order, then (ts, seq): the instruments sorted in Python, each one's day partitions in
+        order, each paged through by the driver in its clustering order."""
+        chunk: list[tuple] = []
+        for series in sorted(self._series("trades")):
+            for day in self._days("trades", series):
+                for row in self._stream("history", [*series[:2], day]):
+                    chunk.append(row)
+                    if len(chunk) >= rows:
+                        yield _batch(chunk, "store")
+                        chunk = []
+        if chunk:
+            yield _batch(chunk, "store")
+
+    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
+        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
+        start (the driver pages each day partition)."""
+        for series in sorted(s for s in self._series("candles") if s[2] == interval):
+            for day in self._days("candles", series):
+                for row in self._stream("candles", [*series, day, _LOW, _HIGH]):
+                    yield Candle(**dict(zip(CANDLE_FIELDS, row, strict=True)))
+
+    def duplicate_trades(self) -> int:
+        """How many stored trades repeat an (exchange, symbol, trade_id) stored before.
+
+        The row key holds the trade id, so a copy is the same id at another time or seq. Per
+        instrument, the ids are hashed to 8 bytes each (not kept as text); only ids whose hash
+        repeats are read again and counted exactly."""
+        copies = 0
+        for series in self._series("trades"):
+            hashes = np.fromiter((hash(i) for i in self._trade_ids(series)), np.int64)
+            values, counts = np.unique(hashes, return_counts=True)
+            repeated = set(values[counts > 1].tolist())
+            if repeated:
+                seen = Counter(i for i in self._trade_ids(series) if hash(i) in repeated)
+                copies += sum(n - 1 for n in seen.values())
+        return copies
+
+    def _trade_ids(self, series: Series) -> Iterator[str]:
+        for day in self._days("trades", series):
+            for (trade_id,) in self._stream("trade_ids", [*series[:2], day]):
+                yield trade_id
+
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -720,13 +807,13 @@ def _day(ts: int) -> int:
     return max(min(ts // DAY_US, 2**31 - 1), -(2**31))
 
 
-def _batch(rows: list[tuple]) -> TradeBatch:
+def _batch(rows: list[tuple], source: str) -> TradeBatch:
     columns = list(zip(*rows, strict=True))
     table = pa.table(
         [pa.array(c, f.type) for c, f in zip(columns, TRADE_SCHEMA, strict=True)],
         schema=TRADE_SCHEMA,
     )
-    return TradeBatch.from_arrow(table, source="restore")
+    return TradeBatch.from_arrow(table, source=source)
 
 
 def _rolled_up(group: Iterable[Candle], start: int, bucket: int) -> Candle:

@@ -9,11 +9,13 @@ exit); a store that needs a slow server gets that server's marker (`cassandra`).
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import pytest
+from servers.cassandra import CassandraNode
 from servers.postgres import PostgresServer, fresh_database
 
 from tickpipe.stores.base import Store
@@ -37,6 +39,7 @@ class StoreRow:
 STORES = [
     StoreRow("duckdb", "duckdb_stores", ignores_duplicate_trades=False),
     StoreRow("postgresql", "postgresql_stores"),
+    StoreRow("cassandra", "cassandra_stores", marks=(pytest.mark.cassandra,)),
 ]
 
 
@@ -63,6 +66,27 @@ def postgresql_stores(postgres_server: PostgresServer) -> Opener:
                 yield store
             finally:
                 store.close()
+
+    return opened
+
+
+@pytest.fixture(scope="session")
+def cassandra_stores(cassandra_node: CassandraNode) -> Opener:
+    @contextlib.contextmanager
+    def opened() -> Iterator[Store]:
+        from tickpipe.stores.cassandra import CassandraStore
+
+        cassandra_node.ensure_running()
+        keyspace = f"contract_{uuid.uuid4().hex[:12]}"  # the store makes it, with its tables
+        store = CassandraStore(
+            f"cassandra://{cassandra_node.host}:{cassandra_node.port}/{keyspace}"
+        )
+        try:
+            yield store
+        finally:
+            store.close()
+            with cassandra_node.cluster() as cluster:
+                cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 
     return opened
 
