@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle, Trade, TradeBatch
+from tickpipe.stores.base import Store
 
 S = 1_000_000
 M = 60 * S
@@ -70,3 +74,46 @@ def approx(value):
     if isinstance(value, Candle):
         return approx({f: getattr(value, f) for f in value.__struct_fields__})
     return value
+
+
+class StreamWriter:
+    """A thread writing to `store` as a pipeline does, batch after batch (100 trades with new
+    seqs and one candle each), until `finish` and at least 30 batches: the writer a server
+    stopped mid-stream must leave with nothing lost and nothing doubled."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.written: list[int] = []  # the batches whose write returned
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        i = 0
+        try:
+            while not self._stop.is_set() or i < 30:
+                batch = [trade(i * 100 + j, T0 + (i * 100 + j) * 1000) for j in range(100)]
+                self.store.write([TradeBatch.from_trades(batch)], candles=[candle(T0 + i * M)])
+                self.written.append(i)
+                i += 1
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def through_restart(
+        self, stop: Callable[[], object], start: Callable[[], object], timeout_s: float
+    ) -> int:
+        """Writes on while the server is stopped for a second and started again, then
+        finishes; returns how many batches were written before it came back."""
+        try:
+            while len(self.written) < 10 and self._thread.is_alive():
+                time.sleep(0.01)
+            stop()
+            time.sleep(1.0)  # writes fail and retry while the server is down
+            during = len(self.written)
+            start()
+            time.sleep(0.5)
+        finally:
+            self._stop.set()
+            self._thread.join(timeout_s)
+        return during

@@ -466,16 +466,13 @@ class CassandraStore:
         for (exchange, symbol), since in cutoff.items():
             for day in self._days("trades", (exchange, symbol, ""), since):
                 by_day.setdefault(day, []).append((exchange, symbol, since))
-        chunk: list[tuple] = []
-        for day in sorted(by_day):
-            parts = [self._stream("restore", [e, s, day, since]) for e, s, since in by_day[day]]
-            for row in heapq.merge(*parts, key=lambda r: (r[9], r[5])):
-                chunk.append(row)
-                if len(chunk) >= rows:
-                    yield _batch(chunk, "restore")
-                    chunk = []
-        if chunk:
-            yield _batch(chunk, "restore")
+
+        def in_time_order() -> Iterator[tuple]:
+            for day in sorted(by_day):
+                parts = [self._stream("restore", [e, s, day, since]) for e, s, since in by_day[day]]
+                yield from heapq.merge(*parts, key=lambda r: (r[9], r[5]))
+
+        return _batches(in_time_order(), rows, "restore")
 
     def _candle_marks(self, since: int) -> Iterator[tuple[Key, bool, int]]:
         for series in self._series("candles"):
@@ -696,16 +693,13 @@ class CassandraStore:
         """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
         order, then (ts, seq): the instruments sorted in Python, each one's day partitions in
         order, each paged through by the driver in its clustering order."""
-        chunk: list[tuple] = []
-        for series in sorted(self._series("trades")):
-            for day in self._days("trades", series):
-                for row in self._stream("history", [*series[:2], day]):
-                    chunk.append(row)
-                    if len(chunk) >= rows:
-                        yield _batch(chunk, "store")
-                        chunk = []
-        if chunk:
-            yield _batch(chunk, "store")
+
+        def in_order() -> Iterator[tuple]:
+            for series in sorted(self._series("trades")):
+                for day in self._days("trades", series):
+                    yield from self._stream("history", [*series[:2], day])
+
+        return _batches(in_order(), rows, "store")
 
     def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
         """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
@@ -805,6 +799,12 @@ def _reason(exc: BaseException) -> str:
 def _day(ts: int) -> int:
     """The UTC day number of `ts` µs, clamped to what CQL's int holds."""
     return max(min(ts // DAY_US, 2**31 - 1), -(2**31))
+
+
+def _batches(rows: Iterator[tuple], size: int, source: str) -> Iterator[TradeBatch]:
+    """Trade rows (in TRADE_SCHEMA's order) as batches of at most `size`."""
+    while chunk := list(itertools.islice(rows, size)):
+        yield _batch(chunk, source)
 
 
 def _batch(rows: list[tuple], source: str) -> TradeBatch:

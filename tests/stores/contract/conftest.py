@@ -9,13 +9,12 @@ exit); a store that needs a slow server gets that server's marker (`cassandra`).
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import pytest
-from servers.cassandra import CassandraNode
+from servers.cassandra import CassandraNode, fresh_keyspace
 from servers.postgres import PostgresServer, fresh_database
 
 from tickpipe.stores.base import Store
@@ -76,17 +75,14 @@ def cassandra_stores(cassandra_node: CassandraNode) -> Opener:
     def opened() -> Iterator[Store]:
         from tickpipe.stores.cassandra import CassandraStore
 
-        cassandra_node.ensure_running()
-        keyspace = f"contract_{uuid.uuid4().hex[:12]}"  # the store makes it, with its tables
-        store = CassandraStore(
-            f"cassandra://{cassandra_node.host}:{cassandra_node.port}/{keyspace}"
-        )
-        try:
-            yield store
-        finally:
-            store.close()
-            with cassandra_node.cluster() as cluster:
-                cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        with fresh_keyspace(cassandra_node) as keyspace:
+            store = CassandraStore(
+                f"cassandra://{cassandra_node.host}:{cassandra_node.port}/{keyspace}"
+            )
+            try:
+                yield store
+            finally:
+                store.close()
 
     return opened
 
