@@ -69,8 +69,9 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
-    # Where trades and candles are kept: "" = the DuckDB file under data_dir, or a
-    # postgresql://user@host:port/db URL (TICKPIPE_STORE, --store).
+    # Where trades and candles are kept: "" = the DuckDB file under data_dir, a
+    # postgresql://user@host:port/db or a cassandra://host:port/keyspace URL (TICKPIPE_STORE,
+    # --store).
     store: str = ""
     # how long a PostgreSQL write retries after losing the server
     store_retry_for_s: RetryFor = msgspec.field(name="store_retry_for", default=Seconds(60.0))
@@ -86,7 +87,8 @@ class Config(EngineSettings, forbid_unknown_fields=True):
         return self.data_path / "tickpipe.duckdb"
 
     def open_store(self, read_only: bool = False) -> Store:
-        """The configured store: PostgreSQL when `store` is a URL, else the DuckDB file."""
+        """The configured store: PostgreSQL or Cassandra when `store` is a URL, else the
+        DuckDB file."""
         from tickpipe.stores.base import open_store
 
         return open_store(

@@ -10,6 +10,7 @@ ports and data (fault tests).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -158,12 +159,12 @@ def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cassand
         yield node
 
 
-@pytest.fixture
-def cassandra_keyspace(cassandra_node: CassandraNode) -> Iterator[str]:
-    """A fresh keyspace (replication factor 1) on the session's node, running; dropped after."""
-    cassandra_node.ensure_running()
+@contextlib.contextmanager
+def fresh_keyspace(node: CassandraNode) -> Iterator[str]:
+    """A new keyspace (replication factor 1) on `node`, running; dropped on exit."""
+    node.ensure_running()  # a fault test may have left it stopped
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with cassandra_node.cluster() as cluster:
+    with node.cluster() as cluster:
         cluster.connect().execute(
             f"CREATE KEYSPACE {name} WITH replication = "
             "{'class': 'SimpleStrategy', 'replication_factor': 1}"
@@ -171,6 +172,13 @@ def cassandra_keyspace(cassandra_node: CassandraNode) -> Iterator[str]:
     try:
         yield name
     finally:
-        cassandra_node.ensure_running()
-        with cassandra_node.cluster() as cluster:
+        node.ensure_running()
+        with node.cluster() as cluster:
             cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+@pytest.fixture
+def cassandra_keyspace(cassandra_node: CassandraNode) -> Iterator[str]:
+    """A fresh keyspace (replication factor 1) on the session's node, running; dropped after."""
+    with fresh_keyspace(cassandra_node) as name:
+        yield name

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from stores.rows import T0, M, candle, trade
+from stores.rows import T0, M, StreamWriter, candle, trade
 from tickpipe.records import Trade, TradeBatch
 from tickpipe.stores.base import StoreError
 from tickpipe.stores.postgresql import MIGRATIONS, PostgresStore, redact
@@ -164,40 +164,12 @@ def test_two_writers_replaying_the_same_stream_at_once_store_it_once(postgres_ds
 
 def test_a_server_restart_mid_stream_loses_and_doubles_nothing(postgres_server, postgres_dsn):
     store = PostgresStore(postgres_dsn, retry_for=60)
-    written: list[int] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def writer() -> None:
-        i = 0
-        try:
-            while not stop.is_set() or i < 30:
-                batch = [trade(i * 100 + j, T0 + (i * 100 + j) * 1000) for j in range(100)]
-                store.write([TradeBatch.from_trades(batch)], candles=[candle(T0 + i * M)])
-                written.append(i)
-                i += 1
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
+    writer = StreamWriter(store)
+    during = writer.through_restart(lambda: postgres_server.stop("fast"), postgres_server.start, 60)
     try:
-        while len(written) < 10:
-            time.sleep(0.01)
-        postgres_server.stop("fast")
-        time.sleep(1.0)  # writes fail and retry while the server is down
-        during = len(written)
-        postgres_server.start()
-        time.sleep(0.5)
-        stop.set()
-        thread.join(60)
-    finally:
-        stop.set()
-        thread.join(60)
-    try:
-        assert errors == []
-        assert during < len(written)  # the writer went on after the restart
-        batches = len(written)
+        assert writer.errors == []
+        assert during < len(writer.written)  # the writer went on after the restart
+        batches = len(writer.written)
         rows = store.query("SELECT count(*), count(DISTINCT seq) FROM trades")
         assert rows == [(batches * 100, batches * 100)]
         assert store.query("SELECT count(*) FROM candles") == [(batches,)]

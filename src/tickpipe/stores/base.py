@@ -167,7 +167,8 @@ def is_postgres_url(url: str) -> bool:
 def open_store(
     url: str | None, duckdb_path: Any, read_only: bool = False, retry_for: float = 60.0
 ) -> Store:
-    """The store a `store` setting names: a PostgreSQL URL, or else the DuckDB file.
+    """The store a `store` setting names: a PostgreSQL or Cassandra URL, or else the DuckDB
+    file.
 
     PostgreSQL has no read-only mode here: the schema is created or migrated on open.
     """
@@ -175,6 +176,12 @@ def open_store(
         from tickpipe.stores.postgresql import PostgresStore
 
         return PostgresStore(url, retry_for=retry_for)
+    if url and url.startswith("cassandra://"):
+        try:
+            from tickpipe.stores.cassandra import CassandraStore
+        except ImportError as exc:
+            raise StoreError(str(exc)) from None
+        return CassandraStore(url, retry_for=retry_for)
     from tickpipe.stores.duckdb import DuckDBStore
 
     return DuckDBStore(duckdb_path, read_only=read_only)

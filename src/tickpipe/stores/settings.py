@@ -14,7 +14,8 @@ RetryFor = Annotated[Seconds, allowing("not a duration (e.g. 30s, 5m)")]
 
 
 def store_url(text: str, fail: Fail) -> str:
-    """`text` as `store` keeps it: "" (the DuckDB file; also for `duckdb`) or a PostgreSQL URL.
+    """`text` as `store` keeps it: "" (the DuckDB file; also for `duckdb`), a PostgreSQL URL
+    or a Cassandra URL (`stores/cassandra_settings.py`; the error names the bad part of it).
 
     `fail(key, value, why)` raises the one-line config error, which never shows a password.
     """
@@ -23,14 +24,22 @@ def store_url(text: str, fail: Fail) -> str:
         return ""
     # Imported here: only a URL needs them, and the PostgreSQL store loads its driver.
     from tickpipe.stores.base import is_postgres_url
+    from tickpipe.stores.cassandra_settings import CassandraUrlError, is_cassandra_url, parse
     from tickpipe.stores.postgresql import redact
 
+    shown = url if "@" not in url else url.split("://", 1)[0] + "://..."
+    if is_cassandra_url(url):
+        try:
+            parse(url)
+        except CassandraUrlError as exc:
+            fail("store", shown, f"{exc.part} {exc.why}")
+        return url
     allowed = (
-        "use a postgresql://user@host:port/dbname URL, or leave it empty for the DuckDB file "
-        "under data_dir"
+        "use a postgresql://user@host:port/dbname or cassandra://host:port/keyspace URL, or "
+        "leave it empty for the DuckDB file under data_dir"
     )
     if not is_postgres_url(url):
-        fail("store", url if "@" not in url else url.split("://", 1)[0] + "://...", allowed)
+        fail("store", shown, allowed)
     if redact(url).endswith("(unparsable URL)"):
         fail("store", "postgresql://...", f"not a valid URL; {allowed}")
     return url

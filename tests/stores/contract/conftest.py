@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import pytest
+from servers.cassandra import CassandraNode, fresh_keyspace
 from servers.postgres import PostgresServer, fresh_database
 
 from tickpipe.stores.base import Store
@@ -37,6 +38,7 @@ class StoreRow:
 STORES = [
     StoreRow("duckdb", "duckdb_stores", ignores_duplicate_trades=False),
     StoreRow("postgresql", "postgresql_stores"),
+    StoreRow("cassandra", "cassandra_stores", marks=(pytest.mark.cassandra,)),
 ]
 
 
@@ -59,6 +61,24 @@ def postgresql_stores(postgres_server: PostgresServer) -> Opener:
     def opened() -> Iterator[Store]:
         with fresh_database(postgres_server) as dsn:
             store = PostgresStore(dsn)
+            try:
+                yield store
+            finally:
+                store.close()
+
+    return opened
+
+
+@pytest.fixture(scope="session")
+def cassandra_stores(cassandra_node: CassandraNode) -> Opener:
+    @contextlib.contextmanager
+    def opened() -> Iterator[Store]:
+        from tickpipe.stores.cassandra import CassandraStore
+
+        with fresh_keyspace(cassandra_node) as keyspace:
+            store = CassandraStore(
+                f"cassandra://{cassandra_node.host}:{cassandra_node.port}/{keyspace}"
+            )
             try:
                 yield store
             finally:
