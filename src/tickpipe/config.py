@@ -70,9 +70,10 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
     # Where trades and candles are kept: "" = the DuckDB file under data_dir, or a
-    # postgresql://user@host:port/db URL (TICKPIPE_STORE, --store).
+    # postgresql://user@host:port/db or mongodb://host:port/db URL (TICKPIPE_STORE, --store;
+    # MongoDB client settings, e.g. ?authSource=admin&tls=true&w=majority, ride in the URL).
     store: str = ""
-    # how long a PostgreSQL write retries after losing the server
+    # how long a PostgreSQL or MongoDB write retries after losing the server
     store_retry_for_s: RetryFor = msgspec.field(name="store_retry_for", default=Seconds(60.0))
 
     # -- derived values (all validated by `check`) -----------------------------------------

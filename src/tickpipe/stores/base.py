@@ -125,10 +125,14 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
+def is_mongodb_url(url: str) -> bool:
+    return url.startswith(("mongodb://", "mongodb+srv://"))
+
+
 def open_store(
     url: str | None, duckdb_path: Any, read_only: bool = False, retry_for: float = 60.0
 ) -> Store:
-    """The store a `store` setting names: a PostgreSQL URL, or else the DuckDB file.
+    """The store a `store` setting names: a PostgreSQL or MongoDB URL, or else the DuckDB file.
 
     PostgreSQL has no read-only mode here: the schema is created or migrated on open.
     """
@@ -136,6 +140,11 @@ def open_store(
         from tickpipe.stores.postgresql import PostgresStore
 
         return PostgresStore(url, retry_for=retry_for)
+    if url and is_mongodb_url(url):
+        from tickpipe.stores.mongodb import MongoStore  # says how to install pymongo if missing
+
+        # The contract drops `query` and `dialect` from `Store` (issue 12); until then:
+        return MongoStore(url, retry_for=retry_for)  # type: ignore[return-value]
     from tickpipe.stores.duckdb import DuckDBStore
 
     return DuckDBStore(duckdb_path, read_only=read_only)

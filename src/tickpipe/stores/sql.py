@@ -27,6 +27,26 @@ class Flush:
     events: list[tuple[int, str, str, str]]
     metrics: list[PipelineMetric]
 
+    @classmethod
+    def of(
+        cls,
+        trades: Iterable[TradeBatch | pa.Table],
+        candles: Iterable[Candle],
+        rolling: Iterable[RollingStat],
+        events: Iterable[tuple[int, str, str, str]],
+        metrics: Iterable[PipelineMetric],
+    ) -> Flush:
+        """What `write` was handed, keeping only the last update per key of candles, rolling
+        statistics and KPIs (a store may not touch one row twice in one write)."""
+        return cls(
+            trades=list(trades),
+            candles=list({(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
+                         .values()),
+            rolling=list({(s.exchange, s.symbol, s.ts): s for s in rolling}.values()),
+            events=list(events),
+            metrics=list({(m.process, m.ts): m for m in metrics}.values()),
+        )  # fmt: skip
+
 
 class SqlStore(SqlReads):
     """A store over SQL: the store provides `_write` (and `_rows`, `_dicts` for the reads)."""
@@ -41,16 +61,7 @@ class SqlStore(SqlReads):
     ) -> None:
         """Store one flush in one transaction: trades appended, candles, rolling statistics
         and KPIs upserted (the last update per key wins), events stored."""
-        self._write(
-            Flush(
-                trades=list(trades),
-                candles=list({(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-                             .values()),
-                rolling=list({(s.exchange, s.symbol, s.ts): s for s in rolling}.values()),
-                events=list(events),
-                metrics=list({(m.process, m.ts): m for m in metrics}.values()),
-            )
-        )  # fmt: skip
+        self._write(Flush.of(trades, candles, rolling, events, metrics))
 
     def _write(self, flush: Flush) -> None:
         raise NotImplementedError
