@@ -1,17 +1,22 @@
 """The MongoDB store (`store = mongodb://host:port/db`): the same data and answers as DuckDB.
 
 One collection per table (`trades`, `candles`, `rolling_stats`, `pipeline_metrics`, `events`),
-each with a unique index on its key, so a retried or replayed write stores nothing twice:
+each unique on its key (trades and events by a unique index; candles, rolling statistics and
+KPIs by `_id`, their key as one string), so a retried or replayed write stores nothing twice:
 - trades go in by unordered bulk inserts (`insert_many(ordered=False)`); a trade already
   stored fails alone with error 11000 (duplicate key), which is counted and ignored;
 - candles carry `precedence` = 2 * revision + final: a stored candle is replaced unless its
   precedence is higher (a higher revision, or the same one final where the incoming candle is
-  provisional), the rule of the SQL stores. It is written in two unordered bulk steps:
-  `update_one({key, precedence: {$lte: new}}, {$set})` without upsert replaces what is older,
-  then `insert_many` adds the candles not stored yet; a candle stored in either way (or newer)
-  fails the insert with 11000, ignored. (An upsert per candle would do it in one step, but an
-  unordered bulk of upserts that meets a newer candle breaks pymongo on FerretDB.) One writer
-  per instrument, as the pipeline has, is assumed between the two steps;
+  provisional), the rule of the SQL stores. A candle's `_id` is its key spelled as one string
+  (exchange, symbol, interval, start joined by U+001F), so the key is unique by `_id` itself.
+  A write reads the stored precedences of its candles (`find({_id: {$in}})`), then replaces
+  those it outranks by unordered bulk `update_one({_id}, {$set})` and inserts the ones not
+  stored yet by `insert_many(ordered=False)` (a candle stored meanwhile fails with 11000,
+  ignored). The update filter is the `_id` alone: FerretDB 1.x scans the whole collection for
+  any other filter (measured: writes slowed with every stored candle), and an unordered bulk
+  of upserts that meets a newer candle breaks pymongo on FerretDB. The check between the read
+  and the update assumes one writer per instrument, which the pipeline has (one engine, or
+  Kafka partitions by instrument);
 - rolling statistics and KPIs are replaced whole on their keys in the same two steps; events
   are inserted once.
 There are no multi-document transactions: a write that fails because the server went away is
@@ -83,11 +88,11 @@ INDEXES: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
         ("trades_time", ("ts",), False),
     ],
     "candles": [
-        ("candles_key", CANDLE_KEY, True),
+        ("candles_instrument_start", CANDLE_KEY, False),  # unique: `_id` is the key
         ("candles_start", ("start",), False),
     ],
-    "rolling_stats": [("rolling_key", ("exchange", "symbol", "ts"), True)],
-    "pipeline_metrics": [("metrics_key", ("process", "ts"), True)],
+    "rolling_stats": [("rolling_instrument_ts", ("exchange", "symbol", "ts"), False)],
+    "pipeline_metrics": [],  # unique by `_id`: (process, ts)
     "events": [("events_key", ("ts", "kind", "source", "detail"), True)],
 }
 _NO_ID = {"_id": 0}
@@ -253,24 +258,14 @@ class MongoStore:
                 docs = [dict(zip(TRADE_FIELDS, row, strict=True)) for row in rows]
                 self.duplicate_trades += _insert_new(self._db.trades, docs)
             if flush.candles:
-                _replace(
-                    self._db.candles,
-                    [({**_key(c, CANDLE_KEY), "precedence": {"$lte": _precedence(c)}},
-                      {**msgspec.structs.asdict(c), "precedence": _precedence(c)})
-                     for c in flush.candles],
-                )  # fmt: skip
+                _upsert(self._db.candles, [_doc(c, CANDLE_KEY, precedence=_precedence(c))
+                                           for c in flush.candles])  # fmt: skip
             if flush.rolling:
-                _replace(
-                    self._db.rolling_stats,
-                    [(_key(s, ("exchange", "symbol", "ts")), msgspec.structs.asdict(s))
-                     for s in flush.rolling],
-                )  # fmt: skip
+                _upsert(self._db.rolling_stats, [_doc(s, ("exchange", "symbol", "ts"))
+                                                 for s in flush.rolling])  # fmt: skip
             if flush.metrics:
-                _replace(
-                    self._db.pipeline_metrics,
-                    [(_key(m, ("process", "ts")), msgspec.structs.asdict(m))
-                     for m in flush.metrics],
-                )  # fmt: skip
+                _upsert(self._db.pipeline_metrics, [_doc(m, ("process", "ts"))
+                                                    for m in flush.metrics])  # fmt: skip
             if flush.events:
                 docs = [
                     {"ts": ts, "kind": kind, "source": source, "detail": detail}
@@ -627,8 +622,10 @@ def _bucket_candle(part: dict[str, Any], exchange: str, symbol: str, interval: s
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _key(record: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    return {f: getattr(record, f) for f in fields}
+def _doc(record: Any, key: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    """The record as a document whose `_id` is its key fields' values joined by U+001F."""
+    doc = msgspec.structs.asdict(record)
+    return {"_id": "\x1f".join(str(doc[f]) for f in key), **doc, **extra}
 
 
 def _insert_new(collection: Collection, docs: list[dict[str, Any]]) -> int:
@@ -650,11 +647,22 @@ def _insert_new(collection: Collection, docs: list[dict[str, Any]]) -> int:
     return 0
 
 
-def _replace(collection: Collection, rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
-    """Each (filter, document): replace the stored document the filter matches, else insert
-    it unless one with its key is already stored (then the stored one stays)."""
-    collection.bulk_write([UpdateOne(flt, {"$set": doc}) for flt, doc in rows], ordered=False)
-    _insert_new(collection, [dict(doc) for _, doc in rows])
+def _upsert(collection: Collection, docs: list[dict[str, Any]]) -> None:
+    """Replace each stored document of the same `_id` unless the stored one has a higher
+    `precedence` (when documents carry one), and insert the others."""
+    stored: dict[str, int] = {}
+    for lo in range(0, len(docs), 1000):
+        ids = [d["_id"] for d in docs[lo : lo + 1000]]
+        for d in collection.find({"_id": {"$in": ids}}, {"precedence": 1}):
+            stored[d["_id"]] = d.get("precedence", 0)
+    updates = [
+        UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}})
+        for d in docs
+        if d["_id"] in stored and stored[d["_id"]] <= d.get("precedence", 0)
+    ]
+    if updates:
+        collection.bulk_write(updates, ordered=False)
+    _insert_new(collection, [d for d in docs if d["_id"] not in stored])
 
 
 def _trade_batch(docs: list[dict[str, Any]]) -> TradeBatch:
