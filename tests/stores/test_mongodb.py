@@ -362,3 +362,10 @@ def test_demo_over_mongodb_stores_every_trade_once(mongodb_url: str, tmp_path: P
         assert store.candles(exchange, symbol, "1m")
     finally:
         store.close()
+
+
+def test_a_write_of_many_candle_updates_at_once_completes(store: MongoStore) -> None:
+    # FerretDB hangs on a bulk of 100+ updates: the store sends them in smaller bulks.
+    store.write(candles=[candle(T0 + i * M) for i in range(300)])
+    store.write(candles=[candle(T0 + i * M, close=9.0) for i in range(300)])
+    assert {c.close for c in store.candles("ex", "BTC-USDT", "1m")} == {9.0}
