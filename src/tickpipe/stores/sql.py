@@ -42,26 +42,6 @@ def candle_upsert(source: str, in_key_order: bool = True) -> str:
         " AND NOT (stored.final AND NOT excluded.final))", in_key_order,
     ).format(source=source)  # fmt: skip
 
-    @classmethod
-    def of(
-        cls,
-        trades: Iterable[TradeBatch | pa.Table],
-        candles: Iterable[Candle],
-        rolling: Iterable[RollingStat],
-        events: Iterable[tuple[int, str, str, str]],
-        metrics: Iterable[PipelineMetric],
-    ) -> Flush:
-        """What `write` was handed, keeping only the last update per key of candles, rolling
-        statistics and KPIs (a store may not touch one row twice in one write)."""
-        return cls(
-            trades=list(trades),
-            candles=list({(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-                         .values()),
-            rolling=list({(s.exchange, s.symbol, s.ts): s for s in rolling}.values()),
-            events=list(events),
-            metrics=list({(m.process, m.ts): m for m in metrics}.values()),
-        )  # fmt: skip
-
 
 class SqlStore(SqlReads):
     """A store over SQL: the store provides `_write` (and `_rows`, `_dicts` for the reads)."""
