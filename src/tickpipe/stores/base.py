@@ -182,8 +182,7 @@ def open_store(
     if url and is_mongodb_url(url):
         from tickpipe.stores.mongodb import MongoStore  # says how to install pymongo if missing
 
-        # The contract drops `query` and `dialect` from `Store` (issue 12); until then:
-        return MongoStore(url, retry_for=retry_for)  # type: ignore[return-value]
+        return MongoStore(url, retry_for=retry_for)
     from tickpipe.stores.duckdb import DuckDBStore
 
     return DuckDBStore(duckdb_path, read_only=read_only)

@@ -10,13 +10,15 @@ KPIs by `_id`, their key as one string), so a retried or replayed write stores n
   provisional), the rule of the SQL stores. A candle's `_id` is its key spelled as one string
   (exchange, symbol, interval, start joined by U+001F), so the key is unique by `_id` itself.
   A write reads the stored precedences of its candles (`find({_id: {$in}})`), then replaces
-  those it outranks by unordered bulk `update_one({_id}, {$set})` and inserts the ones not
-  stored yet by `insert_many(ordered=False)` (a candle stored meanwhile fails with 11000,
-  ignored). The update filter is the `_id` alone: FerretDB 1.x scans the whole collection for
-  any other filter (measured: writes slowed with every stored candle), and an unordered bulk
-  of upserts that meets a newer candle breaks pymongo on FerretDB. The check between the read
-  and the update assumes one writer per instrument, which the pipeline has (one engine, or
-  Kafka partitions by instrument);
+  those it outranks by unordered bulk `update_one({_id, precedence: {$lte: p}}, {$set})`
+  (the revision rule in the update filter, so a newer candle another writer stored meanwhile
+  is kept) and inserts the ones not stored yet by `insert_many(ordered=False)` (a candle
+  stored meanwhile fails with 11000, ignored). Not upserts: an unordered bulk of upserts that
+  meets a newer candle breaks pymongo on FerretDB. On FerretDB 1.x (detected at open by its
+  `buildInfo`) the update filter is the `_id` alone: it scans the whole collection for any
+  other filter (measured: 5 times slower on 3 simulated minutes, and slower with every stored
+  candle); there the read check keeps the rule, given one writer per instrument, which the
+  pipeline has (one engine, or Kafka partitions by instrument);
 - rolling statistics and KPIs are replaced whole on their keys in the same two steps; events
   are inserted once.
 There are no multi-document transactions: a write that fails because the server went away is
@@ -54,6 +56,7 @@ from tickpipe.durations import format_duration
 from tickpipe.engine.windows import restore_cutoff
 from tickpipe.records import (
     CANDLE_FIELDS,
+    METRIC_FIELDS,
     TRADE_SCHEMA,
     Candle,
     PipelineMetric,
@@ -61,11 +64,11 @@ from tickpipe.records import (
     TradeBatch,
 )
 from tickpipe.stores.base import Key, StoreError
-from tickpipe.stores.postgresql import _trade_columns
-from tickpipe.stores.reads import _order
-from tickpipe.stores.sql import Flush
+from tickpipe.stores.flush import TRADE_FIELDS, Flush, trade_columns
+from tickpipe.stores.reads import top_order
 
 try:
+    from bson.int64 import Int64
     from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne, uri_parser
     from pymongo.collection import Collection
     from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
@@ -80,7 +83,6 @@ DUPLICATE_KEY = 11000
 # until restarted); 99 work. Fewer per request costs MongoDB nothing worth measuring.
 UPDATE_BATCH = 50
 NOT_IMPLEMENTED = 238  # FerretDB: an operator or accumulator it does not have
-TRADE_FIELDS = tuple(TRADE_SCHEMA.names)
 ROLLING_FIELDS: tuple[str, ...] = RollingStat.__struct_fields__
 CANDLE_KEY = ("exchange", "symbol", "interval", "start")
 INDEXES: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
@@ -158,7 +160,7 @@ class MongoStore:
         self.retry_for = retry_for
         self.read_retry_for = read_retry_for
         self.chunk_docs = chunk_docs
-        self.duplicate_trades = 0  # trades refused as already stored (error 11000)
+        self.refused_trades = 0  # trades refused as already stored (error 11000)
         self._lock = threading.Lock()
         options = uri_parser.parse_uri(url, warn=False)["options"]
         timeout_ms = int(connect_timeout * 1000)
@@ -177,6 +179,8 @@ class MongoStore:
                         [(f, ASCENDING) for f in fields], name=index, unique=unique
                     )
             self.pipeline = self._runs_rebucket_pipeline()
+            # FerretDB 1.x finds by `_id` alone without a scan of the whole collection
+            self.rule_in_filter = "ferretdbVersion" not in self._client.admin.command("buildInfo")
         except PyMongoError as exc:
             self._client.close()
             reason = " ".join(str(exc).split())[:300]
@@ -188,6 +192,9 @@ class MongoStore:
             if self.pipeline
             else "in Python (the server's $group lacks $min/$max/$first/$last: FerretDB)",
         )
+        if not self.rule_in_filter:
+            log.info("mongodb: FerretDB: candle updates filtered by _id alone (one writer "
+                     "per instrument keeps the revision rule)")  # fmt: skip
 
     def describe(self) -> str:
         return redact(self.url)
@@ -250,7 +257,7 @@ class MongoStore:
         replaced unless newer ones are stored, events stored once; retried whole while the
         server is unreachable."""
         flush = Flush.of(trades, candles, rolling, events, metrics)
-        columns = _trade_columns(flush.trades)
+        columns = trade_columns(flush.trades)
         n_trades = len(columns[0]) if columns else 0
         if not (n_trades or flush.candles or flush.rolling or flush.events or flush.metrics):
             return
@@ -259,10 +266,11 @@ class MongoStore:
             for lo in range(0, n_trades, self.chunk_docs):
                 rows = zip(*(c[lo : lo + self.chunk_docs] for c in columns), strict=True)
                 docs = [dict(zip(TRADE_FIELDS, row, strict=True)) for row in rows]
-                self.duplicate_trades += _insert_new(self._db.trades, docs)
+                self.refused_trades += _insert_new(self._db.trades, docs)
             if flush.candles:
                 _upsert(self._db.candles, [_doc(c, CANDLE_KEY, precedence=_precedence(c))
-                                           for c in flush.candles])  # fmt: skip
+                                           for c in flush.candles],
+                        rule_in_filter=self.rule_in_filter)  # fmt: skip
             if flush.rolling:
                 _upsert(self._db.rolling_stats, [_doc(s, ("exchange", "symbol", "ts"))
                                                  for s in flush.rolling])  # fmt: skip
@@ -281,31 +289,58 @@ class MongoStore:
 
     # -- restart -------------------------------------------------------------------------
 
-    def _instrument_groups(self) -> list[tuple[str, str, int]]:
-        """(exchange, symbol, trade count) per stored instrument ($group with $sum only)."""
-        groups = self._db.trades.aggregate(
-            [{"$group": {"_id": {"exchange": "$exchange", "symbol": "$symbol"},
+    def _instrument_groups(
+        self, collection: str = "trades", match: dict[str, Any] | None = None
+    ) -> list[tuple[str, str, int]]:
+        """(exchange, symbol, document count) per instrument in `collection` (of the documents
+        matching `match`), in code-point order ($group with $sum only)."""
+        groups = self._db[collection].aggregate(
+            [{"$match": match or {}},
+             {"$group": {"_id": {"exchange": "$exchange", "symbol": "$symbol"},
                          "n": {"$sum": 1}}}]
         )  # fmt: skip
-        return sorted((g["_id"]["exchange"], g["_id"]["symbol"], g["n"]) for g in groups)
+        return sorted((g["_id"]["exchange"], g["_id"]["symbol"], int(g["n"])) for g in groups)
+
+    def _instrument_spans(self) -> list[tuple[str, str, int, int, int]]:
+        """(exchange, symbol, trade count, first ts, last ts) per instrument, in code-point
+        order: one `$group` on MongoDB; on FerretDB (no `$min`/`$max` in `$group`, and a scan
+        for every sorted `find`) one streamed pass over the trades' times, summed here."""
+        if self.pipeline:
+            groups = self._db.trades.aggregate(
+                [{"$group": {"_id": {"exchange": "$exchange", "symbol": "$symbol"},
+                             "n": {"$sum": 1}, "first": {"$min": "$ts"},
+                             "last": {"$max": "$ts"}}}]
+            )  # fmt: skip
+            return sorted(
+                (g["_id"]["exchange"], g["_id"]["symbol"], int(g["n"]), int(g["first"]),
+                 int(g["last"]))
+                for g in groups
+            )  # fmt: skip
+        spans: dict[tuple[str, str], list[int]] = {}
+        cursor = self._db.trades.find({}, {**_NO_ID, "exchange": 1, "symbol": 1, "ts": 1})
+        for d in cursor.batch_size(self.chunk_docs):
+            ts = int(d["ts"])
+            span = spans.get((d["exchange"], d["symbol"]))
+            if span is None:
+                spans[(d["exchange"], d["symbol"])] = [1, ts, ts]
+            else:
+                span[0] += 1
+                span[1] = min(span[1], ts)
+                span[2] = max(span[2], ts)
+        return sorted((e, s, n, lo, hi) for (e, s), (n, lo, hi) in spans.items())
 
     def _edge_ts(self, flt: dict[str, Any], field: str, direction: int) -> Any:
         """The lowest (1) or highest (-1) `field` among the documents matching `flt`."""
         doc = self._db.trades.find_one(flt, {**_NO_ID, field: 1}, sort=[(field, direction)])
-        return None if doc is None else doc[field]
+        return None if doc is None else _plain(doc[field])
 
     def restore_cutoff(self, horizon: int, lateness: int, align: int) -> dict[tuple[str, str], int]:
         """Per (exchange, symbol), the window-aligned time before which nothing can change."""
 
         def run() -> dict[tuple[str, str], int]:
             return {
-                (e, s): restore_cutoff(
-                    self._edge_ts({"exchange": e, "symbol": s}, "ts", DESCENDING),
-                    lateness,
-                    horizon,
-                    align,
-                )
-                for e, s, _ in self._instrument_groups()
+                (e, s): restore_cutoff(last, lateness, horizon, align)
+                for e, s, _, _, last in self._instrument_spans()
             }
 
         return self._read(run)
@@ -324,14 +359,8 @@ class MongoStore:
             .sort([("ts", ASCENDING), ("seq", ASCENDING)])
             .batch_size(min(rows, self.chunk_docs))
         )
-        chunk: list[dict[str, Any]] = []
-        for doc in cursor:
-            chunk.append(doc)
-            if len(chunk) >= rows:
-                yield _trade_batch(chunk)
-                chunk = []
-        if chunk:
-            yield _trade_batch(chunk)
+        for chunk in _chunks(cursor, rows):
+            yield _trade_batch(chunk, "restore")
 
     def finals(self, since: int) -> set[Key]:
         """Keys of the final candles starting at or after `since`."""
@@ -378,7 +407,7 @@ class MongoStore:
         if bucket is None or bucket == interval_size:
             return self._read(
                 lambda: [
-                    Candle(**d)
+                    Candle(**_plain(d))
                     for d in self._db.candles.find(flt, _CANDLE_PROJECTION).sort("start", 1)
                 ]
             )
@@ -391,11 +420,11 @@ class MongoStore:
             )
         else:
             parts = self._read(lambda: list(_roll_up(self._stream_candles(flt), bucket)))
-        return [_bucket_candle(p, exchange, symbol, name) for p in parts]
+        return [_bucket_candle(_plain(p), exchange, symbol, name) for p in parts]
 
     def _stream_candles(self, flt: dict[str, Any]) -> Iterator[dict[str, Any]]:
         cursor = self._db.candles.find(flt, _CANDLE_PROJECTION).sort("start", 1)
-        return iter(cursor.batch_size(self.chunk_docs))
+        return map(_plain, cursor.batch_size(self.chunk_docs))
 
     def has_instrument(self, exchange: str, symbol: str) -> bool:
         flt = {"exchange": exchange, "symbol": symbol}
@@ -407,21 +436,13 @@ class MongoStore:
 
     def instrument_summary(self) -> list[tuple[str, str, int, int, int]]:
         """(exchange, symbol, trade count, first ts, last ts) per stored instrument."""
-
-        def run() -> list[tuple[str, str, int, int, int]]:
-            return [
-                (e, s, n, self._edge_ts({"exchange": e, "symbol": s}, "ts", ASCENDING),
-                 self._edge_ts({"exchange": e, "symbol": s}, "ts", DESCENDING))
-                for e, s, n in self._instrument_groups()
-            ]  # fmt: skip
-
-        return self._read(run)
+        return self._read(self._instrument_spans)
 
     def recent_trades(self, exchange: str, symbol: str, limit: int) -> list[dict[str, Any]]:
         """The newest trades of one instrument, newest first (ts, then seq)."""
         return self._read(
             lambda: [
-                {f: d[f] for f in TRADE_FIELDS}
+                {f: _plain(d[f]) for f in TRADE_FIELDS}
                 for d in self._db.trades.find({"exchange": exchange, "symbol": symbol},
                                               _TRADE_PROJECTION)
                 .sort([("ts", DESCENDING), ("seq", DESCENDING)]).limit(limit)
@@ -432,7 +453,7 @@ class MongoStore:
         """The newest rolling statistics of one instrument, newest first."""
         return self._read(
             lambda: [
-                {f: d[f] for f in ROLLING_FIELDS}
+                {f: _plain(d[f]) for f in ROLLING_FIELDS}
                 for d in self._db.rolling_stats.find({"exchange": exchange, "symbol": symbol},
                                                      _ROLLING_PROJECTION)
                 .sort("ts", DESCENDING).limit(limit)
@@ -445,11 +466,11 @@ class MongoStore:
         def run() -> dict[str, Any]:
             events = self._db.events.aggregate([{"$group": {"_id": "$kind", "n": {"$sum": 1}}}])
             return {
-                "stored_trades": self._db.trades.count_documents({}),
-                "stored_candles": self._db.candles.count_documents({}),
+                "stored_trades": int(self._db.trades.count_documents({})),
+                "stored_candles": int(self._db.candles.count_documents({})),
                 "last_trade_ts": self._edge_ts({}, "ts", DESCENDING),
                 "last_recv_ts": self._edge_ts({}, "recv_ts", DESCENDING),
-                "events": dict(sorted((e["_id"], e["n"]) for e in events)),
+                "events": dict(sorted((e["_id"], int(e["n"])) for e in events)),
             }
 
         return self._read(run)
@@ -472,7 +493,7 @@ class MongoStore:
         return self._read(run)
 
     def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = _order(by)
+        order = top_order(by)
         groups = self._trade_stats({"ts": {"$gte": start, "$lt": end}}, "exchange")
         rows: list[dict[str, Any]] = [
             {"exchange": e, "trades": g.trades, "quote_volume": g.quote_volume,
@@ -483,7 +504,7 @@ class MongoStore:
         return rows[:limit]
 
     def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = _order(by)
+        order = top_order(by)
         groups = self._trade_stats({"ts": {"$gte": start, "$lt": end}}, "symbol")
         rows: list[dict[str, Any]] = [
             {"symbol": s, "trades": g.trades, "volume": g.volume,
@@ -522,6 +543,70 @@ class MongoStore:
         ]  # fmt: skip
         tickers.sort(key=lambda r: (-r["trades"], r["symbol"]))
         return totals, tickers
+
+    def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:
+        """The newest `limit` events of `kind` as (ts, kind, source, detail), newest first
+        (strings sort by their bytes: code-point order)."""
+        order = [("ts", DESCENDING), ("source", ASCENDING), ("detail", ASCENDING)]
+        return self._read(
+            lambda: [
+                (int(d["ts"]), d["kind"], d["source"], d["detail"])
+                for d in self._db.events.find({"kind": kind}, _NO_ID).sort(order).limit(limit)
+            ]
+        )
+
+    def metrics_since(
+        self, since: int, limit: int, process: str | None = None
+    ) -> list[PipelineMetric]:
+        """The newest `limit` KPI rows with ts >= `since` (of one `process`), newest first."""
+        flt: dict[str, Any] = {"ts": {"$gte": since}}
+        if process is not None:
+            flt["process"] = process
+        order = [("ts", DESCENDING), ("process", ASCENDING)]
+        return self._read(
+            lambda: [
+                PipelineMetric(**{f: _plain(d[f]) for f in METRIC_FIELDS})
+                for d in self._db.pipeline_metrics.find(flt, _NO_ID).sort(order).limit(limit)
+            ]
+        )
+
+    # -- whole history, in bounded chunks ------------------------------------------------
+
+    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
+        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
+        order, then (ts, seq): one instrument's sorted `find` after another, so neither side
+        sorts more than one instrument."""
+
+        def docs() -> Iterator[dict[str, Any]]:
+            for e, s, _ in self._read(self._instrument_groups):
+                cursor = (
+                    self._db.trades.find({"exchange": e, "symbol": s}, _TRADE_PROJECTION)
+                    .sort([("ts", ASCENDING), ("seq", ASCENDING)])
+                    .batch_size(min(rows, self.chunk_docs))
+                )
+                yield from cursor
+
+        for chunk in _chunks(docs(), rows):
+            yield _trade_batch(chunk, "store")
+
+    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
+        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
+        start, one instrument's sorted `find` after another, read `rows` at a time."""
+        match = {"interval": interval}
+        for e, s, _ in self._read(lambda: self._instrument_groups("candles", match)):
+            flt = {"exchange": e, "symbol": s, "interval": interval}
+            cursor = (
+                self._db.candles.find(flt, _CANDLE_PROJECTION)
+                .sort("start", ASCENDING)
+                .batch_size(min(rows, self.chunk_docs))
+            )
+            for doc in cursor:
+                yield Candle(**_plain(doc))
+
+    def duplicate_trades(self) -> int:
+        """0: the unique index `trades_key` (created at open) refuses a second trade of one
+        (exchange, symbol, trade_id)."""
+        return 0
 
 
 class _Stats:
@@ -625,6 +710,14 @@ def _bucket_candle(part: dict[str, Any], exchange: str, symbol: str, interval: s
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _plain(value: Any) -> Any:
+    """`value` with pymongo's `Int64` (what BSON's 64-bit integers decode to, an `int`
+    subclass that JSON encoders refuse) made a plain `int`, also inside a document."""
+    if isinstance(value, dict):
+        return {k: int(v) if type(v) is Int64 else v for k, v in value.items()}
+    return int(value) if type(value) is Int64 else value
+
+
 def _doc(record: Any, key: tuple[str, ...], **extra: Any) -> dict[str, Any]:
     """The record as a document whose `_id` is its key fields' values joined by U+001F."""
     doc = msgspec.structs.asdict(record)
@@ -650,16 +743,29 @@ def _insert_new(collection: Collection, docs: list[dict[str, Any]]) -> int:
     return 0
 
 
-def _upsert(collection: Collection, docs: list[dict[str, Any]]) -> None:
+def _update_filter(doc: dict[str, Any], rule_in_filter: bool) -> dict[str, Any]:
+    """The document to replace: the same `_id`, and (the revision rule, kept by the server
+    even if another writer got there first) a `precedence` no higher than `doc`'s."""
+    if "precedence" not in doc or not rule_in_filter:
+        return {"_id": doc["_id"]}
+    return {"_id": doc["_id"], "precedence": {"$lte": doc["precedence"]}}
+
+
+def _upsert(
+    collection: Collection, docs: list[dict[str, Any]], rule_in_filter: bool = False
+) -> None:
     """Replace each stored document of the same `_id` unless the stored one has a higher
-    `precedence` (when documents carry one), and insert the others."""
+    `precedence` (when documents carry one; checked again in the update filter when
+    `rule_in_filter`), and insert the others."""
     stored: dict[str, int] = {}
     for lo in range(0, len(docs), 1000):
         ids = [d["_id"] for d in docs[lo : lo + 1000]]
         for d in collection.find({"_id": {"$in": ids}}, {"precedence": 1}):
             stored[d["_id"]] = d.get("precedence", 0)
     updates = [
-        UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}})
+        UpdateOne(
+            _update_filter(d, rule_in_filter), {"$set": {k: v for k, v in d.items() if k != "_id"}}
+        )
         for d in docs
         if d["_id"] in stored and stored[d["_id"]] <= d.get("precedence", 0)
     ]
@@ -668,6 +774,18 @@ def _upsert(collection: Collection, docs: list[dict[str, Any]]) -> None:
     _insert_new(collection, [d for d in docs if d["_id"] not in stored])
 
 
-def _trade_batch(docs: list[dict[str, Any]]) -> TradeBatch:
+def _trade_batch(docs: list[dict[str, Any]], source: str) -> TradeBatch:
     columns = [pa.array([d[f.name] for d in docs], f.type) for f in TRADE_SCHEMA]
-    return TradeBatch.from_arrow(pa.table(columns, schema=TRADE_SCHEMA), source="restore")
+    return TradeBatch.from_arrow(pa.table(columns, schema=TRADE_SCHEMA), source=source)
+
+
+def _chunks(docs: Iterable[dict[str, Any]], rows: int) -> Iterator[list[dict[str, Any]]]:
+    """`docs` in lists of at most `rows`."""
+    chunk: list[dict[str, Any]] = []
+    for doc in docs:
+        chunk.append(doc)
+        if len(chunk) >= rows:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
