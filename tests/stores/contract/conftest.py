@@ -14,6 +14,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import pytest
+from servers.ferretdb import FerretDBServer
+from servers.ferretdb import fresh_database as fresh_mongodb_database
 from servers.postgres import PostgresServer, fresh_database
 
 from tickpipe.stores.base import Store
@@ -37,6 +39,7 @@ class StoreRow:
 STORES = [
     StoreRow("duckdb", "duckdb_stores", ignores_duplicate_trades=False),
     StoreRow("postgresql", "postgresql_stores"),
+    StoreRow("mongodb", "mongodb_stores"),
 ]
 
 
@@ -59,6 +62,22 @@ def postgresql_stores(postgres_server: PostgresServer) -> Opener:
     def opened() -> Iterator[Store]:
         with fresh_database(postgres_server) as dsn:
             store = PostgresStore(dsn)
+            try:
+                yield store
+            finally:
+                store.close()
+
+    return opened
+
+
+@pytest.fixture(scope="session")
+def mongodb_stores(ferretdb_server: FerretDBServer) -> Opener:
+    from tickpipe.stores.mongodb import MongoStore
+
+    @contextlib.contextmanager
+    def opened() -> Iterator[Store]:
+        with fresh_mongodb_database(ferretdb_server) as name:
+            store = MongoStore(ferretdb_server.uri + name)
             try:
                 yield store
             finally:
