@@ -13,16 +13,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
 import pytest
 from servers.ferretdb import FerretDBServer
 
 from stores.rows import T0, M, S, candle, trade
-from stores.test_postgresql import _approx, _engine_candles, _random_trades
 from tickpipe.config import ConfigError, load_config
-from tickpipe.records import Candle, PipelineMetric, RollingStat, Trade, TradeBatch
+from tickpipe.records import Trade, TradeBatch
 from tickpipe.stores.base import StoreError
-from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.stores.mongodb import MongoStore
 
 
@@ -71,138 +68,15 @@ def store(mongodb_url: str) -> Iterator[MongoStore]:
 
 
 def stored_trades(store: MongoStore) -> list[Trade]:
-    (batch,) = store.restore_batches({("ex", "BTC-USDT"): 0}, rows=1_000_000)
-    return batch.to_trades()
+    return [t for batch in store.trade_batches() for t in batch.to_trades()]
 
 
-def test_trades_round_trip_with_every_column(store: MongoStore) -> None:
-    trades = [trade(i, T0 + i * S, trade_id=f"id-{i}", side=("buy", "sell")[i % 2])
-              for i in range(5)]  # fmt: skip
-    store.write([TradeBatch.from_trades(trades)])
-    got = stored_trades(store)
-    assert [msgspec.structs.asdict(t) for t in got] == [
-        {**msgspec.structs.asdict(t), "source": "restore"} for t in trades
-    ]
-
-
-def test_a_duplicate_trade_is_stored_once_and_counted(store: MongoStore) -> None:
+def test_a_replayed_trade_is_refused_by_the_unique_index_and_counted(store: MongoStore) -> None:
     first = [trade(i, T0 + i * S) for i in range(10)]
     store.write([TradeBatch.from_trades(first)])
     store.write([TradeBatch.from_trades([*first[5:], trade(10, T0 + 10 * S)])])  # a replay
-    assert [t.seq for t in stored_trades(store)] == list(range(11))
-    assert store.duplicate_trades == 5
+    assert store.refused_trades == 5
     assert store.totals()["stored_trades"] == 11
-
-
-def test_the_same_trade_id_on_another_symbol_or_exchange_is_another_trade(
-    store: MongoStore,
-) -> None:
-    trades = [trade(1, T0), trade(1, T0, symbol="ETH-USDT"), trade(1, T0, exchange="other")]
-    store.write([TradeBatch.from_trades(trades)])
-    assert store.totals()["stored_trades"] == 3
-    assert store.duplicate_trades == 0
-
-
-def stored_candle(store: MongoStore, start: int) -> Candle:
-    (c,) = store.candles("ex", "BTC-USDT", "1m", start, start + 1)
-    return c
-
-
-def test_a_newer_revision_replaces_a_candle_and_an_older_one_is_ignored(
-    store: MongoStore,
-) -> None:
-    store.write(candles=[candle(T0, close=1.0)])
-    store.write(candles=[candle(T0, close=2.0)])  # a later provisional update
-    assert stored_candle(store, T0).close == 2.0
-    store.write(candles=[candle(T0, close=3.0, final=True)])
-    store.write(candles=[candle(T0, close=4.0)])  # stale provisional: the final one stays
-    assert (stored_candle(store, T0).close, stored_candle(store, T0).final) == (3.0, True)
-    store.write(candles=[candle(T0, close=5.0, final=True, revision=2)])  # a correction
-    store.write(candles=[candle(T0, close=6.0, final=True, revision=1)])  # an older one
-    assert (stored_candle(store, T0).close, stored_candle(store, T0).revision) == (5.0, 2)
-    store.write(candles=[candle(T0, close=5.0, final=True, revision=2)])  # a replay converges
-    assert stored_candle(store, T0) == candle(T0, close=5.0, final=True, revision=2)
-    assert store.totals()["stored_candles"] == 1
-
-
-def test_the_last_update_of_a_candle_in_one_write_wins(store: MongoStore) -> None:
-    store.write(candles=[candle(T0, close=c) for c in (1.0, 2.0, 3.0)] + [candle(T0 + M)])
-    assert stored_candle(store, T0).close == 3.0
-    assert store.totals()["stored_candles"] == 2
-
-
-def test_rolling_stats_metrics_and_events_are_kept_and_replays_store_them_once(
-    store: MongoStore, mongodb_url: str
-) -> None:
-    stat = RollingStat(exchange="ex", symbol="BTC-USDT", ts=T0, avg_close_30m=1.0,
-                       min_price_5m=0.5, max_price_5m=2.0, avg_price_5m=1.5)  # fmt: skip
-    metric = PipelineMetric(ts=T0, process="embedded", period_s=5.0, trades=10,
-                            trades_per_s=2.0, candles=3, lag_p50_ms=1.0, lag_p99_ms=9.0,
-                            queue_depth=0)  # fmt: skip
-    events = [(T0, "gap", "feed", '{"n": 1}'), (T0 + 1, "disconnect", "feed", "{}")]
-    for _ in range(2):
-        store.write(rolling=[stat], metrics=[metric], events=events)
-    newer = msgspec.structs.replace(stat, avg_close_30m=7.0)
-    store.write(rolling=[newer], metrics=[msgspec.structs.replace(metric, trades=11)])
-
-    assert store.rolling_history("ex", "BTC-USDT", 10) == [msgspec.structs.asdict(newer)]
-    assert store.totals()["events"] == {"disconnect": 1, "gap": 1}
-    from pymongo import MongoClient
-
-    with MongoClient(mongodb_url) as client:
-        kpis = list(client.get_default_database().pipeline_metrics.find({}, {"_id": 0}))
-    assert kpis == [{**msgspec.structs.asdict(metric), "trades": 11}]
-
-
-def test_every_read_answers_as_duckdb_does(store: MongoStore, tmp_path: Path) -> None:
-    trades = _random_trades(300) + [
-        trade(10_000 + i, T0 + i * 7 * S, exchange="beta", symbol=s, price=10.0 + i, size=0.5,
-              side="sell")
-        for i, s in enumerate(["BTC-USDT", "XRP-USDT", "XRP-USDT", "BTC-USDT"])
-    ]  # fmt: skip
-    trades.append(trade(20_000, trades[10].ts, price=55.5))  # a tie in time, broken by seq
-    candles = _engine_candles([t for t in trades if t.exchange == "ex"], "1s")
-    candles[3] = msgspec.structs.replace(candles[3], revision=2)
-    stat = RollingStat(exchange="ex", symbol="BTC-USDT", ts=T0, avg_close_30m=1.0,
-                       min_price_5m=0.5, max_price_5m=2.0, avg_price_5m=1.5)  # fmt: skip
-    duck = DuckDBStore(tmp_path / "t.duckdb")
-    try:
-        for s in (store, duck):
-            s.write(
-                [TradeBatch.from_trades(trades)], candles=candles, rolling=[stat],
-                events=[(T0, "gap", "feed", "{}"), (T0 + 1, "disconnect", "feed", "{}")],
-            )  # fmt: skip
-        end = trades[-1].ts + 1
-        middle = trades[150].ts
-        for call in (
-            lambda s: s.intervals(),
-            lambda s: s.instrument_summary(),
-            lambda s: s.recent_trades("ex", "BTC-USDT", 25),
-            lambda s: s.rolling_history("ex", "BTC-USDT", 5),
-            lambda s: s.totals(),
-            lambda s: s.top_exchanges(T0, end, "trades", 10),
-            lambda s: s.top_exchanges(T0, end, "volume", 1),
-            lambda s: s.top_tickers(T0, end, "trades", 10),
-            lambda s: s.top_tickers(T0, middle, "volume", 10),
-            lambda s: s.exchange_breakdown("beta", T0, end),
-            lambda s: s.exchange_breakdown("ex", T0, middle),
-            lambda s: s.exchange_breakdown("nowhere", T0, end),
-            lambda s: s.has_instrument("ex", "BTC-USDT"),
-            lambda s: s.has_instrument("ex", "NOPE-USDT"),
-            lambda s: s.has_exchange("beta"),
-            lambda s: s.has_exchange("nowhere"),
-            lambda s: s.candles("ex", "BTC-USDT", "1s"),
-            lambda s: s.candles("ex", "BTC-USDT", "1s", T0 + M, T0 + 3 * M),
-            lambda s: s.candles("ex", "BTC-USDT", "1s", T0, T0 + 5 * M, 5 * S, S),
-            lambda s: s.candles("ex", "BTC-USDT", "1s", None, None, M, S),
-            lambda s: s.finals(T0),
-            lambda s: s.revisions(T0),
-            lambda s: s.restore_cutoff(2 * M, 0, M),
-            lambda s: [b.to_trades() for b in s.restore_batches({("ex", "BTC-USDT"): middle})],
-        ):
-            assert _approx(call(store)) == _approx(call(duck))
-    finally:
-        duck.close()
 
 
 def test_candles_are_rebucketed_in_python_on_ferretdb_and_the_log_says_so(
@@ -213,26 +87,26 @@ def test_candles_are_rebucketed_in_python_on_ferretdb_and_the_log_says_so(
     s.close()
     assert s.pipeline is False  # FerretDB 1.x: $group has no $min/$max/$first/$last
     assert "candles re-bucketed in Python" in caplog.text
+    assert s.rule_in_filter is False  # FerretDB 1.x scans for any update filter but `_id`
+    assert "candle updates filtered by _id alone" in caplog.text
 
 
-def test_restore_returns_each_trade_from_the_cutoff_once_in_time_order(
+def test_the_revision_rule_in_the_update_filter_matches_only_an_outranked_candle(
     store: MongoStore,
 ) -> None:
-    trades = [trade(i, T0 + i * 10 * S) for i in range(60)]
-    trades += [trade(i, T0 + i * 20 * S, symbol="ETH-USDT") for i in range(30)]
-    store.write([TradeBatch.from_trades(trades)])
-    cutoff = store.restore_cutoff(horizon=2 * M, lateness=0, align=M)
-    batches = list(store.restore_batches(cutoff, rows=7))
-    assert all(len(b) <= 7 for b in batches)
-    got = [t for b in batches for t in b.to_trades()]
-    expected = [t for t in trades if t.ts >= cutoff[(t.exchange, t.symbol)]]
-    assert sorted((t.symbol, t.seq) for t in got) == sorted((t.symbol, t.seq) for t in expected)
-    assert [t.ts for t in got] == sorted(t.ts for t in got)
+    # The filter MongoDB gets (FerretDB too, when asked): a newer candle another writer
+    # stored after this write read the precedences is left as it is.
+    from tickpipe.stores.mongodb import CANDLE_KEY, _doc, _precedence, _update_filter
 
-
-def test_restore_of_an_empty_store_is_empty(store: MongoStore) -> None:
-    assert store.restore_cutoff(M, 0, M) == {}
-    assert list(store.restore_batches({})) == []
+    store.write(candles=[candle(T0, close=5.0, final=True, revision=2)])
+    for update, matched in ((candle(T0, close=6.0, final=True, revision=1), 0),
+                            (candle(T0, close=7.0, final=False, revision=2), 0),
+                            (candle(T0, close=8.0, final=True, revision=2), 1),
+                            (candle(T0, close=9.0, final=False, revision=3), 1)):  # fmt: skip
+        doc = _doc(update, CANDLE_KEY, precedence=_precedence(update))
+        flt = _update_filter(doc, rule_in_filter=True)
+        done = store._db.candles.update_one(flt, {"$set": {"close": 0.0}})  # noqa: SLF001
+        assert done.matched_count == matched, update
 
 
 # -- settings and an unreachable server ---------------------------------------------------------
