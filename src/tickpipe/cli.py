@@ -76,7 +76,8 @@ CONFIG_OPTION = click.option(
 )  # fmt: skip
 STORE_OPTION = click.option(
     "--store", expose_value=False, callback=_remember_store, metavar="URL",
-    help="postgresql://user@host:port/db to keep the data in PostgreSQL (or TICKPIPE_STORE) "
+    help="postgresql://user@host:port/db or mongodb://host:port/db to keep the data in "
+    "PostgreSQL or MongoDB (or TICKPIPE_STORE) "
     "[default: the DuckDB file under --data-dir].",
 )  # fmt: skip
 

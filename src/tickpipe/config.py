@@ -69,11 +69,12 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
-    # Where trades and candles are kept: "" = the DuckDB file under data_dir, a
-    # postgresql://user@host:port/db or a cassandra://host:port/keyspace URL (TICKPIPE_STORE,
-    # --store).
+    # Where trades and candles are kept: "" = the DuckDB file under data_dir, or a
+    # postgresql://user@host:port/db, cassandra://host:port/keyspace or mongodb://host:port/db
+    # URL (TICKPIPE_STORE, --store). Client settings (auth, TLS, consistency level, write
+    # concern) ride in the URL, e.g. mongodb://...?authSource=admin&tls=true&w=majority.
     store: str = ""
-    # how long a PostgreSQL write retries after losing the server
+    # how long a PostgreSQL, Cassandra or MongoDB write retries after losing the server
     store_retry_for_s: RetryFor = msgspec.field(name="store_retry_for", default=Seconds(60.0))
 
     # -- derived values (all validated by `check`) -----------------------------------------

@@ -10,6 +10,7 @@ the same port and data (fault tests).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,14 +75,21 @@ def ferretdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferret
         yield server
 
 
-@pytest.fixture
-def mongodb_database(ferretdb_server: FerretDBServer) -> Iterator[str]:
-    """The name of a fresh database on the session's server, running; dropped after the test."""
-    ferretdb_server.ensure_running()
+@contextlib.contextmanager
+def fresh_database(server: FerretDBServer) -> Iterator[str]:
+    """The name of a new database on `server` (running), dropped on exit."""
+    server.ensure_running()
     name = f"t_{uuid.uuid4().hex[:12]}"
     try:
         yield name
     finally:
-        ferretdb_server.ensure_running()
-        with ferretdb_server.client() as client:
+        server.ensure_running()
+        with server.client() as client:
             client.drop_database(name)
+
+
+@pytest.fixture
+def mongodb_database(ferretdb_server: FerretDBServer) -> Iterator[str]:
+    """The name of a fresh database on the session's server, running; dropped after the test."""
+    with fresh_database(ferretdb_server) as name:
+        yield name

@@ -164,11 +164,15 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
+def is_mongodb_url(url: str) -> bool:
+    return url.startswith(("mongodb://", "mongodb+srv://"))
+
+
 def open_store(
     url: str | None, duckdb_path: Any, read_only: bool = False, retry_for: float = 60.0
 ) -> Store:
-    """The store a `store` setting names: a PostgreSQL or Cassandra URL, or else the DuckDB
-    file.
+    """The store a `store` setting names: a PostgreSQL, Cassandra or MongoDB URL, or else the
+    DuckDB file.
 
     PostgreSQL has no read-only mode here: the schema is created or migrated on open.
     """
@@ -182,6 +186,10 @@ def open_store(
         except ImportError as exc:
             raise StoreError(str(exc)) from None
         return CassandraStore(url, retry_for=retry_for)
+    if url and is_mongodb_url(url):
+        from tickpipe.stores.mongodb import MongoStore  # says how to install pymongo if missing
+
+        return MongoStore(url, retry_for=retry_for)
     from tickpipe.stores.duckdb import DuckDBStore
 
     return DuckDBStore(duckdb_path, read_only=read_only)

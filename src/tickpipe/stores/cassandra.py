@@ -69,9 +69,8 @@ from tickpipe.records import (
 )
 from tickpipe.stores.base import Key, StoreError
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
-from tickpipe.stores.flush import Flush
-from tickpipe.stores.postgresql import _trade_columns
-from tickpipe.stores.reads import _order
+from tickpipe.stores.flush import Flush, trade_columns
+from tickpipe.stores.reads import top_order
 
 try:
     from cassandra import (
@@ -340,7 +339,7 @@ class CassandraStore:
 
     def _statements(self, flush: Flush) -> list[tuple[str, list[tuple]]]:
         """Each prepared write's parameter rows, in the order they are sent."""
-        columns = _trade_columns(flush.trades)
+        columns = trade_columns(flush.trades)
         trade_rows: list[tuple] = []
         if columns:
             days = (np.asarray(columns[9], np.int64) // DAY_US).tolist()
@@ -583,7 +582,7 @@ class CassandraStore:
         }  # fmt: skip
 
     def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = _order(by)
+        order = top_order(by)
         rows: dict[str, dict[str, Any]] = {}
         for exchange, symbol, _, _, price, size, _ in self._trade_parts(start, end):
             row = rows.setdefault(exchange, {"exchange": exchange, "trades": 0,
@@ -596,7 +595,7 @@ class CassandraStore:
         return _top(list(rows.values()), order, "exchange", limit)
 
     def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = _order(by)
+        order = top_order(by)
         rows: dict[str, dict[str, Any]] = {}
         for exchange, symbol, ts, seq, price, size, _ in self._trade_parts(start, end):
             row = rows.setdefault(symbol, {"symbol": symbol, "trades": 0, "volume": 0.0,

@@ -28,10 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import msgspec
-import numpy as np
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import conninfo
 
 from tickpipe.records import (
@@ -40,10 +38,9 @@ from tickpipe.records import (
     TRADE_SCHEMA,
     RollingStat,
     TradeBatch,
-    concat_batches,
 )
 from tickpipe.stores.base import StoreError
-from tickpipe.stores.flush import Flush
+from tickpipe.stores.flush import Flush, trade_columns
 from tickpipe.stores.reads import Dialect
 from tickpipe.stores.sql import SqlStore, candle_upsert, upsert_sql
 
@@ -346,18 +343,18 @@ class PostgresStore(SqlStore):
     def _write(self, flush: Flush) -> None:
         """Binary COPY into staging tables, then upserts (retried whole if the server goes
         away)."""
-        trade_columns = _trade_columns(flush.trades)
+        trade_values = trade_columns(flush.trades)
         candle_rows = [msgspec.structs.astuple(c) for c in flush.candles]
         rolling_rows = [msgspec.structs.astuple(s) for s in flush.rolling]
         metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
         event_rows = flush.events
-        if not (trade_columns or candle_rows or rolling_rows or metric_rows or event_rows):
+        if not (trade_values or candle_rows or rolling_rows or metric_rows or event_rows):
             return
 
         def transaction(con: psycopg.Connection) -> None:
             with con.transaction(), con.cursor() as cur:
-                if trade_columns:
-                    trade_rows = zip(*trade_columns, strict=True)
+                if trade_values:
+                    trade_rows = zip(*trade_values, strict=True)
                     _copy(cur, "stage_trades", TRADE_FIELDS, TRADE_TYPES, trade_rows)
                     cur.execute(TRADE_INSERT)
                 if candle_rows:
@@ -476,50 +473,6 @@ class _Link:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-_SIDES = np.array(["sell", "unknown", "buy"], object)  # indexed by side code + 1
-
-
-def _trade_columns(trades: Iterable[TradeBatch | pa.Table]) -> list[list[Any]]:
-    """The trades as one Python list per column in `TRADE_FIELDS` order ([] when none).
-
-    Built with numpy from the batch's columns: text values are looked up per instrument and
-    side code, not converted per trade (Arrow's to_pylist costs ten times as much here).
-    """
-    batches: list[TradeBatch] = []
-    sources: list[np.ndarray] = []
-    for t in trades:
-        if isinstance(t, TradeBatch):
-            batches.append(t)
-            sources.append(np.full(len(t), t.source, object))
-        elif t.num_rows:  # a table's own source column, looked up per distinct value
-            t = t.select(TRADE_FIELDS).cast(TRADE_SCHEMA)  # dictionary-encoded text too
-            batches.append(TradeBatch.from_arrow(t))
-            codes = pc.dictionary_encode(t.column("source")).combine_chunks()
-            sources.append(np.array(codes.dictionary.to_pylist(), object)[codes.indices])
-    if not any(len(b) for b in batches):
-        return []
-    batch = concat_batches(batches)
-    instruments = batch.instruments
-    pick = batch.instrument
-
-    def text(values: list[str]) -> list[str]:
-        return np.array(values, object)[pick].tolist()
-
-    return [
-        np.concatenate(sources).tolist(),
-        text([i.exchange for i in instruments]),
-        text([i.symbol for i in instruments]),
-        text([i.raw_symbol for i in instruments]),
-        batch.trade_ids().tolist(),
-        batch.seq.tolist(),
-        batch.price.tolist(),
-        batch.size.tolist(),
-        _SIDES[batch.side.astype(np.int64) + 1].tolist(),
-        batch.ts.tolist(),
-        batch.recv_ts.tolist(),
-    ]
 
 
 def _copy(

@@ -195,7 +195,7 @@ class SqlReads:
         }  # fmt: skip
 
     def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = _order(by)
+        order = top_order(by)
         return self._dicts(
             f"SELECT exchange, count(*) AS trades, sum(price * size) AS quote_volume, "
             f"count(DISTINCT symbol) AS symbols FROM trades WHERE ts >= ? AND ts < ? "
@@ -204,7 +204,7 @@ class SqlReads:
         )
 
     def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = _order(by)
+        order = top_order(by)
         first, last = self.dialect.first, self.dialect.last
         return self._dicts(
             f"SELECT symbol, count(*) AS trades, sum(size) AS volume, "
@@ -299,7 +299,8 @@ class SqlReads:
         return [PipelineMetric(**dict(zip(METRIC_FIELDS, r, strict=True))) for r in rows]
 
 
-def _order(by: str) -> str:
+def top_order(by: str) -> str:
+    """The column the top lists rank by (`by`: trades or volume)."""
     if by not in ("trades", "volume"):
         raise ValueError(f"by={by!r}: use trades or volume")
     return "trades" if by == "trades" else "quote_volume"

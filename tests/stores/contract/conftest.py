@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 from servers.cassandra import CassandraNode, fresh_keyspace
+from servers.ferretdb import FerretDBServer
+from servers.ferretdb import fresh_database as fresh_mongodb_database
 from servers.postgres import PostgresServer, fresh_database
 
 from tickpipe.stores.base import Store
@@ -39,6 +41,7 @@ STORES = [
     StoreRow("duckdb", "duckdb_stores", ignores_duplicate_trades=False),
     StoreRow("postgresql", "postgresql_stores"),
     StoreRow("cassandra", "cassandra_stores", marks=(pytest.mark.cassandra,)),
+    StoreRow("mongodb", "mongodb_stores"),
 ]
 
 
@@ -79,6 +82,22 @@ def cassandra_stores(cassandra_node: CassandraNode) -> Opener:
             store = CassandraStore(
                 f"cassandra://{cassandra_node.host}:{cassandra_node.port}/{keyspace}"
             )
+            try:
+                yield store
+            finally:
+                store.close()
+
+    return opened
+
+
+@pytest.fixture(scope="session")
+def mongodb_stores(ferretdb_server: FerretDBServer) -> Opener:
+    from tickpipe.stores.mongodb import MongoStore
+
+    @contextlib.contextmanager
+    def opened() -> Iterator[Store]:
+        with fresh_mongodb_database(ferretdb_server) as name:
+            store = MongoStore(ferretdb_server.uri + name)
             try:
                 yield store
             finally:
