@@ -7,6 +7,7 @@ may run over a range the lake holds already (see the package docstring).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import numpy as np
 from pyarrow import fs
 
 from tickpipe.engine.windows import parse_window
+from tickpipe.records import TradeBatch
 from tickpipe.stores.base import Store
 from tickpipe.stores.lake.layout import CANDLES, DAY_US, SCHEMAS, TRADES, Lake
 from tickpipe.stores.reads import Dialect
@@ -46,15 +48,16 @@ def copy_to_lake(
     intervals = store.intervals()
     widest = max((parse_window(i).size for i in intervals), default=0)
     summary = store.instrument_summary()
-    for n, (exchange, symbol, _count, first_ts, _last_ts) in enumerate(summary, 1):
+    for n, (exchange, symbol, _count, first_ts, last_ts) in enumerate(summary, 1):
         lo = since.get((exchange, symbol), first_ts) if isinstance(since, dict) else since
         lo = max(lo, first_ts)
         if lo >= until:
             continue
         trades = _copy_trades(store, lake, exchange, symbol, lo, until, rows)
         candles = 0
+        end = min(until, last_ts + 1)  # no candle starts after the newest trade
         for interval in intervals:
-            candles += _copy_candles(store, lake, exchange, symbol, interval, lo - widest, until)
+            candles += _copy_candles(store, lake, exchange, symbol, interval, lo - widest, end)
         lake.flush()
         report.instruments += 1
         report.trades += trades
@@ -68,35 +71,51 @@ def copy_to_lake(
 def _copy_trades(
     store: Store, lake: Lake, exchange: str, symbol: str, lo: int, until: int, rows: int
 ) -> int:
-    have = lake.keys(TRADES, exchange, symbol, lo, until)
+    """The store's trades in ts order; a UTC day's keys in the lake read (and its files
+    written) at a time, so memory holds about one day of one instrument."""
     written = 0
+    day = None
+    have: set = set()
     for batch in store.restore_batches({(exchange, symbol): lo}, rows):
-        if len(batch) and batch.ts[0] >= until:
-            break  # ordered by ts: the rest is later still
-        keep = batch.ts < until
-        if have:
-            ids = batch.trade_ids()
-            keep &= np.fromiter((i not in have for i in ids), bool, len(ids))
-        if keep.any():
-            part = batch.take(keep)
+        for part in _by_day(batch.take(batch.ts < until)):
+            if int(part.ts[0]) // DAY_US != day:
+                lake.flush()  # the previous day's files
+                day = int(part.ts[0]) // DAY_US
+                have = lake.keys(TRADES, exchange, symbol, max(lo, day * DAY_US),
+                                 min(until, (day + 1) * DAY_US))  # fmt: skip
+            if have:
+                ids = part.trade_ids()
+                part = part.take(np.fromiter((i not in have for i in ids), bool, len(ids)))
             lake.add_trades(part)
             written += len(part)
+        if len(batch) and batch.ts[-1] >= until:
+            break  # ordered by ts: the rest is later still
     return written
 
 
+def _by_day(batch: TradeBatch) -> list[TradeBatch]:
+    """A batch ordered by ts, split where the UTC day changes."""
+    if not len(batch):
+        return []
+    days = batch.ts // DAY_US
+    cuts = np.flatnonzero(np.diff(days)) + 1
+    bounds = [0, *cuts.tolist(), len(batch)]
+    return [batch.take(np.arange(a, b)) for a, b in itertools.pairwise(bounds)]
+
+
 def _copy_candles(
-    store: Store, lake: Lake, exchange: str, symbol: str, interval: str, lo: int, until: int
+    store: Store, lake: Lake, exchange: str, symbol: str, interval: str, lo: int, end: int
 ) -> int:
-    """Final candles a day at a time (bounded reads), those the lake lacks."""
+    """Final candles starting in [lo, end) that the lake lacks, a UTC day at a time."""
     written = 0
-    have = lake.keys(CANDLES, exchange, symbol, lo, until)
-    newest = store.candles(exchange, symbol, interval, start=lo, end=until)[-1:]
-    end = min(until, newest[0].start + 1) if newest else lo
-    day = lo
+    day = lo - lo % DAY_US
     while day < end:
-        chunk = store.candles(exchange, symbol, interval, start=day, end=min(day + DAY_US, end))
+        a, b = max(lo, day), min(end, day + DAY_US)
+        have = lake.keys(CANDLES, exchange, symbol, a, b)
+        chunk = store.candles(exchange, symbol, interval, start=a, end=b)
         new = [c for c in chunk if c.final and (interval, c.start) not in have]
         lake.add_candles(new)
+        lake.flush()
         written += len(new)
         day += DAY_US
     return written
