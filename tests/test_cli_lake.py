@@ -103,3 +103,15 @@ def test_a_bad_roll_size_is_one_line_naming_the_setting(tmp_path: Path) -> None:
     assert "lake_roll_bytes = 10 (from TICKPIPE_LAKE_ROLL_BYTES): must be at least 1024" in (
         one_line_usage_error(result)
     )
+
+
+def test_an_unreachable_s3_endpoint_is_one_line_naming_the_lake(tmp_path: Path) -> None:
+    _store_with_candles(tmp_path)
+    env = {"TICKPIPE_LAKE_ENDPOINT": "http://127.0.0.1:9", "TICKPIPE_LAKE_REGION": REGION}
+
+    export = tickpipe("export", "--data-dir", str(tmp_path), "--since", "1970-01-01",
+                      "--to", "s3://history/ticks", env=env)  # fmt: skip
+    check = tickpipe("verify", "--lake", "s3://history/ticks", env=env)
+
+    for result in (export, check):
+        assert one_line_usage_error(result).startswith("lake s3://history/ticks: cannot read: ")

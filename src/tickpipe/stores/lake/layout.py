@@ -5,10 +5,11 @@ See the package docstring for the layout and the rule that nothing is written tw
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -215,14 +216,29 @@ class Lake:
                 path += f"/symbol={symbol}"
         return path
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """A read the server cannot answer becomes one line (`StoreError`), not a traceback."""
+        try:
+            yield
+        except OSError as exc:
+            line = " ".join(str(exc).split())
+            raise StoreError(f"lake {self.settings.url}: cannot read: {line}") from exc
+
     def dataset(
         self, kind: str, exchange: str | None = None, symbol: str | None = None
     ) -> ds.Dataset | None:
         """The lake's files of one kind (of one exchange or instrument) as a pyarrow dataset,
         its partition columns strings; None while there are none."""
         path = self.path(kind, exchange, symbol)
-        if self.fs.get_file_info(path).type == fs.FileType.NotFound:
-            return None
+        with self.reading():
+            if self.fs.get_file_info(path).type == fs.FileType.NotFound:
+                return None
+            return self._dataset(kind, path, exchange, symbol)
+
+    def _dataset(
+        self, kind: str, path: str, exchange: str | None, symbol: str | None
+    ) -> ds.Dataset:
         keys = ["exchange", "symbol", "date"][(exchange is not None) + (symbol is not None) :]
         partitioning = ds.partitioning(pa.schema([(k, pa.string()) for k in keys]), flavor="hive")
         return ds.dataset(
@@ -234,16 +250,18 @@ class Lake:
         """The newest trade time of an instrument in the lake, from the names of the files in
         its newest day folders (no file is opened)."""
         path = self.path(TRADES, exchange, symbol)
-        days = self._list(path)
+        days = self.list(path)
         for day in sorted((d.path for d in days if d.type == fs.FileType.Directory), reverse=True):
-            times = [max_time_of(f.base_name) for f in self._list(day)]
+            times = [max_time_of(f.base_name) for f in self.list(day)]
             found = [t for t in times if t is not None]
             if found:
                 return max(found)
         return None
 
-    def _list(self, path: str) -> list[fs.FileInfo]:
-        return self.fs.get_file_info(fs.FileSelector(path, allow_not_found=True))
+    def list(self, path: str) -> list[fs.FileInfo]:
+        """What is directly under `path` (nothing if it does not exist)."""
+        with self.reading():
+            return self.fs.get_file_info(fs.FileSelector(path, allow_not_found=True))
 
     def keys(
         self, kind: str, exchange: str, symbol: str, since: int, until: int
@@ -258,9 +276,10 @@ class Lake:
             (ds.field("date") >= day_of(since)) & (ds.field("date") <= day_of(until - 1))
             & (column >= since) & (column < until)
         )  # fmt: skip
-        if kind == TRADES:
-            ids = dataset.to_table(columns=["trade_id"], filter=where).column("trade_id")
-            return set(ids.to_pylist())
-        table = dataset.to_table(columns=["interval", "start"], filter=where)
+        with self.reading():
+            if kind == TRADES:
+                ids = dataset.to_table(columns=["trade_id"], filter=where).column("trade_id")
+                return set(ids.to_pylist())
+            table = dataset.to_table(columns=["interval", "start"], filter=where)
         intervals = table.column("interval").to_pylist()
         return set(zip(intervals, table.column("start").to_pylist(), strict=True))

@@ -175,10 +175,10 @@ def instruments(lake: Lake) -> Iterator[tuple[str, str]]:
     """(exchange, symbol) of every instrument with trades or candles in the lake."""
     seen: set[tuple[str, str]] = set()
     for kind in (TRADES, CANDLES):
-        for ex in lake.fs.get_file_info(fs.FileSelector(lake.path(kind), allow_not_found=True)):
+        for ex in lake.list(lake.path(kind)):
             if ex.type != fs.FileType.Directory or not ex.base_name.startswith("exchange="):
                 continue
-            for sym in lake.fs.get_file_info(fs.FileSelector(ex.path)):
+            for sym in lake.list(ex.path):
                 if sym.type == fs.FileType.Directory and sym.base_name.startswith("symbol="):
                     key = (ex.base_name.split("=", 1)[1], sym.base_name.split("=", 1)[1])
                     if key not in seen:

@@ -86,6 +86,8 @@ class LakeWriter:
         except BaseException as exc:
             self.error = exc
             log.error("lake %s: writer stopped: %s", lake.settings.url, exc)
-            # Keep draining so the store writer's offers never block on a dead thread.
-            while self._queue.get() is not None:
-                pass
+            # Keep draining, counted as dropped: the status shows what the lake lacks.
+            while (item := self._queue.get()) is not None:
+                if item:
+                    self.dropped_trades += sum(len(t) for t in item[0])
+                    self.dropped_candles += len(item[1])
