@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow.dataset as ds
 import pytest
+from servers.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from test_cli_lake import lake_count
 from test_end_to_end import TICKPIPE, stored, tickpipe
 
@@ -48,5 +50,31 @@ def test_kill_9_mid_demo_with_a_lake_then_restart_leaves_every_stored_trade_in_i
     assert total == unique, "a trade was written to the lake twice"
     assert total == stored(data, "SELECT count(*) FROM trades")[0] > in_store
     check = tickpipe("verify", "--lake", lake.as_uri())
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "0 mismatches, 0 duplicate trades" in check.stdout
+
+
+def test_demo_with_an_s3_lake_stores_every_trade_in_it_and_verify_lake_passes(
+    tmp_path: Path, s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "TICKPIPE_LAKE_ENDPOINT": f"http://{s3_server.endpoint}",
+        "TICKPIPE_LAKE_REGION": REGION,
+        "TICKPIPE_LAKE_ACCESS_KEY_ID": ACCESS_KEY,
+        "TICKPIPE_LAKE_SECRET_ACCESS_KEY": SECRET_KEY,
+        "TICKPIPE_LAKE_ROLL_EVERY": "1s",
+    }.items():
+        monkeypatch.setenv(name, value)
+    url = f"s3://{s3_bucket}/ticks"
+
+    demo = tickpipe("demo", "--duration", "4", "--quiet", "--data-dir", str(tmp_path),
+                    "--lake", url)  # fmt: skip
+    check = tickpipe("verify", "--lake", url)
+
+    assert demo.returncode == 0, demo.stderr
+    assert SECRET_KEY not in demo.stdout + demo.stderr
+    trades = ds.dataset(f"{s3_bucket}/ticks/trades", filesystem=s3_server.filesystem(),
+                        format="parquet", partitioning="hive")  # fmt: skip
+    assert trades.count_rows() == stored(tmp_path, "SELECT count(*) FROM trades")[0] > 0
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0 mismatches, 0 duplicate trades" in check.stdout
