@@ -17,12 +17,13 @@ from servers.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 
 from stores.rows import T0, M, S, candle, trade
 from tickpipe.records import TradeBatch
-from tickpipe.stores.base import StoreError
+from tickpipe.stores.base import Store, StoreError
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.stores.lake.layout import CANDLES, DAY_US, TRADES, Lake
 from tickpipe.stores.lake.location import ACCESS_KEY_ENV, SECRET_KEY_ENV, LakeSettings, open_lake
 from tickpipe.stores.lake.sync import catch_up, copy_to_lake, verify_lake
 from tickpipe.stores.lake.writer import LakeWriter
+from tickpipe.stores.postgresql import PostgresStore
 
 CREDENTIALS = {ACCESS_KEY_ENV: ACCESS_KEY, SECRET_KEY_ENV: SECRET_KEY}
 DAY2 = T0 + DAY_US  # the same time of the next day
@@ -203,15 +204,19 @@ def test_the_same_rows_written_again_replace_their_file_instead_of_adding_one(
 # -- copying from the store: export and the catch-up at start-up ---------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[DuckDBStore]:
-    s = DuckDBStore(tmp_path / "store" / "tickpipe.duckdb")
+@pytest.fixture(params=["duckdb", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The primary store the lake is copied from: any store (only protocol methods are read)."""
+    if request.param == "duckdb":
+        s: Store = DuckDBStore(tmp_path / "store" / "tickpipe.duckdb")
+    else:
+        s = PostgresStore(request.getfixturevalue("postgres_dsn"))
     yield s
     s.close()
 
 
 def test_copying_writes_only_what_the_lake_lacks_and_a_second_copy_writes_nothing(
-    lake_settings: LakeSettings, store: DuckDBStore
+    lake_settings: LakeSettings, store: Store
 ) -> None:
     trades = [trade(i, T0 + i * S) for i in range(10)] + [trade(10, DAY2)]
     finals = [candle(T0, final=True), candle(DAY2, final=True), candle(DAY2 + M)]
@@ -234,7 +239,7 @@ def test_copying_writes_only_what_the_lake_lacks_and_a_second_copy_writes_nothin
 
 # Stopping at --until leaves the store's read early: it must close cleanly, not on collection.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
-def test_copying_keeps_to_since_and_until(lake_settings: LakeSettings, store: DuckDBStore) -> None:
+def test_copying_keeps_to_since_and_until(lake_settings: LakeSettings, store: Store) -> None:
     store.write([batch(*(trade(i, T0 + i * M) for i in range(5)))])
     lake = make_lake(lake_settings)
 
@@ -245,7 +250,7 @@ def test_copying_keeps_to_since_and_until(lake_settings: LakeSettings, store: Du
 
 
 def test_catch_up_after_a_crash_between_the_store_commit_and_the_lake_write_writes_the_rest_once(
-    lake_settings: LakeSettings, store: DuckDBStore
+    lake_settings: LakeSettings, store: Store
 ) -> None:
     horizon = 5 * M
     early = [trade(i, T0 + i * S) for i in range(20)]
@@ -268,7 +273,7 @@ def test_catch_up_after_a_crash_between_the_store_commit_and_the_lake_write_writ
 
 
 def test_catch_up_copies_everything_of_an_instrument_the_lake_has_never_seen(
-    lake_settings: LakeSettings, store: DuckDBStore
+    lake_settings: LakeSettings, store: Store
 ) -> None:
     store.write([batch(trade(1, T0), trade(2, DAY2), trade(3, T0, symbol="ETH-USDT"))])
     lake = make_lake(lake_settings)
