@@ -306,6 +306,24 @@ def test_verify_lake_finds_a_final_candle_that_its_trades_do_not_make(
     assert [(m.interval, m.start) for m in report.mismatches] == [("1s", T0)]
 
 
+def test_verify_lake_finds_a_final_candle_written_twice(lake_settings: LakeSettings) -> None:
+    lake = make_lake(lake_settings)
+    lake.add_trades(batch(trade(1, T0)))
+    once = candle(T0, interval="1s", final=True, open=100.0, high=100.0, low=100.0,
+                  close=100.0, volume=1.0, quote_volume=100.0, vwap=100.0, mean_price=100.0,
+                  trades=1, buy_volume=1.0, sell_volume=0.0, first_seq=1, last_seq=1)  # fmt: skip
+    lake.add_candles([once])
+    lake.flush()
+    assert verify_lake(lake).ok
+    lake.add_candles([once, candle(T0 + M, interval="1s", final=True)])  # another file
+    lake.flush()
+
+    report = verify_lake(lake)
+
+    problems = {(m.start, m.problem.split(":")[0]) for m in report.mismatches}
+    assert (T0, "duplicate") in problems
+
+
 # -- the live path's writer ----------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from tickpipe.records import TradeBatch
 from tickpipe.stores.base import Store
 from tickpipe.stores.lake.layout import CANDLES, DAY_US, SCHEMAS, TRADES, Lake
 from tickpipe.stores.reads import Dialect
-from tickpipe.verify import VerifyReport, verify
+from tickpipe.verify import Mismatch, VerifyReport, verify
 
 FOREVER_US = 2**62
 Progress = Callable[[str], None]
@@ -199,8 +199,17 @@ def verify_lake(lake: Lake, intervals: list[str] | None = None, show: int = 20) 
             wanted = intervals or reader.intervals()
             part = verify(reader, wanted, max(0, show - len(total.mismatches)),  # type: ignore[arg-type]
                           through_newest_stored=True)  # fmt: skip
+            # A candle written twice matches its recomputation twice: counted on its own.
+            twice = reader.query(
+                "SELECT interval, start, count(*) FROM candles GROUP BY ALL HAVING count(*) > 1 "
+                "ORDER BY 1, 2"
+            )
         finally:
             reader.close()
+        part.mismatch_count += len(twice)
+        for interval, start, n in twice[: max(0, show - len(part.mismatches))]:
+            problem = f"duplicate: the lake holds this candle {n} times"
+            part.mismatches.append(Mismatch(exchange, symbol, interval, start, problem))
         names.update(wanted)
         total.trades += part.trades
         total.duplicate_trades += part.duplicate_trades
