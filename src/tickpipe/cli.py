@@ -647,6 +647,9 @@ def process(bootstrap, topic, config_path, data_dir, group, candles_topic, inter
     })  # fmt: skip
     from tickpipe.runners.kafka_processor import Processor
 
+    if config.lake:
+        click.echo("tickpipe process: the lake is not written from the Kafka processor yet: "
+                   "fill it with tickpipe export", err=True)  # fmt: skip
     store = config.open_store()
     name = name or f"process-{socket.gethostname()}-{os.getpid()}"
     processor = Processor(config, store, name)
