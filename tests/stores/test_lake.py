@@ -286,17 +286,28 @@ def test_catch_up_copies_everything_of_an_instrument_the_lake_has_never_seen(
     assert rows == [("BTC-USDT", "1"), ("BTC-USDT", "2"), ("ETH-USDT", "3")]
 
 
+# Two trades and the 1m candle they make, exactly.
+TWO_TRADES = (trade(1, T0, price=100.0), trade(2, T0 + S, price=102.0))
+THEIR_CANDLE = candle(
+    T0, interval="1m", final=True, open=100.0, high=102.0, low=100.0, close=102.0, volume=2.0,
+    quote_volume=202.0, vwap=101.0, mean_price=101.0, trades=2, buy_volume=2.0, sell_volume=0.0,
+    first_seq=1, last_seq=2,
+)  # fmt: skip
+
+
+def consistent_lake(settings: LakeSettings) -> Lake:
+    lake = make_lake(settings)
+    lake.add_trades(batch(*TWO_TRADES))
+    lake.add_candles([THEIR_CANDLE])
+    lake.flush()
+    assert verify_lake(lake).ok
+    return lake
+
+
 def test_verify_lake_finds_a_final_candle_that_its_trades_do_not_make(
     lake_settings: LakeSettings,
 ) -> None:
-    lake = make_lake(lake_settings)
-    lake.add_trades(batch(trade(1, T0, price=100.0), trade(2, T0 + S, price=102.0)))
-    right = candle(T0, interval="1m", final=True, open=100.0, high=102.0, low=100.0,
-                   close=102.0, volume=2.0, quote_volume=202.0, vwap=101.0, mean_price=101.0,
-                   trades=2, buy_volume=2.0, sell_volume=0.0, first_seq=1, last_seq=2)  # fmt: skip
-    lake.add_candles([right])
-    lake.flush()
-    assert verify_lake(lake).ok
+    lake = consistent_lake(lake_settings)
 
     lake.add_candles([candle(T0, interval="1s", final=True, high=999.0)])
     lake.flush()
@@ -307,17 +318,10 @@ def test_verify_lake_finds_a_final_candle_that_its_trades_do_not_make(
 
 
 def test_verify_lake_finds_a_final_candle_written_twice(lake_settings: LakeSettings) -> None:
-    lake = make_lake(lake_settings)
-    lake.add_trades(batch(trade(1, T0)))
-    once = candle(T0, interval="1s", final=True, open=100.0, high=100.0, low=100.0,
-                  close=100.0, volume=1.0, quote_volume=100.0, vwap=100.0, mean_price=100.0,
-                  trades=1, buy_volume=1.0, sell_volume=0.0, first_seq=1, last_seq=1)  # fmt: skip
-    lake.add_candles([once])
-    lake.flush()
-    assert verify_lake(lake).ok
-    lake.add_candles([once, candle(T0 + M, interval="1s", final=True)])  # another file
-    lake.flush()
+    lake = consistent_lake(lake_settings)
 
+    lake.add_candles([THEIR_CANDLE, candle(T0 + 5 * M, final=True)])  # another file
+    lake.flush()
     report = verify_lake(lake)
 
     problems = {(m.start, m.problem.split(":")[0]) for m in report.mismatches}
