@@ -250,13 +250,22 @@ class Lake:
         """The newest trade time of an instrument in the lake, from the names of the files in
         its newest day folders (no file is opened)."""
         path = self.path(TRADES, exchange, symbol)
-        days = self.list(path)
-        for day in sorted((d.path for d in days if d.type == fs.FileType.Directory), reverse=True):
-            times = [max_time_of(f.base_name) for f in self.list(day)]
+        for day in reversed(self.partitions(path, "date")):
+            times = [max_time_of(f.base_name) for f in self.list(f"{path}/date={day}")]
             found = [t for t in times if t is not None]
             if found:
                 return max(found)
         return None
+
+    def partitions(self, path: str, key: str) -> list[str]:
+        """The values of the Hive partition `key` (folders `key=value`) directly under `path`,
+        sorted."""
+        prefix = f"{key}="
+        return sorted(
+            f.base_name.removeprefix(prefix)
+            for f in self.list(path)
+            if f.type == fs.FileType.Directory and f.base_name.startswith(prefix)
+        )
 
     def list(self, path: str) -> list[fs.FileInfo]:
         """What is directly under `path` (nothing if it does not exist)."""

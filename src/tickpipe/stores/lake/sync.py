@@ -11,16 +11,16 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
-from pyarrow import fs
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from tickpipe.engine.windows import parse_window
-from tickpipe.records import TradeBatch
+from tickpipe.records import Candle, TradeBatch
 from tickpipe.stores.base import Store
-from tickpipe.stores.lake.layout import CANDLES, DAY_US, SCHEMAS, TRADES, Lake
-from tickpipe.stores.reads import Dialect
-from tickpipe.verify import Mismatch, VerifyReport, verify
+from tickpipe.stores.lake.layout import CANDLES, DAY_US, SCHEMAS, SORT_KEYS, TRADES, Lake
+from tickpipe.verify import VerifyReport, compare
 
 FOREVER_US = 2**62
 Progress = Callable[[str], None]
@@ -139,77 +139,81 @@ def catch_up(
 
 
 class LakeInstrument:
-    """One instrument's lake files as the `trades` and `candles` tables verify's SQL reads
-    (DuckDB scanning the pyarrow datasets: its httpfs is not needed, nor reachable here)."""
-
-    dialect = Dialect()
+    """One instrument's lake files read the way `tickpipe verify` reads a store: its trades and
+    final candles streamed a UTC day folder at a time, in time order (bounded memory)."""
 
     def __init__(self, lake: Lake, exchange: str, symbol: str) -> None:
-        self._con = duckdb.connect()
-        for kind in (TRADES, CANDLES):
-            dataset = lake.dataset(kind, exchange, symbol)
-            columns = ", ".join(SCHEMAS[kind].names)
-            files = SCHEMAS[kind].empty_table() if dataset is None else dataset
-            self._con.register(f"{kind}_files", files)
-            self._con.execute(
-                f"CREATE VIEW {kind} AS SELECT {_literal(exchange)} AS exchange, "
-                f"{_literal(symbol)} AS symbol, {columns} FROM {kind}_files"
-            )
+        self.lake = lake
+        self.exchange = exchange
+        self.symbol = symbol
 
-    def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        return self._con.execute(sql, params or None).fetchall()
+    def _days(self, kind: str) -> Iterator[pa.Table]:
+        """Each day folder's rows of `kind`, oldest day first."""
+        dataset = self.lake.dataset(kind, self.exchange, self.symbol)
+        if dataset is None:
+            return
+        for day in self.lake.partitions(self.lake.path(kind, self.exchange, self.symbol), "date"):
+            with self.lake.reading():
+                table = dataset.to_table(SCHEMAS[kind].names, filter=ds.field("date") == day)
+            yield table.sort_by([(k, "ascending") for k in SORT_KEYS[kind]])
 
-    def intervals(self) -> list[str]:
-        return [r[0] for r in self.query("SELECT DISTINCT interval FROM candles ORDER BY 1")]
+    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
+        """Every trade in (ts, seq) order, in batches of at most `rows`."""
+        for table in self._days(TRADES):
+            n = table.num_rows
+            table = table.append_column("exchange", pa.array([self.exchange] * n, pa.string()))
+            table = table.append_column("symbol", pa.array([self.symbol] * n, pa.string()))
+            for at in range(0, n, rows):
+                yield TradeBatch.from_arrow(table.slice(at, rows), source="lake")
 
-    def close(self) -> None:
-        self._con.close()
+    def stored_candles(self, interval: str) -> Iterator[Candle]:
+        """The final candles of `interval` by start (one held twice comes twice)."""
+        for table in self._days(CANDLES):
+            for row in table.filter(pc.field("interval") == interval).to_pylist():
+                yield Candle(exchange=self.exchange, symbol=self.symbol, **row)
 
+    def duplicate_trades(self) -> int:
+        """Trades whose trade id the lake holds before (a trade's copies share its day)."""
+        return sum(
+            t.num_rows - pc.count_distinct(t.column("trade_id")).as_py() for t in self._days(TRADES)
+        )
 
-def _literal(text: str) -> str:
-    """`text` as an SQL string literal (a view's text cannot take parameters)."""
-    return "'" + text.replace("'", "''") + "'"
+    def newest_starts(self) -> dict[str, int]:
+        """The newest final candle start of each interval the lake holds."""
+        newest: dict[str, int] = {}
+        for table in self._days(CANDLES):
+            grouped = table.group_by("interval").aggregate([("start", "max")])
+            for interval, start in zip(*grouped.to_pydict().values(), strict=True):
+                newest[interval] = max(start, newest.get(interval, start))
+        return newest
 
 
 def instruments(lake: Lake) -> Iterator[tuple[str, str]]:
     """(exchange, symbol) of every instrument with trades or candles in the lake."""
     seen: set[tuple[str, str]] = set()
     for kind in (TRADES, CANDLES):
-        for ex in lake.list(lake.path(kind)):
-            if ex.type != fs.FileType.Directory or not ex.base_name.startswith("exchange="):
-                continue
-            for sym in lake.list(ex.path):
-                if sym.type == fs.FileType.Directory and sym.base_name.startswith("symbol="):
-                    key = (ex.base_name.split("=", 1)[1], sym.base_name.split("=", 1)[1])
-                    if key not in seen:
-                        seen.add(key)
-                        yield key
+        for exchange in lake.partitions(lake.path(kind), "exchange"):
+            for symbol in lake.partitions(lake.path(kind, exchange), "symbol"):
+                if (exchange, symbol) not in seen:
+                    seen.add((exchange, symbol))
+                    yield exchange, symbol
 
 
 def verify_lake(lake: Lake, intervals: list[str] | None = None, show: int = 20) -> VerifyReport:
-    """`tickpipe verify` over the lake, one instrument at a time (bounded reads): the final
-    candles it holds against the recomputation from its trades. The newest windows of each
-    instrument were still open when the lake was last written, so a recomputed candle after
-    the lake's newest final one of its interval is not reported missing."""
+    """`tickpipe verify` over the lake, one instrument at a time: the final candles it holds
+    against the recomputation from its trades, through verify's own `compare`. The newest
+    windows of each instrument were still open when the lake was last written, so a recomputed
+    candle after the lake's newest final one of its interval is not reported missing."""
     total = VerifyReport(0, 0, 0, [], [], 0)
     names: set[str] = set()
     for exchange, symbol in sorted(instruments(lake)):
         reader = LakeInstrument(lake, exchange, symbol)
-        try:
-            wanted = intervals or reader.intervals()
-            part = verify(reader, wanted, max(0, show - len(total.mismatches)),  # type: ignore[arg-type]
-                          through_newest_stored=True)  # fmt: skip
-            # A candle written twice matches its recomputation twice: counted on its own.
-            twice = reader.query(
-                "SELECT interval, start, count(*) FROM candles GROUP BY ALL HAVING count(*) > 1 "
-                "ORDER BY 1, 2"
-            )
-        finally:
-            reader.close()
-        part.mismatch_count += len(twice)
-        for interval, start, n in twice[: max(0, show - len(part.mismatches))]:
-            problem = f"duplicate: the lake holds this candle {n} times"
-            part.mismatches.append(Mismatch(exchange, symbol, interval, start, problem))
+        newest = reader.newest_starts()
+        wanted = intervals or sorted(newest)
+        part = compare(
+            reader.trade_batches(), reader.stored_candles, wanted, reader.duplicate_trades(),
+            max(0, show - len(total.mismatches)), open_after=newest,
+        )  # fmt: skip
         names.update(wanted)
         total.trades += part.trades
         total.duplicate_trades += part.duplicate_trades

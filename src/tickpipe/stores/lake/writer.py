@@ -72,22 +72,20 @@ class LakeWriter:
                 try:
                     item = self._queue.get(timeout=TICK_S)
                 except queue.Empty:
-                    item = ()  # type: ignore[assignment]
+                    item = ([], [])  # nothing new: only look for partitions due to roll
                 if item is None:
                     lake.flush()
                     return
                 now_s = self.clock.monotonic_s()
-                if item:
-                    trades, candles = item
-                    for batch in trades:
-                        lake.add_trades(batch, now_s)
-                    lake.add_candles(candles, now_s)
+                trades, candles = item
+                for batch in trades:
+                    lake.add_trades(batch, now_s)
+                lake.add_candles(candles, now_s)
                 lake.roll(now_s)
         except BaseException as exc:
             self.error = exc
             log.error("lake %s: writer stopped: %s", lake.settings.url, exc)
             # Keep draining, counted as dropped: the status shows what the lake lacks.
             while (item := self._queue.get()) is not None:
-                if item:
-                    self.dropped_trades += sum(len(t) for t in item[0])
-                    self.dropped_candles += len(item[1])
+                self.dropped_trades += sum(len(t) for t in item[0])
+                self.dropped_candles += len(item[1])
