@@ -24,11 +24,18 @@ Nothing written twice, the rule:
    start-up (`catch_up`), per instrument, the lake's newest trade time is read from its file
    names; everything the store holds from that time minus the correction horizon on is
    compared with what the lake holds there, by key ((exchange, symbol, trade_id) for trades,
-   (exchange, symbol, interval, start) for candles), and only the missing rows are written.
-   Only after that does the live path feed the lake, so restored candles are not re-sent.
+   (exchange, symbol, interval, start, revision) for candles), and only the missing rows are
+   written. Only after that does the live path feed the lake, so restored candles are not
+   re-sent. (`tickpipe process` does the same on each assignment: see its runner.)
 3. File names are made from the content (its time range and a digest of its keys): writing the
    same rows again replaces a file instead of adding one.
 
 `tickpipe export` is the same comparison over a chosen range, so running it twice, or over a
 range the live lake already holds, writes nothing twice either.
+
+A final candle corrected later (a late trade within the correction horizon, or a window a
+stopping processor closed that its restart reopens) is a new revision: the lake appends it as a
+row of its own, as a changelog, and readers take the newest revision of each (exchange, symbol,
+interval, start), e.g. DuckDB's `QUALIFY row_number() OVER (PARTITION BY exchange, symbol,
+interval, start ORDER BY revision DESC) = 1`; `tickpipe verify --lake` does.
 """

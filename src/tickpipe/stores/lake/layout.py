@@ -43,7 +43,7 @@ CANDLE_FILE_SCHEMA = pa.schema(
 SCHEMAS = {TRADES: TRADE_FILE_SCHEMA, CANDLES: CANDLE_FILE_SCHEMA}
 TIME_COLUMN = {TRADES: "ts", CANDLES: "start"}
 SORT_KEYS = {TRADES: ("ts", "seq", "trade_id"), CANDLES: ("start", "interval")}
-DIGEST_KEYS = {TRADES: ("trade_id",), CANDLES: ("interval", "start")}
+DIGEST_KEYS = {TRADES: ("trade_id",), CANDLES: ("interval", "start", "revision")}
 
 Partition = tuple[str, str, str, str]  # (kind, exchange, symbol, date)
 
@@ -274,9 +274,9 @@ class Lake:
 
     def keys(
         self, kind: str, exchange: str, symbol: str, since: int, until: int
-    ) -> set[tuple[str, int]] | set[str]:
+    ) -> set[tuple[str, int, int]] | set[str]:
         """The keys the lake holds for an instrument with time in [since, until): trade ids,
-        or (interval, start) of candles. Only that range's day folders are read."""
+        or (interval, start, revision) of candles. Only that range's day folders are read."""
         dataset = self.dataset(kind, exchange, symbol)
         if dataset is None:
             return set()
@@ -289,6 +289,5 @@ class Lake:
             if kind == TRADES:
                 ids = dataset.to_table(columns=["trade_id"], filter=where).column("trade_id")
                 return set(ids.to_pylist())
-            table = dataset.to_table(columns=["interval", "start"], filter=where)
-        intervals = table.column("interval").to_pylist()
-        return set(zip(intervals, table.column("start").to_pylist(), strict=True))
+            table = dataset.to_table(columns=["interval", "start", "revision"], filter=where)
+        return set(zip(*table.to_pydict().values(), strict=True))

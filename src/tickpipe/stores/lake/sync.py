@@ -8,7 +8,7 @@ may run over a range the lake holds already (see the package docstring).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,14 +40,18 @@ def copy_to_lake(
     until: int = FOREVER_US,
     progress: Progress | None = None,
     rows: int = 100_000,
+    instruments: Collection[tuple[str, str]] | None = None,
 ) -> CopyReport:
     """Write the store's trades with `ts` in [since, until) and its final candles starting in
     the same range (less the largest window, whose candles began before their trades) that the
-    lake lacks. `since` may be given per (exchange, symbol). Streams in batches of `rows`."""
+    lake lacks. `since` may be given per (exchange, symbol); `instruments` limits the copy to
+    those (exchange, symbol). Streams in batches of `rows`."""
     report = CopyReport()
     intervals = store.intervals()
     widest = max((parse_window(i).size for i in intervals), default=0)
-    summary = store.instrument_summary()
+    summary = [
+        row for row in store.instrument_summary() if instruments is None or row[:2] in instruments
+    ]
     for n, (exchange, symbol, _count, first_ts, last_ts) in enumerate(summary, 1):
         lo = since.get((exchange, symbol), first_ts) if isinstance(since, dict) else since
         lo = max(lo, first_ts)
@@ -113,7 +117,7 @@ def _copy_candles(
         a, b = max(lo, day), min(end, day + DAY_US)
         have = lake.keys(CANDLES, exchange, symbol, a, b)
         chunk = store.candles(exchange, symbol, interval, start=a, end=b)
-        new = [c for c in chunk if c.final and (interval, c.start) not in have]
+        new = [c for c in chunk if c.final and (interval, c.start, c.revision) not in have]
         lake.add_candles(new)
         lake.flush()
         written += len(new)
@@ -122,17 +126,23 @@ def _copy_candles(
 
 
 def catch_up(
-    store: Store, lake: Lake, horizon_us: int, progress: Progress | None = None
+    store: Store,
+    lake: Lake,
+    horizon_us: int,
+    progress: Progress | None = None,
+    instruments: Collection[tuple[str, str]] | None = None,
 ) -> CopyReport:
-    """At start-up: per instrument, what the store holds from the lake's newest trade time less
-    `horizon_us` (the correction horizon plus lateness: what could still have arrived since)
-    and the lake lacks; everything for an instrument the lake has never seen."""
+    """At start-up: per instrument (of `instruments`, or all), what the store holds from the
+    lake's newest trade time less `horizon_us` (the correction horizon plus lateness: what could
+    still have arrived since) and the lake lacks; everything of an instrument the lake has
+    never seen."""
     since = {}
     for exchange, symbol, *_ in store.instrument_summary():
-        newest = lake.newest_ts(exchange, symbol)
-        if newest is not None:
-            since[(exchange, symbol)] = newest - horizon_us
-    return copy_to_lake(store, lake, since, progress=progress)
+        if instruments is None or (exchange, symbol) in instruments:
+            newest = lake.newest_ts(exchange, symbol)
+            if newest is not None:
+                since[(exchange, symbol)] = newest - horizon_us
+    return copy_to_lake(store, lake, since, progress=progress, instruments=instruments)
 
 
 # -- verify --lake -------------------------------------------------------------------------
@@ -167,10 +177,15 @@ class LakeInstrument:
                 yield TradeBatch.from_arrow(table.slice(at, rows), source="lake")
 
     def stored_candles(self, interval: str) -> Iterator[Candle]:
-        """The final candles of `interval` by start (one held twice comes twice)."""
+        """The newest revision of each final candle of `interval`, by start; a revision held
+        twice comes twice (verify reports it)."""
         for table in self._days(CANDLES):
-            for row in table.filter(pc.field("interval") == interval).to_pylist():
-                yield Candle(exchange=self.exchange, symbol=self.symbol, **row)
+            rows = table.filter(pc.field("interval") == interval)
+            rows = rows.sort_by([("start", "ascending"), ("revision", "descending")]).to_pylist()
+            for row, before in zip(rows, [None, *rows[:-1]], strict=True):
+                older = before is not None and before["start"] == row["start"]
+                if not older or before["revision"] == row["revision"]:
+                    yield Candle(exchange=self.exchange, symbol=self.symbol, **row)
 
     def duplicate_trades(self) -> int:
         """Trades whose trade id the lake holds before (a trade's copies share its day)."""
