@@ -619,6 +619,7 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
 @cli.command()
 @_kafka_options
 @STORE_OPTION
+@LAKE_OPTION
 @CONFIG_OPTION
 @click.option("--data-dir", help="Where dead letters (and a DuckDB file) go.")
 @click.option("--group", help="Consumer group [default: tickpipe-process].")
@@ -647,9 +648,6 @@ def process(bootstrap, topic, config_path, data_dir, group, candles_topic, inter
     })  # fmt: skip
     from tickpipe.runners.kafka_processor import Processor
 
-    if config.lake:
-        click.echo("tickpipe process: the lake is not written from the Kafka processor yet: "
-                   "fill it with tickpipe export", err=True)  # fmt: skip
     store = config.open_store()
     name = name or f"process-{socket.gethostname()}-{os.getpid()}"
     processor = Processor(config, store, name)
