@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import msgspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -237,6 +238,21 @@ def test_copying_writes_only_what_the_lake_lacks_and_a_second_copy_writes_nothin
     assert starts == [T0, DAY2]  # the provisional candle stays out
 
 
+def test_copying_writes_a_corrected_revision_of_a_final_candle_the_lake_holds(
+    lake_settings: LakeSettings, store: Store
+) -> None:
+    first, corrected = candle(T0, final=True, revision=1), candle(T0, final=True, revision=2)
+    store.write([batch(trade(1, T0))], [first])
+    lake = make_lake(lake_settings)
+    copy_to_lake(store, lake)
+    store.write(candles=[corrected])  # a late trade within the horizon corrected it
+
+    report = copy_to_lake(store, lake)
+
+    assert report.candles == 1
+    assert sorted(c["revision"] for c in lake_rows(lake, CANDLES)) == [1, 2]
+
+
 # Stopping at --until leaves the store's read early: it must close cleanly, not on collection.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_copying_keeps_to_since_and_until(lake_settings: LakeSettings, store: Store) -> None:
@@ -326,6 +342,22 @@ def test_verify_lake_finds_a_final_candle_written_twice(lake_settings: LakeSetti
 
     problems = {(m.start, m.problem.split(":")[0]) for m in report.mismatches}
     assert (T0, "duplicate") in problems
+
+
+@pytest.mark.parametrize("newest_right", [True, False])
+def test_verify_lake_checks_the_newest_revision_of_a_candle(
+    lake_settings: LakeSettings, newest_right: bool
+) -> None:
+    lake = make_lake(lake_settings)
+    lake.add_trades(batch(*TWO_TRADES))
+    right = msgspec.structs.replace(THEIR_CANDLE, revision=2 if newest_right else 1)
+    wrong = msgspec.structs.replace(THEIR_CANDLE, high=999.0, revision=1 if newest_right else 2)
+    lake.add_candles([right])
+    lake.flush()
+    lake.add_candles([wrong])  # another file
+    lake.flush()
+
+    assert verify_lake(lake).ok == newest_right
 
 
 # -- the live path's writer ----------------------------------------------------------------
