@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,26 @@ def _remember_store(ctx: click.Context, param: click.Parameter, value: str | Non
         ctx.meta["tickpipe.store"] = value
 
 
+def _remember_lake(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """`--lake URL` of the pipeline commands: merged into the config by `_config`."""
+    if value is not None:
+        ctx.meta["tickpipe.lake"] = value
+
+
+def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """An ISO date or date-time (UTC unless it says otherwise) as microseconds."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time (e.g. 2026-12-05 or "
+                                 "2026-12-05T13:00)") from None  # fmt: skip
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1_000_000)
+
+
 CONFIG_OPTION = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False),
     help="TOML configuration file (see README, Configuration).",
@@ -80,6 +102,11 @@ STORE_OPTION = click.option(
     "PostgreSQL or MongoDB (or TICKPIPE_STORE) "
     "[default: the DuckDB file under --data-dir].",
 )  # fmt: skip
+LAKE_OPTION = click.option(
+    "--lake", expose_value=False, callback=_remember_lake, metavar="URL",
+    help="Also write trades and final candles as Parquet to s3://bucket/prefix or "
+    "file:///path (or TICKPIPE_LAKE).",
+)  # fmt: skip
 
 
 def _common(func):
@@ -87,6 +114,7 @@ def _common(func):
     for option in reversed(
         [
             STORE_OPTION,
+            LAKE_OPTION,
             CONFIG_OPTION,
             click.option("--data-dir", help="Where the DuckDB file and dead letters go "
                          "[default: ./tickpipe-data]."),
@@ -133,7 +161,9 @@ def _serve_overrides(
 def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
     ctx = click.get_current_context(silent=True)
     store = ctx.meta.get("tickpipe.store") if ctx is not None else None
-    return load_config(config_path, overrides={**overrides, "store": store})
+    lake = ctx.meta.get("tickpipe.lake") if ctx is not None else None
+    lake = overrides.get("lake", lake)  # verify --lake and export --to name their own
+    return load_config(config_path, overrides={**overrides, "store": store, "lake": lake})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -333,6 +363,58 @@ def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port,
 @click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
 @STORE_OPTION
 @click.option(
+    "--since",
+    required=True,
+    callback=_instant,
+    help="First trade time to export: ISO date or time, UTC (e.g. 2026-12-01).",
+)
+@click.option(
+    "--until",
+    callback=_instant,
+    help="Export trades before this time (ISO, UTC) [default: everything after --since].",
+)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="DIR|s3://bucket/prefix",
+    help="The lake to write: a directory, file:///path or s3://bucket/prefix.",
+)
+def export(config_path, data_dir, since, until, to) -> None:  # fmt: skip
+    """Write the store's trades and final candles in [--since, --until) to the lake layout.
+
+    Only what the lake does not hold yet is written, so an export may be repeated or overlap
+    what a running pipeline's --lake wrote. One progress line per instrument.
+    """
+    from tickpipe.stores.lake.location import open_lake
+    from tickpipe.stores.lake.sync import FOREVER_US, copy_to_lake
+
+    url = to if "://" in to else Path(to).resolve().as_uri()
+    config = _config(config_path, {"data_dir": data_dir, "lake": url})
+    lake = open_lake(config.lake_settings())
+    store = config.open_store(read_only=True)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        click.echo(f"export: {line} ({time.monotonic() - started:.1f}s)", err=True)
+
+    try:
+        report = copy_to_lake(store, lake, since, until or FOREVER_US, progress)
+    finally:
+        store.close()
+    click.echo(
+        f"export: {report.trades:,} trades and {report.candles:,} final candles of "
+        f"{report.instruments} instruments written to {config.lake} "
+        f"({lake.files_written} files, {lake.bytes_written:,} bytes, "
+        f"{time.monotonic() - started:.1f}s)"
+    )
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
+@STORE_OPTION
+@click.option(
     "--interval",
     "intervals",
     multiple=True,
@@ -346,24 +428,35 @@ def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port,
     show_default=True,
     help="How many mismatches to print.",
 )
-def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
+@click.option("--lake", "lake_url", metavar="URL",
+              help="Verify the Parquet lake at s3://bucket/prefix or file:///path instead: its "
+              "final candles against its trades.")  # fmt: skip
+def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: skip
     """Recompute every candle from the stored trades and diff against the streamed ones.
 
     Exits 0 with a one-line summary when all match, 1 with a readable diff otherwise.
     """
     from tickpipe.verify import verify as run_verify
 
-    config = _config(config_path, {"data_dir": data_dir})
-    store = config.open_store(read_only=True)
-    try:
-        report = run_verify(store, list(intervals) or None, show)
-    finally:
-        store.close()
+    config = _config(config_path, {"data_dir": data_dir, "lake": lake_url})
+    if lake_url:
+        from tickpipe.stores.lake.location import open_lake
+        from tickpipe.stores.lake.sync import verify_lake
+
+        report = verify_lake(open_lake(config.lake_settings()), list(intervals) or None, show)
+        stored = "lake"
+    else:
+        store = config.open_store(read_only=True)
+        try:
+            report = run_verify(store, list(intervals) or None, show)
+        finally:
+            store.close()
+        stored = "stored"
     if report.ok:
         click.echo(
             f"verify: OK - {report.candles:,} candles in {len(report.intervals)} intervals "
             f"({', '.join(report.intervals)}) equal the recomputation from "
-            f"{report.trades:,} stored trades; 0 mismatches, 0 duplicate trades"
+            f"{report.trades:,} {stored} trades; 0 mismatches, 0 duplicate trades"
         )
         return
     click.echo(
@@ -527,6 +620,7 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
 @cli.command()
 @_kafka_options
 @STORE_OPTION
+@LAKE_OPTION
 @CONFIG_OPTION
 @click.option("--data-dir", help="Where dead letters (and a DuckDB file) go.")
 @click.option("--group", help="Consumer group [default: tickpipe-process].")

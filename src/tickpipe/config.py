@@ -38,6 +38,7 @@ from tickpipe.sources.settings import (
     check_run,
     split_symbol,
 )
+from tickpipe.stores.lake.location import LakeSettings, check_lake, check_lake_url
 from tickpipe.stores.settings import RetryFor, store_url
 from tickpipe.symbols import normalize_symbol
 from tickpipe.transport.settings import KafkaConfig, check_kafka
@@ -76,6 +77,15 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     store: str = ""
     # how long a PostgreSQL, Cassandra or MongoDB write retries after losing the server
     store_retry_for_s: RetryFor = msgspec.field(name="store_retry_for", default=Seconds(60.0))
+    # The Parquet lake beside the store: s3://bucket/prefix or file:///path (TICKPIPE_LAKE,
+    # --lake); S3 credentials only from TICKPIPE_LAKE_ACCESS_KEY_ID/_SECRET_ACCESS_KEY.
+    lake: str = ""
+    lake_endpoint: str = ""  # an S3-compatible server's host:port or http(s)://host:port
+    lake_region: str = ""
+    lake_roll_bytes: int = 64 * 1024 * 1024  # a partition's file is written at this size ...
+    lake_roll_every_s: Annotated[Seconds, DURATION] = msgspec.field(
+        name="lake_roll_every", default=Seconds(300.0)
+    )  # ... or once its oldest row waited this long
 
     # -- derived values (all validated by `check`) -----------------------------------------
 
@@ -95,6 +105,13 @@ class Config(EngineSettings, forbid_unknown_fields=True):
         return open_store(
             self.store, self.db_path, read_only=read_only, retry_for=self.store_retry_for_s
         )
+
+    def lake_settings(self, url: str | None = None) -> LakeSettings:
+        """The lake's settings (`url` instead of the `lake` key: export's --to)."""
+        return LakeSettings(
+            url if url is not None else self.lake, self.lake_endpoint, self.lake_region,
+            self.lake_roll_bytes, self.lake_roll_every_s, self.store_retry_for_s,
+        )  # fmt: skip
 
     @property
     def dead_letter_path(self) -> Path:
@@ -317,6 +334,8 @@ def check(
     check_serve(config.serve, fail)
     check_kafka(config.kafka, fail)
     config.store = store_url(config.store, fail)
+    check_lake(config.lake_settings(), fail)
+    config.lake = check_lake_url(config.lake, fail)
     check_exchanges(config.exchanges, fail)
     check_monitor(config.monitor, fail)
     check_alerts(config.alerts, fail, os.environ if env is None else env)

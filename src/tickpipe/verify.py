@@ -5,18 +5,20 @@ trades arrived with, the candles the engine streamed must equal a plain grouping
 de-duplicated trades by window. Any store answers it: the trades are read in bounded chunks
 (`Store.trade_batches`), grouped by the engine's aggregation (`engine/batch.py`), and walked
 side by side with the stored candles (`Store.stored_candles`), both ordered by key.
+`compare` is that walk over any such pair of streams: `tickpipe verify --lake` feeds it the
+lake's files, one instrument at a time.
 Prices, counts and sequence numbers must match exactly; sums of floats (volumes, VWAP, mean)
 may differ in the last bits because they were added in another order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from tickpipe.engine.batch import recompute
 from tickpipe.engine.windows import parse_window
-from tickpipe.records import Candle
+from tickpipe.records import Candle, TradeBatch
 from tickpipe.stores.base import Store
 
 EXACT = ("open", "high", "low", "close", "trades", "first_seq", "last_seq")
@@ -53,11 +55,37 @@ class VerifyReport:
 def verify(store: Store, intervals: list[str] | None = None, show: int = 20) -> VerifyReport:
     """Diff the stored candles of every interval against the batch recomputation."""
     intervals = intervals or store.intervals()
-    trades = int(store.totals()["stored_trades"])
-    duplicates = store.duplicate_trades()
-    diffs = [_Diff(store.stored_candles(interval), interval, show) for interval in intervals]
+    return compare(
+        store.trade_batches(), store.stored_candles, intervals, store.duplicate_trades(), show
+    )
+
+
+def compare(
+    batches: Iterable[TradeBatch],
+    stored: Callable[[str], Iterator[Candle]],
+    intervals: list[str],
+    duplicate_trades: int = 0,
+    show: int = 20,
+    open_after: Mapping[str, int] | None = None,
+) -> VerifyReport:
+    """The candles `batches` make (every trade, each instrument's together in (ts, seq) order)
+    walked beside `stored(interval)` (by (exchange, symbol), then start): whatever holds the
+    history, a store or the lake, is verified by this one path.
+
+    `open_after`: per interval, the newest start a copy of FINAL candles only holds (the
+    lake); a recomputed candle after it was still open there, not missing.
+    """
+    diffs = [_Diff(stored(i), i, show, (open_after or {}).get(i)) for i in intervals]
     windows = [parse_window(interval) for interval in intervals]
-    for completed in recompute(store.trade_batches(), windows):
+    trades = 0
+
+    def counted() -> Iterator[TradeBatch]:
+        nonlocal trades
+        for batch in batches:
+            trades += len(batch)
+            yield batch
+
+    for completed in recompute(counted(), windows):
         for diff, candles in zip(diffs, completed, strict=True):
             diff.recomputed(candles)
     mismatches: list[Mismatch] = []
@@ -65,8 +93,8 @@ def verify(store: Store, intervals: list[str] | None = None, show: int = 20) -> 
         diff.finish()
         mismatches += diff.mismatches
     return VerifyReport(
-        trades, duplicates, sum(d.stored_count for d in diffs), intervals, mismatches[:show],
-        sum(d.count for d in diffs),
+        trades, duplicate_trades, sum(d.stored_count for d in diffs), intervals,
+        mismatches[:show], sum(d.count for d in diffs),
     )  # fmt: skip
 
 
@@ -74,11 +102,15 @@ class _Diff:
     """The stored candles of one interval walked side by side with the recomputed ones, as
     those arrive; both come by (exchange, symbol, start)."""
 
-    def __init__(self, stored: Iterator[Candle], interval: str, show: int = 20) -> None:
+    def __init__(
+        self, stored: Iterator[Candle], interval: str, show: int, open_after: int | None
+    ) -> None:
         self.stored = stored
         self.interval = interval
         self.show = show
+        self.open_after = open_after
         self.next: Candle | None = next(stored, None)
+        self.last: _At | None = None  # the key of the stored candle taken last
         self.stored_count = 0
         self.count = 0
         self.mismatches: list[Mismatch] = []
@@ -90,7 +122,9 @@ class _Diff:
                 self._take(None)
             if self.next is not None and _key(self.next) == key:
                 self._take(candle)
-            else:
+                while self.next is not None and _key(self.next) == key:
+                    self._take(candle)  # the same key stored again: noted as a duplicate
+            elif self.open_after is None or candle.start <= self.open_after:
                 self._note(key, None, candle)
 
     def finish(self) -> None:
@@ -101,11 +135,16 @@ class _Diff:
         stored = self.next
         assert stored is not None
         self.stored_count += 1
-        self._note(_key(stored), stored, recomputed)
+        key = _key(stored)
+        twice = key == self.last
+        self.last = key
+        self._note(key, stored, recomputed, twice)
         self.next = next(self.stored, None)
 
-    def _note(self, key: _At, stored: Candle | None, recomputed: Candle | None) -> None:
-        problem = _problem(stored, recomputed)
+    def _note(
+        self, key: _At, stored: Candle | None, recomputed: Candle | None, twice: bool = False
+    ) -> None:
+        problem = _TWICE if twice else _problem(stored, recomputed)
         if problem is None:
             return
         self.count += 1
@@ -114,6 +153,7 @@ class _Diff:
             self.mismatches.append(Mismatch(*key[:2], self.interval, key[2], problem, *values))
 
 
+_TWICE = "duplicate: this candle is stored twice"
 _At = tuple[str, str, int]  # (exchange, symbol, start) of a candle of one interval
 
 

@@ -61,3 +61,39 @@ def test_the_view_and_the_api_render_the_same_status(tmp_path: Path) -> None:
     for i in status.instruments:
         cells = next(line for line in view.splitlines() if i.symbol in line).strip("│ ").split()
         assert float(cells[2].replace(",", "")) == pytest.approx(i.last_price, rel=1e-6)
+
+
+def test_a_lake_that_falls_behind_is_counted_in_the_status_and_the_api(tmp_path: Path) -> None:
+    from tickpipe.stores.lake.location import LakeSettings, open_lake
+    from tickpipe.stores.lake.writer import LakeWriter
+
+    clock = ManualClock()
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    writer = StoreWriter(store)
+    stage = EngineStage(CandleEngine(Config().engine_config()), writer, DeadLetters(None), clock)
+    board = StatusBoard("demo", stage, writer, MemoryTransport(100), {}, clock)
+    # An S3 endpoint nobody answers: the lake's thread is stuck retrying its first file.
+    dead = LakeSettings("s3://nowhere/lake", endpoint="http://127.0.0.1:9", region="us-east-1",
+                        roll_bytes=1024, retry_for_s=1.0)  # fmt: skip
+    lake = LakeWriter(open_lake(dead, env={}), max_queued=1)
+    writer.after_write.append(lake.offer)
+    board.lake = lake
+    market = MarketSimulator(["BTC-USDT", "ETH-USDT"], 1000.0, seed=2)
+    try:
+        for _ in range(6):
+            now = clock.now_us()
+            stage.process(market.span(now - 1_000_000, now))
+            assert writer.flush(timeout=30)
+            clock.advance(1.0)
+        status = board.read()
+    finally:
+        writer.close()
+        store.close()
+        with pytest.raises(RuntimeError, match="lake s3://nowhere/lake: cannot write"):
+            lake.close()
+
+    assert status.lake_dropped_trades > 0
+    assert status.lake_queued <= 1
+    assert status.trades_written == status.trades  # the store wrote on regardless
+    api = pipeline_json(status)
+    assert api["lake_dropped_trades"] == status.lake_dropped_trades

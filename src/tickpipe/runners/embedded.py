@@ -30,6 +30,9 @@ from tickpipe.runtime.writer import StoreWriter
 from tickpipe.serve.app import ApiContext
 from tickpipe.serve.live import Hub
 from tickpipe.sources import Source, SourceContext, SourceStats
+from tickpipe.stores.lake.location import open_lake
+from tickpipe.stores.lake.sync import catch_up
+from tickpipe.stores.lake.writer import LakeWriter
 from tickpipe.transport.memory import MemoryTransport
 
 log = logging.getLogger("tickpipe")
@@ -73,6 +76,9 @@ class Pipeline:
             self.dead_letters.close()
             raise
         self.board.alerts_firing = self.monitor.firing
+        # The Parquet lake, if configured: fed from `restore` on, once it has caught up.
+        self.lake = open_lake(config.lake_settings()) if config.lake else None
+        self.lake_writer: LakeWriter | None = None
         self.writer.on_written = self.monitor.on_written
         self.stage.on_batch = self.monitor.on_batch
 
@@ -103,6 +109,14 @@ class Pipeline:
         align = max(w.size for w in engine.windows)
         cutoff = self.store.restore_cutoff(engine.horizon, engine.config.allowed_lateness, align)
         self.stage.restore(self.store, cutoff, self.store.restore_batches(cutoff))
+        if self.lake is not None:
+            # What the store committed but the lake missed (a crash between the two) first;
+            # only then the live path, so restored candles are not handed to the lake again.
+            self.writer.flush()
+            catch_up(self.store, self.lake, engine.horizon + engine.config.allowed_lateness)
+            self.lake_writer = LakeWriter(self.lake, clock=self.clock)
+            self.writer.after_write.append(self.lake_writer.offer)
+            self.board.lake = self.lake_writer
 
     async def run(self, duration: float | None = None) -> None:
         """Run until `duration` seconds pass, every source ends, or SIGINT/SIGTERM."""
@@ -142,6 +156,8 @@ class Pipeline:
     def close(self) -> None:
         try:
             self.writer.close()
+            if self.lake_writer is not None:
+                self.lake_writer.close()
             # The last KPI period ends after the last flush, so it counts every stored trade.
             self.store.write(metrics=[self.monitor.last_kpis()])
         finally:

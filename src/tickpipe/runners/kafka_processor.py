@@ -8,9 +8,14 @@ for marks the writer has made durable, each with its replay point as metadata.
 On assignment the processor starts a fresh engine, seeks every partition to its replay point
 and replays up to the committed offset through a stage without a writer (those trades are
 stored already), then restores the windows with the stage's `restore`, exactly as the embedded
-restart does, and goes live. Trades stored after the last commit come again; the store ignores
-them (unique trade ids) and candles converge by upsert. On revocation it writes what is
-pending and commits, so a rebalance replays little.
+restart does (the trades stored after the last commit read back from the store, so when they
+come again the engine drops them as duplicates), and goes live. On revocation it writes what
+is pending and commits, so a rebalance replays little.
+
+With a lake (`--lake`), the lake follows the assignment, under the rule of
+`tickpipe.stores.lake`: on going live, what the store holds of the assigned instruments and the
+lake lacks is copied (`catch_up`), then a `LakeWriter` takes what the store writer commits
+(`after_write`); on revocation it writes its buffers before the next owner catches up.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.runtime.stage import TICK_SECONDS, EngineStage
 from tickpipe.runtime.writer import StoreWriter
 from tickpipe.stores.base import Store
+from tickpipe.stores.lake.location import open_lake
+from tickpipe.stores.lake.sync import catch_up
+from tickpipe.stores.lake.writer import LakeWriter
 from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
 from tickpipe.transport.offsets import OffsetTracker
 from tickpipe.transport.schema import DecodedTrades, SchemaError, decode_trades, to_batch
@@ -86,6 +94,8 @@ class Processor:
         process = config.monitor.process if config.monitor.process != "embedded" else name
         self.monitor = ProcessorMonitor(config, self.writer, process, clock)
         self.stats = ProcessorStats(started_s=clock.monotonic_s())
+        self.lake = open_lake(config.lake_settings()) if config.lake else None
+        self.lake_writer: LakeWriter | None = None  # while partitions are owned and live
         self._engine_config = config.engine_config()
         self._stop = threading.Event()
         self._gid: dict[tuple[str, str], int] = {}
@@ -144,24 +154,29 @@ class Processor:
         if not self._replay_until:
             self.writer.flush(timeout=60)
             self._commit(final=True)
+        self._stop_lake()
         consumer.unassign()
         self._new_assignment()
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         """Partitions lost without a clean revoke (session timeout): nothing may be committed."""
         log.warning("%s: partitions lost: %s", self.name, [tp.partition for tp in partitions])
+        self._stop_lake()
         consumer.unassign()
         self._new_assignment()
 
     def _finish_replay(self) -> None:
         """The replayed trades rebuilt the windows: restore them as a restart would."""
         engine = self.engine
-        if engine.states:
-            keys = [(s.instrument.exchange, s.instrument.symbol) for s in engine.states]
+        keys = [(s.instrument.exchange, s.instrument.symbol) for s in engine.states]
+        if keys:
             max_ts = np.array([self.tracker.max_ts[self._gid[k]] for k in keys], np.int64)
             cut = restore_cutoff(max_ts, self.tracker.lateness, self.tracker.horizon,
                                  self.tracker.align)  # fmt: skip
-            self.stage.restore(self.store, dict(zip(keys, cut.tolist(), strict=True)))
+            cutoff = dict(zip(keys, cut.tolist(), strict=True))
+            # The replayed trades are seen already; those stored after the last commit are not.
+            self.stage.restore(self.store, cutoff, self.store.restore_batches(cutoff))
+        self._start_lake(keys)
         self._replay_until = {}
         if self._paused:
             self.consumer.resume(self._paused)
@@ -169,6 +184,29 @@ class Processor:
         held, self._held = self._held, []
         if held:
             self._handle(held)
+
+    # -- the lake ------------------------------------------------------------------------
+
+    def _start_lake(self, instruments: list[tuple[str, str]]) -> None:
+        """Once the windows are restored and stored: what the store holds of `instruments` and
+        the lake lacks (a crash between the two, a former owner's lost buffers), then the live
+        feed, so restored candles are not handed to the lake again."""
+        if self.lake is None:
+            return
+        self.writer.flush(timeout=60)
+        if instruments:
+            horizon_us = self.engine.horizon + self._engine_config.allowed_lateness
+            catch_up(self.store, self.lake, horizon_us, instruments=instruments)
+        self.lake_writer = LakeWriter(self.lake, clock=self.clock)
+        self.writer.after_write.append(self.lake_writer.offer)
+
+    def _stop_lake(self) -> None:
+        """Write what the lake writer holds (the next owner of these partitions catches up
+        from the lake's files) and stop it."""
+        lake_writer, self.lake_writer = self.lake_writer, None
+        if lake_writer is not None:
+            self.writer.after_write.remove(lake_writer.offer)
+            lake_writer.close()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -236,6 +274,7 @@ class Processor:
         finally:
             self.monitor.close()
             try:
+                self._stop_lake()  # before leaving the group: the next owner catches up
                 self.consumer.close()
             finally:
                 try:

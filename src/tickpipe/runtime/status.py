@@ -63,6 +63,8 @@ class PipelineStatus:
     sources: Mapping[str, SourceStatus] = field(default_factory=dict)
     instruments: tuple[InstrumentStatus, ...] = ()
     alerts_firing: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (rule, severity)
+    lake_queued: int = 0  # committed submissions waiting for the lake's thread
+    lake_dropped_trades: int = 0  # not written to the lake: it was behind (export refills)
 
     @property
     def trades_per_s(self) -> float:
@@ -72,6 +74,13 @@ class PipelineStatus:
 class Queue(Protocol):
     depth: int
     max_trades: int
+
+
+class LakeFeed(Protocol):
+    dropped_trades: int
+
+    @property
+    def queued(self) -> int: ...
 
 
 class StatusBoard:
@@ -94,6 +103,7 @@ class StatusBoard:
         self.clock = clock
         # The monitor's alerts firing per (rule, severity), once a monitor is attached.
         self.alerts_firing: Callable[[], dict[tuple[str, str], int]] | None = None
+        self.lake: LakeFeed | None = None  # the lake writer, once the pipeline has one
         self._rates: dict[int, tuple[float, int, float]] = {}  # gid -> (time, trades, rate)
 
     def read(self) -> PipelineStatus:
@@ -139,4 +149,6 @@ class StatusBoard:
             sources=sources,
             instruments=tuple(rows),
             alerts_firing=self.alerts_firing() if self.alerts_firing is not None else {},
+            lake_queued=self.lake.queued if self.lake is not None else 0,
+            lake_dropped_trades=self.lake.dropped_trades if self.lake is not None else 0,
         )

@@ -43,6 +43,9 @@ class StoreWriter:
         self._metrics: list[PipelineMetric] = []
         # Called on the writer thread after each flush: (trade batches, candles, seconds).
         self.on_written: Callable[[list[TradeBatch], int, float], None] | None = None
+        # Called on the writer thread with what each flush committed (the lake follows the
+        # store: it never holds what the store may still lose).
+        self.after_write: list[Callable[[list[TradeBatch], list[Candle]], None]] = []
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="tickpipe-store", daemon=True)
@@ -118,6 +121,8 @@ class StoreWriter:
                     self.written_candles += len(candles)
                     if self.on_written is not None:
                         self.on_written(trades, len(candles), time.perf_counter() - started)
+                    for hook in self.after_write:
+                        hook(trades, candles)
             except BaseException as exc:
                 self.error = exc
                 return

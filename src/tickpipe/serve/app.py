@@ -225,6 +225,7 @@ def pipeline_json(status: PipelineStatus) -> dict[str, Any]:
         "malformed": status.malformed,
         "queue_depth": status.queue_depth, "queue_capacity": status.queue_capacity,
         "writer_pending": status.writer_pending,
+        "lake_queued": status.lake_queued, "lake_dropped_trades": status.lake_dropped_trades,
         "sources": {
             name: {"connected": s.connected, "reconnects": s.reconnects, "trades": s.trades}
             for name, s in status.sources.items()

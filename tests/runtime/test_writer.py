@@ -1,0 +1,38 @@
+"""The store writer's `after_write` hooks: handed what each flush committed, after the commit
+(the Parquet lake follows the store through them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stores.rows import T0, candle, trade
+
+from tickpipe.records import Candle, TradeBatch
+from tickpipe.runtime.writer import StoreWriter
+from tickpipe.stores.duckdb import DuckDBStore
+
+
+def test_after_write_hooks_get_each_flush_once_it_is_in_the_store(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    writer = StoreWriter(store, flush_every=60.0)
+    seen: list[tuple[int, list[Candle], int]] = []
+
+    def hook(trades: list[TradeBatch], candles: list[Candle]) -> None:
+        # Called on the writer thread after the write: the store holds the trades already.
+        (stored,) = store.query("SELECT count(*) FROM trades")[0]
+        seen.append((sum(len(t) for t in trades), candles, stored))
+
+    writer.after_write.append(hook)
+    try:
+        writer.submit(TradeBatch.from_trades([trade(1, T0), trade(2, T0 + 1)]), [candle(T0)])
+        assert writer.flush(timeout=30)
+        writer.submit(TradeBatch.from_trades([trade(3, T0 + 2)]))
+        assert writer.flush(timeout=30)
+    finally:
+        writer.close()
+        store.close()
+
+    assert [(n, [c.start for c in cs], stored) for n, cs, stored in seen] == [
+        (2, [T0], 2),
+        (1, [], 3),
+    ]
