@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import msgspec
+import polars
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -144,12 +145,11 @@ def test_duckdb_read_parquet_with_hive_partitioning_reads_a_local_lake_as_is(
 
 
 def test_polars_reads_a_local_lake_as_is(tmp_path: Path) -> None:
-    pl = pytest.importorskip("polars")  # not a dependency: checked where it is installed
     lake = make_lake(LakeSettings(f"file://{tmp_path}"))
     lake.add_trades(batch(trade(1, T0), trade(2, T0 + S)))
     lake.flush()
 
-    frame = pl.read_parquet(f"{tmp_path}/trades/**/*.parquet", hive_partitioning=True)
+    frame = polars.read_parquet(f"{tmp_path}/trades/**/*.parquet", hive_partitioning=True)
 
     assert frame.height == 2 and set(frame["symbol"].to_list()) == {"BTC-USDT"}
 
