@@ -170,7 +170,7 @@ class DiscardStore:
 
 def ceiling(broker: KafkaBroker, tmp: Path, n: int, encoding: str) -> dict:
     """The processor's own rate (consume, decode, engine, commit) with the store taken out."""
-    from tickpipe.processor import Processor
+    from tickpipe.runners.kafka_processor import Processor
 
     topic = broker.create_topic(f"ceil-{uuid.uuid4().hex[:6]}", 4)
     publish_all(broker.bootstrap, topic, n, 200, encoding)
@@ -237,7 +237,7 @@ def paced_publisher(bootstrap: str, topic: str, rate: float, symbols: int, secon
 
 
 def latency(broker: KafkaBroker, pg: PostgresServer, tmp: Path, rate: float, seconds: float):
-    from tickpipe.processor import Processor
+    from tickpipe.runners.kafka_processor import Processor
     from tickpipe.stores.postgresql import PostgresStore
 
     topic = broker.create_topic(f"lat-{uuid.uuid4().hex[:6]}", 4)
