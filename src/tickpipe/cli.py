@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from tickpipe import __version__
-from tickpipe.config import Config, ConfigError, check_symbols, load_config
+from tickpipe.config import Config, ConfigError, check_symbols, load_config, unknown_variables
 from tickpipe.durations import parse_duration
 from tickpipe.engine.windows import parse_window
 from tickpipe.sources import Source
@@ -132,6 +132,8 @@ def _serve_overrides(
 def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
     ctx = click.get_current_context(silent=True)
     store = ctx.meta.get("tickpipe.store") if ctx is not None else None
+    for warning in unknown_variables():
+        click.echo(warning, err=True)
     return load_config(config_path, overrides={**overrides, "store": store})
 
 

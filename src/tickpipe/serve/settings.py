@@ -26,6 +26,8 @@ def check_serve(serve: ServeConfig, fail: Fail) -> None:
         fail("serve.port", serve.port, "must be between 0 and 65535 (0: any free port)")
     if not serve.host.strip():
         fail("serve.host", serve.host, "give an address, e.g. 127.0.0.1")
+    if serve.token and not serve.token.strip():
+        fail("serve.token", serve.token, "is only whitespace; give a token, or none")
     if serve.enabled and not serve.token and not serve.insecure:
         from tickpipe.serve.params import is_loopback
 
