@@ -422,7 +422,7 @@ def serve(config_path, data_dir, host, port, token, insecure, bootstrap,
             live = f"live candles from kafka {config.kafka.bootstrap} {config.kafka.candles_topic}"
         click.echo(f"tickpipe serve: dashboard and API at {_url(sock)} over "
                    f"{store.describe()} ({live}; Ctrl-C to stop)")  # fmt: skip
-        app = create_app(ApiContext(store, hub=hub), config.serve.token or None)
+        app = create_app(ApiContext(store, hub=hub), config.serve.token or None, config.serve)
         asyncio.run(_serve_live(make_server(app, True), sock, config, hub))
     finally:
         store.close()
@@ -643,7 +643,9 @@ def _pipeline(config: Config, sources: list[Source], mode: str, duration: float 
             from tickpipe.serve.server import run_with_api
 
             token = config.serve.token or None
-            asyncio.run(run_with_api(pipeline.api_context(), sock, token, pipeline.run(duration)))
+            asyncio.run(run_with_api(
+                pipeline.api_context(), sock, token, pipeline.run(duration), config.serve
+            ))  # fmt: skip
     finally:
         if view is not None:
             view.stop()
