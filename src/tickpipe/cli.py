@@ -17,6 +17,7 @@ from tickpipe import __version__
 from tickpipe.config import Config, ConfigError, check_symbols, load_config, unknown_variables
 from tickpipe.durations import parse_duration
 from tickpipe.engine.windows import parse_window
+from tickpipe.faults import Fault, faults_named
 from tickpipe.sources import Source
 from tickpipe.sources.settings import DEFAULT_EXCHANGES
 from tickpipe.stores.base import StoreError
@@ -355,11 +356,12 @@ def verify(config_path, data_dir, intervals, show) -> None:  # fmt: skip
     from tickpipe.verify import verify as run_verify
 
     config = _config(config_path, {"data_dir": data_dir})
-    store = config.open_store(read_only=True)
-    try:
-        report = run_verify(store, list(intervals) or None, show)
-    finally:
-        store.close()
+    with faults_named(str(config.db_path)):
+        store = config.open_store(read_only=True)
+        try:
+            report = run_verify(store, list(intervals) or None, show)
+        finally:
+            store.close()
     if report.ok:
         click.echo(
             f"verify: OK - {report.candles:,} candles in {len(report.intervals)} intervals "
@@ -592,7 +594,12 @@ def _run_sources(config: Config) -> list[Source]:
         from tickpipe.sources.replay import FileReplay
 
         speed = config.run.speed or None  # 0: as fast as possible
-        return [FileReplay(Path(config.run.replay), speed=speed)]
+        try:
+            return [FileReplay(Path(config.run.replay), speed=speed)]
+        except (ValueError, OSError) as exc:
+            raise ConfigError(
+                f"config error: run.replay = {config.run.replay!r}: {_one_line(exc)}"
+            ) from None
     from tickpipe.sources.registry import connector
 
     plan = config.symbols_by_exchange()
@@ -615,6 +622,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
+    with faults_named(str(config.db_path)):
+        _run_pipeline(config, sources, mode, duration)
+
+
+def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
     from tickpipe.runners.embedded import Pipeline
     from tickpipe.view.terminal import Locations, TerminalView, print_summary, start_line
 
@@ -668,6 +680,9 @@ def main() -> None:
     except (ConfigError, StoreError) as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
+    except Fault as exc:  # the machine's, not tickpipe's: a full disk, a damaged file
+        click.echo(f"tickpipe: error: {exc}", err=True)
+        sys.exit(1)
     except RuntimeError as exc:  # the store failed while running (e.g. its server stayed away)
         if not isinstance(exc.__cause__, StoreError):
             raise

@@ -333,6 +333,8 @@ def check(
         raise ConfigError(f"config error: {key} = {value!r}{where}: {why}")
 
     check_engine(config, fail)
+    if config.data_path.exists() and not config.data_path.is_dir():
+        fail("data_dir", config.data_dir, "is a file; give a directory (it is created if missing)")
     if not 1 <= config.queue_trades <= MAX_QUEUE_TRADES:
         fail("queue_trades", config.queue_trades, f"must be between 1 and {MAX_QUEUE_TRADES:,}")
     check_run(config.run, fail)

@@ -185,7 +185,13 @@ class FileReplay:
         self._symbols: dict[str, str | None] = {}  # raw text -> BASE-QUOTE, None if not one
         self._encoder = msgspec.json.Encoder(enc_hook=str)
         if self.format == "parquet":
-            self._check_columns(pq.read_schema(self.path).names)
+            try:
+                names = pq.read_schema(self.path).names
+            except pa.ArrowException as exc:
+                raise ValueError(
+                    f"trade file {str(self.path)!r} is not a readable Parquet file ({exc})"
+                ) from None
+            self._check_columns(names)
         elif self.format == "csv":
             with self.path.open(newline="", encoding="utf-8-sig", errors="replace") as file:
                 self._check_columns(next(csv.reader(file), []))

@@ -18,6 +18,7 @@ restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -208,7 +209,10 @@ class DuckDBStore(SqlStore):
                     )
                 con.execute("COMMIT")
             except Exception:
-                con.execute("ROLLBACK")
+                # A failed COMMIT (a full disk) has ended the transaction already; the error
+                # to report is the first one, not "no transaction is active".
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
                 raise
 
     # -- reading -------------------------------------------------------------------------
