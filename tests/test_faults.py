@@ -34,7 +34,8 @@ def tickpipe(*args: str, file_limit: int | None = None) -> subprocess.CompletedP
 
     def limit_files() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))  # type: ignore[arg-type]
+        assert file_limit is not None
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
     return subprocess.run(
         [sys.executable, "-m", "tickpipe", *args], capture_output=True, text=True, timeout=90,
@@ -77,7 +78,8 @@ def test_duckdbs_disk_full_names_the_file_it_could_not_write() -> None:
         'TransactionContext Error: Failed to commit: Could not write file "/d/t.duckdb.wal": '
         "No space left on device"
     )
-    assert fault_line(error, "/d/t.duckdb").startswith("disk full: /d/t.duckdb.wal (")  # type: ignore[union-attr]
+    line = fault_line(error, "/d/t.duckdb")
+    assert line is not None and line.startswith("disk full: /d/t.duckdb.wal (")
 
 
 def test_a_corrupt_file_without_a_path_in_the_text_is_named_by_the_store_path() -> None:

@@ -97,7 +97,7 @@ class ExposureGuard:
         headers = {name: value.decode("latin-1") for name, value in scope.get("headers", ())}
         host, origin = headers.get(b"host"), headers.get(b"origin")
         if not self.exposure.host_allowed(host):
-            return 400, f"Host not allowed ({host[:60]!r}): see serve.allowed_hosts"
+            return 400, f"Host not allowed ({(host or '')[:60]!r}): see serve.allowed_hosts"
         changes = scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS
         if changes and not self.exposure.origin_allowed(origin, host):
             return 403, f"Origin not allowed ({(origin or '')[:60]!r}): see serve.allowed_origins"
