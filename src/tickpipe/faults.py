@@ -4,7 +4,8 @@ A full disk, a read-only data directory or a damaged DuckDB file reach the comma
 `OSError` or a DuckDB error, often wrapped (the store writer re-raises on the pipeline's
 thread). `fault_line` finds the cause in the chain and names it with its path, so the user
 reads "disk full: ./tickpipe-data/tickpipe.duckdb.wal" instead of a traceback about a
-transaction; anything else is a bug, and keeps its traceback.
+transaction. A `StoreError` already says what it is in one line (the command prints it as it
+is), and anything else is a bug, and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
+
+from tickpipe.stores.base import StoreError
 
 # EFBIG: the file-size limit (RLIMIT_FSIZE) behaves as a full disk for the file it stops.
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -73,6 +76,8 @@ def fault_line(exc: BaseException, store_path: str) -> str | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, StoreError):  # the store's own one line already says it
+            return None
         if isinstance(current, OSError) and current.errno is not None:
             return os_fault(current)
         if isinstance(current, duckdb.Error):

@@ -4,6 +4,10 @@ PostgreSQL: the routes call store methods, never SQL, so both answer the same).
 Routes parse their parameters first (`params.py`: a bad one is a 4xx JSON answer naming it),
 then read the store on a worker thread: the store's lock may be held by the writer thread, and
 the event loop is the pipeline's too, so it must never wait on the store.
+
+Two guards wrap the app: `ExposureGuard` (`exposure.py`: the Host and Origin checks) outside,
+then `TokenGuard` when there is an access token. The live WebSocket bounds what one
+connection may ask for (`serve.max_subscriptions`).
 """
 
 from __future__ import annotations

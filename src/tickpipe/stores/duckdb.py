@@ -28,6 +28,7 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
+from tickpipe.faults import DAMAGED_TEXT, store_fault
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
@@ -154,6 +155,8 @@ class DuckDBStore(SqlStore):
         try:
             self._con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
+            if any(text in str(exc) for text in DAMAGED_TEXT):
+                raise StoreError(store_fault(str(exc), str(self.path))) from exc
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
