@@ -17,9 +17,8 @@ from tickpipe.serve.app import ApiContext, create_app
 from tickpipe.serve.exposure import WS_POLICY, Exposure, host_name
 from tickpipe.serve.live import Hub
 from tickpipe.serve.settings import ServeConfig
-from tickpipe.stores.duckdb import DuckDBStore
 
-from .conftest import ApiThread
+from .conftest import api_over
 
 SUBSCRIBE = {"subscribe": {"exchange": "alpha", "symbol": "BTC-USDT", "interval": "1m"}}
 
@@ -27,16 +26,13 @@ SUBSCRIBE = {"subscribe": {"exchange": "alpha", "symbol": "BTC-USDT", "interval"
 @pytest.fixture(scope="module")
 def local(stored_path: tuple[Path, int]) -> Iterator[str]:
     """A default install: loopback, no token, a live hub, one configured proxy name."""
-    store = DuckDBStore(stored_path[0], read_only=True)
     serve = ServeConfig(
         allowed_hosts=["tp.example.org"], allowed_origins=["https://tp.example.org"]
     )
-    api = ApiThread(create_app(ApiContext(store, hub=Hub()), serve=serve))
-    try:
-        yield api.url
-    finally:
-        api.stop()
-        store.close()
+    with api_over(
+        stored_path[0], lambda s: create_app(ApiContext(s, hub=Hub()), serve=serve)
+    ) as url:
+        yield url
 
 
 def _live(url: str, origin: str | None) -> dict | tuple[int, str]:
