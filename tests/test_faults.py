@@ -93,6 +93,16 @@ def test_a_bug_is_not_a_fault_and_keeps_its_traceback() -> None:
     assert fault_line(KeyError("x"), "/d/t.duckdb") is None
 
 
+def test_an_error_raised_from_none_keeps_its_own_line() -> None:
+    try:
+        try:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        except OSError:
+            raise ValueError("config error: serve.port = 8050: cannot listen") from None
+    except ValueError as error:
+        assert fault_line(error, "/d/t.duckdb") is None
+
+
 def test_a_store_error_keeps_its_own_line() -> None:
     error = StoreError("cannot open /d/t.duckdb: Conflicting lock is held")
     error.__cause__ = duckdb.IOException("IO Error: Could not set lock on file")

@@ -82,7 +82,10 @@ def fault_line(exc: BaseException, store_path: str) -> str | None:
             return os_fault(current)
         if isinstance(current, duckdb.Error):
             return store_fault(str(current), store_path)
-        current = current.__cause__ or current.__context__
+        # `raise ... from None` means the new error says it all (a config error, say)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
     return None
 
 
