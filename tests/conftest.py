@@ -3,9 +3,12 @@
 import os
 
 pytest_plugins = [
+    "servers.cassandra",
     "servers.chromium",
+    "servers.ferretdb",
     "servers.kafka",
     "servers.postgres",
+    "servers.s3",
 ]
 
 # Every `tickpipe run`/`demo` a test starts serves its API on a free port, never the default

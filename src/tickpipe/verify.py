@@ -1,20 +1,27 @@
-"""`tickpipe verify`: recompute every candle from the stored trades in one batch query and diff.
+"""`tickpipe verify`: recompute every candle from the stored trades in one batch pass and diff.
 
 This is the proof that streaming equals batch: whatever order, duplication or lateness the
-trades arrived with, the candles the engine streamed must equal a plain GROUP BY over the
-de-duplicated trades. Prices, counts and sequence numbers must match exactly; sums of floats
-(volumes, VWAP, mean) may differ in the last bits because they were added in another order.
+trades arrived with, the candles the engine streamed must equal a plain grouping of the
+de-duplicated trades by window. Any store answers it: the trades are read in bounded chunks
+(`Store.trade_batches`), grouped by the engine's aggregation (`engine/batch.py`), and walked
+side by side with the stored candles (`Store.stored_candles`), both ordered by key.
+Prices, counts and sequence numbers must match exactly; sums of floats (volumes, VWAP, mean)
+may differ in the last bits because they were added in another order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from tickpipe.engine.batch import recompute
 from tickpipe.engine.windows import parse_window
+from tickpipe.records import Candle
 from tickpipe.stores.base import Store
 
 EXACT = ("open", "high", "low", "close", "trades", "first_seq", "last_seq")
 APPROX = ("volume", "quote_volume", "vwap", "mean_price", "buy_volume", "sell_volume")
+FIELDS = (*EXACT, *APPROX)
 REL_TOL = 1e-9
 
 
@@ -43,85 +50,88 @@ class VerifyReport:
         return self.mismatch_count == 0 and self.duplicate_trades == 0
 
 
-def _recompute_sql(store: Store, interval: str) -> str:
-    """Candles of one window kind straight from the trades table, in SQL that DuckDB and
-    PostgreSQL share (the store spells "first/last by (ts, seq)" its own way)."""
-    window = parse_window(interval)
-    copies = window.size // window.slide
-    dialect = store.dialect
-
-    def first(value: str) -> str:
-        return dialect.first(value, "ts", "seq")
-
-    def last(value: str) -> str:
-        return dialect.last(value, "ts", "seq")
-
-    return f"""
-        SELECT exchange, symbol, start,
-            {first("price")} AS open, max(price) AS high, min(price) AS low,
-            {last("price")} AS close, sum(size) AS volume,
-            sum(price * size) AS quote_volume,
-            CASE WHEN sum(size) > 0 THEN sum(price * size) / sum(size)
-                 ELSE {last("price")} END AS vwap,
-            avg(price) AS mean_price, count(*) AS trades,
-            coalesce(sum(size) FILTER (WHERE side = 'buy'), 0) AS buy_volume,
-            coalesce(sum(size) FILTER (WHERE side = 'sell'), 0) AS sell_volume,
-            {first("seq")} AS first_seq, {last("seq")} AS last_seq
-        FROM (
-            SELECT trades.*, ts - ts % {window.slide} - g.j * {window.slide} AS start
-            FROM trades CROSS JOIN generate_series(0, {copies - 1}) AS g(j)
-        ) AS copies
-        GROUP BY exchange, symbol, start
-    """
-
-
 def verify(store: Store, intervals: list[str] | None = None, show: int = 20) -> VerifyReport:
     """Diff the stored candles of every interval against the batch recomputation."""
     intervals = intervals or store.intervals()
-    trades = store.query("SELECT count(*) FROM trades")[0][0]
-    duplicates = store.query(
-        "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM trades "
-        "GROUP BY exchange, symbol, trade_id HAVING count(*) > 1) AS d"
-    )[0][0]
-    duplicates = int(duplicates)  # PostgreSQL sums bigints as numeric
-    candles = 0
+    trades = int(store.totals()["stored_trades"])
+    duplicates = store.duplicate_trades()
+    diffs = [_Diff(store.stored_candles(interval), interval, show) for interval in intervals]
+    windows = [parse_window(interval) for interval in intervals]
+    for completed in recompute(store.trade_batches(), windows):
+        for diff, candles in zip(diffs, completed, strict=True):
+            diff.recomputed(candles)
     mismatches: list[Mismatch] = []
-    count = 0
-    fields = (*EXACT, *APPROX)
-    differs = " OR ".join(
-        [f"s.{f} IS DISTINCT FROM r.{f}" for f in EXACT]
-        + [f"abs(s.{f} - r.{f}) > {REL_TOL} * greatest(abs(r.{f}), 1e-12)" for f in APPROX]
-    )
-    for interval in intervals:
-        candles += store.query("SELECT count(*) FROM candles WHERE interval = ?", [interval])[0][0]
-        select = ", ".join(f"s.{f}, r.{f}" for f in fields)
-        rows = store.query(
-            f"""
-            WITH r AS ({_recompute_sql(store, interval)}),
-                 s AS (SELECT * FROM candles WHERE interval = ?)
-            SELECT coalesce(s.exchange, r.exchange), coalesce(s.symbol, r.symbol),
-                   coalesce(s.start, r.start), s.start IS NULL, r.start IS NULL, {select}
-            FROM s FULL OUTER JOIN r USING (exchange, symbol, start)
-            WHERE s.start IS NULL OR r.start IS NULL OR {differs}
-            ORDER BY 1, 2, 3
-            """,
-            [interval],
-        )
-        count += len(rows)
-        for row in rows[: max(0, show - len(mismatches))]:
-            exchange, symbol, start, missing, extra, *values = row
-            stored = dict(zip(fields, values[0::2], strict=True))
-            recomputed = dict(zip(fields, values[1::2], strict=True))
-            if missing:
-                problem = "missing: the trades make this candle but the store has none"
-            elif extra:
-                problem = "extra: the store has this candle but no stored trade makes it"
+    for diff in diffs:
+        diff.finish()
+        mismatches += diff.mismatches
+    return VerifyReport(
+        trades, duplicates, sum(d.stored_count for d in diffs), intervals, mismatches[:show],
+        sum(d.count for d in diffs),
+    )  # fmt: skip
+
+
+class _Diff:
+    """The stored candles of one interval walked side by side with the recomputed ones, as
+    those arrive; both come by (exchange, symbol, start)."""
+
+    def __init__(self, stored: Iterator[Candle], interval: str, show: int = 20) -> None:
+        self.stored = stored
+        self.interval = interval
+        self.show = show
+        self.next: Candle | None = next(stored, None)
+        self.stored_count = 0
+        self.count = 0
+        self.mismatches: list[Mismatch] = []
+
+    def recomputed(self, candles: list[Candle]) -> None:
+        for candle in candles:
+            key = _key(candle)
+            while self.next is not None and _key(self.next) < key:
+                self._take(None)
+            if self.next is not None and _key(self.next) == key:
+                self._take(candle)
             else:
-                problem = ", ".join(f for f in fields if not _same(f, stored[f], recomputed[f]))
-            mismatches.append(
-                Mismatch(exchange, symbol, interval, start, problem, stored, recomputed)
-            )
-    return VerifyReport(trades, duplicates, candles, intervals, mismatches, count)
+                self._note(key, None, candle)
+
+    def finish(self) -> None:
+        while self.next is not None:
+            self._take(None)
+
+    def _take(self, recomputed: Candle | None) -> None:
+        stored = self.next
+        assert stored is not None
+        self.stored_count += 1
+        self._note(_key(stored), stored, recomputed)
+        self.next = next(self.stored, None)
+
+    def _note(self, key: _At, stored: Candle | None, recomputed: Candle | None) -> None:
+        problem = _problem(stored, recomputed)
+        if problem is None:
+            return
+        self.count += 1
+        if len(self.mismatches) < self.show:
+            values = [_fields(c) for c in (stored, recomputed)]
+            self.mismatches.append(Mismatch(*key[:2], self.interval, key[2], problem, *values))
+
+
+_At = tuple[str, str, int]  # (exchange, symbol, start) of a candle of one interval
+
+
+def _key(candle: Candle) -> _At:
+    return (candle.exchange, candle.symbol, candle.start)
+
+
+def _problem(stored: Candle | None, recomputed: Candle | None) -> str | None:
+    if stored is None:
+        return "missing: the trades make this candle but the store has none"
+    if recomputed is None:
+        return "extra: the store has this candle but no stored trade makes it"
+    differ = [f for f in FIELDS if not _same(f, getattr(stored, f), getattr(recomputed, f))]
+    return ", ".join(differ) or None
+
+
+def _fields(candle: Candle | None) -> dict:
+    return dict.fromkeys(FIELDS) if candle is None else {f: getattr(candle, f) for f in FIELDS}
 
 
 def _same(name: str, a, b) -> bool:

@@ -19,6 +19,7 @@ from tickpipe.engine.candles import CandleEngine
 from tickpipe.serve.app import ApiContext, create_app
 from tickpipe.serve.server import bind, make_server, url_of
 from tickpipe.sources.simulated import MarketSimulator
+from tickpipe.stores.base import Store
 from tickpipe.stores.duckdb import DuckDBStore
 
 S = 1_000_000
@@ -37,26 +38,32 @@ class Served:
 
 def fill_store(path: Path, minutes: int = MINUTES) -> int:
     """Run the engine over `minutes` of simulated trades ending now; store what it produces."""
-    engine = CandleEngine(Config().engine_config())
-    store = DuckDBStore(path)
     end = time.time_ns() // 1000
     end -= end % S
+    store = DuckDBStore(path)
+    try:
+        simulate(store, end, minutes)
+    finally:
+        store.close()
+    return end
+
+
+def simulate(store: Store, end: int, minutes: int = MINUTES) -> None:
+    """Write into `store` what the engine makes of `minutes` of simulated trades ending at
+    `end` (µs): the same data for the same `end`, whatever the store."""
+    engine = CandleEngine(Config().engine_config())
     start = end - minutes * 60 * S
     markets = {
         venue: MarketSimulator(symbols, rate, seed, exchange=venue, source=venue)
         for venue, (symbols, rate, seed) in VENUES.items()
     }
-    try:
-        for t in range(start, end, 10 * S):
-            for market in markets.values():
-                out = engine.process(market.span(t, t + 10 * S), t + 10 * S)
-                store.write([out.accepted] if out.accepted else [], out.candles, out.rolling)
-            tick = engine.tick(t + 10 * S)
-            store.write([], tick.candles, tick.rolling)
-        store.write([], engine.flush(end + 60 * S))
-    finally:
-        store.close()
-    return end
+    for t in range(start, end, 10 * S):
+        for market in markets.values():
+            out = engine.process(market.span(t, t + 10 * S), t + 10 * S)
+            store.write([out.accepted] if out.accepted else [], out.candles, out.rolling)
+        tick = engine.tick(t + 10 * S)
+        store.write([], tick.candles, tick.rolling)
+    store.write([], engine.flush(end + 60 * S))
 
 
 class ApiThread:

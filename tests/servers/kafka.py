@@ -9,8 +9,6 @@ broker-restart test).
 from __future__ import annotations
 
 import base64
-import os
-import re
 import shutil
 import socket
 import subprocess
@@ -21,33 +19,23 @@ from pathlib import Path
 
 import pytest
 
+from servers.process import ServerProcess, cache_dir, free_port, pinned_version, serving
 from servers.require import server_missing
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 90.0  # seconds; a cold JVM on a busy 2-core machine is slow
-
-
-def kafka_version() -> str:
-    pom = (ROOT / "scripts" / "kafka" / "pom.xml").read_text()
-    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
-    assert found, "scripts/kafka/pom.xml names no kafka.version"
-    return found.group(1)
+POM = Path(__file__).resolve().parents[2] / "scripts" / "kafka" / "pom.xml"
 
 
 def kafka_libs() -> Path:
     """Where scripts/setup/kafka.sh puts the broker's jars."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "tickpipe" / f"kafka-{kafka_version()}" / "libs"
+    version = pinned_version(POM, r"<kafka.version>([^<]+)</kafka.version>")
+    return cache_dir() / f"kafka-{version}" / "libs"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """One broker that is also its own KRaft controller."""
+
+    name = "Kafka broker"
+    start_timeout_s = 90.0  # a cold JVM on a busy 2-core machine is slow
 
     def __init__(self, root: Path, libs: Path) -> None:
         self.root = root
@@ -55,11 +43,10 @@ class KafkaBroker:
         self.port = free_port()
         self.controller_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.log_path = root / "broker.log"
-        self.proc: subprocess.Popen | None = None
         self._config = root / "server.properties"
         self._write_config()
         self._format()
+        super().__init__(self._java("kafka.Kafka", str(self._config)), root / "broker.log")
 
     def _write_config(self) -> None:
         (self.root / "data").mkdir(parents=True, exist_ok=True)
@@ -90,12 +77,12 @@ class KafkaBroker:
             "log.cleaner.backoff.ms": "1000",
         }
         self._config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        # The broker logs to its stdout: one log file (broker.log) for the failure messages.
         (self.root / "log4j2.properties").write_text(
-            "rootLogger.level = WARN\nrootLogger.appenderRef.file.ref = FILE\n"
-            "appender.file.type = File\nappender.file.name = FILE\n"
-            f"appender.file.fileName = {self.root / 'server.log'}\n"
-            "appender.file.layout.type = PatternLayout\n"
-            "appender.file.layout.pattern = %d %p %c: %m%n\n"
+            "rootLogger.level = WARN\nrootLogger.appenderRef.out.ref = OUT\n"
+            "appender.out.type = Console\nappender.out.name = OUT\n"
+            "appender.out.layout.type = PatternLayout\n"
+            "appender.out.layout.pattern = %d %p %c: %m%n\n"
         )
 
     def _java(self, main: str, *args: str) -> list[str]:
@@ -115,25 +102,7 @@ class KafkaBroker:
         if done.returncode:
             raise RuntimeError(f"kafka storage format failed: {done.stderr or done.stdout}")
 
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self._java("kafka.Kafka", str(self._config)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"kafka broker exited: {self.log_tail()}")
-            if self._ready():
-                return
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"kafka broker did not start in {START_TIMEOUT:g}s: {self.log_tail()}")
-
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
         try:
@@ -146,28 +115,6 @@ class KafkaBroker:
             return bool(admin.list_topics(timeout=2).brokers)
         except Exception:
             return False
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def log_tail(self, chars: int = 2000) -> str:
-        texts = []
-        for path in (self.log_path, self.root / "server.log"):
-            if path.exists():
-                texts.append(path.read_text(errors="replace")[-chars:])
-        return "\n".join(texts)
 
     def create_topic(self, name: str, partitions: int = 1, **config: str) -> str:
         """Create `name` with `partitions` partitions (replication factor 1); wait until it is."""
@@ -194,21 +141,12 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
     if not list(libs.glob("kafka_2.13-*.jar")):
         server_missing(f"no Kafka jars in {libs} (run scripts/setup/kafka.sh)")
     broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), libs)
-    try:
-        broker.start()
-    except RuntimeError as exc:
-        broker.stop()
-        server_missing(f"cannot start a Kafka broker: {exc}")
-    try:
+    with serving(broker):
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
 def kafka(kafka_broker: KafkaBroker) -> KafkaBroker:
     """The session's broker, running (a test that stopped it gets it started again)."""
-    if kafka_broker.proc is None or kafka_broker.proc.poll() is not None:
-        kafka_broker.proc = None
-        kafka_broker.start()
+    kafka_broker.ensure_running()
     return kafka_broker

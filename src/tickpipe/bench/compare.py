@@ -27,7 +27,11 @@ def duckdb_candles(path: Path) -> Candles:
 
     store = DuckDBStore(path, read_only=True)
     try:
-        rows = store.query(f"SELECT {', '.join(COMPARED)} FROM candles")
+        rows = [
+            tuple(getattr(c, f) for f in COMPARED)
+            for interval in store.intervals()
+            for c in store.stored_candles(interval)
+        ]
     finally:
         store.close()
     return _index(rows)

@@ -111,8 +111,9 @@ def _run_tickpipe(
         out["seconds"] = time.perf_counter() - t0
         if profiler is not None:
             out["profile"] = profiler.stop(int(job.get("profile_top", 10)))
-        (out["stored_trades"],) = tp.store.query("SELECT count(*) FROM trades")[0]
-        (out["stored_candles"],) = tp.store.query("SELECT count(*) FROM candles")[0]
+        totals = tp.store.totals()
+        out["stored_trades"] = totals["stored_trades"]
+        out["stored_candles"] = totals["stored_candles"]
         t1 = time.perf_counter()
     finally:
         tp.close()

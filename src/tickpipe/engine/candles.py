@@ -87,6 +87,7 @@ class CandleEngine:
         self.tables = [WindowTable(w) for w in self.windows]
         self.corrections = 0  # final candles re-issued by late trades
         self._gid: dict[tuple[str, str], int] = {}  # (exchange, symbol): one instrument
+        self._names: list[tuple[str, str]] = []  # per instrument id: (exchange, symbol)
         self._venue: list[int] = []  # per instrument: an id of its exchange (its clock)
         self._venues: dict[str, int] = {}
         self._max_ts = np.zeros(0, np.int64)
@@ -223,6 +224,7 @@ class CandleEngine:
             if g is None:
                 g = self._gid[_key(instrument)] = len(self.states)
                 self.states.append(InstrumentState(instrument))
+                self._names.append(_key(instrument))
                 self._venue.append(self._venues.setdefault(instrument.exchange, len(self._venues)))
             codes.append(g)
         if len(self.states) > len(self._wm):
@@ -277,47 +279,4 @@ class CandleEngine:
             out.candles.extend(self._candles(table, table.due(now, every, force), now))
 
     def _candles(self, table: WindowTable, slots: np.ndarray, now: int) -> list[Candle]:
-        """Candle records of `slots`, built column by column (this runs for every update)."""
-        if not len(slots):
-            return []
-        volume = table.volume[slots]
-        trades = table.trades[slots]
-        close = table.close[slots]
-        quote = table.quote_volume[slots]
-        vwap = np.divide(quote, volume, out=close.copy(), where=volume > 0)
-        states = self.states
-        name = table.window.name
-        rows = zip(
-            table.gid[slots].tolist(), table.start[slots].tolist(), table.open[slots].tolist(),
-            table.high[slots].tolist(), table.low[slots].tolist(), close.tolist(),
-            volume.tolist(), quote.tolist(), vwap.tolist(),
-            (table.price_sum[slots] / trades).tolist(), trades.tolist(),
-            table.buy_volume[slots].tolist(), table.sell_volume[slots].tolist(),
-            table.open_seq[slots].tolist(), table.close_seq[slots].tolist(),
-            table.final[slots].tolist(), table.revision[slots].tolist(), strict=True,
-        )  # fmt: skip
-        return [
-            Candle(
-                exchange=states[g].instrument.exchange,
-                symbol=states[g].instrument.symbol,
-                interval=name,
-                start=start,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-                volume=v,
-                quote_volume=q,
-                vwap=vw,
-                mean_price=mp,
-                trades=n,
-                buy_volume=bv,
-                sell_volume=sv,
-                first_seq=fs,
-                last_seq=ls,
-                final=final,
-                revision=rev,
-                updated_at=now,
-            )
-            for g, start, o, h, lo, c, v, q, vw, mp, n, bv, sv, fs, ls, final, rev in rows
-        ]
+        return table.candles(slots, self._names, now)

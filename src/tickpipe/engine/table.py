@@ -8,11 +8,14 @@ building the candles that are sent out touch Python objects one at a time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
 from tickpipe.engine.aggregate import Partials
 from tickpipe.engine.windows import Window
+from tickpipe.records import Candle
 
 _NEVER = np.iinfo(np.int64).min // 4
 _FLOATS = ("open", "high", "low", "close", "volume", "quote_volume", "price_sum", "buy_volume",
@@ -223,3 +226,51 @@ class WindowTable:
         if not len(slots):
             return None
         return int(slots[np.argmax(self.start[slots])])
+
+    def candles(
+        self, slots: np.ndarray, names: Sequence[tuple[str, str]], now: int
+    ) -> list[Candle]:
+        """Candle records of `slots`, built column by column (this runs for every update);
+        `names[gid]` is the (exchange, symbol) of an instrument id."""
+        if not len(slots):
+            return []
+        volume = self.volume[slots]
+        trades = self.trades[slots]
+        close = self.close[slots]
+        quote = self.quote_volume[slots]
+        vwap = np.divide(quote, volume, out=close.copy(), where=volume > 0)
+        name = self.window.name
+        rows = zip(
+            self.gid[slots].tolist(), self.start[slots].tolist(), self.open[slots].tolist(),
+            self.high[slots].tolist(), self.low[slots].tolist(), close.tolist(),
+            volume.tolist(), quote.tolist(), vwap.tolist(),
+            (self.price_sum[slots] / trades).tolist(), trades.tolist(),
+            self.buy_volume[slots].tolist(), self.sell_volume[slots].tolist(),
+            self.open_seq[slots].tolist(), self.close_seq[slots].tolist(),
+            self.final[slots].tolist(), self.revision[slots].tolist(), strict=True,
+        )  # fmt: skip
+        return [
+            Candle(
+                exchange=names[g][0],
+                symbol=names[g][1],
+                interval=name,
+                start=start,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+                volume=v,
+                quote_volume=q,
+                vwap=vw,
+                mean_price=mp,
+                trades=n,
+                buy_volume=bv,
+                sell_volume=sv,
+                first_seq=fs,
+                last_seq=ls,
+                final=final,
+                revision=rev,
+                updated_at=now,
+            )
+            for g, start, o, h, lo, c, v, q, vw, mp, n, bv, sv, fs, ls, final, rev in rows
+        ]

@@ -15,7 +15,6 @@ from starlette.responses import Response
 
 from tickpipe.monitor.metrics import CONTENT_TYPE
 from tickpipe.monitor.service import ALERT_EVENT
-from tickpipe.records import METRIC_FIELDS
 from tickpipe.runtime.clock import now_us
 from tickpipe.serve.params import MAX_PERIOD, BadRequest, parse_int, parse_span
 
@@ -45,12 +44,8 @@ async def alerts(request: Request) -> Response:
         body = ctx.monitor.alerts_body()
         body["history"] = body["history"][:limit]
         return _json(body)
-    rows = await run_in_threadpool(
-        ctx.store.query,
-        "SELECT detail FROM events WHERE kind = ? ORDER BY ts DESC LIMIT ?",
-        [ALERT_EVENT, limit],
-    )
-    history = [msgspec.json.decode(detail) for (detail,) in rows]
+    rows = await run_in_threadpool(ctx.store.events, ALERT_EVENT, limit)
+    history = [msgspec.json.decode(detail) for _, _, _, detail in rows]
     return _json({"active": stored_active(history), "history": history})
 
 
@@ -71,16 +66,8 @@ async def kpi_history(request: Request) -> Response:
     if lookback <= 0:
         raise BadRequest(f"lookback={q.get('lookback')!r}: must be above 0")
     limit = parse_int(q, "limit", 10_000, 1, 100_000)
-    params: list[Any] = [now_us() - lookback]
-    where = "ts >= ?"
-    if q.get("process"):
-        where += " AND process = ?"
-        params.append(q["process"])
     rows = await run_in_threadpool(
-        ctx.store.query,
-        f"SELECT {', '.join(METRIC_FIELDS)} FROM pipeline_metrics WHERE {where} "
-        f"ORDER BY ts DESC LIMIT ?",
-        [*params, limit],
+        ctx.store.metrics_since, now_us() - lookback, limit, q.get("process") or None
     )
-    metrics_ = [dict(zip(METRIC_FIELDS, row, strict=True)) for row in reversed(rows)]
+    metrics_ = [msgspec.structs.asdict(m) for m in reversed(rows)]
     return _json({"lookback": lookback, "metrics": metrics_})

@@ -1,22 +1,41 @@
 """The one interface every store offers: what the pipeline writes and what the API reads.
 
-The pipeline, `tickpipe serve` and `tickpipe verify` depend on this `Store` protocol, never on
-one database, so the embedded DuckDB file and PostgreSQL are interchangeable (`open_store`).
-Reads the API needs are store methods, not SQL handed in from outside: they are written once
-(`stores/reads.py`) and each database fills in its own `Dialect`, so the answers are the same.
+The pipeline, `tickpipe serve`, `tickpipe verify` and `tickpipe bench` depend on this `Store`
+protocol, never on one database, so the stores are interchangeable (`open_store`). No caller
+hands a store SQL: every need is a named method, so a store that speaks no SQL answers it too.
+The SQL stores (DuckDB, PostgreSQL) write each read once (`stores/reads.py`), each filling in
+its own `Dialect`; `query` stays on them for tools and tests, outside the protocol.
+
+A new store implements every method below, natively (its own queries; aggregation in Python
+only where the database cannot), with these rules:
+
+- `write`: one call is all or nothing. Trades are unique on (exchange, symbol, trade_id): a
+  duplicate is ignored (DuckDB alone leaves that to the engine; `duplicate_trades` reports a
+  copy). Candles are whole-row upserts keyed (exchange, symbol, interval, start) where a newer
+  revision wins and an older one is ignored (same revision: final beats provisional);
+  rolling statistics (exchange, symbol, ts) and KPIs (process, ts) are upserts, the last write
+  of a key winning; events are kept.
+- restart: `restore_cutoff`, `restore_batches` (in ts order, at most `rows` per batch),
+  `finals`, `revisions`, so a new engine rebuilds its open windows exactly.
+- reads for the API: as the docstrings say, with the same numbers as DuckDB (ties in event
+  time broken by seq); `candles` re-buckets to any whole multiple of the stored interval.
+- whole history: `trade_batches` and `stored_candles` stream in bounded chunks, ordered by
+  (exchange, symbol) in code-point order, so `tickpipe verify` walks them side by side.
+- bad settings and an unreachable server: one line (`StoreError`); writes retried until
+  `store_retry_for_s`, as the PostgreSQL store does.
+
+Then it gets one row (and one fixture) in tests/stores/contract/conftest.py: the contract
+suite runs every test above over it, and every API route against DuckDB's answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
-
-if TYPE_CHECKING:
-    from tickpipe.stores.reads import Dialect
 
 Key = tuple[str, str, str, int]  # (exchange, symbol, interval, start) of a candle
 
@@ -28,11 +47,6 @@ class StoreError(RuntimeError):
 @runtime_checkable
 class Store(Protocol):
     """A writer and a reader of trades, candles, rolling statistics, events and KPIs."""
-
-    @property
-    def dialect(self) -> Dialect:
-        """How the store spells the SQL the databases part on (first/last by an order, ...)."""
-        ...
 
     def describe(self) -> str:
         """Where the data is, for logs and /api/health (never a password)."""
@@ -66,10 +80,6 @@ class Store(Protocol):
     def revisions(self, since: int) -> dict[Key, int]: ...
 
     # -- reading (the API) ---------------------------------------------------------------
-
-    def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        """Rows of `sql` (`?` placeholders) in the SQL both databases speak: tools, tests."""
-        ...
 
     def ping(self) -> None:
         """Raise if the store cannot answer a trivial query."""
@@ -118,6 +128,35 @@ class Store(Protocol):
         self, exchange: str, start: int, end: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Trade statistics of one exchange over [start, end), and one row per ticker."""
+        ...
+
+    def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:
+        """The newest `limit` events of `kind` as (ts, kind, source, detail), newest first
+        (events of one ts by source, then detail, in code-point order)."""
+        ...
+
+    def metrics_since(
+        self, since: int, limit: int, process: str | None = None
+    ) -> list[PipelineMetric]:
+        """The newest `limit` KPI rows with ts >= `since` (of one `process`), newest first
+        (processes of one ts by name, in code-point order)."""
+        ...
+
+    # -- whole history, in bounded chunks (verify, export, tools) --------------------------
+
+    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
+        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
+        order (Python's `str` order), then (ts, seq)."""
+        ...
+
+    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
+        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
+        start, read at most `rows` at a time."""
+        ...
+
+    def duplicate_trades(self) -> int:
+        """How many stored trades repeat an (exchange, symbol, trade_id) stored before (0 when
+        the store keeps trades unique; `tickpipe verify` checks it)."""
         ...
 
 

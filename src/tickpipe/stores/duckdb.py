@@ -2,10 +2,10 @@
 
 Writes are bulk only: a trade batch goes in as an Arrow table, candles as one Arrow table per
 flush, all in one transaction, so after a crash the file holds whole flushes and nothing else.
-Candles are whole-row upserts keyed (exchange, symbol, interval, start), so a replay converges
-to the same rows. The reads and the front of `write` are shared with PostgreSQL
-(`stores/sql.py`, `stores/reads.py`); what is here is DuckDB's own: schema, connection, the
-Arrow write path and the Arrow restore reader.
+Candles are whole-row upserts keyed (exchange, symbol, interval, start) that never replace a
+newer revision (the rule of `stores/sql.py`), so a replay converges to the same rows. The reads
+and the front of `write` are shared with PostgreSQL (`stores/sql.py`, `stores/reads.py`); what
+is here is DuckDB's own: schema, connection, the Arrow write path and the Arrow restore reader.
 
 Trades are stored in `trade_rows` and read through the `trades` view: a trade id that is the
 decimal form of `seq` (most exchanges) is stored as NULL and spelled out by the view, which
@@ -32,13 +32,15 @@ from tickpipe.faults import DAMAGED_TEXT, store_fault
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
+    TRADE_SCHEMA,
     Candle,
     RollingStat,
     TradeBatch,
     concat_batches,
 )
 from tickpipe.stores.base import StoreError
-from tickpipe.stores.sql import Flush, SqlStore
+from tickpipe.stores.flush import Flush
+from tickpipe.stores.sql import SqlStore, candle_upsert
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (
@@ -112,6 +114,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+CANDLE_UPSERT = candle_upsert("candle_table", in_key_order=False)  # one writer: no sort
 _CANDLE_TYPES = {
     "exchange": pa.string(), "symbol": pa.string(), "interval": pa.string(),
     "start": pa.int64(), "trades": pa.int64(), "first_seq": pa.int64(), "last_seq": pa.int64(),
@@ -133,6 +136,14 @@ def _structs_to_arrow(structs: list[Candle] | list[RollingStat], schema: pa.Sche
         [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
         schema=schema,
     )
+
+
+def _joined(tables: list[pa.Table]) -> pa.Table:
+    """One table of trades given in several forms (batches convert to dictionary-encoded text,
+    a table read from a file or database holds plain text)."""
+    if any(t.schema != tables[0].schema for t in tables):
+        tables = [t.cast(TRADE_SCHEMA) for t in tables]
+    return pa.concat_tables(tables)
 
 
 class DuckDBStore(SqlStore):
@@ -197,10 +208,10 @@ class DuckDBStore(SqlStore):
             con.execute("BEGIN TRANSACTION")
             try:
                 if tables:
-                    trade_table = pa.concat_tables(tables)  # noqa: F841 (read by DuckDB by name)
+                    trade_table = _joined(tables)  # noqa: F841 (read by DuckDB by name)
                     con.execute("INSERT INTO trade_rows SELECT * FROM trade_table")
                 if candle_table.num_rows:
-                    con.execute("INSERT OR REPLACE INTO candles SELECT * FROM candle_table")
+                    con.execute(CANDLE_UPSERT)
                 if rolling_table.num_rows:
                     con.execute("INSERT OR REPLACE INTO rolling_stats SELECT * FROM rolling_table")
                 if events:
@@ -233,6 +244,16 @@ class DuckDBStore(SqlStore):
 
     def _dicts(self, sql: str, params: list | None = None) -> list[dict]:
         return self.query_arrow(sql, params).to_pylist()
+
+    def _stream(self, sql: str, params: list, rows: int) -> Iterator[pa.Table]:
+        """An Arrow reader on a cursor of its own (DuckDB: a second connection to the file)."""
+        with self._lock:
+            cursor = self._con.cursor()
+        try:
+            for chunk in cursor.sql(sql, params=params or None).to_arrow_reader(rows):
+                yield pa.Table.from_batches([chunk])
+        finally:
+            cursor.close()
 
     def restore_batches(
         self, cutoff: dict[tuple[str, str], int], rows: int = 500_000

@@ -43,8 +43,9 @@ from tickpipe.records import (
     concat_batches,
 )
 from tickpipe.stores.base import StoreError
+from tickpipe.stores.flush import Flush
 from tickpipe.stores.reads import Dialect
-from tickpipe.stores.sql import Flush, SqlStore
+from tickpipe.stores.sql import SqlStore, candle_upsert, upsert_sql
 
 log = logging.getLogger("tickpipe")
 T = TypeVar("T")
@@ -178,24 +179,7 @@ STAGING = """
 """
 
 
-def _upsert_sql(table: str, fields: tuple[str, ...], key: tuple[str, ...], where: str) -> str:
-    # In key order: two writers upserting the same rows then lock them in the same order, so
-    # they wait for each other instead of deadlocking.
-    cols, keys = ", ".join(fields), ", ".join(key)
-    sets = ", ".join(f"{f} = excluded.{f}" for f in fields if f not in key)
-    return (
-        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}} ORDER BY {keys} "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {sets}{where}"
-    )
-
-
-# The stored candle loses unless it is newer: a higher revision, or the same revision and
-# final where the incoming one is provisional. Equal rows replace each other (replays converge).
-CANDLE_UPSERT = _upsert_sql(
-    "candles", CANDLE_FIELDS, ("exchange", "symbol", "interval", "start"),
-    " WHERE stored.revision < excluded.revision OR (stored.revision = excluded.revision"
-    " AND NOT (stored.final AND NOT excluded.final))",
-).format(source="stage_candles")  # fmt: skip
+CANDLE_UPSERT = candle_upsert("stage_candles")
 EVENT_FIELDS = ("ts", "kind", "source", "detail")
 EVENT_INSERT = (
     "INSERT INTO events (ts, kind, source, detail) SELECT ts, kind, source, detail "
@@ -250,6 +234,9 @@ class PostgresDialect(Dialect):
         """`?` placeholders as psycopg's `%s`, a literal `%` doubled; SQL that has no `?`
         (tools and tests may write `%s` themselves) is left as it is."""
         return sql.replace("%", "%%").replace("?", "%s") if "?" in sql else sql
+
+    def binary(self, column: str) -> str:
+        return f'{column} COLLATE "C"'
 
 
 class PostgresStore(SqlStore):
@@ -414,6 +401,18 @@ class PostgresStore(SqlStore):
 
         return self._execute(sql, params, fetch)
 
+    def _stream(self, sql: str, params: list, rows: int) -> Iterator[pa.Table]:
+        """A server-side cursor on a connection of its own, closed when the stream ends."""
+        con = self._connect()
+        try:
+            with con.transaction(), con.cursor(name="tickpipe_stream") as cur:
+                cur.execute(self.dialect.bind(sql), params or None)
+                names = [d.name for d in cur.description or ()]
+                while chunk := cur.fetchmany(rows):
+                    yield pa.table(list(zip(*chunk, strict=True)), names=names)
+        finally:
+            con.close()
+
     # -- restart -------------------------------------------------------------------------
 
     def restore_batches(
@@ -548,7 +547,7 @@ def _upsert_rows(
     stage = f"stage_{table}"
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DROP")
     _copy(cur, stage, fields, types, rows)
-    cur.execute(_upsert_sql(table, fields, key, "").format(source=stage))
+    cur.execute(upsert_sql(table, fields, key, "").format(source=stage))
 
 
 # -- schema ----------------------------------------------------------------------------------

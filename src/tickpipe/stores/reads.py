@@ -11,14 +11,25 @@ scanned in.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import pyarrow as pa
 
 from tickpipe.durations import format_duration
 from tickpipe.engine.windows import restore_cutoff
-from tickpipe.records import CANDLE_FIELDS, Candle
+from tickpipe.records import (
+    CANDLE_FIELDS,
+    METRIC_FIELDS,
+    TRADE_SCHEMA,
+    Candle,
+    PipelineMetric,
+    TradeBatch,
+)
 from tickpipe.stores.base import Key
 
 _CANDLE_COLUMNS = ", ".join(CANDLE_FIELDS)
+_TRADE_COLUMNS = ", ".join(TRADE_SCHEMA.names)
 _CANDLE_RANGE = "exchange = ? AND symbol = ? AND interval = ? AND start >= ? AND start < ?"
 
 
@@ -40,13 +51,18 @@ class Dialect:
         """`sql`, written with `?` placeholders, in this database's placeholder style."""
         return sql
 
+    def binary(self, column: str) -> str:
+        """`column` as ORDER BY sorts it in code-point order (Python's, whatever the locale)."""
+        return column
+
 
 def _tuple(columns: tuple[str, ...]) -> str:
     return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"
 
 
 class SqlReads:
-    """Mixin: the store provides `dialect`, `_rows` and `_dicts` (SQL with `?` placeholders)."""
+    """Mixin: the store provides `dialect`, `_rows`, `_dicts` and `_stream` (SQL with `?`
+    placeholders)."""
 
     dialect = Dialect()
 
@@ -54,6 +70,11 @@ class SqlReads:
         raise NotImplementedError
 
     def _dicts(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _stream(self, sql: str, params: list, rows: int) -> Iterator[pa.Table]:
+        """The result of `sql` in tables of at most `rows` rows, on a connection of its own
+        (a stream may stay open while other reads run)."""
         raise NotImplementedError
 
     def ping(self) -> None:
@@ -149,9 +170,8 @@ class SqlReads:
 
     def recent_trades(self, exchange: str, symbol: str, limit: int) -> list[dict[str, Any]]:
         return self._dicts(
-            "SELECT source, exchange, symbol, raw_symbol, trade_id, seq, price, size, side, ts, "
-            "recv_ts FROM trades WHERE exchange = ? AND symbol = ? ORDER BY ts DESC, seq DESC "
-            "LIMIT ?",
+            f"SELECT {_TRADE_COLUMNS} FROM trades WHERE exchange = ? AND symbol = ? "
+            "ORDER BY ts DESC, seq DESC LIMIT ?",
             [exchange, symbol, limit],
         )
 
@@ -222,6 +242,61 @@ class SqlReads:
             params,
         )
         return totals, tickers
+
+    # -- whole history, in bounded chunks (verify, export, tools) -------------------------
+
+    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
+        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
+        order, then (ts, seq)."""
+        order = self.dialect.binary
+        sql = (
+            f"SELECT {_TRADE_COLUMNS} FROM trades "
+            f"ORDER BY {order('exchange')}, {order('symbol')}, ts, seq"
+        )
+        for table in self._stream(sql, [], rows):
+            yield TradeBatch.from_arrow(table, source="store")
+
+    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
+        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
+        start; read `rows` at a time."""
+        order = self.dialect.binary
+        sql = (
+            f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE interval = ? "
+            f"ORDER BY {order('exchange')}, {order('symbol')}, start"
+        )
+        for table in self._stream(sql, [interval], rows):
+            for row in table.to_pylist():
+                yield Candle(**row)
+
+    def duplicate_trades(self) -> int:
+        """How many stored trades repeat an (exchange, symbol, trade_id) stored before."""
+        ((n,),) = self._rows(
+            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM trades "
+            "GROUP BY exchange, symbol, trade_id HAVING count(*) > 1) AS d"
+        )
+        return int(n)  # PostgreSQL sums bigints as numeric
+
+    def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:
+        """The newest `limit` events of `kind` as (ts, kind, source, detail), newest first."""
+        rows = self._rows(
+            "SELECT ts, kind, source, detail FROM events WHERE kind = ? ORDER BY ts DESC LIMIT ?",
+            [kind, limit],
+        )
+        return [(ts, k, source, detail) for ts, k, source, detail in rows]
+
+    def metrics_since(
+        self, since: int, limit: int, process: str | None = None
+    ) -> list[PipelineMetric]:
+        """The newest `limit` KPI rows with ts >= `since` (of one `process`), newest first
+        (processes of one ts by name)."""
+        where = "ts >= ?" if process is None else "ts >= ? AND process = ?"
+        params = [since, limit] if process is None else [since, process, limit]
+        rows = self._rows(
+            f"SELECT {', '.join(METRIC_FIELDS)} FROM pipeline_metrics WHERE {where} "
+            f"ORDER BY ts DESC, {self.dialect.binary('process')} LIMIT ?",
+            params,
+        )
+        return [PipelineMetric(**dict(zip(METRIC_FIELDS, r, strict=True))) for r in rows]
 
 
 def _order(by: str) -> str:

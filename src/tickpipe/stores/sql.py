@@ -1,31 +1,46 @@
 """The base of both SQL stores: the shared reads (`reads.py`) and the front of every write.
 
-`write` turns what the pipeline hands over into one `Flush`, keeping only the last update per
-key of candles, rolling statistics and KPIs (an upsert may not touch a row twice in one
-statement), and hands it to the store's own bulk path (`_write`: DuckDB's Arrow inserts,
-PostgreSQL's binary COPY), which stores it in one transaction.
+`write` turns what the pipeline hands over into one `Flush` (`flush.py`) and hands it to the
+store's own bulk path (`_write`: DuckDB's Arrow inserts, PostgreSQL's binary COPY), which
+stores it in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import pyarrow as pa
 
-from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
+from tickpipe.records import CANDLE_FIELDS, Candle, PipelineMetric, RollingStat, TradeBatch
+from tickpipe.stores.flush import Flush
 from tickpipe.stores.reads import SqlReads
 
 
-@dataclass(frozen=True)
-class Flush:
-    """One write: trades to append, and the latest version of each row to upsert."""
+def upsert_sql(
+    table: str, fields: tuple[str, ...], key: tuple[str, ...], where: str, in_key_order: bool = True
+) -> str:
+    """An upsert of `fields` from `{source}` into `table` on `key`, the row replaced only
+    `where` it holds (`stored`: the row in the table, `excluded`: the incoming one)."""
+    # In key order: two writers upserting the same rows then lock them in the same order, so
+    # they wait for each other instead of deadlocking (a store with one writer skips the sort).
+    cols, keys = ", ".join(fields), ", ".join(key)
+    sets = ", ".join(f"{f} = excluded.{f}" for f in fields if f not in key)
+    order = f" ORDER BY {keys}" if in_key_order else ""
+    return (
+        f"INSERT INTO {table} AS stored ({cols}) SELECT {cols} FROM {{source}}{order} "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {sets}{where}"
+    )
 
-    trades: list[TradeBatch | pa.Table]
-    candles: list[Candle]
-    rolling: list[RollingStat]
-    events: list[tuple[int, str, str, str]]
-    metrics: list[PipelineMetric]
+
+def candle_upsert(source: str, in_key_order: bool = True) -> str:
+    """The candle upsert from the table `source`, keeping the revision rule: the stored candle
+    loses unless the incoming one is newer, a higher revision, or the same revision and final
+    where the stored one is provisional. Equal rows replace each other (replays converge)."""
+    return upsert_sql(
+        "candles", CANDLE_FIELDS, ("exchange", "symbol", "interval", "start"),
+        " WHERE stored.revision < excluded.revision OR (stored.revision = excluded.revision"
+        " AND NOT (stored.final AND NOT excluded.final))", in_key_order,
+    ).format(source=source)  # fmt: skip
 
 
 class SqlStore(SqlReads):
@@ -41,16 +56,7 @@ class SqlStore(SqlReads):
     ) -> None:
         """Store one flush in one transaction: trades appended, candles, rolling statistics
         and KPIs upserted (the last update per key wins), events stored."""
-        self._write(
-            Flush(
-                trades=list(trades),
-                candles=list({(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
-                             .values()),
-                rolling=list({(s.exchange, s.symbol, s.ts): s for s in rolling}.values()),
-                events=list(events),
-                metrics=list({(m.process, m.ts): m for m in metrics}.values()),
-            )
-        )  # fmt: skip
+        self._write(Flush.of(trades, candles, rolling, events, metrics))
 
     def _write(self, flush: Flush) -> None:
         raise NotImplementedError

@@ -1,0 +1,176 @@
+"""A real single-node Apache Cassandra 5.0 for the Cassandra store tests.
+
+The jars come from Maven Central through scripts/setup/cassandra.sh into a cache outside git;
+the node runs as a child process (Java 17, 512 MB heap) with the committed
+scripts/cassandra/cassandra.yaml, on free 127.0.0.1 ports with its data in a temp dir, for the
+whole test session. Each test that wants a keyspace gets a fresh one (`cassandra_keyspace`,
+replication factor 1), dropped afterwards. `node.stop()`/`node.start()` restart it on the same
+ports and data (fault tests).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servers.process import (
+    ServerProcess,
+    cache_dir,
+    free_port,
+    pinned_version,
+    port_open,
+    serving,
+)
+from servers.require import server_missing
+
+ROOT = Path(__file__).resolve().parents[2]
+POM = ROOT / "scripts" / "cassandra" / "pom.xml"
+CONFIG = ROOT / "scripts" / "cassandra" / "cassandra.yaml"
+HEAP = "512m"
+
+# What Cassandra's own conf/jvm17-server.options opens up for Java 17: its off-heap memory,
+# memory measurement (jamm), attach and JMX internals need these, or start-up fails.
+JAVA17_OPTIONS = [
+    "-Djdk.attach.allowAttachSelf=true",
+    *(
+        f"--add-exports={module}=ALL-UNNAMED"
+        for module in (
+            "java.base/jdk.internal.misc",
+            "java.base/java.lang.ref",
+            "java.management.rmi/com.sun.jmx.remote.internal.rmi",
+            "java.rmi/sun.rmi.registry",
+            "java.rmi/sun.rmi.server",
+            "java.sql/java.sql",
+            "jdk.unsupported/sun.misc",
+            "jdk.compiler/com.sun.tools.javac.file",
+            "jdk.attach/sun.tools.attach",
+        )
+    ),
+    *(
+        f"--add-opens={module}=ALL-UNNAMED"
+        for module in (
+            "java.base/java.io",
+            "java.base/java.lang",
+            "java.base/java.lang.module",
+            "java.base/java.lang.reflect",
+            "java.base/java.util",
+            "java.base/jdk.internal.loader",
+            "java.base/jdk.internal.math",
+            "java.base/jdk.internal.module",
+            "java.base/jdk.internal.ref",
+            "java.base/jdk.internal.reflect",
+            "java.base/jdk.internal.util.jar",
+            "java.base/sun.nio.ch",
+            "jdk.compiler/com.sun.tools.javac",
+            "jdk.management/com.sun.management.internal",
+        )
+    ),
+    # Netty's direct buffers through Unsafe, as Cassandra's own options set.
+    "-Dio.netty.tryReflectionSetAccessible=true",
+]
+
+LOGBACK = """<configuration>
+  <appender name="OUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d %-5level [%thread] %logger{24}: %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="OUT"/></root>
+</configuration>
+"""
+
+
+def cassandra_libs() -> Path:
+    """Where scripts/setup/cassandra.sh puts the node's jars."""
+    version = pinned_version(POM, r"<cassandra.version>([^<]+)</cassandra.version>")
+    return cache_dir() / f"cassandra-{version}" / "libs"
+
+
+class CassandraNode(ServerProcess):
+    """One node that is its own seed: `host`, `port` (CQL), `cluster()` of cassandra-driver."""
+
+    name = "Cassandra"
+    start_timeout_s = 120.0  # a cold JVM on a busy 2-core machine; ~7 s when idle
+
+    def __init__(self, root: Path, libs: Path) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.storage_port = free_port()
+        (root / "logback.xml").write_text(LOGBACK)
+        cmd = [
+            # A heap that grows from small, one GC thread and the quick compiler only: ~400 MB
+            # resident instead of ~850 MB with the whole heap up front, same start-up time.
+            "java", "-Xms64m", f"-Xmx{HEAP}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-XX:+ExitOnOutOfMemoryError", *JAVA17_OPTIONS,
+            "-Dcassandra-foreground=yes",
+            f"-Dcassandra.config={CONFIG.as_uri()}",
+            f"-Dcassandra.storagedir={root / 'data'}",
+            f"-Dcassandra.logdir={root}",
+            f"-Dcassandra.native_transport_port={self.port}",
+            f"-Dcassandra.storage_port={self.storage_port}",
+            # One node, its own seed: nothing to wait for.
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            f"-Dlogback.configurationFile={root / 'logback.xml'}",
+            "-cp", f"{libs}/*", "org.apache.cassandra.service.CassandraDaemon",
+        ]  # fmt: skip
+        super().__init__(cmd, root / "cassandra.log", cwd=root)
+
+    def ready(self) -> bool:
+        # The CQL port opens last in start-up; a query on it proves the node serves.
+        if not port_open(self.port):
+            return False
+        try:
+            with self.cluster() as cluster:
+                cluster.connect().execute("SELECT release_version FROM system.local").one()
+        except Exception:
+            return False
+        return True
+
+    def cluster(self, **options: Any) -> Any:
+        """A cassandra-driver Cluster on this node (a context manager that shuts it down)."""
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import RoundRobinPolicy
+
+        # One known node: no datacenter discovery, no warning about a guessed local DC.
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
+        options.setdefault("execution_profiles", {EXEC_PROFILE_DEFAULT: profile})
+        options.setdefault("protocol_version", 5)
+        return Cluster([self.host], port=self.port, **options)
+
+
+@pytest.fixture(scope="session")
+def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode]:
+    """The session's node, started once; skipped (or failed in CI) when not installed."""
+    try:
+        import cassandra.cluster  # noqa: F401
+    except ImportError:
+        server_missing("cassandra-driver is not installed (pip install -e '.[test]')")
+    libs = cassandra_libs()
+    if shutil.which("java") is None:
+        server_missing("java is not installed (scripts/setup/cassandra.sh installs it)")
+    if not list(libs.glob("cassandra-all-*.jar")):
+        server_missing(f"no Cassandra jars in {libs} (run scripts/setup/cassandra.sh)")
+    node = CassandraNode(tmp_path_factory.mktemp("cassandra"), libs)
+    with serving(node, kill_at_end=True):  # throwaway data: a clean drain only adds ~5 s
+        yield node
+
+
+@pytest.fixture
+def cassandra_keyspace(cassandra_node: CassandraNode) -> Iterator[str]:
+    """A fresh keyspace (replication factor 1) on the session's node, running; dropped after."""
+    cassandra_node.ensure_running()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with cassandra_node.cluster() as cluster:
+        cluster.connect().execute(
+            f"CREATE KEYSPACE {name} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+    try:
+        yield name
+    finally:
+        cassandra_node.ensure_running()
+        with cassandra_node.cluster() as cluster:
+            cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {name}")
