@@ -504,6 +504,7 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
                             replay, speed),
     })  # fmt: skip
     from tickpipe.runners.ingest import run_ingest
+    from tickpipe.transport.kafka import require_broker
 
     if simulated:
         from tickpipe.sources.simulated import SimulatedMarket
@@ -513,11 +514,13 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
         ]
     else:
         sources = _run_sources(config)
-    click.echo(
-        f"tickpipe ingest: {', '.join(s.name for s in sources)} -> kafka "
-        f"{config.kafka.bootstrap} topic {config.kafka.trades_topic} ({config.kafka.encoding})"
-    )
-    result = run_ingest(config, sources, duration)
+    with faults_named(str(config.dead_letter_path)):
+        require_broker(config.kafka)
+        click.echo(
+            f"tickpipe ingest: {', '.join(s.name for s in sources)} -> kafka "
+            f"{config.kafka.bootstrap} topic {config.kafka.trades_topic} ({config.kafka.encoding})"
+        )
+        result = run_ingest(config, sources, duration)
     click.echo(
         f"tickpipe ingest: published {result.trades:,} trades in {result.messages:,} messages"
         f" ({result.undelivered:,} undelivered)"
@@ -557,21 +560,24 @@ def process(bootstrap, topic, config_path, data_dir, group, candles_topic, inter
         "intervals": list(intervals) or None, "hopping": list(hopping) or None,
     })  # fmt: skip
     from tickpipe.runners.kafka_processor import Processor
+    from tickpipe.transport.kafka import require_broker
 
-    store = config.open_store()
-    name = name or f"process-{socket.gethostname()}-{os.getpid()}"
-    processor = Processor(config, store, name)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: processor.stop())
-    where = store.describe() if hasattr(store, "describe") else str(config.db_path)
-    click.echo(
-        f"tickpipe process: {name} in group {config.kafka.group}, kafka {config.kafka.bootstrap} "
-        f"topic {config.kafka.trades_topic} -> {where}",
-    )
-    try:
-        processor.run(duration)
-    finally:
-        store.close()
+    with faults_named(str(config.db_path)):
+        require_broker(config.kafka)
+        store = config.open_store()
+        name = name or f"process-{socket.gethostname()}-{os.getpid()}"
+        processor = Processor(config, store, name)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: processor.stop())
+        where = store.describe() if hasattr(store, "describe") else str(config.db_path)
+        click.echo(
+            f"tickpipe process: {name} in group {config.kafka.group}, "
+            f"kafka {config.kafka.bootstrap} topic {config.kafka.trades_topic} -> {where}",
+        )
+        try:
+            processor.run(duration)
+        finally:
+            store.close()
     s = processor.stats
     click.echo(
         f"tickpipe process: {name}: {s.trades:,} trades stored, {s.replayed:,} replayed, "

@@ -76,7 +76,7 @@ def fault_line(exc: BaseException, store_path: str) -> str | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, StoreError):  # the store's own one line already says it
+        if isinstance(current, StoreError | Fault):  # its own one line already says it
             return None
         if isinstance(current, OSError) and current.errno is not None:
             return os_fault(current)
