@@ -649,10 +649,14 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
     )
     view = None
     try:
-        pipeline.restore()
         if config.quiet:
             click.echo(start_line(pipeline.status(), where))
-        else:
+        if not pipeline.restore(click.echo):
+            click.echo(
+                f"tickpipe {mode}: stopped during the restore; the stored trades are as they were"
+            )
+            return
+        if not config.quiet:
             view = TerminalView(pipeline.status, where)
             view.start()
         if sock is None:

@@ -270,6 +270,7 @@ class DuckDBStore(SqlStore):
         )
         with self._lock:
             self._con.register("restore_limits", limits)
+            reader = None
             try:
                 reader = self._con.sql(
                     "SELECT t.* FROM trades t JOIN restore_limits l USING (exchange, symbol) "
@@ -278,4 +279,6 @@ class DuckDBStore(SqlStore):
                 for chunk in reader:
                     yield TradeBatch.from_arrow(pa.Table.from_batches([chunk]), source="restore")
             finally:
+                if reader is not None:  # a restore stopped early: its open result goes first
+                    reader.close()
                 self._con.unregister("restore_limits")
