@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tickpipe.config import KEYS, ConfigError, load_config
+from tickpipe.config import KEYS, MAX_QUEUE_TRADES, ConfigError, load_config, unknown_variables
 from tickpipe.engine.windows import parse_window
 from tickpipe.monitor.alerts.config import AlertRule
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector
@@ -144,6 +144,9 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "serve.port": ("9000", 9000),
         "serve.token": ("tok", "tok"),
         "serve.insecure": ("1", True),
+        "serve.allowed_hosts": ("tp.example.org", ["tp.example.org"]),
+        "serve.allowed_origins": ("https://tp.example.org", ["https://tp.example.org"]),
+        "serve.max_subscriptions": ("50", 50),
         "store": ("postgresql://tp@db.internal:5432/tickpipe",) * 2,
         "store_retry_for": ("5m", 300.0),
         "lake": ("s3://history/tickpipe/", "s3://history/tickpipe"),
@@ -547,3 +550,43 @@ def test_an_unparsable_postgresql_url_is_an_error_without_its_password() -> None
 
 def test_a_bad_store_retry_duration_is_an_error() -> None:
     assert "store_retry_for = 'soon'" in error(env={"TICKPIPE_STORE_RETRY_FOR": "soon"})
+
+
+@pytest.mark.parametrize("token", [" ", "\t\n"])
+def test_a_whitespace_only_token_is_refused(token: str) -> None:
+    with pytest.raises(ConfigError, match=r"serve\.token .*only whitespace"):
+        load_config(env={"TICKPIPE_SERVE_TOKEN": token})
+
+
+def test_queue_trades_above_the_cap_is_a_one_line_config_error() -> None:
+    with pytest.raises(
+        ConfigError, match=r"queue_trades = 100000000000000000000 .*between 1 and"
+    ) as error:
+        load_config(env={}, overrides={"queue_trades": 10**20})
+    assert "\n" not in str(error.value)
+    assert (
+        load_config(env={}, overrides={"queue_trades": MAX_QUEUE_TRADES}).queue_trades
+        == MAX_QUEUE_TRADES
+    )
+
+
+def test_an_unknown_tickpipe_variable_is_warned_about_with_the_closest_known_name() -> None:
+    env = {
+        "TICKPIPE_SERVE_TOKNE": "x",
+        "TICKPIPE_SERVE_TOKEN": "y",
+        "TICKPIPE_ZZZ": "1",
+        "HOME": "/",
+    }
+    assert unknown_variables(env) == [
+        "warning: unknown variable TICKPIPE_SERVE_TOKNE is ignored "
+        "(did you mean TICKPIPE_SERVE_TOKEN?)",
+        "warning: unknown variable TICKPIPE_ZZZ is ignored (no setting has a close name)",
+    ]
+    known = {"TICKPIPE_ALERT_SLACK_URL": "u", "TICKPIPE_KAFKA_BOOTSTRAP": "h:1"}
+    assert unknown_variables(known) == []
+
+
+@pytest.mark.parametrize("speed", ["nan", "inf", "-inf"])
+def test_a_replay_speed_that_is_not_a_finite_number_is_a_config_error(speed: str) -> None:
+    with pytest.raises(ConfigError, match=r"run\.speed = .*TICKPIPE_RUN_SPEED"):
+        load_config(env={"TICKPIPE_RUN_SPEED": speed})

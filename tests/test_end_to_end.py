@@ -12,6 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tickpipe.stores.duckdb import DuckDBStore
+
 pytestmark = pytest.mark.slow
 
 TICKPIPE = [sys.executable, "-m", "tickpipe"]
@@ -145,3 +147,36 @@ def test_replaying_the_stored_trades_of_a_demo_rebuilds_the_same_final_candles(
     # the end (no wall clock runs on past the last replayed trade).
     assert set(replayed_finals) <= set(live_finals)
     assert len(replayed_finals) >= 0.8 * len(live_finals)
+
+
+def test_ctrl_c_during_the_restore_stops_at_once_and_keeps_the_store(tmp_path: Path) -> None:
+    # 4M stored trades of the last 20 minutes: seconds of restore, which the signal cuts short.
+    trades = 4_000_000
+    DuckDBStore(tmp_path / "tickpipe.duckdb").close()  # the schema
+    now_us = time.time_ns() // 1000
+    con = duckdb.connect(str(tmp_path / "tickpipe.duckdb"))
+    con.execute(
+        "INSERT INTO trade_rows SELECT 'simulated', 'simulated', 'S' || (i % 10) || '-USD', "
+        "'S' || (i % 10) || 'USD', NULL, i, 100 + (i % 97) * 0.01, 1.0, 'buy', "
+        "$now - ($n - i) * 300, $now - ($n - i) * 300 FROM range($n) t(i)",
+        {"now": now_us, "n": trades},
+    )
+    con.close()
+    proc = subprocess.Popen(
+        [*TICKPIPE, "demo", "--quiet", "--port", "0", "--duration", "60",
+         "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline(), proc.stdout.readline()]
+    assert "restoring the open windows of 10 instruments" in lines[1], lines
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 5, "Ctrl-C did not stop the restore"
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and err.strip() == "", err
+    assert "stopped during the restore" in out
+    assert stored(tmp_path, "SELECT count(*), count(DISTINCT seq) FROM trades") == (trades, trades)
+    assert stored(tmp_path, "SELECT count(*) FROM candles") == (0,)  # no half-restored window

@@ -16,9 +16,10 @@ from typing import Any
 import click
 
 from tickpipe import __version__
-from tickpipe.config import Config, ConfigError, check_symbols, load_config
+from tickpipe.config import Config, ConfigError, check_symbols, load_config, unknown_variables
 from tickpipe.durations import parse_duration
 from tickpipe.engine.windows import parse_window
+from tickpipe.faults import Fault, faults_named
 from tickpipe.sources import Source
 from tickpipe.sources.settings import DEFAULT_EXCHANGES
 from tickpipe.stores.base import StoreError
@@ -161,6 +162,8 @@ def _serve_overrides(
 def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
     ctx = click.get_current_context(silent=True)
     store = ctx.meta.get("tickpipe.store") if ctx is not None else None
+    for warning in unknown_variables():
+        click.echo(warning, err=True)
     lake = ctx.meta.get("tickpipe.lake") if ctx is not None else None
     lake = overrides.get("lake", lake)  # verify --lake and export --to name their own
     return load_config(config_path, overrides={**overrides, "store": store, "lake": lake})
@@ -446,11 +449,12 @@ def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: sk
         report = verify_lake(open_lake(config.lake_settings()), list(intervals) or None, show)
         stored = "lake"
     else:
-        store = config.open_store(read_only=True)
-        try:
-            report = run_verify(store, list(intervals) or None, show)
-        finally:
-            store.close()
+        with faults_named(str(config.db_path)):
+            store = config.open_store(read_only=True)
+            try:
+                report = run_verify(store, list(intervals) or None, show)
+            finally:
+                store.close()
         stored = "stored"
     if report.ok:
         click.echo(
@@ -514,7 +518,7 @@ def serve(config_path, data_dir, host, port, token, insecure, bootstrap,
             live = f"live candles from kafka {config.kafka.bootstrap} {config.kafka.candles_topic}"
         click.echo(f"tickpipe serve: dashboard and API at {_url(sock)} over "
                    f"{store.describe()} ({live}; Ctrl-C to stop)")  # fmt: skip
-        app = create_app(ApiContext(store, hub=hub), config.serve.token or None)
+        app = create_app(ApiContext(store, hub=hub), config.serve.token or None, config.serve)
         asyncio.run(_serve_live(make_server(app, True), sock, config, hub))
     finally:
         store.close()
@@ -594,6 +598,7 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
                             replay, speed),
     })  # fmt: skip
     from tickpipe.runners.ingest import run_ingest
+    from tickpipe.transport.kafka import require_broker
 
     if simulated:
         from tickpipe.sources.simulated import SimulatedMarket
@@ -603,11 +608,13 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
         ]
     else:
         sources = _run_sources(config)
-    click.echo(
-        f"tickpipe ingest: {', '.join(s.name for s in sources)} -> kafka "
-        f"{config.kafka.bootstrap} topic {config.kafka.trades_topic} ({config.kafka.encoding})"
-    )
-    result = run_ingest(config, sources, duration)
+    with faults_named(str(config.dead_letter_path)):
+        require_broker(config.kafka)
+        click.echo(
+            f"tickpipe ingest: {', '.join(s.name for s in sources)} -> kafka "
+            f"{config.kafka.bootstrap} topic {config.kafka.trades_topic} ({config.kafka.encoding})"
+        )
+        result = run_ingest(config, sources, duration)
     click.echo(
         f"tickpipe ingest: published {result.trades:,} trades in {result.messages:,} messages"
         f" ({result.undelivered:,} undelivered)"
@@ -648,21 +655,24 @@ def process(bootstrap, topic, config_path, data_dir, group, candles_topic, inter
         "intervals": list(intervals) or None, "hopping": list(hopping) or None,
     })  # fmt: skip
     from tickpipe.runners.kafka_processor import Processor
+    from tickpipe.transport.kafka import require_broker
 
-    store = config.open_store()
-    name = name or f"process-{socket.gethostname()}-{os.getpid()}"
-    processor = Processor(config, store, name)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: processor.stop())
-    where = store.describe() if hasattr(store, "describe") else str(config.db_path)
-    click.echo(
-        f"tickpipe process: {name} in group {config.kafka.group}, kafka {config.kafka.bootstrap} "
-        f"topic {config.kafka.trades_topic} -> {where}",
-    )
-    try:
-        processor.run(duration)
-    finally:
-        store.close()
+    with faults_named(str(config.db_path)):
+        require_broker(config.kafka)
+        store = config.open_store()
+        name = name or f"process-{socket.gethostname()}-{os.getpid()}"
+        processor = Processor(config, store, name)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: processor.stop())
+        where = store.describe() if hasattr(store, "describe") else str(config.db_path)
+        click.echo(
+            f"tickpipe process: {name} in group {config.kafka.group}, "
+            f"kafka {config.kafka.bootstrap} topic {config.kafka.trades_topic} -> {where}",
+        )
+        try:
+            processor.run(duration)
+        finally:
+            store.close()
     s = processor.stats
     click.echo(
         f"tickpipe process: {name}: {s.trades:,} trades stored, {s.replayed:,} replayed, "
@@ -685,7 +695,12 @@ def _run_sources(config: Config) -> list[Source]:
         from tickpipe.sources.replay import FileReplay
 
         speed = config.run.speed or None  # 0: as fast as possible
-        return [FileReplay(Path(config.run.replay), speed=speed)]
+        try:
+            return [FileReplay(Path(config.run.replay), speed=speed)]
+        except (ValueError, OSError) as exc:
+            raise ConfigError(
+                f"config error: run.replay = {config.run.replay!r}: {_one_line(exc)}"
+            ) from None
     from tickpipe.sources.registry import connector
 
     plan = config.symbols_by_exchange()
@@ -708,6 +723,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
+    with faults_named(str(config.db_path)):
+        _run_pipeline(config, sources, mode, duration)
+
+
+def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
     from tickpipe.runners.embedded import Pipeline
     from tickpipe.view.terminal import Locations, TerminalView, print_summary, start_line
 
@@ -724,10 +744,14 @@ def _pipeline(config: Config, sources: list[Source], mode: str, duration: float 
     )
     view = None
     try:
-        pipeline.restore()
         if config.quiet:
             click.echo(start_line(pipeline.status(), where))
-        else:
+        if not pipeline.restore(click.echo):
+            click.echo(
+                f"tickpipe {mode}: stopped during the restore; the stored trades are as they were"
+            )
+            return
+        if not config.quiet:
             view = TerminalView(pipeline.status, where)
             view.start()
         if sock is None:
@@ -736,7 +760,9 @@ def _pipeline(config: Config, sources: list[Source], mode: str, duration: float 
             from tickpipe.serve.server import run_with_api
 
             token = config.serve.token or None
-            asyncio.run(run_with_api(pipeline.api_context(), sock, token, pipeline.run(duration)))
+            asyncio.run(run_with_api(
+                pipeline.api_context(), sock, token, pipeline.run(duration), config.serve
+            ))  # fmt: skip
     finally:
         if view is not None:
             view.stop()
@@ -759,6 +785,9 @@ def main() -> None:
     except (ConfigError, StoreError) as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
+    except Fault as exc:  # the machine's, not tickpipe's: a full disk, a damaged file
+        click.echo(f"tickpipe: error: {exc}", err=True)
+        sys.exit(1)
     except RuntimeError as exc:  # the store failed while running (e.g. its server stayed away)
         if not isinstance(exc.__cause__, StoreError):
             raise

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from tickpipe.stores.base import Store
 
 ENV_PREFIX = "TICKPIPE_"
+# Trades the bounded queue may hold: its memory is reserved as it fills, and beyond this a
+# typo (10^20) would promise a queue no machine can hold.
+MAX_QUEUE_TRADES = 100_000_000
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -236,6 +239,29 @@ _KNOWN = ", ".join(
 )
 
 
+def env_name(key: str) -> str:
+    """The environment variable of a setting: `serve.token` is TICKPIPE_SERVE_TOKEN."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning line per `TICKPIPE_*` variable tickpipe does not read, with the closest
+    known name: a misspelt variable would otherwise be ignored without a word."""
+    from tickpipe.monitor.alerts.config import SECRET_ENV, SMTP_PASSWORD_ENV
+
+    known = {env_name(key) for key in KEYS} | set(SECRET_ENV.values()) | {SMTP_PASSWORD_ENV}
+    known |= {connector(n).INFO.token_env or "" for n in EXCHANGES}
+    out = []
+    for name in sorted(os.environ if env is None else env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            # compared without the shared prefix, which would make every name look close
+            rest = {k.removeprefix(ENV_PREFIX): k for k in known}
+            close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), rest, n=1, cutoff=0.6)
+            hint = f"did you mean {rest[close[0]]}?" if close else "no setting has a close name"
+            out.append(f"warning: unknown variable {name} is ignored ({hint})")
+    return out
+
+
 def load_config(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -248,7 +274,7 @@ def load_config(
         _merge(data, origin, _read_toml(Path(path)), f"from {path}")
     env = os.environ if env is None else env
     for key, kind in KEYS.items():
-        name = ENV_PREFIX + key.replace(".", "_").upper()
+        name = env_name(key)
         if name in env:
             _set(data, key, _from_env(env[name], kind))
             origin[key] = f"from {name}"
@@ -327,8 +353,10 @@ def check(
         raise ConfigError(f"config error: {key} = {value!r}{where}: {why}")
 
     check_engine(config, fail)
-    if config.queue_trades < 1:
-        fail("queue_trades", config.queue_trades, "must be at least 1")
+    if config.data_path.exists() and not config.data_path.is_dir():
+        fail("data_dir", config.data_dir, "is a file; give a directory (it is created if missing)")
+    if not 1 <= config.queue_trades <= MAX_QUEUE_TRADES:
+        fail("queue_trades", config.queue_trades, f"must be between 1 and {MAX_QUEUE_TRADES:,}")
     check_run(config.run, fail)
     check_demo(config.demo, fail)
     check_serve(config.serve, fail)

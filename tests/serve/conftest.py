@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from starlette.types import ASGIApp
 
 from tickpipe.config import Config
 from tickpipe.engine.candles import CandleEngine
@@ -85,6 +87,18 @@ class ApiThread:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+@contextmanager
+def api_over(path: Path, make_app: Callable[[DuckDBStore], ASGIApp]) -> Iterator[str]:
+    """The URL of `make_app(store)` served over the stored file, read-only, while inside."""
+    store = DuckDBStore(path, read_only=True)
+    api = ApiThread(make_app(store))
+    try:
+        yield api.url
+    finally:
+        api.stop()
+        store.close()
 
 
 @pytest.fixture(scope="session")

@@ -260,3 +260,9 @@ def test_the_range_limit_is_the_documented_number_of_candles(served: Served) -> 
                  start=end - (MAX_CANDLES + 1) * 1000)  # fmt: skip
     assert at_limit.status_code == 200
     assert beyond.status_code == 400
+
+
+def test_a_huge_bucket_is_refused_with_400_not_an_overflow(served: Served) -> None:
+    answer = get(served, "/api/candles", **BTC, bucket="200000000d")
+    assert answer.status_code == 400, answer.text
+    assert "bucket='200000000d': at most 3650d" in answer.json()["error"]

@@ -290,3 +290,45 @@ def test_rows_are_numbered_by_their_line_in_the_file(tmp_path: Path, batch_size:
     # Without a numeric trade id, seq is the line number: it shows each row kept its own.
     assert [(t.trade_id, t.seq) for t in got] == [(f"id-{n}", n) for n in range(2, 14) if n % 3]
     assert [r[0] for r in dead_letters_in(tmp_path / "dead.jsonl")] == [3, 6, 9, 12]
+
+
+def test_a_stray_quote_does_not_swallow_the_following_good_rows(tmp_path: Path) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_text(
+        HEADER
+        + f"binance,BTCUSDT,1,65000,0.1,buy,{T0}\n"  # line 2: good
+        + f'binance,"BTCUSDT,2,65000,0.1,buy,{T0 + 1}\n'  # 3: the stray quote
+        + f"binance,BTCUSDT,3,65001,0.1,buy,{T0 + 2}\n"  # 4: good, inside the quote
+        + "binance,BTCUSDT,4\n"  # 5: too few columns, inside the quote
+        + f"binance,BTCUSDT,5,65002,0.1,sell,{T0 + 3}\n"  # 6: good, inside the quote
+        + f'binance,BTCUSDT,6,65003,0.1,"sell",{T0 + 4}\n'  # 7: its quotes close the quote
+        + f"binance,BTCUSDT,7,65004,0.1,buy,{T0 + 5}\n"  # 8: good
+    )
+    letters = DeadLetters(tmp_path / "dead.jsonl")
+    got = replayed_with(path, letters)
+    letters.close()
+    assert [t.trade_id for t in got] == ["1", "3", "5", "7"]
+    dead = dead_letters_in(tmp_path / "dead.jsonl")
+    assert [(line, reason) for line, reason, _ in dead] == [
+        (3, "row has a stray quote"),
+        (5, "row has the wrong number of CSV columns"),
+        (7, "side is not buy, sell or unknown"),  # read without quoting: '"sell"'
+    ]
+    assert dead[0][2]["data"] == f'binance,"BTCUSDT,2,65000,0.1,buy,{T0 + 1}'
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_huge_garbage_line_is_cut_in_the_dead_letter_file(tmp_path: Path, suffix: str) -> None:
+    good = [Trade(source="replay", exchange="binance", symbol="BTC-USDT", trade_id=str(i), seq=i,
+                  price=100.0, size=1.0, ts=T0 + i, recv_ts=T0 + i) for i in (1, 2)]  # fmt: skip
+    path = tmp_path / f"huge{suffix}"
+    write_trades(path, good)
+    head, last = path.read_text().rsplit("\n", 2)[0], path.read_text().rsplit("\n", 2)[1]
+    path.write_text(f"{head}\n{'x' * 3_000_000}\n{last}\n")
+    letters = DeadLetters(tmp_path / "dead.jsonl")
+    got = replayed_with(path, letters)
+    letters.close()
+    assert [t.trade_id for t in got] == ["1", "2"]
+    assert (tmp_path / "dead.jsonl").stat().st_size < 10_000
+    [(_, _, record)] = dead_letters_in(tmp_path / "dead.jsonl")
+    assert record["data"].startswith("xxx") and record["cut"] > 0

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -36,6 +38,10 @@ from tickpipe.stores.lake.writer import LakeWriter
 from tickpipe.transport.memory import MemoryTransport
 
 log = logging.getLogger("tickpipe")
+
+
+class _Stopped(Exception):
+    """A stop signal arrived during the restore."""
 
 
 class Pipeline:
@@ -103,12 +109,34 @@ class Pipeline:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def restore(self) -> None:
-        """Rebuild open windows from the stored trades (after a restart or a crash)."""
+    def restore(self, say: Callable[[str], None] = log.info) -> bool:
+        """Rebuild open windows from the stored trades (after a restart or a crash); False when
+        SIGINT or SIGTERM stopped it first.
+
+        From here on those signals stop the pipeline (`run` takes them over): during the
+        restore they end it between two batches of trades, before anything is written, so
+        the stored data stays as it was and the next start restores again. `say` gets one
+        line when there is something to restore.
+        """
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self._stopping.set())
         engine = self.engine
         align = max(w.size for w in engine.windows)
         cutoff = self.store.restore_cutoff(engine.horizon, engine.config.allowed_lateness, align)
-        self.stage.restore(self.store, cutoff, self.store.restore_batches(cutoff))
+        if cutoff:
+            say(f"tickpipe {self.mode}: restoring the open windows of {len(cutoff):,} "
+                f"instruments from the stored trades (Ctrl-C stops)")  # fmt: skip
+        batches = self.store.restore_batches(cutoff)
+        try:
+            self.stage.restore(self.store, cutoff, self._until_stopped(batches))
+        except _Stopped:
+            return False
+        finally:
+            if isinstance(batches, Generator):
+                batches.close()  # the store's reader ends now, not whenever it is collected
+        if self._stopping.is_set():
+            return False
         if self.lake is not None:
             # What the store committed but the lake missed (a crash between the two) first;
             # only then the live path, so restored candles are not handed to the lake again.
@@ -117,6 +145,13 @@ class Pipeline:
             self.lake_writer = LakeWriter(self.lake, clock=self.clock)
             self.writer.after_write.append(self.lake_writer.offer)
             self.board.lake = self.lake_writer
+        return True
+
+    def _until_stopped(self, batches: Iterable[TradeBatch]) -> Iterator[TradeBatch]:
+        for batch in batches:
+            if self._stopping.is_set():
+                raise _Stopped
+            yield batch
 
     async def run(self, duration: float | None = None) -> None:
         """Run until `duration` seconds pass, every source ends, or SIGINT/SIGTERM."""

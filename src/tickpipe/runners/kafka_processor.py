@@ -378,7 +378,9 @@ class Processor:
     def _commit(self, final: bool = False) -> None:
         """Commit what the store holds everything of (final: synchronously)."""
         if self.writer.error is not None:
-            raise RuntimeError(f"the store writer failed: {self.writer.error}")
+            raise RuntimeError(f"the store writer failed: {self.writer.error}") from (
+                self.writer.error
+            )
         if self.checkpoint.commit(self.writer.durable, final):
             self.stats.commits += 1
 

@@ -4,6 +4,10 @@ PostgreSQL: the routes call store methods, never SQL, so both answer the same).
 Routes parse their parameters first (`params.py`: a bad one is a 4xx JSON answer naming it),
 then read the store on a worker thread: the store's lock may be held by the writer thread, and
 the event loop is the pipeline's too, so it must never wait on the store.
+
+Two guards wrap the app: `ExposureGuard` (`exposure.py`: the Host and Origin checks) outside,
+then `TokenGuard` when there is an access token. The live WebSocket bounds what one
+connection may ask for (`serve.max_subscriptions`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tickpipe.records import Candle
 from tickpipe.runtime.clock import now_us
 from tickpipe.runtime.status import PipelineStatus
 from tickpipe.serve import monitoring
+from tickpipe.serve.exposure import WS_POLICY, Exposure, ExposureGuard
 from tickpipe.serve.live import Hub, Subscriber
 from tickpipe.serve.openapi import openapi_document
 from tickpipe.serve.pages import PAGE_ROUTES, is_public
@@ -46,6 +51,7 @@ from tickpipe.serve.params import (
     parse_time,
     required,
 )
+from tickpipe.serve.settings import ServeConfig
 from tickpipe.stores.base import Store
 from tickpipe.symbols import SymbolError, normalize_symbol
 
@@ -284,8 +290,23 @@ async def openapi(request: Request) -> JSON:
 # -- live -----------------------------------------------------------------------------------
 
 
+class Refused(Exception):
+    """A client message that ends its connection: close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
 async def live(websocket: WebSocket) -> None:
-    """Push candle updates and trades of the subscribed (exchange, symbol, interval) keys."""
+    """Push candle updates and trades of the subscribed (exchange, symbol, interval) keys.
+
+    A connection holds at most `serve.max_subscriptions` keys, refused ones counted too, so
+    no client can make the server look up symbols without end; past that, or on a message
+    nested too deep to decode, it is closed with 1008 and the reason. Messages over the
+    server's size limit are closed with 1009 by uvicorn before they get here.
+    """
     ctx = _ctx(websocket)
     await websocket.accept()
     hub = ctx.hub
@@ -298,13 +319,20 @@ async def live(websocket: WebSocket) -> None:
         return
     sub = hub.connect()
     sender = asyncio.create_task(_send_loop(websocket, sub))
+    limit = websocket.app.state.max_subscriptions
     try:
         while True:
             message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
+            # The sender ends when a send fails: the client has gone, and what it queued
+            # before leaving must not cost any more lookups.
+            if message["type"] == "websocket.disconnect" or sender.done():
                 return
             raw = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
-            answer = await _on_client_message(ctx, hub, sub, raw)
+            try:
+                answer = await _on_client_message(ctx, hub, sub, raw, limit)
+            except Refused as refused:
+                await websocket.close(refused.code, refused.reason)
+                return
             sub.put(msgspec.json.encode(answer))
     finally:
         sender.cancel()
@@ -313,26 +341,40 @@ async def live(websocket: WebSocket) -> None:
         hub.disconnect(sub)
 
 
+def _text(item: dict[str, Any], name: str, default: str) -> str:
+    value = item.get(name, default)
+    if isinstance(value, dict | list):
+        raise BadRequest(f"{name} must be text, not {type(value).__name__}")
+    return str(value)
+
+
 async def _on_client_message(
-    ctx: ApiContext, hub: Hub, sub: Subscriber, raw: str
+    ctx: ApiContext, hub: Hub, sub: Subscriber, raw: str, limit: int
 ) -> dict[str, Any]:
     """`{"subscribe": {"exchange", "symbol", "interval"}}` (or a list of them); the answer."""
     try:
         message = msgspec.json.decode(raw)
+    except RecursionError:
+        raise Refused(WS_POLICY, "message nested too deep") from None
+    except msgspec.DecodeError:
+        return {"type": "error", "status": 400, "reason": "not a JSON subscribe message"}
+    try:
         wanted = message["subscribe"] if isinstance(message, dict) else None
         if isinstance(wanted, dict):
             wanted = [wanted]
         if not isinstance(wanted, list) or not wanted:
             raise BadRequest('send {"subscribe": {"exchange", "symbol", "interval"}}')
+        if len(sub.candle_keys) + sub.refused + len(wanted) > limit:
+            raise Refused(WS_POLICY, f"too many subscriptions: at most {limit} per connection")
         keys = []
         intervals = await ctx.stored_intervals()
         for item in wanted:
             if not isinstance(item, dict):
                 raise BadRequest("each subscription is an object with exchange, symbol, interval")
             exchange, symbol = await ctx.instrument(
-                str(item.get("exchange", "")), str(item.get("symbol", ""))
+                _text(item, "exchange", ""), _text(item, "symbol", "")
             )
-            interval = str(item.get("interval", "1m"))
+            interval = _text(item, "interval", "1m")
             try:
                 interval = parse_window(interval).name
             except ValueError:
@@ -343,8 +385,10 @@ async def _on_client_message(
                 )
             keys.append((exchange, symbol, interval))
     except BadRequest as exc:
+        sub.refused += 1
         return {"type": "error", "status": exc.status, "reason": exc.reason}
-    except (msgspec.DecodeError, KeyError):
+    except KeyError:
+        sub.refused += 1
         return {"type": "error", "status": 400, "reason": "not a JSON subscribe message"}
     for key in keys:
         hub.subscribe(sub, *key)
@@ -442,8 +486,15 @@ ROUTES = [
 ]
 
 
-def create_app(ctx: ApiContext, token: str | None = None) -> ASGIApp:
-    """The API over `ctx`; with `token`, every request and WebSocket must present it."""
+def create_app(
+    ctx: ApiContext, token: str | None = None, serve: ServeConfig | None = None
+) -> ASGIApp:
+    """The API over `ctx`; with `token`, every request and WebSocket must present it.
+
+    `serve` gives the names and origins it answers to and the WebSocket's limits; by default
+    loopback names only.
+    """
+    serve = serve or ServeConfig()
     app = Starlette(
         routes=ROUTES,
         exception_handlers={
@@ -451,7 +502,9 @@ def create_app(ctx: ApiContext, token: str | None = None) -> ASGIApp:
         },
     )  # fmt: skip
     app.state.ctx = ctx
-    return TokenGuard(app, token) if token else app
+    app.state.max_subscriptions = serve.max_subscriptions
+    guarded: ASGIApp = TokenGuard(app, token) if token else app
+    return ExposureGuard(guarded, Exposure.of(serve))
 
 
 __all__ = ["ApiContext", "CandleQuery", "create_app", "fill_gaps"]

@@ -27,6 +27,7 @@ class Subscriber:
         self.queue: deque[bytes] = deque(maxlen=max_queue)
         self.dropped = 0  # messages lost because the client read too slowly
         self.sent = 0
+        self.refused = 0  # subscriptions refused: they count against the connection's limit
         self.candle_keys: set[tuple[str, str, str]] = set()
         self.trade_keys: set[tuple[str, str]] = set()
         self._ready = asyncio.Event()

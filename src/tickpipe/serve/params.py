@@ -18,6 +18,7 @@ from tickpipe.engine.windows import parse_window
 MAX_CANDLES = 100_000  # per answer: beyond this a chart is unreadable and the answer huge
 MAX_TRADES = 10_000
 MAX_PERIOD = parse_duration("30d")  # analytics scan trades; a month bounds the scan
+MAX_BUCKET = parse_duration("3650d")  # ten years: DEFAULT_CANDLES of them stay in 64-bit µs
 DEFAULT_CANDLES = 500  # without start or lookback: the last 500 buckets up to `end`
 
 
@@ -131,10 +132,7 @@ def parse_candle_query(
         raise BadRequest("give interval or bucket, not both")
     allowed = ", ".join(stored) or "none stored yet"
     if bucket_text:
-        try:
-            bucket = parse_duration(bucket_text)
-        except ValueError:
-            raise BadRequest(f"bucket={bucket_text!r}: not a duration (e.g. 15m)") from None
+        bucket = parse_span("bucket", bucket_text, MAX_BUCKET)
         sizes = {}
         for name in stored:
             window = parse_window(name)

@@ -19,6 +19,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from tickpipe.serve.app import ApiContext, create_app
+from tickpipe.serve.settings import ServeConfig
 
 SHUTDOWN_SECONDS = 2
 
@@ -65,11 +66,11 @@ def make_server(app: ASGIApp, own_signals: bool = False) -> uvicorn.Server:
 
 async def run_with_api(
     context: ApiContext, sock: socket.socket, token: str | None,
-    running: Coroutine[Any, Any, None],
+    running: Coroutine[Any, Any, None], serve: ServeConfig | None = None,
 ) -> None:  # fmt: skip
     """Await `running` (the pipeline's run) with the API serving `context` on `sock` in the
     same loop; stop both together."""
-    server = make_server(create_app(context, token))
+    server = make_server(create_app(context, token, serve))
     task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
     try:
         await running

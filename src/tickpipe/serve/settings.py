@@ -6,6 +6,8 @@ import msgspec
 
 from tickpipe.settings import Fail
 
+MAX_SUBSCRIPTIONS = 10_000  # each one may cost the server a store lookup
+
 
 class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     """`[serve]`: the HTTP API and live WebSocket that `run` and `demo` start."""
@@ -15,6 +17,11 @@ class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     port: int = 8050
     token: str = ""  # required on any other address (TICKPIPE_SERVE_TOKEN), unless insecure
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
+    # names the API answers to besides loopback and `host` (a reverse proxy's); "*": any
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    # origins (scheme://host:port) whose pages may use the WebSocket; "*": any
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    max_subscriptions: int = 100  # per WebSocket connection, refused ones included
 
 
 def check_serve(serve: ServeConfig, fail: Fail) -> None:
@@ -26,6 +33,13 @@ def check_serve(serve: ServeConfig, fail: Fail) -> None:
         fail("serve.port", serve.port, "must be between 0 and 65535 (0: any free port)")
     if not serve.host.strip():
         fail("serve.host", serve.host, "give an address, e.g. 127.0.0.1")
+    if not 1 <= serve.max_subscriptions <= MAX_SUBSCRIPTIONS:
+        fail(
+            "serve.max_subscriptions", serve.max_subscriptions,
+            f"must be between 1 and {MAX_SUBSCRIPTIONS:,}",
+        )  # fmt: skip
+    if serve.token and not serve.token.strip():
+        fail("serve.token", serve.token, "is only whitespace; give a token, or none")
     if serve.enabled and not serve.token and not serve.insecure:
         from tickpipe.serve.params import is_loopback
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import msgspec
 import numpy as np
@@ -32,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from tickpipe.deadletter import MAX_PAYLOAD_CHARS, cut
 from tickpipe.records import (
     SIDE_BUY,
     SIDE_SELL,
@@ -185,7 +187,13 @@ class FileReplay:
         self._symbols: dict[str, str | None] = {}  # raw text -> BASE-QUOTE, None if not one
         self._encoder = msgspec.json.Encoder(enc_hook=str)
         if self.format == "parquet":
-            self._check_columns(pq.read_schema(self.path).names)
+            try:
+                names = pq.read_schema(self.path).names
+            except pa.ArrowException as exc:
+                raise ValueError(
+                    f"trade file {str(self.path)!r} is not a readable Parquet file ({exc})"
+                ) from None
+            self._check_columns(names)
         elif self.format == "csv":
             with self.path.open(newline="", encoding="utf-8-sig", errors="replace") as file:
                 self._check_columns(next(csv.reader(file), []))
@@ -197,6 +205,9 @@ class FileReplay:
             ctx.stats.malformed += 1
             where = "row" if self.format == "parquet" else "line"
             record = {"file": str(self.path), where: number, "error": error, "data": data}
+            if isinstance(data, str) and len(data) > MAX_PAYLOAD_CHARS // 2:
+                # cut here, so that the letter's payload stays a whole JSON record
+                record["data"], record["cut"] = cut(data, MAX_PAYLOAD_CHARS // 2)
             ctx.dead_letters.write(self.name, reason, self._encoder.encode(record))
 
         chunks = self._chunks(reject)
@@ -247,19 +258,29 @@ class FileReplay:
 
     def _read_csv(self, reject: Reject) -> Iterator[tuple[pa.RecordBatch, np.ndarray, Callable]]:
         # Lines of rows the parser rejected, to number the rows it kept. Those before the
-        # current batch are only counted, so a file of bad rows cannot fill memory.
+        # current block are only counted, so a file of bad rows cannot fill memory.
         skipped: list[int] = []
         skipped_before = 0
+        # A stray quote makes the parser read on to the next quote, across lines: one
+        # "row" of many lines. Its first line is the bad one; the lines it took in are
+        # read again on their own (number, text), and kept in their place.
+        swallowed: list[tuple[int, str]] = []
 
         def invalid_row(row: Any) -> str:
+            first, *rest = row.text.split("\n")
             if row.number is not None:
-                skipped.append(row.number)
-            error = f"expected {row.expected_columns} columns, got {row.actual_columns}"
-            reject(row.number, "row has the wrong number of CSV columns", error, row.text)
+                skipped.extend(range(row.number, row.number + 1 + len(rest)))
+                swallowed.extend((row.number + 1 + k, line) for k, line in enumerate(rest))
+            if rest:
+                reject(row.number, "row has a stray quote", "a quote that is never closed", first)
+            else:
+                error = f"expected {row.expected_columns} columns, got {row.actual_columns}"
+                reject(row.number, "row has the wrong number of CSV columns", error, first)
             return "skip"
 
+        file = _CutLines(self.path.open("rb", buffering=0), _CSV_BLOCK // 2)
         reader = pacsv.open_csv(
-            self.path,
+            file,
             read_options=pacsv.ReadOptions(use_threads=False, block_size=_CSV_BLOCK),
             parse_options=pacsv.ParseOptions(invalid_row_handler=invalid_row),
             convert_options=pacsv.ConvertOptions(
@@ -269,17 +290,25 @@ class FileReplay:
                 quoted_strings_can_be_null=False,
             ),
         )
-        self._check_columns(reader.schema.names)
+        names = reader.schema.names
+        self._check_columns(names)
         parsed = 0
-        for block in reader:
-            for start in range(0, block.num_rows, self.batch_size):
-                batch = block.slice(start, self.batch_size)
-                index = np.arange(parsed, parsed + batch.num_rows) + skipped_before
-                parsed += batch.num_rows
+        try:
+            for block in reader:
+                index = np.arange(parsed, parsed + block.num_rows) + skipped_before
+                parsed += block.num_rows
                 lines = _csv_lines(index, np.array(sorted(skipped)))
-                skipped_before += sum(1 for line in skipped if line < lines[-1])
-                skipped[:] = [line for line in skipped if line > lines[-1]]
-                yield batch, lines, _record_data(batch)
+                if len(lines):
+                    skipped_before += sum(1 for line in skipped if line < lines[-1])
+                    skipped[:] = [line for line in skipped if line > lines[-1]]
+                if swallowed:
+                    block, lines = _with_lines(block, lines, names, swallowed, reject)
+                    swallowed.clear()
+                for start in range(0, block.num_rows, self.batch_size):
+                    batch = block.slice(start, self.batch_size)
+                    yield batch, lines[start : start + self.batch_size], _record_data(batch)
+        finally:
+            file.close()
 
     def _read_parquet(
         self, reject: Reject
@@ -592,6 +621,74 @@ def _json_batch(rows: list[_JsonRow]) -> pa.RecordBatch:
         "recv_ts": pa.array([r.recv_ts for r in rows], pa.int64()),
     }
     return pa.RecordBatch.from_pydict(columns)
+
+
+class _CutLines(io.RawIOBase):
+    """A file whose lines are cut to `limit` bytes, so that a huge garbage line reaches the
+    CSV parser (which fails on a line longer than its block) as one short bad row."""
+
+    def __init__(self, file: BinaryIO, limit: int) -> None:
+        self.file = file
+        self.limit = limit
+        self.run = 0  # bytes of the current line so far
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            chunk = self.file.read(len(buffer))
+            if not chunk:
+                return 0
+            out = self._cut(chunk)
+            if out:
+                buffer[: len(out)] = out
+                return len(out)
+
+    def _cut(self, chunk: bytes) -> bytes:
+        parts = chunk.split(b"\n")
+        if self.run + len(parts[0]) <= self.limit and max(map(len, parts)) <= self.limit:
+            self.run = len(parts[-1]) + (self.run if len(parts) == 1 else 0)
+            return chunk
+        out = []
+        for i, part in enumerate(parts):
+            run = self.run if i == 0 else 0
+            out.append(part[: max(0, self.limit - run)])
+            self.run = run + len(part)
+        return b"\n".join(out)
+
+
+def _with_lines(
+    block: pa.RecordBatch, lines: np.ndarray, names: list[str],
+    extra: list[tuple[int, str]], reject: Reject,
+) -> tuple[pa.RecordBatch, np.ndarray]:  # fmt: skip
+    """`block` (rows on `lines`) with the `extra` (line, text) rows merged in line order.
+
+    The extra lines are split on commas with no quoting, so one more stray quote cannot take
+    in further lines: its text stays in the value, which then fails its check on its own.
+    """
+    kept = [n for n in names if n in FIELDS]
+    rows, numbers = [], []
+    for number, text in extra:
+        values = text.rstrip("\r").split(",")
+        if len(values) != len(names):
+            error = f"expected {len(names)} columns, got {len(values)}"
+            reject(number, "row has the wrong number of CSV columns", error, text)
+            continue
+        rows.append([values[names.index(n)] or None for n in kept])
+        numbers.append(number)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in kept]
+    added = pa.table([pa.array(c, pa.string()) for c in columns], names=kept)
+    table = pa.concat_tables([pa.Table.from_batches([block]).select(kept), added])
+    all_lines = np.concatenate([lines, np.array(numbers, np.int64)])
+    order = np.argsort(all_lines, kind="stable")
+    merged = table.take(pa.array(order)).combine_chunks()
+    batches = merged.to_batches()
+    return (batches[0] if batches else block.select(kept).slice(0, 0)), all_lines[order]
 
 
 def _csv_lines(index: np.ndarray, skipped: np.ndarray) -> np.ndarray:

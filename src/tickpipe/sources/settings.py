@@ -6,6 +6,7 @@ The poll interval arrives decoded, in seconds (`tickpipe.durations`).
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated
@@ -99,7 +100,7 @@ def check_run(run: RunConfig, fail: Fail) -> None:
                     f"no symbol for {name}: add {name}:BASE-QUOTE, or a BASE-QUOTE for every "
                     f"exchange",
                 )  # fmt: skip
-    if run.speed < 0:
+    if not math.isfinite(run.speed) or run.speed < 0:
         fail("run.speed", run.speed, "1 = original speed, 10 = ten times faster, 0 = max")
     if run.replay and not Path(run.replay).is_file():
         fail("run.replay", run.replay, "no such file")

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import math
 import random
+import re
 import time
 import urllib.parse
 from collections import deque
@@ -142,28 +143,25 @@ def retry_after_seconds(value: str | None) -> float | None:
     return seconds if 0 <= seconds < math.inf else None
 
 
-def secret_spellings(secrets: Iterable[str]) -> tuple[str, ...]:
-    """Every way a secret can show up in a URL or a message (plain and URL-quoted), longest
-    first so that no shorter spelling leaves part of a longer one behind."""
-    forms: set[str] = set()
-    for secret in secrets:
-        if secret:
-            forms.update(
-                (
-                    secret,
-                    urllib.parse.quote(secret),
-                    urllib.parse.quote(secret, safe=""),
-                    urllib.parse.quote_plus(secret),
-                )
-            )
-    return tuple(sorted(forms, key=len, reverse=True))
+def secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """Every way a secret can show up in a URL or a message: each character as itself or
+    percent-encoded (either case, a space also as `+`), so no URL-encoded spelling escapes;
+    longest secrets first so that no shorter one leaves part of a longer one behind."""
+    forms = []
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        chars = []
+        for char in secret:
+            escapes = "".join(f"%{byte:02x}" for byte in char.encode())
+            spelled = [re.escape(char), re.escape(escapes)] + ([r"\+"] if char == " " else [])
+            chars.append(f"(?:{'|'.join(spelled)})")
+        forms.append("".join(chars))
+    return re.compile("|".join(forms), re.IGNORECASE) if forms else None
 
 
-def redact_secrets(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every spelling of every secret replaced by `***`."""
-    for form in secret_spellings(secrets):
-        text = text.replace(form, "***")
-    return text
+def redact_secrets(text: str, secrets: Iterable[str] | re.Pattern[str] | None) -> str:
+    """`text` with every spelling of every secret (see `secret_pattern`) replaced by `***`."""
+    pattern = secrets if isinstance(secrets, re.Pattern | None) else secret_pattern(secrets)
+    return pattern.sub("***", text) if pattern is not None else text
 
 
 def check_ws_url(url: str, secrets: Sequence[str] = ()) -> None:
@@ -399,7 +397,7 @@ class WsClient:
     ) -> None:
         """`secrets` (an API token in `url` or in the subscribe message, say) are shown as
         `***` in every log line, Disconnect reason and exception message of the helper."""
-        self._secrets = secret_spellings(secrets)
+        self._secrets = secret_pattern(secrets)
         check_ws_url(url, secrets)
         self.url = url
         self.name = name
@@ -440,9 +438,7 @@ class WsClient:
             await asyncio.sleep(delay)
 
     def _redact(self, text: str) -> str:
-        for form in self._secrets:
-            text = text.replace(form, "***")
-        return text
+        return redact_secrets(text, self._secrets)
 
     async def _connect_once(self) -> _Outcome:
         cfg = self.config

@@ -18,6 +18,7 @@ restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
+from tickpipe.faults import DAMAGED_TEXT, store_fault
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
@@ -164,6 +166,8 @@ class DuckDBStore(SqlStore):
         try:
             self._con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
+            if any(text in str(exc) for text in DAMAGED_TEXT):
+                raise StoreError(store_fault(str(exc), str(self.path))) from exc
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
@@ -219,7 +223,10 @@ class DuckDBStore(SqlStore):
                     )
                 con.execute("COMMIT")
             except Exception:
-                con.execute("ROLLBACK")
+                # A failed COMMIT (a full disk) has ended the transaction already; the error
+                # to report is the first one, not "no transaction is active".
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
                 raise
 
     # -- reading -------------------------------------------------------------------------

@@ -92,6 +92,36 @@ def consumer_settings(kafka: KafkaConfig) -> dict[str, Any]:
     }
 
 
+def _admin(kafka: KafkaConfig, **extra: Any) -> Any:
+    """An admin client with the connection settings (security included) of the producer."""
+    from confluent_kafka.admin import AdminClient
+
+    settings = {k: v for k, v in producer_settings(kafka).items() if k not in PRODUCER_DEFAULTS}
+    for key in PRODUCER_FIXED:
+        settings.pop(key, None)
+    return AdminClient({**settings, **extra})
+
+
+def require_broker(kafka: KafkaConfig, timeout_s: float = 10.0) -> None:
+    """Raise a `Fault` naming the broker when none answers within `timeout_s`.
+
+    Unchecked, librdkafka retries for ever: `process` would wait for partitions and `ingest`
+    for deliveries, then end as if they had run.
+    """
+    from confluent_kafka import KafkaException
+
+    from tickpipe.faults import Fault
+
+    try:
+        _admin(kafka, log_level=0).list_topics(timeout=timeout_s)  # 0: no retry noise
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args else str(exc)
+        raise Fault(
+            f"kafka {kafka.bootstrap} unreachable: {reason} (is the broker running? "
+            f"give its address with --kafka HOST:PORT)"
+        ) from exc
+
+
 def ensure_topic(
     kafka: KafkaConfig, name: str, config: dict[str, str], timeout: float = 10.0
 ) -> str | None:
@@ -99,12 +129,9 @@ def ensure_topic(
     trades topic). Returns a warning line when that cannot be done (a broker that creates
     topics on first use then makes it with its defaults)."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
-    settings = {k: v for k, v in producer_settings(kafka).items() if k not in PRODUCER_DEFAULTS}
-    for key in PRODUCER_FIXED:
-        settings.pop(key, None)
-    admin = AdminClient(settings)
+    admin = _admin(kafka)
     try:
         topics = admin.list_topics(timeout=timeout).topics
         if name in topics:
