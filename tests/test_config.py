@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import msgspec
@@ -584,6 +585,17 @@ def test_an_unknown_tickpipe_variable_is_warned_about_with_the_closest_known_nam
     ]
     known = {"TICKPIPE_ALERT_SLACK_URL": "u", "TICKPIPE_KAFKA_BOOTSTRAP": "h:1"}
     assert unknown_variables(known) == []
+
+
+def test_every_tickpipe_variable_the_code_or_ci_reads_is_known() -> None:
+    # Names written out whole in the sources (secrets, the lake's keys) and CI's own switch:
+    # a warning about one of them would be noise on every start.
+    root = Path(__file__).parents[1]
+    texts = [f.read_text() for f in (root / "src").rglob("*.py")]
+    texts.append((root / ".ci" / "run").read_text())
+    names = {m for text in texts for m in re.findall(r"\bTICKPIPE_[A-Z0-9_]*[A-Z0-9]\b", text)}
+    assert {"TICKPIPE_LAKE_SECRET_ACCESS_KEY", "TICKPIPE_REQUIRE_SERVERS"} <= names
+    assert unknown_variables(dict.fromkeys(names, "x")) == []
 
 
 @pytest.mark.parametrize("speed", ["nan", "inf", "-inf"])

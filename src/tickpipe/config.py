@@ -244,13 +244,20 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "_").upper()
 
 
+# tickpipe's own test suite reads it (CI sets it: a test that cannot reach its server fails);
+# tickpipe does not, but it is no misspelling either.
+TEST_SUITE_ENV = "TICKPIPE_REQUIRE_SERVERS"
+
+
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     """One warning line per `TICKPIPE_*` variable tickpipe does not read, with the closest
     known name: a misspelt variable would otherwise be ignored without a word."""
     from tickpipe.monitor.alerts.config import SECRET_ENV, SMTP_PASSWORD_ENV
+    from tickpipe.stores.lake.location import ACCESS_KEY_ENV, SECRET_KEY_ENV
 
     known = {env_name(key) for key in KEYS} | set(SECRET_ENV.values()) | {SMTP_PASSWORD_ENV}
     known |= {connector(n).INFO.token_env or "" for n in EXCHANGES}
+    known |= {ACCESS_KEY_ENV, SECRET_KEY_ENV, TEST_SUITE_ENV}
     out = []
     for name in sorted(os.environ if env is None else env):
         if name.startswith(ENV_PREFIX) and name not in known:
