@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,12 +50,11 @@ def test_demo_for_ten_seconds_then_verify_reports_zero_mismatches(tmp_path: Path
     assert intervals[0] == ["1h", "1m", "1s", "5m", "5s"]
 
 
-def test_kill_9_mid_demo_then_restart_keeps_every_trade_once_and_verify_passes(
-    tmp_path: Path,
-) -> None:
-    data = str(tmp_path)
+def kill_9_mid_demo(tmp_path: Path) -> int:
+    """Run a fast demo into `tmp_path` until it has written a while, SIGKILL it, and return
+    the time of the kill (µs)."""
     victim = subprocess.Popen(
-        [*TICKPIPE, "demo", "--quiet", "--rate", "20000", "--data-dir", data],
+        [*TICKPIPE, "demo", "--quiet", "--rate", "20000", "--data-dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -68,8 +68,15 @@ def test_kill_9_mid_demo_then_restart_keeps_every_trade_once_and_verify_passes(
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
-    killed_at_us = time.time_ns() // 1000
     assert victim.returncode == -signal.SIGKILL
+    return time.time_ns() // 1000
+
+
+def test_kill_9_mid_demo_then_restart_keeps_every_trade_once_and_verify_passes(
+    tmp_path: Path,
+) -> None:
+    data = str(tmp_path)
+    killed_at_us = kill_9_mid_demo(tmp_path)
 
     before = stored(tmp_path, "SELECT count(*), max(ts) FROM trades")
     assert before[0] > 0, "the killed demo stored nothing: the test proves nothing"
@@ -88,6 +95,29 @@ def test_kill_9_mid_demo_then_restart_keeps_every_trade_once_and_verify_passes(
     check = tickpipe("verify", "--data-dir", data)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0 mismatches" in check.stdout
+
+
+def test_verify_right_after_a_kill_9_passes_naming_the_stale_provisional_candles(
+    tmp_path: Path,
+) -> None:
+    kill_9_mid_demo(tmp_path)
+    stale = stored(tmp_path, "SELECT count(*) FROM candles WHERE NOT final")[0]
+    assert stale > 0, "no window was open at the kill: the test proves nothing"
+
+    check = tickpipe("verify", "--data-dir", str(tmp_path))
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "0 mismatches" in check.stdout
+    found = re.search(r"([\d,]+) stale provisional candles", check.stdout)
+    assert found, check.stdout
+    assert 0 < int(found[1].replace(",", "")) <= stale
+    assert "a restart of the pipeline rebuilds them" in check.stdout
+
+    restart = tickpipe("demo", "--duration", "3", "--quiet", "--data-dir", str(tmp_path))
+    assert restart.returncode == 0, restart.stderr
+    again = tickpipe("verify", "--data-dir", str(tmp_path))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "stale" not in again.stdout
 
 
 def test_sigterm_stops_demo_cleanly_with_a_summary(tmp_path: Path) -> None:

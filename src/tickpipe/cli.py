@@ -462,6 +462,7 @@ def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: sk
             f"({', '.join(report.intervals)}) equal the recomputation from "
             f"{report.trades:,} {stored} trades; 0 mismatches, 0 duplicate trades"
         )
+        _echo_stale(report.stale_provisional)
         return
     click.echo(
         f"verify: FAILED - {report.mismatch_count:,} mismatching candles, "
@@ -469,6 +470,7 @@ def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: sk
         f"({report.candles:,} candles, {report.trades:,} trades)",
         err=True,
     )
+    _echo_stale(report.stale_provisional, err=True)
     for m in report.mismatches:
         click.echo(f"  {m.exchange} {m.symbol} {m.interval} start={m.start}: {m.problem}", err=True)
         for name in m.stored:
@@ -478,6 +480,16 @@ def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: sk
     if report.mismatch_count > len(report.mismatches):
         click.echo(f"  ... and {report.mismatch_count - len(report.mismatches):,} more", err=True)
     sys.exit(1)
+
+
+def _echo_stale(count: int, err: bool = False) -> None:
+    """Name the provisional candles an unclean stop left behind the stored trades."""
+    if count:
+        click.echo(
+            f"  {count:,} stale provisional candles of windows open at an unclean stop lag the "
+            "stored trades (not a mismatch): a restart of the pipeline rebuilds them",
+            err=err,
+        )
 
 
 @cli.command()

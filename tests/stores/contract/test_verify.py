@@ -1,11 +1,16 @@
 """`tickpipe verify` over any store: what a short simulated run stored passes, and a candle
-that disagrees with the stored trades is named."""
+that disagrees with the stored trades is named, unless it is the stale provisional candle of
+a window open at an unclean stop."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import msgspec
+import pytest
 from serve.conftest import simulate
 
+from tickpipe.records import Candle
 from tickpipe.stores.base import Store
 from tickpipe.verify import verify
 
@@ -37,3 +42,47 @@ def test_verify_names_a_stored_candle_the_trades_do_not_make(store: Store) -> No
     )  # fmt: skip
     assert m.problem == "close"
     assert (m.stored["close"], m.recomputed["close"]) == (good.close + 1, good.close)
+
+
+def lagging(candle: Candle, final: bool) -> Candle:
+    """`candle` as a provisional update written before its last trade came would hold it."""
+    return msgspec.structs.replace(
+        candle, trades=candle.trades - 1, volume=candle.volume / 2, final=final,
+        revision=candle.revision + 1,
+    )  # fmt: skip
+
+
+def newest(store: Store) -> Candle:
+    """The newest 1m candle of an instrument, one of two trades or more."""
+    last = {(c.exchange, c.symbol): c for c in store.stored_candles("1m")}
+    return next(c for c in last.values() if c.trades > 1)
+
+
+def closed(store: Store) -> Candle:
+    """A final 1s candle of two trades or more that a final one of its instrument follows."""
+    return next(
+        c for c, later in pairwise(store.stored_candles("1s"))
+        if c.final and later.final and c.trades > 1 and c.symbol == later.symbol
+        and c.exchange == later.exchange
+    )  # fmt: skip
+
+
+def test_a_lagging_provisional_newest_candle_is_stale_not_a_mismatch(store: Store) -> None:
+    simulate(store, END, minutes=2)
+    store.write(candles=[lagging(newest(store), final=False)])  # open at a kill -9
+    report = verify(store)
+    assert report.ok, report.mismatches[:3]
+    assert (report.mismatch_count, report.stale_provisional) == (0, 1)
+
+
+@pytest.mark.parametrize("final", [True, False], ids=["final", "provisional"])
+def test_a_lagging_candle_of_a_closed_window_fails(store: Store, final: bool) -> None:
+    simulate(store, END, minutes=2)
+    wrong = closed(store)
+    store.write(candles=[lagging(wrong, final)])
+    report = verify(store)
+    assert not report.ok
+    assert (report.mismatch_count, report.stale_provisional) == (1, 0)
+    assert (report.mismatches[0].start, report.mismatches[0].problem) == (
+        wrong.start, "trades, volume",
+    )  # fmt: skip
