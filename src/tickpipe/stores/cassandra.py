@@ -47,7 +47,6 @@ import itertools
 import logging
 import re
 import ssl
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -71,6 +70,7 @@ from tickpipe.stores.base import Key, StoreError
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
 from tickpipe.stores.flush import Flush, trade_columns
 from tickpipe.stores.reads import top_order
+from tickpipe.stores.retry import Backoff
 
 try:
     from cassandra import (
@@ -375,26 +375,12 @@ class CassandraStore:
     def _retrying(self, fn: Callable[[], T], deadline_s: float, what: str) -> T:
         """`fn()`, run again with capped, growing pauses while the node is away, until
         `deadline_s` has passed; then one StoreError line."""
-        deadline = time.monotonic() + deadline_s
-        pause, attempt = 0.1, 0
+        backoff = Backoff("Cassandra", self.describe(), what, deadline_s)
         while True:
             try:
                 return fn()
             except LOST as exc:
-                attempt += 1
-                left = deadline - time.monotonic()
-                reason = _reason(exc)[:300]
-                if left <= 0:
-                    raise StoreError(
-                        f"Cassandra at {self.describe()}: {what} failed for {deadline_s:g}s "
-                        f"({attempt} attempts): {reason}"
-                    ) from exc
-                log.warning(
-                    "cassandra: %s failed (node unreachable: %s); retry %d in %.1fs",
-                    what, reason, attempt, min(pause, left),
-                )  # fmt: skip
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, 2.0)
+                backoff.wait(exc, _reason(exc)[:300], "node unreachable")
 
     def _read(self, name: str, params: Sequence[Any]) -> list[tuple]:
         """All rows of one prepared read (one partition or less: bounded)."""

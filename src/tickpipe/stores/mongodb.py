@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -66,6 +65,7 @@ from tickpipe.records import (
 from tickpipe.stores.base import Key, StoreError
 from tickpipe.stores.flush import TRADE_FIELDS, Flush, trade_columns
 from tickpipe.stores.reads import top_order
+from tickpipe.stores.retry import Backoff
 
 try:
     from bson.int64 import Int64
@@ -219,26 +219,12 @@ class MongoStore:
     def _with_retry(self, fn: Callable[[], T], deadline_s: float, what: str) -> T:
         """Run `fn`; when the server is unreachable, run it again (capped, growing pauses)
         until `deadline_s` has passed. `fn` must be safe to repeat."""
-        deadline = time.monotonic() + deadline_s
-        pause, attempt = 0.1, 0
+        backoff = Backoff("MongoDB", self.describe(), what, deadline_s)
         while True:
             try:
                 return fn()
             except ConnectionFailure as exc:
-                attempt += 1
-                left = deadline - time.monotonic()
-                reason = " ".join(str(exc).split())[:300]
-                if left <= 0:
-                    raise StoreError(
-                        f"MongoDB at {self.describe()}: {what} failed for {deadline_s:g}s "
-                        f"({attempt} attempts): {reason}"
-                    ) from exc
-                log.warning(
-                    "mongodb: %s failed (server unreachable: %s); retry %d in %.1fs",
-                    what, reason, attempt, min(pause, left),
-                )  # fmt: skip
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, 2.0)
+                backoff.wait(exc, " ".join(str(exc).split())[:300], "server unreachable")
 
     def _read(self, fn: Callable[[], T]) -> T:
         return self._with_retry(fn, self.read_retry_for, "read")

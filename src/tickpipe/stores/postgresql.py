@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -42,6 +41,7 @@ from tickpipe.records import (
 from tickpipe.stores.base import StoreError
 from tickpipe.stores.flush import Flush, trade_columns
 from tickpipe.stores.reads import Dialect
+from tickpipe.stores.retry import Backoff
 from tickpipe.stores.sql import SqlStore, candle_upsert, upsert_sql
 
 log = logging.getLogger("tickpipe")
@@ -306,8 +306,7 @@ class PostgresStore(SqlStore):
     ) -> T:
         """Run `fn` on the link's connection; when the server went away, reconnect and run it
         again (with capped, growing pauses) until `deadline_s` has passed."""
-        deadline = time.monotonic() + deadline_s
-        pause, attempt = 0.1, 0
+        backoff = Backoff("PostgreSQL", self.describe(), what, deadline_s)
         with link.lock:
             while True:
                 con = link.con
@@ -317,26 +316,13 @@ class PostgresStore(SqlStore):
                 except psycopg.Error as exc:
                     if not _lost(exc, con):
                         raise
-                    attempt += 1
                     link.drop()
-                    left = deadline - time.monotonic()
-                    reason = " ".join(str(exc).split())[:300]
-                    if left <= 0:
-                        raise StoreError(
-                            f"PostgreSQL at {self.describe()}: {what} failed for "
-                            f"{deadline_s:g}s ({attempt} attempts): {reason}"
-                        ) from exc
                     why = (
                         "rolled back by the server"
                         if isinstance(exc, psycopg.errors.TransactionRollback)
                         else "server unreachable"
                     )
-                    log.warning(
-                        "postgresql: %s failed (%s: %s); retry %d in %.1fs",
-                        what, why, reason, attempt, min(pause, left),
-                    )  # fmt: skip
-                    time.sleep(min(pause, left))
-                    pause = min(pause * 2, 2.0)
+                    backoff.wait(exc, " ".join(str(exc).split())[:300], why)
 
     # -- writing -------------------------------------------------------------------------
 
