@@ -78,7 +78,7 @@ java_node() {  # node id, main class, args...
 
 start() {  # [node...]
     bash "$here/setup/kafka.sh"
-    local version n started=() wanted=("${@:-${nodes[@]}}")
+    local version n m started=() wanted=("${@:-${nodes[@]}}")
     version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
     libs="${XDG_CACHE_HOME:-$HOME/.cache}/tickpipe/kafka-$version/libs"
     mkdir -p "$dir"
@@ -106,8 +106,10 @@ start() {  # [node...]
     for n in "${started[@]}"; do
         until kcat -L -b "127.0.0.1:$(broker_port "$n")" -m 2 2>/dev/null \
             | grep -q " $want brokers:"; do
-            running "$n" || { echo "kafka cluster: node $n exited; its log is" \
-                "$dir/node$n/broker.log" >&2; exit 1; }
+            for m in "${started[@]}"; do
+                running "$m" || { echo "kafka cluster: node $m exited; its log is" \
+                    "$dir/node$m/broker.log" >&2; exit 1; }
+            done
             [ $SECONDS -lt $deadline ] || { echo "kafka cluster: node $n did not answer in" \
                 "120 s; its log is $dir/node$n/broker.log" >&2; exit 1; }
             sleep 0.5

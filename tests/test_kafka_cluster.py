@@ -33,10 +33,13 @@ from test_distributed import (
 )
 
 from tickpipe.records import Trade
+from tickpipe.transport.kafka import ensure_topic
 from tickpipe.transport.schema import decode_trades, to_batch
+from tickpipe.transport.settings import KafkaConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine.reference import assert_candles_equal, batch_candles
+from transport.test_kafka import replication_of
 
 pytestmark = [pytest.mark.kafka_cluster, pytest.mark.slow]
 
@@ -98,17 +101,6 @@ def topic_trades(bootstrap: str, topic: str) -> list[Trade]:
     return to_batch(decoded).to_trades()
 
 
-def topic_replication(bootstrap: str, topic: str) -> tuple[set[int], str]:
-    """(replica counts of the topic's partitions, its min.insync.replicas)."""
-    from confluent_kafka.admin import AdminClient, ConfigResource
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    entries = admin.describe_configs([resource])[resource].result(10)
-    return {len(p.replicas) for p in partitions}, entries["min.insync.replicas"].value
-
-
 @contextmanager
 def store_stalls(dsn: str) -> Iterator[list[float]]:
     """The longest time, in seconds, the store went without a new trade, measured while the
@@ -154,7 +146,7 @@ def test_the_broker_leading_most_partitions_killed_under_load_loses_nothing(
     b = start_processor(tmp_path, *run, "b")
     try:
         wait_assigned(tmp_path, ["a", "b"])
-        assert topic_replication(bootstrap, topic) == ({3}, "2"), "the defaults of 3 brokers"
+        assert replication_of(bootstrap, topic) == ({3}, "2"), "the defaults of 3 brokers"
         with store_stalls(postgres_dsn) as consuming_stall_s:
             time.sleep(4)
             victim = kafka_cluster.leaders(topic).most_common(1)[0][0]
@@ -215,3 +207,21 @@ def test_two_of_three_brokers_down_stops_producing_naming_the_cause_then_resumes
     assert len(trades) == len(ids) == published, "every trade delivered once, none lost"
     print(f"\n2 of 3 brokers down: producing stalled {float(resumed.group(1)):.1f} s, until one "
           f"returned (node {second})")  # fmt: skip
+
+
+def test_a_topic_with_fewer_copies_than_the_cluster_keeps_is_warned_about_in_one_line(
+    kafka_cluster,
+):
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    config = KafkaConfig(bootstrap=kafka_cluster.bootstrap, trades_topic=topic)
+    assert ensure_topic(config, topic, {}, partitions=3) is None  # made with 3 copies, 2 in sync
+    assert replication_of(kafka_cluster.bootstrap, topic) == ({3}, "2")
+    single = KafkaConfig(bootstrap=kafka_cluster.bootstrap, replication_factor=1)
+    assert ensure_topic(single, f"{topic}.single", {}, partitions=2) is None
+    assert replication_of(kafka_cluster.bootstrap, f"{topic}.single") == ({1}, "1")
+    deadline = time.monotonic() + 30
+    warning = None
+    while warning is None and time.monotonic() < deadline:  # until every broker knows it
+        warning = ensure_topic(config, f"{topic}.single", {})
+    assert warning is not None and "\n" not in warning
+    assert warning.startswith(f"warning: topic {topic}.single is under-replicated: 2 of 2 ")

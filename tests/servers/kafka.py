@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import shutil
 import signal
 import socket
@@ -146,11 +147,24 @@ class KafkaBroker(ServerProcess):
 
 
 def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free 127.0.0.1 ports."""
+    """The first of `count` consecutive free 127.0.0.1 ports, below the ephemeral range (32768
+    up), where the outgoing connections of a busy machine cannot take one meanwhile."""
+    rng = random.Random()
     while True:
-        first = free_port()
-        if all(not port_open(first + i) for i in range(count)) and first + count < 65536:
+        first = rng.randrange(20_000, 32_768 - count)
+        if not any(port_open(first + i) for i in range(count)) and all(
+            _bindable(first + i) for i in range(count)
+        ):
             return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -220,10 +234,9 @@ def kafka_cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ka
     cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"))
     try:
         cluster.start()
+        yield cluster
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         server_missing(f"cannot start the Kafka cluster: {exc}")
-    try:
-        yield cluster
     finally:
         for node in cluster.nodes:
             cluster.kill(node)  # its data is thrown away: no clean shutdown needed
