@@ -183,6 +183,9 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "kafka.encoding": ("binary", "binary"),
         "kafka.group": ("g", "g"),
         "kafka.message_trades": ("50", 50),
+        "kafka.partitions": ("12", 12),
+        "kafka.replication_factor": ("3", 3),
+        "kafka.min_insync_replicas": ("2", 2),
         "kafka.properties": (
             "linger.ms=1, client.rack=r1",
             {"linger.ms": "1", "client.rack": "r1"},

@@ -1,28 +1,42 @@
-"""A real single-node Apache Kafka broker (KRaft, no ZooKeeper) for the distributed-mode tests.
+"""Real Apache Kafka (KRaft, no ZooKeeper) for the distributed-mode tests: a single-node broker,
+and a replicated 3-node cluster (the `kafka_cluster` tests).
 
 The jars come from Maven Central through scripts/setup/kafka.sh into a cache outside git. The
 broker runs as a child process on free 127.0.0.1 ports with its log directory in a temp dir,
 for the whole test session; `stop()`/`start()` restart it on the same ports and data (the
-broker-restart test).
+broker-restart test). The cluster is the one scripts/kafka-cluster.sh starts for a user, on
+free ports and in a temp dir: one place says how a cluster is configured.
 """
 
 from __future__ import annotations
 
 import base64
+import os
+import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from servers.process import ServerProcess, cache_dir, free_port, pinned_version, serving
+from servers.process import (
+    ServerProcess,
+    cache_dir,
+    free_port,
+    pinned_version,
+    port_open,
+    serving,
+)
 from servers.require import server_missing
 
-POM = Path(__file__).resolve().parents[2] / "scripts" / "kafka" / "pom.xml"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+POM = SCRIPTS / "kafka" / "pom.xml"
 
 
 def kafka_libs() -> Path:
@@ -130,6 +144,110 @@ class KafkaBroker(ServerProcess):
                 return name
             time.sleep(0.1)
         raise RuntimeError(f"topic {name} was not ready in time")
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free 127.0.0.1 ports, below the ephemeral range (32768
+    up), where the outgoing connections of a busy machine cannot take one meanwhile."""
+    rng = random.Random()
+    while True:
+        first = rng.randrange(20_000, 32_768 - count)
+        if not any(port_open(first + i) for i in range(count)) and all(
+            _bindable(first + i) for i in range(count)
+        ):
+            return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie left unreaped by PID 1 does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class KafkaCluster:
+    """Three nodes, each a broker and a KRaft controller (a 3-voter quorum), started and
+    restarted by scripts/kafka-cluster.sh; `kill(node)` is the crash (SIGKILL)."""
+
+    nodes = (1, 2, 3)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port_block(2 * len(self.nodes))
+        self.env = {**os.environ, "TICKPIPE_KAFKA_CLUSTER_DIR": str(root),
+                    "TICKPIPE_KAFKA_CLUSTER_PORT": str(self.port)}  # fmt: skip
+        self.bootstrap = ",".join(f"127.0.0.1:{self.broker_port(n)}" for n in self.nodes)
+
+    def broker_port(self, node: int) -> int:
+        return self.port + 2 * (node - 1)
+
+    def start(self, *nodes: int) -> None:
+        """Start `nodes` (default: every node not running); return once they serve."""
+        done = subprocess.run(
+            ["bash", str(SCRIPTS / "kafka-cluster.sh"), "start", *map(str, nodes)],
+            capture_output=True, text=True, timeout=300, env=self.env,
+        )  # fmt: skip
+        if done.returncode:
+            raise RuntimeError(f"kafka-cluster.sh start failed: {done.stderr or done.stdout}")
+
+    def pid(self, node: int) -> int | None:
+        path = self.root / f"node{node}" / "pid"
+        pid = int(path.read_text()) if path.exists() else None
+        return pid if pid is not None and _alive(pid) else None
+
+    def running(self) -> list[int]:
+        return [n for n in self.nodes if self.pid(n) is not None]
+
+    def kill(self, node: int) -> None:
+        """SIGKILL the node (no chance to flush or hand anything over); return once gone."""
+        pid = self.pid(node)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+
+    def leaders(self, topic: str) -> Counter[int]:
+        """How many partitions of `topic` each node leads."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        return Counter(p.leader for p in partitions)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """The session's 3-node cluster (started on first use, killed at the end)."""
+    if shutil.which("java") is None:
+        server_missing("java is not installed (scripts/setup/kafka.sh installs it)")
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        server_missing(f"cannot start the Kafka cluster: {exc}")
+    finally:
+        for node in cluster.nodes:
+            cluster.kill(node)  # its data is thrown away: no clean shutdown needed
+
+
+@pytest.fixture
+def kafka_cluster(kafka_cluster_nodes: KafkaCluster) -> KafkaCluster:
+    """The session's cluster with every node running (a test that killed some gets them back)."""
+    if len(kafka_cluster_nodes.running()) < len(kafka_cluster_nodes.nodes):
+        kafka_cluster_nodes.start()
+    return kafka_cluster_nodes
 
 
 @pytest.fixture(scope="session")

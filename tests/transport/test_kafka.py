@@ -10,7 +10,7 @@ import pytest
 
 from tickpipe.config import ConfigError, load_config
 from tickpipe.sources.simulated import MarketSimulator
-from tickpipe.transport.kafka import TradePublisher
+from tickpipe.transport.kafka import TradePublisher, ensure_topic, replication_for
 from tickpipe.transport.schema import decode_trades, to_batch
 from tickpipe.transport.settings import KafkaConfig
 
@@ -110,3 +110,56 @@ def test_secret_property_values_are_not_printed_in_errors(tmp_path):
 def test_bad_kafka_settings_name_the_key(key, value, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_config(env={key: value})
+
+
+@pytest.mark.parametrize(("brokers", "expected"), [(1, (1, 1)), (2, (2, 1)), (3, (3, 2)),
+                                                    (5, (3, 2))])  # fmt: skip
+def test_topics_are_replicated_by_the_clusters_size_unless_configured(brokers, expected):
+    replication = replication_for(KafkaConfig(), brokers)
+    assert (replication.factor, replication.min_insync) == expected
+    configured = replication_for(KafkaConfig(replication_factor=2, min_insync_replicas=2), 5)
+    assert (configured.factor, configured.min_insync) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [({"TICKPIPE_KAFKA_REPLICATION_FACTOR": "-1"}, "kafka.replication_factor"),
+     ({"TICKPIPE_KAFKA_PARTITIONS": "0"}, "kafka.partitions"),
+     ({"TICKPIPE_KAFKA_REPLICATION_FACTOR": "2", "TICKPIPE_KAFKA_MIN_INSYNC_REPLICAS": "3"},
+      "kafka.min_insync_replicas")],
+)  # fmt: skip
+def test_bad_replication_settings_name_the_key(env, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")) as err:
+        load_config(env=env)
+    assert "\n" not in str(err.value)
+
+
+def test_a_topic_the_single_broker_holds_once_is_not_under_replicated(kafka):
+    topic = kafka.create_topic(f"t-{uuid.uuid4().hex[:8]}", 2)
+    config = KafkaConfig(bootstrap=kafka.bootstrap, trades_topic=topic)
+    assert ensure_topic(config, topic, {}) is None
+    made = ensure_topic(config, f"{topic}.new", {}, partitions=3)
+    assert made is None and replication_of(kafka.bootstrap, f"{topic}.new") == ({1}, "1")
+
+
+def replication_of(bootstrap: str, topic: str) -> tuple[set[int], str]:
+    """(replica counts of the topic's partitions, its min.insync.replicas), once every broker
+    asked knows the topic (a new topic reaches a cluster's brokers within moments)."""
+    import time
+
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            entries = admin.describe_configs([resource])[resource].result(10)
+            partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+            if partitions:
+                return {len(p.replicas) for p in partitions}, entries["min.insync.replicas"].value
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)

@@ -19,9 +19,10 @@ from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.records import TradeBatch
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.sources import Source, SourceContext, SourceStats
-from tickpipe.transport.kafka import TradePublisher
+from tickpipe.transport.kafka import TradePublisher, ensure_topic, stall_cause
 
 log = logging.getLogger("tickpipe.ingest")
+STALL_S = 2.0  # no delivery for this long while messages wait: say why, once
 
 
 @dataclass
@@ -36,10 +37,15 @@ def run_ingest(
     config: Config, sources: list[Source], duration: float | None, clock: Clock = SYSTEM_CLOCK
 ) -> IngestResult:
     """Run the sources until `duration`, SIGINT/SIGTERM or their end; deliver everything.
-    With `monitor.metrics_port`, /metrics counts what each source received."""
+    With `monitor.metrics_port`, /metrics counts what each source received. The trades topic
+    is created when missing; while brokers cannot take messages, one line says why, and
+    another how long producing stalled once it resumes."""
+    warning = ensure_topic(config.kafka, config.kafka.trades_topic, {}, config.kafka.partitions)
+    if warning:
+        log.warning("%s", warning)
     metrics = PipelineMetrics()
     stop_metrics = metrics.serve(config.monitor)
-    publisher = TradePublisher(config.kafka)
+    publisher = TradePublisher(config.kafka, clock=clock)
     dead_letters = DeadLetters(config.dead_letter_path)
     try:
         asyncio.run(_run(sources, publisher, dead_letters, duration, metrics, clock))
@@ -77,8 +83,18 @@ async def _run(
 
     async def deliver() -> None:
         # Delivery reports arrive through poll(); an idle producer must still be polled.
+        stalled_s = 0.0  # how long the reported stall has lasted; 0: none reported
         while True:
             publisher.producer.poll(0)
+            waited_s = publisher.stalled_s()
+            if waited_s >= STALL_S and not stalled_s:
+                cause = await asyncio.to_thread(stall_cause, publisher.kafka)
+                log.warning("producing stalled %.0f s: %s", waited_s, cause)
+            elif stalled_s and waited_s < stalled_s:  # a delivery: the wait began again
+                log.warning("producing resumed after %.1f s stalled", stalled_s)
+                stalled_s = 0.0
+            if waited_s >= STALL_S:
+                stalled_s = waited_s
             await asyncio.sleep(0.05)
 
     tasks = [asyncio.create_task(run_source(s)) for s in sources]

@@ -217,10 +217,13 @@ class Processor:
         """Consume, process, commit; until `stop()` or `duration` seconds."""
         from tickpipe.transport.kafka import ensure_topic
 
-        wanted = {self.kafka.candles_topic: {"cleanup.policy": "compact"},
-                  self.kafka.dead_letter_topic: {}}  # fmt: skip
-        for topic, topic_config in wanted.items():
-            warning = ensure_topic(self.kafka, topic, topic_config) if topic else None
+        kafka = self.kafka
+        # The trades topic first: the others get as many partitions (None).
+        wanted = [(kafka.trades_topic, {}, kafka.partitions),
+                  (kafka.candles_topic, {"cleanup.policy": "compact"}, None),
+                  (kafka.dead_letter_topic, {}, None)]  # fmt: skip
+        for topic, topic_config, partitions in wanted:
+            warning = ensure_topic(kafka, topic, topic_config, partitions) if topic else None
             if warning:
                 log.warning("%s: %s", self.name, warning)
         self.consumer.subscribe(

@@ -8,9 +8,12 @@ batches into messages and back (transport/schema.py).
 from __future__ import annotations
 
 import asyncio
+import socket
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tickpipe.records import Candle, TradeBatch
+from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.transport.schema import (
     candle_key,
     encode_candle,
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
 PRODUCER_FIXED = {"enable.idempotence": True, "acks": "all"}
 CONSUMER_FIXED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
 PRODUCER_DEFAULTS = {
+    # 0: no delivery timeout. While brokers are down a message waits (the queue bound below
+    # then holds the sources back) rather than being dropped after 5 minutes.
+    "message.timeout.ms": 0,
     "compression.type": "lz4",
     "linger.ms": 5,
     "batch.size": 1_000_000,
@@ -122,28 +128,114 @@ def require_broker(kafka: KafkaConfig, timeout_s: float = 10.0) -> None:
         ) from exc
 
 
+@dataclass(frozen=True)
+class Replication:
+    """Copies of each partition of a topic, and how many must hold a message before the
+    producer's acks=all is answered (fewer in sync: the broker refuses to take messages)."""
+
+    factor: int
+    min_insync: int
+
+
+def replication_for(kafka: KafkaConfig, brokers: int) -> Replication:
+    """The configured replication, else the default for a cluster of `brokers`: 3 copies, 2
+    in sync from three brokers up (one broker may be lost without stopping producing or
+    losing a message); 1 and 1 for a single broker."""
+    factor = kafka.replication_factor or max(1, min(3, brokers))
+    return Replication(factor, kafka.min_insync_replicas or max(1, factor - 1))
+
+
+def under_replicated(name: str, topic: Any, factor: int) -> str | None:
+    """A one-line warning when partitions of `topic` (its metadata) have fewer than `factor`
+    replicas in sync: a broker is down, or the topic was created with fewer copies."""
+    partitions = list(topic.partitions.values())
+    short = [p for p in partitions if len(p.isrs) < factor]
+    if not short:
+        return None
+    fewest = min(len(p.isrs) for p in short)
+    return (
+        f"warning: topic {name} is under-replicated: {len(short)} of {len(partitions)} "
+        f"partitions have {fewest} replica(s) in sync, {factor} wanted (a broker down, or the "
+        f"topic created with fewer copies; see kafka.replication_factor)"
+    )
+
+
 def ensure_topic(
-    kafka: KafkaConfig, name: str, config: dict[str, str], timeout: float = 10.0
-) -> str | None:
-    """Create topic `name` with `config` when it does not exist yet (as many partitions as the
-    trades topic). Returns a warning line when that cannot be done (a broker that creates
-    topics on first use then makes it with its defaults)."""
+    kafka: KafkaConfig, name: str, config: dict[str, str], partitions: int | None = None,
+    timeout: float = 10.0,
+) -> str | None:  # fmt: skip
+    """Create topic `name` with `config` when it does not exist yet, with `partitions` (else
+    as many as the trades topic) and the cluster's `replication_for`. Returns a warning line
+    when that cannot be done (a broker that creates topics on first use then makes it with its
+    defaults) or when the topic is under-replicated."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import NewTopic
 
     admin = _admin(kafka)
     try:
-        topics = admin.list_topics(timeout=timeout).topics
+        metadata = admin.list_topics(timeout=timeout)
+        replication = replication_for(kafka, len(metadata.brokers))
+        topics = metadata.topics
         if name in topics:
-            return None
-        trades = topics.get(kafka.trades_topic)
-        partitions = len(trades.partitions) if trades is not None and trades.partitions else 1
-        admin.create_topics([NewTopic(name, partitions, config=config)])[name].result(timeout)
+            return under_replicated(name, topics[name], replication.factor)
+        if partitions is None:
+            trades = topics.get(kafka.trades_topic)
+            partitions = len(trades.partitions) if trades is not None and trades.partitions else 1
+        settings = {**config, "min.insync.replicas": str(replication.min_insync)}
+        new = NewTopic(name, partitions, replication.factor, config=settings)
+        admin.create_topics([new])[name].result(timeout)
     except KafkaException as exc:
         if "TOPIC_ALREADY_EXISTS" in str(exc):
             return None  # another replica was first
         return f"warning: cannot create topic {name}: {exc}"
     return None
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def stall_cause(kafka: KafkaConfig, timeout: float = 5.0) -> str:
+    """Why the trades topic takes no messages, in one line, from the cluster's metadata and
+    which brokers accept a connection: not enough in-sync replicas, partitions without a
+    leader, or no broker at all. librdkafka retries such produce errors without a word."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import ConfigResource
+
+    topic = kafka.trades_topic
+    admin = _admin(kafka, log_level=0)
+    try:
+        metadata = admin.list_topics(topic, timeout=timeout)
+        partitions = list(metadata.topics[topic].partitions.values())
+    except (KafkaException, KeyError):
+        return f"no Kafka broker answers ({kafka.bootstrap})"
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout)
+        min_insync = int(entries["min.insync.replicas"].value)
+    except (KafkaException, TimeoutError, KeyError, ValueError):
+        # A cluster without its controller quorum may not answer: tickpipe's own rule for a
+        # topic of that many copies.
+        copies = max((len(p.replicas) for p in partitions), default=1)
+        min_insync = replication_for(kafka, copies).min_insync
+    brokers = metadata.brokers.values()
+    up = {b.id for b in brokers if _reachable(b.host, b.port)}
+    reachable = f"{len(up)} of {len(brokers)} brokers reachable"
+    short = [p for p in partitions if len(set(p.isrs) & up) < min_insync]
+    if short:
+        return (
+            f"not enough in-sync replicas: {len(short)} of {len(partitions)} partitions of "
+            f"{topic} have fewer than min.insync.replicas={min_insync} in-sync replicas on a "
+            f"reachable broker ({reachable}); waiting for brokers to return"
+        )
+    leaderless = [p for p in partitions if p.leader not in up]
+    if leaderless:
+        return f"{len(leaderless)} partitions of {topic} have no reachable leader ({reachable})"
+    return f"the brokers do not acknowledge ({reachable})"
 
 
 class TradePublisher:
@@ -152,11 +244,15 @@ class TradePublisher:
     `emit` is a source's `ctx.emit`: it splits a batch per instrument into messages of at most
     `message_trades` trades, keyed exchange:symbol. A full librdkafka queue makes it wait
     (backpressure, as with the in-process queue); a failed delivery is kept and raised.
+    `stalled_s` says how long messages have waited with none delivered (brokers down).
     """
 
-    def __init__(self, kafka: KafkaConfig, producer: Producer | None = None) -> None:
+    def __init__(
+        self, kafka: KafkaConfig, producer: Producer | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         from confluent_kafka import Producer
 
+        self.kafka = kafka
         self.topic = kafka.trades_topic
         self.encoding = kafka.encoding
         self.message_trades = kafka.message_trades
@@ -166,12 +262,22 @@ class TradePublisher:
         self.delivered = 0
         self.waits = 0
         self.error: str | None = None
+        self.clock = clock
+        self._progress_s = clock.monotonic_s()  # the last delivery, or when the wait began
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
+        self._progress_s = self.clock.monotonic_s()
         if err is not None:
             self.error = str(err)
         else:
             self.delivered += 1
+
+    def stalled_s(self) -> float:
+        """Seconds since the last delivery while messages wait for one; 0 when none waits."""
+        if len(self.producer) == 0:
+            self._progress_s = self.clock.monotonic_s()
+            return 0.0
+        return self.clock.monotonic_s() - self._progress_s
 
     def publish(self, batch: TradeBatch) -> None:
         """Queue the batch's messages; raises BufferError when librdkafka's queue is full."""

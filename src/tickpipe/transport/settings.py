@@ -17,6 +17,13 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
     encoding: str = "json"  # of trade messages: json (any Kafka tool reads it) or binary
     group: str = "tickpipe-process"  # the processors' consumer group
     message_trades: int = 1000  # at most this many trades (of one symbol) per message
+    # Topics tickpipe creates when missing: the trades topic's partitions (the most processors
+    # that can share the work); copies of each partition (0: from the cluster's size, 3 from
+    # three brokers up, else one per broker); how many copies must hold a message before it
+    # counts as produced (0: one less than the copies, at least 1).
+    partitions: int = 6
+    replication_factor: int = 0
+    min_insync_replicas: int = 0
     # librdkafka settings passed through as they are (SASL/SSL, timeouts...), e.g.
     # "security.protocol" = "SASL_SSL"; secrets belong in TICKPIPE_KAFKA_* variables, not files
     properties: dict[str, str] = msgspec.field(default_factory=dict)
@@ -41,6 +48,17 @@ def check_kafka(kafka: KafkaConfig, fail: Fail) -> None:
         fail("kafka.group", kafka.group, "give a consumer group name")
     if not 1 <= kafka.message_trades <= 100_000:
         fail("kafka.message_trades", kafka.message_trades, "must be between 1 and 100000")
+    if not 1 <= kafka.partitions <= 10_000:
+        fail("kafka.partitions", kafka.partitions, "must be between 1 and 10000")
+    if kafka.replication_factor < 0:
+        fail("kafka.replication_factor", kafka.replication_factor, "0 (from the cluster) or more")
+    if kafka.min_insync_replicas < 0:
+        fail("kafka.min_insync_replicas", kafka.min_insync_replicas, "0 (automatic) or more")
+    if kafka.replication_factor and kafka.min_insync_replicas > kafka.replication_factor:
+        fail(
+            "kafka.min_insync_replicas", kafka.min_insync_replicas,
+            f"at most kafka.replication_factor ({kafka.replication_factor})",
+        )  # fmt: skip
     problem = check_properties(kafka.properties)
     if problem is not None:
         name, why = problem
