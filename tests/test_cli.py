@@ -300,12 +300,7 @@ def test_verify_exits_0_with_a_summary_on_a_consistent_store(tmp_path: Path) -> 
     assert "OK" in result.stdout
     assert "40 stored trades" in result.stdout
     assert "0 mismatches" in result.stdout
-
-
-def test_verify_off_a_terminal_prints_plain_progress_lines(tmp_path: Path) -> None:
-    _store_with_candles(tmp_path)
-    result = tickpipe("verify", "--data-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
+    # Off a terminal, progress comes as plain lines on stderr.
     assert "verify: recomputing candles: " in result.stderr
     assert "of 1 instruments done" in result.stderr
 

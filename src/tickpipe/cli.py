@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,9 @@ from tickpipe.faults import Fault, faults_named
 from tickpipe.sources import Source
 from tickpipe.sources.settings import DEFAULT_EXCHANGES
 from tickpipe.stores.base import StoreError
+
+if TYPE_CHECKING:
+    from tickpipe.verify import VerifyReport
 
 EXIT_USAGE = 2
 
@@ -476,8 +479,7 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
             f"({', '.join(report.intervals)}) equal the recomputation from "
             f"{report.trades:,} {stored} trades; 0 mismatches, 0 duplicate trades"
         )
-        _echo_stale(report.stale_provisional)
-        _echo_cut(report.cut_windows)
+        _echo_uncompared(report)
         return
     click.echo(
         f"verify: FAILED - {report.mismatch_count:,} mismatching candles, "
@@ -485,8 +487,7 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
         f"({report.candles:,} candles, {report.trades:,} trades)",
         err=True,
     )
-    _echo_stale(report.stale_provisional, err=True)
-    _echo_cut(report.cut_windows, err=True)
+    _echo_uncompared(report, err=True)
     for m in report.mismatches:
         click.echo(f"  {m.exchange} {m.symbol} {m.interval} start={m.start}: {m.problem}", err=True)
         for name in m.stored:
@@ -498,22 +499,20 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
     sys.exit(1)
 
 
-def _echo_stale(count: int, err: bool = False) -> None:
-    """Name the provisional candles an unclean stop left behind the stored trades."""
-    if count:
+def _echo_uncompared(report: VerifyReport, err: bool = False) -> None:
+    """Name the candles that differ but are no mismatch: the provisional ones an unclean stop
+    left behind the stored trades, and those of windows the range cuts (not compared)."""
+    if report.stale_provisional:
         click.echo(
-            f"  {count:,} stale provisional candles of windows open at an unclean stop lag the "
-            "stored trades (not a mismatch): a restart of the pipeline rebuilds them",
+            f"  {report.stale_provisional:,} stale provisional candles of windows open at an "
+            "unclean stop lag the stored trades (not a mismatch): a restart of the pipeline "
+            "rebuilds them",
             err=err,
         )
-
-
-def _echo_cut(count: int, err: bool = False) -> None:
-    """Name the windows --since/--until cut, which were not compared."""
-    if count:
+    if report.cut_windows:
         click.echo(
-            f"  {count:,} candles of windows the --since/--until range cuts were not compared "
-            "(they hold trades outside it)",
+            f"  {report.cut_windows:,} candles of windows the --since/--until range cuts were "
+            "not compared (they hold trades outside it)",
             err=err,
         )
 
