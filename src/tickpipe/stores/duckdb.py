@@ -49,7 +49,7 @@ from tickpipe.records import (
 )
 from tickpipe.stores.base import StoreError, time_range
 from tickpipe.stores.flush import Flush
-from tickpipe.stores.reads import CANDLE_COLUMNS, TRADE_COLUMNS
+from tickpipe.stores.reads import CANDLE_COLUMNS, TRADE_COLUMNS, candles_of
 from tickpipe.stores.sql import SqlStore, candle_upsert
 
 SCHEMA = """
@@ -353,8 +353,7 @@ class DuckDBStore(SqlStore):
                     f"{piece.where} AND start >= ? AND start < ? ORDER BY symbol, start"
                 )
                 for table in self._stream(sql, [interval, *piece.params, first, end], rows):
-                    for row in table.to_pylist():
-                        yield Candle(**row)
+                    yield from candles_of(table)
 
     def duplicate_trades(self, since: int | None = None, until: int | None = None) -> int:
         """How many stored trades with ts in [since, until) repeat an (exchange, symbol,

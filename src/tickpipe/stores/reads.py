@@ -270,8 +270,7 @@ class SqlReads:
             f"AND start < ? ORDER BY {order('exchange')}, {order('symbol')}, start"
         )
         for table in self._stream(sql, [interval, *time_range(since, until)], rows):
-            for row in table.to_pylist():
-                yield Candle(**row)
+            yield from candles_of(table)
 
     def duplicate_trades(self, since: int | None = None, until: int | None = None) -> int:
         """How many stored trades with ts in [since, until) repeat an (exchange, symbol,
@@ -305,6 +304,14 @@ class SqlReads:
             params,
         )
         return [PipelineMetric(**dict(zip(METRIC_FIELDS, r, strict=True))) for r in rows]
+
+
+def candles_of(table: pa.Table, rows: int = 4096) -> Iterator[Candle]:
+    """The candle rows of `table` as candles, `rows` made at a time (a chunk of 100,000 as
+    Python dicts at once would take 150 MB)."""
+    for batch in table.to_batches(max_chunksize=rows):
+        for row in batch.to_pylist():
+            yield Candle(**row)
 
 
 def top_order(by: str) -> str:
