@@ -46,10 +46,10 @@ class VerifyProgress:
         if self.stream.isatty() if tty is None else tty:
             self._bar = Progress(
                 TextColumn("verify: {task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed:,.0f} of ~{task.total:,.0f} trades"),
-                TextColumn("{task.fields[rate]:,.0f} trades/s"),
-                TextColumn("{task.fields[done]} of {task.fields[instruments]} instruments"),
+                BarColumn(bar_width=20),
+                TextColumn("{task.completed:,.0f}/~{task.total:,.0f} trades"),
+                TextColumn("{task.fields[rate]:,.0f}/s"),
+                TextColumn("{task.fields[done]}/{task.fields[instruments]} instruments"),
                 TimeRemainingColumn(),
                 console=Console(file=self.stream),
                 transient=True,
