@@ -50,7 +50,7 @@ def one_line_usage_error(result: subprocess.CompletedProcess) -> str:
                  "--no-symbol-check", "--quiet"]),
         ("demo", ["--rate", "--symbols", "--seed", "--interval", "--data-dir", "--duration",
                   "--config", "--quiet"]),
-        ("verify", ["--data-dir", "--interval", "--show", "--config"]),
+        ("verify", ["--data-dir", "--interval", "--show", "--config", "--since", "--until"]),
         ("exchanges", ["--symbols", "--rest-endpoint", "--config"]),
     ],
 )  # fmt: skip
@@ -300,6 +300,25 @@ def test_verify_exits_0_with_a_summary_on_a_consistent_store(tmp_path: Path) -> 
     assert "OK" in result.stdout
     assert "40 stored trades" in result.stdout
     assert "0 mismatches" in result.stdout
+    # Off a terminal, progress comes as plain lines on stderr.
+    assert "verify: recomputing candles: " in result.stderr
+    assert "of 1 instruments done" in result.stderr
+
+
+def test_verify_checks_a_range_and_counts_the_windows_it_cuts(tmp_path: Path) -> None:
+    _store_with_candles(tmp_path)  # trades 0.15 s apart from the epoch on, 1s and 2s/1s
+    result = tickpipe("verify", "--data-dir", str(tmp_path), "--since", "1970-01-01T00:00:01.5",
+                      "--until", "1970-01-01T00:00:04")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # trades at 1.5 s to 3.9 s; cut: 1s of [1, 2), 2s/1s of [0, 2), [1, 3) and [3, 5)
+    assert "from 17 stored trades" in result.stdout
+    assert "4 candles of windows the --since/--until range cuts" in result.stdout
+
+
+def test_verify_with_a_bad_since_says_so_in_one_line(tmp_path: Path) -> None:
+    _store_with_candles(tmp_path)
+    line = one_line_usage_error(tickpipe("verify", "--data-dir", str(tmp_path), "--since", "soon"))
+    assert "--since" in line and "'soon' is not an ISO date or time" in line
 
 
 def test_verify_exits_1_naming_the_field_that_differs(tmp_path: Path) -> None:

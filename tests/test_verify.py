@@ -191,3 +191,110 @@ def test_show_limits_the_listed_mismatches_not_the_count(store: DuckDBStore) -> 
     assert report.mismatch_count == n > 3
     assert len(report.mismatches) == 3
     assert verify(store, intervals=["5s"]).ok  # only the asked intervals are checked
+
+
+# -- a range, slices, progress -----------------------------------------------------------------
+
+SINCE = T0 + 5 * S + 500_000  # cuts windows of every interval at both edges
+UNTIL = T0 + 10 * S + 500_000
+
+
+def cut_windows(store: DuckDBStore, since: int, until: int) -> int:
+    """The windows that [since, until) cuts, counted from the stored trades and candles: a
+    window holding a trade in the range that reaches outside it, and a stored candle starting
+    in the range whose window ends after it."""
+    cut = set()
+    for interval in INTERVALS:
+        window = parse_window(interval)
+        trades = store.query(
+            "SELECT symbol, ts FROM trades WHERE ts >= ? AND ts < ?", [since, until]
+        )
+        for symbol, ts in trades:
+            first = ts - ts % window.slide - window.size + window.slide
+            for start in range(first, ts + 1, window.slide):
+                if start < since or start + window.size > until:
+                    cut.add((symbol, interval, start))
+        candles = store.query(
+            "SELECT symbol, start FROM candles WHERE interval = ? AND start >= ? AND start < ? "
+            "AND start + ? > ?",
+            [interval, since, until, window.size, until],
+        )
+        cut.update((symbol, interval, start) for symbol, start in candles)
+    return len(cut)
+
+
+def test_a_range_compares_the_windows_wholly_in_it_and_counts_the_cut_ones(
+    store: DuckDBStore,
+) -> None:
+    report = verify(store, since=SINCE, until=UNTIL)
+    assert report.ok, report.mismatches[:3]
+    assert (
+        report.trades
+        == store.query("SELECT count(*) FROM trades WHERE ts >= ? AND ts < ?", [SINCE, UNTIL])[0][0]
+        > 10
+    )
+    assert report.cut_windows == cut_windows(store, SINCE, UNTIL) > 0
+    assert verify(store).cut_windows == 0  # the whole history cuts nothing
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["inside", "outside"])
+def test_a_wrong_candle_is_reported_only_inside_the_range(store: DuckDBStore, inside: bool) -> None:
+    where = "start >= ? AND start + 1000000 <= ?" if inside else "(start < ? OR start >= ?)"
+    ((symbol, start),) = store.query(
+        f"SELECT symbol, start FROM candles WHERE interval = '1s' AND {where} AND trades > 1 "
+        "LIMIT 1",
+        [SINCE, UNTIL],
+    )
+    store.query(
+        "UPDATE candles SET close = close + 1 WHERE interval = '1s' AND symbol = ? AND start = ?",
+        [symbol, start],
+    )
+    report = verify(store, since=SINCE, until=UNTIL)
+    assert report.mismatch_count == (1 if inside else 0)
+    if inside:
+        assert (report.mismatches[0].symbol, report.mismatches[0].start) == (symbol, start)
+    assert not verify(store).ok  # the whole history has the wrong candle either way
+
+
+@pytest.mark.parametrize("slice_rows", [1, 7, 1_000_000])
+def test_the_store_read_in_slices_of_any_size_verifies_the_same(
+    store: DuckDBStore, slice_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = [t for b in store.trade_batches() for t in b.to_trades()]
+    monkeypatch.setattr("tickpipe.stores.duckdb.SLICE_ROWS", slice_rows)
+    assert [t for b in store.trade_batches(rows=5) for t in b.to_trades()] == whole
+    assert verify(store).ok
+
+
+@pytest.mark.parametrize("slice_rows", [3, 1_000_000])
+def test_duplicates_are_found_per_instrument_across_the_whole_store(
+    store: DuckDBStore, slice_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tickpipe.stores.duckdb.SLICE_ROWS", slice_rows)
+    # A copy of the first trade an hour later (another slice, another day of time), and a
+    # trade of the other instrument given the first one's id: that one is no copy.
+    store.query(
+        "INSERT INTO trade_rows SELECT * REPLACE (ts + 3600000000 AS ts) FROM trade_rows "
+        "WHERE symbol = 'BTC-USDT' ORDER BY ts LIMIT 1"
+    )
+    ((first_id,),) = store.query(
+        "SELECT trade_id FROM trades WHERE symbol = 'BTC-USDT' ORDER BY ts LIMIT 1"
+    )
+    store.query(
+        "INSERT INTO trade_rows SELECT * REPLACE (? AS trade_id) FROM trade_rows "
+        "WHERE symbol = 'ETH-USDT' ORDER BY ts DESC LIMIT 1",
+        [first_id],
+    )
+    assert store.duplicate_trades() == 1
+    assert store.duplicate_trades(since=T0 + 3000 * S) == 0  # only the copy is in that range
+    assert verify(store).duplicate_trades == 1
+
+
+def test_progress_counts_the_trades_and_instruments_checked(store: DuckDBStore) -> None:
+    seen: list[tuple[str, int, int]] = []
+    report = verify(store, progress=lambda c: seen.append((c.stage, c.trades, c.instruments_done)))
+    stages = [s for s, *_ in seen]
+    assert stages[-1] == "counting duplicate trades" and stages[0] == "recomputing candles"
+    assert seen[-1][1:] == (report.trades, len(INSTRUMENTS))
+    checked = [t for _, t, _ in seen]
+    assert checked == sorted(checked) and checked[0] > 0

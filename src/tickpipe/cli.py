@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,9 @@ from tickpipe.faults import Fault, faults_named
 from tickpipe.sources import Source
 from tickpipe.sources.settings import DEFAULT_EXCHANGES
 from tickpipe.stores.base import StoreError
+
+if TYPE_CHECKING:
+    from tickpipe.verify import VerifyReport
 
 EXIT_USAGE = 2
 
@@ -434,25 +437,39 @@ def export(config_path, data_dir, since, until, to) -> None:  # fmt: skip
 @click.option("--lake", "lake_url", metavar="URL",
               help="Verify the Parquet lake at s3://bucket/prefix or file:///path instead: its "
               "final candles against its trades.")  # fmt: skip
-def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: skip
+@click.option("--since", callback=_instant,
+              help="Check only trades from this time on: ISO date or time, UTC (e.g. "
+              "2026-12-01) [default: the first].")  # fmt: skip
+@click.option(
+    "--until",
+    callback=_instant,
+    help="Check only trades before this time (ISO, UTC) [default: the last].",
+)
+def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> None:  # fmt: skip
     """Recompute every candle from the stored trades and diff against the streamed ones.
 
-    Exits 0 with a one-line summary when all match, 1 with a readable diff otherwise.
+    Exits 0 with a one-line summary when all match, 1 with a readable diff otherwise. With
+    --since/--until only the candles whose window lies wholly in the range are compared.
+    Progress goes to stderr: a bar on a terminal, else a line every 10 s.
     """
     from tickpipe.verify import verify as run_verify
+    from tickpipe.view.progress import VerifyProgress
 
     config = _config(config_path, {"data_dir": data_dir, "lake": lake_url})
     if lake_url:
         from tickpipe.stores.lake.location import open_lake
         from tickpipe.stores.lake.sync import verify_lake
 
-        report = verify_lake(open_lake(config.lake_settings()), list(intervals) or None, show)
+        lake = open_lake(config.lake_settings())
+        report = verify_lake(lake, list(intervals) or None, show, since, until)
         stored = "lake"
     else:
         with faults_named(str(config.db_path)):
             store = config.open_store(read_only=True)
             try:
-                report = run_verify(store, list(intervals) or None, show)
+                with VerifyProgress() as progress:
+                    report = run_verify(store, list(intervals) or None, show, since, until,
+                                        progress)  # fmt: skip
             finally:
                 store.close()
         stored = "stored"
@@ -462,7 +479,7 @@ def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: sk
             f"({', '.join(report.intervals)}) equal the recomputation from "
             f"{report.trades:,} {stored} trades; 0 mismatches, 0 duplicate trades"
         )
-        _echo_stale(report.stale_provisional)
+        _echo_uncompared(report)
         return
     click.echo(
         f"verify: FAILED - {report.mismatch_count:,} mismatching candles, "
@@ -470,7 +487,7 @@ def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: sk
         f"({report.candles:,} candles, {report.trades:,} trades)",
         err=True,
     )
-    _echo_stale(report.stale_provisional, err=True)
+    _echo_uncompared(report, err=True)
     for m in report.mismatches:
         click.echo(f"  {m.exchange} {m.symbol} {m.interval} start={m.start}: {m.problem}", err=True)
         for name in m.stored:
@@ -482,12 +499,20 @@ def verify(config_path, data_dir, intervals, show, lake_url) -> None:  # fmt: sk
     sys.exit(1)
 
 
-def _echo_stale(count: int, err: bool = False) -> None:
-    """Name the provisional candles an unclean stop left behind the stored trades."""
-    if count:
+def _echo_uncompared(report: VerifyReport, err: bool = False) -> None:
+    """Name the candles that differ but are no mismatch: the provisional ones an unclean stop
+    left behind the stored trades, and those of windows the range cuts (not compared)."""
+    if report.stale_provisional:
         click.echo(
-            f"  {count:,} stale provisional candles of windows open at an unclean stop lag the "
-            "stored trades (not a mismatch): a restart of the pipeline rebuilds them",
+            f"  {report.stale_provisional:,} stale provisional candles of windows open at an "
+            "unclean stop lag the stored trades (not a mismatch): a restart of the pipeline "
+            "rebuilds them",
+            err=err,
+        )
+    if report.cut_windows:
+        click.echo(
+            f"  {report.cut_windows:,} candles of windows the --since/--until range cuts were "
+            "not compared (they hold trades outside it)",
             err=err,
         )
 

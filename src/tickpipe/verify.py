@@ -16,6 +16,10 @@ candle is "stale provisional": not final, no final candle of its instrument and 
 after it, and it holds a subset of the trades the recomputation counts. Any other difference,
 a wrong final candle or a provisional one in a window a later final candle shows was closed,
 is a mismatch.
+
+`--since/--until` verify a range: the trades with ts in it are recomputed, and the candles
+whose window lies wholly in it compared; a window the range cuts (it began before `since` or
+ends after `until`) holds trades outside it, so it is counted as cut, not compared.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tickpipe.engine.batch import recompute
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle, TradeBatch
-from tickpipe.stores.base import Store
+from tickpipe.stores.base import Store, time_range
 
 EXACT = ("open", "high", "low", "close", "trades", "first_seq", "last_seq")
 APPROX = ("volume", "quote_volume", "vwap", "mean_price", "buy_volume", "sell_volume")
@@ -54,18 +60,77 @@ class VerifyReport:
     mismatches: list[Mismatch]
     mismatch_count: int
     stale_provisional: int = 0  # candles of windows open at an unclean stop: a restart rebuilds
+    cut_windows: int = 0  # windows the --since/--until range cuts: not compared
 
     @property
     def ok(self) -> bool:
         return self.mismatch_count == 0 and self.duplicate_trades == 0
 
 
-def verify(store: Store, intervals: list[str] | None = None, show: int = 20) -> VerifyReport:
-    """Diff the stored candles of every interval against the batch recomputation."""
+@dataclass
+class Checked:
+    """How far a verify has come, for a progress display (`expected_trades` is an estimate
+    when a range is given: the store counts trades per instrument, not per range)."""
+
+    instruments: int
+    expected_trades: int
+    trades: int = 0
+    instruments_done: int = 0
+    stage: str = "recomputing candles"
+    _current: tuple[str, str] | None = None
+
+    def add(self, batch: TradeBatch) -> None:
+        """Count a batch (instruments in (exchange, symbol) order) as checked."""
+        self.trades += len(batch)
+        present = [batch.instruments[c] for c in np.unique(batch.instrument).tolist()]
+        for key in sorted({(i.exchange, i.symbol) for i in present}):
+            if key != self._current:
+                self.instruments_done += self._current is not None
+                self._current = key
+
+    def finish(self) -> None:
+        self.instruments_done += self._current is not None
+        self._current = None
+
+
+Progress = Callable[[Checked], None]
+
+
+def verify(
+    store: Store,
+    intervals: list[str] | None = None,
+    show: int = 20,
+    since: int | None = None,
+    until: int | None = None,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Diff the stored candles of every interval against the batch recomputation of the
+    trades with ts in [since, until); `progress` is called after each batch of trades."""
     intervals = intervals or store.intervals()
-    return compare(
-        store.trade_batches(), store.stored_candles, intervals, store.duplicate_trades(), show
-    )
+    checked = None if progress is None else expected(store, since, until)
+    report = compare(
+        store.trade_batches(since=since, until=until),
+        lambda interval: store.stored_candles(interval, since=since, until=until),
+        intervals, 0, show, since=since, until=until, checked=checked, progress=progress,
+    )  # fmt: skip
+    if progress is not None and checked is not None:
+        checked.stage = "counting duplicate trades"
+        progress(checked)
+    report.duplicate_trades = store.duplicate_trades(since, until)
+    return report
+
+
+def expected(store: Store, since: int | None, until: int | None) -> Checked:
+    """The instruments with trades in [since, until) and about how many trades they hold
+    there (each instrument's trades taken as spread evenly between its first and last)."""
+    lo, hi = time_range(since, until)
+    instruments = trades = 0
+    for _, _, count, first, last in store.instrument_summary():
+        share = (min(hi, last + 1) - max(lo, first)) / (last + 1 - first)
+        if share > 0:
+            instruments += 1
+            trades += round(count * share)
+    return Checked(instruments, trades)
 
 
 def compare(
@@ -75,23 +140,34 @@ def compare(
     duplicate_trades: int = 0,
     show: int = 20,
     open_after: Mapping[str, int] | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    checked: Checked | None = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """The candles `batches` make (every trade, each instrument's together in (ts, seq) order)
     walked beside `stored(interval)` (by (exchange, symbol), then start): whatever holds the
     history, a store or the lake, is verified by this one path.
 
     `open_after`: per interval, the newest start a copy of FINAL candles only holds (the
-    lake); a recomputed candle after it was still open there, not missing.
+    lake); a recomputed candle after it was still open there, not missing. `since`, `until`:
+    the range `batches` and `stored` hold; the windows it cuts are counted, not compared.
+    `progress` gets `checked` after each batch.
     """
-    diffs = [_Diff(stored(i), i, show, (open_after or {}).get(i)) for i in intervals]
+    span = time_range(since, until)
+    diffs = [_Diff(stored(i), i, show, (open_after or {}).get(i), span) for i in intervals]
     windows = [parse_window(interval) for interval in intervals]
-    trades = 0
+    checked = checked or Checked(0, 0)
 
     def counted() -> Iterator[TradeBatch]:
-        nonlocal trades
         for batch in batches:
-            trades += len(batch)
+            checked.add(batch)
+            if progress is not None:
+                progress(checked)
             yield batch
+        checked.finish()
+        if progress is not None:
+            progress(checked)
 
     for completed in recompute(counted(), windows):
         for diff, candles in zip(diffs, completed, strict=True):
@@ -101,8 +177,9 @@ def compare(
         diff.finish()
         mismatches += diff.mismatches
     return VerifyReport(
-        trades, duplicate_trades, sum(d.stored_count for d in diffs), intervals,
+        checked.trades, duplicate_trades, sum(d.stored_count for d in diffs), intervals,
         mismatches[:show], sum(d.count for d in diffs), sum(d.stale for d in diffs),
+        sum(len(d.cut) for d in diffs),
     )  # fmt: skip
 
 
@@ -112,16 +189,24 @@ class _Diff:
 
     A lagging provisional candle waits in `pending` until its instrument is behind us (then it
     is stale: its window was open at the stop) or a final candle of it comes (then its window
-    was closed, and it is a mismatch)."""
+    was closed, and it is a mismatch). A window not wholly in `span` is only noted in `cut`."""
 
     def __init__(
-        self, stored: Iterator[Candle], interval: str, show: int, open_after: int | None
+        self,
+        stored: Iterator[Candle],
+        interval: str,
+        show: int,
+        open_after: int | None,
+        span: tuple[int, int],
     ) -> None:
-        self.stored = stored
+        self.size = parse_window(interval).size
+        self.span = span
+        self.cut: set[_At] = set()  # at most two windows per instrument: the range's edges
+        self.stored = (c for c in stored if self._inside(c))
         self.interval = interval
         self.show = show
         self.open_after = open_after
-        self.next: Candle | None = next(stored, None)
+        self.next: Candle | None = next(self.stored, None)
         self.last: _At | None = None  # the key of the stored candle taken last
         self.stored_count = 0
         self.count = 0
@@ -131,8 +216,18 @@ class _Diff:
         self.pending_count = 0
         self.pending_of: tuple[str, str] | None = None  # their (exchange, symbol)
 
+    def _inside(self, candle: Candle) -> bool:
+        """Whether `candle`'s window lies wholly in the span (else it is noted as cut)."""
+        lo, hi = self.span
+        if lo <= candle.start and candle.start + self.size <= hi:
+            return True
+        self.cut.add(_key(candle))
+        return False
+
     def recomputed(self, candles: list[Candle]) -> None:
         for candle in candles:
+            if not self._inside(candle):
+                continue
             key = _key(candle)
             while self.next is not None and _key(self.next) < key:
                 self._take(None)

@@ -20,7 +20,8 @@ only where the database cannot), with these rules:
 - reads for the API: as the docstrings say, with the same numbers as DuckDB (ties in event
   time broken by seq); `candles` re-buckets to any whole multiple of the stored interval.
 - whole history: `trade_batches` and `stored_candles` stream in bounded chunks, ordered by
-  (exchange, symbol) in code-point order, so `tickpipe verify` walks them side by side.
+  (exchange, symbol) in code-point order, so `tickpipe verify` walks them side by side; they
+  and `duplicate_trades` take an optional time range and hold bounded memory at any size.
 - bad settings and an unreachable server: one line (`StoreError`); writes retried until
   `store_retry_for_s`, as the PostgreSQL store does.
 
@@ -144,20 +145,34 @@ class Store(Protocol):
 
     # -- whole history, in bounded chunks (verify, export, tools) --------------------------
 
-    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
-        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
-        order (Python's `str` order), then (ts, seq)."""
+    def trade_batches(
+        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[TradeBatch]:
+        """Every stored trade with ts in [since, until) in batches of at most `rows`, by
+        (exchange, symbol) in code-point order (Python's `str` order), then (ts, seq). Memory
+        stays bounded whatever the store's size (no sort of the whole history at once)."""
         ...
 
-    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
-        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
-        start, read at most `rows` at a time."""
+    def stored_candles(
+        self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[Candle]:
+        """Every stored candle of `interval` with start in [since, until), by (exchange,
+        symbol) in code-point order, then start, read at most `rows` at a time."""
         ...
 
-    def duplicate_trades(self) -> int:
-        """How many stored trades repeat an (exchange, symbol, trade_id) stored before (0 when
-        the store keeps trades unique; `tickpipe verify` checks it)."""
+    def duplicate_trades(self, since: int | None = None, until: int | None = None) -> int:
+        """How many stored trades with ts in [since, until) repeat an (exchange, symbol,
+        trade_id) stored before (0 when the store keeps trades unique; `tickpipe verify`
+        checks it), in bounded memory."""
         ...
+
+
+ALL_TIME = (-(2**62), 2**62)  # [since, until) when a read is not limited in time
+
+
+def time_range(since: int | None, until: int | None) -> tuple[int, int]:
+    """[since, until) in µs, an open end given as None taken as no bound."""
+    return (ALL_TIME[0] if since is None else since, ALL_TIME[1] if until is None else until)
 
 
 def is_postgres_url(url: str) -> bool:

@@ -66,7 +66,7 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
-from tickpipe.stores.base import Key, StoreError
+from tickpipe.stores.base import ALL_TIME, Key, StoreError, time_range
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
 from tickpipe.stores.flush import Flush, trade_columns
 from tickpipe.stores.reads import top_order
@@ -190,8 +190,8 @@ READS = {
     "events": "SELECT ts, kind, source, detail FROM events WHERE day = ? ORDER BY ts DESC",
     "metrics": f"SELECT {', '.join(METRIC_FIELDS)} FROM pipeline_metrics WHERE process = ? "
     "AND day = ? AND ts >= ? ORDER BY ts DESC",
-    "history": _partition("trades", ", ".join(TRADE_FIELDS)),
-    "trade_ids": _partition("trades", "trade_id"),
+    "history": _partition("trades", ", ".join(TRADE_FIELDS), " AND ts >= ? AND ts < ?"),
+    "trade_ids": _partition("trades", "trade_id", " AND ts >= ? AND ts < ?"),
 }
 WRITES = {
     "trades": _insert("trades", (*TRADE_FIELDS, "day")),
@@ -207,7 +207,7 @@ PARTITIONS: dict[str, Callable[[Sequence[Any]], tuple]] = {
     "trades": lambda r: (r[1], r[2], r[-1]),
     "candles": lambda r: (r[0], r[1], r[2], r[-2]),
 }
-_LOW, _HIGH = -(2**62), 2**62
+_LOW, _HIGH = ALL_TIME
 
 
 def candle_write_time(candle: Candle) -> int:
@@ -674,45 +674,54 @@ class CassandraStore:
 
     # -- whole history, in bounded chunks ------------------------------------------------
 
-    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
-        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
-        order, then (ts, seq): the instruments sorted in Python, each one's day partitions in
-        order, each paged through by the driver in its clustering order."""
+    def trade_batches(
+        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[TradeBatch]:
+        """Every stored trade with ts in [since, until) in batches of at most `rows`, by
+        (exchange, symbol) in code-point order, then (ts, seq): the instruments sorted in
+        Python, each one's day partitions in order, each paged through by the driver in its
+        clustering order."""
+        span = time_range(since, until)
 
         def in_order() -> Iterator[tuple]:
             for series in sorted(self._series("trades")):
-                for day in self._days("trades", series):
-                    yield from self._stream("history", [*series[:2], day])
+                for day in self._days("trades", series, *span):
+                    yield from self._stream("history", [*series[:2], day, *span])
 
         return _batches(in_order(), rows, "store")
 
-    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
-        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
-        start (the driver pages each day partition)."""
+    def stored_candles(
+        self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[Candle]:
+        """Every stored candle of `interval` with start in [since, until), by (exchange,
+        symbol) in code-point order, then start (the driver pages each day partition)."""
+        span = time_range(since, until)
         for series in sorted(s for s in self._series("candles") if s[2] == interval):
-            for day in self._days("candles", series):
-                for row in self._stream("candles", [*series, day, _LOW, _HIGH]):
+            for day in self._days("candles", series, *span):
+                for row in self._stream("candles", [*series, day, *span]):
                     yield Candle(**dict(zip(CANDLE_FIELDS, row, strict=True)))
 
-    def duplicate_trades(self) -> int:
-        """How many stored trades repeat an (exchange, symbol, trade_id) stored before.
+    def duplicate_trades(self, since: int | None = None, until: int | None = None) -> int:
+        """How many stored trades with ts in [since, until) repeat an (exchange, symbol,
+        trade_id) stored before.
 
         The row key holds the trade id, so a copy is the same id at another time or seq. Per
         instrument, the ids are hashed to 8 bytes each (not kept as text); only ids whose hash
         repeats are read again and counted exactly."""
+        lo, hi = time_range(since, until)
         copies = 0
         for series in self._series("trades"):
-            hashes = np.fromiter((hash(i) for i in self._trade_ids(series)), np.int64)
+            hashes = np.fromiter((hash(i) for i in self._trade_ids(series, lo, hi)), np.int64)
             values, counts = np.unique(hashes, return_counts=True)
             repeated = set(values[counts > 1].tolist())
             if repeated:
-                seen = Counter(i for i in self._trade_ids(series) if hash(i) in repeated)
+                seen = Counter(i for i in self._trade_ids(series, lo, hi) if hash(i) in repeated)
                 copies += sum(n - 1 for n in seen.values())
         return copies
 
-    def _trade_ids(self, series: Series) -> Iterator[str]:
-        for day in self._days("trades", series):
-            for (trade_id,) in self._stream("trade_ids", [*series[:2], day]):
+    def _trade_ids(self, series: Series, lo: int, hi: int) -> Iterator[str]:
+        for day in self._days("trades", series, lo, hi):
+            for (trade_id,) in self._stream("trade_ids", [*series[:2], day, lo, hi]):
                 yield trade_id
 
 

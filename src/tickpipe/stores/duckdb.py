@@ -14,13 +14,22 @@ makes inserts a third faster.
 Trades carry no unique index: DuckDB's index would cut insert speed to a third. Uniqueness on
 (exchange, symbol, trade_id) is kept by the engine, which accepts a trade id once and, after a
 restart, reloads the ids it must still recognise; `tickpipe verify` checks it.
+
+Nor is there an index to read the history in instrument order: a sort or a grouping of all
+trades at once outgrows any memory limit at tens of millions of trades. So `trade_batches`,
+`stored_candles` and `duplicate_trades` read the history in `Slice`s of about `SLICE_ROWS`
+rows: consecutive instruments of one exchange together, a bigger instrument alone in pieces
+(of its time for the ordered reads, of its trade ids' hashes for the duplicate count), each
+read sorting or grouping no more than that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +47,9 @@ from tickpipe.records import (
     TradeBatch,
     concat_batches,
 )
-from tickpipe.stores.base import StoreError
+from tickpipe.stores.base import StoreError, time_range
 from tickpipe.stores.flush import Flush
+from tickpipe.stores.reads import CANDLE_COLUMNS, TRADE_COLUMNS, candles_of
 from tickpipe.stores.sql import SqlStore, candle_upsert
 
 SCHEMA = """
@@ -126,6 +136,54 @@ ROLLING_SCHEMA = pa.schema(
     [(f, pa.string() if f in ("exchange", "symbol") else pa.int64() if f == "ts" else pa.float64())
      for f in ROLLING_FIELDS]
 )  # fmt: skip
+
+
+SLICE_ROWS = 1_000_000  # the most rows one read of the history sorts or groups, about
+
+
+@dataclass
+class Slice:
+    """Instruments of one exchange read together: `rows` of them with a time in [lo, hi),
+    cut into `parts` (more than one: a single instrument bigger than SLICE_ROWS)."""
+
+    exchange: str
+    symbols: list[str]
+    rows: int
+    lo: int
+    hi: int
+    parts: int = 1
+
+    @property
+    def where(self) -> str:
+        marks = ", ".join("?" * len(self.symbols))
+        return f"exchange = ? AND symbol IN ({marks})"
+
+    @property
+    def params(self) -> list:
+        return [self.exchange, *self.symbols]
+
+    def times(self) -> list[tuple[int, int]]:
+        """[lo, hi) cut into `parts` equal spans of time, in order."""
+        cuts = [self.lo + (self.hi - self.lo) * j // self.parts for j in range(self.parts + 1)]
+        return list(itertools.pairwise(cuts))
+
+
+def slices(counts: list[tuple[str, str, int, int, int]]) -> list[Slice]:
+    """(exchange, symbol, rows, first time, last time) per instrument as the slices that read
+    them, in (exchange, symbol) code-point order."""
+    out: list[Slice] = []
+    for exchange, symbol, rows, first, last in sorted(counts):
+        tail = out[-1] if out else None
+        if (
+            tail is not None and tail.exchange == exchange and tail.parts == 1
+            and tail.rows + rows <= SLICE_ROWS
+        ):  # fmt: skip
+            tail.symbols.append(symbol)
+            tail.rows += rows
+            tail.lo, tail.hi = min(tail.lo, first), max(tail.hi, last + 1)
+        else:
+            out.append(Slice(exchange, [symbol], rows, first, last + 1, -(-rows // SLICE_ROWS)))
+    return out
 
 
 def _structs_to_arrow(structs: list[Candle] | list[RollingStat], schema: pa.Schema) -> pa.Table:
@@ -254,6 +312,65 @@ class DuckDBStore(SqlStore):
                 yield pa.Table.from_batches([chunk])
         finally:
             cursor.close()
+
+    # -- whole history, a slice at a time -------------------------------------------------
+
+    def _slices(self, table: str, time: str, lo: int, hi: int, where: str = "",
+                params: Sequence[Any] = ()) -> list[Slice]:  # fmt: skip
+        """The rows of `table` with `time` in [lo, hi) (and `where`) as slices."""
+        counts = self.query(
+            f"SELECT exchange, symbol, count(*), min({time}), max({time}) FROM {table} "
+            f"WHERE {where}{time} >= ? AND {time} < ? GROUP BY exchange, symbol",
+            [*params, lo, hi],
+        )
+        return slices(counts)
+
+    def trade_batches(
+        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[TradeBatch]:
+        """Every stored trade with ts in [since, until) in batches of at most `rows`, by
+        (exchange, symbol) in code-point order, then (ts, seq): a sorted read per slice and
+        per piece of its time."""
+        for piece in self._slices("trades", "ts", *time_range(since, until)):
+            for lo, hi in piece.times():
+                sql = (
+                    f"SELECT {TRADE_COLUMNS} FROM trades WHERE {piece.where} "
+                    "AND ts >= ? AND ts < ? ORDER BY symbol, ts, seq"
+                )
+                for table in self._stream(sql, [*piece.params, lo, hi], rows):
+                    yield TradeBatch.from_arrow(table, source="store")
+
+    def stored_candles(
+        self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[Candle]:
+        """Every stored candle of `interval` with start in [since, until), by (exchange,
+        symbol) in code-point order, then start: a sorted read per slice."""
+        lo, hi = time_range(since, until)
+        for piece in self._slices("candles", "start", lo, hi, "interval = ? AND ", [interval]):
+            for first, end in piece.times():
+                sql = (
+                    f"SELECT {CANDLE_COLUMNS} FROM candles WHERE interval = ? AND "
+                    f"{piece.where} AND start >= ? AND start < ? ORDER BY symbol, start"
+                )
+                for table in self._stream(sql, [interval, *piece.params, first, end], rows):
+                    yield from candles_of(table)
+
+    def duplicate_trades(self, since: int | None = None, until: int | None = None) -> int:
+        """How many stored trades with ts in [since, until) repeat an (exchange, symbol,
+        trade_id) stored before: grouped per slice, and a big instrument's trades per part
+        of the hashes of their ids (the copies of one id fall in one part)."""
+        lo, hi = time_range(since, until)
+        copies = 0
+        for piece in self._slices("trades", "ts", lo, hi):
+            for part in range(piece.parts):
+                ((n,),) = self.query(
+                    "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM trades "
+                    f"WHERE {piece.where} AND ts >= ? AND ts < ? AND hash(trade_id) % ? = ? "
+                    "GROUP BY symbol, trade_id HAVING count(*) > 1)",
+                    [*piece.params, lo, hi, piece.parts, part],
+                )
+                copies += int(n)
+        return copies
 
     def restore_batches(
         self, cutoff: dict[tuple[str, str], int], rows: int = 500_000

@@ -62,7 +62,7 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
-from tickpipe.stores.base import Key, StoreError
+from tickpipe.stores.base import Key, StoreError, time_range
 from tickpipe.stores.flush import TRADE_FIELDS, Flush, trade_columns
 from tickpipe.stores.reads import top_order
 from tickpipe.stores.retry import Backoff
@@ -558,15 +558,19 @@ class MongoStore:
 
     # -- whole history, in bounded chunks ------------------------------------------------
 
-    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
-        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
-        order, then (ts, seq): one instrument's sorted `find` after another, so neither side
-        sorts more than one instrument."""
+    def trade_batches(
+        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[TradeBatch]:
+        """Every stored trade with ts in [since, until) in batches of at most `rows`, by
+        (exchange, symbol) in code-point order, then (ts, seq): one instrument's sorted `find`
+        after another, so neither side sorts more than one instrument."""
+        lo, hi = time_range(since, until)
+        when = {"ts": {"$gte": lo, "$lt": hi}}
 
         def docs() -> Iterator[dict[str, Any]]:
-            for e, s, _ in self._read(self._instrument_groups):
+            for e, s, _ in self._read(lambda: self._instrument_groups("trades", when)):
                 cursor = (
-                    self._db.trades.find({"exchange": e, "symbol": s}, _TRADE_PROJECTION)
+                    self._db.trades.find({"exchange": e, "symbol": s, **when}, _TRADE_PROJECTION)
                     .sort([("ts", ASCENDING), ("seq", ASCENDING)])
                     .batch_size(min(rows, self.chunk_docs))
                 )
@@ -575,21 +579,24 @@ class MongoStore:
         for chunk in _chunks(docs(), rows):
             yield _trade_batch(chunk, "store")
 
-    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
-        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
-        start, one instrument's sorted `find` after another, read `rows` at a time."""
-        match = {"interval": interval}
+    def stored_candles(
+        self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[Candle]:
+        """Every stored candle of `interval` with start in [since, until), by (exchange,
+        symbol) in code-point order, then start, one instrument's sorted `find` after another,
+        read `rows` at a time."""
+        lo, hi = time_range(since, until)
+        match = {"interval": interval, "start": {"$gte": lo, "$lt": hi}}
         for e, s, _ in self._read(lambda: self._instrument_groups("candles", match)):
-            flt = {"exchange": e, "symbol": s, "interval": interval}
             cursor = (
-                self._db.candles.find(flt, _CANDLE_PROJECTION)
+                self._db.candles.find({"exchange": e, "symbol": s, **match}, _CANDLE_PROJECTION)
                 .sort("start", ASCENDING)
                 .batch_size(min(rows, self.chunk_docs))
             )
             for doc in cursor:
                 yield Candle(**_plain(doc))
 
-    def duplicate_trades(self) -> int:
+    def duplicate_trades(self, since: int | None = None, until: int | None = None) -> int:
         """0: the unique index `trades_key` (created at open) refuses a second trade of one
         (exchange, symbol, trade_id)."""
         return 0

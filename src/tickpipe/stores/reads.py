@@ -26,10 +26,10 @@ from tickpipe.records import (
     PipelineMetric,
     TradeBatch,
 )
-from tickpipe.stores.base import Key
+from tickpipe.stores.base import Key, time_range
 
-_CANDLE_COLUMNS = ", ".join(CANDLE_FIELDS)
-_TRADE_COLUMNS = ", ".join(TRADE_SCHEMA.names)
+CANDLE_COLUMNS = ", ".join(CANDLE_FIELDS)
+TRADE_COLUMNS = ", ".join(TRADE_SCHEMA.names)
 _CANDLE_RANGE = "exchange = ? AND symbol = ? AND interval = ? AND start >= ? AND start < ?"
 
 
@@ -129,7 +129,7 @@ class SqlReads:
         hi = 2**62 if end is None else end
         params: list[Any] = [exchange, symbol, interval, lo, hi]
         if bucket is None or bucket == interval_size:
-            sql = f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE {_CANDLE_RANGE} ORDER BY start"
+            sql = f"SELECT {CANDLE_COLUMNS} FROM candles WHERE {_CANDLE_RANGE} ORDER BY start"
             rows = self._rows(sql, params)
         elif not interval_size or bucket % interval_size:
             raise ValueError("bucket must be a whole multiple of the stored interval")
@@ -170,7 +170,7 @@ class SqlReads:
 
     def recent_trades(self, exchange: str, symbol: str, limit: int) -> list[dict[str, Any]]:
         return self._dicts(
-            f"SELECT {_TRADE_COLUMNS} FROM trades WHERE exchange = ? AND symbol = ? "
+            f"SELECT {TRADE_COLUMNS} FROM trades WHERE exchange = ? AND symbol = ? "
             "ORDER BY ts DESC, seq DESC LIMIT ?",
             [exchange, symbol, limit],
         )
@@ -245,34 +245,41 @@ class SqlReads:
 
     # -- whole history, in bounded chunks (verify, export, tools) -------------------------
 
-    def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
-        """Every stored trade in batches of at most `rows`, by (exchange, symbol) in code-point
-        order, then (ts, seq)."""
+    def trade_batches(
+        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[TradeBatch]:
+        """Every stored trade with ts in [since, until) in batches of at most `rows`, by
+        (exchange, symbol) in code-point order, then (ts, seq): one sorted read (PostgreSQL
+        sorts beyond `work_mem` on disk)."""
         order = self.dialect.binary
         sql = (
-            f"SELECT {_TRADE_COLUMNS} FROM trades "
+            f"SELECT {TRADE_COLUMNS} FROM trades WHERE ts >= ? AND ts < ? "
             f"ORDER BY {order('exchange')}, {order('symbol')}, ts, seq"
         )
-        for table in self._stream(sql, [], rows):
+        for table in self._stream(sql, list(time_range(since, until)), rows):
             yield TradeBatch.from_arrow(table, source="store")
 
-    def stored_candles(self, interval: str, rows: int = 100_000) -> Iterator[Candle]:
-        """Every stored candle of `interval`, by (exchange, symbol) in code-point order, then
-        start; read `rows` at a time."""
+    def stored_candles(
+        self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[Candle]:
+        """Every stored candle of `interval` with start in [since, until), by (exchange,
+        symbol) in code-point order, then start; read `rows` at a time."""
         order = self.dialect.binary
         sql = (
-            f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE interval = ? "
-            f"ORDER BY {order('exchange')}, {order('symbol')}, start"
+            f"SELECT {CANDLE_COLUMNS} FROM candles WHERE interval = ? AND start >= ? "
+            f"AND start < ? ORDER BY {order('exchange')}, {order('symbol')}, start"
         )
-        for table in self._stream(sql, [interval], rows):
-            for row in table.to_pylist():
-                yield Candle(**row)
+        for table in self._stream(sql, [interval, *time_range(since, until)], rows):
+            yield from candles_of(table)
 
-    def duplicate_trades(self) -> int:
-        """How many stored trades repeat an (exchange, symbol, trade_id) stored before."""
+    def duplicate_trades(self, since: int | None = None, until: int | None = None) -> int:
+        """How many stored trades with ts in [since, until) repeat an (exchange, symbol,
+        trade_id) stored before (PostgreSQL groups beyond `work_mem` on disk)."""
         ((n,),) = self._rows(
             "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM trades "
-            "GROUP BY exchange, symbol, trade_id HAVING count(*) > 1) AS d"
+            "WHERE ts >= ? AND ts < ? GROUP BY exchange, symbol, trade_id "
+            "HAVING count(*) > 1) AS d",
+            list(time_range(since, until)),
         )
         return int(n)  # PostgreSQL sums bigints as numeric
 
@@ -297,6 +304,14 @@ class SqlReads:
             params,
         )
         return [PipelineMetric(**dict(zip(METRIC_FIELDS, r, strict=True))) for r in rows]
+
+
+def candles_of(table: pa.Table, rows: int = 4096) -> Iterator[Candle]:
+    """The candle rows of `table` as candles, `rows` made at a time (a chunk of 100,000 as
+    Python dicts at once would take 150 MB)."""
+    for batch in table.to_batches(max_chunksize=rows):
+        for row in batch.to_pylist():
+            yield Candle(**row)
 
 
 def top_order(by: str) -> str:

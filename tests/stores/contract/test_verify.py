@@ -86,3 +86,35 @@ def test_a_lagging_candle_of_a_closed_window_fails(store: Store, final: bool) ->
     assert (report.mismatches[0].start, report.mismatches[0].problem) == (
         wrong.start, "trades, volume",
     )  # fmt: skip
+
+
+SINCE, UNTIL = END - 90 * S, END - 30 * S  # cuts the 1m windows at both ends
+
+
+def test_history_reads_of_a_range_hold_what_the_whole_history_holds_in_it(store: Store) -> None:
+    simulate(store, END, minutes=2)
+    trades = [t for b in store.trade_batches() for t in b.to_trades()]
+    ranged = [t for b in store.trade_batches(since=SINCE, until=UNTIL) for t in b.to_trades()]
+    assert ranged == [t for t in trades if SINCE <= t.ts < UNTIL] != []
+    for interval in ("1s", "1m"):
+        candles = list(store.stored_candles(interval))
+        in_range = [c for c in candles if SINCE <= c.start < UNTIL]
+        assert list(store.stored_candles(interval, since=SINCE, until=UNTIL)) == in_range != []
+    assert store.duplicate_trades(since=SINCE, until=UNTIL) == 0
+
+
+def test_a_range_reports_a_wrong_candle_in_it_and_none_outside(store: Store) -> None:
+    simulate(store, END, minutes=2)
+    finals = [c for c in store.stored_candles("1s") if c.final and c.trades > 1]
+    inside = next(c for c in finals if c.start >= SINCE and c.start + S <= UNTIL)
+    outside = next(c for c in finals if c.start + S <= SINCE)
+    store.write(candles=[
+        msgspec.structs.replace(c, close=c.close + 1, revision=c.revision + 1)
+        for c in (inside, outside)
+    ])  # fmt: skip
+    report = verify(store, since=SINCE, until=UNTIL)
+    assert report.mismatch_count == 1
+    (m,) = report.mismatches
+    assert (m.symbol, m.start) == (inside.symbol, inside.start)
+    assert report.cut_windows > 0  # the 1m, 5m and 1h windows around the range's edges
+    assert verify(store).mismatch_count == 2

@@ -18,8 +18,8 @@ import pyarrow.dataset as ds
 
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle, TradeBatch
-from tickpipe.stores.base import Store
-from tickpipe.stores.lake.layout import CANDLES, DAY_US, SCHEMAS, SORT_KEYS, TRADES, Lake
+from tickpipe.stores.base import Store, time_range
+from tickpipe.stores.lake.layout import CANDLES, DAY_US, SCHEMAS, SORT_KEYS, TRADES, Lake, day_of
 from tickpipe.verify import VerifyReport, compare
 
 FOREVER_US = 2**62
@@ -152,19 +152,36 @@ class LakeInstrument:
     """One instrument's lake files read the way `tickpipe verify` reads a store: its trades and
     final candles streamed a UTC day folder at a time, in time order (bounded memory)."""
 
-    def __init__(self, lake: Lake, exchange: str, symbol: str) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        exchange: str,
+        symbol: str,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> None:
         self.lake = lake
         self.exchange = exchange
         self.symbol = symbol
+        self.since = since
+        self.until = until
 
     def _days(self, kind: str) -> Iterator[pa.Table]:
-        """Each day folder's rows of `kind`, oldest day first."""
+        """Each day folder's rows of `kind` with a time (a trade's ts, a candle's start) in
+        [since, until), oldest day first."""
         dataset = self.lake.dataset(kind, self.exchange, self.symbol)
         if dataset is None:
             return
+        lo, hi = time_range(self.since, self.until)
+        first = "" if self.since is None else day_of(lo)
+        last = "~" if self.until is None else day_of(hi - 1)
+        time = ds.field("ts" if kind == TRADES else "start")
         for day in self.lake.partitions(self.lake.path(kind, self.exchange, self.symbol), "date"):
+            if not first <= day <= last:
+                continue
+            rows = (ds.field("date") == day) & (time >= lo) & (time < hi)
             with self.lake.reading():
-                table = dataset.to_table(SCHEMAS[kind].names, filter=ds.field("date") == day)
+                table = dataset.to_table(SCHEMAS[kind].names, filter=rows)
             yield table.sort_by([(k, "ascending") for k in SORT_KEYS[kind]])
 
     def trade_batches(self, rows: int = 500_000) -> Iterator[TradeBatch]:
@@ -214,20 +231,27 @@ def instruments(lake: Lake) -> Iterator[tuple[str, str]]:
                     yield exchange, symbol
 
 
-def verify_lake(lake: Lake, intervals: list[str] | None = None, show: int = 20) -> VerifyReport:
-    """`tickpipe verify` over the lake, one instrument at a time: the final candles it holds
-    against the recomputation from its trades, through verify's own `compare`. The newest
-    windows of each instrument were still open when the lake was last written, so a recomputed
-    candle after the lake's newest final one of its interval is not reported missing."""
+def verify_lake(
+    lake: Lake,
+    intervals: list[str] | None = None,
+    show: int = 20,
+    since: int | None = None,
+    until: int | None = None,
+) -> VerifyReport:
+    """`tickpipe verify` over the lake (its trades with ts in [since, until)), one instrument
+    at a time: the final candles it holds against the recomputation from its trades, through
+    verify's own `compare`. The newest windows of each instrument were still open when the
+    lake was last written, so a recomputed candle after the lake's newest final one of its
+    interval is not reported missing."""
     total = VerifyReport(0, 0, 0, [], [], 0)
     names: set[str] = set()
     for exchange, symbol in sorted(instruments(lake)):
-        reader = LakeInstrument(lake, exchange, symbol)
+        reader = LakeInstrument(lake, exchange, symbol, since, until)
         newest = reader.newest_starts()
         wanted = intervals or sorted(newest)
         part = compare(
             reader.trade_batches(), reader.stored_candles, wanted, reader.duplicate_trades(),
-            max(0, show - len(total.mismatches)), open_after=newest,
+            max(0, show - len(total.mismatches)), open_after=newest, since=since, until=until,
         )  # fmt: skip
         names.update(wanted)
         total.trades += part.trades
@@ -235,5 +259,6 @@ def verify_lake(lake: Lake, intervals: list[str] | None = None, show: int = 20) 
         total.candles += part.candles
         total.mismatches.extend(part.mismatches)
         total.mismatch_count += part.mismatch_count
+        total.cut_windows += part.cut_windows
     total.intervals = sorted(names, key=lambda i: (parse_window(i).size, i))
     return total
