@@ -65,6 +65,11 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     flush_every_s: Annotated[Seconds, DURATION] = msgspec.field(
         name="flush_every", default=Seconds(0.2)
     )
+    # How often the engine's state is saved with a store write (DuckDB, PostgreSQL): a restart
+    # loads it and replays at most this much of the stored trades.
+    snapshot_every_s: Annotated[Seconds, DURATION] = msgspec.field(
+        name="snapshot_every", default=Seconds(5.0)
+    )
     quiet: bool = False
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)

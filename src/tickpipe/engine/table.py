@@ -188,6 +188,32 @@ class WindowTable:
         self._free.extend(old.tolist())
         return len(old)
 
+    # -- snapshot (engine/snapshot.py) ----------------------------------------------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every column of the windows held (open and final), compacted to the used slots."""
+        used = self.used
+        return {name: getattr(self, name)[used] for name in (*_FLOATS, *_INTS, "final", "dirty")}
+
+    def load_state(self, columns: dict[str, np.ndarray]) -> None:
+        """Replace every window with those of `state()` (on a table that has none yet)."""
+        n = len(columns["gid"])
+        self.index.clear()
+        self._free.clear()
+        self._capacity = 0
+        self._grow(max(1024, n))
+        for name, column in columns.items():
+            getattr(self, name)[:n] = column
+        self.used[:n] = True
+        self._free = list(range(self._capacity - 1, n - 1, -1))
+        self.index.update(
+            zip(zip(self.gid[:n].tolist(), self.start[:n].tolist(), strict=True), range(n),
+                strict=True)
+        )  # fmt: skip
+        slots = np.arange(n, dtype=np.int64)
+        self.open_slots = slots[~self.final[:n]]
+        self._pending = [slots[self.dirty[:n]]]
+
     def drop_before(self, cutoff: np.ndarray) -> None:
         """Forget windows starting before `cutoff[gid]`, open or final (used by restore)."""
         used = np.flatnonzero(self.used)

@@ -160,6 +160,32 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
+class SnapshotStore(Store, Protocol):
+    """A store whose `write` is one transaction (DuckDB, PostgreSQL) keeps the engine snapshot
+    (`engine/snapshot.py`) with the rows it matches, so a restart loads it instead of
+    replaying the correction horizon. Cassandra and MongoDB have no multi-row transaction: a
+    snapshot could get ahead of or behind the rows, so they restart by the replay.
+    """
+
+    def write(
+        self,
+        trades: Iterable[TradeBatch | pa.Table] = (),
+        candles: Iterable[Candle] = (),
+        rolling: Iterable[RollingStat] = (),
+        events: Iterable[tuple[int, str, str, str]] = (),
+        metrics: Iterable[PipelineMetric] = (),
+        snapshot: dict[str, bytes | None] | None = None,
+    ) -> None:
+        """As `Store.write`, and in the same transaction each `snapshot` part replaced (a
+        part given None: deleted)."""
+        ...
+
+    def load_snapshot(self) -> dict[str, bytes]:
+        """The stored snapshot parts ({} when none)."""
+        ...
+
+
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 

@@ -53,10 +53,17 @@ class SqlStore(SqlReads):
         rolling: Iterable[RollingStat] = (),
         events: Iterable[tuple[int, str, str, str]] = (),
         metrics: Iterable[PipelineMetric] = (),
+        snapshot: dict[str, bytes | None] | None = None,
     ) -> None:
         """Store one flush in one transaction: trades appended, candles, rolling statistics
-        and KPIs upserted (the last update per key wins), events stored."""
-        self._write(Flush.of(trades, candles, rolling, events, metrics))
+        and KPIs upserted (the last update per key wins), events stored, and the parts of
+        the engine snapshot replaced (None: deleted), so the snapshot matches the rows."""
+        self._write(Flush.of(trades, candles, rolling, events, metrics, snapshot))
+
+    def load_snapshot(self) -> dict[str, bytes]:
+        """The stored parts of the engine snapshot (none: {})."""
+        return {part: bytes(data) for part, data in self._rows(
+            "SELECT part, data FROM engine_snapshot")}  # fmt: skip
 
     def _write(self, flush: Flush) -> None:
         raise NotImplementedError
