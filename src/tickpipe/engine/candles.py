@@ -168,6 +168,7 @@ class CandleEngine:
         revisions: dict[tuple[str, str, str, int], int],
         now: int,
         finals: set[tuple[str, str, str, int]] | frozenset = frozenset(),
+        finals_stored: bool = False,
     ) -> list[Candle]:
         """Rebuild state from stored trades after a restart and return the candles to rewrite.
 
@@ -176,7 +177,8 @@ class CandleEngine:
         before it are dropped, because only part of their trades were loaded. Windows stored
         as final (`finals`, e.g. closed by the idle timer before the crash) stay final, and
         stored revisions carry over (a window's own higher revision, restored from a
-        snapshot, stays).
+        snapshot, stays). `finals_stored`: the store holds every final window as the engine
+        does (it kept the engine's snapshot with them), so only open windows are sent again.
         """
         for batch in [batches] if isinstance(batches, TradeBatch) else batches:
             self.process(batch, now)
@@ -191,7 +193,7 @@ class CandleEngine:
                 if key in finals:
                     final.append(slot)
             table.finalize_slots(np.array(final, np.int64))
-            table.mark_all_dirty()
+            table.mark_dirty(only_open=finals_stored)
         out = EngineOutput()
         self._emit(now, out, force=True)
         return out.candles
@@ -235,9 +237,9 @@ class CandleEngine:
         self._seen.load_state(state["seen"])
         self._rolling.load_state(state["rolling"])
 
-    def oldest_window_start(self) -> int | None:
-        """The start of the oldest window held, open or final (None: none held)."""
-        starts = [int(t.start[t.used].min()) for t in self.tables if len(t)]
+    def oldest_open_start(self) -> int | None:
+        """The start of the oldest open window (None: none is open)."""
+        starts = [int(t.start[t.open_slots].min()) for t in self.tables if len(t.open_slots)]
         return min(starts, default=None)
 
     # -- views ---------------------------------------------------------------------------

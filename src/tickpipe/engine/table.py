@@ -241,10 +241,11 @@ class WindowTable:
         self.emitted_at[due] = now
         return due
 
-    def mark_all_dirty(self) -> None:
-        used = np.flatnonzero(self.used)
-        self.dirty[used] = True
-        self._pending.append(used)
+    def mark_dirty(self, only_open: bool = False) -> None:
+        """Make every window held (or every open one) due to be sent again."""
+        slots = self.open_slots if only_open else np.flatnonzero(self.used)
+        self.dirty[slots] = True
+        self._pending.append(slots)
 
     def latest_open(self, gid: int) -> int | None:
         """The slot of the newest open window of an instrument, if any."""

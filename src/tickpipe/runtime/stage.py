@@ -116,7 +116,8 @@ class EngineStage:
         replay: Callable[[Iterable[TradeBatch]], Iterable[TradeBatch]] = iter,
     ) -> bool:
         """Load the stored engine snapshot, replay the trades stored after it (through
-        `replay`, which may stop it) and hand on every held window's candle as one output.
+        `replay`, which may stop it) and hand on, as one output, the candles of every open
+        window and of every window the replay changed (final ones are stored as held).
 
         False when the store holds no snapshot; a `SnapshotError` when it holds one that
         cannot be used (the engine is then untouched: the caller restores by `restore`).
@@ -131,16 +132,19 @@ class EngineStage:
         engine, now = self.engine, self.clock.now_us()
         load_snapshot(engine, parts[STATE], now)
         batches = store.restore_batches(replay_from) if replay_from else iter(())
+        changed = []
         try:
             for batch in replay(batches):  # their trades the snapshot holds are duplicates
-                engine.process(batch, now)
+                changed += engine.process(batch, now).candles
         finally:
             if isinstance(batches, Generator):
                 batches.close()  # the store's reader ends now, not whenever it is collected
-        since = engine.oldest_window_start()
+        # Final windows are stored as the engine holds them; an open one may have been closed
+        # (by the idle timer) or sent since the snapshot, and is sent again.
+        since = engine.oldest_open_start()
         marks = (store.revisions(since), store.finals(since)) if since is not None else ({}, set())
-        candles = engine.restore((), {}, marks[0], now, marks[1])
-        self._hand_on(EngineOutput(candles=candles), snapshot=True)
+        candles = engine.restore((), {}, marks[0], now, marks[1], finals_stored=True)
+        self._hand_on(EngineOutput(candles=changed + candles), snapshot=True)
         return True
 
     def _apply(self, out: EngineOutput, snapshot: bool = False) -> None:
