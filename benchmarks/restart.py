@@ -14,7 +14,8 @@ correction horizon of 1 h, so a replay restart reads every one). Then, per run:
    first run kept (at most `snapshot_every` old at the kill), and is killed the same way.
 
 Each start reports the time from process start until `GET /api/health` answers (the API
-serves only once the restore is done) and the process's peak RSS by then (VmHWM). The
+serves only once the restore is done), the process's CPU time by then (user + system: the
+figure that holds on a busy machine) and its peak RSS by then (VmHWM). The
 snapshot's size and the time to take one and to write it into a DuckDB file are measured in
 this process on the snapshot the data dir holds at the end. Printed: min / median / max over
 the runs. Needs a few GB of free disk under --dir for 25M trades; run it on an idle machine.
@@ -40,6 +41,7 @@ from tickpipe.engine.candles import CandleEngine
 from tickpipe.engine.snapshot import load_snapshot, take_snapshot
 from tickpipe.runtime.writer import STATE
 from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.stores.flush import Flush
 
 S = 1_000_000
 SPREAD_S = 55 * 60
@@ -79,8 +81,15 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_to_live(data_dir: Path, rate: float) -> tuple[float, float]:
-    """Start `tickpipe demo`, wait for its API; (seconds to live, peak RSS MB); kill -9."""
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of the process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_to_live(data_dir: Path, rate: float) -> tuple[float, float, float]:
+    """Start `tickpipe demo`, wait for its API; (seconds to live, CPU seconds by then, peak
+    RSS MB); then kill -9 it."""
     port = free_port()
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -98,12 +107,12 @@ def start_to_live(data_dir: Path, rate: float) -> tuple[float, float]:
             except OSError:
                 time.sleep(0.02)
         live_s = time.monotonic() - started
-        peak = peak_rss_mb(proc.pid)
+        cpu, peak = cpu_s(proc.pid), peak_rss_mb(proc.pid)
         time.sleep(3.0)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    return live_s, peak
+    return live_s, cpu, peak
 
 
 def snapshot_costs(data_dir: Path) -> tuple[int, float, float]:
@@ -120,7 +129,7 @@ def snapshot_costs(data_dir: Path) -> tuple[int, float, float]:
             t0 = time.perf_counter()
             taken = take_snapshot(engine)
             t1 = time.perf_counter()
-            other.write(snapshot={STATE: taken})
+            other.write_flush(Flush.of(snapshot={STATE: taken}))
             takes.append(t1 - t0)
             writes.append(time.perf_counter() - t1)
         other.close()
@@ -157,7 +166,8 @@ def main() -> None:
         print(f"{size:,} stored trades (min / median / max of {args.runs} runs)")
         for name, runs in (("replay  ", replay), ("snapshot", snap)):
             print(f"  {name} start to live {spread([r[0] for r in runs], 's')}, "
-                  f"peak RSS {spread([r[1] for r in runs], 'MB')}")  # fmt: skip
+                  f"CPU by then {spread([r[1] for r in runs], 's')}, "
+                  f"peak RSS {spread([r[2] for r in runs], 'MB')}")  # fmt: skip
         print(f"  snapshot {size_b / 1e6:.1f} MB: take {take_ms:.0f} ms, write {write_ms:.0f} ms")
 
 

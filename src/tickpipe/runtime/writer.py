@@ -25,6 +25,7 @@ import numpy as np
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
 from tickpipe.stores.base import SnapshotStore, Store
+from tickpipe.stores.flush import Flush
 
 STATE = "state"  # the snapshot parts a SnapshotStore keeps
 REPLAY_FROM = "replay_from"
@@ -181,8 +182,9 @@ class StoreWriter:
                 if trades or candles or rolling or events or metrics or snapshot:
                     started = time.perf_counter()
                     if snapshot:  # only ever on a SnapshotStore
-                        store = cast(SnapshotStore, self.store)
-                        store.write(trades, candles, rolling, events, metrics, snapshot)
+                        cast(SnapshotStore, self.store).write_flush(
+                            Flush.of(trades, candles, rolling, events, metrics, snapshot)
+                        )
                     else:
                         self.store.write(trades, candles, rolling, events, metrics)
                     self.written_trades += sum(len(t) for t in trades)

@@ -36,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
+from tickpipe.stores.flush import Flush
 
 Key = tuple[str, str, str, int]  # (exchange, symbol, interval, start) of a candle
 
@@ -168,17 +169,9 @@ class SnapshotStore(Store, Protocol):
     snapshot could get ahead of or behind the rows, so they restart by the replay.
     """
 
-    def write(
-        self,
-        trades: Iterable[TradeBatch | pa.Table] = (),
-        candles: Iterable[Candle] = (),
-        rolling: Iterable[RollingStat] = (),
-        events: Iterable[tuple[int, str, str, str]] = (),
-        metrics: Iterable[PipelineMetric] = (),
-        snapshot: dict[str, bytes | None] | None = None,
-    ) -> None:
-        """As `Store.write`, and in the same transaction each `snapshot` part replaced (a
-        part given None: deleted)."""
+    def write_flush(self, flush: Flush) -> None:
+        """As `write`, given as one `Flush`, and in the same transaction each part of its
+        `snapshot` replaced (a part given None: deleted)."""
         ...
 
     def load_snapshot(self) -> dict[str, bytes]:

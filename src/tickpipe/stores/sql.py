@@ -53,12 +53,15 @@ class SqlStore(SqlReads):
         rolling: Iterable[RollingStat] = (),
         events: Iterable[tuple[int, str, str, str]] = (),
         metrics: Iterable[PipelineMetric] = (),
-        snapshot: dict[str, bytes | None] | None = None,
     ) -> None:
         """Store one flush in one transaction: trades appended, candles, rolling statistics
-        and KPIs upserted (the last update per key wins), events stored, and the parts of
-        the engine snapshot replaced (None: deleted), so the snapshot matches the rows."""
-        self._write(Flush.of(trades, candles, rolling, events, metrics, snapshot))
+        and KPIs upserted (the last update per key wins), events stored."""
+        self._write(Flush.of(trades, candles, rolling, events, metrics))
+
+    def write_flush(self, flush: Flush) -> None:
+        """As `write`, and the parts of the engine snapshot replaced (None: deleted) in the
+        same transaction, so the snapshot matches the rows."""
+        self._write(flush)
 
     def load_snapshot(self) -> dict[str, bytes]:
         """The stored parts of the engine snapshot (none: {})."""
