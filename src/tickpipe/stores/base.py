@@ -188,7 +188,11 @@ def is_mongodb_url(url: str) -> bool:
 
 
 def open_store(
-    url: str | None, duckdb_path: Any, read_only: bool = False, retry_for: float = 60.0
+    url: str | None,
+    duckdb_path: Any,
+    read_only: bool = False,
+    retry_for: float = 60.0,
+    duckdb_memory_limit: str = "128MB",
 ) -> Store:
     """The store a `store` setting names: a PostgreSQL, Cassandra or MongoDB URL, or else the
     DuckDB file.
@@ -211,4 +215,4 @@ def open_store(
         return MongoStore(url, retry_for=retry_for)
     from tickpipe.stores.duckdb import DuckDBStore
 
-    return DuckDBStore(duckdb_path, read_only=read_only)
+    return DuckDBStore(duckdb_path, read_only=read_only, memory_limit=duckdb_memory_limit)
