@@ -40,9 +40,10 @@ def _encode_array(obj: object) -> msgspec.msgpack.Ext:
 def _decode_array(code: int, data: memoryview) -> np.ndarray:
     if code != _ARRAY:
         raise SnapshotError(f"unknown extension {code}")
-    raw = bytes(data)
-    dtype, _, values = raw.partition(b"\0")
-    return np.frombuffer(values, np.dtype(dtype.decode())).copy()
+    end = bytes(data[:16]).find(b"\0")  # the dtype's text, e.g. <i8 (one copy of the values)
+    if end < 0:
+        raise SnapshotError("damaged array")
+    return np.frombuffer(data[end + 1 :], np.dtype(bytes(data[:end]).decode())).copy()
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=_encode_array)
@@ -64,9 +65,10 @@ def load_snapshot(engine: CandleEngine, blob: bytes, now: int) -> None:
     """Put the state of `blob` into `engine`, a new engine with the same settings (one that
     has seen no trade).
 
-    Raises `SnapshotError` when the blob is damaged, of another version or of other settings.
+    Raises `SnapshotError` when the blob is damaged, of another version or of other settings;
+    `engine` is then as new (a blob that failed half-way is undone).
     """
-    body, crc = blob[len(_MAGIC) : -4], blob[-4:]
+    body, crc = memoryview(blob)[len(_MAGIC) : -4], blob[-4:]
     if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + 4:
         raise SnapshotError("not an engine snapshot")
     if zlib.crc32(body).to_bytes(4, "big") != crc:
@@ -79,8 +81,8 @@ def load_snapshot(engine: CandleEngine, blob: bytes, now: int) -> None:
         raise SnapshotError(f"format version {version}, this tickpipe reads {VERSION}")
     if settings != _settings(engine):
         raise SnapshotError("taken with other intervals or correction horizon")
-    try:  # on a spare engine first: a blob that fails half-way leaves `engine` untouched
-        CandleEngine(engine.config).load_state(state, now)
+    try:
+        engine.load_state(state, now)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        engine.__init__(engine.config)  # type: ignore[misc]  # new again, for the replay
         raise SnapshotError(f"inconsistent ({type(exc).__name__}: {exc})") from None
-    engine.load_state(state, now)

@@ -144,7 +144,11 @@ class EngineStage:
         since = engine.oldest_open_start()
         marks = (store.revisions(since), store.finals(since)) if since is not None else ({}, set())
         candles = engine.restore((), {}, marks[0], now, marks[1], finals_stored=True)
-        self._hand_on(EngineOutput(candles=changed + candles), snapshot=True)
+        if self.writer is not None and self.snapshot_every_s is not None:
+            # The stored snapshot and the trades after it are this engine: no new one yet.
+            self.writer.resume_snapshot(replay_from)
+            self._next_snapshot_s = self.clock.monotonic_s() + self.snapshot_every_s
+        self._hand_on(EngineOutput(candles=changed + candles))
         return True
 
     def _apply(self, out: EngineOutput, snapshot: bool = False) -> None:

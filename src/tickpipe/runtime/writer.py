@@ -112,6 +112,13 @@ class StoreWriter:
             if self._pending_trades >= self.max_pending:
                 self._cond.notify_all()
 
+    def resume_snapshot(self, replay_from: dict[tuple[str, str], int]) -> None:
+        """Go on from the snapshot the store holds, with the trades stored after it from
+        `replay_from` on: the engine was restored from both (no new snapshot is needed)."""
+        with self._cond:
+            self._has_snapshot = True
+            self._replay_from, self._replay_from_changed = dict(replay_from), False
+
     def _note_replay_from(self, trades: TradeBatch) -> None:
         """Lower each instrument's replay time to the oldest trade of `trades` (under the lock)."""
         oldest = np.full(len(trades.instruments), _LATEST, np.int64)
