@@ -8,7 +8,7 @@ step's `EngineOutput` goes to the store writer, if the stage has one, and then t
 restart or a Kafka (re)assignment, for both the same way, from the stored trades of the
 correction horizon. `restore_snapshot` is the embedded restart's fast path: with
 `snapshot_every_s` set, the stage hands the writer an engine snapshot at most that often
-(and after a restore and at shutdown), which a `SnapshotStore` keeps with the rows; a
+(and after a replay restore and at shutdown), which a `SnapshotStore` keeps with the rows; a
 restart loads it and replays only the trades stored after it.
 """
 
@@ -120,7 +120,7 @@ class EngineStage:
         window and of every window the replay changed (final ones are stored as held).
 
         False when the store holds no snapshot; a `SnapshotError` when it holds one that
-        cannot be used (the engine is then untouched: the caller restores by `restore`).
+        cannot be used (the engine is then as new: the caller restores by `restore`).
         """
         parts = store.load_snapshot()
         if STATE not in parts:
