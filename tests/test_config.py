@@ -131,6 +131,8 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "provisional_every": ("100ms", 100_000),
         "queue_trades": ("5000", 5000),
         "flush_every": ("1s", 1.0),
+        "snapshot_every": ("30s", 30.0),
+        "duckdb_memory_limit": ("1GB", "1GB"),
         "quiet": ("yes", True),
         "run.exchanges": ("binance", ["binance"]),
         "run.symbols": ("SOL-USDT", ["SOL-USDT"]),
@@ -605,3 +607,20 @@ def test_every_tickpipe_variable_the_code_or_ci_reads_is_known() -> None:
 def test_a_replay_speed_that_is_not_a_finite_number_is_a_config_error(speed: str) -> None:
     with pytest.raises(ConfigError, match=r"run\.speed = .*TICKPIPE_RUN_SPEED"):
         load_config(env={"TICKPIPE_RUN_SPEED": speed})
+
+
+@pytest.mark.parametrize("text", ["lots", "0MB", "-1GB", "128"])
+def test_a_duckdb_memory_limit_that_is_not_a_size_is_a_one_line_config_error(text: str) -> None:
+    message = error(env={"TICKPIPE_DUCKDB_MEMORY_LIMIT": text})
+    assert "duckdb_memory_limit" in message and "e.g. 128MB" in message
+
+
+def test_the_duckdb_memory_limit_reaches_the_duckdb_file(tmp_path: Path) -> None:
+    config = load_config(env={"TICKPIPE_DUCKDB_MEMORY_LIMIT": "96MiB"},
+                         overrides={"data_dir": str(tmp_path)})  # fmt: skip
+    store = config.open_store()
+    try:
+        ((limit,),) = store.query("SELECT current_setting('memory_limit')")  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    assert limit == "96.0 MiB"

@@ -51,6 +51,7 @@ ENV_PREFIX = "TICKPIPE_"
 # typo (10^20) would promise a queue no machine can hold.
 MAX_QUEUE_TRADES = 100_000_000
 _INDEX = re.compile(r"\[\d+\]")
+_MEMORY = re.compile(r"[1-9]\d*(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,11 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     flush_every_s: Annotated[Seconds, DURATION] = msgspec.field(
         name="flush_every", default=Seconds(0.2)
     )
+    # How often the engine's state is saved with a store write (DuckDB, PostgreSQL): a restart
+    # loads it and replays at most this much of the stored trades.
+    snapshot_every_s: Annotated[Seconds, DURATION] = msgspec.field(
+        name="snapshot_every", default=Seconds(5.0)
+    )
     quiet: bool = False
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
@@ -78,6 +84,9 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     # URL (TICKPIPE_STORE, --store). Client settings (auth, TLS, consistency level, write
     # concern) ride in the URL, e.g. mongodb://...?authSource=admin&tls=true&w=majority.
     store: str = ""
+    # The DuckDB file's cache of written blocks and query memory, in DuckDB's spelling
+    # (e.g. 128MB, 1GB): part of tickpipe's memory, which must stay bounded.
+    duckdb_memory_limit: str = "128MB"
     # how long a PostgreSQL, Cassandra or MongoDB write retries after losing the server
     store_retry_for_s: RetryFor = msgspec.field(name="store_retry_for", default=Seconds(60.0))
     # The Parquet lake beside the store: s3://bucket/prefix or file:///path (TICKPIPE_LAKE,
@@ -106,8 +115,9 @@ class Config(EngineSettings, forbid_unknown_fields=True):
         from tickpipe.stores.base import open_store
 
         return open_store(
-            self.store, self.db_path, read_only=read_only, retry_for=self.store_retry_for_s
-        )
+            self.store, self.db_path, read_only=read_only, retry_for=self.store_retry_for_s,
+            duckdb_memory_limit=self.duckdb_memory_limit,
+        )  # fmt: skip
 
     def lake_settings(self, url: str | None = None) -> LakeSettings:
         """The lake's settings (`url` instead of the `lake` key: export's --to)."""
@@ -369,6 +379,8 @@ def check(
     check_serve(config.serve, fail)
     check_kafka(config.kafka, fail)
     config.store = store_url(config.store, fail)
+    if not _MEMORY.fullmatch(config.duckdb_memory_limit.strip()):
+        fail("duckdb_memory_limit", config.duckdb_memory_limit, "use a size, e.g. 128MB or 1GB")
     check_lake(config.lake_settings(), fail)
     config.lake = check_lake_url(config.lake, fail)
     check_exchanges(config.exchanges, fail)

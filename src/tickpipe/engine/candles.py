@@ -168,6 +168,7 @@ class CandleEngine:
         revisions: dict[tuple[str, str, str, int], int],
         now: int,
         finals: set[tuple[str, str, str, int]] | frozenset = frozenset(),
+        finals_stored: bool = False,
     ) -> list[Candle]:
         """Rebuild state from stored trades after a restart and return the candles to rewrite.
 
@@ -175,7 +176,9 @@ class CandleEngine:
         a window-aligned time before which no window can still change. Windows that start
         before it are dropped, because only part of their trades were loaded. Windows stored
         as final (`finals`, e.g. closed by the idle timer before the crash) stay final, and
-        stored revisions carry over.
+        stored revisions carry over (a window's own higher revision, restored from a
+        snapshot, stays). `finals_stored`: the store holds every final window as the engine
+        does (it kept the engine's snapshot with them), so only open windows are sent again.
         """
         for batch in [batches] if isinstance(batches, TradeBatch) else batches:
             self.process(batch, now)
@@ -186,14 +189,58 @@ class CandleEngine:
             final = []
             for (g, start), slot in table.index.items():
                 key = (*_key(self.states[g].instrument), name, start)
-                table.revision[slot] = revisions.get(key, 0)
+                table.revision[slot] = max(int(table.revision[slot]), revisions.get(key, 0))
                 if key in finals:
                     final.append(slot)
             table.finalize_slots(np.array(final, np.int64))
-            table.mark_all_dirty()
+            table.mark_dirty(only_open=finals_stored)
         out = EngineOutput()
         self._emit(now, out, force=True)
         return out.candles
+
+    # -- snapshot (engine/snapshot.py) ----------------------------------------------------
+
+    def state(self) -> dict[str, object]:
+        """Everything a restarted engine needs to go on exactly as this one would."""
+        states = self.states
+        return {
+            "instruments": [[s.instrument.exchange, s.instrument.symbol, s.instrument.raw_symbol]
+                            for s in states],
+            "last_price": np.array([s.last_price for s in states], np.float64),
+            "last_ts": np.array([s.last_ts for s in states], np.int64),
+            "last_recv_ts": np.array([s.last_recv_ts for s in states], np.int64),
+            "trades": np.array([s.trades for s in states], np.int64),
+            "max_ts": self._max_ts.copy(), "watermark": self._wm.copy(),
+            "active": self._last_wall > _NEVER,
+            "corrections": self.corrections, "batches": self._batches,
+            "tables": [t.state() for t in self.tables],
+            "seen": self._seen.state(), "rolling": self._rolling.state(),
+        }  # fmt: skip
+
+    def load_state(self, state: dict, now: int) -> None:
+        """Take over what `state()` of an engine with the same windows held, at wall-clock
+        time `now` (the idle timer of every instrument that had trades starts anew, as after
+        a replay)."""
+        names = state["instruments"]
+        self._gids_of([Instrument(*name) for name in names])
+        for s, price, ts, recv_ts, n in zip(
+            self.states, state["last_price"].tolist(), state["last_ts"].tolist(),
+            state["last_recv_ts"].tolist(), state["trades"].tolist(), strict=True,
+        ):  # fmt: skip
+            s.last_price, s.last_ts, s.last_recv_ts, s.trades = price, ts, recv_ts, n
+        self._max_ts = state["max_ts"].copy()
+        self._wm = state["watermark"].copy()
+        self._last_wall = np.where(state["active"], now, _NEVER).astype(np.int64)
+        self.corrections, self._batches = state["corrections"], state["batches"]
+        for table, columns in zip(self.tables, state["tables"], strict=True):
+            table.load_state(columns)
+        self._seen.load_state(state["seen"])
+        self._rolling.load_state(state["rolling"])
+
+    def oldest_open_start(self) -> int | None:
+        """The start of the oldest open window (None: none is open)."""
+        starts = [int(t.start[t.open_slots].min()) for t in self.tables if len(t.open_slots)]
+        return min(starts, default=None)
 
     # -- views ---------------------------------------------------------------------------
 
@@ -218,8 +265,12 @@ class CandleEngine:
     # -- internals -----------------------------------------------------------------------
 
     def _gids(self, batch: TradeBatch) -> np.ndarray:
+        return self._gids_of(batch.instruments)[batch.instrument]
+
+    def _gids_of(self, instruments: list[Instrument]) -> np.ndarray:
+        """The instrument ids of `instruments`, new ones numbered on."""
         codes = []
-        for instrument in batch.instruments:
+        for instrument in instruments:
             g = self._gid.get(_key(instrument))
             if g is None:
                 g = self._gid[_key(instrument)] = len(self.states)
@@ -232,7 +283,7 @@ class CandleEngine:
             self._max_ts = np.concatenate([self._max_ts, grow])
             self._wm = np.concatenate([self._wm, grow])
             self._last_wall = np.concatenate([self._last_wall, grow])
-        return np.array(codes, np.int64)[batch.instrument]
+        return np.array(codes, np.int64)
 
     def _note_latest(self, trades: SortedTrades, now: int) -> np.ndarray:
         """Update per-instrument latest trade and max event time; return the touched ids."""
@@ -256,7 +307,10 @@ class CandleEngine:
         for table in self.tables:
             closed = table.finalize(self._wm)
             if table is self._minute and len(closed):
-                for slot in closed[np.argsort(table.start[closed], kind="stable")].tolist():
+                # By (start, instrument): the same order however the slots were allocated
+                # (a restored engine numbers them anew).
+                order = np.lexsort((table.gid[closed], table.start[closed]))
+                for slot in closed[order].tolist():
                     g = int(table.gid[slot])
                     minute = MinuteSnapshot(
                         start=int(table.start[slot]), close=float(table.close[slot]),

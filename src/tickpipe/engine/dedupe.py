@@ -14,6 +14,8 @@ instrument's first id) go to a plain Python set, which is exact too.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 _ID_BITS = 40
@@ -91,6 +93,22 @@ class SeenTrades:
         self._lo, self._hi, self._ts = self._lo[keep], self._hi[keep], self._ts[keep]
         limit = horizon_start.tolist()
         self._other = {k: t for k, t in self._other.items() if t >= limit[k[0]]}
+
+    def state(self) -> dict[str, Any]:
+        """The ranges, per-instrument id bases and other ids (engine/snapshot.py)."""
+        other = list(self._other.items())
+        return {
+            "base": self._base, "has_base": self._has_base, "lo": self._lo, "hi": self._hi,
+            "ts": self._ts, "other_gid": [k[0] for k, _ in other],
+            "other_id": [k[1] for k, _ in other], "other_ts": [t for _, t in other],
+        }  # fmt: skip
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Remember what `state()` held."""
+        self._base, self._has_base = state["base"], state["has_base"]
+        self._lo, self._hi, self._ts = state["lo"], state["hi"], state["ts"]
+        keys = zip(state["other_gid"], state["other_id"], strict=True)
+        self._other = dict(zip(keys, state["other_ts"], strict=True))
 
     def _pack(self, gid: np.ndarray, seq: np.ndarray, numeric: np.ndarray):
         size = int(gid.max()) + 1

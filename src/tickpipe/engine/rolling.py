@@ -62,3 +62,21 @@ class RollingStats:
             max_price_5m=max(m.high for m in recent),
             avg_price_5m=sum(m.price_sum for m in recent) / trades,
         )
+
+    def state(self) -> dict[str, list]:
+        """Each symbol's kept minutes, as columns (engine/snapshot.py)."""
+        rows = [(g, m) for g, minutes in self._minutes.items() for m in minutes.values()]
+        return {
+            "gid": [g for g, _ in rows],
+            **{f: [getattr(m, f) for _, m in rows] for f in MinuteSnapshot.__dataclass_fields__},
+            "newest_gid": list(self._newest), "newest": list(self._newest.values()),
+        }  # fmt: skip
+
+    def load_state(self, state: dict[str, list]) -> None:
+        """Keep the minutes `state()` held."""
+        fields = list(MinuteSnapshot.__dataclass_fields__)
+        self._minutes = {}
+        for g, *values in zip(state["gid"], *(state[f] for f in fields), strict=True):
+            minute = MinuteSnapshot(*values)
+            self._minutes.setdefault(g, {})[minute.start] = minute
+        self._newest = dict(zip(state["newest_gid"], state["newest"], strict=True))

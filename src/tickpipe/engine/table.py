@@ -188,6 +188,32 @@ class WindowTable:
         self._free.extend(old.tolist())
         return len(old)
 
+    # -- snapshot (engine/snapshot.py) ----------------------------------------------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every column of the windows held (open and final), compacted to the used slots."""
+        used = self.used
+        return {name: getattr(self, name)[used] for name in (*_FLOATS, *_INTS, "final", "dirty")}
+
+    def load_state(self, columns: dict[str, np.ndarray]) -> None:
+        """Replace every window with those of `state()` (on a table that has none yet)."""
+        n = len(columns["gid"])
+        self.index.clear()
+        self._free.clear()
+        self._capacity = 0
+        self._grow(max(1024, n))
+        for name, column in columns.items():
+            getattr(self, name)[:n] = column
+        self.used[:n] = True
+        self._free = list(range(self._capacity - 1, n - 1, -1))
+        self.index.update(
+            zip(zip(self.gid[:n].tolist(), self.start[:n].tolist(), strict=True), range(n),
+                strict=True)
+        )  # fmt: skip
+        slots = np.arange(n, dtype=np.int64)
+        self.open_slots = slots[~self.final[:n]]
+        self._pending = [slots[self.dirty[:n]]]
+
     def drop_before(self, cutoff: np.ndarray) -> None:
         """Forget windows starting before `cutoff[gid]`, open or final (used by restore)."""
         used = np.flatnonzero(self.used)
@@ -215,10 +241,11 @@ class WindowTable:
         self.emitted_at[due] = now
         return due
 
-    def mark_all_dirty(self) -> None:
-        used = np.flatnonzero(self.used)
-        self.dirty[used] = True
-        self._pending.append(used)
+    def mark_dirty(self, only_open: bool = False) -> None:
+        """Make every window held (or every open one) due to be sent again."""
+        slots = self.open_slots if only_open else np.flatnonzero(self.used)
+        self.dirty[slots] = True
+        self._pending.append(slots)
 
     def latest_open(self, gid: int) -> int | None:
         """The slot of the newest open window of an instrument, if any."""

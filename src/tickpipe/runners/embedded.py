@@ -23,6 +23,7 @@ import msgspec
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.engine.snapshot import SnapshotError
 from tickpipe.monitor.service import Monitor
 from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
@@ -32,6 +33,7 @@ from tickpipe.runtime.writer import StoreWriter
 from tickpipe.serve.app import ApiContext
 from tickpipe.serve.live import Hub
 from tickpipe.sources import Source, SourceContext, SourceStats
+from tickpipe.stores.base import SnapshotStore
 from tickpipe.stores.lake.location import open_lake
 from tickpipe.stores.lake.sync import catch_up
 from tickpipe.stores.lake.writer import LakeWriter
@@ -64,7 +66,9 @@ class Pipeline:
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.store = config.open_store()
         self.writer = StoreWriter(self.store, config.flush_every_s)
-        self.stage = EngineStage(self.engine, self.writer, self.dead_letters, clock)
+        self.stage = EngineStage(
+            self.engine, self.writer, self.dead_letters, clock, config.snapshot_every_s
+        )
         self.hub = hub
         if hub is not None:
             self.stage.on_output.append(self._publish)
@@ -110,8 +114,9 @@ class Pipeline:
     # -- lifecycle -----------------------------------------------------------------------
 
     def restore(self, say: Callable[[str], None] = log.info) -> bool:
-        """Rebuild open windows from the stored trades (after a restart or a crash); False when
-        SIGINT or SIGTERM stopped it first.
+        """Rebuild open windows (after a restart or a crash): from the engine snapshot the store
+        keeps and the trades stored after it, else from every stored trade of the correction
+        horizon; False when SIGINT or SIGTERM stopped it first.
 
         From here on those signals stop the pipeline (`run` takes them over): during the
         restore they end it between two batches of trades, before anything is written, so
@@ -122,19 +127,11 @@ class Pipeline:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self._stopping.set())
         engine = self.engine
-        align = max(w.size for w in engine.windows)
-        cutoff = self.store.restore_cutoff(engine.horizon, engine.config.allowed_lateness, align)
-        if cutoff:
-            say(f"tickpipe {self.mode}: restoring the open windows of {len(cutoff):,} "
-                f"instruments from the stored trades (Ctrl-C stops)")  # fmt: skip
-        batches = self.store.restore_batches(cutoff)
         try:
-            self.stage.restore(self.store, cutoff, self._until_stopped(batches))
+            if not self._restore_snapshot(say):
+                self._restore_by_replay(say)
         except _Stopped:
             return False
-        finally:
-            if isinstance(batches, Generator):
-                batches.close()  # the store's reader ends now, not whenever it is collected
         if self._stopping.is_set():
             return False
         if self.lake is not None:
@@ -146,6 +143,32 @@ class Pipeline:
             self.writer.after_write.append(self.lake_writer.offer)
             self.board.lake = self.lake_writer
         return True
+
+    def _restore_snapshot(self, say: Callable[[str], None]) -> bool:
+        """The fast path: whether the store's engine snapshot restored the engine."""
+        if not isinstance(self.store, SnapshotStore):
+            return False
+        try:
+            return self.stage.restore_snapshot(self.store, self._until_stopped)
+        except SnapshotError as exc:
+            say(f"tickpipe {self.mode}: the stored engine snapshot is not usable ({exc}); "
+                f"restoring from the stored trades instead")  # fmt: skip
+            return False
+
+    def _restore_by_replay(self, say: Callable[[str], None]) -> None:
+        """Every stored trade of the correction horizon through the engine again."""
+        engine = self.engine
+        align = max(w.size for w in engine.windows)
+        cutoff = self.store.restore_cutoff(engine.horizon, engine.config.allowed_lateness, align)
+        if cutoff:
+            say(f"tickpipe {self.mode}: restoring the open windows of {len(cutoff):,} "
+                f"instruments from the stored trades (Ctrl-C stops)")  # fmt: skip
+        batches = self.store.restore_batches(cutoff)
+        try:
+            self.stage.restore(self.store, cutoff, self._until_stopped(batches))
+        finally:
+            if isinstance(batches, Generator):
+                batches.close()  # the store's reader ends now, not whenever it is collected
 
     def _until_stopped(self, batches: Iterable[TradeBatch]) -> Iterator[TradeBatch]:
         for batch in batches:

@@ -5,22 +5,27 @@ Every runner drives the same stage: the embedded pipeline's engine loop, the Kaf
 (live, and without a writer while it replays what is stored already) and the benchmark. Each
 step's `EngineOutput` goes to the store writer, if the stage has one, and then to every
 `on_output` hook (the live hub, the candles topic). `restore` rebuilds open windows after a
-restart or a Kafka (re)assignment, for both the same way.
+restart or a Kafka (re)assignment, for both the same way, from the stored trades of the
+correction horizon. `restore_snapshot` is the embedded restart's fast path: with
+`snapshot_every_s` set, the stage hands the writer an engine snapshot at most that often
+(and after a replay restore and at shutdown), which a `SnapshotStore` keeps with the rows; a
+restart loads it and replays only the trades stored after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
 import msgspec
 
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.engine.snapshot import SnapshotError, load_snapshot, take_snapshot
 from tickpipe.records import TradeBatch
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
-from tickpipe.runtime.writer import StoreWriter
-from tickpipe.stores.base import Store
+from tickpipe.runtime.writer import REPLAY_FROM, STATE, StoreWriter, decode_replay_from
+from tickpipe.stores.base import SnapshotStore, Store
 
 TICK_SECONDS = 0.1  # the idle tick: windows of quiet instruments close on time
 
@@ -52,6 +57,7 @@ class EngineStage:
         writer: StoreWriter | None,
         dead_letters: DeadLetters,
         clock: Clock = SYSTEM_CLOCK,
+        snapshot_every_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.writer = writer
@@ -61,6 +67,8 @@ class EngineStage:
         self.on_batch: Callable[[TradeBatch], None] | None = None  # the monitor's, if any
         # Called with each step's output after the writer has it (a replaying stage: never).
         self.on_output: list[OutputHook] = []
+        self.snapshot_every_s = snapshot_every_s
+        self._next_snapshot_s = clock.monotonic_s()
 
     @property
     def behind(self) -> bool:
@@ -78,7 +86,7 @@ class EngineStage:
 
     def finish(self) -> None:
         """Send every candle with unsent changes (at shutdown)."""
-        self._apply(EngineOutput(candles=self.engine.flush(self.clock.now_us())))
+        self._apply(EngineOutput(candles=self.engine.flush(self.clock.now_us())), snapshot=True)
 
     def restore(
         self,
@@ -100,9 +108,50 @@ class EngineStage:
         candles = self.engine.restore(
             batches, cutoff, store.revisions(since), self.clock.now_us(), store.finals(since)
         )
-        self._hand_on(EngineOutput(candles=candles))
+        self._hand_on(EngineOutput(candles=candles), snapshot=True)
 
-    def _apply(self, out: EngineOutput) -> None:
+    def restore_snapshot(
+        self,
+        store: SnapshotStore,
+        replay: Callable[[Iterable[TradeBatch]], Iterable[TradeBatch]] = iter,
+    ) -> bool:
+        """Load the stored engine snapshot, replay the trades stored after it (through
+        `replay`, which may stop it) and hand on, as one output, the candles of every open
+        window and of every window the replay changed (final ones are stored as held).
+
+        False when the store holds no snapshot; a `SnapshotError` when it holds one that
+        cannot be used (the engine is then as new: the caller restores by `restore`).
+        """
+        parts = store.load_snapshot()
+        if STATE not in parts:
+            return False
+        try:
+            replay_from = decode_replay_from(parts.get(REPLAY_FROM, b"\x90"))
+        except msgspec.DecodeError as exc:
+            raise SnapshotError(f"unreadable replay times ({exc})") from None
+        engine, now = self.engine, self.clock.now_us()
+        load_snapshot(engine, parts[STATE], now)
+        batches = store.restore_batches(replay_from) if replay_from else iter(())
+        changed = []
+        try:
+            for batch in replay(batches):  # their trades the snapshot holds are duplicates
+                changed += engine.process(batch, now).candles
+        finally:
+            if isinstance(batches, Generator):
+                batches.close()  # the store's reader ends now, not whenever it is collected
+        # Final windows are stored as the engine holds them; an open one may have been closed
+        # (by the idle timer) or sent since the snapshot, and is sent again.
+        since = engine.oldest_open_start()
+        marks = (store.revisions(since), store.finals(since)) if since is not None else ({}, set())
+        candles = engine.restore((), {}, marks[0], now, marks[1], finals_stored=True)
+        if self.writer is not None and self.snapshot_every_s is not None:
+            # The stored snapshot and the trades after it are this engine: no new one yet.
+            self.writer.resume_snapshot(replay_from)
+            self._next_snapshot_s = self.clock.monotonic_s() + self.snapshot_every_s
+        self._hand_on(EngineOutput(candles=changed + candles))
+        return True
+
+    def _apply(self, out: EngineOutput, snapshot: bool = False) -> None:
         counters = self.counters
         if out.late is not None:
             counters.late_rejected += len(out.late)
@@ -115,12 +164,24 @@ class EngineStage:
         if out.accepted is not None:
             counters.trades += len(out.accepted)
         counters.candles += len(out.candles)
-        self._hand_on(out)
+        self._hand_on(out, snapshot)
 
-    def _hand_on(self, out: EngineOutput) -> None:
+    def _hand_on(self, out: EngineOutput, snapshot: bool = False) -> None:
+        """To the writer (with a snapshot when due, or forced by `snapshot`), then the hooks."""
         if self.writer is None:
             return
-        if out.accepted is not None or out.candles or out.rolling:
-            self.writer.submit(out.accepted, out.candles, out.rolling)
+        state = self._snapshot_due(snapshot)
+        if out.accepted is not None or out.candles or out.rolling or state is not None:
+            self.writer.submit(out.accepted, out.candles, out.rolling, snapshot=state)
         for hook in self.on_output:
             hook(out)
+
+    def _snapshot_due(self, force: bool) -> bytes | None:
+        """The engine snapshot when snapshots are on and one is due (or `force`d)."""
+        if self.snapshot_every_s is None:
+            return None
+        now_s = self.clock.monotonic_s()
+        if not force and now_s < self._next_snapshot_s:
+            return None
+        self._next_snapshot_s = now_s + self.snapshot_every_s
+        return take_snapshot(self.engine)

@@ -4,6 +4,13 @@ DuckDB and the PostgreSQL driver release the GIL while they write, so storing ov
 decoding and aggregation. The writer is bounded in pending trades (the engine stage waits
 while it is `behind`), and counts submissions and how many of them are `durable`, which is
 what a Kafka checkpoint releases offsets by.
+
+On a store that keeps engine snapshots (`SnapshotStore`), every flush also stores, in the
+same transaction, the newest engine snapshot handed over (`STATE`, when there is a new one)
+and, per instrument, the oldest event time of the trades handed over after that snapshot
+(`REPLAY_FROM`): a restart loads the snapshot and replays the stored trades from those times
+on (the engine drops the ones the snapshot holds already as duplicates). Until its first
+snapshot, a writer deletes any stored one: rows written without it would be missing from it.
 """
 
 from __future__ import annotations
@@ -11,9 +18,24 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
+
+import msgspec
+import numpy as np
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
-from tickpipe.stores.base import Store
+from tickpipe.stores.base import SnapshotStore, Store
+from tickpipe.stores.flush import Flush
+
+STATE = "state"  # the snapshot parts a SnapshotStore keeps
+REPLAY_FROM = "replay_from"
+_LATEST = np.iinfo(np.int64).max
+
+
+def decode_replay_from(blob: bytes) -> dict[tuple[str, str], int]:
+    """The `REPLAY_FROM` part: per (exchange, symbol), the oldest event time to replay."""
+    rows = msgspec.msgpack.decode(blob, type=list[tuple[str, str, int]])
+    return {(exchange, symbol): ts for exchange, symbol, ts in rows}
 
 
 class StoreWriter:
@@ -41,6 +63,12 @@ class StoreWriter:
         self._rolling: list[RollingStat] = []
         self._events: list[tuple[int, str, str, str]] = []
         self._metrics: list[PipelineMetric] = []
+        self._keeps_snapshots = isinstance(store, SnapshotStore)
+        self._snapshot: bytes | None = None  # handed over, not written yet
+        self._has_snapshot = False
+        self._replay_from: dict[tuple[str, str], int] = {}  # trades handed over after it
+        self._replay_from_changed = False
+        self._stale_deleted = False
         # Called on the writer thread after each flush: (trade batches, candles, seconds).
         self.on_written: Callable[[list[TradeBatch], int, float], None] | None = None
         # Called on the writer thread with what each flush committed (the lake follows the
@@ -62,7 +90,9 @@ class StoreWriter:
         rolling: list[RollingStat] | tuple = (),
         events: list[tuple[int, str, str, str]] | tuple = (),
         metrics: list[PipelineMetric] | tuple = (),
+        snapshot: bytes | None = None,
     ) -> None:
+        """Hand over one engine step's results; `snapshot`: the engine's state after them."""
         if self.error is not None:
             raise RuntimeError(f"the store writer failed: {self.error}") from self.error
         with self._cond:
@@ -73,9 +103,50 @@ class StoreWriter:
             self._rolling.extend(rolling)
             self._events.extend(events)
             self._metrics.extend(metrics)
+            if snapshot is not None:
+                self._snapshot, self._has_snapshot = snapshot, True
+                self._replay_from, self._replay_from_changed = {}, True
+            elif self._has_snapshot and trades is not None and len(trades):
+                self._note_replay_from(trades)
             self.submitted += 1
             if self._pending_trades >= self.max_pending:
                 self._cond.notify_all()
+
+    def resume_snapshot(self, replay_from: dict[tuple[str, str], int]) -> None:
+        """Go on from the snapshot the store holds, with the trades stored after it from
+        `replay_from` on: the engine was restored from both (no new snapshot is needed)."""
+        with self._cond:
+            self._has_snapshot = True
+            self._replay_from, self._replay_from_changed = dict(replay_from), False
+
+    def _note_replay_from(self, trades: TradeBatch) -> None:
+        """Lower each instrument's replay time to the oldest trade of `trades` (under the lock)."""
+        oldest = np.full(len(trades.instruments), _LATEST, np.int64)
+        np.minimum.at(oldest, trades.instrument, trades.ts)
+        replay = self._replay_from
+        for instrument, ts in zip(trades.instruments, oldest.tolist(), strict=True):
+            key = (instrument.exchange, instrument.symbol)
+            if ts < replay.get(key, _LATEST):
+                replay[key] = ts
+                self._replay_from_changed = True
+
+    def _snapshot_parts(self) -> dict[str, bytes | None]:
+        """The snapshot parts the next write stores (under the lock)."""
+        if not self._keeps_snapshots:
+            return {}
+        if not self._has_snapshot:
+            if self._stale_deleted:
+                return {}
+            self._stale_deleted = True
+            return {STATE: None, REPLAY_FROM: None}
+        parts: dict[str, bytes | None] = {}
+        if self._snapshot is not None:
+            parts[STATE], self._snapshot = self._snapshot, None
+        if self._replay_from_changed:
+            rows = [(*key, ts) for key, ts in self._replay_from.items()]
+            parts[REPLAY_FROM] = msgspec.msgpack.encode(rows)
+            self._replay_from_changed = False
+        return parts
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write what is pending now and wait for it; False if `timeout` passed first."""
@@ -112,11 +183,17 @@ class StoreWriter:
                 rolling, self._rolling = self._rolling, []
                 events, self._events = self._events, []
                 metrics, self._metrics = self._metrics, []
+                snapshot = self._snapshot_parts() if trades or candles or self._snapshot else {}
                 stopping = self._stop
             try:
-                if trades or candles or rolling or events or metrics:
+                if trades or candles or rolling or events or metrics or snapshot:
                     started = time.perf_counter()
-                    self.store.write(trades, candles, rolling, events, metrics)
+                    if snapshot:  # only ever on a SnapshotStore
+                        cast(SnapshotStore, self.store).write_flush(
+                            Flush.of(trades, candles, rolling, events, metrics, snapshot)
+                        )
+                    else:
+                        self.store.write(trades, candles, rolling, events, metrics)
                     self.written_trades += sum(len(t) for t in trades)
                     self.written_candles += len(candles)
                     if self.on_written is not None:

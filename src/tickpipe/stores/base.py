@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
+from tickpipe.stores.flush import Flush
 
 Key = tuple[str, str, str, int]  # (exchange, symbol, interval, start) of a candle
 
@@ -175,6 +176,24 @@ def time_range(since: int | None, until: int | None) -> tuple[int, int]:
     return (ALL_TIME[0] if since is None else since, ALL_TIME[1] if until is None else until)
 
 
+@runtime_checkable
+class SnapshotStore(Store, Protocol):
+    """A store whose `write` is one transaction (DuckDB, PostgreSQL) keeps the engine snapshot
+    (`engine/snapshot.py`) with the rows it matches, so a restart loads it instead of
+    replaying the correction horizon. Cassandra and MongoDB have no multi-row transaction: a
+    snapshot could get ahead of or behind the rows, so they restart by the replay.
+    """
+
+    def write_flush(self, flush: Flush) -> None:
+        """As `write`, given as one `Flush`, and in the same transaction each part of its
+        `snapshot` replaced (a part given None: deleted)."""
+        ...
+
+    def load_snapshot(self) -> dict[str, bytes]:
+        """The stored snapshot parts ({} when none)."""
+        ...
+
+
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
@@ -184,7 +203,11 @@ def is_mongodb_url(url: str) -> bool:
 
 
 def open_store(
-    url: str | None, duckdb_path: Any, read_only: bool = False, retry_for: float = 60.0
+    url: str | None,
+    duckdb_path: Any,
+    read_only: bool = False,
+    retry_for: float = 60.0,
+    duckdb_memory_limit: str = "128MB",
 ) -> Store:
     """The store a `store` setting names: a PostgreSQL, Cassandra or MongoDB URL, or else the
     DuckDB file.
@@ -207,4 +230,4 @@ def open_store(
         return MongoStore(url, retry_for=retry_for)
     from tickpipe.stores.duckdb import DuckDBStore
 
-    return DuckDBStore(duckdb_path, read_only=read_only)
+    return DuckDBStore(duckdb_path, read_only=read_only, memory_limit=duckdb_memory_limit)

@@ -122,6 +122,10 @@ CREATE TABLE IF NOT EXISTS events (
     source VARCHAR NOT NULL,
     detail VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS engine_snapshot (  -- written with the rows it matches
+    part VARCHAR PRIMARY KEY,
+    data BLOB NOT NULL
+);
 """
 
 CANDLE_UPSERT = candle_upsert("candle_table", in_key_order=False)  # one writer: no sort
@@ -279,6 +283,10 @@ class DuckDBStore(SqlStore):
                     con.executemany(
                         f"INSERT OR REPLACE INTO pipeline_metrics VALUES ({marks})", metric_rows
                     )
+                for part, data in flush.snapshot.items():
+                    con.execute("DELETE FROM engine_snapshot WHERE part = ?", [part])
+                    if data is not None:
+                        con.execute("INSERT INTO engine_snapshot VALUES (?, ?)", [part, data])
                 con.execute("COMMIT")
             except Exception:
                 # A failed COMMIT (a full disk) has ended the transaction already; the error

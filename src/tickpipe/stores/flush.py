@@ -7,7 +7,7 @@ not touch a row twice in one statement, and a bulk write of a key twice is waste
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,9 @@ class Flush:
     rolling: list[RollingStat]
     events: list[tuple[int, str, str, str]]
     metrics: list[PipelineMetric]
+    # Parts of the engine snapshot to store with the rows (`stores/base.py`, SnapshotStore):
+    # name -> blob, None deleting the part.
+    snapshot: dict[str, bytes | None] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -44,6 +47,7 @@ class Flush:
         rolling: Iterable[RollingStat] = (),
         events: Iterable[tuple[int, str, str, str]] = (),
         metrics: Iterable[PipelineMetric] = (),
+        snapshot: dict[str, bytes | None] | None = None,
     ) -> Flush:
         """The flush of one `write` call, the last update per key kept."""
         last_candles = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
@@ -55,6 +59,7 @@ class Flush:
             list(last_rolling.values()),
             list(events),
             list(last_metrics.values()),
+            dict(snapshot or {}),
         )
 
 

@@ -142,6 +142,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX trades_instrument_time ON trades (exchange, symbol, ts);
         """,
     ),
+    (
+        2,
+        """
+        -- The engine snapshot, written in the same transaction as the rows it matches.
+        CREATE TABLE engine_snapshot (part text PRIMARY KEY, data bytea NOT NULL);
+        """,
+    ),
 ]
 
 # TimescaleDB wants the partitioning column in every unique index, hence `ts` in the trades
@@ -334,7 +341,9 @@ class PostgresStore(SqlStore):
         rolling_rows = [msgspec.structs.astuple(s) for s in flush.rolling]
         metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
         event_rows = flush.events
-        if not (trade_values or candle_rows or rolling_rows or metric_rows or event_rows):
+        snapshot = flush.snapshot
+        if not (trade_values or candle_rows or rolling_rows or metric_rows or event_rows
+                or snapshot):  # fmt: skip
             return
 
         def transaction(con: psycopg.Connection) -> None:
@@ -355,6 +364,10 @@ class PostgresStore(SqlStore):
                 if event_rows:
                     _copy(cur, "stage_events", EVENT_FIELDS, EVENT_TYPES, event_rows)
                     cur.execute(EVENT_INSERT)
+                for part, data in snapshot.items():
+                    cur.execute("DELETE FROM engine_snapshot WHERE part = %s", [part])
+                    if data is not None:
+                        cur.execute("INSERT INTO engine_snapshot VALUES (%s, %s)", [part, data])
 
         self._with_retry(self._writer, transaction, self.retry_for, "write")
 

@@ -58,5 +58,15 @@ class SqlStore(SqlReads):
         and KPIs upserted (the last update per key wins), events stored."""
         self._write(Flush.of(trades, candles, rolling, events, metrics))
 
+    def write_flush(self, flush: Flush) -> None:
+        """As `write`, and the parts of the engine snapshot replaced (None: deleted) in the
+        same transaction, so the snapshot matches the rows."""
+        self._write(flush)
+
+    def load_snapshot(self) -> dict[str, bytes]:
+        """The stored parts of the engine snapshot (none: {})."""
+        return {part: bytes(data) for part, data in self._rows(
+            "SELECT part, data FROM engine_snapshot")}  # fmt: skip
+
     def _write(self, flush: Flush) -> None:
         raise NotImplementedError
