@@ -16,7 +16,7 @@ from stores.rows import T0, M, S, trade
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Trade, TradeBatch
-from tickpipe.stores.base import OverBudget, Store
+from tickpipe.stores.base import OverBudget
 
 WINDOWS = ("1s", "5s", "1m", "5m", "1h", "1m/5s")  # a hopping window too: never summed
 INSTRUMENTS = [("ex1", "BTC-USDT"), ("ex1", "ETH-USDT"), ("ex2", "BTC-USDT"), ("ex2", "XRP-USDT")]
@@ -50,23 +50,25 @@ def filled(opener):
         yield store, trades
 
 
-def _in(trades: list[Trade], start: int, end: int, exchange: str | None = None) -> list[Trade]:
-    return [t for t in trades if start <= t.ts < end and exchange in (None, t.exchange)]
-
-
-def _widened(store: Store, start: int, end: int) -> tuple[int, int]:
+def _grouped(
+    filled, start: int, end: int, key: str, exchange: str | None = None
+) -> dict[str, list[Trade]]:
+    """The generated trades in the range the store answers for (asked: whole seconds around
+    [start, end)), of one `exchange` or all, grouped by the field `key`."""
+    store, trades = filled
     lo, hi = store.analytics_range(start, end)
     assert (lo, hi) == (start - start % S, -(-end // S) * S)
-    return lo, hi
+    groups: dict[str, list[Trade]] = defaultdict(list)
+    for t in trades:
+        if lo <= t.ts < hi and exchange in (None, t.exchange):
+            groups[getattr(t, key)].append(t)
+    return groups
 
 
 @pytest.mark.parametrize(("start", "end"), RANGES)
 def test_top_exchanges_equal_the_trades(filled, start: int, end: int) -> None:
-    store, trades = filled
-    lo, hi = _widened(store, start, end)
-    groups: dict[str, list[Trade]] = defaultdict(list)
-    for t in _in(trades, lo, hi):
-        groups[t.exchange].append(t)
+    store, _ = filled
+    groups = _grouped(filled, start, end, "exchange")
     expected = sorted(
         ({"exchange": e, "trades": len(g), "quote_volume": sum(t.price * t.size for t in g),
           "symbols": len({t.symbol for t in g})} for e, g in groups.items()),
@@ -82,11 +84,8 @@ def test_top_exchanges_equal_the_trades(filled, start: int, end: int) -> None:
 
 @pytest.mark.parametrize(("start", "end"), RANGES)
 def test_top_tickers_equal_the_trades(filled, start: int, end: int) -> None:
-    store, trades = filled
-    lo, hi = _widened(store, start, end)
-    groups: dict[str, list[Trade]] = defaultdict(list)
-    for t in _in(trades, lo, hi):
-        groups[t.symbol].append(t)
+    store, _ = filled
+    groups = _grouped(filled, start, end, "symbol")
     got = {r["symbol"]: r for r in store.top_tickers(start, end, "trades", 10)}
     assert set(got) == set(groups)
     for symbol, g in groups.items():
@@ -112,17 +111,14 @@ def test_top_tickers_equal_the_trades(filled, start: int, end: int) -> None:
 
 @pytest.mark.parametrize(("start", "end"), RANGES)
 def test_exchange_breakdown_equals_the_trades(filled, start: int, end: int) -> None:
-    store, trades = filled
-    lo, hi = _widened(store, start, end)
-    mine = _in(trades, lo, hi, "ex2")
+    store, _ = filled
+    groups = _grouped(filled, start, end, "symbol", "ex2")
+    mine = [t for g in groups.values() for t in g]
     totals, tickers = store.exchange_breakdown("ex2", start, end)
     quote = sum(t.price * t.size for t in mine)
     assert totals == {"trades": len(mine), "quote_volume": pytest.approx(quote, rel=1e-9),
                       "mean_trade_value": pytest.approx(quote / len(mine), rel=1e-9)
                       if mine else None}  # fmt: skip
-    groups: dict[str, list[Trade]] = defaultdict(list)
-    for t in mine:
-        groups[t.symbol].append(t)
     expected = []
     for symbol, g in groups.items():
         q, v = sum(t.price * t.size for t in g), sum(t.size for t in g)
