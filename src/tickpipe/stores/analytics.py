@@ -185,7 +185,7 @@ class CandleAnalytics:
     def exchange_breakdown(
         self, exchange: str, start: int, end: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        found = [t for t in self._instruments(start, end, exchange) if t.exchange == exchange]
+        found = self._instruments(start, end, exchange)
         n = sum(t.trades for t in found)
         quote = sum(t.quote_volume for t in found)
         totals = {"trades": n, "quote_volume": quote, "mean_trade_value": quote / n if n else None}
