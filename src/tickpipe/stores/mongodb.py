@@ -24,7 +24,7 @@ KPIs by `_id`, their key as one string), so a retried or replayed write stores n
 There are no multi-document transactions: a write that fails because the server went away is
 retried whole (every step above is idempotent) until `retry_for` seconds have passed.
 
-Reads: `find` with filters, sorts and limits on the indexes, `distinct`, `count_documents`,
+Reads: `find` with filters, sorts and limits on the indexes, `count_documents`,
 and `aggregate` with `$match`, `$sort`, `$group` (`$sum`; on MongoDB also `$min`, `$max`,
 `$first`, `$last`), `$subtract`, `$mod` and `$multiply`. Each of these is MongoDB's own; the
 tests run against FerretDB 1.x (a MongoDB wire-protocol server over SQLite), whose `$group`
@@ -390,7 +390,9 @@ class MongoStore(CandleAnalytics):
     # -- the API -------------------------------------------------------------------------
 
     def intervals(self) -> list[str]:
-        return sorted(self._read(lambda: self._db.candles.distinct("interval")))
+        # `$group`, not `distinct`: FerretDB's `distinct` refuses the `maxTimeMS` of a budget.
+        group = [{"$group": {"_id": "$interval"}}]
+        return sorted(self._read(lambda: [d["_id"] for d in self._db.candles.aggregate(group)]))
 
     def candles(
         self,
