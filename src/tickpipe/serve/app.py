@@ -83,7 +83,7 @@ class ApiContext:
     reads: ReadGate = field(default_factory=ReadGate)  # `create_app` sets serve's budgets
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A cheap read of the store (a few rows by key): never refused as busy."""
+        """A read bounded by key and size (never refused as busy; still within the budget)."""
         return await self.reads.read(self.store, fn, *args)
 
     async def heavy(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -147,7 +147,7 @@ async def candles(request: Request) -> JSON:
     q = request.query_params
     exchange, symbol = await ctx.instrument(required(q, "exchange"), required(q, "symbol"))
     query = parse_candle_query(q, exchange, symbol, await ctx.stored_intervals(), now_us())
-    rows = await ctx.heavy(
+    rows = await ctx.read(
         ctx.store.candles, exchange, symbol, query.interval, query.start, query.end,
         query.bucket, query.interval_size,
     )  # fmt: skip

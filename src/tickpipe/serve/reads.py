@@ -2,11 +2,13 @@
 
 Every read runs on a worker thread (the event loop is the pipeline's too) inside the store's
 read budget (`serve.read_timeout`): the store cuts off a query that runs longer and the API
-answers 503 naming the budget. Heavy reads (analytics, candle ranges, trade lists, the
-exchange list) are also counted: at most `serve.heavy_reads` run at once, and one more is
-answered 503 "busy" with `Retry-After` at once, instead of queueing behind the others. Cheap
-reads (/api/kpis, /api/health, /metrics, alerts) are never counted, so they always get
-through; the stores run reads on connections of their own, so none waits for the writer.
+answers 503 naming the budget. Heavy reads (analytics, trade lists, the exchange list: they
+may scan many rows) are also counted: at most `serve.heavy_reads` run at once, and one more
+is answered 503 "busy" with `Retry-After` at once, instead of queueing behind the others.
+Other reads (/api/kpis, /api/health, /metrics, alerts, candles: at most `MAX_CANDLES` rows
+of one instrument, which a dashboard asks for many at once) are never counted, so they
+always get through; the stores run reads on connections of their own, so none waits for the
+writer.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_subscriptions: int = 100  # per WebSocket connection, refused ones included
     # how long one API read may run; past it the read is stopped and answered 503
     read_timeout_s: ReadTimeout = msgspec.field(name="read_timeout", default=Seconds(5.0))
-    # heavy reads (analytics, candle ranges, trade lists) at once; one more is answered 503
+    # heavy reads (analytics, trade lists, exchange list) at once; one more is answered 503
     heavy_reads: int = 4
 
 
