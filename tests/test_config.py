@@ -150,6 +150,8 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "serve.allowed_hosts": ("tp.example.org", ["tp.example.org"]),
         "serve.allowed_origins": ("https://tp.example.org", ["https://tp.example.org"]),
         "serve.max_subscriptions": ("50", 50),
+        "serve.read_timeout": ("250ms", 0.25),
+        "serve.heavy_reads": ("8", 8),
         "store": ("postgresql://tp@db.internal:5432/tickpipe",) * 2,
         "store_retry_for": ("5m", 300.0),
         "lake": ("s3://history/tickpipe/", "s3://history/tickpipe"),
@@ -624,3 +626,15 @@ def test_the_duckdb_memory_limit_reaches_the_duckdb_file(tmp_path: Path) -> None
     finally:
         store.close()
     assert limit == "96.0 MiB"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [("TICKPIPE_SERVE_READ_TIMEOUT", "soon", "serve.read_timeout = 'soon'"),
+     ("TICKPIPE_SERVE_READ_TIMEOUT", "0s", "serve.read_timeout = '0s'"),
+     ("TICKPIPE_SERVE_HEAVY_READS", "0",
+      "serve.heavy_reads = 0 (from TICKPIPE_SERVE_HEAVY_READS): must be between 1 and 64")],
+)  # fmt: skip
+def test_a_bad_read_budget_is_a_one_line_config_error(name: str, text: str, says: str) -> None:
+    message = error(env={name: text})
+    assert says in message and "\n" not in message

@@ -210,8 +210,31 @@ def test_exchange_breakdown_gives_each_tickers_share_and_trade_statistics(served
     assert sum(t["volume_share"] for t in tickers) == pytest.approx(1.0)
     totals = body["totals"]
     assert totals["trades"] == sum(t["trades"] for t in tickers)
-    assert totals["buys"] + totals["sells"] <= totals["trades"]
-    assert totals["max_trade_value"] >= totals["mean_trade_value"] > 0
+    assert totals["mean_trade_value"] == pytest.approx(totals["quote_volume"] / totals["trades"])
+    for t in tickers:  # taker sides: buy and sell volume add up to at most the volume
+        assert t["buy_volume"] + t["sell_volume"] <= t["mean_size"] * t["trades"] * (1 + 1e-9)
+
+
+def test_exchange_breakdown_equals_what_the_stored_trades_give(served: Served) -> None:
+    body = ok(served, "/api/analytics/exchange/beta", period="7m", end=served.end // 1000 - 1234)
+    assert body["start"] % S == 0 and body["end"] % S == 0  # widened to whole candles
+    rows = served.store.query(
+        "SELECT symbol, count(*), sum(price * size), sum(size), min(price), max(price), "
+        "sum(size) FILTER (WHERE side = 'buy'), sum(size) FILTER (WHERE side = 'sell') "
+        "FROM trades WHERE exchange = 'beta' AND ts >= ? AND ts < ? GROUP BY symbol",
+        [body["start"], body["end"]],
+    )
+    got = {t["symbol"]: t for t in body["tickers"]}
+    assert set(got) == {r[0] for r in rows}
+    for symbol, n, quote, size, low, high, buys, sells in rows:
+        t = got[symbol]
+        assert t["trades"] == n
+        assert (t["low"], t["high"]) == (low, high)
+        assert t["quote_volume"] == pytest.approx(quote, rel=1e-9)
+        assert t["vwap"] == pytest.approx(quote / size, rel=1e-9)
+        assert t["buy_volume"] == pytest.approx(buys or 0.0, rel=1e-9)
+        assert t["sell_volume"] == pytest.approx(sells or 0.0, rel=1e-9)
+    assert body["totals"]["trades"] == sum(r[1] for r in rows)
 
 
 BTC = {"exchange": "alpha", "symbol": "BTC-USDT"}

@@ -13,7 +13,7 @@ import pytest
 
 from stores.rows import T0, M, StreamWriter, candle, trade
 from tickpipe.records import Trade, TradeBatch
-from tickpipe.stores.base import StoreError
+from tickpipe.stores.base import OverBudget, StoreError
 from tickpipe.stores.postgresql import MIGRATIONS, PostgresStore, redact
 
 
@@ -202,3 +202,9 @@ def test_reads_reconnect_after_the_server_restarts(postgres_server, postgres_dsn
         assert store.totals()["stored_trades"] == 2
     finally:
         store.close()
+
+
+def test_a_read_over_its_budget_is_cancelled_by_the_server(store: PostgresStore) -> None:
+    with pytest.raises(OverBudget, match="over the time budget"), store.read_budget(0.2):
+        store.query("SELECT pg_sleep(30)")
+    assert store.query("SELECT 1") == [(1,)]  # the connection is back, outside any budget

@@ -2,8 +2,10 @@
 PostgreSQL: the routes call store methods, never SQL, so both answer the same).
 
 Routes parse their parameters first (`params.py`: a bad one is a 4xx JSON answer naming it),
-then read the store on a worker thread: the store's lock may be held by the writer thread, and
-the event loop is the pipeline's too, so it must never wait on the store.
+then read the store through the `ReadGate` (`reads.py`): on a worker thread (the event loop is
+the pipeline's too, so it must never wait on the store), within the read budget, heavy reads
+at most `serve.heavy_reads` at once. A read over its budget, a full gate or a store that
+cannot answer is a 503 with the reason in JSON, never the database's own text.
 
 Two guards wrap the app: `ExposureGuard` (`exposure.py`: the Host and Origin checks) outside,
 then `TokenGuard` when there is an access token. The live WebSocket bounds what one
@@ -22,7 +24,6 @@ from urllib.parse import parse_qs
 
 import msgspec
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,8 +52,9 @@ from tickpipe.serve.params import (
     parse_time,
     required,
 )
+from tickpipe.serve.reads import RETRY_AFTER_S, Busy, ReadGate
 from tickpipe.serve.settings import ServeConfig
-from tickpipe.stores.base import Store
+from tickpipe.stores.base import Store, StoreError
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 WS_UNAUTHORIZED = 4401  # WebSocket close code: the 4000s are the application's own
@@ -78,9 +80,15 @@ class ApiContext:
     live_instruments: Callable[[], set[tuple[str, str]]] | None = None
     monitor: Any = None  # the running pipeline's Monitor (metrics, alerts); None: a stored file
     extra: dict[str, Any] = field(default_factory=dict)
+    reads: ReadGate = field(default_factory=ReadGate)  # `create_app` sets serve's budgets
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await run_in_threadpool(fn, *args)
+        """A read bounded by key and size (never refused as busy; still within the budget)."""
+        return await self.reads.read(self.store, fn, *args)
+
+    async def heavy(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A read that may scan many rows: refused with 503 when the heavy slots are full."""
+        return await self.reads.heavy(self.store, fn, *args)
 
     async def stored_intervals(self) -> list[str]:
         stored = await self.read(self.store.intervals)
@@ -121,7 +129,7 @@ async def health(request: Request) -> JSON:
 async def exchanges(request: Request) -> JSON:
     """Exchanges and their symbols, from the stored trades."""
     ctx = _ctx(request)
-    rows = await ctx.read(ctx.store.instrument_summary)
+    rows = await ctx.heavy(ctx.store.instrument_summary)
     out: dict[str, list[dict[str, Any]]] = {}
     for exchange, symbol, count, first, last in rows:
         out.setdefault(exchange, []).append(
@@ -189,7 +197,7 @@ async def trades(request: Request) -> JSON:
     """The most recent trades of one symbol, newest first."""
     exchange, symbol, limit = await _instrument_and_limit(request, 100)
     ctx = _ctx(request)
-    rows = await ctx.read(ctx.store.recent_trades, exchange, symbol, limit)
+    rows = await ctx.heavy(ctx.store.recent_trades, exchange, symbol, limit)
     return JSON({"exchange": exchange, "symbol": symbol, "trades": rows})
 
 
@@ -254,11 +262,20 @@ def _ranking(request: Request) -> tuple[int, int, str, int]:
     return start, end, by, parse_int(request.query_params, "limit", 10, 1, 1000)
 
 
+def _over_range(store: Store, fn: Callable[..., Any], start: int, end: int, *args: Any) -> Any:
+    """((start, end), `fn(start, end, *args)`) over the period widened to whole candles: the
+    range the analytics answer for."""
+    lo, hi = store.analytics_range(start, end)
+    return (lo, hi), fn(lo, hi, *args)
+
+
 async def top_exchanges(request: Request) -> JSON:
     """Exchanges ranked by trade count or by traded quote volume over a period."""
     ctx = _ctx(request)
     start, end, by, limit = _ranking(request)
-    rows = await ctx.read(ctx.store.top_exchanges, start, end, by, limit)
+    (start, end), rows = await ctx.heavy(
+        _over_range, ctx.store, ctx.store.top_exchanges, start, end, by, limit
+    )
     return JSON({"start": start, "end": end, "by": by, "exchanges": rows})
 
 
@@ -266,7 +283,9 @@ async def top_tickers(request: Request) -> JSON:
     """Symbols ranked by trade count or quote volume over a period, across exchanges."""
     ctx = _ctx(request)
     start, end, by, limit = _ranking(request)
-    rows = await ctx.read(ctx.store.top_tickers, start, end, by, limit)
+    (start, end), rows = await ctx.heavy(
+        _over_range, ctx.store, ctx.store.top_tickers, start, end, by, limit
+    )
     return JSON({"start": start, "end": end, "by": by, "tickers": rows})
 
 
@@ -277,7 +296,10 @@ async def exchange_breakdown(request: Request) -> JSON:
     start, end = _period(request)
     if not await ctx.read(ctx.store.has_exchange, name):
         raise BadRequest(f"unknown exchange {name!r}", 404)
-    totals, tickers = await ctx.read(ctx.store.exchange_breakdown, name, start, end)
+    (start, end), (totals, tickers) = await ctx.heavy(
+        _over_range, ctx.store, lambda lo, hi: ctx.store.exchange_breakdown(name, lo, hi),
+        start, end,
+    )  # fmt: skip
     return JSON({
         "exchange": name, "start": start, "end": end, "totals": totals, "tickers": tickers,
     })  # fmt: skip
@@ -463,6 +485,17 @@ async def _http_error(request: Request, exc: Exception) -> JSON:
     return JSON({"error": exc.detail}, status_code=exc.status_code)
 
 
+async def _unavailable(request: Request, exc: Exception) -> JSON:
+    """503: a read over its budget, or a store that cannot answer (its one-line reason)."""
+    return JSON({"error": str(exc)}, status_code=503)
+
+
+async def _busy(request: Request, exc: Exception) -> JSON:
+    assert isinstance(exc, Busy)
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return JSON({"error": exc.reason}, status_code=503, headers=headers)
+
+
 async def _server_error(request: Request, exc: Exception) -> JSON:
     return JSON({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
@@ -491,16 +524,18 @@ def create_app(
 ) -> ASGIApp:
     """The API over `ctx`; with `token`, every request and WebSocket must present it.
 
-    `serve` gives the names and origins it answers to and the WebSocket's limits; by default
-    loopback names only.
+    `serve` gives the names and origins it answers to, the WebSocket's limits and the read
+    budgets; by default loopback names only.
     """
     serve = serve or ServeConfig()
     app = Starlette(
         routes=ROUTES,
         exception_handlers={
-            BadRequest: _bad_request, HTTPException: _http_error, Exception: _server_error,
+            BadRequest: _bad_request, HTTPException: _http_error, StoreError: _unavailable,
+            Busy: _busy, Exception: _server_error,
         },
     )  # fmt: skip
+    ctx.reads = ReadGate(serve.read_timeout_s, serve.heavy_reads)
     app.state.ctx = ctx
     app.state.max_subscriptions = serve.max_subscriptions
     guarded: ASGIApp = TokenGuard(app, token) if token else app

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,7 +43,7 @@ async def alerts(request: Request) -> Response:
         body = ctx.monitor.alerts_body()
         body["history"] = body["history"][:limit]
         return _json(body)
-    rows = await run_in_threadpool(ctx.store.events, ALERT_EVENT, limit)
+    rows = await ctx.read(ctx.store.events, ALERT_EVENT, limit)
     history = [msgspec.json.decode(detail) for _, _, _, detail in rows]
     return _json({"active": stored_active(history), "history": history})
 
@@ -66,7 +65,7 @@ async def kpi_history(request: Request) -> Response:
     if lookback <= 0:
         raise BadRequest(f"lookback={q.get('lookback')!r}: must be above 0")
     limit = parse_int(q, "limit", 10_000, 1, 100_000)
-    rows = await run_in_threadpool(
+    rows = await ctx.read(
         ctx.store.metrics_since, now_us() - lookback, limit, q.get("process") or None
     )
     metrics_ = [msgspec.structs.asdict(m) for m in reversed(rows)]

@@ -51,7 +51,11 @@ def openapi_document() -> dict[str, Any]:
                 'WebSocket /api/live, send {"subscribe": {"exchange", "symbol", '
                 '"interval"}} (or a list) and receive {"type": "candle"|"trades"|'
                 '"dropped"|"error", ...} messages. With an access token configured, send '
-                "`Authorization: Bearer TOKEN` or `?token=TOKEN` (WebSocket: closed with 4401)."
+                "`Authorization: Bearer TOKEN` or `?token=TOKEN` (WebSocket: closed with 4401). "
+                "A read over serve.read_timeout, or a heavy read beyond serve.heavy_reads at "
+                "once (with Retry-After), is answered 503 with the reason. Analytics are "
+                "summed from candles over the period widened to whole candles (the answer's "
+                "start and end)."
             ),
         },
         "components": {
@@ -65,7 +69,9 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": {
             "/api/health": _get("the API answers and the store reads"),
-            "/api/exchanges": _get("exchanges and their symbols, and the stored intervals"),
+            "/api/exchanges": _get(
+                "exchanges and their symbols, and the stored intervals", errors=(503,)
+            ),
             "/api/candles": _get(
                 f"candles of one symbol, at most {MAX_CANDLES:,} per answer",
                 [
@@ -79,12 +85,12 @@ def openapi_document() -> dict[str, Any]:
                     _param("lookback", "instead of start: e.g. 1h before end"),
                     _param("fill", "true: empty buckets carry the previous close, volume 0"),
                 ],
-                (400, 404),
+                (400, 404, 503),
             ),
             "/api/trades": _get(
                 "recent trades, newest first",
                 [*_SYMBOL, _param("limit", f"1-{MAX_TRADES} (default 100)")],
-                (400, 404),
+                (400, 404, 503),
             ),
             "/api/rolling": _get(
                 "rolling statistics: 30-minute average close, 5-minute min/max/avg price",
@@ -107,15 +113,15 @@ def openapi_document() -> dict[str, Any]:
                 (400,),
             ),
             "/api/analytics/top-exchanges": _get(
-                "exchanges by trade count or quote volume", [*_PERIOD, *_RANK], (400,)
+                "exchanges by trade count or quote volume", [*_PERIOD, *_RANK], (400, 503)
             ),
             "/api/analytics/top-tickers": _get(
-                "symbols by trade count or quote volume", [*_PERIOD, *_RANK], (400,)
+                "symbols by trade count or quote volume", [*_PERIOD, *_RANK], (400, 503)
             ),
             "/api/analytics/exchange/{name}": _get(
                 "one exchange: trade statistics and each ticker's share",
                 [_param("name", "exchange", True, "path"), *_PERIOD],
-                (400, 404),
+                (400, 404, 503),
             ),
         },
     }

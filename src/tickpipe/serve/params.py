@@ -17,7 +17,7 @@ from tickpipe.engine.windows import parse_window
 
 MAX_CANDLES = 100_000  # per answer: beyond this a chart is unreadable and the answer huge
 MAX_TRADES = 10_000
-MAX_PERIOD = parse_duration("30d")  # analytics scan trades; a month bounds the scan
+MAX_PERIOD = parse_duration("30d")  # a month of candles bounds what analytics read
 MAX_BUCKET = parse_duration("3650d")  # ten years: DEFAULT_CANDLES of them stay in 64-bit µs
 DEFAULT_CANDLES = 500  # without start or lookback: the last 500 buckets up to `end`
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
+from tickpipe.durations import Seconds, allowing
 from tickpipe.settings import Fail
 
 MAX_SUBSCRIPTIONS = 10_000  # each one may cost the server a store lookup
+MAX_HEAVY_READS = 64  # each holds a worker thread and a store connection
+ReadTimeout = Annotated[Seconds, allowing("not a duration (e.g. 5s)")]
 
 
 class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -22,6 +27,10 @@ class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     # origins (scheme://host:port) whose pages may use the WebSocket; "*": any
     allowed_origins: list[str] = msgspec.field(default_factory=list)
     max_subscriptions: int = 100  # per WebSocket connection, refused ones included
+    # how long one API read may run; past it the read is stopped and answered 503
+    read_timeout_s: ReadTimeout = msgspec.field(name="read_timeout", default=Seconds(5.0))
+    # heavy reads (analytics, trade lists, exchange list) at once; one more is answered 503
+    heavy_reads: int = 4
 
 
 def check_serve(serve: ServeConfig, fail: Fail) -> None:
@@ -38,6 +47,8 @@ def check_serve(serve: ServeConfig, fail: Fail) -> None:
             "serve.max_subscriptions", serve.max_subscriptions,
             f"must be between 1 and {MAX_SUBSCRIPTIONS:,}",
         )  # fmt: skip
+    if not 1 <= serve.heavy_reads <= MAX_HEAVY_READS:
+        fail("serve.heavy_reads", serve.heavy_reads, f"must be between 1 and {MAX_HEAVY_READS}")
     if serve.token and not serve.token.strip():
         fail("serve.token", serve.token, "is only whitespace; give a token, or none")
     if serve.enabled and not serve.token and not serve.insecure:

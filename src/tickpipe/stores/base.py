@@ -19,6 +19,9 @@ only where the database cannot), with these rules:
   `finals`, `revisions`, so a new engine rebuilds its open windows exactly.
 - reads for the API: as the docstrings say, with the same numbers as DuckDB (ties in event
   time broken by seq); `candles` re-buckets to any whole multiple of the stored interval.
+  The analytics come from `candle_totals` (the `CandleAnalytics` mixin, `analytics.py`),
+  never from a scan of trades. `read_budget`: the API's reads run on their own connections
+  (never behind the writer's lock) and stop with `OverBudget` past their time budget.
 - whole history: `trade_batches` and `stored_candles` stream in bounded chunks, ordered by
   (exchange, symbol) in code-point order, so `tickpipe verify` walks them side by side; they
   and `duplicate_trades` take an optional time range and hold bounded memory at any size.
@@ -32,18 +35,27 @@ suite runs every test above over it, and every API route against DuckDB's answer
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
 from tickpipe.stores.flush import Flush
 
+if TYPE_CHECKING:
+    from tickpipe.stores.analytics import CandleTotals
+
 Key = tuple[str, str, str, int]  # (exchange, symbol, interval, start) of a candle
 
 
 class StoreError(RuntimeError):
     """The store cannot be opened or written."""
+
+
+class OverBudget(StoreError):
+    """A read cut off by its time or memory budget; the message says which (the API answers
+    503 with it)."""
 
 
 @runtime_checkable
@@ -87,6 +99,11 @@ class Store(Protocol):
         """Raise if the store cannot answer a trivial query."""
         ...
 
+    def read_budget(self, timeout_s: float) -> AbstractContextManager[None]:
+        """Reads the calling thread makes inside take `timeout_s` seconds at most, and
+        never hold up the writer; past it they stop and raise `OverBudget`."""
+        ...
+
     def intervals(self) -> list[str]: ...
 
     def candles(
@@ -122,14 +139,30 @@ class Store(Protocol):
         """stored_trades, stored_candles, last_trade_ts, last_recv_ts and events by kind."""
         ...
 
-    def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]: ...
+    def candle_totals(
+        self, interval: str, start: int, end: int, exchange: str | None = None
+    ) -> list[CandleTotals]:
+        """Per instrument (of one `exchange`), its candles of `interval` starting in
+        [start, end) summed up: what the analytics are computed from."""
+        ...
 
-    def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]: ...
+    def analytics_range(self, start: int, end: int) -> tuple[int, int]:
+        """[start, end) widened to whole candles: the range the analytics cover."""
+        ...
+
+    def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
+        """Exchanges ranked `by` trades or quote volume over `analytics_range(start, end)`."""
+        ...
+
+    def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
+        """Symbols across exchanges ranked `by` trades or quote volume, likewise."""
+        ...
 
     def exchange_breakdown(
         self, exchange: str, start: int, end: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Trade statistics of one exchange over [start, end), and one row per ticker."""
+        """Trade statistics of one exchange over `analytics_range(start, end)`, and one row
+        per ticker."""
         ...
 
     def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:

@@ -36,7 +36,8 @@ by `concurrency`); the rows of one partition (trades, candles) as one unlogged b
 that fails because the node went away is retried whole, with capped backoff, until `retry_for`
 seconds have passed (the PostgreSQL store's rule): nothing is lost and nothing doubled. CQL
 does not aggregate across partitions: the API's reads and a restart's read partitions one at a
-time (the driver pages them) and aggregate in Python with numpy, with the SQL stores' numbers.
+time (the driver pages them) and aggregate in Python, with the SQL stores' numbers. Inside a
+read budget each request gets what is left of it as the driver's timeout.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import re
 import ssl
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import msgspec
@@ -66,10 +68,11 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
+from tickpipe.stores.analytics import TOTALS_FIELDS, CandleAnalytics, CandleTotals, totals_of
 from tickpipe.stores.base import ALL_TIME, Key, StoreError, time_range
+from tickpipe.stores.budget import ReadBudget
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
 from tickpipe.stores.flush import Flush, trade_columns
-from tickpipe.stores.reads import top_order
 from tickpipe.stores.retry import Backoff
 
 try:
@@ -178,7 +181,6 @@ READS = {
     "candle_marks": _partition("candles", "start, final, revision", " AND start >= ?"),
     "candle_count": _partition("candles", "count(*)"),
     "trade_stats": _partition("trades", "count(*), min(ts), max(ts), max(recv_ts)"),
-    "trade_range": _partition("trades", "ts, seq, price, size, side", " AND ts >= ? AND ts < ?"),
     "restore": _partition("trades", ", ".join(TRADE_FIELDS), " AND ts >= ?"),
     "recent": _partition(
         "trades", ", ".join(TRADE_FIELDS), order=" ORDER BY ts DESC, seq DESC LIMIT ?"
@@ -218,7 +220,7 @@ def candle_write_time(candle: Candle) -> int:
     return (rank << TIME_BITS) + min(max(candle.updated_at, 0), (1 << TIME_BITS) - 1)
 
 
-class CassandraStore:
+class CassandraStore(CandleAnalytics):
     """Reader and writer over one keyspace; thread-safe (the driver's session is).
 
     `retry_for`: how long a write keeps retrying after the node went away before it fails.
@@ -241,6 +243,7 @@ class CassandraStore:
         self.read_retry_for = read_retry_for
         self.concurrency = concurrency
         self._known: set[tuple[str, str, str, str, int]] = set()  # series days written
+        self._budget = ReadBudget()
         self._cluster = _cluster(self.settings, connect_timeout_s)
         try:
             self._session = self._cluster.connect()
@@ -382,21 +385,30 @@ class CassandraStore:
             except LOST as exc:
                 backoff.wait(exc, _reason(exc)[:300], "node unreachable")
 
+    def read_budget(self, timeout_s: float) -> AbstractContextManager[None]:
+        return self._budget.within(timeout_s)
+
+    def _execute(self, name: str, params: Sequence[Any]) -> Any:
+        """One prepared read; inside a read budget, with what is left of it as its timeout."""
+        statement: PreparedStatement = self._reads[name]
+        left_s = self._budget.remaining_s()
+        if left_s is None:
+            return self._session.execute(statement, params)
+        try:
+            return self._session.execute(statement, params, timeout=left_s)
+        except OperationTimedOut:
+            raise self._budget.over() from None
+
     def _read(self, name: str, params: Sequence[Any]) -> list[tuple]:
         """All rows of one prepared read (one partition or less: bounded)."""
-        statement: PreparedStatement = self._reads[name]
         return self._retrying(
-            lambda: list(self._session.execute(statement, params)), self.read_retry_for, "read"
+            lambda: list(self._execute(name, params)), self.read_retry_for, "read"
         )
 
     def _stream(self, name: str, params: Sequence[Any]) -> Iterator[tuple]:
         """The rows of one prepared read page by page (the driver fetches the next page as
         the iteration reaches it)."""
-        rows = self._retrying(
-            lambda: self._session.execute(self._reads[name], params),
-            self.read_retry_for, "read",
-        )  # fmt: skip
-        yield from rows
+        yield from self._retrying(lambda: self._execute(name, params), self.read_retry_for, "read")
 
     # -- where the data is ---------------------------------------------------------------
 
@@ -411,22 +423,6 @@ class CassandraStore:
     def _days_desc(self, kind: str, series: Series) -> Iterator[int]:
         for (day,) in self._stream("days_desc", [kind, *series]):
             yield day
-
-    def _trade_parts(
-        self, start: int, end: int, exchange: str | None = None
-    ) -> Iterator[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """(exchange, symbol, ts, seq, price, size, side) of each trade partition's trades in
-        [start, end), one partition at a time, in (ts, seq) order within each."""
-        for ex, symbol, interval in self._series("trades"):
-            if exchange is not None and ex != exchange:
-                continue
-            for day in self._days("trades", (ex, symbol, interval), start, end):
-                rows = self._read("trade_range", [ex, symbol, day, start, end])
-                if rows:
-                    ts, seq, price, size, side = zip(*rows, strict=True)
-                    yield (ex, symbol, np.array(ts, np.int64), np.array(seq, np.int64),
-                           np.array(price, np.float64), np.array(size, np.float64),
-                           np.array(side, object))  # fmt: skip
 
     # -- restart -------------------------------------------------------------------------
 
@@ -567,77 +563,19 @@ class CassandraStore:
             "last_recv_ts": last_recv, "events": dict(sorted(kinds.items())),
         }  # fmt: skip
 
-    def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = top_order(by)
-        rows: dict[str, dict[str, Any]] = {}
-        for exchange, symbol, _, _, price, size, _ in self._trade_parts(start, end):
-            row = rows.setdefault(exchange, {"exchange": exchange, "trades": 0,
-                                             "quote_volume": 0.0, "symbols": set()})  # fmt: skip
-            row["trades"] += len(price)
-            row["quote_volume"] += float(np.sum(price * size))
-            row["symbols"].add(symbol)
-        for row in rows.values():
-            row["symbols"] = len(row["symbols"])
-        return _top(list(rows.values()), order, "exchange", limit)
-
-    def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = top_order(by)
-        rows: dict[str, dict[str, Any]] = {}
-        for exchange, symbol, ts, seq, price, size, _ in self._trade_parts(start, end):
-            row = rows.setdefault(symbol, {"symbol": symbol, "trades": 0, "volume": 0.0,
-                                           "quote_volume": 0.0, "exchanges": set(),
-                                           "first": None, "last": None})  # fmt: skip
-            row["trades"] += len(price)
-            row["volume"] += float(np.sum(size))
-            row["quote_volume"] += float(np.sum(price * size))
-            row["exchanges"].add(exchange)
-            first = (int(ts[0]), int(seq[0]), float(price[0]))
-            last = (int(ts[-1]), int(seq[-1]), float(price[-1]))
-            row["first"] = first if row["first"] is None else min(row["first"], first)
-            row["last"] = last if row["last"] is None else max(row["last"], last)
-        for row in rows.values():
-            row["exchanges"] = len(row["exchanges"])
-            row["last_price"] = row.pop("last")[2]
-            row["first_price"] = row.pop("first")[2]
-        return _top(list(rows.values()), order, "symbol", limit)
-
-    def exchange_breakdown(
-        self, exchange: str, start: int, end: int
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Trade statistics of one exchange over [start, end), and one row per ticker."""
-        values: list[np.ndarray] = []
-        buys = sells = 0
-        tickers: dict[str, dict[str, Any]] = {}
-        for _, symbol, _, _, price, size, side in self._trade_parts(start, end, exchange):
-            value = price * size
-            values.append(value)
-            buys += int(np.count_nonzero(side == "buy"))
-            sells += int(np.count_nonzero(side == "sell"))
-            row = tickers.setdefault(symbol, {
-                "symbol": symbol, "trades": 0, "quote_volume": 0.0, "size": 0.0, "low": np.inf,
-                "high": -np.inf,
-            })  # fmt: skip
-            row["trades"] += len(price)
-            row["quote_volume"] += float(np.sum(value))
-            row["size"] += float(np.sum(size))
-            row["low"] = min(row["low"], float(np.min(price)))
-            row["high"] = max(row["high"], float(np.max(price)))
-        every = np.concatenate(values) if values else np.empty(0)
-        count, total = len(every), float(np.sum(every))
-        totals = {
-            "trades": count, "quote_volume": total, "buys": buys, "sells": sells,
-            "mean_trade_value": total / count if count else None,
-            "median_trade_value": float(np.median(every)) if count else None,
-            "max_trade_value": float(np.max(every)) if count else None,
-        }  # fmt: skip
-        for row in tickers.values():
-            size = row.pop("size")
-            row["trade_share"] = row["trades"] / count
-            row["volume_share"] = row["quote_volume"] / total if total else None
-            row["vwap"] = row["quote_volume"] / size if size else None
-            row["mean_size"] = size / row["trades"]
-        ordered = sorted(tickers.values(), key=lambda r: (-r["trades"], r["symbol"]))
-        return totals, ordered
+    def candle_totals(
+        self, interval: str, start: int, end: int, exchange: str | None = None
+    ) -> list[CandleTotals]:
+        """Per instrument, its candles of `interval` in [start, end) summed in Python, one
+        partition at a time."""
+        picked = [CANDLE_FIELDS.index(f) for f in TOTALS_FIELDS]
+        return totals_of(
+            tuple(row[i] for i in picked)
+            for series in self._series("candles")
+            if series[2] == interval and exchange in (None, series[0])
+            for day in self._days("candles", series, start, end)
+            for row in self._read("candles", [*series, day, start, end])
+        )
 
     def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:
         """The newest `limit` events of `kind`, newest first (one ts by source, then detail):
@@ -827,8 +765,3 @@ def _rolled_up(group: Iterable[Candle], start: int, bucket: int) -> Candle:
         last_seq=cs[-1].last_seq, final=all(c.final for c in cs),
         revision=max(c.revision for c in cs), updated_at=max(c.updated_at for c in cs),
     )  # fmt: skip
-
-
-def _top(rows: list[dict[str, Any]], order: str, name: str, limit: int) -> list[dict[str, Any]]:
-    """The `limit` rows with the most `order`, ties by `name` (as the SQL stores sort)."""
-    return sorted(rows, key=lambda r: (-r[order], r[name]))[:limit]

@@ -21,17 +21,24 @@ trades at once outgrows any memory limit at tens of millions of trades. So `trad
 rows: consecutive instruments of one exchange together, a bigger instrument alone in pieces
 (of its time for the ordered reads, of its trade ids' hashes for the duplicate count), each
 read sorting or grouping no more than that.
+
+Reads never take the writer's lock: each runs on a cursor of its own (MVCC: it sees the last
+commit), and inside a read budget a timer interrupts it once the budget is spent. DuckDB's
+`memory_limit` holds for the whole database, not per connection, so one limit bounds the
+writer and the reads together; a read that hits it fails alone (the API answers 503).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import msgspec
@@ -47,10 +54,13 @@ from tickpipe.records import (
     TradeBatch,
     concat_batches,
 )
-from tickpipe.stores.base import StoreError, time_range
+from tickpipe.stores.base import OverBudget, StoreError, time_range
+from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import Flush
 from tickpipe.stores.reads import CANDLE_COLUMNS, TRADE_COLUMNS, candles_of
 from tickpipe.stores.sql import SqlStore, candle_upsert
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_rows (
@@ -208,8 +218,35 @@ def _joined(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables)
 
 
+class _Interrupter:
+    """Interrupts a cursor's query after `after_s`, unless stopped first (under one lock, so
+    a cursor handed on to the next read is never interrupted late)."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, after_s: float) -> None:
+        self._cursor = cursor
+        self._lock = threading.Lock()
+        self._live = True
+        self.fired = False
+        self._timer = threading.Timer(after_s, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._live:
+                self.fired = True
+                self._cursor.interrupt()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._live = False
+        self._timer.cancel()
+
+
 class DuckDBStore(SqlStore):
-    """Reader and writer over one DuckDB file. Safe to share between threads (one lock)."""
+    """Reader and writer over one DuckDB file, safe to share between threads: the writer
+    holds one connection under a lock; reads take cursors of their own (DuckDB releases the
+    GIL while it executes, so they run beside the writer)."""
 
     def __init__(
         self,
@@ -236,7 +273,10 @@ class DuckDBStore(SqlStore):
         # DuckDB would otherwise keep written blocks cached up to 80% of the machine's memory;
         # tickpipe's memory must stay bounded, and the file is on disk anyway.
         self._con.execute("SET memory_limit = ?", [memory_limit])
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writer's connection
+        self._idle: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []  # every read cursor, to close
+        self._budget = ReadBudget()
         if not read_only:
             self._con.execute(SCHEMA)
 
@@ -245,6 +285,8 @@ class DuckDBStore(SqlStore):
 
     def close(self) -> None:
         with self._lock:
+            for cursor in self._cursors:
+                cursor.close()
             self._con.close()
 
     # -- writing -------------------------------------------------------------------------
@@ -297,13 +339,48 @@ class DuckDBStore(SqlStore):
 
     # -- reading -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An idle read cursor, or a new one: a connection of its own to the same database,
+        so a read never waits for the writer's lock (MVCC: it sees the last commit)."""
+        try:
+            cursor = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                cursor = self._con.cursor()
+                self._cursors.append(cursor)
+        try:
+            yield cursor
+        finally:
+            self._idle.put(cursor)
+
+    def _read(self, run: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """`run(cursor)` on a read cursor; inside a read budget, interrupted once it is spent
+        (and an out-of-memory error said as the budget it is)."""
+        with self._cursor() as cursor:
+            left_s = self._budget.remaining_s()
+            if left_s is None:
+                return run(cursor)
+            interrupter = _Interrupter(cursor, left_s)
+            try:
+                return run(cursor)
+            except duckdb.InterruptException:
+                if interrupter.fired:
+                    raise self._budget.over() from None
+                raise
+            except duckdb.OutOfMemoryException:
+                raise OverBudget(MEMORY_REASON) from None
+            finally:
+                interrupter.stop()
+
+    def read_budget(self, timeout_s: float) -> AbstractContextManager[None]:
+        return self._budget.within(timeout_s)
+
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        with self._lock:
-            return self._con.execute(sql, params or []).fetchall()
+        return self._read(lambda cur: cur.execute(sql, params or []).fetchall())
 
     def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
-        with self._lock:
-            return self._con.sql(sql, params=params or None).to_arrow_table()
+        return self._read(lambda cur: cur.sql(sql, params=params or None).to_arrow_table())
 
     def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
         return self.query(sql, params)

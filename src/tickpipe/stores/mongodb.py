@@ -24,15 +24,15 @@ KPIs by `_id`, their key as one string), so a retried or replayed write stores n
 There are no multi-document transactions: a write that fails because the server went away is
 retried whole (every step above is idempotent) until `retry_for` seconds have passed.
 
-Reads: `find` with filters, sorts and limits on the indexes, `distinct`, `count_documents`,
+Reads: `find` with filters, sorts and limits on the indexes, `count_documents`,
 and `aggregate` with `$match`, `$sort`, `$group` (`$sum`; on MongoDB also `$min`, `$max`,
 `$first`, `$last`), `$subtract`, `$mod` and `$multiply`. Each of these is MongoDB's own; the
 tests run against FerretDB 1.x (a MongoDB wire-protocol server over SQLite), whose `$group`
 has only `$sum` and `$count`. So candles are re-bucketed by an aggregation pipeline when the
 server runs it (tried once, at open, on an empty match) and otherwise streamed in chunks and
-rolled up here (the log says which). Trade statistics (top exchanges and tickers, an
-exchange's breakdown) are streamed over the time range in chunks and summed here on any server;
-the median trade value holds one float per trade of that exchange in the range, as DuckDB does.
+rolled up here (the log says which). The analytics' candle totals are streamed over the time
+range in chunks and summed here on any server. Inside a read budget, reads run under
+`pymongo.timeout` with what is left of it (the server is sent `maxTimeMS`).
 
 Client settings (credentials, `authSource`, `tls`, `tlsCAFile`, `w`, `journal`,
 `wtimeoutMS`, `replicaSet`, ...) are the URL's own query options, checked at config load.
@@ -42,13 +42,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from array import array
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
-import numpy as np
 import pyarrow as pa
 
 from tickpipe.durations import format_duration
@@ -62,12 +61,14 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
-from tickpipe.stores.base import Key, StoreError, time_range
+from tickpipe.stores.analytics import TOTALS_FIELDS, CandleAnalytics, CandleTotals, totals_of
+from tickpipe.stores.base import Key, OverBudget, StoreError, time_range
+from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import TRADE_FIELDS, Flush, trade_columns
-from tickpipe.stores.reads import top_order
 from tickpipe.stores.retry import Backoff
 
 try:
+    import pymongo
     from bson.int64 import Int64
     from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne, uri_parser
     from pymongo.collection import Collection
@@ -83,6 +84,7 @@ DUPLICATE_KEY = 11000
 # until restarted); 99 work. Fewer per request costs MongoDB nothing worth measuring.
 UPDATE_BATCH = 50
 NOT_IMPLEMENTED = 238  # FerretDB: an operator or accumulator it does not have
+OUT_OF_MEMORY = 292  # QueryExceededMemoryLimitNoDiskUseAllowed
 ROLLING_FIELDS: tuple[str, ...] = RollingStat.__struct_fields__
 CANDLE_KEY = ("exchange", "symbol", "interval", "start")
 INDEXES: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
@@ -138,7 +140,7 @@ def _precedence(candle: Candle) -> int:
     return 2 * candle.revision + int(candle.final)
 
 
-class MongoStore:
+class MongoStore(CandleAnalytics):
     """Reader and writer over one MongoDB database (pymongo's client is thread-safe; writes
     take one lock, so a retried flush never interleaves with the next).
 
@@ -162,6 +164,7 @@ class MongoStore:
         self.chunk_docs = chunk_docs
         self.refused_trades = 0  # trades refused as already stored (error 11000)
         self._lock = threading.Lock()
+        self._budget = ReadBudget()
         options = uri_parser.parse_uri(url, warn=False)["options"]
         timeout_ms = int(connect_timeout * 1000)
         defaults: dict[str, Any] = {
@@ -227,7 +230,23 @@ class MongoStore:
                 backoff.wait(exc, " ".join(str(exc).split())[:300], "server unreachable")
 
     def _read(self, fn: Callable[[], T]) -> T:
-        return self._with_retry(fn, self.read_retry_for, "read")
+        """`fn()`, retried while the server is away; inside a read budget, once, stopped
+        when the budget is spent."""
+        left_s = self._budget.remaining_s()
+        if left_s is None:
+            return self._with_retry(fn, self.read_retry_for, "read")
+        try:
+            with pymongo.timeout(left_s):
+                return fn()
+        except PyMongoError as exc:
+            if exc.timeout:
+                raise self._budget.over() from None
+            if isinstance(exc, OperationFailure) and exc.code == OUT_OF_MEMORY:
+                raise OverBudget(MEMORY_REASON) from None
+            raise
+
+    def read_budget(self, timeout_s: float) -> AbstractContextManager[None]:
+        return self._budget.within(timeout_s)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -371,7 +390,9 @@ class MongoStore:
     # -- the API -------------------------------------------------------------------------
 
     def intervals(self) -> list[str]:
-        return sorted(self._read(lambda: self._db.candles.distinct("interval")))
+        # `$group`, not `distinct`: FerretDB's `distinct` refuses the `maxTimeMS` of a budget.
+        group = [{"$group": {"_id": "$interval"}}]
+        return sorted(self._read(lambda: [d["_id"] for d in self._db.candles.aggregate(group)]))
 
     def candles(
         self,
@@ -461,74 +482,21 @@ class MongoStore:
 
         return self._read(run)
 
-    def _trade_stats(self, flt: dict[str, Any], by: str, values: bool = False) -> dict[str, _Stats]:
-        """`_Stats` per value of `by` over the trades matching `flt`, streamed in chunks."""
+    def candle_totals(
+        self, interval: str, start: int, end: int, exchange: str | None = None
+    ) -> list[CandleTotals]:
+        """Per instrument, its candles of `interval` in [start, end), streamed in chunks and
+        summed here (FerretDB's `$group` has no `$min`, `$max`, `$first`, `$last`)."""
+        flt: dict[str, Any] = {"interval": interval, "start": {"$gte": start, "$lt": end}}
+        if exchange is not None:
+            flt["exchange"] = exchange
+        projection = {**_NO_ID, **{f: 1 for f in TOTALS_FIELDS}}
 
-        def run() -> dict[str, _Stats]:
-            groups: dict[str, _Stats] = {}
-            fields = ("exchange", "symbol", "price", "size", "side", "ts", "seq")
-            cursor = self._db.trades.find(flt, {**_NO_ID, **{f: 1 for f in fields}})
-            for doc in cursor.batch_size(self.chunk_docs):
-                key = doc[by]
-                stats = groups.get(key)
-                if stats is None:
-                    stats = groups[key] = _Stats(values)
-                stats.add(doc)
-            return groups
+        def run() -> list[CandleTotals]:
+            cursor = self._db.candles.find(flt, projection).batch_size(self.chunk_docs)
+            return totals_of(tuple(doc[f] for f in TOTALS_FIELDS) for doc in cursor)
 
         return self._read(run)
-
-    def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = top_order(by)
-        groups = self._trade_stats({"ts": {"$gte": start, "$lt": end}}, "exchange")
-        rows: list[dict[str, Any]] = [
-            {"exchange": e, "trades": g.trades, "quote_volume": g.quote_volume,
-             "symbols": len(g.symbols)}
-            for e, g in groups.items()
-        ]  # fmt: skip
-        rows.sort(key=lambda r: (-r[order], r["exchange"]))
-        return rows[:limit]
-
-    def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = top_order(by)
-        groups = self._trade_stats({"ts": {"$gte": start, "$lt": end}}, "symbol")
-        rows: list[dict[str, Any]] = [
-            {"symbol": s, "trades": g.trades, "volume": g.volume,
-             "quote_volume": g.quote_volume, "exchanges": len(g.exchanges),
-             "last_price": g.last[1], "first_price": g.first[1]}
-            for s, g in groups.items()
-        ]  # fmt: skip
-        rows.sort(key=lambda r: (-r[order], r["symbol"]))
-        return rows[:limit]
-
-    def exchange_breakdown(
-        self, exchange: str, start: int, end: int
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Trade statistics of one exchange over [start, end), and one row per ticker."""
-        flt = {"exchange": exchange, "ts": {"$gte": start, "$lt": end}}
-        groups = self._trade_stats(flt, "symbol", values=True)
-        n = sum(g.trades for g in groups.values())
-        quote = sum(g.quote_volume for g in groups.values())
-        values = np.concatenate([np.frombuffer(g.values or b"", np.float64)
-                                 for g in groups.values()]) if n else None  # fmt: skip
-        totals = {
-            "trades": n, "quote_volume": quote if n else 0.0,
-            "buys": sum(g.buys for g in groups.values()),
-            "sells": sum(g.sells for g in groups.values()),
-            "mean_trade_value": quote / n if n else None,
-            "median_trade_value": None if values is None else float(np.median(values)),
-            "max_trade_value": None if values is None else float(values.max()),
-        }  # fmt: skip
-        tickers: list[dict[str, Any]] = [
-            {"symbol": s, "trades": g.trades, "trade_share": g.trades / n,
-             "quote_volume": g.quote_volume,
-             "volume_share": g.quote_volume / quote if quote else None,
-             "vwap": g.quote_volume / g.volume if g.volume else None, "low": g.low,
-             "high": g.high, "mean_size": g.volume / g.trades}
-            for s, g in groups.items()
-        ]  # fmt: skip
-        tickers.sort(key=lambda r: (-r["trades"], r["symbol"]))
-        return totals, tickers
 
     def events(self, kind: str, limit: int) -> list[tuple[int, str, str, str]]:
         """The newest `limit` events of `kind` as (ts, kind, source, detail), newest first
@@ -600,41 +568,6 @@ class MongoStore:
         """0: the unique index `trades_key` (created at open) refuses a second trade of one
         (exchange, symbol, trade_id)."""
         return 0
-
-
-class _Stats:
-    """Running trade statistics of one group (one exchange or one symbol)."""
-
-    def __init__(self, keep_values: bool) -> None:
-        self.trades = self.buys = self.sells = 0
-        self.volume = self.quote_volume = 0.0
-        self.low = float("inf")
-        self.high = float("-inf")
-        self.first: tuple[tuple[int, int], float] = ((2**63, 0), 0.0)
-        self.last: tuple[tuple[int, int], float] = ((-(2**63), 0), 0.0)
-        self.exchanges: set[str] = set()
-        self.symbols: set[str] = set()
-        self.values: array[float] | None = array("d") if keep_values else None
-
-    def add(self, doc: dict[str, Any]) -> None:
-        price, size = doc["price"], doc["size"]
-        value = price * size
-        self.trades += 1
-        self.volume += size
-        self.quote_volume += value
-        self.buys += doc["side"] == "buy"
-        self.sells += doc["side"] == "sell"
-        self.low = min(self.low, price)
-        self.high = max(self.high, price)
-        order = (doc["ts"], doc["seq"])
-        if order < self.first[0]:
-            self.first = (order, price)
-        if order > self.last[0]:
-            self.last = (order, price)
-        self.exchanges.add(doc["exchange"])
-        self.symbols.add(doc["symbol"])
-        if self.values is not None:
-            self.values.append(value)
 
 
 # -- candles ---------------------------------------------------------------------------------

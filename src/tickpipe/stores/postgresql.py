@@ -17,13 +17,20 @@ backoff until `retry_for` seconds have passed: the transaction is all-or-nothing
 is safe. tickpipe creates and migrates its own schema (`schema_version`, ordered migrations,
 under an advisory lock so two processes starting together do not collide). With TimescaleDB
 available, trades and candles become hypertables with compression; without it, plain tables.
+
+Reads run on a small pool of connections of their own (`read_connections`), never on the
+writer's; inside a read budget each runs in a transaction whose `statement_timeout` is what is
+left of the budget, so the server itself cancels a read over it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import msgspec
@@ -38,7 +45,8 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
-from tickpipe.stores.base import StoreError
+from tickpipe.stores.base import OverBudget, StoreError
+from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import Flush, trade_columns
 from tickpipe.stores.reads import Dialect
 from tickpipe.stores.retry import Backoff
@@ -223,16 +231,13 @@ def _lost(exc: BaseException, con: psycopg.Connection | None) -> bool:
 
 class PostgresDialect(Dialect):
     """PostgreSQL's spellings: `%s` placeholders, ordered `array_agg` for first/last (no
-    arg_min over a row), `percentile_cont` for the median."""
+    arg_min over a row)."""
 
     def first(self, value: str, *order: str) -> str:
         return f"(array_agg({value} ORDER BY {', '.join(order)}))[1]"
 
     def last(self, value: str, *order: str) -> str:
         return f"(array_agg({value} ORDER BY {', '.join(f'{o} DESC' for o in order)}))[1]"
-
-    def median(self, value: str) -> str:
-        return f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {value})"
 
     def bind(self, sql: str) -> str:
         """`?` placeholders as psycopg's `%s`, a literal `%` doubled; SQL that has no `?`
@@ -245,7 +250,7 @@ class PostgresDialect(Dialect):
 
 class PostgresStore(SqlStore):
     """Reader and writer over one PostgreSQL database. Thread-safe: one connection for writes
-    and one for reads, each under its own lock.
+    and a pool of `read_connections` for reads, each under its own lock.
 
     `retry_for`: how long a write keeps retrying after the server went away before it fails.
     """
@@ -258,15 +263,21 @@ class PostgresStore(SqlStore):
         retry_for: float = 60.0,
         connect_timeout: float = 5.0,
         read_retry_for: float = 5.0,
+        read_connections: int = 8,
     ) -> None:
         self.dsn = dsn
         self.retry_for = retry_for
         self.read_retry_for = read_retry_for
         self.connect_timeout = connect_timeout
         self.timescale = False
-        # Two connections: the API's reads never queue behind a flush of 100k trades.
+        # Reads on connections of their own: the API's reads never queue behind a flush of
+        # 100k trades, and a slow read holds up only its own connection.
         self._writer = _Link(self._open, STAGING)
-        self._reader = _Link(self._open, "")
+        self._reader_links = [_Link(self._open, "") for _ in range(read_connections)]
+        self._readers: queue.Queue[_Link] = queue.Queue()
+        for link in self._reader_links:
+            self._readers.put(link)
+        self._budget = ReadBudget()
         with self._writer.lock:
             con = self._connect()
             try:
@@ -289,7 +300,8 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         self._writer.close()
-        self._reader.close()
+        for link in self._reader_links:
+            link.close()
 
     # -- connection ----------------------------------------------------------------------
 
@@ -377,15 +389,42 @@ class PostgresStore(SqlStore):
         """Rows of `sql` (`?` or `%s` placeholders), for tools and tests."""
         return self._rows(sql, params)
 
+    def read_budget(self, timeout_s: float) -> AbstractContextManager[None]:
+        return self._budget.within(timeout_s)
+
     def _execute(self, sql: str, params: list | None, fetch: Callable[[Any], T]) -> T:
+        """`sql` on a free read connection; inside a read budget, cancelled by the server
+        once the budget is spent."""
         sql = self.dialect.bind(sql)
+        left_s = self._budget.remaining_s()
 
         def run(con: psycopg.Connection) -> T:
             with con.cursor() as cur:
-                cur.execute(sql, params or None)
-                return fetch(cur)
+                if left_s is None:
+                    cur.execute(sql, params or None)
+                    return fetch(cur)
+                with con.transaction():
+                    timeout_ms = str(math.ceil(left_s * 1000))
+                    cur.execute("SELECT set_config('statement_timeout', %s, true)", [timeout_ms])
+                    cur.execute(sql, params or None)
+                    return fetch(cur)
 
-        return self._with_retry(self._reader, run, self.read_retry_for, "read")
+        try:
+            link = self._readers.get(timeout=left_s)
+        except queue.Empty:
+            raise self._budget.over() from None
+        try:
+            return self._with_retry(link, run, self.read_retry_for, "read")
+        except psycopg.errors.QueryCanceled:
+            if left_s is None:
+                raise
+            raise self._budget.over() from None
+        except psycopg.errors.OutOfMemory:
+            if left_s is None:
+                raise
+            raise OverBudget(MEMORY_REASON) from None
+        finally:
+            self._readers.put(link)
 
     def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
         return self._execute(sql, params, lambda cur: cur.fetchall())

@@ -3,10 +3,11 @@
 Every read here is said once with `?` placeholders; a store supplies only how it runs SQL
 (`_rows`, `_dicts`: its connection and how its cursor hands back rows) and its `Dialect`: the
 placeholder style and the few spellings in which the two databases part (the value of the
-first/last row by an order, the median). So both stores answer the API, a restart (finals,
-revisions, the restore cut-off) and re-bucketed candle queries with the same numbers. Ties in
-event time are broken by `seq`, so "last price" does not depend on the order rows happen to be
-scanned in.
+first/last row by an order). So both stores answer the API, a restart (finals, revisions,
+the restore cut-off) and re-bucketed candle queries with the same numbers. Ties in event time
+are broken by `seq`, so "last price" does not depend on the order rows happen to be scanned
+in. The analytics are summed from candles (`analytics.py`: this class supplies
+`candle_totals`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tickpipe.records import (
     PipelineMetric,
     TradeBatch,
 )
+from tickpipe.stores.analytics import CandleAnalytics, CandleTotals
 from tickpipe.stores.base import Key, time_range
 
 CANDLE_COLUMNS = ", ".join(CANDLE_FIELDS)
@@ -44,9 +46,6 @@ class Dialect:
         """SQL for the `value` of the row that comes last by the columns `order`."""
         return f"arg_max({value}, {_tuple(order)})"
 
-    def median(self, value: str) -> str:
-        return f"median({value})"
-
     def bind(self, sql: str) -> str:
         """`sql`, written with `?` placeholders, in this database's placeholder style."""
         return sql
@@ -60,7 +59,7 @@ def _tuple(columns: tuple[str, ...]) -> str:
     return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"
 
 
-class SqlReads:
+class SqlReads(CandleAnalytics):
     """Mixin: the store provides `dialect`, `_rows`, `_dicts` and `_stream` (SQL with `?`
     placeholders)."""
 
@@ -194,54 +193,23 @@ class SqlReads:
             "last_recv_ts": last_recv, "events": dict(events),
         }  # fmt: skip
 
-    def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = top_order(by)
-        return self._dicts(
-            f"SELECT exchange, count(*) AS trades, sum(price * size) AS quote_volume, "
-            f"count(DISTINCT symbol) AS symbols FROM trades WHERE ts >= ? AND ts < ? "
-            f"GROUP BY exchange ORDER BY {order} DESC, exchange LIMIT ?",
-            [start, end, limit],
-        )
-
-    def top_tickers(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
-        order = top_order(by)
+    def candle_totals(
+        self, interval: str, start: int, end: int, exchange: str | None = None
+    ) -> list[CandleTotals]:
         first, last = self.dialect.first, self.dialect.last
-        return self._dicts(
-            f"SELECT symbol, count(*) AS trades, sum(size) AS volume, "
-            f"sum(price * size) AS quote_volume, count(DISTINCT exchange) AS exchanges, "
-            f"{last('price', 'ts', 'seq')} AS last_price, "
-            f"{first('price', 'ts', 'seq')} AS first_price "
-            f"FROM trades WHERE ts >= ? AND ts < ? "
-            f"GROUP BY symbol ORDER BY {order} DESC, symbol LIMIT ?",
-            [start, end, limit],
-        )
-
-    def exchange_breakdown(
-        self, exchange: str, start: int, end: int
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        params = [exchange, start, end]
-        (totals,) = self._dicts(
-            "SELECT count(*) AS trades, coalesce(sum(price * size), 0) AS quote_volume, "
-            "count(*) FILTER (WHERE side = 'buy') AS buys, "
-            "count(*) FILTER (WHERE side = 'sell') AS sells, "
-            f"avg(price * size) AS mean_trade_value, "
-            f"{self.dialect.median('price * size')} AS median_trade_value, "
-            "max(price * size) AS max_trade_value FROM trades "
-            "WHERE exchange = ? AND ts >= ? AND ts < ?",
+        where = "interval = ? AND start >= ? AND start < ?"
+        params: list[Any] = [interval, start, end]
+        if exchange is not None:
+            where += " AND exchange = ?"
+            params.append(exchange)
+        rows = self._rows(
+            f"SELECT exchange, symbol, min(start), {first('open', 'start')}, max(start), "
+            f"{last('close', 'start')}, min(low), max(high), sum(volume), sum(quote_volume), "
+            "CAST(sum(trades) AS BIGINT), sum(buy_volume), sum(sell_volume) "
+            f"FROM candles WHERE {where} GROUP BY exchange, symbol",
             params,
         )
-        tickers = self._dicts(
-            "SELECT symbol, count(*) AS trades, "
-            "CAST(count(*) AS DOUBLE PRECISION) / sum(count(*)) OVER () AS trade_share, "
-            "sum(price * size) AS quote_volume, "
-            "sum(price * size) / sum(sum(price * size)) OVER () AS volume_share, "
-            "sum(price * size) / nullif(sum(size), 0) AS vwap, min(price) AS low, "
-            "max(price) AS high, avg(size) AS mean_size "
-            "FROM trades WHERE exchange = ? AND ts >= ? AND ts < ? "
-            "GROUP BY symbol ORDER BY trades DESC, symbol",
-            params,
-        )
-        return totals, tickers
+        return [CandleTotals(*r) for r in rows]
 
     # -- whole history, in bounded chunks (verify, export, tools) -------------------------
 
@@ -312,10 +280,3 @@ def candles_of(table: pa.Table, rows: int = 4096) -> Iterator[Candle]:
     for batch in table.to_batches(max_chunksize=rows):
         for row in batch.to_pylist():
             yield Candle(**row)
-
-
-def top_order(by: str) -> str:
-    """The column the top lists rank by (`by`: trades or volume)."""
-    if by not in ("trades", "volume"):
-        raise ValueError(f"by={by!r}: use trades or volume")
-    return "trades" if by == "trades" else "quote_volume"

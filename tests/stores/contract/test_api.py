@@ -17,9 +17,11 @@ import pytest
 from serve.conftest import ApiThread, simulate
 from serve.test_api import BAD
 
+from tickpipe.durations import Seconds
 from tickpipe.monitor.service import ALERT_EVENT
 from tickpipe.records import PipelineMetric
 from tickpipe.serve.app import ApiContext, create_app
+from tickpipe.serve.settings import ServeConfig
 from tickpipe.stores.base import Store
 from tickpipe.stores.duckdb import DuckDBStore
 
@@ -66,7 +68,10 @@ def urls(reference: Path, opener: Opener) -> Iterator[tuple[str, str]]:
     with opener() as store:
         simulate(store, END)
         keep_monitoring(store)
-        apis = [ApiThread(create_app(ApiContext(s))) for s in (duck, store)]
+        # The answers are the subject here, not their speed: FerretDB streams every trade to
+        # list the instruments, which a loaded machine cannot do within the default budget.
+        serve = ServeConfig(read_timeout_s=Seconds(120.0))
+        apis = [ApiThread(create_app(ApiContext(s), serve=serve)) for s in (duck, store)]
         try:
             yield apis[0].url, apis[1].url
         finally:

@@ -1,5 +1,5 @@
 """What the pipeline keeps beside trades and candles: rolling statistics, events and KPIs, and
-the reads over trades the API's summaries make."""
+the reads over trades the API's summaries make (the analytics: test_analytics.py)."""
 
 from __future__ import annotations
 
@@ -61,15 +61,5 @@ def test_trade_summaries(store: Store) -> None:
     totals = store.totals()
     assert (totals["stored_trades"], totals["stored_candles"]) == (3, 0)
     assert (totals["last_trade_ts"], totals["last_recv_ts"]) == (T0 + M, T0 + M + 1234)
-    assert store.top_exchanges(T0, T0 + 2 * M, "trades", 10) == [
-        {"exchange": "ex", "trades": 2, "quote_volume": 32.0, "symbols": 1},
-        {"exchange": "b", "trades": 1, "quote_volume": 5.0, "symbols": 1},
-    ]
-    assert [t["symbol"] for t in store.top_tickers(T0, T0 + 2 * M, "volume", 10)] == [
-        "BTC-USDT", "XRP-USDT",
-    ]  # fmt: skip
-    totals_ex, tickers = store.exchange_breakdown("ex", T0, T0 + 2 * M)
-    assert (totals_ex["trades"], totals_ex["buys"], totals_ex["sells"]) == (2, 1, 1)
-    assert [t["symbol"] for t in tickers] == ["BTC-USDT"]
     assert not store.has_instrument("ex", "BTC-USDT")  # an instrument is known by its candles
     assert not store.has_exchange("ex")

@@ -81,9 +81,7 @@ export class AnalyticsView {
     $("d-totals").innerHTML = [
       card("Trades", fmt.count(t.trades)),
       card("Quote volume", fmt.compact(t.quote_volume)),
-      card("Buys / sells", `${fmt.count(t.buys)} / ${fmt.count(t.sells)}`, "taker side"),
-      card("Mean trade", fmt.compact(t.mean_trade_value), `median ${fmt.compact(t.median_trade_value)}`),
-      card("Largest trade", fmt.compact(t.max_trade_value)),
+      card("Mean trade", fmt.compact(t.mean_trade_value), "quote volume per trade"),
       card("Tickers", fmt.count(d.tickers.length)),
     ].join("");
     const bar = (value) => {
