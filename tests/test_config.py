@@ -602,3 +602,11 @@ def test_every_tickpipe_variable_the_code_or_ci_reads_is_known() -> None:
 def test_a_replay_speed_that_is_not_a_finite_number_is_a_config_error(speed: str) -> None:
     with pytest.raises(ConfigError, match=r"run\.speed = .*TICKPIPE_RUN_SPEED"):
         load_config(env={"TICKPIPE_RUN_SPEED": speed})
+
+
+def test_the_soak_tests_settings_are_no_misspellings() -> None:
+    # tests/test_soak.py reads TICKPIPE_SOAK_*; the demos it starts inherit them.
+    env = {"TICKPIPE_SOAK_KILLS": "10", "TICKPIPE_SOAK_SECONDS": "600", "TICKPIPE_SOKA": "1"}
+    assert unknown_variables(env) == [
+        "warning: unknown variable TICKPIPE_SOKA is ignored (no setting has a close name)"
+    ]

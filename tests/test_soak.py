@@ -82,7 +82,7 @@ MB = 2**20  # as ps and top count
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.soak,
-    pytest.mark.timeout(round(SOAK.seconds + 60 * (SOAK.kills + 1) + 300)),
+    pytest.mark.timeout(round(SOAK.seconds + 120 * (SOAK.kills + 1) + 600)),
 ]
 
 
