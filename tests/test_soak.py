@@ -176,8 +176,9 @@ def ws_client(url: str, rng: random.Random, tally: Tally, stop: threading.Event)
     unsubscribe), and again, until `stop`."""
     ws_url = url.replace("http://", "ws://") + "/api/live"
     while not stop.is_set():
+        symbols = rng.sample(BUSY_SYMBOLS, 3)
         wanted = [{"exchange": "simulated", "symbol": s, "interval": rng.choice(INTERVALS)}
-                  for s in rng.sample(BUSY_SYMBOLS, 3)]  # fmt: skip
+                  for s in symbols]  # fmt: skip
         try:
             with connect(ws_url, open_timeout=HTTP_TIMEOUT_S, close_timeout=5) as ws:
                 tally.add("ws_sessions")
@@ -188,10 +189,13 @@ def ws_client(url: str, rng: random.Random, tally: Tally, stop: threading.Event)
                         frame = json.loads(ws.recv(timeout=1.0))
                     except TimeoutError:
                         continue
-                    if frame.get("type") in ("subscribed", "candle", "trades", "dropped"):
+                    kind = frame.get("type")
+                    if kind in ("subscribed", "dropped") or (
+                        kind in ("candle", "trades") and frame.get("symbol") in symbols
+                    ):
                         tally.add("ws_frames")
                     else:
-                        tally.fail(f"WebSocket frame {str(frame)[:300]}")
+                        tally.fail(f"WebSocket frame {str(frame)[:300]} (asked for {wanted})")
         except (OSError, WebSocketException):
             tally.add("unreachable")
             stop.wait(0.05)
@@ -365,6 +369,7 @@ def test_demo_killed_at_random_and_restarted_under_load_loses_and_doubles_nothin
         + f"peak RSS per run (MB): {', '.join(f'{p:.0f}' for p in peaks_mb)} "
         f"(bound {SOAK.rss_mb:g})\nverify: {verify_s:.1f} s\n"
         f"clients: {tally.ok:,} answers, {tally.over_budget:,} over budget (503), "
+        f"{tally.failures:,} unacceptable, "
         f"{tally.unreachable:,} unreachable, {tally.timeouts:,} timeouts; WebSocket "
         f"{tally.ws_sessions:,} sessions, {tally.ws_frames:,} frames"
     )  # fmt: skip
