@@ -638,3 +638,11 @@ def test_the_duckdb_memory_limit_reaches_the_duckdb_file(tmp_path: Path) -> None
 def test_a_bad_read_budget_is_a_one_line_config_error(name: str, text: str, says: str) -> None:
     message = error(env={name: text})
     assert says in message and "\n" not in message
+
+
+def test_the_soak_tests_settings_are_no_misspellings() -> None:
+    # tests/test_soak.py reads TICKPIPE_SOAK_*; the demos it starts inherit them.
+    env = {"TICKPIPE_SOAK_KILLS": "10", "TICKPIPE_SOAK_SECONDS": "600", "TICKPIPE_SOKA": "1"}
+    assert unknown_variables(env) == [
+        "warning: unknown variable TICKPIPE_SOKA is ignored (no setting has a close name)"
+    ]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from servers.demo import DemoServer
 
 from tickpipe.stores.duckdb import DuckDBStore
 
@@ -53,22 +54,18 @@ def test_demo_for_ten_seconds_then_verify_reports_zero_mismatches(tmp_path: Path
 def kill_9_mid_demo(tmp_path: Path) -> int:
     """Run a fast demo into `tmp_path` until it has written a while, SIGKILL it, and return
     the time of the kill (µs)."""
-    victim = subprocess.Popen(
-        [*TICKPIPE, "demo", "--quiet", "--rate", "20000", "--data-dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    victim = DemoServer(tmp_path, "--rate", "20000")
+    victim.start()
     try:
         wal = tmp_path / "tickpipe.duckdb.wal"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not wal.exists() or wal.stat().st_size < 500_000):
-            assert victim.poll() is None, victim.stderr.read()
+            assert victim.running, victim.log_tail()
             time.sleep(0.1)
         time.sleep(1.0)
     finally:
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
-    assert victim.returncode == -signal.SIGKILL
+        code = victim.end(signal.SIGKILL, timeout_s=30)
+    assert code == -signal.SIGKILL
     return time.time_ns() // 1000
 
 

@@ -254,9 +254,11 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "_").upper()
 
 
-# tickpipe's own test suite reads it (CI sets it: a test that cannot reach its server fails);
-# tickpipe does not, but it is no misspelling either.
+# tickpipe's own test suite reads these (CI sets the first: a test that cannot reach its server
+# fails; the soak test's settings start with the second); tickpipe does not, but they are no
+# misspellings either.
 TEST_SUITE_ENV = "TICKPIPE_REQUIRE_SERVERS"
+TEST_SUITE_ENV_PREFIX = "TICKPIPE_SOAK_"
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
@@ -271,6 +273,8 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     out = []
     for name in sorted(os.environ if env is None else env):
         if name.startswith(ENV_PREFIX) and name not in known:
+            if name.startswith(TEST_SUITE_ENV_PREFIX):
+                continue
             # compared without the shared prefix, which would make every name look close
             rest = {k.removeprefix(ENV_PREFIX): k for k in known}
             close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), rest, n=1, cutoff=0.6)

@@ -58,6 +58,7 @@ class ServerProcess:
 
     name = "server"
     start_timeout_s = 60.0
+    poll_s = POLL_S  # how often `start()` asks `ready()`: the resolution of `started_in_s`
 
     def __init__(self, cmd: Sequence[str], log_path: Path, cwd: Path | None = None) -> None:
         self.cmd = list(cmd)
@@ -96,7 +97,7 @@ class ServerProcess:
             if self.ready():
                 self.started_in_s = time.monotonic() - begun
                 return
-            time.sleep(POLL_S)
+            time.sleep(self.poll_s)
         self.stop(kill=True)
         raise RuntimeError(
             f"{self.name} did not answer within {self.start_timeout_s:g} s; "
