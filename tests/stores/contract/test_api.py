@@ -121,7 +121,7 @@ def _approx(value):
 
 @pytest.mark.parametrize(("path", "params"), _questions(), ids=lambda v: str(v)[:40])
 def test_every_route_answers_as_over_duckdb(urls: tuple[str, str], path: str, params: dict) -> None:
-    answers = [httpx.get(url + path, params=params, timeout=30) for url in urls]
+    answers = [httpx.get(url + path, params=params, timeout=120) for url in urls]
     assert [a.status_code for a in answers] == [200, 200], answers[1].text
     expected, got = answers[0].json(), answers[1].json()
     assert got == _approx(expected)
