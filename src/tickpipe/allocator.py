@@ -5,12 +5,14 @@ short-lived buffers: numpy columns, sort keys, Arrow batches. Two allocators kep
 
 - glibc raises its mmap threshold (up to 32 MB) each time a large block is freed, so later
   large numpy arrays come from the heap and arenas, which fragment and are rarely given back.
-  A fixed threshold keeps every block of 128 KiB or more its own mapping, unmapped when freed.
+  A fixed threshold keeps every block of 512 KiB or more its own mapping, unmapped when freed.
+  Not glibc's 128 KiB: an engine step's columns (20,000 trades of 8 bytes) would then be
+  mapped and faulted in anew each step, 40% more CPU per trade in `tickpipe bench`.
 - pyarrow's default pool (mimalloc) keeps freed pages for reuse. The system pool hands them
   to glibc, whose large blocks are now mappings.
 
-Measured on a 1M-trade snapshot restart of `tickpipe demo` (benchmarks/restart.py): peak RSS
-351 MB before, 297 MB after, CPU to live and `tickpipe bench` CPU per trade unchanged.
+Measured on a 1M-trade snapshot restart of `tickpipe demo`: peak RSS 351 MB before, 291 - 305
+MB after; `tickpipe bench` speed unchanged (README, Operations, "Memory").
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import ctypes.util
 import pyarrow as pa
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc malloc.h)
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own initial value; fixing it stops its growth
+MMAP_THRESHOLD_BYTES = 512 * 1024  # any fixed value stops glibc's growth of it
 
 
 def limit_retained_memory() -> None:
