@@ -7,12 +7,12 @@ short-lived buffers: numpy columns, sort keys, Arrow batches. Two allocators kep
   large numpy arrays come from the heap and arenas, which fragment and are rarely given back.
   A fixed threshold keeps every block of 512 KiB or more its own mapping, unmapped when freed.
   Not glibc's 128 KiB: an engine step's columns (20,000 trades of 8 bytes) would then be
-  mapped and faulted in anew each step, 40% more CPU per trade in `tickpipe bench`.
+  mapped and faulted in anew each step: `tickpipe bench` ran about 40% slower.
 - pyarrow's default pool (mimalloc) keeps freed pages for reuse. The system pool hands them
   to glibc, whose large blocks are now mappings.
 
 Measured on a 1M-trade snapshot restart of `tickpipe demo`: peak RSS 351 MB before, 291 - 305
-MB after; `tickpipe bench` speed unchanged (README, Operations, "Memory").
+MB after; about 2% more CPU per trade on the bench's path (README, Operations, "Memory").
 """
 
 from __future__ import annotations
