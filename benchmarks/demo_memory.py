@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from tickpipe.allocator import limit_retained_memory
 from tickpipe.config import Config
 from tickpipe.runners.embedded import Pipeline
 from tickpipe.sources.simulated import SimulatedMarket
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=20)
     parser.add_argument("--every", type=float, default=20.0, help="seconds between samples")
     args = parser.parse_args()
+    limit_retained_memory()  # as `tickpipe demo` itself runs (cli.main)
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(data_dir=tmp)
         pipeline = Pipeline(config, [SimulatedMarket(args.symbols, args.rate)], "demo")

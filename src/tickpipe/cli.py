@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tickpipe import __version__
+from tickpipe.allocator import limit_retained_memory
 from tickpipe.config import Config, ConfigError, check_symbols, load_config, unknown_variables
 from tickpipe.durations import parse_duration
 from tickpipe.engine.windows import parse_window
@@ -811,6 +812,7 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
 
 def main() -> None:
     """Entry point: one-line errors for bad arguments and settings, exit status 2."""
+    limit_retained_memory()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

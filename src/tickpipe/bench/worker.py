@@ -92,9 +92,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 def _run_tickpipe(
     job: dict[str, Any], chunks: Iterator[list[bytes]], progress: Callable[[int], None] | None
 ) -> dict[str, Any]:
+    from tickpipe.allocator import limit_retained_memory
     from tickpipe.bench.frames import binance_symbols
     from tickpipe.bench.tickpipe_path import TickpipePath
 
+    limit_retained_memory()  # as `tickpipe` itself runs (cli.main)
     symbols = binance_symbols(int(job["symbols"]))
     profiler = _ThreadProfiles() if job.get("profile") else None
     if profiler is not None:

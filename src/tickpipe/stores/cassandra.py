@@ -69,7 +69,7 @@ from tickpipe.records import (
     TradeBatch,
 )
 from tickpipe.stores.analytics import TOTALS_FIELDS, CandleAnalytics, CandleTotals, totals_of
-from tickpipe.stores.base import ALL_TIME, Key, StoreError, time_range
+from tickpipe.stores.base import ALL_TIME, RESTORE_BATCH_ROWS, Key, StoreError, time_range
 from tickpipe.stores.budget import ReadBudget
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
 from tickpipe.stores.flush import Flush, trade_columns
@@ -438,7 +438,7 @@ class CassandraStore(CandleAnalytics):
         return out
 
     def restore_batches(
-        self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
+        self, cutoff: dict[tuple[str, str], int], rows: int = RESTORE_BATCH_ROWS
     ) -> Iterator[TradeBatch]:
         """The stored trades at or after each instrument's cutoff, in event-time order, in
         batches of at most `rows`: day by day, the instruments' partitions merged as the
@@ -613,7 +613,7 @@ class CassandraStore(CandleAnalytics):
     # -- whole history, in bounded chunks ------------------------------------------------
 
     def trade_batches(
-        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+        self, rows: int = RESTORE_BATCH_ROWS, since: int | None = None, until: int | None = None
     ) -> Iterator[TradeBatch]:
         """Every stored trade with ts in [since, until) in batches of at most `rows`, by
         (exchange, symbol) in code-point order, then (ts, seq): the instruments sorted in

@@ -54,7 +54,7 @@ from tickpipe.records import (
     TradeBatch,
     concat_batches,
 )
-from tickpipe.stores.base import OverBudget, StoreError, time_range
+from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError, time_range
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import Flush
 from tickpipe.stores.reads import CANDLE_COLUMNS, TRADE_COLUMNS, candles_of
@@ -411,7 +411,7 @@ class DuckDBStore(SqlStore):
         return slices(counts)
 
     def trade_batches(
-        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+        self, rows: int = RESTORE_BATCH_ROWS, since: int | None = None, until: int | None = None
     ) -> Iterator[TradeBatch]:
         """Every stored trade with ts in [since, until) in batches of at most `rows`, by
         (exchange, symbol) in code-point order, then (ts, seq): a sorted read per slice and
@@ -458,7 +458,7 @@ class DuckDBStore(SqlStore):
         return copies
 
     def restore_batches(
-        self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
+        self, cutoff: dict[tuple[str, str], int], rows: int = RESTORE_BATCH_ROWS
     ) -> Iterator[TradeBatch]:
         """The stored trades at or after each instrument's cutoff, in event-time order and in
         batches of at most `rows`, so a restart never holds the whole horizon at once.

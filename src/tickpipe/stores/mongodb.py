@@ -62,7 +62,7 @@ from tickpipe.records import (
     TradeBatch,
 )
 from tickpipe.stores.analytics import TOTALS_FIELDS, CandleAnalytics, CandleTotals, totals_of
-from tickpipe.stores.base import Key, OverBudget, StoreError, time_range
+from tickpipe.stores.base import RESTORE_BATCH_ROWS, Key, OverBudget, StoreError, time_range
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import TRADE_FIELDS, Flush, trade_columns
 from tickpipe.stores.retry import Backoff
@@ -351,7 +351,7 @@ class MongoStore(CandleAnalytics):
         return self._read(run)
 
     def restore_batches(
-        self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
+        self, cutoff: dict[tuple[str, str], int], rows: int = RESTORE_BATCH_ROWS
     ) -> Iterator[TradeBatch]:
         """The stored trades at or after each instrument's cutoff, in event-time order, in
         batches of at most `rows` (a cursor: the horizon is never held at once)."""
@@ -527,7 +527,7 @@ class MongoStore(CandleAnalytics):
     # -- whole history, in bounded chunks ------------------------------------------------
 
     def trade_batches(
-        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+        self, rows: int = RESTORE_BATCH_ROWS, since: int | None = None, until: int | None = None
     ) -> Iterator[TradeBatch]:
         """Every stored trade with ts in [since, until) in batches of at most `rows`, by
         (exchange, symbol) in code-point order, then (ts, seq): one instrument's sorted `find`

@@ -45,7 +45,7 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
-from tickpipe.stores.base import OverBudget, StoreError
+from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import Flush, trade_columns
 from tickpipe.stores.reads import Dialect
@@ -451,7 +451,7 @@ class PostgresStore(SqlStore):
     # -- restart -------------------------------------------------------------------------
 
     def restore_batches(
-        self, cutoff: dict[tuple[str, str], int], rows: int = 500_000
+        self, cutoff: dict[tuple[str, str], int], rows: int = RESTORE_BATCH_ROWS
     ) -> Iterator[TradeBatch]:
         """The stored trades at or after each instrument's cutoff, in event-time order, in
         batches of at most `rows` (a server-side cursor: the horizon is never held at once)."""
