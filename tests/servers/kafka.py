@@ -107,10 +107,16 @@ class KafkaBroker(ServerProcess):
         ]  # fmt: skip
 
     def _format(self) -> None:
-        # A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+        # A KRaft cluster id: 16 random bytes, URL-safe base64 without padding. Given with
+        # `=`: an id may start with '-', which would otherwise be read as an option.
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java(
-            "kafka.tools.StorageTool", "format", "--standalone", "-t", cid, "-c", str(self._config)
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            f"--cluster-id={cid}",
+            "-c",
+            str(self._config),
         )
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode:
