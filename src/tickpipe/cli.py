@@ -474,7 +474,8 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
         from tickpipe.stores.lake.sync import verify_lake
 
         lake = open_lake(config.lake_settings())
-        report = verify_lake(lake, list(intervals) or None, show, since, until)
+        with VerifyProgress() as progress:
+            report = verify_lake(lake, list(intervals) or None, show, since, until, progress)
         stored = "lake"
     else:
         with faults_named(str(config.db_path)):
