@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # actionlint, the GitHub Actions workflow checker (tests/release/ runs it on .github/workflows/),
-# built with Go from the Go module proxy into a cache outside git. Prints nothing when the pinned
-# version is in place. tests/release/ finds it at the same path.
+# built with Go from the Go module proxy into a cache outside git, and Debian's shellcheck, which
+# actionlint runs on each `run:` script. Prints nothing when both are in place. tests/release/
+# finds actionlint at the same path.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 version=1.7.12
 out="${XDG_CACHE_HOME:-$HOME/.cache}/tickpipe/actionlint-${version}"
+bash scripts/apt-install.sh shellcheck
 [ -x "$out/actionlint" ] && exit 0
 go=$(bash scripts/go.sh)
 echo "building actionlint ${version} into ${out}"
