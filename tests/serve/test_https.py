@@ -150,7 +150,7 @@ def test_a_websocket_from_a_foreign_https_origin_is_refused_over_wss(
     async def attempt() -> websockets.ConnectionClosed:
         async with websockets.connect(
             url, ssl=trusting(tls.ca), origin="https://evil.example"
-        ) as ws:  # type: ignore[arg-type]
+        ) as ws:
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await ws.recv()
             return closed.value
@@ -173,7 +173,7 @@ def test_the_live_websocket_over_wss_from_the_servers_https_page_receives_update
     async def client() -> dict:
         async with websockets.connect(
             page.replace("https://", "wss://") + "/api/live", ssl=trusting(tls.ca), origin=page
-        ) as ws:  # type: ignore[arg-type]
+        ) as ws:
             answer = await subscribe(ws, [{"exchange": "simulated", "symbol": "BTC-USDT",
                                            "interval": "1s"}])  # fmt: skip
             with contextlib.suppress(websockets.ConnectionClosed):
