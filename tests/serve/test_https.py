@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import socket
@@ -26,12 +25,11 @@ from tickpipe.config import ConfigError, load_config
 from tickpipe.serve.app import ApiContext, create_app
 from tickpipe.serve.exposure import WS_POLICY
 from tickpipe.serve.live import Hub
-from tickpipe.serve.server import bind, run_with_api, url_of
 from tickpipe.serve.settings import ServeConfig
 from tickpipe.stores.duckdb import DuckDBStore
 
 from .conftest import ApiThread, Served
-from .test_live import demo_pipeline, subscribe
+from .test_live import demo_pipeline, watch_live
 
 
 @pytest.fixture(scope="module")
@@ -164,35 +162,10 @@ def test_the_live_websocket_over_wss_from_the_servers_https_page_receives_update
 ) -> None:
     """The pipeline's run with the API on TLS, as `demo --tls-cert/--tls-key` runs it; the
     client sends the Origin the dashboard's own https:// page has."""
-    hub = Hub()
-    pipeline = demo_pipeline(tmp_path, hub, symbols=3, rate=300)
-    sock = bind("127.0.0.1", 0)
-    page = url_of(sock, tls=True)
-    received: list[dict] = []
-
-    async def client() -> dict:
-        async with websockets.connect(
-            page.replace("https://", "wss://") + "/api/live", ssl=trusting(tls.ca), origin=page
-        ) as ws:
-            answer = await subscribe(ws, [{"exchange": "simulated", "symbol": "BTC-USDT",
-                                           "interval": "1s"}])  # fmt: skip
-            with contextlib.suppress(websockets.ConnectionClosed):
-                async for raw in ws:
-                    received.append(json.loads(raw))
-            return answer
-
-    async def main() -> dict:
-        serving = asyncio.create_task(
-            run_with_api(pipeline.api_context(), sock, None, pipeline.run(3.0), tls_serve(tls))
-        )
-        answer = await asyncio.wait_for(client(), 30)  # ends when the server stops
-        await serving
-        return answer
-
+    pipeline = demo_pipeline(tmp_path, Hub(), symbols=3, rate=300)
     try:
-        answer = asyncio.run(main())
+        answer, received = watch_live(pipeline, tls_serve(tls), trusting(tls.ca))
     finally:
-        sock.close()
         pipeline.close()
     assert answer == {"type": "subscribed", "keys": [["simulated", "BTC-USDT", "1s"]]}
     candles = [m for m in received if m["type"] == "candle"]
