@@ -21,7 +21,7 @@ class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
     host: str = "127.0.0.1"  # loopback: nobody else can reach it without a token
     port: int = 8050
-    token: str = ""  # required on any other address (TICKPIPE_SERVE_TOKEN), unless insecure
+    token: str = ""  # required on any other address (TICKPIPE_SERVE_TOKEN[_FILE]), unless insecure
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
     # names the API answers to besides loopback and `host` (a reverse proxy's); "*": any
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
@@ -63,6 +63,6 @@ def check_serve(serve: ServeConfig, fail: Fail) -> None:
         if not is_loopback(serve.host):
             fail(
                 "serve.host", serve.host,
-                "serving beyond this machine needs an access token (--token or "
-                "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
+                "serving beyond this machine needs an access token (TICKPIPE_SERVE_TOKEN "
+                "or TICKPIPE_SERVE_TOKEN_FILE), or --insecure to go without one",
             )  # fmt: skip
