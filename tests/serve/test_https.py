@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -295,3 +296,28 @@ def test_the_cli_stops_a_key_of_another_certificate_with_one_line(
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"config error: serve.tls_key = {str(other.key)!r}")
     assert "does not match the certificate" in result.stderr
+
+
+@pytest.mark.slow
+def test_serve_answers_over_https_on_a_stored_file(tmp_path: Path, tls: TlsFiles) -> None:
+    made = subprocess.run(
+        tickpipe("demo", "--quiet", "--duration", "2", "--no-serve", "--data-dir", str(tmp_path)),
+        capture_output=True, text=True, timeout=60, check=False, env=environment(),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    proc = subprocess.Popen(
+        tickpipe("serve", "--port", "0", "--data-dir", str(tmp_path), "--tls-cert",
+                 str(tls.cert), "--tls-key", str(tls.key)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"dashboard and API at (https://127\.0\.0\.1:\d+)", line)
+        assert found, f"no https URL in {line!r}"
+        answer = httpx.get(found.group(1) + "/api/exchanges", verify=trusting(tls.ca), timeout=5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert answer.status_code == 200 and max_age_s(answer) > 0
+    assert [e["name"] for e in answer.json()["exchanges"]] == ["simulated"]
