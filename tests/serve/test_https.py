@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import websockets
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from servers.certs import TlsFiles, make_tls
 
 from tickpipe.config import ConfigError, load_config
@@ -191,13 +193,23 @@ def other(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 BAD_FILES = ["cert only", "key only", "cert missing", "key missing", "key of another cert",
-             "key as cert", "CA as key", "directory as cert"]  # fmt: skip
+             "key as cert", "CA as key", "directory as cert", "garbled cert",
+             "RSA key for an EC cert"]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
 def bad_files(tls: TlsFiles, other: TlsFiles) -> dict[str, tuple[dict[str, str], str, str, str]]:
     """Each case of `BAD_FILES`: (overrides, the key and the path the error names, its why)."""
     cert, key, missing = str(tls.cert), str(tls.key), str(tls.cert.parent / "nope.pem")
-    directory = str(tls.cert.parent)
+    directory, garbled = str(tls.cert.parent), tls.cert.parent / "garbled.pem"
+    rsa_key = tls.cert.parent / "rsa.key"
+    rsa_key.write_bytes(
+        rsa.generate_private_key(65537, 2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )  # fmt: skip
+    garbled.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
     return {
         "cert only": ({"serve.tls_cert": cert}, "serve.tls_cert", cert, "needs serve.tls_key"),
         "key only": ({"serve.tls_key": key}, "serve.tls_key", key, "needs serve.tls_cert"),
@@ -213,14 +225,18 @@ def bad_files(tls: TlsFiles, other: TlsFiles) -> dict[str, tuple[dict[str, str],
                       str(tls.ca), "no PEM private key"),
         "directory as cert": ({"serve.tls_cert": directory, "serve.tls_key": key},
                               "serve.tls_cert", directory, "is a directory"),
+        "garbled cert": ({"serve.tls_cert": str(garbled), "serve.tls_key": key}, "serve.tls_cert",
+                         str(garbled), "cannot be loaded with the key"),
+        "RSA key for an EC cert": ({"serve.tls_cert": cert, "serve.tls_key": str(rsa_key)},
+                                   "serve.tls_key", str(rsa_key), "does not match"),
     }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", BAD_FILES)
 def test_bad_certificate_files_are_one_line_config_errors_naming_key_and_path(
-    case: str, tls: TlsFiles, other: TlsFiles
+    case: str, bad_files: dict, tls: TlsFiles, other: TlsFiles
 ) -> None:
-    overrides, key, path, why = bad_files(tls, other)[case]
+    overrides, key, path, why = bad_files[case]
     with pytest.raises(ConfigError) as error:
         load_config(env={}, overrides=overrides)
     message = str(error.value)

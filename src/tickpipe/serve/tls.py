@@ -19,6 +19,8 @@ MIN_VERSION = ssl.TLSVersion.TLSv1_2  # 1.0 and 1.1 are broken and every browser
 HSTS_MAX_AGE_S = 365 * 24 * 3600
 HSTS = (b"strict-transport-security", f"max-age={HSTS_MAX_AGE_S}".encode())
 CERT_KEY, KEY_KEY = "serve.tls_cert", "serve.tls_key"
+# OpenSSL's reasons for a key of another certificate: of its type, or of another type
+MISMATCH = ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED")
 
 
 def _pem(key: str, path: str, fail: Fail) -> str:
@@ -43,16 +45,17 @@ def check_tls(cert: str, key: str, fail: Fail) -> None:
     key_pem = _pem(KEY_KEY, key, fail)
     if "PRIVATE KEY-----" not in key_pem:
         fail(KEY_KEY, key, "holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
-    if "ENCRYPTED" in key_pem:
+    if "-----BEGIN ENCRYPTED PRIVATE KEY-----" in key_pem or "Proc-Type: 4,ENCRYPTED" in key_pem:
         fail(KEY_KEY, key, "is encrypted; give the key unencrypted, readable only by tickpipe")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         # The password callback keeps OpenSSL from prompting on the terminal.
         context.load_cert_chain(cert, key, password=lambda: b"")
     except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
+        if exc.reason in MISMATCH:
             fail(KEY_KEY, key, f"does not match the certificate in {cert}")
-        fail(CERT_KEY, cert, f"cannot be loaded with the key in {key} ({exc.reason or exc})")
+        why = exc.reason or "not PEM that OpenSSL reads"  # its full text names its C source
+        fail(CERT_KEY, cert, f"cannot be loaded with the key in {key} ({why})")
 
 
 class StrictTransport:
