@@ -54,7 +54,8 @@ def refused(url: str) -> str:
 def test_the_store_works_over_tls_and_the_server_sees_every_connection_encrypted(
     secured_database: SecuredPostgres,
 ) -> None:
-    store = PostgresStore(dsn(secured_database))
+    # channel_binding=require: the SCRAM exchange is bound to this TLS session as well.
+    store = PostgresStore(dsn(secured_database) + "&channel_binding=require")
     try:
         store.write([TradeBatch.from_trades([trade(1, T0)])], candles=[candle(T0)])
         assert store.totals()["stored_trades"] == 1
