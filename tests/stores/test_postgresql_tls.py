@@ -119,6 +119,26 @@ def test_a_connection_without_tls_is_refused_by_the_server(
     assert secured_database.password not in message
 
 
+def test_no_password_is_one_line_saying_where_to_put_it(
+    secured_database: SecuredPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))  # no password from ~/.pgpass
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    message = refused(secured_database.url())
+    assert message.endswith(
+        ": the server asks for a password and none was given "
+        "(set TICKPIPE_STORE_PASSWORD or TICKPIPE_STORE_PASSWORD_FILE)"
+    )
+
+
+def test_a_missing_root_certificate_file_is_one_line_naming_it(
+    secured_database: SecuredPostgres, tmp_path: Path
+) -> None:
+    missing = tmp_path / "ca.pem"
+    message = refused(dsn(secured_database, rootcert=missing))
+    assert f": sslrootcert file {missing} does not exist (sslmode=verify-full needs " in message
+
+
 def test_a_refusal_while_running_fails_the_write_at_once_without_retrying(
     secured_database: SecuredPostgres, caplog: pytest.LogCaptureFixture
 ) -> None:
