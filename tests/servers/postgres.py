@@ -121,8 +121,9 @@ SECURED_USER = "tickpipe"
 
 
 class SecuredPostgresServer(PostgresServer):
-    """A cluster that lets in over TCP only TLS connections with a SCRAM password, from
-    127.0.0.1. The tests administer it as `postgres` over its Unix socket (`dsn`)."""
+    """A cluster that lets in over TCP only TLS connections of tickpipe's role with a SCRAM
+    password, from 127.0.0.1. The tests administer it as `postgres` over its Unix socket
+    (`dsn`)."""
 
     def __init__(self, bin_dir: Path, tls: TlsFiles) -> None:
         super().__init__(bin_dir)
@@ -148,7 +149,7 @@ class SecuredPostgresServer(PostgresServer):
                 "password_encryption = 'scram-sha-256'\n"
             )
         (self.data / "pg_hba.conf").write_text(
-            "local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"
+            f"local all postgres trust\nhostssl all {SECURED_USER} 127.0.0.1/32 scram-sha-256\n"
         )
 
     def add_role(self) -> None:

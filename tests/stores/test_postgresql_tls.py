@@ -119,6 +119,15 @@ def test_a_connection_without_tls_is_refused_by_the_server(
     assert secured_database.password not in message
 
 
+def test_a_user_pg_hba_conf_does_not_let_in_is_one_line(secured_database: SecuredPostgres) -> None:
+    url = dsn(secured_database).replace("postgresql://tickpipe:", "postgresql://postgres:", 1)
+    message = refused(url)
+    assert message.endswith(
+        ": the server's pg_hba.conf lets in no connection from 127.0.0.1 for postgres to "
+        f"{secured_database.database}"
+    )
+
+
 def test_no_password_is_one_line_saying_where_to_put_it(
     secured_database: SecuredPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
