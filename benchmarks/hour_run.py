@@ -18,14 +18,12 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from restart import cpu_s, free_port, peak_rss_mb, spread
+from restart import cpu_s, peak_rss_mb, spread, start_demo
 
 
 def rss_mb(pid: int) -> float:
@@ -33,25 +31,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def start_demo(data_dir: Path, rate: float) -> tuple[subprocess.Popen, int, float]:
-    """`tickpipe demo` on a free port; (process, port, seconds until its API answered)."""
-    port = free_port()
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tickpipe", "demo", "--quiet", "--rate", str(rate),
-         "--port", str(port), "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"tickpipe demo ended with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
-                return proc, port, time.monotonic() - started
-        except OSError:
-            time.sleep(0.02)
 
 
 def stored_trades(port: int) -> int:
@@ -92,10 +71,13 @@ def main() -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         second_half = [(t, r) for t, r in samples if t >= samples[-1][0] / 2]
-        slope = statistics.linear_regression(*zip(*second_half, strict=True)).slope
-        print(f"after {args.minutes:g} min: {stored:,} trades stored "
-              f"({stored / (args.minutes * 60):,.0f}/s); peak RSS {peak:.0f} MB; "
-              f"RSS trend over the second half {slope * 600:+.1f} MB per 10 min")  # fmt: skip
+        trend = "too few samples for a trend"
+        if len(second_half) >= 2:
+            slope = statistics.linear_regression(*zip(*second_half, strict=True)).slope
+            trend = f"RSS trend over the second half {slope * 600:+.1f} MB per 10 min"
+        rate = stored / (args.minutes * 60)
+        print(f"after {args.minutes:g} min: {stored:,} trades stored ({rate:,.0f}/s); "
+              f"peak RSS {peak:.0f} MB; {trend}")  # fmt: skip
         live, cpu, peaks = [], [], []
         for run in range(args.restarts):
             proc, port, live_s = start_demo(data_dir, args.rate)
