@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from tickpipe.transport.schema import (
 )
 
 if TYPE_CHECKING:
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaError, Producer
 
     from tickpipe.transport.settings import KafkaConfig
 
@@ -55,28 +56,43 @@ def is_secret(name: str) -> bool:
     return any(word in name.lower() for word in _SECRET_WORDS)
 
 
+def _refused(properties: dict[str, Any]) -> str | None:
+    """librdkafka's reason for refusing `properties` in a client that is never started."""
+    from confluent_kafka import KafkaException, Producer
+
+    try:
+        Producer({"log_level": 0, **properties})  # log_level 0: no warnings printed
+    except KafkaException as exc:
+        return f"librdkafka refuses it: {exc.args[0].str() if exc.args else exc}"
+    except (TypeError, ValueError) as exc:
+        return f"librdkafka refuses it: {exc}"
+    return None
+
+
 def check_properties(properties: dict[str, str]) -> tuple[str, str] | None:
     """(name, why) of the first property librdkafka refuses, or None when all are fine.
 
-    Each is tried on its own in a client that is never started, so the error names it.
+    They are tried together (security.protocol = SASL_SSL alone is refused: its default
+    mechanism, GSSAPI, is not built in), then, when refused, one by one so the error names
+    the property that fails on its own and whose removal the others survive.
     """
     if not properties:
         return None  # spares every command importing librdkafka
-    from confluent_kafka import KafkaException, Producer
-
-    for name, value in properties.items():
+    for name in properties:
         if name in PRODUCER_FIXED or name in CONSUMER_FIXED or name == "group.id":
             return name, "set by tickpipe (exactly-once depends on it); remove it"
         if name == "bootstrap.servers":
             return name, "use kafka.bootstrap (or --kafka HOST:PORT)"
-        try:
-            Producer({"log_level": 0, name: value})  # log_level 0: no warnings printed
-        except KafkaException as exc:
-            text = str(exc.args[0].str() if exc.args else exc)
-            return name, f"librdkafka refuses it: {text}"
-        except (TypeError, ValueError) as exc:
-            return name, f"librdkafka refuses it: {exc}"
-    return None
+    together = _refused(properties)
+    if together is None:
+        return None
+    alone = {name: _refused({name: value}) for name, value in properties.items()}
+    for name, why in alone.items():
+        rest = {k: v for k, v in properties.items() if k != name}
+        if why is not None and _refused(rest) is None:
+            return name, why
+    name = next((n for n, why in alone.items() if why is not None), next(iter(properties)))
+    return name, alone[name] or together
 
 
 def producer_settings(kafka: KafkaConfig) -> dict[str, Any]:
@@ -108,8 +124,74 @@ def _admin(kafka: KafkaConfig, **extra: Any) -> Any:
     return AdminClient({**settings, **extra})
 
 
+class _Heard:
+    """What librdkafka reported while connecting (its `error_cb` and `logger`), kept to say
+    why a connection failed: its exceptions only say "transport failure"."""
+
+    def __init__(self) -> None:
+        self.errors: list[KafkaError] = []
+        self.lines: list[str] = []
+
+    def error(self, err: KafkaError) -> None:
+        self.errors.append(err)
+
+    def log(self, _level: int, fmt: str, *args: object) -> None:
+        self.lines.append(fmt % args)
+
+
+def _after_colon(text: str, marker: str) -> str:
+    """The reason librdkafka gives after `marker`, without its "(after N ms in state X)"."""
+    reason = text.split(marker, 1)[-1]
+    return reason.split(" (after ", 1)[0].strip()
+
+
+def refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
+    """Why the broker refused the connection, in a line naming the setting to check, when
+    librdkafka's errors and logs show it: failed authentication, an untrusted certificate, or
+    a security.protocol the listener does not speak. None when nothing says (unreachable)."""
+    from confluent_kafka import KafkaError
+
+    protocol = str(kafka.properties.get("security.protocol", "plaintext")).upper()
+    mechanism = kafka.properties.get("sasl.mechanism", "GSSAPI")
+    auth_codes = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
+    for err in heard.errors:
+        text = err.str()
+        if err.code() in auth_codes and "Unsupported SASL mechanism" in text:
+            offered = _after_colon(text, "supported mechanisms:")
+            return (f"the broker does not offer sasl.mechanism = {mechanism} (it offers "
+                    f"{offered})")  # fmt: skip
+        if err.code() in auth_codes:
+            user = kafka.properties.get("sasl.username", "")
+            return (
+                f"authentication failed for SASL user {user!r} ({mechanism}): check "
+                "sasl.username and the password (TICKPIPE_KAFKA_SASL_PASSWORD)"
+            )
+        if err.code() == KafkaError._SSL and "certificate verify failed" in text:
+            ca = kafka.properties.get("ssl.ca.location", "the system's authorities")
+            return (
+                f"the broker's TLS certificate is not trusted (certificate verify failed): "
+                f"ssl.ca.location = {ca} did not sign it"
+            )
+        if err.code() == KafkaError._SSL:
+            reason = _after_colon(text, "SSL handshake failed:")
+            return f"TLS handshake failed ({reason}): does the listener speak TLS?"
+    closed = [line for line in heard.lines if "connection closed by peer" in line]
+    if closed and "SSL" not in protocol:
+        return (
+            f"the broker closed the connection at the first request: security.protocol = "
+            f"{protocol} does not match its listener (one that wants TLS, e.g. SASL_SSL?)"
+        )
+    if closed and "SASL" not in protocol:
+        return (
+            f"the broker closed the connection after the TLS handshake: security.protocol = "
+            f"{protocol} does not match its listener (one that wants SASL, e.g. SASL_SSL?)"
+        )
+    return None
+
+
 def require_broker(kafka: KafkaConfig, timeout_s: float = 10.0) -> None:
-    """Raise a `Fault` naming the broker when none answers within `timeout_s`.
+    """Raise a `Fault` naming the broker, and the cause when librdkafka tells it (see
+    `refusal`), when none answers within `timeout_s`.
 
     Unchecked, librdkafka retries for ever: `process` would wait for partitions and `ingest`
     for deliveries, then end as if they had run.
@@ -118,14 +200,25 @@ def require_broker(kafka: KafkaConfig, timeout_s: float = 10.0) -> None:
 
     from tickpipe.faults import Fault
 
-    try:
-        _admin(kafka, log_level=0).list_topics(timeout=timeout_s)  # 0: no retry noise
-    except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args else str(exc)
-        raise Fault(
-            f"kafka {kafka.bootstrap} unreachable: {reason} (is the broker running? "
-            f"give its address with --kafka HOST:PORT)"
-        ) from exc
+    heard = _Heard()
+    # The logger keeps librdkafka's retry noise off stderr; its lines may name the cause.
+    admin = _admin(kafka, error_cb=heard.error, logger=heard)
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=min(1.0, max(0.1, deadline_s - time.monotonic())))
+            return
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error and log callbacks
+            why = refusal(kafka, heard)
+            if why is not None:
+                raise Fault(f"kafka {kafka.bootstrap}: {why}") from None
+            if time.monotonic() >= deadline_s:
+                reason = exc.args[0].str() if exc.args else str(exc)
+                raise Fault(
+                    f"kafka {kafka.bootstrap} unreachable: {reason} (is the broker running? "
+                    f"give its address with --kafka HOST:PORT)"
+                ) from exc
 
 
 @dataclass(frozen=True)
