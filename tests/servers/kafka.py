@@ -223,7 +223,7 @@ class SecuredKafkaBroker(KafkaBroker):
 
     def _format_options(self) -> list[str]:
         return [
-            f"--add-scram=SCRAM-SHA-512=[name={name},password=\"{password}\"]"
+            f'--add-scram=SCRAM-SHA-512=[name={name},password="{password}"]'
             for name, password in (
                 (self.user, self.password),
                 (self._broker_user, self._broker_password),

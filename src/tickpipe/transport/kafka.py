@@ -145,34 +145,34 @@ def _after_colon(text: str, marker: str) -> str:
     return reason.split(" (after ", 1)[0].strip()
 
 
+_AUTH_ERRORS = ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED")
+
+
 def refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
     """Why the broker refused the connection, in a line naming the setting to check, when
     librdkafka's errors and logs show it: failed authentication, an untrusted certificate, or
     a security.protocol the listener does not speak. None when nothing says (unreachable)."""
-    from confluent_kafka import KafkaError
-
     protocol = str(kafka.properties.get("security.protocol", "plaintext")).upper()
     mechanism = kafka.properties.get("sasl.mechanism", "GSSAPI")
-    auth_codes = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
     for err in heard.errors:
-        text = err.str()
-        if err.code() in auth_codes and "Unsupported SASL mechanism" in text:
+        text, code = err.str(), err.name()  # librdkafka's error names (KafkaError attributes)
+        if code in _AUTH_ERRORS and "Unsupported SASL mechanism" in text:
             offered = _after_colon(text, "supported mechanisms:")
             return (f"the broker does not offer sasl.mechanism = {mechanism} (it offers "
                     f"{offered})")  # fmt: skip
-        if err.code() in auth_codes:
+        if code in _AUTH_ERRORS:
             user = kafka.properties.get("sasl.username", "")
             return (
                 f"authentication failed for SASL user {user!r} ({mechanism}): check "
                 "sasl.username and the password (TICKPIPE_KAFKA_SASL_PASSWORD)"
             )
-        if err.code() == KafkaError._SSL and "certificate verify failed" in text:
+        if code == "_SSL" and "certificate verify failed" in text:
             ca = kafka.properties.get("ssl.ca.location", "the system's authorities")
             return (
                 f"the broker's TLS certificate is not trusted (certificate verify failed): "
                 f"ssl.ca.location = {ca} did not sign it"
             )
-        if err.code() == KafkaError._SSL:
+        if code == "_SSL":
             reason = _after_colon(text, "SSL handshake failed:")
             return f"TLS handshake failed ({reason}): does the listener speak TLS?"
     closed = [line for line in heard.lines if "connection closed by peer" in line]
