@@ -73,8 +73,8 @@ def check_properties(properties: dict[str, str]) -> tuple[str, str] | None:
     """(name, why) of the first property librdkafka refuses, or None when all are fine.
 
     They are tried together (security.protocol = SASL_SSL alone is refused: its default
-    mechanism, GSSAPI, is not built in), then, when refused, one by one so the error names
-    the property that fails on its own and whose removal the others survive.
+    mechanism, GSSAPI, is not built in); when refused, the property librdkafka's reason names,
+    else the first refused on its own, else the one without which the others pass.
     """
     if not properties:
         return None  # spares every command importing librdkafka
@@ -86,13 +86,17 @@ def check_properties(properties: dict[str, str]) -> tuple[str, str] | None:
     together = _refused(properties)
     if together is None:
         return None
-    alone = {name: _refused({name: value}) for name, value in properties.items()}
-    for name, why in alone.items():
-        rest = {k: v for k, v in properties.items() if k != name}
-        if why is not None and _refused(rest) is None:
-            return name, why
-    name = next((n for n, why in alone.items() if why is not None), next(iter(properties)))
-    return name, alone[name] or together
+    named = [name for name in properties if name in together]
+    if named:
+        return max(named, key=len), together
+    for name, value in properties.items():
+        alone = _refused({name: value})
+        if alone is not None:
+            return name, alone
+    for name in properties:
+        if _refused({k: v for k, v in properties.items() if k != name}) is None:
+            return name, together
+    return next(iter(properties)), together
 
 
 def producer_settings(kafka: KafkaConfig) -> dict[str, Any]:
