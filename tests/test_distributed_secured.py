@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from serve.test_kafka_feed import subscribe, tickpipe, wait_for
 from servers.kafka import SecuredKafkaBroker
-from test_distributed import CONFIG, stop, total_published
+from test_distributed import CONFIG, stop, total_published, trades_and_candles_topics
 
 pytestmark = [pytest.mark.slow, pytest.mark.secured]
 
@@ -62,10 +62,7 @@ def password_file(secured_kafka, tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def topic(secured_kafka) -> str:
-    name = f"sec-{uuid.uuid4().hex[:8]}"
-    secured_kafka.create_topic(name, 2)
-    secured_kafka.create_topic(f"{name}.candles", 2, **{"cleanup.policy": "compact"})
-    return name
+    return trades_and_candles_topics(secured_kafka, "sec", 2)
 
 
 def caught_up(broker: SecuredKafkaBroker, group: str, topic: str) -> bool:
