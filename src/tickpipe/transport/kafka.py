@@ -152,7 +152,7 @@ def _after_colon(text: str, marker: str) -> str:
 _AUTH_ERRORS = ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED")
 
 
-def refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
+def _refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
     """Why the broker refused the connection, in a line naming the setting to check, when
     librdkafka's errors and logs show it: failed authentication, an untrusted certificate, or
     a security.protocol the listener does not speak. None when nothing says (unreachable)."""
@@ -174,7 +174,8 @@ def refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
             ca = kafka.properties.get("ssl.ca.location", "the system's authorities")
             return (
                 f"the broker's TLS certificate is not trusted (certificate verify failed): "
-                f"ssl.ca.location = {ca} did not sign it"
+                f"check ssl.ca.location = {ca} (the CA that signed it) and that it names "
+                f"the host in the bootstrap address"
             )
         if code == "_SSL":
             reason = _after_colon(text, "SSL handshake failed:")
@@ -195,7 +196,7 @@ def refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
 
 def require_broker(kafka: KafkaConfig, timeout_s: float = 10.0) -> None:
     """Raise a `Fault` naming the broker, and the cause when librdkafka tells it (see
-    `refusal`), when none answers within `timeout_s`.
+    `_refusal`), when none answers within `timeout_s`.
 
     Unchecked, librdkafka retries for ever: `process` would wait for partitions and `ingest`
     for deliveries, then end as if they had run.
@@ -214,7 +215,7 @@ def require_broker(kafka: KafkaConfig, timeout_s: float = 10.0) -> None:
             return
         except KafkaException as exc:
             admin.poll(0)  # serves the error and log callbacks
-            why = refusal(kafka, heard)
+            why = _refusal(kafka, heard)
             if why is not None:
                 raise Fault(f"kafka {kafka.bootstrap}: {why}") from None
             if time.monotonic() >= deadline_s:
