@@ -141,6 +141,28 @@ def test_a_missing_token_names_the_environment_variable(tmp_path: Path) -> None:
     assert "TIINGO_TOKEN" in line
 
 
+@pytest.mark.parametrize("command", ["run", "demo", "serve"])
+def test_a_token_on_the_command_line_is_refused_with_where_it_goes(
+    command: str, tmp_path: Path
+) -> None:
+    line = one_line_usage_error(
+        tickpipe(command, "--token", "hunter2", "--data-dir", str(tmp_path))
+    )
+    assert "--token" in line and "TICKPIPE_SERVE_TOKEN_FILE" in line
+    assert "hunter2" not in line
+
+
+def test_an_error_line_never_shows_a_secret_read_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2/x+y\n")
+    result = tickpipe(
+        "demo", "--duration", "1", "--no-serve", "--store", "postgresql://tp@127.0.0.1:1/x",
+        env={"TICKPIPE_STORE_PASSWORD_FILE": str(secret)},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "hunter2" not in result.stderr + result.stdout
+
+
 def test_exchanges_lists_every_supported_exchange_with_what_it_does() -> None:
     result = tickpipe("exchanges")
     assert result.returncode == 0, result.stderr

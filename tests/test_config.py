@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 import pytest
@@ -646,3 +647,92 @@ def test_the_soak_tests_settings_are_no_misspellings() -> None:
     assert unknown_variables(env) == [
         "warning: unknown variable TICKPIPE_SOKA is ignored (no setting has a close name)"
     ]
+
+
+# Secrets: from a variable or its _FILE twin; refused in the TOML file and on the command line.
+
+
+def secret_file(tmp_path: Path, name: str, value: str) -> str:
+    path = tmp_path / name
+    path.write_text(value + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        ('[serve]\ntoken = "hunter2"', "serve.token (from {path}) is a secret: put it in the "
+         "environment variable TICKPIPE_SERVE_TOKEN or in a file named by "
+         "TICKPIPE_SERVE_TOKEN_FILE"),
+        ('store = "postgresql://tp:hunter2@db/x"', "store (from {path}) holds a password: give "
+         "the URL without it and put it in the environment variable TICKPIPE_STORE_PASSWORD"),
+        ('[kafka.properties]\n"sasl.password" = "hunter2"', "kafka.properties.sasl.password "
+         "(from {path}) is a secret: put it in the environment variable "
+         "TICKPIPE_KAFKA_SASL_PASSWORD"),
+    ],
+)  # fmt: skip
+def test_a_secret_in_the_config_file_is_refused_with_where_it_goes(
+    tmp_path: Path, toml: str, says: str
+) -> None:
+    path = write(tmp_path, toml)
+    message = error(path=path)
+    assert message.startswith("config error: " + says.format(path=path))
+    assert "hunter2" not in message
+
+
+def test_a_store_password_on_the_command_line_is_refused_but_one_from_the_environment_is_not():
+    message = error(overrides={"store": "postgresql://tp:hunter2@db/x"})
+    assert "store (from the command line) holds a password" in message
+    assert "hunter2" not in message
+    url = "postgresql://tp:hunter2@db/x"
+    assert load_config(env={"TICKPIPE_STORE": url}).store == url
+
+
+def test_secrets_come_from_the_files_their_file_variables_name(tmp_path: Path) -> None:
+    password = "p@ss:w/rd"
+    env = {
+        "TICKPIPE_SERVE_TOKEN_FILE": secret_file(tmp_path, "token", "tok-from-file"),
+        "TICKPIPE_STORE_PASSWORD_FILE": secret_file(tmp_path, "pw", password),
+        "TICKPIPE_KAFKA_SASL_PASSWORD_FILE": secret_file(tmp_path, "sasl", "sasl-pw"),
+        "TICKPIPE_KAFKA_SSL_KEY_PASSWORD": "key-pw",
+    }
+    path = write(tmp_path, 'store = "postgresql://tp@db:5433/x?sslmode=verify-full"\n'
+                 '[kafka.properties]\n"sasl.username" = "tp"')  # fmt: skip
+    config = load_config(path=path, env=env)
+    assert config.serve.token == "tok-from-file"
+    parts = urlsplit(config.store)
+    assert unquote(parts.password or "") == password and parts.username == "tp"
+    assert (parts.hostname, parts.port, parts.query) == ("db", 5433, "sslmode=verify-full")
+    assert config.kafka.properties == {
+        "sasl.username": "tp", "sasl.password": "sasl-pw", "ssl.key.password": "key-pw",
+    }  # fmt: skip
+    assert unknown_variables(env) == []
+
+
+@pytest.mark.parametrize(
+    ("store", "says"),
+    [
+        ("", "TICKPIPE_STORE_PASSWORD is set, but the store URL names no user"),
+        ("postgresql://db/x", "TICKPIPE_STORE_PASSWORD is set, but the store URL names no user"),
+    ],
+)
+def test_a_store_password_without_a_user_to_log_in_as_is_an_error(store: str, says: str) -> None:
+    message = error(env={"TICKPIPE_STORE_PASSWORD": "hunter2", "TICKPIPE_STORE": store})
+    assert says in message and "hunter2" not in message
+
+
+def test_a_missing_secret_file_is_one_line_naming_the_variable() -> None:
+    message = error(env={"TICKPIPE_SERVE_TOKEN_FILE": "/nonexistent/token"})
+    assert message == "config error: TICKPIPE_SERVE_TOKEN_FILE = '/nonexistent/token': no such file"
+
+
+def test_exchange_tokens_and_alert_secrets_come_from_files_too(tmp_path: Path) -> None:
+    env = {
+        "FINNHUB_TOKEN_FILE": secret_file(tmp_path, "finnhub", "fh-token"),
+        "TICKPIPE_ALERT_SLACK_URL_FILE": secret_file(tmp_path, "slack", "https://hooks.example/x"),
+        "TICKPIPE_ALERTS_NOTIFIERS": "slack",
+    }
+    config = load_config(env=env)
+    assert config.exchange_options("finnhub", env).token == "fh-token"
+    assert config.alerts.notifiers == ["slack"]  # its secret was found: no config error
+    assert "TICKPIPE_ALERT_SLACK_URL" in error(env={"TICKPIPE_ALERTS_NOTIFIERS": "slack"})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 
+from tickpipe.credentials import read_secret
 from tickpipe.deadletter import MAX_PAYLOAD_CHARS, DeadLetter, DeadLetters
 
 
@@ -24,3 +25,12 @@ def test_a_huge_payload_is_cut_to_a_bounded_length_and_counted(tmp_path: Path) -
     assert short.payload == "short" and short.cut == 0
     assert b'"cut"' not in (tmp_path / "dead.jsonl").read_bytes().splitlines()[1]
     assert letters.cut == 1 and letters.total == 2
+
+
+def test_a_letter_never_holds_a_secret_the_process_has_read(tmp_path: Path) -> None:
+    read_secret("T", {"T": "tok/en+1"})
+    letters = DeadLetters(tmp_path / "dead.jsonl")
+    letters.write("feed", "bad frame from wss://x/?token=tok%2Fen%2B1", b'{"token": "tok/en+1"}')
+    letters.close()
+    text = (tmp_path / "dead.jsonl").read_text()
+    assert "tok/en" not in text and "tok%2F" not in text and text.count("***") == 2

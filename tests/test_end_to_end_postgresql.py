@@ -20,10 +20,13 @@ pytestmark = pytest.mark.slow
 TICKPIPE = [sys.executable, "-m", "tickpipe"]
 
 
-def tickpipe(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def tickpipe(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*TICKPIPE, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+        [*TICKPIPE, *args], capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 def stored(dsn: str, sql: str) -> tuple:
@@ -204,7 +207,8 @@ def test_serve_over_postgresql_answers_from_the_database(postgres_dsn, tmp_path)
 
 def test_run_with_an_unreachable_database_stops_with_one_line():
     result = tickpipe("demo", "--duration", "2", "--no-serve", "--store",
-                      "postgresql://tp:secret@127.0.0.1:1/tickpipe")  # fmt: skip
+                      "postgresql://tp@127.0.0.1:1/tickpipe",
+                      env={"TICKPIPE_STORE_PASSWORD": "secret"})  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

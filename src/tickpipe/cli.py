@@ -11,13 +11,20 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from tickpipe import __version__
 from tickpipe.allocator import limit_retained_memory
 from tickpipe.config import Config, ConfigError, check_symbols, load_config, unknown_variables
+from tickpipe.credentials import (
+    SERVE_TOKEN_ENV,
+    SecretError,
+    redact,
+    redact_logs,
+    where_secret_goes,
+)
 from tickpipe.durations import parse_duration
 from tickpipe.engine.windows import parse_window
 from tickpipe.faults import Fault, faults_named
@@ -83,6 +90,12 @@ def _remember_lake(ctx: click.Context, param: click.Parameter, value: str | None
         ctx.meta["tickpipe.lake"] = value
 
 
+def _remember_tls(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """`--tls-cert`/`--tls-key` of the serving commands: merged into the config by `_config`."""
+    if value is not None:
+        ctx.meta.setdefault("tickpipe.tls", {})[f"serve.{param.name}"] = value
+
+
 def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """An ISO date or date-time (UTC unless it says otherwise) as microseconds."""
     if value is None:
@@ -142,25 +155,35 @@ def _serve_options(func):
     for option in reversed(
         [
             click.option("--host", help="API address [default: 127.0.0.1]; any other needs "
-                         "--token or --insecure."),
+                         "a token (TICKPIPE_SERVE_TOKEN) or --insecure."),
             click.option("--port", type=click.IntRange(0, 65535),
                          help="API port [default: 8050; 0: any free port]."),
-            click.option("--token", help="Access token the API requires (or "
-                         "TICKPIPE_SERVE_TOKEN): Authorization: Bearer TOKEN or ?token=TOKEN."),
+            click.option("--token", hidden=True, expose_value=False, callback=_no_token),
             click.option("--insecure", is_flag=True, default=None,
                          help="Serve a non-loopback address without a token."),
+            click.option("--tls-cert", expose_value=False, callback=_remember_tls,
+                         metavar="PEM", help="Serve HTTPS with this certificate (chain) "
+                         "and --tls-key; HSTS on every answer."),
+            click.option("--tls-key", expose_value=False, callback=_remember_tls,
+                         metavar="PEM", help="The certificate's private key, unencrypted."),
         ]
     ):  # fmt: skip
         func = option(func)
     return func
 
 
-def _serve_overrides(
-    host: str | None, port: int | None, token: str | None, insecure: bool | None
-) -> dict[str, Any]:
-    return {
-        "serve.host": host, "serve.port": port, "serve.token": token, "serve.insecure": insecure,
-    }  # fmt: skip
+def _no_token(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """`--token` is refused: every user of the machine can read it in the process list."""
+    if value is not None:
+        raise click.BadParameter(
+            f"a token on the command line is visible to every user of this machine; "
+            f"{where_secret_goes(SERVE_TOKEN_ENV)}",
+            ctx, param,
+        )  # fmt: skip
+
+
+def _serve_overrides(host: str | None, port: int | None, insecure: bool | None) -> dict[str, Any]:
+    return {"serve.host": host, "serve.port": port, "serve.insecure": insecure}
 
 
 def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
@@ -170,7 +193,8 @@ def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
         click.echo(warning, err=True)
     lake = ctx.meta.get("tickpipe.lake") if ctx is not None else None
     lake = overrides.get("lake", lake)  # verify --lake and export --to name their own
-    return load_config(config_path, overrides={**overrides, "store": store, "lake": lake})
+    tls = ctx.meta.get("tickpipe.tls", {}) if ctx is not None else {}
+    return load_config(config_path, overrides={**overrides, **tls, "store": store, "lake": lake})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -257,12 +281,12 @@ def _source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_c
 @_serve_options
 @click.option("--no-serve", is_flag=True, default=None, help="Do not start the HTTP API.")
 @_source_options
-def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, token, insecure,
+def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, insecure,
         no_serve, exchanges, symbols, endpoints, rest_endpoints, no_symbol_check, replay,
         speed) -> None:  # fmt: skip
     """Ingest live trades, build candles, store them, show them in the terminal and the API."""
     config = _config(config_path, {
-        **_serve_overrides(host, port, token, insecure),
+        **_serve_overrides(host, port, insecure),
         "serve.enabled": False if no_serve else None,
         "data_dir": data_dir, "intervals": list(intervals) or None,
         "hopping": list(hopping) or None, "quiet": quiet,
@@ -349,11 +373,11 @@ def _print_exchanges() -> None:
 @click.option("--symbols", type=int, help="How many simulated symbols [default: 20].")
 @click.option("--rate", type=float, help="Trades per second across all symbols [default: 2000].")
 @click.option("--seed", type=int, help="Random seed of the simulated market [default: 0].")
-def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port, token, insecure,
+def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port, insecure,
          no_serve, symbols, rate, seed) -> None:  # fmt: skip
     """Run the whole pipeline on a simulated market: no network needed."""
     config = _config(config_path, {
-        **_serve_overrides(host, port, token, insecure),
+        **_serve_overrides(host, port, insecure),
         "serve.enabled": False if no_serve else None,
         "data_dir": data_dir, "intervals": list(intervals) or None,
         "hopping": list(hopping) or None, "quiet": quiet,
@@ -462,7 +486,8 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
         from tickpipe.stores.lake.sync import verify_lake
 
         lake = open_lake(config.lake_settings())
-        report = verify_lake(lake, list(intervals) or None, show, since, until)
+        with VerifyProgress() as progress:
+            report = verify_lake(lake, list(intervals) or None, show, since, until, progress)
         stored = "lake"
     else:
         with faults_named(str(config.db_path)):
@@ -530,7 +555,7 @@ def _echo_uncompared(report: VerifyReport, err: bool = False) -> None:
     help="Live candle updates from the candles topic (distributed mode).",
 )
 @click.option("--candles-topic", help="Candles topic [default: tickpipe.candles].")
-def serve(config_path, data_dir, host, port, token, insecure, bootstrap,
+def serve(config_path, data_dir, host, port, insecure, bootstrap,
           candles_topic) -> None:  # fmt: skip
     """Serve the API over an existing store, read-only: no live pushes (run or demo push).
 
@@ -542,7 +567,7 @@ def serve(config_path, data_dir, host, port, token, insecure, bootstrap,
     from tickpipe.serve.server import make_server
 
     config = _config(config_path, {"data_dir": data_dir, **_serve_overrides(
-        host, port, token, insecure), "kafka.bootstrap": bootstrap,
+        host, port, insecure), "kafka.bootstrap": bootstrap,
         "kafka.candles_topic": candles_topic})  # fmt: skip
     if bootstrap:
         from tickpipe.transport.kafka import require_broker
@@ -558,10 +583,10 @@ def serve(config_path, data_dir, host, port, token, insecure, bootstrap,
 
             hub = Hub()
             live = f"live candles from kafka {config.kafka.bootstrap} {config.kafka.candles_topic}"
-        click.echo(f"tickpipe serve: dashboard and API at {_url(sock)} over "
+        click.echo(f"tickpipe serve: dashboard and API at {_url(sock, config)} over "
                    f"{store.describe()} ({live}; Ctrl-C to stop)")  # fmt: skip
         app = create_app(ApiContext(store, hub=hub), config.serve.token or None, config.serve)
-        asyncio.run(_serve_live(make_server(app, True), sock, config, hub))
+        asyncio.run(_serve_live(make_server(app, True, config.serve), sock, config, hub))
     finally:
         store.close()
 
@@ -595,10 +620,10 @@ def _bind(config: Config):
         ) from None
 
 
-def _url(sock) -> str:
+def _url(sock, config: Config) -> str:
     from tickpipe.serve.server import url_of
 
-    return url_of(sock)
+    return url_of(sock, bool(config.serve.tls_cert))
 
 
 def _kafka_options(func):
@@ -782,7 +807,7 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
     where = Locations(
         pipeline.store.describe(),
         str(config.dead_letter_path),
-        _url(sock) if sock is not None else None,
+        _url(sock, config) if sock is not None else None,
     )
     view = None
     try:
@@ -814,27 +839,32 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
     print_summary(pipeline.status(), where)
 
 
+def _error(line: str, status: int) -> NoReturn:
+    """Print a one-line error (never with a secret in it) and exit with `status`."""
+    click.echo(redact(line), err=True)
+    sys.exit(status)
+
+
 def main() -> None:
     """Entry point: one-line errors for bad arguments and settings, exit status 2."""
     limit_retained_memory()
+    redact_logs()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "tickpipe"
-        click.echo(f"{where}: error: {exc.format_message()}", err=True)
-        sys.exit(EXIT_USAGE)
+        _error(f"{where}: error: {exc.format_message()}", EXIT_USAGE)
     except (ConfigError, StoreError) as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_USAGE)
+        _error(str(exc), EXIT_USAGE)
+    except SecretError as exc:  # a secret's file went missing after the config was read
+        _error(f"tickpipe: error: {exc}", EXIT_USAGE)
     except Fault as exc:  # the machine's, not tickpipe's: a full disk, a damaged file
-        click.echo(f"tickpipe: error: {exc}", err=True)
-        sys.exit(1)
+        _error(f"tickpipe: error: {exc}", 1)
     except RuntimeError as exc:  # the store failed while running (e.g. its server stayed away)
         if not isinstance(exc.__cause__, StoreError):
             raise
-        click.echo(f"tickpipe: {exc}", err=True)
-        sys.exit(1)
+        _error(f"tickpipe: {exc}", 1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -23,9 +23,30 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args, get_origin
 
 import msgspec
 
+from tickpipe.credentials import (
+    FILE_SUFFIX,
+    KAFKA_SECRET_PROPERTIES,
+    SERVE_TOKEN_ENV,
+    STORE_PASSWORD_ENV,
+    SecretError,
+    kafka_env,
+    read_secret,
+    secret_env,
+    secret_names,
+    url_password,
+    url_user,
+    where_secret_goes,
+    with_password,
+)
 from tickpipe.durations import ALLOWED, NOT_A_DURATION, Seconds, decode
 from tickpipe.engine.settings import DURATION, EngineSettings, check_engine
-from tickpipe.monitor.alerts.config import AlertsConfig, MonitorConfig, check_alerts, check_monitor
+from tickpipe.monitor.alerts.config import (
+    ALERT_SECRETS,
+    AlertsConfig,
+    MonitorConfig,
+    check_alerts,
+    check_monitor,
+)
 from tickpipe.serve.settings import ServeConfig, check_serve
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector, has_symbol_list
 from tickpipe.sources.settings import (
@@ -47,6 +68,8 @@ if TYPE_CHECKING:
     from tickpipe.stores.base import Store
 
 ENV_PREFIX = "TICKPIPE_"
+# Settings that are secrets: read from their variable or its _FILE twin, refused elsewhere.
+SECRET_KEYS = {"serve.token": SERVE_TOKEN_ENV}
 # Trades the bounded queue may hold: its memory is reserved as it fills, and beyond this a
 # typo (10^20) would promise a queue no machine can hold.
 MAX_QUEUE_TRADES = 100_000_000
@@ -162,7 +185,8 @@ class Config(EngineSettings, forbid_unknown_fields=True):
         info = connector(name).INFO
         token = None
         if info.token_env:
-            token = (os.environ if env is None else env).get(info.token_env, "").strip()
+            env = _secret_env(env, [info.token_env])
+            token = env.get(info.token_env, "").strip()
             if not token:
                 raise ConfigError(
                     f"config error: run.exchanges: {name} needs an API token in the environment "
@@ -264,12 +288,14 @@ TEST_SUITE_ENV_PREFIX = "TICKPIPE_SOAK_"
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     """One warning line per `TICKPIPE_*` variable tickpipe does not read, with the closest
     known name: a misspelt variable would otherwise be ignored without a word."""
-    from tickpipe.monitor.alerts.config import SECRET_ENV, SMTP_PASSWORD_ENV
-    from tickpipe.stores.lake.location import ACCESS_KEY_ENV, SECRET_KEY_ENV
+    from tickpipe.stores.lake.location import LAKE_SECRETS
 
-    known = {env_name(key) for key in KEYS} | set(SECRET_ENV.values()) | {SMTP_PASSWORD_ENV}
-    known |= {connector(n).INFO.token_env or "" for n in EXCHANGES}
-    known |= {ACCESS_KEY_ENV, SECRET_KEY_ENV, TEST_SUITE_ENV}
+    secrets = secret_names(
+        [*ALERT_SECRETS, *LAKE_SECRETS]
+        + [token for n in EXCHANGES if (token := connector(n).INFO.token_env)]
+    )
+    known = {env_name(key) for key in KEYS} | secrets | {s + FILE_SUFFIX for s in secrets}
+    known.add(TEST_SUITE_ENV)
     out = []
     for name in sorted(os.environ if env is None else env):
         if name.startswith(ENV_PREFIX) and name not in known:
@@ -296,13 +322,18 @@ def load_config(
     env = os.environ if env is None else env
     for key, kind in KEYS.items():
         name = env_name(key)
-        if name in env:
+        if name in env and key not in SECRET_KEYS:
             _set(data, key, _from_env(env[name], kind))
             origin[key] = f"from {name}"
     for key, value in (overrides or {}).items():
         if value is not None:
             _set(data, key, value)
             origin[key] = "from the command line"
+    try:
+        _refuse_secrets(data, origin)
+        _add_secrets(data, origin, env)
+    except SecretError as exc:
+        raise ConfigError(f"config error: {exc}") from None
     sections = _exchange_sections(data.pop("exchanges", {}), origin)
     try:
         config = msgspec.convert(data, Config, strict=False, dec_hook=decode)
@@ -312,6 +343,75 @@ def load_config(
     _choose_exchanges(config, origin)
     check(config, origin, env)
     return config
+
+
+def _secret_env(env: Mapping[str, str] | None, names: Sequence[str]) -> Mapping[str, str]:
+    """The environment with the secrets `names` given as files read in (see `credentials`)."""
+    try:
+        return secret_env(os.environ if env is None else env, names)
+    except SecretError as exc:
+        raise ConfigError(f"config error: {exc}") from None
+
+
+_FROM_STORE_ENV = "from TICKPIPE_STORE"  # a whole URL in the environment may hold its password
+_FROM_PROPERTIES_ENV = "from TICKPIPE_KAFKA_PROPERTIES"
+
+
+def _refuse_secrets(data: dict[str, Any], origin: Mapping[str, str]) -> None:
+    """A secret in the TOML file (shared, often committed) or on the command line (in every
+    user's process list) is refused with where it goes instead."""
+    for key, name in SECRET_KEYS.items():
+        if _get(data, key) and key in origin and origin[key] != f"from {name}":
+            raise SecretError(f"{key} ({origin[key]}) is a secret: {where_secret_goes(name)}")
+    store = data.get("store")
+    if isinstance(store, str) and url_password(store) and origin.get("store") != _FROM_STORE_ENV:
+        raise SecretError(
+            f"store ({origin.get('store', 'given')}) holds a password: give the URL without it "
+            f"and {where_secret_goes(STORE_PASSWORD_ENV)}"
+        )
+    properties = _get(data, "kafka.properties")
+    where = origin.get("kafka.properties", "")
+    if isinstance(properties, Mapping) and where != _FROM_PROPERTIES_ENV:
+        for prop in properties:
+            if prop in KAFKA_SECRET_PROPERTIES:
+                raise SecretError(
+                    f"kafka.properties.{prop} ({where or 'given'}) is a secret: "
+                    f"{where_secret_goes(kafka_env(prop))}"
+                )
+
+
+def _add_secrets(data: dict[str, Any], origin: dict[str, str], env: Mapping[str, str]) -> None:
+    """The secrets from their variables (or files): the API token, the store's password into
+    its URL, Kafka's secret properties."""
+    for key, name in SECRET_KEYS.items():
+        value = read_secret(name, env)
+        if value is not None:
+            _set(data, key, value)
+            origin[key] = f"from {name}"
+    password = read_secret(STORE_PASSWORD_ENV, env)
+    if password is not None:
+        store = data.get("store")
+        if not isinstance(store, str) or not url_user(store.strip()):
+            raise SecretError(
+                f"{STORE_PASSWORD_ENV} is set, but the store URL names no user to log in as "
+                f"(e.g. postgresql://USER@host:5432/db)"
+            )
+        if url_password(store):
+            raise SecretError(f"{STORE_PASSWORD_ENV} is set, and the store URL has a password")
+        data["store"] = with_password(store.strip(), password)
+    for prop in KAFKA_SECRET_PROPERTIES:
+        value = read_secret(kafka_env(prop), env)
+        if value is not None:
+            properties = data.setdefault("kafka", {}).setdefault("properties", {})
+            properties[prop] = value
+
+
+def _get(data: Mapping[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)  # type: ignore[assignment]
+    return data
 
 
 def _exchange_sections(raw: Any, origin: Mapping[str, str]) -> dict[str, ExchangeConfig]:
@@ -389,7 +489,7 @@ def check(
     config.lake = check_lake_url(config.lake, fail)
     check_exchanges(config.exchanges, fail)
     check_monitor(config.monitor, fail)
-    check_alerts(config.alerts, fail, os.environ if env is None else env)
+    check_alerts(config.alerts, fail, _secret_env(env, ALERT_SECRETS))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """The dead-letter file: every message tickpipe could not use, kept with the reason why.
 
+A message may echo a secret back (a feed's error quoting the URL with its token), so letters
+are cleaned of every secret the process has read (`credentials.redact`).
+
 A payload is kept up to `MAX_PAYLOAD_CHARS`: a huge garbage line must not fill the disk, so
 the rest is cut off, and the letter says how many characters went (`cut`).
 """
@@ -12,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 import msgspec
+
+from tickpipe.credentials import redact
 
 MAX_PAYLOAD_CHARS = 4096  # a trade message is far shorter; enough to see what came
 
@@ -57,7 +62,8 @@ class DeadLetters:
         kept, left_out = cut(payload)
         line = self._encoder.encode(
             DeadLetter(
-                ts=time.time_ns() // 1000, source=source, reason=reason, payload=kept,
+                ts=time.time_ns() // 1000, source=source, reason=redact(reason),
+                payload=redact(kept),
                 cut=left_out,
             )
         )  # fmt: skip

@@ -133,7 +133,6 @@ def test_a_non_loopback_host_without_a_token_or_insecure_is_a_config_error() -> 
     ("overrides", "env"),
     [
         ({"serve.host": "0.0.0.0"}, {"TICKPIPE_SERVE_TOKEN": TOKEN}),
-        ({"serve.host": "0.0.0.0", "serve.token": TOKEN}, {}),
         ({"serve.host": "0.0.0.0", "serve.insecure": True}, {}),
         ({"serve.host": "0.0.0.0", "serve.enabled": False}, {}),
         ({"serve.host": "::1"}, {}),

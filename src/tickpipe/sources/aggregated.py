@@ -15,11 +15,12 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from tickpipe.credentials import redact_secrets
 from tickpipe.records import SIDE_UNKNOWN, Instrument, TradeBatch
 from tickpipe.sources.feed import ShardedFeed
 from tickpipe.sources.parsing import Parsed, json_object, trade_batch
 from tickpipe.sources.registry import ExchangeInfo
-from tickpipe.sources.ws import WsConfig, check_ws_url, redact_secrets
+from tickpipe.sources.ws import WsConfig, check_ws_url
 
 # Venue spellings of the same exchange across feeds; the analytics of top exchanges group by it.
 VENUE_ALIASES = {

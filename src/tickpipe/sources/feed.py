@@ -35,11 +35,12 @@ from typing import NamedTuple
 
 import msgspec
 
+from tickpipe.credentials import redact_secrets
 from tickpipe.records import Gap, Instrument, TradeBatch
 from tickpipe.sources import SourceContext
 from tickpipe.sources.parsing import Parsed, Reject
 from tickpipe.sources.rest import RestClient, RestConfig
-from tickpipe.sources.ws import WsClient, WsConfig, WsConnection, redact_secrets
+from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
 
 log = logging.getLogger(__name__)
 

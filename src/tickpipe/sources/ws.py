@@ -24,11 +24,10 @@ import asyncio
 import logging
 import math
 import random
-import re
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from picows import (
@@ -43,6 +42,7 @@ from picows import (
     ws_connect,
 )
 
+from tickpipe.credentials import redact_secrets, secret_pattern
 from tickpipe.records import Disconnect
 from tickpipe.sources import SourceStats
 
@@ -141,27 +141,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if 0 <= seconds < math.inf else None
-
-
-def secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
-    """Every way a secret can show up in a URL or a message: each character as itself or
-    percent-encoded (either case, a space also as `+`), so no URL-encoded spelling escapes;
-    longest secrets first so that no shorter one leaves part of a longer one behind."""
-    forms = []
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        chars = []
-        for char in secret:
-            escapes = "".join(f"%{byte:02x}" for byte in char.encode())
-            spelled = [re.escape(char), re.escape(escapes)] + ([r"\+"] if char == " " else [])
-            chars.append(f"(?:{'|'.join(spelled)})")
-        forms.append("".join(chars))
-    return re.compile("|".join(forms), re.IGNORECASE) if forms else None
-
-
-def redact_secrets(text: str, secrets: Iterable[str] | re.Pattern[str] | None) -> str:
-    """`text` with every spelling of every secret (see `secret_pattern`) replaced by `***`."""
-    pattern = secrets if isinstance(secrets, re.Pattern | None) else secret_pattern(secrets)
-    return pattern.sub("***", text) if pattern is not None else text
 
 
 def check_ws_url(url: str, secrets: Sequence[str] = ()) -> None:

@@ -25,7 +25,8 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
     replication_factor: int = 0
     min_insync_replicas: int = 0
     # librdkafka settings passed through as they are (SASL/SSL, timeouts...), e.g.
-    # "security.protocol" = "SASL_SSL"; secrets belong in TICKPIPE_KAFKA_* variables, not files
+    # "security.protocol" = "SASL_SSL"; a secret one (sasl.password) is refused here: it comes
+    # from TICKPIPE_KAFKA_SASL_PASSWORD or its _FILE twin (`tickpipe.credentials`)
     properties: dict[str, str] = msgspec.field(default_factory=dict)
 
 

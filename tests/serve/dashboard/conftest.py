@@ -3,6 +3,7 @@ in headless Chromium that collect console errors and leave a screenshot under te
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -58,12 +59,11 @@ def start_demo(data_dir: Path, port: int = 0, token: str | None = None) -> Demo:
     """`tickpipe demo` on 127.0.0.1; returns once its API answers and it has stored trades."""
     args = [sys.executable, "-m", "tickpipe", "demo", "--quiet", "--port", str(port),
             "--data-dir", str(data_dir)]  # fmt: skip
-    if token:
-        args += ["--token", token]
+    env = {**os.environ, "TICKPIPE_SERVE_TOKEN": token} if token else None
     # stderr to a file: nobody reads it while the demo runs, and a full pipe would block it.
     log = data_dir / f"demo-{time.monotonic_ns()}.stderr"
     with log.open("w") as stderr:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", line)

@@ -35,6 +35,7 @@ SECRET_ENV = {
     "telegram": "TICKPIPE_ALERT_TELEGRAM_TOKEN",
 }
 SMTP_PASSWORD_ENV = "TICKPIPE_ALERT_SMTP_PASSWORD"
+ALERT_SECRETS = (*SECRET_ENV.values(), SMTP_PASSWORD_ENV)  # each also as NAME_FILE
 
 
 RULE_DURATION = allowing("not a duration (5m)")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from tickpipe.monitor.alerts.config import SECRET_ENV, SMTP_PASSWORD_ENV, AlertsConfig
+from tickpipe.credentials import secret_env
+from tickpipe.monitor.alerts.config import (
+    ALERT_SECRETS,
+    SECRET_ENV,
+    SMTP_PASSWORD_ENV,
+    AlertsConfig,
+)
 from tickpipe.monitor.notify.base import Notifier
 from tickpipe.monitor.notify.discord import DiscordNotifier
 from tickpipe.monitor.notify.email import EmailNotifier
@@ -16,7 +22,7 @@ from tickpipe.monitor.notify.webhook import WebhookNotifier
 
 
 def build_notifiers(config: AlertsConfig, env: Mapping[str, str] | None = None) -> list[Notifier]:
-    env = os.environ if env is None else env
+    env = secret_env(os.environ if env is None else env, ALERT_SECRETS)
 
     def secret(name: str) -> str:
         return env.get(SECRET_ENV[name], "").strip()

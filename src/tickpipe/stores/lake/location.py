@@ -2,7 +2,8 @@
 
 The URL and the client settings (`lake_endpoint`, `lake_region`) come from the config; the
 credentials only from the environment (`TICKPIPE_LAKE_ACCESS_KEY_ID`,
-`TICKPIPE_LAKE_SECRET_ACCESS_KEY`), so they are never in a file, a log line or `describe()`.
+`TICKPIPE_LAKE_SECRET_ACCESS_KEY`, or files their `_FILE` twins name), so they are never in
+the config file, a log line or `describe()`.
 Without them the AWS SDK's own chain (its variables, ~/.aws) applies.
 """
 
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pyarrow import fs
 
+from tickpipe.credentials import secret_env
 from tickpipe.settings import Fail
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 ACCESS_KEY_ENV = "TICKPIPE_LAKE_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "TICKPIPE_LAKE_SECRET_ACCESS_KEY"
+LAKE_SECRETS = (ACCESS_KEY_ENV, SECRET_KEY_ENV)  # each also as NAME_FILE
 MIN_ROLL_BYTES = 1024
 SCHEMES = "use s3://bucket/prefix or file:///absolute/path"
 
@@ -75,7 +78,7 @@ def filesystem(
     parts = urlsplit(settings.url)
     if parts.scheme == "file":
         return fs.LocalFileSystem(), parts.path.rstrip("/")
-    env = os.environ if env is None else env
+    env = secret_env(os.environ if env is None else env, LAKE_SECRETS)
     options: dict[str, object] = {}
     if settings.region:
         options["region"] = settings.region
