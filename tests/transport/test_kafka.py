@@ -110,6 +110,23 @@ def test_a_sasl_ssl_scram_configuration_is_accepted(tmp_path):
     assert check_properties(sasl_ssl(tmp_path)) is None
 
 
+def test_a_sasl_login_without_its_password_says_where_the_password_goes(tmp_path):
+    properties = sasl_ssl(tmp_path)
+    del properties["sasl.password"]
+    path = tmp_path / "t.toml"
+    path.write_text(
+        "[kafka.properties]\n" + "".join(f'"{k}" = "{v}"\n' for k, v in properties.items())
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "kafka.properties.sasl.password" in str(err.value)
+    assert "TICKPIPE_KAFKA_SASL_PASSWORD_FILE" in str(err.value)
+    assert load_config(path, env={"TICKPIPE_KAFKA_SASL_PASSWORD": "pw"}).kafka.properties == {
+        **properties,
+        "sasl.password": "pw",
+    }
+
+
 def test_a_missing_ca_file_is_named_not_the_protocol(tmp_path):
     problem = check_properties(sasl_ssl(tmp_path, **{"ssl.ca.location": "/no/ca.pem"}))
     assert problem is not None and problem[0] == "ssl.ca.location", problem

@@ -8,6 +8,7 @@ batches into messages and back (transport/schema.py).
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -69,6 +70,11 @@ def _refused(properties: dict[str, Any]) -> str | None:
     return None
 
 
+def _names(text: str, name: str) -> bool:
+    """Whether librdkafka's `text` names property `name` (not one it is the start of)."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", text) is not None
+
+
 def check_properties(properties: dict[str, str]) -> tuple[str, str] | None:
     """(name, why) of the first property librdkafka refuses, or None when all are fine.
 
@@ -86,7 +92,12 @@ def check_properties(properties: dict[str, str]) -> tuple[str, str] | None:
     together = _refused(properties)
     if together is None:
         return None
-    named = [name for name in properties if name in together]
+    from tickpipe.credentials import KAFKA_SECRET_PROPERTIES, kafka_env, where_secret_goes
+
+    for secret in KAFKA_SECRET_PROPERTIES:  # "sasl.username and sasl.password must be set"
+        if _names(together, secret) and secret not in properties:
+            return secret, f"{together}; {where_secret_goes(kafka_env(secret))}"
+    named = [name for name in properties if _names(together, name)]
     if named:
         return max(named, key=len), together
     for name, value in properties.items():
@@ -156,6 +167,8 @@ def _refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
     """Why the broker refused the connection, in a line naming the setting to check, when
     librdkafka's errors and logs show it: failed authentication, an untrusted certificate, or
     a security.protocol the listener does not speak. None when nothing says (unreachable)."""
+    from tickpipe.credentials import kafka_env
+
     protocol = str(kafka.properties.get("security.protocol", "plaintext")).upper()
     mechanism = kafka.properties.get("sasl.mechanism", "GSSAPI")
     for err in heard.errors:
@@ -168,7 +181,7 @@ def _refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
             user = kafka.properties.get("sasl.username", "")
             return (
                 f"authentication failed for SASL user {user!r} ({mechanism}): check "
-                "sasl.username and the password (TICKPIPE_KAFKA_SASL_PASSWORD)"
+                f"sasl.username and the password ({kafka_env('sasl.password')}(_FILE))"
             )
         if code == "_SSL" and "certificate verify failed" in text:
             ca = kafka.properties.get("ssl.ca.location", "the system's authorities")
