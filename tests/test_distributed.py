@@ -181,12 +181,17 @@ def check_exactly_once(dsn: str, stream: Stream) -> None:
     assert_candles_equal(stored_candles(dsn), batch_candles(trades, WINDOWS))
 
 
+def trades_and_candles_topics(broker, prefix: str, partitions: int) -> str:
+    """A fresh trades topic and its compacted candles topic (NAME.candles); returns NAME."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(name, partitions)
+    broker.create_topic(f"{name}.candles", partitions, **{"cleanup.policy": "compact"})
+    return name
+
+
 @pytest.fixture
 def topic(kafka) -> str:
-    name = f"trades-{uuid.uuid4().hex[:8]}"
-    kafka.create_topic(name, 3)
-    kafka.create_topic(f"{name}.candles", 3, **{"cleanup.policy": "compact"})
-    return name
+    return trades_and_candles_topics(kafka, "trades", 3)
 
 
 def test_sigkilled_processor_restarted_later_changes_nothing_in_final_candles(

@@ -569,6 +569,10 @@ def serve(config_path, data_dir, host, port, insecure, bootstrap,
     config = _config(config_path, {"data_dir": data_dir, **_serve_overrides(
         host, port, insecure), "kafka.bootstrap": bootstrap,
         "kafka.candles_topic": candles_topic})  # fmt: skip
+    if bootstrap:
+        from tickpipe.transport.kafka import require_broker
+
+        require_broker(config.kafka)  # a refused login is one line, not a silent feed
     store = config.open_store(read_only=True)
     try:
         sock = _bind(config)
