@@ -122,7 +122,7 @@ def test_the_revision_rule_in_the_update_filter_matches_only_an_outranked_candle
 )
 def test_a_bad_mongodb_setting_is_one_line_naming_it(url: str, named: str) -> None:
     with pytest.raises(ConfigError) as bad:
-        load_config(env={}, overrides={"store": url})
+        load_config(env={"TICKPIPE_STORE": url})  # where a URL may carry its password
     message = str(bad.value)
     assert message.startswith("config error: store = ") and named in message
     assert "\n" not in message and "secret" not in message
