@@ -57,6 +57,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from tickpipe.credentials import STORE_PASSWORD_ENV
 from tickpipe.durations import format_duration
 from tickpipe.engine.windows import restore_cutoff
 from tickpipe.records import (
@@ -77,6 +78,7 @@ from tickpipe.stores.retry import Backoff
 
 try:
     from cassandra import (
+        AuthenticationFailed,
         ConsistencyLevel,
         CoordinationFailure,
         OperationTimedOut,
@@ -242,6 +244,7 @@ class CassandraStore(CandleAnalytics):
         self.retry_for = retry_for
         self.read_retry_for = read_retry_for
         self.concurrency = concurrency
+        self.connect_timeout_s = connect_timeout_s
         self._known: set[tuple[str, str, str, str, int]] = set()  # series days written
         self._budget = ReadBudget()
         self._cluster = _cluster(self.settings, connect_timeout_s)
@@ -249,8 +252,9 @@ class CassandraStore(CandleAnalytics):
             self._session = self._cluster.connect()
         except Exception as exc:
             self._cluster.shutdown()
+            why = _refusal(exc, self.settings) or _plain_against_tls(exc, self.settings)
             raise StoreError(
-                f"cannot connect to Cassandra at {self.describe()}: {_reason(exc)}"
+                f"cannot connect to Cassandra at {self.describe()}: {why or _reason(exc)}"
             ) from None
         try:
             self._create_schema()
@@ -383,7 +387,26 @@ class CassandraStore(CandleAnalytics):
             try:
                 return fn()
             except LOST as exc:
+                refused = self._refused(exc)
+                if refused:  # no retry makes a wrong password right or a certificate trusted
+                    raise StoreError(f"Cassandra at {self.describe()}: {refused}") from None
                 backoff.wait(exc, _reason(exc)[:300], "node unreachable")
+
+    def _refused(self, exc: BaseException) -> str | None:
+        """Why the nodes turn this store away for good (see `_refusal`), or None. With every
+        node marked down the driver keeps the reason to itself (its reconnections failed in
+        the background), so a fresh connection is tried once to learn it."""
+        refused = _refusal(exc, self.settings)
+        if refused or not (isinstance(exc, NoHostAvailable) and not exc.errors):
+            return refused
+        probe = _cluster(self.settings, self.connect_timeout_s)
+        try:
+            probe.connect()
+        except Exception as failed:
+            return _refusal(failed, self.settings)
+        finally:
+            probe.shutdown()
+        return None
 
     def read_budget(self, timeout_s: float) -> AbstractContextManager[None]:
         return self._budget.within(timeout_s)
@@ -668,10 +691,13 @@ class CassandraStore(CandleAnalytics):
 
 class _QuietNegotiation(logging.Filter):
     """Drops the driver's warning that it settled on an older protocol version than its own
-    newest: expected with any server older than the driver, and said twice per connection."""
+    newest (expected with any server older than the driver, and said twice per connection),
+    and its error that a connection at start-up failed: the store says so in its own line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Downgrading core protocol version")
+        message = record.getMessage()
+        return not message.startswith(("Downgrading core protocol version",
+                                       "Control connection failed to connect"))  # fmt: skip
 
 
 def _cluster(settings: CassandraSettings, connect_timeout_s: float) -> Cluster:
@@ -722,6 +748,49 @@ def _per_partition(
             yield run
             runs[key] = []
     yield from (run for run in runs.values() if run)
+
+
+_CERT_REFUSED = re.compile(r"certificate verify failed: ([^(]+?) *(?:\(_ssl|$)")
+_TLS_FAILED = re.compile(r"\[SSL: ([A-Z_]+)\]")
+
+
+def _refusal(exc: BaseException, settings: CassandraSettings) -> str | None:
+    """Why the node turned the client away for good, in tickpipe's words (the server's own
+    text is left out), or None when it may only be away: a login it refuses, a certificate
+    `tls_ca` does not trust, a TLS handshake that fails."""
+    errors = list(exc.errors.values()) if isinstance(exc, NoHostAvailable) else [exc]
+    for error in errors:
+        if isinstance(error, AuthenticationFailed):
+            if not settings.user:
+                return (
+                    "the node requires a login: name a user in the URL "
+                    f"(cassandra://user@host:port/keyspace) and set {STORE_PASSWORD_ENV}"
+                )
+            return (
+                f"authentication failed for user {settings.user}: wrong user or password "
+                f"(the password comes from {STORE_PASSWORD_ENV} or {STORE_PASSWORD_ENV}_FILE)"
+            )
+        # The driver hands TLS failures on as OSError texts: the ssl module's words are in them.
+        verify = _CERT_REFUSED.search(str(error))
+        if verify:
+            trusted = f"tls_ca={settings.tls_ca}" if settings.tls_ca else "the system's CAs"
+            return f"the node's TLS certificate is not trusted by {trusted} ({verify[1]})"
+        handshake = _TLS_FAILED.search(str(error))
+        if handshake:
+            return f"TLS handshake failed ({handshake[1].lower().replace('_', ' ')})"
+    return None
+
+
+def _plain_against_tls(exc: BaseException, settings: CassandraSettings) -> str | None:
+    """A hint when a client without TLS is cut off at once: the node likely requires TLS."""
+    if settings.tls or not isinstance(exc, NoHostAvailable):
+        return None
+    if any(isinstance(e, ConnectionResetError | ConnectionException) for e in exc.errors.values()):
+        return (
+            "the node closed the connection at once: it may require TLS "
+            "(add tls=true, or tls_ca=FILE, to the URL)"
+        )
+    return None
 
 
 def _reason(exc: BaseException) -> str:

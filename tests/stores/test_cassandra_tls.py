@@ -1,0 +1,127 @@
+"""The Cassandra store against a secured node (client-to-node TLS required, PasswordAuthenticator):
+`tickpipe demo` and `tickpipe verify` with the password from TICKPIPE_STORE_PASSWORD_FILE, and
+one line naming the cause, at once, for a wrong password, an untrusted certificate and a client
+without TLS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from servers.cassandra import SecuredCassandraNode, fresh_keyspace
+
+from stores.rows import T0, trade
+from tickpipe.credentials import with_password
+from tickpipe.records import TradeBatch
+from tickpipe.stores.base import StoreError
+from tickpipe.stores.cassandra import CassandraStore
+
+pytestmark = [pytest.mark.cassandra, pytest.mark.secured]
+
+
+@pytest.fixture
+def secured_keyspace(secured_cassandra_node: SecuredCassandraNode) -> Iterator[str]:
+    with fresh_keyspace(secured_cassandra_node) as name:
+        yield name
+
+
+def store_url(node: SecuredCassandraNode, keyspace: str, ca: Path | None) -> str:
+    """The URL a user writes: a user, no password, the CA to verify the node with."""
+    query = f"?{urlencode({'tls_ca': str(ca)})}" if ca else ""
+    return f"cassandra://{node.user}@{node.host}:{node.port}/{keyspace}{query}"
+
+
+def tickpipe(*args: str, password_file: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TICKPIPE_STORE_PASSWORD_FILE": str(password_file)}
+    env.pop("TICKPIPE_STORE_PASSWORD", None)
+    return subprocess.run(
+        [sys.executable, "-m", "tickpipe", *args],
+        capture_output=True, text=True, timeout=240, check=False, env=env,
+    )  # fmt: skip
+
+
+def secret_file(tmp_path: Path, password: str) -> Path:
+    path = tmp_path / "store-password"
+    path.write_text(password + "\n")  # as `echo` and secret managers write it
+    return path
+
+
+@pytest.mark.slow
+def test_demo_over_tls_with_the_password_from_a_file_stores_trades_and_verify_passes(
+    secured_cassandra_node: SecuredCassandraNode, secured_keyspace: str, tmp_path: Path
+) -> None:
+    node = secured_cassandra_node
+    url = store_url(node, secured_keyspace, node.tls.ca)
+    password_file = secret_file(tmp_path, node.password)
+    run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve", "--store", url,
+                   "--data-dir", str(tmp_path), "--interval", "1s",
+                   password_file=password_file)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    check = tickpipe("verify", "--store", url, "--data-dir", str(tmp_path),
+                     password_file=password_file)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    for text in (run.stdout, run.stderr, check.stdout, check.stderr):
+        assert node.password not in text
+
+    store = CassandraStore(with_password(url, node.password))
+    try:
+        assert store.totals()["stored_trades"] > 1_000
+    finally:
+        store.close()
+
+
+FAULTS = {
+    # fault: (CA the client trusts, password it sends, words the line must hold)
+    "wrong password": ("ca", "not-the-password", "user tickpipe"),
+    "untrusted certificate": ("other_ca", None, "certificate"),
+    "no TLS against the TLS-only port": (None, None, "TLS"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", FAULTS)
+def test_each_security_fault_is_one_line_at_once_without_the_password(
+    secured_cassandra_node: SecuredCassandraNode, secured_keyspace: str, tmp_path: Path, fault: str
+) -> None:
+    node = secured_cassandra_node
+    ca_name, password, words = FAULTS[fault]
+    ca = getattr(node.tls, ca_name) if ca_name else None
+    password = password or node.password
+    run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve",
+                   "--store", store_url(node, secured_keyspace, ca), "--data-dir", str(tmp_path),
+                   password_file=secret_file(tmp_path, password))  # fmt: skip
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr  # no traceback, no retry warnings
+    assert words in lines[0] and f"{node.host}:{node.port}" in lines[0]
+    assert password not in run.stdout + run.stderr
+
+
+def test_a_password_refused_after_a_restart_fails_the_write_at_once_not_after_retry_for(
+    secured_cassandra_node: SecuredCassandraNode, secured_keyspace: str
+) -> None:
+    """The node comes back from a restart with the store's password changed: its next write
+    fails with the authentication line, not after an hour of "node unreachable" retries (the
+    test's own timeout would end it first); retrying cannot make a wrong password right."""
+    node = secured_cassandra_node
+    store = CassandraStore(
+        with_password(store_url(node, secured_keyspace, node.tls.ca), node.password),
+        retry_for=3600.0,
+    )
+    try:
+        store.write([TradeBatch.from_trades([trade(1, T0)])])
+        node.set_password(node.user, "changed-" + node.password)
+        node.stop()
+        node.start()
+        with pytest.raises(StoreError, match="authentication failed for user tickpipe") as caught:
+            store.write([TradeBatch.from_trades([trade(2, T0 + 1)])])
+        assert "\n" not in str(caught.value) and node.password not in str(caught.value)
+    finally:
+        store.close()
+        node.ensure_running()
+        node.set_password(node.user, node.password)
