@@ -6,6 +6,12 @@ into a cache outside git. It runs as a child process on a free 127.0.0.1 port wi
 files in a temp dir, for the whole test session. Each test that wants a database gets a fresh
 one (`mongodb_database`), dropped afterwards. `server.stop()`/`server.start()` restart it on
 the same port and data (fault tests).
+
+`secured_ferretdb_server` is a second server, started only by the tests that ask for it, that
+serves TLS clients only (a certificate from servers.certs). It checks no password: FerretDB
+1.x's embeddable package, which our main is built on, has no authentication of its own (the
+SCRAM users of its "new authentication" are switched on only by its released command's
+experimental flag), and with the SQLite backend the credentials a client sends are not checked.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from servers.certs import TlsFiles, make_tls
 from servers.process import ServerProcess, cache_dir, free_port, pinned_version, port_open, serving
 from servers.require import server_missing
 
@@ -31,22 +38,34 @@ def ferretdb_binary() -> Path:
 
 
 class FerretDBServer(ServerProcess):
-    """One FerretDB process: `uri` (mongodb://127.0.0.1:PORT/), `client()` of pymongo."""
+    """One FerretDB process: `uri` (mongodb://127.0.0.1:PORT/), `client()` of pymongo.
+
+    With `tls`, it listens for TLS clients only, and `uri` says tls=true with the CA."""
 
     name = "FerretDB"
     start_timeout_s = 30.0  # it answers within a second when idle
 
-    def __init__(self, root: Path, binary: Path) -> None:
+    def __init__(self, root: Path, binary: Path, tls: TlsFiles | None = None) -> None:
         self.port = free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/"
-        cmd = [str(binary), "-listen", f"127.0.0.1:{self.port}", "-data", str(root / "data")]
+        self.tls = tls
+        address = f"127.0.0.1:{self.port}"
+        self.uri = f"mongodb://{address}/"
+        listen = ["-listen", address]
+        if tls is not None:
+            self.name = "FerretDB (TLS)"
+            self.uri += f"?tls=true&tlsCAFile={tls.ca}"
+            listen = ["-listen", "", "-listen-tls", address,
+                      "-tls-cert", str(tls.cert), "-tls-key", str(tls.key)]  # fmt: skip
+        cmd = [str(binary), *listen, "-data", str(root / "data")]
         super().__init__(cmd, root / "ferretdb.log", cwd=root)
 
     def ready(self) -> bool:
         if not port_open(self.port):
             return False
+        # Serving is enough: whether a client trusts the certificate is the tests' business.
+        trust_any = {"tlsAllowInvalidCertificates": True} if self.tls else {}
         try:
-            with self.client(serverSelectionTimeoutMS=1000) as client:
+            with self.client(serverSelectionTimeoutMS=1000, **trust_any) as client:
                 client.admin.command("ping")
         except Exception:
             return False
@@ -60,9 +79,8 @@ class FerretDBServer(ServerProcess):
         return MongoClient(self.uri, **options)
 
 
-@pytest.fixture(scope="session")
-def ferretdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDBServer]:
-    """The session's server, started once; skipped (or failed in CI) when not installed."""
+def _binary_or_missing() -> Path:
+    """The server's binary, once pymongo and the binary are both there."""
     try:
         import pymongo  # noqa: F401
     except ImportError:
@@ -70,7 +88,22 @@ def ferretdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferret
     binary = ferretdb_binary()
     if not binary.exists():
         server_missing(f"no FerretDB server at {binary} (run scripts/setup/ferretdb.sh)")
-    server = FerretDBServer(tmp_path_factory.mktemp("ferretdb"), binary)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def ferretdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDBServer]:
+    """The session's server, started once; skipped (or failed in CI) when not installed."""
+    server = FerretDBServer(tmp_path_factory.mktemp("ferretdb"), _binary_or_missing())
+    with serving(server):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def secured_ferretdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDBServer]:
+    """The session's TLS-only server, started on first use."""
+    root = tmp_path_factory.mktemp("ferretdb-tls")
+    server = FerretDBServer(root, _binary_or_missing(), make_tls(root / "tls"))
     with serving(server):
         yield server
 

@@ -5,9 +5,6 @@ without TLS."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -16,6 +13,7 @@ import pytest
 from servers.cassandra import SecuredCassandraNode, fresh_keyspace
 
 from stores.rows import T0, trade
+from stores.secured import refusal_line, tickpipe
 from tickpipe.credentials import with_password
 from tickpipe.records import TradeBatch
 from tickpipe.stores.base import StoreError
@@ -36,34 +34,18 @@ def store_url(node: SecuredCassandraNode, keyspace: str, ca: Path | None) -> str
     return f"cassandra://{node.user}@{node.host}:{node.port}/{keyspace}{query}"
 
 
-def tickpipe(*args: str, password_file: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TICKPIPE_STORE_PASSWORD_FILE": str(password_file)}
-    env.pop("TICKPIPE_STORE_PASSWORD", None)
-    return subprocess.run(
-        [sys.executable, "-m", "tickpipe", *args],
-        capture_output=True, text=True, timeout=240, check=False, env=env,
-    )  # fmt: skip
-
-
-def secret_file(tmp_path: Path, password: str) -> Path:
-    path = tmp_path / "store-password"
-    path.write_text(password + "\n")  # as `echo` and secret managers write it
-    return path
-
-
 @pytest.mark.slow
 def test_demo_over_tls_with_the_password_from_a_file_stores_trades_and_verify_passes(
     secured_cassandra_node: SecuredCassandraNode, secured_keyspace: str, tmp_path: Path
 ) -> None:
     node = secured_cassandra_node
     url = store_url(node, secured_keyspace, node.tls.ca)
-    password_file = secret_file(tmp_path, node.password)
     run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve", "--store", url,
                    "--data-dir", str(tmp_path), "--interval", "1s",
-                   password_file=password_file)  # fmt: skip
+                   password=node.password, tmp_path=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr
     check = tickpipe("verify", "--store", url, "--data-dir", str(tmp_path),
-                     password_file=password_file)  # fmt: skip
+                     password=node.password, tmp_path=tmp_path)  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     for text in (run.stdout, run.stderr, check.stdout, check.stderr):
         assert node.password not in text
@@ -94,12 +76,9 @@ def test_each_security_fault_is_one_line_at_once_without_the_password(
     password = password or node.password
     run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve",
                    "--store", store_url(node, secured_keyspace, ca), "--data-dir", str(tmp_path),
-                   password_file=secret_file(tmp_path, password))  # fmt: skip
-    assert run.returncode != 0
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr  # no traceback, no retry warnings
-    assert words in lines[0] and f"{node.host}:{node.port}" in lines[0]
-    assert password not in run.stdout + run.stderr
+                   password=password, tmp_path=tmp_path)  # fmt: skip
+    line = refusal_line(run, password, node.password)
+    assert words in line and f"{node.host}:{node.port}" in line
 
 
 def test_a_password_refused_after_a_restart_fails_the_write_at_once_not_after_retry_for(

@@ -57,7 +57,6 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from tickpipe.credentials import STORE_PASSWORD_ENV
 from tickpipe.durations import format_duration
 from tickpipe.engine.windows import restore_cutoff
 from tickpipe.records import (
@@ -74,6 +73,7 @@ from tickpipe.stores.base import ALL_TIME, RESTORE_BATCH_ROWS, Key, StoreError, 
 from tickpipe.stores.budget import ReadBudget
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
 from tickpipe.stores.flush import Flush, trade_columns
+from tickpipe.stores.refused import login_refused, tls_refused, tls_required
 from tickpipe.stores.retry import Backoff
 
 try:
@@ -750,34 +750,16 @@ def _per_partition(
     yield from (run for run in runs.values() if run)
 
 
-_CERT_REFUSED = re.compile(r"certificate verify failed: ([^(]+?) *(?:\(_ssl|$)")
-_TLS_FAILED = re.compile(r"\[SSL: ([A-Z_]+)\]")
-
-
 def _refusal(exc: BaseException, settings: CassandraSettings) -> str | None:
-    """Why the node turned the client away for good, in tickpipe's words (the server's own
-    text is left out), or None when it may only be away: a login it refuses, a certificate
-    `tls_ca` does not trust, a TLS handshake that fails."""
+    """Why the node turned the client away for good (`stores/refused.py`), or None when it may
+    only be away."""
     errors = list(exc.errors.values()) if isinstance(exc, NoHostAvailable) else [exc]
     for error in errors:
         if isinstance(error, AuthenticationFailed):
-            if not settings.user:
-                return (
-                    "the node requires a login: name a user in the URL "
-                    f"(cassandra://user@host:port/keyspace) and set {STORE_PASSWORD_ENV}"
-                )
-            return (
-                f"authentication failed for user {settings.user}: wrong user or password "
-                f"(the password comes from {STORE_PASSWORD_ENV} or {STORE_PASSWORD_ENV}_FILE)"
-            )
-        # The driver hands TLS failures on as OSError texts: the ssl module's words are in them.
-        verify = _CERT_REFUSED.search(str(error))
-        if verify:
-            trusted = f"tls_ca={settings.tls_ca}" if settings.tls_ca else "the system's CAs"
-            return f"the node's TLS certificate is not trusted by {trusted} ({verify[1]})"
-        handshake = _TLS_FAILED.search(str(error))
-        if handshake:
-            return f"TLS handshake failed ({handshake[1].lower().replace('_', ' ')})"
+            return login_refused(settings.user, "cassandra://user@host:port/keyspace")
+        refused = tls_refused(str(error), "tls_ca", settings.tls_ca)
+        if refused:
+            return refused
     return None
 
 
@@ -786,10 +768,7 @@ def _plain_against_tls(exc: BaseException, settings: CassandraSettings) -> str |
     if settings.tls or not isinstance(exc, NoHostAvailable):
         return None
     if any(isinstance(e, ConnectionResetError | ConnectionException) for e in exc.errors.values()):
-        return (
-            "the node closed the connection at once: it may require TLS "
-            "(add tls=true, or tls_ca=FILE, to the URL)"
-        )
+        return tls_required("tls=true, or tls_ca=FILE,")
     return None
 
 
