@@ -1,7 +1,6 @@
 // Command ferretdb-for-tests serves the MongoDB wire protocol on one 127.0.0.1 address with
 // FerretDB 1.x's embeddable package over its SQLite backend, for tickpipe's MongoDB store tests
-// (tests/servers/ferretdb.py starts it; scripts/setup/ferretdb.sh builds it). With -listen-tls
-// it serves TLS clients (and, with -listen "", only them) for the secured-server tests.
+// (tests/servers/ferretdb.py starts it; scripts/setup/ferretdb.sh builds it).
 //
 // It exists because FerretDB's released command panics when built from the module proxy
 // without its generated build/version/version.txt; the embeddable package reads no such file.
@@ -22,10 +21,7 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to serve on (host:port); empty for none")
-	listenTLS := flag.String("listen-tls", "", "TLS address to serve on (host:port), with -tls-cert and -tls-key")
-	tlsCert := flag.String("tls-cert", "", "PEM file of the TLS listener's certificate")
-	tlsKey := flag.String("tls-key", "", "PEM file of the TLS listener's private key (unencrypted)")
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to serve on (host:port)")
 	dataDir := flag.String("data", "", "directory of the SQLite databases (required)")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
@@ -33,16 +29,8 @@ func main() {
 	if *dataDir == "" {
 		fail("-data is required")
 	}
-	if *listen == "" && *listenTLS == "" {
-		fail("give -listen, -listen-tls or both")
-	}
-	for _, addr := range []string{*listen, *listenTLS} {
-		if addr != "" && !strings.HasPrefix(addr, "127.0.0.1:") {
-			fail("-listen and -listen-tls must be 127.0.0.1 addresses: this server checks no password")
-		}
-	}
-	if given := *listenTLS != ""; given != (*tlsCert != "") || given != (*tlsKey != "") {
-		fail("-listen-tls, -tls-cert and -tls-key go together")
+	if !strings.HasPrefix(*listen, "127.0.0.1:") {
+		fail("-listen must be a 127.0.0.1 address: this server has no authentication")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -59,9 +47,7 @@ func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	// The SQLite backend takes a file: URI of a directory, which must end with a slash.
 	db, err := ferretdb.New(&ferretdb.Config{
-		Listener: ferretdb.ListenerConfig{
-			TCP: *listen, TLS: *listenTLS, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey,
-		},
+		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + dir + "/",

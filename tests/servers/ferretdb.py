@@ -7,16 +7,18 @@ files in a temp dir, for the whole test session. Each test that wants a database
 one (`mongodb_database`), dropped afterwards. `server.stop()`/`server.start()` restart it on
 the same port and data (fault tests).
 
-`secured_ferretdb_server` is a second server, started only by the tests that ask for it, that
-serves TLS clients only (a certificate from servers.certs). It checks no password: FerretDB
-1.x's embeddable package, which our main is built on, has no authentication of its own (the
-SCRAM users of its "new authentication" are switched on only by its released command's
-experimental flag), and with the SQLite backend the credentials a client sends are not checked.
+`secured_ferretdb_server` is a second server, started only by the tests that ask for it:
+FerretDB's own command (built beside ours by the same script), serving TLS clients only (a
+certificate from servers.certs) and checking passwords with its experimental SCRAM
+authentication (`--test-enable-new-auth`), which the embeddable package cannot switch on.
+Without it FerretDB 1.x over SQLite checks no password at all. A user `tickpipe` with a
+random password is made when it first starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,41 +33,32 @@ from servers.require import server_missing
 GO_MOD = Path(__file__).resolve().parents[2] / "scripts" / "ferretdb" / "go.mod"
 
 
-def ferretdb_binary() -> Path:
-    """Where scripts/setup/ferretdb.sh builds the server."""
+def ferretdb_binary(name: str = "ferretdb-for-tests") -> Path:
+    """Where scripts/setup/ferretdb.sh builds the server (`ferretdb`: FerretDB's own command)."""
     version = pinned_version(GO_MOD, r"^require github.com/FerretDB/FerretDB v(\S+)")
-    return cache_dir() / f"ferretdb-{version}" / "ferretdb-for-tests"
+    return cache_dir() / f"ferretdb-{version}" / name
 
 
 class FerretDBServer(ServerProcess):
-    """One FerretDB process: `uri` (mongodb://127.0.0.1:PORT/), `client()` of pymongo.
-
-    With `tls`, it listens for TLS clients only, and `uri` says tls=true with the CA."""
+    """One FerretDB process: `uri` (mongodb://127.0.0.1:PORT/), `client()` of pymongo."""
 
     name = "FerretDB"
     start_timeout_s = 30.0  # it answers within a second when idle
+    ready_options: dict[str, Any] = {}  # of the client that asks whether it serves
 
-    def __init__(self, root: Path, binary: Path, tls: TlsFiles | None = None) -> None:
+    def __init__(self, root: Path, binary: Path) -> None:
         self.port = free_port()
-        self.tls = tls
-        address = f"127.0.0.1:{self.port}"
-        self.uri = f"mongodb://{address}/"
-        listen = ["-listen", address]
-        if tls is not None:
-            self.name = "FerretDB (TLS)"
-            self.uri += f"?tls=true&tlsCAFile={tls.ca}"
-            listen = ["-listen", "", "-listen-tls", address,
-                      "-tls-cert", str(tls.cert), "-tls-key", str(tls.key)]  # fmt: skip
-        cmd = [str(binary), *listen, "-data", str(root / "data")]
-        super().__init__(cmd, root / "ferretdb.log", cwd=root)
+        self.uri = f"mongodb://127.0.0.1:{self.port}/"
+        super().__init__(self.command(root, binary), root / "ferretdb.log", cwd=root)
+
+    def command(self, root: Path, binary: Path) -> list[str]:
+        return [str(binary), "-listen", f"127.0.0.1:{self.port}", "-data", str(root / "data")]
 
     def ready(self) -> bool:
         if not port_open(self.port):
             return False
-        # Serving is enough: whether a client trusts the certificate is the tests' business.
-        trust_any = {"tlsAllowInvalidCertificates": True} if self.tls else {}
         try:
-            with self.client(serverSelectionTimeoutMS=1000, **trust_any) as client:
+            with self.client(serverSelectionTimeoutMS=1000, **self.ready_options) as client:
                 client.admin.command("ping")
         except Exception:
             return False
@@ -79,13 +72,47 @@ class FerretDBServer(ServerProcess):
         return MongoClient(self.uri, **options)
 
 
-def _binary_or_missing() -> Path:
-    """The server's binary, once pymongo and the binary are both there."""
+class SecuredFerretDBServer(FerretDBServer):
+    """TLS clients only, passwords checked: `tls` (its certificate files), `user` and
+    `password`; `uri` says tls=true with the CA, and `client()` logs in."""
+
+    name = "FerretDB (TLS, SCRAM)"
+    user = "tickpipe"
+    # Serving is enough: whether a client trusts the certificate is the tests' business.
+    ready_options = {"tlsAllowInvalidCertificates": True}
+
+    def __init__(self, root: Path, binary: Path) -> None:
+        self.tls: TlsFiles = make_tls(root / "tls")
+        self.password = secrets.token_urlsafe(16)
+        super().__init__(root, binary)
+        self.uri += f"?tls=true&tlsCAFile={self.tls.ca}"
+
+    def command(self, root: Path, binary: Path) -> list[str]:
+        (root / "data").mkdir(exist_ok=True)
+        return [
+            str(binary), "--handler=sqlite", f"--sqlite-url=file:{root / 'data'}/",
+            f"--state-dir={root}", "--telemetry=disable", "--debug-addr=", "--log-level=WARN",
+            "--listen-addr=", f"--listen-tls=127.0.0.1:{self.port}",
+            f"--listen-tls-cert-file={self.tls.cert}", f"--listen-tls-key-file={self.tls.key}",
+            # The user is made on the first start (a throwaway password: the command line is
+            # fine for a test server's).
+            "--test-enable-new-auth", "--setup-database=admin", f"--setup-username={self.user}",
+            f"--setup-password={self.password}",
+        ]  # fmt: skip
+
+    def client(self, **options: Any) -> Any:
+        options.setdefault("username", self.user)
+        options.setdefault("password", self.password)
+        return super().client(**options)
+
+
+def _binary_or_missing(name: str = "ferretdb-for-tests") -> Path:
+    """A server binary, once pymongo and the binary are both there."""
     try:
         import pymongo  # noqa: F401
     except ImportError:
         server_missing("pymongo is not installed (pip install -e '.[test]')")
-    binary = ferretdb_binary()
+    binary = ferretdb_binary(name)
     if not binary.exists():
         server_missing(f"no FerretDB server at {binary} (run scripts/setup/ferretdb.sh)")
     return binary
@@ -100,10 +127,12 @@ def ferretdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ferret
 
 
 @pytest.fixture(scope="session")
-def secured_ferretdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDBServer]:
-    """The session's TLS-only server, started on first use."""
-    root = tmp_path_factory.mktemp("ferretdb-tls")
-    server = FerretDBServer(root, _binary_or_missing(), make_tls(root / "tls"))
+def secured_ferretdb_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SecuredFerretDBServer]:
+    """The session's TLS-only, password-checking server, started on first use."""
+    root = tmp_path_factory.mktemp("ferretdb-secured")
+    server = SecuredFerretDBServer(root, _binary_or_missing("ferretdb"))
     with serving(server):
         yield server
 

@@ -1,9 +1,7 @@
-"""The MongoDB store against a TLS-only server (FerretDB 1.x): `tickpipe demo` and `tickpipe
-verify` over `tls=true&tlsCAFile=CA`, and one line naming the cause, at once, for an untrusted
-certificate and for a client without TLS.
-
-No password test: the FerretDB built here checks none (tests/servers/ferretdb.py says why), so
-a wrong password could not fail here; docs/security.md says what that leaves untested."""
+"""The MongoDB store against a secured server (FerretDB 1.x, TLS only, SCRAM passwords checked):
+`tickpipe demo` and `tickpipe verify` over `tls=true&tlsCAFile=CA` with the password from
+TICKPIPE_STORE_PASSWORD_FILE, and one line naming the cause, at once, for a wrong password, an
+untrusted certificate and a client without TLS."""
 
 from __future__ import annotations
 
@@ -13,10 +11,11 @@ from urllib.parse import urlencode
 
 import pytest
 from servers.certs import make_tls
-from servers.ferretdb import FerretDBServer, fresh_database
+from servers.ferretdb import SecuredFerretDBServer, fresh_database
 
 from stores.rows import T0, trade
 from stores.secured import refusal_line, tickpipe
+from tickpipe.credentials import with_password
 from tickpipe.records import TradeBatch
 from tickpipe.stores.base import StoreError
 from tickpipe.stores.mongodb import MongoStore
@@ -24,68 +23,73 @@ from tickpipe.stores.mongodb import MongoStore
 pytestmark = [pytest.mark.secured]
 
 
-def store_url(server: FerretDBServer, database: str, ca: Path | None) -> str:
-    query = f"?{urlencode({'tls': 'true', 'tlsCAFile': str(ca)})}" if ca else ""
-    return f"mongodb://127.0.0.1:{server.port}/{database}{query}"
+def store_url(server: SecuredFerretDBServer, database: str, ca: Path | None) -> str:
+    """The URL a user writes: a user, no password, the CA to verify the server with."""
+    tls = {"tls": "true", "tlsCAFile": str(ca)} if ca else {}
+    query = urlencode({**tls, "authSource": "admin"})
+    return f"mongodb://{server.user}@127.0.0.1:{server.port}/{database}?{query}"
 
 
 @pytest.mark.slow
 def test_demo_over_tls_stores_trades_and_verify_passes(
-    secured_ferretdb_server: FerretDBServer, tmp_path: Path
+    secured_ferretdb_server: SecuredFerretDBServer, tmp_path: Path
 ) -> None:
     server = secured_ferretdb_server
-    assert server.tls is not None
     with fresh_database(server) as database:
         url = store_url(server, database, server.tls.ca)
         run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve", "--store", url,
                        "--data-dir", str(tmp_path), "--interval", "1s",
-                       password=None, tmp_path=tmp_path)  # fmt: skip
+                       password=server.password, tmp_path=tmp_path)  # fmt: skip
         assert run.returncode == 0, run.stderr
         check = tickpipe("verify", "--store", url, "--data-dir", str(tmp_path),
-                         password=None, tmp_path=tmp_path)  # fmt: skip
+                         password=server.password, tmp_path=tmp_path)  # fmt: skip
         assert check.returncode == 0, check.stdout + check.stderr
+        for text in (run.stdout, run.stderr, check.stdout, check.stderr):
+            assert server.password not in text
         with server.client() as client:
             assert client[database].trades.count_documents({}) > 1_000
 
 
 FAULTS = {
-    # fault: (CA the client trusts, words the line must hold)
-    "untrusted certificate": ("other_ca", "certificate is not trusted by tlsCAFile="),
-    "no TLS against the TLS-only port": (None, "may require TLS"),
+    # fault: (CA the client trusts, password it sends, words the line must hold)
+    "wrong password": ("ca", "not-the-password", "authentication failed for user tickpipe"),
+    "untrusted certificate": ("other_ca", None, "certificate is not trusted by tlsCAFile="),
+    "no TLS against the TLS-only port": (None, None, "may require TLS"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
-def test_each_tls_fault_is_one_line_naming_the_cause(
-    secured_ferretdb_server: FerretDBServer, tmp_path: Path, fault: str
+def test_each_security_fault_is_one_line_naming_the_cause_without_the_password(
+    secured_ferretdb_server: SecuredFerretDBServer, tmp_path: Path, fault: str
 ) -> None:
     server = secured_ferretdb_server
-    ca_name, words = FAULTS[fault]
+    ca_name, password, words = FAULTS[fault]
     ca = getattr(server.tls, ca_name) if ca_name else None
+    password = password or server.password
     with fresh_database(server) as database:
         run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve",
                        "--store", store_url(server, database, ca), "--data-dir", str(tmp_path),
-                       password=None, tmp_path=tmp_path)  # fmt: skip
-    line = refusal_line(run)
+                       password=password, tmp_path=tmp_path)  # fmt: skip
+    line = refusal_line(run, password, server.password)
     assert words in line and f"127.0.0.1:{server.port}" in line
 
 
 def test_a_certificate_no_longer_trusted_fails_the_write_at_once_not_after_retry_for(
-    secured_ferretdb_server: FerretDBServer, tmp_path: Path
+    secured_ferretdb_server: SecuredFerretDBServer, tmp_path: Path
 ) -> None:
     """The server comes back from a restart with a certificate of another authority: the
     store's next write fails with the certificate line, not after an hour of "server
     unreachable" retries (the test's own timeout would end it first)."""
     server = secured_ferretdb_server
     tls = server.tls
-    assert tls is not None
     kept = tmp_path / "kept"
     kept.mkdir()
     for path in (tls.cert, tls.key):
         shutil.copy2(path, kept / path.name)
     with fresh_database(server) as database:
-        store = MongoStore(store_url(server, database, tls.ca), retry_for=3600.0)
+        url = with_password(store_url(server, database, tls.ca), server.password)
+        store = MongoStore(url, retry_for=3600.0)
         try:
             store.write([TradeBatch.from_trades([trade(1, T0)])])
             impostor = make_tls(tmp_path / "impostor")
