@@ -13,7 +13,7 @@ import pytest
 from servers.cassandra import SecuredCassandraNode, fresh_keyspace
 
 from stores.rows import T0, trade
-from stores.secured import refusal_line, tickpipe
+from stores.secured import FAULTS, demo_and_verify, fault_case, refused_demo
 from tickpipe.credentials import with_password
 from tickpipe.records import TradeBatch
 from tickpipe.stores.base import StoreError
@@ -40,29 +40,12 @@ def test_demo_over_tls_with_the_password_from_a_file_stores_trades_and_verify_pa
 ) -> None:
     node = secured_cassandra_node
     url = store_url(node, secured_keyspace, node.tls.ca)
-    run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve", "--store", url,
-                   "--data-dir", str(tmp_path), "--interval", "1s",
-                   password=node.password, tmp_path=tmp_path)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    check = tickpipe("verify", "--store", url, "--data-dir", str(tmp_path),
-                     password=node.password, tmp_path=tmp_path)  # fmt: skip
-    assert check.returncode == 0, check.stdout + check.stderr
-    for text in (run.stdout, run.stderr, check.stdout, check.stderr):
-        assert node.password not in text
-
+    demo_and_verify(url, node.password, tmp_path)
     store = CassandraStore(with_password(url, node.password))
     try:
         assert store.totals()["stored_trades"] > 1_000
     finally:
         store.close()
-
-
-FAULTS = {
-    # fault: (CA the client trusts, password it sends, words the line must hold)
-    "wrong password": ("ca", "not-the-password", "user tickpipe"),
-    "untrusted certificate": ("other_ca", None, "certificate"),
-    "no TLS against the TLS-only port": (None, None, "TLS"),
-}
 
 
 @pytest.mark.slow
@@ -71,13 +54,8 @@ def test_each_security_fault_is_one_line_at_once_without_the_password(
     secured_cassandra_node: SecuredCassandraNode, secured_keyspace: str, tmp_path: Path, fault: str
 ) -> None:
     node = secured_cassandra_node
-    ca_name, password, words = FAULTS[fault]
-    ca = getattr(node.tls, ca_name) if ca_name else None
-    password = password or node.password
-    run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve",
-                   "--store", store_url(node, secured_keyspace, ca), "--data-dir", str(tmp_path),
-                   password=password, tmp_path=tmp_path)  # fmt: skip
-    line = refusal_line(run, password, node.password)
+    ca, password, words = fault_case(fault, node.tls, node.password, "tls_ca")
+    line = refused_demo(store_url(node, secured_keyspace, ca), password, tmp_path, node.password)
     assert words in line and f"{node.host}:{node.port}" in line
 
 

@@ -14,7 +14,7 @@ from servers.certs import make_tls
 from servers.ferretdb import SecuredFerretDBServer, fresh_database
 
 from stores.rows import T0, trade
-from stores.secured import refusal_line, tickpipe
+from stores.secured import FAULTS, demo_and_verify, fault_case, refused_demo
 from tickpipe.credentials import with_password
 from tickpipe.records import TradeBatch
 from tickpipe.stores.base import StoreError
@@ -36,26 +36,9 @@ def test_demo_over_tls_stores_trades_and_verify_passes(
 ) -> None:
     server = secured_ferretdb_server
     with fresh_database(server) as database:
-        url = store_url(server, database, server.tls.ca)
-        run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve", "--store", url,
-                       "--data-dir", str(tmp_path), "--interval", "1s",
-                       password=server.password, tmp_path=tmp_path)  # fmt: skip
-        assert run.returncode == 0, run.stderr
-        check = tickpipe("verify", "--store", url, "--data-dir", str(tmp_path),
-                         password=server.password, tmp_path=tmp_path)  # fmt: skip
-        assert check.returncode == 0, check.stdout + check.stderr
-        for text in (run.stdout, run.stderr, check.stdout, check.stderr):
-            assert server.password not in text
+        demo_and_verify(store_url(server, database, server.tls.ca), server.password, tmp_path)
         with server.client() as client:
             assert client[database].trades.count_documents({}) > 1_000
-
-
-FAULTS = {
-    # fault: (CA the client trusts, password it sends, words the line must hold)
-    "wrong password": ("ca", "not-the-password", "authentication failed for user tickpipe"),
-    "untrusted certificate": ("other_ca", None, "certificate is not trusted by tlsCAFile="),
-    "no TLS against the TLS-only port": (None, None, "may require TLS"),
-}
 
 
 @pytest.mark.slow
@@ -64,14 +47,10 @@ def test_each_security_fault_is_one_line_naming_the_cause_without_the_password(
     secured_ferretdb_server: SecuredFerretDBServer, tmp_path: Path, fault: str
 ) -> None:
     server = secured_ferretdb_server
-    ca_name, password, words = FAULTS[fault]
-    ca = getattr(server.tls, ca_name) if ca_name else None
-    password = password or server.password
+    ca, password, words = fault_case(fault, server.tls, server.password, "tlsCAFile")
     with fresh_database(server) as database:
-        run = tickpipe("demo", "--duration", "6", "--quiet", "--no-serve",
-                       "--store", store_url(server, database, ca), "--data-dir", str(tmp_path),
-                       password=password, tmp_path=tmp_path)  # fmt: skip
-    line = refusal_line(run, password, server.password)
+        url = store_url(server, database, ca)
+        line = refused_demo(url, password, tmp_path, server.password)
     assert words in line and f"127.0.0.1:{server.port}" in line
 
 
