@@ -14,7 +14,9 @@ import re
 from tickpipe.credentials import FILE_SUFFIX, STORE_PASSWORD_ENV
 
 _CERT_REFUSED = re.compile(r"certificate verify failed: ([^(]+?) *(?:\(_ssl|$)")
-_TLS_FAILED = re.compile(r"\[SSL: ([A-Z_]+)\]")
+# A connection cut in mid-handshake (UNEXPECTED_EOF_WHILE_READING) is a server going away, as
+# in a restart, and is retried; the other handshake failures are a mismatch that stays.
+_TLS_FAILED = re.compile(r"\[SSL: (?![A-Z_]*EOF)([A-Z_]+)\]")
 
 
 def login_refused(user: str | None, url_form: str) -> str:
