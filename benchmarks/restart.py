@@ -87,26 +87,33 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_demo(data_dir: Path, rate: float) -> tuple[subprocess.Popen, int, float]:
+    """`tickpipe demo` on a free port; (process, port, seconds until its API answered: the
+    API serves only once the restore is done)."""
+    port = free_port()
+    log = data_dir / "benchmark-demo.stderr"  # a file: a pipe nobody reads would fill
+    started = time.monotonic()
+    with log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tickpipe", "demo", "--quiet", "--rate", str(rate),
+             "--port", str(port), "--data-dir", str(data_dir)],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"tickpipe demo ended: {log.read_text()[-500:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                return proc, port, time.monotonic() - started
+        except OSError:
+            time.sleep(0.02)
+
+
 def start_to_live(data_dir: Path, rate: float) -> tuple[float, float, float]:
     """Start `tickpipe demo`, wait for its API; (seconds to live, CPU seconds by then, peak
     RSS MB); then kill -9 it."""
-    port = free_port()
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tickpipe", "demo", "--quiet", "--rate", str(rate),
-         "--port", str(port), "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    proc, _, live_s = start_demo(data_dir, rate)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"tickpipe demo ended: {proc.stderr.read().decode()[-500:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.02)
-        live_s = time.monotonic() - started
         cpu, peak = cpu_s(proc.pid), peak_rss_mb(proc.pid)
         time.sleep(3.0)
     finally:

@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 import pytest
+from servers.certs import make_tls
 
 from tickpipe.config import KEYS, MAX_QUEUE_TRADES, ConfigError, load_config, unknown_variables
 from tickpipe.engine.windows import parse_window
@@ -122,6 +123,7 @@ def test_boolean_environment_values(text: str, value: bool) -> None:
 def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) -> None:
     replay = tmp_path / "trades.jsonl"
     replay.write_text("")
+    tls = make_tls(tmp_path / "tls")
     values = {
         "data_dir": ("/srv/tp", "/srv/tp"),
         "intervals": ("1s,1m", ["1s", "1m"]),
@@ -147,6 +149,8 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "serve.host": ("0.0.0.0", "0.0.0.0"),
         "serve.port": ("9000", 9000),
         "serve.token": ("tok", "tok"),
+        "serve.tls_cert": (str(tls.cert), str(tls.cert)),
+        "serve.tls_key": (str(tls.key), str(tls.key)),
         "serve.insecure": ("1", True),
         "serve.allowed_hosts": ("tp.example.org", ["tp.example.org"]),
         "serve.allowed_origins": ("https://tp.example.org", ["https://tp.example.org"]),

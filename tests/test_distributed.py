@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -76,16 +77,25 @@ def write_config(tmp_path: Path) -> Path:
 
 
 def start_processor(
-    tmp: Path, bootstrap: str, topic: str, dsn: str, group: str, name: str, *more: str
-):
+    tmp: Path, bootstrap: str, topic: str, dsn: str, group: str, name: str, *more: str,
+    env: dict[str, str] | None = None, file_limit_bytes: int | None = None,
+):  # fmt: skip
+    """`tickpipe process` logging to tmp/NAME.log; `file_limit_bytes`: no file it writes may
+    grow beyond that (a full disk, as tests/test_faults.py makes one)."""
     log = (tmp / f"{name}.log").open("ab")
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit_bytes, file_limit_bytes))
+
     return subprocess.Popen(
         [sys.executable, "-m", "tickpipe", "process", "--config", str(write_config(tmp)),
          "--kafka", bootstrap, "--topic", topic, "--store", dsn, "--group", group,
          "--candles-topic", f"{topic}.candles", "--data-dir", str(tmp / name), "--name", name,
          *more],
-        env={**os.environ, "TICKPIPE_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dead"},
+        env={**os.environ, "TICKPIPE_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dead", **(env or {})},
         stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=limit_files if file_limit_bytes else None,
     )  # fmt: skip
 
 
@@ -171,12 +181,17 @@ def check_exactly_once(dsn: str, stream: Stream) -> None:
     assert_candles_equal(stored_candles(dsn), batch_candles(trades, WINDOWS))
 
 
+def trades_and_candles_topics(broker, prefix: str, partitions: int) -> str:
+    """A fresh trades topic and its compacted candles topic (NAME.candles); returns NAME."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    broker.create_topic(name, partitions)
+    broker.create_topic(f"{name}.candles", partitions, **{"cleanup.policy": "compact"})
+    return name
+
+
 @pytest.fixture
 def topic(kafka) -> str:
-    name = f"trades-{uuid.uuid4().hex[:8]}"
-    kafka.create_topic(name, 3)
-    kafka.create_topic(f"{name}.candles", 3, **{"cleanup.policy": "compact"})
-    return name
+    return trades_and_candles_topics(kafka, "trades", 3)
 
 
 def test_sigkilled_processor_restarted_later_changes_nothing_in_final_candles(
@@ -446,3 +461,65 @@ def test_kcat_reads_both_topics(kafka, postgres_dsn, tmp_path):
     assert {(c["exchange"], c["symbol"], c["interval"], c["start"]) for _, c in candles} <= (
         stored_keys
     )
+
+
+def duckdb_trades(path: Path) -> tuple[int, int]:
+    """(trades, distinct trade ids) in a DuckDB store no process has open."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(
+            "SELECT count(*), count(DISTINCT (exchange, symbol, trade_id)) FROM trades"
+        ).fetchone()
+
+
+def metrics_stored(port: int) -> int:
+    """Trades a running processor says it stored (`tickpipe_trades_stored_total`, summed)."""
+    import httpx
+
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return -1
+    lines = (line for line in text.splitlines() if line.startswith("tickpipe_trades_stored_total{"))
+    return sum(int(float(line.split()[-1])) for line in lines)
+
+
+def test_a_full_disk_stops_the_processor_with_one_line_and_a_restart_stores_every_trade_once(
+    kafka, topic, tmp_path
+):
+    from servers.process import free_port
+
+    group = f"g-{topic}"
+    stream = Stream(kafka.bootstrap, topic)
+    path = tmp_path / "p" / "tickpipe.duckdb"
+    full = start_processor(tmp_path, kafka.bootstrap, topic, "", group, "p",
+                           file_limit_bytes=2_000_000)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while full.poll() is None and time.monotonic() < deadline:
+        stream.step(0.25)
+    assert full.poll() == 1, f"the processor did not stop on the full disk: {logs(tmp_path)}"
+    log = (tmp_path / "p.log").read_text()
+    assert "Traceback" not in log, log
+    assert log.strip().splitlines()[-1].startswith(f"tickpipe: error: disk full: {path}"), log
+    before, distinct = duckdb_trades(path)
+    assert before == distinct, "a trade was stored twice before the disk filled"
+
+    stream.run(1.0)  # more trades while no processor runs
+    total = sum(len(b) for b in stream.published)
+    port = free_port()
+    again = start_processor(tmp_path, kafka.bootstrap, topic, "", group, "p",
+                            env={"TICKPIPE_MONITOR_METRICS_PORT": str(port)})  # fmt: skip
+    try:
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while metrics_stored(port) < total - before and time.monotonic() < deadline:
+            assert again.poll() is None, logs(tmp_path)
+            time.sleep(0.5)
+    finally:
+        stop(again)
+    count, distinct = duckdb_trades(path)
+    ids = {(t.exchange, t.symbol, t.trade_id) for t in stream.trades()}
+    assert count == distinct == len(ids), "each published trade must be stored exactly once"
+    verify = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "verify", "--data-dir", str(path.parent)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -8,16 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 src=scripts/ferretdb
-PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || bash scripts/apt-install.sh golang-go
-# FerretDB 1.24 needs Go >= 1.24. Go >= 1.21 fetches that toolchain from the module proxy by
-# itself (go.mod's go line); an older Go (Debian bookworm's golang-go is 1.19) cannot.
-minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-if [ "${minor:-0}" -lt 21 ]; then
-    echo "ferretdb.sh: $(go env GOVERSION) is too old to build FerretDB 1.24 (needs Go >= 1.21" \
-        "to fetch Go 1.24 from the module proxy); install a newer Go first" >&2
-    exit 1
-fi
 
 version=$(sed -n 's:^require github.com/FerretDB/FerretDB \(v[^ ]*\).*:\1:p' "$src/go.mod")
 out="${XDG_CACHE_HOME:-$HOME/.cache}/tickpipe/ferretdb-${version#v}"
@@ -26,22 +16,24 @@ if [ -x "$out/ferretdb-for-tests" ] && [ -x "$out/ferretdb" ] \
     && [ "$(cat "$out/.source-sha256" 2>/dev/null)" = "$sum" ]; then
     exit 0
 fi
+# FerretDB 1.24 needs Go >= 1.24: GOTOOLCHAIN=auto fetches it when scripts/go.sh's Go is older.
+go=$(bash scripts/go.sh)
 echo "building FerretDB ${version} (SQLite backend) into ${out}"
 mkdir -p "$out"
 (cd "$src" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 \
-    go build -mod=readonly -trimpath -o "$out/ferretdb-for-tests" .)
+    "$go" build -mod=readonly -trimpath -o "$out/ferretdb-for-tests" .)
 # FerretDB's command panics without the build/version/version.txt its release process writes
 # (absent from the module proxy's copy, and files there cannot be overlaid): it is built from a
 # copy of the module in the cache that has one, through a go.mod that points there.
-module=$(cd "$src" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go list -m -f '{{.Dir}}' github.com/FerretDB/FerretDB)
+module=$(cd "$src" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" "$go" list -m -f '{{.Dir}}' github.com/FerretDB/FerretDB)
 rm -rf "$out/module" "$out/build.mod" "$out/build.sum"
 cp -r "$module" "$out/module"
 chmod -R u+w "$out/module"
 echo "$version" >"$out/module/build/version/version.txt"
 cp "$src/go.mod" "$out/build.mod"
 cp "$src/go.sum" "$out/build.sum"
-(cd "$src" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 \
-    go mod edit -modfile="$out/build.mod" -replace "github.com/FerretDB/FerretDB=$out/module" \
-    && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -modfile="$out/build.mod" \
-        -trimpath -o "$out/ferretdb" github.com/FerretDB/FerretDB/cmd/ferretdb)
+(cd "$src" && export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 \
+    && "$go" mod edit -modfile="$out/build.mod" -replace "github.com/FerretDB/FerretDB=$out/module" \
+    && "$go" build -modfile="$out/build.mod" -trimpath -o "$out/ferretdb" \
+        github.com/FerretDB/FerretDB/cmd/ferretdb)
 echo "$sum" >"$out/.source-sha256"

@@ -90,6 +90,12 @@ def _remember_lake(ctx: click.Context, param: click.Parameter, value: str | None
         ctx.meta["tickpipe.lake"] = value
 
 
+def _remember_tls(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """`--tls-cert`/`--tls-key` of the serving commands: merged into the config by `_config`."""
+    if value is not None:
+        ctx.meta.setdefault("tickpipe.tls", {})[f"serve.{param.name}"] = value
+
+
 def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """An ISO date or date-time (UTC unless it says otherwise) as microseconds."""
     if value is None:
@@ -155,6 +161,11 @@ def _serve_options(func):
             click.option("--token", hidden=True, expose_value=False, callback=_no_token),
             click.option("--insecure", is_flag=True, default=None,
                          help="Serve a non-loopback address without a token."),
+            click.option("--tls-cert", expose_value=False, callback=_remember_tls,
+                         metavar="PEM", help="Serve HTTPS with this certificate (chain) "
+                         "and --tls-key; HSTS on every answer."),
+            click.option("--tls-key", expose_value=False, callback=_remember_tls,
+                         metavar="PEM", help="The certificate's private key, unencrypted."),
         ]
     ):  # fmt: skip
         func = option(func)
@@ -182,7 +193,8 @@ def _config(config_path: str | None, overrides: dict[str, Any]) -> Config:
         click.echo(warning, err=True)
     lake = ctx.meta.get("tickpipe.lake") if ctx is not None else None
     lake = overrides.get("lake", lake)  # verify --lake and export --to name their own
-    return load_config(config_path, overrides={**overrides, "store": store, "lake": lake})
+    tls = ctx.meta.get("tickpipe.tls", {}) if ctx is not None else {}
+    return load_config(config_path, overrides={**overrides, **tls, "store": store, "lake": lake})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -474,7 +486,8 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
         from tickpipe.stores.lake.sync import verify_lake
 
         lake = open_lake(config.lake_settings())
-        report = verify_lake(lake, list(intervals) or None, show, since, until)
+        with VerifyProgress() as progress:
+            report = verify_lake(lake, list(intervals) or None, show, since, until, progress)
         stored = "lake"
     else:
         with faults_named(str(config.db_path)):
@@ -556,6 +569,10 @@ def serve(config_path, data_dir, host, port, insecure, bootstrap,
     config = _config(config_path, {"data_dir": data_dir, **_serve_overrides(
         host, port, insecure), "kafka.bootstrap": bootstrap,
         "kafka.candles_topic": candles_topic})  # fmt: skip
+    if bootstrap:
+        from tickpipe.transport.kafka import require_broker
+
+        require_broker(config.kafka)  # a refused login is one line, not a silent feed
     store = config.open_store(read_only=True)
     try:
         sock = _bind(config)
@@ -566,10 +583,10 @@ def serve(config_path, data_dir, host, port, insecure, bootstrap,
 
             hub = Hub()
             live = f"live candles from kafka {config.kafka.bootstrap} {config.kafka.candles_topic}"
-        click.echo(f"tickpipe serve: dashboard and API at {_url(sock)} over "
+        click.echo(f"tickpipe serve: dashboard and API at {_url(sock, config)} over "
                    f"{store.describe()} ({live}; Ctrl-C to stop)")  # fmt: skip
         app = create_app(ApiContext(store, hub=hub), config.serve.token or None, config.serve)
-        asyncio.run(_serve_live(make_server(app, True), sock, config, hub))
+        asyncio.run(_serve_live(make_server(app, True, config.serve), sock, config, hub))
     finally:
         store.close()
 
@@ -603,10 +620,10 @@ def _bind(config: Config):
         ) from None
 
 
-def _url(sock) -> str:
+def _url(sock, config: Config) -> str:
     from tickpipe.serve.server import url_of
 
-    return url_of(sock)
+    return url_of(sock, bool(config.serve.tls_cert))
 
 
 def _kafka_options(func):
@@ -790,7 +807,7 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
     where = Locations(
         pipeline.store.describe(),
         str(config.dead_letter_path),
-        _url(sock) if sock is not None else None,
+        _url(sock, config) if sock is not None else None,
     )
     view = None
     try:

@@ -353,6 +353,10 @@ def _secret_env(env: Mapping[str, str] | None, names: Sequence[str]) -> Mapping[
         raise ConfigError(f"config error: {exc}") from None
 
 
+_FROM_STORE_ENV = "from TICKPIPE_STORE"  # a whole URL in the environment may hold its password
+_FROM_PROPERTIES_ENV = "from TICKPIPE_KAFKA_PROPERTIES"
+
+
 def _refuse_secrets(data: dict[str, Any], origin: Mapping[str, str]) -> None:
     """A secret in the TOML file (shared, often committed) or on the command line (in every
     user's process list) is refused with where it goes instead."""
@@ -374,10 +378,6 @@ def _refuse_secrets(data: dict[str, Any], origin: Mapping[str, str]) -> None:
                     f"kafka.properties.{prop} ({where or 'given'}) is a secret: "
                     f"{where_secret_goes(kafka_env(prop))}"
                 )
-
-
-_FROM_STORE_ENV = "from TICKPIPE_STORE"  # a whole URL in the environment may hold its password
-_FROM_PROPERTIES_ENV = "from TICKPIPE_KAFKA_PROPERTIES"
 
 
 def _add_secrets(data: dict[str, Any], origin: dict[str, str], env: Mapping[str, str]) -> None:

@@ -54,16 +54,36 @@ def secret_names(extra: Iterable[str] = ()) -> set[str]:
     return names | set(extra)
 
 
-_known: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+class _Remembered:
+    """The secrets this process has read, and the pattern that finds any of them."""
+
+    def __init__(self) -> None:
+        self.secrets: set[str] = set()
+        self.pattern: re.Pattern[str] | None = None
+
+    def add(self, secret: str) -> None:
+        if secret.strip() and secret not in self.secrets:
+            self.secrets.add(secret)
+            self.pattern = secret_pattern(self.secrets)
+
+    def clear(self) -> None:
+        self.secrets.clear()
+        self.pattern = None
+
+
+_REMEMBERED = _Remembered()
 
 
 def remember(secret: str) -> None:
     """Add a secret to what `redact` takes out (a secret that reached tickpipe another way)."""
-    global _pattern
-    if secret.strip() and secret not in _known:
-        _known.add(secret)
-        _pattern = secret_pattern(_known)
+    _REMEMBERED.add(secret)
+
+
+def forget_all() -> None:
+    """Forget every secret read so far: for a host that runs several configurations one
+    after another in one process (tickpipe's own tests do), so one's secrets do not blank
+    out another's text."""
+    _REMEMBERED.clear()
 
 
 def read_secret(name: str, env: Mapping[str, str]) -> str | None:
@@ -150,7 +170,7 @@ def redact_secrets(text: str, secrets: Iterable[str] | re.Pattern[str] | None) -
 
 def redact(text: str) -> str:
     """`text` without any secret this process has read, in any spelling."""
-    return redact_secrets(text, _pattern)
+    return redact_secrets(text, _REMEMBERED.pattern)
 
 
 class RedactedLogRecord(logging.LogRecord):

@@ -18,6 +18,7 @@ from tickpipe.config import Config
 from tickpipe.engine.candles import CandleEngine
 from tickpipe.serve.app import ApiContext, create_app
 from tickpipe.serve.server import bind, make_server, url_of
+from tickpipe.serve.settings import ServeConfig
 from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.stores.base import Store
 from tickpipe.stores.duckdb import DuckDBStore
@@ -67,12 +68,13 @@ def simulate(store: Store, end: int, minutes: int = MINUTES) -> None:
 
 
 class ApiThread:
-    """uvicorn serving `app` on 127.0.0.1 with a free port, on its own thread and loop."""
+    """uvicorn serving `app` on 127.0.0.1 with a free port, on its own thread and loop; over
+    HTTPS when `serve` names a certificate and key."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, serve: ServeConfig | None = None) -> None:
         self.sock = bind("127.0.0.1", 0)
-        self.url = url_of(self.sock)
-        self.server = make_server(app)
+        self.url = url_of(self.sock, bool(serve and serve.tls_cert))
+        self.server = make_server(app, serve=serve)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10

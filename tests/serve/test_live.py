@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import websockets
 
@@ -15,6 +17,7 @@ from tickpipe.config import Config
 from tickpipe.runners.embedded import Pipeline
 from tickpipe.serve.live import Hub
 from tickpipe.serve.server import bind, run_with_api, url_of
+from tickpipe.serve.settings import ServeConfig
 from tickpipe.sources.simulated import SimulatedMarket
 
 
@@ -38,17 +41,21 @@ async def subscribe(ws, keys: list[dict]) -> dict:
         await asyncio.sleep(0.05)
 
 
-def test_live_websocket_receives_every_candle_update_and_trade_a_running_pipeline_pushes(
-    tmp_path: Path,
-) -> None:
-    hub = Hub()
-    pipeline = demo_pipeline(tmp_path, hub, symbols=5, rate=500)
+def watch_live(
+    pipeline: Pipeline, serve: ServeConfig | None = None, trusting: ssl.SSLContext | None = None
+) -> tuple[dict, list[dict]]:
+    """Run `pipeline` for 3 s with the API and one client subscribed to BTC-USDT 1s until the
+    server stops: the subscription's answer and every message after it. With `serve`'s
+    certificate the API is on TLS and the client (`trusting` its CA) is the dashboard's own
+    https:// page: wss://, with the page's Origin."""
     sock = bind("127.0.0.1", 0)
-    url = url_of(sock).replace("http://", "ws://") + "/api/live"
+    page = url_of(sock, tls=bool(serve and serve.tls_cert))
+    url = page.replace("http", "ws", 1) + "/api/live"  # ws:// or wss://
+    connect: dict[str, Any] = {"ssl": trusting, "origin": page} if trusting else {}
     received: list[dict] = []
 
     async def client() -> dict:
-        async with websockets.connect(url) as ws:
+        async with websockets.connect(url, **connect) as ws:
             answer = await subscribe(ws, [{"exchange": "simulated", "symbol": "BTC-USDT",
                                            "interval": "1s"}])  # fmt: skip
             with contextlib.suppress(websockets.ConnectionClosed):
@@ -58,17 +65,27 @@ def test_live_websocket_receives_every_candle_update_and_trade_a_running_pipelin
 
     async def main() -> dict:
         serving = asyncio.create_task(
-            run_with_api(pipeline.api_context(), sock, None, pipeline.run(3.0))
+            run_with_api(pipeline.api_context(), sock, None, pipeline.run(3.0), serve)
         )
         answer = await asyncio.wait_for(client(), 30)  # ends when the server stops
         await serving
         return answer
 
     try:
-        answer = asyncio.run(main())
-        pushed_trades = hub.published_trades
+        return asyncio.run(main()), received
     finally:
         sock.close()
+
+
+def test_live_websocket_receives_every_candle_update_and_trade_a_running_pipeline_pushes(
+    tmp_path: Path,
+) -> None:
+    hub = Hub()
+    pipeline = demo_pipeline(tmp_path, hub, symbols=5, rate=500)
+    try:
+        answer, received = watch_live(pipeline)
+        pushed_trades = hub.published_trades
+    finally:
         pipeline.close()
 
     assert answer == {"type": "subscribed", "keys": [["simulated", "BTC-USDT", "1s"]]}

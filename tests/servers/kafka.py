@@ -6,6 +6,11 @@ broker runs as a child process on free 127.0.0.1 ports with its log directory in
 for the whole test session; `stop()`/`start()` restart it on the same ports and data (the
 broker-restart test). The cluster is the one scripts/kafka-cluster.sh starts for a user, on
 free ports and in a temp dir: one place says how a cluster is configured.
+
+`SecuredKafkaBroker` is the single broker with one client listener, SASL_SSL: TLS from
+servers/certs.py and SCRAM-SHA-512 users written into the metadata log at format time. The
+broker talks to itself (inter-broker) over that listener too, as its own SCRAM user; only the
+KRaft controller listener stays PLAINTEXT, on loopback.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from servers.certs import TlsFiles, make_tls
 from servers.process import (
     ServerProcess,
     cache_dir,
@@ -62,19 +68,31 @@ class KafkaBroker(ServerProcess):
         self._format()
         super().__init__(self._java("kafka.Kafka", str(self._config)), root / "broker.log")
 
+    def client_settings(self) -> dict[str, str]:
+        """What a client (the fixture's admin, a test's consumer) needs to connect."""
+        return {"bootstrap.servers": self.bootstrap}
+
+    def _listener_settings(self) -> dict[str, str]:
+        return {
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        }
+
+    def _format_options(self) -> list[str]:
+        return []
+
     def _write_config(self) -> None:
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            **self._listener_settings(),
             "log.dirs": str(self.root / "data"),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -117,6 +135,7 @@ class KafkaBroker(ServerProcess):
             f"--cluster-id={cid}",
             "-c",
             str(self._config),
+            *self._format_options(),
         )
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode:
@@ -130,7 +149,7 @@ class KafkaBroker(ServerProcess):
                 pass
         except OSError:
             return False
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(self.client_settings())
         try:
             return bool(admin.list_topics(timeout=2).brokers)
         except Exception:
@@ -140,7 +159,7 @@ class KafkaBroker(ServerProcess):
         """Create `name` with `partitions` partitions (replication factor 1); wait until it is."""
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(self.client_settings())
         futures = admin.create_topics([NewTopic(name, partitions, 1, config=config)])
         futures[name].result(timeout=30)
         deadline = time.monotonic() + 30
@@ -150,6 +169,66 @@ class KafkaBroker(ServerProcess):
                 return name
             time.sleep(0.1)
         raise RuntimeError(f"topic {name} was not ready in time")
+
+
+class SecuredKafkaBroker(KafkaBroker):
+    """The broker behind SASL_SSL (SCRAM-SHA-512 over TLS) only: clients log in as `user`
+    with `password` and trust `tls.ca`."""
+
+    name = "secured Kafka broker"
+    user = "tickpipe"
+    # Characters a URL or a shell would change (@ / + : % space): a leak in any spelling shows.
+    password = "s3cret@ticks/+:% " + uuid.uuid4().hex[:8]
+    _broker_user = "broker"  # the broker's own login to itself (inter-broker)
+
+    def __init__(self, root: Path, libs: Path) -> None:
+        self._broker_password = uuid.uuid4().hex
+        # Unencrypted (mode 0600): Kafka's PEM keystore reads a plain PKCS#8 key when
+        # ssl.key.password is unset, and an encrypted one only in a cipher the JVM's
+        # SecretKeyFactory knows, which PBES2 (what `cryptography` writes) is not on Java 17.
+        self.tls: TlsFiles = make_tls(root / "tls")
+        super().__init__(root, libs)
+
+    def client_settings(self) -> dict[str, str]:
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": self.user,
+            "sasl.password": self.password,
+            "ssl.ca.location": str(self.tls.ca),
+        }
+
+    def _listener_settings(self) -> dict[str, str]:
+        login = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{self._broker_user}" password="{self._broker_password}";'
+        )
+        return {
+            "listeners": (
+                f"SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": login,
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.tls.chain),
+            "ssl.truststore.type": "PEM",  # for the broker's login to itself
+            "ssl.truststore.location": str(self.tls.ca),
+            "ssl.client.auth": "none",
+        }
+
+    def _format_options(self) -> list[str]:
+        return [
+            f'--add-scram=SCRAM-SHA-512=[name={name},password="{password}"]'
+            for name, password in (
+                (self.user, self.password),
+                (self._broker_user, self._broker_password),
+            )
+        ]
 
 
 def free_port_block(count: int) -> int:
@@ -256,16 +335,30 @@ def kafka_cluster(kafka_cluster_nodes: KafkaCluster) -> KafkaCluster:
     return kafka_cluster_nodes
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """The session's broker; tests create their own topics (unique names) on it."""
+def _jars() -> Path:
+    """The broker's jars; java and the jars missing is a missing server."""
     libs = kafka_libs()
     if shutil.which("java") is None:
         server_missing("java is not installed (scripts/setup/kafka.sh installs it)")
     if not list(libs.glob("kafka_2.13-*.jar")):
         server_missing(f"no Kafka jars in {libs} (run scripts/setup/kafka.sh)")
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), libs)
+    return libs
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """The session's broker; tests create their own topics (unique names) on it."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), _jars())
     with serving(broker):
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafkaBroker]:
+    """The session's SASL_SSL broker: `bootstrap`, `user`, `password`, `tls` (the TlsFiles;
+    `tls.other_ca` signed nothing it uses). Tests create their own topics on it."""
+    broker = SecuredKafkaBroker(tmp_path_factory.mktemp("kafka-secured"), _jars())
+    with serving(broker, kill_at_end=True):
         yield broker
 
 

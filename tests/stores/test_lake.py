@@ -26,6 +26,7 @@ from tickpipe.stores.lake.location import ACCESS_KEY_ENV, SECRET_KEY_ENV, LakeSe
 from tickpipe.stores.lake.sync import catch_up, copy_to_lake, verify_lake
 from tickpipe.stores.lake.writer import LakeWriter
 from tickpipe.stores.postgresql import PostgresStore
+from tickpipe.verify import Checked
 
 CREDENTIALS = {ACCESS_KEY_ENV: ACCESS_KEY, SECRET_KEY_ENV: SECRET_KEY}
 DAY2 = T0 + DAY_US  # the same time of the next day
@@ -318,6 +319,25 @@ def consistent_lake(settings: LakeSettings) -> Lake:
     lake.flush()
     assert verify_lake(lake).ok
     return lake
+
+
+def test_verify_lake_reports_progress_over_every_instrument_and_trade(
+    lake_settings: LakeSettings,
+) -> None:
+    lake = make_lake(lake_settings)
+    trades = [trade(i, T0 + i * S, symbol=("BTC-USDT", "ETH-USDT", "SOL-USDT")[i % 3])
+              for i in range(1, 31)]  # fmt: skip
+    lake.add_trades(batch(*trades))
+    lake.flush()
+    seen: list[tuple[int, int, int, int]] = []
+
+    def progress(c: Checked) -> None:
+        seen.append((c.trades, c.expected_trades, c.instruments_done, c.instruments))
+
+    report = verify_lake(lake, progress=progress)
+    assert report.ok and report.trades == len(trades)
+    assert seen[-1] == (len(trades), len(trades), 3, 3)
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen)
 
 
 def test_verify_lake_finds_a_final_candle_that_its_trades_do_not_make(

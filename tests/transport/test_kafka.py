@@ -4,13 +4,20 @@ pass-through client settings, whose errors name the setting."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
+from servers.certs import make_tls
 
 from tickpipe.config import ConfigError, load_config
 from tickpipe.sources.simulated import MarketSimulator
-from tickpipe.transport.kafka import TradePublisher, ensure_topic, replication_for
+from tickpipe.transport.kafka import (
+    TradePublisher,
+    check_properties,
+    ensure_topic,
+    replication_for,
+)
 from tickpipe.transport.schema import decode_trades, to_batch
 from tickpipe.transport.settings import KafkaConfig
 
@@ -68,13 +75,20 @@ def test_published_trades_come_back_keyed_one_partition_per_symbol_in_order(kafk
     assert sorted(back.seq.tolist()) == sorted(batch.seq.tolist())
 
 
-def test_an_unknown_client_property_stops_start_up_naming_it(tmp_path):
+@pytest.mark.parametrize(
+    ("line", "named", "why"),
+    [('"no.such.thing" = "1"', "no.such.thing", "No such configuration property"),
+     # SASL_SSL without sasl.mechanism asks for GSSAPI, which this librdkafka lacks
+     ('"security.protocol" = "SASL_SSL"', "security.protocol", "GSSAPI")],
+)  # fmt: skip
+def test_a_refused_client_property_stops_start_up_naming_it(tmp_path, line, named, why):
     path = tmp_path / "t.toml"
-    path.write_text('[kafka.properties]\n"linger.ms" = "5"\n"no.such.thing" = "1"\n')
+    path.write_text(f'[kafka.properties]\n"linger.ms" = "5"\n{line}\n')
     with pytest.raises(ConfigError) as err:
         load_config(path, env={})
     message = str(err.value)
-    assert "kafka.properties.no.such.thing" in message and "\n" not in message
+    assert f"kafka.properties.{named}" in message and "\n" not in message
+    assert why in message
 
 
 def test_a_bad_client_property_value_stops_start_up_naming_it(tmp_path):
@@ -82,6 +96,40 @@ def test_a_bad_client_property_value_stops_start_up_naming_it(tmp_path):
     path.write_text('[kafka.properties]\n"compression.type" = "rar"\n')
     with pytest.raises(ConfigError, match=r"kafka\.properties\.compression\.type"):
         load_config(path, env={})
+
+
+def sasl_ssl(tmp_path: Path, **more: str) -> dict[str, str]:
+    return {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": "tickpipe", "sasl.password": "pw",
+            "ssl.ca.location": str(make_tls(tmp_path).ca), **more}  # fmt: skip
+
+
+def test_a_sasl_ssl_scram_configuration_is_accepted(tmp_path):
+    """The properties only make sense together: SASL_SSL alone asks for GSSAPI, which this
+    librdkafka lacks, so each checked on its own would refuse a good configuration."""
+    assert check_properties(sasl_ssl(tmp_path)) is None
+
+
+def test_a_sasl_login_without_its_password_says_where_the_password_goes(tmp_path):
+    properties = sasl_ssl(tmp_path)
+    del properties["sasl.password"]
+    path = tmp_path / "t.toml"
+    path.write_text(
+        "[kafka.properties]\n" + "".join(f'"{k}" = "{v}"\n' for k, v in properties.items())
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "kafka.properties.sasl.password" in str(err.value)
+    assert "TICKPIPE_KAFKA_SASL_PASSWORD_FILE" in str(err.value)
+    assert load_config(path, env={"TICKPIPE_KAFKA_SASL_PASSWORD": "pw"}).kafka.properties == {
+        **properties,
+        "sasl.password": "pw",
+    }
+
+
+def test_a_missing_ca_file_is_named_not_the_protocol(tmp_path):
+    problem = check_properties(sasl_ssl(tmp_path, **{"ssl.ca.location": "/no/ca.pem"}))
+    assert problem is not None and problem[0] == "ssl.ca.location", problem
 
 
 @pytest.mark.parametrize("name", ["enable.auto.commit", "acks", "enable.idempotence", "group.id"])

@@ -3,7 +3,8 @@
 The socket is bound before anything starts, so a busy port is a one-line start-up error rather
 than uvicorn exiting the process from inside a task; signals stay with the pipeline, which
 stops the server when it stops. The pipeline hands over what the API reads as an `ApiContext`
-(this module never imports a runner).
+(this module never imports a runner). With `serve.tls_cert`/`tls_key` the socket speaks HTTPS
+only: uvicorn wraps every socket it is handed in the context its `Config.load` makes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp
 
 from tickpipe.serve.app import ApiContext, create_app
 from tickpipe.serve.settings import ServeConfig
+from tickpipe.serve.tls import MIN_VERSION, StrictTransport
 
 SHUTDOWN_SECONDS = 2
 
@@ -39,9 +41,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, tls: bool = False) -> str:
+    """The URL a browser opens: https:// when the server has a certificate."""
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class ApiServer(uvicorn.Server):
@@ -52,15 +56,24 @@ class ApiServer(uvicorn.Server):
         yield
 
 
-def make_server(app: ASGIApp, own_signals: bool = False) -> uvicorn.Server:
+def make_server(
+    app: ASGIApp, own_signals: bool = False, serve: ServeConfig | None = None
+) -> uvicorn.Server:
     """A server for `app`; run it with `await server.serve(sockets=[bind(host, port)])`.
 
     `own_signals`: uvicorn handles Ctrl-C itself (`tickpipe serve`, where nothing else runs).
+    `serve`: with its `tls_cert`/`tls_key` (checked when the config loaded) it serves HTTPS.
     """
+    cert, key = (serve.tls_cert, serve.tls_key) if serve and serve.tls_cert else (None, None)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", ws="websockets-sansio",
-        ws_max_size=64 * 1024, timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        StrictTransport(app) if cert else app, log_level="warning", access_log=False,
+        lifespan="off", ws="websockets-sansio", ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS, ssl_certfile=cert, ssl_keyfile=key,
     )  # fmt: skip
+    if cert:
+        config.load()  # makes `config.ssl` now, so its floor can be raised before serving
+        assert config.ssl is not None
+        config.ssl.minimum_version = MIN_VERSION
     return uvicorn.Server(config) if own_signals else ApiServer(config)
 
 
@@ -70,7 +83,7 @@ async def run_with_api(
 ) -> None:  # fmt: skip
     """Await `running` (the pipeline's run) with the API serving `context` on `sock` in the
     same loop; stop both together."""
-    server = make_server(create_app(context, token, serve))
+    server = make_server(create_app(context, token, serve), serve=serve)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
     try:
         await running

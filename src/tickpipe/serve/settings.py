@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from tickpipe.durations import Seconds, allowing
+from tickpipe.serve.tls import check_tls
 from tickpipe.settings import Fail
 
 MAX_SUBSCRIPTIONS = 10_000  # each one may cost the server a store lookup
@@ -20,7 +21,7 @@ class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
     host: str = "127.0.0.1"  # loopback: nobody else can reach it without a token
     port: int = 8050
-    token: str = ""  # required on any other address (TICKPIPE_SERVE_TOKEN), unless insecure
+    token: str = ""  # required on any other address (TICKPIPE_SERVE_TOKEN[_FILE]), unless insecure
     insecure: bool = False  # serve a non-loopback address without a token, on purpose
     # names the API answers to besides loopback and `host` (a reverse proxy's); "*": any
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
@@ -31,10 +32,14 @@ class ServeConfig(msgspec.Struct, forbid_unknown_fields=True):
     read_timeout_s: ReadTimeout = msgspec.field(name="read_timeout", default=Seconds(5.0))
     # heavy reads (analytics, trade lists, exchange list) at once; one more is answered 503
     heavy_reads: int = 4
+    # PEM files: the certificate (its chain after it) and its unencrypted key; with both the
+    # API serves HTTPS only, with HSTS (`serve/tls.py`)
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 def check_serve(serve: ServeConfig, fail: Fail) -> None:
-    """A port, an address, and a token wherever another machine can connect.
+    """A port, an address, the HTTPS files, and a token wherever another machine can connect.
 
     `fail(key, value, why)` raises the one-line config error.
     """
@@ -49,6 +54,7 @@ def check_serve(serve: ServeConfig, fail: Fail) -> None:
         )  # fmt: skip
     if not 1 <= serve.heavy_reads <= MAX_HEAVY_READS:
         fail("serve.heavy_reads", serve.heavy_reads, f"must be between 1 and {MAX_HEAVY_READS}")
+    check_tls(serve.tls_cert, serve.tls_key, fail)
     if serve.token and not serve.token.strip():
         fail("serve.token", serve.token, "is only whitespace; give a token, or none")
     if serve.enabled and not serve.token and not serve.insecure:
@@ -57,6 +63,6 @@ def check_serve(serve: ServeConfig, fail: Fail) -> None:
         if not is_loopback(serve.host):
             fail(
                 "serve.host", serve.host,
-                "serving beyond this machine needs an access token (--token or "
-                "TICKPIPE_SERVE_TOKEN), or --insecure to go without one",
+                "serving beyond this machine needs an access token (TICKPIPE_SERVE_TOKEN "
+                "or TICKPIPE_SERVE_TOKEN_FILE), or --insecure to go without one",
             )  # fmt: skip

@@ -14,9 +14,12 @@ Every write is one transaction:
 
 A write that fails because the server went away is retried on a new connection with capped
 backoff until `retry_for` seconds have passed: the transaction is all-or-nothing, so a retry
-is safe. tickpipe creates and migrates its own schema (`schema_version`, ordered migrations,
-under an advisory lock so two processes starting together do not collide). With TimescaleDB
-available, trades and candles become hypertables with compression; without it, plain tables.
+is safe. A connection the server refuses for a reason a retry cannot mend (a wrong password, an
+untrusted certificate, no TLS where `sslmode` requires it: `postgresql_refusals.py`) fails at
+once with one line naming the cause. tickpipe creates and migrates its own schema
+(`schema_version`, ordered migrations, under an advisory lock so two processes starting
+together do not collide). With TimescaleDB available, trades and candles become hypertables
+with compression; without it, plain tables.
 
 Reads run on a small pool of connections of their own (`read_connections`), never on the
 writer's; inside a read budget each runs in a transaction whose `statement_timeout` is what is
@@ -48,6 +51,7 @@ from tickpipe.records import (
 from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import Flush, trade_columns
+from tickpipe.stores.postgresql_refusals import refusal
 from tickpipe.stores.reads import Dialect
 from tickpipe.stores.retry import Backoff
 from tickpipe.stores.sql import SqlStore, candle_upsert, upsert_sql
@@ -203,11 +207,18 @@ TRADE_INSERT = (
 )
 
 
+def _params(dsn: str) -> dict[str, Any]:
+    """The DSN's settings, {} when it does not parse."""
+    try:
+        return conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return {}
+
+
 def redact(dsn: str) -> str:
     """The DSN without its password, for logs and /api/health."""
-    try:
-        params = conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
+    params = _params(dsn)
+    if not params:
         return "postgresql://(unparsable URL)"
     host, port, db = params.get("host", ""), params.get("port", ""), params.get("dbname", "")
     user = params.get("user")
@@ -266,6 +277,10 @@ class PostgresStore(SqlStore):
         read_connections: int = 8,
     ) -> None:
         self.dsn = dsn
+        # What a refusal's line names (never the password, which is in the DSN too).
+        self._tls_settings = {
+            k: v for k, v in _params(dsn).items() if k in ("sslmode", "sslrootcert") and v
+        }
         self.retry_for = retry_for
         self.read_retry_for = read_retry_for
         self.connect_timeout = connect_timeout
@@ -316,9 +331,13 @@ class PostgresStore(SqlStore):
         try:
             return self._open()
         except psycopg.Error as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            where = self.describe()
-            raise StoreError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+            raise self._cannot_connect(exc) from None
+
+    def _cannot_connect(self, exc: psycopg.Error) -> StoreError:
+        message = str(exc)
+        reason = refusal(message, self._tls_settings) or " ".join(message.split())
+        reason = reason or type(exc).__name__
+        return StoreError(f"cannot connect to PostgreSQL at {self.describe()}: {reason}")
 
     def _with_retry(
         self, link: _Link, fn: Callable[[psycopg.Connection], T], deadline_s: float, what: str
@@ -333,6 +352,8 @@ class PostgresStore(SqlStore):
                     con = link.connection()
                     return fn(con)
                 except psycopg.Error as exc:
+                    if link.con is None and refusal(str(exc), self._tls_settings):
+                        raise self._cannot_connect(exc) from None  # a setting to fix: no retry
                     if not _lost(exc, con):
                         raise
                     link.drop()

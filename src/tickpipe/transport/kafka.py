@@ -8,7 +8,9 @@ batches into messages and back (transport/schema.py).
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,7 @@ from tickpipe.transport.schema import (
 )
 
 if TYPE_CHECKING:
-    from confluent_kafka import Producer
+    from confluent_kafka import KafkaError, Producer
 
     from tickpipe.transport.settings import KafkaConfig
 
@@ -55,28 +57,57 @@ def is_secret(name: str) -> bool:
     return any(word in name.lower() for word in _SECRET_WORDS)
 
 
+def _refused(properties: dict[str, Any]) -> str | None:
+    """librdkafka's reason for refusing `properties` in a client that is never started."""
+    from confluent_kafka import KafkaException, Producer
+
+    try:
+        Producer({"log_level": 0, **properties})  # log_level 0: no warnings printed
+    except KafkaException as exc:
+        return f"librdkafka refuses it: {exc.args[0].str() if exc.args else exc}"
+    except (TypeError, ValueError) as exc:
+        return f"librdkafka refuses it: {exc}"
+    return None
+
+
+def _names(text: str, name: str) -> bool:
+    """Whether librdkafka's `text` names property `name` (not one it is the start of)."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", text) is not None
+
+
 def check_properties(properties: dict[str, str]) -> tuple[str, str] | None:
     """(name, why) of the first property librdkafka refuses, or None when all are fine.
 
-    Each is tried on its own in a client that is never started, so the error names it.
+    They are tried together (security.protocol = SASL_SSL alone is refused: its default
+    mechanism, GSSAPI, is not built in); when refused, the property librdkafka's reason names,
+    else the first refused on its own, else the one without which the others pass.
     """
     if not properties:
         return None  # spares every command importing librdkafka
-    from confluent_kafka import KafkaException, Producer
-
-    for name, value in properties.items():
+    for name in properties:
         if name in PRODUCER_FIXED or name in CONSUMER_FIXED or name == "group.id":
             return name, "set by tickpipe (exactly-once depends on it); remove it"
         if name == "bootstrap.servers":
             return name, "use kafka.bootstrap (or --kafka HOST:PORT)"
-        try:
-            Producer({"log_level": 0, name: value})  # log_level 0: no warnings printed
-        except KafkaException as exc:
-            text = str(exc.args[0].str() if exc.args else exc)
-            return name, f"librdkafka refuses it: {text}"
-        except (TypeError, ValueError) as exc:
-            return name, f"librdkafka refuses it: {exc}"
-    return None
+    together = _refused(properties)
+    if together is None:
+        return None
+    from tickpipe.credentials import KAFKA_SECRET_PROPERTIES, kafka_env, where_secret_goes
+
+    for secret in KAFKA_SECRET_PROPERTIES:  # "sasl.username and sasl.password must be set"
+        if _names(together, secret) and secret not in properties:
+            return secret, f"{together}; {where_secret_goes(kafka_env(secret))}"
+    named = [name for name in properties if _names(together, name)]
+    if named:
+        return max(named, key=len), together
+    for name, value in properties.items():
+        alone = _refused({name: value})
+        if alone is not None:
+            return name, alone
+    for name in properties:
+        if _refused({k: v for k, v in properties.items() if k != name}) is None:
+            return name, together
+    return next(iter(properties)), together
 
 
 def producer_settings(kafka: KafkaConfig) -> dict[str, Any]:
@@ -108,8 +139,77 @@ def _admin(kafka: KafkaConfig, **extra: Any) -> Any:
     return AdminClient({**settings, **extra})
 
 
+class _Heard:
+    """What librdkafka reported while connecting (its `error_cb` and `logger`), kept to say
+    why a connection failed: its exceptions only say "transport failure"."""
+
+    def __init__(self) -> None:
+        self.errors: list[KafkaError] = []
+        self.lines: list[str] = []
+
+    def error(self, err: KafkaError) -> None:
+        self.errors.append(err)
+
+    def log(self, _level: int, fmt: str, *args: object) -> None:
+        self.lines.append(fmt % args)
+
+
+def _after_colon(text: str, marker: str) -> str:
+    """The reason librdkafka gives after `marker`, without its "(after N ms in state X)"."""
+    reason = text.split(marker, 1)[-1]
+    return reason.split(" (after ", 1)[0].strip()
+
+
+_AUTH_ERRORS = ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED")
+
+
+def _refusal(kafka: KafkaConfig, heard: _Heard) -> str | None:
+    """Why the broker refused the connection, in a line naming the setting to check, when
+    librdkafka's errors and logs show it: failed authentication, an untrusted certificate, or
+    a security.protocol the listener does not speak. None when nothing says (unreachable)."""
+    from tickpipe.credentials import kafka_env
+
+    protocol = str(kafka.properties.get("security.protocol", "plaintext")).upper()
+    mechanism = kafka.properties.get("sasl.mechanism", "GSSAPI")
+    for err in heard.errors:
+        text, code = err.str(), err.name()  # librdkafka's error names (KafkaError attributes)
+        if code in _AUTH_ERRORS and "Unsupported SASL mechanism" in text:
+            offered = _after_colon(text, "supported mechanisms:")
+            return (f"the broker does not offer sasl.mechanism = {mechanism} (it offers "
+                    f"{offered})")  # fmt: skip
+        if code in _AUTH_ERRORS:
+            user = kafka.properties.get("sasl.username", "")
+            return (
+                f"authentication failed for SASL user {user!r} ({mechanism}): check "
+                f"sasl.username and the password ({kafka_env('sasl.password')}(_FILE))"
+            )
+        if code == "_SSL" and "certificate verify failed" in text:
+            ca = kafka.properties.get("ssl.ca.location", "the system's authorities")
+            return (
+                f"the broker's TLS certificate is not trusted (certificate verify failed): "
+                f"check ssl.ca.location = {ca} (the CA that signed it) and that it names "
+                f"the host in the bootstrap address"
+            )
+        if code == "_SSL":
+            reason = _after_colon(text, "SSL handshake failed:")
+            return f"TLS handshake failed ({reason}): does the listener speak TLS?"
+    closed = [line for line in heard.lines if "connection closed by peer" in line]
+    if closed and "SSL" not in protocol:
+        return (
+            f"the broker closed the connection at the first request: security.protocol = "
+            f"{protocol} does not match its listener (one that wants TLS, e.g. SASL_SSL?)"
+        )
+    if closed and "SASL" not in protocol:
+        return (
+            f"the broker closed the connection after the TLS handshake: security.protocol = "
+            f"{protocol} does not match its listener (one that wants SASL, e.g. SASL_SSL?)"
+        )
+    return None
+
+
 def require_broker(kafka: KafkaConfig, timeout_s: float = 10.0) -> None:
-    """Raise a `Fault` naming the broker when none answers within `timeout_s`.
+    """Raise a `Fault` naming the broker, and the cause when librdkafka tells it (see
+    `_refusal`), when none answers within `timeout_s`.
 
     Unchecked, librdkafka retries for ever: `process` would wait for partitions and `ingest`
     for deliveries, then end as if they had run.
@@ -118,14 +218,25 @@ def require_broker(kafka: KafkaConfig, timeout_s: float = 10.0) -> None:
 
     from tickpipe.faults import Fault
 
-    try:
-        _admin(kafka, log_level=0).list_topics(timeout=timeout_s)  # 0: no retry noise
-    except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args else str(exc)
-        raise Fault(
-            f"kafka {kafka.bootstrap} unreachable: {reason} (is the broker running? "
-            f"give its address with --kafka HOST:PORT)"
-        ) from exc
+    heard = _Heard()
+    # The logger keeps librdkafka's retry noise off stderr; its lines may name the cause.
+    admin = _admin(kafka, error_cb=heard.error, logger=heard)
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=min(1.0, max(0.1, deadline_s - time.monotonic())))
+            return
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error and log callbacks
+            why = _refusal(kafka, heard)
+            if why is not None:
+                raise Fault(f"kafka {kafka.bootstrap}: {why}") from None
+            if time.monotonic() >= deadline_s:
+                reason = exc.args[0].str() if exc.args else str(exc)
+                raise Fault(
+                    f"kafka {kafka.bootstrap} unreachable: {reason} (is the broker running? "
+                    f"give its address with --kafka HOST:PORT)"
+                ) from exc
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle, TradeBatch
 from tickpipe.stores.base import Store, time_range
 from tickpipe.stores.lake.layout import CANDLES, DAY_US, SCHEMAS, SORT_KEYS, TRADES, Lake, day_of
-from tickpipe.verify import VerifyReport, compare
+from tickpipe.verify import Checked, Progress, VerifyReport, compare
 
 FOREVER_US = 2**62
-Progress = Callable[[str], None]
+ProgressLine = Callable[[str], None]  # copy and catch-up report a line per instrument
 
 
 @dataclass
@@ -38,7 +38,7 @@ def copy_to_lake(
     lake: Lake,
     since: dict[tuple[str, str], int] | int = -FOREVER_US,
     until: int = FOREVER_US,
-    progress: Progress | None = None,
+    progress: ProgressLine | None = None,
     rows: int = 100_000,
     instruments: Collection[tuple[str, str]] | None = None,
 ) -> CopyReport:
@@ -129,7 +129,7 @@ def catch_up(
     store: Store,
     lake: Lake,
     horizon_us: int,
-    progress: Progress | None = None,
+    progress: ProgressLine | None = None,
     instruments: Collection[tuple[str, str]] | None = None,
 ) -> CopyReport:
     """At start-up: per instrument (of `instruments`, or all), what the store holds from the
@@ -204,6 +204,15 @@ class LakeInstrument:
                 if not older or before["revision"] == row["revision"]:
                     yield Candle(exchange=self.exchange, symbol=self.symbol, **row)
 
+    def trade_count(self) -> int:
+        """About how many trades `trade_batches` gives, for a progress display: every trade
+        file's row count from its footer (a range is not applied: that would read the data)."""
+        dataset = self.lake.dataset(TRADES, self.exchange, self.symbol)
+        if dataset is None:
+            return 0
+        with self.lake.reading():
+            return int(dataset.count_rows())
+
     def duplicate_trades(self) -> int:
         """Trades whose trade id the lake holds before (a trade's copies share its day)."""
         return sum(
@@ -237,28 +246,33 @@ def verify_lake(
     show: int = 20,
     since: int | None = None,
     until: int | None = None,
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """`tickpipe verify` over the lake (its trades with ts in [since, until)), one instrument
     at a time: the final candles it holds against the recomputation from its trades, through
     verify's own `compare`. The newest windows of each instrument were still open when the
     lake was last written, so a recomputed candle after the lake's newest final one of its
-    interval is not reported missing."""
+    interval is not reported missing. `progress` is called after each batch of trades."""
     total = VerifyReport(0, 0, 0, [], [], 0)
     names: set[str] = set()
-    for exchange, symbol in sorted(instruments(lake)):
-        reader = LakeInstrument(lake, exchange, symbol, since, until)
+    readers = [LakeInstrument(lake, e, s, since, until) for e, s in sorted(instruments(lake))]
+    checked = Checked(len(readers), 0)  # one count over all instruments
+    if progress is not None:
+        checked.expected_trades = sum(reader.trade_count() for reader in readers)
+    for reader in readers:
         newest = reader.newest_starts()
         wanted = intervals or sorted(newest)
         part = compare(
             reader.trade_batches(), reader.stored_candles, wanted, reader.duplicate_trades(),
             max(0, show - len(total.mismatches)), open_after=newest, since=since, until=until,
+            checked=checked, progress=progress,
         )  # fmt: skip
         names.update(wanted)
-        total.trades += part.trades
         total.duplicate_trades += part.duplicate_trades
         total.candles += part.candles
         total.mismatches.extend(part.mismatches)
         total.mismatch_count += part.mismatch_count
         total.cut_windows += part.cut_windows
+    total.trades = checked.trades
     total.intervals = sorted(names, key=lambda i: (parse_window(i).size, i))
     return total
