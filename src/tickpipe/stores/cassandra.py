@@ -73,7 +73,7 @@ from tickpipe.stores.base import ALL_TIME, RESTORE_BATCH_ROWS, Key, StoreError, 
 from tickpipe.stores.budget import ReadBudget
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
 from tickpipe.stores.flush import Flush, trade_columns
-from tickpipe.stores.refused import login_refused, tls_refused, tls_required
+from tickpipe.stores.refusals import login_refused, tls_refused, tls_required
 from tickpipe.stores.retry import Backoff
 
 try:
@@ -751,7 +751,7 @@ def _per_partition(
 
 
 def _refusal(exc: BaseException, settings: CassandraSettings) -> str | None:
-    """Why the node turned the client away for good (`stores/refused.py`), or None when it may
+    """Why the node turned the client away for good (`stores/refusals.py`), or None when it may
     only be away."""
     errors = list(exc.errors.values()) if isinstance(exc, NoHostAvailable) else [exc]
     for error in errors:

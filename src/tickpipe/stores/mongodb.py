@@ -65,7 +65,7 @@ from tickpipe.stores.analytics import TOTALS_FIELDS, CandleAnalytics, CandleTota
 from tickpipe.stores.base import RESTORE_BATCH_ROWS, Key, OverBudget, StoreError, time_range
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import TRADE_FIELDS, Flush, trade_columns
-from tickpipe.stores.refused import login_refused, tls_refused, tls_required
+from tickpipe.stores.refusals import login_refused, tls_refused, tls_required
 from tickpipe.stores.retry import Backoff
 
 try:
@@ -241,7 +241,7 @@ class MongoStore(CandleAnalytics):
                 backoff.wait(exc, _reason(exc), "server unreachable")
 
     def _refusal(self, exc: PyMongoError) -> str | None:
-        """Why the server turned this store away for good (`stores/refused.py`), or None."""
+        """Why the server turned this store away for good (`stores/refusals.py`), or None."""
         if isinstance(exc, OperationFailure) and exc.code == AUTHENTICATION_FAILED:
             return login_refused(self._user, "mongodb://user@host:port/dbname")
         return tls_refused(str(exc), "tlsCAFile", self._tls_ca)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from tickpipe.stores.refused import login_refused, tls_refused
+from tickpipe.stores.refusals import login_refused, tls_refused
 
 
 def ssl_text(error: ssl.SSLError) -> str:
