@@ -689,22 +689,25 @@ class CassandraStore(CandleAnalytics):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-class _QuietNegotiation(logging.Filter):
+class _QuietDriver(logging.Filter):
     """Drops the driver's warning that it settled on an older protocol version than its own
     newest (expected with any server older than the driver, and said twice per connection),
-    and its error that a connection at start-up failed: the store says so in its own line."""
+    and its reports, with a traceback, that a first connection failed: the store says so in
+    its own line (a retry's warning, or the one line it fails with)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not message.startswith(("Downgrading core protocol version",
-                                       "Control connection failed to connect"))  # fmt: skip
+        return not message.startswith((
+            "Downgrading core protocol version", "Control connection failed to connect",
+            "[control connection] Error connecting to",
+        ))  # fmt: skip
 
 
 def _cluster(settings: CassandraSettings, connect_timeout_s: float) -> Cluster:
     """A driver Cluster with the URL's auth, TLS, consistency and data center."""
     driver_log = logging.getLogger("cassandra.cluster")
-    if not any(isinstance(f, _QuietNegotiation) for f in driver_log.filters):
-        driver_log.addFilter(_QuietNegotiation())
+    if not any(isinstance(f, _QuietDriver) for f in driver_log.filters):
+        driver_log.addFilter(_QuietDriver())
     balance = (
         DCAwareRoundRobinPolicy(local_dc=settings.datacenter)
         if settings.datacenter
