@@ -162,9 +162,11 @@ class SecuredCassandraNode(CassandraNode):
     def __init__(self, root: Path, libs: Path) -> None:
         self.tls: TlsFiles = make_tls(root / "tls")
         self.password = secrets.token_urlsafe(16)
+        plain = CONFIG.read_text()
+        assert "authenticator: AllowAllAuthenticator" in plain, f"{CONFIG}: authenticator moved"
         config = root / "cassandra.yaml"
         config.write_text(
-            CONFIG.read_text().replace(
+            plain.replace(
                 "authenticator: AllowAllAuthenticator", "authenticator: PasswordAuthenticator"
             )
             + SECURED_CONFIG.format(keystore=self.tls.chain)
