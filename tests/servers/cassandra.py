@@ -6,12 +6,18 @@ scripts/cassandra/cassandra.yaml, on free 127.0.0.1 ports with its data in a tem
 whole test session. Each test that wants a keyspace gets a fresh one (`cassandra_keyspace`,
 replication factor 1), dropped afterwards. `node.stop()`/`node.start()` restart it on the same
 ports and data (fault tests).
+
+`secured_cassandra_node` is a second node, started only by the tests that ask for it: the same
+config with PasswordAuthenticator and client-to-node TLS required (a PEM certificate from
+servers.certs), and a login role `tickpipe` whose password the tests pass as a secret.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
+import ssl
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from servers.certs import TlsFiles, make_tls
 from servers.process import (
     ServerProcess,
     cache_dir,
@@ -96,7 +103,9 @@ class CassandraNode(ServerProcess):
     name = "Cassandra"
     start_timeout_s = 120.0  # a cold JVM on a busy 2-core machine; ~7 s when idle
 
-    def __init__(self, root: Path, libs: Path) -> None:
+    def __init__(
+        self, root: Path, libs: Path, config: Path = CONFIG, extra: tuple[str, ...] = ()
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.storage_port = free_port()
@@ -107,7 +116,7 @@ class CassandraNode(ServerProcess):
             "java", "-Xms64m", f"-Xmx{HEAP}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-XX:+ExitOnOutOfMemoryError", *JAVA17_OPTIONS,
             "-Dcassandra-foreground=yes",
-            f"-Dcassandra.config={CONFIG.as_uri()}",
+            f"-Dcassandra.config={config.as_uri()}", *extra,
             f"-Dcassandra.storagedir={root / 'data'}",
             f"-Dcassandra.logdir={root}",
             f"-Dcassandra.native_transport_port={self.port}",
@@ -142,9 +151,65 @@ class CassandraNode(ServerProcess):
         return Cluster([self.host], port=self.port, **options)
 
 
-@pytest.fixture(scope="session")
-def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode]:
-    """The session's node, started once; skipped (or failed in CI) when not installed."""
+class SecuredCassandraNode(CassandraNode):
+    """A node that takes only TLS clients that log in: `tls` (its certificate files), `user`
+    and `password` (a login role made at start-up, not a superuser); `cluster()` logs in as
+    the default superuser cassandra/cassandra over TLS."""
+
+    name = "Cassandra (TLS, PasswordAuthenticator)"
+    user = "tickpipe"
+
+    def __init__(self, root: Path, libs: Path) -> None:
+        self.tls: TlsFiles = make_tls(root / "tls")
+        self.password = secrets.token_urlsafe(16)
+        plain = CONFIG.read_text()
+        assert "authenticator: AllowAllAuthenticator" in plain, f"{CONFIG}: authenticator moved"
+        config = root / "cassandra.yaml"
+        config.write_text(
+            plain.replace(
+                "authenticator: AllowAllAuthenticator", "authenticator: PasswordAuthenticator"
+            )
+            + SECURED_CONFIG.format(keystore=self.tls.chain)
+        )
+        # The default superuser is made at once, not after the usual 10 s wait for a cluster.
+        super().__init__(root, libs, config, ("-Dcassandra.superuser_setup_delay_ms=0",))
+
+    def cluster(self, **options: Any) -> Any:
+        from cassandra.auth import PlainTextAuthProvider
+
+        options.setdefault("auth_provider", PlainTextAuthProvider("cassandra", "cassandra"))
+        options.setdefault("ssl_context", ssl.create_default_context(cafile=str(self.tls.ca)))
+        return super().cluster(**options)
+
+    def start(self) -> None:
+        super().start()
+        with self.cluster() as cluster:
+            cluster.connect().execute(
+                f"CREATE ROLE IF NOT EXISTS {self.user} WITH PASSWORD = %s AND LOGIN = true",
+                [self.password],
+            )
+
+    def set_password(self, role: str, password: str) -> None:
+        """Change a role's password (a test changes the store's and puts it back)."""
+        with self.cluster() as cluster:
+            cluster.connect().execute(f"ALTER ROLE {role} WITH PASSWORD = %s", [password])
+
+
+# Client-to-node TLS only (`optional: false`: a plain client is turned away), with the server's
+# key and certificate in one PEM file; clients show no certificate of their own.
+SECURED_CONFIG = """
+client_encryption_options:
+  enabled: true
+  optional: false
+  require_client_auth: false
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: {keystore}
+"""
+
+
+def _node_or_missing() -> Path:
+    """The jars' directory, once cassandra-driver, java and the jars are all there."""
     try:
         import cassandra.cluster  # noqa: F401
     except ImportError:
@@ -154,8 +219,24 @@ def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cassand
         server_missing("java is not installed (scripts/setup/cassandra.sh installs it)")
     if not list(libs.glob("cassandra-all-*.jar")):
         server_missing(f"no Cassandra jars in {libs} (run scripts/setup/cassandra.sh)")
-    node = CassandraNode(tmp_path_factory.mktemp("cassandra"), libs)
+    return libs
+
+
+@pytest.fixture(scope="session")
+def cassandra_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode]:
+    """The session's node, started once; skipped (or failed in CI) when not installed."""
+    node = CassandraNode(tmp_path_factory.mktemp("cassandra"), _node_or_missing())
     with serving(node, kill_at_end=True):  # throwaway data: a clean drain only adds ~5 s
+        yield node
+
+
+@pytest.fixture(scope="session")
+def secured_cassandra_node(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SecuredCassandraNode]:
+    """The session's secured node (TLS required, passwords checked), started on first use."""
+    node = SecuredCassandraNode(tmp_path_factory.mktemp("cassandra-secured"), _node_or_missing())
+    with serving(node, kill_at_end=True):
         yield node
 
 

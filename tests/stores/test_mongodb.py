@@ -18,6 +18,7 @@ from servers.ferretdb import FerretDBServer
 
 from stores.rows import T0, M, S, candle, trade
 from tickpipe.config import ConfigError, load_config
+from tickpipe.credentials import STORE_PASSWORD_ENV
 from tickpipe.records import Trade, TradeBatch
 from tickpipe.stores.base import StoreError
 from tickpipe.stores.mongodb import MongoStore
@@ -113,16 +114,19 @@ def test_the_revision_rule_in_the_update_filter_matches_only_an_outranked_candle
 
 
 @pytest.mark.parametrize(
-    ("url", "named"),
+    ("url", "named", "env"),
     [
-        ("mongodb://127.0.0.1:27017/tick?tls=maybe", "client option tls='maybe' refused"),
-        ("mongodb://127.0.0.1:27017/tick?w=1&frobnicate=2", "client option frobnicate='2'"),
-        ("mongodb://u:secret@127.0.0.1:27017", "name the database"),
+        ("mongodb://127.0.0.1:27017/tick?tls=maybe", "client option tls='maybe' refused", {}),
+        ("mongodb://127.0.0.1:27017/tick?w=1&frobnicate=2", "client option frobnicate='2'", {}),
+        # the password as it now arrives: from the environment, put into the URL
+        ("mongodb://u@127.0.0.1:27017", "name the database", {STORE_PASSWORD_ENV: "secret"}),
     ],
 )
-def test_a_bad_mongodb_setting_is_one_line_naming_it(url: str, named: str) -> None:
+def test_a_bad_mongodb_setting_is_one_line_naming_it(
+    url: str, named: str, env: dict[str, str]
+) -> None:
     with pytest.raises(ConfigError) as bad:
-        load_config(env={"TICKPIPE_STORE": url})  # where a URL may carry its password
+        load_config(env=env, overrides={"store": url})
     message = str(bad.value)
     assert message.startswith("config error: store = ") and named in message
     assert "\n" not in message and "secret" not in message

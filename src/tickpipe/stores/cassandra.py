@@ -73,10 +73,12 @@ from tickpipe.stores.base import ALL_TIME, RESTORE_BATCH_ROWS, Key, StoreError, 
 from tickpipe.stores.budget import ReadBudget
 from tickpipe.stores.cassandra_settings import CassandraSettings, CassandraUrlError, parse
 from tickpipe.stores.flush import Flush, trade_columns
+from tickpipe.stores.refusals import login_refused, tls_refused, tls_required
 from tickpipe.stores.retry import Backoff
 
 try:
     from cassandra import (
+        AuthenticationFailed,
         ConsistencyLevel,
         CoordinationFailure,
         OperationTimedOut,
@@ -242,6 +244,7 @@ class CassandraStore(CandleAnalytics):
         self.retry_for = retry_for
         self.read_retry_for = read_retry_for
         self.concurrency = concurrency
+        self.connect_timeout_s = connect_timeout_s
         self._known: set[tuple[str, str, str, str, int]] = set()  # series days written
         self._budget = ReadBudget()
         self._cluster = _cluster(self.settings, connect_timeout_s)
@@ -249,8 +252,9 @@ class CassandraStore(CandleAnalytics):
             self._session = self._cluster.connect()
         except Exception as exc:
             self._cluster.shutdown()
+            why = _refusal(exc, self.settings) or _plain_against_tls(exc, self.settings)
             raise StoreError(
-                f"cannot connect to Cassandra at {self.describe()}: {_reason(exc)}"
+                f"cannot connect to Cassandra at {self.describe()}: {why or _reason(exc)}"
             ) from None
         try:
             self._create_schema()
@@ -383,7 +387,26 @@ class CassandraStore(CandleAnalytics):
             try:
                 return fn()
             except LOST as exc:
+                refused = self._refused(exc)
+                if refused:  # no retry makes a wrong password right or a certificate trusted
+                    raise StoreError(f"Cassandra at {self.describe()}: {refused}") from None
                 backoff.wait(exc, _reason(exc)[:300], "node unreachable")
+
+    def _refused(self, exc: BaseException) -> str | None:
+        """Why the nodes turn this store away for good (see `_refusal`), or None. With every
+        node marked down the driver keeps the reason to itself (its reconnections failed in
+        the background), so a fresh connection is tried once to learn it."""
+        refused = _refusal(exc, self.settings)
+        if refused or not (isinstance(exc, NoHostAvailable) and not exc.errors):
+            return refused
+        probe = _cluster(self.settings, self.connect_timeout_s)
+        try:
+            probe.connect()
+        except Exception as failed:
+            return _refusal(failed, self.settings)
+        finally:
+            probe.shutdown()
+        return None
 
     def read_budget(self, timeout_s: float) -> AbstractContextManager[None]:
         return self._budget.within(timeout_s)
@@ -666,19 +689,25 @@ class CassandraStore(CandleAnalytics):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-class _QuietNegotiation(logging.Filter):
+class _QuietDriver(logging.Filter):
     """Drops the driver's warning that it settled on an older protocol version than its own
-    newest: expected with any server older than the driver, and said twice per connection."""
+    newest (expected with any server older than the driver, and said twice per connection),
+    and its reports, with a traceback, that a first connection failed: the store says so in
+    its own line (a retry's warning, or the one line it fails with)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Downgrading core protocol version")
+        message = record.getMessage()
+        return not message.startswith((
+            "Downgrading core protocol version", "Control connection failed to connect",
+            "[control connection] Error connecting to",
+        ))  # fmt: skip
 
 
 def _cluster(settings: CassandraSettings, connect_timeout_s: float) -> Cluster:
     """A driver Cluster with the URL's auth, TLS, consistency and data center."""
     driver_log = logging.getLogger("cassandra.cluster")
-    if not any(isinstance(f, _QuietNegotiation) for f in driver_log.filters):
-        driver_log.addFilter(_QuietNegotiation())
+    if not any(isinstance(f, _QuietDriver) for f in driver_log.filters):
+        driver_log.addFilter(_QuietDriver())
     balance = (
         DCAwareRoundRobinPolicy(local_dc=settings.datacenter)
         if settings.datacenter
@@ -722,6 +751,28 @@ def _per_partition(
             yield run
             runs[key] = []
     yield from (run for run in runs.values() if run)
+
+
+def _refusal(exc: BaseException, settings: CassandraSettings) -> str | None:
+    """Why the node turned the client away for good (`stores/refusals.py`), or None when it may
+    only be away."""
+    errors = list(exc.errors.values()) if isinstance(exc, NoHostAvailable) else [exc]
+    for error in errors:
+        if isinstance(error, AuthenticationFailed):
+            return login_refused(settings.user, "cassandra://user@host:port/keyspace")
+        refused = tls_refused(str(error), "tls_ca", settings.tls_ca)
+        if refused:
+            return refused
+    return None
+
+
+def _plain_against_tls(exc: BaseException, settings: CassandraSettings) -> str | None:
+    """A hint when a client without TLS is cut off at once: the node likely requires TLS."""
+    if settings.tls or not isinstance(exc, NoHostAvailable):
+        return None
+    if any(isinstance(e, ConnectionResetError | ConnectionException) for e in exc.errors.values()):
+        return tls_required("tls=true, or tls_ca=FILE,")
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -65,6 +65,7 @@ from tickpipe.stores.analytics import TOTALS_FIELDS, CandleAnalytics, CandleTota
 from tickpipe.stores.base import RESTORE_BATCH_ROWS, Key, OverBudget, StoreError, time_range
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import TRADE_FIELDS, Flush, trade_columns
+from tickpipe.stores.refusals import login_refused, tls_refused, tls_required
 from tickpipe.stores.retry import Backoff
 
 try:
@@ -83,6 +84,7 @@ DUPLICATE_KEY = 11000
 # FerretDB 1.24 never answers an unordered bulk of 100 or more updates (it holds the database
 # until restarted); 99 work. Fewer per request costs MongoDB nothing worth measuring.
 UPDATE_BATCH = 50
+AUTHENTICATION_FAILED = 18
 NOT_IMPLEMENTED = 238  # FerretDB: an operator or accumulator it does not have
 OUT_OF_MEMORY = 292  # QueryExceededMemoryLimitNoDiskUseAllowed
 ROLLING_FIELDS: tuple[str, ...] = RollingStat.__struct_fields__
@@ -165,7 +167,11 @@ class MongoStore(CandleAnalytics):
         self.refused_trades = 0  # trades refused as already stored (error 11000)
         self._lock = threading.Lock()
         self._budget = ReadBudget()
-        options = uri_parser.parse_uri(url, warn=False)["options"]
+        parsed = uri_parser.parse_uri(url, warn=False)
+        options = parsed["options"]
+        self._user: str | None = parsed["username"]
+        self._tls = bool(options.get("tls") or options.get("tlsCAFile"))
+        self._tls_ca: str | None = options.get("tlsCAFile")
         timeout_ms = int(connect_timeout * 1000)
         defaults: dict[str, Any] = {
             "serverSelectionTimeoutMS": timeout_ms, "connectTimeoutMS": timeout_ms,
@@ -186,7 +192,7 @@ class MongoStore(CandleAnalytics):
             self.rule_in_filter = "ferretdbVersion" not in self._client.admin.command("buildInfo")
         except PyMongoError as exc:
             self._client.close()
-            reason = " ".join(str(exc).split())[:300]
+            reason = self._refusal(exc) or self._plain_against_tls(exc) or _reason(exc)
             raise StoreError(f"cannot use MongoDB at {self.describe()}: {reason}") from None
         log.info(
             "mongodb: %s; candles re-bucketed %s",
@@ -226,8 +232,26 @@ class MongoStore(CandleAnalytics):
         while True:
             try:
                 return fn()
-            except ConnectionFailure as exc:
-                backoff.wait(exc, " ".join(str(exc).split())[:300], "server unreachable")
+            except (ConnectionFailure, OperationFailure) as exc:
+                refused = self._refusal(exc)
+                if refused:  # no retry makes a wrong password right or a certificate trusted
+                    raise StoreError(f"MongoDB at {self.describe()}: {refused}") from None
+                if not isinstance(exc, ConnectionFailure):
+                    raise
+                backoff.wait(exc, _reason(exc), "server unreachable")
+
+    def _refusal(self, exc: PyMongoError) -> str | None:
+        """Why the server turned this store away for good (`stores/refusals.py`), or None."""
+        if isinstance(exc, OperationFailure) and exc.code == AUTHENTICATION_FAILED:
+            return login_refused(self._user, "mongodb://user@host:port/dbname")
+        return tls_refused(str(exc), "tlsCAFile", self._tls_ca)
+
+    def _plain_against_tls(self, exc: PyMongoError) -> str | None:
+        """A hint when a client without TLS is cut off at once: the server likely requires it."""
+        cut_off = ("connection closed", "Connection reset by peer")
+        if self._tls or not any(words in str(exc) for words in cut_off):
+            return None
+        return tls_required("tls=true&tlsCAFile=FILE")
 
     def _read(self, fn: Callable[[], T]) -> T:
         """`fn()`, retried while the server is away; inside a read budget, once, stopped
@@ -573,6 +597,10 @@ class MongoStore(CandleAnalytics):
 # -- candles ---------------------------------------------------------------------------------
 
 _SUMS = ("volume", "quote_volume", "trades", "buy_volume", "sell_volume")
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _rebucket_pipeline(flt: dict[str, Any], bucket: int) -> list[dict[str, Any]]:
