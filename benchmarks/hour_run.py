@@ -23,14 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from restart import cpu_s, peak_rss_mb, spread, start_demo
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from restart import cpu_s, peak_rss_mb, spread, start_demo, status_mb
 
 
 def stored_trades(port: int) -> int:
@@ -63,7 +56,7 @@ def main() -> None:
         while (elapsed := time.monotonic() - started) < args.minutes * 60:
             time.sleep(args.every)
             elapsed = time.monotonic() - started
-            samples.append((elapsed, rss_mb(proc.pid)))
+            samples.append((elapsed, status_mb(proc.pid, "VmRSS")))
             print(f"{elapsed:.0f}\t{samples[-1][1]:.0f}\t{stored_trades(port):,}\t"
                   f"{os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
         stored = stored_trades(port)
