@@ -74,11 +74,6 @@ class _Remembered:
 _REMEMBERED = _Remembered()
 
 
-def remember(secret: str) -> None:
-    """Add a secret to what `redact` takes out (a secret that reached tickpipe another way)."""
-    _REMEMBERED.add(secret)
-
-
 def forget_all() -> None:
     """Forget every secret read so far: for a host that runs several configurations one
     after another in one process (tickpipe's own tests do), so one's secrets do not blank
@@ -103,7 +98,7 @@ def read_secret(name: str, env: Mapping[str, str]) -> str | None:
         if not value.strip():
             raise SecretError(f"{name}{FILE_SUFFIX} = {path!r}: the file is empty")
     if value is not None:
-        remember(value.strip())  # whitespace around it is not part of it, nor all it is
+        _REMEMBERED.add(value.strip())  # whitespace around it is not part of it, nor all it is
     return value
 
 
