@@ -201,6 +201,27 @@ def test_writes_wait_for_a_server_that_comes_back_and_lose_nothing(
         store.close()
 
 
+@pytest.mark.parametrize(
+    ("code", "message", "retried"),
+    [
+        (11600, "interrupted at shutdown", True),  # MongoDB's ShutdownInProgress
+        (10107, "not primary", True),  # a replica set's primary stepped down
+        (1, "[msg_insert.go:168] context canceled", True),  # FerretDB 1.x shutting down
+        (1, "some other internal error", False),
+        (2, "BadValue", False),
+        (18, "Authentication failed", False),
+    ],
+)
+def test_a_request_the_server_cut_short_counts_as_interrupted_and_a_refused_one_does_not(
+    code: int, message: str, retried: bool
+) -> None:
+    from pymongo.errors import OperationFailure
+
+    from tickpipe.stores.mongodb import _interrupted
+
+    assert _interrupted(OperationFailure(message, code=code)) is retried
+
+
 def test_a_write_gives_up_after_its_deadline_with_one_clear_error(
     ferretdb_server: FerretDBServer, mongodb_url: str
 ) -> None:

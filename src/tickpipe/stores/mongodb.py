@@ -21,8 +21,9 @@ KPIs by `_id`, their key as one string), so a retried or replayed write stores n
   pipeline has (one engine, or Kafka partitions by instrument);
 - rolling statistics and KPIs are replaced whole on their keys in the same two steps; events
   are inserted once.
-There are no multi-document transactions: a write that fails because the server went away is
-retried whole (every step above is idempotent) until `retry_for` seconds have passed.
+There are no multi-document transactions: a write that fails because the server went away,
+or that a server shutting down cut short, is retried whole (every step above is idempotent)
+until `retry_for` seconds have passed.
 
 Reads: `find` with filters, sorts and limits on the indexes, `count_documents`,
 and `aggregate` with `$match`, `$sort`, `$group` (`$sum`; on MongoDB also `$min`, `$max`,
@@ -87,6 +88,18 @@ UPDATE_BATCH = 50
 AUTHENTICATION_FAILED = 18
 NOT_IMPLEMENTED = 238  # FerretDB: an operator or accumulator it does not have
 OUT_OF_MEMORY = 292  # QueryExceededMemoryLimitNoDiskUseAllowed
+# Answers of a server that is shutting down or stepping down: the request was cut short, not
+# refused, so it is retried like a lost connection (every write here is safe to repeat).
+INTERRUPTED_CODES = frozenset({
+    91,  # InterruptedAtShutdown
+    189,  # PrimarySteppedDown
+    10107,  # NotWritablePrimary
+    11600,  # ShutdownInProgress
+    11601,  # Interrupted
+    11602,  # InterruptedDueToReplStateChange
+    13435,  # NotPrimaryNoSecondaryOk
+})  # fmt: skip
+INTERNAL_ERROR = 1  # FerretDB 1.x answers a request its shutdown cut with "context canceled"
 ROLLING_FIELDS: tuple[str, ...] = RollingStat.__struct_fields__
 CANDLE_KEY = ("exchange", "symbol", "interval", "start")
 INDEXES: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
@@ -226,8 +239,8 @@ class MongoStore(CandleAnalytics):
         return True
 
     def _with_retry(self, fn: Callable[[], T], deadline_s: float, what: str) -> T:
-        """Run `fn`; when the server is unreachable, run it again (capped, growing pauses)
-        until `deadline_s` has passed. `fn` must be safe to repeat."""
+        """Run `fn`; when the server is unreachable or cut the request short, run it again
+        (capped, growing pauses) until `deadline_s` has passed. `fn` must be safe to repeat."""
         backoff = Backoff("MongoDB", self.describe(), what, deadline_s)
         while True:
             try:
@@ -236,9 +249,12 @@ class MongoStore(CandleAnalytics):
                 refused = self._refusal(exc)
                 if refused:  # no retry makes a wrong password right or a certificate trusted
                     raise StoreError(f"MongoDB at {self.describe()}: {refused}") from None
-                if not isinstance(exc, ConnectionFailure):
+                if isinstance(exc, ConnectionFailure):
+                    backoff.wait(exc, _reason(exc), "server unreachable")
+                elif _interrupted(exc):
+                    backoff.wait(exc, _reason(exc), "server interrupted the request")
+                else:
                     raise
-                backoff.wait(exc, _reason(exc), "server unreachable")
 
     def _refusal(self, exc: PyMongoError) -> str | None:
         """Why the server turned this store away for good (`stores/refusals.py`), or None."""
@@ -597,6 +613,14 @@ class MongoStore(CandleAnalytics):
 # -- candles ---------------------------------------------------------------------------------
 
 _SUMS = ("volume", "quote_volume", "trades", "buy_volume", "sell_volume")
+
+
+def _interrupted(exc: OperationFailure) -> bool:
+    """Whether the server cut the request short (shutting down, stepping down) rather than
+    refused it: then the same request may succeed once it is back."""
+    if exc.code in INTERRUPTED_CODES or exc.has_error_label("RetryableWriteError"):
+        return True
+    return exc.code == INTERNAL_ERROR and "context canceled" in str(exc)
 
 
 def _reason(exc: BaseException) -> str:
