@@ -298,3 +298,55 @@ def test_progress_counts_the_trades_and_instruments_checked(store: DuckDBStore) 
     assert seen[-1][1:] == (report.trades, len(INSTRUMENTS))
     checked = [t for _, t, _ in seen]
     assert checked == sorted(checked) and checked[0] > 0
+
+
+def killed_between_trades_and_candles(path: Path, then_a_later_final: bool) -> DuckDBStore:
+    """A store as a `kill -9` leaves it: the BTC trades of a second batch stored, the
+    provisional candle update they made lost. With `then_a_later_final`, a final candle of
+    a later window comes after, so the lagging window was closed and its final is missing."""
+    engine = CandleEngine(EngineConfig(windows=(parse_window("1s"),), provisional_every=0))
+    inst = INSTRUMENTS[0]
+
+    def trades(first_seq: int, at: int, n: int = 3) -> TradeBatch:
+        return TradeBatch.from_trades([
+            Trade(source="feed", exchange=inst.exchange, symbol=inst.symbol,
+                  raw_symbol=inst.raw_symbol, trade_id=str(seq), seq=seq, price=100.0 + seq,
+                  size=1.0, side="buy", ts=at + seq, recv_ts=at + seq)
+            for seq in range(first_seq, first_seq + n)
+        ])  # fmt: skip
+
+    store = DuckDBStore(path)
+    first = engine.process(trades(1, T0), T0 + 100_000)
+    assert first.accepted is not None and first.candles, "the first batch made no candle"
+    store.write(trades=[first.accepted], candles=first.candles)
+    second = engine.process(trades(10, T0 + 200_000), T0 + 300_000)
+    assert second.accepted is not None
+    store.write(trades=[second.accepted])  # the candle update of these trades never landed
+    if then_a_later_final:
+        later = engine.process(trades(20, T0 + 5 * S), T0 + 5 * S)
+        assert later.accepted is not None
+        closed = engine.tick(T0 + 60 * S).candles  # the idle timer closes both windows
+        finals = [c for c in closed if c.start == T0 + 5 * S and c.final]
+        assert finals, "the later window was not closed"
+        store.write(trades=[later.accepted], candles=finals)
+    return store
+
+
+def test_a_provisional_candle_lagging_its_stored_trades_at_the_end_is_stale_not_a_mismatch(
+    tmp_path: Path,
+) -> None:
+    store = killed_between_trades_and_candles(tmp_path / "tickpipe.duckdb", False)
+    report = verify(store)
+    assert report.ok and report.mismatch_count == 0
+    assert report.stale_provisional == 1
+    assert report.trades == 6
+
+
+def test_a_lagging_provisional_candle_whose_window_a_later_final_closed_is_a_mismatch(
+    tmp_path: Path,
+) -> None:
+    store = killed_between_trades_and_candles(tmp_path / "tickpipe.duckdb", True)
+    report = verify(store)
+    assert not report.ok and report.stale_provisional == 0
+    assert report.mismatch_count == 1
+    assert (report.mismatches[0].symbol, report.mismatches[0].start) == (INSTRUMENTS[0].symbol, T0)
