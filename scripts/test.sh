@@ -15,8 +15,7 @@ for setup in scripts/setup/*.sh; do
     bash "$setup"
 done
 echo "== installing tickpipe with its test dependencies"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+scripts/install.sh test  # once: again only when pyproject.toml changed
 echo "== ruff"
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
