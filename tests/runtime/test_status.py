@@ -49,7 +49,10 @@ def test_the_view_and_the_api_render_the_same_status(tmp_path: Path) -> None:
     api = pipeline_json(status)
     assert api["trades"] == status.trades
     assert api["malformed"] == status.malformed == 2
-    assert api["sources"] == {"simulated": {"connected": False, "reconnects": 1, "trades": 7}}
+    assert api["sources"] == {"simulated": {
+        "connected": False, "reconnects": 1, "trades": 7, "last_disconnect": "", "finished": False,
+        "error": "",
+    }}  # fmt: skip
     assert source_state(status.sources["simulated"]) == "waiting (1 reconnects)"
     console = Console(record=True, width=160, file=io.StringIO())
     console.print(render(status, Locations("t.duckdb", "dead")))

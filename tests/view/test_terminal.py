@@ -15,8 +15,9 @@ from rich.style import Style
 
 from tests.runtime.examples import example_status
 from tickpipe.records import Candle
-from tickpipe.runtime.status import InstrumentStatus, PipelineStatus
+from tickpipe.runtime.status import InstrumentStatus, PipelineStatus, SourceStatus
 from tickpipe.view.terminal import (
+    REASON_CHARS,
     Locations,
     TerminalView,
     format_duration,
@@ -26,6 +27,7 @@ from tickpipe.view.terminal import (
     price_style,
     print_summary,
     render,
+    source_style,
     start_line,
     summary,
 )
@@ -139,6 +141,45 @@ def test_each_source_state_is_shown() -> None:
     out = text_of(render(status(market()), WHERE))
     assert re.search(r"binance\s+●\s+connected", out)
     assert re.search(r"coinbase\s+●\s+waiting \(2 reconnects\)", out)
+
+
+def source_line(source: SourceStatus, width: int = 200) -> str:
+    out = text_of(render(status(market(), sources={"binance": source}), WHERE), width)
+    return next(line for line in out.splitlines() if "sources" in line)
+
+
+def test_a_waiting_source_says_why_it_last_disconnected() -> None:
+    source = SourceStatus(False, 5, 100, 0, last_disconnect="connect failed: Connection refused")
+    line = source_line(source)
+    assert re.search(
+        r"binance ● waiting \(5 reconnects\): connect failed: Connection refused", line
+    )
+
+
+def test_a_long_disconnect_reason_is_cut_to_one_short_line() -> None:
+    reason = "server closed the connection:\n" + "x" * 500
+    line = source_line(SourceStatus(False, 1, 0, 0, last_disconnect=reason))
+    shown = line.split("reconnects): ", 1)[1].split("│")[0].rstrip()
+    assert len(shown) == REASON_CHARS and shown.endswith("…")
+    assert "\n" not in shown and shown.startswith("server closed the connection: xxx")
+
+
+def test_a_connected_source_shows_no_old_disconnect_reason() -> None:
+    line = source_line(SourceStatus(True, 2, 100, 0, last_disconnect="read timeout"))
+    assert "connected" in line and "read timeout" not in line
+
+
+def test_a_finished_source_says_done_with_its_trades_not_waiting() -> None:
+    line = source_line(SourceStatus(False, 0, 51_908, 0, last_disconnect="", finished=True))
+    assert "binance ● done, 51,908 trades" in line
+    assert "waiting" not in line
+    assert source_style("done, 51,908 trades") == "green"
+
+
+def test_a_failed_source_says_failed_and_why() -> None:
+    line = source_line(SourceStatus(False, 0, 3, 0, finished=False, error="no such file: x.csv"))
+    assert "binance ● failed: no such file: x.csv" in line
+    assert source_style("failed") == "red"
 
 
 def test_table_shows_current_candle_ohlc_volume_rate_and_lag() -> None:

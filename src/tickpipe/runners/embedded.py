@@ -134,6 +134,7 @@ class Pipeline:
             return False
         if self._stopping.is_set():
             return False
+        self.board.begin_run()
         if self.lake is not None:
             # What the store committed but the lake missed (a crash between the two) first;
             # only then the live path, so restored candles are not handed to the lake again.
@@ -231,20 +232,32 @@ class Pipeline:
             self.hub.publish(out.candles, out.accepted)
 
     async def _run_source(self, source: Source) -> None:
+        stats = self.stats[source.name]
+
+        def on_event(event: Gap | Disconnect) -> None:
+            if isinstance(event, Disconnect):
+                stats.last_disconnect = event.reason  # the view says why it waits
+            self._on_event(event)
+
         ctx = SourceContext(
             emit=self.transport.put,
-            event=self._on_event,
+            event=on_event,
             dead_letters=self.dead_letters,
-            stats=self.stats[source.name],
+            stats=stats,
         )
         try:
             await source.run(ctx)
+        except asyncio.CancelledError:
+            stats.finished = True  # stopped by the pipeline (--duration, Ctrl-C)
+            raise
         except Exception as exc:
             # The other sources go on; the failure is said once, plainly, and kept as an event.
+            stats.error = str(exc) or type(exc).__name__
             log.error("source %s stopped: %s", source.name, exc)
             self.writer.submit(events=[(self.clock.now_us(), "source-error", source.name,
                                         str(exc))])  # fmt: skip
             raise
+        stats.finished = True  # the feed ended (a replay at its end)
 
     def _on_event(self, event: Gap | Disconnect) -> None:
         kind = type(event).__name__.lower()

@@ -27,11 +27,14 @@ class SourceStatus:
     reconnects: int
     trades: int
     malformed: int
+    last_disconnect: str = ""  # why the feed last dropped ("" while it never did)
+    finished: bool = False  # the feed ended or was stopped: no reconnect is coming
+    error: str = ""  # why the source stopped, when it failed
 
 
 @dataclass(frozen=True)
 class InstrumentStatus:
-    """One (exchange, symbol) the engine has seen."""
+    """One (exchange, symbol) this run's sources traded (restored history is not listed)."""
 
     exchange: str
     symbol: str
@@ -105,13 +108,25 @@ class StatusBoard:
         self.alerts_firing: Callable[[], dict[tuple[str, str], int]] | None = None
         self.lake: LakeFeed | None = None  # the lake writer, once the pipeline has one
         self._rates: dict[int, tuple[float, int, float]] = {}  # gid -> (time, trades, rate)
+        self._restored_trades: dict[int, int] = {}  # gid -> its trades before this run
+
+    def begin_run(self) -> None:
+        """Count from here: what the restore put in the engine (instruments of earlier runs,
+        perhaps of other sources, e.g. a demo on the same data dir) is history, not this run's,
+        so the view and the KPIs list only instruments this run's sources trade."""
+        states = list(self.stage.engine.states)
+        self._restored_trades = {gid: state.trades for gid, state in enumerate(states)}
 
     def read(self) -> PipelineStatus:
         now = self.clock.monotonic_s()
         counters, engine = self.stage.counters, self.stage.engine
         rows = []
         for gid, state in enumerate(list(engine.states)):
-            then, count, rate = self._rates.get(gid, (counters.started_s, 0, 0.0))
+            restored = self._restored_trades.get(gid, 0)
+            trades = state.trades - restored
+            if trades <= 0:
+                continue  # restored history, or no trade accepted yet this run
+            then, count, rate = self._rates.get(gid, (counters.started_s, restored, 0.0))
             if now - then >= RATE_EVERY_S:
                 rate = (state.trades - count) / (now - then)
                 self._rates[gid] = (now, state.trades, rate)
@@ -124,12 +139,20 @@ class StatusBoard:
                     last_trade_us=state.last_ts if has_trade else None,
                     lag_ms=(state.last_recv_ts - state.last_ts) / 1000 if has_trade else None,
                     trades_per_s=rate,
-                    trades=state.trades,
+                    trades=trades,
                     candle=engine.current_candle(state.instrument),
                 )
             )
         sources = {
-            name: SourceStatus(st.connected, st.reconnects, st.trades, st.malformed)
+            name: SourceStatus(
+                st.connected,
+                st.reconnects,
+                st.trades,
+                st.malformed,
+                st.last_disconnect,
+                st.finished,
+                st.error,
+            )
             for name, st in self.sources.items()
         }
         return PipelineStatus(

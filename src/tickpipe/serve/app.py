@@ -241,7 +241,9 @@ def pipeline_json(status: PipelineStatus) -> dict[str, Any]:
         "writer_pending": status.writer_pending,
         "lake_queued": status.lake_queued, "lake_dropped_trades": status.lake_dropped_trades,
         "sources": {
-            name: {"connected": s.connected, "reconnects": s.reconnects, "trades": s.trades}
+            name: {"connected": s.connected, "reconnects": s.reconnects, "trades": s.trades,
+                   "last_disconnect": s.last_disconnect, "finished": s.finished,
+                   "error": s.error}
             for name, s in status.sources.items()
         },
     }  # fmt: skip

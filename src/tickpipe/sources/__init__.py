@@ -44,6 +44,11 @@ class SourceStats:
     malformed: int = 0
     reconnects: int = 0
     links: list[Link] = field(default_factory=list)
+    # Why the feed last dropped (a `Disconnect`'s reason): "waiting" alone says nothing.
+    last_disconnect: str = ""
+    # The feed ended (its end, or the pipeline stopped it): no reconnect is coming.
+    finished: bool = False
+    error: str = ""  # why the source stopped, when it failed
 
     def link(self) -> Link:
         """A new connection of the source, down until it says otherwise."""

@@ -33,6 +33,7 @@ MISSING = "—"
 
 _MAX_DECIMALS = 12
 _TINY = 1e-10  # below this a price is shown in scientific notation
+REASON_CHARS = 60  # a source's disconnect reason is cut to this, so its line stays one line
 
 # Lines the panel needs besides the table rows: borders, header lines, blank, table title and
 # head, "… more", and the line the cursor sits on.
@@ -139,8 +140,26 @@ def price_style(last_price: float | None, candle: Candle | None) -> str:
 
 
 def source_state(source: SourceStatus) -> str:
-    """A source's state in words, e.g. "connected" or "waiting (2 reconnects)"."""
+    """A source's state in words: "connected", "waiting (2 reconnects)", "done, 1,234 trades"
+    once its feed ended (a demo's --duration, a replay at its end), or "failed"."""
+    if source.error:
+        return "failed"
+    if source.finished:
+        return f"done, {source.trades:,} trades"
     return "connected" if source.connected else f"waiting ({source.reconnects} reconnects)"
+
+
+def source_reason(source: SourceStatus, max_chars: int = REASON_CHARS) -> str:
+    """Why a source is not connected, on one short line: its error, else its last disconnect
+    (shown while it waits, so "waiting (5 reconnects)" says what keeps failing)."""
+    if source.error:
+        text = source.error
+    elif source.finished or source.connected:
+        return ""
+    else:
+        text = source.last_disconnect
+    line = " ".join(text.split())
+    return line if len(line) <= max_chars else line[: max_chars - 1] + "…"
 
 
 def source_style(state: str) -> str:
@@ -150,7 +169,7 @@ def source_style(state: str) -> str:
         return "red"
     if any(word in lowered for word in ("reconnect", "connecting", "backoff", "stale", "gap")):
         return "yellow"
-    if any(word in lowered for word in ("connected", "ok", "live", "running", "simulat")):
+    if any(word in lowered for word in ("connected", "ok", "live", "running", "simulat", "done")):
         return "green"
     return ""
 
@@ -243,6 +262,9 @@ def _header(status: PipelineStatus, where: Locations) -> list[Text]:
             style = source_style(state)
             sources.append("● ", style=style or "dim")
             sources.append(state, style=style)
+            reason = source_reason(source)
+            if reason:
+                sources.append(f": {reason}", style="dim")
     else:
         sources.append("none", style="dim")
     return [totals, quality, _join(files), sources]

@@ -107,8 +107,22 @@ export class PipelineView {
   renderSources(p) {
     const rows = p ? Object.entries(p.sources) : [];
     $("p-sources").tBodies[0].replaceChildren(...(rows.length ? rows.map(([name, s]) => {
+      // Why a source is down (its error, or its last disconnect while it waits) beside its state.
+      const [text, ok, why] = s.error ? ["failed", false, s.error]
+        : s.finished ? ["done", true, ""]
+        : s.connected ? ["connected", true, ""] : ["disconnected", false, s.last_disconnect || ""];
       const state = document.createElement("td");
-      state.innerHTML = `<span class="pill ${s.connected ? "ok" : "bad"}">${s.connected ? "connected" : "disconnected"}</span>`;
+      const pill = document.createElement("span");
+      pill.className = `pill ${ok ? "ok" : "bad"}`;
+      pill.textContent = text;
+      state.append(pill);
+      if (why) {
+        const reason = document.createElement("span");
+        reason.className = "muted";
+        reason.title = why;
+        reason.textContent = ` ${why.length > 60 ? `${why.slice(0, 59)}…` : why}`;
+        state.append(reason);
+      }
       return fmt.row([fmt.cell(name), state, fmt.cell(fmt.count(s.trades), "num"), fmt.cell(fmt.count(s.reconnects), "num")]);
     }) : [fmt.emptyRow("no running pipeline: this server reads a stored file", 4)]));
   }
