@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -353,3 +354,32 @@ def test_verify_exits_1_naming_the_field_that_differs(tmp_path: Path) -> None:
     assert "FAILED" in result.stderr
     assert "start=2000000: high" in result.stderr
     assert "recomputed=" in result.stderr
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def sh_blocks(text: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", text, re.S)
+
+
+def test_the_readme_activates_the_venv_before_its_first_tickpipe_command() -> None:
+    """`tickpipe` lives in ./.venv: a command shown before the activation is "not found"."""
+    lines = [line.strip() for block in sh_blocks(README.read_text()) for line in block.splitlines()]
+    first_tickpipe = next(i for i, line in enumerate(lines) if line.startswith("tickpipe "))
+    activate = lines.index(
+        next(line for line in lines if line.startswith("source .venv/bin/activate"))
+    )
+    setup = next(i for i, line in enumerate(lines) if line.startswith("scripts/install.sh"))
+    assert setup < activate < first_tickpipe
+
+
+def test_the_readme_verify_example_is_what_verify_prints(tmp_path: Path) -> None:
+    example = re.search(r"^verify: OK - .*$", README.read_text(), re.M)
+    assert example is not None, "the README shows no verify output"
+    shape = re.sub(r"\d[\d,]*", r"\\d[\\d,]*", re.escape(example[0]))
+    demo = tickpipe("demo", "--duration", "1", "--quiet", "--no-serve", "--data-dir", str(tmp_path))
+    assert demo.returncode == 0, demo.stderr
+    result = tickpipe("verify", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(shape, result.stdout.strip()), (example[0], result.stdout)
