@@ -7,6 +7,8 @@ the pipeline's too, so it must never wait on the store), within the read budget,
 at most `serve.heavy_reads` at once. A read over its budget, a full gate or a store that
 cannot answer is a 503 with the reason in JSON, never the database's own text.
 
+TradingView's UDF datafeed (`udf.py`, under `/udf`) reads the same way, in UDF's shapes.
+
 Two guards wrap the app: `ExposureGuard` (`exposure.py`: the Host and Origin checks) outside,
 then `TokenGuard` when there is an access token. The live WebSocket bounds what one
 connection may ask for (`serve.max_subscriptions`).
@@ -36,7 +38,7 @@ from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle
 from tickpipe.runtime.clock import now_us
 from tickpipe.runtime.status import PipelineStatus
-from tickpipe.serve import monitoring
+from tickpipe.serve import monitoring, udf
 from tickpipe.serve.exposure import WS_POLICY, Exposure, ExposureGuard
 from tickpipe.serve.live import Hub, Subscriber
 from tickpipe.serve.openapi import openapi_document
@@ -517,6 +519,7 @@ ROUTES = [
     Route("/api/analytics/top-tickers", top_tickers),
     Route("/api/analytics/exchange/{name}", exchange_breakdown),
     WebSocketRoute("/api/live", live),
+    *udf.ROUTES,  # TradingView's UDF datafeed under /udf (udf.py)
     *PAGE_ROUTES,  # the dashboard page and its static files (pages.py)
 ]
 

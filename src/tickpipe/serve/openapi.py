@@ -28,14 +28,65 @@ _PERIOD = [
 _RANK = [_param("by", "trades (default) or volume (quote volume)"), _param("limit", "1-1000")]
 
 
-def _get(summary: str, params: list[dict] | None = None, errors: tuple[int, ...] = ()) -> dict:
-    responses: dict[str, Any] = {"200": {"description": "JSON"}}
+def _get(
+    summary: str,
+    params: list[dict] | None = None,
+    errors: tuple[int, ...] = (),
+    error: str = "Error",
+    answer: str = "JSON",
+) -> dict:
+    """A GET path; `error` names the schema its refusals have (`Error`, or `UdfError`)."""
+    responses: dict[str, Any] = {"200": {"description": answer}}
+    shape = '{"error": reason}' if error == "Error" else '{"s": "error", "errmsg": reason}'
     for status in errors:
         responses[str(status)] = {
-            "description": 'JSON {"error": reason}',
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "description": f"JSON {shape}",
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}},
         }
     return {"get": {"summary": summary, "parameters": params or [], "responses": responses}}
+
+
+def _udf(summary: str, params: list[dict] | None = None, errors: tuple[int, ...] = ()) -> dict:
+    """A route of TradingView's UDF datafeed (`serve/udf.py`): its refusals are UDF's shape."""
+    return _get(f"UDF: {summary}", params, errors, "UdfError")
+
+
+_UDF_SYMBOL = _param("symbol", "EXCHANGE:SYMBOL (e.g. binance:BTC-USDT), or a symbol one "
+                     "exchange alone has", True)  # fmt: skip
+_UDF_PATHS = {
+    "/udf/config": _udf(
+        "supported resolutions (the stored intervals), exchanges, search and time", None, (503,)
+    ),
+    "/udf/symbols": _udf(
+        "one symbol's information; pricescale and volume_precision from its newest trades",
+        [_UDF_SYMBOL],
+        (400, 404, 503),
+    ),
+    "/udf/search": _udf(
+        "instruments whose EXCHANGE:SYMBOL contains the query, any case",
+        [
+            _param("query", "text to find, e.g. btc"),
+            _param("type", "crypto (any other type finds nothing)"),
+            _param("exchange", "one exchange (default: all)"),
+            _param("limit", "at most 100 (default 30)"),
+        ],
+        (400, 503),
+    ),
+    "/udf/history": _udf(
+        'bars as columns {"s": "ok", "t" (UNIX s), "o", "h", "l", "c", "v"}; without bars '
+        '{"s": "no_data", "nextTime": the newest earlier bar, if one is within '
+        f"{MAX_CANDLES:,} bars}}",
+        [
+            _UDF_SYMBOL,
+            _param("resolution", "a stored interval in UDF spelling: 1S, 1 (minute), 60, 1D", True),
+            _param("from", "UNIX seconds, first bar (ignored with countback)"),
+            _param("to", "UNIX seconds, bars before it", True),
+            _param("countback", f"the last N bars before `to`, 1-{MAX_CANDLES:,}"),
+        ],
+        (400, 404, 503),
+    ),
+    "/udf/time": _get("UDF: the server's time in UNIX seconds", answer="text/plain"),
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -55,7 +106,8 @@ def openapi_document() -> dict[str, Any]:
                 "A read over serve.read_timeout, or a heavy read beyond serve.heavy_reads at "
                 "once (with Retry-After), is answered 503 with the reason. Analytics are "
                 "summed from candles over the period widened to whole candles (the answer's "
-                "start and end)."
+                "start and end). TradingView's UDF datafeed is under /udf (its base URL: "
+                "http://HOST:PORT/udf), answering in UDF's shapes."
             ),
         },
         "components": {
@@ -64,7 +116,12 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["error"],
                     "properties": {"error": {"type": "string"}},
-                }
+                },
+                "UdfError": {
+                    "type": "object",
+                    "required": ["s", "errmsg"],
+                    "properties": {"s": {"const": "error"}, "errmsg": {"type": "string"}},
+                },
             }
         },
         "paths": {
@@ -123,5 +180,6 @@ def openapi_document() -> dict[str, Any]:
                 [_param("name", "exchange", True, "path"), *_PERIOD],
                 (400, 404, 503),
             ),
+            **_UDF_PATHS,
         },
     }

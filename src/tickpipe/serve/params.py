@@ -104,6 +104,16 @@ def parse_bool(query: Mapping[str, str], name: str) -> bool:
     raise BadRequest(f"{name}={text!r}: use true or false")
 
 
+def check_span(start: int, end: int, step: int) -> None:
+    """Refuse a range [start, end) of more than `MAX_CANDLES` candles `step` µs apart: the
+    most one answer holds (/api/candles and the UDF history)."""
+    if (end - start) // step > MAX_CANDLES:
+        raise BadRequest(
+            f"range too large: {(end - start) // step:,} candles of "
+            f"{format_duration(step)}; at most {MAX_CANDLES:,} per answer"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CandleQuery:
     """A checked /api/candles query: which stored interval to read and how to re-bucket it."""
@@ -167,11 +177,7 @@ def parse_candle_query(
     if start >= end:
         raise BadRequest("start must be before end")
     start -= start % step  # whole buckets only: a cut-off first bucket would mislead
-    if (end - start) // step > MAX_CANDLES:
-        raise BadRequest(
-            f"range too large: {(end - start) // step:,} candles of "
-            f"{format_duration(step)}; at most {MAX_CANDLES:,} per answer"
-        )
+    check_span(start, end, step)
     return CandleQuery(
         exchange, symbol, interval, size, bucket if bucket_text else None, step, start, end,
         parse_bool(query, "fill"),
