@@ -370,7 +370,7 @@ def test_the_readme_activates_the_venv_before_its_first_tickpipe_command() -> No
     activate = lines.index(
         next(line for line in lines if line.startswith("source .venv/bin/activate"))
     )
-    setup = next(i for i, line in enumerate(lines) if line.startswith("scripts/install.sh"))
+    setup = next(i for i, line in enumerate(lines) if line.startswith("scripts/run.sh"))
     assert setup < activate < first_tickpipe
 
 
