@@ -89,6 +89,16 @@ def test_a_corrupt_file_without_a_path_in_the_text_is_named_by_the_store_path() 
     assert line is not None and line.startswith("/d/t.duckdb is damaged")
 
 
+def test_duckdb_out_of_memory_in_an_arrow_stream_says_to_raise_the_memory_limit() -> None:
+    # DuckDB's error, read through an Arrow record batch reader, arrives as a bare OSError.
+    error = OSError(
+        "Out of Memory Error: failed to pin block of size 256.0 KiB (60.9 MiB/61.0 MiB used)"
+    )
+    line = fault_line(error, "/d/t.duckdb")
+    assert line is not None and line.startswith("out of memory reading /d/t.duckdb")
+    assert "duckdb_memory_limit" in line
+
+
 def test_a_bug_is_not_a_fault_and_keeps_its_traceback() -> None:
     assert fault_line(KeyError("x"), "/d/t.duckdb") is None
 
@@ -171,6 +181,25 @@ def test_a_truncated_duckdb_file_is_one_line_saying_it_is_damaged(tmp_path: Path
         # exit 2 when opening the file finds the damage, 1 when reading it does
         line = one_line_fault(result, result.returncode if result.returncode in (1, 2) else 1)
         assert line.removeprefix("tickpipe: error: ").startswith(f"{path} is damaged"), line
+
+
+@pytest.mark.slow
+def test_verify_over_the_duckdb_memory_limit_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb")
+    trades = [
+        Trade(source="sim", exchange="sim", symbol=f"S{i % 50}-USDT", trade_id=f"t{i}", seq=i,
+              price=100.0 + i % 7, size=1.0, side="buy", ts=i * 1000, recv_ts=i * 1000)
+        for i in range(300_000)
+    ]  # fmt: skip
+    store.write([TradeBatch.from_trades(trades)], [])
+    store.close()
+    config = tmp_path / "tickpipe.toml"
+    config.write_text('duckdb_memory_limit = "1MB"\n')
+
+    result = tickpipe("verify", "--config", str(config), "--data-dir", str(tmp_path))
+
+    line = one_line_fault(result)
+    assert "out of memory reading" in line and "duckdb_memory_limit" in line, line
 
 
 BAD_FILES = {

@@ -25,6 +25,8 @@ NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded", "File too lar
 READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 READ_ONLY_TEXT = ("Read-only file system", "Permission denied", "Operation not permitted")
 DAMAGED_TEXT = ("Corrupt database file", "Could not read enough bytes", "not a valid DuckDB")
+# DuckDB's `memory_limit` reached; read through an Arrow stream it comes as an OSError.
+OUT_OF_MEMORY_TEXT = "Out of Memory Error"
 _QUOTED_PATH = re.compile(r'file "([^"]+)"')
 
 
@@ -59,6 +61,11 @@ def store_fault(text: str, path: str) -> str:
         return f"disk full: {where} ({first})"
     if any(t in text for t in READ_ONLY_TEXT):
         return f"cannot write {where}: {first}"
+    if OUT_OF_MEMORY_TEXT in text:
+        return (
+            f"out of memory reading {where}: DuckDB's memory limit was reached; raise "
+            f"duckdb_memory_limit (TICKPIPE_DUCKDB_MEMORY_LIMIT, e.g. 256MB) ({first})"
+        )
     if any(t in text for t in DAMAGED_TEXT):
         return (
             f"{where} is damaged (truncated or not a DuckDB file): move it aside and start "
@@ -80,7 +87,9 @@ def fault_line(exc: BaseException, store_path: str) -> str | None:
             return None
         if isinstance(current, OSError) and current.errno is not None:
             return os_fault(current)
-        if isinstance(current, duckdb.Error):
+        if isinstance(current, duckdb.Error) or (
+            isinstance(current, OSError) and OUT_OF_MEMORY_TEXT in str(current)
+        ):
             return store_fault(str(current), store_path)
         # `raise ... from None` means the new error says it all (a config error, say)
         current = current.__cause__ or (

@@ -15,7 +15,8 @@ import pytest
 from starlette.types import ASGIApp
 
 from tickpipe.config import Config
-from tickpipe.engine.candles import CandleEngine
+from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.records import Candle, RollingStat, TradeBatch
 from tickpipe.serve.app import ApiContext, create_app
 from tickpipe.serve.server import bind, make_server, url_of
 from tickpipe.serve.settings import ServeConfig
@@ -51,19 +52,31 @@ def fill_store(path: Path, minutes: int = MINUTES) -> int:
 
 def simulate(store: Store, end: int, minutes: int = MINUTES) -> None:
     """Write into `store` what the engine makes of `minutes` of simulated trades ending at
-    `end` (µs): the same data for the same `end`, whatever the store."""
+    `end` (µs): the same data for the same `end`, whatever the store. A minute's output goes
+    in one write (a candle's latest update only), as a store writer coalesces a busy feed's:
+    per-step writes cost FerretDB minutes."""
     engine = CandleEngine(Config().engine_config())
     start = end - minutes * 60 * S
     markets = {
         venue: MarketSimulator(symbols, rate, seed, exchange=venue, source=venue)
         for venue, (symbols, rate, seed) in VENUES.items()
     }
+    trades: list[TradeBatch] = []
+    candles: dict[tuple[str, str, str, int], Candle] = {}
+    rolling: dict[tuple[str, str, int], RollingStat] = {}
+
+    def keep(out: EngineOutput) -> None:
+        trades.extend([out.accepted] if out.accepted else [])
+        candles.update(((c.exchange, c.symbol, c.interval, c.start), c) for c in out.candles)
+        rolling.update(((r.exchange, r.symbol, r.ts), r) for r in out.rolling)
+
     for t in range(start, end, 10 * S):
         for market in markets.values():
-            out = engine.process(market.span(t, t + 10 * S), t + 10 * S)
-            store.write([out.accepted] if out.accepted else [], out.candles, out.rolling)
-        tick = engine.tick(t + 10 * S)
-        store.write([], tick.candles, tick.rolling)
+            keep(engine.process(market.span(t, t + 10 * S), t + 10 * S))
+        keep(engine.tick(t + 10 * S))
+        if (t + 10 * S - start) % (60 * S) == 0 or t + 10 * S >= end:
+            store.write(trades, list(candles.values()), list(rolling.values()))
+            trades, candles, rolling = [], {}, {}
     store.write([], engine.flush(end + 60 * S))
 
 
