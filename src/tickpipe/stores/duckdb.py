@@ -34,6 +34,7 @@ import contextlib
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ ROLLING_SCHEMA = pa.schema(
 # 50,000 trades/s that is over 100 MB an hour. The writer reopens the file after this many
 # trades, when no read is running, which gives it all back (and empties the block cache).
 REOPEN_ROWS = 20_000_000
+REOPEN_WAIT_S = 10.0  # how long a reopen waits for another process to let the file go
 SLICE_ROWS = 1_000_000  # the most rows one read of the history sorts or groups, about
 
 
@@ -365,7 +367,20 @@ class DuckDBStore(SqlStore):
         if self._cursors:  # a read is running: try again after the next write
             return
         self._con.close()
-        self._con = duckdb.connect(str(self.path))
+        # Another process may open the file in the moment it is closed (`tickpipe verify`
+        # would be told the pipeline holds it, but it can win this moment): wait it out.
+        deadline = time.monotonic() + REOPEN_WAIT_S
+        while True:
+            try:
+                self._con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"cannot reopen {self.path}: {str(exc).splitlines()[0]} (another "
+                        "process opened the file while tickpipe writes it?)"
+                    ) from None
+                time.sleep(0.05)
         self._configure()
         self._appended_rows = 0
         self.reopens += 1
