@@ -111,3 +111,51 @@ def test_candle_records_survive_msgspec_round_trip(store: DuckDBStore) -> None:
     c = candle(T0, final=True, revision=3)
     store.write(candles=[msgspec.json.decode(msgspec.json.encode(c), type=Candle)])
     assert store.candles("ex", "BTC-USDT", "1m") == [c]
+
+
+def batch_of(first: int, n: int) -> TradeBatch:
+    return TradeBatch.from_trades([trade(i, T0 + i) for i in range(first, first + n)])
+
+
+def test_the_writer_reopens_the_file_after_many_trades_and_keeps_every_one(
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tickpipe.stores.duckdb.REOPEN_ROWS", 100)
+    store.query("SELECT 1")  # an idle read cursor, which the reopen closes
+    memory_limit = store.query("SELECT current_setting('memory_limit')")
+    for k in range(5):
+        store.write([batch_of(k * 60, 60)], [candle(T0 + k * M, trades=60)])
+    assert store.reopens == 2  # after 120 and after 240 trades: 300 in all
+    assert store.query("SELECT count(*), count(DISTINCT seq) FROM trades") == [(300, 300)]
+    assert store.query("SELECT count(*) FROM candles") == [(5,)]
+    assert store.query("SELECT current_setting('memory_limit')") == memory_limit
+
+
+def test_a_running_read_postpones_the_reopen_and_is_read_to_its_end(
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write([batch_of(0, 500)], [])
+    monkeypatch.setattr("tickpipe.stores.duckdb.REOPEN_ROWS", 100)
+    reading = store.trade_batches(rows=50)
+    first = next(reading)  # the read holds its cursor until it is drained
+    store.write([batch_of(500, 200)], [])
+    assert store.reopens == 0
+    rest = [t for b in reading for t in b.to_trades()]
+    assert len(first) + len(rest) in (500, 700)  # as of its snapshot, never cut short
+    store.write([batch_of(700, 10)], [])
+    assert store.reopens == 1
+    assert store.query("SELECT count(*) FROM trades") == [(710,)]
+
+
+def test_a_file_another_process_holds_at_the_reopen_is_one_line_after_waiting(
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tickpipe.stores.duckdb.REOPEN_ROWS", 10)
+    monkeypatch.setattr("tickpipe.stores.duckdb.REOPEN_WAIT_S", 0.3)
+
+    def taken(path: str, **_: object) -> duckdb.DuckDBPyConnection:
+        raise duckdb.IOException(f'IO Error: Could not set lock on file "{path}": Conflicting lock')
+
+    monkeypatch.setattr("tickpipe.stores.duckdb.duckdb.connect", taken)
+    with pytest.raises(StoreError, match=r"cannot reopen .*tickpipe\.duckdb: IO Error: Could not"):
+        store.write([batch_of(0, 20)], [])

@@ -34,6 +34,7 @@ import contextlib
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -152,6 +153,12 @@ ROLLING_SCHEMA = pa.schema(
 )  # fmt: skip
 
 
+# DuckDB keeps C++ state for every row group a database instance has appended (0.25 - 0.65 MB
+# per million trades, on the heap, outside `memory_limit`) until the instance closes: at
+# 50,000 trades/s that is over 100 MB an hour. The writer reopens the file after this many
+# trades, when no read is running, which gives it all back (and empties the block cache).
+REOPEN_ROWS = 20_000_000
+REOPEN_WAIT_S = 10.0  # how long a reopen waits for another process to let the file go
 SLICE_ROWS = 1_000_000  # the most rows one read of the history sorts or groups, about
 
 
@@ -268,17 +275,24 @@ class DuckDBStore(SqlStore):
             if any(text in str(exc) for text in DAMAGED_TEXT):
                 raise StoreError(store_fault(str(exc), str(self.path))) from exc
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        if threads:
-            self._con.execute(f"SET threads = {int(threads)}")
-        # DuckDB would otherwise keep written blocks cached up to 80% of the machine's memory;
-        # tickpipe's memory must stay bounded, and the file is on disk anyway.
-        self._con.execute("SET memory_limit = ?", [memory_limit])
+        self._settings = (threads, memory_limit)
+        self._configure()
         self._lock = threading.Lock()  # the writer's connection
+        self._appended_rows = 0  # trades written since the file was opened
+        self.reopens = 0
         self._idle: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
         self._cursors: list[duckdb.DuckDBPyConnection] = []  # every read cursor, to close
         self._budget = ReadBudget()
         if not read_only:
             self._con.execute(SCHEMA)
+
+    def _configure(self) -> None:
+        threads, memory_limit = self._settings
+        if threads:
+            self._con.execute(f"SET threads = {int(threads)}")
+        # DuckDB would otherwise keep written blocks cached up to 80% of the machine's memory;
+        # tickpipe's memory must stay bounded, and the file is on disk anyway.
+        self._con.execute("SET memory_limit = ?", [memory_limit])
 
     def describe(self) -> str:
         return str(self.path)
@@ -336,6 +350,40 @@ class DuckDBStore(SqlStore):
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
                 raise
+            self._appended_rows += sum(t.num_rows for t in tables)
+            if self._appended_rows >= REOPEN_ROWS:
+                self._reopen()
+
+    def _reopen(self) -> None:
+        """Close and reopen the file (the writer's lock held), if no read holds a cursor:
+        closing the last connection is what makes DuckDB free the instance's memory."""
+        while True:
+            try:
+                idle = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            idle.close()
+            self._cursors.remove(idle)
+        if self._cursors:  # a read is running: try again after the next write
+            return
+        self._con.close()
+        # Another process may open the file in the moment it is closed (`tickpipe verify`
+        # would be told the pipeline holds it, but it can win this moment): wait it out.
+        deadline = time.monotonic() + REOPEN_WAIT_S
+        while True:
+            try:
+                self._con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"cannot reopen {self.path}: {str(exc).splitlines()[0]} (another "
+                        "process opened the file while tickpipe writes it?)"
+                    ) from None
+                time.sleep(0.05)
+        self._configure()
+        self._appended_rows = 0
+        self.reopens += 1
 
     # -- reading -------------------------------------------------------------------------
 
@@ -392,11 +440,14 @@ class DuckDBStore(SqlStore):
         """An Arrow reader on a cursor of its own (DuckDB: a second connection to the file)."""
         with self._lock:
             cursor = self._con.cursor()
+            self._cursors.append(cursor)  # busy until closed: the writer will not reopen
         try:
             for chunk in cursor.sql(sql, params=params or None).to_arrow_reader(rows):
                 yield pa.Table.from_batches([chunk])
         finally:
             cursor.close()
+            with self._lock:
+                self._cursors.remove(cursor)
 
     # -- whole history, a slice at a time -------------------------------------------------
 
