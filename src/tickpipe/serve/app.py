@@ -7,7 +7,8 @@ the pipeline's too, so it must never wait on the store), within the read budget,
 at most `serve.heavy_reads` at once. A read over its budget, a full gate or a store that
 cannot answer is a 503 with the reason in JSON, never the database's own text.
 
-TradingView's UDF datafeed (`udf.py`, under `/udf`) reads the same way, in UDF's shapes.
+TradingView's UDF datafeed (`udf.py`, under `/udf`) reads the same way, in UDF's shapes; the
+handlers below answer its refusals in UDF's error shape with the same statuses.
 
 Two guards wrap the app: `ExposureGuard` (`exposure.py`: the Host and Origin checks) outside,
 then `TokenGuard` when there is an access token. The live WebSocket bounds what one
@@ -479,29 +480,38 @@ class TokenGuard:
 # -- the app ---------------------------------------------------------------------------------
 
 
+def _error(
+    request: Request, reason: str, status: int, headers: dict[str, str] | None = None
+) -> JSON:
+    """A refusal with its reason: `{"error": ...}`, or UDF's `{"s": "error", "errmsg": ...}`
+    under /udf, whose clients read that shape; the status is the same either way."""
+    udf_route = request.url.path.startswith(udf.PREFIX + "/")
+    body = {"s": "error", "errmsg": reason} if udf_route else {"error": reason}
+    return JSON(body, status_code=status, headers=headers)
+
+
 async def _bad_request(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, BadRequest)
-    return JSON({"error": exc.reason}, status_code=exc.status)
+    return _error(request, exc.reason, exc.status)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, HTTPException)
-    return JSON({"error": exc.detail}, status_code=exc.status_code)
+    return _error(request, exc.detail, exc.status_code)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSON:
     """503: a read over its budget, or a store that cannot answer (its one-line reason)."""
-    return JSON({"error": str(exc)}, status_code=503)
+    return _error(request, str(exc), 503)
 
 
 async def _busy(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, Busy)
-    headers = {"Retry-After": str(RETRY_AFTER_S)}
-    return JSON({"error": exc.reason}, status_code=503, headers=headers)
+    return _error(request, exc.reason, 503, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _server_error(request: Request, exc: Exception) -> JSON:
-    return JSON({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+    return _error(request, f"internal error: {type(exc).__name__}: {exc}", 500)
 
 
 ROUTES = [

@@ -3,7 +3,8 @@
 
 The routes read the same store methods as `/api` through the same `ReadGate` and limits; only
 the shapes differ. UDF clients read errors as `{"s": "error", "errmsg": ...}`, so these routes
-answer in that shape with the status the API would give (400, 404, 503).
+get that shape from the app's error handlers (`app.py`), with the status `/api` would give
+(400, 404, 503).
 
 Resolutions are stored tumbling intervals of whole seconds, in TradingView's spelling: seconds
 as `1S`, minutes as `1`, hours as minutes (`60`), days as `1D`. Hopping and sub-second
@@ -12,9 +13,8 @@ intervals have no UDF resolution and are left out.
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +27,7 @@ from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle
 from tickpipe.runtime.clock import now_us
 from tickpipe.serve.params import MAX_CANDLES, BadRequest, check_span, parse_int, required
-from tickpipe.serve.reads import RETRY_AFTER_S, Busy
-from tickpipe.stores.base import ALL_TIME, StoreError
+from tickpipe.stores.base import ALL_TIME
 from tickpipe.symbols import SymbolError, normalize_symbol
 
 if TYPE_CHECKING:
@@ -45,8 +44,6 @@ MAX_DECIMALS = 10
 GROWTH = 16  # each look further back for older bars reads this many times more candles
 TYPE = "crypto"
 _RESOLUTION = re.compile(r"(\d*)([SD]?)")
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,24 +119,6 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(msgspec.json.encode(body), status, headers, "application/json")
 
 
-def _udf_errors(route: Handler) -> Handler:
-    """Answer the API's refusals in UDF's shape, `{"s": "error", "errmsg"}`, with their status."""
-
-    @functools.wraps(route)
-    async def answer(request: Request) -> Response:
-        try:
-            return await route(request)
-        except BadRequest as exc:
-            return _json({"s": "error", "errmsg": exc.reason}, exc.status)
-        except Busy as exc:
-            headers = {"Retry-After": str(RETRY_AFTER_S)}
-            return _json({"s": "error", "errmsg": exc.reason}, 503, headers)
-        except StoreError as exc:
-            return _json({"s": "error", "errmsg": str(exc)}, 503)
-
-    return answer
-
-
 def _ctx(request: Request) -> ApiContext:
     return request.app.state.ctx
 
@@ -186,7 +165,6 @@ def _compact(text: str) -> str:
 # -- routes -----------------------------------------------------------------------------------
 
 
-@_udf_errors
 async def config(request: Request) -> Response:
     """What the datafeed offers: the stored resolutions, the exchanges, search and time."""
     ctx = _ctx(request)
@@ -204,7 +182,6 @@ async def config(request: Request) -> Response:
     })  # fmt: skip
 
 
-@_udf_errors
 async def symbols(request: Request) -> Response:
     """One symbol's information: its precision (from its newest trades) and resolutions."""
     ctx = _ctx(request)
@@ -232,7 +209,6 @@ async def symbols(request: Request) -> Response:
     })  # fmt: skip
 
 
-@_udf_errors
 async def search(request: Request) -> Response:
     """Instruments whose `EXCHANGE:SYMBOL` holds `query` (any case; `btcusdt` finds BTC-USDT)."""
     q = request.query_params
@@ -254,7 +230,6 @@ async def search(request: Request) -> Response:
     return _json(found)
 
 
-@_udf_errors
 async def history(request: Request) -> Response:
     """Bars `[from, to)` (UNIX seconds), or the `countback` bars before `to`, as UDF columns.
 
