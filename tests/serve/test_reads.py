@@ -50,6 +50,18 @@ def test_a_read_over_its_budget_is_a_503_that_names_the_budget(
             assert reason.startswith("over the time budget") and "read_timeout = 1us" in reason
 
 
+def test_a_udf_read_over_its_budget_is_a_503_in_udfs_error_shape(
+    stored_path: tuple[Path, int],
+) -> None:
+    serve = ServeConfig(read_timeout_s=Seconds(1e-6))
+    with api_over(stored_path[0], lambda s: create_app(ApiContext(s), serve=serve)) as url:
+        answer = httpx.get(url + "/udf/search", params={"query": "btc"}, timeout=10)
+    assert answer.status_code == 503, answer.text
+    body = answer.json()
+    assert body["s"] == "error" and "error" not in body
+    assert body["errmsg"].startswith("over the time budget")
+
+
 def test_one_heavy_read_too_many_is_busy_while_kpis_answer(stored_path: tuple[Path, int]) -> None:
     store = HeldStore(stored_path[0])
     serve = ServeConfig(read_timeout_s=Seconds(60.0), heavy_reads=2)
