@@ -281,9 +281,12 @@ def _source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_c
 @_serve_options
 @click.option("--no-serve", is_flag=True, default=None, help="Do not start the HTTP API.")
 @_source_options
+@click.option("--record", "record_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Also keep every raw frame as received (zstd JSON lines, rolled) under DIR, "
+              "for `tickpipe replay-raw DIR`.")  # fmt: skip
 def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, insecure,
         no_serve, exchanges, symbols, endpoints, rest_endpoints, no_symbol_check, replay,
-        speed) -> None:  # fmt: skip
+        speed, record_dir) -> None:  # fmt: skip
     """Ingest live trades, build candles, store them, show them in the terminal and the API."""
     config = _config(config_path, {
         **_serve_overrides(host, port, insecure),
@@ -293,7 +296,76 @@ def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, 
         **_source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_check,
                             replay, speed),
     })  # fmt: skip
-    _pipeline(config, _run_sources(config), "run", duration)
+    sources = _run_sources(config)
+    recorder = _recorder(config, sources, Path(record_dir)) if record_dir else None
+    _pipeline(config, sources, "run", duration, recorder)
+
+
+def _recorder(config: Config, sources: list[Source], directory: Path):
+    """The recorder of `run --record`: every source must be a WebSocket feed to record."""
+    from tickpipe.history.recording import FrameRecorder, RecordedSource
+    from tickpipe.sources.feed import ShardedFeed
+
+    if config.run.replay:
+        raise click.BadParameter("a file replay has no raw frames to record",
+                                 param_hint="--record")  # fmt: skip
+    recorder = FrameRecorder(directory)
+    for name, source in zip(config.symbols_by_exchange(), sources, strict=True):
+        if not isinstance(source, ShardedFeed):
+            raise click.BadParameter(
+                f"{source.name}'s frames cannot be recorded (it is not a WebSocket feed on the "
+                "shared scaffold; record binance, coinbase, kraken, bybit, okx, bitstamp, "
+                "finnhub or tiingo)", param_hint="--record",
+            )  # fmt: skip
+        from tickpipe.credentials import redact_secrets
+
+        recorder.add(RecordedSource(
+            source=source.name, connector=name, stream=config.exchange_options(name).stream,
+            url=redact_secrets(source.url, source.secrets),
+            instruments=[(i.exchange, i.symbol, i.raw_symbol) for i in source.instruments],
+        ))  # fmt: skip
+        source.recorder = recorder
+    return recorder
+
+
+@cli.command("replay-raw")
+@click.argument("directory", type=click.Path(file_okay=False))
+@CONFIG_OPTION
+@click.option("--data-dir", help="Where the DuckDB file and dead letters go "
+              "[default: ./tickpipe-data].")  # fmt: skip
+@STORE_OPTION
+@click.option("--interval", "intervals", multiple=True,
+              help="Candle interval, repeatable [default: 1s 5s 1m 5m 1h].")  # fmt: skip
+@click.option("--hopping", multiple=True, help="Hopping window SIZE/SLIDE, repeatable.")
+def replay_raw(directory, config_path, data_dir, intervals, hopping) -> None:  # fmt: skip
+    """Run the raw frames `run --record DIR` kept through the same parsers and engine again.
+
+    The stored trades equal the recorded run's, receipt times included, and so do the candles:
+    after a parser fix this applies it to history. Replay into a fresh --data-dir or --store
+    (or the recorded run's own): candles are computed from the recording's trades.
+    """
+    from tickpipe.history.recording import RecordingError
+    from tickpipe.history.replay_raw import replay_raw as run_replay
+
+    config = _config(config_path, {
+        "data_dir": data_dir, "intervals": list(intervals) or None,
+        "hopping": list(hopping) or None,
+    })  # fmt: skip
+    with faults_named(str(config.db_path)):
+        try:
+            report = asyncio.run(run_replay(config, Path(directory)))
+        except RecordingError as exc:
+            _error(f"tickpipe replay-raw: error: {_one_line(exc)}", 1)
+    for path in report.truncated:
+        click.echo(f"replay-raw: {path}: its tail was cut off (a crash while recording); "
+                   "replayed up to it", err=True)  # fmt: skip
+    rate = report.trades / report.seconds if report.seconds else 0.0
+    click.echo(
+        f"replay-raw: {report.frames:,} frames and {report.refilled:,} refilled trades of "
+        f"{len(report.sources)} sources ({', '.join(sorted(report.sources))}) -> "
+        f"{report.trades:,} trades, {report.candles:,} candle updates, {report.malformed:,} "
+        f"malformed, in {report.seconds:.1f}s ({rate:,.0f} trades/s)"
+    )
 
 
 @cli.command()
@@ -789,12 +861,18 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
+def _pipeline(
+    config: Config, sources: list[Source], mode: str, duration: float | None, recorder=None
+) -> None:
     with faults_named(str(config.db_path)):
-        _run_pipeline(config, sources, mode, duration)
+        _run_pipeline(config, sources, mode, duration, recorder)
+    if recorder is not None and recorder.error is not None:
+        raise Fault(recorder.error)
 
 
-def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
+def _run_pipeline(
+    config: Config, sources: list[Source], mode: str, duration: float | None, recorder=None
+) -> None:
     from tickpipe.runners.embedded import Pipeline
     from tickpipe.view.terminal import Locations, TerminalView, print_summary, start_line
 
@@ -818,6 +896,9 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
                 f"tickpipe {mode}: stopped during the restore; the stored trades are as they were"
             )
             return
+        if recorder is not None:
+            recorder.on_error = pipeline.stop  # a full disk ends the run with its one line
+            recorder.start()
         if not config.quiet:
             view = TerminalView(pipeline.status, where)
             view.start()
@@ -835,8 +916,18 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
             view.stop()
         if sock is not None:
             sock.close()
-        pipeline.close()
+        try:
+            pipeline.close()
+        finally:
+            if recorder is not None:
+                recorder.close()
     print_summary(pipeline.status(), where)
+    if recorder is not None and recorder.error is None:
+        click.echo(
+            f"tickpipe {mode}: recorded {recorder.frames:,} frames in {recorder.files_written} "
+            f"files under {recorder.directory} ({recorder.bytes_written:,} bytes; waited for "
+            f"the recorder {recorder.waits:,} times)"
+        )
 
 
 def _error(line: str, status: int) -> NoReturn:

@@ -212,6 +212,10 @@ class Pipeline:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
 
+    def stop(self) -> None:
+        """Stop `run` as SIGINT would (on the event loop: a failed recording calls it)."""
+        self._stopping.set()
+
     def close(self) -> None:
         try:
             self.writer.close()
