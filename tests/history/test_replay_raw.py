@@ -95,7 +95,7 @@ def test_replay_raw_of_a_recorded_binance_run_stores_the_live_runs_trades_and_ca
     assert connects == {1, 2}, connects
     refilled = sum(len(r.trades) for r in records if isinstance(r, RefillRecord))
     assert refilled >= 65  # the 40 + 25 trades made while the connection was down
-    frames = [f for r in records if isinstance(r, FramesRecord) for f in r.frames()]
+    frames = [f for r in records if isinstance(r, FramesRecord) for f in r.frames]
     assert b"not json at all" in frames
 
     replay = subprocess.run(
@@ -157,5 +157,5 @@ def test_a_recording_file_starts_with_a_header_naming_the_instruments(tmp_path: 
     header = records[0][0]
     assert isinstance(header, Header)
     assert header.instruments == [("binance", "BTC-USDT", "BTCUSDT")]
-    kept = [(r.t, r.frames()) for _, r in records if isinstance(r, FramesRecord)]
+    kept = [(r.t, r.frames) for _, r in records if isinstance(r, FramesRecord)]
     assert kept == [(5, [b'{"a":1}', b"\xff\xfe"]), (7, [b"text"])]

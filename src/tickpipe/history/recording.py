@@ -2,9 +2,12 @@
 
 `tickpipe run --record DIR` hands each list of frames a connection delivered (with its receipt
 time in µs and the connection: shard number and how often it had connected) to a
-`FrameRecorder`. The event loop only appends to a bounded queue; a thread encodes the records
+`FrameRecorder`. The event loop only appends to a bounded queue; a thread writes the records
 as JSON lines, compresses them with zstd (pyarrow's codec, one zstd frame per block, so the
-files read with `zstd -dc` too) and rolls the files by size and age. When the queue is full
+files read with `zstd -dc` too) and rolls the files by size and age. A delivery of frames is
+one JSON line (`FramesMeta`: time, connection, the frames' sizes) followed by the frames'
+bytes exactly as received and a newline: re-encoding each frame as a JSON string would cost
+more than all the rest, and binary frames need no base64. When the queue is full
 the connection waits for the thread (backpressure, counted in `waits`): a recording that
 could not keep up is slower, never incomplete. Trades a connector fetched again over REST
 after a hole are recorded as trades (`RefillRecord`): they are part of what the live run
@@ -59,19 +62,24 @@ class Header(msgspec.Struct, kw_only=True, tag_field="kind", tag="header"):
     started_us: int  # when this file started
 
 
-class FramesRecord(msgspec.Struct, kw_only=True, tag_field="kind", tag="frames"):
-    """The frames one connection handed over at once, in order, received at `t` (µs)."""
+class FramesMeta(msgspec.Struct, kw_only=True, tag_field="kind", tag="frames"):
+    """The line before the frames one connection handed over at once, received at `t` (µs):
+    the frames' bytes follow it as received (`sizes` long each), then a newline."""
 
     t: int
     conn: int  # the connection group (shard) of the source
     connects: int  # how often that connection had connected: a change is a reconnect
-    f: list[str] | None = None  # the frames as text
-    b: list[bytes] | None = None  # the frames, when one of them is not UTF-8 (base64)
+    sizes: list[int]
 
-    def frames(self) -> list[bytes]:
-        if self.b is not None:
-            return self.b
-        return [text.encode() for text in self.f or ()]
+
+@dataclass(slots=True)
+class FramesRecord:
+    """One delivery of frames, as read back."""
+
+    t: int
+    conn: int
+    connects: int
+    frames: list[bytes]
 
 
 class RefillRecord(msgspec.Struct, kw_only=True, tag_field="kind", tag="refill"):
@@ -89,7 +97,7 @@ class End(msgspec.Struct, kw_only=True, tag_field="kind", tag="end"):
 
 Record = Header | FramesRecord | RefillRecord | End
 Timed = FramesRecord | RefillRecord | End  # every record but the header has a time
-_decoder = msgspec.json.Decoder(Record)
+_decoder = msgspec.json.Decoder(Header | FramesMeta | RefillRecord | End)
 _encoder = msgspec.json.Encoder()
 
 
@@ -97,12 +105,11 @@ class RecordingError(Exception):
     """A recording that cannot be read (one line: the file and what is wrong)."""
 
 
-def frames_record(t: int, conn: int, connects: int, frames: Sequence[bytes]) -> FramesRecord:
-    """The record of one delivery: frames as text, or as bytes if one is not UTF-8."""
-    try:
-        return FramesRecord(t=t, conn=conn, connects=connects, f=[f.decode() for f in frames])
-    except UnicodeDecodeError:
-        return FramesRecord(t=t, conn=conn, connects=connects, b=list(frames))
+def frames_lines(t: int, conn: int, connects: int, frames: Sequence[bytes]) -> bytes:
+    """One delivery as written: its `FramesMeta` line, the frames' bytes, a newline. The
+    frames are not re-encoded (that would cost more than the rest of the recording)."""
+    meta = FramesMeta(t=t, conn=conn, connects=connects, sizes=[len(f) for f in frames])
+    return b"".join([_encoder.encode(meta), b"\n", *frames, b"\n"])
 
 
 @dataclass
@@ -152,8 +159,7 @@ class FrameRecorder:
         self.files_written = 0
         self.bytes_written = 0  # compressed, on disk
         self.error: str | None = None  # the one line of a failed write
-        self.on_error: Callable[[], None] | None = None  # called once, on the event loop
-        self._error_said = False
+        self.on_error: Callable[[], None] | None = None  # called once, on the writer thread
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(max_pending)
         self._files: dict[str, _File] = {}
         self._names: set[str] = set()
@@ -182,8 +188,7 @@ class FrameRecorder:
     async def put(self, source: str, item: FramesRecord | RefillRecord) -> None:
         """Queue one record; waits (without blocking the loop) while the queue is full."""
         if self.error is not None:
-            self._say_error()
-            return
+            return  # the run is stopping (`on_error`); the command ends with `error`
         self.records += 1
         try:
             self._queue.put_nowait((source, item))
@@ -211,11 +216,6 @@ class FrameRecorder:
         trades = [t for b in batches for t in b.to_trades()]
         if trades:
             await self.put(source, RefillRecord(t=self.clock.now_us(), trades=trades))
-
-    def _say_error(self) -> None:
-        if not self._error_said and self.on_error is not None:
-            self._error_said = True
-            self.on_error()
 
     def close(self) -> None:
         """Write what is queued and an `End` record into each source's file; close them."""
@@ -258,14 +258,17 @@ class FrameRecorder:
         for file in self._files.values():
             _close_quietly(file.handle)
         self._files.clear()
+        if self.on_error is not None:
+            self.on_error()
 
     def _write(self, source: str, item: Any) -> None:
         now_s = self.clock.monotonic_s()
         if item is not None:
-            if isinstance(item, _Pending):
-                item = frames_record(item.t, item.conn, item.connects, item.frames)
             file = self._file(source, now_s)
-            self._append(file, _encoder.encode(item) + b"\n")
+            if isinstance(item, _Pending):
+                self._append(file, frames_lines(item.t, item.conn, item.connects, item.frames))
+            else:
+                self._append(file, _encoder.encode(item) + b"\n")
         for name, file in list(self._files.items()):
             if file.block and (file.block_bytes >= BLOCK_BYTES or now_s - file.block_s >= BLOCK_S):
                 self._write_block(file)
@@ -362,35 +365,88 @@ def read_file(path: Path, truncated: Callable[[Path], None] | None = None) -> It
         stream = pa.CompressedInputStream(pa.OSFile(str(path)), "zstd")
     except OSError as exc:
         raise RecordingError(f"{path}: {exc.strerror or exc}") from None
-    rest = b""
-    line_no = 0
     with stream:
-        while True:
-            try:
-                chunk = stream.read(1 << 20)
-            except OSError as exc:
-                if "runcated" in str(exc) and truncated is not None:
-                    truncated(path)
-                    return
-                raise RecordingError(f"{path}: not a zstd recording ({_first(exc)})") from None
-            if not chunk:
-                break
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
+        buffer = _Buffer(stream, path)
+        line_no = 0
+        try:
+            while (line := buffer.line()) is not None:
                 line_no += 1
-                yield _decode(path, line_no, line)
-    if rest.strip() and truncated is not None:
-        truncated(path)
+                record = _decode(path, line_no, line)
+                if isinstance(record, FramesMeta):
+                    data = buffer.take(sum(record.sizes) + 1)
+                    if data is None or data[-1:] != b"\n":
+                        raise _Truncated
+                    frames, at = [], 0
+                    for size in record.sizes:
+                        frames.append(data[at : at + size])
+                        at += size
+                    yield FramesRecord(record.t, record.conn, record.connects, frames)
+                else:
+                    yield record
+        except _Truncated:
+            if truncated is None:
+                raise RecordingError(f"{path}: cut off (a crash while recording)") from None
+            truncated(path)
 
 
-def _decode(path: Path, line_no: int, line: bytes) -> Record:
+class _Truncated(Exception):
+    """The file ends in the middle of a record (or of a zstd frame)."""
+
+
+class _Buffer:
+    """Lines and byte runs from a decompressing stream."""
+
+    def __init__(self, stream: Any, path: Path) -> None:
+        self.stream = stream
+        self.path = path
+        self.data = b""
+        self.at = 0
+        self.ended = False
+
+    def _more(self) -> bool:
+        if self.ended:
+            return False
+        try:
+            chunk = self.stream.read(1 << 20)
+        except OSError as exc:
+            if "runcated" in str(exc):
+                raise _Truncated from None
+            raise RecordingError(f"{self.path}: not a zstd recording ({_first(exc)})") from None
+        if not chunk:
+            self.ended = True
+            return False
+        self.data = self.data[self.at :] + chunk
+        self.at = 0
+        return True
+
+    def line(self) -> bytes | None:
+        """The next line without its newline; None at the end."""
+        while (end := self.data.find(b"\n", self.at)) < 0:
+            if not self._more():
+                if self.at < len(self.data):
+                    raise _Truncated
+                return None
+        line = self.data[self.at : end]
+        self.at = end + 1
+        return line
+
+    def take(self, n: int) -> bytes | None:
+        """The next `n` bytes; None when the file ends before."""
+        while len(self.data) - self.at < n:
+            if not self._more():
+                return None
+        out = self.data[self.at : self.at + n]
+        self.at += n
+        return out
+
+
+def _decode(path: Path, line_no: int, line: bytes) -> Header | FramesMeta | RefillRecord | End:
     try:
         record = _decoder.decode(line)
     except msgspec.DecodeError as exc:
-        raise RecordingError(f"{path}: line {line_no}: not a recording record ({exc})") from None
+        raise RecordingError(f"{path}: record {line_no}: not a recording record ({exc})") from None
     if line_no == 1 and not isinstance(record, Header):
-        raise RecordingError(f"{path}: line 1 is not a recording header")
+        raise RecordingError(f"{path}: it does not start with a recording header")
     if isinstance(record, Header) and record.version != VERSION:
         raise RecordingError(f"{path}: recording version {record.version}, this reads {VERSION}")
     return record

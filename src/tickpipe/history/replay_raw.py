@@ -139,7 +139,7 @@ async def replay_raw(
                 if seen is not None and record.connects > seen and record.conn < len(feed.shards):
                     feed.reconnected(feed.shards[record.conn], ctx)
                 connects[key] = record.connects
-                frames = record.frames()
+                frames = record.frames
                 report.frames += len(frames)
                 await feed.hand_on_parsed(feed.parse(frames, t), ctx)
             elif isinstance(record, RefillRecord):
