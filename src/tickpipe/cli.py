@@ -517,6 +517,71 @@ def export(config_path, data_dir, since, until, to) -> None:  # fmt: skip
 @CONFIG_OPTION
 @click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
 @STORE_OPTION
+@click.option("--trades", "trades_age", metavar="AGE",
+              help="Drop trades older than AGE (e.g. 30d).")  # fmt: skip
+@click.option("--candles", "candles_ages", metavar="INTERVAL=AGE,...",
+              help="Drop candles of each INTERVAL whose window starts more than AGE ago "
+              "(e.g. 1s=7d,1m=365d); intervals not named are kept.")  # fmt: skip
+@click.option("--lake", "lake_url", metavar="URL|DIR",
+              help="Also drop from the Parquet lake at s3://bucket/prefix, file:///path or DIR "
+              "(whole day partitions).")  # fmt: skip
+@click.option("--lake-only", is_flag=True, help="Only the lake: leave the store as it is.")
+@click.option("--now", "now_us", callback=_instant, metavar="TIME",
+              help="Count ages from this time (ISO, UTC) [default: now]: a scheduled run "
+              "names its own day.")  # fmt: skip
+def retain(config_path, data_dir, trades_age, candles_ages, lake_url, lake_only,
+           now_us) -> None:  # fmt: skip
+    """Drop old data: whole partitions where the store has them (the lake's day folders),
+    rows otherwise (DuckDB, PostgreSQL). Idempotent: schedule it.
+
+    Ages shorter than the correction horizon are refused: a restart still needs those trades.
+    """
+    from tickpipe.engine.candles import CandleEngine
+    from tickpipe.history.retention import (
+        RetentionError,
+        parse_retention,
+        retain_lake,
+        retain_store,
+    )
+
+    url = None
+    if lake_url:
+        url = lake_url if "://" in lake_url else Path(lake_url).resolve().as_uri()
+    config = _config(config_path, {"data_dir": data_dir, "lake": url})
+    if lake_only and not url:
+        raise click.BadParameter("--lake-only needs --lake", param_hint="--lake-only")
+    engine_config = config.engine_config()
+    min_age_us = CandleEngine(engine_config).horizon + engine_config.allowed_lateness
+    try:
+        retention = parse_retention(trades_age, candles_ages, min_age_us)
+    except RetentionError as exc:
+        raise click.UsageError(str(exc)) from None
+    now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+    if not lake_only:
+        with faults_named(str(config.db_path)):
+            store = config.open_store()
+            try:
+                dropped = retain_store(store, retention, now_us)
+            finally:
+                store.close()
+        click.echo(f"retain: {dropped.trades:,} trades and {dropped.candles:,} candles dropped "
+                   f"from {store.describe()}")  # fmt: skip
+    if url:
+        from tickpipe.stores.lake.location import open_lake
+
+        lake = open_lake(config.lake_settings())
+        dropped = retain_lake(lake, retention, now_us)
+        click.echo(
+            f"retain: {dropped.trades:,} trades and {dropped.candles:,} candles dropped from "
+            f"{config.lake} ({dropped.partitions:,} day partitions dropped, "
+            f"{dropped.rewritten:,} rewritten without their expired candles)"
+        )
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
+@STORE_OPTION
 @click.option(
     "--interval",
     "intervals",

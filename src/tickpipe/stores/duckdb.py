@@ -354,6 +354,32 @@ class DuckDBStore(SqlStore):
             if self._appended_rows >= REOPEN_ROWS:
                 self._reopen()
 
+    def drop_before(
+        self, trades_before: int | None, candles_before: dict[str, int]
+    ) -> tuple[int, int]:
+        """Retention: delete the trades older than `trades_before` (µs) and the candles of
+        each interval starting before its cut-off, in one transaction; (trades, candles)
+        deleted. The file has no partitions: rows."""
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                trades = 0
+                if trades_before is not None:
+                    row = con.execute("DELETE FROM trade_rows WHERE ts < ?", [trades_before])
+                    trades = _count(row.fetchone())
+                candles = 0
+                for interval, before in candles_before.items():
+                    row = con.execute(
+                        "DELETE FROM candles WHERE interval = ? AND start < ?", [interval, before]
+                    )
+                    candles += _count(row.fetchone())
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return trades, candles
+
     def _reopen(self) -> None:
         """Close and reopen the file (the writer's lock held), if no read holds a cursor:
         closing the last connection is what makes DuckDB free the instance's memory."""
@@ -535,3 +561,8 @@ class DuckDBStore(SqlStore):
                 if reader is not None:
                     reader.close()  # a caller that stops early leaves no open result behind
                 self._con.unregister("restore_limits")
+
+
+def _count(row: tuple | None) -> int:
+    """The row count a DuckDB DELETE answers with."""
+    return int(row[0]) if row else 0
