@@ -481,17 +481,30 @@ def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port,
     "to",
     required=True,
     metavar="DIR|s3://bucket/prefix",
-    help="The lake to write: a directory, file:///path or s3://bucket/prefix.",
+    help="The lake to write: a directory, file:///path or s3://bucket/prefix (CSV: a directory).",
 )
-def export(config_path, data_dir, since, until, to) -> None:  # fmt: skip
-    """Write the store's trades and final candles in [--since, --until) to the lake layout.
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default="parquet",
+    show_default=True,
+    help="parquet: the lake layout; csv: DIR/trades.csv and DIR/candles.csv.",
+)
+def export(config_path, data_dir, since, until, to, fmt) -> None:  # fmt: skip
+    """Write the store's trades and final candles in [--since, --until) to the lake layout
+    (Parquet), or as two CSV files (`--format csv`).
 
     Only what the lake does not hold yet is written, so an export may be repeated or overlap
-    what a running pipeline's --lake wrote. One progress line per instrument.
+    what a running pipeline's --lake wrote. One progress line per instrument. CSV files are
+    written whole each time (replaced once complete).
     """
     from tickpipe.stores.lake.location import open_lake
     from tickpipe.stores.lake.sync import FOREVER_US, copy_to_lake
 
+    if fmt == "csv":
+        _export_csv(config_path, data_dir, since, until or FOREVER_US, to)
+        return
     url = to if "://" in to else Path(to).resolve().as_uri()
     config = _config(config_path, {"data_dir": data_dir, "lake": url})
     lake = open_lake(config.lake_settings())
@@ -511,6 +524,27 @@ def export(config_path, data_dir, since, until, to) -> None:  # fmt: skip
         f"({lake.files_written} files, {lake.bytes_written:,} bytes, "
         f"{time.monotonic() - started:.1f}s)"
     )
+
+
+def _export_csv(config_path, data_dir, since: int, until: int, to: str) -> None:
+    from tickpipe.history.export_csv import export_csv
+
+    if "://" in to and not to.startswith("file://"):
+        raise click.BadParameter("CSV goes to a local directory (the lake, Parquet, to S3)",
+                                 param_hint="--to")  # fmt: skip
+    directory = Path(to.removeprefix("file://"))
+    config = _config(config_path, {"data_dir": data_dir})
+    started = time.monotonic()
+    with faults_named(str(config.db_path)):
+        store = config.open_store(read_only=True)
+        try:
+            report = export_csv(store, directory, since, until,
+                                lambda line: click.echo(f"export: {line}", err=True))  # fmt: skip
+        finally:
+            store.close()
+    click.echo(f"export: {report.trades:,} trades and {report.candles:,} final candles written "
+               f"to {directory} as CSV ({report.bytes:,} bytes, "
+               f"{time.monotonic() - started:.1f}s)")  # fmt: skip
 
 
 @cli.command()

@@ -493,14 +493,21 @@ class DuckDBStore(SqlStore):
         """Every stored trade with ts in [since, until) in batches of at most `rows`, by
         (exchange, symbol) in code-point order, then (ts, seq): a sorted read per slice and
         per piece of its time."""
+        for table in self.trade_tables(rows, since, until):
+            yield TradeBatch.from_arrow(table, source="store")
+
+    def trade_tables(
+        self, rows: int = RESTORE_BATCH_ROWS, since: int | None = None, until: int | None = None
+    ) -> Iterator[pa.Table]:
+        """`trade_batches` as Arrow tables with every stored column, `source` included (a
+        batch has one source; export writes each trade's own)."""
         for piece in self._slices("trades", "ts", *time_range(since, until)):
             for lo, hi in piece.times():
                 sql = (
                     f"SELECT {TRADE_COLUMNS} FROM trades WHERE {piece.where} "
                     "AND ts >= ? AND ts < ? ORDER BY symbol, ts, seq"
                 )
-                for table in self._stream(sql, [*piece.params, lo, hi], rows):
-                    yield TradeBatch.from_arrow(table, source="store")
+                yield from self._stream(sql, [*piece.params, lo, hi], rows)
 
     def stored_candles(
         self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None
