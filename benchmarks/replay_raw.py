@@ -9,8 +9,10 @@ timed) and read back in chunks of `--chunk` frames. Three figures, each on the s
 1. **bench path**: `tickpipe bench`'s tickpipe path (`bench.tickpipe_path.run_tickpipe`:
    `parse_frames`, the engine stage, the store writer thread, a DuckDB file).
 2. **record**: the same chunks handed to a `FrameRecorder` from an event loop, as
-   `run --record` does per delivery: the time the event loop spends per chunk (the hot path's
-   cost), and the writer thread's end-to-end rate (encode, zstd, write) with the bytes on disk.
+   `run --record` does per delivery (each stamped with the time a live feed would have
+   received it: the market's clock, `--event-rate` trades/s): the time the event loop
+   spends per chunk (the hot path's cost), and the writer thread's end-to-end rate (encode,
+   zstd, write) with the bytes on disk.
 3. **replay-raw**: `history.replay_raw.replay_raw` over that recording into a fresh DuckDB file
    (decompress, decode the JSON lines, rebuild the Binance connector, `parse` and
    `hand_on_parsed` per delivery, the engine stage, the store writer).
@@ -30,12 +32,11 @@ import time
 from pathlib import Path
 
 from tickpipe.bench.framefile import read_chunks
-from tickpipe.bench.frames import binance_symbols, write_frames
+from tickpipe.bench.frames import FrameFile, binance_symbols, write_frames
 from tickpipe.bench.tickpipe_path import run_tickpipe
 from tickpipe.config import Config
 from tickpipe.history.recording import FrameRecorder, RecordedSource
 from tickpipe.history.replay_raw import replay_raw
-from tickpipe.runtime.clock import now_us
 from tickpipe.sources.binance import INFO, make_source
 from tickpipe.sources.registry import ExchangeOptions
 
@@ -46,13 +47,15 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-async def _record(path: Path, recorder: FrameRecorder) -> tuple[int, float, float]:
-    """Hand every chunk to the recorder as a connection would; (frames, loop seconds, worst
-    single hand-over in seconds)."""
+async def _record(source: FrameFile, recorder: FrameRecorder) -> tuple[int, float, float]:
+    """Hand every chunk to the recorder as a connection would, received as a live feed would
+    have received it (the market's clock: `event_rate` trades/s); (frames, loop seconds,
+    worst single hand-over in seconds)."""
     frames, spent, worst = 0, 0.0, 0.0
-    for chunk in read_chunks(path):
+    for chunk in read_chunks(source.path):
+        received = source.first_ts + round((frames + len(chunk)) / source.event_rate * 1e6)
         started = time.perf_counter()
-        await recorder.frames_received("binance", now_us(), 0, 1, chunk)
+        await recorder.frames_received("binance", received, 0, 1, chunk)
         took = time.perf_counter() - started
         spent += took
         worst = max(worst, took)
@@ -93,7 +96,7 @@ def main() -> None:
         ))  # fmt: skip
         recorder.start()
         started = time.perf_counter()
-        recorded, loop_s, worst_s = asyncio.run(_record(frames.path, recorder))
+        recorded, loop_s, worst_s = asyncio.run(_record(frames, recorder))
         recorder.close()
         record_s = time.perf_counter() - started
 
@@ -110,11 +113,13 @@ def main() -> None:
     print(f"frames: {args.trades:,} Binance trade frames over {args.symbols:,} symbols, chunks "
           f"of {args.chunk:,}, intervals {' '.join(INTERVALS)}")  # fmt: skip
     print(f"bench path:  {counts.trades:>10,} trades stored in {bench_s:6.2f}s = "
-          f"{counts.trades / bench_s:>10,.0f} trades/s")  # fmt: skip
+          f"{counts.trades / bench_s:>10,.0f} trades/s ({counts.candle_updates:,} candle "
+          "updates)")  # fmt: skip
     rate = report.trades / report.seconds
     ratio = rate / (counts.trades / bench_s)
     print(f"replay-raw:  {report.trades:>10,} trades stored in {report.seconds:6.2f}s = "
-          f"{rate:>10,.0f} trades/s ({ratio:.2f}x the bench path)")  # fmt: skip
+          f"{rate:>10,.0f} trades/s ({ratio:.2f}x the bench path; {report.candles:,} candle "
+          "updates)")  # fmt: skip
     print(f"record:      {recorded:>10,} frames; event loop {loop_s * 1e6 / chunks:,.1f} µs per "
           f"chunk of {args.chunk:,} ({loop_s * 1e9 / max(recorded, 1):,.0f} ns per frame, worst "
           f"hand-over {worst_s * 1e3:,.2f} ms, {recorder.waits:,} waits for a full queue); "

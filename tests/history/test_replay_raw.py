@@ -159,3 +159,61 @@ def test_a_recording_file_starts_with_a_header_naming_the_instruments(tmp_path: 
     assert header.instruments == [("binance", "BTC-USDT", "BTCUSDT")]
     kept = [(r.t, r.frames) for _, r in records if isinstance(r, FramesRecord)]
     assert kept == [(5, [b'{"a":1}', b"\xff\xfe"]), (7, [b"text"])]
+
+
+def _binance_frame(trade_id: int, ts_us: int) -> bytes:
+    ms = ts_us // 1000
+    return (
+        f'{{"stream":"btcusdt@trade","data":{{"e":"trade","E":{ms},"s":"BTCUSDT",'
+        f'"t":{trade_id},"p":"{100 + trade_id % 7}.5","q":"0.25","T":{ms},"m":true,"M":true}}}}'
+    ).encode()
+
+
+def test_a_recording_with_a_year_of_quiet_replays_quickly_to_candles_equal_to_the_batch(
+    tmp_path: Path,
+) -> None:
+    """Two runs a year apart in one directory: the quiet year is not ticked through 100 ms at
+    a time, and the candles equal `verify`'s batch recomputation from the stored trades."""
+    from tickpipe.config import Config
+    from tickpipe.history.recording import FrameRecorder, RecordedSource
+    from tickpipe.history.replay_raw import replay_raw
+    from tickpipe.runtime.clock import ManualClock
+    from tickpipe.stores.duckdb import DuckDBStore
+    from tickpipe.verify import verify
+
+    year_us = 365 * 86_400 * 1_000_000
+    t0 = 1_796_515_200_000_000
+    source = RecordedSource(
+        "binance", "binance", "trade", "ws://x", [("binance", "BTC-USDT", "BTCUSDT")]
+    )
+    trade_id = 0
+    for run in range(2):
+        clock = ManualClock(now_us=t0 + run * year_us)
+        recorder = FrameRecorder(tmp_path / "raw", clock=clock)
+        recorder.add(source)
+        recorder.start()
+
+        async def feed(recorder: FrameRecorder, start_us: int) -> None:
+            nonlocal trade_id
+            for k in range(50):  # 50 deliveries, 300 ms apart, 3 trades each
+                t = start_us + k * 300_000
+                frames = [_binance_frame(trade_id + i, t - 1000 * i) for i in range(3)]
+                trade_id += 3
+                await recorder.frames_received("binance", t, 0, 1, frames)
+
+        asyncio.run(feed(recorder, t0 + run * year_us))
+        clock.advance(20.0)
+        recorder.close()
+
+    config = Config(data_dir=str(tmp_path / "replayed"), intervals=["1s", "1m", "1h"])
+    report = asyncio.run(replay_raw(config, tmp_path / "raw"))
+    assert report.trades == trade_id == 300
+    assert report.seconds < 60  # 3e8 ticks of 100 ms would take hours
+
+    store = DuckDBStore(tmp_path / "replayed" / "tickpipe.duckdb", read_only=True)
+    try:
+        checked = verify(store)
+    finally:
+        store.close()
+    assert checked.ok, checked.mismatches
+    assert checked.trades == 300 and checked.candles > 0

@@ -6,7 +6,8 @@ recording), and every delivery of frames goes through its `parse` and `hand_on_p
 did live, in the order received, then through the engine stage into the store. Time is the
 recording's: the engine's clock reads each record's receipt time, and the idle timer ticks
 every `TICK_SECONDS` of recorded time in between (and up to the recorded stop), as the live
-loop did. So the stored trades equal the live run's row by row (receipt times included) and
+loop did (a quiet spell longer than a minute is skipped to its last tick, to the same
+effect). So the stored trades equal the live run's row by row (receipt times included) and
 the candles equal its candles; after a parser fix, the same command applies it to history.
 
 Where the store already holds trades of the replayed windows (from elsewhere), the replayed
@@ -40,6 +41,7 @@ from tickpipe.sources import SourceContext, SourceStats
 from tickpipe.sources.feed import ShardedFeed, hand_on
 
 TICK_US = round(TICK_SECONDS * 1_000_000)
+QUIET_US = 60_000_000  # recorded quiet time ticked through one tick at a time, then skipped
 
 
 class RecordedClock:
@@ -127,6 +129,11 @@ async def replay_raw(
                 clock.move_to(next_tick)
                 stage.tick()
                 next_tick += TICK_US
+                if t - next_tick > QUIET_US:
+                    # A long quiet spell (a stop between two runs): a tick raises watermarks
+                    # by the time since each instrument's last trade, so one late tick does
+                    # what all those in between would have.
+                    next_tick = t - (t - next_tick) % TICK_US
             clock.move_to(t)
             if isinstance(record, End):
                 continue
