@@ -150,3 +150,29 @@ def test_a_full_disk_while_recording_ends_the_run_with_one_line_naming_the_file(
     assert len(lines) == 1, err
     assert lines[0].startswith("tickpipe: error: recording stopped: disk full: "), lines[0]
     assert str(tmp_path / "raw" / "binance") in lines[0]
+
+
+def test_record_refuses_a_file_replay_in_one_line(tmp_path: Path) -> None:
+    from test_cli import one_line_usage_error, tickpipe
+
+    trades = tmp_path / "trades.jsonl"
+    trades.write_text(
+        '{"source":"f","exchange":"ex","symbol":"BTC-USDT","trade_id":"1","seq":1,'
+        '"price":1.0,"size":1.0,"side":"buy","ts":1000000,"recv_ts":1000000}\n'
+    )
+    result = tickpipe("run", "--quiet", "--no-serve", "--data-dir", str(tmp_path / "data"),
+                      "--replay", str(trades), "--record", str(tmp_path / "raw"))  # fmt: skip
+    line = one_line_usage_error(result)
+    assert "--record" in line and "a file replay has no raw frames to record" in line
+    assert not (tmp_path / "raw").exists()
+
+
+def test_replay_raw_of_a_directory_without_a_recording_is_one_line(tmp_path: Path) -> None:
+    from test_cli import tickpipe
+
+    result = tickpipe("replay-raw", str(tmp_path), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no recorded frames" in lines[0], result.stderr
+    assert not (tmp_path / "data").exists()  # no store opened for nothing

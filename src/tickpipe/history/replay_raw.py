@@ -33,6 +33,7 @@ from tickpipe.history.recording import (
     RecordingError,
     RefillRecord,
     merged,
+    recording_files,
 )
 from tickpipe.records import TradeBatch
 from tickpipe.runtime.stage import TICK_SECONDS, EngineStage
@@ -102,6 +103,7 @@ async def replay_raw(
     config: Config, directory: Path, progress: Callable[[ReplayReport], None] | None = None
 ) -> ReplayReport:
     """Replay the recording in `directory` into the configured store; what it did."""
+    recording_files(directory)  # nothing to replay: said before any store is opened
     started = time.monotonic()
     report = ReplayReport()
     clock = RecordedClock()
