@@ -176,3 +176,25 @@ def test_replay_raw_of_a_directory_without_a_recording_is_one_line(tmp_path: Pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no recorded frames" in lines[0], result.stderr
     assert not (tmp_path / "data").exists()  # no store opened for nothing
+
+
+def test_files_roll_by_age_and_keep_every_frame_in_order(tmp_path: Path) -> None:
+    clock = ManualClock()
+    recorder = FrameRecorder(tmp_path, roll_s=60.0, clock=clock)
+    recorder.add(SOURCE)
+    recorder.start()
+
+    async def feed() -> None:
+        for n in range(6):
+            await recorder.frames_received("binance", 1000 + n, 0, 1, [str(n).encode()])
+            if n % 2:
+                await asyncio.sleep(0.05)
+                clock.advance(61.0)  # an hour-long file, in a test's minute
+
+    asyncio.run(feed())
+    recorder.close()
+    files = sorted((tmp_path / "binance").glob(f"*{SUFFIX}"))
+    assert len(files) >= 3, files
+    assert all(isinstance(next(read_file(p)), Header) for p in files)
+    kept = [r.frames for _, r in merged(tmp_path) if isinstance(r, FramesRecord)]
+    assert kept == [[str(n).encode()] for n in range(6)]
