@@ -28,6 +28,8 @@ from urllib.parse import parse_qs
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -60,6 +62,8 @@ from tickpipe.serve.settings import ServeConfig
 from tickpipe.stores.base import Store, StoreError
 from tickpipe.symbols import SymbolError, normalize_symbol
 
+# A JSON answer below this goes out as is: compressing it saves less than the header costs.
+GZIP_MIN_BYTES = 1024
 WS_UNAUTHORIZED = 4401  # WebSocket close code: the 4000s are the application's own
 
 
@@ -545,6 +549,8 @@ def create_app(
     serve = serve or ServeConfig()
     app = Starlette(
         routes=ROUTES,
+        # JSON and /metrics compressed when large; the static files come already compressed.
+        middleware=[Middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)],
         exception_handlers={
             BadRequest: _bad_request, HTTPException: _http_error, StoreError: _unavailable,
             Busy: _busy, Exception: _server_error,
