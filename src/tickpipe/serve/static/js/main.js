@@ -411,15 +411,23 @@ function renderChart() {
   const { traces, layout } = candleFigure({
     candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
     uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
+    priceDecimals: precisionOf(state.symbol).price_decimals,
   });
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
   renderQuote(candles);
 }
 
+/** The instrument's precision, as /api/exchanges gives it (none yet: the formats guess). */
+function precisionOf(symbol) {
+  const exchange = state.exchanges.find((e) => e.name === state.exchange);
+  return exchange?.symbols.find((s) => s.symbol === symbol) ?? {};
+}
+
 function renderQuote(candles) {
   const last = state.lastPrice ?? (candles.length ? candles[candles.length - 1].close : null);
-  $("q-last").textContent = fmt.price(last);
+  const places = precisionOf(state.symbol).price_decimals;
+  $("q-last").textContent = fmt.price(last, places);
   if (!candles.length) {
     for (const id of ["q-open", "q-high", "q-low", "q-vol", "q-trades"]) $(id).textContent = "–";
     $("q-change").textContent = "";
@@ -427,25 +435,26 @@ function renderQuote(candles) {
   }
   const { open, high, low, volume, trades } = rollup(candles, candles[0].start);
   const change = last / open - 1;
-  $("q-open").textContent = fmt.price(open);
-  $("q-high").textContent = fmt.price(high);
-  $("q-low").textContent = fmt.price(low);
+  $("q-open").textContent = fmt.price(open, places);
+  $("q-high").textContent = fmt.price(high, places);
+  $("q-low").textContent = fmt.price(low, places);
   $("q-vol").textContent = fmt.compact(volume);
   $("q-trades").textContent = fmt.count(trades);
   const latest = state.rolling.length ? state.rolling[state.rolling.length - 1].avg_close_30m : null;
-  $("q-avg30").textContent = fmt.price(latest);
+  $("q-avg30").textContent = fmt.price(latest, places);
   const el = $("q-change");
-  el.textContent = `${last - open >= 0 ? "+" : ""}${fmt.price(last - open)} (${fmt.percent(change)}) ${state.lookback}`;
+  el.textContent = `${fmt.signedPrice(last - open, places)} (${fmt.percent(change)}) ${state.lookback}`;
   el.className = `quote-change ${change > 0 ? "up" : change < 0 ? "down" : ""}`;
   const row = $("watchlist").querySelector(`tr[data-symbol="${CSS.escape(state.symbol)}"]`);
-  if (row && last !== null) row.children[1].textContent = fmt.price(last);
+  if (row && last !== null) row.children[1].textContent = fmt.price(last, places);
 }
 
 function renderTape() {
   const body = $("tape").tBodies[0];
+  const { price_decimals: places, size_decimals: lots } = precisionOf(state.symbol);
   body.replaceChildren(...state.tape.map((t) => {
     const side = t.side === "buy" ? "num up" : t.side === "sell" ? "num down" : "num";
-    return fmt.row([fmt.cell(fmt.clock(t.ts)), fmt.cell(fmt.price(t.price), side), fmt.cell(fmt.qty(t.size), "num")]);
+    return fmt.row([fmt.cell(fmt.clock(t.ts)), fmt.cell(fmt.price(t.price, places), side), fmt.cell(fmt.qty(t.size, lots), "num")]);
   }));
   const now = performance.now();
   state.tapeTimes = state.tapeTimes.filter((t) => now - t < 5000);
@@ -481,7 +490,8 @@ async function refreshWatchlist() {
       const first = body.candles[0];
       const last = body.candles[body.candles.length - 1];
       const change = last.close / first.open - 1;
-      tr.children[1].textContent = fmt.price(symbol === state.symbol && state.lastPrice !== null ? state.lastPrice : last.close);
+      const shown = symbol === state.symbol && state.lastPrice !== null ? state.lastPrice : last.close;
+      tr.children[1].textContent = fmt.price(shown, precisionOf(symbol).price_decimals);
       tr.children[2].textContent = fmt.percent(change);
       tr.children[2].className = fmt.signClass(change);
     } catch {
