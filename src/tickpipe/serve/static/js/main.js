@@ -38,6 +38,8 @@ const state = {
   pending: [],
   tape: [],
   lastPrice: null,
+  // the watchlist: each symbol's 24h figures, and how the table is searched and sorted
+  watch: { rows: new Map(), search: "", sort: "symbol", dir: "asc" },
   tapeTimes: [],
   generation: 0,
 };
@@ -162,8 +164,14 @@ function wireControls() {
     box.checked = state.overlays[box.dataset.overlay];
   }
   $("watchlist").addEventListener("click", (e) => {
+    const th = e.target.closest("th[data-sort]");
+    if (th) sortWatchlist(th.dataset.sort);
     const tr = e.target.closest("tr[data-symbol]");
     if (tr) selectSymbol(tr.dataset.symbol);
+  });
+  $("watch-search").addEventListener("input", (e) => {
+    state.watch.search = e.target.value;
+    renderWatchlist();
   });
 }
 
@@ -464,40 +472,65 @@ function renderTape() {
 // -- watchlist ------------------------------------------------------------------------------
 
 function buildWatchlist(exchange) {
-  const body = $("watchlist").tBodies[0];
-  body.replaceChildren(...exchange.symbols.map((s) => {
-    const tr = fmt.row([fmt.cell(s.symbol), fmt.cell("–", "num"), fmt.cell("–", "num")]);
-    tr.dataset.symbol = s.symbol;
-    tr.classList.toggle("selected", s.symbol === state.symbol);
-    return tr;
-  }));
+  state.watch.rows = new Map(exchange.symbols.map((s) => [s.symbol, { symbol: s.symbol, last: null, change: null, volume: null }]));
+  renderWatchlist();
   refreshWatchlist();
 }
 
-/** Last price and 24-hour change of every symbol of the exchange, from its largest candles. */
+/** Last price, 24-hour change and quote volume of every symbol of the exchange: one request. */
 async function refreshWatchlist() {
-  const exchange = state.exchanges.find((e) => e.name === state.exchange);
-  if (!exchange) return;
-  const sizes = state.intervals.map((name) => [name, fmt.parseDuration(name)]).filter(([, us]) => us <= 3600e6);
-  if (!sizes.length) return;
-  const interval = sizes.sort((a, b) => b[1] - a[1])[0][0];
-  $("watch-note").textContent = "24h";
-  await Promise.all(exchange.symbols.map(async ({ symbol }) => {
-    try {
-      const body = await getJSON("/api/candles", { exchange: exchange.name, symbol, interval, lookback: "24h" });
-      const tr = $("watchlist").querySelector(`tr[data-symbol="${CSS.escape(symbol)}"]`);
-      if (!tr || !body.candles.length) return;
-      const first = body.candles[0];
-      const last = body.candles[body.candles.length - 1];
-      const change = last.close / first.open - 1;
-      const shown = symbol === state.symbol && state.lastPrice !== null ? state.lastPrice : last.close;
-      tr.children[1].textContent = fmt.price(shown, precisionOf(symbol).price_decimals);
-      tr.children[2].textContent = fmt.percent(change);
-      tr.children[2].className = fmt.signClass(change);
-    } catch {
-      // one symbol's failure leaves its row as it was
-    }
+  const name = state.exchange;
+  if (!name) return;
+  let body;
+  try {
+    body = await getJSON(`/api/analytics/exchange/${encodeURIComponent(name)}`, { period: "24h" });
+  } catch {
+    return; // a busy or failing read leaves the rows as they were; the next refresh tries again
+  }
+  if (name !== state.exchange) return;
+  for (const t of body.tickers) {
+    const row = state.watch.rows.get(t.symbol) ?? { symbol: t.symbol };
+    Object.assign(row, { last: t.close, change: t.close / t.open - 1, volume: t.quote_volume });
+    state.watch.rows.set(t.symbol, row);
+  }
+  renderWatchlist();
+}
+
+/** The rows that match the search, in the chosen order (no figure yet: always last). */
+function renderWatchlist() {
+  const { rows, sort, dir } = state.watch;
+  const wanted = state.watch.search.toUpperCase().replace(/[^A-Z0-9]/g, "");
+  const shown = [...rows.values()].filter((r) => r.symbol.replace(/[^A-Z0-9]/g, "").includes(wanted));
+  const sign = dir === "asc" ? 1 : -1;
+  shown.sort((a, b) => {
+    if (sort === "symbol") return sign * a.symbol.localeCompare(b.symbol);
+    if (a[sort] === null || a[sort] === undefined) return 1;
+    if (b[sort] === null || b[sort] === undefined) return -1;
+    return sign * (a[sort] - b[sort]) || a.symbol.localeCompare(b.symbol);
+  });
+  $("watchlist").tBodies[0].replaceChildren(...shown.map((r) => {
+    const last = r.symbol === state.symbol && state.lastPrice !== null ? state.lastPrice : r.last;
+    const tr = fmt.row([
+      fmt.cell(r.symbol), fmt.cell(fmt.price(last, precisionOf(r.symbol).price_decimals), "num"),
+      fmt.cell(fmt.percent(r.change), r.change === null ? "num" : fmt.signClass(r.change)),
+      fmt.cell(fmt.compact(r.volume), "num"),
+    ]);
+    tr.dataset.symbol = r.symbol;
+    tr.classList.toggle("selected", r.symbol === state.symbol);
+    return tr;
   }));
+  for (const th of $("watchlist").tHead.querySelectorAll("th[data-sort]")) {
+    if (th.dataset.sort === sort) th.dataset.dir = dir;
+    else delete th.dataset.dir;
+  }
+}
+
+function sortWatchlist(key) {
+  const watch = state.watch;
+  // A new column starts with what a trader looks for first: A-Z, or the largest numbers.
+  watch.dir = watch.sort === key ? (watch.dir === "asc" ? "desc" : "asc") : key === "symbol" ? "asc" : "desc";
+  watch.sort = key;
+  renderWatchlist();
 }
 
 // -- live state -----------------------------------------------------------------------------
