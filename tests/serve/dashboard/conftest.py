@@ -117,7 +117,25 @@ def console() -> Console:
 @pytest.fixture
 def page(chromium, console: Console, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh browser context and page (1440x900); screenshot at the end of the test."""
-    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    yield from _tab(chromium, console, request, viewport={"width": 1440, "height": 900})
+
+
+# A phone: 390x844 CSS pixels at 3x, touch, a phone's user agent (what Chromium's device
+# emulation of a recent iPhone-sized screen sets).
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3,
+         "is_mobile": True, "has_touch": True}  # fmt: skip
+
+
+@pytest.fixture
+def phone_page(chromium, console: Console, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """`page` on a phone-sized touch screen."""
+    yield from _tab(chromium, console, request, **PHONE)
+
+
+def _tab(
+    chromium, console: Console, request: pytest.FixtureRequest, **options: Any
+) -> Iterator[Any]:
+    context = chromium.new_context(**options)
     tab = context.new_page()
 
     def on_console(message) -> None:

@@ -146,6 +146,9 @@ function priceAxis(decimals) {
   return { tickformat: `,.${decimals}~f`, hoverformat: `,.${decimals}f` };
 }
 
+// On a touch screen a finger drag pans the chart (a zoom box is for a mouse).
+const TOUCH = window.matchMedia("(pointer: coarse)").matches;
+
 /** Room on the right for the price labels: their longest is the highest price, every place. */
 function axisWidth(candles, decimals) {
   const high = Math.max(1, ...candles.map((c) => c.high));
@@ -200,7 +203,7 @@ export function candleFigure({ candles, rolling, overlays, colors, uirevision, t
     paper_bgcolor: colors.bg, plot_bgcolor: colors.bg,
     font: { color: colors.text, size: 11 },
     margin: { l: 8, r: axisWidth(candles, priceDecimals), t: 8, b: 40 },
-    dragmode: "zoom", hovermode: "x unified", showlegend: true,
+    dragmode: TOUCH ? "pan" : "zoom", hovermode: "x unified", showlegend: true,
     legend: { orientation: "h", x: 0, y: 1, yanchor: "top", bgcolor: "rgba(0,0,0,0)", font: { size: 11 } },
     xaxis: { ...axis, type: "date", anchor: "y2", rangeslider: { visible: false }, showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: colors.muted },
     yaxis: { ...axis, domain: [0.24, 1], side: "right", fixedrange: false, ...priceAxis(priceDecimals) },

@@ -169,6 +169,12 @@ function wireControls() {
     const tr = e.target.closest("tr[data-symbol]");
     if (tr) selectSymbol(tr.dataset.symbol);
   });
+  $("side-tabs").addEventListener("click", (e) => {
+    const side = e.target.dataset.side;
+    if (!side) return;
+    $("view-chart").dataset.side = side;
+    for (const b of $("side-tabs").children) b.classList.toggle("active", b.dataset.side === side);
+  });
   $("watch-search").addEventListener("input", (e) => {
     state.watch.search = e.target.value;
     renderWatchlist();
