@@ -57,14 +57,51 @@ export function share(value) {
   return `${(value * 100).toFixed(1)}%`;
 }
 
-export function clock(us) {
-  const d = new Date(us / 1000);
-  const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+// Every time the page writes is in one zone, UTC or the browser's own, and one format
+// (2026-12-06 20:19:40.123); the header's switch chooses, and the browser remembers it.
+let utc = localStorage.getItem("tickpipe.tz") === "utc";
+
+export function isUtc() {
+  return utc;
 }
 
+export function setUtc(on) {
+  utc = on;
+  localStorage.setItem("tickpipe.tz", on ? "utc" : "local");
+}
+
+/** The browser's own offset from UTC, e.g. "UTC+09:00". */
+export function localOffset() {
+  const minutes = -new Date().getTimezoneOffset();
+  const two = (n) => String(Math.floor(Math.abs(n))).padStart(2, "0");
+  return `UTC${minutes < 0 ? "-" : "+"}${two(minutes / 60)}:${two(minutes % 60)}`;
+}
+
+function fields(us) {
+  const d = new Date(us / 1000);
+  return utc
+    ? [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()]
+    : [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds(), d.getMilliseconds()];
+}
+
+const pad = (n, w = 2) => String(n).padStart(w, "0");
+
+/** 20:19:40.123 */
+export function clock(us) {
+  const [, , , h, m, s, ms] = fields(us);
+  return `${pad(h)}:${pad(m)}:${pad(s)}.${pad(ms, 3)}`;
+}
+
+/** 2026-12-06 20:19:40 */
 export function dateTime(us) {
-  return new Date(us / 1000).toLocaleString("en-GB", { hour12: false });
+  const [y, mo, d, h, m, s] = fields(us);
+  return `${y}-${pad(mo)}-${pad(d)} ${pad(h)}:${pad(m)}:${pad(s)}`;
+}
+
+/** A µs timestamp as the wall-clock string Plotly puts on a date axis, in the page's zone. */
+export function axisTime(us) {
+  const [, , , , , , ms] = fields(us);
+  return `${dateTime(us)}.${pad(ms, 3)}`;
 }
 
 export function duration(ms) {

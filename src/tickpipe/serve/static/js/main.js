@@ -38,6 +38,7 @@ const state = {
   pending: [],
   tape: [],
   lastPrice: null,
+  hovered: null, // the start of the candle under the pointer; null: the legend shows the newest
   // the watchlist: each symbol's 24h figures, and how the table is searched and sorted
   watch: { rows: new Map(), search: "", sort: "symbol", dir: "asc" },
   tapeTimes: [],
@@ -83,7 +84,8 @@ async function start() {
   setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
 }
 
-/** A symbol that starts trading later (a quiet one, a new listing) joins the pickers. */
+/** A symbol that starts trading later (a quiet one, a new listing) joins the pickers and the
+ * watchlist together. */
 async function refreshExchanges() {
   let body;
   try {
@@ -91,7 +93,8 @@ async function refreshExchanges() {
   } catch {
     return;
   }
-  const names = (list) => JSON.stringify(list.map((e) => [e.name, e.symbols.map((s) => s.symbol)]));
+  // A symbol's precision may still change while it has few trades: that counts too.
+  const names = (list) => JSON.stringify(list.map((e) => [e.name, e.symbols.map((s) => [s.symbol, s.price_decimals, s.size_decimals])]));
   if (names(body.exchanges) === names(state.exchanges)) return;
   state.exchanges = body.exchanges;
   const exchange = state.exchanges.find((e) => e.name === state.exchange);
@@ -152,6 +155,15 @@ function wireControls() {
   onDuration($("lookback"), setLookback);
   $("tabs").addEventListener("click", (e) => {
     if (e.target.dataset.view) showView(e.target.dataset.view);
+  });
+  showZone();
+  $("tz").addEventListener("click", () => {
+    fmt.setUtc(!fmt.isUtc());
+    showZone();
+    renderChart();
+    renderTape();
+    analytics.render();
+    pipeline.render();
   });
   $("theme").addEventListener("click", () => {
     applyTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark");
@@ -250,6 +262,13 @@ function showView(view) {
   saveUrl();
 }
 
+/** The switch names the zone the times are in; its tooltip says what a click changes to. */
+function showZone() {
+  const local = `local time (${fmt.localOffset()})`;
+  $("tz").textContent = fmt.isUtc() ? "UTC" : "Local";
+  $("tz").title = fmt.isUtc() ? `Times in UTC; click for ${local}` : `Times in ${local}; click for UTC`;
+}
+
 function applyTheme(theme) {
   document.documentElement.dataset.theme = theme;
   localStorage.setItem("tickpipe.theme", theme);
@@ -269,6 +288,7 @@ function chartKey() {
  * as the candles' interval is known; pushes wait in `pending` until all the data is in. */
 function loadChart() {
   markPickers();
+  state.hovered = null;
   const lookbackUs = fmt.parseDuration(state.lookback);
   const stepUs = fmt.parseDuration(state.timeframe);
   if (lookbackUs / stepUs > MAX_CANDLES_SHOWN) {
@@ -429,7 +449,69 @@ function renderChart() {
   });
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
+  if (!div.dataset.crosshair) followCursor(div);
+  // A live update changes the hovered candle too: the legend follows it.
+  const newest = candles[candles.length - 1];
+  showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
   renderQuote(candles);
+}
+
+// -- crosshair ------------------------------------------------------------------------------
+
+/**
+ * The crosshair's two labels: the hovered candle's OHLCV in the legend above the chart (the
+ * newest candle when the pointer is elsewhere), and the price under the pointer on the axis.
+ */
+function followCursor(div) {
+  div.dataset.crosshair = "on";
+  div.on("plotly_hover", (event) => {
+    const point = event.points.find((p) => p.curveNumber <= 1); // the candles or their volume
+    if (!point) return;
+    state.hovered = state.series.candles[point.pointIndex]?.start ?? null;
+    showLegend(state.series.candles[point.pointIndex]);
+  });
+  div.on("plotly_unhover", () => {
+    state.hovered = null;
+    showLegend(state.series.candles[state.series.candles.length - 1]);
+  });
+  div.addEventListener("mousemove", (e) => showCursorPrice(div, e));
+  div.addEventListener("mouseleave", () => { $("cursor-price").hidden = true; });
+}
+
+function showLegend(candle) {
+  const legend = $("hover-legend");
+  const chart = $("chart");
+  legend.style.left = `${chart.offsetLeft + 8}px`;
+  legend.style.top = `${chart.offsetTop + 4}px`;
+  if (!candle) {
+    legend.replaceChildren();
+    delete legend.dataset.start;
+    return;
+  }
+  const { price_decimals: places } = precisionOf(state.symbol);
+  const item = (name, text) => [document.createTextNode(` ${name} `), Object.assign(document.createElement("b"), { textContent: text })];
+  legend.replaceChildren(
+    ...item("", fmt.dateTime(candle.start)),
+    ...item("O", fmt.price(candle.open, places)), ...item("H", fmt.price(candle.high, places)),
+    ...item("L", fmt.price(candle.low, places)), ...item("C", fmt.price(candle.close, places)),
+    ...item("V", fmt.compact(candle.volume)), ...item("T", fmt.count(candle.trades)),
+  );
+  legend.dataset.start = String(candle.start);
+}
+
+function showCursorPrice(div, e) {
+  const label = $("cursor-price");
+  const y = div._fullLayout?.yaxis;
+  const x = div._fullLayout?.xaxis;
+  const top = e.clientY - div.getBoundingClientRect().top;
+  if (!y || !x || top < y._offset || top > y._offset + y._length) {
+    label.hidden = true;
+    return;
+  }
+  label.textContent = fmt.price(y.p2l(top - y._offset), precisionOf(state.symbol).price_decimals);
+  label.style.left = `${div.offsetLeft + x._offset + x._length + 2}px`;
+  label.style.top = `${div.offsetTop + top - 9}px`;
+  label.hidden = false;
 }
 
 /** The instrument's precision, as /api/exchanges gives it (none yet: the formats guess). */
@@ -495,9 +577,10 @@ async function refreshWatchlist() {
   }
   if (name !== state.exchange) return;
   for (const t of body.tickers) {
-    const row = state.watch.rows.get(t.symbol) ?? { symbol: t.symbol };
-    Object.assign(row, { last: t.close, change: t.close / t.open - 1, volume: t.quote_volume });
-    state.watch.rows.set(t.symbol, row);
+    // Only the symbols the pickers list: one that began trading since comes with the next
+    // refresh of the exchange list, in both at once.
+    const row = state.watch.rows.get(t.symbol);
+    if (row) Object.assign(row, { last: t.close, change: t.close / t.open - 1, volume: t.quote_volume });
   }
   renderWatchlist();
 }
