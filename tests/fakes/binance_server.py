@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import threading
@@ -292,7 +293,8 @@ class FakeBinance(FakeExchange):
         if "fromId" not in query:
             return events[-limit:]
         from_id = int(request.query["fromId"])
-        return [e for e in events if e[key] >= from_id][:limit]
+        at = bisect.bisect_left(events, from_id, key=lambda e: e[key])  # ids grow in history
+        return events[at : at + limit]
 
     def _recent_trades(self, request: web.Request) -> list[dict[str, Any]]:
         symbol = self._symbol(request)

@@ -80,6 +80,10 @@ def apply_chunk(store: Store, config: EngineConfig, fetched: TradeBatch, now_us:
 
 def _new_trades(fetched: TradeBatch, stored: TradeBatch) -> TradeBatch:
     """The trades of `fetched` whose id is neither stored nor repeated earlier in it."""
+    if fetched.trade_id is None and stored.trade_id is None:  # numeric ids: column-wise
+        _, first = np.unique(fetched.seq, return_index=True)
+        first.sort()
+        return fetched.take(first[~np.isin(fetched.seq[first], stored.seq)])
     have = set(stored.trade_ids().tolist())
     ids = fetched.trade_ids().tolist()
     keep = []
