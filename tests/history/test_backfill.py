@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fakes import async_test
 from fakes.binance_server import FakeBinance
+from fakes.coinbase_server import FakeCoinbase
 from fakes.kraken_server import FakeKraken
 from fakes.okx_server import FakeOkx
 
@@ -28,6 +29,7 @@ T0_US = 1_780_000_000_000_000 - 1_780_000_000_000_000 % HOUR_US  # an hour's sta
 CONFIG = EngineConfig(windows=tuple(parse_window(w) for w in ("1s", "1m", "5m", "1h", "5m/1m")))
 FAST_REST = RestConfig(timeout=5.0, attempts=3, backoff_initial=0.01, backoff_max=0.05)
 
+EXCHANGES = ("binance", "kraken", "okx", "coinbase")
 Row = tuple[str, float, float, int, str]  # trade_id, price, size, ts (µs), side
 
 
@@ -45,7 +47,7 @@ def in_range(rows: list[Row], since_us: int, until_us: int) -> list[Row]:
 def filler(store: DuckDBStore, tmp_path: Path, url: str, chunk: int = 400) -> Backfiller:
     return Backfiller(
         store, CONFIG, BackfillState(tmp_path / "backfill-state.json"), rest_url=lambda _: url,
-        chunk_trades=chunk, requests_per_s={"binance": 1e6, "kraken": 1e6, "okx": 1e6},
+        chunk_trades=chunk, requests_per_s=dict.fromkeys(EXCHANGES, 1e6),
         rest_config=FAST_REST,
     )  # fmt: skip
 
@@ -86,6 +88,16 @@ def okx_history(server: FakeOkx, inst: str, n: int, step_ms: int) -> list[Row]:
     for k in range(n):
         e = server.trade(inst, price=2000.5 + k % 11, ts_ms=T0_US // 1000 + k * step_ms)
         rows.append((e["tradeId"], float(e["px"]), float(e["sz"]), int(e["ts"]) * 1000, e["side"]))
+    return rows
+
+
+def coinbase_history(server: FakeCoinbase, product: str, n: int, step_us: int) -> list[Row]:
+    rows = []
+    for k in range(n):
+        e = server.trade(product, price=30_000.25 + k % 17, maker_side=("buy", "sell")[k % 2],
+                         time_us=T0_US + k * step_us)  # fmt: skip
+        taker = "sell" if e["side"] == "buy" else "buy"  # Coinbase names the maker's side
+        rows.append((str(e["trade_id"]), float(e["price"]), float(e["size"]), e["time_us"], taker))
     return rows
 
 
@@ -159,6 +171,22 @@ async def test_okx_backfill_pages_backward_by_time_then_id(tmp_path):
         )
         assert not report.failed, report.failed[0].error
         assert report.rate_limited == 2
+        assert_exact(store, in_range(published, since, until))
+        store.close()
+
+
+@async_test(60)
+async def test_coinbase_backfill_pages_backward_from_the_newest_trade(tmp_path):
+    async with FakeCoinbase(["BTC-USD"]) as server:
+        published = coinbase_history(server, "BTC-USD", 3500, 1_300_000)
+        server.reject_rest(429, retry_after="0")
+        since, until = T0_US + 7_000_000, T0_US + 2 * HOUR_US
+        store = DuckDBStore(tmp_path / "t.duckdb")
+        report = await filler(store, tmp_path, server.rest_url).run(
+            [Task("coinbase", "BTC-USD", since, until)]
+        )
+        assert not report.failed, report.failed[0].error
+        assert report.rate_limited == 1
         assert_exact(store, in_range(published, since, until))
         store.close()
 
@@ -262,7 +290,7 @@ async def test_gaps_fills_only_the_holes_in_the_stored_ids(tmp_path):
 
 
 def test_an_exchange_without_history_says_so_in_one_line():
-    for exchange in ("bitstamp", "bybit", "finnhub"):
+    for exchange in ("bitstamp", "bybit", "finnhub", "tiingo", "ccxt"):
         with pytest.raises(HistoryError) as err:
             history_of(exchange, "BTC-USD")
         assert "\n" not in str(err.value) and str(err.value).startswith(exchange)

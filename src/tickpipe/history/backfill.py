@@ -26,8 +26,9 @@ from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.stores.base import Store
 
 # Requests per second per exchange: Binance 6000 weight a minute (historicalTrades weighs 25:
-# 4 a second at most), Kraken's public counter (about 1 a second), OKX 20 per 2 seconds.
-REQUESTS_PER_S = {"binance": 3.0, "kraken": 1.0, "okx": 8.0}
+# 4 a second at most), Kraken's public counter (about 1 a second), OKX 20 per 2 seconds,
+# Coinbase Exchange 10 a second.
+REQUESTS_PER_S = {"binance": 3.0, "kraken": 1.0, "okx": 8.0, "coinbase": 6.0}
 
 
 @dataclass(frozen=True)

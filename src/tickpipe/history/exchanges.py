@@ -13,6 +13,9 @@ the live pipeline stored already.
 - Kraken: `/0/public/Trades` pages forward by its nanosecond `since` cursor.
 - OKX: `/api/v5/market/history-trades` pages backward, by time to the end of the range first
   (`type=2`), then by trade id, 100 a page (OKX keeps three months).
+- Coinbase: `/products/{id}/trades` pages backward from the newest trade by its `after`
+  cursor (older than a trade id), 1000 a page; it has no search by time, so a range far back
+  costs a page per 1000 trades since.
 
 Exchanges in `NO_HISTORY` have no public REST history of trades to page through; the reason is
 the one line `tickpipe backfill` prints for them.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import time
 from typing import NamedTuple, Protocol
 
+import msgspec
 import numpy as np
 
 from tickpipe.records import Instrument, TradeBatch
@@ -34,6 +38,9 @@ from tickpipe.sources.binance.rest import (
     first_id_at,
     rows_to_batch,
 )
+from tickpipe.sources.coinbase.parse import InstrumentIndex as CoinbaseIndex
+from tickpipe.sources.coinbase.parse import micros, rest_batch, rest_trades
+from tickpipe.sources.coinbase.source import REST_PAGE_LIMIT as COINBASE_PAGE
 from tickpipe.sources.kraken.backfill import TRADES_PATH
 from tickpipe.sources.kraken.parse import InstrumentIndex as KrakenIndex
 from tickpipe.sources.kraken.parse import parse_rest_trades, to_kraken_rest
@@ -50,7 +57,6 @@ NO_HISTORY = {
     "paging: no history to backfill (a running source refills its reconnects from it)",
     "bybit": "Bybit's public REST API gives only the last 60 spot trades (recent-trade), no "
     "history to page through",
-    "coinbase": "not implemented yet for coinbase (its REST trades page by cursor, newest first)",
     "ccxt": "not implemented yet for ccxt (fetch_trades)",
     "finnhub": "Finnhub's REST API has no tick-level trade history for crypto (candles only)",
     "tiingo": "Tiingo's REST API has no tick-level trade history for crypto",
@@ -174,6 +180,38 @@ class OkxHistory:
         return Page(_inside(batch, since_us, until_us), f"i{oldest.tradeId}", done, reached)
 
 
+class CoinbaseHistory:
+    """Coinbase: pages backward from the newest trade. Cursor: `i<id>` (older than it)."""
+
+    def __init__(self, symbol: str) -> None:
+        self.index = CoinbaseIndex.for_symbols([symbol])
+        self.instrument = self.index.instruments[0]
+
+    async def page(self, rest: RestClient, since_us: int, until_us: int, cursor: str) -> Page:
+        params: dict[str, int] = {"limit": COINBASE_PAGE}
+        if cursor:
+            params["after"] = int(cursor[1:])
+        answer = await rest.get_json(f"/products/{self.instrument.raw_symbol}/trades", params)
+        try:
+            trades = rest_trades(answer)
+        except msgspec.ValidationError as exc:
+            raise HistoryError(f"coinbase: unreadable trade page: {exc}") from None
+        empty = TradeBatch.empty(self.instrument.exchange)
+        if not trades:
+            return Page(empty, cursor, True, until_us)
+        oldest = min(trades, key=lambda t: t.trade_id)
+        if cursor and oldest.trade_id >= int(cursor[1:]):
+            raise HistoryError("coinbase: the trade page did not move back in time")
+        trades.sort(key=lambda t: t.trade_id)
+        batch = rest_batch(trades, 0, time.time_ns() // 1000, self.index, "coinbase")
+        oldest_us = micros(oldest.time)
+        reached = until_us - max(min(oldest_us, until_us), since_us) + since_us
+        return Page(
+            _inside(batch, since_us, until_us), f"i{oldest.trade_id}", oldest_us < since_us,
+            reached,
+        )  # fmt: skip
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -187,4 +225,6 @@ def history_of(exchange: str, symbol: str, stream: str | None = None) -> History
         return KrakenHistory(symbol)
     if exchange == "okx":
         return OkxHistory(symbol)
+    if exchange == "coinbase":
+        return CoinbaseHistory(symbol)
     raise HistoryError(f"{exchange}: {NO_HISTORY.get(exchange, 'no REST trade history known')}")
