@@ -21,6 +21,7 @@ from tickpipe.history.gaps import find_gaps
 from tickpipe.history.state import BackfillState
 from tickpipe.records import Trade, TradeBatch
 from tickpipe.sources.rest import RestConfig
+from tickpipe.stores.base import Store
 from tickpipe.stores.duckdb import DuckDBStore
 from tickpipe.verify import verify
 
@@ -33,7 +34,7 @@ EXCHANGES = ("binance", "kraken", "okx", "coinbase")
 Row = tuple[str, float, float, int, str]  # trade_id, price, size, ts (µs), side
 
 
-def stored(store: DuckDBStore) -> list[Row]:
+def stored(store: Store) -> list[Row]:
     rows = []
     for batch in store.trade_batches():
         rows += [(t.trade_id, t.price, t.size, t.ts, t.side) for t in batch.to_trades()]
@@ -44,7 +45,7 @@ def in_range(rows: list[Row], since_us: int, until_us: int) -> list[Row]:
     return sorted((r for r in rows if since_us <= r[3] < until_us), key=lambda r: (r[3], int(r[0])))
 
 
-def filler(store: DuckDBStore, tmp_path: Path, url: str, chunk: int = 400) -> Backfiller:
+def filler(store: Store, tmp_path: Path, url: str, chunk: int = 400) -> Backfiller:
     return Backfiller(
         store, CONFIG, BackfillState(tmp_path / "backfill-state.json"), rest_url=lambda _: url,
         chunk_trades=chunk, requests_per_s=dict.fromkeys(EXCHANGES, 1e6),
@@ -52,7 +53,7 @@ def filler(store: DuckDBStore, tmp_path: Path, url: str, chunk: int = 400) -> Ba
     )  # fmt: skip
 
 
-def assert_exact(store: DuckDBStore, published: list[Row]) -> None:
+def assert_exact(store: Store, published: list[Row]) -> None:
     """The store holds exactly `published` (no duplicate, none missing) and its candles
     equal the batch recomputation of those trades."""
     assert stored(store) == published
@@ -246,7 +247,7 @@ async def test_backfill_of_a_range_the_store_partly_holds_corrects_its_candles(t
         store.close()
 
 
-def live(store: DuckDBStore, rows: list[Row], exchange: str = "binance",
+def live(store: Store, rows: list[Row], exchange: str = "binance",
          symbol: str = "BTC-USDT") -> None:  # fmt: skip
     """Store `rows` as a live pipeline would: its engine's accepted trades and candles."""
     trades = [
@@ -294,3 +295,22 @@ def test_an_exchange_without_history_says_so_in_one_line():
         with pytest.raises(HistoryError) as err:
             history_of(exchange, "BTC-USD")
         assert "\n" not in str(err.value) and str(err.value).startswith(exchange)
+
+
+@async_test(120)
+async def test_backfill_into_postgresql_is_exact_too(tmp_path, postgres_dsn):
+    from tickpipe.stores.postgresql import PostgresStore
+
+    async with FakeBinance(["BTCUSDT"]) as server:
+        published = binance_history(server, "BTCUSDT", 1500, 4_000)
+        store = PostgresStore(postgres_dsn)
+        try:
+            live(store, published[::4])
+            report = await filler(store, tmp_path, server.rest_url).run(
+                [Task("binance", "BTC-USDT", T0_US, T0_US + 2 * HOUR_US)]
+            )
+            assert not report.failed, report.failed[0].error
+            assert report.total("new") == len(published) - len(published[::4])
+            assert_exact(store, published)
+        finally:
+            store.close()

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from fakes.binance_server import FakeBinanceThread
 
+from history.test_backfill import live
+from tickpipe.records import Disconnect
 from tickpipe.stores.duckdb import DuckDBStore
 
 T0_MS = 1_780_000_000_000 - 1_780_000_000_000 % 3_600_000
@@ -100,3 +102,57 @@ def test_a_range_is_required_unless_gaps(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 2 and "--since" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_gaps_from_the_command_line_fills_the_holes_and_names_the_ones_it_cannot(tmp_path):
+    with FakeBinanceThread(symbols=["BTCUSDT"]) as fake:
+
+        def make(server):
+            for k in range(1200):
+                server.trade("BTCUSDT", trade_time=T0_MS + k * 1_000)
+            return [
+                (str(e["t"]), float(e["p"]), float(e["q"]), e["T"] * 1000,
+                 "sell" if e["m"] else "buy")
+                for e in server.history["BTCUSDT"]
+            ]  # fmt: skip
+
+        published = fake.call(make)
+        kept = [r for n, r in enumerate(published) if not 300 <= n < 420 and n != 700]
+        store = DuckDBStore(tmp_path / "tickpipe.duckdb")
+        live(store, kept)
+        lost = Disconnect(source="bitstamp", ts=T0_MS * 1000 + 5, reason="dropped")
+        live(
+            store,
+            [("7", 10.0, 1.0, T0_MS * 1000, "buy"), ("9", 10.0, 1.0, T0_MS * 1000 + 9, "buy")],
+            "bitstamp",
+            "BTC-USD",
+        )
+        store.write(
+            events=[
+                (
+                    lost.ts,
+                    "disconnect",
+                    "bitstamp",
+                    json.dumps({"source": "bitstamp", "ts": lost.ts}),
+                )
+            ]
+        )
+        store.close()
+        out = subprocess.run(
+            [sys.executable, "-m", "tickpipe", "backfill", "--gaps", "--data-dir", str(tmp_path),
+             "--rest-endpoint", f"binance={fake.rest_url}", "--requests-per-second", "1000"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1].startswith("backfill: OK - 2 holes, ")
+    assert "121 new stored" in out.stdout
+    assert "backfill: bitstamp BTC-USD: hole left: bitstamp:" in out.stderr
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb", read_only=True)
+    try:
+        rows = sorted(
+            (t.trade_id, t.price, t.size, t.ts, t.side)
+            for b in store.trade_batches() for t in b.to_trades() if t.exchange == "binance"
+        )  # fmt: skip
+    finally:
+        store.close()
+    assert rows == sorted(published)
