@@ -4,11 +4,13 @@ pagination, rate limits and a failure in the middle; `--gaps` fills only the hol
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from fakes import async_test
 from fakes.binance_server import FakeBinance
+from fakes.bitstamp_server import FakeBitstamp
 from fakes.coinbase_server import FakeCoinbase
 from fakes.kraken_server import FakeKraken
 from fakes.okx_server import FakeOkx
@@ -30,7 +32,7 @@ T0_US = 1_780_000_000_000_000 - 1_780_000_000_000_000 % HOUR_US  # an hour's sta
 CONFIG = EngineConfig(windows=tuple(parse_window(w) for w in ("1s", "1m", "5m", "1h", "5m/1m")))
 FAST_REST = RestConfig(timeout=5.0, attempts=3, backoff_initial=0.01, backoff_max=0.05)
 
-EXCHANGES = ("binance", "kraken", "okx", "coinbase")
+EXCHANGES = ("binance", "kraken", "okx", "coinbase", "bitstamp")
 Row = tuple[str, float, float, int, str]  # trade_id, price, size, ts (µs), side
 
 
@@ -192,6 +194,28 @@ async def test_coinbase_backfill_pages_backward_from_the_newest_trade(tmp_path):
         store.close()
 
 
+@async_test(60)
+async def test_bitstamp_backfill_serves_a_range_inside_its_last_day(tmp_path):
+    async with FakeBitstamp(["btcusd"]) as server:
+        made = [server.trade("btcusd") for _ in range(400)]
+        published = [
+            (str(t["id"]), float(t["price_str"]), float(t["amount_str"]),
+             int(t["timestamp"]) * 1_000_000, ("buy", "sell")[t["type"]])
+            for t in made
+        ]  # fmt: skip
+        now_us = time.time_ns() // 1000
+        since, until = now_us - 600_000_000, now_us + 10_000_000
+        store = DuckDBStore(tmp_path / "t.duckdb")
+        f = filler(store, tmp_path, server.rest_url)
+        report = await f.run([Task("bitstamp", "BTC-USD", since, until)])
+        assert not report.failed, report.failed[0].error
+        assert_exact(store, sorted(published, key=lambda r: (r[3], int(r[0]))))
+        assert [q.get("time") for _, q in server.rest_requests] == ["hour"]
+        old = await f.run([Task("bitstamp", "BTC-USD", since - 2 * 86_400_000_000, until)])
+        assert "one day only" in old.failed[0].error
+        store.close()
+
+
 # -- a crash in the middle, and re-runs ----------------------------------------------------
 
 
@@ -291,7 +315,7 @@ async def test_gaps_fills_only_the_holes_in_the_stored_ids(tmp_path):
 
 
 def test_an_exchange_without_history_says_so_in_one_line():
-    for exchange in ("bitstamp", "bybit", "finnhub", "tiingo", "ccxt"):
+    for exchange in ("bybit", "finnhub", "tiingo", "ccxt"):
         with pytest.raises(HistoryError) as err:
             history_of(exchange, "BTC-USD")
         assert "\n" not in str(err.value) and str(err.value).startswith(exchange)

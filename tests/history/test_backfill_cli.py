@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from fakes.binance_server import FakeBinanceThread
 
@@ -88,12 +89,12 @@ def test_a_killed_backfill_resumes_and_ends_exact(tmp_path):
 def test_an_exchange_without_history_stops_with_one_line(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "tickpipe", "backfill", "--data-dir", str(tmp_path),
-         "--exchange", "bitstamp", "--symbol", "BTC-USD", "--since", SINCE],
+         "--exchange", "bybit", "--symbol", "BTC-USDT", "--since", SINCE],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tickpipe backfill: bitstamp:"), out.stderr
+    assert len(lines) == 1 and lines[0].startswith("tickpipe backfill: bybit:"), out.stderr
 
 
 def test_a_range_is_required_unless_gaps(tmp_path):
@@ -104,7 +105,7 @@ def test_a_range_is_required_unless_gaps(tmp_path):
     assert out.returncode == 2 and "--since" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_gaps_from_the_command_line_fills_the_holes_and_names_the_ones_it_cannot(tmp_path):
+def test_gaps_from_the_command_line_fills_the_holes_and_names_those_it_cannot(tmp_path):
     with FakeBinanceThread(symbols=["BTCUSDT"]) as fake:
 
         def make(server):
@@ -120,23 +121,12 @@ def test_gaps_from_the_command_line_fills_the_holes_and_names_the_ones_it_cannot
         kept = [r for n, r in enumerate(published) if not 300 <= n < 420 and n != 700]
         store = DuckDBStore(tmp_path / "tickpipe.duckdb")
         live(store, kept)
-        lost = Disconnect(source="bitstamp", ts=T0_MS * 1000 + 5, reason="dropped")
-        live(
-            store,
-            [("7", 10.0, 1.0, T0_MS * 1000, "buy"), ("9", 10.0, 1.0, T0_MS * 1000 + 9, "buy")],
-            "bitstamp",
-            "BTC-USD",
-        )
-        store.write(
-            events=[
-                (
-                    lost.ts,
-                    "disconnect",
-                    "bitstamp",
-                    json.dumps({"source": "bitstamp", "ts": lost.ts}),
-                )
-            ]
-        )
+        # Bybit's ids skip across symbols: its disconnect marks the hole, which it cannot fill.
+        lost = Disconnect(source="bybit", ts=T0_MS * 1000 + 5, reason="dropped")
+        bybit = [("7", 10.0, 1.0, T0_MS * 1000, "buy"), ("9", 10.0, 1.0, T0_MS * 1000 + 9, "buy")]
+        live(store, bybit, "bybit", "BTC-USDT")
+        detail = msgspec.json.encode(lost).decode()
+        store.write(events=[(lost.ts, "disconnect", "bybit", detail)])
         store.close()
         out = subprocess.run(
             [sys.executable, "-m", "tickpipe", "backfill", "--gaps", "--data-dir", str(tmp_path),
@@ -146,7 +136,7 @@ def test_gaps_from_the_command_line_fills_the_holes_and_names_the_ones_it_cannot
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1].startswith("backfill: OK - 2 holes, ")
     assert "121 new stored" in out.stdout
-    assert "backfill: bitstamp BTC-USD: hole left: bitstamp:" in out.stderr
+    assert "backfill: bybit BTC-USDT: hole left: bybit:" in out.stderr
     store = DuckDBStore(tmp_path / "tickpipe.duckdb", read_only=True)
     try:
         rows = sorted(

@@ -12,7 +12,7 @@ from tickpipe.view.backfill_progress import BackfillProgress
 def test_lines_name_share_rate_and_time_left_then_one_at_the_end():
     out, clock = io.StringIO(), ManualClock()
     task = Task("binance", "BTC-USDT", 0, 1000)
-    done = TaskProgress(task, 0)
+    done = TaskProgress(task, 0, started_s=clock.monotonic_s())
     with BackfillProgress(out, every_s=10, clock=clock, tty=False) as progress:
         progress(done)  # started
         clock.advance(4)

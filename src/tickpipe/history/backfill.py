@@ -27,8 +27,8 @@ from tickpipe.stores.base import Store
 
 # Requests per second per exchange: Binance 6000 weight a minute (historicalTrades weighs 25:
 # 4 a second at most), Kraken's public counter (about 1 a second), OKX 20 per 2 seconds,
-# Coinbase Exchange 10 a second.
-REQUESTS_PER_S = {"binance": 3.0, "kraken": 1.0, "okx": 8.0, "coinbase": 6.0}
+# Coinbase Exchange 10 a second, Bitstamp 400 a second (one request per task).
+REQUESTS_PER_S = {"binance": 3.0, "kraken": 1.0, "okx": 8.0, "coinbase": 6.0, "bitstamp": 5.0}
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class TaskProgress:
     candles: int = 0  # candles written (new or corrected)
     corrected: int = 0
     pages: int = 0
+    started_s: float = 0.0  # monotonic time the task started (its rate's reference)
     resumed: bool = False  # started from a saved cursor
     skipped: bool = False  # finished in an earlier run
     error: str = ""
@@ -105,7 +106,7 @@ class Backfiller:
         """Every task in turn; a task that fails is reported and the others go on."""
         report = Report()
         for task in tasks:
-            done = TaskProgress(task, task.since_us)
+            done = TaskProgress(task, task.since_us, started_s=self.clock.monotonic_s())
             report.tasks.append(done)
             try:
                 history = history_of(task.exchange, task.symbol, self.stream(task.exchange))

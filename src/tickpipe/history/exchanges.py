@@ -16,6 +16,9 @@ the live pipeline stored already.
 - Coinbase: `/products/{id}/trades` pages backward from the newest trade by its `after`
   cursor (older than a trade id), 1000 a page; it has no search by time, so a range far back
   costs a page per 1000 trades since.
+- Bitstamp: `/api/v2/transactions/{pair}/` has no paging, only the last minute, hour or day,
+  with times to the second: one request serves a range inside the last day; an older range
+  is refused in one line.
 
 Exchanges in `NO_HISTORY` have no public REST history of trades to page through; the reason is
 the one line `tickpipe backfill` prints for them.
@@ -38,6 +41,9 @@ from tickpipe.sources.binance.rest import (
     first_id_at,
     rows_to_batch,
 )
+from tickpipe.sources.bitstamp.backfill import fetch_since as bitstamp_since
+from tickpipe.sources.bitstamp.backfill import to_batch as bitstamp_batch
+from tickpipe.sources.bitstamp.parse import InstrumentIndex as BitstampIndex
 from tickpipe.sources.coinbase.parse import InstrumentIndex as CoinbaseIndex
 from tickpipe.sources.coinbase.parse import micros, rest_batch, rest_trades
 from tickpipe.sources.coinbase.source import REST_PAGE_LIMIT as COINBASE_PAGE
@@ -53,8 +59,6 @@ from tickpipe.sources.rest import RestClient
 HOUR_MS = 3_600_000
 
 NO_HISTORY = {
-    "bitstamp": "Bitstamp's REST transactions cover only the last minute, hour or day, with no "
-    "paging: no history to backfill (a running source refills its reconnects from it)",
     "bybit": "Bybit's public REST API gives only the last 60 spot trades (recent-trade), no "
     "history to page through",
     "ccxt": "not implemented yet for ccxt (fetch_trades)",
@@ -212,6 +216,27 @@ class CoinbaseHistory:
         )  # fmt: skip
 
 
+class BitstampHistory:
+    """Bitstamp: one request for the smallest window (minute, hour, day) that reaches back to
+    the range's start; none reaches further than a day."""
+
+    def __init__(self, symbol: str) -> None:
+        self.index = BitstampIndex.for_symbols([symbol])
+        self.instrument = self.index.instruments[0]
+
+    async def page(self, rest: RestClient, since_us: int, until_us: int, cursor: str) -> Page:
+        trades, _, complete = await bitstamp_since(
+            rest, self.instrument.raw_symbol, -1, since_us / 1_000_000
+        )
+        if not complete:
+            raise HistoryError(
+                "bitstamp: its REST transactions reach back one day only (no paging); "
+                "give a --since within the last day"
+            )
+        batch = bitstamp_batch(sorted(trades, key=lambda t: t.tid), 0, self.index, "bitstamp")
+        return Page(_inside(batch, since_us, until_us), "", True, until_us)
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -227,4 +252,6 @@ def history_of(exchange: str, symbol: str, stream: str | None = None) -> History
         return OkxHistory(symbol)
     if exchange == "coinbase":
         return CoinbaseHistory(symbol)
+    if exchange == "bitstamp":
+        return BitstampHistory(symbol)
     raise HistoryError(f"{exchange}: {NO_HISTORY.get(exchange, 'no REST trade history known')}")

@@ -28,7 +28,6 @@ class BackfillProgress:
         self.stream = stream or sys.stderr
         self.every_s = every_s
         self.clock = clock
-        self._started: dict[int, float] = {}
         self._shown_s: float | None = None
         self._tasks: dict[int, TaskID] = {}
         self._finished: set[int] = set()
@@ -62,8 +61,8 @@ class BackfillProgress:
     def __call__(self, done: TaskProgress) -> None:
         now_s = self.clock.monotonic_s()
         key = id(done)
-        started = self._started.setdefault(key, now_s)
-        rate = done.fetched / max(now_s - started, 1e-9)
+        started = done.started_s
+        rate = done.fetched / max(now_s - started, 1e-3)
         task = done.task
         name = f"{task.exchange} {task.symbol}"
         span = max(task.until_us - task.since_us, 1)
