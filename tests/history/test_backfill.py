@@ -32,7 +32,7 @@ T0_US = 1_780_000_000_000_000 - 1_780_000_000_000_000 % HOUR_US  # an hour's sta
 CONFIG = EngineConfig(windows=tuple(parse_window(w) for w in ("1s", "1m", "5m", "1h", "5m/1m")))
 FAST_REST = RestConfig(timeout=5.0, attempts=3, backoff_initial=0.01, backoff_max=0.05)
 
-EXCHANGES = ("binance", "kraken", "okx", "coinbase", "bitstamp")
+EXCHANGES = ("binance", "kraken", "okx", "coinbase", "bitstamp", "ccxt")
 Row = tuple[str, float, float, int, str]  # trade_id, price, size, ts (µs), side
 
 
@@ -216,6 +216,30 @@ async def test_bitstamp_backfill_serves_a_range_inside_its_last_day(tmp_path):
         store.close()
 
 
+@async_test(60)
+async def test_ccxt_backfill_pages_fetch_trades_by_time(tmp_path):
+    pytest.importorskip("ccxt.pro")
+    async with FakeBinance(["BTCUSDT"]) as server:
+        binance_history(server, "BTCUSDT", 2600, 4_000)  # ~2.9 h, with a quiet hour below
+        for k in range(300):
+            server.trade("BTCUSDT", price=101, qty=1, trade_time=T0_US // 1000 + 4 * 3_600_000
+                         + k * 1_000)  # fmt: skip
+        published = sorted(
+            (str(a["a"]), float(a["p"]), float(a["q"]), a["T"] * 1000, "sell" if a["m"] else "buy")
+            for a in server.agg_history["BTCUSDT"]
+        )
+        config = {"urls": {"api": {"public": f"{server.rest_url}/api/v3"}},
+                  "options": {"fetchMarkets": {"types": ["spot"]}}}  # fmt: skip
+        since, until = T0_US + 1_000_000, T0_US + 5 * HOUR_US
+        store = DuckDBStore(tmp_path / "t.duckdb")
+        f = filler(store, tmp_path, server.rest_url)
+        f.stream, f.ccxt_config = (lambda _: "binance"), config
+        report = await f.run([Task("ccxt", "BTC-USDT", since, until)])
+        assert not report.failed, report.failed[0].error
+        assert_exact(store, in_range(published, since, until))
+        store.close()
+
+
 # -- a crash in the middle, and re-runs ----------------------------------------------------
 
 
@@ -315,7 +339,7 @@ async def test_gaps_fills_only_the_holes_in_the_stored_ids(tmp_path):
 
 
 def test_an_exchange_without_history_says_so_in_one_line():
-    for exchange in ("bybit", "finnhub", "tiingo", "ccxt"):
+    for exchange in ("bybit", "finnhub", "tiingo"):
         with pytest.raises(HistoryError) as err:
             history_of(exchange, "BTC-USD")
         assert "\n" not in str(err.value) and str(err.value).startswith(exchange)

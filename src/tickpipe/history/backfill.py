@@ -13,8 +13,9 @@ exchange's public limit) and `RestClient` waits out 429/418 answers with their R
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tickpipe.engine.candles import EngineConfig
 from tickpipe.history.apply import apply_chunk
@@ -28,7 +29,10 @@ from tickpipe.stores.base import Store
 # Requests per second per exchange: Binance 6000 weight a minute (historicalTrades weighs 25:
 # 4 a second at most), Kraken's public counter (about 1 a second), OKX 20 per 2 seconds,
 # Coinbase Exchange 10 a second, Bitstamp 400 a second (one request per task).
-REQUESTS_PER_S = {"binance": 3.0, "kraken": 1.0, "okx": 8.0, "coinbase": 6.0, "bitstamp": 5.0}
+# ccxt paces itself (its rateLimit per exchange).
+REQUESTS_PER_S = {
+    "binance": 3.0, "kraken": 1.0, "okx": 8.0, "coinbase": 6.0, "bitstamp": 5.0, "ccxt": 1000.0,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Backfiller:
         state: BackfillState,
         rest_url: Callable[[str], str],
         stream: Callable[[str], str | None] = lambda name: None,
+        ccxt_config: Mapping[str, Any] | None = None,
         chunk_trades: int = 50_000,
         requests_per_s: dict[str, float] | None = None,
         rest_config: RestConfig | None = None,
@@ -97,6 +102,7 @@ class Backfiller:
         self.state = state
         self.rest_url = rest_url
         self.stream = stream
+        self.ccxt_config = ccxt_config
         self.chunk_trades = chunk_trades
         self.requests_per_s = {**REQUESTS_PER_S, **(requests_per_s or {})}
         self.rest_config = rest_config or RestConfig()
@@ -109,12 +115,16 @@ class Backfiller:
             done = TaskProgress(task, task.since_us, started_s=self.clock.monotonic_s())
             report.tasks.append(done)
             try:
-                history = history_of(task.exchange, task.symbol, self.stream(task.exchange))
+                stream = self.stream(task.exchange)
+                history = history_of(task.exchange, task.symbol, stream, self.ccxt_config)
                 async with RestClient(self.rest_url(task.exchange), self.rest_config) as rest:
                     try:
                         await self._run_task(task, history, rest, done, progress)
                     finally:
                         report.rate_limited += rest.rate_limited
+                        close = getattr(history, "aclose", None)
+                        if close is not None:
+                            await close()
             except Exception as exc:  # one line per failed task; the next one goes on
                 done.error = " ".join(str(exc).split()) or type(exc).__name__
             if progress is not None:

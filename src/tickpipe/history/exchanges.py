@@ -16,6 +16,9 @@ the live pipeline stored already.
 - Coinbase: `/products/{id}/trades` pages backward from the newest trade by its `after`
   cursor (older than a trade id), 1000 a page; it has no search by time, so a range far back
   costs a page per 1000 trades since.
+- ccxt (the exchange its stream names): the unified `fetch_trades(symbol, since)` pages
+  forward by time from the newest trade's timestamp; an empty answer moves on by an hour
+  (Binance, for one, answers `since` with one hour of trades).
 - Bitstamp: `/api/v2/transactions/{pair}/` has no paging, only the last minute, hour or day,
   with times to the second: one request serves a range inside the last day; an older range
   is refused in one line.
@@ -27,7 +30,8 @@ the one line `tickpipe backfill` prints for them.
 from __future__ import annotations
 
 import time
-from typing import NamedTuple, Protocol
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
@@ -61,7 +65,6 @@ HOUR_MS = 3_600_000
 NO_HISTORY = {
     "bybit": "Bybit's public REST API gives only the last 60 spot trades (recent-trade), no "
     "history to page through",
-    "ccxt": "not implemented yet for ccxt (fetch_trades)",
     "finnhub": "Finnhub's REST API has no tick-level trade history for crypto (candles only)",
     "tiingo": "Tiingo's REST API has no tick-level trade history for crypto",
 }
@@ -237,13 +240,68 @@ class BitstampHistory:
         return Page(_inside(batch, since_us, until_us), "", True, until_us)
 
 
+class CcxtHistory:
+    """Any ccxt exchange: `fetch_trades` by time. Cursor: the `since` (ms) of the next page."""
+
+    def __init__(self, exchange_id: str, symbol: str, config: Mapping[str, Any] | None = None):
+        from tickpipe.sources.ccxt.source import TradeConverter
+
+        self.exchange_id = exchange_id
+        self.config = dict(config or {})
+        self.converter = TradeConverter(exchange_id, [symbol], "ccxt")
+        self.instrument = self.converter.instruments[0]
+        self._exchange: Any = None
+
+    async def page(self, rest: RestClient, since_us: int, until_us: int, cursor: str) -> Page:
+        from tickpipe.sources.ccxt.source import create_exchange
+
+        if self._exchange is None:
+            self._exchange = create_exchange(self.exchange_id, self.config)
+        since_ms = int(cursor) if cursor else since_us // 1000
+        until_ms = _ceil_div(until_us, 1000)
+        empty = TradeBatch.empty("ccxt")
+        if since_ms >= until_ms:
+            return Page(empty, cursor, True, until_us)
+        try:
+            page = await self._exchange.fetch_trades(self.converter.unified[0], since_ms, 1000)
+        except Exception as exc:  # ccxt's own errors: one line, the backfill reports it
+            raise HistoryError(f"ccxt {self.exchange_id}: {type(exc).__name__}: {exc}") from None
+        stamps = [t["timestamp"] for t in page if isinstance(t, Mapping) and t.get("timestamp")]
+        if not stamps:
+            step = since_ms + HOUR_MS
+            return Page(empty, str(step), step >= until_ms, min(step * 1000, until_us))
+        newest = max(stamps)
+        batch = self.converter.convert(page, time.time_ns() // 1000).batch
+        nxt = newest if newest > since_ms else since_ms + 1  # trades of `newest` come again
+        return Page(
+            _inside(batch, since_us, until_us), str(nxt), newest >= until_ms,
+            min(newest * 1000, until_us),
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        if self._exchange is not None:
+            await self._exchange.close()
+            self._exchange = None
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def history_of(exchange: str, symbol: str, stream: str | None = None) -> History:
-    """The paged history of `symbol` on `exchange`; a HistoryError (one line) when the
-    exchange has none."""
+def history_of(
+    exchange: str,
+    symbol: str,
+    stream: str | None = None,
+    ccxt_config: Mapping[str, Any] | None = None,
+) -> History:
+    """The paged history of `symbol` on `exchange` (`stream`: its feed variant, for ccxt the
+    exchange); a HistoryError (one line) when the exchange has none."""
+    if exchange == "ccxt":
+        import importlib.util
+
+        if importlib.util.find_spec("ccxt") is None:
+            raise HistoryError("ccxt: needs the ccxt extra: pip install 'tickpipe[ccxt]'")
+        return CcxtHistory(stream or "kucoin", symbol, ccxt_config)
     if exchange == "binance":
         return BinanceHistory(symbol, stream or "trade")
     if exchange == "kraken":
