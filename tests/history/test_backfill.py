@@ -22,9 +22,11 @@ from tickpipe.history.exchanges import HistoryError, history_of
 from tickpipe.history.gaps import find_gaps
 from tickpipe.history.state import BackfillState
 from tickpipe.records import Trade, TradeBatch
+from tickpipe.runtime.writer import REPLAY_FROM, STATE
 from tickpipe.sources.rest import RestConfig
 from tickpipe.stores.base import Store
 from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.stores.flush import Flush
 from tickpipe.verify import verify
 
 HOUR_US = 3_600_000_000
@@ -279,8 +281,11 @@ async def test_backfill_of_a_range_the_store_partly_holds_corrects_its_candles(t
     async with FakeBinance(["BTCUSDT"]) as server:
         published = binance_history(server, "BTCUSDT", 2000, 2_500)
         store = DuckDBStore(tmp_path / "t.duckdb")
-        # A live run saw every third trade: its engine stored them and their (final) candles.
+        # A live run saw every third trade: its engine stored them and their (final) candles,
+        # and its engine snapshot.
         live(store, [r for n, r in enumerate(published) if n % 3 == 0])
+        store.write_flush(Flush.of(snapshot={STATE: b"engine", REPLAY_FROM: b"\x90"}))
+        assert store.load_snapshot() != {}
         assert verify(store).ok
         since, until = T0_US, T0_US + 2 * HOUR_US
         report = await filler(store, tmp_path, server.rest_url, chunk=10_000).run(
@@ -292,6 +297,9 @@ async def test_backfill_of_a_range_the_store_partly_holds_corrects_its_candles(t
         assert_exact(store, in_range(published, since, until))
         hour = store.candles("binance", "BTC-USDT", "1h", T0_US, T0_US + 1)[0]
         assert hour.final and hour.revision == 1  # a correction of the stored final candle
+        # The live run's engine snapshot lacks the backfilled trades: gone, so that a restart
+        # rebuilds its windows from the stored trades.
+        assert store.load_snapshot() == {}
         store.close()
 
 

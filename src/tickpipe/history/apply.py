@@ -10,7 +10,9 @@ recomputation gives. A candle that differs from the stored one is written with t
 rule of late trades (a final candle's revision goes up by one, a provisional one keeps it), so
 the stores' idempotent upsert keeps the newest; windows that ended before `now` minus the
 allowed lateness are final. Trades and their candles land in one `Store.write`, so a crash
-never leaves candles without their trades or the other way round.
+never leaves candles without their trades or the other way round. A store that keeps the
+engine snapshot of an embedded run loses it in that write: the next `tickpipe run` restores
+its windows from the stored trades (backfilled ones included), not from a snapshot without them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import numpy as np
 
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.records import Candle, TradeBatch, concat_batches
-from tickpipe.stores.base import Store
+from tickpipe.runtime.writer import REPLAY_FROM, STATE
+from tickpipe.stores.base import SnapshotStore, Store
+from tickpipe.stores.flush import Flush
 from tickpipe.verify import APPROX, EXACT, REL_TOL
 
 
@@ -74,7 +78,14 @@ def apply_chunk(store: Store, config: EngineConfig, fetched: TradeBatch, now_us:
     changed = _changed(store, config, candles, exchange, symbol, new, now_us)
     out.candles = len(changed)
     out.corrected = sum(1 for c in changed if c.revision > 0)
-    store.write(trades=[new], candles=changed)
+    if isinstance(store, SnapshotStore):
+        # A stored engine snapshot lacks these trades: a restart that loaded it would close
+        # their windows without them. Deleted with the rows, the restart rebuilds its windows
+        # from the stored trades instead, backfilled ones included.
+        drop: dict[str, bytes | None] = {STATE: None, REPLAY_FROM: None}
+        store.write_flush(Flush.of(trades=[new], candles=changed, snapshot=drop))
+    else:
+        store.write(trades=[new], candles=changed)
     return out
 
 
