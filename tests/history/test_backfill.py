@@ -276,6 +276,34 @@ async def test_a_backfill_that_failed_midway_resumes_and_ends_exact(tmp_path):
         store.close()
 
 
+@async_test(90)
+async def test_an_open_ended_range_resumes_its_own_end_then_goes_on_from_it(tmp_path):
+    async with FakeBinance(["BTCUSDT"]) as server:
+        published = binance_history(server, "BTCUSDT", 3000, 2_000)  # T0 .. T0 + 100 min
+        server.rest_page_limit = 100
+        store = DuckDBStore(tmp_path / "t.duckdb")
+
+        def at(now_us: int) -> list[Task]:  # `--since T0` without --until, run at `now_us`
+            return [Task("binance", "BTC-USDT", T0_US, now_us, open_ended=True)]
+
+        first_now, second_now = T0_US + 40 * 60_000_000, T0_US + 70 * 60_000_000
+        server.rest_reject_after(8, 500, count=FAST_REST.attempts)
+        first = await filler(store, tmp_path, server.rest_url).run(at(first_now))
+        assert first.failed
+        # Started again later, it first finishes the range the stopped run had (up to its
+        # "now"), and nothing after it.
+        second = await filler(store, tmp_path, server.rest_url).run(at(second_now))
+        assert not second.failed and second.tasks[0].resumed
+        assert_exact(store, in_range(published, T0_US, first_now))
+        # The next run fetches from there on only.
+        third = await filler(store, tmp_path, server.rest_url).run(at(second_now))
+        assert not third.failed and not third.tasks[0].resumed
+        assert third.tasks[0].task.since_us == first_now
+        assert third.total("new") == len(in_range(published, first_now, second_now))
+        assert_exact(store, in_range(published, T0_US, second_now))
+        store.close()
+
+
 @async_test(60)
 async def test_backfill_of_a_range_the_store_partly_holds_corrects_its_candles(tmp_path):
     async with FakeBinance(["BTCUSDT"]) as server:

@@ -37,10 +37,15 @@ REQUESTS_PER_S = {
 
 @dataclass(frozen=True)
 class Task:
+    """One symbol's range. `open_ended`: the range ends "now" (no --until): its progress is
+    kept under its start alone, so a killed run resumes the same range whenever it is started
+    again, and once one finished, the next run fetches only what traded since its end."""
+
     exchange: str
     symbol: str
     since_us: int
     until_us: int
+    open_ended: bool = False
 
 
 @dataclass
@@ -139,12 +144,24 @@ class Backfiller:
         done: TaskProgress,
         progress: Progress | None,
     ) -> None:
-        key = BackfillState.key(task.exchange, task.symbol, task.since_us, task.until_us)
+        end = None if task.open_ended else task.until_us
+        key = BackfillState.key(task.exchange, task.symbol, task.since_us, end)
         saved = self.state.get(key)
-        if saved.done:
+        since, until = task.since_us, task.until_us
+        if task.open_ended and saved.until_us:
+            if saved.done:  # the range up to its last end is stored: on from there
+                since, saved = saved.until_us, TaskState(trades=saved.trades)
+            else:  # the same range as the run that stopped
+                since, until = saved.since_us, saved.until_us
+        elif saved.done:
+            done.skipped, done.reached_us = True, task.until_us
+            return
+        if since >= until:
             done.skipped, done.reached_us = True, task.until_us
             return
         done.resumed = bool(saved.cursor)
+        done.task = task = Task(task.exchange, task.symbol, since, until, task.open_ended)
+        done.reached_us = since
         cursor, stored = saved.cursor, saved.trades
         pending: list[TradeBatch] = []
         gap_s = 1.0 / self.requests_per_s.get(task.exchange, 2.0)
@@ -155,7 +172,7 @@ class Backfiller:
             if wait > 0:
                 await asyncio.sleep(wait)
             next_at = self.clock.monotonic_s() + gap_s
-            page = await history.page(rest, task.since_us, task.until_us, cursor)
+            page = await history.page(rest, since, until, cursor)
             done.pages += 1
             cursor, finished = page.cursor, page.done
             done.reached_us = max(done.reached_us, page.reached_us)
@@ -170,6 +187,8 @@ class Backfiller:
                 done.candles += applied.candles
                 done.corrected += applied.corrected
                 stored += applied.new
-                self.state.save(key, TaskState(cursor=cursor, done=finished, trades=stored))
+                self.state.save(key, TaskState(
+                    cursor=cursor, done=finished, trades=stored, since_us=since, until_us=until,
+                ))  # fmt: skip
             if progress is not None:
                 progress(done)

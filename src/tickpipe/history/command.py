@@ -37,6 +37,7 @@ def run_backfill(
     from tickpipe.view.backfill_progress import BackfillProgress
 
     now_us = time.time_ns() // 1000
+    open_ended = until is None
     until = now_us if until is None else until
     if not gaps and since is None:
         raise ConfigError("tickpipe backfill: error: give --since (and --until), or --gaps")
@@ -51,7 +52,11 @@ def run_backfill(
                 tasks = find_gaps(store, list(exchanges) or None, since, until)
             else:
                 assert since is not None
-                tasks = [Task(n, s, since, until) for n, symbols in plan.items() for s in symbols]
+                tasks = [
+                    Task(n, s, since, until, open_ended)
+                    for n, symbols in plan.items()
+                    for s in symbols
+                ]
             runnable = []
             for task in tasks:
                 try:
@@ -67,8 +72,8 @@ def run_backfill(
             state = BackfillState(state_path)
             if fresh:
                 for task in runnable:
-                    state.forget(BackfillState.key(task.exchange, task.symbol, task.since_us,
-                                                   task.until_us))  # fmt: skip
+                    end = None if task.open_ended else task.until_us
+                    state.forget(BackfillState.key(task.exchange, task.symbol, task.since_us, end))
             filler = Backfiller(
                 store, config.engine_config(), state,
                 rest_url=lambda n: connector(n).INFO.rest_url(options[n]),

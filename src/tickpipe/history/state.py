@@ -20,6 +20,8 @@ class TaskState(msgspec.Struct, kw_only=True):
     cursor: str = ""  # the exchange's own paging cursor ("" = from the start of the range)
     done: bool = False
     trades: int = 0  # new trades stored by this task so far
+    since_us: int = 0  # the range being fetched (an open-ended task's changes per run)
+    until_us: int = 0
 
 
 class BackfillState:
@@ -35,8 +37,9 @@ class BackfillState:
                 self._tasks = {}  # unreadable: start over (the store de-duplicates)
 
     @staticmethod
-    def key(exchange: str, symbol: str, since_us: int, until_us: int) -> str:
-        return f"{exchange}:{symbol}:{since_us}:{until_us}"
+    def key(exchange: str, symbol: str, since_us: int, until_us: int | None) -> str:
+        """A task's key; `until_us` None: open-ended (up to now, whenever it runs)."""
+        return f"{exchange}:{symbol}:{since_us}:{'now' if until_us is None else until_us}"
 
     def get(self, key: str) -> TaskState:
         return self._tasks.get(key) or TaskState()
