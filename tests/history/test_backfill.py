@@ -276,6 +276,50 @@ async def test_a_backfill_that_failed_midway_resumes_and_ends_exact(tmp_path):
         store.close()
 
 
+async def _kraken() -> tuple[FakeKraken, list[Row], Task]:
+    server = await FakeKraken(["BTC/USD"]).start()
+    server.rest_page_limit = 100
+    rows = kraken_history(server, "BTC/USD", 2000, 2_000_000)
+    return server, rows, Task("kraken", "BTC-USD", T0_US, T0_US + 2 * HOUR_US)
+
+
+async def _okx() -> tuple[FakeOkx, list[Row], Task]:
+    server = await FakeOkx(["BTC-USDT"]).start()
+    rows = okx_history(server, "BTC-USDT", 2000, 2_000)
+    return server, rows, Task("okx", "BTC-USDT", T0_US, T0_US + 2 * HOUR_US)
+
+
+async def _coinbase() -> tuple[FakeCoinbase, list[Row], Task]:
+    server = await FakeCoinbase(["BTC-USD"]).start()
+    rows = coinbase_history(server, "BTC-USD", 4000, 1_000_000)
+    return server, rows, Task("coinbase", "BTC-USD", T0_US, T0_US + 2 * HOUR_US)
+
+
+@pytest.mark.parametrize("make", [_kraken, _okx, _coinbase], ids=["kraken", "okx", "coinbase"])
+def test_each_exchange_resumes_after_failing_midway_and_ends_exact(tmp_path, make):
+    @async_test(90)
+    async def run() -> None:
+        server, published, task = await make()
+        try:
+            store = DuckDBStore(tmp_path / "t.duckdb")
+            server.rest_reject_after(2, 500, count=FAST_REST.attempts)
+            first = await filler(store, tmp_path, server.rest_url, chunk=150).run([task])
+            assert first.failed and "HTTP 500" in first.failed[0].error
+            assert 0 < first.total("new") < len(in_range(published, task.since_us,
+                                                            task.until_us))  # fmt: skip
+            second = await filler(store, tmp_path, server.rest_url, chunk=150).run([task])
+            assert not second.failed and second.tasks[0].resumed
+            assert second.total("new") + first.total("new") == len(
+                in_range(published, task.since_us, task.until_us)
+            )
+            assert_exact(store, in_range(published, task.since_us, task.until_us))
+            store.close()
+        finally:
+            await server.stop()
+
+    run()
+
+
 @async_test(90)
 async def test_an_open_ended_range_resumes_its_own_end_then_goes_on_from_it(tmp_path):
     async with FakeBinance(["BTCUSDT"]) as server:
