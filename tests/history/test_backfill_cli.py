@@ -146,3 +146,31 @@ def test_gaps_from_the_command_line_fills_the_holes_and_names_those_it_cannot(tm
     finally:
         store.close()
     assert rows == sorted(published)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_one_line_and_keeps_what_is_stored(tmp_path):
+    with FakeBinanceThread(symbols=["BTCUSDT"]) as fake:
+
+        def make(server):
+            for k in range(3000):
+                server.trade("BTCUSDT", trade_time=T0_MS + k * 2_000)
+            server.rest_page_limit = 50
+
+        fake.call(make)
+        state = tmp_path / "backfill-state.json"
+        proc = subprocess.Popen(
+            backfill(tmp_path, fake.rest_url, "--chunk", "200", "--requests-per-second", "20"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not state.exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert (
+        err.strip().splitlines()[-1].startswith("backfill: interrupted;") and "Traceback" not in err
+    )
+    assert not next(iter(json.loads(state.read_text()).values()))["done"]

@@ -82,8 +82,13 @@ def run_backfill(
                 requests_per_s={n: rps for n in names} if rps else None,
             )  # fmt: skip
             started = time.monotonic()
-            with BackfillProgress() as progress:
-                report = asyncio.run(filler.run(runnable, progress))
+            try:
+                with BackfillProgress() as progress:
+                    report = asyncio.run(filler.run(runnable, progress))
+            except KeyboardInterrupt:
+                click.echo("backfill: interrupted; what is stored stays, run again to resume",
+                           err=True)  # fmt: skip
+                return 130
             elapsed = time.monotonic() - started
         finally:
             store.close()
