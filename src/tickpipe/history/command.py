@@ -2,7 +2,8 @@
 
 Exit status: 0 when every task finished (or an exchange without history was only met among
 `--gaps` holes), 1 when a task failed (one line each; a re-run resumes it), 2 for bad
-arguments (and for an exchange asked for by name that has no history: one line says why).
+arguments (and for an exchange asked for by name that has no history: one line says why),
+130 after Ctrl-C.
 The last line of stdout is the one-line summary. A re-run of a finished range fetches nothing
 and changes nothing.
 """
