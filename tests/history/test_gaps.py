@@ -7,7 +7,7 @@ import msgspec
 
 from tickpipe.history.backfill import Task
 from tickpipe.history.gaps import find_gaps
-from tickpipe.records import Disconnect, Trade, TradeBatch
+from tickpipe.records import Disconnect, Gap, Trade, TradeBatch
 from tickpipe.stores.duckdb import DuckDBStore
 
 S = 1_000_000
@@ -47,4 +47,20 @@ def test_without_consecutive_ids_a_disconnect_marks_the_hole(tmp_path):
     store.write(events=[(e.ts, "disconnect", e.source, msgspec.json.encode(e).decode())
                         for e in (event, other)])  # fmt: skip
     assert find_gaps(store) == [Task("bitstamp", "BTC-USD", 12 * S, 30 * S + 1)]
+    store.close()
+
+
+def test_a_gap_event_that_did_not_recover_everything_marks_a_hole_of_its_symbol(tmp_path):
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    store.write(trades=[
+        trades("bybit", "BTC-USDT", [(3, 10 * S), (90, 20 * S), (95, 40 * S), (99, 50 * S)]),
+        trades("bybit", "ETH-USDT", [(4, 10 * S), (91, 30 * S)]),
+    ])  # fmt: skip
+    partly = Gap(source="bybit", exchange="bybit", symbol="BTC-USDT", first_missing=91,
+                 last_missing=94, ts=25 * S, recovered=1)  # fmt: skip
+    whole = Gap(source="bybit", exchange="bybit", symbol="BTC-USDT", first_missing=96,
+                last_missing=98, ts=45 * S, recovered=3)  # fmt: skip
+    store.write(events=[(g.ts, "gap", g.source, msgspec.json.encode(g).decode())
+                        for g in (partly, whole)])  # fmt: skip
+    assert find_gaps(store) == [Task("bybit", "BTC-USDT", 20 * S, 40 * S + 1)]
     store.close()

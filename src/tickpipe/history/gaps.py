@@ -3,10 +3,11 @@
 Where an exchange's trade ids are consecutive per symbol (`CONSECUTIVE_IDS`), a hole is a jump
 in the stored ids: ids `a` and `b > a + 1` stored with nothing between them mean that
 `a + 1 .. b - 1` traded between the times of `a` and `b`, so the task is exactly that span (its
-two ends are stored already and de-duplicated). Elsewhere the sources' `disconnect` events
-say when data may have been lost: the task spans from the last stored trade before the
-disconnect to the first one after it. Tasks of one instrument that overlap are merged; only
-holes inside [since, until) are looked at, so a daily job fills the day's holes.
+two ends are stored already and de-duplicated). Elsewhere the sources' stored `disconnect`
+events, and `gap` events that did not recover everything, say when data may have been lost:
+the task spans from the last stored trade before the event to the first one after it. Tasks
+of one instrument that overlap are merged; only holes inside [since, until) are looked at, so
+a daily job fills the day's holes.
 """
 
 from __future__ import annotations
@@ -24,9 +25,20 @@ CONSECUTIVE_IDS = frozenset({"binance", "kraken", "okx", "coinbase"})
 EVENTS_READ = 100_000  # newest disconnect events looked at
 
 
-class _Disconnect(msgspec.Struct):
+class _Event(msgspec.Struct):
+    """What `--gaps` reads of a stored `disconnect` or `gap` event."""
+
     source: str
     ts: int
+    symbol: str = ""  # a gap's (a disconnect concerns every symbol of its source)
+    first_missing: int = 0
+    last_missing: int = -1
+    recovered: int = 0
+
+    @property
+    def filled(self) -> bool:
+        """A gap whose trades all came back (a disconnect never says so)."""
+        return bool(self.symbol) and self.recovered >= self.last_missing - self.first_missing + 1
 
 
 def find_gaps(
@@ -87,12 +99,15 @@ def _around_disconnects(
 ) -> list[Task]:
     out = []
     ts = np.sort(ts)
-    for when, _, source, detail in store.events("disconnect", EVENTS_READ):
+    events = store.events("disconnect", EVENTS_READ) + store.events("gap", EVENTS_READ)
+    for when, _, source, detail in events:
         try:
-            event = msgspec.json.decode(detail, type=_Disconnect)
+            event = msgspec.json.decode(detail, type=_Event)
         except msgspec.DecodeError:
-            event = _Disconnect(source, when)
-        if event.source != exchange or not lo <= event.ts < hi:
+            event = _Event(source, when)
+        if event.source != exchange or not lo <= event.ts < hi or event.filled:
+            continue
+        if event.symbol and event.symbol != symbol:
             continue
         at = int(np.searchsorted(ts, event.ts))
         start = int(ts[at - 1]) if at > 0 else lo
