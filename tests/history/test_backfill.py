@@ -418,6 +418,13 @@ async def test_gaps_fills_only_the_holes_in_the_stored_ids(tmp_path):
         store.close()
 
 
+def test_a_stream_whose_rows_are_not_single_trades_is_refused_in_one_line():
+    for exchange, stream in (("binance", "ticker"), ("okx", "trades")):
+        with pytest.raises(HistoryError) as err:
+            history_of(exchange, "BTC-USDT", stream)
+        assert "\n" not in str(err.value) and f"the {stream} stream" in str(err.value)
+
+
 def test_an_exchange_without_history_says_so_in_one_line():
     for exchange in ("bybit", "finnhub", "tiingo"):
         with pytest.raises(HistoryError) as err:

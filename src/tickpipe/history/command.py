@@ -61,7 +61,7 @@ def run_backfill(
             runnable = []
             for task in tasks:
                 try:
-                    history_of(task.exchange, task.symbol)
+                    history_of(task.exchange, task.symbol, _stream(config, task.exchange))
                     runnable.append(task)
                 except HistoryError as exc:
                     if not gaps:
@@ -110,3 +110,14 @@ def run_backfill(
         f"rate-limit waits, {elapsed:.1f}s ({fetched / max(elapsed, 1e-9):,.0f} trades/s)"
     )
     return 1 if report.failed else 0
+
+
+def _stream(config: Config, name: str) -> str | None:
+    """The feed variant the configuration sets for exchange `name` (None where it has none
+    to give: a venue of ccxt's or of an aggregator, or a connector that wants a token)."""
+    from tickpipe.sources.registry import UnknownExchange, connector
+
+    try:
+        return connector(name).INFO.stream(config.exchange_options(name))
+    except (UnknownExchange, ConfigError):
+        return None

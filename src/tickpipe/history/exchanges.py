@@ -303,10 +303,17 @@ def history_of(
             raise HistoryError("ccxt: needs the ccxt extra: pip install 'tickpipe[ccxt]'")
         return CcxtHistory(stream or "kucoin", symbol, ccxt_config)
     if exchange == "binance":
+        if stream == "ticker":
+            raise HistoryError("binance: the ticker stream stores price samples, not trades; "
+                               "backfill a store of the trade or aggTrade stream")  # fmt: skip
         return BinanceHistory(symbol, stream or "trade")
     if exchange == "kraken":
         return KrakenHistory(symbol)
     if exchange == "okx":
+        if stream == "trades":
+            raise HistoryError("okx: the trades stream stores a row per taker order (several "
+                               "trade ids), REST history single trades; backfill a store of "
+                               "the trades-all stream")  # fmt: skip
         return OkxHistory(symbol)
     if exchange == "coinbase":
         return CoinbaseHistory(symbol)
