@@ -53,7 +53,7 @@ class ForecastService:
         self.error: BaseException | None = None
         self._queue: queue.Queue[list[Candle] | None] = queue.Queue(max_pending)
         self._points: list[ForecastPoint] = []
-        self._written_us = -1  # scores updated after this are written next
+        self._dirty: set[tuple[str, str, str]] = set()  # instruments whose scores changed
         self._thread = threading.Thread(target=self._run, name="tickpipe-forecast", daemon=True)
         self._thread.start()
 
@@ -86,6 +86,7 @@ class ForecastService:
                 started = time.thread_time()
                 try:
                     self._points += self.forecasts.observe(item, self.clock.now_us())
+                    self._dirty.update((c.exchange, c.symbol, c.interval) for c in item)
                 except Exception as exc:  # a model's failure stops forecasts, not the pipeline
                     self.error = exc
                     log.error("forecasts stopped: %s", exc)
@@ -97,10 +98,11 @@ class ForecastService:
 
     def _write(self) -> None:
         points, self._points = self._points, []
-        scores = [s for s in self.forecasts.scores() if s.updated_at > self._written_us]
+        dirty, self._dirty = self._dirty, set()
+        by_key = self.forecasts.by_key
+        scores = [s for key in dirty if key in by_key for s in by_key[key].scores.values()]
         try:
             self.store.write_forecasts(points, scores)
-            self._written_us = max((s.updated_at for s in scores), default=self._written_us)
         except Exception as exc:  # the candles' writer reports a failing store; say it once
             if self.error is None:
                 self.error = exc
