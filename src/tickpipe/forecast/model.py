@@ -32,6 +32,7 @@ def require_river() -> Any:
     """The river package, or one line saying how to install it."""
     try:
         import river
+        from river import linear_model, optim, preprocessing, stats  # noqa: F401 - loaded now
     except ImportError:
         raise ForecastUnavailable(INSTALL_HINT) from None
     return river

@@ -63,7 +63,7 @@ def scoreboard_table(scores: list[Score]) -> Table:
         ("RMSE last close", "right"), ("dir. model", "right"), ("dir. last move", "right"),
         ("in 80% band", "right"), ("beats last close", "left"),
     ]:  # fmt: skip
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=name == "beats last close")  # type: ignore[arg-type]
     by_key: dict[tuple[str, str, str], dict[str, Score]] = {}
     for s in scores:
         by_key.setdefault((s.exchange, s.symbol, s.interval), {})[s.forecaster] = s
