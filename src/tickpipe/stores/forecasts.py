@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import duckdb
 import msgspec
+import pyarrow as pa
 
 from tickpipe.forecast.scores import ForecastPoint, Score
 
@@ -75,6 +76,13 @@ class ForecastStore(Protocol):
         ...
 
 
+def _arrow(structs: Sequence[ForecastPoint] | Sequence[Score], fields: tuple[str, ...]) -> pa.Table:
+    """The records as one Arrow table, a column per field in the table's order."""
+    rows = [msgspec.structs.astuple(s) for s in structs]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
+    return pa.table({f: list(col) for f, col in zip(fields, columns, strict=True)})
+
+
 class DuckDBForecasts:
     """`ForecastStore` for the DuckDB store: writes on its writer's connection under its lock,
     reads on read cursors like every other read (`_rows`)."""
@@ -86,22 +94,20 @@ class DuckDBForecasts:
         raise NotImplementedError
 
     def write_forecasts(self, points: Sequence[ForecastPoint], scores: Sequence[Score]) -> None:
-        point_rows = [msgspec.structs.astuple(p) for p in points]
-        score_rows = [msgspec.structs.astuple(s) for s in scores]
-        if not point_rows and not score_rows:
+        # As Arrow tables, like the candles: DuckDB's executemany costs ~10 ms a row, and the
+        # writer's lock is held meanwhile (measured: 500 rows took 4-6 s).
+        point_table = _arrow(points, POINT_FIELDS)  # noqa: F841 (read by DuckDB by name)
+        score_table = _arrow(scores, SCORE_FIELDS)  # noqa: F841
+        if not points and not scores:
             return
         with self._lock:
             con = self._con
             con.execute("BEGIN TRANSACTION")
             try:
-                if point_rows:
-                    marks = ", ".join("?" * len(POINT_FIELDS))
-                    con.executemany(f"INSERT OR REPLACE INTO forecasts VALUES ({marks})",
-                                    point_rows)  # fmt: skip
-                if score_rows:
-                    marks = ", ".join("?" * len(SCORE_FIELDS))
-                    con.executemany(f"INSERT OR REPLACE INTO forecast_scores VALUES ({marks})",
-                                    score_rows)  # fmt: skip
+                if points:
+                    con.execute("INSERT OR REPLACE INTO forecasts SELECT * FROM point_table")
+                if scores:
+                    con.execute("INSERT OR REPLACE INTO forecast_scores SELECT * FROM score_table")
                 con.execute("COMMIT")
             except Exception:
                 with contextlib.suppress(duckdb.Error):
