@@ -164,3 +164,13 @@ def test_the_model_beats_the_baseline_only_with_lower_mae_and_rmse() -> None:
     worse = model.__copy__()
     worse.abs_err = base.abs_err  # a tie is not beating it
     assert not beats_baseline(worse, base)
+
+
+def test_windows_closed_in_one_step_are_taken_in_time_order() -> None:
+    candles = series(40)
+    in_order, shuffled = Forecasts(), Forecasts()
+    in_order.observe(candles, 0)
+    for i in range(0, 40, 4):  # four windows closed in one step, listed newest first
+        shuffled.observe(candles[i : i + 4][::-1], 0)
+    assert shuffled.scores() == in_order.scores()
+    assert in_order.scores()[0].n == 36

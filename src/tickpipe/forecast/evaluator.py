@@ -123,9 +123,9 @@ class Forecasts:
     def observe(self, candles: list[Candle], now_us: int) -> list[ForecastPoint]:
         """The new forecasts the final candles among `candles` lead to."""
         out: list[ForecastPoint] = []
-        for candle in candles:
-            if not candle.final:
-                continue
+        # One engine step can close several windows of an instrument (a quiet one: by the
+        # idle timer), not necessarily listed in time order.
+        for candle in sorted((c for c in candles if c.final), key=lambda c: c.start):
             key = (candle.exchange, candle.symbol, candle.interval)
             evaluator = self.by_key.get(key)
             if evaluator is None:
