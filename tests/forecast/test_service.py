@@ -110,5 +110,5 @@ def test_a_slow_model_never_makes_the_engine_wait(tmp_path: Path) -> None:
 
 
 def test_forecasts_need_a_store_that_keeps_them() -> None:
-    with pytest.raises(ValueError, match="DuckDB store only"):
+    with pytest.raises(ValueError, match="DuckDB and PostgreSQL stores only"):
         start_forecasts(object())

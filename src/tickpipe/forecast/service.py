@@ -113,5 +113,7 @@ def start_forecasts(store: object, clock: Clock = SYSTEM_CLOCK) -> ForecastServi
     """The service over `store`; a `ValueError` in one line when the store keeps no forecasts
     (river missing: `ForecastUnavailable`, which says how to install it)."""
     if not isinstance(store, ForecastStore):
-        raise ValueError("forecasts are kept in the DuckDB store only (no `store` URL)")
+        raise ValueError(
+            "forecasts are kept in the DuckDB and PostgreSQL stores only, not in this one"
+        )
     return ForecastService(store, clock)

@@ -1,9 +1,10 @@
 """Where forecasts are kept: the forecasts made (the band on the chart) and each forecaster's
 score sums (the scoreboard), in two small tables beside the candles.
 
-A store that keeps them is a `ForecastStore`. DuckDB does (`DuckDBForecasts`, mixed into the
-DuckDB store); PostgreSQL, Cassandra and MongoDB do not yet: with them the pipeline says that
-forecasts need DuckDB, and the API answers 404 on /api/forecasts.
+A store that keeps them is a `ForecastStore`: DuckDB (`DuckDBForecasts`, mixed into its store)
+and PostgreSQL (the same reads, `SqlForecastReads`; its writes and tables, migration 3, in
+`postgresql.py`). Cassandra and MongoDB do not yet: with them the pipeline says that forecasts
+need DuckDB or PostgreSQL, and the API answers 404 on /api/forecasts.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ CREATE TABLE IF NOT EXISTS forecast_scores (
 """
 POINT_FIELDS: tuple[str, ...] = ForecastPoint.__struct_fields__
 SCORE_FIELDS: tuple[str, ...] = Score.__struct_fields__
+POINT_KEY = ("exchange", "symbol", "interval", "start")
+SCORE_KEY = ("exchange", "symbol", "interval", "forecaster")
 
 
 @runtime_checkable
@@ -83,36 +86,12 @@ def _arrow(structs: Sequence[ForecastPoint] | Sequence[Score], fields: tuple[str
     return pa.table({f: list(col) for f, col in zip(fields, columns, strict=True)})
 
 
-class DuckDBForecasts:
-    """`ForecastStore` for the DuckDB store: writes on its writer's connection under its lock,
-    reads on read cursors like every other read (`_rows`)."""
-
-    _lock: threading.Lock
-    _con: duckdb.DuckDBPyConnection
+class SqlForecastReads:
+    """The reads of `ForecastStore` in SQL, on the store's read path (`_rows`: DuckDB's read
+    cursors, PostgreSQL's read connections)."""
 
     def _rows(self, sql: str, params: list | None = None) -> list[tuple]:
         raise NotImplementedError
-
-    def write_forecasts(self, points: Sequence[ForecastPoint], scores: Sequence[Score]) -> None:
-        # As Arrow tables, like the candles: DuckDB's executemany costs ~10 ms a row, and the
-        # writer's lock is held meanwhile (measured: 500 rows took 4-6 s).
-        point_table = _arrow(points, POINT_FIELDS)  # noqa: F841 (read by DuckDB by name)
-        score_table = _arrow(scores, SCORE_FIELDS)  # noqa: F841
-        if not points and not scores:
-            return
-        with self._lock:
-            con = self._con
-            con.execute("BEGIN TRANSACTION")
-            try:
-                if points:
-                    con.execute("INSERT OR REPLACE INTO forecasts SELECT * FROM point_table")
-                if scores:
-                    con.execute("INSERT OR REPLACE INTO forecast_scores SELECT * FROM score_table")
-                con.execute("COMMIT")
-            except Exception:
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                raise
 
     def forecast_points(
         self, exchange: str, symbol: str, interval: str, start: int, end: int
@@ -138,9 +117,38 @@ class DuckDBForecasts:
         return [Score(**dict(zip(SCORE_FIELDS, row, strict=True))) for row in rows]
 
     def _kept(self, sql: str, params: list) -> list[tuple]:
-        """The rows, or none from a file written before forecasts were kept (read-only: the
-        tables were never created)."""
+        """The rows, or none from a DuckDB file written before forecasts were kept (opened
+        read-only: the tables were never created)."""
         try:
             return self._rows(sql, params)
         except duckdb.CatalogException:
             return []
+
+
+class DuckDBForecasts(SqlForecastReads):
+    """`ForecastStore` for the DuckDB store: writes on its writer's connection under its lock,
+    reads on read cursors like every other read."""
+
+    _lock: threading.Lock
+    _con: duckdb.DuckDBPyConnection
+
+    def write_forecasts(self, points: Sequence[ForecastPoint], scores: Sequence[Score]) -> None:
+        # As Arrow tables, like the candles: DuckDB's executemany costs ~10 ms a row, and the
+        # writer's lock is held meanwhile (measured: 500 rows took 4-6 s).
+        point_table = _arrow(points, POINT_FIELDS)  # noqa: F841 (read by DuckDB by name)
+        score_table = _arrow(scores, SCORE_FIELDS)  # noqa: F841
+        if not points and not scores:
+            return
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if points:
+                    con.execute("INSERT OR REPLACE INTO forecasts SELECT * FROM point_table")
+                if scores:
+                    con.execute("INSERT OR REPLACE INTO forecast_scores SELECT * FROM score_table")
+                con.execute("COMMIT")
+            except Exception:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
