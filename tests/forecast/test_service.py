@@ -21,6 +21,7 @@ from tickpipe.runtime.clock import ManualClock
 from tickpipe.sources.replay import FileReplay, write_trades
 from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.stores.duckdb import DuckDBStore
+from tickpipe.stores.postgresql import PostgresStore
 
 from .series import S, series
 
@@ -32,19 +33,23 @@ def without_times(scores: list) -> list[dict]:
     )
 
 
-def test_the_pipelines_forecasts_equal_a_replay_of_its_stored_candles(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["duckdb", "postgresql"])
+def test_the_pipelines_forecasts_equal_a_replay_of_its_stored_candles(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    dsn = request.getfixturevalue("postgres_dsn") if kind == "postgresql" else ""
     trades = MarketSimulator(["BTC-USDT", "ETH-USDT"], 200.0, seed=5, exchange="binance",
                              source="binance")  # fmt: skip
     path = tmp_path / "trades.jsonl"
     write_trades(path, trades.span(0, 90 * S))
-    config = Config(data_dir=str(tmp_path), intervals=["1s", "5s"], forecast=True)
+    config = Config(data_dir=str(tmp_path), intervals=["1s", "5s"], forecast=True, store=dsn)
     pipeline = Pipeline(config, [FileReplay(path, speed=None)], "run")
     try:
         assert pipeline.restore()
         asyncio.run(asyncio.wait_for(pipeline.run(), timeout=60))
     finally:
         pipeline.close()
-    store = DuckDBStore(tmp_path / "tickpipe.duckdb", read_only=True)
+    store = PostgresStore(dsn) if dsn else DuckDBStore(tmp_path / "tickpipe.duckdb", read_only=True)
     try:
         kept = store.forecast_scores()
         replayed = replay_stored(store, ["1s", "5s"])
