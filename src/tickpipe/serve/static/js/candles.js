@@ -138,11 +138,31 @@ export function themeColors() {
 }
 
 /**
+ * Price labels in the instrument's precision: on the axis with trailing zeros dropped (so
+ * neighbouring labels differ), in the hover with every place. Unknown precision: 6 digits.
+ */
+function priceAxis(decimals) {
+  if (!Number.isInteger(decimals)) return { tickformat: ",.6~g" };
+  return { tickformat: `,.${decimals}~f`, hoverformat: `,.${decimals}f` };
+}
+
+// On a touch screen a finger drag pans the chart (a zoom box is for a mouse).
+const TOUCH = window.matchMedia("(pointer: coarse)").matches;
+
+/** Room on the right for the price labels: their longest is the highest price, every place. */
+function axisWidth(candles, decimals) {
+  const high = Math.max(1, ...candles.map((c) => c.high));
+  const digits = Math.floor(Math.log10(high)) + 1;
+  const chars = digits + Math.floor((digits - 1) / 3) + (Number.isInteger(decimals) ? decimals + 1 : 4);
+  return Math.max(64, 16 + 7 * chars);
+}
+
+/**
  * The candlestick figure: price with overlays above, volume below, one shared time axis.
  * `uirevision` is the chart's identity (exchange, symbol, timeframe, lookback): while it stays
  * the same, Plotly keeps the user's zoom and pan across every live redraw.
  */
-export function candleFigure({ candles, rolling, overlays, colors, uirevision, title }) {
+export function candleFigure({ candles, rolling, overlays, colors, uirevision, title, priceDecimals }) {
   const x = candles.map((c) => axisTime(c.start));
   const close = candles.map((c) => c.close);
   const traces = [
@@ -182,11 +202,11 @@ export function candleFigure({ candles, rolling, overlays, colors, uirevision, t
     uirevision,
     paper_bgcolor: colors.bg, plot_bgcolor: colors.bg,
     font: { color: colors.text, size: 11 },
-    margin: { l: 8, r: 64, t: 8, b: 40 },
-    dragmode: "zoom", hovermode: "x unified", showlegend: true,
+    margin: { l: 8, r: axisWidth(candles, priceDecimals), t: 8, b: 40 },
+    dragmode: TOUCH ? "pan" : "zoom", hovermode: "x unified", showlegend: true,
     legend: { orientation: "h", x: 0, y: 1, yanchor: "top", bgcolor: "rgba(0,0,0,0)", font: { size: 11 } },
     xaxis: { ...axis, type: "date", anchor: "y2", rangeslider: { visible: false }, showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: colors.muted },
-    yaxis: { ...axis, domain: [0.24, 1], side: "right", tickformat: ",.6~g", fixedrange: false },
+    yaxis: { ...axis, domain: [0.24, 1], side: "right", fixedrange: false, ...priceAxis(priceDecimals) },
     yaxis2: { ...axis, domain: [0, 0.19], side: "right", showgrid: false, tickformat: ".3~s" },
   };
   return { traces, layout };

@@ -1,15 +1,36 @@
 // Number and time formatting shared by the views.
 
-export function price(value) {
+/**
+ * A price in its instrument's precision (`decimals`, from /api/exchanges: the places its trades
+ * need); without one, a guess from its size.
+ */
+export function price(value, decimals) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (Number.isInteger(decimals)) return fixed(value, decimals);
   const abs = Math.abs(value);
   const digits = abs >= 1000 ? 2 : abs >= 1 ? 4 : 6;
   return value.toLocaleString("en-US", { minimumFractionDigits: Math.min(digits, 2), maximumFractionDigits: digits });
 }
 
-export function qty(value) {
+/** A change of price, signed, in the instrument's precision; never "-0.00". */
+export function signedPrice(value, decimals) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  const places = Number.isInteger(decimals) ? decimals : 2;
+  // Float noise below half a tick is no change at all.
+  const rounded = Math.round(value * 10 ** places) / 10 ** places;
+  if (rounded === 0) return fixed(0, places);
+  return `${rounded > 0 ? "+" : "-"}${fixed(Math.abs(rounded), places)}`;
+}
+
+/** A size in the instrument's lot precision; without one, a guess from its size. */
+export function qty(value, decimals) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (Number.isInteger(decimals)) return fixed(value, decimals);
   return value.toLocaleString("en-US", { maximumFractionDigits: value >= 100 ? 2 : 5 });
+}
+
+function fixed(value, decimals) {
+  return value.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 }
 
 export function count(value) {
@@ -22,10 +43,13 @@ export function compact(value) {
   return Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 2 }).format(value);
 }
 
+/** A signed percentage; a change too small for `digits` places gets the places it needs. */
 export function percent(value, digits = 2) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
-  const sign = value > 0 ? "+" : "";
-  return `${sign}${(value * 100).toFixed(digits)}%`;
+  if (value === 0) return `${(0).toFixed(digits)}%`;
+  const pct = value * 100;
+  const places = Math.max(digits, Math.min(8, digits - Math.floor(Math.log10(Math.abs(pct))) - 1));
+  return `${pct > 0 ? "+" : "-"}${Math.abs(pct).toFixed(places)}%`;
 }
 
 export function share(value) {
