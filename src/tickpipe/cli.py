@@ -373,15 +373,21 @@ def _print_exchanges() -> None:
 @click.option("--symbols", type=int, help="How many simulated symbols [default: 20].")
 @click.option("--rate", type=float, help="Trades per second across all symbols [default: 2000].")
 @click.option("--seed", type=int, help="Random seed of the simulated market [default: 0].")
+@click.option(
+    "--forecast",
+    is_flag=True,
+    default=None,
+    help="Forecast each next candle beside the engine (needs river).",
+)
 def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port, insecure,
-         no_serve, symbols, rate, seed) -> None:  # fmt: skip
+         no_serve, symbols, rate, seed, forecast) -> None:  # fmt: skip
     """Run the whole pipeline on a simulated market: no network needed."""
     config = _config(config_path, {
         **_serve_overrides(host, port, insecure),
         "serve.enabled": False if no_serve else None,
         "data_dir": data_dir, "intervals": list(intervals) or None,
         "hopping": list(hopping) or None, "quiet": quiet,
-        "demo.symbols": symbols, "demo.rate": rate, "demo.seed": seed,
+        "demo.symbols": symbols, "demo.rate": rate, "demo.seed": seed, "forecast": forecast,
     })  # fmt: skip
     from tickpipe.sources.simulated import SimulatedMarket
 
@@ -827,6 +833,10 @@ def process(bootstrap, topic, config_path, data_dir, group, candles_topic, inter
 from tickpipe.bench.command import bench  # noqa: E402 - click only; the benchmark loads when run
 
 cli.add_command(bench)
+
+from tickpipe.forecast.command import forecast  # noqa: E402 - click only, like bench
+
+cli.add_command(forecast)
 
 
 def _run_sources(config: Config) -> list[Source]:

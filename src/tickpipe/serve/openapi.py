@@ -182,6 +182,22 @@ def openapi_document() -> dict[str, Any]:
                 [_param("name", "exchange", True, "path"), *_PERIOD],
                 (400, 404, 503),
             ),
+            "/api/forecasts": _get(
+                "next-candle forecasts of one symbol (close and 80 % band, oldest first) and "
+                "its scoreboard: per interval, the model's and the baselines' MAE, RMSE, "
+                "directional accuracy, and whether the model beats the last close",
+                [
+                    *_SYMBOL,
+                    _param("interval", "a stored tumbling interval, e.g. 1m", True),
+                    _param(
+                        "lookback",
+                        "forecasts of candles starting this far back from `end` "
+                        "(default 1h, at most 30d)",
+                    ),
+                    _param("end", f"end of the range (default: the next candle): {_TIME}"),
+                ],
+                (400, 404, 503),
+            ),
             **_UDF_PATHS,
         },
     }

@@ -4,6 +4,7 @@
 import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
 import { AnalyticsView } from "./analytics.js";
 import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from "./candles.js";
+import { Forecasts } from "./forecast.js";
 import * as fmt from "./format.js";
 import { PipelineView } from "./pipeline.js";
 
@@ -13,6 +14,7 @@ const RENDER_EVERY_MS = 200; // live redraws at most 5 times a second, whatever 
 const WATCHLIST_EVERY_MS = 10000;
 const ROLLING_EVERY_MS = 30000;
 const EXCHANGES_EVERY_MS = 30000;
+const FORECASTS_EVERY_MS = 5000;
 const PLOT_CONFIG = { displaylogo: false, responsive: true, scrollZoom: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 const $ = (id) => document.getElementById(id);
@@ -55,6 +57,8 @@ const analytics = new AnalyticsView({
   onError: showError,
 });
 const pipeline = new PipelineView({ onError: showError });
+const forecasts = new Forecasts();
+window.tickpipe.forecasts = forecasts;
 
 // -- start ----------------------------------------------------------------------------------
 
@@ -82,6 +86,7 @@ async function start() {
   setInterval(refreshWatchlist, WATCHLIST_EVERY_MS);
   setInterval(refreshRolling, ROLLING_EVERY_MS);
   setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
+  setInterval(refreshForecasts, FORECASTS_EVERY_MS);
 }
 
 /** A symbol that starts trading later (a quiet one, a new listing) joins the pickers and the
@@ -340,6 +345,8 @@ async function fetchChart(subscribe) {
     const [tradesBody, rollingBody] = await Promise.all([
       getJSON("/api/trades", { exchange: state.exchange, symbol: state.symbol, limit: TAPE_ROWS }),
       fetchRolling(),
+      // The chart does not wait on a failed forecasts read: the scoreboard stays as it was.
+      forecasts.load(state.exchange, state.symbol, stored ? state.timeframe : null, state.lookback).catch(() => {}),
     ]);
     if (generation !== state.generation) return;
     state.rollup = rollup;
@@ -373,6 +380,18 @@ async function fetchRolling() {
   } catch (err) {
     if (err.status === 0) throw err;
     return [];
+  }
+}
+
+async function refreshForecasts() {
+  if (state.loading || !state.symbol || state.view !== "chart") return;
+  const key = chartKey();
+  const stored = state.intervals.includes(state.timeframe);
+  try {
+    await forecasts.load(state.exchange, state.symbol, stored ? state.timeframe : null, state.lookback);
+    if (key === chartKey()) scheduleRender();
+  } catch {
+    // the live state shows why the server is unreachable
   }
 }
 
@@ -447,6 +466,7 @@ function renderChart() {
     uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
     priceDecimals: precisionOf(state.symbol).price_decimals,
   });
+  traces.push(...forecasts.traces(candles, themeColors()));
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
   if (!div.dataset.crosshair) followCursor(div);
