@@ -137,6 +137,7 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "snapshot_every": ("30s", 30.0),
         "duckdb_memory_limit": ("1GB", "1GB"),
         "quiet": ("yes", True),
+        "forecast": ("true", True),
         "run.exchanges": ("binance", ["binance"]),
         "run.symbols": ("SOL-USDT", ["SOL-USDT"]),
         "run.replay": (str(replay), str(replay)),

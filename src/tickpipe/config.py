@@ -95,6 +95,7 @@ class Config(EngineSettings, forbid_unknown_fields=True):
         name="snapshot_every", default=Seconds(5.0)
     )
     quiet: bool = False
+    forecast: bool = False  # next-candle forecasts beside the engine (river; DuckDB, PostgreSQL)
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     demo: DemoConfig = msgspec.field(default_factory=DemoConfig)
     serve: ServeConfig = msgspec.field(default_factory=ServeConfig)

@@ -20,10 +20,12 @@ from typing import Any
 
 import msgspec
 
-from tickpipe.config import Config
+from tickpipe.config import Config, ConfigError
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
 from tickpipe.engine.snapshot import SnapshotError
+from tickpipe.forecast.model import ForecastUnavailable
+from tickpipe.forecast.service import ForecastService, start_forecasts
 from tickpipe.monitor.service import Monitor
 from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
@@ -69,6 +71,7 @@ class Pipeline:
         self.stage = EngineStage(
             self.engine, self.writer, self.dead_letters, clock, config.snapshot_every_s
         )
+        self.forecast = self._start_forecasts() if config.forecast else None
         self.hub = hub
         if hub is not None:
             self.stage.on_output.append(self._publish)
@@ -82,6 +85,8 @@ class Pipeline:
         try:
             self.monitor = Monitor(config, self.board.read, self.writer, measure_lag, clock)
         except BaseException:  # e.g. a busy metrics port: nothing may stay open behind it
+            if self.forecast is not None:
+                self.forecast.close()
             self.writer.close()
             self.store.close()
             self.dead_letters.close()
@@ -92,6 +97,18 @@ class Pipeline:
         self.lake_writer: LakeWriter | None = None
         self.writer.on_written = self.monitor.on_written
         self.stage.on_batch = self.monitor.on_batch
+
+    def _start_forecasts(self) -> ForecastService:
+        """The forecasts beside the engine (`forecast = true`): final candles handed to them."""
+        try:
+            service = start_forecasts(self.store, self.clock)
+        except (ValueError, ForecastUnavailable) as exc:
+            self.writer.close()
+            self.store.close()
+            self.dead_letters.close()
+            raise ConfigError(f"config error: forecast = true: {exc}") from None
+        self.stage.on_output.append(service.offer)
+        return service
 
     def status(self) -> PipelineStatus:
         """The pipeline's counters now (read by the terminal view, the API and the monitor)."""
@@ -223,6 +240,8 @@ class Pipeline:
 
     def close(self) -> None:
         try:
+            if self.forecast is not None:
+                self.forecast.close()
             self.writer.close()
             if self.lake_writer is not None:
                 self.lake_writer.close()

@@ -127,7 +127,9 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/api/health": _get("the API answers and the store reads"),
             "/api/exchanges": _get(
-                "exchanges and their symbols, and the stored intervals", errors=(503,)
+                "exchanges and their symbols (each with its price and size precision: "
+                "price_decimals, size_decimals, tick_size, lot_size), and the stored intervals",
+                errors=(503,),
             ),
             "/api/candles": _get(
                 f"candles of one symbol, at most {MAX_CANDLES:,} per answer",
@@ -178,6 +180,22 @@ def openapi_document() -> dict[str, Any]:
             "/api/analytics/exchange/{name}": _get(
                 "one exchange: trade statistics and each ticker's share",
                 [_param("name", "exchange", True, "path"), *_PERIOD],
+                (400, 404, 503),
+            ),
+            "/api/forecasts": _get(
+                "next-candle forecasts of one symbol (close and 80 % band, oldest first) and "
+                "its scoreboard: per interval, the model's and the baselines' MAE, RMSE, "
+                "directional accuracy, and whether the model beats the last close",
+                [
+                    *_SYMBOL,
+                    _param("interval", "a stored tumbling interval, e.g. 1m", True),
+                    _param(
+                        "lookback",
+                        "forecasts of candles starting this far back from `end` "
+                        "(default 1h, at most 30d)",
+                    ),
+                    _param("end", f"end of the range (default: the next candle): {_TIME}"),
+                ],
                 (400, 404, 503),
             ),
             **_UDF_PATHS,

@@ -58,6 +58,7 @@ from tickpipe.records import (
 from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError, time_range
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import Flush
+from tickpipe.stores.forecasts import FORECAST_SCHEMA, DuckDBForecasts
 from tickpipe.stores.reads import CANDLE_COLUMNS, TRADE_COLUMNS, candles_of
 from tickpipe.stores.sql import SqlStore, candle_upsert
 
@@ -250,7 +251,7 @@ class _Interrupter:
         self._timer.cancel()
 
 
-class DuckDBStore(SqlStore):
+class DuckDBStore(DuckDBForecasts, SqlStore):
     """Reader and writer over one DuckDB file, safe to share between threads: the writer
     holds one connection under a lock; reads take cursors of their own (DuckDB releases the
     GIL while it executes, so they run beside the writer)."""
@@ -285,6 +286,7 @@ class DuckDBStore(SqlStore):
         self._budget = ReadBudget()
         if not read_only:
             self._con.execute(SCHEMA)
+            self._con.execute(FORECAST_SCHEMA)
 
     def _configure(self) -> None:
         threads, memory_limit = self._settings

@@ -41,6 +41,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import conninfo
 
+from tickpipe.forecast.scores import ForecastPoint, Score
 from tickpipe.records import (
     CANDLE_FIELDS,
     METRIC_FIELDS,
@@ -51,6 +52,13 @@ from tickpipe.records import (
 from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import Flush, trade_columns
+from tickpipe.stores.forecasts import (
+    POINT_FIELDS,
+    POINT_KEY,
+    SCORE_FIELDS,
+    SCORE_KEY,
+    SqlForecastReads,
+)
 from tickpipe.stores.postgresql_refusals import refusal
 from tickpipe.stores.reads import Dialect
 from tickpipe.stores.retry import Backoff
@@ -74,6 +82,8 @@ CANDLE_TYPES = [_CANDLE_TYPES.get(f, "float8") for f in CANDLE_FIELDS]
 ROLLING_TYPES = ["text", "text", "int8", "float8", "float8", "float8", "float8"]
 METRIC_TYPES = ["int8", "text", "float8", "int8", "float8", "int8", "float8", "float8", "int8"]
 EVENT_TYPES = ["int8", "text", "text", "text"]
+POINT_TYPES = ["text", "text", "text", "int8", "int8", "float8", "float8", "float8", "int8"]
+SCORE_TYPES = ["text"] * 4 + ["int8", "float8", "float8"] + ["int8"] * 5
 
 # Ordered migrations: (version, statements). Append only; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -159,6 +169,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         -- The engine snapshot, written in the same transaction as the rows it matches.
         CREATE TABLE engine_snapshot (part text PRIMARY KEY, data bytea NOT NULL);
+        """,
+    ),
+    (
+        3,
+        """
+        -- Next-candle forecasts and their score sums (stores/forecasts.py).
+        CREATE TABLE forecasts (
+            exchange text NOT NULL,
+            symbol text NOT NULL,
+            interval text NOT NULL,
+            start bigint NOT NULL,
+            based_on bigint NOT NULL,
+            close double precision NOT NULL,
+            low double precision NOT NULL,
+            high double precision NOT NULL,
+            made_at bigint NOT NULL,
+            PRIMARY KEY (exchange, symbol, interval, start)
+        );
+        CREATE TABLE forecast_scores (
+            exchange text NOT NULL,
+            symbol text NOT NULL,
+            interval text NOT NULL,
+            forecaster text NOT NULL,
+            n bigint NOT NULL,
+            abs_err double precision NOT NULL,
+            sq_err double precision NOT NULL,
+            calls bigint NOT NULL,
+            hits bigint NOT NULL,
+            band_n bigint NOT NULL,
+            band_in bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            PRIMARY KEY (exchange, symbol, interval, forecaster)
+        );
         """,
     ),
 ]
@@ -259,7 +302,7 @@ class PostgresDialect(Dialect):
         return f'{column} COLLATE "C"'
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(SqlForecastReads, SqlStore):
     """Reader and writer over one PostgreSQL database. Thread-safe: one connection for writes
     and a pool of `read_connections` for reads, each under its own lock.
 
@@ -428,6 +471,24 @@ class PostgresStore(SqlStore):
                 return trades, candles
 
         return self._with_retry(self._writer, transaction, self.retry_for, "retention")
+
+    def write_forecasts(self, points: Sequence[ForecastPoint], scores: Sequence[Score]) -> None:
+        """Forecasts and score sums upserted in one transaction (`ForecastStore`)."""
+        point_rows = [msgspec.structs.astuple(p) for p in points]
+        score_rows = [msgspec.structs.astuple(s) for s in scores]
+        if not point_rows and not score_rows:
+            return
+
+        def transaction(con: psycopg.Connection) -> None:
+            with con.transaction(), con.cursor() as cur:
+                if point_rows:
+                    _upsert_rows(cur, "forecasts", POINT_FIELDS, POINT_TYPES, POINT_KEY,
+                                 point_rows)  # fmt: skip
+                if score_rows:
+                    _upsert_rows(cur, "forecast_scores", SCORE_FIELDS, SCORE_TYPES, SCORE_KEY,
+                                 score_rows)  # fmt: skip
+
+        self._with_retry(self._writer, transaction, self.retry_for, "write")
 
     # -- reading -------------------------------------------------------------------------
 
