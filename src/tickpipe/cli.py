@@ -281,9 +281,12 @@ def _source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_c
 @_serve_options
 @click.option("--no-serve", is_flag=True, default=None, help="Do not start the HTTP API.")
 @_source_options
+@click.option("--record", "record_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Also keep every raw frame as received (zstd JSON lines, rolled) under DIR, "
+              "for `tickpipe replay-raw DIR`.")  # fmt: skip
 def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, insecure,
         no_serve, exchanges, symbols, endpoints, rest_endpoints, no_symbol_check, replay,
-        speed) -> None:  # fmt: skip
+        speed, record_dir) -> None:  # fmt: skip
     """Ingest live trades, build candles, store them, show them in the terminal and the API."""
     config = _config(config_path, {
         **_serve_overrides(host, port, insecure),
@@ -293,7 +296,76 @@ def run(config_path, data_dir, intervals, hopping, duration, quiet, host, port, 
         **_source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_check,
                             replay, speed),
     })  # fmt: skip
-    _pipeline(config, _run_sources(config), "run", duration)
+    sources = _run_sources(config)
+    recorder = _recorder(config, sources, Path(record_dir)) if record_dir else None
+    _pipeline(config, sources, "run", duration, recorder)
+
+
+def _recorder(config: Config, sources: list[Source], directory: Path):
+    """The recorder of `run --record`: every source must be a WebSocket feed to record."""
+    from tickpipe.history.recording import FrameRecorder, RecordedSource
+    from tickpipe.sources.feed import ShardedFeed
+
+    if config.run.replay:
+        raise click.BadParameter("a file replay has no raw frames to record",
+                                 param_hint="--record")  # fmt: skip
+    recorder = FrameRecorder(directory)
+    for name, source in zip(config.symbols_by_exchange(), sources, strict=True):
+        if not isinstance(source, ShardedFeed):
+            raise click.BadParameter(
+                f"{source.name}'s frames cannot be recorded (it is not a WebSocket feed on the "
+                "shared scaffold; record binance, coinbase, kraken, bybit, okx, bitstamp, "
+                "finnhub or tiingo)", param_hint="--record",
+            )  # fmt: skip
+        from tickpipe.credentials import redact_secrets
+
+        recorder.add(RecordedSource(
+            source=source.name, connector=name, stream=config.exchange_options(name).stream,
+            url=redact_secrets(source.url, source.secrets),
+            instruments=[(i.exchange, i.symbol, i.raw_symbol) for i in source.instruments],
+        ))  # fmt: skip
+        source.recorder = recorder
+    return recorder
+
+
+@cli.command("replay-raw")
+@click.argument("directory", type=click.Path(file_okay=False))
+@CONFIG_OPTION
+@click.option("--data-dir", help="Where the DuckDB file and dead letters go "
+              "[default: ./tickpipe-data].")  # fmt: skip
+@STORE_OPTION
+@click.option("--interval", "intervals", multiple=True,
+              help="Candle interval, repeatable [default: 1s 5s 1m 5m 1h].")  # fmt: skip
+@click.option("--hopping", multiple=True, help="Hopping window SIZE/SLIDE, repeatable.")
+def replay_raw(directory, config_path, data_dir, intervals, hopping) -> None:  # fmt: skip
+    """Run the raw frames `run --record DIR` kept through the same parsers and engine again.
+
+    The stored trades equal the recorded run's, receipt times included, and so do the candles:
+    after a parser fix this applies it to history. Replay into a fresh --data-dir or --store
+    (or the recorded run's own): candles are computed from the recording's trades.
+    """
+    from tickpipe.history.recording import RecordingError
+    from tickpipe.history.replay_raw import replay_raw as run_replay
+
+    config = _config(config_path, {
+        "data_dir": data_dir, "intervals": list(intervals) or None,
+        "hopping": list(hopping) or None,
+    })  # fmt: skip
+    with faults_named(str(config.db_path)):
+        try:
+            report = asyncio.run(run_replay(config, Path(directory)))
+        except RecordingError as exc:
+            _error(f"tickpipe replay-raw: error: {_one_line(exc)}", 1)
+    for path in report.truncated:
+        click.echo(f"replay-raw: {path}: its tail was cut off (a crash while recording); "
+                   "replayed up to it", err=True)  # fmt: skip
+    rate = report.trades / report.seconds if report.seconds else 0.0
+    click.echo(
+        f"replay-raw: {report.frames:,} frames and {report.refilled:,} refilled trades of "
+        f"{len(report.sources)} sources ({', '.join(sorted(report.sources))}) -> "
+        f"{report.trades:,} trades, {report.candles:,} candle updates, {report.malformed:,} "
+        f"malformed, in {report.seconds:.1f}s ({rate:,.0f} trades/s)"
+    )
 
 
 @cli.command()
@@ -415,17 +487,30 @@ def demo(config_path, data_dir, intervals, hopping, duration, quiet, host, port,
     "to",
     required=True,
     metavar="DIR|s3://bucket/prefix",
-    help="The lake to write: a directory, file:///path or s3://bucket/prefix.",
+    help="The lake to write: a directory, file:///path or s3://bucket/prefix (CSV: a directory).",
 )
-def export(config_path, data_dir, since, until, to) -> None:  # fmt: skip
-    """Write the store's trades and final candles in [--since, --until) to the lake layout.
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default="parquet",
+    show_default=True,
+    help="parquet: the lake layout; csv: DIR/trades.csv and DIR/candles.csv.",
+)
+def export(config_path, data_dir, since, until, to, fmt) -> None:  # fmt: skip
+    """Write the store's trades and final candles in [--since, --until) to the lake layout
+    (Parquet), or as two CSV files (`--format csv`).
 
     Only what the lake does not hold yet is written, so an export may be repeated or overlap
-    what a running pipeline's --lake wrote. One progress line per instrument.
+    what a running pipeline's --lake wrote. One progress line per instrument. CSV files are
+    written whole each time (replaced once complete).
     """
     from tickpipe.stores.lake.location import open_lake
     from tickpipe.stores.lake.sync import FOREVER_US, copy_to_lake
 
+    if fmt == "csv":
+        _export_csv(config_path, data_dir, since, until or FOREVER_US, to)
+        return
     url = to if "://" in to else Path(to).resolve().as_uri()
     config = _config(config_path, {"data_dir": data_dir, "lake": url})
     lake = open_lake(config.lake_settings())
@@ -445,6 +530,92 @@ def export(config_path, data_dir, since, until, to) -> None:  # fmt: skip
         f"({lake.files_written} files, {lake.bytes_written:,} bytes, "
         f"{time.monotonic() - started:.1f}s)"
     )
+
+
+def _export_csv(config_path, data_dir, since: int, until: int, to: str) -> None:
+    from tickpipe.history.export_csv import export_csv
+
+    if "://" in to and not to.startswith("file://"):
+        raise click.BadParameter("CSV goes to a local directory (the lake, Parquet, to S3)",
+                                 param_hint="--to")  # fmt: skip
+    directory = Path(to.removeprefix("file://"))
+    config = _config(config_path, {"data_dir": data_dir})
+    started = time.monotonic()
+    with faults_named(str(config.db_path)):
+        store = config.open_store(read_only=True)
+        try:
+            report = export_csv(store, directory, since, until,
+                                lambda line: click.echo(f"export: {line}", err=True))  # fmt: skip
+        finally:
+            store.close()
+    click.echo(f"export: {report.trades:,} trades and {report.candles:,} final candles written "
+               f"to {directory} as CSV ({report.bytes:,} bytes, "
+               f"{time.monotonic() - started:.1f}s)")  # fmt: skip
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
+@STORE_OPTION
+@click.option("--trades", "trades_age", metavar="AGE",
+              help="Drop trades older than AGE (e.g. 30d).")  # fmt: skip
+@click.option("--candles", "candles_ages", metavar="INTERVAL=AGE,...",
+              help="Drop candles of each INTERVAL whose window starts more than AGE ago "
+              "(e.g. 1s=7d,1m=365d); intervals not named are kept.")  # fmt: skip
+@click.option("--lake", "lake_url", metavar="URL|DIR",
+              help="Also drop from the Parquet lake at s3://bucket/prefix, file:///path or DIR "
+              "(whole day partitions).")  # fmt: skip
+@click.option("--lake-only", is_flag=True, help="Only the lake: leave the store as it is.")
+@click.option("--now", "now_us", callback=_instant, metavar="TIME",
+              help="Count ages from this time (ISO, UTC) [default: now]: a scheduled run "
+              "names its own day.")  # fmt: skip
+def retain(config_path, data_dir, trades_age, candles_ages, lake_url, lake_only,
+           now_us) -> None:  # fmt: skip
+    """Drop old data: whole partitions where the store has them (the lake's day folders),
+    rows otherwise (DuckDB, PostgreSQL). Idempotent: schedule it.
+
+    Ages shorter than the correction horizon are refused: a restart still needs those trades.
+    """
+    from tickpipe.engine.candles import CandleEngine
+    from tickpipe.history.retention import (
+        RetentionError,
+        parse_retention,
+        retain_lake,
+        retain_store,
+    )
+
+    url = None
+    if lake_url:
+        url = lake_url if "://" in lake_url else Path(lake_url).resolve().as_uri()
+    config = _config(config_path, {"data_dir": data_dir, "lake": url})
+    if lake_only and not url:
+        raise click.BadParameter("--lake-only needs --lake", param_hint="--lake-only")
+    engine_config = config.engine_config()
+    min_age_us = CandleEngine(engine_config).horizon + engine_config.allowed_lateness
+    try:
+        retention = parse_retention(trades_age, candles_ages, min_age_us)
+    except RetentionError as exc:
+        raise click.UsageError(str(exc)) from None
+    now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+    if not lake_only:
+        with faults_named(str(config.db_path)):
+            store = config.open_store()
+            try:
+                dropped = retain_store(store, retention, now_us)
+            finally:
+                store.close()
+        click.echo(f"retain: {dropped.trades:,} trades and {dropped.candles:,} candles dropped "
+                   f"from {store.describe()}")  # fmt: skip
+    if url:
+        from tickpipe.stores.lake.location import open_lake
+
+        lake = open_lake(config.lake_settings())
+        dropped = retain_lake(lake, retention, now_us)
+        click.echo(
+            f"retain: {dropped.trades:,} trades and {dropped.candles:,} candles dropped from "
+            f"{config.lake} ({dropped.partitions:,} day partitions dropped, "
+            f"{dropped.rewritten:,} rewritten without their expired candles)"
+        )
 
 
 @cli.command()
@@ -876,12 +1047,18 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
+def _pipeline(
+    config: Config, sources: list[Source], mode: str, duration: float | None, recorder=None
+) -> None:
     with faults_named(str(config.db_path)):
-        _run_pipeline(config, sources, mode, duration)
+        _run_pipeline(config, sources, mode, duration, recorder)
+    if recorder is not None and recorder.error is not None:
+        raise Fault(recorder.error)
 
 
-def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: float | None) -> None:
+def _run_pipeline(
+    config: Config, sources: list[Source], mode: str, duration: float | None, recorder=None
+) -> None:
     from tickpipe.runners.embedded import Pipeline
     from tickpipe.view.terminal import Locations, TerminalView, print_summary, start_line
 
@@ -905,6 +1082,9 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
                 f"tickpipe {mode}: stopped during the restore; the stored trades are as they were"
             )
             return
+        if recorder is not None:
+            recorder.on_error = pipeline.stop  # a full disk ends the run with its one line
+            recorder.start()
         if not config.quiet:
             view = TerminalView(pipeline.status, where)
             view.start()
@@ -922,8 +1102,18 @@ def _run_pipeline(config: Config, sources: list[Source], mode: str, duration: fl
             view.stop()
         if sock is not None:
             sock.close()
-        pipeline.close()
+        try:
+            pipeline.close()
+        finally:
+            if recorder is not None:
+                recorder.close()
     print_summary(pipeline.status(), where)
+    if recorder is not None and recorder.error is None:
+        click.echo(
+            f"tickpipe {mode}: recorded {recorder.frames:,} frames in {recorder.files_written} "
+            f"files under {recorder.directory} ({recorder.bytes_written:,} bytes; waited for "
+            f"the recorder {recorder.waits:,} times)"
+        )
 
 
 def _error(line: str, status: int) -> NoReturn:

@@ -79,6 +79,7 @@ class Pipeline:
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in sources}
         self.board = StatusBoard(mode, self.stage, self.writer, self.transport, self.stats, clock)
         self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # `run`'s, for `stop`
         # A file replay's event times are old: its "lag" says nothing about the pipeline.
         measure_lag = not (mode == "run" and config.run.replay)
         try:
@@ -196,7 +197,7 @@ class Pipeline:
 
     async def run(self, duration: float | None = None) -> None:
         """Run until `duration` seconds pass, every source ends, or SIGINT/SIGTERM."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stopping.set)
@@ -228,6 +229,14 @@ class Pipeline:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+
+    def stop(self) -> None:
+        """Stop `run` as SIGINT would; from any thread (a failed recording's calls it)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._stopping.set()
+        else:
+            loop.call_soon_threadsafe(self._stopping.set)
 
     def close(self) -> None:
         try:

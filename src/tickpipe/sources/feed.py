@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -41,6 +41,9 @@ from tickpipe.sources import SourceContext
 from tickpipe.sources.parsing import Parsed, Reject
 from tickpipe.sources.rest import RestClient, RestConfig
 from tickpipe.sources.ws import WsClient, WsConfig, WsConnection
+
+if TYPE_CHECKING:
+    from tickpipe.history.recording import FrameRecorder
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class ShardedFeed:
         self.rest_url = rest_url
         self.rest_config = rest_config or RestConfig()
         self.shards: list[Shard] = []
+        # `run --record`: every delivery of frames is kept as it came, before it is parsed.
+        self.recorder: FrameRecorder | None = None
         self._refills: asyncio.Queue[Refill] = asyncio.Queue(self.max_pending_refills)
 
     def shard(self, symbols: Sequence[str], groups: Sequence[Sequence[int]]) -> None:
@@ -177,15 +182,26 @@ class ShardedFeed:
         for message in self.subscribe_messages(shard):
             conn.send(message)
 
+    async def hand_on_parsed(self, parsed: Parsed, ctx: SourceContext) -> None:
+        """Check what `parse` made of a delivery of frames, hand its trades and rejects on:
+        the one path of live frames and of recorded ones (`replay-raw`)."""
+        # Before emitting, so a refill running meanwhile knows what was streamed.
+        self.checked(parsed, ctx)
+        rejects = [Reject(self._shown(r.payload), r.reason) for r in parsed.rejects]
+        await hand_on(ctx, self.name, [parsed.batch], rejects)
+
     def _client(self, shard: Shard, config: WsConfig, ctx: SourceContext) -> WsClient:
+        conn_no = self.shards.index(shard)
+
         async def on_frames(frames: list[bytes], recv_ts: int) -> int:
+            if self.recorder is not None:
+                await self.recorder.frames_received(
+                    self.name, recv_ts, conn_no, shard.connects, frames
+                )
             parsed = self.parse(frames, recv_ts)
             if parsed.reconnect and client.connection is not None:
                 client.connection.reconnect(self.reconnect_reason)
-            # Before emitting, so a refill running meanwhile knows what was streamed.
-            self.checked(parsed, ctx)
-            rejects = [Reject(self._shown(r.payload), r.reason) for r in parsed.rejects]
-            await hand_on(ctx, self.name, [parsed.batch], rejects)
+            await self.hand_on_parsed(parsed, ctx)
             return parsed.data_frames()
 
         async def on_connect(conn: WsConnection) -> None:
@@ -242,6 +258,8 @@ class ShardedFeed:
                     detail = f"REST backfill failed: {exc}"
                     self._unqueued(refill, detail, ctx)
                     continue
+                if self.recorder is not None:
+                    await self.recorder.refilled(self.name, refilled.batches)
                 await delivered(ctx, self.name, refilled)
                 for more in refilled.more:
                     self.request(more, ctx)

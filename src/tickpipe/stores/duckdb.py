@@ -356,6 +356,32 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
             if self._appended_rows >= REOPEN_ROWS:
                 self._reopen()
 
+    def drop_before(
+        self, trades_before: int | None, candles_before: dict[str, int]
+    ) -> tuple[int, int]:
+        """Retention: delete the trades older than `trades_before` (µs) and the candles of
+        each interval starting before its cut-off, in one transaction; (trades, candles)
+        deleted. The file has no partitions: rows."""
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                trades = 0
+                if trades_before is not None:
+                    row = con.execute("DELETE FROM trade_rows WHERE ts < ?", [trades_before])
+                    trades = _count(row.fetchone())
+                candles = 0
+                for interval, before in candles_before.items():
+                    row = con.execute(
+                        "DELETE FROM candles WHERE interval = ? AND start < ?", [interval, before]
+                    )
+                    candles += _count(row.fetchone())
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return trades, candles
+
     def _reopen(self) -> None:
         """Close and reopen the file (the writer's lock held), if no read holds a cursor:
         closing the last connection is what makes DuckDB free the instance's memory."""
@@ -469,14 +495,21 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
         """Every stored trade with ts in [since, until) in batches of at most `rows`, by
         (exchange, symbol) in code-point order, then (ts, seq): a sorted read per slice and
         per piece of its time."""
+        for table in self.trade_tables(rows, since, until):
+            yield TradeBatch.from_arrow(table, source="store")
+
+    def trade_tables(
+        self, rows: int = RESTORE_BATCH_ROWS, since: int | None = None, until: int | None = None
+    ) -> Iterator[pa.Table]:
+        """`trade_batches` as Arrow tables with every stored column, `source` included (a
+        batch has one source; export writes each trade's own)."""
         for piece in self._slices("trades", "ts", *time_range(since, until)):
             for lo, hi in piece.times():
                 sql = (
                     f"SELECT {TRADE_COLUMNS} FROM trades WHERE {piece.where} "
                     "AND ts >= ? AND ts < ? ORDER BY symbol, ts, seq"
                 )
-                for table in self._stream(sql, [*piece.params, lo, hi], rows):
-                    yield TradeBatch.from_arrow(table, source="store")
+                yield from self._stream(sql, [*piece.params, lo, hi], rows)
 
     def stored_candles(
         self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None
@@ -537,3 +570,8 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
                 if reader is not None:
                     reader.close()  # a caller that stops early leaves no open result behind
                 self._con.unregister("restore_limits")
+
+
+def _count(row: tuple | None) -> int:
+    """The row count a DuckDB DELETE answers with."""
+    return int(row[0]) if row else 0

@@ -447,6 +447,31 @@ class PostgresStore(SqlForecastReads, SqlStore):
 
         self._with_retry(self._writer, transaction, self.retry_for, "write")
 
+    def drop_before(
+        self, trades_before: int | None, candles_before: dict[str, int]
+    ) -> tuple[int, int]:
+        """Retention: delete the trades older than `trades_before` (µs) and the candles of
+        each interval starting before its cut-off, in one transaction (retried whole if the
+        server goes away); (trades, candles) deleted. Rows, over the time indexes: tickpipe's
+        plain schema has no partitions (on TimescaleDB the DELETE reaches the chunks, which
+        it does not drop; not tried here, where TimescaleDB is not installed)."""
+
+        def transaction(con: psycopg.Connection) -> tuple[int, int]:
+            with con.transaction(), con.cursor() as cur:
+                trades = candles = 0
+                if trades_before is not None:
+                    cur.execute("DELETE FROM trades WHERE ts < %s", [trades_before])
+                    trades = max(cur.rowcount, 0)
+                for interval, before in candles_before.items():
+                    cur.execute(
+                        "DELETE FROM candles WHERE interval = %s AND start < %s",
+                        [interval, before],
+                    )
+                    candles += max(cur.rowcount, 0)
+                return trades, candles
+
+        return self._with_retry(self._writer, transaction, self.retry_for, "retention")
+
     def write_forecasts(self, points: Sequence[ForecastPoint], scores: Sequence[Score]) -> None:
         """Forecasts and score sums upserted in one transaction (`ForecastStore`)."""
         point_rows = [msgspec.structs.astuple(p) for p in points]

@@ -219,13 +219,20 @@ class SqlReads(CandleAnalytics):
         """Every stored trade with ts in [since, until) in batches of at most `rows`, by
         (exchange, symbol) in code-point order, then (ts, seq): one sorted read (PostgreSQL
         sorts beyond `work_mem` on disk)."""
+        for table in self.trade_tables(rows, since, until):
+            yield TradeBatch.from_arrow(table, source="store")
+
+    def trade_tables(
+        self, rows: int = 500_000, since: int | None = None, until: int | None = None
+    ) -> Iterator[pa.Table]:
+        """`trade_batches` as Arrow tables with every stored column, `source` included (a
+        batch has one source; export writes each trade's own)."""
         order = self.dialect.binary
         sql = (
             f"SELECT {TRADE_COLUMNS} FROM trades WHERE ts >= ? AND ts < ? "
             f"ORDER BY {order('exchange')}, {order('symbol')}, ts, seq"
         )
-        for table in self._stream(sql, list(time_range(since, until)), rows):
-            yield TradeBatch.from_arrow(table, source="store")
+        yield from self._stream(sql, list(time_range(since, until)), rows)
 
     def stored_candles(
         self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None

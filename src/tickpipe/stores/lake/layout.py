@@ -177,6 +177,19 @@ class Lake:
         self.bytes_written += data.size
         self.rows_written[kind] += table.num_rows
 
+    def replace_files(self, folder: str, table: pa.Table, kind: str) -> None:
+        """Make `table` the only file of partition `folder` (retention's rewrite): the new
+        file appears complete first, then the others go: a reader in between may see the kept
+        rows twice for a moment, never without them."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        name = file_name(table, kind)
+        self._put(folder, name, sink.getvalue())
+        with self.reading():
+            for info in self.list(folder):
+                if info.type == fs.FileType.File and info.base_name != name:
+                    self.fs.delete_file(info.path)
+
     def _put(self, folder: str, name: str, data: pa.Buffer) -> None:
         """Make `folder/name` appear complete or not at all, retrying a lost server for
         `retry_for_s` (nothing is dropped before that)."""
