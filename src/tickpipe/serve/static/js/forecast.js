@@ -4,7 +4,6 @@
 // All of it from /api/forecasts, which reads what a pipeline with forecast = true kept.
 
 import { getOptional } from "./api.js";
-import { axisTime } from "./candles.js";
 import * as fmt from "./format.js";
 
 const NAMES = { model: "model", last_close: "last close", last_move: "last move" };
@@ -38,7 +37,7 @@ export class Forecasts {
     const from = candles.length ? candles[0].start : -Infinity;
     const points = this.points.filter((p) => p.start >= from);
     if (!points.length) return [];
-    const x = points.map((p) => axisTime(p.start));
+    const x = points.map((p) => fmt.axisTime(p.start));
     const band = { type: "scatter", mode: "lines", x, line: { width: 0, color: colors.accent }, connectgaps: false };
     return [
       { ...band, name: "forecast low", y: points.map((p) => p.low), showlegend: false, hovertemplate: "band low %{y}<extra></extra>" },
