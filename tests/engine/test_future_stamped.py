@@ -10,7 +10,7 @@ from tickpipe.engine.windows import parse_window
 from tickpipe.records import Trade, TradeBatch
 
 from .reference import assert_candles_equal, batch_candles, latest
-from .test_candles import BTC, ETH, MS, S, T0, feed, finals, trade
+from .test_candles import BTC, ETH, MS, T0, S, feed, finals, trade
 
 
 def engine(tolerance: int = 5 * S) -> CandleEngine:

@@ -23,6 +23,7 @@ import msgspec
 from tickpipe.config import Config
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.engine.composite import CompositeCandles
 from tickpipe.engine.snapshot import SnapshotError
 from tickpipe.monitor.service import Monitor
 from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
@@ -75,6 +76,10 @@ class Pipeline:
         self.counters = self.stage.counters
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in sources}
         self.board = StatusBoard(mode, self.stage, self.writer, self.transport, self.stats, clock)
+        composite = config.composite.composite_config()
+        if composite.enabled:  # one process sees every venue: here, not in the Kafka mode
+            self.stage.derive = CompositeCandles(composite, self.engine.horizon).update
+            self.board.composite = composite
         self._stopping = asyncio.Event()
         # A file replay's event times are old: its "lag" says nothing about the pipeline.
         measure_lag = not (mode == "run" and config.run.replay)
@@ -262,6 +267,8 @@ class Pipeline:
     def _on_event(self, event: Gap | Disconnect) -> None:
         kind = type(event).__name__.lower()
         self.monitor.on_event(event)
+        if isinstance(event, Gap):
+            self.stage.quality.on_gap(event)
         detail = msgspec.json.encode(event).decode()
         self.writer.submit(events=[(event.ts, kind, event.source, detail)])
 

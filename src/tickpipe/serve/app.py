@@ -39,7 +39,7 @@ from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle
 from tickpipe.runtime.clock import now_us
 from tickpipe.runtime.status import PipelineStatus
-from tickpipe.serve import monitoring, udf
+from tickpipe.serve import consolidated, monitoring, udf
 from tickpipe.serve.exposure import WS_POLICY, Exposure, ExposureGuard
 from tickpipe.serve.live import Hub, Subscriber
 from tickpipe.serve.openapi import openapi_document
@@ -529,6 +529,7 @@ ROUTES = [
     Route("/api/analytics/top-tickers", top_tickers),
     Route("/api/analytics/exchange/{name}", exchange_breakdown),
     WebSocketRoute("/api/live", live),
+    *consolidated.ROUTES,  # /api/quality, /api/composite (consolidated.py)
     *udf.ROUTES,  # TradingView's UDF datafeed under /udf (udf.py)
     *PAGE_ROUTES,  # the dashboard page and its static files (pages.py)
 ]
