@@ -9,6 +9,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
@@ -18,6 +19,7 @@ from tickpipe.monitor.alerts.config import AlertRule, AlertsConfig
 from tickpipe.records import Candle, Trade
 from tickpipe.runners.embedded import Pipeline
 from tickpipe.runtime.clock import ManualClock
+from tickpipe.serve.app import create_app
 from tickpipe.sources.replay import FileReplay, write_trades
 from tickpipe.verify import verify
 
@@ -135,3 +137,29 @@ def test_the_status_metrics_and_alerts_show_quality_and_the_deviating_venue(pipe
         ("venue-off", "kraken", "firing")
     ]
     assert msgspec.json.encode(changed[0])  # kept and notified like any alert
+
+
+def test_the_api_answers_quality_composite_and_the_composite_candles(pipeline) -> None:
+    p, trades = pipeline
+    p.writer.flush()
+    app = create_app(p.api_context())
+
+    async def fetch() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return [
+                await client.get("/api/quality"),
+                await client.get("/api/composite"),
+                await client.get("/api/candles", params={
+                    "exchange": "composite", "symbol": "BTC-USD", "interval": "1s",
+                    "start": T0 // 1000, "end": (T0 + 60 * S) // 1000}),
+            ]  # fmt: skip
+
+    quality, composite, candles = asyncio.run(fetch())
+    venues = {v["exchange"]: v for v in quality.json()["venues"]}
+    assert {v: q["received"] for v, q in venues.items()} == {v: len(t) for v, t in trades.items()}
+    (btc,) = composite.json()["composites"]
+    assert btc["symbol"] == "BTC-USD" and btc["price"] == p.status().composites[0].price
+    assert [v["exchange"] for v in btc["venues"] if not v["included"]] == ["kraken"]
+    stored = [c for c in p.store.stored_candles("1s") if c.exchange == COMPOSITE]
+    assert [c["close"] for c in candles.json()["candles"]] == [c.close for c in stored]
