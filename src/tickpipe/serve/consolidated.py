@@ -1,8 +1,8 @@
 """`/api/quality` (data quality per venue) and `/api/composite` (the consolidated price).
 
 Both render the running pipeline's status read model. Over a stored file (`tickpipe serve`)
-there is no pipeline to measure: both are a 404 (the stored composite candles are still at
-`/api/candles?exchange=composite`).
+there is no pipeline to measure: both answer `"live": false` and empty lists (the stored
+composite candles are still at `/api/candles?exchange=composite`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from tickpipe.engine.composite_settings import COMPOSITE
 from tickpipe.runtime.status import PipelineStatus
-from tickpipe.serve.params import BadRequest
 
 
 def _json(body: Any) -> Response:
@@ -56,22 +55,18 @@ def composite_json(status: PipelineStatus) -> list[dict[str, Any]]:
     ]
 
 
-def _status(request: Request, what: str) -> PipelineStatus:
-    status = request.app.state.ctx.status
-    if status is None:
-        raise BadRequest(f"no {what}: this server reads a stored file (tickpipe serve); a "
-                         f"running pipeline measures it as trades arrive", 404)  # fmt: skip
-    return status()
-
-
 async def quality(request: Request) -> Response:
     """Data quality per venue, of the running pipeline."""
-    return _json({"venues": quality_json(_status(request, "data quality"))})
+    status = request.app.state.ctx.status
+    venues = quality_json(status()) if status is not None else []
+    return _json({"live": status is not None, "venues": venues})
 
 
 async def composite(request: Request) -> Response:
     """The live composites (stored ones: `/api/candles?exchange=composite`)."""
-    return _json({"composites": composite_json(_status(request, "live composite"))})
+    status = request.app.state.ctx.status
+    composites = composite_json(status()) if status is not None else []
+    return _json({"live": status is not None, "composites": composites})
 
 
 ROUTES = [Route("/api/quality", quality), Route("/api/composite", composite)]
