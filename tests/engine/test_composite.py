@@ -182,3 +182,13 @@ def test_the_live_view_leaves_stale_venues_out_and_says_how_far_each_deviates() 
     assert rows["kraken"].deviation_pct == pytest.approx((500 - 101) / 101 * 100)
     assert rows["binance"].deviation_pct == pytest.approx(-100 / 101)
     assert rows["binance"].included and rows["coinbase"].included
+
+
+def test_a_bad_venue_trading_first_in_a_window_never_makes_its_composite_alone() -> None:
+    first = [trade(BINANCE, T0 + 100_000, 100.0), trade(COINBASE, T0 + 100_001, 100.2),
+             trade(KRAKEN, T0 + 100_002, 130.0)]  # fmt: skip
+    kraken_first = [trade(KRAKEN, T0 + 1_100_000, 131.0)]  # alone in [1 s, 2 s) so far
+    then_binance = [trade(BINANCE, T0 + 1_200_000, 100.1)]
+    _, updates = run([first, kraken_first, then_binance])
+    second = [c.close for c in updates if c.start == T0 + S]
+    assert second and all(close == 100.1 for close in second)

@@ -56,6 +56,7 @@ class _Series:
     windows: dict[int, dict[_Venue, Candle]] = field(default_factory=dict)  # start -> venue
     sent: dict[int, tuple[int, bool]] = field(default_factory=dict)  # revision, final
     open: set[int] = field(default_factory=set)  # starts sent, not yet final
+    last: dict[_Venue, tuple[int, float]] = field(default_factory=dict)  # newest start, close
     floor: int = _NEVER  # windows before it are forgotten; candles for them ignored
 
 
@@ -102,6 +103,8 @@ class CompositeCandles:
             if c.start < series.floor:
                 continue
             series.windows.setdefault(c.start, {})[venue] = c
+            if c.start >= series.last.get(venue, (_NEVER, 0.0))[0]:
+                series.last[venue] = (c.start, c.close)
             touched.setdefault((group, c.interval), {})[c.start] = None
         out = []
         for (group, interval), starts in touched.items():
@@ -113,7 +116,10 @@ class CompositeCandles:
             for start in sorted(series.open - starts.keys()):
                 if self._final(series, group, interval, start):
                     starts[start] = None
-            out += [self._composite(series, group, interval, start) for start in starts]
+            for start in starts:
+                candle = self._composite(series, group, interval, start)
+                if candle is not None:
+                    out.append(candle)
             self._forget(series, group, interval)
         return out
 
@@ -128,15 +134,35 @@ class CompositeCandles:
             for v in self._venues[group]
         )
 
-    def _composite(self, series: _Series, group: str, interval: str, start: int) -> Candle:
-        candles = [c for _, c in sorted(series.windows[start].items())]
-        _, inside = band_mean([c.close for c in candles], self.config.band_pct)
-        used = [c for c, ok in zip(candles, inside, strict=True) if ok]
+    def _composite(self, series: _Series, group: str, interval: str, start: int) -> Candle | None:
+        """The window's composite now; None while no venue of it is within the band (a
+        provisional window only some venue, perhaps the bad one, has traded in yet).
+
+        The band is around the median of the closes of this window's venues and, standing in
+        for active venues without a candle in it (yet), their latest close: so a bad venue
+        that trades first in a window, or alone in it, is still left out."""
+        present = series.windows[start]
+        candles = [c for _, c in sorted(present.items())]
+        final = self._final(series, group, interval, start)
+        stale = self.config.stale_after_us
+        closes = [c.close for c in candles] + [
+            close
+            for venue, (at, close) in series.last.items()
+            if venue not in present and abs(at - start) <= stale
+        ]
+        median = statistics.median(closes)
+        width = abs(median) * self.config.band_pct / 100
+        used = [c for c in candles if abs(c.close - median) <= width]
+        if not used:
+            if not final:
+                return None
+            _, inside = band_mean([c.close for c in candles], self.config.band_pct)
+            used = [c for c, ok in zip(candles, inside, strict=True) if ok]
         n = len(used)
         volume = sum(c.volume for c in used)
         quote = sum(c.quote_volume for c in used)
         close = sum(c.close for c in used) / n
-        final = self._final(series, group, interval, start)
+        updated = max(c.updated_at for c in candles)
         revision, was_final = series.sent.get(start, (0, False))
         if was_final:
             revision += 1
@@ -150,7 +176,7 @@ class CompositeCandles:
             mean_price=sum(c.mean_price for c in used) / n,
             trades=sum(c.trades for c in used), buy_volume=sum(c.buy_volume for c in used),
             sell_volume=sum(c.sell_volume for c in used), first_seq=0, last_seq=0,
-            final=final, revision=revision, updated_at=max(c.updated_at for c in candles),
+            final=final, revision=revision, updated_at=updated,
         )  # fmt: skip
 
     def _forget(self, series: _Series, group: str, interval: str) -> None:

@@ -114,12 +114,14 @@ class QualityMeter:
         late = self._out_of_order(keys, code, batch.ts)
         delay_ms = (batch.recv_ts - batch.ts) / 1000.0
         names = list(dict.fromkeys(i.exchange for i in batch.instruments))
-        position = {name: v for v, name in enumerate(names)}
-        venue_of = np.array([position[i.exchange] for i in batch.instruments], np.int64)[code]
+        venue_of = None
+        if len(names) > 1:  # an aggregator's feed: several venues in one batch
+            position = {name: v for v, name in enumerate(names)}
+            venue_of = np.array([position[i.exchange] for i in batch.instruments])[code]
         period = now_us // self.recent_us
         with self._lock:
             for v, name in enumerate(names):
-                mine = np.flatnonzero(venue_of == v) if len(names) > 1 else slice(None)
+                mine = slice(None) if venue_of is None else np.flatnonzero(venue_of == v)
                 venue = self._venues.setdefault(name, _Venue(period=period))
                 if venue.period != period:
                     fresh = DelaySketch()
@@ -168,28 +170,31 @@ class QualityMeter:
         """Per trade: whether an earlier-arrived trade of its instrument (in this batch or
         before) has a later event time.
 
-        Ranks by (instrument, ts, arrival) put each instrument's trades in a block of ranks
-        above the previous instrument's, so one running maximum of the ranks in (instrument,
-        arrival) order finds, per trade, whether one that arrived before it ranks higher.
+        In (instrument, arrival) order (one stable sort), a key packing instrument above
+        event time makes one running maximum serve every instrument: each instrument's keys
+        lie above all of the previous one's, so a trade is out of order exactly when its key
+        is below the running maximum before it. Against earlier batches: the newest event
+        time each instrument had.
         """
         n = len(ts)
-        arrival = np.arange(n)
-        rank = np.empty(n, np.int64)
-        rank[np.lexsort((arrival, ts, code))] = arrival
-        order = np.lexsort((arrival, code))
-        ranks = rank[order]
-        before = np.maximum.accumulate(ranks)
-        late = np.empty(n, bool)
-        late[order] = np.append(False, ranks[1:] < before[:-1])
-        # A new instrument's first rank is above all earlier ones: no false carry-over. And
-        # against what earlier batches brought:
-        newest = np.array([self._newest.get(k, np.iinfo(np.int64).min) for k in keys], np.int64)
-        late |= ts < newest[code]
-        batch_max = np.full(len(keys), np.iinfo(np.int64).min, np.int64)
+        floor = np.iinfo(np.int64).min
+        newest = np.array([self._newest.get(k, floor) for k in keys], np.int64)
+        late = ts < newest[code]
+        if n > 1:
+            order = np.argsort(code, kind="stable")
+            t0, span = int(ts.min()), int(ts.max()) - int(ts.min())
+            if span < (1 << 40) and len(keys) < (1 << 22):
+                key = (code[order] << 40) | (ts[order] - t0)
+            else:  # a batch spanning years: ranks instead of times, same order
+                rank = np.empty(n, np.int64)
+                rank[np.lexsort((np.arange(n), ts, code))] = np.arange(n)
+                key = rank[order]
+            before = np.maximum.accumulate(key)
+            late[order[1:]] |= key[1:] < before[:-1]
+        batch_max = np.full(len(keys), floor, np.int64)
         np.maximum.at(batch_max, code, ts)
-        for k, key in enumerate(keys):
-            if batch_max[k] > newest[k]:
-                self._newest[key] = int(batch_max[k])
+        for k in np.flatnonzero(batch_max > newest).tolist():
+            self._newest[keys[k]] = int(batch_max[k])
         return late
 
 
