@@ -65,9 +65,9 @@ def main() -> None:
         print(
             f"batches of {size:>6,} trades: engine {engine_s / n * 1e9:5.0f} ns/trade; quality "
             f"{quality_s / n * 1e9:4.0f} ns/trade ({quality_s / engine_s:5.1%} of the engine); "
-            f"composite {composite_s / n * 1e9:4.0f} ns/trade ({composite_s / engine_s:5.1%}, "
-            f"{made:,} composite updates from {sum(map(len, outputs)):,}); status read "
-            f"{read_ms:.2f} ms"
+            f"composite {composite_s / n * 1e9:4.0f} ns/trade ({composite_s / engine_s:5.1%}; "
+            f"{composite_s / max(made, 1) * 1e6:.1f} µs per composite candle, {made:,} from "
+            f"{sum(map(len, outputs)):,} venue candle updates); status read {read_ms:.2f} ms"
         )
 
 

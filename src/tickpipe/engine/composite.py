@@ -159,24 +159,24 @@ class CompositeCandles:
             _, inside = band_mean([c.close for c in candles], self.config.band_pct)
             used = [c for c, ok in zip(candles, inside, strict=True) if ok]
         n = len(used)
-        volume = sum(c.volume for c in used)
-        quote = sum(c.quote_volume for c in used)
-        close = sum(c.close for c in used) / n
-        updated = max(c.updated_at for c in candles)
+        o = h = lo = cl = mean = volume = quote = buy = sell = 0.0
+        trades = 0
+        for c in used:  # one pass: this runs for every venue candle update
+            o, h, lo, cl = o + c.open, h + c.high, lo + c.low, cl + c.close
+            mean, volume, quote = mean + c.mean_price, volume + c.volume, quote + c.quote_volume
+            buy, sell, trades = buy + c.buy_volume, sell + c.sell_volume, trades + c.trades
+        close = cl / n
         revision, was_final = series.sent.get(start, (0, False))
         if was_final:
             revision += 1
         series.sent[start] = (revision, final)
         (series.open.discard if final else series.open.add)(start)
         return Candle(
-            exchange=COMPOSITE, symbol=group, interval=interval, start=start,
-            open=sum(c.open for c in used) / n, high=sum(c.high for c in used) / n,
-            low=sum(c.low for c in used) / n, close=close, volume=volume,
-            quote_volume=quote, vwap=quote / volume if volume else close,
-            mean_price=sum(c.mean_price for c in used) / n,
-            trades=sum(c.trades for c in used), buy_volume=sum(c.buy_volume for c in used),
-            sell_volume=sum(c.sell_volume for c in used), first_seq=0, last_seq=0,
-            final=final, revision=revision, updated_at=updated,
+            exchange=COMPOSITE, symbol=group, interval=interval, start=start, open=o / n,
+            high=h / n, low=lo / n, close=close, volume=volume, quote_volume=quote,
+            vwap=quote / volume if volume else close, mean_price=mean / n, trades=trades,
+            buy_volume=buy, sell_volume=sell, first_seq=0, last_seq=0, final=final,
+            revision=revision, updated_at=max(c.updated_at for c in candles),
         )  # fmt: skip
 
     def _forget(self, series: _Series, group: str, interval: str) -> None:
@@ -193,7 +193,12 @@ class CompositeCandles:
             return
         series.floor = limit
         windows = series.windows
-        for start in [s for s in windows if s < limit]:
+        old = []
+        for start in windows:  # by arrival, which is nearly by start: stop at the first kept
+            if start >= limit:
+                break
+            old.append(start)
+        for start in old:
             del windows[start]
             series.sent.pop(start, None)
             series.open.discard(start)
