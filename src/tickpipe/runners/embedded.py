@@ -28,6 +28,7 @@ from tickpipe.engine.snapshot import SnapshotError
 from tickpipe.monitor.service import Monitor
 from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.quality import QualityMeter
 from tickpipe.runtime.stage import TICK_SECONDS, EngineStage
 from tickpipe.runtime.status import PipelineStatus, StatusBoard
 from tickpipe.runtime.writer import StoreWriter
@@ -75,6 +76,7 @@ class Pipeline:
             self.stage.on_output.append(self._publish)
         self.counters = self.stage.counters
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in sources}
+        self.quality = self.stage.quality = QualityMeter()
         self.board = StatusBoard(mode, self.stage, self.writer, self.transport, self.stats, clock)
         composite = config.composite.composite_config()
         if composite.enabled:  # one process sees every venue: here, not in the Kafka mode
@@ -268,7 +270,7 @@ class Pipeline:
         kind = type(event).__name__.lower()
         self.monitor.on_event(event)
         if isinstance(event, Gap):
-            self.stage.quality.on_gap(event)
+            self.quality.on_gap(event)
         detail = msgspec.json.encode(event).decode()
         self.writer.submit(events=[(event.ts, kind, event.source, detail)])
 

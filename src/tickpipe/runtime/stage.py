@@ -71,7 +71,8 @@ class EngineStage:
         # Candles made from each step's candles (the composite), stored and published with
         # them; None: none. Restored candles go through it too.
         self.derive: Callable[[list[Candle]], list[Candle]] | None = None
-        self.quality = QualityMeter()  # data quality per venue, of live batches
+        # Data quality per venue of the live batches, where the runner reads it (embedded).
+        self.quality: QualityMeter | None = None
         self.snapshot_every_s = snapshot_every_s
         self._next_snapshot_s = clock.monotonic_s()
 
@@ -84,7 +85,7 @@ class EngineStage:
     def process(self, batch: TradeBatch) -> None:
         if self.on_batch is not None:
             self.on_batch(batch)
-        if self.writer is not None:
+        if self.quality is not None and self.writer is not None:
             self.quality.observe(batch, self.clock.now_us())
         self._apply(self.engine.process(batch, self.clock.now_us()))
 

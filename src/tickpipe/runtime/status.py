@@ -188,6 +188,8 @@ class StatusBoard:
 
     def _quality(self) -> dict[str, VenueQuality]:
         """Per venue; the engine's counts of this run only (not what a restore replayed)."""
+        if self.stage.quality is None:
+            return {}
         counts = engine_counts(list(self.stage.engine.states))
         for venue, (dups, future) in self._restored_counts.items():
             now_dups, now_future = counts.get(venue, (0, 0))
