@@ -71,6 +71,9 @@ def expected_composite(trades: list[Trade], band_pct: float) -> dict[int, dict]:
         candles = [candle_of(ts) for _, ts in sorted(venues.items())]
         median = statistics.median(c["close"] for c in candles)
         used = [c for c in candles if abs(c["close"] - median) <= median * band_pct / 100]
+        if not used:  # none within the band: the venues nearest the median (their mean is it)
+            nearest = min(abs(c["close"] - median) for c in candles)
+            used = [c for c in candles if abs(c["close"] - median) <= nearest * (1 + 1e-9)]
         out[start] = {
             "open": statistics.fmean(c["open"] for c in used),
             "high": statistics.fmean(c["high"] for c in used),
@@ -192,3 +195,36 @@ def test_a_bad_venue_trading_first_in_a_window_never_makes_its_composite_alone()
     _, updates = run([first, kraken_first, then_binance])
     second = [c.close for c in updates if c.start == T0 + S]
     assert second and all(close == 100.1 for close in second)
+
+
+def test_final_composites_do_not_depend_on_the_order_venues_arrive_in() -> None:
+    rng = random.Random(3)
+    seconds: list[dict[Instrument, list[Trade]]] = []
+    for second in range(12):
+        by_venue = {}
+        for venue, base in ((BINANCE, 100.0), (COINBASE, 100.3), (KRAKEN, 125.0)):
+            if venue is COINBASE and second % 4 == 1:
+                continue  # Coinbase quiet now and then
+            by_venue[venue] = [
+                trade(venue, T0 + second * S + k * 200_000 + n, round(base * (1 + rng.uniform(
+                    -0.002, 0.002)), 2))
+                for n, k in enumerate(range(4))
+            ]  # fmt: skip
+        seconds.append(by_venue)
+
+    def finals(order: list[Instrument]) -> dict[int, tuple]:
+        steps = [s[v] for s in seconds for v in order if v in s]
+        _, updates = run(steps)
+        return {c.start: (c.open, c.high, c.low, c.close, c.volume, c.trades)
+                for c in updates if c.final}  # fmt: skip
+
+    forward = finals([BINANCE, COINBASE, KRAKEN])
+    assert len(forward) >= 10
+    want = expected_composite([t for s in seconds for ts in s.values() for t in ts], 1.0)
+    for start, (_, high, _, close, volume, trades) in forward.items():
+        exp = want[start]
+        assert (close, high, volume) == pytest.approx((exp["close"], exp["high"], exp["volume"]))
+        assert trades == exp["trades"]
+    quiet = forward[T0 + 5 * S]  # Binance and Kraken only: too far apart, their median
+    assert quiet[3] == pytest.approx(want[T0 + 5 * S]["close"]) and want[T0 + 5 * S]["venues"] == 2
+    assert finals([KRAKEN, COINBASE, BINANCE]) == forward == finals([COINBASE, KRAKEN, BINANCE])

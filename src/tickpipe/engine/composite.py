@@ -138,18 +138,22 @@ class CompositeCandles:
         """The window's composite now; None while no venue of it is within the band (a
         provisional window only some venue, perhaps the bad one, has traded in yet).
 
-        The band is around the median of the closes of this window's venues and, standing in
-        for active venues without a candle in it (yet), their latest close: so a bad venue
-        that trades first in a window, or alone in it, is still left out."""
+        The band is around the median of the closes of this window's venues. While the
+        window is open, active venues without a candle in it yet stand in with their latest
+        close, so a bad venue that trades first in a window is still left out. A final
+        composite is the rule over the venues' final candles of the window alone: the same
+        whatever order they came in, as a recomputation from the stored candles gives."""
         present = series.windows[start]
         candles = [c for _, c in sorted(present.items())]
         final = self._final(series, group, interval, start)
         stale = self.config.stale_after_us
-        closes = [c.close for c in candles] + [
-            close
-            for venue, (at, close) in series.last.items()
-            if venue not in present and abs(at - start) <= stale
-        ]
+        closes = [c.close for c in candles]
+        if not final:
+            closes += [
+                close
+                for venue, (at, close) in series.last.items()
+                if venue not in present and abs(at - start) <= stale
+            ]
         median = statistics.median(closes)
         width = abs(median) * self.config.band_pct / 100
         used = [c for c in candles if abs(c.close - median) <= width]
