@@ -228,3 +228,13 @@ def test_final_composites_do_not_depend_on_the_order_venues_arrive_in() -> None:
     quiet = forward[T0 + 5 * S]  # Binance and Kraken only: too far apart, their median
     assert quiet[3] == pytest.approx(want[T0 + 5 * S]["close"]) and want[T0 + 5 * S]["venues"] == 2
     assert finals([KRAKEN, COINBASE, BINANCE]) == forward == finals([COINBASE, KRAKEN, BINANCE])
+
+
+def test_a_venue_turning_up_after_the_composite_is_final_corrects_it_without_reopening() -> None:
+    both = [trade(BINANCE, T0 + 100_000, 100.0), trade(COINBASE, T0 + 100_001, 100.4)]
+    close_it = [trade(BINANCE, T0 + 1_500_000, 100.0), trade(COINBASE, T0 + 1_500_001, 100.4)]
+    kraken_late = [trade(KRAKEN, T0 + 200_000, 100.2)]  # a new venue, its window still open
+    _, updates = run([both, close_it, kraken_late])
+    window = [(c.final, c.revision, c.close) for c in updates if c.start == T0]
+    assert window[-2:] == [(True, 0, pytest.approx(100.2)), (True, 1, pytest.approx(100.2))]
+    assert all(final for final, _, _ in window[window.index(window[-2]) :])

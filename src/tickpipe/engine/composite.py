@@ -145,7 +145,10 @@ class CompositeCandles:
         whatever order they came in, as a recomputation from the stored candles gives."""
         present = series.windows[start]
         candles = [c for _, c in sorted(present.items())]
-        final = self._final(series, group, interval, start)
+        revision, was_final = series.sent.get(start, (0, False))
+        # Once final, final: a venue that turns up later corrects it (revision + 1), as a
+        # late trade corrects a closed candle, and never reopens it.
+        final = was_final or self._final(series, group, interval, start)
         stale = self.config.stale_after_us
         closes = [c.close for c in candles]
         if not final:
@@ -170,7 +173,6 @@ class CompositeCandles:
             mean, volume, quote = mean + c.mean_price, volume + c.volume, quote + c.quote_volume
             buy, sell, trades = buy + c.buy_volume, sell + c.sell_volume, trades + c.trades
         close = cl / n
-        revision, was_final = series.sent.get(start, (0, False))
         if was_final:
             revision += 1
         series.sent[start] = (revision, final)
