@@ -1,6 +1,7 @@
 """Take docs/dashboard.png: a live `tickpipe demo` in Debian's headless Chromium, dark theme.
 
     .venv/bin/python scripts/dashboard-screenshot.py [--seconds 120] [--out docs/dashboard.png]
+    .venv/bin/python scripts/dashboard-screenshot.py --phone --out docs/dashboard-phone.png
 
 The demo runs first for `--seconds` (so the chart has history and the 30-minute average its
 first points), then the page is opened and left to update live for a few seconds.
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="demo history first")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "dashboard.png")
     parser.add_argument("--query", default="symbol=BTC-USDT&tf=1s&lookback=10m")
+    parser.add_argument("--phone", action="store_true", help="390x844 at 2x, touch (a phone)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data:
         demo = subprocess.Popen(
@@ -43,7 +45,12 @@ def main() -> None:
             time.sleep(args.seconds)
             with sync_playwright() as playwright:
                 browser = launch_chromium(playwright)
-                page = browser.new_page(viewport={"width": 1600, "height": 900})
+                screen = (
+                    {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
+                     "is_mobile": True, "has_touch": True}
+                    if args.phone else {"viewport": {"width": 1600, "height": 900}}
+                )  # fmt: skip
+                page = browser.new_page(**screen)
                 page.add_init_script("localStorage.setItem('tickpipe.theme', 'dark')")
                 page.goto(f"{url.group(0)}/?{args.query}")
                 page.wait_for_function("() => document.getElementById('chart').data?.length")

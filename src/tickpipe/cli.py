@@ -525,6 +525,83 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
     sys.exit(1)
 
 
+@cli.command()
+@CONFIG_OPTION
+@click.option("--data-dir", help="Where the DuckDB file is [default: ./tickpipe-data].")
+@STORE_OPTION
+@click.option(
+    "--exchange",
+    "exchanges",
+    multiple=True,
+    help="Exchange to backfill, repeatable [default: run.exchanges of the config; "
+    "with --gaps: every stored one].",
+)
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    help="BASE-QUOTE for every chosen exchange, or NAME:BASE-QUOTE for one; "
+    "repeatable [default: each exchange's own].",
+)
+@click.option(
+    "--since",
+    callback=_instant,
+    help="Start of the range: ISO date or time, UTC (e.g. 2026-12-01).",
+)
+@click.option(
+    "--until", callback=_instant, help="End of the range, exclusive (ISO, UTC) [default: now]."
+)
+@click.option(
+    "--gaps",
+    is_flag=True,
+    help="Fill only the holes in the stored trades (in --since/--until if given).",
+)
+@click.option(
+    "--rest-endpoint",
+    "rest_endpoints",
+    multiple=True,
+    callback=_endpoints,
+    metavar="NAME=URL",
+    help="REST endpoint override, repeatable.",
+)
+@click.option(
+    "--requests-per-second",
+    "rps",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="Pace requests at this rate [default: inside each exchange's public limit].",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(1),
+    default=50_000,
+    show_default=True,
+    help="Trades stored per transaction (and per saved progress).",
+)
+@click.option(
+    "--fresh", is_flag=True, help="Forget saved progress of these ranges and fetch them again."
+)
+def backfill(config_path, data_dir, exchanges, symbols, since, until, gaps, rest_endpoints, rps,
+             chunk, fresh) -> None:  # fmt: skip
+    """Fetch trade history over exchanges' REST APIs into the store, with exact candles.
+
+    Trades the store holds already are skipped; the candles of every window the new trades
+    touch are recomputed and corrected (revision + 1), as late trades would be. Progress per
+    symbol is saved after each chunk, so a killed backfill resumes where it stopped. Exits 0
+    when all is done, 1 when a symbol failed (run again to resume), 2 on bad arguments.
+    """
+    from tickpipe.history.command import run_backfill
+
+    config = _config(config_path, {
+        "data_dir": data_dir, "run.exchanges": list(exchanges) or None,
+        "run.symbols": list(symbols) or None,
+        **{f"exchanges.{name}.rest_url": url for name, url in rest_endpoints.items()},
+    })  # fmt: skip
+    status = run_backfill(config, list(exchanges), since, until, gaps, rps, chunk, fresh)
+    if status:
+        sys.exit(status)
+
+
 def _echo_uncompared(report: VerifyReport, err: bool = False) -> None:
     """Name the candles that differ but are no mismatch: the provisional ones an unclean stop
     left behind the stored trades, and those of windows the range cuts (not compared)."""

@@ -11,7 +11,8 @@ and its message shapes. The base gives it:
   `published` (what reached a client), `history` (every trade made, per market), `rejected`;
 - faults: `drop_after(n)` (the n-th counted frame cuts its connection, no close frame),
   `drop_all()`, `silent` (for the subclass's `send` to honour), `send_raw`, `reject_next(status,
-  retry_after)` for upgrades and `rest_reject_next(status, retry_after)` for REST requests;
+  retry_after)` for upgrades and `rest_reject_next(status, retry_after)` (or
+  `rest_reject_after(n, ...)`) for REST requests;
 - writing: `_write` (a data frame: counted in `frames_sent`, a step of `drop_after`), `_reply`
   (an answer to a request: neither), `_drop`.
 
@@ -250,6 +251,13 @@ class FakeExchange:
         """Answer the next `count` REST requests with `status` (and `Retry-After`)."""
         self._rest_rejects.extend([(status, retry_after)] * count)
 
+    def rest_reject_after(
+        self, answered: int, status: int = 500, retry_after: str | None = None, count: int = 1
+    ) -> None:
+        """Answer `answered` more REST requests, then refuse `count` with `status` (a server
+        that fails in the middle of a long paging run)."""
+        self._rest_rejects.extend([(0, None)] * answered + [(status, retry_after)] * count)
+
     def skip(self, market: str, count: int = 1) -> list[Any]:
         """Trades that happen but never reach a client: the gap a source must notice."""
         return [self.trade(market) for _ in range(count)]
@@ -312,6 +320,8 @@ class FakeExchange:
         if not self._rest_rejects:
             return None
         status, retry_after = self._rest_rejects.pop(0)
+        if status == 0:  # let through (`rest_reject_after`)
+            return None
         headers = {"Retry-After": retry_after} if retry_after is not None else None
         return web.json_response(self.rest_refusal, status=status, headers=headers)
 

@@ -16,7 +16,8 @@ The REST API (`rest_url`, aiohttp on 127.0.0.1) answers from the same history:
 `GET /api/v3/exchangeInfo` (the traded symbols plus `listed` extras, some not TRADING),
 `/api/v3/trades` (the most recent, limited to `recent_window` when set),
 `/api/v3/historicalTrades` (by `fromId`; answers 401 without an API key when
-`historical_needs_key`), `/api/v3/aggTrades` (by `fromId`) and `/api/v3/ticker/price`.
+`historical_needs_key`), `/api/v3/aggTrades` (by `fromId`, or by `startTime`/`endTime` at most
+an hour apart, as Binance allows) and `/api/v3/ticker/price`.
 `rest_requests` records every request; `rest_reject_next(429, retry_after=...)` refuses the
 next ones.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import threading
@@ -91,6 +93,7 @@ class FakeBinance(FakeExchange):
         }
         self.recent_window: int | None = None  # how many recent trades /api/v3/trades knows
         self.historical_needs_key = False
+        self.rest_page_limit: int | None = None  # rows per page below the asked `limit`
         self.rest_requests: list[tuple[str, dict[str, str]]] = []
         self.agg_history: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols}
         self.ping_interval = ping_interval
@@ -277,11 +280,21 @@ class FakeBinance(FakeExchange):
         return limit
 
     def _from(self, events: list[dict[str, Any]], key: str, request: web.Request) -> list:
-        limit = self._limit(request)
-        if "fromId" not in request.query:
+        limit = min(self._limit(request), self.rest_page_limit or 1000)
+        query = request.query
+        if "startTime" in query or "endTime" in query:
+            if "fromId" in query:
+                raise _RestError(400, -1128, "Combination of optional parameters invalid.")
+            start = int(query.get("startTime", 0))
+            end = int(query.get("endTime", start + 3_600_000 - 1))
+            if end - start > 3_600_000:  # ccxt asks for exactly an hour, which Binance allows
+                raise _RestError(400, -1127, "More than 1 hours between startTime and endTime.")
+            return [e for e in events if start <= e["T"] <= end][:limit]
+        if "fromId" not in query:
             return events[-limit:]
         from_id = int(request.query["fromId"])
-        return [e for e in events if e[key] >= from_id][:limit]
+        at = bisect.bisect_left(events, from_id, key=lambda e: e[key])  # ids grow in history
+        return events[at : at + limit]
 
     def _recent_trades(self, request: web.Request) -> list[dict[str, Any]]:
         symbol = self._symbol(request)

@@ -105,11 +105,14 @@ class FakeKraken(FakeExchange):
         side: str | None = None,
         price: float | None = None,
         qty: float | None = None,
+        at_us: int | None = None,
     ) -> dict[str, Any]:
-        """Make the next trade of `symbol` (a v2 trade object) without sending it."""
+        """Make the next trade of `symbol` (a v2 trade object) without sending it; `at_us`
+        dates it (history), else it happens now."""
         if price is None:
             price = self._price[symbol] = self._walk(self._price[symbol])
-        micros = max(time.time_ns() // 1000, self._last_us[symbol] + 1)
+        now_us = time.time_ns() // 1000 if at_us is None else at_us
+        micros = max(now_us, self._last_us[symbol] + 1)
         self._last_us[symbol] = micros
         trade_id = self._next_id[symbol]
         self._next_id[symbol] += 1

@@ -6,7 +6,8 @@ trade per push) and `/ws/v5/public` (channel `trades`, one row per taker order a
 `{"event": "subscribe", "arg": ..., "connId": ...}` or `{"event": "error", "code", "msg"}`, the
 text `ping` answered with the text `pong`, and a disconnect after `idle_close` seconds in which
 the client sent nothing. REST: `GET /api/v5/market/history-trades` (newest first, `after` =
-older than, `before` = newer than the given tradeId, `limit` at most 100) and
+older than, `before` = newer than the given tradeId, or with `type=2` the given time in ms,
+`limit` at most 100) and
 `GET /api/v5/public/instruments?instType=SPOT`, both in OKX's `{"code": "0", "msg": "",
 "data": [...]}` envelope.
 
@@ -83,9 +84,15 @@ class FakeOkx(FakeExchange):
     # -- the exchange --------------------------------------------------------------------
 
     def trade(
-        self, inst_id: str, *, side: str | None = None, price: float | None = None
+        self,
+        inst_id: str,
+        *,
+        side: str | None = None,
+        price: float | None = None,
+        ts_ms: int | None = None,
     ) -> dict[str, str]:
-        """Make the next trade of `inst_id` (a REST / trades-all row) without sending it."""
+        """Make the next trade of `inst_id` (a REST / trades-all row) without sending it;
+        `ts_ms` dates it (history), else it happens now."""
         if price is None:
             price = self._price[inst_id] = self._walk(self._price[inst_id])
         trade_id = self._next_id[inst_id]
@@ -97,7 +104,7 @@ class FakeOkx(FakeExchange):
             "sz": f"{round(self._rng.uniform(0.0001, 2.0), 8):.8f}",
             "side": side or self._rng.choice(["buy", "sell"]),
             "source": "0",
-            "ts": str(time.time_ns() // 1_000_000),
+            "ts": str(time.time_ns() // 1_000_000 if ts_ms is None else ts_ms),
         }
         self.history[inst_id].append(row)
         return row
@@ -220,6 +227,12 @@ class FakeOkx(FakeExchange):
                                       "data": []})  # fmt: skip
         limit = min(int(query.get("limit", "100")), 100)
         rows = self.history[inst_id]
+        if query.get("type") == "2":  # pagination by time: `after` = older than this ms
+            if "after" in query:
+                rows = [r for r in rows if int(r["ts"]) < int(query["after"])]
+            if "before" in query:
+                rows = [r for r in rows if int(r["ts"]) > int(query["before"])]
+            return web.json_response({"code": "0", "msg": "", "data": rows[-limit:][::-1]})
         if "after" in query:
             rows = [r for r in rows if int(r["tradeId"]) < int(query["after"])]
         if "before" in query and "after" not in query:

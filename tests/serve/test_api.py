@@ -220,15 +220,18 @@ def test_exchange_breakdown_equals_what_the_stored_trades_give(served: Served) -
     assert body["start"] % S == 0 and body["end"] % S == 0  # widened to whole candles
     rows = served.store.query(
         "SELECT symbol, count(*), sum(price * size), sum(size), min(price), max(price), "
-        "sum(size) FILTER (WHERE side = 'buy'), sum(size) FILTER (WHERE side = 'sell') "
+        "sum(size) FILTER (WHERE side = 'buy'), sum(size) FILTER (WHERE side = 'sell'), "
+        "first(price ORDER BY ts, seq), last(price ORDER BY ts, seq) "
         "FROM trades WHERE exchange = 'beta' AND ts >= ? AND ts < ? GROUP BY symbol",
         [body["start"], body["end"]],
     )
     got = {t["symbol"]: t for t in body["tickers"]}
     assert set(got) == {r[0] for r in rows}
-    for symbol, n, quote, size, low, high, buys, sells in rows:
+    for symbol, n, quote, size, low, high, buys, sells, first, last in rows:
         t = got[symbol]
         assert t["trades"] == n
+        assert (t["open"], t["close"]) == (first, last)
+        assert t["volume"] == pytest.approx(size, rel=1e-9)
         assert (t["low"], t["high"]) == (low, high)
         assert t["quote_volume"] == pytest.approx(quote, rel=1e-9)
         assert t["vwap"] == pytest.approx(quote / size, rel=1e-9)

@@ -3,16 +3,20 @@ and open without the access token while every /api route still needs it."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlencode
 
+import brotli
 import httpx
 import plotly
 import pytest
 
-from tickpipe.serve.app import ApiContext, create_app
+from tickpipe.serve.app import GZIP_MIN_BYTES, ApiContext, create_app
 from tickpipe.serve.live import Hub
 from tickpipe.serve.pages import STATIC_DIR
 from tickpipe.stores.duckdb import DuckDBStore
@@ -85,3 +89,73 @@ def test_every_static_file_is_declared_as_package_data() -> None:
     assert {"static/index.html", "static/dashboard.css", "static/js/main.js"} <= set(files)
     missed = [name for name in files if not any(PurePosixPath(name).match(g) for g in globs)]
     assert missed == []
+
+
+def _raw(url: str, **headers: str) -> tuple[httpx.Headers, bytes]:
+    """The answer's headers and its body as sent, before any decoding."""
+    with httpx.stream("GET", url, headers=headers) as answer:
+        return answer.headers, b"".join(answer.iter_raw())
+
+
+@pytest.mark.parametrize("path", ["/static/js/main.js", "/static/plotly.min.js"])
+def test_static_files_go_out_brotli_or_gzip_as_accepted_and_decode_to_the_file(
+    served: Served, path: str
+) -> None:
+    wheel = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    original = (wheel if "plotly" in path else STATIC_DIR / "js" / "main.js").read_bytes()
+    headers, body = _raw(served.url + path, **{"Accept-Encoding": "gzip, deflate, br"})
+    assert headers["content-encoding"] == "br" and brotli.decompress(body) == original
+    assert len(body) < len(original) / 3
+    headers, body = _raw(served.url + path, **{"Accept-Encoding": "gzip"})
+    assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == original
+    headers, body = _raw(served.url + path, **{"Accept-Encoding": "identity"})
+    assert "content-encoding" not in headers and body == original
+    headers, body = _raw(served.url + path, **{"Accept-Encoding": "br;q=0, gzip"})
+    assert headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in headers["vary"].lower()
+
+
+def test_an_unchanged_file_is_revalidated_with_a_304_and_a_changed_tag_gets_the_file(
+    served: Served,
+) -> None:
+    first = httpx.get(served.url + "/static/js/main.js")
+    assert first.headers["cache-control"] == "no-cache"
+    again = httpx.get(
+        served.url + "/static/js/main.js", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304 and again.content == b""
+    # The same content in another coding is still the same file.
+    plain = httpx.get(served.url + "/static/js/main.js", headers={"Accept-Encoding": "identity"})
+    assert plain.headers["etag"] != first.headers["etag"]
+    other = httpx.get(
+        served.url + "/static/js/main.js", headers={"If-None-Match": plain.headers["etag"]}
+    )
+    assert other.status_code == 304
+    stale = httpx.get(served.url + "/static/js/main.js", headers={"If-None-Match": '"0123abcd"'})
+    assert (
+        stale.status_code == 200 and stale.content == (STATIC_DIR / "js" / "main.js").read_bytes()
+    )
+
+
+def test_large_json_answers_are_gzipped_and_small_ones_are_not(served: Served) -> None:
+    exchanges = httpx.get(served.url + "/api/exchanges").json()["exchanges"]
+    symbol = exchanges[0]["symbols"][0]["symbol"]
+    end_ms = served.end // 1000
+    params = {"exchange": exchanges[0]["name"], "symbol": symbol, "interval": "1s",
+              "start": end_ms - 600_000, "end": end_ms}  # fmt: skip
+    headers, body = _raw(
+        served.url + "/api/candles?" + urlencode(params), **{"Accept-Encoding": "gzip"}
+    )
+    assert headers["content-encoding"] == "gzip"
+    candles = json.loads(gzip.decompress(body))
+    assert candles == httpx.get(served.url + "/api/candles", params=params).json()
+    headers, body = _raw(served.url + "/api/health", **{"Accept-Encoding": "gzip"})
+    assert len(body) < GZIP_MIN_BYTES and "content-encoding" not in headers
+
+
+def test_plotly_loads_without_blocking_the_first_paint(served: Served) -> None:
+    page = httpx.get(served.url + "/").text
+    scripts = re.findall(r"<script\b[^>]*\bsrc=[^>]*>", page)
+    assert scripts, "the page loads no script"
+    for script in scripts:
+        assert " defer" in script or 'type="module"' in script, script

@@ -12,7 +12,8 @@ import pytest
 
 from tickpipe.serve.app import ROUTES, ApiContext, create_app
 from tickpipe.serve.params import MAX_CANDLES
-from tickpipe.serve.udf import MAX_SEARCH, PRECISION_TRADES
+from tickpipe.serve.precision import PRECISION_TRADES
+from tickpipe.serve.udf import MAX_SEARCH
 from tickpipe.stores.duckdb import DuckDBStore
 
 from .conftest import VENUES, ApiThread, Served

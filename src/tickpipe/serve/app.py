@@ -28,6 +28,8 @@ from urllib.parse import parse_qs
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -55,11 +57,14 @@ from tickpipe.serve.params import (
     parse_time,
     required,
 )
+from tickpipe.serve.precision import Precision, PrecisionCache
 from tickpipe.serve.reads import RETRY_AFTER_S, Busy, ReadGate
 from tickpipe.serve.settings import ServeConfig
 from tickpipe.stores.base import Store, StoreError
 from tickpipe.symbols import SymbolError, normalize_symbol
 
+# A JSON answer below this goes out as is: compressing it saves less than the header costs.
+GZIP_MIN_BYTES = 1024
 WS_UNAUTHORIZED = 4401  # WebSocket close code: the 4000s are the application's own
 
 
@@ -84,6 +89,7 @@ class ApiContext:
     monitor: Any = None  # the running pipeline's Monitor (metrics, alerts); None: a stored file
     extra: dict[str, Any] = field(default_factory=dict)
     reads: ReadGate = field(default_factory=ReadGate)  # `create_app` sets serve's budgets
+    precisions: PrecisionCache = field(default_factory=PrecisionCache)
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A read bounded by key and size (never refused as busy; still within the budget)."""
@@ -92,6 +98,14 @@ class ApiContext:
     async def heavy(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A read that may scan many rows: refused with 503 when the heavy slots are full."""
         return await self.reads.heavy(self.store, fn, *args)
+
+    async def precision(self, exchange: str, symbol: str) -> Precision:
+        """The instrument's price and size precision, from its newest trades (precision.py)."""
+
+        async def newest(exchange: str, symbol: str, limit: int) -> list[dict[str, Any]]:
+            return await self.read(self.store.recent_trades, exchange, symbol, limit)
+
+        return await self.precisions.of(exchange, symbol, newest)
 
     async def stored_intervals(self) -> list[str]:
         stored = await self.read(self.store.intervals)
@@ -130,14 +144,16 @@ async def health(request: Request) -> JSON:
 
 
 async def exchanges(request: Request) -> JSON:
-    """Exchanges and their symbols, from the stored trades."""
+    """Exchanges and their symbols, from the stored trades, each with its precision."""
     ctx = _ctx(request)
     rows = await ctx.heavy(ctx.store.instrument_summary)
     out: dict[str, list[dict[str, Any]]] = {}
     for exchange, symbol, count, first, last in rows:
-        out.setdefault(exchange, []).append(
-            {"symbol": symbol, "trades": count, "first_ts": first, "last_ts": last}
-        )
+        precision = await ctx.precision(exchange, symbol)
+        out.setdefault(exchange, []).append({
+            "symbol": symbol, "trades": count, "first_ts": first, "last_ts": last,
+            **precision.as_json(),
+        })  # fmt: skip
     return JSON({
         "exchanges": [{"name": name, "symbols": symbols} for name, symbols in out.items()],
         "intervals": await ctx.stored_intervals(),
@@ -546,6 +562,8 @@ def create_app(
     serve = serve or ServeConfig()
     app = Starlette(
         routes=ROUTES,
+        # JSON and /metrics compressed when large; the static files come already compressed.
+        middleware=[Middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)],
         exception_handlers={
             BadRequest: _bad_request, HTTPException: _http_error, StoreError: _unavailable,
             Busy: _busy, Exception: _server_error,

@@ -127,7 +127,9 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/api/health": _get("the API answers and the store reads"),
             "/api/exchanges": _get(
-                "exchanges and their symbols, and the stored intervals", errors=(503,)
+                "exchanges and their symbols (each with its price and size precision: "
+                "price_decimals, size_decimals, tick_size, lot_size), and the stored intervals",
+                errors=(503,),
             ),
             "/api/candles": _get(
                 f"candles of one symbol, at most {MAX_CANDLES:,} per answer",

@@ -2,7 +2,7 @@
 
 plotly.js comes from the installed `plotly` wheel, so the page works on a machine with no
 internet and always matches the installed version (its URL carries that version, which is why
-it may be cached for a year).
+it may be cached for a year). Every file goes out compressed and tagged by its content (assets.py).
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import functools
 from importlib import resources
 from pathlib import Path
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tickpipe.serve.assets import REVALIDATE, Asset, asset, respond, static_files
 
 STATIC_DIR = Path(__file__).parent / "static"
 PLOTLY_CACHE = "public, max-age=31536000, immutable"
@@ -34,30 +36,37 @@ def plotly_version() -> str:
 
 
 @functools.cache
-def plotly_js() -> bytes:
+def plotly_js() -> Asset:
     """plotly.min.js from the plotly wheel, read once."""
-    return resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes()
+    raw = resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes()
+    return asset(raw, "plotly.min.js")
 
 
 @functools.cache
-def index_html() -> str:
+def index_html() -> Asset:
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    return page.replace("__PLOTLY_VERSION__", plotly_version())
+    return asset(page.replace("__PLOTLY_VERSION__", plotly_version()).encode(), "index.html")
 
 
-async def index(request: Request) -> HTMLResponse:
+async def index(request: Request) -> Response:
     """The dashboard; its own settings (exchange, symbol, view, token) live in the query string."""
-    return HTMLResponse(index_html(), headers={"Cache-Control": "no-cache"})
+    return await respond(request, index_html(), REVALIDATE)
 
 
 async def plotly(request: Request) -> Response:
-    return Response(
-        plotly_js(), media_type="text/javascript", headers={"Cache-Control": PLOTLY_CACHE}
-    )
+    return await respond(request, plotly_js(), PLOTLY_CACHE)
+
+
+async def static(request: Request) -> Response:
+    """The page's own scripts and styles, revalidated on each load."""
+    found = static_files(STATIC_DIR).get(request.path_params["path"])
+    if found is None:
+        raise HTTPException(404, f"no static file {request.path_params['path']!r}")
+    return await respond(request, found, REVALIDATE)
 
 
 PAGE_ROUTES = [
     Route("/", index),
     Route("/static/plotly.min.js", plotly),
-    Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    Route("/static/{path:path}", static),
 ]

@@ -39,8 +39,6 @@ DAY_S = 86_400
 MAX_UNIX_S = 10**11  # `from`/`to` beyond ±3,000 years are no times anyone charts
 SEARCH_LIMIT = 30  # TradingView's own default
 MAX_SEARCH = 100  # a larger `limit` is capped to this
-PRECISION_TRADES = 1000  # the newest trades whose prices and sizes give the precision
-MAX_DECIMALS = 10
 GROWTH = 16  # each look further back for older bars reads this many times more candles
 TYPE = "crypto"
 _RESOLUTION = re.compile(r"(\d*)([SD]?)")
@@ -101,15 +99,6 @@ def pick_resolution(text: str, stored: list[str]) -> Resolution:
             return resolution
     allowed = ", ".join(r.name for r in known) or "none stored yet"
     raise BadRequest(f"resolution={text!r}: not stored (stored: {allowed})")
-
-
-def decimals(values: Iterable[float], most: int = MAX_DECIMALS) -> int:
-    """The decimal places the values need, at most `most` (float noise past it is ignored)."""
-    places = 0
-    for value in values:
-        fraction = f"{value:.{most}f}".partition(".")[2].rstrip("0")
-        places = max(places, len(fraction))
-    return places
 
 
 # -- answers ----------------------------------------------------------------------------------
@@ -187,10 +176,7 @@ async def symbols(request: Request) -> Response:
     ctx = _ctx(request)
     exchange, symbol = await _resolve(ctx, required(request.query_params, "symbol"))
     known = resolutions(await ctx.stored_intervals())
-    trades = await ctx.heavy(ctx.store.recent_trades, exchange, symbol, PRECISION_TRADES)
-    # Without stored trades (a symbol the pipeline has just begun): cents and 8 decimals.
-    price_places = decimals(t["price"] for t in trades) if trades else 2
-    size_places = decimals(t["size"] for t in trades) if trades else 8
+    precision = await ctx.precision(exchange, symbol)
     seconds = [r.name for r in known if r.size_s < 60]
     minutes = [r.name for r in known if 60 <= r.size_s < DAY_S]
     days = [r.name for r in known if r.size_s >= DAY_S]
@@ -199,13 +185,13 @@ async def symbols(request: Request) -> Response:
         "name": symbol, "ticker": full_name, "full_name": full_name,
         "description": f"{symbol} on {exchange}", "type": TYPE, "session": "24x7",
         "timezone": "Etc/UTC", "exchange": exchange, "listed_exchange": exchange,
-        "format": "price", "minmov": 1, "pricescale": 10**price_places,
+        "format": "price", "minmov": 1, "pricescale": 10**precision.price_decimals,
         "has_intraday": True, "has_seconds": bool(seconds),
         "seconds_multipliers": [n.removesuffix("S") for n in seconds],
         "intraday_multipliers": minutes, "has_daily": bool(days),
         "daily_multipliers": [n.removesuffix("D") for n in days],
         "has_weekly_and_monthly": False, "supported_resolutions": [r.name for r in known],
-        "volume_precision": size_places, "data_status": "streaming",
+        "volume_precision": precision.size_decimals, "data_status": "streaming",
     })  # fmt: skip
 
 

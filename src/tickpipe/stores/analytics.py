@@ -192,6 +192,7 @@ class CandleAnalytics:
         tickers = [
             {
                 "symbol": t.symbol, "trades": t.trades, "trade_share": t.trades / n,
+                "open": t.open, "close": t.close, "volume": t.volume,
                 "quote_volume": t.quote_volume,
                 "volume_share": t.quote_volume / quote if quote else None,
                 "vwap": t.quote_volume / t.volume if t.volume else None, "low": t.low,

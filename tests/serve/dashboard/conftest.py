@@ -55,10 +55,14 @@ class Demo:
             self.proc.stdout.close()
 
 
-def start_demo(data_dir: Path, port: int = 0, token: str | None = None) -> Demo:
+def start_demo(
+    data_dir: Path, port: int = 0, token: str | None = None, symbols: int | None = None
+) -> Demo:
     """`tickpipe demo` on 127.0.0.1; returns once its API answers and it has stored trades."""
     args = [sys.executable, "-m", "tickpipe", "demo", "--quiet", "--port", str(port),
             "--data-dir", str(data_dir)]  # fmt: skip
+    if symbols is not None:
+        args += ["--symbols", str(symbols)]
     env = {**os.environ, "TICKPIPE_SERVE_TOKEN": token} if token else None
     # stderr to a file: nobody reads it while the demo runs, and a full pipe would block it.
     log = data_dir / f"demo-{time.monotonic_ns()}.stderr"
@@ -87,7 +91,8 @@ def start_demo(data_dir: Path, port: int = 0, token: str | None = None) -> Demo:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """One demo for the dashboard tests, behind an access token (the page must pass it on)."""
-    running = start_demo(tmp_path_factory.mktemp("dashboard"), token=TOKEN)
+    # 30 symbols, as a trader watches: from BTC at five figures to PEPE at 0.00001.
+    running = start_demo(tmp_path_factory.mktemp("dashboard"), token=TOKEN, symbols=30)
     try:
         yield running
     finally:
@@ -112,7 +117,25 @@ def console() -> Console:
 @pytest.fixture
 def page(chromium, console: Console, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh browser context and page (1440x900); screenshot at the end of the test."""
-    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    yield from _tab(chromium, console, request, viewport={"width": 1440, "height": 900})
+
+
+# A phone: 390x844 CSS pixels at 3x, touch, a phone's user agent (what Chromium's device
+# emulation of a recent iPhone-sized screen sets).
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3,
+         "is_mobile": True, "has_touch": True}  # fmt: skip
+
+
+@pytest.fixture
+def phone_page(chromium, console: Console, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """`page` on a phone-sized touch screen."""
+    yield from _tab(chromium, console, request, **PHONE)
+
+
+def _tab(
+    chromium, console: Console, request: pytest.FixtureRequest, **options: Any
+) -> Iterator[Any]:
+    context = chromium.new_context(**options)
     tab = context.new_page()
 
     def on_console(message) -> None:

@@ -55,6 +55,13 @@ class _AggTrade(msgspec.Struct, gc=False):
     m: bool
 
 
+class _AggStart(msgspec.Struct, gc=False):
+    """What `first_id_at` reads of an aggregate trade: its id and its first trade's id."""
+
+    a: _Id
+    f: _Id
+
+
 class _Symbol(msgspec.Struct):
     symbol: str
     status: str
@@ -129,6 +136,21 @@ async def fetch_page(
         rows = [Row(t.id, t.price, t.qty, t.time, t.isBuyerMaker) for t in trades]
     rows.sort()
     return Page(rows, bad)
+
+
+async def first_id_at(
+    rest: RestClient, path: str, raw_symbol: str, start_ms: int, end_ms: int
+) -> int | None:
+    """The id of the first trade of `raw_symbol` in [start_ms, end_ms] (at most an hour
+    apart, Binance's limit), or None when none traded then: where a backfill by time starts
+    paging by id. `/api/v3/aggTrades` is the only endpoint that searches by time; its `f` is
+    the first plain trade id of an aggregate, `a` its own (`path` says which is wanted)."""
+    params = {"symbol": raw_symbol, "startTime": start_ms, "endTime": end_ms, "limit": 1}
+    answer = await rest.get_json(AGG_TRADES, params)
+    rows, _ = read_rows(answer if isinstance(answer, list) else [], _AggStart)
+    if not rows:
+        return None
+    return rows[0].a if path == AGG_TRADES else rows[0].f
 
 
 async def fetch_prices(

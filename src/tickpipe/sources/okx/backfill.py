@@ -73,6 +73,21 @@ async def fetch_trades(
     return Fetched(trades[:limit], bad, limited)
 
 
+async def fetch_older(
+    client: RestClient, inst_id: str, *, than_id: int | None = None, than_ms: int | None = None
+) -> tuple[list[OkxTrade], list[Any]]:
+    """One page (up to 100) of the trades of `inst_id` just older than trade `than_id`, or
+    than the time `than_ms` (OKX's `type=2` pages by time), newest first; and the rows that
+    could not be read. How a backfill by time walks back from the end of its range."""
+    params: dict[str, Any] = {"instId": inst_id, "limit": PAGE}
+    if than_id is not None:
+        params.update(type=1, after=than_id)
+    elif than_ms is not None:
+        params.update(type=2, after=than_ms)
+    page, bad = read_rows(_rows(await client.get_json(HISTORY_PATH, params)), OkxTrade)
+    return [t for t in page if t.instId == inst_id], bad
+
+
 def _rows(answer: Any) -> list[Any]:
     if not isinstance(answer, dict):
         raise OkxApiError("answer is not a JSON object")
@@ -97,4 +112,6 @@ def ids_in(trades: list[OkxTrade], first: int, last: int) -> int:
     return int(np.unique(ids[(ids >= first) & (ids <= last)]).size)
 
 
-__all__ = ["Fetched", "OkxApiError", "RestError", "fetch_trades", "ids_in", "to_batch"]
+__all__ = [
+    "Fetched", "OkxApiError", "RestError", "fetch_older", "fetch_trades", "ids_in", "to_batch",
+]  # fmt: skip

@@ -2,6 +2,8 @@
 // custom bucket, the overlays, and the Plotly figure. Times are µs since the epoch, as the API
 // gives them.
 
+import { axisTime } from "./format.js";
+
 /** Candles keyed by start, kept in order; live updates replace a candle or append one. */
 export class CandleSeries {
   constructor(candles) {
@@ -119,14 +121,6 @@ export function anchoredVwap(candles) {
   });
 }
 
-/** A µs timestamp as the local wall-clock string Plotly puts on a date axis. */
-export function axisTime(us) {
-  const d = new Date(us / 1000);
-  const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-}
-
 export function themeColors() {
   const css = getComputedStyle(document.documentElement);
   const get = (name) => css.getPropertyValue(name).trim();
@@ -138,11 +132,31 @@ export function themeColors() {
 }
 
 /**
+ * Price labels in the instrument's precision: on the axis with trailing zeros dropped (so
+ * neighbouring labels differ), in the hover with every place. Unknown precision: 6 digits.
+ */
+function priceAxis(decimals) {
+  if (!Number.isInteger(decimals)) return { tickformat: ",.6~g" };
+  return { tickformat: `,.${decimals}~f`, hoverformat: `,.${decimals}f` };
+}
+
+// On a touch screen a finger drag pans the chart (a zoom box is for a mouse).
+const TOUCH = window.matchMedia("(pointer: coarse)").matches;
+
+/** Room on the right for the price labels: their longest is the highest price, every place. */
+function axisWidth(candles, decimals) {
+  const high = Math.max(1, ...candles.map((c) => c.high));
+  const digits = Math.floor(Math.log10(high)) + 1;
+  const chars = digits + Math.floor((digits - 1) / 3) + (Number.isInteger(decimals) ? decimals + 1 : 4);
+  return Math.max(64, 16 + 7 * chars);
+}
+
+/**
  * The candlestick figure: price with overlays above, volume below, one shared time axis.
  * `uirevision` is the chart's identity (exchange, symbol, timeframe, lookback): while it stays
  * the same, Plotly keeps the user's zoom and pan across every live redraw.
  */
-export function candleFigure({ candles, rolling, overlays, colors, uirevision, title }) {
+export function candleFigure({ candles, rolling, overlays, colors, uirevision, title, priceDecimals }) {
   const x = candles.map((c) => axisTime(c.start));
   const close = candles.map((c) => c.close);
   const traces = [
@@ -153,18 +167,18 @@ export function candleFigure({ candles, rolling, overlays, colors, uirevision, t
       customdata: candles.map((c) => c.start),
       increasing: { line: { color: colors.up, width: 1 }, fillcolor: colors.up },
       decreasing: { line: { color: colors.down, width: 1 }, fillcolor: colors.down },
-      whiskerwidth: 0, hoverlabel: { namelength: 0 }, showlegend: false,
+      whiskerwidth: 0, hoverinfo: "none", showlegend: false,
     },
     {
       type: "bar", name: "volume", x, y: candles.map((c) => c.volume), yaxis: "y2",
       customdata: candles.map((c) => c.start),
       marker: { color: candles.map((c) => (c.close >= c.open ? colors.up : colors.down)), opacity: 0.55 },
-      hovertemplate: "vol %{y}<extra></extra>", showlegend: false,
+      hoverinfo: "none", showlegend: false,
     },
   ];
   const line = (name, y, color, dash) => ({
     type: "scatter", mode: "lines", name, x, y, connectgaps: true,
-    line: { color, width: 1.4, dash: dash || "solid" }, hovertemplate: `${name} %{y}<extra></extra>`,
+    line: { color, width: 1.4, dash: dash || "solid" }, hoverinfo: "none",
   });
   if (overlays.vwap) traces.push(line("VWAP", anchoredVwap(candles), colors.vwap, "dot"));
   if (overlays.sma) traces.push(line("SMA 20", sma(close, 20), colors.sma));
@@ -182,11 +196,15 @@ export function candleFigure({ candles, rolling, overlays, colors, uirevision, t
     uirevision,
     paper_bgcolor: colors.bg, plot_bgcolor: colors.bg,
     font: { color: colors.text, size: 11 },
-    margin: { l: 8, r: 64, t: 8, b: 40 },
-    dragmode: "zoom", hovermode: "x unified", showlegend: true,
+    margin: { l: 8, r: axisWidth(candles, priceDecimals), t: 24, b: 40 }, // top: the hover legend
+    // No hover boxes: the legend above the chart shows the hovered candle (main.js).
+    dragmode: TOUCH ? "pan" : "zoom", hovermode: "x", showlegend: true,
     legend: { orientation: "h", x: 0, y: 1, yanchor: "top", bgcolor: "rgba(0,0,0,0)", font: { size: 11 } },
     xaxis: { ...axis, type: "date", anchor: "y2", rangeslider: { visible: false }, showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: colors.muted },
-    yaxis: { ...axis, domain: [0.24, 1], side: "right", tickformat: ",.6~g", fixedrange: false },
+    yaxis: {
+      ...axis, domain: [0.24, 1], side: "right", fixedrange: false, ...priceAxis(priceDecimals),
+      showspikes: true, spikemode: "across", spikesnap: "cursor", spikethickness: 1, spikedash: "dot", spikecolor: colors.muted,
+    },
     yaxis2: { ...axis, domain: [0, 0.19], side: "right", showgrid: false, tickformat: ".3~s" },
   };
   return { traces, layout };

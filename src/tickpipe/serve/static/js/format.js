@@ -1,15 +1,36 @@
 // Number and time formatting shared by the views.
 
-export function price(value) {
+/**
+ * A price in its instrument's precision (`decimals`, from /api/exchanges: the places its trades
+ * need); without one, a guess from its size.
+ */
+export function price(value, decimals) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (Number.isInteger(decimals)) return fixed(value, decimals);
   const abs = Math.abs(value);
   const digits = abs >= 1000 ? 2 : abs >= 1 ? 4 : 6;
   return value.toLocaleString("en-US", { minimumFractionDigits: Math.min(digits, 2), maximumFractionDigits: digits });
 }
 
-export function qty(value) {
+/** A change of price, signed, in the instrument's precision; never "-0.00". */
+export function signedPrice(value, decimals) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  const places = Number.isInteger(decimals) ? decimals : 2;
+  // Float noise below half a tick is no change at all.
+  const rounded = Math.round(value * 10 ** places) / 10 ** places;
+  if (rounded === 0) return fixed(0, places);
+  return `${rounded > 0 ? "+" : "-"}${fixed(Math.abs(rounded), places)}`;
+}
+
+/** A size in the instrument's lot precision; without one, a guess from its size. */
+export function qty(value, decimals) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (Number.isInteger(decimals)) return fixed(value, decimals);
   return value.toLocaleString("en-US", { maximumFractionDigits: value >= 100 ? 2 : 5 });
+}
+
+function fixed(value, decimals) {
+  return value.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
 }
 
 export function count(value) {
@@ -22,10 +43,13 @@ export function compact(value) {
   return Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 2 }).format(value);
 }
 
+/** A signed percentage; a change too small for `digits` places gets the places it needs. */
 export function percent(value, digits = 2) {
   if (value === null || value === undefined || !Number.isFinite(value)) return "–";
-  const sign = value > 0 ? "+" : "";
-  return `${sign}${(value * 100).toFixed(digits)}%`;
+  if (value === 0) return `${(0).toFixed(digits)}%`;
+  const pct = value * 100;
+  const places = Math.max(digits, Math.min(8, digits - Math.floor(Math.log10(Math.abs(pct))) - 1));
+  return `${pct > 0 ? "+" : "-"}${Math.abs(pct).toFixed(places)}%`;
 }
 
 export function share(value) {
@@ -33,14 +57,51 @@ export function share(value) {
   return `${(value * 100).toFixed(1)}%`;
 }
 
-export function clock(us) {
-  const d = new Date(us / 1000);
-  const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+// Every time the page writes is in one zone, UTC or the browser's own, and one format
+// (2026-12-06 20:19:40.123); the header's switch chooses, and the browser remembers it.
+let utc = localStorage.getItem("tickpipe.tz") === "utc";
+
+export function isUtc() {
+  return utc;
 }
 
+export function setUtc(on) {
+  utc = on;
+  localStorage.setItem("tickpipe.tz", on ? "utc" : "local");
+}
+
+/** The browser's own offset from UTC, e.g. "UTC+09:00". */
+export function localOffset() {
+  const minutes = -new Date().getTimezoneOffset();
+  const two = (n) => String(Math.floor(Math.abs(n))).padStart(2, "0");
+  return `UTC${minutes < 0 ? "-" : "+"}${two(minutes / 60)}:${two(minutes % 60)}`;
+}
+
+function fields(us) {
+  const d = new Date(us / 1000);
+  return utc
+    ? [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()]
+    : [d.getFullYear(), d.getMonth() + 1, d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds(), d.getMilliseconds()];
+}
+
+const pad = (n, w = 2) => String(n).padStart(w, "0");
+
+/** 20:19:40.123 */
+export function clock(us) {
+  const [, , , h, m, s, ms] = fields(us);
+  return `${pad(h)}:${pad(m)}:${pad(s)}.${pad(ms, 3)}`;
+}
+
+/** 2026-12-06 20:19:40 */
 export function dateTime(us) {
-  return new Date(us / 1000).toLocaleString("en-GB", { hour12: false });
+  const [y, mo, d, h, m, s] = fields(us);
+  return `${y}-${pad(mo)}-${pad(d)} ${pad(h)}:${pad(m)}:${pad(s)}`;
+}
+
+/** A µs timestamp as the wall-clock string Plotly puts on a date axis, in the page's zone. */
+export function axisTime(us) {
+  const [, , , , , , ms] = fields(us);
+  return `${dateTime(us)}.${pad(ms, 3)}`;
 }
 
 export function duration(ms) {

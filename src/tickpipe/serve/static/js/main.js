@@ -39,6 +39,9 @@ const state = {
   pending: [],
   tape: [],
   lastPrice: null,
+  hovered: null, // the start of the candle under the pointer; null: the legend shows the newest
+  // the watchlist: each symbol's 24h figures, and how the table is searched and sorted
+  watch: { rows: new Map(), search: "", sort: "symbol", dir: "asc" },
   tapeTimes: [],
   generation: 0,
 };
@@ -84,7 +87,8 @@ async function start() {
   setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
 }
 
-/** A symbol that starts trading later (a quiet one, a new listing) joins the pickers. */
+/** A symbol that starts trading later (a quiet one, a new listing) joins the pickers and the
+ * watchlist together. */
 async function refreshExchanges() {
   let body;
   try {
@@ -93,7 +97,8 @@ async function refreshExchanges() {
   } catch {
     return;
   }
-  const names = (list) => JSON.stringify(list.map((e) => [e.name, e.symbols.map((s) => s.symbol)]));
+  // A symbol's precision may still change while it has few trades: that counts too.
+  const names = (list) => JSON.stringify(list.map((e) => [e.name, e.symbols.map((s) => [s.symbol, s.price_decimals, s.size_decimals])]));
   if (names(body.exchanges) === names(state.exchanges)) return;
   state.exchanges = body.exchanges;
   const exchange = state.exchanges.find((e) => e.name === state.exchange);
@@ -155,6 +160,15 @@ function wireControls() {
   $("tabs").addEventListener("click", (e) => {
     if (e.target.dataset.view) showView(e.target.dataset.view);
   });
+  showZone();
+  $("tz").addEventListener("click", () => {
+    fmt.setUtc(!fmt.isUtc());
+    showZone();
+    renderChart();
+    renderTape();
+    analytics.render();
+    pipeline.render();
+  });
   $("theme").addEventListener("click", () => {
     applyTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark");
   });
@@ -166,8 +180,20 @@ function wireControls() {
     box.checked = state.overlays[box.dataset.overlay];
   }
   $("watchlist").addEventListener("click", (e) => {
+    const th = e.target.closest("th[data-sort]");
+    if (th) sortWatchlist(th.dataset.sort);
     const tr = e.target.closest("tr[data-symbol]");
     if (tr) selectSymbol(tr.dataset.symbol);
+  });
+  $("side-tabs").addEventListener("click", (e) => {
+    const side = e.target.dataset.side;
+    if (!side) return;
+    $("view-chart").dataset.side = side;
+    for (const b of $("side-tabs").children) b.classList.toggle("active", b.dataset.side === side);
+  });
+  $("watch-search").addEventListener("input", (e) => {
+    state.watch.search = e.target.value;
+    renderWatchlist();
   });
 }
 
@@ -242,6 +268,13 @@ function showView(view) {
   saveUrl();
 }
 
+/** The switch names the zone the times are in; its tooltip says what a click changes to. */
+function showZone() {
+  const local = `local time (${fmt.localOffset()})`;
+  $("tz").textContent = fmt.isUtc() ? "UTC" : "Local";
+  $("tz").title = fmt.isUtc() ? `Times in UTC; click for ${local}` : `Times in ${local}; click for UTC`;
+}
+
 function applyTheme(theme) {
   document.documentElement.dataset.theme = theme;
   localStorage.setItem("tickpipe.theme", theme);
@@ -261,6 +294,7 @@ function chartKey() {
  * as the candles' interval is known; pushes wait in `pending` until all the data is in. */
 function loadChart() {
   markPickers();
+  state.hovered = null;
   const lookbackUs = fmt.parseDuration(state.lookback);
   const stepUs = fmt.parseDuration(state.timeframe);
   if (lookbackUs / stepUs > MAX_CANDLES_SHOWN) {
@@ -417,15 +451,85 @@ function renderChart() {
   const { traces, layout } = candleFigure({
     candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
     uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
+    priceDecimals: precisionOf(state.symbol).price_decimals,
   });
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
+  if (!div.dataset.crosshair) followCursor(div);
+  // A live update changes the hovered candle too: the legend follows it.
+  const newest = candles[candles.length - 1];
+  showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
   renderQuote(candles);
+}
+
+// -- crosshair ------------------------------------------------------------------------------
+
+/**
+ * The crosshair's two labels: the hovered candle's OHLCV in the legend above the chart (the
+ * newest candle when the pointer is elsewhere), and the price under the pointer on the axis.
+ */
+function followCursor(div) {
+  div.dataset.crosshair = "on";
+  div.on("plotly_hover", (event) => {
+    const point = event.points.find((p) => p.curveNumber <= 1); // the candles or their volume
+    if (!point) return;
+    state.hovered = state.series.candles[point.pointIndex]?.start ?? null;
+    showLegend(state.series.candles[point.pointIndex]);
+  });
+  div.on("plotly_unhover", () => {
+    state.hovered = null;
+    showLegend(state.series.candles[state.series.candles.length - 1]);
+  });
+  div.addEventListener("mousemove", (e) => showCursorPrice(div, e));
+  div.addEventListener("mouseleave", () => { $("cursor-price").hidden = true; });
+}
+
+function showLegend(candle) {
+  const legend = $("hover-legend");
+  const chart = $("chart");
+  legend.style.left = `${chart.offsetLeft + 8}px`;
+  legend.style.top = `${chart.offsetTop + 4}px`;
+  if (!candle) {
+    legend.replaceChildren();
+    delete legend.dataset.start;
+    return;
+  }
+  const { price_decimals: places } = precisionOf(state.symbol);
+  const item = (name, text) => [document.createTextNode(` ${name} `), Object.assign(document.createElement("b"), { textContent: text })];
+  legend.replaceChildren(
+    ...item("", fmt.dateTime(candle.start)),
+    ...item("O", fmt.price(candle.open, places)), ...item("H", fmt.price(candle.high, places)),
+    ...item("L", fmt.price(candle.low, places)), ...item("C", fmt.price(candle.close, places)),
+    ...item("V", fmt.compact(candle.volume)), ...item("T", fmt.count(candle.trades)),
+  );
+  legend.dataset.start = String(candle.start);
+}
+
+function showCursorPrice(div, e) {
+  const label = $("cursor-price");
+  const y = div._fullLayout?.yaxis;
+  const x = div._fullLayout?.xaxis;
+  const top = e.clientY - div.getBoundingClientRect().top;
+  if (!y || !x || top < y._offset || top > y._offset + y._length) {
+    label.hidden = true;
+    return;
+  }
+  label.textContent = fmt.price(y.p2l(top - y._offset), precisionOf(state.symbol).price_decimals);
+  label.style.left = `${div.offsetLeft + x._offset + x._length + 2}px`;
+  label.style.top = `${div.offsetTop + top - 9}px`;
+  label.hidden = false;
+}
+
+/** The instrument's precision, as /api/exchanges gives it (none yet: the formats guess). */
+function precisionOf(symbol) {
+  const exchange = state.exchanges.find((e) => e.name === state.exchange);
+  return exchange?.symbols.find((s) => s.symbol === symbol) ?? {};
 }
 
 function renderQuote(candles) {
   const last = state.lastPrice ?? (candles.length ? candles[candles.length - 1].close : null);
-  $("q-last").textContent = fmt.price(last);
+  const places = precisionOf(state.symbol).price_decimals;
+  $("q-last").textContent = fmt.price(last, places);
   if (!candles.length) {
     for (const id of ["q-open", "q-high", "q-low", "q-vol", "q-trades"]) $(id).textContent = "–";
     $("q-change").textContent = "";
@@ -433,25 +537,26 @@ function renderQuote(candles) {
   }
   const { open, high, low, volume, trades } = rollup(candles, candles[0].start);
   const change = last / open - 1;
-  $("q-open").textContent = fmt.price(open);
-  $("q-high").textContent = fmt.price(high);
-  $("q-low").textContent = fmt.price(low);
+  $("q-open").textContent = fmt.price(open, places);
+  $("q-high").textContent = fmt.price(high, places);
+  $("q-low").textContent = fmt.price(low, places);
   $("q-vol").textContent = fmt.compact(volume);
   $("q-trades").textContent = fmt.count(trades);
   const latest = state.rolling.length ? state.rolling[state.rolling.length - 1].avg_close_30m : null;
-  $("q-avg30").textContent = fmt.price(latest);
+  $("q-avg30").textContent = fmt.price(latest, places);
   const el = $("q-change");
-  el.textContent = `${last - open >= 0 ? "+" : ""}${fmt.price(last - open)} (${fmt.percent(change)}) ${state.lookback}`;
+  el.textContent = `${fmt.signedPrice(last - open, places)} (${fmt.percent(change)}) ${state.lookback}`;
   el.className = `quote-change ${change > 0 ? "up" : change < 0 ? "down" : ""}`;
   const row = $("watchlist").querySelector(`tr[data-symbol="${CSS.escape(state.symbol)}"]`);
-  if (row && last !== null) row.children[1].textContent = fmt.price(last);
+  if (row && last !== null) row.children[1].textContent = fmt.price(last, places);
 }
 
 function renderTape() {
   const body = $("tape").tBodies[0];
+  const { price_decimals: places, size_decimals: lots } = precisionOf(state.symbol);
   body.replaceChildren(...state.tape.map((t) => {
     const side = t.side === "buy" ? "num up" : t.side === "sell" ? "num down" : "num";
-    return fmt.row([fmt.cell(fmt.clock(t.ts)), fmt.cell(fmt.price(t.price), side), fmt.cell(fmt.qty(t.size), "num")]);
+    return fmt.row([fmt.cell(fmt.clock(t.ts)), fmt.cell(fmt.price(t.price, places), side), fmt.cell(fmt.qty(t.size, lots), "num")]);
   }));
   const now = performance.now();
   state.tapeTimes = state.tapeTimes.filter((t) => now - t < 5000);
@@ -461,39 +566,66 @@ function renderTape() {
 // -- watchlist ------------------------------------------------------------------------------
 
 function buildWatchlist(exchange) {
-  const body = $("watchlist").tBodies[0];
-  body.replaceChildren(...exchange.symbols.map((s) => {
-    const tr = fmt.row([fmt.cell(s.symbol), fmt.cell("–", "num"), fmt.cell("–", "num")]);
-    tr.dataset.symbol = s.symbol;
-    tr.classList.toggle("selected", s.symbol === state.symbol);
-    return tr;
-  }));
+  state.watch.rows = new Map(exchange.symbols.map((s) => [s.symbol, { symbol: s.symbol, last: null, change: null, volume: null }]));
+  renderWatchlist();
   refreshWatchlist();
 }
 
-/** Last price and 24-hour change of every symbol of the exchange, from its largest candles. */
+/** Last price, 24-hour change and quote volume of every symbol of the exchange: one request. */
 async function refreshWatchlist() {
-  const exchange = state.exchanges.find((e) => e.name === state.exchange);
-  if (!exchange) return;
-  const sizes = state.intervals.map((name) => [name, fmt.parseDuration(name)]).filter(([, us]) => us <= 3600e6);
-  if (!sizes.length) return;
-  const interval = sizes.sort((a, b) => b[1] - a[1])[0][0];
-  $("watch-note").textContent = "24h";
-  await Promise.all(exchange.symbols.map(async ({ symbol }) => {
-    try {
-      const body = await getJSON("/api/candles", { exchange: exchange.name, symbol, interval, lookback: "24h" });
-      const tr = $("watchlist").querySelector(`tr[data-symbol="${CSS.escape(symbol)}"]`);
-      if (!tr || !body.candles.length) return;
-      const first = body.candles[0];
-      const last = body.candles[body.candles.length - 1];
-      const change = last.close / first.open - 1;
-      tr.children[1].textContent = fmt.price(symbol === state.symbol && state.lastPrice !== null ? state.lastPrice : last.close);
-      tr.children[2].textContent = fmt.percent(change);
-      tr.children[2].className = fmt.signClass(change);
-    } catch {
-      // one symbol's failure leaves its row as it was
-    }
+  const name = state.exchange;
+  if (!name) return;
+  let body;
+  try {
+    body = await getJSON(`/api/analytics/exchange/${encodeURIComponent(name)}`, { period: "24h" });
+  } catch {
+    return; // a busy or failing read leaves the rows as they were; the next refresh tries again
+  }
+  if (name !== state.exchange) return;
+  for (const t of body.tickers) {
+    // Only the symbols the pickers list: one that began trading since comes with the next
+    // refresh of the exchange list, in both at once.
+    const row = state.watch.rows.get(t.symbol);
+    if (row) Object.assign(row, { last: t.close, change: t.close / t.open - 1, volume: t.quote_volume });
+  }
+  renderWatchlist();
+}
+
+/** The rows that match the search, in the chosen order (no figure yet: always last). */
+function renderWatchlist() {
+  const { rows, sort, dir } = state.watch;
+  const wanted = state.watch.search.toUpperCase().replace(/[^A-Z0-9]/g, "");
+  const shown = [...rows.values()].filter((r) => r.symbol.replace(/[^A-Z0-9]/g, "").includes(wanted));
+  const sign = dir === "asc" ? 1 : -1;
+  shown.sort((a, b) => {
+    if (sort === "symbol") return sign * a.symbol.localeCompare(b.symbol);
+    if (a[sort] === null || a[sort] === undefined) return 1;
+    if (b[sort] === null || b[sort] === undefined) return -1;
+    return sign * (a[sort] - b[sort]) || a.symbol.localeCompare(b.symbol);
+  });
+  $("watchlist").tBodies[0].replaceChildren(...shown.map((r) => {
+    const last = r.symbol === state.symbol && state.lastPrice !== null ? state.lastPrice : r.last;
+    const tr = fmt.row([
+      fmt.cell(r.symbol), fmt.cell(fmt.price(last, precisionOf(r.symbol).price_decimals), "num"),
+      fmt.cell(fmt.percent(r.change), r.change === null ? "num" : fmt.signClass(r.change)),
+      fmt.cell(fmt.compact(r.volume), "num"),
+    ]);
+    tr.dataset.symbol = r.symbol;
+    tr.classList.toggle("selected", r.symbol === state.symbol);
+    return tr;
   }));
+  for (const th of $("watchlist").tHead.querySelectorAll("th[data-sort]")) {
+    if (th.dataset.sort === sort) th.dataset.dir = dir;
+    else delete th.dataset.dir;
+  }
+}
+
+function sortWatchlist(key) {
+  const watch = state.watch;
+  // A new column starts with what a trader looks for first: A-Z, or the largest numbers.
+  watch.dir = watch.sort === key ? (watch.dir === "asc" ? "desc" : "asc") : key === "symbol" ? "asc" : "desc";
+  watch.sort = key;
+  renderWatchlist();
 }
 
 // -- live state -----------------------------------------------------------------------------

@@ -162,14 +162,14 @@ export class PipelineView {
     let lag;
     if (this.history && this.history.length) {
       const rows = [...this.history].sort((a, b) => a.ts - b.ts);
-      const x = rows.map((r) => new Date(r.ts / 1000));
+      const x = rows.map((r) => fmt.axisTime(r.ts));
       throughput = [{ ...line("trades/s stored", x, rows.map((r) => r.trades_per_s), colors.accent), customdata: rows.map((r) => r.ts) }];
       lag = [line("p50", x, rows.map((r) => r.lag_p50_ms), colors.up), line("p99", x, rows.map((r) => r.lag_p99_ms), colors.down)];
       $("p-tp-source").textContent = "stored KPIs, last hour";
       $("p-lag-source").textContent = "event time to stored, ms";
     } else {
       const points = this.samples.filter((s) => s.tps !== null);
-      const x = points.map((s) => new Date(s.t));
+      const x = points.map((s) => fmt.axisTime(s.t * 1000));
       throughput = [line("trades/s", x, points.map((s) => s.tps), colors.accent)];
       lag = [line("freshness", x, points.map((s) => s.freshnessMs), colors.up)];
       $("p-tp-source").textContent = "sampled by this page";
