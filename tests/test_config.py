@@ -132,6 +132,12 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "correction_horizon": ("1h", 3600 * S),
         "idle_timeout": ("3s", 3 * S),
         "provisional_every": ("100ms", 100_000),
+        "future_tolerance": ("10s", 10 * S),
+        "composite.enabled": ("0", False),
+        "composite.band": ("2.5", 2.5),
+        "composite.stale_after": ("30s", 30 * S),
+        "composite.min_venues": ("3", 3),
+        "composite.equivalent_quotes": ("USD/USDT,EUR/EURC", ["USD/USDT", "EUR/EURC"]),
         "queue_trades": ("5000", 5000),
         "flush_every": ("1s", 1.0),
         "snapshot_every": ("30s", 30.0),
@@ -642,6 +648,27 @@ def test_the_duckdb_memory_limit_reaches_the_duckdb_file(tmp_path: Path) -> None
       "serve.heavy_reads = 0 (from TICKPIPE_SERVE_HEAVY_READS): must be between 1 and 64")],
 )  # fmt: skip
 def test_a_bad_read_budget_is_a_one_line_config_error(name: str, text: str, says: str) -> None:
+    message = error(env={name: text})
+    assert says in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [("TICKPIPE_COMPOSITE_BAND", "0", "composite.band = 0.0 (from TICKPIPE_COMPOSITE_BAND): "
+      "a percent above 0, at most 50"),
+     ("TICKPIPE_COMPOSITE_BAND", "wide", "composite.band = 'wide'"),
+     ("TICKPIPE_COMPOSITE_MIN_VENUES", "0", "composite.min_venues = 0"),
+     ("TICKPIPE_COMPOSITE_STALE_AFTER", "later", "composite.stale_after = 'later'"),
+     ("TICKPIPE_COMPOSITE_EQUIVALENT_QUOTES", "USD", "composite.equivalent_quotes[0] = 'USD' "
+      "(from TICKPIPE_COMPOSITE_EQUIVALENT_QUOTES): two or more quote currencies joined by '/'"),
+     ("TICKPIPE_COMPOSITE_EQUIVALENT_QUOTES", "USD/USDT,USDT/USDC",
+      "composite.equivalent_quotes[1] = 'USDT/USDC' (from TICKPIPE_COMPOSITE_EQUIVALENT_QUOTES)"
+      ": USDT is already in equivalent_quotes[0]"),
+     ("TICKPIPE_FUTURE_TOLERANCE", "soon", "future_tolerance = 'soon'")],
+)  # fmt: skip
+def test_a_bad_composite_or_future_tolerance_is_a_one_line_config_error(
+    name: str, text: str, says: str
+) -> None:
     message = error(env={name: text})
     assert says in message and "\n" not in message
 

@@ -39,6 +39,7 @@ from tickpipe.credentials import (
     with_password,
 )
 from tickpipe.durations import ALLOWED, NOT_A_DURATION, Seconds, decode
+from tickpipe.engine.composite_settings import CompositeSettings, check_composite
 from tickpipe.engine.settings import DURATION, EngineSettings, check_engine
 from tickpipe.monitor.alerts.config import (
     ALERT_SECRETS,
@@ -103,6 +104,7 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     exchanges: dict[str, ExchangeConfig] = msgspec.field(default_factory=dict)
     monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    composite: CompositeSettings = msgspec.field(default_factory=CompositeSettings)
     # Where trades and candles are kept: "" = the DuckDB file under data_dir, or a
     # postgresql://user@host:port/db, cassandra://host:port/keyspace or mongodb://host:port/db
     # URL (TICKPIPE_STORE, --store). Client settings (auth, TLS, consistency level, write
@@ -491,6 +493,7 @@ def check(
     check_exchanges(config.exchanges, fail)
     check_monitor(config.monitor, fail)
     check_alerts(config.alerts, fail, _secret_env(env, ALERT_SECRETS))
+    check_composite(config.composite, fail)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tickpipe.engine.batch import recompute
+from tickpipe.engine.composite_settings import COMPOSITE
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle, TradeBatch
 from tickpipe.stores.base import Store, time_range
@@ -202,7 +203,8 @@ class _Diff:
         self.size = parse_window(interval).size
         self.span = span
         self.cut: set[_At] = set()  # at most two windows per instrument: the range's edges
-        self.stored = (c for c in stored if self._inside(c))
+        # Composite candles are made from venues' candles, not from trades: not recomputed here.
+        self.stored = (c for c in stored if c.exchange != COMPOSITE and self._inside(c))
         self.interval = interval
         self.show = show
         self.open_after = open_after

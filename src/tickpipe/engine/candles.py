@@ -7,7 +7,9 @@ Per batch the engine
 3. aggregates the rest column-wise into one partial candle per (instrument, window) and
    merges those into the open windows, or into closed ones as a correction (revision + 1),
 4. advances each instrument's watermark (max event time minus allowed lateness) and closes
-   the windows that end at or before it.
+   the windows that end at or before it. A future-stamped trade (event time more than
+   `future_tolerance` after its local receipt: a venue's clock ahead, a bad feed) is kept in
+   its candle but counted and left out of the watermark, so it cannot close windows early.
 
 `tick` runs the wall-clock idle timer, so a quiet symbol's windows close too, and sends
 provisional updates at most every `provisional_every` per candle.
@@ -39,6 +41,7 @@ class EngineConfig:
     correction_horizon: int | None = None
     idle_timeout: int = 2_000_000
     provisional_every: int = 250_000
+    future_tolerance: int = 5_000_000  # event time may lead local receipt by this much
 
     @property
     def horizon(self) -> int:
@@ -67,6 +70,9 @@ class InstrumentState:
     last_ts: int = _NEVER
     last_recv_ts: int = _NEVER
     trades: int = 0
+    # Since start-up (not in the snapshot): what the data-quality view shows per venue.
+    duplicates: int = 0  # dropped as already accepted
+    future: int = 0  # accepted, but stamped beyond `future_tolerance` after receipt
 
 
 def _key(instrument: Instrument) -> tuple[str, str]:
@@ -118,6 +124,8 @@ class CandleEngine:
         ids = None if batch.trade_id is None else batch.trade_id[idx]
         new = self._seen.filter_new(gid[idx], batch.seq[idx], ids, batch.ts[idx])
         out.duplicates = int(len(idx) - new.sum())
+        if out.duplicates:
+            self._count(gid[idx[~new]], "duplicates")
         keep = idx[new]
         if not len(keep):
             return out
@@ -286,22 +294,44 @@ class CandleEngine:
         return np.array(codes, np.int64)
 
     def _note_latest(self, trades: SortedTrades, now: int) -> np.ndarray:
-        """Update per-instrument latest trade and max event time; return the touched ids."""
-        last = np.flatnonzero(np.append(trades.gid[1:] != trades.gid[:-1], True))
-        touched = trades.gid[last]
-        counts = np.diff(np.append(-1, last))
+        """Update per-instrument latest trade and max event time; return the touched ids.
+
+        Future-stamped trades count, but neither as the latest trade nor in the max event
+        time (the watermark): trades are in (instrument, ts) order, so the latest one that is
+        not future-stamped is the last of its run once those are masked out.
+        """
+        ends = np.flatnonzero(np.append(trades.gid[1:] != trades.gid[:-1], True))
+        touched = trades.gid[ends]
+        counts = np.diff(np.append(-1, ends))
+        future = trades.ts > trades.recv_ts + self.config.future_tolerance
+        last = ends
+        if future.any():
+            self._count(trades.gid[future], "future")
+            position = np.where(future, -1, np.arange(len(future)))
+            starts = np.append(0, ends[:-1] + 1)
+            last = np.maximum.reduceat(position, starts)  # -1: every trade of the run is
+        has = last >= 0
+        at = np.where(has, last, 0)
         latest = zip(
-            touched.tolist(), trades.ts[last].tolist(), trades.price[last].tolist(),
-            trades.recv_ts[last].tolist(), counts.tolist(), strict=True,
+            touched.tolist(), trades.ts[at].tolist(), trades.price[at].tolist(),
+            trades.recv_ts[at].tolist(), counts.tolist(), has.tolist(), strict=True,
         )  # fmt: skip
-        for g, ts, price, recv_ts, n in latest:
+        for g, ts, price, recv_ts, n, ok in latest:
             state = self.states[g]
             state.trades += n
-            if ts >= state.last_ts:
+            if ok and ts >= state.last_ts:
                 state.last_ts, state.last_price, state.last_recv_ts = ts, price, recv_ts
-        self._max_ts[touched] = np.maximum(self._max_ts[touched], trades.ts[last])
+        newest = np.where(has, trades.ts[at], _NEVER)
+        self._max_ts[touched] = np.maximum(self._max_ts[touched], newest)
         self._last_wall[touched] = now
         return touched
+
+    def _count(self, gids: np.ndarray, counter: str) -> None:
+        """Add one per trade of `gids` to each instrument's `counter` (duplicates, future)."""
+        counts = np.bincount(gids, minlength=len(self.states))
+        for g in np.flatnonzero(counts).tolist():
+            state = self.states[g]
+            setattr(state, counter, getattr(state, counter) + int(counts[g]))
 
     def _close(self, now: int, out: EngineOutput) -> None:
         for table in self.tables:

@@ -39,6 +39,11 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True):
     provisional_every_us: Annotated[Micros, DURATION] = msgspec.field(
         name="provisional_every", default=Micros(250_000)
     )
+    # A trade stamped further than this after its receipt is future-stamped: kept, counted,
+    # left out of the watermark (a venue's clock ahead must not close windows early).
+    future_tolerance_us: Annotated[Micros, DURATION] = msgspec.field(
+        name="future_tolerance", default=Micros(5_000_000)
+    )
 
     def windows(self) -> tuple[Window, ...]:
         return tuple(parse_window(w) for w in [*self.intervals, *self.hopping])
@@ -53,6 +58,7 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True):
             correction_horizon=self.correction_horizon_us or None,
             idle_timeout=self.idle_timeout_us,
             provisional_every=self.provisional_every_us,
+            future_tolerance=self.future_tolerance_us,
         )
 
 

@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 
 from tickpipe.config import ConfigError
 from tickpipe.monitor.alerts.config import MonitorConfig
+from tickpipe.monitor.quality_metrics import QualityCollector
 from tickpipe.records import Gap, TradeBatch
 
 if TYPE_CHECKING:  # the distributed mode's processes use the metrics without a status
@@ -202,6 +203,7 @@ class PipelineMetrics:
         """Expose the pipeline's status (and alert notifications by notifier and outcome),
         read afresh at every scrape."""
         self.registry.register(_StatusCollector(status, notifications))
+        self.registry.register(QualityCollector(status))
 
     def serve(self, monitor: MonitorConfig) -> Callable[[], None] | None:
         """Expose /metrics on `monitor.metrics_port` (0: not at all), bound now so a busy

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from tickpipe.config import Config
-from tickpipe.monitor.alerts.engine import FIRING, Alert, AlertEngine
+from tickpipe.monitor.alerts.engine import FIRING, Alert, AlertEngine, VenueView
 from tickpipe.monitor.kpis import KpiSampler
 from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.monitor.notify.base import Dispatcher, alert_json
@@ -141,6 +141,10 @@ class Monitor:
             (i.exchange, i.symbol): i.last_price
             for i in status.instruments if i.last_price is not None
         })  # fmt: skip
+        self.state.venues = {
+            (v.exchange, v.symbol): VenueView(c.symbol, v.deviation_pct, v.stale_s)
+            for c in status.composites for v in c.venues
+        }  # fmt: skip
         busy = status.queue_depth > 0 or status.writer_pending > 0
         changed = self.alerts.evaluate(self.state.observation(now, busy, self.measure_lag))
         if changed:

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from tickpipe.monitor.alerts.engine import Observation, SourceView
+from tickpipe.monitor.alerts.engine import Observation, SourceView, VenueView
 from tickpipe.records import TradeBatch
 
 MAX_SAMPLES = 100_000  # lag samples kept between two reads (a stride thins more)
@@ -51,6 +51,7 @@ class PipelineState:
     def __init__(self) -> None:
         self.sources: dict[str, SourceView] = {}
         self.prices: dict[tuple[str, str], float] = {}
+        self.venues: dict[tuple[str, str], VenueView] = {}  # venues of composites
         self.lags = LagSamples()  # read by the alert rules
         self.kpi_lags = LagSamples()  # read by the KPI sampler
         self.last_stored_ts = 0  # newest event time written to the store, µs
@@ -101,4 +102,7 @@ class PipelineState:
             name: SourceView(v.connected, v.last_trade, v.down_since)
             for name, v in self.sources.items()
         }
-        return Observation(now=now, lag_s=lag_s, sources=sources, prices=dict(self.prices))
+        return Observation(
+            now=now, lag_s=lag_s, sources=sources, prices=dict(self.prices),
+            venues=dict(self.venues),
+        )  # fmt: skip

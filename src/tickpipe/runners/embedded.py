@@ -23,12 +23,14 @@ import msgspec
 from tickpipe.config import Config, ConfigError
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
+from tickpipe.engine.composite import CompositeCandles
 from tickpipe.engine.snapshot import SnapshotError
 from tickpipe.forecast.model import ForecastUnavailable
 from tickpipe.forecast.service import ForecastService, start_forecasts
 from tickpipe.monitor.service import Monitor
 from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.quality import QualityMeter
 from tickpipe.runtime.stage import TICK_SECONDS, EngineStage
 from tickpipe.runtime.status import PipelineStatus, StatusBoard
 from tickpipe.runtime.writer import StoreWriter
@@ -77,7 +79,12 @@ class Pipeline:
             self.stage.on_output.append(self._publish)
         self.counters = self.stage.counters
         self.stats: dict[str, SourceStats] = {s.name: SourceStats() for s in sources}
+        self.quality = self.stage.quality = QualityMeter()
         self.board = StatusBoard(mode, self.stage, self.writer, self.transport, self.stats, clock)
+        composite = config.composite.composite_config()
+        if composite.enabled:  # one process sees every venue: here, not in the Kafka mode
+            self.stage.derive = CompositeCandles(composite, self.engine.horizon).update
+            self.board.composite = composite
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None  # `run`'s, for `stop`
         # A file replay's event times are old: its "lag" says nothing about the pipeline.
@@ -290,6 +297,8 @@ class Pipeline:
     def _on_event(self, event: Gap | Disconnect) -> None:
         kind = type(event).__name__.lower()
         self.monitor.on_event(event)
+        if isinstance(event, Gap):
+            self.quality.on_gap(event)
         detail = msgspec.json.encode(event).decode()
         self.writer.submit(events=[(event.ts, kind, event.source, detail)])
 

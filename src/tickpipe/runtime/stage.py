@@ -22,8 +22,9 @@ import msgspec
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.candles import CandleEngine, EngineOutput
 from tickpipe.engine.snapshot import SnapshotError, load_snapshot, take_snapshot
-from tickpipe.records import TradeBatch
+from tickpipe.records import Candle, TradeBatch
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.quality import QualityMeter
 from tickpipe.runtime.writer import REPLAY_FROM, STATE, StoreWriter, decode_replay_from
 from tickpipe.stores.base import SnapshotStore, Store
 
@@ -67,6 +68,11 @@ class EngineStage:
         self.on_batch: Callable[[TradeBatch], None] | None = None  # the monitor's, if any
         # Called with each step's output after the writer has it (a replaying stage: never).
         self.on_output: list[OutputHook] = []
+        # Candles made from each step's candles (the composite), stored and published with
+        # them; None: none. Restored candles go through it too.
+        self.derive: Callable[[list[Candle]], list[Candle]] | None = None
+        # Data quality per venue of the live batches, where the runner reads it (embedded).
+        self.quality: QualityMeter | None = None
         self.snapshot_every_s = snapshot_every_s
         self._next_snapshot_s = clock.monotonic_s()
 
@@ -79,6 +85,8 @@ class EngineStage:
     def process(self, batch: TradeBatch) -> None:
         if self.on_batch is not None:
             self.on_batch(batch)
+        if self.quality is not None and self.writer is not None:
+            self.quality.observe(batch, self.clock.now_us())
         self._apply(self.engine.process(batch, self.clock.now_us()))
 
     def tick(self) -> None:
@@ -170,6 +178,8 @@ class EngineStage:
         """To the writer (with a snapshot when due, or forced by `snapshot`), then the hooks."""
         if self.writer is None:
             return
+        if self.derive is not None and out.candles:
+            out.candles = out.candles + self.derive(out.candles)
         state = self._snapshot_due(snapshot)
         if out.accepted is not None or out.candles or out.rolling or state is not None:
             self.writer.submit(out.accepted, out.candles, out.rolling, snapshot=state)

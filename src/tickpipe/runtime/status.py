@@ -12,8 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tickpipe.engine.composite import CompositePrice, consolidate
+from tickpipe.engine.composite_settings import CompositeConfig
 from tickpipe.records import Candle
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.quality import VenueQuality, engine_counts
 from tickpipe.runtime.stage import EngineStage
 from tickpipe.runtime.writer import StoreWriter
 from tickpipe.sources import SourceStats
@@ -68,6 +71,8 @@ class PipelineStatus:
     alerts_firing: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (rule, severity)
     lake_queued: int = 0  # committed submissions waiting for the lake's thread
     lake_dropped_trades: int = 0  # not written to the lake: it was behind (export refills)
+    quality: Mapping[str, VenueQuality] = field(default_factory=dict)  # per venue
+    composites: tuple[CompositePrice, ...] = ()  # live consolidated prices, when configured
 
     @property
     def trades_per_s(self) -> float:
@@ -107,6 +112,8 @@ class StatusBoard:
         # The monitor's alerts firing per (rule, severity), once a monitor is attached.
         self.alerts_firing: Callable[[], dict[tuple[str, str], int]] | None = None
         self.lake: LakeFeed | None = None  # the lake writer, once the pipeline has one
+        self.composite: CompositeConfig | None = None  # the live composites, when configured
+        self._restored_counts: dict[str, tuple[int, int]] = {}  # venue -> dups, future
         self._rates: dict[int, tuple[float, int, float]] = {}  # gid -> (time, trades, rate)
         self._restored_trades: dict[int, int] = {}  # gid -> its trades before this run
 
@@ -116,6 +123,7 @@ class StatusBoard:
         so the view and the KPIs list only instruments this run's sources trade."""
         states = list(self.stage.engine.states)
         self._restored_trades = {gid: state.trades for gid, state in enumerate(states)}
+        self._restored_counts = engine_counts(states)
 
     def read(self) -> PipelineStatus:
         now = self.clock.monotonic_s()
@@ -174,4 +182,26 @@ class StatusBoard:
             alerts_firing=self.alerts_firing() if self.alerts_firing is not None else {},
             lake_queued=self.lake.queued if self.lake is not None else 0,
             lake_dropped_trades=self.lake.dropped_trades if self.lake is not None else 0,
+            quality=self._quality(),
+            composites=self._composites(),
         )
+
+    def _quality(self) -> dict[str, VenueQuality]:
+        """Per venue; the engine's counts of this run only (not what a restore replayed)."""
+        if self.stage.quality is None:
+            return {}
+        counts = engine_counts(list(self.stage.engine.states))
+        for venue, (dups, future) in self._restored_counts.items():
+            now_dups, now_future = counts.get(venue, (0, 0))
+            counts[venue] = (now_dups - dups, now_future - future)
+        return self.stage.quality.read(self.clock.now_us(), counts)
+
+    def _composites(self) -> tuple[CompositePrice, ...]:
+        config = self.composite
+        if config is None or not config.enabled:
+            return ()
+        latest = [
+            (s.instrument.exchange, s.instrument.symbol, s.last_price, s.last_recv_ts)
+            for s in list(self.stage.engine.states)
+        ]
+        return consolidate(latest, self.clock.now_us(), config)

@@ -41,7 +41,7 @@ from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle
 from tickpipe.runtime.clock import now_us
 from tickpipe.runtime.status import PipelineStatus
-from tickpipe.serve import forecasts, monitoring, udf
+from tickpipe.serve import consolidated, forecasts, monitoring, udf
 from tickpipe.serve.exposure import WS_POLICY, Exposure, ExposureGuard
 from tickpipe.serve.live import Hub, Subscriber
 from tickpipe.serve.openapi import openapi_document
@@ -546,6 +546,7 @@ ROUTES = [
     Route("/api/analytics/exchange/{name}", exchange_breakdown),
     Route("/api/forecasts", forecasts.forecasts),
     WebSocketRoute("/api/live", live),
+    *consolidated.ROUTES,  # /api/quality, /api/composite (consolidated.py)
     *udf.ROUTES,  # TradingView's UDF datafeed under /udf (udf.py)
     *PAGE_ROUTES,  # the dashboard page and its static files (pages.py)
 ]

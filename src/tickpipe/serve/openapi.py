@@ -157,6 +157,14 @@ def openapi_document() -> dict[str, Any]:
                 (400, 404),
             ),
             "/api/kpis": _get("stored totals, events, live hub and pipeline counters"),
+            "/api/quality": _get(
+                "data quality per venue: receive delay p50/p99, out of order, gaps, duplicates,"
+                " future-stamped trades (a stored file: live false, none)",
+            ),
+            "/api/composite": _get(
+                "consolidated prices: each composite symbol's price, each venue's price, "
+                "deviation and staleness (a stored file: live false, none)",
+            ),
             "/api/kpis/history": _get(
                 "KPIs kept in the store (throughput, lag, volume), oldest first",
                 [

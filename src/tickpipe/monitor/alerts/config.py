@@ -24,6 +24,8 @@ RULE_KINDS = {
     "price_above": "a price; fires while the last price is above it",
     "price_below": "a price; fires while the last price is below it",
     "price_move": "percent; fires when the price moved more than this within `window`",
+    "venue_deviation": "percent; fires while a venue's price is this far from the composite",
+    "venue_stale": "seconds; fires while a venue of a composite has not traded for this long",
 }
 SEVERITIES = ("info", "warning", "critical")
 NOTIFIERS = ("log", "webhook", "slack", "discord", "telegram", "email")
@@ -134,7 +136,7 @@ def check_alerts(alerts: AlertsConfig, fail: Fail, env: Mapping[str, str]) -> No
             fail(f"{key}.kind", rule.kind, f"one of {', '.join(RULE_KINDS)}")
         if rule.severity not in SEVERITIES:
             fail(f"{key}.severity", rule.severity, f"one of {', '.join(SEVERITIES)}")
-        if rule.threshold < 0 or (rule.kind.startswith("price") and rule.threshold == 0):
+        if rule.threshold < 0 or (rule.kind.startswith(("price", "venue")) and rule.threshold == 0):
             fail(f"{key}.threshold", rule.threshold, RULE_KINDS[rule.kind] + ", above 0")
         if rule.kind in ("price_above", "price_below") and not rule.symbols:
             fail(f"{key}.symbols", rule.symbols, "name the symbols a price threshold is for")

@@ -49,6 +49,15 @@ class SourceView:
     down_since: int | None = None  # µs, when it was last seen disconnected (None: connected)
 
 
+@dataclass(frozen=True)
+class VenueView:
+    """One venue of a composite (the consolidated price) at observation time."""
+
+    composite: str  # the composite symbol, e.g. BTC-USD
+    deviation_pct: float  # its latest price against the composite
+    stale_s: float  # since its latest trade was received
+
+
 @dataclass
 class Observation:
     """The pipeline's state at `now`, as the rules read it."""
@@ -57,6 +66,7 @@ class Observation:
     lag_s: float | None = None  # processing lag over the last period; None: nothing to say
     sources: dict[str, SourceView] = field(default_factory=dict)
     prices: dict[tuple[str, str], float] = field(default_factory=dict)  # (exchange, symbol)
+    venues: dict[tuple[str, str], VenueView] = field(default_factory=dict)  # of composites
 
 
 def _labels(exchange: str = "", symbol: str = "", source: str = "") -> dict[str, str]:
@@ -160,6 +170,21 @@ class AlertEngine:
                     v = 0.0 if down is None else (obs.now - down) / S
                     text = f"{name} disconnected for {v:.0f}s (threshold {t:g}s)"
                 yield _labels(source=name), v, v > t, text
+            return
+        if rule.kind in ("venue_deviation", "venue_stale"):
+            for (exchange, symbol), venue in obs.venues.items():
+                if not matches(rule, exchange, symbol):
+                    continue
+                where = f"{symbol} on {exchange}"
+                if rule.kind == "venue_deviation":
+                    v = venue.deviation_pct
+                    text = (f"{where} is {v:+.2f}% from the {venue.composite} composite "
+                            f"(threshold {t:g}%)")  # fmt: skip
+                    yield _labels(exchange, symbol), v, abs(v) > t, text
+                else:
+                    v = venue.stale_s
+                    text = f"{where}: no trade for {v:.0f}s (threshold {t:g}s)"
+                    yield _labels(exchange, symbol), v, v > t, text
             return
         for (exchange, symbol), price in obs.prices.items():
             if not matches(rule, exchange, symbol):

@@ -4,6 +4,7 @@
 import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
 import { AnalyticsView } from "./analytics.js";
 import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from "./candles.js";
+import { ConsolidatedView, withComposite } from "./consolidated.js";
 import { Forecasts } from "./forecast.js";
 import * as fmt from "./format.js";
 import { PipelineView } from "./pipeline.js";
@@ -59,6 +60,7 @@ const analytics = new AnalyticsView({
 const pipeline = new PipelineView({ onError: showError });
 const forecasts = new Forecasts();
 window.tickpipe.forecasts = forecasts;
+const consolidated = new ConsolidatedView({ selection: () => ({ exchange: state.exchange, symbol: state.symbol }) });
 
 // -- start ----------------------------------------------------------------------------------
 
@@ -83,6 +85,7 @@ async function start() {
   if (!state.live) showLiveState("stored", "");
   await loadExchanges();
   pipeline.start();
+  consolidated.start();
   setInterval(refreshWatchlist, WATCHLIST_EVERY_MS);
   setInterval(refreshRolling, ROLLING_EVERY_MS);
   setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
@@ -95,6 +98,7 @@ async function refreshExchanges() {
   let body;
   try {
     body = await getJSON("/api/exchanges");
+    body.exchanges = await withComposite(body.exchanges);
   } catch {
     return;
   }
@@ -115,7 +119,7 @@ async function loadExchanges() {
   for (;;) {
     try {
       const body = await getJSON("/api/exchanges");
-      state.exchanges = body.exchanges;
+      state.exchanges = await withComposite(body.exchanges);
       state.intervals = body.intervals
         .filter((name) => !name.includes("/") && fmt.parseDuration(name) !== null)
         .sort((a, b) => fmt.parseDuration(a) - fmt.parseDuration(b));
@@ -240,11 +244,13 @@ function selectExchange(name, wantedSymbol) {
   buildWatchlist(exchange);
   analytics.setExchange(name);
   loadChart();
+  consolidated.renderComposite();
 }
 
 function selectSymbol(symbol) {
   state.symbol = symbol;
   loadChart();
+  consolidated.renderComposite();
 }
 
 function setTimeframe(tf) {
