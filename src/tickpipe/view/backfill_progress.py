@@ -4,18 +4,16 @@ Airflow task log: one every `every_s` seconds and one per finished task)."""
 
 from __future__ import annotations
 
-import sys
-from types import TracebackType
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TaskID, TextColumn, TimeRemainingColumn
 
 from tickpipe.history.backfill import TaskProgress
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.view.progress import StderrProgress
 
 
-class BackfillProgress:
+class BackfillProgress(StderrProgress):
     """A backfill progress callback; use it as a context manager (the bars are cleared)."""
 
     def __init__(
@@ -25,38 +23,17 @@ class BackfillProgress:
         clock: Clock = SYSTEM_CLOCK,
         tty: bool | None = None,
     ) -> None:
-        self.stream = stream or sys.stderr
-        self.every_s = every_s
-        self.clock = clock
-        self._shown_s: float | None = None
+        columns = (
+            TextColumn("backfill {task.description}"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[trades]:,} trades"),
+            TextColumn("{task.fields[rate]:,.0f} trades/s"),
+            TimeRemainingColumn(),
+        )
+        super().__init__(columns, stream, every_s, clock, tty)
         self._tasks: dict[int, TaskID] = {}
         self._finished: set[int] = set()
-        self._bar: Progress | None = None
-        if self.stream.isatty() if tty is None else tty:
-            self._bar = Progress(
-                TextColumn("backfill {task.description}"),
-                BarColumn(bar_width=20),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[trades]:,} trades"),
-                TextColumn("{task.fields[rate]:,.0f} trades/s"),
-                TimeRemainingColumn(),
-                console=Console(file=self.stream),
-                transient=True,
-            )
-
-    def __enter__(self) -> BackfillProgress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
     def __call__(self, done: TaskProgress) -> None:
         now_s = self.clock.monotonic_s()

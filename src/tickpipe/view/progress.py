@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -25,11 +26,14 @@ from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.verify import Checked
 
 
-class VerifyProgress:
-    """A `verify` progress callback; use it as a context manager (the bar is cleared at exit)."""
+class StderrProgress:
+    """What every long command's progress shares: a rich bar of `columns` when the stream is a
+    terminal, plain lines (at most one every `every_s` seconds) when it is a log, CI or a
+    scheduler's task log. Use it as a context manager: the bar is cleared at exit."""
 
     def __init__(
         self,
+        columns: tuple[ProgressColumn, ...],
         stream: TextIO | None = None,
         every_s: float = 10.0,
         clock: Clock = SYSTEM_CLOCK,
@@ -38,24 +42,12 @@ class VerifyProgress:
         self.stream = stream or sys.stderr
         self.every_s = every_s
         self.clock = clock
-        self.started_s = clock.monotonic_s()
         self._shown_s: float | None = None
-        self._stage = ""
         self._bar: Progress | None = None
-        self._task: TaskID | None = None
         if self.stream.isatty() if tty is None else tty:
-            self._bar = Progress(
-                TextColumn("verify: {task.description}"),
-                BarColumn(bar_width=20),
-                TextColumn("{task.completed:,.0f}/~{task.total:,.0f} trades"),
-                TextColumn("{task.fields[rate]:,.0f}/s"),
-                TextColumn("{task.fields[done]}/{task.fields[instruments]} instruments"),
-                TimeRemainingColumn(),
-                console=Console(file=self.stream),
-                transient=True,
-            )
+            self._bar = Progress(*columns, console=Console(file=self.stream), transient=True)
 
-    def __enter__(self) -> VerifyProgress:
+    def __enter__(self) -> Self:
         if self._bar is not None:
             self._bar.start()
         return self
@@ -68,6 +60,31 @@ class VerifyProgress:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class VerifyProgress(StderrProgress):
+    """A `verify` progress callback: trades checked (of an estimate), their rate, instruments
+    done and the time left."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        every_s: float = 10.0,
+        clock: Clock = SYSTEM_CLOCK,
+        tty: bool | None = None,
+    ) -> None:
+        columns = (
+            TextColumn("verify: {task.description}"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.completed:,.0f}/~{task.total:,.0f} trades"),
+            TextColumn("{task.fields[rate]:,.0f}/s"),
+            TextColumn("{task.fields[done]}/{task.fields[instruments]} instruments"),
+            TimeRemainingColumn(),
+        )
+        super().__init__(columns, stream, every_s, clock, tty)
+        self.started_s = clock.monotonic_s()
+        self._stage = ""
+        self._task: TaskID | None = None
 
     def __call__(self, checked: Checked) -> None:
         now_s = self.clock.monotonic_s()
