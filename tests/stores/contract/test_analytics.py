@@ -124,6 +124,8 @@ def test_exchange_breakdown_equals_the_trades(filled, start: int, end: int) -> N
         q, v = sum(t.price * t.size for t in g), sum(t.size for t in g)
         expected.append({
             "symbol": symbol, "trades": len(g), "trade_share": len(g) / len(mine),
+            "open": min(g, key=lambda t: (t.ts, t.seq)).price,
+            "close": max(g, key=lambda t: (t.ts, t.seq)).price, "volume": v,
             "quote_volume": q, "volume_share": q / quote, "vwap": q / v,
             "low": min(t.price for t in g), "high": max(t.price for t in g),
             "mean_size": v / len(g),
