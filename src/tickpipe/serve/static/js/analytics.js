@@ -61,13 +61,17 @@ export class AnalyticsView {
     if (!this.visible) return;
     const period = $("a-period").value;
     const by = $("a-by").value;
+    // An older refresh (another exchange's) answering late must not replace this one's.
+    const turn = (this.turn = (this.turn || 0) + 1);
     try {
       const [exchanges, tickers] = await Promise.all([
         getJSON("/api/analytics/top-exchanges", { period, by }),
         getJSON("/api/analytics/top-tickers", { period, by, limit: 25 }),
       ]);
       const name = this.exchange || (exchanges.exchanges[0] && exchanges.exchanges[0].exchange);
-      this.detail = name ? await getJSON(`/api/analytics/exchange/${encodeURIComponent(name)}`, { period }) : null;
+      const detail = name ? await getJSON(`/api/analytics/exchange/${encodeURIComponent(name)}`, { period }) : null;
+      if (turn !== this.turn) return;
+      this.detail = detail;
       $("a-range").textContent = `${fmt.dateTime(exchanges.start)} – ${fmt.dateTime(exchanges.end)}`;
       this.renderTops(exchanges, tickers);
       this.render();
