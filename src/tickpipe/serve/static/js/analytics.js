@@ -64,10 +64,10 @@ export class AnalyticsView {
     // An older refresh (another exchange's) answering late must not replace this one's.
     const turn = (this.turn = (this.turn || 0) + 1);
     try {
-      const [exchanges, tickers] = await Promise.all([
-        getJSON("/api/analytics/top-exchanges", { period, by }),
-        getJSON("/api/analytics/top-tickers", { period, by, limit: 25 }),
-      ]);
+      // One after the other: each is a heavy read, and the server serves only a few at once
+      // (serve.heavy_reads) while a switch of exchange also refreshes the watchlist and chart.
+      const exchanges = await getJSON("/api/analytics/top-exchanges", { period, by });
+      const tickers = await getJSON("/api/analytics/top-tickers", { period, by, limit: 25 });
       const name = this.exchange || (exchanges.exchanges[0] && exchanges.exchanges[0].exchange);
       const detail = name ? await getJSON(`/api/analytics/exchange/${encodeURIComponent(name)}`, { period }) : null;
       if (turn !== this.turn) return;
