@@ -7,9 +7,19 @@ import * as fmt from "./format.js";
 const REFRESH_MS = 5000;
 const $ = (id) => document.getElementById(id);
 
+/** A ticker row that opens the symbol's chart when clicked. */
+function clickable(tr, symbol) {
+  tr.dataset.symbol = symbol;
+  tr.classList.add("link");
+  tr.title = `Open the ${symbol} chart`;
+  return tr;
+}
+
 export class AnalyticsView {
-  constructor({ onPickExchange, onError }) {
+  /** `onPickSymbol(exchange, symbol)`: a ticker row was clicked (exchange null: any venue). */
+  constructor({ onPickExchange, onPickSymbol, onError }) {
     this.onPickExchange = onPickExchange;
+    this.onPickSymbol = onPickSymbol;
     this.onError = onError;
     this.visible = false;
     this.exchange = "";
@@ -20,6 +30,16 @@ export class AnalyticsView {
     $("top-exchanges").addEventListener("click", (e) => {
       const tr = e.target.closest("tr[data-exchange]");
       if (tr) this.onPickExchange(tr.dataset.exchange);
+    });
+    // A ticker opens its chart: of any venue from the top tickers, of the drilled-down
+    // exchange from its breakdown.
+    $("top-tickers").addEventListener("click", (e) => {
+      const tr = e.target.closest("tr[data-symbol]");
+      if (tr) this.onPickSymbol(null, tr.dataset.symbol);
+    });
+    $("d-tickers").addEventListener("click", (e) => {
+      const tr = e.target.closest("tr[data-symbol]");
+      if (tr && this.detail) this.onPickSymbol(this.detail.exchange, tr.dataset.symbol);
     });
   }
 
@@ -41,13 +61,17 @@ export class AnalyticsView {
     if (!this.visible) return;
     const period = $("a-period").value;
     const by = $("a-by").value;
+    // An older refresh (another exchange's) answering late must not replace this one's.
+    const turn = (this.turn = (this.turn || 0) + 1);
     try {
-      const [exchanges, tickers] = await Promise.all([
-        getJSON("/api/analytics/top-exchanges", { period, by }),
-        getJSON("/api/analytics/top-tickers", { period, by, limit: 25 }),
-      ]);
+      // One after the other: each is a heavy read, and the server serves only a few at once
+      // (serve.heavy_reads) while a switch of exchange also refreshes the watchlist and chart.
+      const exchanges = await getJSON("/api/analytics/top-exchanges", { period, by });
+      const tickers = await getJSON("/api/analytics/top-tickers", { period, by, limit: 25 });
       const name = this.exchange || (exchanges.exchanges[0] && exchanges.exchanges[0].exchange);
-      this.detail = name ? await getJSON(`/api/analytics/exchange/${encodeURIComponent(name)}`, { period }) : null;
+      const detail = name ? await getJSON(`/api/analytics/exchange/${encodeURIComponent(name)}`, { period }) : null;
+      if (turn !== this.turn) return;
+      this.detail = detail;
       $("a-range").textContent = `${fmt.dateTime(exchanges.start)} – ${fmt.dateTime(exchanges.end)}`;
       this.renderTops(exchanges, tickers);
       this.render();
@@ -65,9 +89,10 @@ export class AnalyticsView {
     }));
     $("top-tickers").tBodies[0].replaceChildren(...tickers.tickers.map((t) => {
       const change = t.last_price / t.first_price - 1;
-      return fmt.row([fmt.cell(t.symbol), fmt.cell(fmt.count(t.trades), "num"),
+      const tr = fmt.row([fmt.cell(t.symbol), fmt.cell(fmt.count(t.trades), "num"),
         fmt.cell(fmt.compact(t.quote_volume), "num"), fmt.cell(fmt.price(t.last_price), "num"),
         fmt.cell(fmt.percent(change), fmt.signClass(change)), fmt.cell(fmt.count(t.exchanges), "num")]);
+      return clickable(tr, t.symbol);
     }));
   }
 
@@ -89,11 +114,11 @@ export class AnalyticsView {
       div.innerHTML = `<div class="share"><div class="bar" style="width:${Math.max(1, value * 120)}px"></div>${fmt.share(value)}</div>`;
       return div;
     };
-    $("d-tickers").tBodies[0].replaceChildren(...d.tickers.map((x) => fmt.row([
+    $("d-tickers").tBodies[0].replaceChildren(...d.tickers.map((x) => clickable(fmt.row([
       fmt.cell(x.symbol), fmt.cell(fmt.count(x.trades), "num"), bar(x.trade_share),
       fmt.cell(fmt.compact(x.quote_volume), "num"), bar(x.volume_share),
       fmt.cell(fmt.price(x.vwap), "num"), fmt.cell(fmt.price(x.low), "num"), fmt.cell(fmt.price(x.high), "num"),
-    ])));
+    ]), x.symbol)));
     if (!this.visible) return;
     const colors = themeColors();
     const top = d.tickers.slice(0, 12).reverse();

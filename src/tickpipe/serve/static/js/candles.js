@@ -3,6 +3,11 @@
 // gives them.
 
 import { axisTime } from "./format.js";
+import { DEFAULTS, bollinger, label, macd, rsi } from "./indicators.js";
+import { spread } from "./venues.js";
+
+// Lines of the compared venues, in the order they were chosen.
+const VENUE_COLORS = ["#f5a623", "#3fa7ff", "#c86dd7", "#33c3a0", "#e4572e"];
 
 /** Candles keyed by start, kept in order; live updates replace a candle or append one. */
 export class CandleSeries {
@@ -156,7 +161,9 @@ function axisWidth(candles, decimals) {
  * `uirevision` is the chart's identity (exchange, symbol, timeframe, lookback): while it stays
  * the same, Plotly keeps the user's zoom and pan across every live redraw.
  */
-export function candleFigure({ candles, rolling, overlays, colors, uirevision, title, priceDecimals }) {
+export function candleFigure({
+  candles, rolling, overlays, colors, uirevision, title, priceDecimals, indicators = DEFAULTS, venues = [],
+}) {
   const x = candles.map((c) => axisTime(c.start));
   const close = candles.map((c) => c.close);
   const traces = [
@@ -192,6 +199,8 @@ export function candleFigure({ candles, rolling, overlays, colors, uirevision, t
     });
   }
   const axis = { gridcolor: colors.grid, zerolinecolor: colors.grid, linecolor: colors.border, color: colors.muted };
+  const panels = studyTraces(traces, { candles, x, close, indicators, venues, colors });
+  const domains = stackDomains(panels.length);
   const layout = {
     uirevision,
     paper_bgcolor: colors.bg, plot_bgcolor: colors.bg,
@@ -202,10 +211,91 @@ export function candleFigure({ candles, rolling, overlays, colors, uirevision, t
     legend: { orientation: "h", x: 0, y: 1, yanchor: "top", bgcolor: "rgba(0,0,0,0)", font: { size: 11 } },
     xaxis: { ...axis, type: "date", anchor: "y2", rangeslider: { visible: false }, showspikes: true, spikemode: "across", spikethickness: 1, spikecolor: colors.muted },
     yaxis: {
-      ...axis, domain: [0.24, 1], side: "right", fixedrange: false, ...priceAxis(priceDecimals),
+      ...axis, domain: domains.price, side: "right", fixedrange: false, ...priceAxis(priceDecimals),
       showspikes: true, spikemode: "across", spikesnap: "cursor", spikethickness: 1, spikedash: "dot", spikecolor: colors.muted,
     },
-    yaxis2: { ...axis, domain: [0, 0.19], side: "right", showgrid: false, tickformat: ".3~s" },
+    yaxis2: { ...axis, domain: domains.volume, side: "right", showgrid: false, tickformat: ".3~s" },
   };
+  panels.forEach((panel, i) => {
+    layout[`yaxis${i + 3}`] = { ...axis, domain: domains.panels[i], side: "right", ...panel.axis,
+      title: { text: panel.name, font: { size: 10 }, standoff: 4 } };
+  });
   return { traces, layout };
+}
+
+/**
+ * Price and volume share the chart with the indicator panels: volume at the bottom, then each
+ * panel, price above them all. [price, volume, panels...] as Plotly axis domains.
+ */
+function stackDomains(count) {
+  if (!count) return { price: [0.24, 1], volume: [0, 0.19], panels: [] };
+  const gap = 0.03;
+  const panel = Math.min(0.18, 0.5 / count);
+  const volume = 0.12;
+  const panels = [];
+  let bottom = volume + gap;
+  for (let i = 0; i < count; i += 1) {
+    panels.push([bottom, bottom + panel - gap]);
+    bottom += panel;
+  }
+  return { price: [bottom + gap, 1], volume: [0, volume], panels };
+}
+
+/**
+ * Bollinger bands and the compared venues' closes drawn over the price; RSI, MACD and the
+ * venues' spread each in its own panel (yaxis3, yaxis4, ...). Traces carry `meta` naming what
+ * they draw, so anyone (the tests too) can find them. Returns the panels, bottom first.
+ */
+function studyTraces(traces, { candles, x, close, indicators, venues, colors }) {
+  const panels = [];
+  const line = (name, y, color, extra) => ({
+    type: "scatter", mode: "lines", name, x, y, connectgaps: false,
+    line: { color, width: 1.2 }, hoverinfo: "none", ...extra,
+  });
+  if (indicators.bb.on) {
+    const { period, k } = indicators.bb;
+    const bands = bollinger(close, period, k);
+    const name = label("bb", indicators.bb);
+    traces.push(line(name, bands.upper, colors.muted, { meta: "bb.upper", legendgroup: "bb" }));
+    traces.push(line(`${name} mid`, bands.mid, colors.muted, { meta: "bb.mid", legendgroup: "bb", showlegend: false, line: { color: colors.muted, width: 1, dash: "dot" } }));
+    traces.push(line(`${name} lower`, bands.lower, colors.muted, { meta: "bb.lower", legendgroup: "bb", showlegend: false, fill: "tonexty", fillcolor: "rgba(127,127,127,0.06)" }));
+  }
+  venues.forEach((v, i) => {
+    const color = VENUE_COLORS[i % VENUE_COLORS.length];
+    traces.push({
+      ...line(`${v.exchange} ${v.symbol}`, v.candles.map((c) => c.close), color, { meta: `venue.${v.exchange}` }),
+      x: v.candles.map((c) => axisTime(c.start)), customdata: v.candles.map((c) => c.start),
+      connectgaps: true,
+    });
+  });
+  const panel = (name, extra) => {
+    panels.push({ name, axis: extra || {} });
+    return `y${panels.length + 2}`;
+  };
+  if (venues.length) {
+    const yaxis = panel("spread", { tickformat: ",.6~g" });
+    const values = spread(candles, venues);
+    const latest = values.filter((v) => v !== null).pop();
+    const latestText = latest === undefined ? "" : `: ${Number(latest.toPrecision(6))}`;
+    traces.push({
+      type: "bar", name: `spread (max−min)${latestText}`, meta: "spread", x, y: values, yaxis,
+      customdata: candles.map((c) => c.start), marker: { color: colors.muted }, hoverinfo: "none",
+    });
+  }
+  if (indicators.macd.on) {
+    const { fast, slow, signal } = indicators.macd;
+    const m = macd(close, fast, slow, signal);
+    const yaxis = panel(label("macd", indicators.macd), { tickformat: ".3~g" });
+    traces.push({
+      type: "bar", name: "MACD hist", meta: "macd.hist", x, y: m.hist, yaxis, showlegend: false, hoverinfo: "none",
+      marker: { color: m.hist.map((h) => (h !== null && h < 0 ? colors.down : colors.up)), opacity: 0.6 },
+    });
+    traces.push(line(label("macd", indicators.macd), m.line, colors.ema, { meta: "macd.line", yaxis }));
+    traces.push(line("signal", m.signal, colors.sma, { meta: "macd.signal", yaxis, showlegend: false }));
+  }
+  if (indicators.rsi.on) {
+    const yaxis = panel(label("rsi", indicators.rsi), { range: [0, 100], tickvals: [30, 50, 70], fixedrange: true });
+    traces.push(line(label("rsi", indicators.rsi), rsi(close, indicators.rsi.period), colors.vwap, { meta: "rsi", yaxis }));
+  }
+  return panels;
 }

@@ -7,7 +7,10 @@ import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from ".
 import { ConsolidatedView, withComposite } from "./consolidated.js";
 import { Forecasts } from "./forecast.js";
 import * as fmt from "./format.js";
+import * as indicators from "./indicators.js";
 import { PipelineView } from "./pipeline.js";
+import { StudyControls } from "./studies.js";
+import { VenueCompare, sameAsset } from "./venues.js";
 
 const MAX_CANDLES_SHOWN = 20000; // beyond this a browser chart stalls: ask for a larger timeframe
 const TAPE_ROWS = 80;
@@ -16,6 +19,7 @@ const WATCHLIST_EVERY_MS = 10000;
 const ROLLING_EVERY_MS = 30000;
 const EXCHANGES_EVERY_MS = 30000;
 const FORECASTS_EVERY_MS = 5000;
+const VENUES_EVERY_MS = 5000;
 const PLOT_CONFIG = { displaylogo: false, responsive: true, scrollZoom: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 const $ = (id) => document.getElementById(id);
@@ -31,6 +35,8 @@ const state = {
   lookback: query.get("lookback") || "1h",
   view: query.get("view") || "chart",
   overlays: { vwap: true, sma: true, ema: false, avg30: true },
+  indicators: indicators.fromQuery(query), // RSI, MACD, Bollinger: on/off and periods
+  venues: new VenueCompare((query.get("venues") || "").split(",").filter(Boolean)),
   // the chart being shown
   series: new CandleSeries([]),
   rolling: [],
@@ -55,6 +61,7 @@ window.tickpipe = { state, stats };
 const socket = new LiveSocket({ onMessage, onState: showLiveState, onOpen: onLiveOpen });
 const analytics = new AnalyticsView({
   onPickExchange: (name) => selectExchange(name),
+  onPickSymbol: (exchange, symbol) => openChart(exchange, symbol),
   onError: showError,
 });
 const pipeline = new PipelineView({ onError: showError });
@@ -90,6 +97,7 @@ async function start() {
   setInterval(refreshRolling, ROLLING_EVERY_MS);
   setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
   setInterval(refreshForecasts, FORECASTS_EVERY_MS);
+  setInterval(refreshVenues, VENUES_EVERY_MS);
 }
 
 /** A symbol that starts trading later (a quiet one, a new listing) joins the pickers and the
@@ -184,6 +192,7 @@ function wireControls() {
   for (const box of $("overlays").querySelectorAll("input")) {
     box.checked = state.overlays[box.dataset.overlay];
   }
+  wireStudies();
   $("watchlist").addEventListener("click", (e) => {
     const th = e.target.closest("th[data-sort]");
     if (th) sortWatchlist(th.dataset.sort);
@@ -226,7 +235,8 @@ function markPickers() {
 function saveUrl() {
   const params = keepToken(new URLSearchParams({
     exchange: state.exchange, symbol: state.symbol, tf: state.timeframe,
-    lookback: state.lookback, view: state.view,
+    lookback: state.lookback, view: state.view, ...indicators.toQuery(state.indicators),
+    ...(state.venues.names.length ? { venues: state.venues.names.join(",") } : {}),
   }));
   history.replaceState(null, "", `${location.pathname}?${params}`);
 }
@@ -367,6 +377,7 @@ async function fetchChart(subscribe) {
     clearError();
     renderChart();
     renderTape();
+    refreshVenues();
     $("chart-foot").textContent = `${body.candles.length.toLocaleString()} candles of ${body.interval}` +
       (body.interval !== body.from_interval ? ` (rolled up from ${body.from_interval})` : "") +
       ` · ${state.lookback} back · ${state.live ? "live" : "stored data, no live feed"}`;
@@ -471,6 +482,7 @@ function renderChart() {
     candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
     uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
     priceDecimals: precisionOf(state.symbol).price_decimals,
+    indicators: state.indicators, venues: state.venues.of(chartKey()),
   });
   traces.push(...forecasts.traces(candles, themeColors()));
   Plotly.react(div, traces, layout, PLOT_CONFIG);
@@ -480,6 +492,53 @@ function renderChart() {
   const newest = candles[candles.length - 1];
   showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
   renderQuote(candles);
+}
+
+// -- studies and compared venues ------------------------------------------------------------
+
+let studies = null;
+
+function wireStudies() {
+  studies = new StudyControls({
+    indicators: state.indicators, venues: state.venues,
+    onChange: () => {
+      saveUrl();
+      renderChart();
+    },
+    onVenues: () => {
+      saveUrl();
+      refreshVenues();
+    },
+  });
+}
+
+/** The chosen venues' candles of the shown asset, fetched again every few seconds. */
+async function refreshVenues() {
+  if (!state.symbol || !state.exchanges.length) return;
+  const choices = sameAsset(state.exchanges, state.exchange, state.symbol);
+  studies.showVenues(choices);
+  const key = chartKey();
+  const params = { lookback: state.lookback, [state.intervals.includes(state.timeframe) ? "interval" : "bucket"]: state.timeframe };
+  try {
+    await state.venues.load(choices, params, key);
+  } catch {
+    return; // the live state shows why the server is unreachable
+  }
+  if (key === chartKey() && !state.loading) scheduleRender();
+}
+
+/** A row elsewhere (analytics) opens the chart of its symbol: on `exchange`, or (none given)
+ * on the exchange shown when it lists the symbol, else on the first that does. */
+function openChart(exchange, symbol) {
+  const lists = (e) => e.symbols.some((s) => s.symbol === symbol);
+  if (!exchange) {
+    const shown = state.exchanges.find((e) => e.name === state.exchange);
+    exchange = shown && lists(shown) ? shown.name : state.exchanges.find(lists)?.name;
+  }
+  if (!exchange) return;
+  showView("chart");
+  if (exchange === state.exchange) selectSymbol(symbol);
+  else selectExchange(exchange, symbol);
 }
 
 // -- crosshair ------------------------------------------------------------------------------
