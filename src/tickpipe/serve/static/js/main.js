@@ -195,7 +195,9 @@ function wireControls() {
     if (!side) return;
     $("view-chart").dataset.side = side;
     for (const b of $("side-tabs").children) b.classList.toggle("active", b.dataset.side === side);
+    followTape();
   });
+  window.addEventListener("resize", followTape); // a narrow window hides the tape behind a tab
   $("watch-search").addEventListener("input", (e) => {
     state.watch.search = e.target.value;
     renderWatchlist();
@@ -270,7 +272,42 @@ function showView(view) {
   analytics.setVisible(state.view === "analytics");
   pipeline.setVisible(state.view === "pipeline");
   if (state.view === "chart") window.requestAnimationFrame(() => Plotly.Plots.resize($("chart")));
+  followTape();
   saveUrl();
+}
+
+// -- live trades only while the tape is on screen -------------------------------------------
+
+let tapeShown = false;
+
+/** Whether the trades tape is on screen (not on a hidden tab, not in another view). */
+function tapeVisible() {
+  return $("tape").checkVisibility();
+}
+
+/** Ask the server for the symbol's trades only while the tape shows them; when it comes back
+ * into view, fill it with what was missed meanwhile. */
+function followTape() {
+  const shown = tapeVisible();
+  if (shown === tapeShown) return;
+  tapeShown = shown;
+  socket.setTrades(shown);
+  if (shown && !state.loading && socket.subscription) refreshTape(); // a chart is loaded
+}
+
+async function refreshTape() {
+  const key = chartKey();
+  let body;
+  try {
+    body = await getJSON("/api/trades", { exchange: state.exchange, symbol: state.symbol, limit: TAPE_ROWS });
+  } catch {
+    return; // the live state shows why the server is unreachable
+  }
+  if (key !== chartKey() || state.loading) return;
+  // Trades pushed while the request was out are kept: each trade once, newest first.
+  const byId = new Map([...body.trades, ...state.tape].map((t) => [t.trade_id, t]));
+  state.tape = [...byId.values()].sort((a, b) => b.ts - a.ts || b.seq - a.seq).slice(0, TAPE_ROWS);
+  renderTape();
 }
 
 /** The switch names the zone the times are in; its tooltip says what a click changes to. */
@@ -332,7 +369,8 @@ async function fetchChart(subscribe) {
     state.step = body.step;
     state.baseInterval = body.from_interval;
     if (subscribe && state.live) {
-      socket.subscribe({ exchange: state.exchange, symbol: state.symbol, interval: state.baseInterval });
+      tapeShown = tapeVisible();
+      socket.subscribe({ exchange: state.exchange, symbol: state.symbol, interval: state.baseInterval, trades: tapeShown });
     }
     let rollup = null;
     if (body.interval !== body.from_interval) {
@@ -432,6 +470,9 @@ function onMessage(message) {
     stats.liveCandles += 1;
     const candle = state.rollup ? state.rollup.add(message) : message;
     state.series.upsert(candle);
+    // Without pushed trades (tape hidden), the newest candle's close is the last price.
+    const candles = state.series.candles;
+    if (!tapeShown && candle.start >= candles[candles.length - 1].start) state.lastPrice = candle.close;
     const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
     state.series.dropBefore(horizon - (horizon % state.step));
     scheduleRender();
