@@ -131,7 +131,11 @@ export class PipelineView {
     const panel = $("p-alerts-panel");
     panel.hidden = this.alerts === null;
     if (this.alerts === null) return;
-    const items = [...(this.alerts.active || []), ...(this.alerts.history || []).slice(0, 20)];
+    // An active alert's own transition is in the history too: list each alert once.
+    const active = this.alerts.active || [];
+    const key = (a) => JSON.stringify([a.rule, a.labels || {}, a.state, a.since]);
+    const shown = new Set(active.map(key));
+    const items = [...active, ...(this.alerts.history || []).filter((a) => !shown.has(key(a))).slice(0, 20)];
     const pill = (text, cls) => {
       const td = document.createElement("td");
       const span = document.createElement("span");
