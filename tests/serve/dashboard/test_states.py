@@ -32,7 +32,8 @@ def assert_chart_spans(page, demo: Demo, lookback: str) -> None:
     )["candles"]]  # fmt: skip
     assert drawn and stored
     # Asked at different moments: only the ends may differ, by the candles live in between.
-    assert [s for s in drawn if s <= stored[-1]] == [s for s in stored if s >= drawn[0]]
+    upto = min(drawn[-1], stored[-1])
+    assert [s for s in drawn if s <= upto] == [s for s in stored if drawn[0] <= s <= upto]
     assert drawn[0] <= stored[0] + 30_000_000
 
 
@@ -100,4 +101,27 @@ def test_a_firing_alert_is_listed_once(page, tmp_path: Path, console: Console) -
     firing = [r for r in rows if "btc-above-zero" in r and "firing" in r]
     assert len(firing) == 1, rows
     assert len(rows) == expected
+    assert console.unexpected() == []
+
+
+def test_one_candle_at_the_start_is_drawn_in_a_window_thirty_candles_wide(
+    page, tmp_path: Path, console: Console
+) -> None:
+    demo = start_demo(tmp_path, symbols=3)
+    try:
+        page.goto(demo.page_url(symbol="BTC-USDT", tf="1h", lookback="24h"))
+        drawn = wait_for("the first candle", lambda: chart_candles(page))
+        stored = demo.api("/api/candles", exchange="simulated", symbol="BTC-USDT", interval="1h",
+                          lookback="24h")["candles"]  # fmt: skip
+        # The x axis's range in ms (Plotly's own conversion of its date strings).
+        span_ms = page.evaluate(
+            """() => {
+                const ax = document.getElementById("chart")._fullLayout.xaxis;
+                return ax.r2l(ax.range[1]) - ax.r2l(ax.range[0]);
+            }"""
+        )
+    finally:
+        demo.stop()
+    assert [c["start"] for c in drawn] == [c["start"] for c in stored] and len(drawn) == 1
+    assert span_ms == 30 * 3_600_000  # 29.5 candles before the newest start, half after
     assert console.unexpected() == []

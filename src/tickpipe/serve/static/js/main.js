@@ -11,6 +11,7 @@ import { PipelineView } from "./pipeline.js";
 
 const MAX_CANDLES_SHOWN = 20000; // beyond this a browser chart stalls: ask for a larger timeframe
 const TAPE_ROWS = 80;
+const MIN_SLOTS = 30; // the chart is at least this many candles wide
 const TAPE_EVERY_MS = 200; // the tape and the quote redraw at most 5 times a second
 const WATCHLIST_EVERY_MS = 10000;
 const ROLLING_EVERY_MS = 30000;
@@ -398,6 +399,10 @@ async function fetchChart(subscribe) {
   const params = { exchange: state.exchange, symbol: state.symbol, lookback: state.lookback };
   if (stored) params.interval = state.timeframe;
   else params.bucket = state.timeframe;
+  // Stored data, no live feed: the lookback ends at the symbol's newest stored trade, not now
+  // (a file written yesterday would otherwise show an empty chart).
+  const lastUs = state.live ? null : precisionOf(state.symbol).last_ts;
+  if (lastUs) params.end = Math.floor(lastUs / 1000) + 1; // ms, just after that trade
   try {
     stats.fetches += 1;
     const body = await getJSON("/api/candles", params);
@@ -446,7 +451,8 @@ async function fetchChart(subscribe) {
     renderTape();
     $("chart-foot").textContent = `${body.candles.length.toLocaleString()} candles of ${body.interval}` +
       (body.interval !== body.from_interval ? ` (rolled up from ${body.from_interval})` : "") +
-      ` · ${state.lookback} back · ${state.live ? "live" : "stored data, no live feed"}`;
+      ` · ${state.lookback} back` + (lastUs ? ` to the last trade stored, ${fmt.dateTime(lastUs)}` : "") +
+      ` · ${state.live ? "live" : "stored data, no live feed"}`;
   } catch (err) {
     if (generation !== state.generation) return;
     state.loading = null;
@@ -570,6 +576,7 @@ function renderChart() {
     priceDecimals: precisionOf(state.symbol).price_decimals,
   });
   traces.push(...forecasts.traces(candles, themeColors()));
+  fewCandlesRange(div, layout, candles);
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
   if (!div.dataset.crosshair) followCursor(div);
@@ -577,6 +584,32 @@ function renderChart() {
   const newest = candles[candles.length - 1];
   showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
   renderQuote(candles);
+}
+
+/** A few candles (the first minutes of a run, a new listing) are drawn MIN_SLOTS candles
+ * wide with the newest at the right, not one candle stretched over sub-millisecond ticks. */
+let fewRange = null; // the window last set for a few candles
+
+function fewCandlesRange(div, layout, candles) {
+  const shown = div.layout?.xaxis;
+  const zoomed = fewRange && div.layout?.uirevision === layout.uirevision && shown?.autorange === false &&
+    (shown.range?.[0] !== fewRange[0] || shown.range?.[1] !== fewRange[1]);
+  if (zoomed) {
+    // The user zoomed or panned since: the figure names their range, so the redraw keeps it.
+    layout.xaxis.range = shown.range.slice();
+    layout.xaxis.autorange = false;
+    return;
+  }
+  fewRange = null;
+  if (!candles.length || !state.step) return;
+  const last = candles[candles.length - 1].start;
+  if ((last - candles[0].start) / state.step >= MIN_SLOTS - 1) {
+    layout.xaxis.autorange = true;
+    return;
+  }
+  fewRange = [fmt.axisTime(last - (MIN_SLOTS - 0.5) * state.step), fmt.axisTime(last + state.step / 2)];
+  layout.xaxis.range = fewRange.slice();
+  layout.xaxis.autorange = false;
 }
 
 // -- crosshair ------------------------------------------------------------------------------
