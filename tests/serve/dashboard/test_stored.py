@@ -100,3 +100,40 @@ def test_stored_data_older_than_the_lookback_is_shown_up_to_its_last_trade(
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def test_an_alert_left_firing_by_a_stopped_pipeline_is_shown_as_its_last_state(
+    page, tmp_path: Path, console: Console
+) -> None:
+    from .test_states import ALWAYS_FIRING
+
+    config = tmp_path / "alerts.toml"
+    config.write_text(ALWAYS_FIRING)
+    made = subprocess.run(
+        [*TICKPIPE, "demo", "--quiet", "--duration", "4", "--no-serve", "--symbols", "3",
+         "--data-dir", str(tmp_path), "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    proc = subprocess.Popen(
+        [*TICKPIPE, "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+        assert found, proc.stderr.read() if proc.stderr else ""
+        url = found.group(1)
+        active = httpx.get(url + "/api/alerts", timeout=10).json()["active"]
+        assert [a["state"] for a in active if a["rule"] == "btc-above-zero"] == ["firing"]
+        page.goto(url + "/?view=pipeline")
+        wait_for("the alerts listed", lambda: "btc-above-zero" in page.inner_text("#p-alerts"))
+        states = page.eval_on_selector_all(
+            "#p-alerts tbody tr", "rows => rows.map((r) => r.children[1].textContent)"
+        )
+        assert states[0] == "was firing"  # the active alert, first
+        assert "firing" not in states  # nothing claims to fire now
+        assert console.unexpected() == []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)

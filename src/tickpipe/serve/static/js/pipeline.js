@@ -144,9 +144,18 @@ export class PipelineView {
       td.append(span);
       return td;
     };
+    // Over a stored file no pipeline runs here: an alert it left active is its last known
+    // state, not one firing now.
+    const running = Boolean(this.kpis?.pipeline);
+    const stateCell = (a) => {
+      if (running || !active.includes(a) || a.state === "resolved") return pill(a.state, a.state);
+      const td = pill(`was ${a.state}`, "stale");
+      td.title = "the last state stored: the pipeline that raised it is not running here";
+      return td;
+    };
     $("p-alerts").tBodies[0].replaceChildren(...(items.length ? items.map((a) => {
       const where = Object.values(a.labels || {}).filter(Boolean).join(" ");
-      return fmt.row([pill(a.severity, a.severity), pill(a.state, a.state), fmt.cell(a.rule),
+      return fmt.row([pill(a.severity, a.severity), stateCell(a), fmt.cell(a.rule),
         fmt.cell(where), fmt.cell(a.message), fmt.cell(fmt.dateTime(a.since))]);
     }) : [fmt.emptyRow("no alerts", 6)]));
   }
