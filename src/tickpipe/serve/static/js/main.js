@@ -566,26 +566,6 @@ function scheduleTape() {
   }, wait);
 }
 
-function renderChart() {
-  const div = $("chart");
-  if (!div || typeof Plotly === "undefined") return;
-  const candles = state.series.candles;
-  const { traces, layout } = candleFigure({
-    candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
-    uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
-    priceDecimals: precisionOf(state.symbol).price_decimals,
-  });
-  traces.push(...forecasts.traces(candles, themeColors()));
-  fewCandlesRange(div, layout, candles);
-  Plotly.react(div, traces, layout, PLOT_CONFIG);
-  stats.renders += 1;
-  if (!div.dataset.crosshair) followCursor(div);
-  // A live update changes the hovered candle too: the legend follows it.
-  const newest = candles[candles.length - 1];
-  showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
-  renderQuote(candles);
-}
-
 /** A few candles (the first minutes of a run, a new listing) are drawn MIN_SLOTS candles
  * wide with the newest at the right, not one candle stretched over sub-millisecond ticks. */
 let fewRange = null; // the window last set for a few candles
@@ -610,6 +590,26 @@ function fewCandlesRange(div, layout, candles) {
   fewRange = [fmt.axisTime(last - (MIN_SLOTS - 0.5) * state.step), fmt.axisTime(last + state.step / 2)];
   layout.xaxis.range = fewRange.slice();
   layout.xaxis.autorange = false;
+}
+
+function renderChart() {
+  const div = $("chart");
+  if (!div || typeof Plotly === "undefined") return;
+  const candles = state.series.candles;
+  const { traces, layout } = candleFigure({
+    candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
+    uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
+    priceDecimals: precisionOf(state.symbol).price_decimals,
+  });
+  traces.push(...forecasts.traces(candles, themeColors()));
+  fewCandlesRange(div, layout, candles);
+  Plotly.react(div, traces, layout, PLOT_CONFIG);
+  stats.renders += 1;
+  if (!div.dataset.crosshair) followCursor(div);
+  // A live update changes the hovered candle too: the legend follows it.
+  const newest = candles[candles.length - 1];
+  showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
+  renderQuote(candles);
 }
 
 // -- crosshair ------------------------------------------------------------------------------
