@@ -14,6 +14,7 @@ from typing import Any
 import websockets
 
 from tickpipe.config import Config
+from tickpipe.records import Trade, TradeBatch
 from tickpipe.runners.embedded import Pipeline
 from tickpipe.serve.live import Hub
 from tickpipe.serve.server import bind, run_with_api, url_of
@@ -41,8 +42,14 @@ async def subscribe(ws, keys: list[dict]) -> dict:
         await asyncio.sleep(0.05)
 
 
+BTC_1S = {"exchange": "simulated", "symbol": "BTC-USDT", "interval": "1s"}
+
+
 def watch_live(
-    pipeline: Pipeline, serve: ServeConfig | None = None, trusting: ssl.SSLContext | None = None
+    pipeline: Pipeline,
+    serve: ServeConfig | None = None,
+    trusting: ssl.SSLContext | None = None,
+    key: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Run `pipeline` for 3 s with the API and one client subscribed to BTC-USDT 1s until the
     server stops: the subscription's answer and every message after it. With `serve`'s
@@ -56,8 +63,7 @@ def watch_live(
 
     async def client() -> dict:
         async with websockets.connect(url, **connect) as ws:
-            answer = await subscribe(ws, [{"exchange": "simulated", "symbol": "BTC-USDT",
-                                           "interval": "1s"}])  # fmt: skip
+            answer = await subscribe(ws, [key or BTC_1S])
             with contextlib.suppress(websockets.ConnectionClosed):
                 async for raw in ws:
                     received.append(json.loads(raw))
@@ -197,3 +203,53 @@ def test_a_full_subscriber_queue_drops_the_oldest_and_counts_it() -> None:
     assert sub.dropped == hub.dropped == 2
     hub.disconnect(sub)
     assert hub.dropped == 2 and not hub.subscribers
+
+
+def test_a_subscription_without_trades_gets_every_candle_update_and_no_trade(
+    tmp_path: Path,
+) -> None:
+    hub = Hub()
+    pipeline = demo_pipeline(tmp_path, hub, symbols=5, rate=500)
+    try:
+        answer, received = watch_live(pipeline, key={**BTC_1S, "trades": False})
+        candles_pushed, trades_pushed = hub.published_candles, hub.published_trades
+    finally:
+        pipeline.close()
+    assert answer == {"type": "subscribed", "keys": [["simulated", "BTC-USDT", "1s"]]}
+    assert [m for m in received if m["type"] == "trades"] == []
+    candles = [m for m in received if m["type"] == "candle"]
+    assert len({c["start"] for c in candles}) >= 2
+    assert len(candles) == candles_pushed and trades_pushed == 0
+
+
+def _trades_of(*symbols: str) -> TradeBatch:
+    return TradeBatch.from_trades([
+        Trade(source="ex", exchange="ex", symbol=symbol, trade_id=f"{symbol}-{i}", seq=i,
+              price=100.0 + i, size=1.0, ts=1_000_000 + i, recv_ts=2_000_000 + i)
+        for symbol in symbols for i in range(3)
+    ])  # fmt: skip
+
+
+def test_the_newest_subscription_of_an_instrument_decides_whether_its_trades_are_pushed() -> None:
+    hub = Hub()
+    tape, chart_only = hub.connect(), hub.connect()
+    hub.subscribe(tape, "ex", "BTC-USDT", "1s")  # as before `trades` existed: trades too
+    hub.subscribe(chart_only, "ex", "BTC-USDT", "1s", trades=False)
+    hub.publish([], _trades_of("BTC-USDT", "ETH-USDT"))
+    pushed = [json.loads(m) for m in tape.queue]
+    assert [(m["symbol"], [t["trade_id"] for t in m["trades"]]) for m in pushed] == [
+        ("BTC-USDT", ["BTC-USDT-0", "BTC-USDT-1", "BTC-USDT-2"])
+    ]
+    assert not chart_only.queue
+
+    hub.subscribe(tape, "ex", "BTC-USDT", "1m", trades=False)  # the tape was hidden
+    hub.subscribe(chart_only, "ex", "BTC-USDT", "1s", trades=True)  # the tape was shown
+    tape.queue.clear()
+    hub.publish([], _trades_of("BTC-USDT"))
+    assert not tape.queue
+    assert [len(json.loads(m)["trades"]) for m in chart_only.queue] == [3]
+    assert tape.candle_keys == {("ex", "BTC-USDT", "1s"), ("ex", "BTC-USDT", "1m")}
+    hub.disconnect(chart_only)
+    hub.disconnect(tape)
+    hub.publish([], _trades_of("BTC-USDT"))
+    assert hub.published_trades == 6

@@ -128,3 +128,23 @@ def test_a_huge_message_is_closed_with_1009(
     close = closed_by_server(served[0], ["x" * 1_000_000])
     assert close.code == 1009
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_trades_in_a_subscription_is_true_or_false_and_anything_else_is_refused(
+    served: tuple[str, CountingStore],
+) -> None:
+    key = {"exchange": "alpha", "symbol": "BTC-USDT", "interval": "1m"}
+
+    async def attempt() -> list[dict]:
+        async with websockets.connect(served[0]) as ws:
+            answers = []
+            for trades in ("no", 1, None, False, True):
+                await ws.send(json.dumps({"subscribe": {**key, "trades": trades}}))
+                answers.append(json.loads(await ws.recv()))
+            return answers
+
+    answers = asyncio.run(asyncio.wait_for(attempt(), 10))
+    for answer, given in zip(answers[:3], ("'no'", "1", "None"), strict=True):
+        assert answer["type"] == "error" and answer["reason"].startswith(f"trades={given}:")
+    subscribed = {"type": "subscribed", "keys": [["alpha", "BTC-USDT", "1m"]]}
+    assert answers[3:] == [subscribed, subscribed]

@@ -394,7 +394,11 @@ def _text(item: dict[str, Any], name: str, default: str) -> str:
 async def _on_client_message(
     ctx: ApiContext, hub: Hub, sub: Subscriber, raw: str, limit: int
 ) -> dict[str, Any]:
-    """`{"subscribe": {"exchange", "symbol", "interval"}}` (or a list of them); the answer."""
+    """`{"subscribe": {"exchange", "symbol", "interval", "trades"}}` (or a list); the answer.
+
+    `trades` (default true, as before it existed) says whether the instrument's trades are
+    pushed too; subscribing again to a key with another `trades` changes only that.
+    """
     try:
         message = msgspec.json.decode(raw)
     except RecursionError:
@@ -426,16 +430,19 @@ async def _on_client_message(
                 raise BadRequest(
                     f"interval={interval!r}: not allowed (allowed: {', '.join(intervals)})"
                 )
-            keys.append((exchange, symbol, interval))
+            wants_trades = item.get("trades", True)
+            if not isinstance(wants_trades, bool):
+                raise BadRequest(f"trades={wants_trades!r}: use true or false")
+            keys.append((exchange, symbol, interval, wants_trades))
     except BadRequest as exc:
         sub.refused += 1
         return {"type": "error", "status": exc.status, "reason": exc.reason}
     except KeyError:
         sub.refused += 1
         return {"type": "error", "status": 400, "reason": "not a JSON subscribe message"}
-    for key in keys:
-        hub.subscribe(sub, *key)
-    return {"type": "subscribed", "keys": [list(k) for k in keys]}
+    for exchange, symbol, interval, wants_trades in keys:
+        hub.subscribe(sub, exchange, symbol, interval, trades=wants_trades)
+    return {"type": "subscribed", "keys": [list(k[:3]) for k in keys]}
 
 
 async def _send_loop(websocket: WebSocket, sub: Subscriber) -> None:

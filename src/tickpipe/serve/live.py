@@ -78,12 +78,25 @@ class Hub:
         for pair in sub.trade_keys:
             self._forget(self._trades, pair, sub)
 
-    def subscribe(self, sub: Subscriber, exchange: str, symbol: str, interval: str) -> None:
-        """Candle updates of (exchange, symbol, interval) and every trade of (exchange, symbol)."""
+    def subscribe(
+        self, sub: Subscriber, exchange: str, symbol: str, interval: str, trades: bool = True
+    ) -> None:
+        """Candle updates of (exchange, symbol, interval), and every trade of (exchange, symbol)
+        unless `trades` is False.
+
+        The newest subscription of an instrument decides whether its trades are pushed: a page
+        whose trades tape is hidden asks again with `trades` False and stops paying for them
+        (at 1,000 trades/s they are most of the bytes pushed).
+        """
         sub.candle_keys.add((exchange, symbol, interval))
-        sub.trade_keys.add((exchange, symbol))
         self._candles.setdefault((exchange, symbol, interval), set()).add(sub)
-        self._trades.setdefault((exchange, symbol), set()).add(sub)
+        pair = (exchange, symbol)
+        if trades:
+            sub.trade_keys.add(pair)
+            self._trades.setdefault(pair, set()).add(sub)
+        elif pair in sub.trade_keys:
+            sub.trade_keys.discard(pair)
+            self._forget(self._trades, pair, sub)
 
     @staticmethod
     def _forget(index: dict, key: tuple, sub: Subscriber) -> None:

@@ -100,8 +100,10 @@ def openapi_document() -> dict[str, Any]:
                 "Candles, trades, rolling statistics, KPIs and analytics from tickpipe's store. "
                 "Times in answers are integer microseconds since the epoch (UTC). Live pushes: "
                 'WebSocket /api/live, send {"subscribe": {"exchange", "symbol", '
-                '"interval"}} (or a list) and receive {"type": "candle"|"trades"|'
-                '"dropped"|"error", ...} messages. With an access token configured, send '
+                '"interval", "trades"}} (or a list) and receive {"type": "candle"|"trades"|'
+                '"dropped"|"error", ...} messages; "trades" (default true) says whether the '
+                "symbol's trades are pushed too, and subscribing again to a key with another "
+                '"trades" changes only that. With an access token configured, send '
                 "`Authorization: Bearer TOKEN` or `?token=TOKEN` (WebSocket: closed with 4401). "
                 "A read over serve.read_timeout, or a heavy read beyond serve.heavy_reads at "
                 "once (with Retry-After), is answered 503 with the reason. Analytics are "

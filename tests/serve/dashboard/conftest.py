@@ -56,11 +56,16 @@ class Demo:
 
 
 def start_demo(
-    data_dir: Path, port: int = 0, token: str | None = None, symbols: int | None = None
+    data_dir: Path,
+    port: int = 0,
+    token: str | None = None,
+    symbols: int | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Demo:
-    """`tickpipe demo` on 127.0.0.1; returns once its API answers and it has stored trades."""
+    """`tickpipe demo` on 127.0.0.1 (`extra`: more arguments); returns once its API answers
+    and it has stored trades."""
     args = [sys.executable, "-m", "tickpipe", "demo", "--quiet", "--port", str(port),
-            "--data-dir", str(data_dir)]  # fmt: skip
+            "--data-dir", str(data_dir), *extra]  # fmt: skip
     if symbols is not None:
         args += ["--symbols", str(symbols)]
     env = {**os.environ, "TICKPIPE_SERVE_TOKEN": token} if token else None

@@ -72,6 +72,18 @@ export class LiveSocket {
     this.attempt = 0;
     this.timer = null;
     this.everOpened = false;
+    this.quietAnswers = 0; // "subscribed" answers to a change of `trades`, not to a (re)connect
+  }
+
+  /** Ask for the symbol's trades, or stop them, on the open connection (the server changes only
+   * that); a reconnect subscribes with the newest choice. */
+  setTrades(trades) {
+    if (!this.subscription || this.subscription.trades === trades) return;
+    this.subscription = { ...this.subscription, trades };
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.quietAnswers += 1;
+      this.ws.send(JSON.stringify({ subscribe: this.subscription }));
+    }
   }
 
   /** Follow a new (exchange, symbol, interval): a fresh connection, since the hub has no
@@ -97,10 +109,13 @@ export class LiveSocket {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/api/live${withToken({})}`);
     this.ws = ws;
+    this.quietAnswers = 0;
     ws.onopen = () => ws.send(JSON.stringify({ subscribe: this.subscription }));
     ws.onmessage = (event) => {
       const message = JSON.parse(event.data);
-      if (message.type === "subscribed") {
+      if (message.type === "subscribed" && this.quietAnswers > 0) {
+        this.quietAnswers -= 1;
+      } else if (message.type === "subscribed") {
         const reconnected = this.attempt > 0 || this.everOpened;
         this.attempt = 0;
         this.everOpened = true;

@@ -131,7 +131,11 @@ export class PipelineView {
     const panel = $("p-alerts-panel");
     panel.hidden = this.alerts === null;
     if (this.alerts === null) return;
-    const items = [...(this.alerts.active || []), ...(this.alerts.history || []).slice(0, 20)];
+    // An active alert's own transition is in the history too: list each alert once.
+    const active = this.alerts.active || [];
+    const key = (a) => JSON.stringify([a.rule, a.labels || {}, a.state, a.since]);
+    const shown = new Set(active.map(key));
+    const items = [...active, ...(this.alerts.history || []).filter((a) => !shown.has(key(a))).slice(0, 20)];
     const pill = (text, cls) => {
       const td = document.createElement("td");
       const span = document.createElement("span");
@@ -140,9 +144,18 @@ export class PipelineView {
       td.append(span);
       return td;
     };
+    // Over a stored file no pipeline runs here: an alert it left active is its last known
+    // state, not one firing now.
+    const running = Boolean(this.kpis?.pipeline);
+    const stateCell = (a) => {
+      if (running || !active.includes(a) || a.state === "resolved") return pill(a.state, a.state);
+      const td = pill(`was ${a.state}`, "stale");
+      td.title = "the last state stored: the pipeline that raised it is not running here";
+      return td;
+    };
     $("p-alerts").tBodies[0].replaceChildren(...(items.length ? items.map((a) => {
       const where = Object.values(a.labels || {}).filter(Boolean).join(" ");
-      return fmt.row([pill(a.severity, a.severity), pill(a.state, a.state), fmt.cell(a.rule),
+      return fmt.row([pill(a.severity, a.severity), stateCell(a), fmt.cell(a.rule),
         fmt.cell(where), fmt.cell(a.message), fmt.cell(fmt.dateTime(a.since))]);
     }) : [fmt.emptyRow("no alerts", 6)]));
   }

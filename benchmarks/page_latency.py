@@ -1,0 +1,178 @@
+"""Update latency on the page: a trade received by tickpipe to the chart showing its candle, in
+headless Chromium, with a WebSocket client's receive time as the baseline in the same run.
+
+    python benchmarks/page_latency.py --rates 1000,10000 --seconds 10 --runs 3
+
+Per rate and run: the fake Binance (tests/fakes, a source checkout is needed) feeds `--rate`
+trades/s round-robin over BTCUSDT and ETHUSDT into `tickpipe run` (a subprocess, as a user runs
+it; see benchmarks/latency.py, whose fake and setup this reuses). Two clients watch BTC-USDT's
+1 s candles at once:
+- the dashboard in Chromium (1440x900: chart and trades tape shown), its `Plotly.react`
+  wrapped so each drawing records the newest candle's `last_seq` and the time after the next
+  animation frame (the chart is on screen then);
+- this process, on /api/live: every trade's `seq` and `recv_ts` (when tickpipe's source got
+  it) and its own receive time of each candle update: the baseline, "pushed to a client".
+
+For each candle update first drawn, latency = draw time - `recv_ts` of the trade its `last_seq`
+names (the newest trade the candle holds); the baseline is the same for the Python client's
+receive time. All on one machine and one wall clock. Printed: p50/p95/p99 in ms per run and
+over all runs. Never asserted: the machine is shared, the figures move with its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency import _free_port  # noqa: E402  (benchmarks/ is not a package)
+
+CHROMIUM = Path(os.environ.get("TICKPIPE_CHROMIUM", "/usr/bin/chromium"))
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update"]  # fmt: skip
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+WATCHED = "BTC-USDT"
+LATENCY = Path(__file__).resolve().parent / "latency.py"
+
+# Wraps Plotly.react: after each drawing, on the next animation frame, record the newest
+# candle's last_seq and the wall clock in microseconds.
+INSTRUMENT = """() => {
+    window.__draws = [];
+    const react = Plotly.react;
+    Plotly.react = function (...args) {
+        const out = react.apply(this, args);
+        const candles = window.tickpipe.state.series.candles;
+        const newest = candles[candles.length - 1];
+        if (newest && newest.last_seq !== undefined) {
+            requestAnimationFrame(() => setTimeout(() => window.__draws.push(
+                [newest.last_seq, Math.round((performance.timeOrigin + performance.now()) * 1000)]
+            ), 0));
+        }
+        return out;
+    };
+}"""
+
+
+def percentiles(ms: list[float]) -> str:
+    if not ms:
+        return "no samples"
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return f"p50 {p50:7.1f}  p95 {p95:7.1f}  p99 {p99:7.1f} ms  (n={len(ms)})"
+
+
+async def watch(url: str, seconds: float) -> tuple[list[float], list[float]]:
+    """(page latencies, client latencies) in ms over `seconds` of the running feed."""
+    import aiohttp
+    from playwright.async_api import async_playwright
+
+    recv: dict[int, int] = {}
+    client_at: dict[int, int] = {}  # last_seq -> first receive by this client (µs)
+    async with aiohttp.ClientSession() as session, async_playwright() as pw:
+        ws = await session.ws_connect(url.replace("http", "ws", 1) + "/api/live", max_msg_size=0)
+        key = {"exchange": "binance", "symbol": WATCHED, "interval": "1s"}
+        while True:
+            await ws.send_str(json.dumps({"subscribe": key}))
+            answer = json.loads((await ws.receive(timeout=30)).data)
+            if answer.get("type") == "subscribed":
+                break
+            await asyncio.sleep(0.1)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1440, "height": 900})
+        await page.goto(f"{url}/?exchange=binance&symbol={WATCHED}&tf=1s&lookback=10m")
+        await page.wait_for_function("() => document.getElementById('chart')?.data?.length")
+        await page.evaluate(INSTRUMENT)
+        start_us = time.time_ns() // 1000
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await ws.receive(timeout=left)
+            except TimeoutError:
+                break
+            now = time.time_ns() // 1000
+            data = json.loads(msg.data)
+            if data.get("type") == "trades":
+                recv.update((t["seq"], t["recv_ts"]) for t in data["trades"])
+            elif data.get("type") == "candle" and data["interval"] == "1s":
+                client_at.setdefault(data["last_seq"], now)
+        await asyncio.sleep(1.0)  # the page's last drawings
+        draws = await page.evaluate("() => window.__draws")
+        await browser.close()
+        await ws.close()
+    drawn: dict[int, int] = {}
+    for seq, at in draws:
+        drawn.setdefault(seq, at)
+    page_ms = [(at - recv[s]) / 1000 for s, at in drawn.items() if s in recv and recv[s] > start_us]
+    client_ms = [(at - recv[s]) / 1000 for s, at in client_at.items()
+                 if s in recv and recv[s] > start_us]  # fmt: skip
+    return page_ms, client_ms
+
+
+def run_once(rate: float, seconds: float) -> tuple[list[float], list[float]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
+    fake = subprocess.Popen(
+        [sys.executable, str(LATENCY), "--fake-server", "--rate", str(rate), "--symbols",
+         ",".join(SYMBOLS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    tickpipe = None
+    try:
+        assert fake.stdout is not None and fake.stdin is not None
+        urls = json.loads(fake.stdout.readline())
+        port = _free_port()
+        with tempfile.TemporaryDirectory(prefix="tickpipe-page-latency-") as tmp:
+            tickpipe = subprocess.Popen(
+                [sys.executable, "-m", "tickpipe", "run", "--quiet", "--data-dir", tmp,
+                 "--exchange", "binance", "--endpoint", f"binance={urls['url']}",
+                 "--rest-endpoint", f"binance={urls['rest_url']}", "--no-symbol-check",
+                 "--port", str(port), "--symbol", "BTC-USDT", "--symbol", "ETH-USDT"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+            fake.stdin.write("go\n")
+            fake.stdin.flush()
+            time.sleep(3)  # the API is up and the first candles are stored
+            result = asyncio.run(watch(f"http://127.0.0.1:{port}", seconds))
+            fake.stdin.write("stop\n")
+            fake.stdin.flush()
+            tickpipe.send_signal(signal.SIGINT)
+            tickpipe.wait(timeout=30)
+            return result
+    finally:
+        for proc in (tickpipe, fake):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="1000,10000", help="trades/s over both symbols")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    for rate in (float(r) for r in args.rates.split(",")):
+        pages: list[float] = []
+        clients: list[float] = []
+        print(f"rate {rate:,.0f} trades/s, {args.runs} runs of {args.seconds:g} s "
+              f"({WATCHED} 1s, desktop page with the tape)")  # fmt: skip
+        for run in range(args.runs):
+            page_ms, client_ms = run_once(rate, args.seconds)
+            pages += page_ms
+            clients += client_ms
+            print(f"  run {run + 1}: trade -> drawn on the page   {percentiles(page_ms)}")
+            print(f"  run {run + 1}: trade -> pushed to a client  {percentiles(client_ms)}")
+        print(f"  all runs: trade -> drawn on the page   {percentiles(pages)}")
+        print(f"  all runs: trade -> pushed to a client  {percentiles(clients)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
