@@ -91,9 +91,10 @@ def main(argv: list[str] | None = None) -> None:
                 base, lean = asyncio.run(both())
                 results["baseline"].append(base)
                 results["no trades"].append(lean)
-                print(f"run {run + 1}/{args.runs}: baseline {sum(base.values()) / 1024 / args.seconds:.1f} "
-                      f"KiB/s, trades false {sum(lean.values()) / 1024 / args.seconds:.1f} KiB/s",
-                      file=sys.stderr)  # fmt: skip
+                base_kib_s = sum(base.values()) / 1024 / args.seconds
+                lean_kib_s = sum(lean.values()) / 1024 / args.seconds
+                print(f"run {run + 1}/{args.runs}: baseline {base_kib_s:.1f} KiB/s, "
+                      f"trades false {lean_kib_s:.1f} KiB/s", file=sys.stderr)  # fmt: skip
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=60)
