@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.release, pytest.mark.slow]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 EXTRAS = sorted(set(PROJECT["optional-dependencies"]) - {"test"})
 # The module each extra's driver is imported as.
-DRIVERS = {"ccxt": "ccxt", "cassandra": "cassandra.cluster", "mongodb": "pymongo"}
+DRIVERS = {
+    "ccxt": "ccxt", "cassandra": "cassandra.cluster", "mongodb": "pymongo", "forecast": "river",
+}  # fmt: skip
 STATIC = ROOT / "src" / "tickpipe" / "serve" / "static"
 
 

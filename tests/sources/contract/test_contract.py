@@ -230,9 +230,12 @@ async def test_silent_feed_that_answers_pings_reconnects_on_the_data_timer(venue
         run = Contract(venue, server, idle_timeout=0.3, data_timeout=0.5)
         async with run.running():
             first = await run.subscribed(1)
+            # Taken before the data leaves the server: the feed cannot have received it
+            # earlier, so its data timer cannot have started earlier either (taken after
+            # arrival, a loaded machine's delivery delay made the bound fail by a millisecond).
+            last_data = time.monotonic()
             run.publish(venue.markets[0])
             await run.arrived(venue.expect(run.made))
-            last_data = time.monotonic()
             server.silent = True
             # Silent until the new connection has subscribed, so no replay on subscribing
             # (Coinbase's `last_match`, Kraken's snapshot) races the end of the silence.
