@@ -3,6 +3,7 @@ in headless Chromium that collect console errors and leave a screenshot under te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -53,6 +54,24 @@ class Demo:
                 self.proc.wait(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path) -> Iterator[str]:
+    """`tickpipe serve` over the store in `data_dir` (no live feed) on 127.0.0.1: its URL;
+    stopped with Ctrl-C when the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickpipe", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+        assert found, proc.stderr.read() if proc.stderr else ""
+        yield found.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
 
 
 def start_demo(

@@ -5,8 +5,6 @@ scoreboard beside them, a model that does not beat the last close marked as such
 
 from __future__ import annotations
 
-import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .conftest import Console, chart_candles, wait_for
+from .conftest import Console, chart_candles, serving, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +29,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
-    proc = subprocess.Popen(
-        [*TICKPIPE, "serve", "--port", "0", "--data-dir", str(data)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
-        assert found, proc.stderr.read() if proc.stderr else ""
-        yield found.group(1)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+    with serving(data) as url:
+        yield url
 
 
 def drawn_trace(page, name: str) -> list[float]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import Console, chart_candles, wait_for
+from .conftest import Console, chart_candles, serving, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +25,7 @@ def test_serve_shows_stored_candles_without_a_live_feed(
          str(tmp_path)], capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
-    proc = subprocess.Popen(
-        [*TICKPIPE, "serve", "--port", "0", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
-        assert found, proc.stderr.read() if proc.stderr else ""
-        url = found.group(1)
+    with serving(tmp_path) as url:
         page.goto(url + "/?symbol=BTC-USDT&tf=1s&lookback=1h")
         drawn = wait_for("stored candles on the chart", lambda: chart_candles(page))
         stored = httpx.get(
@@ -49,9 +39,6 @@ def test_serve_shows_stored_candles_without_a_live_feed(
         assert page.locator("#banner").is_hidden()
         assert "no live feed" in page.inner_text("#chart-foot")
         assert console.unexpected() == []
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
 
 
 def test_stored_data_older_than_the_lookback_is_shown_up_to_its_last_trade(
@@ -68,15 +55,7 @@ def test_stored_data_older_than_the_lookback_is_shown_up_to_its_last_trade(
         simulate(store, end_us, minutes=90)
     finally:
         store.close()
-    proc = subprocess.Popen(
-        [*TICKPIPE, "serve", "--port", "0", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
-        assert found, proc.stderr.read() if proc.stderr else ""
-        url = found.group(1)
+    with serving(tmp_path) as url:
         page.goto(url + "/?exchange=alpha&symbol=BTC-USDT&tf=1m&lookback=1h")
         drawn = wait_for("stored candles on the chart", lambda: chart_candles(page))
         exchanges = httpx.get(url + "/api/exchanges", timeout=10).json()["exchanges"]
@@ -97,9 +76,6 @@ def test_stored_data_older_than_the_lookback_is_shown_up_to_its_last_trade(
         assert [c["close"] for c in drawn] == [c["close"] for c in wanted]
         assert "to the last trade stored" in page.inner_text("#chart-foot")
         assert console.unexpected() == []
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
 
 
 def test_an_alert_left_firing_by_a_stopped_pipeline_is_shown_as_its_last_state(
@@ -115,15 +91,7 @@ def test_an_alert_left_firing_by_a_stopped_pipeline_is_shown_as_its_last_state(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
-    proc = subprocess.Popen(
-        [*TICKPIPE, "serve", "--port", "0", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
-        assert found, proc.stderr.read() if proc.stderr else ""
-        url = found.group(1)
+    with serving(tmp_path) as url:
         active = httpx.get(url + "/api/alerts", timeout=10).json()["active"]
         assert [a["state"] for a in active if a["rule"] == "btc-above-zero"] == ["firing"]
         page.goto(url + "/?view=pipeline")
@@ -134,6 +102,3 @@ def test_an_alert_left_firing_by_a_stopped_pipeline_is_shown_as_its_last_state(
         assert states[0] == "was firing"  # the active alert, first
         assert "firing" not in states  # nothing claims to fire now
         assert console.unexpected() == []
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
