@@ -13,32 +13,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from fakes.binance_server import FakeBinance, FakeBinanceThread
+from fakes.binance_server import FakeBinanceThread, faulty_session
 
 pytestmark = pytest.mark.slow
-
-
-async def _script(server: FakeBinance) -> None:
-    """Trades, duplicates, reordering, a malformed frame and a dropped connection."""
-    for _ in range(150):
-        server.publish("BTCUSDT")
-        server.publish("ETHUSDT")
-        await asyncio.sleep(0.002)
-    first, second = server.trade("BTCUSDT"), server.trade("BTCUSDT")
-    server.send(second, first, first, second)  # out of order, and each twice
-    server.send_raw(b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","p":"x"}}')
-    server.send_raw(b"not json at all")
-    for _ in range(50):
-        server.publish("ETHUSDT")
-    await asyncio.sleep(0.3)
-    server.drop_all("scripted drop mid-stream")
-    server.skip("BTCUSDT", 40)  # the exchange trades on while tickpipe is away
-    server.skip("ETHUSDT", 25)
-    await server.wait_connections(2, timeout=30)
-    for _ in range(150):
-        server.publish("BTCUSDT")
-        server.publish("ETHUSDT")
-        await asyncio.sleep(0.002)
 
 
 def test_run_stores_each_published_binance_trade_exactly_once_through_drops_and_duplicates(
@@ -55,7 +32,7 @@ def test_run_stores_each_published_binance_trade_exactly_once_through_drops_and_
         try:
             assert fake.server is not None
             fake.run(fake.server.wait_connections(1, timeout=30), timeout=40)
-            fake.run(_script(fake.server), timeout=90)
+            fake.run(faulty_session(fake.server), timeout=90)
             published = fake.call(lambda s: list(s.published))
             made = fake.call(lambda s: [e for trades in s.history.values() for e in trades])
             requests = fake.call(lambda s: [p for p, _ in s.rest_requests])

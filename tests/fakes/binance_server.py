@@ -417,6 +417,31 @@ def _split(symbol: str) -> tuple[str, str]:
     return symbol[:-3], symbol[-3:]
 
 
+async def faulty_session(server: FakeBinance) -> None:
+    """A session a live run must come through exact: trades on BTCUSDT and ETHUSDT,
+    duplicates, reordering, a malformed frame and a dropped connection, during which the
+    exchange trades on (those trades come back over REST)."""
+    for _ in range(150):
+        server.publish("BTCUSDT")
+        server.publish("ETHUSDT")
+        await asyncio.sleep(0.002)
+    first, second = server.trade("BTCUSDT"), server.trade("BTCUSDT")
+    server.send(second, first, first, second)  # out of order, and each twice
+    server.send_raw(b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","p":"x"}}')
+    server.send_raw(b"not json at all")
+    for _ in range(50):
+        server.publish("ETHUSDT")
+    await asyncio.sleep(0.3)
+    server.drop_all("scripted drop mid-stream")
+    server.skip("BTCUSDT", 40)  # traded while tickpipe is away: fetched again over REST
+    server.skip("ETHUSDT", 25)
+    await server.wait_connections(2, timeout=30)
+    for _ in range(150):
+        server.publish("BTCUSDT")
+        server.publish("ETHUSDT")
+        await asyncio.sleep(0.002)
+
+
 class FakeBinanceThread:
     """A `FakeBinance` on its own event loop thread, for synchronous tests.
 
