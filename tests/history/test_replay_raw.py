@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 from fakes.base import FakeExchange
-from fakes.binance_server import FakeBinance
+from fakes.binance_server import FakeBinance, faulty_session
 from fakes.coinbase_server import FakeCoinbase
 
 from tickpipe.history.recording import FramesRecord, Header, RefillRecord, merged
@@ -33,28 +33,6 @@ CANDLE_COLUMNS = (
     "exchange, symbol, interval, start, open, high, low, close, volume, quote_volume, vwap, "
     "mean_price, trades, buy_volume, sell_volume, first_seq, last_seq, final, revision"
 )
-
-
-async def _script(server: FakeBinance) -> None:
-    for _ in range(150):
-        server.publish("BTCUSDT")
-        server.publish("ETHUSDT")
-        await asyncio.sleep(0.002)
-    first, second = server.trade("BTCUSDT"), server.trade("BTCUSDT")
-    server.send(second, first, first, second)  # out of order, and each twice
-    server.send_raw(b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","p":"x"}}')
-    server.send_raw(b"not json at all")
-    for _ in range(50):
-        server.publish("ETHUSDT")
-    await asyncio.sleep(0.3)
-    server.drop_all("scripted drop mid-stream")
-    server.skip("BTCUSDT", 40)  # traded while tickpipe is away: fetched again over REST
-    server.skip("ETHUSDT", 25)
-    await server.wait_connections(2, timeout=30)
-    for _ in range(150):
-        server.publish("BTCUSDT")
-        server.publish("ETHUSDT")
-        await asyncio.sleep(0.002)
 
 
 def _rows(data_dir: Path) -> tuple[list[tuple], list[tuple], list[str]]:
@@ -124,7 +102,7 @@ async def _coinbase_script(server: FakeCoinbase) -> None:
 EXCHANGES = {
     "binance": (
         lambda: FakeBinance(symbols=("BTCUSDT", "ETHUSDT"), ping_interval=0.5),
-        _script, ("BTC-USDT", "ETH-USDT"), lambda e: (e["s"], e["t"]), 65,
+        faulty_session, ("BTC-USDT", "ETH-USDT"), lambda e: (e["s"], e["t"]), 65,
     ),
     "coinbase": (
         lambda: FakeCoinbase(("BTC-USD", "ETH-USD"), heartbeat_interval=0.2),
@@ -152,7 +130,10 @@ def test_replay_raw_of_a_recorded_run_stores_the_live_runs_trades_and_candles(
             fake.run(fake.server.wait_connections(1, timeout=30), timeout=40)
             fake.run(script(fake.server), timeout=90)
             made = fake.call(lambda s: [e for trades in s.history.values() for e in trades])
-            fake.run(asyncio.sleep(2.0))  # let the last frames travel and the refills finish
+            # Let the last frames travel and the refills finish, and stay well past the
+            # engine's 2 s idle timer: at exactly 2 s, whether the last windows closed before
+            # the stop was a race the replay (on the recording's clock) could lose either way.
+            fake.run(asyncio.sleep(3.5))
         finally:
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=60)
