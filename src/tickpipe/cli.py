@@ -1001,6 +1001,79 @@ def process(bootstrap, topic, config_path, data_dir, group, candles_topic, inter
     )
 
 
+@cli.command()
+@_kafka_options
+@STORE_OPTION
+@CONFIG_OPTION
+@click.option("--data-dir", help="Where dead letters and the checkpoint go.")
+@click.option("--candles-topic", help="Candles topic [default: tickpipe.candles; '' = none].")
+@click.option("--interval", "intervals", multiple=True, help="Candle interval, repeatable.")
+@click.option("--hopping", multiple=True, help="Hopping window SIZE/SLIDE, repeatable.")
+@click.option(
+    "--checkpoint", metavar="DIR", help="Spark's checkpoint [default: DATA_DIR/spark-checkpoint]."
+)
+@click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
+@click.option("--driver-memory", default="1g", show_default=True, help="The Spark driver's heap.")
+@click.option(
+    "--trigger",
+    "trigger_ms",
+    type=int,
+    default=500,
+    show_default=True,
+    help="A micro-batch at most every this many milliseconds.",
+)
+@click.option(
+    "--no-provisional",
+    is_flag=True,
+    help="Only final candles (no update-mode query of provisional ones).",
+)
+@click.option("--duration", callback=_seconds, help="Stop after this long [default: SIGTERM].")
+def spark(bootstrap, topic, config_path, data_dir, candles_topic, intervals, hopping, checkpoint,
+          master, driver_memory, trigger_ms, no_provisional, duration) -> None:  # fmt: skip
+    """Build the candles with Spark Structured Streaming instead of `tickpipe process`.
+
+    Reads the trades topic, writes the same candles to the same PostgreSQL tables (see
+    README, Spark mode). Needs the `spark` extra and scripts/setup/spark.sh's jars.
+    """
+    import logging
+
+    from tickpipe.spark.jars import check_pyspark, connector_jars
+
+    problem = check_pyspark()
+    if problem is not None:
+        click.echo(f"tickpipe spark: {problem}", err=True)
+        sys.exit(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = _config(config_path, {
+        "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic,
+        "kafka.candles_topic": candles_topic, "data_dir": data_dir,
+        "intervals": list(intervals) or None, "hopping": list(hopping) or None,
+    })  # fmt: skip
+    from tickpipe.runners.spark import SparkOptions, run_spark
+    from tickpipe.transport.kafka import require_broker
+
+    try:
+        connector_jars()
+    except FileNotFoundError as exc:
+        click.echo(f"tickpipe spark: {exc}", err=True)
+        sys.exit(1)
+    where = Path(checkpoint) if checkpoint else config.data_path / "spark-checkpoint"
+    options = SparkOptions(where, master, driver_memory, trigger_ms,
+                           provisional=not no_provisional)  # fmt: skip
+    with faults_named(str(config.db_path)):
+        require_broker(config.kafka)
+        click.echo(
+            f"tickpipe spark: {master}, kafka {config.kafka.bootstrap} topic "
+            f"{config.kafka.trades_topic} -> {redact(config.store)}, checkpoint {where}"
+        )
+        stats = run_spark(config, options, duration)
+    click.echo(
+        f"tickpipe spark: {stats.trades:,} trades stored, {stats.final:,} final and "
+        f"{stats.provisional:,} provisional candle updates, {stats.malformed:,} malformed, "
+        f"{stats.skipped_batches:,} retried batches skipped"
+    )
+
+
 from tickpipe.bench.command import bench  # noqa: E402 - click only; the benchmark loads when run
 
 cli.add_command(bench)

@@ -19,7 +19,7 @@ from tickpipe.monitor.metrics import PipelineMetrics
 from tickpipe.records import TradeBatch
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.sources import Source, SourceContext, SourceStats
-from tickpipe.transport.kafka import TradePublisher, ensure_topic, stall_cause
+from tickpipe.transport.kafka import Heartbeats, TradePublisher, ensure_topic, stall_cause
 
 log = logging.getLogger("tickpipe.ingest")
 STALL_S = 2.0  # no delivery for this long while messages wait: say why, once
@@ -46,9 +46,13 @@ def run_ingest(
     metrics = PipelineMetrics()
     stop_metrics = metrics.serve(config.monitor)
     publisher = TradePublisher(config.kafka, clock=clock)
+    heartbeats = None
+    if config.kafka.heartbeat_ms:
+        idle_s = config.idle_timeout_us / 1e6
+        heartbeats = Heartbeats(publisher, config.kafka.heartbeat_ms / 1000, idle_s)
     dead_letters = DeadLetters(config.dead_letter_path)
     try:
-        asyncio.run(_run(sources, publisher, dead_letters, duration, metrics, clock))
+        asyncio.run(_run(sources, publisher, dead_letters, duration, metrics, clock, heartbeats))
     finally:
         undelivered = publisher.flush(60)
         dead_letters.close()
@@ -62,6 +66,7 @@ def run_ingest(
 async def _run(
     sources: list[Source], publisher: TradePublisher, dead_letters: DeadLetters,
     duration: float | None, metrics: PipelineMetrics, clock: Clock,
+    heartbeats: Heartbeats | None = None,
 ) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -86,6 +91,8 @@ async def _run(
         stalled_s = 0.0  # how long the reported stall has lasted; 0: none reported
         while True:
             publisher.producer.poll(0)
+            if heartbeats is not None:
+                heartbeats.step()
             waited_s = publisher.stalled_s()
             if waited_s >= STALL_S and not stalled_s:
                 cause = await asyncio.to_thread(stall_cause, publisher.kafka)

@@ -45,7 +45,13 @@ from tickpipe.stores.lake.sync import catch_up
 from tickpipe.stores.lake.writer import LakeWriter
 from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
 from tickpipe.transport.offsets import OffsetTracker
-from tickpipe.transport.schema import DecodedTrades, SchemaError, decode_trades, to_batch
+from tickpipe.transport.schema import (
+    DecodedTrades,
+    SchemaError,
+    decode_trades,
+    is_heartbeat,
+    to_batch,
+)
 
 log = logging.getLogger("tickpipe.process")
 CONSUME_MESSAGES = 2000
@@ -303,6 +309,9 @@ class Processor:
             until = self._replay_until.get(partition)
             if self._replay_until and (until is None or offset >= until):
                 self._held.append(msg)  # live, but other partitions are still replaying
+                continue
+            if is_heartbeat(msg.value()):  # for consumers without an idle timer (Spark)
+                self.tracker.skip(partition, offset)
                 continue
             self.stats.messages += 1
             try:

@@ -19,6 +19,7 @@ from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.transport.schema import (
     candle_key,
     encode_candle,
+    encode_heartbeat,
     encode_trades,
     split_by_instrument,
     trade_key,
@@ -375,6 +376,8 @@ class TradePublisher:
         self.error: str | None = None
         self.clock = clock
         self._progress_s = clock.monotonic_s()  # the last delivery, or when the wait began
+        self.max_ts: int | None = None  # the newest event time published (heartbeats)
+        self.max_ts_at_s = 0.0  # when it was (monotonic)
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         self._progress_s = self.clock.monotonic_s()
@@ -392,6 +395,10 @@ class TradePublisher:
 
     def publish(self, batch: TradeBatch) -> None:
         """Queue the batch's messages; raises BufferError when librdkafka's queue is full."""
+        if len(batch):
+            newest = int(batch.ts.max())
+            if self.max_ts is None or newest > self.max_ts:
+                self.max_ts, self.max_ts_at_s = newest, self.clock.monotonic_s()
         for part in split_by_instrument(batch, self.message_trades):
             value = encode_trades(part, self.encoding)
             self.producer.produce(
@@ -417,6 +424,48 @@ class TradePublisher:
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for every queued message's delivery; returns how many are still undelivered."""
         return self.producer.flush(timeout)
+
+
+class Heartbeats:
+    """Watermark heartbeats (transport/schema.py): every `every_s`, one message to each
+    partition of the trades topic holding the publisher's event-time clock: the newest event
+    time published, moved on by the wall time since once no trade has come for `idle_s` (the
+    engine's idle-timer rule). None before the first trade."""
+
+    def __init__(self, publisher: TradePublisher, every_s: float, idle_s: float) -> None:
+        self.publisher = publisher
+        self.every_s = every_s
+        self.idle_s = idle_s
+        self.sent = 0
+        self._next_s = publisher.clock.monotonic_s()
+        self._partitions: list[int] = []
+
+    def event_ts(self) -> int | None:
+        p = self.publisher
+        if p.max_ts is None:
+            return None
+        quiet_s = p.clock.monotonic_s() - p.max_ts_at_s
+        return p.max_ts + (round(quiet_s * 1e6) if quiet_s >= self.idle_s else 0)
+
+    def step(self) -> bool:
+        """Send the heartbeats when due; whether they were sent."""
+        p = self.publisher
+        now_s = p.clock.monotonic_s()
+        event_ts = self.event_ts()
+        if now_s < self._next_s or event_ts is None:
+            return False
+        self._next_s = now_s + self.every_s
+        if not self._partitions:
+            topic = p.producer.list_topics(p.topic, timeout=5).topics.get(p.topic)
+            self._partitions = sorted(topic.partitions) if topic is not None else []
+        value = encode_heartbeat(event_ts, "ingest")
+        try:
+            for partition in self._partitions:
+                p.producer.produce(p.topic, value, b"", partition=partition)
+        except BufferError:
+            return False  # the queue is full of trades: they move the clock on anyway
+        self.sent += 1
+        return True
 
 
 class CandlePublisher:

@@ -8,6 +8,12 @@ Two encodings, told apart by the first byte:
 - JSON (default; `{`...): readable by any Kafka tool (kcat, kafka-console-consumer);
 - binary (`\\x00TPB` + version): a msgpack header and the columns as little-endian arrays,
   for when the bytes on the wire and the decode cost matter.
+
+A third kind of message, the watermark heartbeat (`{"v":1,"kind":"heartbeat",...}`,
+docs/schema/heartbeat.v1.json), carries no trades: `tickpipe ingest` sends one to every
+partition every `kafka.heartbeat_ms`, holding its event-time clock, so a consumer with one
+watermark per query (the Spark job) sees event time move on while every symbol is quiet.
+`tickpipe process` skips it (its idle timer does that work).
 """
 
 from __future__ import annotations
@@ -53,6 +59,29 @@ class TradeMessage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ts: list[int]  # exchange event time, µs since the epoch (UTC)
     recv_ts: list[int]  # local receipt, µs
     trade_id: list[str] | None = None  # None: every id is the decimal form of `seq`
+
+
+class Heartbeat(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A watermark heartbeat: `event_ts` (µs) is the publisher's event-time clock (the newest
+    trade it published, moved on by the wall time since when every symbol is quiet)."""
+
+    v: int
+    kind: str
+    event_ts: int
+    source: str = ""
+
+
+HEARTBEAT_PREFIX = b'{"v":1,"kind":"heartbeat",'
+
+
+def encode_heartbeat(event_ts: int, source: str = "") -> bytes:
+    """A heartbeat message (fields in this order: `is_heartbeat` looks at the first ones)."""
+    return _json_encoder.encode(Heartbeat(v=VERSION, kind="heartbeat", event_ts=event_ts,
+                                          source=source))  # fmt: skip
+
+
+def is_heartbeat(value: bytes | None) -> bool:
+    return value is not None and value.startswith(HEARTBEAT_PREFIX)
 
 
 class BinaryHeader(msgspec.Struct, array_like=True):

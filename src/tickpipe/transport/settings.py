@@ -17,6 +17,9 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
     encoding: str = "json"  # of trade messages: json (any Kafka tool reads it) or binary
     group: str = "tickpipe-process"  # the processors' consumer group
     message_trades: int = 1000  # at most this many trades (of one symbol) per message
+    # `ingest` sends a watermark heartbeat to every partition this often (0: none); see
+    # transport/schema.py. The Spark job needs them to close the windows of quiet symbols.
+    heartbeat_ms: int = 1000
     # Topics tickpipe creates when missing: the trades topic's partitions (the most processors
     # that can share the work); copies of each partition (0: from the cluster's size, 3 from
     # three brokers up, else one per broker); how many copies must hold a message before it
@@ -49,6 +52,8 @@ def check_kafka(kafka: KafkaConfig, fail: Fail) -> None:
         fail("kafka.group", kafka.group, "give a consumer group name")
     if not 1 <= kafka.message_trades <= 100_000:
         fail("kafka.message_trades", kafka.message_trades, "must be between 1 and 100000")
+    if not 0 <= kafka.heartbeat_ms <= 3_600_000:
+        fail("kafka.heartbeat_ms", kafka.heartbeat_ms, "0 (none) or up to 3600000")
     if not 1 <= kafka.partitions <= 10_000:
         fail("kafka.partitions", kafka.partitions, "must be between 1 and 10000")
     if kafka.replication_factor < 0:

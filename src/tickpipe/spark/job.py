@@ -1,0 +1,195 @@
+"""The Spark Structured Streaming job: three queries over the trades topic, one session.
+
+- `trades`: every Kafka record; trade messages go to the trades table (unique on exchange,
+  symbol, trade_id), malformed ones are counted and dead-lettered;
+- `provisional` (update mode): the candles a micro-batch changed, not final;
+- `final` (append mode): each candle once its window has closed, final.
+
+Each query has its own checkpoint under `checkpoint` (offsets, and the windows' and
+de-duplication's state), so `kill -9` and a restart resume where the checkpoint stands; the
+batch ledger (sink.py) makes a micro-batch Spark runs again change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tickpipe.engine.windows import Window
+from tickpipe.spark import plan
+from tickpipe.spark.jars import connector_jars
+from tickpipe.spark.sink import Sinks
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+    from tickpipe.transport.settings import KafkaConfig
+
+log = logging.getLogger("tickpipe.spark")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What the job needs besides the store: its windows, lateness and Spark's knobs."""
+
+    windows: tuple[Window, ...]
+    allowed_lateness_us: int
+    checkpoint: Path
+    trigger_ms: int = 500  # a micro-batch at most this often
+    max_offsets_per_trigger: int = 2000  # Kafka messages per micro-batch (bounds memory)
+    provisional: bool = True  # also the update-mode query of provisional candles
+
+
+def session(
+    master: str = "local[2]",
+    partitions: int = 6,
+    driver_memory: str = "1g",
+    app_name: str = "tickpipe-spark",
+) -> SparkSession:
+    """A Spark session with the settings that matter on a small machine.
+
+    Under `spark-submit` (which sets PYSPARK_GATEWAY_PORT) the master and the jars are
+    spark-submit's; else the connector's jars come from the cache by `spark.jars`, so no ivy
+    resolution happens. Shuffle partitions = the topic's partitions, UTC time, and field
+    names matched with their case (as the JSON decoder of `tickpipe process` does).
+    """
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        jars = ",".join(str(j) for j in connector_jars())
+        builder = (
+            builder.master(master)
+            .config("spark.jars", jars)
+            .config("spark.driver.memory", driver_memory)
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+        )
+    spark = (
+        builder.config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.caseSensitive", "true")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def checkpoint_run(checkpoint: Path) -> str:
+    """The id of this checkpoint (made on first use): the batch ledger's rows are per
+    checkpoint, so a fresh checkpoint, whose batch ids start at 0 again, starts afresh."""
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    path = checkpoint / "tickpipe-run"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(uuid.uuid4().hex)
+        tmp.replace(path)
+    return path.read_text().strip()
+
+
+def kafka_options(kafka: KafkaConfig, max_offsets: int) -> dict[str, str]:
+    """The Kafka source's options: the trades topic from the start, the librdkafka
+    properties that mean the same to the Java client (security settings) passed on."""
+    options = {
+        "kafka.bootstrap.servers": kafka.bootstrap,
+        "subscribe": kafka.trades_topic,
+        "startingOffsets": "earliest",
+        "maxOffsetsPerTrigger": str(max_offsets),
+    }
+    for name, value in kafka.properties.items():
+        options[f"kafka.{name}"] = value
+    return options
+
+
+class SparkJob:
+    """The three queries on one session; `start()`, then `wait()` or `stop()`."""
+
+    def __init__(
+        self, spark: SparkSession, kafka: KafkaConfig, settings: JobSettings, sinks: Sinks
+    ) -> None:
+        self.spark = spark
+        self.kafka = kafka
+        self.settings = settings
+        self.sinks = sinks
+        self.queries: list[StreamingQuery] = []
+        self._stop = threading.Event()
+
+    def _source(self) -> Any:
+        reader = self.spark.readStream.format("kafka")
+        options = kafka_options(self.kafka, self.settings.max_offsets_per_trigger)
+        return reader.options(**options).load()
+
+    def _candles(self) -> Any:
+        s = self.settings
+        rows = plan.trade_rows(plan.parse(self._source()))
+        return plan.candles(plan.deduplicated(rows, s.allowed_lateness_us), s.windows)
+
+    def start(self) -> None:
+        s = self.settings
+        trigger = f"{s.trigger_ms} milliseconds"
+        where = s.checkpoint
+        plans: list[tuple[str, Any, str, Any]] = [
+            ("trades", self._source(), "append", self.sinks.trades),
+            ("final", self._candles(), "append", self.sinks.candle_writer(final=True)),
+        ]
+        if s.provisional:
+            writer = self.sinks.candle_writer(final=False)
+            plans.append(("provisional", self._candles(), "update", writer))
+        for name, frame, mode, sink in plans:
+            query = (
+                frame.writeStream.queryName(f"tickpipe-{name}")
+                .outputMode(mode)
+                .option("checkpointLocation", str(where / name))
+                .trigger(processingTime=trigger)
+                .foreachBatch(sink)
+                .start()
+            )
+            self.queries.append(query)
+        log.info("spark: %d queries started, checkpoint %s", len(self.queries), where)
+
+    def failed(self) -> str | None:
+        """The first query's error, in one line, once one has stopped with one."""
+        for query in self.queries:
+            exc = query.exception()
+            if exc is not None:
+                text = str(getattr(exc, "desc", None) or exc)
+                return f"spark query {query.name} failed: {' '.join(text.split())[:500]}"
+        return None
+
+    def wait(self, duration_s: float | None = None) -> str | None:
+        """Until `stop()`, `duration_s` or a failed query (its one-line error is returned)."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not self._stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            problem = self.failed()
+            if problem is not None:
+                return problem
+            if not any(q.isActive for q in self.queries):
+                break
+            self._stop.wait(0.25)
+        return None
+
+    def stop(self) -> None:
+        """Ask `wait` to return (a signal handler may call it)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop the queries (each ends after its current micro-batch)."""
+        for query in self.queries:
+            try:
+                query.stop()
+            except Exception as exc:  # a failed query raises its error again here
+                log.warning("spark: stopping %s: %s", query.name, exc)
+        self.queries = []
+
+    def progress(self) -> dict[str, Any]:
+        """The newest progress of each query (rows, rates, watermark), for the log and tests."""
+        return {q.name: q.lastProgress for q in self.queries if q.lastProgress}
