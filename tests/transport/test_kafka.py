@@ -3,6 +3,7 @@ pass-through client settings, whose errors name the setting."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -11,14 +12,16 @@ import pytest
 from servers.certs import make_tls
 
 from tickpipe.config import ConfigError, load_config
+from tickpipe.runtime.clock import ManualClock
 from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.transport.kafka import (
+    Heartbeats,
     TradePublisher,
     check_properties,
     ensure_topic,
     replication_for,
 )
-from tickpipe.transport.schema import decode_trades, to_batch
+from tickpipe.transport.schema import decode_trades, is_heartbeat, to_batch
 from tickpipe.transport.settings import KafkaConfig
 
 
@@ -211,3 +214,28 @@ def replication_of(bootstrap: str, topic: str) -> tuple[set[int], str]:
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.2)
+
+
+def test_heartbeats_reach_every_partition_with_the_event_clock_moved_on_only_when_quiet(kafka):
+    topic = kafka.create_topic(f"t-{uuid.uuid4().hex[:8]}", 3)
+    clock = ManualClock()
+    publisher = TradePublisher(KafkaConfig(bootstrap=kafka.bootstrap, trades_topic=topic),
+                               clock=clock)  # fmt: skip
+    beats = Heartbeats(publisher, every_s=1.0, idle_s=2.0)
+    assert not beats.step(), "no trade published yet: no clock to send"
+    batch = MarketSimulator(2, 100.0, seed=1, exchange="sim", source="sim").trades(
+        50, 1_700_000_000_000_000
+    )
+    newest = int(batch.ts.max())
+    publisher.publish(batch)
+    clock.advance(1.5)  # trades came 1.5 s ago: not quiet yet
+    assert beats.step()
+    assert not beats.step(), "one round per second"
+    clock.advance(1.5)  # 3 s without a trade: the clock moves on by the wall time
+    assert beats.step()
+    assert publisher.flush(30) == 0
+    messages = consume_all(kafka.bootstrap, topic, publisher.sent_messages + 6)
+    beats_seen = [m for m in messages if is_heartbeat(m.value())]
+    assert sorted(m.partition() for m in beats_seen) == [0, 0, 1, 1, 2, 2]
+    clocks = sorted({json.loads(m.value())["event_ts"] for m in beats_seen})
+    assert clocks == [newest, newest + 3_000_000]

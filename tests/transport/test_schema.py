@@ -20,7 +20,9 @@ from tickpipe.transport.schema import (
     decode_candle,
     decode_trades,
     encode_candle,
+    encode_heartbeat,
     encode_trades,
+    is_heartbeat,
     split_by_instrument,
     to_batch,
 )
@@ -138,3 +140,15 @@ def test_a_nan_price_is_refused():
     assert raw["price"][3] is None  # JSON has no NaN: the decoder must not take null either
     with pytest.raises(SchemaError):
         decode_trades(msgspec.json.encode(raw))
+
+
+def test_heartbeat_matches_its_schema_and_is_told_apart_from_trade_messages():
+    value = encode_heartbeat(1_700_000_000_123_456, "ingest")
+    schema("heartbeat.v1.json").validate(json.loads(value))
+    assert json.loads(value)["event_ts"] == 1_700_000_000_123_456
+    assert is_heartbeat(value)
+    with pytest.raises(SchemaError):
+        decode_trades(value)  # a consumer that does not know heartbeats dead-letters them
+    for encoding in ENCODINGS:
+        for part in split_by_instrument(simulated(50, 2), 20):
+            assert not is_heartbeat(encode_trades(part, encoding))

@@ -1,0 +1,295 @@
+"""`tickpipe process` and `tickpipe spark` side by side on the same topic, in one run.
+
+    python benchmarks/spark.py                       # 200,000 trades, 10 s at 10,000/s
+    python benchmarks/spark.py --trades 2000000 --seconds 30
+
+Needs a source checkout (the broker and the database start with the test fixtures' classes,
+tests/servers/), scripts/setup/kafka.sh, postgresql.sh and spark.sh having run, and pyspark
+(the `spark` extra).
+
+1. Throughput: N simulated trades (20 symbols) are published to a 3-partition topic first
+   (not timed), with a watermark heartbeat after them. Then each processor, as a subprocess as
+   users run it (the Spark one at local[2]), consumes them into its own database: start-up =
+   launch to the first stored trade; rate = trades / time from the first stored trade until
+   every trade is stored and the candle table holds every candle, final. Peak memory is the
+   whole process tree's RSS (the JVM included), sampled every 0.2 s from /proc; CPU seconds
+   are the tree's user + system time (on a shared machine they say more than wall time).
+2. Latency at a steady rate (default 10,000 trades/s): benchmarks/kafka.py's paced publisher
+   stamps each trade's recv_ts with the wall clock at hand-over; every 50 ms this benchmark
+   notes per symbol the newest seq a stored 1 s candle holds (provisional ones count: they
+   are what a reader sees), and afterwards looks the trades up: latency = when a candle first
+   held the trade - recv_ts, so ingest -> candle in PostgreSQL, +-25 ms of polling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers.kafka import KafkaBroker, kafka_libs  # noqa: E402
+from servers.postgres import PostgresServer, find_bin_dir  # noqa: E402
+
+from tickpipe.runtime.clock import ManualClock  # noqa: E402
+from tickpipe.sources.simulated import MarketSimulator  # noqa: E402
+from tickpipe.transport.kafka import Heartbeats, TradePublisher  # noqa: E402
+from tickpipe.transport.settings import KafkaConfig  # noqa: E402
+
+BASE_TS = 1_750_000_000_000_000
+CONFIG = 'intervals = ["1s", "1m"]\nallowed_lateness = "1s"\nidle_timeout = "2s"\n'
+TICK_S = os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the Spark driver's JVM is a child of the Python driver)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def usage(pid: int) -> tuple[int, float]:
+    """(RSS bytes, CPU seconds) of the process tree of `pid`."""
+    rss, cpu = 0, 0.0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1]) * 1024
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / TICK_S
+        except (OSError, IndexError):
+            continue
+    return rss, cpu
+
+
+class Watch:
+    """Peak RSS and the latest CPU seconds of a process tree, sampled in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self.cpu = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            rss, cpu = usage(self.pid)
+            self.peak = max(self.peak, rss)
+            self.cpu = max(self.cpu, cpu)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def publish_all(bootstrap: str, topic: str, n: int) -> None:
+    """`n` trades as fast as possible, then a heartbeat that closes every window."""
+    clock = ManualClock()
+    publisher = TradePublisher(KafkaConfig(bootstrap=bootstrap, trades_topic=topic), clock=clock)
+    sim = MarketSimulator(20, 20_000.0, seed=11, exchange="sim", source="sim")
+    done, ts = 0, BASE_TS
+    while done < n:
+        batch = sim.trades(min(100_000, n - done), ts, 1_000_000)
+        ts += 1_000_000
+        while True:
+            try:
+                publisher.publish(batch)
+                break
+            except BufferError:
+                publisher.producer.poll(0.1)
+        done += len(batch)
+    clock.advance(120.0)
+    Heartbeats(publisher, 1.0, 2.0).step()
+    assert publisher.flush(120) == 0 and publisher.error is None
+
+
+def create_db(pg: PostgresServer) -> str:
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg.dsn, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    return pg.dsn_for(name)
+
+
+def counts(dsn: str) -> tuple[int, int, int]:
+    """(trades, candles, candles not final)."""
+    import psycopg
+
+    with psycopg.connect(dsn) as con:
+        trades = con.execute("SELECT count(*) FROM trades").fetchone()[0]
+        candles, open_ = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT final) FROM candles"
+        ).fetchone()
+    return trades, candles, open_
+
+
+def command(kind: str, bootstrap: str, topic: str, dsn: str, tmp: Path) -> list[str]:
+    config = tmp / "bench.toml"
+    config.write_text(CONFIG)
+    common = ["--config", str(config), "--kafka", bootstrap, "--topic", topic, "--store", dsn,
+              "--candles-topic", "", "--data-dir", str(tmp / f"{kind}-{topic}")]  # fmt: skip
+    if kind == "process":
+        return [sys.executable, "-m", "tickpipe", "process", *common, "--group", f"g-{topic}"]
+    return [sys.executable, "-m", "tickpipe", "spark", *common, "--trigger", "200"]
+
+
+def throughput(kind: str, broker: KafkaBroker, pg: PostgresServer, tmp: Path, topic: str,
+               n: int, candles: int | None) -> dict:  # fmt: skip
+    dsn = create_db(pg)
+    started = time.monotonic()
+    proc = subprocess.Popen(command(kind, broker.bootstrap, topic, dsn, tmp),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    watch = Watch(proc.pid)
+    first = None
+    last: tuple = (0, 0, 0)
+    try:
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            try:
+                last = counts(dsn)
+            except Exception:
+                continue  # schema not created yet
+            if last[0] and first is None:
+                first = time.monotonic()
+            settled = last[0] == n and last[2] == 0 and last[1] > 0
+            if settled and (candles is None or last[1] >= candles):
+                break
+        end = time.monotonic()
+    finally:
+        proc.terminate()
+        proc.wait(120)
+        watch.stop()
+    assert first is not None and last[0] == n, f"{kind}: stored {last} of {n} trades"
+    return {
+        "processor": kind, "trades": n, "candles": last[1],
+        "start_s": round(first - started, 1),
+        "trades_per_s": round(n / max(end - first, 1e-3)),
+        "peak_rss_mb": round(watch.peak / 2**20), "cpu_s": round(watch.cpu, 1),
+    }  # fmt: skip
+
+
+def latency(kind: str, broker: KafkaBroker, pg: PostgresServer, tmp: Path, rate: float,
+            seconds: float) -> dict:  # fmt: skip
+    import psycopg
+
+    topic = broker.create_topic(f"lat-{uuid.uuid4().hex[:6]}", 3)
+    dsn = create_db(pg)
+    proc = subprocess.Popen(command(kind, broker.bootstrap, topic, dsn, tmp),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    seen: dict[str, int] = {}
+    marks: list[tuple[int, str, int, int]] = []  # (wall µs, symbol, from seq, to seq)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:  # ready: its schema exists
+            try:
+                counts(dsn)
+                break
+            except Exception:
+                time.sleep(0.5)
+        time.sleep(5.0 if kind == "process" else 20.0)  # the Spark session starts first
+        pub = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "kafka.py"), "--publish",
+                                broker.bootstrap, topic, str(rate), str(seconds)])  # fmt: skip
+        with psycopg.connect(dsn, autocommit=True) as con:
+            stop_at = time.monotonic() + seconds + 15.0
+            while time.monotonic() < stop_at:
+                rows = con.execute(
+                    "SELECT symbol, max(last_seq) FROM candles WHERE interval = '1s' GROUP BY 1"
+                ).fetchall()
+                now = time.time_ns() // 1000
+                for symbol, top in rows:
+                    if top > seen.get(symbol, -1):
+                        marks.append((now, symbol, seen.get(symbol, -1), top))
+                        seen[symbol] = top
+                time.sleep(0.05)
+            pub.wait(60)
+            lags = []
+            for now, symbol, lo, hi in marks:
+                got = con.execute(
+                    "SELECT recv_ts FROM trades WHERE symbol = %s AND seq > %s AND seq <= %s",
+                    [symbol, lo, hi],
+                ).fetchall()
+                lags.extend(now - r[0] for r in got)
+    finally:
+        proc.terminate()
+        proc.wait(120)
+    lag = np.array(lags, np.float64) / 1000.0
+    if not len(lag):
+        return {"processor": kind, "rate": rate, "trades_measured": 0}
+    return {"processor": kind, "rate": rate, "seconds": seconds, "trades_measured": len(lag),
+            "p50_ms": round(float(np.percentile(lag, 50)), 1),
+            "p99_ms": round(float(np.percentile(lag, 99)), 1)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trades", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=10_000.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "latency"])
+    args = parser.parse_args()
+    bin_dir = find_bin_dir()
+    assert bin_dir is not None, "PostgreSQL is not installed (scripts/setup/postgresql.sh)"
+    with tempfile.TemporaryDirectory(prefix="tickpipe-bench-spark-") as tmp_name:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o755)
+        broker = KafkaBroker(tmp / "kafka", kafka_libs())
+        pg = PostgresServer(bin_dir)
+        try:
+            broker.start()
+            pg.init()
+            pg.start()
+            results: dict = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
+            if "throughput" not in args.skip:
+                topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:6]}", 3)
+                publish_all(broker.bootstrap, topic, args.trades)
+                ours = throughput("process", broker, pg, tmp, topic, args.trades, None)
+                print(json.dumps(ours), file=sys.stderr)
+                theirs = throughput("spark", broker, pg, tmp, topic, args.trades,
+                                    ours["candles"])  # fmt: skip
+                print(json.dumps(theirs), file=sys.stderr)
+                results["throughput"] = [ours, theirs]
+                results["process_to_spark_trades_per_s"] = round(
+                    ours["trades_per_s"] / max(theirs["trades_per_s"], 1), 2
+                )
+            if "latency" not in args.skip:
+                results["latency"] = [
+                    latency(kind, broker, pg, tmp, args.rate, args.seconds)
+                    for kind in ("process", "spark")
+                ]
+            results["load_after"] = os.getloadavg()[0]
+            print(json.dumps(results, indent=2))
+        finally:
+            broker.stop()
+            pg.close()
+
+
+if __name__ == "__main__":
+    main()
