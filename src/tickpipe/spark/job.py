@@ -1,9 +1,12 @@
-"""The Spark Structured Streaming job: three queries over the trades topic, one session.
+"""The Spark Structured Streaming job: its queries over the trades topic, one session.
 
 - `trades`: every Kafka record; trade messages go to the trades table (unique on exchange,
   symbol, trade_id), malformed ones are counted and dead-lettered;
-- `provisional` (update mode): the candles a micro-batch changed, not final;
-- `final` (append mode): each candle once its window has closed, final.
+- per window (`1s`, `1m/5s`...), `final-<window>` (append mode): each candle once its window
+  has closed, final; and `provisional-<window>` (update mode): the candles a micro-batch
+  changed, not final. One query per window, not one union of the windows' aggregations: in
+  such a union (Spark 4.2, append mode) only some of the branches emitted their closed
+  windows, measured here.
 
 Each query has its own checkpoint under `checkpoint` (offsets, and the windows' and
 de-duplication's state), so `kill -9` and a restart resume where the checkpoint stands; the
@@ -126,22 +129,27 @@ class SparkJob:
         options = kafka_options(self.kafka, self.settings.max_offsets_per_trigger)
         return reader.options(**options).load()
 
-    def _candles(self) -> Any:
-        s = self.settings
+    def _candles(self, window: Window) -> Any:
         rows = plan.trade_rows(plan.parse(self._source()))
-        return plan.candles(plan.deduplicated(rows, s.allowed_lateness_us), s.windows)
+        deduplicated = plan.deduplicated(rows, self.settings.allowed_lateness_us)
+        return plan.candles(deduplicated, (window,))
 
     def start(self) -> None:
         s = self.settings
         trigger = f"{s.trigger_ms} milliseconds"
         where = s.checkpoint
         plans: list[tuple[str, Any, str, Any]] = [
-            ("trades", self._source(), "append", self.sinks.trades),
-            ("final", self._candles(), "append", self.sinks.candle_writer(final=True)),
+            ("trades", self._source(), "append", self.sinks.trades)
         ]
-        if s.provisional:
-            writer = self.sinks.candle_writer(final=False)
-            plans.append(("provisional", self._candles(), "update", writer))
+        for window in s.windows:
+            label = window.name.replace("/", "-")
+            final = f"final-{label}"
+            plans.append((final, self._candles(window), "append",
+                          self.sinks.candle_writer(final, final=True)))  # fmt: skip
+            if s.provisional:
+                provisional = f"provisional-{label}"
+                plans.append((provisional, self._candles(window), "update",
+                              self.sinks.candle_writer(provisional, final=False)))  # fmt: skip
         for name, frame, mode, sink in plans:
             query = (
                 frame.writeStream.queryName(f"tickpipe-{name}")

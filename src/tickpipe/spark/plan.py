@@ -120,7 +120,7 @@ def trade_rows(messages: DataFrame) -> DataFrame:
             F.lit(0).cast("long").alias("seq"), F.lit(0.0).alias("price"),
             F.lit(0.0).alias("size"), F.lit(0).cast("int").alias("side"),
             m["event_ts"].alias("ts"), m["event_ts"].alias("recv_ts"),
-            F.lit("").alias("trade_id"),
+            F.concat(F.lit("heartbeat:"), m["event_ts"].cast("string")).alias("trade_id"),
         )
     )  # fmt: skip
     rows = F.when(F.col("kind") == HEARTBEAT, beat).otherwise(zipped)
@@ -152,11 +152,19 @@ def stored_trades(rows: DataFrame) -> DataFrame:
 
 
 def deduplicated(rows: DataFrame, allowed_lateness_us: int) -> DataFrame:
-    """Trades only, each (exchange, symbol, trade_id) once within the watermark. The
-    watermark is taken before heartbeats are filtered out, so they advance it."""
+    """Each (exchange, symbol, trade_id) once within the watermark.
+
+    Heartbeats stay in (exchange "", their own ids): a filter on `kind` here would be pushed
+    below the watermark by Spark's optimizer (it does not refer to the event time), and the
+    heartbeats would never advance it. Their candles, exchange "", are dropped by the sink
+    (`real_candles`)."""
     watermarked = rows.withWatermark("event_time", f"{allowed_lateness_us} microseconds")
-    trades = watermarked.where(F.col("kind") == TRADES)
-    return trades.dropDuplicatesWithinWatermark(["exchange", "symbol", "trade_id"])
+    return watermarked.dropDuplicatesWithinWatermark(["exchange", "symbol", "trade_id"])
+
+
+def real_candles(candles: DataFrame) -> DataFrame:
+    """Candle rows without the heartbeats' (exchange "")."""
+    return candles.where(F.col("exchange") != "")
 
 
 def _window_candles(trades: DataFrame, window: Window) -> DataFrame:

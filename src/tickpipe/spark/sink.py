@@ -75,7 +75,7 @@ class SinkStats:
 
 
 class Sinks:
-    """The `foreachBatch` functions of the job's three queries, sharing one store."""
+    """The `foreachBatch` functions of the job's queries, sharing one store."""
 
     def __init__(
         self,
@@ -125,14 +125,15 @@ class Sinks:
 
         self._once("trades", batch_id, write)
 
-    def candle_writer(self, final: bool) -> Callable[[DataFrame, int], None]:
-        """The sink of the provisional (update mode) or the final (append mode) query."""
-        query = "final" if final else "provisional"
+    def candle_writer(self, query: str, final: bool) -> Callable[[DataFrame, int], None]:
+        """The sink of a provisional (update mode) or a final (append mode) query."""
 
         def sink(batch: DataFrame, batch_id: int) -> None:
             def write() -> None:
                 now = self.clock.now_us()
-                rows: list[dict[str, Any]] = batch.toArrow().to_pylist()
+                from tickpipe.spark.plan import real_candles
+
+                rows: list[dict[str, Any]] = real_candles(batch).toArrow().to_pylist()
                 candles = [Candle(**r, final=final, revision=0, updated_at=now) for r in rows]
                 if not candles:
                     return
