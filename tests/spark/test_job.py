@@ -214,6 +214,33 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def topic_candles(bootstrap: str, topic: str) -> dict[tuple[str, str, str, int], Candle]:
+    """The latest message of each candle on a candles topic, read to its end."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from tickpipe.transport.schema import decode_candle
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "enable.auto.commit": False})  # fmt: skip
+    latest: dict[tuple[str, str, str, int], Candle] = {}
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}  # fmt: skip
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        done = {p: 0 for p in partitions}
+        deadline = time.monotonic() + 60
+        while any(done[p] < ends[p] for p in partitions) and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    c = decode_candle(msg.value())
+                    latest[(c.exchange, c.symbol, c.interval, c.start)] = c
+                    done[msg.partition()] = msg.offset() + 1
+    finally:
+        consumer.close()
+    return latest
+
+
 def same_candles(spark: dict, engine: dict) -> list[str]:
     """Every field of every candle, floats to 1e-9 relative (updated_at aside)."""
     problems = []
@@ -272,6 +299,9 @@ def test_spark_and_process_store_identical_final_candles_from_the_same_trades(
         ours, theirs = stored_candles(spark_dsn), stored_candles(dsn)
     assert_candles_equal(ours, expected)
     assert not (problems := same_candles(ours, theirs)), problems[:5]
+    # What `tickpipe serve --kafka` shows live: the same final candles, on the candles topic.
+    live = topic_candles(kafka.bootstrap, f"{topic}.candles")
+    assert not (problems := same_candles(live, ours)), problems[:5]
     last = max(t.ts for t in trades if t.symbol == market.quiet_symbol)
     quiet_last = ours[("sim", market.quiet_symbol, "1s", last - last % 1_000_000)]
     assert quiet_last.final, "the quiet symbol's last window is final"

@@ -10,6 +10,7 @@ were it written twice, the whole-row upserts and the trades' unique key would st
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from tickpipe.transport.kafka import CandlePublisher
 
 log = logging.getLogger("tickpipe.spark")
+FINALS_KEPT = 200_000
 
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS spark_batches (
@@ -94,6 +96,11 @@ class Sinks:
         self.clock = clock
         self.stats = SinkStats()
         self.on_candles: list[Callable[[list[Candle]], None]] = []
+        # Candles written final, so that a provisional query lagging the final one (each runs
+        # on its own thread) sends no stale provisional update after them to the candles
+        # topic (the store refuses it anyway). Bounded: the oldest half goes at FINALS_KEPT.
+        self._finals: dict[tuple[str, str, str, int], int] = {}
+        self._lock = threading.Lock()
 
     def _once(self, query: str, batch_id: int, write: Callable[[], None]) -> None:
         if self.ledger.done(query, batch_id):
@@ -135,18 +142,34 @@ class Sinks:
 
                 rows: list[dict[str, Any]] = real_candles(batch).toArrow().to_pylist()
                 candles = [Candle(**r, final=final, revision=0, updated_at=now) for r in rows]
-                if not candles:
-                    return
-                self.store.write(candles=candles)
-                if final:
-                    self.stats.final += len(candles)
-                else:
-                    self.stats.provisional += len(candles)
-                if self.candles is not None:
-                    self.candles.publish(candles)
-                for hook in self.on_candles:
-                    hook(candles)
+                with self._lock:
+                    candles = self._not_stale(candles, final)
+                    if candles:
+                        self._write_candles(candles, final)
 
             self._once(query, batch_id, write)
 
         return sink
+
+    def _not_stale(self, candles: list[Candle], final: bool) -> list[Candle]:
+        """`candles` without provisional ones of windows written final already."""
+        finals = self._finals
+        if final:
+            for c in candles:
+                finals[(c.exchange, c.symbol, c.interval, c.start)] = c.start
+            if len(finals) > FINALS_KEPT:
+                cut = sorted(finals.values())[len(finals) // 2]
+                self._finals = {k: v for k, v in finals.items() if v >= cut}
+            return candles
+        return [c for c in candles if (c.exchange, c.symbol, c.interval, c.start) not in finals]
+
+    def _write_candles(self, candles: list[Candle], final: bool) -> None:
+        self.store.write(candles=candles)
+        if final:
+            self.stats.final += len(candles)
+        else:
+            self.stats.provisional += len(candles)
+        if self.candles is not None:
+            self.candles.publish(candles)
+        for hook in self.on_candles:
+            hook(candles)
