@@ -63,7 +63,12 @@ class Market:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.clock = ManualClock(monotonic_s=1000.0)
-        kafka = KafkaConfig(bootstrap=bootstrap, trades_topic=topic, message_trades=60)
+        kafka = KafkaConfig(
+            bootstrap=bootstrap,
+            trades_topic=topic,
+            message_trades=60,
+            properties={"log_level": "0"},
+        )  # quiet once the broker is gone
         self.publisher = TradePublisher(kafka, clock=self.clock)
         self.heartbeats = Heartbeats(self.publisher, every_s=0.5, idle_s=2.0)
         sim = MarketSimulator(3, 1500, seed=11, exchange="sim", source="sim")
@@ -179,7 +184,7 @@ def job_for(spark: Any, dsn: str, topic: str, bootstrap: str, tmp: Path, checkpo
     from tickpipe.transport.kafka import CandlePublisher
 
     store = PostgresStore(dsn)
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "log_level": 0})
     sinks = Sinks(
         store, BatchLedger(dsn, checkpoint_run(checkpoint)),
         DeadLetters(tmp / "spark-dead-letters.jsonl"), topic,
