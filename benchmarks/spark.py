@@ -208,23 +208,23 @@ def latency(kind: str, broker: KafkaBroker, pg: PostgresServer, tmp: Path, rate:
 
     topic = broker.create_topic(f"lat-{uuid.uuid4().hex[:6]}", 3)
     dsn = create_db(pg)
-    proc = subprocess.Popen(command(kind, broker.bootstrap, topic, dsn, tmp),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log = tmp / f"latency-{kind}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command(kind, broker.bootstrap, topic, dsn, tmp),
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     seen: dict[str, int] = {}
     marks: list[tuple[int, str, int, int]] = []  # (wall µs, symbol, from seq, to seq)
+    ready = "assigned partitions" if kind == "process" else "queries started"
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:  # ready: its schema exists
-            try:
-                counts(dsn)
-                break
-            except Exception:
-                time.sleep(0.5)
-        time.sleep(5.0 if kind == "process" else 20.0)  # the Spark session starts first
+        deadline = time.monotonic() + 900
+        while ready not in log.read_text(errors="replace"):  # the group joined, the queries run
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.5)
+        time.sleep(5.0)
         pub = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "kafka.py"), "--publish",
                                 broker.bootstrap, topic, str(rate), str(seconds)])  # fmt: skip
         with psycopg.connect(dsn, autocommit=True) as con:
-            stop_at = time.monotonic() + seconds + 15.0
+            stop_at = time.monotonic() + seconds + 30.0
             while time.monotonic() < stop_at:
                 rows = con.execute(
                     "SELECT symbol, max(last_seq) FROM candles WHERE interval = '1s' GROUP BY 1"
