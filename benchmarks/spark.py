@@ -259,8 +259,9 @@ def latency(kind: str, broker: KafkaBroker, pg: PostgresServer, tmp: Path, rate:
         proc.terminate()
         proc.wait(120)
     lag = np.array(lags, np.float64) / 1000.0
-    if not len(lag):
-        return {"processor": kind, "rate": rate, "trades_measured": 0}
+    if not len(lag):  # say why: the processor's own last lines
+        tail = log.read_text(errors="replace").splitlines()[-8:]
+        return {"processor": kind, "rate": rate, "trades_measured": 0, "log_tail": tail}
     return {"processor": kind, "rate": rate, "seconds": seconds, "trades_measured": len(lag),
             "p50_ms": round(float(np.percentile(lag, 50)), 1),
             "p99_ms": round(float(np.percentile(lag, 99)), 1)}  # fmt: skip
@@ -271,7 +272,8 @@ def main() -> None:
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=10_000.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "latency"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["throughput", "latency", "process-latency"])  # fmt: skip
     args = parser.parse_args()
     bin_dir = find_bin_dir()
     assert bin_dir is not None, "PostgreSQL is not installed (scripts/setup/postgresql.sh)"
@@ -305,6 +307,7 @@ def main() -> None:
                 results["latency"] = [
                     latency(kind, broker, pg, tmp, args.rate, args.seconds)
                     for kind in ("process", "spark")
+                    if f"{kind}-latency" not in args.skip
                 ]
             results["load_after"] = os.getloadavg()[0]
             print(json.dumps(results, indent=2))
