@@ -253,6 +253,8 @@ class Processor:
                 while self.stage.behind:
                     time.sleep(0.005)  # the store is behind: stop consuming until it catches up
                     self._commit()
+                    # the consumer lag goes on growing: /metrics must show it (the lag alert)
+                    self.monitor.step(self.consumer, self.kafka.trades_topic)
         finally:
             self.close()
 
