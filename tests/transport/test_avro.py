@@ -276,3 +276,17 @@ def test_a_processor_reads_avro_trades_and_writes_avro_candles_equal_to_the_batc
     assert set(latest) == set(got)
     finals = {k: c for k, c in latest.items() if c.final}
     assert finals == {k: got[k] for k in latest if got[k].final}
+
+
+@pytest.mark.parametrize(("name", "schema"), [("trade", TRADE_SCHEMA), ("candle", CANDLE_SCHEMA)])
+def test_the_committed_avro_schemas_are_the_ones_registered(name, schema):
+    """docs/schema/*.avsc (for users of Kafka Connect, ksqlDB, Flink) say what is registered,
+    and fastavro accepts them as Avro."""
+    from pathlib import Path
+
+    from fastavro import parse_schema
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "schema" / f"{name}.v1.avsc"
+    committed = json.loads(path.read_text())
+    assert committed == schema
+    parse_schema(committed)
