@@ -290,3 +290,15 @@ def test_the_committed_avro_schemas_are_the_ones_registered(name, schema):
     committed = json.loads(path.read_text())
     assert committed == schema
     parse_schema(committed)
+
+
+def test_a_registry_that_cannot_be_asked_for_a_schema_stops_reading_with_one_line():
+    """Not a malformed message: dead-lettering good trades would lose them; the processor stops
+    with one line, and its restart replays from the committed offset."""
+    from tickpipe.transport.codecs import avro_codec
+
+    config = KafkaConfig(trades_topic="t", schema_registry="http://127.0.0.1:9")
+    message = b"\x00" + (7).to_bytes(4, "big") + b"\x02\x04"  # wire format, schema id 7
+    with pytest.raises(RegistryRefused, match=r"http://127\.0\.0\.1:9 unreachable") as refused:
+        avro_codec(config).decode_trades(message)
+    assert "\n" not in str(refused.value)

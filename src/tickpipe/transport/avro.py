@@ -172,6 +172,10 @@ class AvroCodec:
             raise SchemaError(f"schema id not in the registry: {exc.error_message}") from None
         except (SerializationError, ValueError, EOFError, IndexError, TypeError) as exc:
             raise SchemaError(f"not an Avro message: {exc}") from None
+        except Exception as exc:  # the registry cannot be asked (httpx's connection errors):
+            # stop with one line rather than dead-letter good messages; a restart replays them
+            subject = subject_of(ctx.topic)
+            raise RegistryRefused(_registry_line(self.url, subject, exc)) from None
         if not isinstance(record, dict):
             raise SchemaError("an Avro message that is not a record")
         return record
