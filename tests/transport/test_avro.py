@@ -302,3 +302,23 @@ def test_a_registry_that_cannot_be_asked_for_a_schema_stops_reading_with_one_lin
     with pytest.raises(RegistryRefused, match=r"http://127\.0\.0\.1:9 unreachable") as refused:
         avro_codec(config).decode_trades(message)
     assert "\n" not in str(refused.value)
+
+
+def test_candle_readers_with_a_registry_read_avro_and_json_candles(registry):
+    """What `serve --kafka` reads the candles topic with: either encoding, told by its bytes."""
+    from tickpipe.transport.codecs import candle_decoder
+    from tickpipe.transport.schema import encode_candle
+
+    candle = Candle(exchange="sim", symbol="A-USDT", interval="5s", start=5_000_000, open=1.0,
+                    high=3.0, low=0.5, close=2.0, volume=4.0, quote_volume=8.0, vwap=2.0,
+                    mean_price=1.9, trades=3, buy_volume=1.0, sell_volume=3.0, first_seq=1,
+                    last_seq=3, final=True, revision=2, updated_at=99)  # fmt: skip
+    config = KafkaConfig(trades_topic=f"c-{uuid.uuid4().hex[:8]}", candles_topic="cc",
+                         encoding="avro", schema_registry=registry.url)  # fmt: skip
+    avro = candle_encoder(config)(candle)
+    assert avro[0] == 0 and avro != encode_candle(candle)
+    decode = candle_decoder(config)
+    assert decode(avro) == candle
+    assert decode(encode_candle(candle)) == candle
+    with pytest.raises(SchemaError):
+        decode(b"\x00\x00\x00\x00\x01garbage")  # schema id 1 exists, the body is not a candle
