@@ -22,7 +22,13 @@ from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.transport.avro import CANDLE_SCHEMA, TRADE_SCHEMA, RegistryRefused
 from tickpipe.transport.codecs import candle_encoder, trade_decoder
 from tickpipe.transport.kafka import CandlePublisher, TradePublisher
-from tickpipe.transport.schema import SchemaError, decode_trades, to_batch
+from tickpipe.transport.schema import (
+    SchemaError,
+    decode_trades,
+    encode_trades,
+    split_by_instrument,
+    to_batch,
+)
 from tickpipe.transport.settings import KafkaConfig
 from transport.test_kafka import consume_all
 
@@ -67,6 +73,14 @@ def test_avro_trades_round_trip_through_a_real_broker_in_the_wire_format(kafka, 
         return (t.exchange, t.symbol, t.seq)
 
     assert sorted(back.to_trades(), key=key) == sorted(batch.to_trades(), key=key)
+    # The same reader takes the other encodings on the same topic (told apart by their bytes).
+    other = MarketSimulator(2, 1000.0, seed=12, exchange="other", source="other").trades(
+        500, 1_700_000_000_000_000
+    )
+    for encoding in ("json", "binary"):
+        values = [encode_trades(p, encoding) for p in split_by_instrument(other, 100)]
+        mixed = to_batch([decode(v) for v in values])
+        assert sorted(mixed.to_trades(), key=key) == sorted(other.to_trades(), key=key)
 
 
 def test_a_consumer_that_knows_only_the_registry_reads_trades_and_candles(kafka, registry):
