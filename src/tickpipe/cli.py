@@ -668,7 +668,7 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
         stored = "lake"
     else:
         with faults_named(str(config.db_path)):
-            store = config.open_store(read_only=True)
+            store = config.open_store(read_only=True, verify=True)
             try:
                 with VerifyProgress() as progress:
                     report = run_verify(store, list(intervals) or None, show, since, until,

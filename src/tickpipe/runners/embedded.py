@@ -37,6 +37,7 @@ from tickpipe.runtime.writer import StoreWriter
 from tickpipe.serve.app import ApiContext
 from tickpipe.serve.live import Hub
 from tickpipe.sources import Source, SourceContext, SourceStats
+from tickpipe.sources.replay import FileReplay
 from tickpipe.stores.base import SnapshotStore
 from tickpipe.stores.lake.location import open_lake
 from tickpipe.stores.lake.sync import catch_up
@@ -44,6 +45,11 @@ from tickpipe.stores.lake.writer import LakeWriter
 from tickpipe.transport.memory import MemoryTransport
 
 log = logging.getLogger("tickpipe")
+
+# A file can wait for the pipeline, a live feed cannot: a file replay's queue holds ten of its
+# batches rather than `queue_trades` (a million trades, which a replay at full speed fills:
+# about 50 MB held for nothing).
+REPLAY_QUEUE_TRADES = 100_000
 
 
 class _Stopped(Exception):
@@ -66,7 +72,11 @@ class Pipeline:
         self.sources = sources
         self.clock = clock
         self.engine = CandleEngine(config.engine_config())
-        self.transport = MemoryTransport(config.queue_trades)
+        replay_only = bool(sources) and all(isinstance(s, FileReplay) for s in sources)
+        queue = (
+            min(config.queue_trades, REPLAY_QUEUE_TRADES) if replay_only else config.queue_trades
+        )
+        self.transport = MemoryTransport(queue)
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.store = config.open_store()
         self.writer = StoreWriter(self.store, config.flush_every_s)
