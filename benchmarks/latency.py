@@ -110,16 +110,21 @@ class LatencyResult:
     label: str = "current"  # which tickpipe ran: "current" or the baseline's git ref
     cpu_window_s: float = 0.0  # CPU seconds of `tickpipe run` over the measured window
     wall_window_s: float = 0.0  # that window's wall seconds
+    watched: int = 0  # symbols the client subscribed to (0: all)
 
     @property
     def processed_rate(self) -> float:
-        """Trades/s tickpipe pushed to the client (every trade of a subscribed symbol is)."""
-        return self.pushed_trades / self.seconds if self.seconds else 0.0
+        """Trades/s tickpipe handled: every trade of a subscribed symbol is pushed to the
+        client, and the feed goes round-robin over the symbols, so the pushed ones scaled by
+        symbols / subscribed symbols."""
+        share = len(self.symbols) / self.watched if self.watched else 1.0
+        return self.pushed_trades * share / self.seconds if self.seconds else 0.0
 
     @property
     def cpu_s_per_million(self) -> float | None:
         """CPU seconds of `tickpipe run` per million trades it handled in the window."""
-        return self.cpu_window_s / self.pushed_trades * 1e6 if self.pushed_trades else None
+        handled = self.processed_rate * self.wall_window_s
+        return self.cpu_window_s / handled * 1e6 if handled else None
 
     @property
     def core_pct(self) -> float:
@@ -412,11 +417,13 @@ def measure_latency(
     rate: float = 10_000, seconds: float = 10.0, warmup: float = 1.0,
     symbols: tuple[str, ...] = SYMBOLS, provisional_every: str | None = None,
     log=print, src: Path | None = None, label: str = "current", lean: bool = False,
+    watch: int | None = None,
 ) -> LatencyResult:  # fmt: skip
     """Run the fake exchange, `tickpipe run` and a live client; measure (see the module doc).
 
     `src`: the `src` folder of the tickpipe to run (default: this checkout's); `lean`: the
-    fake feeds with `_lean_feed` (cheap enough for 100,000 trades/s)."""
+    fake feeds with `_lean_feed` (cheap enough for 100,000 trades/s); `watch`: the client
+    subscribes to the first this many symbols only (default: all)."""
     if not (REPO / "tests" / "fakes" / "binance_server.py").exists():
         raise RuntimeError(f"needs a source checkout: {REPO / 'tests/fakes'} is missing")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
@@ -450,7 +457,8 @@ def measure_latency(
             )
             try:
                 trades, candles, start_us, dropped, window = asyncio.run(_client(
-                    f"ws://127.0.0.1:{port}/api/live", names, fake, tickpipe, warmup, seconds
+                    f"ws://127.0.0.1:{port}/api/live", names[:watch], fake, tickpipe, warmup,
+                    seconds,
                 ))  # fmt: skip
             except Exception as exc:
                 if tickpipe.poll() is None:
@@ -489,6 +497,7 @@ def measure_latency(
         fed_rate=fed["fed"] / fed["elapsed"] if fed["elapsed"] else 0.0, dropped=dropped,
         cpu_s={k: round(v, 2) for k, v in cpu.items() if v >= 0},
         label=label, cpu_window_s=window[0], wall_window_s=window[1],
+        watched=len(names[:watch]),
         **figures,  # type: ignore[arg-type]
     )  # fmt: skip
     p99 = result.live_updates.p99_ms
@@ -537,6 +546,11 @@ def main(argv: list[str] | None = None) -> None:
         help="Binance raw symbols, comma-separated, or a count (50: made-up symbols)",
     )  # fmt: skip
     parser.add_argument(
+        "--watch", type=int, default=None, metavar="N",
+        help="the client subscribes to the first N symbols only (a dashboard shows a few "
+        "charts; default all)",
+    )  # fmt: skip
+    parser.add_argument(
         "--baseline", default=None, metavar="REF",
         help="also run the tickpipe of this git ref (its src/, via git archive) at each rate",
     )  # fmt: skip
@@ -574,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
                 log(f"-- {rate:,.0f} trades/s, tickpipe {label}")
                 result = measure_latency(
                     rate, args.seconds, args.warmup, tuple(symbols), args.provisional_every,
-                    log, src=src, label=label, lean=True,
+                    log, src=src, label=label, lean=True, watch=args.watch,
                 )  # fmt: skip
                 log(result.report())
                 results.append(result)
@@ -584,7 +598,8 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()
     print(
         f"live efficiency and latency: `tickpipe run` fed one trade per frame over "
-        f"{len(symbols)} symbols, {args.seconds:g} s measured after {args.warmup:g} s, "
+        f"{len(symbols)} symbols ({args.watch or len(symbols)} watched by the /api/live "
+        f"client), {args.seconds:g} s measured after {args.warmup:g} s, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs"
     )
     print("core: CPU of `tickpipe run` / wall; CPU-s/M: its CPU seconds per million trades; "
