@@ -8,7 +8,9 @@ how many of the frames were data, which is what the data timer watches.
 
 Frames are collected as picows parses them and handed over once per socket read (picows marks
 the last frame of each read), so a busy feed arrives as a few large batches rather than many
-single frames. Batches wait in a queue bounded in frames; when the source is slow (its callback
+single frames. A feed that sends one trade per frame fills each read with one frame, so within
+`coalesce_s` (1 ms) of a hand-over the next one waits and takes every frame read meanwhile:
+one parse per millisecond at most, never more than that late (after a quiet spell, at once). Batches wait in a queue bounded in frames; when the source is slow (its callback
 awaits the transport) and the queue is full, reading from the socket pauses until it drains.
 
 Two things exchanges need beyond the WebSocket protocol also live here, so no connector keeps
