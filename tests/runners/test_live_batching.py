@@ -144,6 +144,7 @@ async def test_the_pipeline_fed_one_frame_at_a_time_stores_the_candles_of_one_ba
             run = asyncio.create_task(pipeline.run())
             await server.wait_connections(1, timeout=20)
             await server.wait_for(lambda: all(c.streams for c in server.open_connections()))
+            await asyncio.sleep(1.1)  # past the connection's first second: frames coalesce
             # A trickle: one trade per frame, a loop turn apart, so the source's reads and
             # the engine's steps batch them however the timing falls.
             for n in range(600):

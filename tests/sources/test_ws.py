@@ -125,7 +125,7 @@ async def test_frames_arrive_in_batches_stamped_with_receipt_time() -> None:
 async def test_a_trickle_of_single_frames_is_handed_over_at_most_once_per_coalesce_time() -> None:
     coalesce_s = 0.05
     async with FakeBinance() as server:
-        feed = Feed(server, replace(FAST, coalesce_s=coalesce_s))
+        feed = Feed(server, replace(FAST, coalesce_s=coalesce_s, coalesce_after_s=0.0))
         async with feed.running():
             await server.wait_connections(1)
             trades = []
@@ -406,6 +406,7 @@ def test_retry_after_reads_seconds_and_ignores_what_it_cannot() -> None:
         ("stable_after", -1),
         ("ping_timeout", 20.0),  # longer than ping_interval below
         ("coalesce_s", -0.001),
+        ("coalesce_after_s", -1.0),
     ],
 )
 def test_bad_config_names_the_field(field: str, value: float) -> None:

@@ -10,8 +10,10 @@ Frames are collected as picows parses them and handed over once per socket read 
 the last frame of each read), so a busy feed arrives as a few large batches rather than many
 single frames. A feed that sends one trade per frame fills each read with one frame, so within
 `coalesce_s` (1 ms) of a hand-over the next one waits and takes every frame read meanwhile:
-one parse per millisecond at most, never more than that late (after a quiet spell, at once). Batches wait in a queue bounded in frames; when the source is slow (its callback
-awaits the transport) and the queue is full, reading from the socket pauses until it drains.
+one parse per millisecond at most, never more than that late (after a quiet spell, and in a
+connection's first `coalesce_after_s`, at once). Batches wait in a queue bounded in frames; when
+the source is slow (its callback awaits the transport) and the queue is full, reading from the
+socket pauses until it drains.
 
 Two things exchanges need beyond the WebSocket protocol also live here, so no connector keeps
 its own task for them: an application-level ping (`WsConfig.app_ping`: a JSON or text message
@@ -86,6 +88,9 @@ class WsConfig:
     # one: a feed sending one trade per frame costs one parse and one engine step per this
     # time instead of one per frame, at most this much later. None: each read at once.
     coalesce_s: float | None = 0.001
+    # ...but not in a connection's first seconds: a connector's catch-up refill after a
+    # reconnect races the first live frames, and must see where the live stream resumed.
+    coalesce_after_s: float = 1.0
     max_frame_size: int = 10 * 1024 * 1024
     # Application-level ping (a text frame such as {"op":"ping"}), for exchanges that want one
     # besides or instead of protocol pings. Its answer is a frame like any other: it feeds the
@@ -104,7 +109,7 @@ class WsConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"ws config: {name} must be positive, not {value}")
-        for name in ("backoff_initial", "stable_after", "rate_limit_backoff"):
+        for name in ("backoff_initial", "stable_after", "rate_limit_backoff", "coalesce_after_s"):
             if getattr(self, name) < 0:
                 raise ValueError(
                     f"ws config: {name} must not be negative, not {getattr(self, name)}"
@@ -290,7 +295,8 @@ class _Session(WSListener):
                 continue
             # Soon after a hand-over, let more frames arrive first (one parse for many).
             wait = handed_at + coalesce - loop.time()
-            if wait > 0 and self.pending < limit and not self.disconnected:
+            settled = loop.time() - self.conn.connected_at >= self.config.coalesce_after_s
+            if wait > 0 and settled and self.pending < limit and not self.disconnected:
                 await asyncio.sleep(wait)
             handed_at = loop.time()
             frames, recv_ts = self.chunks.popleft()
