@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from tickpipe.config import Config
 from tickpipe.engine.candles import CandleEngine, EngineConfig
 from tickpipe.engine.windows import parse_window
-from tickpipe.records import Candle
+from tickpipe.records import Candle, TradeBatch
 from tickpipe.runners.embedded import Pipeline
 from tickpipe.sources.binance import make_source
 from tickpipe.sources.binance.parse import InstrumentIndex, parse_frames
@@ -139,6 +139,14 @@ async def test_the_pipeline_fed_one_frame_at_a_time_stores_the_candles_of_one_ba
     async with FakeBinance(["BTCUSDT", "ETHUSDT"]) as server:
         options = ExchangeOptions(url=server.url, rest_url=server.rest_url)
         pipeline = Pipeline(config, [make_source(["BTC-USDT", "ETH-USDT"], options)], "run")
+        steps: list[float] = []  # loop time of each engine step with trades
+        process = pipeline.stage.process
+
+        def timed(batch: TradeBatch) -> None:
+            steps.append(asyncio.get_running_loop().time())
+            process(batch)
+
+        pipeline.stage.process = timed  # type: ignore[method-assign]
         try:
             assert pipeline.restore()
             run = asyncio.create_task(pipeline.run())
@@ -158,6 +166,11 @@ async def test_the_pipeline_fed_one_frame_at_a_time_stores_the_candles_of_one_ba
         finally:
             pipeline.close()
     assert pipeline.stage.counters.trades == 600
+    # The live path (the source's hand-overs, the engine's steps) makes at most one step per
+    # millisecond: n steps span at least n - 1 budgets (the first step's own time from its
+    # start to `process`, a fraction of a millisecond, is allowed for).
+    assert len(steps) < 600
+    assert steps[-1] - steps[0] >= (len(steps) - 1) * pipeline.step_budget_s - 0.005
     engine = CandleEngine(config.engine_config())
     index = InstrumentIndex.for_symbols(["BTC-USDT", "ETH-USDT"])
     batch = parse_frames(sent, 0, index).batch
