@@ -4,6 +4,7 @@
 import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
 import { AnalyticsView } from "./analytics.js";
 import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from "./candles.js";
+import { drawLastCandle } from "./lastbar.js";
 import { ConsolidatedView, withComposite } from "./consolidated.js";
 import { Forecasts } from "./forecast.js";
 import * as fmt from "./format.js";
@@ -21,6 +22,9 @@ const ROLLING_EVERY_MS = 30000;
 const EXCHANGES_EVERY_MS = 30000;
 const FORECASTS_EVERY_MS = 5000;
 const VENUES_EVERY_MS = 5000;
+// Overlays, indicators and compared venues follow live updates with a whole redraw this often
+// at most; the newest candle itself is drawn at the next animation frame (lastbar.js).
+const FULL_EVERY_MS = 1000;
 const PLOT_CONFIG = { displaylogo: false, responsive: true, scrollZoom: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 const $ = (id) => document.getElementById(id);
@@ -59,8 +63,11 @@ const state = {
 };
 
 // Counters the page exposes for tests and for anyone debugging in the browser console.
-const stats = { renders: 0, liveCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
-window.tickpipe = { state, stats };
+// `renders`: whole redraws of the figure; `lastDraws`: live updates drawn on the newest candle.
+const stats = { renders: 0, lastDraws: 0, liveCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
+// `onDrawn(candle)`, when set (benchmarks/page_latency.py), runs after each drawing of the chart
+// with its newest candle.
+window.tickpipe = { state, stats, onDrawn: null };
 
 const socket = new LiveSocket({ onMessage, onState: showLiveState, onOpen: onLiveOpen });
 const analytics = new AnalyticsView({
@@ -529,13 +536,19 @@ function onMessage(message) {
     if (message.interval !== state.baseInterval) return;
     stats.liveCandles += 1;
     const candle = state.rollup ? state.rollup.add(message) : message;
-    state.series.upsert(candle);
+    const replaced = state.series.upsert(candle);
     // Without pushed trades (tape hidden), the newest candle's close is the last price.
     const candles = state.series.candles;
-    if (!tapeShown && candle.start >= candles[candles.length - 1].start) state.lastPrice = candle.close;
+    const newest = candle.start >= candles[candles.length - 1].start;
+    if (!tapeShown && newest) state.lastPrice = candle.close;
     const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
-    state.series.dropBefore(horizon - (horizon % state.step));
-    scheduleRender();
+    const dropped = state.series.dropBefore(horizon - (horizon % state.step));
+    if (dropped || !replaced || (!newest && !sameBar(replaced, candle))) {
+      scheduleRender(); // a new candle, one gone, or a correction of an older one
+    } else if (newest) {
+      scheduleLast();
+      scheduleFollow();
+    } // else: an older candle turned final, its figures unchanged: nothing to draw
   } else if (message.type === "trades") {
     // One message per engine step: this symbol's new trades, oldest first.
     const now = performance.now();
@@ -550,20 +563,67 @@ function onMessage(message) {
   }
 }
 
+/** Whether two versions of a candle draw the same (a candle turning final changes nothing). */
+function sameBar(a, b) {
+  return a.open === b.open && a.high === b.high && a.low === b.low && a.close === b.close && a.volume === b.volume;
+}
+
 // A candle update is drawn at the next animation frame (one drawing per frame, however many
-// updates came); trades change only the tape and the quote, redrawn at most every
-// TAPE_EVERY_MS and never the chart. A shared 200 ms timer made every candle wait behind the
-// tape's redraws: 260 ms median from trade to chart at 1,000 trades/s (page_latency.py).
+// updates came): an update of the newest candle on that candle only (lastbar.js), anything else
+// as a whole redraw; the lines that follow the newest candle (overlays, indicators, venues) are
+// redrawn with the whole figure within FULL_EVERY_MS. Trades change only the tape and the quote,
+// redrawn at most every TAPE_EVERY_MS and never the chart. A whole redraw per update left a
+// trade 624 ms (p95) from the chart at 1,000 trades/s on a loaded machine (page_latency.py).
 let chartFrame = null;
+let fullDue = false; // the next frame redraws the whole figure
+let followTimer = null;
+let lastFull = 0;
 let tapeTimer = null;
 let lastTape = 0;
+let shown = null; // what the figure on screen holds: {key, count, newest start}
 
+/** The whole figure at the next animation frame. */
 function scheduleRender() {
+  fullDue = true;
+  requestFrame();
+}
+
+/** The newest candle at the next animation frame. */
+function scheduleLast() {
+  requestFrame();
+}
+
+/** A whole redraw within FULL_EVERY_MS of the last one, for what follows the newest candle. */
+function scheduleFollow() {
+  if (followTimer !== null) return;
+  const wait = Math.max(0, FULL_EVERY_MS - (performance.now() - lastFull));
+  followTimer = setTimeout(() => {
+    followTimer = null;
+    scheduleRender();
+  }, wait);
+}
+
+function requestFrame() {
   if (chartFrame !== null) return;
   chartFrame = requestAnimationFrame(() => {
     chartFrame = null;
-    renderChart();
+    if (fullDue || !renderLast()) renderChart();
   });
+}
+
+/** Draw the newest candle's update in place; false when only a whole redraw can show it. */
+function renderLast() {
+  const candles = state.series.candles;
+  const newest = candles[candles.length - 1];
+  const div = $("chart");
+  if (!newest || !shown || typeof Plotly === "undefined" || shown.key !== chartKey() ||
+      shown.count !== candles.length || shown.start !== newest.start) return false;
+  if (!drawLastCandle(div, newest, candles.length - 1, themeColors())) return false;
+  stats.lastDraws += 1;
+  if (state.hovered === null || state.hovered === newest.start) showLegend(newest);
+  renderQuote(candles);
+  window.tickpipe.onDrawn?.(newest);
+  return true;
 }
 
 function scheduleTape() {
@@ -617,11 +677,17 @@ function renderChart() {
   fewCandlesRange(div, layout, candles);
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
+  fullDue = false;
+  lastFull = performance.now();
+  clearTimeout(followTimer);
+  followTimer = null;
+  shown = { key: chartKey(), count: candles.length, start: candles.length ? candles[candles.length - 1].start : null };
   if (!div.dataset.crosshair) followCursor(div);
   // A live update changes the hovered candle too: the legend follows it.
   const newest = candles[candles.length - 1];
   showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
   renderQuote(candles);
+  if (newest) window.tickpipe.onDrawn?.(newest);
 }
 
 // -- studies and compared venues ------------------------------------------------------------
