@@ -21,10 +21,13 @@ const WATCHLIST_EVERY_MS = 10000;
 const ROLLING_EVERY_MS = 30000;
 const EXCHANGES_EVERY_MS = 30000;
 const FORECASTS_EVERY_MS = 5000;
-const VENUES_EVERY_MS = 5000;
+const VENUES_EVERY_MS = 5000; // a custom bucket's compared venues (stored intervals come live)
 // Overlays, indicators and compared venues follow live updates with a whole redraw this often
 // at most; the newest candle itself is drawn at the next animation frame (lastbar.js).
 const FULL_EVERY_MS = 1000;
+// A live symbol with no trade for this long is shown as quiet (the header says since when);
+// `?quiet=30s` sets another span.
+const QUIET_AFTER_US = fmt.parseDuration(new URLSearchParams(location.search).get("quiet")) ?? 60e6;
 const PLOT_CONFIG = { displaylogo: false, responsive: true, scrollZoom: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 const $ = (id) => document.getElementById(id);
@@ -60,11 +63,13 @@ const state = {
   watch: { rows: new Map(), search: "", sort: "symbol", dir: "asc" },
   tapeTimes: [],
   generation: 0,
+  lastTradeUs: null, // the event time of the shown symbol's newest trade known to the page
+  quietEnd: null, // ms: the chart ends at the last trade (none in the lookback), not now
 };
 
 // Counters the page exposes for tests and for anyone debugging in the browser console.
 // `renders`: whole redraws of the figure; `lastDraws`: live updates drawn on the newest candle.
-const stats = { renders: 0, lastDraws: 0, liveCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
+const stats = { renders: 0, lastDraws: 0, liveCandles: 0, venueCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
 // `onDrawn(candle)`, when set (benchmarks/page_latency.py), runs after each drawing of the chart
 // with its newest candle.
 window.tickpipe = { state, stats, onDrawn: null };
@@ -108,7 +113,10 @@ async function start() {
   setInterval(refreshRolling, ROLLING_EVERY_MS);
   setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
   setInterval(refreshForecasts, FORECASTS_EVERY_MS);
-  setInterval(refreshVenues, VENUES_EVERY_MS);
+  setInterval(renderQuiet, 1000);
+  setInterval(() => {
+    if (!venuesLive()) refreshVenues();
+  }, VENUES_EVERY_MS);
 }
 
 /** A symbol that starts trading later (a quiet one, a new listing) joins the pickers and the
@@ -368,6 +376,8 @@ function loadChart() {
   state.pending = [];
   state.tape = [];
   state.lastPrice = null;
+  state.lastTradeUs = null;
+  renderQuiet();
   $("q-symbol").textContent = state.symbol;
   $("q-exchange").textContent = state.exchange;
   for (const tr of $("watchlist").querySelectorAll("tr")) tr.classList.toggle("selected", tr.dataset.symbol === state.symbol);
@@ -422,8 +432,21 @@ async function fetchChart(subscribe) {
   if (lastUs) params.end = Math.floor(lastUs / 1000) + 1; // ms, just after that trade
   try {
     stats.fetches += 1;
-    const body = await getJSON("/api/candles", params);
+    let body = await getJSON("/api/candles", params);
     if (generation !== state.generation) return;
+    state.quietEnd = null;
+    if (state.live && !body.candles.length) {
+      // A quiet symbol: nothing traded in the lookback. Show the lookback up to its last trade
+      // rather than an empty chart; its next trade brings the chart back to now.
+      const newest = await getJSON("/api/trades", { exchange: state.exchange, symbol: state.symbol, limit: 1 });
+      if (generation !== state.generation) return;
+      if (newest.trades.length) {
+        params.end = Math.floor(newest.trades[0].ts / 1000) + 1;
+        body = await getJSON("/api/candles", params);
+        if (generation !== state.generation) return;
+        state.quietEnd = params.end;
+      }
+    }
     state.step = body.step;
     state.baseInterval = body.from_interval;
     if (subscribe && state.live) {
@@ -456,6 +479,7 @@ async function fetchChart(subscribe) {
     state.rolling = rollingBody;
     state.tape = tradesBody.trades;
     state.lastPrice = state.tape.length ? state.tape[0].price : null;
+    state.lastTradeUs = state.tape.length ? state.tape[0].ts : (precisionOf(state.symbol).last_ts ?? null);
     state.loading = null;
     const waiting = state.pending;
     state.pending = [];
@@ -470,7 +494,9 @@ async function fetchChart(subscribe) {
     $("chart-foot").textContent = `${body.candles.length.toLocaleString()} candles of ${body.interval}` +
       (body.interval !== body.from_interval ? ` (rolled up from ${body.from_interval})` : "") +
       ` · ${state.lookback} back` + (lastUs ? ` to the last trade stored, ${fmt.dateTime(lastUs)}` : "") +
+      (state.quietEnd ? ` to the last trade, ${fmt.dateTime(state.quietEnd * 1000)} (none since)` : "") +
       ` · ${state.live ? "live" : "stored data, no live feed"}`;
+    renderQuiet();
   } catch (err) {
     if (generation !== state.generation) return;
     state.loading = null;
@@ -531,12 +557,30 @@ function onMessage(message) {
     if (state.pending.length < 100000) state.pending.push(message);
     return;
   }
+  if (message.type === "candle" && venuesLive()) {
+    const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
+    if (state.venues.upsert(message, chartKey(), state.baseInterval, horizon - (horizon % state.step))) {
+      stats.venueCandles += 1;
+      scheduleFollow(); // the venue's line and the spread, with the next whole redraw
+      return;
+    }
+  }
   if (message.exchange !== state.exchange || message.symbol !== state.symbol) return;
   if (message.type === "candle") {
     if (message.interval !== state.baseInterval) return;
     stats.liveCandles += 1;
+    if (state.quietEnd !== null) {
+      // The quiet symbol traded again: the chart goes back to the lookback up to now.
+      state.quietEnd = null;
+      fetchChart(false);
+      return;
+    }
     const candle = state.rollup ? state.rollup.add(message) : message;
     const replaced = state.series.upsert(candle);
+    if (!replaced || !sameBar(replaced, candle)) {
+      // A trade went into it: the newest trade is at most the candle's last update.
+      noteTrade(Math.min(candle.updated_at, candle.start + state.step - 1));
+    }
     // Without pushed trades (tape hidden), the newest candle's close is the last price.
     const candles = state.series.candles;
     const newest = candle.start >= candles[candles.length - 1].start;
@@ -558,9 +602,36 @@ function onMessage(message) {
     }
     if (state.tape.length > TAPE_ROWS) state.tape.length = TAPE_ROWS;
     stats.liveTrades += message.trades.length;
-    if (message.trades.length) state.lastPrice = message.trades[message.trades.length - 1].price;
+    if (message.trades.length) {
+      state.lastPrice = message.trades[message.trades.length - 1].price;
+      noteTrade(message.trades[message.trades.length - 1].ts);
+    }
     scheduleTape();
   }
+}
+
+function noteTrade(us) {
+  if (state.lastTradeUs === null || us > state.lastTradeUs) state.lastTradeUs = us;
+  if (!$("q-quiet").hidden) renderQuiet();
+}
+
+/**
+ * A live symbol with no trade for QUIET_AFTER_US looks quiet, not broken: the header says for
+ * how long and when its last trade was (the chart keeps its last candles).
+ */
+function renderQuiet() {
+  const el = $("q-quiet");
+  const last = state.lastTradeUs;
+  const idleUs = last === null ? 0 : Date.now() * 1000 - last;
+  const quiet = state.live && !state.loading && last !== null && idleUs >= QUIET_AFTER_US;
+  el.hidden = !quiet;
+  if (!quiet) {
+    delete el.dataset.lastTs;
+    return;
+  }
+  el.textContent = `quiet: no trade for ${fmt.span(idleUs)} · last ${fmt.dateTime(last)}`;
+  el.title = `No trade of ${state.symbol} on ${state.exchange} since ${fmt.dateTime(last)}; the feed is live`;
+  el.dataset.lastTs = String(last);
 }
 
 /** Whether two versions of a candle draw the same (a candle turning final changes nothing). */
@@ -708,13 +779,25 @@ function wireStudies() {
   });
 }
 
-/** The chosen venues' candles of the shown asset, fetched again every few seconds. */
+/** Whether the compared venues come over the live socket: a live server, and a stored
+ * interval (a custom bucket would need each venue's parts of the bucket: fetched every few s). */
+function venuesLive() {
+  return state.live && state.intervals.includes(state.timeframe);
+}
+
+/** The chosen venues' candles of the shown asset: fetched, then kept live over the chart's
+ * WebSocket (fetched again every few seconds for a custom bucket). */
 async function refreshVenues() {
   if (!state.symbol || !state.exchanges.length) return;
   const choices = sameAsset(state.exchanges, state.exchange, state.symbol);
   studies.showVenues(choices);
   const key = chartKey();
   const params = { lookback: state.lookback, [state.intervals.includes(state.timeframe) ? "interval" : "bucket"]: state.timeframe };
+  if (venuesLive() && state.baseInterval && !state.loading) {
+    // Asked before the fetch, so no update falls between the candles read and the pushes.
+    const wanted = choices.filter((c) => state.venues.names.includes(c.exchange));
+    socket.setExtras(wanted.map((c) => ({ exchange: c.exchange, symbol: c.symbol, interval: state.baseInterval })));
+  }
   try {
     await state.venues.load(choices, params, key);
   } catch {
@@ -933,7 +1016,7 @@ function onLiveOpen(reconnected) {
   if (!reconnected) return;
   // Back after a drop: what happened meanwhile is only in the store, so fetch it again.
   stats.reconnects += 1;
-  fetchChart(false);
+  fetchChart(false); // the compared venues too, once the chart is in
   refreshWatchlist();
   analytics.refresh();
 }
