@@ -91,7 +91,7 @@ def test_a_quiet_symbol_says_since_when_and_keeps_its_last_candles_on_the_chart(
     wait_for("the quiet note", lambda: page.locator("#q-quiet").is_visible(), timeout=30)
     note = page.inner_text("#q-quiet")
     assert page.get_attribute("#q-quiet", "data-last-ts") == str(last["ts"])
-    assert re.search(r"no trade for \d+ s", note) and local_time(last["ts"]) in note, note
+    assert re.search(r"no trade for \d+ (s|min)", note) and local_time(last["ts"]) in note, note
     assert "waiting" not in page.inner_text("#chart-foot")
 
     # A lookback with no trade in it: the chart shows the candles up to the last trade.

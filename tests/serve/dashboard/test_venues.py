@@ -55,7 +55,7 @@ def test_venues_of_the_shown_asset_are_drawn_with_the_spread_between_them(
 
     # Spread: the highest close minus the lowest of the three venues at each candle shown.
     spread = dict(zip(shown["starts"], shown["traces"]["spread"]["y"], strict=True))
-    # The venues are fetched every 5 s: their newest candles were still open when fetched.
+    # The venues' newest candles may still change while the page draws them: left out.
     fetched = [
         set(shown["traces"][f"venue.{v}"]["starts"][:-SETTLED]) for v in ("coinbase", "kraken")
     ]
