@@ -54,11 +54,12 @@ LATENCY = Path(__file__).resolve().parent / "latency.py"
 # wall clock in microseconds: through the page's hook, or by wrapping Plotly.react.
 INSTRUMENT = """() => {
     window.__draws = [];
-    const note = (newest) => {
+    const note = (newest, how) => {
         if (newest && newest.last_seq !== undefined) {
             const seq = newest.last_seq;
             requestAnimationFrame(() => setTimeout(() => window.__draws.push(
-                [seq, Math.round((performance.timeOrigin + performance.now()) * 1000)]
+                [seq, Math.round((performance.timeOrigin + performance.now()) * 1000),
+                 how || "whole"]
             ), 0));
         }
     };
@@ -70,7 +71,7 @@ INSTRUMENT = """() => {
     Plotly.react = function (...args) {
         const out = react.apply(this, args);
         const candles = window.tickpipe.state.series.candles;
-        note(candles[candles.length - 1]);
+        note(candles[candles.length - 1], "whole");
         return out;
     };
 }"""
@@ -148,14 +149,24 @@ async def watch(url: str, seconds: float) -> tuple[list[float], list[float]]:
         counts = await page.evaluate("() => window.tickpipe.stats")
         await browser.close()
         await ws.close()
-    drawn: dict[int, int] = {}
-    for seq, at in draws:
-        drawn.setdefault(seq, at)
-    page_ms = [(at - recv[s]) / 1000 for s, at in drawn.items() if s in recv and recv[s] > start_us]
+    drawn: dict[int, tuple[int, str]] = {}
+    for seq, at, how in draws:
+        drawn.setdefault(seq, (at, how))
+    mine = {s: d for s, d in drawn.items() if s in recv and recv[s] > start_us}
+    page_ms = [(at - recv[s]) / 1000 for s, (at, _) in mine.items()]
+    for how, label in (("whole", "a whole redraw"), ("alone", "the newest candle alone")):
+        part = [(at - recv[s]) / 1000 for s, (at, h) in mine.items() if h == how]
+        if part:
+            print(f"    drawn by {label}: {percentiles(part)}")
     client_ms = [(at - recv[s]) / 1000 for s, at in client_at.items()
                  if s in recv and recv[s] > start_us]  # fmt: skip
-    print(f"    Chromium {cpu_s:.1f} CPU s in {seconds:g} s; whole redraws {counts['renders']}, "
-          f"newest candle alone {counts.get('lastDraws', 0)}")  # fmt: skip
+    whole, alone = counts["renders"], counts.get("lastDraws", 0)
+    cost = ""
+    if "renderMs" in counts:  # the page times its drawings (main thread, ms each)
+        cost = (f" (main thread {counts['renderMs'] / max(whole, 1):.1f} ms each, newest alone "
+                f"{counts['lastDrawMs'] / max(alone, 1):.2f} ms each)")  # fmt: skip
+    print(f"    Chromium {cpu_s:.1f} CPU s in {seconds:g} s; whole redraws {whole}, "
+          f"newest candle alone {alone}{cost}")  # fmt: skip
     return page_ms, client_ms
 
 

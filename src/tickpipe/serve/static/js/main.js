@@ -68,10 +68,11 @@ const state = {
 };
 
 // Counters the page exposes for tests and for anyone debugging in the browser console.
-// `renders`: whole redraws of the figure; `lastDraws`: live updates drawn on the newest candle.
-const stats = { renders: 0, lastDraws: 0, liveCandles: 0, venueCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
-// `onDrawn(candle)`, when set (benchmarks/page_latency.py), runs after each drawing of the chart
-// with its newest candle.
+// `renders`: whole redraws of the figure; `lastDraws`: live updates drawn on the newest candle;
+// `renderMs`, `lastDrawMs`: the main thread's time in each (the page's drawing cost).
+const stats = { renders: 0, lastDraws: 0, renderMs: 0, lastDrawMs: 0, liveCandles: 0, venueCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
+// `onDrawn(candle, how)`, when set (benchmarks/page_latency.py), runs after each drawing of the
+// chart with its newest candle; `how`: "whole" (a whole redraw) or "alone" (that candle only).
 window.tickpipe = { state, stats, onDrawn: null };
 
 const socket = new LiveSocket({ onMessage, onState: showLiveState, onOpen: onLiveOpen });
@@ -664,10 +665,14 @@ function scheduleLast() {
   requestFrame();
 }
 
-/** A whole redraw within FULL_EVERY_MS of the last one, for what follows the newest candle. */
+/** A whole redraw within FULL_EVERY_MS of the last one, for what follows the newest candle.
+ * Candles that short get a whole redraw with each new candle anyway: the wait is one candle
+ * longer, so a symbol that trades on is not redrawn twice a candle. */
 function scheduleFollow() {
   if (followTimer !== null) return;
-  const wait = Math.max(0, FULL_EVERY_MS - (performance.now() - lastFull));
+  const stepMs = state.step / 1000;
+  const every = stepMs <= FULL_EVERY_MS ? FULL_EVERY_MS + stepMs : FULL_EVERY_MS;
+  const wait = Math.max(0, every - (performance.now() - lastFull));
   followTimer = setTimeout(() => {
     followTimer = null;
     scheduleRender();
@@ -689,11 +694,13 @@ function renderLast() {
   const div = $("chart");
   if (!newest || !shown || typeof Plotly === "undefined" || shown.key !== chartKey() ||
       shown.count !== candles.length || shown.start !== newest.start) return false;
+  const began = performance.now();
   if (!drawLastCandle(div, newest, candles.length - 1, themeColors())) return false;
   stats.lastDraws += 1;
   if (state.hovered === null || state.hovered === newest.start) showLegend(newest);
   renderQuote(candles);
-  window.tickpipe.onDrawn?.(newest);
+  stats.lastDrawMs += performance.now() - began;
+  window.tickpipe.onDrawn?.(newest, "alone");
   return true;
 }
 
@@ -737,6 +744,7 @@ function fewCandlesRange(div, layout, candles) {
 function renderChart() {
   const div = $("chart");
   if (!div || typeof Plotly === "undefined") return;
+  const began = performance.now();
   const candles = state.series.candles;
   const { traces, layout } = candleFigure({
     candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
@@ -758,7 +766,8 @@ function renderChart() {
   const newest = candles[candles.length - 1];
   showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
   renderQuote(candles);
-  if (newest) window.tickpipe.onDrawn?.(newest);
+  stats.renderMs += performance.now() - began;
+  if (newest) window.tickpipe.onDrawn?.(newest, "whole");
 }
 
 // -- studies and compared venues ------------------------------------------------------------
