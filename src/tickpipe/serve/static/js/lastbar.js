@@ -1,4 +1,5 @@
-// A live update of the newest candle, drawn without Plotly redrawing the figure.
+// A live update of the newest candle (or of the one before it, turning final), drawn without
+// Plotly redrawing the figure.
 //
 // Every Plotly call that changes data (react, restyle, extendTraces) recomputes and redraws
 // every trace and axis of the figure: about 20 ms for a dozen candles on an idle core here, and
@@ -23,10 +24,9 @@ function traceGroup(div, kind, index) {
   return null;
 }
 
-/** The last shape of a trace group, when it is the one of point `i`. */
-function lastShape(group, selector, i) {
-  const shapes = group?.querySelectorAll(selector);
-  const shape = shapes?.length ? shapes[shapes.length - 1] : null;
+/** The shape of point `i` in a trace group (Plotly draws them in the points' order). */
+function shapeOf(group, selector, i) {
+  const shape = group?.querySelectorAll(selector)[i];
   return shape && shape.__data__?.i === i ? shape : null;
 }
 
@@ -43,19 +43,20 @@ function fits(axis, ...values) {
 }
 
 /**
- * Draw `candle`, the newest of the figure in `div` (point `i` of trace 0, its volume point `i`
- * of trace 1), over what Plotly drew for it. False when it cannot be done in place: the candle
- * moves an autoranged axis, or the shapes on screen are not that candle's.
+ * Draw `candle`, point `i` of the figure in `div` (trace 0, its volume point `i` of trace 1),
+ * over what Plotly drew for it: the newest candle, or the one before it turning final. False
+ * when it cannot be done in place: the candle moves an autoranged axis, or the shapes on
+ * screen are not that candle's.
  */
-export function drawLastCandle(div, candle, i, colors) {
+export function drawCandle(div, candle, i, colors) {
   const layout = div._fullLayout;
   const price = layout?.yaxis;
   const volume = layout?.yaxis2;
   const data = div.data;
   if (!price || !volume || !data || data.length < 2) return false;
   if (!fits(price, candle.high, candle.low) || !fits(volume, candle.volume)) return false;
-  const box = lastShape(traceGroup(div, "boxes", 0), "path.box", i);
-  const bar = lastShape(traceGroup(div, "bars", 1), "path", i);
+  const box = shapeOf(traceGroup(div, "boxes", 0), "path.box", i);
+  const bar = shapeOf(traceGroup(div, "bars", 1), "path", i);
   const sides = box && CANDLE_SIDES.exec(box.getAttribute("d") || "");
   const barSides = bar && BAR_SIDES.exec(bar.getAttribute("d") || "");
   if (!sides || !barSides) return false;

@@ -4,7 +4,7 @@
 import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
 import { AnalyticsView } from "./analytics.js";
 import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from "./candles.js";
-import { drawLastCandle } from "./lastbar.js";
+import { drawCandle } from "./lastbar.js";
 import { ConsolidatedView, withComposite } from "./consolidated.js";
 import { Forecasts } from "./forecast.js";
 import * as fmt from "./format.js";
@@ -588,12 +588,12 @@ function onMessage(message) {
     if (!tapeShown && newest) state.lastPrice = candle.close;
     const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
     const dropped = state.series.dropBefore(horizon - (horizon % state.step));
-    if (dropped || !replaced || (!newest && !sameBar(replaced, candle))) {
-      scheduleRender(); // a new candle, one gone, or a correction of an older one
-    } else if (newest) {
-      scheduleLast();
+    if (dropped || !replaced) {
+      scheduleRender(); // a new candle, or one gone: the figure's candles change
+    } else if (!sameBar(replaced, candle)) {
+      scheduleCandle(candle.start); // that candle alone (a final one unchanged: nothing)
       scheduleFollow();
-    } // else: an older candle turned final, its figures unchanged: nothing to draw
+    }
   } else if (message.type === "trades") {
     // One message per engine step: this symbol's new trades, oldest first.
     const now = performance.now();
@@ -653,6 +653,7 @@ let lastFull = 0;
 let tapeTimer = null;
 let lastTape = 0;
 let shown = null; // what the figure on screen holds: {key, count, newest start}
+const changed = new Set(); // starts of the candles on screen changed since they were drawn
 
 /** The whole figure at the next animation frame. */
 function scheduleRender() {
@@ -660,8 +661,9 @@ function scheduleRender() {
   requestFrame();
 }
 
-/** The newest candle at the next animation frame. */
-function scheduleLast() {
+/** The candle that starts at `start` alone, at the next animation frame. */
+function scheduleCandle(start) {
+  changed.add(start);
   requestFrame();
 }
 
@@ -683,19 +685,27 @@ function requestFrame() {
   if (chartFrame !== null) return;
   chartFrame = requestAnimationFrame(() => {
     chartFrame = null;
-    if (fullDue || !renderLast()) renderChart();
+    if (fullDue || !renderChanged()) renderChart();
   });
 }
 
-/** Draw the newest candle's update in place; false when only a whole redraw can show it. */
-function renderLast() {
+/** Draw the changed candles in place (the newest, the one before it turning final); false when
+ * only a whole redraw can show them. */
+function renderChanged() {
   const candles = state.series.candles;
   const newest = candles[candles.length - 1];
   const div = $("chart");
   if (!newest || !shown || typeof Plotly === "undefined" || shown.key !== chartKey() ||
       shown.count !== candles.length || shown.start !== newest.start) return false;
+  if (!changed.size) return true;
   const began = performance.now();
-  if (!drawLastCandle(div, newest, candles.length - 1, themeColors())) return false;
+  const colors = themeColors();
+  for (const start of changed) {
+    let i = candles.length - 1;
+    while (i >= 0 && candles[i].start > start) i -= 1;
+    if (i < 0 || candles[i].start !== start || !drawCandle(div, candles[i], i, colors)) return false;
+  }
+  changed.clear();
   stats.lastDraws += 1;
   if (state.hovered === null || state.hovered === newest.start) showLegend(newest);
   renderQuote(candles);
@@ -757,6 +767,7 @@ function renderChart() {
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
   fullDue = false;
+  changed.clear();
   lastFull = performance.now();
   clearTimeout(followTimer);
   followTimer = null;
