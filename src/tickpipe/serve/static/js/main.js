@@ -641,8 +641,8 @@ function sameBar(a, b) {
 }
 
 // A candle update is drawn at the next animation frame (one drawing per frame, however many
-// updates came): an update of the newest candle on that candle only (lastbar.js), anything else
-// as a whole redraw; the lines that follow the newest candle (overlays, indicators, venues) are
+// updates came): an update of a candle on screen on that candle only (lastbar.js), a new candle
+// as a whole redraw; the lines that follow the candles (overlays, indicators, venues) are
 // redrawn with the whole figure within FULL_EVERY_MS. Trades change only the tape and the quote,
 // redrawn at most every TAPE_EVERY_MS and never the chart. A whole redraw per update left a
 // trade 624 ms (p95) from the chart at 1,000 trades/s on a loaded machine (page_latency.py).
@@ -814,7 +814,8 @@ async function refreshVenues() {
   const key = chartKey();
   const params = { lookback: state.lookback, [state.intervals.includes(state.timeframe) ? "interval" : "bucket"]: state.timeframe };
   if (venuesLive() && state.baseInterval && !state.loading) {
-    // Asked before the fetch, so no update falls between the candles read and the pushes.
+    // Asked before the fetch, so the fetch holds every update made before the pushes start
+    // (one pushed while the fetch is out is drawn with that candle's next update).
     const wanted = choices.filter((c) => state.venues.names.includes(c.exchange));
     socket.setExtras(wanted.map((c) => ({ exchange: c.exchange, symbol: c.symbol, interval: state.baseInterval })));
   }
