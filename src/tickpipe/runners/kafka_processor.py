@@ -12,10 +12,10 @@ restart does (the trades stored after the last commit read back from the store, 
 come again the engine drops them as duplicates), and goes live. On revocation it writes what
 is pending and commits, so a rebalance replays little.
 
-The store writer flushes when the input goes quiet (a consume that drained what had arrived),
-not only on its cadence: at a steady 10,000 trades/s a trade reaches the store about one
-PostgreSQL transaction after it reached the processor; under a backlog, consumes come full and
-the flushes stay large.
+The store writer flushes when the input goes quiet (nothing more has arrived when the
+processor asks), not only on its cadence: at a steady rate below what the store takes, a trade
+waits for the transaction in progress and its own, not for `flush_every`; under a backlog
+something has always arrived, and the flushes stay large.
 
 With a lake (`--lake`), the lake follows the assignment, under the rule of
 `tickpipe.stores.lake`: on going live, what the store holds of the assigned instruments and the
@@ -247,10 +247,6 @@ class Processor:
                 messages = self._consume()
                 if messages:
                     self._handle(messages)
-                if len(messages) < CONSUME_MESSAGES and not self._replay_until:
-                    # The input is drained: store what it gave now (latency), not at the
-                    # writer's next cadence; under load, consumes come full and flushes large.
-                    self.writer.flush_soon()
                 if clock.monotonic_s() >= next_tick and not self._replay_until:
                     next_tick = clock.monotonic_s() + TICK_SECONDS
                     self.stage.tick()
@@ -270,6 +266,9 @@ class Processor:
         """
         messages: list[Any] = self.consumer.consume(CONSUME_MESSAGES, 0)
         if not messages:
+            # The input went quiet: store what it gave now (latency), not at the writer's
+            # next cadence. Under a backlog something has always arrived: flushes stay large.
+            self.writer.flush_soon()
             messages = self.consumer.consume(1, TICK_SECONDS)
             if messages:
                 messages.extend(self.consumer.consume(CONSUME_MESSAGES - 1, 0))
