@@ -329,6 +329,22 @@ def test_broker_restart_mid_stream_loses_nothing(kafka, postgres_dsn, topic, tmp
     check_exactly_once(postgres_dsn, stream)
 
 
+def test_a_quiet_input_is_stored_without_waiting_for_the_flush_cadence(
+    kafka, postgres_dsn, topic, tmp_path
+):
+    # The writer's cadence is an hour and its bound far above this stream: only the flush the
+    # processor asks for when nothing more has arrived stores the trades and closes candles.
+    proc = start_processor(tmp_path, kafka.bootstrap, topic, postgres_dsn, f"g-{topic}", "p",
+                           env={"TICKPIPE_FLUSH_EVERY": "1h"})  # fmt: skip
+    stream = Stream(kafka.bootstrap, topic)
+    try:
+        stream.run(1.5)
+        settle(postgres_dsn, sum(len(x) for x in stream.published), [proc], tmp_path)
+    finally:
+        stop(proc)
+    check_exactly_once(postgres_dsn, stream)
+
+
 def test_postgres_restart_mid_stream_writes_retry_and_lose_nothing(
     kafka, postgres_server, postgres_dsn, topic, tmp_path
 ):
