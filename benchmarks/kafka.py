@@ -6,10 +6,11 @@
 Needs a source checkout (it starts the broker and the database with the test fixtures'
 classes, tests/servers/) and scripts/setup/kafka.sh + postgresql.sh having run.
 
-1. Throughput, one processor: N simulated trades (200 symbols) are published to a 4-partition
-   topic first (not timed), then `tickpipe process` (a subprocess, as users run it) consumes,
-   aggregates and stores them in PostgreSQL. Rate = trades stored / time, from the first stored
-   transaction to the last (process start-up and group join not counted).
+1. Throughput, one processor: `tickpipe process` (a subprocess, as users run it) joins its
+   group, then N simulated trades (200 symbols) are published to a 4-partition topic as fast
+   as the publisher goes, and the processor consumes, aggregates and stores them in
+   PostgreSQL. Rate = trades stored / time, from the first stored transaction to the last
+   (process start-up and group join not counted).
 2. Throughput, two processors: the same on a fresh database and group, two replicas.
    And, to tell the processor's own cost from the store's: one processor in this process with
    a store that keeps nothing (consume, decode, engine, offset commits; no PostgreSQL).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -138,8 +140,8 @@ def throughput(
     broker: KafkaBroker, pg: PostgresServer, tmp: Path, n: int, replicas: int, encoding: str
 ) -> dict:
     topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:6]}", 4)
-    publish_rate = publish_all(broker.bootstrap, topic, n, 200, encoding)
     dsn = create_db(pg)
+    logs = [tmp / f"{topic}-{i}.log" for i in range(replicas)]
     procs = [
         subprocess.Popen(
             [
@@ -161,10 +163,18 @@ def throughput(
                 str(tmp / f"{topic}-{i}"),
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=logs[i].open("wb"),
         )
         for i in range(replicas)
     ]
+    # Every replica owns partitions before the trades come: the rate is of N processors, not
+    # of the first one to join (a cooperative rebalance gives the second its share later).
+    settle_by = time.monotonic() + 120
+    while time.monotonic() < settle_by and not all(
+        re.search(r"assigned partitions \[\d", log.read_text()) for log in logs
+    ):
+        time.sleep(0.2)
+    publish_rate = publish_all(broker.bootstrap, topic, n, 200, encoding)
     roots = {f"processor_{i}": p.pid for i, p in enumerate(procs)}
     assert broker.proc is not None
     roots.update(broker=broker.proc.pid, postgresql=postmaster_pid(pg))
