@@ -27,6 +27,12 @@ Each throughput run also gives the cost that scaling keeps flat: CPU seconds per
 of every process (each processor, the broker, PostgreSQL with all its backends), read from
 /proc between the first and the last stored transaction.
 
+4. Encodings side by side (`encodings`): the same trades (200 symbols, 1,000 per message) as
+   JSON, binary and Avro (Confluent wire format, schema in the local registry of
+   tests/fakes/schema_registry.py): bytes per trade, CPU microseconds per trade to encode and to
+   decode (process CPU time, not wall), and a round trip through the broker (publish, consume,
+   decode) in trades per wall second.
+
 The machine is shared by everything on it (broker, database, processors): on a 2-core box the
 two-processor figure is bounded by the cores, not by tickpipe. Run it on an idle machine.
 """
@@ -342,6 +348,55 @@ def latency(
             "loadavg": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
+def encodings(broker: KafkaBroker, n: int) -> dict:
+    """JSON vs binary vs Avro on the same trades: size, encode/decode CPU, broker round trip."""
+    from confluent_kafka import Consumer, Producer
+    from fakes.schema_registry import FakeSchemaRegistry
+
+    from tickpipe.transport.codecs import trade_decoder, trade_encoder
+    from tickpipe.transport.schema import split_by_instrument
+
+    sim = MarketSimulator(200, 100_000.0, seed=11, exchange="sim", source="sim")
+    parts = list(split_by_instrument(sim.trades(n, BASE_TS, 1_000_000), 1000))
+    out: dict = {"trades": n, "messages": len(parts), "uptime": os.getloadavg()}
+    with FakeSchemaRegistry() as registry:
+        for encoding in ("json", "binary", "avro"):
+            topic = broker.create_topic(f"enc-{encoding}-{uuid.uuid4().hex[:8]}", 4)
+            kafka = KafkaConfig(bootstrap=broker.bootstrap, trades_topic=topic,
+                                encoding=encoding, schema_registry=registry.url)  # fmt: skip
+            encode, decode = trade_encoder(kafka), trade_decoder(kafka)
+            cpu = time.process_time()
+            values = [encode(p) for p in parts]
+            encode_cpu = time.process_time() - cpu
+            cpu = time.process_time()
+            decoded = sum(len(decode(v).seq) for v in values)
+            decode_cpu = time.process_time() - cpu
+            assert decoded == n
+            wall = time.perf_counter()
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5,
+                                 "compression.type": "lz4"})  # fmt: skip
+            for p, v in zip(parts, values, strict=True):
+                producer.produce(topic, v, f"{p.instruments[0].symbol}".encode())
+                producer.poll(0)
+            assert producer.flush(60) == 0
+            consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": topic,
+                                 "auto.offset.reset": "earliest"})  # fmt: skip
+            consumer.subscribe([topic])
+            got = 0
+            while got < n:
+                got += sum(len(decode(m.value()).seq) for m in consumer.consume(500, 1.0)
+                           if m.error() is None)  # fmt: skip
+            consumer.close()
+            out[encoding] = {
+                "bytes_per_trade": round(sum(map(len, values)) / n, 1),
+                "encode_cpu_us_per_trade": round(encode_cpu / n * 1e6, 3),
+                "decode_cpu_us_per_trade": round(decode_cpu / n * 1e6, 3),
+                "round_trip_trades_per_s": round(n / (time.perf_counter() - wall)),
+            }
+            print(json.dumps({encoding: out[encoding]}), file=sys.stderr)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trades", type=int, default=1_000_000)
@@ -352,7 +407,9 @@ def main() -> None:
                         help="the writer's cadence in the latency run (default: the config's; "
                         "the processor flushes when its input goes quiet anyway)")  # fmt: skip
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["one", "two", "latency", "ceiling"])  # fmt: skip
+                        choices=["one", "two", "latency", "ceiling", "encodings"])  # fmt: skip
+    parser.add_argument("--encoding-trades", type=int, default=200_000,
+                        help="trades of the encodings comparison")  # fmt: skip
     parser.add_argument("--publish", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
@@ -386,6 +443,8 @@ def main() -> None:
             if "latency" not in args.skip:
                 results["latency"] = latency(broker, pg, tmp, args.rate, args.seconds,
                                              args.flush_every_ms)  # fmt: skip
+            if "encodings" not in args.skip:
+                results["encodings"] = encodings(broker, args.encoding_trades)
             print(json.dumps(results, indent=2))
         finally:
             broker.stop()

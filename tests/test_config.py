@@ -197,6 +197,7 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "kafka.candles_topic": ("c", "c"),
         "kafka.dead_letter_topic": ("d", "d"),
         "kafka.encoding": ("binary", "binary"),
+        "kafka.schema_registry": ("http://registry:8081", "http://registry:8081"),
         "kafka.group": ("g", "g"),
         "kafka.message_trades": ("50", 50),
         "kafka.partitions": ("12", 12),

@@ -43,9 +43,9 @@ def run_ingest(
     warning = ensure_topic(config.kafka, config.kafka.trades_topic, {}, config.kafka.partitions)
     if warning:
         log.warning("%s", warning)
+    publisher = TradePublisher(config.kafka, clock=clock)  # an Avro schema refused stops here
     metrics = PipelineMetrics()
     stop_metrics = metrics.serve(config.monitor)
-    publisher = TradePublisher(config.kafka, clock=clock)
     dead_letters = DeadLetters(config.dead_letter_path)
     try:
         asyncio.run(_run(sources, publisher, dead_letters, duration, metrics, clock))

@@ -51,9 +51,10 @@ from tickpipe.stores.base import Store
 from tickpipe.stores.lake.location import open_lake
 from tickpipe.stores.lake.sync import catch_up
 from tickpipe.stores.lake.writer import LakeWriter
+from tickpipe.transport.codecs import candle_encoder, trade_decoder
 from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
 from tickpipe.transport.offsets import OffsetTracker
-from tickpipe.transport.schema import DecodedTrades, SchemaError, decode_trades, to_batch
+from tickpipe.transport.schema import DecodedTrades, SchemaError, to_batch
 
 log = logging.getLogger("tickpipe.process")
 CONSUME_MESSAGES = 2000
@@ -102,8 +103,10 @@ class Processor:
         if self.kafka.candles_topic or self.kafka.dead_letter_topic:
             self._producer = Producer({**producer_settings(self.kafka), "client.id": name})
         if self.kafka.candles_topic and self._producer is not None:
-            self.candles = CandlePublisher(self.kafka.candles_topic, self._producer)
+            encode = candle_encoder(self.kafka)
+            self.candles = CandlePublisher(self.kafka.candles_topic, self._producer, encode)
         self.on_candles = on_candles
+        self.decode_trades = trade_decoder(self.kafka)  # any encoding; Avro with a registry
         # KPIs are kept under the replica's name unless the config names the process.
         process = config.monitor.process if config.monitor.process != "embedded" else name
         self.monitor = ProcessorMonitor(config, self.writer, process, clock)
@@ -341,6 +344,8 @@ class Processor:
                 while self.stage.behind:
                     time.sleep(0.005)  # the store is behind: stop consuming until it catches up
                     self._commit()
+                    # the consumer lag goes on growing: /metrics must show it (the lag alert)
+                    self.monitor.step(self.consumer, self.kafka.trades_topic)
         finally:
             self.close()
 
@@ -400,7 +405,7 @@ class Processor:
                 continue
             self.stats.messages += 1
             try:
-                decoded = decode_trades(msg.value())
+                decoded = self.decode_trades(msg.value())
             except SchemaError as exc:
                 self.stats.malformed += 1
                 if until is None:  # a replayed one was dead-lettered the first time

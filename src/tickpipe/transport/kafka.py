@@ -11,18 +11,14 @@ import asyncio
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tickpipe.records import Candle, TradeBatch
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
-from tickpipe.transport.schema import (
-    candle_key,
-    encode_candle,
-    encode_trades,
-    split_by_instrument,
-    trade_key,
-)
+from tickpipe.transport.codecs import trade_encoder
+from tickpipe.transport.schema import candle_key, encode_candle, split_by_instrument, trade_key
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Producer
@@ -368,6 +364,7 @@ class TradePublisher:
         self.kafka = kafka
         self.topic = kafka.trades_topic
         self.encoding = kafka.encoding
+        self.encode = trade_encoder(kafka)  # registers the Avro schema (or stops) now
         self.message_trades = kafka.message_trades
         self.producer = producer or Producer(producer_settings(kafka))
         self.sent_trades = 0
@@ -395,7 +392,7 @@ class TradePublisher:
     def publish(self, batch: TradeBatch) -> None:
         """Queue the batch's messages; raises BufferError when librdkafka's queue is full."""
         for part in split_by_instrument(batch, self.message_trades):
-            value = encode_trades(part, self.encoding)
+            value = self.encode(part)
             self.producer.produce(
                 self.topic, value, trade_key(part.instruments[0]), on_delivery=self._on_delivery
             )
@@ -424,9 +421,12 @@ class TradePublisher:
 class CandlePublisher:
     """Candle updates to the compacted candles topic, keyed exchange:symbol:interval:start."""
 
-    def __init__(self, topic: str, producer: Producer) -> None:
+    def __init__(
+        self, topic: str, producer: Producer, encode: Callable[[Candle], bytes] = encode_candle
+    ) -> None:
         self.topic = topic
         self.producer = producer
+        self.encode = encode
         self.error: str | None = None
         self.sent = 0
 
@@ -440,7 +440,7 @@ class CandlePublisher:
             while True:
                 try:
                     produce(
-                        self.topic, encode_candle(candle), candle_key(candle),
+                        self.topic, self.encode(candle), candle_key(candle),
                         on_delivery=self._on_delivery,
                     )  # fmt: skip
                     break
