@@ -43,7 +43,9 @@ CONSUMER_DEFAULTS = {
     "session.timeout.ms": 10_000,
     "heartbeat.interval.ms": 1_000,
     "fetch.max.bytes": 16_000_000,
-    "partition.assignment.strategy": "range",  # eager: a rebalance revokes, then assigns
+    # Cooperative: a rebalance revokes and assigns only the partitions that change owner, so
+    # the others go on without a replay (runners/kafka_processor.py).
+    "partition.assignment.strategy": "cooperative-sticky",
 }
 _SECRET_WORDS = ("password", "secret", "key", "token", "credential")
 
