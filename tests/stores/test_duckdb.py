@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import msgspec
+import numpy as np
 import pytest
 
 from stores.rows import T0, M, candle, trade
