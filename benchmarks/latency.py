@@ -48,6 +48,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -56,6 +57,7 @@ TARGET_P99_MS = 5.0
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 INTERVAL = "1s"
 REPO = Path(__file__).resolve().parents[1]  # benchmarks/latency.py -> the checkout
+_TEXT: Any = None  # picows's text frame type, in the fake's process
 
 
 @dataclass
@@ -105,9 +107,45 @@ class LatencyResult:
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds used, per process
     target_p99_ms: float = TARGET_P99_MS
     meets_target: bool | None = None
+    label: str = "current"  # which tickpipe ran: "current" or the baseline's git ref
+    cpu_window_s: float = 0.0  # CPU seconds of `tickpipe run` over the measured window
+    wall_window_s: float = 0.0  # that window's wall seconds
+    watched: int = 0  # symbols the client subscribed to (0: all)
+
+    @property
+    def processed_rate(self) -> float:
+        """Trades/s tickpipe handled: every trade of a subscribed symbol is pushed to the
+        client, and the feed goes round-robin over the symbols, so the pushed ones scaled by
+        symbols / subscribed symbols."""
+        share = len(self.symbols) / self.watched if self.watched else 1.0
+        return self.pushed_trades * share / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_s_per_million(self) -> float | None:
+        """CPU seconds of `tickpipe run` per million trades it handled in the window."""
+        handled = self.processed_rate * self.wall_window_s
+        return self.cpu_window_s / handled * 1e6 if handled else None
+
+    @property
+    def core_pct(self) -> float:
+        """`tickpipe run`'s share of one core over the window."""
+        return 100 * self.cpu_window_s / self.wall_window_s if self.wall_window_s else 0.0
+
+    def row(self) -> str:
+        """One line of the live-efficiency table."""
+        per_m = self.cpu_s_per_million
+        live = self.live_updates
+        return (
+            f"{self.rate:>9,.0f} {self.label:>10} {self.fed_rate:>10,.0f} "
+            f"{self.processed_rate:>10,.0f} {self.core_pct:>7.1f}% "
+            f"{per_m if per_m is not None else float('nan'):>9.2f} "
+            f"{live.p50_ms or float('nan'):>8.2f} {live.p99_ms or float('nan'):>8.2f} "
+            f"{self.trades.p99_ms or float('nan'):>9.2f} {live.count:>7}"
+        )
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "processed_rate": self.processed_rate,
+                "cpu_s_per_million": self.cpu_s_per_million, "core_pct": self.core_pct}  # fmt: skip
 
     def report(self) -> str:
         setting = self.provisional_every or "default (250ms)"
@@ -119,6 +157,14 @@ class LatencyResult:
             f"unmatched candle updates {self.unmatched_candles}",
             f"CPU seconds on {os.cpu_count()} CPUs: "
             + ", ".join(f"{k} {v:.1f}" for k, v in self.cpu_s.items()),
+            f"tickpipe run ({self.label}) over the measured window: {self.cpu_window_s:.2f} "
+            f"CPU s in {self.wall_window_s:.2f} s ({self.core_pct:.1f}% of a core), "
+            f"{self.processed_rate:,.0f} trades/s handled, "
+            + (
+                f"{self.cpu_s_per_million:.2f} CPU s per million trades"
+                if self.cpu_s_per_million is not None
+                else "no trades handled"
+            ),
             "",
             "trade frame at source -> candle update at dashboard client:",
             self.live_updates.line("  live (open-candle) updates"),
@@ -145,10 +191,58 @@ class LatencyResult:
 # -- the fake exchange, in its own process --------------------------------------------------
 
 
-def _fake_main(rate: float, symbols: list[str]) -> None:
-    """Serve the fake Binance; feed on `go` (stdin), print what was fed on `stop` or EOF."""
+async def _lean_feed(server: Any, rate: float, fed: list[int]) -> None:
+    """Trade frames round-robin over the server's symbols at `rate`, one trade per frame,
+    written straight to the subscribed connections: the fake's own `feed` makes and keeps a
+    dict per trade (about 10 µs), which at 100,000 trades/s would need a core of its own.
+    The frames are those of `FakeBinance.trade` (combined-stream form); `fed[0]` counts them."""
+    symbols = list(server.symbols)
+    heads = [f'{{"stream":"{s.lower()}@trade","data":{{"e":"trade","E":'.encode() for s in symbols]
+    mids = [f',"s":"{s}","t":'.encode() for s in symbols]
+    ids = [1_000_000] * len(symbols)
+    prices = [100.0 * (n + 1) for n in range(len(symbols))]
+    streams = [f"{s.lower()}@trade" for s in symbols]
+    route: list[Any] = [None] * len(symbols)
+    start = time.monotonic()
+    next_route = 0.0
+    n = 0
+    while True:
+        now_s = time.monotonic()
+        if now_s >= next_route:  # who subscribed what (a reconnect subscribes anew)
+            next_route = now_s + 0.1
+            conns = [c for c in server.open_connections() if c.combined]
+            route = [next((c for c in conns if st in c.streams), None) for st in streams]
+        due = int((now_s - start) * rate) + 1 - n
+        now_ms = str(time.time_ns() // 1_000_000).encode()
+        for _ in range(max(due, 0)):
+            k = n % len(symbols)
+            n += 1
+            conn = route[k]
+            if conn is None or not conn.open:
+                continue
+            ids[k] += 1
+            price = prices[k] * (1 + ((n * 7919) % 201 - 100) * 1e-6)
+            frame = b"".join((
+                heads[k], now_ms, mids[k], str(ids[k]).encode(),
+                f',"p":"{price:.8f}","q":"{(n % 97 + 1) * 0.001:.8f}","T":'.encode(), now_ms,
+                b',"m":true,"M":true}}' if n & 1 else b',"m":false,"M":true}}',
+            ))  # fmt: skip
+            conn.transport.send(_TEXT, frame)
+            fed[0] += 1
+        await asyncio.sleep(min(0.001, 1 / rate))
+
+
+def _fake_main(rate: float, symbols: list[str], lean: bool = False) -> None:
+    """Serve the fake Binance; feed on `go` (stdin), print what was fed on `stop` or EOF.
+
+    `lean`: feed with `_lean_feed` (the live-efficiency runs at up to 100,000 trades/s)."""
     sys.path.insert(0, str(REPO / "tests"))
     from fakes.binance_server import FakeBinance  # a test helper: needs the source checkout
+
+    global _TEXT
+    from picows import WSMsgType
+
+    _TEXT = WSMsgType.TEXT
 
     async def serve() -> None:
         async with FakeBinance(symbols) as server:
@@ -156,13 +250,15 @@ def _fake_main(rate: float, symbols: list[str]) -> None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, sys.stdin.readline)  # "go"
             start = time.monotonic()
-            feeding = asyncio.create_task(server.feed(rate))
+            counter = [0]
+            feed = _lean_feed(server, rate, counter) if lean else server.feed(rate)
+            feeding = asyncio.create_task(feed)
             await loop.run_in_executor(None, sys.stdin.readline)  # "stop" or EOF
             elapsed = time.monotonic() - start
             feeding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feeding
-            fed = len(server.published)
+            fed = counter[0] if lean else len(server.published)
             print(json.dumps({"fed": fed, "elapsed": elapsed}), flush=True)
 
     asyncio.run(serve())
@@ -196,13 +292,15 @@ def _normalized(raw: str) -> str:
 async def _client(
     url: str, symbols: list[str], fake: subprocess.Popen, tickpipe: subprocess.Popen,
     warmup: float, seconds: float,
-) -> tuple[list, list, int, int]:  # fmt: skip
-    """Subscribe, start the feed, record every push; (trades, candles, t_start_us, dropped)."""
+) -> tuple[list, list, int, int, tuple[float, float]]:  # fmt: skip
+    """Subscribe, start the feed, record every push; (trades, candles, t_start_us, dropped,
+    (CPU seconds of `tickpipe run`, wall seconds) over the measured window)."""
     import aiohttp
 
     trades: list[tuple[str, int, int, int]] = []  # symbol, seq, recv_ts, client receive
     candles: list[tuple[str, int, bool, int, int]] = []  # symbol, last_seq, final, upd, receive
     dropped = 0
+    cpu_from: tuple[float, float] | None = None  # tickpipe's CPU seconds, monotonic time
     decode = msgspec.json.decode
     async with aiohttp.ClientSession() as session:
         deadline = time.monotonic() + 60
@@ -232,12 +330,16 @@ async def _client(
                     raise RuntimeError(f"subscribe refused: {answer}")
                 await asyncio.sleep(0.05)
             start_us = time.time_ns() // 1000
-            end = time.monotonic() + warmup + seconds
+            measure_at = time.monotonic() + warmup
+            end = measure_at + seconds
             while (left := end - time.monotonic()) > 0:
+                if cpu_from is None and time.monotonic() >= measure_at:
+                    cpu_from = (_cpu_s(tickpipe.pid), time.monotonic())
+                wait = left if cpu_from else min(left, max(0.001, measure_at - time.monotonic()))
                 try:
-                    msg = await ws.receive(timeout=left)
+                    msg = await ws.receive(timeout=wait)
                 except TimeoutError:
-                    break
+                    continue
                 now = time.time_ns() // 1000
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     raise RuntimeError(f"the live socket ended: {msg.type} {msg.data!r}")
@@ -252,7 +354,11 @@ async def _client(
                                         data["updated_at"], now))  # fmt: skip
                 elif kind == "dropped":
                     dropped = int(data["count"])
-    return trades, candles, start_us, dropped
+            cpu_to = (_cpu_s(tickpipe.pid), time.monotonic())
+    if cpu_from is None:
+        cpu_from = cpu_to
+    window = (cpu_to[0] - cpu_from[0], cpu_to[1] - cpu_from[1])
+    return trades, candles, start_us, dropped, window
 
 
 def _analyse(trades: list, candles: list, measure_from: int) -> dict[str, Stats | int]:
@@ -283,11 +389,15 @@ def _analyse(trades: list, candles: list, measure_from: int) -> dict[str, Stats 
     by_symbol: dict[str, list[tuple[int, int]]] = {}
     for sym, last_seq, _, _, got in candles:
         by_symbol.setdefault(sym, []).append((last_seq, got))
+    trades_of: dict[str, list[tuple[int, int]]] = {}
+    for s, seq, r, got in trades:
+        if got >= measure_from:
+            trades_of.setdefault(s, []).append((seq, r))
     for sym, updates in by_symbol.items():
         seqs = np.array([u[0] for u in updates], np.int64)
         times = np.array([u[1] for u in updates], np.int64)
         covered = np.maximum.accumulate(seqs)  # updates arrive in order; a final may repeat
-        mine = [(seq, r) for s, seq, r, got in trades if s == sym and got >= measure_from]
+        mine = trades_of.get(sym, [])
         if not mine:
             continue
         tseq = np.array([m[0] for m in mine], np.int64)
@@ -306,18 +416,26 @@ def _analyse(trades: list, candles: list, measure_from: int) -> dict[str, Stats 
 def measure_latency(
     rate: float = 10_000, seconds: float = 10.0, warmup: float = 1.0,
     symbols: tuple[str, ...] = SYMBOLS, provisional_every: str | None = None,
-    log=print,
+    log=print, src: Path | None = None, label: str = "current", lean: bool = False,
+    watch: int | None = None,
 ) -> LatencyResult:  # fmt: skip
-    """Run the fake exchange, `tickpipe run` and a live client; measure (see the module doc)."""
+    """Run the fake exchange, `tickpipe run` and a live client; measure (see the module doc).
+
+    `src`: the `src` folder of the tickpipe to run (default: this checkout's); `lean`: the
+    fake feeds with `_lean_feed` (cheap enough for 100,000 trades/s); `watch`: the client
+    subscribes to the first this many symbols only (default: all)."""
     if not (REPO / "tests" / "fakes" / "binance_server.py").exists():
         raise RuntimeError(f"needs a source checkout: {REPO / 'tests/fakes'} is missing")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
     if provisional_every is not None:
         env["TICKPIPE_PROVISIONAL_EVERY"] = provisional_every
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(src or REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     names = [_normalized(s) for s in symbols]
     fake = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--fake-server", "--rate", str(rate),
-         "--symbols", ",".join(symbols)],
+         "--symbols", ",".join(symbols), *(["--lean-feed"] if lean else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     tickpipe: subprocess.Popen | None = None
@@ -338,8 +456,9 @@ def measure_latency(
                 argv, stdout=subprocess.DEVNULL, stderr=errors, text=True, env=env
             )
             try:
-                trades, candles, start_us, dropped = asyncio.run(_client(
-                    f"ws://127.0.0.1:{port}/api/live", names, fake, tickpipe, warmup, seconds
+                trades, candles, start_us, dropped, window = asyncio.run(_client(
+                    f"ws://127.0.0.1:{port}/api/live", names[:watch], fake, tickpipe, warmup,
+                    seconds,
                 ))  # fmt: skip
             except Exception as exc:
                 if tickpipe.poll() is None:
@@ -377,6 +496,8 @@ def measure_latency(
         provisional_every=provisional_every, fed_trades=int(fed["fed"]),
         fed_rate=fed["fed"] / fed["elapsed"] if fed["elapsed"] else 0.0, dropped=dropped,
         cpu_s={k: round(v, 2) for k, v in cpu.items() if v >= 0},
+        label=label, cpu_window_s=window[0], wall_window_s=window[1],
+        watched=len(names[:watch]),
         **figures,  # type: ignore[arg-type]
     )  # fmt: skip
     p99 = result.live_updates.p99_ms
@@ -384,12 +505,55 @@ def measure_latency(
     return result
 
 
+TABLE_HEAD = (
+    f"{'trades/s':>9} {'tickpipe':>10} {'fed/s':>10} {'handled/s':>10} {'core':>8} "
+    f"{'CPU-s/M':>9} {'p50 ms':>8} {'p99 ms':>8} {'trade p99':>9} {'updates':>7}"
+)
+
+
+def _baseline_src(ref: str, into: Path) -> Path:
+    """The `src` folder of git `ref` of this checkout, extracted into `into` (`git archive`)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "src"], capture_output=True, check=False
+    )
+    if archive.returncode:
+        raise SystemExit(f"--baseline {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src"
+
+
+def _symbol_names(spec: str) -> list[str]:
+    """`--symbols`: Binance raw symbols, comma-separated, or a count (`50`: 50 made-up ones)."""
+    if spec.strip().isdigit():
+        count = int(spec)
+        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        return [f"Q{letters[n // 26 % 26]}{letters[n % 26]}USDT" for n in range(count)]
+    return [s.strip().upper() for s in spec.split(",") if s.strip()]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=10_000, help="trades/s over all symbols")
+    parser.add_argument(
+        "--rates", default=None,
+        help="several rates in one run, comma-separated (e.g. 1000,10000,100000): one table row "
+        "per rate and tickpipe, CPU-s per million trades",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not measured first")
-    parser.add_argument("--symbols", default=",".join(SYMBOLS), help="Binance raw symbols")
+    parser.add_argument(
+        "--symbols", default=",".join(SYMBOLS),
+        help="Binance raw symbols, comma-separated, or a count (50: made-up symbols)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--watch", type=int, default=None, metavar="N",
+        help="the client subscribes to the first N symbols only (a dashboard shows a few "
+        "charts; default all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", default=None, metavar="REF",
+        help="also run the tickpipe of this git ref (its src/, via git archive) at each rate",
+    )  # fmt: skip
     parser.add_argument(
         "--provisional-every",
         default=None,
@@ -397,19 +561,59 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--fake-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lean-feed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    symbols = _symbol_names(args.symbols)
     if args.fake_server:
-        _fake_main(args.rate, symbols)
+        _fake_main(args.rate, symbols, args.lean_feed)
         return
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    result = measure_latency(
-        args.rate, args.seconds, args.warmup, tuple(symbols), args.provisional_every, log
+    if args.rates is None and args.baseline is None:
+        result = measure_latency(
+            args.rate, args.seconds, args.warmup, tuple(symbols), args.provisional_every, log
+        )
+        print(json.dumps(result.as_dict(), indent=2) if args.json else result.report())
+        return
+    rates = [float(r) for r in (args.rates or str(args.rate)).split(",") if r.strip()]
+    results: list[LatencyResult] = []
+    with tempfile.TemporaryDirectory(prefix="tickpipe-bench-baseline-") as tmp:
+        variants: list[tuple[str, Path | None]] = [("current", None)]
+        if args.baseline:
+            variants.insert(0, (args.baseline, _baseline_src(args.baseline, Path(tmp))))
+        for rate in rates:
+            for label, src in variants:
+                log(f"-- {rate:,.0f} trades/s, tickpipe {label}")
+                result = measure_latency(
+                    rate, args.seconds, args.warmup, tuple(symbols), args.provisional_every,
+                    log, src=src, label=label, lean=True, watch=args.watch,
+                )  # fmt: skip
+                log(result.report())
+                results.append(result)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return
+    load = os.getloadavg()
+    print(
+        f"live efficiency and latency: `tickpipe run` fed one trade per frame over "
+        f"{len(symbols)} symbols ({args.watch or len(symbols)} watched by the /api/live "
+        f"client), {args.seconds:g} s measured after {args.warmup:g} s, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs"
     )
-    print(json.dumps(result.as_dict(), indent=2) if args.json else result.report())
+    print("core: CPU of `tickpipe run` / wall; CPU-s/M: its CPU seconds per million trades; "
+          "p50/p99: trade received -> live candle update at an /api/live client")  # fmt: skip
+    print(TABLE_HEAD)
+    for result in results:
+        print(result.row())
+    if args.baseline:
+        for rate in rates:
+            base, now = (next(r for r in results if r.rate == rate and r.label == lab)
+                         for lab in (args.baseline, "current"))  # fmt: skip
+            if base.cpu_s_per_million and now.cpu_s_per_million:
+                ratio = now.cpu_s_per_million / base.cpu_s_per_million
+                print(f"{rate:>9,.0f} trades/s: CPU per trade {ratio:.2f}x the baseline's")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,14 @@ import msgspec
 import pytest
 from servers.certs import make_tls
 
-from tickpipe.config import KEYS, MAX_QUEUE_TRADES, ConfigError, load_config, unknown_variables
+from tickpipe.config import (
+    KEYS,
+    MAX_QUEUE_TRADES,
+    Config,
+    ConfigError,
+    load_config,
+    unknown_variables,
+)
 from tickpipe.engine.windows import parse_window
 from tickpipe.monitor.alerts.config import AlertRule
 from tickpipe.sources.registry import EXCHANGES, ExchangeOptions, connector
@@ -142,6 +149,7 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "flush_every": ("1s", 1.0),
         "snapshot_every": ("30s", 30.0),
         "duckdb_memory_limit": ("1GB", "1GB"),
+        "duckdb_verify_memory_limit": ("2GB", "2GB"),
         "quiet": ("yes", True),
         "forecast": ("true", True),
         "run.exchanges": ("binance", ["binance"]),
@@ -197,6 +205,7 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "kafka.candles_topic": ("c", "c"),
         "kafka.dead_letter_topic": ("d", "d"),
         "kafka.encoding": ("binary", "binary"),
+        "kafka.schema_registry": ("http://registry:8081", "http://registry:8081"),
         "kafka.group": ("g", "g"),
         "kafka.message_trades": ("50", 50),
         "kafka.partitions": ("12", 12),
@@ -638,6 +647,37 @@ def test_the_duckdb_memory_limit_reaches_the_duckdb_file(tmp_path: Path) -> None
     finally:
         store.close()
     assert limit == "96.0 MiB"
+
+
+def _opened_limit(config: Config, verify: bool) -> str:
+    store = config.open_store(verify=verify)
+    try:
+        ((limit,),) = store.query("SELECT current_setting('memory_limit')")  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    return str(limit)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "verify", "running", "verifying"),
+    [(None, None, "45.7 MiB", "122.0 MiB"),  # the defaults: 48MB and 128MB
+     ("96MiB", "1GiB", "96.0 MiB", "1.0 GiB"),
+     ("2GiB", "64MiB", "2.0 GiB", "2.0 GiB")],  # verify never gets less than the pipeline
+)  # fmt: skip
+def test_verify_opens_the_duckdb_file_with_the_larger_of_its_two_memory_limits(
+    tmp_path: Path, pipeline: str | None, verify: str | None, running: str, verifying: str
+) -> None:
+    env = {k: v for k, v in (("TICKPIPE_DUCKDB_MEMORY_LIMIT", pipeline),
+                             ("TICKPIPE_DUCKDB_VERIFY_MEMORY_LIMIT", verify)) if v}  # fmt: skip
+    config = load_config(env=env, overrides={"data_dir": str(tmp_path)})
+
+    assert _opened_limit(config, verify=False) == running
+    assert _opened_limit(config, verify=True) == verifying
+
+
+def test_a_duckdb_verify_memory_limit_that_is_not_a_size_is_a_one_line_config_error() -> None:
+    message = error(env={"TICKPIPE_DUCKDB_VERIFY_MEMORY_LIMIT": "lots"})
+    assert "duckdb_verify_memory_limit" in message and "e.g. 128MB" in message
 
 
 @pytest.mark.parametrize(

@@ -225,6 +225,46 @@ def test_sigkilled_processor_restarted_later_changes_nothing_in_final_candles(
     assert len(replayed) == 2 and sum(replayed) > 0, logs(tmp_path)
 
 
+def test_a_joining_processor_moves_and_replays_only_the_partitions_it_takes(
+    kafka, postgres_dsn, topic, tmp_path
+):
+    # Cooperative rebalancing: "a" keeps the partitions that stay with it and goes on with
+    # them, without a replay; only the partition "b" takes is replayed, by "b".
+    group = f"g-{topic}"
+    stream = Stream(kafka.bootstrap, topic)
+    a = start_processor(tmp_path, kafka.bootstrap, topic, postgres_dsn, group, "a")
+    b = None
+    try:
+        wait_assigned(tmp_path, ["a"])
+        stream.run(2.5)
+        b = start_processor(tmp_path, kafka.bootstrap, topic, postgres_dsn, group, "b")
+        wait_assigned(tmp_path, ["b"])
+        stream.run(2.5)
+        settle(postgres_dsn, sum(len(x) for x in stream.published), [a, b], tmp_path)
+        b_log = (tmp_path / "b.log").read_text()  # before a leaves and b takes the rest
+    finally:
+        stop(a)
+        if b is not None:
+            stop(b)
+    check_exactly_once(postgres_dsn, stream)
+    a_log = (tmp_path / "a.log").read_text()
+    revoked = [set(_numbers(m)) for m in re.findall(r"a: partitions revoked: \[([\d, ]*)\]",
+                                                      a_log)]  # fmt: skip
+    moved = revoked[0] if revoked else set()
+    assert moved and moved != {0, 1, 2}, a_log  # some partitions moved, not all
+    assert re.findall(r"a: assigned partitions \[[\d, ]*\] \(replaying \[([\d, ]*)\]\)",
+                      a_log) == [""], a_log  # fmt: skip
+    assert re.search(r"a: [\d,]+ trades stored, 0 replayed", a_log), a_log
+    b_replays = re.findall(r"b: assigned partitions \[([\d, ]*)\] \(replaying \[([\d, ]*)\]\)",
+                           b_log)  # fmt: skip
+    assert [set(_numbers(got)) for got, _ in b_replays] == [moved], b_log
+    assert set(_numbers(b_replays[0][1])) == moved, b_log  # what moved is rebuilt by replay
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(n) for n in text.replace(",", " ").split()]
+
+
 def test_processors_with_a_lake_write_every_trade_to_it_once_through_a_kill_and_takeovers(
     kafka, postgres_dsn, topic, tmp_path, monkeypatch
 ):
@@ -324,6 +364,22 @@ def test_broker_restart_mid_stream_loses_nothing(kafka, postgres_dsn, topic, tmp
         stream.run(2.5)
         total = sum(len(x) for x in stream.published)
         settle(postgres_dsn, total, [proc], tmp_path)
+    finally:
+        stop(proc)
+    check_exactly_once(postgres_dsn, stream)
+
+
+def test_a_quiet_input_is_stored_without_waiting_for_the_flush_cadence(
+    kafka, postgres_dsn, topic, tmp_path
+):
+    # The writer's cadence is an hour and its bound far above this stream: only the flush the
+    # processor asks for when nothing more has arrived stores the trades and closes candles.
+    proc = start_processor(tmp_path, kafka.bootstrap, topic, postgres_dsn, f"g-{topic}", "p",
+                           env={"TICKPIPE_FLUSH_EVERY": "1h"})  # fmt: skip
+    stream = Stream(kafka.bootstrap, topic)
+    try:
+        stream.run(1.5)
+        settle(postgres_dsn, sum(len(x) for x in stream.published), [proc], tmp_path)
     finally:
         stop(proc)
     check_exactly_once(postgres_dsn, stream)

@@ -194,12 +194,12 @@ def test_verify_over_the_duckdb_memory_limit_is_one_line_naming_the_setting(tmp_
     store.write([TradeBatch.from_trades(trades)], [])
     store.close()
     config = tmp_path / "tickpipe.toml"
-    config.write_text('duckdb_memory_limit = "1MB"\n')
+    config.write_text('duckdb_memory_limit = "1MB"\nduckdb_verify_memory_limit = "1MB"\n')
 
     result = tickpipe("verify", "--config", str(config), "--data-dir", str(tmp_path))
 
     line = one_line_fault(result)
-    assert "out of memory reading" in line and "duckdb_memory_limit" in line, line
+    assert "out of memory reading" in line and "duckdb_verify_memory_limit" in line, line
 
 
 BAD_FILES = {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# promtool (Debian's prometheus package) for `promtool check rules` / `promtool test rules`.
+# Debian's prometheus package: promtool for `promtool check rules` / `promtool test rules`, and
+# the server that tests/deploy/test_prometheus_server.py runs until the shipped alerts fire.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/apt-install.sh prometheus

@@ -668,7 +668,7 @@ def verify(config_path, data_dir, intervals, show, lake_url, since, until) -> No
         stored = "lake"
     else:
         with faults_named(str(config.db_path)):
-            store = config.open_store(read_only=True)
+            store = config.open_store(read_only=True, verify=True)
             try:
                 with VerifyProgress() as progress:
                     report = run_verify(store, list(intervals) or None, show, since, until,
@@ -887,6 +887,10 @@ def _kafka_options(func):
             click.option("--kafka", "bootstrap", metavar="HOST:PORT",
                          help="Kafka bootstrap servers [default: 127.0.0.1:9092]."),
             click.option("--topic", help="Trades topic [default: tickpipe.trades]."),
+            click.option("--encoding", type=click.Choice(["json", "binary", "avro"]),
+                         help="Message encoding [default: json; avro: also the candles]."),
+            click.option("--schema-registry", metavar="URL",
+                         help="Schema registry of --encoding avro (http://HOST:PORT)."),
         ]
     ):  # fmt: skip
         func = option(func)
@@ -898,23 +902,19 @@ def _kafka_options(func):
 @CONFIG_OPTION
 @click.option("--data-dir", help="Where dead letters go [default: ./tickpipe-data].")
 @click.option("--duration", callback=_seconds, help="Stop after this long [default: Ctrl-C].")
-@click.option(
-    "--encoding",
-    type=click.Choice(["json", "binary"]),
-    help="Trade message encoding [default: json].",
-)
 @click.option("--simulated", is_flag=True, help="Publish the simulated market of `demo`.")
 @click.option("--symbols", "sim_symbols", type=int, help="Simulated symbols [default: 20].")
 @click.option("--rate", type=float, help="Simulated trades per second [default: 2000].")
 @click.option("--seed", type=int, help="Random seed of the simulated market [default: 0].")
 @_source_options
-def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulated, sim_symbols,
-           rate, seed, exchanges, symbols, endpoints, rest_endpoints, no_symbol_check, replay,
-           speed) -> None:  # fmt: skip
+def ingest(bootstrap, topic, encoding, schema_registry, config_path, data_dir, duration,
+           simulated, sim_symbols, rate, seed, exchanges, symbols, endpoints, rest_endpoints,
+           no_symbol_check, replay, speed) -> None:  # fmt: skip
     """Publish trades from the sources to Kafka (the distributed mode's first stage)."""
     config = _config(config_path, {
         "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic, "kafka.encoding": encoding,
-        "data_dir": data_dir, "demo.symbols": sim_symbols, "demo.rate": rate, "demo.seed": seed,
+        "kafka.schema_registry": schema_registry, "data_dir": data_dir,
+        "demo.symbols": sim_symbols, "demo.rate": rate, "demo.seed": seed,
         **_source_overrides(exchanges, symbols, endpoints, rest_endpoints, no_symbol_check,
                             replay, speed),
     })  # fmt: skip
@@ -957,8 +957,8 @@ def ingest(bootstrap, topic, config_path, data_dir, duration, encoding, simulate
 @click.option("--hopping", multiple=True, help="Hopping window SIZE/SLIDE, repeatable.")
 @click.option("--duration", callback=_seconds, help="Stop after this long [default: SIGTERM].")
 @click.option("--name", help="This replica's client id [default: process-HOST-PID].")
-def process(bootstrap, topic, config_path, data_dir, group, candles_topic, intervals,
-            hopping, duration, name) -> None:  # fmt: skip
+def process(bootstrap, topic, encoding, schema_registry, config_path, data_dir, group,
+            candles_topic, intervals, hopping, duration, name) -> None:  # fmt: skip
     """Consume trades from Kafka, build candles, store them: one replica of a consumer group.
 
     Run several: the group shares the partitions, and a crash or rebalance changes nothing
@@ -972,6 +972,7 @@ def process(bootstrap, topic, config_path, data_dir, group, candles_topic, inter
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = _config(config_path, {
         "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic, "kafka.group": group,
+        "kafka.encoding": encoding, "kafka.schema_registry": schema_registry,
         "kafka.candles_topic": candles_topic, "data_dir": data_dir,
         "intervals": list(intervals) or None, "hopping": list(hopping) or None,
     })  # fmt: skip

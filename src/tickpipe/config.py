@@ -76,6 +76,16 @@ SECRET_KEYS = {"serve.token": SERVE_TOKEN_ENV}
 MAX_QUEUE_TRADES = 100_000_000
 _INDEX = re.compile(r"\[\d+\]")
 _MEMORY = re.compile(r"[1-9]\d*(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_MEMORY_UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10,
+                 "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def memory_bytes(text: str) -> float:
+    """A size in DuckDB's spelling (checked by `_MEMORY`) in bytes, to compare two limits."""
+    match = re.fullmatch(r"([0-9.]+)\s*([a-z]+)", text.strip().lower())
+    if match is None or match.group(2) not in _MEMORY_UNITS:
+        raise ValueError(f"not a size: {text!r}")
+    return float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
 
 
 class ConfigError(ValueError):
@@ -111,8 +121,12 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     # concern) ride in the URL, e.g. mongodb://...?authSource=admin&tls=true&w=majority.
     store: str = ""
     # The DuckDB file's cache of written blocks and query memory, in DuckDB's spelling
-    # (e.g. 128MB, 1GB): part of tickpipe's memory, which must stay bounded.
-    duckdb_memory_limit: str = "128MB"
+    # (e.g. 48MB, 1GB): part of a running pipeline's memory, which must stay bounded. Writing
+    # appends and the engine restores in batches, so a small cache costs little CPU.
+    duckdb_memory_limit: str = "48MB"
+    # The same for `tickpipe verify`, a separate process whose recomputation sorts and groups
+    # up to a million stored trades at once: it uses the larger of the two limits.
+    duckdb_verify_memory_limit: str = "128MB"
     # how long a PostgreSQL, Cassandra or MongoDB write retries after losing the server
     store_retry_for_s: RetryFor = msgspec.field(name="store_retry_for", default=Seconds(60.0))
     # The Parquet lake beside the store: s3://bucket/prefix or file:///path (TICKPIPE_LAKE,
@@ -135,14 +149,17 @@ class Config(EngineSettings, forbid_unknown_fields=True):
     def db_path(self) -> Path:
         return self.data_path / "tickpipe.duckdb"
 
-    def open_store(self, read_only: bool = False) -> Store:
+    def open_store(self, read_only: bool = False, verify: bool = False) -> Store:
         """The configured store: PostgreSQL or Cassandra when `store` is a URL, else the
-        DuckDB file."""
+        DuckDB file (for `verify`: with the larger of its two memory limits)."""
         from tickpipe.stores.base import open_store
 
+        limit = self.duckdb_memory_limit
+        if verify and memory_bytes(self.duckdb_verify_memory_limit) > memory_bytes(limit):
+            limit = self.duckdb_verify_memory_limit
         return open_store(
             self.store, self.db_path, read_only=read_only, retry_for=self.store_retry_for_s,
-            duckdb_memory_limit=self.duckdb_memory_limit,
+            duckdb_memory_limit=limit,
         )  # fmt: skip
 
     def lake_settings(self, url: str | None = None) -> LakeSettings:
@@ -486,8 +503,9 @@ def check(
     check_serve(config.serve, fail)
     check_kafka(config.kafka, fail)
     config.store = store_url(config.store, fail)
-    if not _MEMORY.fullmatch(config.duckdb_memory_limit.strip()):
-        fail("duckdb_memory_limit", config.duckdb_memory_limit, "use a size, e.g. 128MB or 1GB")
+    for name in ("duckdb_memory_limit", "duckdb_verify_memory_limit"):
+        if not _MEMORY.fullmatch(getattr(config, name).strip()):
+            fail(name, getattr(config, name), "use a size, e.g. 128MB or 1GB")
     check_lake(config.lake_settings(), fail)
     config.lake = check_lake_url(config.lake, fail)
     check_exchanges(config.exchanges, fail)

@@ -64,7 +64,8 @@ def store_fault(text: str, path: str) -> str:
     if OUT_OF_MEMORY_TEXT in text:
         return (
             f"out of memory reading {where}: DuckDB's memory limit was reached; raise "
-            f"duckdb_memory_limit (TICKPIPE_DUCKDB_MEMORY_LIMIT, e.g. 256MB) ({first})"
+            f"duckdb_memory_limit (TICKPIPE_DUCKDB_MEMORY_LIMIT, e.g. 256MB; `tickpipe "
+            f"verify`: duckdb_verify_memory_limit) ({first})"
         )
     if any(t in text for t in DAMAGED_TEXT):
         return (

@@ -156,3 +156,23 @@ def test_the_image_builds_from_files_that_exist_and_runs_tickpipe(resolved):
                 assert (context / source).exists(), source
     assert 'ENTRYPOINT ["tickpipe"]' in text
     assert re.search(r"^USER (?!root)", text, re.M)  # not as root
+
+
+def test_avro_is_one_variable_away_with_the_registry_in_the_stack(resolved):
+    """TICKPIPE_KAFKA_ENCODING=avro switches the stack to Avro: every tickpipe service names the
+    stack's schema registry, which keeps its schemas in the stack's Kafka, and the image has the
+    avro extra."""
+    services = resolved["services"]
+    registry = services["schema-registry"]
+    brokers = registry["environment"]["SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS"]
+    assert {b.split("//")[1] for b in brokers.split(",")} == {f"kafka-{i}:9092" for i in (1, 2, 3)}
+    listener = registry["environment"]["SCHEMA_REGISTRY_LISTENERS"].rsplit(":", 1)[1]
+    for name in ("ingest", "process-1", "process-2", "serve"):
+        env = services[name]["environment"]
+        assert env["TICKPIPE_KAFKA_SCHEMA_REGISTRY"] == f"http://schema-registry:{listener}"
+        assert env["TICKPIPE_KAFKA_ENCODING"] == "json"  # the default
+    switched = compose("config", env={**SECRETS, "TICKPIPE_KAFKA_ENCODING": "avro"})
+    assert switched.returncode == 0, switched.stderr
+    ingest = yaml.safe_load(switched.stdout)["services"]["ingest"]["environment"]
+    assert ingest["TICKPIPE_KAFKA_ENCODING"] == "avro"
+    assert '".[avro]"' in (DEPLOY / "Dockerfile").read_text()

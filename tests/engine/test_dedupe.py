@@ -109,6 +109,20 @@ def test_a_million_consecutive_ids_take_one_entry_per_instrument() -> None:
     assert not seen.filter_new(gid[::7], seq[::7], None, np.arange(n)[::7]).any()
 
 
+def test_steps_of_the_next_ids_extend_their_ranges_and_a_filled_hole_joins_two() -> None:
+    seen = SeenTrades()
+    symbols, base = 1_000, 10**9
+    for step in range(40):  # live: each step holds the next id of a few of 1,000 symbols
+        n = np.arange(step * 50, step * 50 + 50)
+        assert seen.filter_new(n % symbols, base + n // symbols, None, np.zeros(50, np.int64)).all()
+    assert seen.entries == symbols and len(seen) == 2_000
+    assert numeric(seen, [3, 3, 3], [base, base + 1, base + 2]) == [False, False, True]
+    assert numeric(seen, [3], [base + 4]) == [True]  # a hole at base + 3: a range of its own
+    assert seen.entries == symbols + 1
+    assert numeric(seen, [3, 3], [base + 3, base + 4]) == [True, False]  # filled: one range
+    assert seen.entries == symbols and len(seen) == 2_003
+
+
 def test_forget_before_keeps_trades_exactly_at_the_limit() -> None:
     seen = SeenTrades()
     numeric(seen, [0], [FAR], ts=[150])

@@ -22,6 +22,7 @@ EXTRAS = sorted(set(PROJECT["optional-dependencies"]) - {"test"})
 # The module each extra's driver is imported as.
 DRIVERS = {
     "ccxt": "ccxt", "cassandra": "cassandra.cluster", "mongodb": "pymongo", "forecast": "river",
+    "avro": "confluent_kafka.schema_registry.avro",
     "spark": "pyspark.sql",
 }  # fmt: skip
 STATIC = ROOT / "src" / "tickpipe" / "serve" / "static"

@@ -7,10 +7,12 @@ import asyncio
 import io
 from pathlib import Path
 
+import duckdb
 from rich.console import Console
 
 from tickpipe.config import Config
-from tickpipe.runners.embedded import Pipeline
+from tickpipe.records import TradeBatch
+from tickpipe.runners.embedded import REPLAY_QUEUE_TRADES, Pipeline
 from tickpipe.runtime.clock import ManualClock
 from tickpipe.runtime.status import PipelineStatus
 from tickpipe.sources.binance import make_source
@@ -60,6 +62,38 @@ def test_a_replay_at_its_end_says_done(tmp_path: Path) -> None:
     source = pipeline.status().sources[replay.name]
     assert source.finished and not source.error
     assert source_state(source) == f"done, {source.trades:,} trades"
+
+
+def test_a_file_replay_queues_a_bounded_number_of_trades_and_stores_every_one(
+    tmp_path: Path,
+) -> None:
+    trades = MarketSimulator(["BTC-USDT", "ETH-USDT"], 20_000.0, seed=4, exchange="binance",
+                             source="binance").span(0, 15 * S)  # fmt: skip
+    path = tmp_path / "trades.parquet"
+    write_trades(path, trades)
+    pipeline = Pipeline(config(tmp_path), [FileReplay(path, speed=None)], "run")
+    live = Pipeline(config(tmp_path / "live"), [SimulatedMarket(3, 10.0, seed=1)], "demo")
+    live.close()
+    deepest = 0
+    put = pipeline.transport.put
+
+    async def measured_put(batch: TradeBatch) -> None:
+        nonlocal deepest
+        await put(batch)
+        deepest = max(deepest, pipeline.transport.depth)
+
+    pipeline.transport.put = measured_put  # type: ignore[method-assign]
+    try:
+        assert pipeline.restore()
+        asyncio.run(asyncio.wait_for(pipeline.run(), timeout=120))
+    finally:
+        pipeline.close()
+    with duckdb.connect(str(tmp_path / "tickpipe.duckdb"), read_only=True) as con:
+        ((stored,),) = con.execute("SELECT count(*) FROM trades").fetchall()
+
+    assert len(trades) > 2 * REPLAY_QUEUE_TRADES  # the file is more than the queue holds
+    assert 0 < deepest <= REPLAY_QUEUE_TRADES < live.transport.max_trades
+    assert stored == len(trades)
 
 
 def test_a_source_that_cannot_connect_shows_why_it_waits(tmp_path: Path) -> None:

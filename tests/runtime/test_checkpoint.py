@@ -99,3 +99,18 @@ def test_resume_says_where_an_assigned_partition_replays_from() -> None:
     assert checkpoint.resume(1, 50, encode_metadata(50)) is None  # nothing open before it
     assert checkpoint.resume(2, 50, None) is None  # no metadata: start at the commit
     assert checkpoint.committed == {0: 50, 1: 50, 2: 50}
+
+
+def test_partitions_given_away_are_never_committed_from_here_again() -> None:
+    commit = FakeCommit(failures=1)
+    checkpoint = Checkpoint(commit)
+    tracker = OffsetTracker(0, SECOND, SECOND)
+    consumed(tracker, 0, [0, 1], 100 * SECOND)
+    consumed(tracker, 1, [0, 1, 2], 100 * SECOND)
+    checkpoint.mark(submitted=1, tracker=tracker)
+    assert not checkpoint.commit(durable=1)  # failed: the mark waits, both partitions in it
+    checkpoint.forget({1})  # a cooperative rebalance gave partition 1 to another processor
+    assert checkpoint.commit(durable=1)
+    assert [(o.partition, o.offset) for o in commit.calls[-1][0]] == [(0, 2)]
+    checkpoint.forget({0})
+    assert checkpoint.marks == [] and checkpoint.committed == {}

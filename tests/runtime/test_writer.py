@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from stores.rows import T0, candle, trade
@@ -36,3 +37,22 @@ def test_after_write_hooks_get_each_flush_once_it_is_in_the_store(tmp_path: Path
         (2, [T0], 2),
         (1, [], 3),
     ]
+
+
+def test_flush_soon_writes_what_is_pending_without_waiting_for_the_cadence(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    writer = StoreWriter(store, flush_every=3600.0)  # the cadence never comes in this test
+    try:
+        writer.flush_soon()  # nothing pending: no empty write
+        writer.submit(TradeBatch.from_trades([trade(1, T0), trade(2, T0 + 1)]))
+        assert writer.durable == 0
+        written = threading.Event()
+        writer.after_write.append(lambda trades, candles: written.set())
+        writer.flush_soon()
+        assert written.wait(60)
+        assert store.query("SELECT count(*) FROM trades") == [(2,)]
+    finally:
+        writer.close()
+        store.close()

@@ -332,3 +332,21 @@ def test_a_huge_garbage_line_is_cut_in_the_dead_letter_file(tmp_path: Path, suff
     assert (tmp_path / "dead.jsonl").stat().st_size < 10_000
     [(_, _, record)] = dead_letters_in(tmp_path / "dead.jsonl")
     assert record["data"].startswith("xxx") and record["cut"] > 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_ids_that_are_the_decimal_seq_travel_as_seq_alone_and_read_back_the_same(
+    tmp_path: Path, fmt: str
+) -> None:
+    numeric = paced_trades(1.0, 50)
+    odd = [msgspec.structs.replace(t, trade_id=f"00{t.seq}") for t in numeric]  # leading zeros
+    other_seq = [msgspec.structs.replace(t, seq=t.seq + 1) for t in numeric]  # seq is not the id
+    for name, trades, compact in (("numeric", numeric, True), ("odd", odd, False),
+                                  ("other", other_seq, False)):  # fmt: skip
+        path = tmp_path / f"{name}.{fmt}"
+        write_trades(path, trades)
+        batches, _, _ = asyncio.run(replay(FileReplay(path, speed=None, batch_size=16)))
+
+        assert all((b.trade_id is None) is compact for b in batches), name
+        got = [t for b in batches for t in b.to_trades()]
+        assert [(t.trade_id, t.seq) for t in got] == [(t.trade_id, t.seq) for t in trades], name

@@ -59,6 +59,7 @@ class Feed:
     def __init__(self, server: FakeBinance, config: WsConfig = FAST, path: str = "") -> None:
         self.frames: list[bytes] = []
         self.batches: list[tuple[int, int]] = []  # (frames, recv_ts)
+        self.handed_at: list[float] = []  # loop time of each hand-over
         self.events: list[Disconnect] = []
         self.hold = asyncio.Event()
         self.hold.set()
@@ -71,6 +72,7 @@ class Feed:
         )
 
     async def on_frames(self, frames: list[bytes], recv_ts: int) -> int:
+        self.handed_at.append(asyncio.get_running_loop().time())
         await self.hold.wait()
         self.frames.extend(frames)
         self.batches.append((len(frames), recv_ts))
@@ -117,6 +119,25 @@ async def test_frames_arrive_in_batches_stamped_with_receipt_time() -> None:
         assert len(feed.batches) < 2000 / 4  # many frames per hand-over, not one each
         assert all(before <= ts <= time.time_ns() // 1000 for _, ts in feed.batches)
         assert feed.client.stats.frames == 2000
+
+
+@async_test()
+async def test_a_trickle_of_single_frames_is_handed_over_at_most_once_per_coalesce_time() -> None:
+    coalesce_s = 0.05
+    async with FakeBinance() as server:
+        feed = Feed(server, replace(FAST, coalesce_s=coalesce_s, coalesce_after_s=0.0))
+        async with feed.running():
+            await server.wait_connections(1)
+            trades = []
+            for _ in range(100):  # one trade per frame, a millisecond apart: ~100 reads
+                trades.append(server.trade("BTCUSDT"))
+                server.send(trades[-1])
+                await asyncio.sleep(0.001)
+            await until(lambda: len(feed.frames) == 100)
+        assert feed.trade_ids() == [t["t"] for t in trades]  # none lost, none reordered
+        gaps = [b - a for a, b in itertools.pairwise(feed.handed_at)]
+        assert len(gaps) > 0 and min(gaps) >= coalesce_s * 0.99
+        assert len(feed.batches) < 50
 
 
 @async_test()
@@ -384,6 +405,8 @@ def test_retry_after_reads_seconds_and_ignores_what_it_cannot() -> None:
         ("backoff_factor", 0.5),
         ("stable_after", -1),
         ("ping_timeout", 20.0),  # longer than ping_interval below
+        ("coalesce_s", -0.001),
+        ("coalesce_after_s", -1.0),
     ],
 )
 def test_bad_config_names_the_field(field: str, value: float) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import msgspec
+import numpy as np
 import pytest
 
 from stores.rows import T0, M, candle, trade
@@ -159,3 +160,28 @@ def test_a_file_another_process_holds_at_the_reopen_is_one_line_after_waiting(
     monkeypatch.setattr("tickpipe.stores.duckdb.duckdb.connect", taken)
     with pytest.raises(StoreError, match=r"cannot reopen .*tickpipe\.duckdb: IO Error: Could not"):
         store.write([batch_of(0, 20)], [])
+
+
+def test_a_restore_of_more_trades_than_the_memory_limit_sorts_at_once_reads_them_in_order(
+    tmp_path: Path,
+) -> None:
+    # 1M trades of 10 instruments within the horizon: one sort of them all does not fit 32MB.
+    path = tmp_path / "tickpipe.duckdb"
+    DuckDBStore(path).close()
+    n, t_end = 1_000_000, T0 + 3_000 * 1_000_000
+    con = duckdb.connect(str(path))
+    con.execute(
+        "INSERT INTO trade_rows SELECT 'x', 'x', 'S' || (i % 10), 'S' || (i % 10), NULL, i, "
+        "100.0, 1.0, 'buy', $end - (($n - i) * 7919 % $n) * 3000, 0 FROM range($n) t(i)",
+        {"end": t_end, "n": n},
+    )
+    con.close()
+    store = DuckDBStore(path, memory_limit="32MB")
+    try:
+        cutoff = {("x", f"S{k}"): T0 for k in range(10)}
+        restored = list(store.restore_batches(cutoff))
+    finally:
+        store.close()
+    ts = np.concatenate([b.ts for b in restored])
+    assert len(ts) == n and len(np.unique(np.concatenate([b.seq for b in restored]))) == n
+    assert (np.diff(ts) >= 0).all()

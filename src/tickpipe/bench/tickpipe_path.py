@@ -58,7 +58,7 @@ class TickpipePath:
         config = Config(intervals=list(intervals))
         self.index = InstrumentIndex.for_symbols(symbols)
         self.engine = CandleEngine(config.engine_config())
-        self.store = DuckDBStore(db_path, threads=threads)
+        self.store = DuckDBStore(db_path, threads=threads, memory_limit=config.duckdb_memory_limit)
         self.writer = StoreWriter(self.store, config.flush_every_s)
         self.stage = EngineStage(self.engine, self.writer, DeadLetters(None))
         self.counts = PathCounts(counters=self.stage.counters)

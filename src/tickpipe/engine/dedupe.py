@@ -141,9 +141,13 @@ class SeenTrades:
         del gid  # the instrument is in the key's high bits
         step = np.flatnonzero(keys[1:] != keys[:-1] + 1) + 1
         first = np.concatenate([[0], step])
-        lo = np.concatenate([self._lo, keys[first]])
-        hi = np.concatenate([self._hi, keys[np.append(step, len(keys)) - 1]])
-        newest = np.concatenate([self._ts, np.maximum.reduceat(ts, first)])
+        add_lo, add_hi = keys[first], keys[np.append(step, len(keys)) - 1]
+        add_ts = np.maximum.reduceat(ts, first)
+        if self._extend(add_lo, add_hi, add_ts):
+            return
+        lo = np.concatenate([self._lo, add_lo])
+        hi = np.concatenate([self._hi, add_hi])
+        newest = np.concatenate([self._ts, add_ts])
         order = np.argsort(lo, kind="stable")
         lo, hi, newest = lo[order], hi[order], newest[order]
         reach = np.maximum.accumulate(hi)
@@ -156,6 +160,29 @@ class SeenTrades:
         self._lo = lo[begin]
         self._hi = reach[np.append(begin[1:], len(lo)) - 1]
         self._ts = np.maximum.reduceat(newest, begin)
+
+    def _extend(self, lo: np.ndarray, hi: np.ndarray, ts: np.ndarray) -> bool:
+        """The live case in place: every new range [lo, hi] (sorted) continues a different
+        remembered range of its instrument (the next ids of a symbol) and stays clear of the
+        range after it. Then nothing is re-sorted or copied, whatever the number of ranges
+        (instruments) held; False (nothing changed) otherwise."""
+        held = len(self._lo)
+        if not held:
+            return False
+        at = np.searchsorted(self._lo, lo, side="right") - 1
+        if at[0] < 0 or (len(at) > 1 and not (at[1:] > at[:-1]).all()):
+            return False
+        after = np.minimum(at + 1, held - 1)
+        ok = (
+            (self._hi[at] + 1 == lo)
+            & ((self._lo[at] >> _ID_BITS) == (lo >> _ID_BITS))
+            & ((at + 1 == held) | (hi + 1 < self._lo[after]))
+        )
+        if not ok.all():
+            return False
+        self._hi[at] = hi
+        self._ts[at] = np.maximum(self._ts[at], ts)
+        return True
 
 
 def _decimal_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -118,23 +118,28 @@ class WindowTable:
             ots, oseq = p.open_ts[old], p.open_seq[old]
             first_ts = self.open_ts[s]
             earlier = (ots < first_ts) | ((ots == first_ts) & (oseq < self.open_seq[s]))
-            self.open[s] = np.where(earlier, p.open[old], self.open[s])
-            self.open_ts[s] = np.where(earlier, ots, self.open_ts[s])
-            self.open_seq[s] = np.where(earlier, oseq, self.open_seq[s])
+            if earlier.any():  # live trades come in order: mostly none is earlier
+                e = s[earlier]
+                self.open[e] = p.open[old][earlier]
+                self.open_ts[e] = ots[earlier]
+                self.open_seq[e] = oseq[earlier]
             cts, cseq = p.close_ts[old], p.close_seq[old]
             last_ts = self.close_ts[s]
             later = (cts > last_ts) | ((cts == last_ts) & (cseq > self.close_seq[s]))
-            self.close[s] = np.where(later, p.close[old], self.close[s])
-            self.close_ts[s] = np.where(later, cts, self.close_ts[s])
-            self.close_seq[s] = np.where(later, cseq, self.close_seq[s])
+            la = s if later.all() else s[later]  # in order: every one is later
+            self.close[la] = p.close[old] if la is s else p.close[old][later]
+            self.close_ts[la] = cts if la is s else cts[later]
+            self.close_seq[la] = cseq if la is s else cseq[later]
             self.high[s] = np.maximum(self.high[s], p.high[old])
             self.low[s] = np.minimum(self.low[s], p.low[old])
             for name in _SUMS:
                 getattr(self, name)[s] += getattr(p, name)[old]
-            fix = s[self.final[s] & (self.bumped[s] != batch_no)]
-            self.revision[fix] += 1
-            self.bumped[fix] = batch_no
-            corrected = len(fix)
+            final = self.final[s]
+            if final.any():  # a correction of a closed window
+                fix = s[final & (self.bumped[s] != batch_no)]
+                self.revision[fix] += 1
+                self.bumped[fix] = batch_no
+                corrected = len(fix)
         self.dirty[slots] = True
         self._pending.append(slots)
         return corrected

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -31,12 +32,13 @@ from tickpipe.monitor.service import Monitor
 from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.runtime.quality import QualityMeter
-from tickpipe.runtime.stage import TICK_SECONDS, EngineStage
+from tickpipe.runtime.stage import STEP_BUDGET_S, TICK_SECONDS, EngineStage
 from tickpipe.runtime.status import PipelineStatus, StatusBoard
 from tickpipe.runtime.writer import StoreWriter
 from tickpipe.serve.app import ApiContext
 from tickpipe.serve.live import Hub
 from tickpipe.sources import Source, SourceContext, SourceStats
+from tickpipe.sources.replay import FileReplay
 from tickpipe.stores.base import SnapshotStore
 from tickpipe.stores.lake.location import open_lake
 from tickpipe.stores.lake.sync import catch_up
@@ -44,6 +46,11 @@ from tickpipe.stores.lake.writer import LakeWriter
 from tickpipe.transport.memory import MemoryTransport
 
 log = logging.getLogger("tickpipe")
+
+# A file can wait for the pipeline, a live feed cannot: a file replay's queue holds ten of its
+# batches rather than `queue_trades` (a million trades, which a replay at full speed fills:
+# about 50 MB held for nothing).
+REPLAY_QUEUE_TRADES = 100_000
 
 
 class _Stopped(Exception):
@@ -66,7 +73,11 @@ class Pipeline:
         self.sources = sources
         self.clock = clock
         self.engine = CandleEngine(config.engine_config())
-        self.transport = MemoryTransport(config.queue_trades)
+        replay_only = bool(sources) and all(isinstance(s, FileReplay) for s in sources)
+        queue = (
+            min(config.queue_trades, REPLAY_QUEUE_TRADES) if replay_only else config.queue_trades
+        )
+        self.transport = MemoryTransport(queue)
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.store = config.open_store()
         self.writer = StoreWriter(self.store, config.flush_every_s)
@@ -85,6 +96,8 @@ class Pipeline:
         if composite.enabled:  # one process sees every venue: here, not in the Kafka mode
             self.stage.derive = CompositeCandles(composite, self.engine.horizon).update
             self.board.composite = composite
+        # Trades arriving within this long of the engine's last step go in its next one.
+        self.step_budget_s = STEP_BUDGET_S
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None  # `run`'s, for `stop`
         # A file replay's event times are old: its "lag" says nothing about the pipeline.
@@ -306,12 +319,19 @@ class Pipeline:
         """Drain the transport, feed the engine stage; tick when idle."""
         clock = self.clock
         next_tick = clock.monotonic_s()
+        loop = asyncio.get_running_loop()
+        stepped_at = -math.inf  # loop time of the last step with trades (real time: it sleeps)
         while True:
             batch = await self.transport.get(timeout=TICK_SECONDS)
             if batch is not None:
-                # One turn of the loop first: frames already readable on the sources' sockets
-                # join this step instead of each costing a step of its own.
-                await asyncio.sleep(0)
+                # A step costs about as much for one trade as for a thousand: soon after a
+                # step, trades wait (at most `step_budget_s`) and go in the next one, so a
+                # steady trickle makes one step per budget, not one per delivery. After a
+                # quiet spell the step is at once; at least one loop turn first, so frames
+                # already readable on the sources' sockets join it.
+                wait = stepped_at + self.step_budget_s - loop.time()
+                await asyncio.sleep(max(0.0, wait))
+                stepped_at = loop.time()
                 batches = [batch, *self.transport.get_nowait_all()]
                 await self.transport.wake_producers()
                 # Under load the queue holds many batches: one large batch per source costs

@@ -43,11 +43,11 @@ def run_ingest(
     warning = ensure_topic(config.kafka, config.kafka.trades_topic, {}, config.kafka.partitions)
     if warning:
         log.warning("%s", warning)
+    publisher = TradePublisher(config.kafka, clock=clock)  # an Avro schema refused stops here
     metrics = PipelineMetrics()
     stop_metrics = metrics.serve(config.monitor)
-    publisher = TradePublisher(config.kafka, clock=clock)
     heartbeats = None
-    if config.kafka.heartbeat_ms:
+    if config.kafka.heartbeat_ms and config.kafka.encoding != "avro":  # Avro readers: none
         idle_s = config.idle_timeout_us / 1e6
         heartbeats = Heartbeats(publisher, config.kafka.heartbeat_ms / 1000, idle_s)
     dead_letters = DeadLetters(config.dead_letter_path)

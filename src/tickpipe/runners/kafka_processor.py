@@ -5,12 +5,20 @@ A processor owns the partitions the group gives it. Per consumed batch it runs t
 candles to the candles topic), and its `Checkpoint` takes a mark; offsets are committed only
 for marks the writer has made durable, each with its replay point as metadata.
 
-On assignment the processor starts a fresh engine, seeks every partition to its replay point
-and replays up to the committed offset through a stage without a writer (those trades are
-stored already), then restores the windows with the stage's `restore`, exactly as the embedded
-restart does (the trades stored after the last commit read back from the store, so when they
-come again the engine drops them as duplicates), and goes live. On revocation it writes what
-is pending and commits, so a rebalance replays little.
+On assignment the processor seeks every new partition to its replay point and replays up to
+the committed offset through a stage without a writer (those trades are stored already), then
+restores those partitions' windows with the stage's `restore`, exactly as the embedded restart
+does (the trades stored after the last commit read back from the store, so when they come
+again the engine drops them as duplicates), and goes live. On revocation it writes what is
+pending and commits, so a rebalance replays little. Rebalances are cooperative: only the
+partitions that change owner are revoked or assigned; on a revocation the processor keeps
+consuming the others, with a new engine restored for their instruments from the store (the
+instruments given away must not close windows here any more), without a replay.
+
+The store writer flushes when the input goes quiet (nothing more has arrived when the
+processor asks), not only on its cadence: at a steady rate below what the store takes, a trade
+waits for the transaction in progress and its own, not for `flush_every`; under a backlog
+something has always arrived, and the flushes stay large.
 
 With a lake (`--lake`), the lake follows the assignment, under the rule of
 `tickpipe.stores.lake`: on going live, what the store holds of the assigned instruments and the
@@ -43,18 +51,14 @@ from tickpipe.stores.base import Store
 from tickpipe.stores.lake.location import open_lake
 from tickpipe.stores.lake.sync import catch_up
 from tickpipe.stores.lake.writer import LakeWriter
+from tickpipe.transport.codecs import candle_encoder, trade_decoder
 from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
 from tickpipe.transport.offsets import OffsetTracker
-from tickpipe.transport.schema import (
-    DecodedTrades,
-    SchemaError,
-    decode_trades,
-    is_heartbeat,
-    to_batch,
-)
+from tickpipe.transport.schema import DecodedTrades, SchemaError, is_heartbeat, to_batch
 
 log = logging.getLogger("tickpipe.process")
 CONSUME_MESSAGES = 2000
+_UNNOTED = np.iinfo(np.int64).min // 4  # an instrument's max ts before the tracker saw it
 
 
 @dataclass
@@ -88,14 +92,21 @@ class Processor:
         self.clock = clock
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.writer = StoreWriter(store, config.flush_every_s)
-        self.consumer = Consumer({**consumer_settings(self.kafka), "client.id": name}, logger=log)
+        settings = {**consumer_settings(self.kafka), "client.id": name}
+        # The assignor's protocol (kafka.properties may name an eager one): cooperative
+        # rebalances move only some partitions, with incremental (un)assignments.
+        strategy = str(settings.get("partition.assignment.strategy", ""))
+        self._cooperative = strategy == "cooperative-sticky"
+        self.consumer = Consumer(settings, logger=log)
         self.candles: CandlePublisher | None = None
         self._producer: Producer | None = None
         if self.kafka.candles_topic or self.kafka.dead_letter_topic:
             self._producer = Producer({**producer_settings(self.kafka), "client.id": name})
         if self.kafka.candles_topic and self._producer is not None:
-            self.candles = CandlePublisher(self.kafka.candles_topic, self._producer)
+            encode = candle_encoder(self.kafka)
+            self.candles = CandlePublisher(self.kafka.candles_topic, self._producer, encode)
         self.on_candles = on_candles
+        self.decode_trades = trade_decoder(self.kafka)  # any encoding; Avro with a registry
         # KPIs are kept under the replica's name unless the config names the process.
         process = config.monitor.process if config.monitor.process != "embedded" else name
         self.monitor = ProcessorMonitor(config, self.writer, process, clock)
@@ -105,76 +116,159 @@ class Processor:
         self._engine_config = config.engine_config()
         self._stop = threading.Event()
         self._gid: dict[tuple[str, str], int] = {}
+        self._owner: dict[int, int] = {}  # instrument id -> its partition (keyed by instrument)
         self._new_assignment()
 
     # -- assignment lifecycle ------------------------------------------------------------
 
     def _new_assignment(self) -> None:
         engine_config = self._engine_config
-        self.engine = CandleEngine(engine_config)
+        self._new_engine()
         align = max(w.size for w in engine_config.windows)
         self.tracker = OffsetTracker(engine_config.allowed_lateness, self.engine.horizon, align)
-        self.stage = EngineStage(self.engine, self.writer, self.dead_letters, self.clock)
-        self.stage.on_batch = self.monitor.received
-        self.stage.on_output.append(self._publish)
-        self._replay_stage = EngineStage(self.engine, None, self.dead_letters, self.clock)
         self.checkpoint = Checkpoint(self._commit_offsets, self.name)
         self._replay_until: dict[int, int] = {}  # partition -> committed offset
+        self._replaying: set[int] = set()  # partitions whose instruments the restore rebuilds
         self._held: list[Any] = []  # live messages consumed while others still replay
         self._assigned: list[int] = []
         self._paused: list[Any] = []
 
+    def _new_engine(self) -> None:
+        self.engine = CandleEngine(self._engine_config)
+        self.stage = EngineStage(self.engine, self.writer, self.dead_letters, self.clock)
+        self.stage.on_batch = self.monitor.received
+        self.stage.on_output.append(self._publish)
+        self._replay_stage = EngineStage(self.engine, None, self.dead_letters, self.clock)
+
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        """Partitions given to this processor: those whose windows need trades before their
+        committed offset replay from their replay point into the engine, the others (and,
+        under the cooperative protocol, the partitions owned already) wait paused meanwhile."""
         from confluent_kafka import OFFSET_BEGINNING
 
-        self._new_assignment()
+        cooperative = self._cooperative
+        if not partitions:
+            return
+        if not self._assigned or not cooperative:
+            self._new_assignment()
         self.stats.assignments += 1
         committed = consumer.committed(partitions, timeout=30)
+        replaying: dict[int, int] = {}
         for tp in committed:
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING
                 continue
             replay = self.checkpoint.resume(tp.partition, tp.offset, tp.metadata)
             if replay is not None:
-                self._replay_until[tp.partition] = tp.offset
+                replaying[tp.partition] = tp.offset
                 tp.offset = replay
-        self._assigned = [tp.partition for tp in committed]
+        live = bool(self._assigned) and not self._replay_until
+        self._assigned = sorted({*self._assigned, *(tp.partition for tp in committed)})
+        self._replay_until.update(replaying)
+        self._replaying.update(replaying)
         log.info(
             "%s: assigned partitions %s (replaying %s)",
-            self.name, self._assigned, sorted(self._replay_until),
+            self.name, self._assigned, sorted(replaying),
         )  # fmt: skip
-        consumer.assign(committed)
+        if cooperative:
+            consumer.incremental_assign(committed)
+        else:
+            consumer.assign(committed)
         if not self._replay_until:
-            self._finish_replay()
+            if not live:
+                self._finish_replay()
             return
         # Partitions with nothing to replay wait (paused) until the others have rebuilt their
         # windows, so what they fetch meanwhile need not be held in memory.
-        waiting = [tp for tp in committed if tp.partition not in self._replay_until]
+        from confluent_kafka import TopicPartition
+
+        topic = self.kafka.trades_topic
+        waiting = [TopicPartition(topic, p) for p in self._assigned
+                   if p not in self._replay_until
+                   and p not in {q.partition for q in self._paused}]  # fmt: skip
         if waiting:
             consumer.pause(waiting)
             self._paused.extend(waiting)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        """Write what is pending, commit it, forget the windows: the next owner replays."""
-        log.info("%s: partitions revoked: %s", self.name, [tp.partition for tp in partitions])
+        """Write what is pending, commit it; the next owner replays what it takes over. Under
+        the cooperative protocol the partitions kept go on: the windows are rebuilt for their
+        instruments alone, from the store (which holds everything consumed), not by a replay."""
+        revoked = {tp.partition for tp in partitions}
+        log.info("%s: partitions revoked: %s", self.name, sorted(revoked))
+        if not revoked:
+            return
         if not self._replay_until:
             self.writer.flush(timeout=60)
             self._commit(final=True)
         self._stop_lake()
-        consumer.unassign()
-        self._new_assignment()
+        if not self._cooperative:
+            consumer.unassign()
+            self._new_assignment()
+            return
+        consumer.incremental_unassign(partitions)
+        self._keep_only([p for p in self._assigned if p not in revoked], consumer)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         """Partitions lost without a clean revoke (session timeout): nothing may be committed."""
         log.warning("%s: partitions lost: %s", self.name, [tp.partition for tp in partitions])
         self._stop_lake()
-        consumer.unassign()
+        if not self._cooperative:
+            consumer.unassign()
+            self._new_assignment()
+            return
+        lost = {tp.partition for tp in partitions}
+        consumer.incremental_unassign(partitions)
+        self._reassign([p for p in self._assigned if p not in lost], consumer)
+
+    def _keep_only(self, kept: list[int], consumer: Any) -> None:
+        """Go on with the partitions `kept` after the others were revoked: a new engine,
+        restored for their instruments from the store, exactly as a restart restores."""
+        if not kept:
+            self._new_assignment()
+            return
+        if self._replay_until:  # revoked mid-replay: the kept ones start over with a replay
+            self._reassign(kept, consumer)
+            return
+        gone = set(self._assigned) - set(kept)
+        for p in gone:
+            self.tracker.partitions.pop(p, None)
+        self.checkpoint.forget(gone)
+        self._paused = [tp for tp in self._paused if tp.partition in kept]
+        self._assigned = kept
+        self._new_engine()
+        self._restore(kept)
+
+    def _reassign(self, kept: list[int], consumer: Any) -> None:
+        """Give `kept` back and take them again: they replay from their committed offsets."""
+        self.writer.flush(timeout=60)  # stored before the restore reads the store
         self._new_assignment()
+        if kept:
+            from confluent_kafka import TopicPartition
+
+            tps = [TopicPartition(self.kafka.trades_topic, p) for p in kept]
+            consumer.incremental_unassign(tps)
+            self._on_assign(consumer, tps)
 
     def _finish_replay(self) -> None:
         """The replayed trades rebuilt the windows: restore them as a restart would."""
-        engine = self.engine
-        keys = [(s.instrument.exchange, s.instrument.symbol) for s in engine.states]
+        self._restore(sorted(self._replaying))
+        self._replay_until = {}
+        self._replaying = set()
+        if self._paused:
+            self.consumer.resume(self._paused)
+        self._paused = []
+        held, self._held = self._held, []
+        if held:
+            self._handle(held)
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Restore the windows of the instruments of `partitions` (the trades stored after the
+        last commit, or after what a replay fed the engine, read back from the store), then
+        the lake for them, then resume what waited."""
+        owned, noted = set(partitions), self.tracker.max_ts
+        keys = [k for k, g in self._gid.items() if self._owner.get(g) in owned
+                and g < len(noted) and noted[g] > _UNNOTED]  # fmt: skip
         if keys:
             max_ts = np.array([self.tracker.max_ts[self._gid[k]] for k in keys], np.int64)
             cut = restore_cutoff(max_ts, self.tracker.lateness, self.tracker.horizon,
@@ -183,13 +277,6 @@ class Processor:
             # The replayed trades are seen already; those stored after the last commit are not.
             self.stage.restore(self.store, cutoff, self.store.restore_batches(cutoff))
         self._start_lake(keys)
-        self._replay_until = {}
-        if self._paused:
-            self.consumer.resume(self._paused)
-        self._paused = []
-        held, self._held = self._held, []
-        if held:
-            self._handle(held)
 
     # -- the lake ------------------------------------------------------------------------
 
@@ -199,6 +286,7 @@ class Processor:
         feed, so restored candles are not handed to the lake again."""
         if self.lake is None:
             return
+        self._stop_lake()  # a cooperative assignment while live: one lake writer at a time
         self.writer.flush(timeout=60)
         if instruments:
             horizon_us = self.engine.horizon + self._engine_config.allowed_lateness
@@ -256,6 +344,8 @@ class Processor:
                 while self.stage.behind:
                     time.sleep(0.005)  # the store is behind: stop consuming until it catches up
                     self._commit()
+                    # the consumer lag goes on growing: /metrics must show it (the lag alert)
+                    self.monitor.step(self.consumer, self.kafka.trades_topic)
         finally:
             self.close()
 
@@ -267,6 +357,9 @@ class Processor:
         """
         messages: list[Any] = self.consumer.consume(CONSUME_MESSAGES, 0)
         if not messages:
+            # The input went quiet: store what it gave now (latency), not at the writer's
+            # next cadence. Under a backlog something has always arrived: flushes stay large.
+            self.writer.flush_soon()
             messages = self.consumer.consume(1, TICK_SECONDS)
             if messages:
                 messages.extend(self.consumer.consume(CONSUME_MESSAGES - 1, 0))
@@ -315,7 +408,7 @@ class Processor:
                 continue
             self.stats.messages += 1
             try:
-                decoded = decode_trades(msg.value())
+                decoded = self.decode_trades(msg.value())
             except SchemaError as exc:
                 self.stats.malformed += 1
                 if until is None:  # a replayed one was dead-lettered the first time
@@ -324,6 +417,7 @@ class Processor:
                 continue
             inst = decoded.instrument
             gid = self._gid.setdefault((inst.exchange, inst.symbol), len(self._gid))
+            self._owner[gid] = partition
             notes.setdefault(partition, []).append((offset, gid, decoded.max_ts))
             (replay if until is not None else live).setdefault(decoded.source, []).append(decoded)
         for partition, rows in notes.items():

@@ -62,6 +62,19 @@ class Checkpoint:
         replay = decode_metadata(metadata)
         return replay if replay is not None and replay < offset else None
 
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions given to another processor (a cooperative rebalance): never commit them
+        again from here."""
+        for p in partitions:
+            self.committed.pop(p, None)
+        marks = []
+        for m in self.marks:
+            positions = {p: o for p, o in m.positions.items() if p not in partitions}
+            replay = {p: o for p, o in m.replay.items() if p not in partitions}
+            if positions:
+                marks.append(Mark(m.submitted, positions, replay))
+        self.marks = marks
+
     def mark(self, submitted: int, tracker: OffsetTracker) -> None:
         """Remember where the partitions stand once the writer's `submitted`-th is durable."""
         positions, replay = {}, {}

@@ -29,6 +29,9 @@ from tickpipe.runtime.writer import REPLAY_FROM, STATE, StoreWriter, decode_repl
 from tickpipe.stores.base import SnapshotStore, Store
 
 TICK_SECONDS = 0.1  # the idle tick: windows of quiet instruments close on time
+# A live runner steps the engine at most once per this long while trades keep coming (the
+# latency it may add), not once per delivery: a step's cost hardly depends on its size.
+STEP_BUDGET_S = 0.001
 
 
 @dataclass

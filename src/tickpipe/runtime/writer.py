@@ -148,6 +148,16 @@ class StoreWriter:
             self._replay_from_changed = False
         return parts
 
+    def flush_soon(self) -> None:
+        """Write what is pending as soon as the thread is free, without waiting for it: a
+        caller whose input went quiet says so, and what it handed over is stored now rather
+        than at the next `flush_every` (under a steady load, submissions made while one write
+        runs go together in the next: the transactions grow with the load by themselves)."""
+        with self._cond:
+            if self._trades or self._candles or self._rolling or self._events or self._metrics:
+                self._flush_now = True
+                self._cond.notify_all()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Write what is pending now and wait for it; False if `timeout` passed first."""
         with self._cond:

@@ -16,8 +16,9 @@ import uuid
 
 from tickpipe.records import Candle
 from tickpipe.serve.live import Hub
+from tickpipe.transport.codecs import candle_decoder
 from tickpipe.transport.kafka import consumer_settings
-from tickpipe.transport.schema import SchemaError, decode_candle
+from tickpipe.transport.schema import SchemaError
 from tickpipe.transport.settings import KafkaConfig
 
 log = logging.getLogger("tickpipe.serve")
@@ -35,6 +36,7 @@ class CandleFeed:
         self.topic = kafka.candles_topic
         self.hub = hub
         self.loop = loop
+        self.decode = candle_decoder(kafka)  # JSON; Avro too with a schema registry
         self.received = 0
         self.malformed = 0
         self.assigned = threading.Event()
@@ -59,7 +61,7 @@ class CandleFeed:
                     if msg.error() is not None or value is None:
                         continue
                     try:
-                        candles.append(decode_candle(value))
+                        candles.append(self.decode(value))
                     except SchemaError:
                         self.malformed += 1
                 if candles:

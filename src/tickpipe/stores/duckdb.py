@@ -160,6 +160,9 @@ ROLLING_SCHEMA = pa.schema(
 # trades, when no read is running, which gives it all back (and empties the block cache).
 REOPEN_ROWS = 20_000_000
 REOPEN_WAIT_S = 10.0  # how long a reopen waits for another process to let the file go
+# A restart sorts its trades this many at a time: the whole horizon in one sort does not fit
+# the running pipeline's memory_limit (4M trades failed at 48MB).
+RESTORE_PIECE_ROWS = 100_000
 SLICE_ROWS = 1_000_000  # the most rows one read of the history sorts or groups, about
 
 
@@ -556,20 +559,48 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
                 "cutoff": pa.array(list(cutoff.values()), pa.int64()),
             }
         )
+        restored = (
+            "FROM trades t JOIN restore_limits l USING (exchange, symbol) WHERE t.ts >= l.cutoff"
+        )
         with self._lock:
             self._con.register("restore_limits", limits)
             reader = None
             try:
-                reader = self._con.sql(
-                    "SELECT t.* FROM trades t JOIN restore_limits l USING (exchange, symbol) "
-                    "WHERE t.ts >= l.cutoff ORDER BY t.ts"
-                ).to_arrow_reader(rows)
-                for chunk in reader:
-                    yield TradeBatch.from_arrow(pa.Table.from_batches([chunk]), source="restore")
+                seconds = self._con.execute(
+                    f"SELECT t.ts // 1000000 AS s, count(*) {restored} GROUP BY s ORDER BY s"
+                ).fetchall()
+                for lo, hi in _pieces(seconds, RESTORE_PIECE_ROWS):
+                    reader = self._con.sql(
+                        f"SELECT t.* {restored} AND t.ts >= $lo AND t.ts < $hi ORDER BY t.ts",
+                        params={"lo": lo * 1_000_000, "hi": hi * 1_000_000},
+                    ).to_arrow_reader(rows)
+                    for chunk in reader:
+                        yield TradeBatch.from_arrow(
+                            pa.Table.from_batches([chunk]), source="restore"
+                        )
+                    reader.close()
             finally:
                 if reader is not None:
                     reader.close()  # a caller that stops early leaves no open result behind
                 self._con.unregister("restore_limits")
+
+
+def _pieces(counts: list[tuple[int, int]], rows: int) -> list[tuple[int, int]]:
+    """Consecutive spans [lo, hi) of the (second, trade count) rows, each of about `rows`
+    trades (one busy second may hold more): a restore sorts one span at a time, so its memory
+    does not grow with the correction horizon."""
+    spans: list[tuple[int, int]] = []
+    lo, held = None, 0
+    for second, n in counts:
+        if lo is None:
+            lo = second
+        held += n
+        if held >= rows:
+            spans.append((lo, second + 1))
+            lo, held = None, 0
+    if lo is not None:
+        spans.append((lo, counts[-1][0] + 1))
+    return spans
 
 
 def _count(row: tuple | None) -> int:

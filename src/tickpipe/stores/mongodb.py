@@ -513,14 +513,31 @@ class MongoStore(CandleAnalytics):
         def run() -> dict[str, Any]:
             events = self._db.events.aggregate([{"$group": {"_id": "$kind", "n": {"$sum": 1}}}])
             return {
-                "stored_trades": int(self._db.trades.count_documents({})),
+                **self._trade_totals(),
                 "stored_candles": int(self._db.candles.count_documents({})),
-                "last_trade_ts": self._edge_ts({}, "ts", DESCENDING),
-                "last_recv_ts": self._edge_ts({}, "recv_ts", DESCENDING),
                 "events": dict(sorted((e["_id"], int(e["n"])) for e in events)),
             }
 
         return self._read(run)
+
+    def _trade_totals(self) -> dict[str, Any]:
+        """stored_trades, last_trade_ts and last_recv_ts: a count and two index-sorted finds
+        on MongoDB; on FerretDB, where each of those scans the whole collection, one streamed
+        pass over two fields."""
+        if self.pipeline:
+            return {
+                "stored_trades": int(self._db.trades.count_documents({})),
+                "last_trade_ts": self._edge_ts({}, "ts", DESCENDING),
+                "last_recv_ts": self._edge_ts({}, "recv_ts", DESCENDING),
+            }
+        n, last_ts, last_recv_ts = 0, None, None
+        cursor = self._db.trades.find({}, {**_NO_ID, "ts": 1, "recv_ts": 1})
+        for d in cursor.batch_size(self.chunk_docs):
+            n += 1
+            ts, recv_ts = int(d["ts"]), int(d["recv_ts"])
+            last_ts = ts if last_ts is None else max(last_ts, ts)
+            last_recv_ts = recv_ts if last_recv_ts is None else max(last_recv_ts, recv_ts)
+        return {"stored_trades": n, "last_trade_ts": last_ts, "last_recv_ts": last_recv_ts}
 
     def candle_totals(
         self, interval: str, start: int, end: int, exchange: str | None = None

@@ -4,9 +4,11 @@ Same tables, keys and answers as the DuckDB store: the reads are the shared ones
 (`stores/reads.py`) in PostgreSQL's `Dialect`, and `write` shares its front (`stores/sql.py`).
 What is its own: connections with retry, the schema's migrations and the bulk write path.
 Every write is one transaction:
-- trades go by binary COPY into a temporary staging table, then `INSERT ... ON CONFLICT DO
-  NOTHING` on (exchange, symbol, trade_id), so replaying a flush after a crash stores nothing
-  twice (the Kafka processor relies on this);
+- trades go by binary COPY straight into `trades` (partitioned by day, migration 4), under a
+  savepoint; its one btree, the unique key (exchange, symbol, ts, trade_id), refuses a trade
+  stored before, and only then is the flush staged and inserted with `ON CONFLICT DO NOTHING`,
+  so replaying a flush after a crash stores nothing twice (the Kafka processor relies on this)
+  while a flush of new trades (the usual one) pays no staging, sort or conflict lookups;
 - candles are staged the same way and upserted as whole rows, but never over a newer one: a
   stored candle is replaced unless its revision is higher, or the revision is equal and the
   stored candle is final while the incoming one is still provisional;
@@ -19,7 +21,9 @@ untrusted certificate, no TLS where `sslmode` requires it: `postgresql_refusals.
 once with one line naming the cause. tickpipe creates and migrates its own schema
 (`schema_version`, ordered migrations, under an advisory lock so two processes starting
 together do not collide). With TimescaleDB available, trades and candles become hypertables
-with compression; without it, plain tables.
+with compression; without it, trades are partitioned by day (declarative partitioning; the
+writer creates a day's partition when it first writes there, and retention drops whole
+partitions) and the other tables are plain.
 
 Reads run on a small pool of connections of their own (`read_connections`), never on the
 writer's; inside a read budget each runs in a transaction whose `statement_timeout` is what is
@@ -37,6 +41,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import msgspec
+import numpy as np
 import psycopg
 import pyarrow as pa
 from psycopg import conninfo
@@ -68,6 +73,7 @@ log = logging.getLogger("tickpipe")
 T = TypeVar("T")
 
 MIGRATION_LOCK = 0x7469636B  # advisory lock key ("tick"): one migrating process at a time
+PARTITION_LOCK = 0x74696370  # ("ticp"): one process at a time creates trades partitions
 DAY_US = 86_400_000_000
 TRADE_FIELDS = tuple(TRADE_SCHEMA.names)
 ROLLING_FIELDS: tuple[str, ...] = RollingStat.__struct_fields__
@@ -204,7 +210,43 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        f"""
+        -- The write path, measured (benchmarks/pg_write.py): the heap takes a binary COPY at
+        -- ~500k rows/s; the cost was the btrees on text, (exchange, symbol, trade_id) and
+        -- (exchange, symbol, ts), and the staging sort and conflict check. Trades become
+        -- partitioned by day (retention drops whole partitions) with one btree: the unique
+        -- key (exchange, symbol, ts, trade_id). A partition's unique key must hold its time
+        -- column; a trade's time never changes, so the key is as strict as before, and in
+        -- this order it also serves every per-instrument read by time (recent trades, the
+        -- restore) that trades_instrument_time served.
+        CREATE FUNCTION tickpipe_trades_partition(day bigint) RETURNS void LANGUAGE plpgsql
+        AS $$
+        DECLARE
+            name text := 'trades_d' || CASE WHEN day < 0 THEN 'm' ELSE '' END || abs(day);
+        BEGIN
+            IF to_regclass(name) IS NULL THEN
+                EXECUTE format(
+                    'CREATE TABLE %I PARTITION OF trades FOR VALUES FROM (%s) TO (%s)',
+                    name, day * {DAY_US}::bigint, (day + 1) * {DAY_US}::bigint);
+            END IF;
+        END $$;
+        ALTER TABLE trades RENAME TO trades_v3;
+        CREATE TABLE trades (LIKE trades_v3) PARTITION BY RANGE (ts);
+        SELECT tickpipe_trades_partition(day) FROM (
+            SELECT DISTINCT floor(ts / {DAY_US}.0)::bigint AS day FROM trades_v3) AS days;
+        INSERT INTO trades SELECT * FROM trades_v3;
+        DROP TABLE trades_v3;
+        CREATE UNIQUE INDEX trades_key ON trades (exchange, symbol, ts, trade_id);
+        CREATE INDEX trades_time ON trades USING brin (ts);
+        """,
+    ),
 ]
+
+# TimescaleDB's hypertables are time-partitioned already: there the migrations above that
+# reshape plain tables are replaced by these (none needed).
+TIMESCALE_MIGRATIONS: dict[int, str] = {4: "SELECT 1"}
 
 # TimescaleDB wants the partitioning column in every unique index, hence `ts` in the trades
 # key there (a trade's time never changes, so the key is as strict). Chunks of one day;
@@ -246,7 +288,7 @@ EVENT_INSERT = (
 )
 TRADE_INSERT = (
     f"INSERT INTO trades ({', '.join(TRADE_FIELDS)}) SELECT {', '.join(TRADE_FIELDS)} "
-    "FROM stage_trades ORDER BY exchange, symbol, trade_id ON CONFLICT DO NOTHING"
+    "FROM stage_trades ORDER BY exchange, symbol, ts, trade_id ON CONFLICT DO NOTHING"
 )
 
 
@@ -328,6 +370,10 @@ class PostgresStore(SqlForecastReads, SqlStore):
         self.read_retry_for = read_retry_for
         self.connect_timeout = connect_timeout
         self.timescale = False
+        # Days of trades known to have their partition (see `_add_partitions`).
+        self._partitions: set[int] = set()
+        # Writes whose trades met stored ones and went the slow way (`_write_trades`).
+        self.conflicted_writes = 0
         # Reads on connections of their own: the API's reads never queue behind a flush of
         # 100k trades, and a slow read holds up only its own connection.
         self._writer = _Link(self._open, STAGING)
@@ -422,12 +468,25 @@ class PostgresStore(SqlForecastReads, SqlStore):
                 or snapshot):  # fmt: skip
             return
 
+        days = self._days(trade_values)
+
         def transaction(con: psycopg.Connection) -> None:
+            try:
+                self._add_partitions(con, days)
+                write(con)
+            except psycopg.errors.CheckViolation:
+                if not days:
+                    raise
+                # No partition for a row: retention in another process dropped one this
+                # store still took for there. Look again, and write once more.
+                self._partitions.clear()
+                self._add_partitions(con, days)
+                write(con)
+
+        def write(con: psycopg.Connection) -> None:
             with con.transaction(), con.cursor() as cur:
                 if trade_values:
-                    trade_rows = zip(*trade_values, strict=True)
-                    _copy(cur, "stage_trades", TRADE_FIELDS, TRADE_TYPES, trade_rows)
-                    cur.execute(TRADE_INSERT)
+                    self._write_trades(con, cur, trade_values)
                 if candle_rows:
                     _copy(cur, "stage_candles", CANDLE_FIELDS, CANDLE_TYPES, candle_rows)
                     cur.execute(CANDLE_UPSERT)
@@ -447,21 +506,62 @@ class PostgresStore(SqlForecastReads, SqlStore):
 
         self._with_retry(self._writer, transaction, self.retry_for, "write")
 
+    def _write_trades(
+        self, con: psycopg.Connection, cur: psycopg.Cursor, values: list[list[Any]]
+    ) -> None:
+        """Trades by binary COPY straight into the table, under a savepoint: the unique key
+        refuses a trade stored before, and only then (a replay, a retried transaction that had
+        committed, a backfill over stored history) does the flush go the slow way, staged and
+        inserted with ON CONFLICT DO NOTHING. A Kafka processor's flushes hold no stored trade
+        (its restore marks them seen), so they take the fast way."""
+        try:
+            with con.transaction():
+                _copy(cur, "trades", TRADE_FIELDS, TRADE_TYPES, zip(*values, strict=True))
+            return
+        except psycopg.errors.UniqueViolation:
+            self.conflicted_writes += 1
+        _copy(cur, "stage_trades", TRADE_FIELDS, TRADE_TYPES, zip(*values, strict=True))
+        cur.execute(TRADE_INSERT)
+
+    def _days(self, trade_values: list[list[Any]]) -> list[int]:
+        """The days (ts // one day) of the trades, each a partition of `trades`."""
+        if not trade_values or self.timescale:
+            return []
+        ts = np.asarray(trade_values[TRADE_FIELDS.index("ts")], np.int64)
+        return np.unique(ts // DAY_US).tolist()
+
+    def _add_partitions(self, con: psycopg.Connection, days: list[int]) -> None:
+        """Create the day partitions of `trades` that `days` need and this store has not seen,
+        in a short transaction of their own (creating one locks the whole table), one process
+        at a time (two creating the same day would collide)."""
+        missing = [d for d in days if d not in self._partitions]
+        if not missing:
+            return
+        with con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITION_LOCK])
+            con.execute(
+                "SELECT tickpipe_trades_partition(d) FROM unnest(%s::bigint[]) AS d", [missing]
+            )
+        self._partitions.update(missing)
+
     def drop_before(
         self, trades_before: int | None, candles_before: dict[str, int]
     ) -> tuple[int, int]:
-        """Retention: delete the trades older than `trades_before` (µs) and the candles of
-        each interval starting before its cut-off, in one transaction (retried whole if the
-        server goes away); (trades, candles) deleted. Rows, over the time indexes: tickpipe's
-        plain schema has no partitions (on TimescaleDB the DELETE reaches the chunks, which
-        it does not drop; not tried here, where TimescaleDB is not installed)."""
+        """Retention: drop the trades older than `trades_before` (µs) and the candles of each
+        interval starting before its cut-off, in one transaction (retried whole if the server
+        goes away); (trades, candles) dropped. Whole day partitions of trades are dropped (no
+        row by row delete, nothing left to vacuum); only the day the cut-off falls in loses
+        rows. Candles are rows, over their time index (on TimescaleDB the DELETEs reach the
+        chunks, which it does not drop; not tried here, where TimescaleDB is not installed)."""
 
         def transaction(con: psycopg.Connection) -> tuple[int, int]:
             with con.transaction(), con.cursor() as cur:
                 trades = candles = 0
                 if trades_before is not None:
+                    if not self.timescale:
+                        trades += self._drop_partitions(cur, trades_before)
                     cur.execute("DELETE FROM trades WHERE ts < %s", [trades_before])
-                    trades = max(cur.rowcount, 0)
+                    trades += max(cur.rowcount, 0)
                 for interval, before in candles_before.items():
                     cur.execute(
                         "DELETE FROM candles WHERE interval = %s AND start < %s",
@@ -471,6 +571,24 @@ class PostgresStore(SqlForecastReads, SqlStore):
                 return trades, candles
 
         return self._with_retry(self._writer, transaction, self.retry_for, "retention")
+
+    def _drop_partitions(self, cur: psycopg.Cursor, before: int) -> int:
+        """Drop the day partitions of trades that end at or before `before`; rows dropped."""
+        cur.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'trades'::regclass"
+        )
+        dropped = 0
+        for (name,) in cur.fetchall():
+            day = _partition_day(name)
+            if day is None or (day + 1) * DAY_US > before:
+                continue
+            cur.execute(f'SELECT count(*) FROM "{name}"')
+            row = cur.fetchone()
+            dropped += row[0] if row else 0
+            cur.execute(f'DROP TABLE "{name}"')
+            self._partitions.discard(day)
+        return dropped
 
     def write_forecasts(self, points: Sequence[ForecastPoint], scores: Sequence[Score]) -> None:
         """Forecasts and score sums upserted in one transaction (`ForecastStore`)."""
@@ -620,6 +738,16 @@ class _Link:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _partition_day(name: str) -> int | None:
+    """The day of a trades partition from its name (`trades_d20250`, `trades_dm3`)."""
+    digits = name.removeprefix("trades_d")
+    if digits == name:
+        return None
+    sign = -1 if digits.startswith("m") else 1
+    digits = digits.removeprefix("m")
+    return sign * int(digits) if digits.isdigit() else None
+
+
 def _copy(
     cur: psycopg.Cursor,
     table: str,
@@ -669,7 +797,8 @@ def migrate(con: psycopg.Connection) -> bool:
         for version, statements in MIGRATIONS:
             if version <= current:
                 continue
-            con.execute(statements)
+            con.execute(TIMESCALE_MIGRATIONS.get(version, statements) if timescale
+                        else statements)  # fmt: skip
             if version == 1:
                 timescale = _try_timescale(con)
             con.execute(

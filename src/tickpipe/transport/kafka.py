@@ -11,16 +11,17 @@ import asyncio
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tickpipe.records import Candle, TradeBatch
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.transport.codecs import trade_encoder
 from tickpipe.transport.schema import (
     candle_key,
     encode_candle,
     encode_heartbeat,
-    encode_trades,
     split_by_instrument,
     trade_key,
 )
@@ -48,7 +49,9 @@ CONSUMER_DEFAULTS = {
     "session.timeout.ms": 10_000,
     "heartbeat.interval.ms": 1_000,
     "fetch.max.bytes": 16_000_000,
-    "partition.assignment.strategy": "range",  # eager: a rebalance revokes, then assigns
+    # Cooperative: a rebalance revokes and assigns only the partitions that change owner, so
+    # the others go on without a replay (runners/kafka_processor.py).
+    "partition.assignment.strategy": "cooperative-sticky",
 }
 _SECRET_WORDS = ("password", "secret", "key", "token", "credential")
 
@@ -367,6 +370,7 @@ class TradePublisher:
         self.kafka = kafka
         self.topic = kafka.trades_topic
         self.encoding = kafka.encoding
+        self.encode = trade_encoder(kafka)  # registers the Avro schema (or stops) now
         self.message_trades = kafka.message_trades
         self.producer = producer or Producer(producer_settings(kafka))
         self.sent_trades = 0
@@ -400,7 +404,7 @@ class TradePublisher:
             if self.max_ts is None or newest > self.max_ts:
                 self.max_ts, self.max_ts_at_s = newest, self.clock.monotonic_s()
         for part in split_by_instrument(batch, self.message_trades):
-            value = encode_trades(part, self.encoding)
+            value = self.encode(part)
             self.producer.produce(
                 self.topic, value, trade_key(part.instruments[0]), on_delivery=self._on_delivery
             )
@@ -471,9 +475,12 @@ class Heartbeats:
 class CandlePublisher:
     """Candle updates to the compacted candles topic, keyed exchange:symbol:interval:start."""
 
-    def __init__(self, topic: str, producer: Producer) -> None:
+    def __init__(
+        self, topic: str, producer: Producer, encode: Callable[[Candle], bytes] = encode_candle
+    ) -> None:
         self.topic = topic
         self.producer = producer
+        self.encode = encode
         self.error: str | None = None
         self.sent = 0
 
@@ -487,7 +494,7 @@ class CandlePublisher:
             while True:
                 try:
                     produce(
-                        self.topic, encode_candle(candle), candle_key(candle),
+                        self.topic, self.encode(candle), candle_key(candle),
                         on_delivery=self._on_delivery,
                     )  # fmt: skip
                     break

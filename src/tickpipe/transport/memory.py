@@ -48,9 +48,10 @@ class MemoryTransport:
         async with self._changed:
             if not self._items:
                 try:
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda: bool(self._items)), timeout
-                    )
+                    # `asyncio.timeout`, not `wait_for`: no task made per wait (one per
+                    # engine step in a live run).
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait_for(lambda: bool(self._items))
                 except TimeoutError:
                     return None
             batch = self._items.popleft()

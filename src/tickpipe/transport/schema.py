@@ -4,16 +4,19 @@ One trade message carries a small batch of trades of ONE instrument (key `exchan
 as columns: per-message costs (headers, keys, Python calls) are paid per batch, not per trade,
 and the processor decodes a message straight into TradeBatch columns.
 
-Two encodings, told apart by the first byte:
+Three encodings, told apart by the first bytes:
 - JSON (default; `{`...): readable by any Kafka tool (kcat, kafka-console-consumer);
 - binary (`\\x00TPB` + version): a msgpack header and the columns as little-endian arrays,
-  for when the bytes on the wire and the decode cost matter.
+  for when the bytes on the wire and the decode cost matter;
+- Avro (`\\x00` + a schema id: the Confluent wire format), for the tools that read through a
+  schema registry (transport/avro.py; it needs the registry, so `codecs` chooses it).
 
-A third kind of message, the watermark heartbeat (`{"v":1,"kind":"heartbeat",...}`,
+A fourth kind of message, the watermark heartbeat (`{"v":1,"kind":"heartbeat",...}`,
 docs/schema/heartbeat.v1.json), carries no trades: `tickpipe ingest` sends one to every
-partition every `kafka.heartbeat_ms`, holding its event-time clock, so a consumer with one
-watermark per query (the Spark job) sees event time move on while every symbol is quiet.
-`tickpipe process` skips it (its idle timer does that work).
+partition every `kafka.heartbeat_ms` (JSON and binary encodings; not with Avro), holding its
+event-time clock, so a consumer with one watermark per query (the Spark job) sees event time
+move on while every symbol is quiet. `tickpipe process` skips it (its idle timer does that
+work).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import numpy as np
 from tickpipe.records import Candle, Instrument, TradeBatch
 
 VERSION = 1
-ENCODINGS = ("json", "binary")
+ENCODINGS = ("json", "binary")  # what needs nothing but the message
+WITH_REGISTRY = ("avro",)  # what needs a schema registry (transport/codecs.py)
 BINARY_MAGIC = b"\x00TPB"
 
 
@@ -164,6 +168,8 @@ def encode_trades(batch: TradeBatch, encoding: str = "json") -> bytes:
         parts = [BINARY_MAGIC, bytes([VERSION]), len(head).to_bytes(4, "little"), head]
         parts.extend(np.ascontiguousarray(getattr(batch, n), d).tobytes() for n, d in _COLUMNS)
         return b"".join(parts)
+    if encoding == "avro":
+        raise ValueError("Avro messages need a schema registry: use codecs.trade_encoder")
     raise ValueError(f"unknown encoding {encoding!r} (known: {', '.join(ENCODINGS)})")
 
 
@@ -195,7 +201,17 @@ def decode_trades(value: bytes) -> DecodedTrades:
         return _decode_json(value)
     if value.startswith(BINARY_MAGIC):
         return _decode_binary(value)
+    if is_avro(value):
+        raise SchemaError(
+            f"an Avro message (schema id {int.from_bytes(value[1:5], 'big')}): reading it "
+            f"needs the schema registry (kafka.schema_registry)"
+        )
     raise SchemaError("neither a JSON nor a binary trade message")
+
+
+def is_avro(value: bytes) -> bool:
+    """Whether `value` has the Confluent wire format's header (a zero byte and a schema id)."""
+    return len(value) > 5 and value[:1] == b"\x00" and not value.startswith(BINARY_MAGIC)
 
 
 def _decode_json(value: bytes) -> DecodedTrades:
@@ -203,6 +219,11 @@ def _decode_json(value: bytes) -> DecodedTrades:
         msg = _json_decoder.decode(value)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise SchemaError(f"not a trade message: {exc}") from None
+    return checked(msg)
+
+
+def checked(msg: TradeMessage) -> DecodedTrades:
+    """A decoded JSON (or Avro) message's columns, once their version and lengths agree."""
     if msg.v != VERSION:
         raise SchemaError(f"unsupported version {msg.v} (this tickpipe reads {VERSION})")
     n = len(msg.seq)

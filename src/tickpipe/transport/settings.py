@@ -14,7 +14,10 @@ class KafkaConfig(msgspec.Struct, forbid_unknown_fields=True):
     trades_topic: str = "tickpipe.trades"
     candles_topic: str = "tickpipe.candles"  # compacted; "" = publish no candles
     dead_letter_topic: str = "tickpipe.dead-letters"  # malformed trade messages; "" = none
-    encoding: str = "json"  # of trade messages: json (any Kafka tool reads it) or binary
+    # of trade messages: json (any Kafka tool reads it), binary, or avro (the Confluent wire
+    # format, schemas in the registry below; candles then go in Avro too)
+    encoding: str = "json"
+    schema_registry: str = ""  # http(s)://HOST:PORT of the schema registry (avro), "" = none
     group: str = "tickpipe-process"  # the processors' consumer group
     message_trades: int = 1000  # at most this many trades (of one symbol) per message
     # `ingest` sends a watermark heartbeat to every partition this often (0: none); see
@@ -38,7 +41,7 @@ def check_kafka(kafka: KafkaConfig, fail: Fail) -> None:
     when secret). `fail(key, value, why)` raises the one-line config error."""
     # Imported here: the message schema needs numpy, and reading a config does not.
     from tickpipe.transport.kafka import check_properties, is_secret
-    from tickpipe.transport.schema import ENCODINGS
+    from tickpipe.transport.schema import ENCODINGS, WITH_REGISTRY
 
     for i, address in enumerate(kafka.bootstrap.split(",")):
         host, sep, port = address.strip().rpartition(":")
@@ -46,8 +49,13 @@ def check_kafka(kafka: KafkaConfig, fail: Fail) -> None:
             fail("kafka.bootstrap", kafka.bootstrap, f"address {i + 1} is not HOST:PORT")
     if not kafka.trades_topic.strip():
         fail("kafka.trades_topic", kafka.trades_topic, "give a topic name")
-    if kafka.encoding not in ENCODINGS:
-        fail("kafka.encoding", kafka.encoding, f"one of {', '.join(ENCODINGS)}")
+    if kafka.encoding not in ENCODINGS + WITH_REGISTRY:
+        fail("kafka.encoding", kafka.encoding, f"one of {', '.join(ENCODINGS + WITH_REGISTRY)}")
+    registry = kafka.schema_registry
+    if registry and not registry.startswith(("http://", "https://")):
+        fail("kafka.schema_registry", registry, "an http:// or https:// URL")
+    if kafka.encoding == "avro" and not registry:
+        fail("kafka.encoding", kafka.encoding, "avro needs kafka.schema_registry (its URL)")
     if not kafka.group.strip():
         fail("kafka.group", kafka.group, "give a consumer group name")
     if not 1 <= kafka.message_trades <= 100_000:

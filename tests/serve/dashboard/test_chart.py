@@ -155,6 +155,56 @@ def test_a_custom_bucket_rolls_stored_candles_up_like_the_api(
     assert console.unexpected() == []
 
 
+# At the next drawing of the newest candle alone (not a whole redraw): that candle's data, and
+# where its candle and volume bar are drawn, read back through the axes' pixel-to-value maps.
+NEXT_LAST_DRAW = """() => new Promise((resolve) => {
+    const tp = window.tickpipe;
+    const before = tp.stats.lastDraws;
+    tp.onDrawn = (candle) => {
+        if (tp.stats.lastDraws === before) return;  // a whole redraw: wait for the next
+        tp.onDrawn = null;
+        const div = document.getElementById("chart");
+        const price = div._fullLayout.yaxis, volume = div._fullLayout.yaxis2;
+        const boxes = [...div.querySelectorAll(".trace.boxes path.box")];
+        const bars = [...div.querySelectorAll(".barlayer .trace.bars")][0].querySelectorAll("path");
+        const box = boxes[boxes.length - 1], bar = bars[bars.length - 1].getBBox();
+        const up = candle.close >= candle.open;
+        const same = boxes.slice(0, -1).find((b) => (b.__data__.dir === "increasing") === up);
+        const outline = box.getBBox();
+        resolve({
+            candle: {...candle}, count: boxes.length, candles: div.data[0].close.length,
+            high: price.p2c(outline.y), low: price.p2c(outline.y + outline.height),
+            pricePerPx: Math.abs(price.p2c(0) - price.p2c(1)),
+            volume: volume.p2c(bar.y), volumePerPx: Math.abs(volume.p2c(0) - volume.p2c(1)),
+            fill: getComputedStyle(box).fill,
+            sameDirectionFill: same && getComputedStyle(same).fill,
+            drawnClose: div.data[0].close[div.data[0].close.length - 1],
+        });
+    };
+})"""
+
+
+def test_a_live_update_of_the_newest_candle_draws_it_where_its_prices_are(
+    page, demo: Demo, console: Console
+) -> None:
+    # 1-minute candles: most live updates change the newest candle only.
+    open_dashboard(page, demo, symbol="BTC-USDT", tf="1m", lookback="1h")
+    for _ in range(3):
+        shown = page.evaluate(NEXT_LAST_DRAW)
+        candle = shown["candle"]
+        assert shown["count"] == shown["candles"]  # one shape per candle, the newest redrawn
+        assert shown["drawnClose"] == candle["close"]  # the figure's data holds it too
+        # Whiskers from high to low, the volume bar's top at the volume: within a pixel.
+        assert abs(shown["high"] - candle["high"]) <= 1.5 * shown["pricePerPx"]
+        assert abs(shown["low"] - candle["low"]) <= 1.5 * shown["pricePerPx"]
+        assert abs(shown["volume"] - candle["volume"]) <= 1.5 * shown["volumePerPx"]
+        if shown["sameDirectionFill"] and candle["close"] != candle["open"]:
+            assert shown["fill"] == shown["sameDirectionFill"]  # Plotly's colour for its direction
+    stats = page_stats(page)
+    assert stats["lastDraws"] >= 3 and stats["renders"] >= 1
+    assert console.unexpected() == []
+
+
 def test_zoom_and_pan_survive_live_updates_and_a_new_timeframe_resets_them(
     page, demo: Demo, console: Console
 ) -> None:

@@ -55,7 +55,7 @@ def test_venues_of_the_shown_asset_are_drawn_with_the_spread_between_them(
 
     # Spread: the highest close minus the lowest of the three venues at each candle shown.
     spread = dict(zip(shown["starts"], shown["traces"]["spread"]["y"], strict=True))
-    # The venues are fetched every 5 s: their newest candles were still open when fetched.
+    # The venues' newest candles may still change while the page draws them: left out.
     fetched = [
         set(shown["traces"][f"venue.{v}"]["starts"][:-SETTLED]) for v in ("coinbase", "kraken")
     ]
@@ -110,4 +110,45 @@ def test_rows_of_top_tickers_and_of_the_exchange_breakdown_open_that_chart(
     assert (page.input_value("#exchange"), page.input_value("#symbol")) == ("coinbase", "BTC-USD")
     wait_for("coinbase's candles", lambda: chart_candles(page) and page.inner_text("#q-exchange")
              == "coinbase")  # fmt: skip
+    assert console.unexpected() == []
+
+
+def test_compared_venues_update_live_over_the_websocket_without_refetching(
+    page,
+    run: Demo,  # noqa: F811
+    console: Console,
+) -> None:
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "exchange=kraken" in r.url else None)
+    page.goto(run.page_url(exchange="binance", symbol="BTC-USDT", tf="1s", lookback="10m",
+                           venues="kraken"))  # fmt: skip
+    wait_for("kraken drawn", lambda: "venue.kraken" in drawn(page)["traces"], timeout=60)
+    fetched = len(asked)
+    assert fetched >= 1  # the venue's candles up to now came from /api/candles
+    newest = drawn(page)["traces"]["venue.kraken"]["starts"][-1]
+
+    # Candles that started after the fetch: only the socket can bring them (the page used to
+    # fetch the venues every 5 s; here 8 s of new candles and no request for them).
+    def later() -> list[int]:
+        starts = drawn(page)["traces"]["venue.kraken"]["starts"]
+        return [s for s in starts if s > newest]
+
+    wait_for("8 s of kraken's candles after the fetch", lambda: len(later()) >= 8, timeout=40)
+    assert len(asked) == fetched, asked[fetched:]
+    assert page.evaluate("() => window.tickpipe.stats.venueCandles") > 0
+    # What came live equals kraken's candles in the store (the newest may still change).
+    now = drawn(page)
+    shown = now["traces"]["venue.kraken"]
+    stored = closes(run, "kraken", "BTC-USD")
+    pairs = [(s, y) for s, y in zip(shown["starts"], shown["y"], strict=True) if s > newest]
+    pairs = pairs[:-SETTLED]
+    assert len(pairs) >= 4
+    assert pairs == [(start, stored[start]) for start, _ in pairs]
+    # And the spread follows them: kraken's close against binance's at each new candle.
+    binance = closes(run, "binance", "BTC-USDT")
+    spread = dict(zip(now["starts"], now["traces"]["spread"]["y"], strict=True))
+    compared = [s for s, _ in pairs if s in binance and s in spread]
+    assert compared
+    for start in compared:
+        assert spread[start] == pytest.approx(abs(stored[start] - binance[start]), rel=1e-12)
     assert console.unexpected() == []

@@ -61,6 +61,10 @@ const BACKOFF_MAX_MS = 8000;
  * The live socket: subscribes, reconnects forever with jittered, capped backoff, and says
  * what it is doing through `onState(state, detail)` so the page can show it. `onMessage` gets
  * every decoded push; `onOpen(reconnected)` runs after each (re)subscription.
+ *
+ * Besides the chart's own key it holds `extras`: more candle keys on the same connection (the
+ * compared venues), each asked in a message of its own, so that one the server refuses (a venue
+ * it has no live feed of) neither ends the others nor shows as the page's error.
  */
 export class LiveSocket {
   constructor({ onMessage, onState, onOpen }) {
@@ -68,11 +72,17 @@ export class LiveSocket {
     this.onState = onState;
     this.onOpen = onOpen;
     this.subscription = null;
+    this.extras = []; // [{exchange, symbol, interval, trades: false}]
+    this.asked = new Set(); // the extras asked on this connection, as JSON
+    this.refusedExtras = 0;
     this.ws = null;
     this.attempt = 0;
     this.timer = null;
     this.everOpened = false;
-    this.quietAnswers = 0; // "subscribed" answers to a change of `trades`, not to a (re)connect
+    // What each answer the server still owes is to, oldest first: the server answers every
+    // message in order. "open": the chart's subscription; "quiet": a change of `trades`;
+    // "extra": one of `extras`.
+    this.answers = [];
   }
 
   /** Ask for the symbol's trades, or stop them, on the open connection (the server changes only
@@ -80,16 +90,37 @@ export class LiveSocket {
   setTrades(trades) {
     if (!this.subscription || this.subscription.trades === trades) return;
     this.subscription = { ...this.subscription, trades };
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-      this.quietAnswers += 1;
-      this.ws.send(JSON.stringify({ subscribe: this.subscription }));
+    this._send(this.subscription, "quiet");
+  }
+
+  /** Candle updates of these keys too (the chart's key stays); asked at once on the open
+   * connection, and again on every reconnect. Keys no longer wanted are not unsubscribed (the
+   * hub has none): the page ignores their pushes until the next new connection. */
+  setExtras(keys) {
+    this.extras = keys.map((k) => ({ ...k, trades: false }));
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.answers[0] !== "open") this._askExtras();
+  }
+
+  _askExtras() {
+    for (const key of this.extras) {
+      const text = JSON.stringify(key);
+      if (this.asked.has(text)) continue;
+      this.asked.add(text);
+      this._send(key, "extra");
     }
+  }
+
+  _send(subscription, kind) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    this.answers.push(kind);
+    this.ws.send(JSON.stringify({ subscribe: subscription }));
   }
 
   /** Follow a new (exchange, symbol, interval): a fresh connection, since the hub has no
    * unsubscribe and the old keys would keep pushing. */
-  subscribe(subscription) {
+  subscribe(subscription, extras = []) {
     this.subscription = subscription;
+    this.extras = extras.map((k) => ({ ...k, trades: false }));
     this.attempt = 0;
     this.everOpened = false;
     this._drop();
@@ -109,22 +140,27 @@ export class LiveSocket {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/api/live${withToken({})}`);
     this.ws = ws;
-    this.quietAnswers = 0;
-    ws.onopen = () => ws.send(JSON.stringify({ subscribe: this.subscription }));
+    this.answers = [];
+    this.asked = new Set();
+    ws.onopen = () => this._send(this.subscription, "open");
     ws.onmessage = (event) => {
       const message = JSON.parse(event.data);
-      if (message.type === "subscribed" && this.quietAnswers > 0) {
-        this.quietAnswers -= 1;
-      } else if (message.type === "subscribed") {
+      if (message.type !== "subscribed" && message.type !== "error") {
+        this.onMessage(message);
+        return;
+      }
+      const kind = this.answers.shift();
+      if (kind === "extra") {
+        if (message.type === "error") this.refusedExtras += 1;
+      } else if (message.type === "error") {
+        this.onState("error", message.reason);
+      } else if (kind === "open" || kind === undefined) {
         const reconnected = this.attempt > 0 || this.everOpened;
         this.attempt = 0;
         this.everOpened = true;
         this.onState("live", "");
+        this._askExtras();
         this.onOpen(reconnected);
-      } else if (message.type === "error") {
-        this.onState("error", message.reason);
-      } else {
-        this.onMessage(message);
       }
     };
     ws.onclose = (event) => {

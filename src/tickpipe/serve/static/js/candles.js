@@ -15,31 +15,36 @@ export class CandleSeries {
     this.candles = candles.slice();
   }
 
+  /** Put `candle` in its place; returns the candle it replaced (undefined: a new one). */
   upsert(candle) {
     const list = this.candles;
     const last = list.length ? list[list.length - 1].start : -Infinity;
     if (candle.start > last) {
       list.push(candle);
-      return;
+      return undefined;
     }
     // Updates land on the newest candles almost always: search from the end.
     for (let i = list.length - 1; i >= 0; i -= 1) {
       if (list[i].start === candle.start) {
+        const old = list[i];
         list[i] = candle;
-        return;
+        return old;
       }
       if (list[i].start < candle.start) {
         list.splice(i + 1, 0, candle);
-        return;
+        return undefined;
       }
     }
     list.unshift(candle);
+    return undefined;
   }
 
+  /** Drop the candles that start before `start`; returns how many went. */
   dropBefore(start) {
     let n = 0;
     while (n < this.candles.length && this.candles[n].start < start) n += 1;
     if (n) this.candles.splice(0, n);
+    return n;
   }
 }
 

@@ -112,6 +112,15 @@ export function duration(ms) {
   return `${(ms / 3600000).toFixed(1)} h`;
 }
 
+/** A time span in whole units, as a person says it: "40 s", "3 min", "2 h 5 min", "3 d 4 h". */
+export function span(us) {
+  const s = Math.max(0, Math.floor(us / 1e6));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
 /** "15s", "2m", "1h", "3d" -> µs, or null when the text is not a duration. */
 export function parseDuration(text) {
   const found = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(text || "");

@@ -4,6 +4,7 @@
 import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
 import { AnalyticsView } from "./analytics.js";
 import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from "./candles.js";
+import { drawCandle } from "./lastbar.js";
 import { ConsolidatedView, withComposite } from "./consolidated.js";
 import { Forecasts } from "./forecast.js";
 import * as fmt from "./format.js";
@@ -20,7 +21,13 @@ const WATCHLIST_EVERY_MS = 10000;
 const ROLLING_EVERY_MS = 30000;
 const EXCHANGES_EVERY_MS = 30000;
 const FORECASTS_EVERY_MS = 5000;
-const VENUES_EVERY_MS = 5000;
+const VENUES_EVERY_MS = 5000; // a custom bucket's compared venues (stored intervals come live)
+// Overlays, indicators and compared venues follow live updates with a whole redraw this often
+// at most; the newest candle itself is drawn at the next animation frame (lastbar.js).
+const FULL_EVERY_MS = 1000;
+// A live symbol with no trade for this long is shown as quiet (the header says since when);
+// `?quiet=30s` sets another span.
+const QUIET_AFTER_US = fmt.parseDuration(new URLSearchParams(location.search).get("quiet")) ?? 60e6;
 const PLOT_CONFIG = { displaylogo: false, responsive: true, scrollZoom: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
 const $ = (id) => document.getElementById(id);
@@ -56,11 +63,17 @@ const state = {
   watch: { rows: new Map(), search: "", sort: "symbol", dir: "asc" },
   tapeTimes: [],
   generation: 0,
+  lastTradeUs: null, // the event time of the shown symbol's newest trade known to the page
+  quietEnd: null, // ms: the chart ends at the last trade (none in the lookback), not now
 };
 
 // Counters the page exposes for tests and for anyone debugging in the browser console.
-const stats = { renders: 0, liveCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
-window.tickpipe = { state, stats };
+// `renders`: whole redraws of the figure; `lastDraws`: live updates drawn on the newest candle;
+// `renderMs`, `lastDrawMs`: the main thread's time in each (the page's drawing cost).
+const stats = { renders: 0, lastDraws: 0, renderMs: 0, lastDrawMs: 0, liveCandles: 0, venueCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
+// `onDrawn(candle, how)`, when set (benchmarks/page_latency.py), runs after each drawing of the
+// chart with its newest candle; `how`: "whole" (a whole redraw) or "alone" (that candle only).
+window.tickpipe = { state, stats, onDrawn: null };
 
 const socket = new LiveSocket({ onMessage, onState: showLiveState, onOpen: onLiveOpen });
 const analytics = new AnalyticsView({
@@ -101,7 +114,10 @@ async function start() {
   setInterval(refreshRolling, ROLLING_EVERY_MS);
   setInterval(refreshExchanges, EXCHANGES_EVERY_MS);
   setInterval(refreshForecasts, FORECASTS_EVERY_MS);
-  setInterval(refreshVenues, VENUES_EVERY_MS);
+  setInterval(renderQuiet, 1000);
+  setInterval(() => {
+    if (!venuesLive()) refreshVenues();
+  }, VENUES_EVERY_MS);
 }
 
 /** A symbol that starts trading later (a quiet one, a new listing) joins the pickers and the
@@ -361,6 +377,8 @@ function loadChart() {
   state.pending = [];
   state.tape = [];
   state.lastPrice = null;
+  state.lastTradeUs = null;
+  renderQuiet();
   $("q-symbol").textContent = state.symbol;
   $("q-exchange").textContent = state.exchange;
   for (const tr of $("watchlist").querySelectorAll("tr")) tr.classList.toggle("selected", tr.dataset.symbol === state.symbol);
@@ -415,8 +433,21 @@ async function fetchChart(subscribe) {
   if (lastUs) params.end = Math.floor(lastUs / 1000) + 1; // ms, just after that trade
   try {
     stats.fetches += 1;
-    const body = await getJSON("/api/candles", params);
+    let body = await getJSON("/api/candles", params);
     if (generation !== state.generation) return;
+    state.quietEnd = null;
+    if (state.live && !body.candles.length) {
+      // A quiet symbol: nothing traded in the lookback. Show the lookback up to its last trade
+      // rather than an empty chart; its next trade brings the chart back to now.
+      const newest = await getJSON("/api/trades", { exchange: state.exchange, symbol: state.symbol, limit: 1 });
+      if (generation !== state.generation) return;
+      if (newest.trades.length) {
+        params.end = Math.floor(newest.trades[0].ts / 1000) + 1;
+        body = await getJSON("/api/candles", params);
+        if (generation !== state.generation) return;
+        state.quietEnd = params.end;
+      }
+    }
     state.step = body.step;
     state.baseInterval = body.from_interval;
     if (subscribe && state.live) {
@@ -449,6 +480,7 @@ async function fetchChart(subscribe) {
     state.rolling = rollingBody;
     state.tape = tradesBody.trades;
     state.lastPrice = state.tape.length ? state.tape[0].price : null;
+    state.lastTradeUs = state.tape.length ? state.tape[0].ts : (precisionOf(state.symbol).last_ts ?? null);
     state.loading = null;
     const waiting = state.pending;
     state.pending = [];
@@ -463,7 +495,9 @@ async function fetchChart(subscribe) {
     $("chart-foot").textContent = `${body.candles.length.toLocaleString()} candles of ${body.interval}` +
       (body.interval !== body.from_interval ? ` (rolled up from ${body.from_interval})` : "") +
       ` · ${state.lookback} back` + (lastUs ? ` to the last trade stored, ${fmt.dateTime(lastUs)}` : "") +
+      (state.quietEnd ? ` to the last trade, ${fmt.dateTime(state.quietEnd * 1000)} (none since)` : "") +
       ` · ${state.live ? "live" : "stored data, no live feed"}`;
+    renderQuiet();
   } catch (err) {
     if (generation !== state.generation) return;
     state.loading = null;
@@ -524,18 +558,42 @@ function onMessage(message) {
     if (state.pending.length < 100000) state.pending.push(message);
     return;
   }
+  if (message.type === "candle" && venuesLive()) {
+    const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
+    if (state.venues.upsert(message, chartKey(), state.baseInterval, horizon - (horizon % state.step))) {
+      stats.venueCandles += 1;
+      scheduleFollow(); // the venue's line and the spread, with the next whole redraw
+      return;
+    }
+  }
   if (message.exchange !== state.exchange || message.symbol !== state.symbol) return;
   if (message.type === "candle") {
     if (message.interval !== state.baseInterval) return;
     stats.liveCandles += 1;
+    if (state.quietEnd !== null) {
+      // The quiet symbol traded again: the chart goes back to the lookback up to now.
+      state.quietEnd = null;
+      fetchChart(false);
+      return;
+    }
     const candle = state.rollup ? state.rollup.add(message) : message;
-    state.series.upsert(candle);
+    const replaced = state.series.upsert(candle);
+    if (!replaced || !sameBar(replaced, candle)) {
+      // A trade went into it: the newest trade is at most the candle's last update.
+      noteTrade(Math.min(candle.updated_at, candle.start + state.step - 1));
+    }
     // Without pushed trades (tape hidden), the newest candle's close is the last price.
     const candles = state.series.candles;
-    if (!tapeShown && candle.start >= candles[candles.length - 1].start) state.lastPrice = candle.close;
+    const newest = candle.start >= candles[candles.length - 1].start;
+    if (!tapeShown && newest) state.lastPrice = candle.close;
     const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
-    state.series.dropBefore(horizon - (horizon % state.step));
-    scheduleRender();
+    const dropped = state.series.dropBefore(horizon - (horizon % state.step));
+    if (dropped || !replaced) {
+      scheduleRender(); // a new candle, or one gone: the figure's candles change
+    } else if (!sameBar(replaced, candle)) {
+      scheduleCandle(candle.start); // that candle alone (a final one unchanged: nothing)
+      scheduleFollow();
+    }
   } else if (message.type === "trades") {
     // One message per engine step: this symbol's new trades, oldest first.
     const now = performance.now();
@@ -545,25 +603,115 @@ function onMessage(message) {
     }
     if (state.tape.length > TAPE_ROWS) state.tape.length = TAPE_ROWS;
     stats.liveTrades += message.trades.length;
-    if (message.trades.length) state.lastPrice = message.trades[message.trades.length - 1].price;
+    if (message.trades.length) {
+      state.lastPrice = message.trades[message.trades.length - 1].price;
+      noteTrade(message.trades[message.trades.length - 1].ts);
+    }
     scheduleTape();
   }
 }
 
+function noteTrade(us) {
+  if (state.lastTradeUs === null || us > state.lastTradeUs) state.lastTradeUs = us;
+  if (!$("q-quiet").hidden) renderQuiet();
+}
+
+/**
+ * A live symbol with no trade for QUIET_AFTER_US looks quiet, not broken: the header says for
+ * how long and when its last trade was (the chart keeps its last candles).
+ */
+function renderQuiet() {
+  const el = $("q-quiet");
+  const last = state.lastTradeUs;
+  const idleUs = last === null ? 0 : Date.now() * 1000 - last;
+  const quiet = state.live && !state.loading && last !== null && idleUs >= QUIET_AFTER_US;
+  el.hidden = !quiet;
+  if (!quiet) {
+    delete el.dataset.lastTs;
+    return;
+  }
+  el.textContent = `quiet: no trade for ${fmt.span(idleUs)} · last ${fmt.dateTime(last)}`;
+  el.title = `No trade of ${state.symbol} on ${state.exchange} since ${fmt.dateTime(last)}; the feed is live`;
+  el.dataset.lastTs = String(last);
+}
+
+/** Whether two versions of a candle draw the same (a candle turning final changes nothing). */
+function sameBar(a, b) {
+  return a.open === b.open && a.high === b.high && a.low === b.low && a.close === b.close && a.volume === b.volume;
+}
+
 // A candle update is drawn at the next animation frame (one drawing per frame, however many
-// updates came); trades change only the tape and the quote, redrawn at most every
-// TAPE_EVERY_MS and never the chart. A shared 200 ms timer made every candle wait behind the
-// tape's redraws: 260 ms median from trade to chart at 1,000 trades/s (page_latency.py).
+// updates came): an update of a candle on screen on that candle only (lastbar.js), a new candle
+// as a whole redraw; the lines that follow the candles (overlays, indicators, venues) are
+// redrawn with the whole figure within FULL_EVERY_MS. Trades change only the tape and the quote,
+// redrawn at most every TAPE_EVERY_MS and never the chart. A whole redraw per update left a
+// trade 624 ms (p95) from the chart at 1,000 trades/s on a loaded machine (page_latency.py).
 let chartFrame = null;
+let fullDue = false; // the next frame redraws the whole figure
+let followTimer = null;
+let lastFull = 0;
 let tapeTimer = null;
 let lastTape = 0;
+let shown = null; // what the figure on screen holds: {key, count, newest start}
+const changed = new Set(); // starts of the candles on screen changed since they were drawn
 
+/** The whole figure at the next animation frame. */
 function scheduleRender() {
+  fullDue = true;
+  requestFrame();
+}
+
+/** The candle that starts at `start` alone, at the next animation frame. */
+function scheduleCandle(start) {
+  changed.add(start);
+  requestFrame();
+}
+
+/** A whole redraw within FULL_EVERY_MS of the last one, for what follows the newest candle.
+ * Candles that short get a whole redraw with each new candle anyway: the wait is one candle
+ * longer, so a symbol that trades on is not redrawn twice a candle. */
+function scheduleFollow() {
+  if (followTimer !== null) return;
+  const stepMs = state.step / 1000;
+  const every = stepMs <= FULL_EVERY_MS ? FULL_EVERY_MS + stepMs : FULL_EVERY_MS;
+  const wait = Math.max(0, every - (performance.now() - lastFull));
+  followTimer = setTimeout(() => {
+    followTimer = null;
+    scheduleRender();
+  }, wait);
+}
+
+function requestFrame() {
   if (chartFrame !== null) return;
   chartFrame = requestAnimationFrame(() => {
     chartFrame = null;
-    renderChart();
+    if (fullDue || !renderChanged()) renderChart();
   });
+}
+
+/** Draw the changed candles in place (the newest, the one before it turning final); false when
+ * only a whole redraw can show them. */
+function renderChanged() {
+  const candles = state.series.candles;
+  const newest = candles[candles.length - 1];
+  const div = $("chart");
+  if (!newest || !shown || typeof Plotly === "undefined" || shown.key !== chartKey() ||
+      shown.count !== candles.length || shown.start !== newest.start) return false;
+  if (!changed.size) return true;
+  const began = performance.now();
+  const colors = themeColors();
+  for (const start of changed) {
+    let i = candles.length - 1;
+    while (i >= 0 && candles[i].start > start) i -= 1;
+    if (i < 0 || candles[i].start !== start || !drawCandle(div, candles[i], i, colors)) return false;
+  }
+  changed.clear();
+  stats.lastDraws += 1;
+  if (state.hovered === null || state.hovered === newest.start) showLegend(newest);
+  renderQuote(candles);
+  stats.lastDrawMs += performance.now() - began;
+  window.tickpipe.onDrawn?.(newest, "alone");
+  return true;
 }
 
 function scheduleTape() {
@@ -606,6 +754,7 @@ function fewCandlesRange(div, layout, candles) {
 function renderChart() {
   const div = $("chart");
   if (!div || typeof Plotly === "undefined") return;
+  const began = performance.now();
   const candles = state.series.candles;
   const { traces, layout } = candleFigure({
     candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
@@ -617,11 +766,19 @@ function renderChart() {
   fewCandlesRange(div, layout, candles);
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
+  fullDue = false;
+  changed.clear();
+  lastFull = performance.now();
+  clearTimeout(followTimer);
+  followTimer = null;
+  shown = { key: chartKey(), count: candles.length, start: candles.length ? candles[candles.length - 1].start : null };
   if (!div.dataset.crosshair) followCursor(div);
   // A live update changes the hovered candle too: the legend follows it.
   const newest = candles[candles.length - 1];
   showLegend(state.hovered === null ? newest : candles.find((c) => c.start === state.hovered) ?? newest);
   renderQuote(candles);
+  stats.renderMs += performance.now() - began;
+  if (newest) window.tickpipe.onDrawn?.(newest, "whole");
 }
 
 // -- studies and compared venues ------------------------------------------------------------
@@ -642,13 +799,26 @@ function wireStudies() {
   });
 }
 
-/** The chosen venues' candles of the shown asset, fetched again every few seconds. */
+/** Whether the compared venues come over the live socket: a live server, and a stored
+ * interval (a custom bucket would need each venue's parts of the bucket: fetched every few s). */
+function venuesLive() {
+  return state.live && state.intervals.includes(state.timeframe);
+}
+
+/** The chosen venues' candles of the shown asset: fetched, then kept live over the chart's
+ * WebSocket (fetched again every few seconds for a custom bucket). */
 async function refreshVenues() {
   if (!state.symbol || !state.exchanges.length) return;
   const choices = sameAsset(state.exchanges, state.exchange, state.symbol);
   studies.showVenues(choices);
   const key = chartKey();
   const params = { lookback: state.lookback, [state.intervals.includes(state.timeframe) ? "interval" : "bucket"]: state.timeframe };
+  if (venuesLive() && state.baseInterval && !state.loading) {
+    // Asked before the fetch, so the fetch holds every update made before the pushes start
+    // (one pushed while the fetch is out is drawn with that candle's next update).
+    const wanted = choices.filter((c) => state.venues.names.includes(c.exchange));
+    socket.setExtras(wanted.map((c) => ({ exchange: c.exchange, symbol: c.symbol, interval: state.baseInterval })));
+  }
   try {
     await state.venues.load(choices, params, key);
   } catch {
@@ -867,7 +1037,7 @@ function onLiveOpen(reconnected) {
   if (!reconnected) return;
   // Back after a drop: what happened meanwhile is only in the store, so fetch it again.
   stats.reconnects += 1;
-  fetchChart(false);
+  fetchChart(false); // the compared venues too, once the chart is in
   refreshWatchlist();
   analytics.refresh();
 }

@@ -1,5 +1,6 @@
 // The shown asset on other venues: which exchanges list it, their candles for the same
-// timeframe and lookback, and the spread between the venues per candle.
+// timeframe and lookback (fetched once, then kept live from the chart's WebSocket), and the
+// spread between the venues per candle.
 
 import { getJSON } from "./api.js";
 
@@ -61,6 +62,30 @@ export class VenueCompare {
     this.shown = wanted.map((c, i) => ({ ...c, candles: bodies[i].candles }));
     this.chartKey = chartKey;
     return this.shown;
+  }
+
+  /** The candle keys of the venues shown, for live updates of `interval`. */
+  liveKeys(interval) {
+    return this.shown.map((v) => ({ exchange: v.exchange, symbol: v.symbol, interval }));
+  }
+
+  /**
+   * A live candle of a venue shown for `chartKey` in `interval`: put in its place (candles older
+   * than `horizon` dropped). Whether it was one: false for anything else.
+   */
+  upsert(candle, chartKey, interval, horizon) {
+    if (chartKey !== this.chartKey || candle.interval !== interval) return false;
+    const venue = this.shown.find((v) => v.exchange === candle.exchange && v.symbol === candle.symbol);
+    if (!venue) return false;
+    const list = venue.candles;
+    let i = list.length - 1;
+    while (i >= 0 && list[i].start > candle.start) i -= 1; // live updates land at the end
+    if (i >= 0 && list[i].start === candle.start) list[i] = candle;
+    else list.splice(i + 1, 0, candle);
+    let old = 0;
+    while (old < list.length && list[old].start < horizon) old += 1;
+    if (old) list.splice(0, old);
+    return true;
   }
 
   /** The compared venues of the chart `chartKey` (none while they are fetched for it). */
