@@ -1029,8 +1029,9 @@ def process(bootstrap, topic, encoding, schema_registry, config_path, data_dir, 
     help="Only final candles (no update-mode query of provisional ones).",
 )
 @click.option("--duration", callback=_seconds, help="Stop after this long [default: SIGTERM].")
-def spark(bootstrap, topic, config_path, data_dir, candles_topic, intervals, hopping, checkpoint,
-          master, driver_memory, trigger_ms, no_provisional, duration) -> None:  # fmt: skip
+def spark(bootstrap, topic, encoding, schema_registry, config_path, data_dir, candles_topic,
+          intervals, hopping, checkpoint, master, driver_memory, trigger_ms, no_provisional,
+          duration) -> None:  # fmt: skip
     """Build the candles with Spark Structured Streaming instead of `tickpipe process`.
 
     Reads the trades topic, writes the same candles to the same PostgreSQL tables (see
@@ -1040,6 +1041,8 @@ def spark(bootstrap, topic, config_path, data_dir, candles_topic, intervals, hop
 
     from tickpipe.spark.jars import check_pyspark, connector_jars
 
+    if encoding not in (None, "json") or schema_registry:
+        raise click.UsageError("the Spark job reads the JSON encoding only (--encoding json)")
     problem = check_pyspark()
     if problem is not None:
         click.echo(f"tickpipe spark: {problem}", err=True)
