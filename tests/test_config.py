@@ -208,6 +208,7 @@ def test_every_setting_can_be_set_from_its_environment_variable(tmp_path: Path) 
         "kafka.schema_registry": ("http://registry:8081", "http://registry:8081"),
         "kafka.group": ("g", "g"),
         "kafka.message_trades": ("50", 50),
+        "kafka.heartbeat_ms": ("250", 250),
         "kafka.partitions": ("12", 12),
         "kafka.replication_factor": ("3", 3),
         "kafka.min_insync_replicas": ("2", 2),
