@@ -26,6 +26,7 @@ from tickpipe.transport.settings import KafkaConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine.reference import assert_candles_equal, batch_candles
+from servers.process import stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -97,16 +98,6 @@ def start_processor(
         stdout=log, stderr=subprocess.STDOUT,
         preexec_fn=limit_files if file_limit_bytes else None,
     )  # fmt: skip
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def stored(dsn: str) -> tuple[int, int, int]:
@@ -212,8 +203,8 @@ def test_sigkilled_processor_restarted_later_changes_nothing_in_final_candles(
         total = sum(len(x) for x in stream.published)
         settle(postgres_dsn, total, [a, b], tmp_path)
     finally:
-        stop(a)
-        stop(b)
+        stop_process(a)
+        stop_process(b)
     check_exactly_once(postgres_dsn, stream)
     verify = subprocess.run(
         [sys.executable, "-m", "tickpipe", "verify", "--store", postgres_dsn],
@@ -243,9 +234,9 @@ def test_a_joining_processor_moves_and_replays_only_the_partitions_it_takes(
         settle(postgres_dsn, sum(len(x) for x in stream.published), [a, b], tmp_path)
         b_log = (tmp_path / "b.log").read_text()  # before a leaves and b takes the rest
     finally:
-        stop(a)
+        stop_process(a)
         if b is not None:
-            stop(b)
+            stop_process(b)
     check_exactly_once(postgres_dsn, stream)
     a_log = (tmp_path / "a.log").read_text()
     revoked = [set(_numbers(m)) for m in re.findall(r"a: partitions revoked: \[([\d, ]*)\]",
@@ -285,8 +276,8 @@ def test_processors_with_a_lake_write_every_trade_to_it_once_through_a_kill_and_
         stream.run(3.0)
         settle(postgres_dsn, sum(len(x) for x in stream.published), [a, b], tmp_path)
     finally:
-        stop(a)
-        stop(b)
+        stop_process(a)
+        stop_process(b)
     check_lake(lake, stream, tmp_path)
 
 
@@ -340,14 +331,14 @@ def test_a_processor_restarted_behind_what_it_stored_writes_nothing_twice_to_the
         stream.run(2.0)
         settle(postgres_dsn, sum(len(x) for x in stream.published), [p], tmp_path)
     finally:
-        stop(p)
+        stop_process(p)
     rewind_commits(kafka.bootstrap, group, topic, 5)
     p = start_processor(tmp_path, *run, "p2", "--lake", lake.as_uri())
     try:
         stream.run(2.0)  # after the 5 messages of each partition stored (and in the lake) again
         settle(postgres_dsn, sum(len(x) for x in stream.published), [p], tmp_path)
     finally:
-        stop(p)
+        stop_process(p)
     check_exactly_once(postgres_dsn, stream)
     check_lake(lake, stream, tmp_path)
 
@@ -365,7 +356,7 @@ def test_broker_restart_mid_stream_loses_nothing(kafka, postgres_dsn, topic, tmp
         total = sum(len(x) for x in stream.published)
         settle(postgres_dsn, total, [proc], tmp_path)
     finally:
-        stop(proc)
+        stop_process(proc)
     check_exactly_once(postgres_dsn, stream)
 
 
@@ -381,7 +372,7 @@ def test_a_quiet_input_is_stored_without_waiting_for_the_flush_cadence(
         stream.run(1.5)
         settle(postgres_dsn, sum(len(x) for x in stream.published), [proc], tmp_path)
     finally:
-        stop(proc)
+        stop_process(proc)
     check_exactly_once(postgres_dsn, stream)
 
 
@@ -400,7 +391,7 @@ def test_postgres_restart_mid_stream_writes_retry_and_lose_nothing(
         total = sum(len(x) for x in stream.published)
         settle(postgres_dsn, total, [proc], tmp_path)
     finally:
-        stop(proc)
+        stop_process(proc)
     check_exactly_once(postgres_dsn, stream)
 
 
@@ -424,7 +415,7 @@ def test_malformed_message_is_dead_lettered_and_processing_goes_on(
         total = sum(len(x) for x in stream.published)
         settle(postgres_dsn, total, [proc], tmp_path)
     finally:
-        stop(proc)
+        stop_process(proc)
     check_exactly_once(postgres_dsn, stream)
     letters = (tmp_path / "p" / "dead-letters.jsonl").read_text().splitlines()
     assert len(letters) == 4
@@ -483,7 +474,7 @@ def test_kcat_reads_both_topics(kafka, postgres_dsn, tmp_path):
     try:
         settle(postgres_dsn, total_published(ingest.stdout), [proc], tmp_path)
     finally:
-        stop(proc)
+        stop_process(proc)
 
     def read(name: str) -> list[tuple[str, dict]]:
         out = subprocess.run(
@@ -572,7 +563,7 @@ def test_a_full_disk_stops_the_processor_with_one_line_and_a_restart_stores_ever
             assert again.poll() is None, logs(tmp_path)
             time.sleep(0.5)
     finally:
-        stop(again)
+        stop_process(again)
     count, distinct = duckdb_trades(path)
     ids = {(t.exchange, t.symbol, t.trade_id) for t in stream.trades()}
     assert count == distinct == len(ids), "each published trade must be stored exactly once"

@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fakes.binance_server import FakeBinanceThread
+from servers.process import stop_process
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
@@ -141,16 +142,6 @@ def start(tmp: Path, name: str, *args: str, env: dict[str, str]) -> subprocess.P
         [sys.executable, "-m", "tickpipe", *args], stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, **env},
     )  # fmt: skip
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def backends(dsn: str) -> list[int]:
@@ -282,5 +273,5 @@ def test_the_shipped_alerts_fire_and_resolve_for_a_silent_source_and_a_stalled_p
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
         prometheus.stop()
-        stop(process)
-        stop(ingest)
+        stop_process(process)
+        stop_process(ingest)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -145,3 +146,14 @@ def serving(server: ServerProcess, kill_at_end: bool = False) -> Iterator[None]:
         yield
     finally:
         server.stop(kill=kill_at_end)
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """SIGTERM, as an operator stops tickpipe; SIGKILL if it has not exited in `timeout_s`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

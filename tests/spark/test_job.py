@@ -34,6 +34,7 @@ from tickpipe.transport.settings import KafkaConfig
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from engine.reference import APPROX, EXACT, assert_candles_equal, batch_candles, dedupe
+from servers.process import stop_process
 
 from spark.conftest import PARTITIONS
 
@@ -209,16 +210,6 @@ def start_process(tmp: Path, bootstrap: str, topic: str, dsn: str) -> subprocess
     )  # fmt: skip
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def topic_candles(bootstrap: str, topic: str) -> dict[tuple[str, str, str, int], Candle]:
     """The latest message of each candle on a candles topic, read to its end."""
     from confluent_kafka import Consumer, TopicPartition
@@ -300,7 +291,7 @@ def test_spark_and_process_store_identical_final_candles_from_the_same_trades(
             producer.flush(10)
             store.close()
             if process is not None:
-                stop(process)
+                stop_process(process, timeout_s=60)
         ours, theirs = stored_candles(spark_dsn), stored_candles(dsn)
     assert_candles_equal(ours, expected)
     assert not (problems := same_candles(ours, theirs)), problems[:5]

@@ -112,6 +112,27 @@ def start_demo(
     pytest.fail("tickpipe demo stored no trades within 30 s")
 
 
+@contextlib.contextmanager
+def replaying(tape: Path, data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Demo]:
+    """`tickpipe run --replay` of the `tape` at wall-clock pace on 127.0.0.1 (`env`: more
+    variables), stopped with Ctrl-C when the block ends."""
+    args = [sys.executable, "-m", "tickpipe", "run", "--replay", str(tape), "--speed", "1",
+            "--quiet", "--port", "0", "--data-dir", str(data_dir / "data")]  # fmt: skip
+    with (data_dir / "run.stderr").open("w") as stderr:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                env={**os.environ, **(env or {})})  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", line)
+    running = Demo(proc, found.group(1) if found else "", data_dir)
+    try:
+        if not found:
+            pytest.fail(f"no URL in tickpipe run's first line {line!r}")
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """One demo for the dashboard tests, behind an access token (the page must pass it on)."""

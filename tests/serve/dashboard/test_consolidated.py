@@ -3,10 +3,6 @@ a real `tickpipe run` replaying three venues (Kraken 5% off the other two) at wa
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +12,7 @@ import pytest
 from tickpipe.records import Trade
 from tickpipe.sources.replay import write_trades
 
-from .conftest import Console, Demo, chart_candles, wait_for
+from .conftest import Console, Demo, chart_candles, replaying, wait_for
 
 pytestmark = pytest.mark.slow
 S = 1_000_000
@@ -45,23 +41,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """`tickpipe run --replay` of the three venues, USD and USDT configured as one quote."""
     data_dir = tmp_path_factory.mktemp("consolidated")
     tape(data_dir / "tape.jsonl")
-    args = [sys.executable, "-m", "tickpipe", "run", "--replay", str(data_dir / "tape.jsonl"),
-            "--speed", "1", "--quiet", "--port", "0",
-            "--data-dir", str(data_dir / "data")]  # fmt: skip
-    env = {**os.environ, "TICKPIPE_COMPOSITE_EQUIVALENT_QUOTES": "USD/USDT"}
-    with (data_dir / "run.stderr").open("w") as stderr:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r"dashboard and API at (http://127\.0\.0\.1:\d+)", line)
-    running = Demo(proc, found.group(1) if found else "", data_dir)
-    try:
-        if not found:
-            pytest.fail(f"no URL in tickpipe run's first line {line!r}")
+    with replaying(
+        data_dir / "tape.jsonl", data_dir, env={"TICKPIPE_COMPOSITE_EQUIVALENT_QUOTES": "USD/USDT"}
+    ) as running:
         wait_for("a stored composite candle", lambda: _stored_composite(running))
         yield running
-    finally:
-        running.stop()
 
 
 def _stored_composite(run: Demo) -> bool:
