@@ -24,7 +24,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from serve.test_kafka_feed import subscribe, tickpipe, wait_for
 from servers.kafka import SecuredKafkaBroker
-from test_distributed import CONFIG, stop, total_published, trades_and_candles_topics
+from servers.process import stop_process
+from test_distributed import CONFIG, total_published, trades_and_candles_topics
 
 pytestmark = [pytest.mark.slow, pytest.mark.secured]
 
@@ -120,7 +121,7 @@ def test_ingest_process_verify_and_serve_through_sasl_ssl_with_the_password_nowh
         published = total_published(ingest.stdout)
         assert published > 0
         wait_for(lambda: caught_up(secured_kafka, group, topic), 90, "the processor", tmp_path)
-        stop(processor)
+        stop_process(processor)
         assert processor.returncode == 0, (tmp_path / "process.log").read_text()
 
         with duckdb.connect(str(data / "tickpipe.duckdb"), read_only=True) as con:
@@ -163,7 +164,7 @@ def test_ingest_process_verify_and_serve_through_sasl_ssl_with_the_password_nowh
         metrics = http_text(f"{url.rstrip('/')}/metrics")
     finally:
         for p in procs:
-            stop(p)
+            stop_process(p)
     texts = {
         "ingest output": ingest.stdout + ingest.stderr,
         "verify output": verify.stdout + verify.stderr,

@@ -20,12 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from servers.process import stop_process
 from test_distributed import (
     WINDOWS,
     logs,
     settle,
     start_processor,
-    stop,
     stored,
     stored_candles,
     total_published,
@@ -159,7 +159,7 @@ def test_the_broker_leading_most_partitions_killed_under_load_loses_nothing(
             settle(postgres_dsn, published, [a, b], tmp_path)
     finally:
         for proc in (ingest, a, b):
-            stop(proc)
+            stop_process(proc)
     trades = topic_trades(bootstrap, topic)
     ids = {(t.exchange, t.symbol, t.trade_id) for t in trades}
     assert len(trades) == len(ids) == published, "the topic holds every trade once"
@@ -202,7 +202,7 @@ def test_two_of_three_brokers_down_stops_producing_naming_the_cause_then_resumes
         resumed = wait_for_line(log, r"producing resumed after ([\d.]+) s stalled", 120, before)
         published = finish_ingest(ingest, tmp_path)
     finally:
-        stop(ingest)
+        stop_process(ingest)
     trades = topic_trades(bootstrap, topic)
     ids = {(t.exchange, t.symbol, t.trade_id) for t in trades}
     assert len(trades) == len(ids) == published, "every trade delivered once, none lost"
