@@ -22,6 +22,7 @@ import pytest
 from tickpipe.records import Candle, Trade, TradeBatch
 from tickpipe.sources.simulated import MarketSimulator
 from tickpipe.transport.kafka import TradePublisher
+from tickpipe.transport.schema import encode_heartbeat
 from tickpipe.transport.settings import KafkaConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -371,6 +372,32 @@ def test_a_quiet_input_is_stored_without_waiting_for_the_flush_cadence(
     try:
         stream.run(1.5)
         settle(postgres_dsn, sum(len(x) for x in stream.published), [proc], tmp_path)
+    finally:
+        stop_process(proc)
+    check_exactly_once(postgres_dsn, stream)
+
+
+def test_heartbeats_arriving_after_the_last_trade_are_committed_so_the_lag_reaches_zero(
+    kafka, postgres_dsn, topic, tmp_path
+):
+    from confluent_kafka import Producer
+
+    group = f"g-{topic}"
+    proc = start_processor(tmp_path, kafka.bootstrap, topic, postgres_dsn, group, "p")
+    stream = Stream(kafka.bootstrap, topic)
+    try:
+        stream.run(1.0)
+        settle(postgres_dsn, sum(len(x) for x in stream.published), [proc], tmp_path)
+        # The input went quiet: ingest's watermark heartbeats are now all the topic receives,
+        # each poll of the processor holds nothing else.
+        beats = Producer(kafka.client_settings())
+        for partition in range(3):
+            beats.produce(topic, encode_heartbeat(stream.clock, "sim"), partition=partition)
+        assert beats.flush(30) == 0
+        deadline = time.monotonic() + 30
+        while not kafka.committed_to_end(group, topic):
+            assert time.monotonic() < deadline, f"offsets never reached the end: {logs(tmp_path)}"
+            time.sleep(0.3)
     finally:
         stop_process(proc)
     check_exactly_once(postgres_dsn, stream)

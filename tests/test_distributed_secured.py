@@ -66,21 +66,6 @@ def topic(secured_kafka) -> str:
     return trades_and_candles_topics(secured_kafka, "sec", 2)
 
 
-def caught_up(broker: SecuredKafkaBroker, group: str, topic: str) -> bool:
-    """Whether `group` has committed every message of `topic` (the processor commits after
-    storing, so all published trades are stored)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({**broker.client_settings(), "group.id": group})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], 10)
-        # An empty partition has no committed offset (negative): nothing to catch up there.
-        return all(max(c.offset, 0) == consumer.get_watermark_offsets(c, 10)[1] for c in committed)
-    finally:
-        consumer.close()
-
-
 def http_text(url: str) -> str:
     """The body of a GET, whatever its status (serve over a stored file has no /metrics)."""
     try:
@@ -120,7 +105,9 @@ def test_ingest_process_verify_and_serve_through_sasl_ssl_with_the_password_nowh
         assert ingest.returncode == 0, ingest.stderr
         published = total_published(ingest.stdout)
         assert published > 0
-        wait_for(lambda: caught_up(secured_kafka, group, topic), 90, "the processor", tmp_path)
+        wait_for(
+            lambda: secured_kafka.committed_to_end(group, topic), 90, "the processor", tmp_path
+        )
         stop_process(processor)
         assert processor.returncode == 0, (tmp_path / "process.log").read_text()
 

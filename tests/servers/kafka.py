@@ -72,6 +72,22 @@ class KafkaBroker(ServerProcess):
         """What a client (the fixture's admin, a test's consumer) needs to connect."""
         return {"bootstrap.servers": self.bootstrap}
 
+    def committed_to_end(self, group: str, topic: str) -> bool:
+        """Whether `group` has committed every message of `topic` (a processor commits after
+        storing, so all published trades are stored)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({**self.client_settings(), "group.id": group})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            committed = consumer.committed([TopicPartition(topic, p) for p in partitions], 10)
+            # An empty partition has no committed offset (negative): nothing to catch up there.
+            return all(
+                max(c.offset, 0) == consumer.get_watermark_offsets(c, 10)[1] for c in committed
+            )
+        finally:
+            consumer.close()
+
     def _listener_settings(self) -> dict[str, str]:
         return {
             "listeners": (

@@ -392,6 +392,7 @@ class Processor:
         replay: dict[str, list[DecodedTrades]] = {}
         live: dict[str, list[DecodedTrades]] = {}
         notes: dict[int, list[tuple[int, int, int]]] = {}
+        skipped = False  # heartbeats and rejects move the commit point too
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -405,6 +406,7 @@ class Processor:
                 continue
             if is_heartbeat(msg.value()):  # for consumers without an idle timer (Spark)
                 self.tracker.skip(partition, offset)
+                skipped = True
                 continue
             self.stats.messages += 1
             try:
@@ -414,6 +416,7 @@ class Processor:
                 if until is None:  # a replayed one was dead-lettered the first time
                     self._dead_letter(msg, f"malformed: {exc}")
                 self.tracker.skip(partition, offset)
+                skipped = True
                 continue
             inst = decoded.instrument
             gid = self._gid.setdefault((inst.exchange, inst.symbol), len(self._gid))
@@ -431,7 +434,9 @@ class Processor:
             self._check_replay_done()
         for parts in live.values():
             self._process(to_batch(parts))
-        if (notes or live) and not self._replay_until:
+        # A poll of heartbeats alone (the input went quiet) must still be committed: else the
+        # group's offsets stay short of the topic's end forever and its lag never reads zero.
+        if (notes or live or skipped) and not self._replay_until:
             self.checkpoint.mark(self.writer.submitted, self.tracker)
 
     def _dead_letter(self, msg: Any, reason: str) -> None:
