@@ -361,35 +361,23 @@ def test_broker_restart_mid_stream_loses_nothing(kafka, postgres_dsn, topic, tmp
     check_exactly_once(postgres_dsn, stream)
 
 
-def test_a_quiet_input_is_stored_without_waiting_for_the_flush_cadence(
+def test_a_quiet_input_is_stored_and_committed_to_the_end_without_waiting_for_the_cadence(
     kafka, postgres_dsn, topic, tmp_path
 ):
+    from confluent_kafka import Producer
+
     # The writer's cadence is an hour and its bound far above this stream: only the flush the
     # processor asks for when nothing more has arrived stores the trades and closes candles.
-    proc = start_processor(tmp_path, kafka.bootstrap, topic, postgres_dsn, f"g-{topic}", "p",
+    group = f"g-{topic}"
+    proc = start_processor(tmp_path, kafka.bootstrap, topic, postgres_dsn, group, "p",
                            env={"TICKPIPE_FLUSH_EVERY": "1h"})  # fmt: skip
     stream = Stream(kafka.bootstrap, topic)
     try:
         stream.run(1.5)
         settle(postgres_dsn, sum(len(x) for x in stream.published), [proc], tmp_path)
-    finally:
-        stop_process(proc)
-    check_exactly_once(postgres_dsn, stream)
-
-
-def test_heartbeats_arriving_after_the_last_trade_are_committed_so_the_lag_reaches_zero(
-    kafka, postgres_dsn, topic, tmp_path
-):
-    from confluent_kafka import Producer
-
-    group = f"g-{topic}"
-    proc = start_processor(tmp_path, kafka.bootstrap, topic, postgres_dsn, group, "p")
-    stream = Stream(kafka.bootstrap, topic)
-    try:
-        stream.run(1.0)
-        settle(postgres_dsn, sum(len(x) for x in stream.published), [proc], tmp_path)
-        # The input went quiet: ingest's watermark heartbeats are now all the topic receives,
-        # each poll of the processor holds nothing else.
+        # Quiet now: ingest's watermark heartbeats are all the topic receives, and a poll of
+        # the processor holds nothing else. They too must be committed, or the group's lag
+        # never reads zero.
         beats = Producer(kafka.client_settings())
         for partition in range(3):
             beats.produce(topic, encode_heartbeat(stream.clock, "sim"), partition=partition)
