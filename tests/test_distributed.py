@@ -665,7 +665,7 @@ def test_a_third_processor_joins_then_one_is_killed_and_only_moved_partitions_re
     check_exactly_once(postgres_dsn, stream)
     # Before the kill: c's join moved some of a's and b's partitions to c, and c alone replayed.
     # (A partition that no symbol's key hashes to has no open window: nothing to replay.)
-    filled = partitions_with_messages(kafka.bootstrap, topic, 6)
+    filled = set(topic_ends(kafka.bootstrap, topic, 6))
     ((c_taken, c_replayed),) = takeovers(before_kill["c"], "c")
     assert c_taken and len(c_taken) < 6 and c_replayed == c_taken & filled, before_kill["c"]
     for n in ("a", "b"):
@@ -682,20 +682,31 @@ def test_a_third_processor_joins_then_one_is_killed_and_only_moved_partitions_re
             replayed_after |= replayed
     assert a_held and taken_after == a_held, logs(tmp_path)
     assert replayed_after == a_held & filled, logs(tmp_path)
+    # The offsets stored with the rows say exactly what is stored: every message of the topic.
+    assert stored_offsets(postgres_dsn, group) == topic_ends(kafka.bootstrap, topic, 6)
 
 
-def partitions_with_messages(bootstrap: str, topic: str, partitions: int) -> set[int]:
+def stored_offsets(dsn: str, group: str) -> dict[int, int]:
+    import psycopg
+
+    with psycopg.connect(dsn) as con:
+        rows = con.execute(
+            "SELECT partition, next_offset FROM stream_offsets WHERE consumer_group = %s", [group]
+        ).fetchall()
+    return dict(rows)
+
+
+def topic_ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """Each partition's end offset (those with messages)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"w-{uuid.uuid4().hex}"})
     try:
-        return {
-            p
-            for p in range(partitions)
-            if consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] > 0
-        }
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in range(partitions)}  # fmt: skip
     finally:
-        consumer.close()  # fmt: skip
+        consumer.close()
+    return {p: end for p, end in ends.items() if end > 0}
 
 
 def owned_at_end(log: str, name: str) -> set[int]:

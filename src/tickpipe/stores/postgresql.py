@@ -32,6 +32,7 @@ left of the budget, so the server itself cancels a read over it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
@@ -54,9 +55,9 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
-from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError
+from tickpipe.stores.base import RESTORE_BATCH_ROWS, FencedWrite, OverBudget, StoreError
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
-from tickpipe.stores.flush import Flush, trade_columns
+from tickpipe.stores.flush import Flush, StreamOffsets, trade_columns
 from tickpipe.stores.forecasts import (
     POINT_FIELDS,
     POINT_KEY,
@@ -242,6 +243,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX trades_time ON trades USING brin (ts);
         """,
     ),
+    (
+        5,
+        """
+        -- A Kafka consumer group's offsets, written in the transaction of the rows they
+        -- produced: what is stored is exactly what came before them (`stream_offsets`).
+        CREATE TABLE stream_offsets (
+            consumer_group text NOT NULL,
+            topic text NOT NULL,
+            partition integer NOT NULL,
+            next_offset bigint NOT NULL,
+            metadata text NOT NULL,
+            PRIMARY KEY (consumer_group, topic, partition)
+        );
+        """,
+    ),
 ]
 
 # TimescaleDB's hypertables are time-partitioned already: there the migrations above that
@@ -374,6 +390,9 @@ class PostgresStore(SqlForecastReads, SqlStore):
         self._partitions: set[int] = set()
         # Writes whose trades met stored ones and went the slow way (`_write_trades`).
         self.conflicted_writes = 0
+        # (group, topic, partition) -> the stored offset this store last read or wrote: a
+        # write moves an offset only from there (`_write_offsets`).
+        self._offsets: dict[tuple[str, str, int], int] = {}
         # Reads on connections of their own: the API's reads never queue behind a flush of
         # 100k trades, and a slow read holds up only its own connection.
         self._writer = _Link(self._open, STAGING)
@@ -464,8 +483,9 @@ class PostgresStore(SqlForecastReads, SqlStore):
         metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
         event_rows = flush.events
         snapshot = flush.snapshot
+        offsets = flush.offsets
         if not (trade_values or candle_rows or rolling_rows or metric_rows or event_rows
-                or snapshot):  # fmt: skip
+                or snapshot or offsets):  # fmt: skip
             return
 
         days = self._days(trade_values)
@@ -484,7 +504,14 @@ class PostgresStore(SqlForecastReads, SqlStore):
                 write(con)
 
         def write(con: psycopg.Connection) -> None:
+            # _WrittenBefore: an earlier try of this write committed, its answer was lost
+            with contextlib.suppress(_WrittenBefore):
+                write_all(con)
+
+        def write_all(con: psycopg.Connection) -> None:
             with con.transaction(), con.cursor() as cur:
+                if offsets is not None and offsets.positions:  # first: the rows are locked
+                    self._write_offsets(cur, offsets)
                 if trade_values:
                     self._write_trades(con, cur, trade_values)
                 if candle_rows:
@@ -505,6 +532,74 @@ class PostgresStore(SqlForecastReads, SqlStore):
                         cur.execute("INSERT INTO engine_snapshot VALUES (%s, %s)", [part, data])
 
         self._with_retry(self._writer, transaction, self.retry_for, "write")
+        if offsets is not None:
+            for p, (offset, _) in offsets.positions.items():
+                self._offsets[(offsets.group, offsets.topic, p)] = offset
+
+    def stream_offsets(
+        self, group: str, topic: str, partitions: list[int]
+    ) -> dict[int, tuple[int, str]]:
+        """The stored (next offset, metadata) of those partitions that have one; a write of
+        this store moves them only from here on (a partition with none: from none)."""
+
+        def read(con: psycopg.Connection) -> list[tuple]:
+            return con.execute(
+                "SELECT partition, next_offset, metadata FROM stream_offsets "
+                "WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)",
+                [group, topic, partitions],
+            ).fetchall()
+
+        # On the writer's connection, after what it wrote (never a stale read).
+        rows = self._with_retry(self._writer, read, self.retry_for, "read offsets")
+        found = {int(p): (int(o), str(m)) for p, o, m in rows}
+        for p in partitions:
+            self._offsets[(group, topic, p)] = found[p][0] if p in found else -1
+        return found
+
+    def _write_offsets(self, cur: psycopg.Cursor, offsets: StreamOffsets) -> None:
+        """Move each partition's stored offset from the one this store knows to the new one.
+        Moved by someone else since: by an earlier try of this same write that committed
+        (raise `_WrittenBefore`: nothing to do) or by another processor (`FencedWrite`)."""
+        group, topic = offsets.group, offsets.topic
+        for p, (offset, metadata) in sorted(offsets.positions.items()):
+            known = self._offsets.get((group, topic, p))
+            if known is None:
+                raise FencedWrite(f"offsets of {topic}[{p}] written before they were read")
+            if known < 0:
+                cur.execute(
+                    "INSERT INTO stream_offsets VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING", [group, topic, p, offset, metadata],
+                )  # fmt: skip
+            else:
+                cur.execute(
+                    "UPDATE stream_offsets SET next_offset = %s, metadata = %s "
+                    "WHERE consumer_group = %s AND topic = %s AND partition = %s "
+                    "AND next_offset = %s", [offset, metadata, group, topic, p, known],
+                )  # fmt: skip
+            if cur.rowcount == 1:
+                continue
+            row = cur.execute(
+                "SELECT next_offset FROM stream_offsets WHERE consumer_group = %s "
+                "AND topic = %s AND partition = %s", [group, topic, p],
+            ).fetchone()  # fmt: skip
+            if row is not None and row[0] == offset:
+                self._check_written_before(cur, offsets)
+            raise FencedWrite(
+                f"group {group} topic {topic} partition {p}: offset {row[0] if row else None} "
+                f"stored by another processor (this one expected {known}): it lost the "
+                "partition; nothing of this write is stored"
+            )
+
+    def _check_written_before(self, cur: psycopg.Cursor, offsets: StreamOffsets) -> None:
+        """Whether every partition of `offsets` is stored as this write would leave it (an
+        earlier try committed): then raise `_WrittenBefore`."""
+        rows = cur.execute(
+            "SELECT partition, next_offset FROM stream_offsets WHERE consumer_group = %s "
+            "AND topic = %s AND partition = ANY(%s)",
+            [offsets.group, offsets.topic, list(offsets.positions)],
+        ).fetchall()  # fmt: skip
+        if {int(p): int(o) for p, o in rows} == {p: o for p, (o, _) in offsets.positions.items()}:
+            raise _WrittenBefore
 
     def _write_trades(
         self, con: psycopg.Connection, cur: psycopg.Cursor, values: list[list[Any]]
@@ -700,6 +795,10 @@ class PostgresStore(SqlForecastReads, SqlStore):
                         schema=TRADE_SCHEMA,
                     )
                     yield TradeBatch.from_arrow(table, source="restore")
+
+
+class _WrittenBefore(Exception):
+    """An earlier try of this write committed (its answer was lost): roll this one back."""
 
 
 class _Link:
