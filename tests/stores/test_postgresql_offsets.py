@@ -52,36 +52,41 @@ def test_a_processor_that_lost_its_partition_cannot_store_anything_for_it(two):
     old.stream_offsets(GROUP, TOPIC, [0])
     old.write_flush(_flush(range(2), {0: 10}))
     assert new.stream_offsets(GROUP, TOPIC, [0]) == {0: (10, '{"v": 1, "replay": 9}')}
-    new.write_flush(_flush(range(2, 4), {0: 20}))  # the new owner goes on
-    with pytest.raises(FencedWrite, match="partition 0: offset 20 stored by another"):
-        old.write_flush(_flush(range(100, 103), {0: 15}))  # the old one's late flush
+    # Claimed by the new owner: the old one's late flush is refused, before and after the
+    # new owner's first write.
+    with pytest.raises(FencedWrite, match="partition 0 was taken by another processor"):
+        old.write_flush(_flush(range(100, 103), {0: 12}))
+    new.write_flush(_flush(range(2, 4), {0: 20}))
+    with pytest.raises(FencedWrite):
+        old.write_flush(_flush(range(100, 103), {0: 25}))
     new.write_flush(_flush(range(4, 5), {0: 30}))
-    assert _trade_ids(new) == [str(i) for i in range(5)]  # none of the fenced write
+    assert _trade_ids(new) == [str(i) for i in range(5)]  # none of the fenced writes
     assert new.stream_offsets(GROUP, TOPIC, [0])[0][0] == 30
 
 
-def test_two_processors_taking_a_new_partition_store_for_it_only_once(two):
-    a, b = two
-    a.stream_offsets(GROUP, TOPIC, [3])
-    b.stream_offsets(GROUP, TOPIC, [3])  # both found no offset
-    a.write_flush(_flush(range(2), {3: 5}))
+def test_of_two_processors_taking_a_new_partition_the_last_to_claim_it_stores(two):
+    first, last = two
+    first.stream_offsets(GROUP, TOPIC, [3])
+    last.stream_offsets(GROUP, TOPIC, [3])  # both found no offset
     with pytest.raises(FencedWrite):
-        b.write_flush(_flush(range(2, 4), {3: 7}))
-    assert _trade_ids(a) == ["0", "1"]
+        first.write_flush(_flush(range(2), {3: 5}))
+    last.write_flush(_flush(range(2, 4), {3: 7}))
+    assert _trade_ids(last) == ["2", "3"]
 
 
 def test_a_retried_write_whose_first_try_committed_is_not_stored_again(two):
     # The store's retry of a write whose COMMIT answer was lost sends it again from the same
-    # offsets: `first` and `retry` read them alike, `first` commits, `retry` is the retry.
+    # offsets and claim: `retry` is given `first`'s, then `first` commits, `retry` retries.
     first, retry = two
-    for store in two:
-        store.stream_offsets(GROUP, TOPIC, [0, 1])
+    first.stream_offsets(GROUP, TOPIC, [0, 1])
+    retry._offsets = dict(first._offsets)  # noqa: SLF001  (the state a lost answer leaves)
     write = _flush(range(4), {0: 8, 1: 3})
     first.write_flush(write)
     retry.write_flush(write)  # no error: already stored
     assert _trade_ids(first) == [str(i) for i in range(4)]
     assert retry.conflicted_writes == 0  # rolled back at the offsets, before any trade
     retry.write_flush(_flush(range(4, 6), {0: 9}))  # and it goes on from there
+    assert _trade_ids(first) == [str(i) for i in range(6)]
     assert first.stream_offsets(GROUP, TOPIC, [0, 1]) == {
         0: (9, '{"v": 1, "replay": 8}'),
         1: (3, '{"v": 1, "replay": 2}'),

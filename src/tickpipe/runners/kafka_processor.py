@@ -245,6 +245,9 @@ class Processor:
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         """Partitions lost without a clean revoke (session timeout): nothing may be committed."""
         log.warning("%s: partitions lost: %s", self.name, [tp.partition for tp in partitions])
+        # Their new owner may have claimed their stored offsets already: what is pending for
+        # them is written without moving those (the trades key keeps it from being doubled).
+        self.writer.forget_offsets({tp.partition for tp in partitions})
         self._stop_lake()
         if not self._cooperative:
             consumer.unassign()

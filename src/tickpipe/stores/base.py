@@ -241,15 +241,16 @@ class FencedWrite(StoreError):
 @runtime_checkable
 class OffsetStore(SnapshotStore, Protocol):
     """A store that keeps a Kafka consumer group's offsets in the same transaction as the rows
-    (PostgreSQL): a processor takes them as the truth of what is stored. A `write_flush` with
-    `offsets` moves each partition's stored offset only from the one this store last read or
-    wrote (`stream_offsets`), so a processor that lost a partition cannot write for it any
-    more (`FencedWrite`), and a retried write that had committed is not stored again."""
+    (PostgreSQL): a processor takes them as the truth of what is stored. `stream_offsets`
+    claims the partitions; a `write_flush` with `offsets` moves each partition's stored offset
+    only from the one this store last read or wrote, under its claim, so a processor that lost
+    a partition cannot write for it once another claimed it (`FencedWrite`), and a retried
+    write that had committed is not stored again."""
 
     def stream_offsets(
         self, group: str, topic: str, partitions: list[int]
     ) -> dict[int, tuple[int, str]]:
-        """The stored (next offset, metadata) of those partitions that have one."""
+        """Claim the partitions; the stored (next offset, metadata) of those that have one."""
         ...
 
 

@@ -248,12 +248,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         -- A Kafka consumer group's offsets, written in the transaction of the rows they
         -- produced: what is stored is exactly what came before them (`stream_offsets`).
+        -- next_offset -1: none yet. claim: bumped by each processor taking the partition; a
+        -- write with an older claim is refused (the processor lost the partition).
         CREATE TABLE stream_offsets (
             consumer_group text NOT NULL,
             topic text NOT NULL,
             partition integer NOT NULL,
             next_offset bigint NOT NULL,
             metadata text NOT NULL,
+            claim bigint NOT NULL,
             PRIMARY KEY (consumer_group, topic, partition)
         );
         """,
@@ -390,9 +393,9 @@ class PostgresStore(SqlForecastReads, SqlStore):
         self._partitions: set[int] = set()
         # Writes whose trades met stored ones and went the slow way (`_write_trades`).
         self.conflicted_writes = 0
-        # (group, topic, partition) -> the stored offset this store last read or wrote: a
-        # write moves an offset only from there (`_write_offsets`).
-        self._offsets: dict[tuple[str, str, int], int] = {}
+        # (group, topic, partition) -> (this store's claim, the stored offset it last read or
+        # wrote): a write moves an offset only from there, under that claim (`_write_offsets`).
+        self._offsets: dict[tuple[str, str, int], tuple[int, int]] = {}
         # Reads on connections of their own: the API's reads never queue behind a flush of
         # 100k trades, and a slow read holds up only its own connection.
         self._writer = _Link(self._open, STAGING)
@@ -534,71 +537,78 @@ class PostgresStore(SqlForecastReads, SqlStore):
         self._with_retry(self._writer, transaction, self.retry_for, "write")
         if offsets is not None:
             for p, (offset, _) in offsets.positions.items():
-                self._offsets[(offsets.group, offsets.topic, p)] = offset
+                key = (offsets.group, offsets.topic, p)
+                self._offsets[key] = (self._offsets[key][0], offset)
 
     def stream_offsets(
         self, group: str, topic: str, partitions: list[int]
     ) -> dict[int, tuple[int, str]]:
-        """The stored (next offset, metadata) of those partitions that have one; a write of
-        this store moves them only from here on (a partition with none: from none)."""
+        """Claim the partitions for this store's writes and return the stored (next offset,
+        metadata) of those that have one. A write of this store moves them only from here on;
+        a write of a store that claimed them before is refused from now on (`FencedWrite`)."""
 
-        def read(con: psycopg.Connection) -> list[tuple]:
-            return con.execute(
-                "SELECT partition, next_offset, metadata FROM stream_offsets "
-                "WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)",
-                [group, topic, partitions],
-            ).fetchall()
+        def claim(con: psycopg.Connection) -> list[tuple]:
+            with con.transaction():  # in partition order: two claims never deadlock
+                return con.execute(
+                    "INSERT INTO stream_offsets SELECT %s, %s, p, -1, '', 1 "
+                    "FROM unnest(%s::integer[]) AS p ORDER BY p "
+                    "ON CONFLICT (consumer_group, topic, partition) "
+                    "DO UPDATE SET claim = stream_offsets.claim + 1 "
+                    "RETURNING partition, next_offset, metadata, claim",
+                    [group, topic, sorted(partitions)],
+                ).fetchall()
 
-        # On the writer's connection, after what it wrote (never a stale read).
-        rows = self._with_retry(self._writer, read, self.retry_for, "read offsets")
-        found = {int(p): (int(o), str(m)) for p, o, m in rows}
-        for p in partitions:
-            self._offsets[(group, topic, p)] = found[p][0] if p in found else -1
+        # On the writer's connection: after what it wrote, and in its order.
+        rows = self._with_retry(self._writer, claim, self.retry_for, "claim offsets")
+        found = {}
+        for p, offset, metadata, claimed in rows:
+            self._offsets[(group, topic, int(p))] = (int(claimed), int(offset))
+            if offset >= 0:
+                found[int(p)] = (int(offset), str(metadata))
         return found
 
     def _write_offsets(self, cur: psycopg.Cursor, offsets: StreamOffsets) -> None:
-        """Move each partition's stored offset from the one this store knows to the new one.
-        Moved by someone else since: by an earlier try of this same write that committed
-        (raise `_WrittenBefore`: nothing to do) or by another processor (`FencedWrite`)."""
+        """Move each partition's stored offset from the one this store knows to the new one,
+        under this store's claim. Moved or claimed by someone else since: by an earlier try
+        of this same write that committed (raise `_WrittenBefore`: nothing to do), or by
+        another processor (`FencedWrite`)."""
         group, topic = offsets.group, offsets.topic
         for p, (offset, metadata) in sorted(offsets.positions.items()):
             known = self._offsets.get((group, topic, p))
             if known is None:
-                raise FencedWrite(f"offsets of {topic}[{p}] written before they were read")
-            if known < 0:
-                cur.execute(
-                    "INSERT INTO stream_offsets VALUES (%s, %s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING", [group, topic, p, offset, metadata],
-                )  # fmt: skip
-            else:
-                cur.execute(
-                    "UPDATE stream_offsets SET next_offset = %s, metadata = %s "
-                    "WHERE consumer_group = %s AND topic = %s AND partition = %s "
-                    "AND next_offset = %s", [offset, metadata, group, topic, p, known],
-                )  # fmt: skip
+                raise FencedWrite(f"offsets of {topic}[{p}] written before they were claimed")
+            claim, before = known
+            cur.execute(
+                "UPDATE stream_offsets SET next_offset = %s, metadata = %s "
+                "WHERE consumer_group = %s AND topic = %s AND partition = %s "
+                "AND claim = %s AND next_offset = %s",
+                [offset, metadata, group, topic, p, claim, before],
+            )  # fmt: skip
             if cur.rowcount == 1:
                 continue
             row = cur.execute(
-                "SELECT next_offset FROM stream_offsets WHERE consumer_group = %s "
+                "SELECT next_offset, claim FROM stream_offsets WHERE consumer_group = %s "
                 "AND topic = %s AND partition = %s", [group, topic, p],
             ).fetchone()  # fmt: skip
-            if row is not None and row[0] == offset:
+            if row is not None and tuple(row) == (offset, claim):
                 self._check_written_before(cur, offsets)
             raise FencedWrite(
-                f"group {group} topic {topic} partition {p}: offset {row[0] if row else None} "
-                f"stored by another processor (this one expected {known}): it lost the "
-                "partition; nothing of this write is stored"
+                f"group {group} topic {topic} partition {p} was taken by another processor "
+                f"(stored offset {row[0] if row else None}, claim {row[1] if row else None}; "
+                f"this one's: {before}, {claim}): nothing of this write is stored"
             )
 
     def _check_written_before(self, cur: psycopg.Cursor, offsets: StreamOffsets) -> None:
-        """Whether every partition of `offsets` is stored as this write would leave it (an
-        earlier try committed): then raise `_WrittenBefore`."""
+        """Whether every partition of `offsets` is stored as this write would leave it, under
+        this store's claim (an earlier try committed): then raise `_WrittenBefore`."""
         rows = cur.execute(
-            "SELECT partition, next_offset FROM stream_offsets WHERE consumer_group = %s "
-            "AND topic = %s AND partition = ANY(%s)",
+            "SELECT partition, next_offset, claim FROM stream_offsets "
+            "WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)",
             [offsets.group, offsets.topic, list(offsets.positions)],
         ).fetchall()  # fmt: skip
-        if {int(p): int(o) for p, o in rows} == {p: o for p, (o, _) in offsets.positions.items()}:
+        want = {p: (o, self._offsets[(offsets.group, offsets.topic, p)][0])
+                for p, (o, _) in offsets.positions.items()}  # fmt: skip
+        if {int(p): (int(o), int(c)) for p, o, c in rows} == want:
             raise _WrittenBefore
 
     def _write_trades(
