@@ -234,6 +234,9 @@ class Processor:
         if not self._replay_until:
             self.writer.flush(timeout=60)
             self._commit(final=True)
+        # Revoked mid-replay, nothing was flushed: the next owner claims these partitions'
+        # stored offsets, so what is pending for them is written without moving those.
+        self.writer.forget_offsets(revoked)
         self._stop_lake()
         if not self._cooperative:
             consumer.unassign()
