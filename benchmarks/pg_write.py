@@ -12,7 +12,9 @@ seconds of this process: building rows, psycopg encoding them) and the server's 
 at a time, so the difference is that index's cost. The `copy-` variants are a plain binary COPY
 into the table (no staging, no sort, no conflict check): `copy-unique` with every index (a
 duplicate then fails the COPY: the optimistic path the store takes), `copy-direct` without the
-unique key, `copy-bare` without any index (the ceiling).
+unique key, `copy-bare` without any index (the ceiling). `store` is the store's own `write`,
+`store-offsets` the same with a Kafka group's offsets (6 partitions) in each transaction, as a
+processor writes.
 
 Besides wall times (meaningless on a loaded machine), each variant reports CPU seconds per
 million rows of the server's backend (read from /proc) and of this client: those hold under
@@ -86,7 +88,7 @@ def run_variant(pg: PostgresServer, variant: str, batches: list) -> dict:
         con.execute(pgs.STAGING)
         backend = con.info.backend_pid
         server0 = proc_cpu_s(backend)
-        for batch in batches if variant != "store" else []:
+        for batch in batches if not variant.startswith("store") else []:
             values = trade_columns([batch])
             with con.transaction(), con.cursor() as cur:
                 direct = variant.startswith("copy-")
@@ -102,15 +104,26 @@ def run_variant(pg: PostgresServer, variant: str, batches: list) -> dict:
                     cur.execute(pgs.TRADE_INSERT)
                     insert_wall += time.perf_counter() - w1
             rows += len(batch)
-        if variant == "store":  # the store's own write, end to end (trade_columns included)
+        if variant.startswith("store"):  # the store's own write (trade_columns included)
+            from tickpipe.stores.flush import Flush, StreamOffsets
+
             store = pgs.PostgresStore(pg.dsn_for(name), read_connections=1)
+            # store-offsets: as a Kafka processor writes, 6 partitions' offsets in each flush
+            offsets = variant == "store-offsets"
+            if offsets:
+                store.stream_offsets("bench", "trades", list(range(6)))
             writer = store._writer.con  # noqa: SLF001
             assert writer is not None
             backend = writer.info.backend_pid
             server0 = proc_cpu_s(backend)
             c0, w0 = _cpu_s(), time.perf_counter()
-            for batch in batches:
-                store.write([batch])
+            for i, batch in enumerate(batches):
+                if offsets:
+                    at = {p: ((i + 1) * 1000, '{"v": 1, "replay": 0}') for p in range(6)}
+                    flush = Flush.of([batch], offsets=StreamOffsets("bench", "trades", at))
+                    store.write_flush(flush)
+                else:
+                    store.write([batch])
             copy_cpu, copy_wall = _cpu_s() - c0, time.perf_counter() - w0
             rows = sum(len(b) for b in batches)
             server_cpu = proc_cpu_s(backend) - server0
@@ -139,7 +152,7 @@ def run_variant(pg: PostgresServer, variant: str, batches: list) -> dict:
 OLD_SCHEMA: int | None = None  # --schema N: the schema as of migration N (before/after)
 
 VARIANTS = ["as-is", "no-brin", "no-instrument-time", "no-unique", "no-indexes", "copy-unique",
-            "copy-direct", "copy-bare", "store"]  # fmt: skip
+            "copy-direct", "copy-bare", "store", "store-offsets"]  # fmt: skip
 
 
 def main() -> None:
@@ -166,7 +179,7 @@ def main() -> None:
     try:
         pg.init()
         pg.start()
-        for variant in [v for v in args.variants if not (v == "store" and OLD_SCHEMA)]:
+        for variant in [v for v in args.variants if not (v.startswith("store") and OLD_SCHEMA)]:
             result = run_variant(pg, variant, batches)
             result["loadavg"] = round(os.getloadavg()[0], 2)
             print(json.dumps(result), flush=True)

@@ -342,6 +342,11 @@ def test_a_processor_restarted_behind_what_it_stored_writes_nothing_twice_to_the
         stop_process(p)
     check_exactly_once(postgres_dsn, stream)
     check_lake(lake, stream, tmp_path)
+    # PostgreSQL kept the offsets with the rows: the restart went on from those, not from
+    # Kafka's rewound commits (the 5 messages were replayed, not stored again).
+    behind = re.findall(r"p2: partition \d+: offset (\d+) stored, (\d+) committed",
+                        (tmp_path / "p2.log").read_text())  # fmt: skip
+    assert behind and all(int(s) - int(c) == 5 for s, c in behind), logs(tmp_path)
 
 
 def test_broker_restart_mid_stream_loses_nothing(kafka, postgres_dsn, topic, tmp_path):
@@ -587,3 +592,117 @@ def test_a_full_disk_stops_the_processor_with_one_line_and_a_restart_stores_ever
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def ownership_events(log: str, name: str) -> list[tuple[str, set[int], set[int]]]:
+    """A processor's assignments and revocations, in order: ("assigned", all it owns now,
+    what it replays) or ("revoked", what it gave away, set())."""
+    pattern = (rf"{name}: (?:assigned partitions \[([\d, ]*)\] \(replaying \[([\d, ]*)\]\)"
+               rf"|partitions revoked: \[([\d, ]*)\]|partitions lost: \[([\d, ]*)\])")  # fmt: skip
+    events: list[tuple[str, set[int], set[int]]] = []
+    for owned, replaying, revoked, lost in re.findall(pattern, log):
+        if revoked or lost:
+            events.append(("revoked", set(_numbers(revoked or lost)), set()))
+        elif owned or replaying:
+            events.append(("assigned", set(_numbers(owned)), set(_numbers(replaying))))
+    return events
+
+
+def takeovers(log: str, name: str) -> list[tuple[set[int], set[int]]]:
+    """Per assignment of a processor: (the partitions new to it, those it replayed); fails if
+    it replayed a partition it already owned."""
+    owned: set[int] = set()
+    out: list[tuple[set[int], set[int]]] = []
+    for kind, parts, replaying in ownership_events(log, name):
+        if kind == "revoked":
+            owned -= parts
+            continue
+        new = parts - owned
+        assert replaying <= new, f"{name} replayed partitions it kept {replaying - new}: {log}"
+        out.append((new, replaying))
+        owned = parts
+    return out
+
+
+def test_a_third_processor_joins_then_one_is_killed_and_only_moved_partitions_replay(
+    kafka, postgres_dsn, tmp_path
+):
+    # Six partitions: two processors own three each, a third joins and takes two (one of
+    # each), then one is killed mid-stream and its partitions move to the two others. Only
+    # what changes owner replays; the final candles equal the batch recomputation.
+    topic = trades_and_candles_topics(kafka, "trades3", 6)
+    group = f"g-{topic}"
+    stream = Stream(kafka.bootstrap, topic, symbols=24)  # every partition has a few
+    # A short session: the kill is noticed after 3 s rather than 10 s (lean wall time).
+    env = {"TICKPIPE_KAFKA_PROPERTIES": "session.timeout.ms=3000,heartbeat.interval.ms=500"}
+    run = (kafka.bootstrap, topic, postgres_dsn, group)
+    procs = {n: start_processor(tmp_path, *run, n, env=env) for n in ("a", "b")}
+    try:
+        wait_assigned(tmp_path, ["a", "b"])
+        stream.run(1.5)
+        procs["c"] = start_processor(tmp_path, *run, "c", env=env)
+        wait_assigned(tmp_path, ["c"])
+        stream.run(1.5)
+        before_kill = {n: (tmp_path / f"{n}.log").read_text() for n in "abc"}
+        killed = "a"
+        procs[killed].send_signal(signal.SIGKILL)  # mid-stream: no flush, no commit
+        procs[killed].wait()
+        stream.run(1.5)
+        alive = [p for n, p in procs.items() if n != killed]
+        settle(postgres_dsn, sum(len(x) for x in stream.published), alive, tmp_path)
+        # before the first stop moves the rest
+        logs_ = {n: (tmp_path / f"{n}.log").read_text() for n in "abc"}
+    finally:
+        for p in procs.values():
+            stop_process(p)
+    check_exactly_once(postgres_dsn, stream)
+    # Before the kill: c's join moved some of a's and b's partitions to c, and c alone replayed.
+    # (A partition whose first message came after it moved has nothing stored to replay.)
+    ((c_taken, c_replayed),) = takeovers(before_kill["c"], "c")
+    assert c_taken and len(c_taken) < 6 and c_replayed and c_replayed <= c_taken, before_kill["c"]
+    for n in ("a", "b"):
+        replayed = [r for _, r in takeovers(before_kill[n], n) if r]
+        assert not replayed, f"{n} replayed before any partition moved to it: {before_kill[n]}"
+    # After the kill: a's partitions went to b and c, who replayed those and only those
+    # (takeovers fails on a replay of a partition kept).
+    a_held = owned_at_end(before_kill["a"], "a")
+    taken_after: set[int] = set()
+    replayed_after: set[int] = set()
+    for n in ("b", "c"):
+        for taken, replayed in takeovers(logs_[n], n)[len(takeovers(before_kill[n], n)) :]:
+            taken_after |= taken
+            replayed_after |= replayed
+    assert a_held and taken_after == a_held, logs(tmp_path)
+    assert replayed_after and replayed_after <= a_held, logs(tmp_path)
+    # The offsets stored with the rows say exactly what is stored: every message of the topic.
+    assert stored_offsets(postgres_dsn, group) == topic_ends(kafka.bootstrap, topic, 6)
+
+
+def stored_offsets(dsn: str, group: str) -> dict[int, int]:
+    import psycopg
+
+    with psycopg.connect(dsn) as con:
+        rows = con.execute(
+            "SELECT partition, next_offset FROM stream_offsets WHERE consumer_group = %s", [group]
+        ).fetchall()
+    return dict(rows)
+
+
+def topic_ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """Each partition's end offset (those with messages)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"w-{uuid.uuid4().hex}"})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in range(partitions)}  # fmt: skip
+    finally:
+        consumer.close()
+    return {p: end for p, end in ends.items() if end > 0}
+
+
+def owned_at_end(log: str, name: str) -> set[int]:
+    owned: set[int] = set()
+    for kind, parts, _ in ownership_events(log, name):
+        owned = owned - parts if kind == "revoked" else parts
+    return owned

@@ -56,3 +56,29 @@ def test_flush_soon_writes_what_is_pending_without_waiting_for_the_cadence(
     finally:
         writer.close()
         store.close()
+
+
+def test_consumed_offsets_are_stored_with_the_trades_handed_over_before_them(postgres_dsn):
+    from tickpipe.stores.flush import StreamOffsets
+    from tickpipe.stores.postgresql import PostgresStore
+
+    store = PostgresStore(postgres_dsn)
+    store.stream_offsets("g", "t", [0, 1, 2])  # the processor's claim on assignment
+    writer = StoreWriter(store, flush_every=3600)
+    try:
+        with writer.atomic():
+            writer.submit(TradeBatch.from_trades([trade(1, T0), trade(2, T0 + 1)]))
+            writer.submit_offsets(StreamOffsets("g", "t", {0: (5, "a"), 1: (2, "a")}))
+        writer.submit(TradeBatch.from_trades([trade(3, T0 + 2)]))
+        writer.submit_offsets(StreamOffsets("g", "t", {0: (6, "b"), 2: (9, "b")}))
+        writer.forget_offsets({2})  # given away: not stored from here
+        assert writer.flush(timeout=30)
+        assert store.stream_offsets("g", "t", [0, 1, 2]) == {0: (6, "b"), 1: (2, "a")}
+        assert [r[0] for r in store.query("SELECT trade_id FROM trades ORDER BY ts")] == [
+            "1",
+            "2",
+            "3",
+        ]
+    finally:
+        writer.close()
+        store.close()

@@ -5,15 +5,22 @@ A processor owns the partitions the group gives it. Per consumed batch it runs t
 candles to the candles topic), and its `Checkpoint` takes a mark; offsets are committed only
 for marks the writer has made durable, each with its replay point as metadata.
 
-On assignment the processor seeks every new partition to its replay point and replays up to
-the committed offset through a stage without a writer (those trades are stored already), then
-restores those partitions' windows with the stage's `restore`, exactly as the embedded restart
-does (the trades stored after the last commit read back from the store, so when they come
-again the engine drops them as duplicates), and goes live. On revocation it writes what is
-pending and commits, so a rebalance replays little. Rebalances are cooperative: only the
-partitions that change owner are revoked or assigned; on a revocation the processor keeps
-consuming the others, with a new engine restored for their instruments from the store (the
-instruments given away must not close windows here any more), without a replay.
+On a store that keeps the consumed offsets in its write transaction (`OffsetStore`:
+PostgreSQL), every flush stores the positions of the messages its rows came from, and on
+assignment those stored offsets are the truth (Kafka's committed ones trail them: they are
+committed after the write): a processor restarted after a crash knows exactly what is stored,
+and a processor that lost a partition cannot store anything for it any more (its write is
+fenced: `FencedWrite`). Kafka's commits go on, for the lag and for the other stores.
+
+On assignment the processor seeks every new partition to its replay point and replays up to the
+committed (or stored) offset through a stage without a writer (those trades are stored
+already), then restores those partitions' windows with the stage's `restore`, exactly as the
+embedded restart does (the trades stored after the last commit read back from the store, so
+when they come again the engine drops them as duplicates), and goes live. On revocation it
+writes what is pending and commits, so a rebalance replays little. Rebalances are cooperative:
+only the partitions that change owner are revoked or assigned; on a revocation the processor
+keeps consuming the others, with a new engine restored for their instruments from the store
+(the instruments given away must not close windows here any more), without a replay.
 
 The store writer flushes when the input goes quiet (nothing more has arrived when the
 processor asks), not only on its cadence: at a steady rate below what the store takes, a trade
@@ -47,13 +54,14 @@ from tickpipe.runtime.checkpoint import Checkpoint, CommitFailed, Offset
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
 from tickpipe.runtime.stage import TICK_SECONDS, EngineStage
 from tickpipe.runtime.writer import StoreWriter
-from tickpipe.stores.base import Store
+from tickpipe.stores.base import OffsetStore, Store
+from tickpipe.stores.flush import StreamOffsets
 from tickpipe.stores.lake.location import open_lake
 from tickpipe.stores.lake.sync import catch_up
 from tickpipe.stores.lake.writer import LakeWriter
 from tickpipe.transport.codecs import candle_encoder, trade_decoder
 from tickpipe.transport.kafka import CandlePublisher, consumer_settings, producer_settings
-from tickpipe.transport.offsets import OffsetTracker
+from tickpipe.transport.offsets import OffsetTracker, encode_metadata
 from tickpipe.transport.schema import DecodedTrades, SchemaError, is_heartbeat, to_batch
 
 log = logging.getLogger("tickpipe.process")
@@ -92,6 +100,8 @@ class Processor:
         self.clock = clock
         self.dead_letters = DeadLetters(config.dead_letter_path)
         self.writer = StoreWriter(store, config.flush_every_s)
+        # Offsets stored with the rows (the truth on assignment), where the store keeps them.
+        self.offset_store = store if isinstance(store, OffsetStore) else None
         settings = {**consumer_settings(self.kafka), "client.id": name}
         # The assignor's protocol (kafka.properties may name an eager one): cooperative
         # rebalances move only some partitions, with incremental (un)assignments.
@@ -153,6 +163,8 @@ class Processor:
             self._new_assignment()
         self.stats.assignments += 1
         committed = consumer.committed(partitions, timeout=30)
+        if self.offset_store is not None:
+            committed = self._stored_offsets(committed)
         replaying: dict[int, int] = {}
         for tp in committed:
             if tp.offset < 0:
@@ -190,6 +202,27 @@ class Processor:
             consumer.pause(waiting)
             self._paused.extend(waiting)
 
+    def _stored_offsets(self, committed: list[Any]) -> list[Any]:
+        """Where the store says the group stands: its offsets were written with the rows, so
+        they are exact, where Kafka's commits trail (a crash between write and commit)."""
+        from confluent_kafka import TopicPartition
+
+        assert self.offset_store is not None
+        stored = self.offset_store.stream_offsets(
+            self.kafka.group, self.kafka.trades_topic, [tp.partition for tp in committed]
+        )
+        out = []
+        for tp in committed:
+            if tp.partition not in stored:
+                out.append(tp)
+                continue
+            offset, metadata = stored[tp.partition]
+            if offset != tp.offset:
+                log.info("%s: partition %d: offset %d stored, %d committed: from %d",
+                         self.name, tp.partition, offset, tp.offset, offset)  # fmt: skip
+            out.append(TopicPartition(tp.topic, tp.partition, offset, metadata))
+        return out
+
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         """Write what is pending, commit it; the next owner replays what it takes over. Under
         the cooperative protocol the partitions kept go on: the windows are rebuilt for their
@@ -201,6 +234,9 @@ class Processor:
         if not self._replay_until:
             self.writer.flush(timeout=60)
             self._commit(final=True)
+        # Revoked mid-replay, nothing was flushed: the next owner claims these partitions'
+        # stored offsets, so what is pending for them is written without moving those.
+        self.writer.forget_offsets(revoked)
         self._stop_lake()
         if not self._cooperative:
             consumer.unassign()
@@ -212,6 +248,9 @@ class Processor:
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         """Partitions lost without a clean revoke (session timeout): nothing may be committed."""
         log.warning("%s: partitions lost: %s", self.name, [tp.partition for tp in partitions])
+        # Their new owner may have claimed their stored offsets already: what is pending for
+        # them is written without moving those (the trades key keeps it from being doubled).
+        self.writer.forget_offsets({tp.partition for tp in partitions})
         self._stop_lake()
         if not self._cooperative:
             consumer.unassign()
@@ -234,6 +273,7 @@ class Processor:
         for p in gone:
             self.tracker.partitions.pop(p, None)
         self.checkpoint.forget(gone)
+        self.writer.forget_offsets(gone)
         self._paused = [tp for tp in self._paused if tp.partition in kept]
         self._assigned = kept
         self._new_engine()
@@ -432,12 +472,27 @@ class Processor:
             self._replay_stage.process(batch)
         if self._replay_until:
             self._check_replay_done()
-        for parts in live.values():
-            self._process(to_batch(parts))
+        with self.writer.atomic():  # the offsets go in the same flush as the trades
+            for parts in live.values():
+                self._process(to_batch(parts))
+            if (notes or live or skipped) and not self._replay_until:
+                self._submit_offsets()
         # A poll of heartbeats alone (the input went quiet) must still be committed: else the
         # group's offsets stay short of the topic's end forever and its lag never reads zero.
         if (notes or live or skipped) and not self._replay_until:
             self.checkpoint.mark(self.writer.submitted, self.tracker)
+
+    def _submit_offsets(self) -> None:
+        """The positions after what was just handed to the writer, to store with it."""
+        if self.offset_store is None:
+            return
+        tracker = self.tracker
+        positions = {p: (plog.position, encode_metadata(tracker.replay_point(p)))
+                     for p, plog in tracker.partitions.items() if plog.position >= 0}  # fmt: skip
+        if positions:
+            self.writer.submit_offsets(
+                StreamOffsets(self.kafka.group, self.kafka.trades_topic, positions)
+            )
 
     def _dead_letter(self, msg: Any, reason: str) -> None:
         """Keep a message the processor cannot use: in the dead-letter file, and as it was on

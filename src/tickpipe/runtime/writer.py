@@ -11,6 +11,10 @@ and, per instrument, the oldest event time of the trades handed over after that 
 (`REPLAY_FROM`): a restart loads the snapshot and replays the stored trades from those times
 on (the engine drops the ones the snapshot holds already as duplicates). Until its first
 snapshot, a writer deletes any stored one: rows written without it would be missing from it.
+
+A Kafka processor on a store that keeps offsets (`OffsetStore`) hands over the consumed
+positions with `submit_offsets`, under `atomic()` with the trades they produced: each flush
+then stores the positions matching exactly the rows it holds, in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import cast
 
 import msgspec
@@ -25,7 +30,7 @@ import numpy as np
 
 from tickpipe.records import Candle, PipelineMetric, RollingStat, TradeBatch
 from tickpipe.stores.base import SnapshotStore, Store
-from tickpipe.stores.flush import Flush
+from tickpipe.stores.flush import Flush, StreamOffsets
 
 STATE = "state"  # the snapshot parts a SnapshotStore keeps
 REPLAY_FROM = "replay_from"
@@ -63,6 +68,7 @@ class StoreWriter:
         self._rolling: list[RollingStat] = []
         self._events: list[tuple[int, str, str, str]] = []
         self._metrics: list[PipelineMetric] = []
+        self._offsets: StreamOffsets | None = None  # handed over, not written yet
         self._keeps_snapshots = isinstance(store, SnapshotStore)
         self._snapshot: bytes | None = None  # handed over, not written yet
         self._has_snapshot = False
@@ -111,6 +117,33 @@ class StoreWriter:
             self.submitted += 1
             if self._pending_trades >= self.max_pending:
                 self._cond.notify_all()
+
+    def atomic(self) -> AbstractContextManager[bool]:
+        """Hold the writer's lock (reentrant): no flush takes what is handed over inside
+        until it is all handed over, e.g. trades and the consumed offsets they came from."""
+        return self._cond
+
+    def submit_offsets(self, offsets: StreamOffsets) -> None:
+        """The consumed positions after what was submitted so far: stored with it (newest
+        position per partition wins)."""
+        with self._cond:
+            pending = self._offsets
+            if pending is not None and (pending.group, pending.topic) == (
+                offsets.group, offsets.topic
+            ):  # fmt: skip
+                offsets = StreamOffsets(
+                    offsets.group, offsets.topic, {**pending.positions, **offsets.positions}
+                )
+            self._offsets = offsets
+            self.submitted += 1
+
+    def forget_offsets(self, partitions: set[int]) -> None:
+        """Partitions given away: their positions are not stored from here any more."""
+        with self._cond:
+            pending = self._offsets
+            if pending is not None:
+                kept = {p: o for p, o in pending.positions.items() if p not in partitions}
+                self._offsets = StreamOffsets(pending.group, pending.topic, kept) if kept else None
 
     def resume_snapshot(self, replay_from: dict[tuple[str, str], int]) -> None:
         """Go on from the snapshot the store holds, with the trades stored after it from
@@ -193,14 +226,15 @@ class StoreWriter:
                 rolling, self._rolling = self._rolling, []
                 events, self._events = self._events, []
                 metrics, self._metrics = self._metrics, []
+                offsets, self._offsets = self._offsets, None
                 snapshot = self._snapshot_parts() if trades or candles or self._snapshot else {}
                 stopping = self._stop
             try:
-                if trades or candles or rolling or events or metrics or snapshot:
+                if trades or candles or rolling or events or metrics or snapshot or offsets:
                     started = time.perf_counter()
-                    if snapshot:  # only ever on a SnapshotStore
+                    if snapshot or offsets:  # only ever on a SnapshotStore
                         cast(SnapshotStore, self.store).write_flush(
-                            Flush.of(trades, candles, rolling, events, metrics, snapshot)
+                            Flush.of(trades, candles, rolling, events, metrics, snapshot, offsets)
                         )
                     else:
                         self.store.write(trades, candles, rolling, events, metrics)

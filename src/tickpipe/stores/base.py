@@ -233,6 +233,27 @@ class SnapshotStore(Store, Protocol):
         ...
 
 
+class FencedWrite(StoreError):
+    """A write whose consumer-group offsets another processor moved since this one read them
+    (it lost the partition): nothing of the write is stored."""
+
+
+@runtime_checkable
+class OffsetStore(SnapshotStore, Protocol):
+    """A store that keeps a Kafka consumer group's offsets in the same transaction as the rows
+    (PostgreSQL): a processor takes them as the truth of what is stored. `stream_offsets`
+    claims the partitions; a `write_flush` with `offsets` moves each partition's stored offset
+    only from the one this store last read or wrote, under its claim, so a processor that lost
+    a partition cannot write for it once another claimed it (`FencedWrite`), and a retried
+    write that had committed is not stored again."""
+
+    def stream_offsets(
+        self, group: str, topic: str, partitions: list[int]
+    ) -> dict[int, tuple[int, str]]:
+        """Claim the partitions; the stored (next offset, metadata) of those that have one."""
+        ...
+
+
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 

@@ -27,6 +27,17 @@ TRADE_FIELDS = tuple(TRADE_SCHEMA.names)
 
 
 @dataclass(frozen=True)
+class StreamOffsets:
+    """The consumed position of a Kafka consumer group, stored in the same transaction as the
+    rows those messages produced (a store that keeps them: `stores/base.py`, OffsetStore):
+    per partition, the next offset to consume and its replay point as commit metadata."""
+
+    group: str
+    topic: str
+    positions: dict[int, tuple[int, str]]
+
+
+@dataclass(frozen=True)
 class Flush:
     """One write: trades to append, and the latest version of each row to upsert."""
 
@@ -38,6 +49,7 @@ class Flush:
     # Parts of the engine snapshot to store with the rows (`stores/base.py`, SnapshotStore):
     # name -> blob, None deleting the part.
     snapshot: dict[str, bytes | None] = field(default_factory=dict)
+    offsets: StreamOffsets | None = None
 
     @classmethod
     def of(
@@ -48,6 +60,7 @@ class Flush:
         events: Iterable[tuple[int, str, str, str]] = (),
         metrics: Iterable[PipelineMetric] = (),
         snapshot: dict[str, bytes | None] | None = None,
+        offsets: StreamOffsets | None = None,
     ) -> Flush:
         """The flush of one `write` call, the last update per key kept."""
         last_candles = {(c.exchange, c.symbol, c.interval, c.start): c for c in candles}
@@ -60,6 +73,7 @@ class Flush:
             list(events),
             list(last_metrics.values()),
             dict(snapshot or {}),
+            offsets,
         )
 
 

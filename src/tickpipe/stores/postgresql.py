@@ -32,6 +32,7 @@ left of the budget, so the server itself cancels a read over it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
@@ -54,9 +55,9 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
-from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError
+from tickpipe.stores.base import RESTORE_BATCH_ROWS, FencedWrite, OverBudget, StoreError
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
-from tickpipe.stores.flush import Flush, trade_columns
+from tickpipe.stores.flush import Flush, StreamOffsets, trade_columns
 from tickpipe.stores.forecasts import (
     POINT_FIELDS,
     POINT_KEY,
@@ -242,6 +243,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX trades_time ON trades USING brin (ts);
         """,
     ),
+    (
+        5,
+        """
+        -- A Kafka consumer group's offsets, written in the transaction of the rows they
+        -- produced: what is stored is exactly what came before them (`stream_offsets`).
+        -- next_offset -1: none yet. claim: bumped by each processor taking the partition; a
+        -- write with an older claim is refused (the processor lost the partition).
+        CREATE TABLE stream_offsets (
+            consumer_group text NOT NULL,
+            topic text NOT NULL,
+            partition integer NOT NULL,
+            next_offset bigint NOT NULL,
+            metadata text NOT NULL,
+            claim bigint NOT NULL,
+            PRIMARY KEY (consumer_group, topic, partition)
+        );
+        """,
+    ),
 ]
 
 # TimescaleDB's hypertables are time-partitioned already: there the migrations above that
@@ -374,6 +393,9 @@ class PostgresStore(SqlForecastReads, SqlStore):
         self._partitions: set[int] = set()
         # Writes whose trades met stored ones and went the slow way (`_write_trades`).
         self.conflicted_writes = 0
+        # (group, topic, partition) -> (this store's claim, the stored offset it last read or
+        # wrote): a write moves an offset only from there, under that claim (`_write_offsets`).
+        self._offsets: dict[tuple[str, str, int], tuple[int, int]] = {}
         # Reads on connections of their own: the API's reads never queue behind a flush of
         # 100k trades, and a slow read holds up only its own connection.
         self._writer = _Link(self._open, STAGING)
@@ -464,8 +486,9 @@ class PostgresStore(SqlForecastReads, SqlStore):
         metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
         event_rows = flush.events
         snapshot = flush.snapshot
+        offsets = flush.offsets
         if not (trade_values or candle_rows or rolling_rows or metric_rows or event_rows
-                or snapshot):  # fmt: skip
+                or snapshot or offsets):  # fmt: skip
             return
 
         days = self._days(trade_values)
@@ -484,7 +507,14 @@ class PostgresStore(SqlForecastReads, SqlStore):
                 write(con)
 
         def write(con: psycopg.Connection) -> None:
+            # _WrittenBefore: an earlier try of this write committed, its answer was lost
+            with contextlib.suppress(_WrittenBefore):
+                write_all(con)
+
+        def write_all(con: psycopg.Connection) -> None:
             with con.transaction(), con.cursor() as cur:
+                if offsets is not None and offsets.positions:  # first: the rows are locked
+                    self._write_offsets(cur, offsets)
                 if trade_values:
                     self._write_trades(con, cur, trade_values)
                 if candle_rows:
@@ -505,6 +535,81 @@ class PostgresStore(SqlForecastReads, SqlStore):
                         cur.execute("INSERT INTO engine_snapshot VALUES (%s, %s)", [part, data])
 
         self._with_retry(self._writer, transaction, self.retry_for, "write")
+        if offsets is not None:
+            for p, (offset, _) in offsets.positions.items():
+                key = (offsets.group, offsets.topic, p)
+                self._offsets[key] = (self._offsets[key][0], offset)
+
+    def stream_offsets(
+        self, group: str, topic: str, partitions: list[int]
+    ) -> dict[int, tuple[int, str]]:
+        """Claim the partitions for this store's writes and return the stored (next offset,
+        metadata) of those that have one. A write of this store moves them only from here on;
+        a write of a store that claimed them before is refused from now on (`FencedWrite`)."""
+
+        def claim(con: psycopg.Connection) -> list[tuple]:
+            with con.transaction():  # in partition order: two claims never deadlock
+                return con.execute(
+                    "INSERT INTO stream_offsets SELECT %s, %s, p, -1, '', 1 "
+                    "FROM unnest(%s::integer[]) AS p ORDER BY p "
+                    "ON CONFLICT (consumer_group, topic, partition) "
+                    "DO UPDATE SET claim = stream_offsets.claim + 1 "
+                    "RETURNING partition, next_offset, metadata, claim",
+                    [group, topic, sorted(partitions)],
+                ).fetchall()
+
+        # On the writer's connection: after what it wrote, and in its order.
+        rows = self._with_retry(self._writer, claim, self.retry_for, "claim offsets")
+        found = {}
+        for p, offset, metadata, claimed in rows:
+            self._offsets[(group, topic, int(p))] = (int(claimed), int(offset))
+            if offset >= 0:
+                found[int(p)] = (int(offset), str(metadata))
+        return found
+
+    def _write_offsets(self, cur: psycopg.Cursor, offsets: StreamOffsets) -> None:
+        """Move each partition's stored offset from the one this store knows to the new one,
+        under this store's claim. Moved or claimed by someone else since: by an earlier try
+        of this same write that committed (raise `_WrittenBefore`: nothing to do), or by
+        another processor (`FencedWrite`)."""
+        group, topic = offsets.group, offsets.topic
+        for p, (offset, metadata) in sorted(offsets.positions.items()):
+            known = self._offsets.get((group, topic, p))
+            if known is None:
+                raise FencedWrite(f"offsets of {topic}[{p}] written before they were claimed")
+            claim, before = known
+            cur.execute(
+                "UPDATE stream_offsets SET next_offset = %s, metadata = %s "
+                "WHERE consumer_group = %s AND topic = %s AND partition = %s "
+                "AND claim = %s AND next_offset = %s",
+                [offset, metadata, group, topic, p, claim, before],
+            )  # fmt: skip
+            if cur.rowcount == 1:
+                continue
+            row = cur.execute(
+                "SELECT next_offset, claim FROM stream_offsets WHERE consumer_group = %s "
+                "AND topic = %s AND partition = %s", [group, topic, p],
+            ).fetchone()  # fmt: skip
+            if row is not None and tuple(row) == (offset, claim):
+                self._check_written_before(cur, offsets)
+            raise FencedWrite(
+                f"group {group} topic {topic} partition {p} was taken by another processor "
+                f"(stored offset {row[0] if row else None}, claim {row[1] if row else None}; "
+                f"this one's: {before}, {claim}): nothing of this write is stored"
+            )
+
+    def _check_written_before(self, cur: psycopg.Cursor, offsets: StreamOffsets) -> None:
+        """Whether every partition of `offsets` is stored as this write would leave it, under
+        this store's claim (an earlier try committed): then raise `_WrittenBefore`."""
+        rows = cur.execute(
+            "SELECT partition, next_offset, claim FROM stream_offsets "
+            "WHERE consumer_group = %s AND topic = %s AND partition = ANY(%s)",
+            [offsets.group, offsets.topic, list(offsets.positions)],
+        ).fetchall()  # fmt: skip
+        want = {p: (o, self._offsets[(offsets.group, offsets.topic, p)][0])
+                for p, (o, _) in offsets.positions.items()}  # fmt: skip
+        if {int(p): (int(o), int(c)) for p, o, c in rows} == want:
+            raise _WrittenBefore
 
     def _write_trades(
         self, con: psycopg.Connection, cur: psycopg.Cursor, values: list[list[Any]]
@@ -700,6 +805,10 @@ class PostgresStore(SqlForecastReads, SqlStore):
                         schema=TRADE_SCHEMA,
                     )
                     yield TradeBatch.from_arrow(table, source="restore")
+
+
+class _WrittenBefore(Exception):
+    """An earlier try of this write committed (its answer was lost): roll this one back."""
 
 
 class _Link:
