@@ -257,12 +257,13 @@ def _coded_trades(
     """The trades of `batches` as rows of `coded_trade_rows`. Each instrument's code comes from
     `ids`, or is numbered on into `new_ids` (stored with the rows, and kept only once they are)."""
     codes = []
+    next_id = max(ids.values(), default=-1) + 1
     for batch in batches:
         remap = np.empty(len(batch.instruments), np.int32)
         for k, i in enumerate(batch.instruments):
             key = (batch.source, i.exchange, i.symbol, i.raw_symbol)
             code = ids.get(key)
-            remap[k] = new_ids.setdefault(key, len(ids) + len(new_ids)) if code is None else code
+            remap[k] = new_ids.setdefault(key, next_id + len(new_ids)) if code is None else code
         codes.append(remap[batch.instrument])
     trade_ids = [
         pa.nulls(len(b), pa.string()) if b.trade_id is None else pa.array(b.trade_id, pa.string())
