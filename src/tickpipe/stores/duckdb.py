@@ -288,8 +288,8 @@ def _coded_trades(
 
 
 def _joined(tables: list[pa.Table]) -> pa.Table:
-    """One table of trades given in several forms (batches convert to dictionary-encoded text,
-    a table read from a file or database holds plain text)."""
+    """One table of the trades given as Arrow tables (a table read from a file or database
+    holds plain text, one converted from a batch dictionary-encoded text)."""
     if any(t.schema != tables[0].schema for t in tables):
         tables = [t.cast(TRADE_SCHEMA) for t in tables]
     return pa.concat_tables(tables)
