@@ -23,10 +23,10 @@ def spark_session() -> Iterator[Any]:
         connector_jars()
     except FileNotFoundError as exc:
         server_missing(str(exc))
-    from tickpipe.spark.job import session
+    from tickpipe.spark.job import session, stop_session
 
     spark = session("local[2]", PARTITIONS, "768m", app_name="tickpipe-tests")
     try:
         yield spark
     finally:
-        spark.stop()
+        stop_session(spark)

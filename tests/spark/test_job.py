@@ -40,7 +40,7 @@ from spark.conftest import PARTITIONS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(1200)]
 
-# A tumbling and a hopping window: the job runs two queries per window (final, provisional).
+# A tumbling and a hopping window, in one final and one provisional query of the job.
 WINDOWS = [("1s", 1_000_000, 1_000_000), ("4s/2s", 4_000_000, 2_000_000)]
 LATENESS_US = 500_000
 CONFIG = """
