@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from servers.require import server_missing
 
-PARTITIONS = 3  # of every test topic: the session's shuffle partitions
+PARTITIONS = 2  # of every test topic, and the shuffle partitions: one wave of tasks on local[2]
 
 
 @pytest.fixture(scope="session")
