@@ -45,7 +45,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -56,8 +55,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers.kafka import KafkaBroker, kafka_libs  # noqa: E402
-from servers.postgres import PostgresServer, find_bin_dir  # noqa: E402
+from servers.kafka import KafkaBroker  # noqa: E402
+from servers.postgres import PostgresServer  # noqa: E402
+from throwaway import broker_and_postgres, create_db  # noqa: E402
 
 from tickpipe.config import KafkaConfig, load_config  # noqa: E402
 from tickpipe.sources.simulated import MarketSimulator  # noqa: E402
@@ -131,15 +131,6 @@ def stored_count(dsn: str) -> int:
 
     with psycopg.connect(dsn) as con:
         return con.execute("SELECT count(*) FROM trades").fetchone()[0]
-
-
-def create_db(pg: PostgresServer) -> str:
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg.dsn, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    return pg.dsn_for(name)
 
 
 def throughput(
@@ -416,39 +407,26 @@ def main() -> None:
         bootstrap, topic, rate, seconds = args.publish
         paced_publisher(bootstrap, topic, float(rate), 20, float(seconds))
         return
-    bin_dir = find_bin_dir()
-    assert bin_dir is not None, "PostgreSQL is not installed (scripts/setup/postgresql.sh)"
-    with tempfile.TemporaryDirectory(prefix="tickpipe-bench-kafka-") as tmp_name:
-        tmp = Path(tmp_name)
-        os.chmod(tmp, 0o755)
-        broker = KafkaBroker(tmp / "kafka", kafka_libs())
-        pg = PostgresServer(bin_dir)
-        try:
-            broker.start()
-            pg.init()
-            pg.start()
-            results: dict = {"cpus": os.cpu_count(), "encoding": args.encoding}
-            if "one" not in args.skip:
-                results["one_processor"] = throughput(broker, pg, tmp, args.trades, 1,
-                                                      args.encoding)  # fmt: skip
-                print(json.dumps(results["one_processor"]), file=sys.stderr)
-            if "two" not in args.skip:
-                results["two_processors"] = throughput(broker, pg, tmp, args.trades, 2,
-                                                       args.encoding)  # fmt: skip
-                print(json.dumps(results["two_processors"]), file=sys.stderr)
-            if "ceiling" not in args.skip:
-                results["processor_without_store"] = ceiling(broker, tmp, args.trades,
-                                                             args.encoding)  # fmt: skip
-                print(json.dumps(results["processor_without_store"]), file=sys.stderr)
-            if "latency" not in args.skip:
-                results["latency"] = latency(broker, pg, tmp, args.rate, args.seconds,
-                                             args.flush_every_ms)  # fmt: skip
-            if "encodings" not in args.skip:
-                results["encodings"] = encodings(broker, args.encoding_trades)
-            print(json.dumps(results, indent=2))
-        finally:
-            broker.stop()
-            pg.close()
+    with broker_and_postgres("tickpipe-bench-kafka-") as (tmp, broker, pg):
+        results: dict = {"cpus": os.cpu_count(), "encoding": args.encoding}
+        if "one" not in args.skip:
+            results["one_processor"] = throughput(broker, pg, tmp, args.trades, 1,
+                                                  args.encoding)  # fmt: skip
+            print(json.dumps(results["one_processor"]), file=sys.stderr)
+        if "two" not in args.skip:
+            results["two_processors"] = throughput(broker, pg, tmp, args.trades, 2,
+                                                   args.encoding)  # fmt: skip
+            print(json.dumps(results["two_processors"]), file=sys.stderr)
+        if "ceiling" not in args.skip:
+            results["processor_without_store"] = ceiling(broker, tmp, args.trades,
+                                                         args.encoding)  # fmt: skip
+            print(json.dumps(results["processor_without_store"]), file=sys.stderr)
+        if "latency" not in args.skip:
+            results["latency"] = latency(broker, pg, tmp, args.rate, args.seconds,
+                                         args.flush_every_ms)  # fmt: skip
+        if "encodings" not in args.skip:
+            results["encodings"] = encodings(broker, args.encoding_trades)
+        print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -42,8 +41,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers.kafka import KafkaBroker, kafka_libs  # noqa: E402
-from servers.postgres import PostgresServer, find_bin_dir  # noqa: E402
+from servers.kafka import KafkaBroker  # noqa: E402
+from servers.postgres import PostgresServer  # noqa: E402
+from throwaway import broker_and_postgres, create_db  # noqa: E402
 
 from tickpipe.runtime.clock import ManualClock  # noqa: E402
 from tickpipe.sources.simulated import MarketSimulator  # noqa: E402
@@ -130,15 +130,6 @@ def publish_all(bootstrap: str, topic: str, n: int) -> None:
     clock.advance(120.0)
     Heartbeats(publisher, 1.0, 2.0).step()
     assert publisher.flush(120) == 0 and publisher.error is None
-
-
-def create_db(pg: PostgresServer) -> str:
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg.dsn, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    return pg.dsn_for(name)
 
 
 def counts(dsn: str) -> tuple[int, int, int]:
@@ -275,45 +266,30 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["throughput", "latency", "process-latency"])  # fmt: skip
     args = parser.parse_args()
-    bin_dir = find_bin_dir()
-    assert bin_dir is not None, "PostgreSQL is not installed (scripts/setup/postgresql.sh)"
-    with tempfile.TemporaryDirectory(prefix="tickpipe-bench-spark-") as tmp_name:
-        tmp = Path(tmp_name)
-        os.chmod(tmp, 0o755)
-        broker = KafkaBroker(tmp / "kafka", kafka_libs())
-        pg = PostgresServer(bin_dir)
-        try:
-            broker.start()
-            pg.init()
-            pg.start()
-            results: dict = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
-            if "throughput" not in args.skip:
-                topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:6]}", 3)
-                publish_all(broker.bootstrap, topic, args.trades)
-                ours = throughput("process", broker, pg, tmp, topic, args.trades, None)
-                print(json.dumps(ours), file=sys.stderr)
-                theirs = throughput("spark", broker, pg, tmp, topic, args.trades,
-                                    ours["candles"])  # fmt: skip
-                print(json.dumps(theirs), file=sys.stderr)
-                results["throughput"] = [ours, theirs]
-                if ours["trades_per_s"] and theirs["trades_per_s"]:
-                    results["process_to_spark_trades_per_s"] = round(
-                        ours["trades_per_s"] / theirs["trades_per_s"], 2
-                    )
-                results["spark_to_process_cpu_s"] = round(
-                    theirs["cpu_s"] / max(ours["cpu_s"], 0.1), 1
+    with broker_and_postgres("tickpipe-bench-spark-") as (tmp, broker, pg):
+        results: dict = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
+        if "throughput" not in args.skip:
+            topic = broker.create_topic(f"bench-{uuid.uuid4().hex[:6]}", 3)
+            publish_all(broker.bootstrap, topic, args.trades)
+            ours = throughput("process", broker, pg, tmp, topic, args.trades, None)
+            print(json.dumps(ours), file=sys.stderr)
+            theirs = throughput("spark", broker, pg, tmp, topic, args.trades,
+                                ours["candles"])  # fmt: skip
+            print(json.dumps(theirs), file=sys.stderr)
+            results["throughput"] = [ours, theirs]
+            if ours["trades_per_s"] and theirs["trades_per_s"]:
+                results["process_to_spark_trades_per_s"] = round(
+                    ours["trades_per_s"] / theirs["trades_per_s"], 2
                 )
-            if "latency" not in args.skip:
-                results["latency"] = [
-                    latency(kind, broker, pg, tmp, args.rate, args.seconds)
-                    for kind in ("process", "spark")
-                    if f"{kind}-latency" not in args.skip
-                ]
-            results["load_after"] = os.getloadavg()[0]
-            print(json.dumps(results, indent=2))
-        finally:
-            broker.stop()
-            pg.close()
+            results["spark_to_process_cpu_s"] = round(theirs["cpu_s"] / max(ours["cpu_s"], 0.1), 1)
+        if "latency" not in args.skip:
+            results["latency"] = [
+                latency(kind, broker, pg, tmp, args.rate, args.seconds)
+                for kind in ("process", "spark")
+                if f"{kind}-latency" not in args.skip
+            ]
+        results["load_after"] = os.getloadavg()[0]
+        print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -1041,18 +1041,24 @@ def spark(bootstrap, topic, encoding, schema_registry, config_path, data_dir, ca
 
     from tickpipe.spark.jars import check_pyspark, connector_jars
 
-    if encoding not in (None, "json") or schema_registry:
-        raise click.UsageError("the Spark job reads the JSON encoding only (--encoding json)")
+    config = _config(config_path, {
+        "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic,
+        "kafka.candles_topic": candles_topic, "data_dir": data_dir,
+        "intervals": list(intervals) or None, "hopping": list(hopping) or None,
+        "kafka.encoding": encoding, "kafka.schema_registry": schema_registry,
+    })  # fmt: skip
+    if config.kafka.encoding != "json":
+        click.echo(
+            f"tickpipe spark: the Spark job reads the JSON encoding only, not "
+            f"{config.kafka.encoding} (run `tickpipe ingest --encoding json`; README, Spark mode)",
+            err=True,
+        )
+        sys.exit(1)
     problem = check_pyspark()
     if problem is not None:
         click.echo(f"tickpipe spark: {problem}", err=True)
         sys.exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    config = _config(config_path, {
-        "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic,
-        "kafka.candles_topic": candles_topic, "data_dir": data_dir,
-        "intervals": list(intervals) or None, "hopping": list(hopping) or None,
-    })  # fmt: skip
     from tickpipe.runners.spark import SparkOptions, run_spark
     from tickpipe.transport.kafka import require_broker
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from servers.require import server_missing
 
-PARTITIONS = 3  # of every test topic: the session's shuffle partitions
+PARTITIONS = 2  # of every test topic, and the shuffle partitions: one wave of tasks on local[2]
 
 
 @pytest.fixture(scope="session")
@@ -23,10 +23,10 @@ def spark_session() -> Iterator[Any]:
         connector_jars()
     except FileNotFoundError as exc:
         server_missing(str(exc))
-    from tickpipe.spark.job import session
+    from tickpipe.spark.job import session, stop_session
 
     spark = session("local[2]", PARTITIONS, "768m", app_name="tickpipe-tests")
     try:
         yield spark
     finally:
-        spark.stop()
+        stop_session(spark)

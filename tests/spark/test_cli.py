@@ -35,3 +35,13 @@ def test_without_the_connector_jars_it_says_which_script_fetches_them(tmp_path):
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "scripts/setup/spark.sh" in lines[0], done.stderr
+
+
+def test_the_binary_encoding_is_refused_in_one_line_from_the_flag_or_the_config(tmp_path):
+    config = tmp_path / "binary.toml"
+    config.write_text('[kafka]\nencoding = "binary"\n')
+    for args in (["--encoding", "binary"], ["--config", str(config)]):
+        done = run_spark(tmp_path, "--store", "postgresql://u@127.0.0.1:1/db", *args)
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "JSON encoding only, not binary" in lines[0], done.stderr

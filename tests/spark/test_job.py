@@ -3,9 +3,9 @@
 The same published trades (out of order, duplicated, late within the lateness, a symbol that
 goes quiet, a malformed message, watermark heartbeats) go through `tickpipe process` and the
 Spark job into two databases: the final candle tables must be identical, and both equal the
-plain-Python batch recomputation (tests/engine/reference.py). Then `kill -9` of a
-`tickpipe spark` driver mid-stream and a restart from its checkpoint: every trade stored once,
-`tickpipe verify` passes, the candles equal the recomputation.
+plain-Python batch recomputation (tests/engine/reference.py). Then `kill -9` of a driver
+started by the README's `spark-submit` command mid-stream and a restart from its checkpoint:
+every trade stored once, `tickpipe verify` passes, the candles equal the recomputation.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from spark.conftest import PARTITIONS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(1200)]
 
-# A tumbling and a hopping window: the job runs two queries per window (final, provisional).
+# A tumbling and a hopping window, in one final and one provisional query of the job.
 WINDOWS = [("1s", 1_000_000, 1_000_000), ("4s/2s", 4_000_000, 2_000_000)]
 LATENESS_US = 500_000
 CONFIG = """
@@ -197,6 +197,19 @@ def job_for(spark: Any, dsn: str, topic: str, bootstrap: str, tmp: Path, checkpo
     return SparkJob(spark, kafka, settings, sinks), store, producer
 
 
+def spark_submit() -> list[str]:
+    """The README's `spark-submit` command line up to the job's own options."""
+    import pyspark
+
+    import tickpipe.spark.submit as submit
+    from tickpipe.spark.jars import connector_jars
+
+    jars = ",".join(str(j) for j in connector_jars())
+    return [str(Path(pyspark.__file__).parent / "bin" / "spark-submit"), "--master", "local[2]",
+            "--driver-memory", "512m", "--conf", "spark.ui.enabled=false", "--jars", jars,
+            submit.__file__]  # fmt: skip
+
+
 def start_process(tmp: Path, bootstrap: str, topic: str, dsn: str) -> subprocess.Popen:
     config = tmp / "process.toml"
     config.write_text(CONFIG)
@@ -318,12 +331,16 @@ def test_spark_driver_killed_mid_stream_and_restarted_counts_each_trade_once(
     config.write_text(CONFIG)
     checkpoint = tmp_path / "checkpoint"
     log = (tmp_path / "spark.log").open("ab")
+    # The driver is the README's spark-submit equivalent (pyspark's own spark-submit, the
+    # master and the jars given to it), which runs `tickpipe spark` (tickpipe.spark.submit).
     driver = subprocess.Popen(
-        [sys.executable, "-m", "tickpipe", "spark", "--config", str(config), "--kafka",
+        [*spark_submit(), "--config", str(config), "--kafka",
          kafka.bootstrap, "--topic", topic, "--store", postgres_dsn, "--candles-topic", "",
          "--checkpoint", str(checkpoint), "--data-dir", str(tmp_path / "data"),
-         "--driver-memory", "512m", "--trigger", "300", "--no-provisional"],
+         "--trigger", "300", "--no-provisional"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable,
+             "PYSPARK_DRIVER_PYTHON": sys.executable},
     )  # fmt: skip
     try:
 

@@ -64,7 +64,7 @@ def run_spark(
     `spark`: a session to use (tests share one); else one is started and stopped here."""
     from confluent_kafka import Producer
 
-    from tickpipe.spark.job import JobSettings, SparkJob, checkpoint_run, session
+    from tickpipe.spark.job import JobSettings, SparkJob, checkpoint_run, session, stop_session
 
     if not is_postgres_url(config.store):
         raise Fault(
@@ -112,4 +112,4 @@ def run_spark(
         dead_letters.close()
         store.close()
         if own_session and spark is not None:
-            spark.stop()
+            stop_session(spark)

@@ -16,7 +16,7 @@ CONNECTOR = f"spark-sql-kafka-0-10_2.13-{SPARK_VERSION}.jar"
 def jars_dir() -> Path:
     """The cache scripts/setup/spark.sh fills (XDG_CACHE_HOME, else ~/.cache)."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tickpipe" / f"spark-kafka-{SPARK_VERSION}" / "jars"
+    return Path(cache) / "tickpipe" / f"spark-kafka-{SPARK_VERSION}" / "libs"
 
 
 def connector_jars(directory: Path | None = None) -> list[Path]:

@@ -2,11 +2,10 @@
 
 - `trades`: every Kafka record; trade messages go to the trades table (unique on exchange,
   symbol, trade_id), malformed ones are counted and dead-lettered;
-- per window (`1s`, `1m/5s`...), `final-<window>` (append mode): each candle once its window
-  has closed, final; and `provisional-<window>` (update mode): the candles a micro-batch
-  changed, not final. One query per window, not one union of the windows' aggregations: in
-  such a union (Spark 4.2, append mode) only some of the branches emitted their closed
-  windows, measured here.
+- `final` (append mode): the candles of every configured window (`1s`, `1m/5s`...), each once
+  its window has closed, final; and `provisional` (update mode): the candles a micro-batch
+  changed, not final. Each is one aggregation over all windows (plan.candles), so the topic
+  is read three times whatever the number of windows.
 
 Each query has its own checkpoint under `checkpoint` (offsets, and the windows' and
 de-duplication's state), so `kill -9` and a restart resume where the checkpoint stands; the
@@ -85,6 +84,21 @@ def session(
     return spark
 
 
+def stop_session(spark: SparkSession) -> None:
+    """Stop the session's streaming queries, then the state stores' maintenance thread, then
+    the session: stopped the other way round, the maintenance thread outlives SparkEnv and
+    prints a Java stack trace ("SparkEnv not active") as the JVM goes down."""
+    for query in spark.streams.active:
+        try:
+            query.stop()
+        except Exception as exc:  # a failed query raises its error again here
+            log.warning("spark: stopping %s: %s", query.name, exc)
+    jvm = spark.sparkContext._jvm  # noqa: SLF001 (pyspark has no public handle on it)
+    if jvm is not None:
+        jvm.org.apache.spark.sql.execution.streaming.state.StateStore.stop()
+    spark.stop()
+
+
 def checkpoint_run(checkpoint: Path) -> str:
     """The id of this checkpoint (made on first use): the batch ledger's rows are per
     checkpoint, so a fresh checkpoint, whose batch ids start at 0 again, starts afresh."""
@@ -129,10 +143,10 @@ class SparkJob:
         options = kafka_options(self.kafka, self.settings.max_offsets_per_trigger)
         return reader.options(**options).load()
 
-    def _candles(self, window: Window) -> Any:
+    def _candles(self) -> Any:
         rows = plan.trade_rows(plan.parse(self._source()))
         deduplicated = plan.deduplicated(rows, self.settings.allowed_lateness_us)
-        return plan.candles(deduplicated, (window,))
+        return plan.candles(deduplicated, self.settings.windows)
 
     def start(self) -> None:
         s = self.settings
@@ -141,15 +155,11 @@ class SparkJob:
         plans: list[tuple[str, Any, str, Any]] = [
             ("trades", self._source(), "append", self.sinks.trades)
         ]
-        for window in s.windows:
-            label = window.name.replace("/", "-")
-            final = f"final-{label}"
-            plans.append((final, self._candles(window), "append",
-                          self.sinks.candle_writer(final, final=True)))  # fmt: skip
-            if s.provisional:
-                provisional = f"provisional-{label}"
-                plans.append((provisional, self._candles(window), "update",
-                              self.sinks.candle_writer(provisional, final=False)))  # fmt: skip
+        plans.append(("final", self._candles(), "append",
+                      self.sinks.candle_writer("final", final=True)))  # fmt: skip
+        if s.provisional:
+            plans.append(("provisional", self._candles(), "update",
+                          self.sinks.candle_writer("provisional", final=False)))  # fmt: skip
         for name, frame, mode, sink in plans:
             query = (
                 frame.writeStream.queryName(f"tickpipe-{name}")

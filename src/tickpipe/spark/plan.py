@@ -4,9 +4,10 @@
   transport/schema.py), a watermark heartbeat, or malformed (counted, dead-lettered).
 - `trade_rows`: trade messages exploded into one row per trade, heartbeats kept as rows that
   carry only an event time (they advance the watermark, then are filtered out).
-- `candles`: per configured window, every Candle field as tickpipe's engine computes it.
-  Open and close are the min and max of a (ts, seq, price) struct, so they follow the
-  (ts, seq) order whatever the arrival order; Spark's `first`/`last` depend on it.
+- `candles`: every configured window's candles in one aggregation, every Candle field as
+  tickpipe's engine computes it. Open and close are the min and max of a (ts, seq, price)
+  struct, so they follow the (ts, seq) order whatever the arrival order; Spark's
+  `first`/`last` depend on it.
 
 Trades are de-duplicated on (exchange, symbol, trade_id) within the watermark, which is the
 newest event time seen minus `allowed_lateness` (Spark keeps one per query, where the engine
@@ -167,13 +168,47 @@ def real_candles(candles: DataFrame) -> DataFrame:
     return candles.where(F.col("exchange") != "")
 
 
-def _window_candles(trades: DataFrame, window: Window) -> DataFrame:
-    span = F.window("event_time", f"{window.size} microseconds", f"{window.slide} microseconds")
+def spans(windows: tuple[Window, ...]) -> Column:
+    """Every (interval, start, size) of the configured windows that holds the row's `ts`:
+    the engine's `Window.starts`, epoch-aligned."""
+    parts = []
+    for w in windows:
+        last = F.col("ts") - F.pmod(F.col("ts"), F.lit(w.slide))
+        for k in range(w.size // w.slide):
+            parts.append(F.struct(F.lit(w.name).alias("interval"),
+                                  (last - k * w.slide).alias("start"),
+                                  F.lit(w.size).cast("long").alias("size")))  # fmt: skip
+    return F.array(*parts)
+
+
+def candles(trades: DataFrame, windows: tuple[Window, ...]) -> DataFrame:
+    """Candle rows of every window in one aggregation (without final, revision, updated_at:
+    the sink sets them).
+
+    Each trade is exploded to one row per window holding it and grouped by (exchange, symbol,
+    interval, start, window_end). `window()` takes only literal durations, so the window end
+    is computed; Spark emits (append) and forgets (both modes) a group once the grouping
+    column that carries the event-time watermark's metadata is at or below the watermark,
+    and a computed column carries none, while a second `withWatermark` on it is refused
+    (Spark 4: "Redefining watermark is disallowed"). So `window_end` gets `event_time`'s
+    watermark metadata: its group closes when the watermark reaches the window's end, the
+    rule `window()` applies to its own end (and the engine to its windows).
+    """
+    watermark = trades.schema["event_time"].metadata
+    if not watermark:
+        raise ValueError("candles: the trades need an event-time watermark (deduplicated)")
+    exploded = trades.select("*", F.explode(spans(windows)).alias("span"))
+    end = F.timestamp_micros(F.col("span.start") + F.col("span.size"))
+    rows = exploded.select(
+        "exchange", "symbol", "ts", "seq", "price", "size", "side",
+        F.col("span.interval").alias("interval"), F.col("span.start").alias("start"),
+        end.alias("window_end", metadata=watermark),
+    )  # fmt: skip
     first = F.min(F.struct("ts", "seq", "price"))
     last = F.max(F.struct("ts", "seq", "price"))
     buy = F.sum(F.when(F.col("side") == 1, F.col("size")).otherwise(F.lit(0.0)))
     sell = F.sum(F.when(F.col("side") == -1, F.col("size")).otherwise(F.lit(0.0)))
-    grouped = trades.groupBy("exchange", "symbol", span.alias("w")).agg(
+    grouped = rows.groupBy("exchange", "symbol", "interval", "start", "window_end").agg(
         first.alias("o"), last.alias("c"), F.max("price").alias("high"),
         F.min("price").alias("low"), F.sum("size").alias("volume"),
         F.sum(F.col("price") * F.col("size")).alias("quote_volume"),
@@ -183,19 +218,9 @@ def _window_candles(trades: DataFrame, window: Window) -> DataFrame:
     volume, close = F.col("volume"), F.col("c.price")
     vwap = F.when(volume > 0, F.col("quote_volume") / volume).otherwise(close)
     return grouped.select(
-        "exchange", "symbol", F.lit(window.name).alias("interval"),
-        F.unix_micros(F.col("w.start")).alias("start"),
+        "exchange", "symbol", "interval", "start",
         F.col("o.price").alias("open"), "high", "low", close.alias("close"), "volume",
         "quote_volume", vwap.alias("vwap"),
         (F.col("price_sum") / F.col("trades")).alias("mean_price"), "trades", "buy_volume",
         "sell_volume", F.col("o.seq").alias("first_seq"), F.col("c.seq").alias("last_seq"),
     )  # fmt: skip
-
-
-def candles(trades: DataFrame, windows: tuple[Window, ...]) -> DataFrame:
-    """Candle rows of every window (without final, revision, updated_at: the sink sets them)."""
-    parts = [_window_candles(trades, w) for w in windows]
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out

@@ -102,8 +102,12 @@ class Sinks:
         self._finals: dict[tuple[str, str, str, int], int] = {}
         self._lock = threading.Lock()
 
-    def _once(self, query: str, batch_id: int, write: Callable[[], None]) -> None:
+    def _once(self, query: str, batch_id: int, batch: DataFrame, write: Callable[[], None]) -> None:
         if self.ledger.done(query, batch_id):
+            # Still run the batch, writing nothing (the `noop` sink): its stateful operators
+            # must commit their state for this batch id, or Spark 4 fails the query
+            # (STATE_STORE_COMMIT_VALIDATION_FAILED) and the restart goes no further.
+            batch.write.format("noop").mode("overwrite").save()
             self.stats.skipped_batches += 1
             log.info("spark: %s batch %d is stored already; skipped", query, batch_id)
             return
@@ -130,7 +134,7 @@ class Sinks:
                 self.store.write(trades=[table.cast(TRADE_SCHEMA)])
                 self.stats.trades += table.num_rows
 
-        self._once("trades", batch_id, write)
+        self._once("trades", batch_id, batch, write)
 
     def candle_writer(self, query: str, final: bool) -> Callable[[DataFrame, int], None]:
         """The sink of a provisional (update mode) or a final (append mode) query."""
@@ -147,7 +151,7 @@ class Sinks:
                     if candles:
                         self._write_candles(candles, final)
 
-            self._once(query, batch_id, write)
+            self._once(query, batch_id, batch, write)
 
         return sink
 
