@@ -1011,7 +1011,10 @@ def process(bootstrap, topic, encoding, schema_registry, config_path, data_dir, 
 @click.option("--interval", "intervals", multiple=True, help="Candle interval, repeatable.")
 @click.option("--hopping", multiple=True, help="Hopping window SIZE/SLIDE, repeatable.")
 @click.option(
-    "--checkpoint", metavar="DIR", help="Spark's checkpoint [default: DATA_DIR/spark-checkpoint]."
+    "--checkpoint",
+    metavar="DIR|s3://BUCKET/PREFIX",
+    help="Spark's checkpoint, local or on the lake's S3 endpoint "
+    "[default: DATA_DIR/spark-checkpoint].",
 )
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
 @click.option("--driver-memory", default="1g", show_default=True, help="The Spark driver's heap.")
@@ -1039,7 +1042,7 @@ def spark(bootstrap, topic, encoding, schema_registry, config_path, data_dir, ca
     """
     import logging
 
-    from tickpipe.spark.jars import check_pyspark, connector_jars
+    from tickpipe.spark.jars import check_pyspark, connector_jars, s3a_jars
 
     config = _config(config_path, {
         "kafka.bootstrap": bootstrap, "kafka.trades_topic": topic,
@@ -1062,12 +1065,19 @@ def spark(bootstrap, topic, encoding, schema_registry, config_path, data_dir, ca
     from tickpipe.runners.spark import SparkOptions, run_spark
     from tickpipe.transport.kafka import require_broker
 
+    where = checkpoint or str(config.data_path / "spark-checkpoint")
+    on_s3 = where.startswith("s3://")
+    if on_s3 and not where.removeprefix("s3://").strip("/"):
+        click.echo("tickpipe spark: --checkpoint s3:// names no bucket (s3://BUCKET/PREFIX)",
+                   err=True)  # fmt: skip
+        sys.exit(1)
     try:
         connector_jars()
+        if on_s3:
+            s3a_jars()
     except FileNotFoundError as exc:
         click.echo(f"tickpipe spark: {exc}", err=True)
         sys.exit(1)
-    where = Path(checkpoint) if checkpoint else config.data_path / "spark-checkpoint"
     options = SparkOptions(where, master, driver_memory, trigger_ms,
                            provisional=not no_provisional)  # fmt: skip
     with faults_named(str(config.db_path)):

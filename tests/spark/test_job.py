@@ -23,12 +23,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pyarrow import fs
 
 from tickpipe.deadletter import DeadLetters
 from tickpipe.engine.windows import parse_window
 from tickpipe.records import Candle, Trade, TradeBatch
 from tickpipe.runtime.clock import ManualClock
 from tickpipe.sources.simulated import MarketSimulator
+from tickpipe.stores.lake.location import LakeSettings
 from tickpipe.transport.kafka import Heartbeats, TradePublisher
 from tickpipe.transport.settings import KafkaConfig
 
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from engine.reference import APPROX, EXACT, assert_candles_equal, batch_candles, dedupe
 from servers.process import stop_process
 
-from spark.conftest import PARTITIONS
+from spark.conftest import PARTITIONS, S3_ENV, s3_settings
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -175,8 +177,12 @@ def wait_for(what: str, check: Any, alive: Any = None) -> None:
         time.sleep(1.0)
 
 
-def job_for(spark: Any, dsn: str, topic: str, bootstrap: str, tmp: Path, checkpoint: Path):
-    """The Spark job on the shared session, writing to `dsn` (candles to TOPIC.candles)."""
+def job_for(
+    spark: Any, dsn: str, topic: str, bootstrap: str, tmp: Path, checkpoint: str,
+    s3: LakeSettings | None = None,
+):  # fmt: skip
+    """The Spark job on the shared session, writing to `dsn` (candles to TOPIC.candles);
+    `checkpoint` a directory, or on S3 (`s3`: the endpoint)."""
     from confluent_kafka import Producer
 
     from tickpipe.spark.job import JobSettings, SparkJob, checkpoint_run
@@ -187,7 +193,7 @@ def job_for(spark: Any, dsn: str, topic: str, bootstrap: str, tmp: Path, checkpo
     store = PostgresStore(dsn)
     producer = Producer({"bootstrap.servers": bootstrap, "log_level": 0})
     sinks = Sinks(
-        store, BatchLedger(dsn, checkpoint_run(checkpoint)),
+        store, BatchLedger(dsn, checkpoint_run(checkpoint, s3, S3_ENV)),
         DeadLetters(tmp / "spark-dead-letters.jsonl"), topic,
         CandlePublisher(f"{topic}.candles", producer),
     )  # fmt: skip
@@ -267,7 +273,7 @@ def same_candles(spark: dict, engine: dict) -> list[str]:
 
 
 def test_spark_and_process_store_identical_final_candles_from_the_same_trades(
-    kafka, postgres_server, spark_session, tmp_path
+    kafka, postgres_server, spark_session, s3_server, s3_bucket, tmp_path
 ):
     from servers.postgres import fresh_database
 
@@ -277,9 +283,11 @@ def test_spark_and_process_store_identical_final_candles_from_the_same_trades(
     market.publisher.producer.produce(topic, MALFORMED, b"x")
     market.phase(0.0, 3.0)
     with fresh_database(postgres_server) as spark_dsn, fresh_database(postgres_server) as dsn:
-        job, store, producer = job_for(
-            spark_session, spark_dsn, topic, kafka.bootstrap, tmp_path, tmp_path / "checkpoint"
-        )
+        # The checkpoint on S3 (the lake's endpoint), as a deployment without a shared disk
+        # keeps it: Spark writes its offsets, commits and state there through S3A.
+        checkpoint = f"s3://{s3_bucket}/spark"
+        job, store, producer = job_for(spark_session, spark_dsn, topic, kafka.bootstrap,
+                                       tmp_path, checkpoint, s3_settings(s3_server))  # fmt: skip
         process = None
         try:
             job.start()
@@ -319,6 +327,13 @@ def test_spark_and_process_store_identical_final_candles_from_the_same_trades(
     letters = (tmp_path / "spark-dead-letters.jsonl").read_text().splitlines()
     assert [json.loads(line)["payload"] for line in letters] == [MALFORMED.decode()]
     assert " 1 malformed" in (tmp_path / "process.log").read_text(), "heartbeats are skipped"
+    # Spark's checkpoint is on S3: each query's offsets and commits, and the candles' state.
+    keys = [f.path for f in s3_server.filesystem().get_file_info(
+        fs.FileSelector(f"{s3_bucket}/spark", recursive=True))]  # fmt: skip
+    for query in ("trades", "final", "provisional"):
+        assert any(k.startswith(f"{s3_bucket}/spark/{query}/commits/") for k in keys), query
+    assert any("/final/state/" in k for k in keys), "the windows' state"
+    assert f"{s3_bucket}/spark/tickpipe-run" in keys
 
 
 def test_spark_driver_killed_mid_stream_and_restarted_counts_each_trade_once(
@@ -366,7 +381,7 @@ def test_spark_driver_killed_mid_stream_and_restarted_counts_each_trade_once(
     market.quiet(10.0)
     # The restart: the same checkpoint, on the tests' shared session (spark_session).
     job, store, producer = job_for(
-        spark_session, postgres_dsn, topic, kafka.bootstrap, tmp_path, checkpoint
+        spark_session, postgres_dsn, topic, kafka.bootstrap, tmp_path, str(checkpoint)
     )
     trades = market.trades()
     expected = batch_candles(trades, WINDOWS)

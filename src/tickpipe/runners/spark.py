@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tickpipe.config import Config
@@ -30,7 +29,7 @@ log = logging.getLogger("tickpipe.spark")
 class SparkOptions:
     """The launcher's own settings (the rest is the config: windows, lateness, Kafka)."""
 
-    checkpoint: Path
+    checkpoint: str  # a local directory or s3://bucket/prefix (on the lake's endpoint)
     master: str = "local[2]"
     driver_memory: str = "1g"
     trigger_ms: int = 500
@@ -64,7 +63,14 @@ def run_spark(
     `spark`: a session to use (tests share one); else one is started and stopped here."""
     from confluent_kafka import Producer
 
-    from tickpipe.spark.job import JobSettings, SparkJob, checkpoint_run, session, stop_session
+    from tickpipe.spark.job import (
+        JobSettings,
+        SparkJob,
+        checkpoint_run,
+        is_s3,
+        session,
+        stop_session,
+    )
 
     if not is_postgres_url(config.store):
         raise Fault(
@@ -72,6 +78,7 @@ def run_spark(
             f"(store = {config.store or 'the DuckDB file'})"
         )
     partitions = topic_partitions(config)
+    s3 = config.lake_settings(options.checkpoint) if is_s3(options.checkpoint) else None
     store = config.open_store()
     own_session = spark is None
     dead_letters = DeadLetters(config.dead_letter_path)
@@ -80,13 +87,13 @@ def run_spark(
         from tickpipe.stores.postgresql import PostgresStore
 
         assert isinstance(store, PostgresStore)  # a postgresql:// URL opens one
-        ledger = BatchLedger(store.dsn, checkpoint_run(options.checkpoint))
+        ledger = BatchLedger(store.dsn, checkpoint_run(options.checkpoint, s3))
         candles = (
             CandlePublisher(config.kafka.candles_topic, producer) if producer is not None else None
         )
         sinks = Sinks(store, ledger, dead_letters, config.kafka.trades_topic, candles)
         if spark is None:
-            spark = session(options.master, partitions, options.driver_memory)
+            spark = session(options.master, partitions, options.driver_memory, s3=s3)
         settings = JobSettings(
             config.windows(), config.allowed_lateness_us, options.checkpoint, options.trigger_ms,
             options.max_offsets_per_trigger, options.provisional,

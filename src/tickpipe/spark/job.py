@@ -9,7 +9,9 @@
 
 Each query has its own checkpoint under `checkpoint` (offsets, and the windows' and
 de-duplication's state), so `kill -9` and a restart resume where the checkpoint stands; the
-batch ledger (sink.py) makes a micro-batch Spark runs again change nothing.
+batch ledger (sink.py) makes a micro-batch Spark runs again change nothing. The checkpoint is a
+local directory or an `s3://bucket/prefix` on the lake's S3 endpoint (`lake_endpoint`,
+`lake_region`, the lake's credentials), which Spark reaches through Hadoop's S3A file system.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tickpipe.engine.windows import Window
 from tickpipe.spark import plan
-from tickpipe.spark.jars import connector_jars
+from tickpipe.spark.jars import connector_jars, s3a_jars
 from tickpipe.spark.sink import Sinks
+from tickpipe.stores.lake.location import ACCESS_KEY_ENV, SECRET_KEY_ENV, LakeSettings, filesystem
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -43,10 +47,47 @@ class JobSettings:
 
     windows: tuple[Window, ...]
     allowed_lateness_us: int
-    checkpoint: Path
+    checkpoint: str  # a local directory or s3://bucket/prefix
     trigger_ms: int = 500  # a micro-batch at most this often
     max_offsets_per_trigger: int = 2000  # Kafka messages per micro-batch (bounds memory)
     provisional: bool = True  # also the update-mode query of provisional candles
+
+
+def is_s3(location: str) -> bool:
+    return location.startswith("s3://")
+
+
+def query_checkpoint(location: str, query: str) -> str:
+    """Where one query's checkpoint goes, as Spark names it (S3 through S3A: `s3a://`)."""
+    if is_s3(location):
+        return f"s3a://{location.removeprefix('s3://').rstrip('/')}/{query}"
+    return str(Path(location) / query)
+
+
+def s3a_settings(lake: LakeSettings) -> dict[str, str]:
+    """Spark settings that point Hadoop's S3A file system at the lake's endpoint and region."""
+    settings = {"spark.hadoop.fs.s3a.path.style.access": "true"}
+    if lake.endpoint:
+        scheme, _, host = lake.endpoint.rpartition("://")
+        scheme = scheme or "https"
+        settings["spark.hadoop.fs.s3a.endpoint"] = f"{scheme}://{host}"
+        settings["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(scheme == "https").lower()
+    settings["spark.hadoop.fs.s3a.endpoint.region"] = lake.region or "us-east-1"
+    return settings
+
+
+def s3a_credentials(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The lake's credentials as S3A's settings (none: the AWS SDK's own chain). Set in the
+    running JVM's Hadoop configuration, never as a `--conf` on the driver's command line,
+    where any user of the machine could read them."""
+    from tickpipe.credentials import secret_env
+    from tickpipe.stores.lake.location import LAKE_SECRETS
+
+    secrets = secret_env(os.environ if env is None else env, LAKE_SECRETS)
+    if not (secrets.get(ACCESS_KEY_ENV) and secrets.get(SECRET_KEY_ENV)):
+        return {}
+    return {"fs.s3a.access.key": secrets[ACCESS_KEY_ENV],
+            "fs.s3a.secret.key": secrets[SECRET_KEY_ENV]}  # fmt: skip
 
 
 def session(
@@ -54,13 +95,18 @@ def session(
     partitions: int = 6,
     driver_memory: str = "1g",
     app_name: str = "tickpipe-spark",
+    s3: LakeSettings | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> SparkSession:
     """A Spark session with the settings that matter on a small machine.
 
     Under `spark-submit` (which sets PYSPARK_GATEWAY_PORT) the master and the jars are
     spark-submit's; else the connector's jars come from the cache by `spark.jars`, so no ivy
     resolution happens. Shuffle partitions = the topic's partitions, UTC time, and field
-    names matched with their case (as the JSON decoder of `tickpipe process` does).
+    names matched with their case (as the JSON decoder of `tickpipe process` does). `s3`: the
+    checkpoint is on S3: the S3A jars go on the driver's class path (the JVM starts here; not
+    by `spark.jars`, which would copy the SDK's 690 MB for the executor) and S3A is set up,
+    its credentials from `env` (default: the environment).
     """
     from pyspark.sql import SparkSession
 
@@ -74,6 +120,11 @@ def session(
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
         )
+        if s3 is not None:
+            path = os.pathsep.join(str(j) for j in s3a_jars())
+            builder = builder.config("spark.driver.extraClassPath", path)
+    for key, value in (s3a_settings(s3) if s3 is not None else {}).items():
+        builder = builder.config(key, value)
     spark = (
         builder.config("spark.sql.shuffle.partitions", str(partitions))
         .config("spark.sql.session.timeZone", "UTC")
@@ -81,6 +132,10 @@ def session(
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
+    if s3 is not None:
+        hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001 (no public handle)
+        for key, value in s3a_credentials(env).items():
+            hadoop.set(key, value)
     return spark
 
 
@@ -99,9 +154,23 @@ def stop_session(spark: SparkSession) -> None:
     spark.stop()
 
 
-def checkpoint_run(checkpoint: Path) -> str:
+def checkpoint_run(
+    location: str, s3: LakeSettings | None = None, env: Mapping[str, str] | None = None
+) -> str:
     """The id of this checkpoint (made on first use): the batch ledger's rows are per
-    checkpoint, so a fresh checkpoint, whose batch ids start at 0 again, starts afresh."""
+    checkpoint, so a fresh checkpoint, whose batch ids start at 0 again, starts afresh. On S3
+    (`s3`: the endpoint and region; the credentials from `env`) it is one object: a PUT is
+    atomic."""
+    if is_s3(location):
+        settings = LakeSettings(location, s3.endpoint if s3 else "", s3.region if s3 else "")
+        files, root = filesystem(settings, env)
+        key = f"{root}/tickpipe-run"
+        if files.get_file_info(key).type.name == "NotFound":
+            with files.open_output_stream(key) as out:
+                out.write(uuid.uuid4().hex.encode())
+        with files.open_input_stream(key) as stream:
+            return stream.read().decode().strip()
+    checkpoint = Path(location)
     checkpoint.mkdir(parents=True, exist_ok=True)
     path = checkpoint / "tickpipe-run"
     if not path.exists():
@@ -164,7 +233,7 @@ class SparkJob:
             query = (
                 frame.writeStream.queryName(f"tickpipe-{name}")
                 .outputMode(mode)
-                .option("checkpointLocation", str(where / name))
+                .option("checkpointLocation", query_checkpoint(where, name))
                 .trigger(processingTime=trigger)
                 .foreachBatch(sink)
                 .start()
