@@ -4,7 +4,7 @@
 import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
 import { AnalyticsView } from "./analytics.js";
 import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from "./candles.js";
-import { drawCandle } from "./lastbar.js";
+import { appendCandle, drawCandle, drawLine, dropCandles } from "./lastbar.js";
 import { ConsolidatedView, withComposite } from "./consolidated.js";
 import { Forecasts } from "./forecast.js";
 import * as fmt from "./format.js";
@@ -22,9 +22,17 @@ const ROLLING_EVERY_MS = 30000;
 const EXCHANGES_EVERY_MS = 30000;
 const FORECASTS_EVERY_MS = 5000;
 const VENUES_EVERY_MS = 5000; // a custom bucket's compared venues (stored intervals come live)
-// Overlays, indicators and compared venues follow live updates with a whole redraw this often
-// at most; the newest candle itself is drawn at the next animation frame (lastbar.js).
+// Indicator panels, Bollinger bands and compared venues follow live updates with a whole redraw
+// this often at most; candles and the price lines are drawn at the next animation frame
+// (lastbar.js).
 const FULL_EVERY_MS = 1000;
+// Candles drawn in place (new ones, ones gone out of the lookback) are laid out again by Plotly
+// (its axes' ticks, its hover) this long after the first of them at most.
+const RESYNC_EVERY_MS = 10000;
+// Room on the time axis right of the newest candle, so the next ones are drawn in place: this
+// share of the candles shown, at least HEADROOM_SLOTS candles.
+const HEADROOM_SHARE = 0.05;
+const HEADROOM_SLOTS = 8;
 // A live symbol with no trade for this long is shown as quiet (the header says since when);
 // `?quiet=30s` sets another span.
 const QUIET_AFTER_US = fmt.parseDuration(new URLSearchParams(location.search).get("quiet")) ?? 60e6;
@@ -577,6 +585,7 @@ function onMessage(message) {
       return;
     }
     const candle = state.rollup ? state.rollup.add(message) : message;
+    window.tickpipe.onReceived?.(candle);
     const replaced = state.series.upsert(candle);
     if (!replaced || !sameBar(replaced, candle)) {
       // A trade went into it: the newest trade is at most the candle's last update.
@@ -588,12 +597,9 @@ function onMessage(message) {
     if (!tapeShown && newest) state.lastPrice = candle.close;
     const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
     const dropped = state.series.dropBefore(horizon - (horizon % state.step));
-    if (dropped || !replaced) {
-      scheduleRender(); // a new candle, or one gone: the figure's candles change
-    } else if (!sameBar(replaced, candle)) {
-      scheduleCandle(candle.start); // that candle alone (a final one unchanged: nothing)
-      scheduleFollow();
-    }
+    if (dropped) scheduleCandle(null); // gone from the figure at the next frame too
+    // A new candle, or a change to one (a final one unchanged: nothing).
+    if (!replaced || !sameBar(replaced, candle)) scheduleCandle(candle.start);
   } else if (message.type === "trades") {
     // One message per engine step: this symbol's new trades, oldest first.
     const now = performance.now();
@@ -641,19 +647,26 @@ function sameBar(a, b) {
 }
 
 // A candle update is drawn at the next animation frame (one drawing per frame, however many
-// updates came): an update of a candle on screen on that candle only (lastbar.js), a new candle
-// as a whole redraw; the lines that follow the candles (overlays, indicators, venues) are
-// redrawn with the whole figure within FULL_EVERY_MS. Trades change only the tape and the quote,
-// redrawn at most every TAPE_EVERY_MS and never the chart. A whole redraw per update left a
-// trade 624 ms (p95) from the chart at 1,000 trades/s on a loaded machine (page_latency.py).
+// updates came), in place whenever Plotly need not lay the figure out again (lastbar.js): an
+// update of a candle on screen, a new candle where the time axis has room (renderChart keeps
+// some), candles gone out of the lookback, and the price lines (VWAP, SMA, EMA) with them.
+// A whole redraw (Plotly.react: 55-107 ms on this machine under load, which the updates behind
+// it wait for) only when the view must change: a candle off an autoranged axis, a correction of
+// an older candle, another choice; the indicator panels and venues follow within
+// FULL_EVERY_MS, and Plotly lays out what was drawn in place within RESYNC_EVERY_MS (ticks,
+// hover). Trades change only the tape and the quote, redrawn at most every TAPE_EVERY_MS.
 let chartFrame = null;
 let fullDue = false; // the next frame redraws the whole figure
 let followTimer = null;
+let resyncTimer = null;
 let lastFull = 0;
 let tapeTimer = null;
 let lastTape = 0;
-let shown = null; // what the figure on screen holds: {key, count, newest start}
-const changed = new Set(); // starts of the candles on screen changed since they were drawn
+// What the figure on screen holds: {key, candles (as drawn), offset (candles dropped on the
+// left since Plotly drew: shape number = index + offset), colors, lines (traces that follow the
+// candles), few (a window of a few candles Plotly must move for each new one)}.
+let shown = null;
+const changed = new Set(); // starts of candles changed since they were drawn (null: a drop)
 
 /** The whole figure at the next animation frame. */
 function scheduleRender() {
@@ -667,9 +680,8 @@ function scheduleCandle(start) {
   requestFrame();
 }
 
-/** A whole redraw within FULL_EVERY_MS of the last one, for what follows the newest candle.
- * Candles that short get a whole redraw with each new candle anyway: the wait is one candle
- * longer, so a symbol that trades on is not redrawn twice a candle. */
+/** A whole redraw within FULL_EVERY_MS of the last one, for what follows the candles and
+ * cannot be drawn in place. Candles that short wait one candle longer. */
 function scheduleFollow() {
   if (followTimer !== null) return;
   const stepMs = state.step / 1000;
@@ -681,6 +693,15 @@ function scheduleFollow() {
   }, wait);
 }
 
+/** A whole redraw within RESYNC_EVERY_MS, for candles added or dropped in place. */
+function scheduleResync() {
+  if (resyncTimer !== null) return;
+  resyncTimer = setTimeout(() => {
+    resyncTimer = null;
+    scheduleRender();
+  }, RESYNC_EVERY_MS);
+}
+
 function requestFrame() {
   if (chartFrame !== null) return;
   chartFrame = requestAnimationFrame(() => {
@@ -689,23 +710,48 @@ function requestFrame() {
   });
 }
 
-/** Draw the changed candles in place (the newest, the one before it turning final); false when
+/** Draw the changed candles in place (lastbar.js), and the price lines with them; false when
  * only a whole redraw can show them. */
 function renderChanged() {
   const candles = state.series.candles;
-  const newest = candles[candles.length - 1];
   const div = $("chart");
-  if (!newest || !shown || typeof Plotly === "undefined" || shown.key !== chartKey() ||
-      shown.count !== candles.length || shown.start !== newest.start) return false;
+  if (!candles.length || !shown || typeof Plotly === "undefined" || shown.key !== chartKey() ||
+      div.data?.[0]?.close.length !== shown.candles.length) return false;
   if (!changed.size) return true;
   const began = performance.now();
-  const colors = themeColors();
-  for (const start of changed) {
-    let i = candles.length - 1;
-    while (i >= 0 && candles[i].start > start) i -= 1;
-    if (i < 0 || candles[i].start !== start || !drawCandle(div, candles[i], i, colors)) return false;
+  const drawn = shown.candles;
+  // Gone out of the lookback: the same candles leave the figure.
+  let gone = 0;
+  while (gone < drawn.length && drawn[gone].start < candles[0].start) gone += 1;
+  if (gone) {
+    if (gone >= drawn.length || !dropCandles(div, shown.offset, gone)) return false;
+    drawn.splice(0, gone);
+    shown.offset += gone;
+    scheduleResync();
+  }
+  const starts = [...changed].filter((s) => s !== null).sort((a, b) => a - b);
+  let j = candles.length - 1;
+  for (const start of starts) {
+    while (j >= 0 && candles[j].start > start) j -= 1;
+    const candle = j >= 0 && candles[j].start === start ? candles[j] : null;
+    if (!candle) continue; // gone out of the lookback since
+    let i = drawn.length - 1;
+    while (i >= 0 && drawn[i].start > start) i -= 1;
+    if (i >= 0 && drawn[i].start === start) {
+      if (!drawCandle(div, candle, i, shown.colors, i + shown.offset)) return false;
+      drawn[i] = candle;
+    } else if (i === drawn.length - 1 && !shown.few) {
+      if (!appendCandle(div, candle, fmt.axisTime(candle.start), shown.colors, drawn.length + shown.offset)) return false;
+      drawn.push(candle);
+      scheduleResync();
+    } else {
+      return false; // a candle between two drawn (a correction of an older one)
+    }
   }
   changed.clear();
+  if (drawn.length !== candles.length || drawn[drawn.length - 1].start !== candles[candles.length - 1].start) return false;
+  if (!drawLines(div)) scheduleFollow();
+  const newest = candles[candles.length - 1];
   stats.lastDraws += 1;
   if (state.hovered === null || state.hovered === newest.start) showLegend(newest);
   renderQuote(candles);
@@ -714,6 +760,22 @@ function renderChanged() {
   return true;
 }
 
+/** The price lines that follow the candles (VWAP, SMA, EMA, Bollinger's upper and middle),
+ * redrawn in place from the candles shown; false when others follow them too (the indicator
+ * panels, a filled band) and only a whole redraw shows those. */
+function drawLines(div) {
+  if (!shown.lines.length) return true;
+  const fig = chartFigure(shown.candles, shown.colors);
+  let all = true;
+  for (const { k, name, connect } of shown.lines) {
+    const trace = fig.traces[k];
+    if (!trace || trace.name !== name || !drawLine(div, k, trace.y, connect)) return false;
+  }
+  for (let k = 2; k < fig.traces.length; k += 1) {
+    if (fig.traces[k].x === fig.traces[0].x && !shown.lines.some((l) => l.k === k)) all = false;
+  }
+  return all;
+}
 function scheduleTape() {
   if (tapeTimer !== null) return;
   const wait = Math.max(0, TAPE_EVERY_MS - (performance.now() - lastTape));
@@ -751,18 +813,43 @@ function fewCandlesRange(div, layout, candles) {
   layout.xaxis.autorange = false;
 }
 
+/** The chart's figure of `candles` as chosen on the page (forecasts and headroom apart). */
+function chartFigure(candles, colors) {
+  return candleFigure({
+    candles, rolling: state.rolling, overlays: state.overlays, colors,
+    uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
+    priceDecimals: precisionOf(state.symbol).price_decimals,
+    indicators: state.indicators, venues: state.venues.of(chartKey()),
+  });
+}
+
+/** An invisible point HEADROOM_SHARE of the candles right of the newest, on its close: the
+ * autoranged time axis reaches it, so the next candles fit without moving the axis. */
+function headroomTrace(candles) {
+  const newest = candles[candles.length - 1];
+  const slots = Math.max(HEADROOM_SLOTS, Math.ceil(candles.length * HEADROOM_SHARE));
+  return {
+    type: "scatter", mode: "markers", name: "headroom", meta: "headroom", showlegend: false, hoverinfo: "skip",
+    x: [fmt.axisTime(newest.start + slots * state.step)], y: [newest.close], marker: { opacity: 0, size: 1 },
+  };
+}
+
 function renderChart() {
   const div = $("chart");
   if (!div || typeof Plotly === "undefined") return;
   const began = performance.now();
   const candles = state.series.candles;
-  const { traces, layout } = candleFigure({
-    candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
-    uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
-    priceDecimals: precisionOf(state.symbol).price_decimals,
-    indicators: state.indicators, venues: state.venues.of(chartKey()),
+  const colors = themeColors();
+  const { traces, layout } = chartFigure(candles, colors);
+  // The lines that follow the candles and can be drawn in place: on the price axis, unfilled.
+  const lines = [];
+  traces.forEach((t, k) => {
+    if (k > 1 && t.x === traces[0].x && t.type === "scatter" && t.mode === "lines" && !t.yaxis && !t.fill) {
+      lines.push({ k, name: t.name, connect: t.connectgaps === true });
+    }
   });
-  traces.push(...forecasts.traces(candles, themeColors()));
+  traces.push(...forecasts.traces(candles, colors));
+  if (candles.length && state.step) traces.push(headroomTrace(candles));
   fewCandlesRange(div, layout, candles);
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
@@ -771,7 +858,9 @@ function renderChart() {
   lastFull = performance.now();
   clearTimeout(followTimer);
   followTimer = null;
-  shown = { key: chartKey(), count: candles.length, start: candles.length ? candles[candles.length - 1].start : null };
+  clearTimeout(resyncTimer);
+  resyncTimer = null;
+  shown = { key: chartKey(), candles: candles.slice(), offset: 0, colors, lines, few: fewRange !== null };
   if (!div.dataset.crosshair) followCursor(div);
   // A live update changes the hovered candle too: the legend follows it.
   const newest = candles[candles.length - 1];
@@ -852,8 +941,10 @@ function followCursor(div) {
   div.on("plotly_hover", (event) => {
     const point = event.points.find((p) => p.curveNumber <= 1); // the candles or their volume
     if (!point) return;
-    state.hovered = state.series.candles[point.pointIndex]?.start ?? null;
-    showLegend(state.series.candles[point.pointIndex]);
+    // Plotly numbers the candles it laid out: some may have left the figure since (drawn in place).
+    const candle = shown?.candles[point.pointIndex - shown.offset];
+    state.hovered = candle?.start ?? null;
+    showLegend(candle);
   });
   div.on("plotly_unhover", () => {
     state.hovered = null;
