@@ -107,10 +107,10 @@ function sharers(data) {
  * a copy of the newest candle's shapes moved along the time axis, then drawn as drawCandle
  * does. `at`: the shape number it gets (the figure's length plus the candles dropped). False,
  * with nothing changed, when Plotly must lay the figure out again: the time axis is autoranged
- * and has no room left for it (renderChart keeps some), or the candle moves an autoranged
- * price or volume axis.
+ * (or `fixed`: set by the page, to follow the newest) and has no room left for it (renderChart
+ * keeps some), or the candle moves an autoranged price or volume axis.
  */
-export function appendCandle(div, candle, x, colors, at) {
+export function appendCandle(div, candle, x, colors, at, fixed = false) {
   const layout = div._fullLayout;
   const time = layout?.xaxis;
   const price = layout?.yaxis;
@@ -131,7 +131,7 @@ export function appendCandle(div, candle, x, colors, at) {
   const dx = time.c2p(time.d2c(x)) - time.c2p(time.d2c(candles.x[n - 1]));
   const right = Number(sides[3]) + dx;
   if (!Number.isFinite(dx) || dx <= 0) return false;
-  if (time.autorange && right > time._length) return false; // no room: Plotly moves the axis
+  if ((time.autorange || fixed) && right > time._length) return false; // Plotly moves the axis
 
   const box = lastBox.cloneNode(false);
   box.setAttribute("d", `M${Number(sides[1]) + dx},0H${right}`);

@@ -29,10 +29,15 @@ const FULL_EVERY_MS = 1000;
 // Candles drawn in place (new ones, ones gone out of the lookback) are laid out again by Plotly
 // (its axes' ticks, its hover) this long after the first of them at most.
 const RESYNC_EVERY_MS = 10000;
-// Room on the time axis right of the newest candle, so the next ones are drawn in place: this
-// share of the candles shown, at least HEADROOM_SLOTS candles.
+// Room on the autoranged axes, so the next candles are drawn in place (headroomTraces): right
+// of the newest candle this share of the candles shown, at least HEADROOM_SLOTS candles (in the
+// window of a few candles, FEW_HEADROOM_SLOTS); above and below the prices this share of their
+// range; above the largest volume this factor.
 const HEADROOM_SHARE = 0.05;
 const HEADROOM_SLOTS = 8;
+const FEW_HEADROOM_SLOTS = 5;
+const HEADROOM_PRICE = 0.1;
+const HEADROOM_VOLUME = 1.3;
 // A live symbol with no trade for this long is shown as quiet (the header says since when);
 // `?quiet=30s` sets another span.
 const QUIET_AFTER_US = fmt.parseDuration(new URLSearchParams(location.search).get("quiet")) ?? 60e6;
@@ -77,11 +82,14 @@ const state = {
 
 // Counters the page exposes for tests and for anyone debugging in the browser console.
 // `renders`: whole redraws of the figure; `lastDraws`: live updates drawn on the newest candle;
-// `renderMs`, `lastDrawMs`: the main thread's time in each (the page's drawing cost).
-const stats = { renders: 0, lastDraws: 0, renderMs: 0, lastDrawMs: 0, liveCandles: 0, venueCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
+// `renderMs`, `lastDrawMs`: the main thread's time in each (the page's drawing cost); `redraws`:
+// the whole redraws of live updates by why ("new candle": off an autoranged axis, "follow": the
+// indicator panels, "resync": Plotly laying out what was drawn in place, ...).
+const stats = { renders: 0, lastDraws: 0, redraws: {}, renderMs: 0, lastDrawMs: 0, liveCandles: 0, venueCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
 // `onDrawn(candle, how)`, when set (benchmarks/page_latency.py), runs after each drawing of the
-// chart with its newest candle; `how`: "whole" (a whole redraw) or "alone" (that candle only).
-window.tickpipe = { state, stats, onDrawn: null };
+// chart with its newest candle; `how`: "whole" (a whole redraw) or "alone" (drawn in place).
+// `onReceived(candle)` runs as a pushed candle update reaches the page's handler.
+window.tickpipe = { state, stats, onDrawn: null, onReceived: null };
 
 const socket = new LiveSocket({ onMessage, onState: showLiveState, onOpen: onLiveOpen });
 const analytics = new AnalyticsView({
@@ -534,8 +542,10 @@ async function refreshForecasts() {
   const key = chartKey();
   const stored = state.intervals.includes(state.timeframe);
   try {
+    const before = JSON.stringify(forecasts.points);
     await forecasts.load(state.exchange, state.symbol, stored ? state.timeframe : null, state.lookback);
-    if (key === chartKey()) scheduleRender();
+    // Only new forecasts redraw the figure (none kept: nothing to draw).
+    if (key === chartKey() && JSON.stringify(forecasts.points) !== before) scheduleRender("forecasts");
   } catch {
     // the live state shows why the server is unreachable
   }
@@ -548,7 +558,7 @@ async function refreshRolling() {
     const rolling = await fetchRolling();
     if (key !== chartKey()) return;
     state.rolling = rolling;
-    scheduleRender();
+    scheduleRender("rolling");
   } catch {
     // the live state shows why the server is unreachable
   }
@@ -664,13 +674,13 @@ let tapeTimer = null;
 let lastTape = 0;
 // What the figure on screen holds: {key, candles (as drawn), offset (candles dropped on the
 // left since Plotly drew: shape number = index + offset), colors, lines (traces that follow the
-// candles), few (a window of a few candles Plotly must move for each new one)}.
+// candles), few (the window of a few candles: a new candle must fit in it, as in an autorange)}.
 let shown = null;
 const changed = new Set(); // starts of candles changed since they were drawn (null: a drop)
 
 /** The whole figure at the next animation frame. */
-function scheduleRender() {
-  fullDue = true;
+function scheduleRender(why = "other") {
+  fullDue = fullDue || why;
   requestFrame();
 }
 
@@ -689,7 +699,7 @@ function scheduleFollow() {
   const wait = Math.max(0, every - (performance.now() - lastFull));
   followTimer = setTimeout(() => {
     followTimer = null;
-    scheduleRender();
+    scheduleRender("follow");
   }, wait);
 }
 
@@ -698,7 +708,7 @@ function scheduleResync() {
   if (resyncTimer !== null) return;
   resyncTimer = setTimeout(() => {
     resyncTimer = null;
-    scheduleRender();
+    scheduleRender("resync");
   }, RESYNC_EVERY_MS);
 }
 
@@ -706,17 +716,20 @@ function requestFrame() {
   if (chartFrame !== null) return;
   chartFrame = requestAnimationFrame(() => {
     chartFrame = null;
-    if (fullDue || !renderChanged()) renderChart();
+    const why = fullDue || renderChanged();
+    if (why === true) return;
+    stats.redraws[why] = (stats.redraws[why] ?? 0) + 1;
+    renderChart();
   });
 }
 
-/** Draw the changed candles in place (lastbar.js), and the price lines with them; false when
- * only a whole redraw can show them. */
+/** Draw the changed candles in place (lastbar.js), and the price lines with them: true, else
+ * why only a whole redraw can show them. */
 function renderChanged() {
   const candles = state.series.candles;
   const div = $("chart");
-  if (!candles.length || !shown || typeof Plotly === "undefined" || shown.key !== chartKey() ||
-      div.data?.[0]?.close.length !== shown.candles.length) return false;
+  if (!candles.length || !shown || typeof Plotly === "undefined" || shown.key !== chartKey()) return "no figure";
+  if (div.data?.[0]?.close.length !== shown.candles.length) return "figure changed";
   if (!changed.size) return true;
   const began = performance.now();
   const drawn = shown.candles;
@@ -724,32 +737,33 @@ function renderChanged() {
   let gone = 0;
   while (gone < drawn.length && drawn[gone].start < candles[0].start) gone += 1;
   if (gone) {
-    if (gone >= drawn.length || !dropCandles(div, shown.offset, gone)) return false;
+    if (gone >= drawn.length || !dropCandles(div, shown.offset, gone)) return "dropped";
     drawn.splice(0, gone);
     shown.offset += gone;
     scheduleResync();
   }
   const starts = [...changed].filter((s) => s !== null).sort((a, b) => a - b);
-  let j = candles.length - 1;
   for (const start of starts) {
+    let j = candles.length - 1; // updates are of the newest candles: searched from the end
     while (j >= 0 && candles[j].start > start) j -= 1;
     const candle = j >= 0 && candles[j].start === start ? candles[j] : null;
     if (!candle) continue; // gone out of the lookback since
     let i = drawn.length - 1;
     while (i >= 0 && drawn[i].start > start) i -= 1;
     if (i >= 0 && drawn[i].start === start) {
-      if (!drawCandle(div, candle, i, shown.colors, i + shown.offset)) return false;
+      if (!drawCandle(div, candle, i, shown.colors, i + shown.offset)) return "axis";
       drawn[i] = candle;
-    } else if (i === drawn.length - 1 && !shown.few) {
-      if (!appendCandle(div, candle, fmt.axisTime(candle.start), shown.colors, drawn.length + shown.offset)) return false;
+    } else if (i === drawn.length - 1) {
+      const at = drawn.length + shown.offset;
+      if (!appendCandle(div, candle, fmt.axisTime(candle.start), shown.colors, at, shown.few)) return "new candle";
       drawn.push(candle);
       scheduleResync();
     } else {
-      return false; // a candle between two drawn (a correction of an older one)
+      return "inserted"; // a candle between two drawn
     }
   }
   changed.clear();
-  if (drawn.length !== candles.length || drawn[drawn.length - 1].start !== candles[candles.length - 1].start) return false;
+  if (drawn.length !== candles.length || drawn[drawn.length - 1].start !== candles[candles.length - 1].start) return "candles missed";
   if (!drawLines(div)) scheduleFollow();
   const newest = candles[candles.length - 1];
   stats.lastDraws += 1;
@@ -788,7 +802,7 @@ function scheduleTape() {
 }
 
 /** A few candles (the first minutes of a run, a new listing) are drawn MIN_SLOTS candles
- * wide with the newest at the right, not one candle stretched over sub-millisecond ticks. */
+ * wide near the right, not one candle stretched over sub-millisecond ticks. */
 let fewRange = null; // the window last set for a few candles
 
 function fewCandlesRange(div, layout, candles) {
@@ -808,7 +822,9 @@ function fewCandlesRange(div, layout, candles) {
     layout.xaxis.autorange = true;
     return;
   }
-  fewRange = [fmt.axisTime(last - (MIN_SLOTS - 0.5) * state.step), fmt.axisTime(last + state.step / 2)];
+  // The newest FEW_HEADROOM_SLOTS candles from the right: the next ones are drawn in place.
+  const room = Math.min(FEW_HEADROOM_SLOTS, MIN_SLOTS - 1 - (last - candles[0].start) / state.step);
+  fewRange = [fmt.axisTime(last - (MIN_SLOTS - 0.5 - room) * state.step), fmt.axisTime(last + (room + 0.5) * state.step)];
   layout.xaxis.range = fewRange.slice();
   layout.xaxis.autorange = false;
 }
@@ -823,15 +839,30 @@ function chartFigure(candles, colors) {
   });
 }
 
-/** An invisible point HEADROOM_SHARE of the candles right of the newest, on its close: the
- * autoranged time axis reaches it, so the next candles fit without moving the axis. */
-function headroomTrace(candles) {
+/**
+ * Invisible points that the autoranged axes reach, so the next candles fit without moving them
+ * (and are drawn in place): HEADROOM_SHARE of the candles right of the newest (at least
+ * HEADROOM_SLOTS), HEADROOM_PRICE of the price range above and below the candles, and
+ * HEADROOM_VOLUME times the largest volume.
+ */
+function headroomTraces(candles) {
   const newest = candles[candles.length - 1];
   const slots = Math.max(HEADROOM_SLOTS, Math.ceil(candles.length * HEADROOM_SHARE));
-  return {
-    type: "scatter", mode: "markers", name: "headroom", meta: "headroom", showlegend: false, hoverinfo: "skip",
-    x: [fmt.axisTime(newest.start + slots * state.step)], y: [newest.close], marker: { opacity: 0, size: 1 },
-  };
+  const x = fmt.axisTime(newest.start + slots * state.step);
+  let low = Infinity;
+  let high = -Infinity;
+  let volume = 0;
+  for (const c of candles) {
+    low = Math.min(low, c.low);
+    high = Math.max(high, c.high);
+    volume = Math.max(volume, c.volume);
+  }
+  const room = (high - low || Math.abs(high) * 1e-4) * HEADROOM_PRICE;
+  const point = { type: "scatter", mode: "markers", meta: "headroom", showlegend: false, hoverinfo: "skip", marker: { opacity: 0, size: 1 } };
+  return [
+    { ...point, name: "headroom", x: [x, x], y: [low - room, high + room] },
+    { ...point, name: "volume headroom", x: [x], y: [volume * HEADROOM_VOLUME], yaxis: "y2" },
+  ];
 }
 
 function renderChart() {
@@ -849,7 +880,7 @@ function renderChart() {
     }
   });
   traces.push(...forecasts.traces(candles, colors));
-  if (candles.length && state.step) traces.push(headroomTrace(candles));
+  if (candles.length && state.step) traces.push(...headroomTraces(candles));
   fewCandlesRange(div, layout, candles);
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
@@ -913,7 +944,7 @@ async function refreshVenues() {
   } catch {
     return; // the live state shows why the server is unreachable
   }
-  if (key === chartKey() && !state.loading) scheduleRender();
+  if (key === chartKey() && !state.loading) scheduleRender("venues");
 }
 
 /** A row elsewhere (analytics) opens the chart of its symbol: on `exchange`, or (none given)
