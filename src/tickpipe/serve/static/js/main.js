@@ -674,7 +674,8 @@ let tapeTimer = null;
 let lastTape = 0;
 // What the figure on screen holds: {key, candles (as drawn), offset (candles dropped on the
 // left since Plotly drew: shape number = index + offset), colors, lines (traces that follow the
-// candles), few (the window of a few candles: a new candle must fit in it, as in an autorange)}.
+// candles), few (the window of a few candles: a new candle must fit in it, as in an autorange),
+// inPlace (something was drawn in place since Plotly drew)}.
 let shown = null;
 const changed = new Set(); // starts of candles changed since they were drawn (null: a drop)
 
@@ -763,11 +764,12 @@ function renderChanged() {
     }
   }
   changed.clear();
+  shown.inPlace = true;
   if (drawn.length !== candles.length || drawn[drawn.length - 1].start !== candles[candles.length - 1].start) return "candles missed";
   if (!drawLines(div)) scheduleFollow();
   const newest = candles[candles.length - 1];
   stats.lastDraws += 1;
-  if (state.hovered === null || state.hovered === newest.start) showLegend(newest);
+  if (state.hovered === null || state.hovered === newest.start) showLegend(newest, false);
   renderQuote(candles);
   stats.lastDrawMs += performance.now() - began;
   window.tickpipe.onDrawn?.(newest, "alone");
@@ -858,7 +860,7 @@ function headroomTraces(candles) {
     volume = Math.max(volume, c.volume);
   }
   const room = (high - low || Math.abs(high) * 1e-4) * HEADROOM_PRICE;
-  const point = { type: "scatter", mode: "markers", meta: "headroom", showlegend: false, hoverinfo: "skip", marker: { opacity: 0, size: 1 } };
+  const point = { type: "scatter", mode: "markers", showlegend: false, hoverinfo: "skip", marker: { opacity: 0, size: 1 } };
   return [
     { ...point, name: "headroom", x: [x, x], y: [low - room, high + room] },
     { ...point, name: "volume headroom", x: [x], y: [volume * HEADROOM_VOLUME], yaxis: "y2" },
@@ -891,7 +893,7 @@ function renderChart() {
   followTimer = null;
   clearTimeout(resyncTimer);
   resyncTimer = null;
-  shown = { key: chartKey(), candles: candles.slice(), offset: 0, colors, lines, few: fewRange !== null };
+  shown = { key: chartKey(), candles: candles.slice(), offset: 0, colors, lines, few: fewRange !== null, inPlace: false };
   if (!div.dataset.crosshair) followCursor(div);
   // A live update changes the hovered candle too: the legend follows it.
   const newest = candles[candles.length - 1];
@@ -977,6 +979,11 @@ function followCursor(div) {
     state.hovered = candle?.start ?? null;
     showLegend(candle);
   });
+  // A zoom, a pan or a resize: Plotly redraws the traces from what it laid out last, without
+  // what was drawn in place since; the whole redraw brings that back.
+  div.on("plotly_relayout", () => {
+    if (shown?.inPlace) scheduleRender("view");
+  });
   div.on("plotly_unhover", () => {
     state.hovered = null;
     showLegend(state.series.candles[state.series.candles.length - 1]);
@@ -985,11 +992,15 @@ function followCursor(div) {
   div.addEventListener("mouseleave", () => { $("cursor-price").hidden = true; });
 }
 
-function showLegend(candle) {
+/** The hovered (or newest) candle in the legend; `place`: move the legend to the chart's corner
+ * too (reading where the chart is lays the page out: not on a live update drawn in place). */
+function showLegend(candle, place = true) {
   const legend = $("hover-legend");
   const chart = $("chart");
-  legend.style.left = `${chart.offsetLeft + 8}px`;
-  legend.style.top = `${chart.offsetTop + 4}px`;
+  if (place) {
+    legend.style.left = `${chart.offsetLeft + 8}px`;
+    legend.style.top = `${chart.offsetTop + 4}px`;
+  }
   if (!candle) {
     legend.replaceChildren();
     delete legend.dataset.start;
