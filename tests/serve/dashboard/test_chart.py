@@ -211,12 +211,15 @@ def test_a_live_update_of_the_newest_candle_draws_it_where_its_prices_are(
 COLLECT_NEW_CANDLES = """() => {
     const tp = window.tickpipe;
     window.__newCandles = [];
+    window.__drawings = [];  // every drawing: [how, the figure's first start, shapes, candles]
     let newest = null;
     tp.onDrawn = (candle, how) => {
         const grew = newest !== null && candle.start > newest;
         newest = candle.start;
-        if (!grew || how !== "alone") return;
         const div = document.getElementById("chart");
+        window.__drawings.push([how, div.data[0].customdata[0],
+            div.querySelectorAll(".trace.boxes path.box").length, div.data[0].close.length]);
+        if (!grew || how !== "alone") return;
         const time = div._fullLayout.xaxis, price = div._fullLayout.yaxis;
         const volume = div._fullLayout.yaxis2;
         const seen = (e) => e.style.display !== "none";
@@ -224,6 +227,7 @@ COLLECT_NEW_CANDLES = """() => {
         const bars = [...[...div.querySelectorAll(".barlayer .trace.bars")][0]
             .querySelectorAll("path")].filter(seen);
         const [box, prev] = [boxes[boxes.length - 1].getBBox(), boxes[boxes.length - 2].getBBox()];
+        const first = boxes[0].getBBox();
         const bar = bars[bars.length - 1].getBBox();
         const t = div.data[0];
         window.__newCandles.push({
@@ -234,7 +238,8 @@ COLLECT_NEW_CANDLES = """() => {
             pricePerPx: Math.abs(price.p2c(0) - price.p2c(1)),
             volume: volume.p2c(bar.y), volumePerPx: Math.abs(volume.p2c(0) - volume.p2c(1)),
             msApart: time.p2c(box.x + box.width / 2) - time.p2c(prev.x + prev.width / 2),
-            msPerPx: Math.abs(time.p2c(1) - time.p2c(0)),
+            msPerPx: Math.abs(time.p2c(1) - time.p2c(0)), first: t.customdata[0],
+            firstOffMs: time.p2c(first.x + first.width / 2) - time.d2c(t.x[0]),
             range: div.layout.xaxis.range ? div.layout.xaxis.range.slice() : null,
         });
     };
@@ -253,6 +258,8 @@ def assert_drawn_where_their_prices_are(drawings: list[dict]) -> None:
         # Right of the one before by their starts' distance (axis milliseconds), within 1.5 px.
         apart_ms = (shown["starts"][1] - shown["starts"][0]) / 1000
         assert abs(shown["msApart"] - apart_ms) <= 1.5 * shown["msPerPx"]
+        # The first shape on screen is the figure's first candle, at its time.
+        assert abs(shown["firstOffMs"]) <= 1.5 * shown["msPerPx"]
 
 
 def test_new_candles_arriving_live_are_drawn_in_place_where_their_prices_are_and_zoom_is_kept(
@@ -285,6 +292,27 @@ def test_new_candles_arriving_live_are_drawn_in_place_where_their_prices_are_and
     wait_for("a whole redraw", lambda: page_stats(page)["renders"] > renders, timeout=30)
     layout = page.evaluate("() => document.getElementById('chart').layout.xaxis")
     assert layout["range"] == zoomed and layout["autorange"] is False
+    assert console.unexpected() == []
+
+
+def test_candles_leaving_the_lookback_leave_the_figure_as_new_ones_are_drawn_in_place(
+    page, demo: Demo, console: Console
+) -> None:
+    open_dashboard(page, demo, symbol="ETH-USDT", tf="1s", lookback="40s")
+    wait_for("40 candles", lambda: len(chart_candles(page)) >= 40, timeout=60)
+    page.evaluate(COLLECT_NEW_CANDLES)
+    wait_for("3 new candles drawn in place", lambda: page.evaluate(
+        "() => window.__newCandles.length") >= 3, timeout=30)  # fmt: skip
+    drawings = page.evaluate("() => window.__newCandles")
+    assert_drawn_where_their_prices_are(drawings)
+    for shown in drawings:  # nothing older than the lookback (40 s before the newest, at most)
+        assert shown["candle"]["start"] - 41 * S <= shown["first"]
+    # Candles left the figure in drawings in place: one shape per candle on screen each time.
+    every = page.evaluate("() => window.__drawings")
+    assert any(
+        b[0] == "alone" and b[1] > a[1] for a, b in itertools.pairwise(every)
+    ), "no candle left the figure in place"
+    assert all(d[2] == d[3] for d in every)
     assert console.unexpected() == []
 
 

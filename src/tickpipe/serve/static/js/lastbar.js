@@ -24,10 +24,11 @@ function traceGroup(div, kind, index) {
   return null;
 }
 
-/** The shape of point `i` in a trace group (Plotly draws them in the points' order). */
-function shapeOf(group, selector, i) {
+/** The shape of point `i` in a trace group (Plotly draws them in the points' order), the
+ * point Plotly numbered `at` (the candles it laid out before `i` may have left since). */
+function shapeOf(group, selector, i, at = i) {
   const shape = group?.querySelectorAll(selector)[i];
-  return shape && shape.__data__?.i === i ? shape : null;
+  return shape && shape.__data__?.i === at ? shape : null;
 }
 
 const NUMBER = "(-?[\\d.]+(?:e[-+]?\\d+)?)";
@@ -45,8 +46,8 @@ function fits(axis, ...values) {
 /**
  * Draw `candle`, point `i` of the figure in `div` (trace 0, its volume point `i` of trace 1),
  * over what Plotly drew for it (shape number `at`: `i` plus the candles dropped on the left
- * since Plotly drew, see dropCandles). False when it cannot be done in place: the candle moves
- * an autoranged axis, or the shapes on screen are not that candle's.
+ * since Plotly drew, see dropCandles): the candle's shape, or false when it cannot be done in
+ * place: the candle moves an autoranged axis, or the shapes on screen are not that candle's.
  */
 export function drawCandle(div, candle, i, colors, at = i) {
   const layout = div._fullLayout;
@@ -55,8 +56,8 @@ export function drawCandle(div, candle, i, colors, at = i) {
   const data = div.data;
   if (!price || !volume || !data || data.length < 2) return false;
   if (!fits(price, candle.high, candle.low) || !fits(volume, candle.volume)) return false;
-  const box = shapeOf(traceGroup(div, "boxes", 0), "path.box", at);
-  const bar = shapeOf(traceGroup(div, "bars", 1), "path", at);
+  const box = shapeOf(traceGroup(div, "boxes", 0), "path.box", i, at);
+  const bar = shapeOf(traceGroup(div, "bars", 1), "path", i, at);
   const sides = box && CANDLE_SIDES.exec(box.getAttribute("d") || "");
   const barSides = bar && BAR_SIDES.exec(bar.getAttribute("d") || "");
   if (!sides || !barSides) return false;
@@ -90,7 +91,7 @@ export function drawCandle(div, candle, i, colors, at = i) {
   candles.close[i] = candle.close;
   volumes.y[i] = candle.volume;
   if (Array.isArray(volumes.marker?.color)) volumes.marker.color[i] = barColor;
-  return true;
+  return box;
 }
 
 /** The trace indexes whose x is the candles' own (one shared array: volume and the lines). */
@@ -122,8 +123,8 @@ export function appendCandle(div, candle, x, colors, at, fixed = false) {
   if (!n || !fits(price, candle.high, candle.low) || !fits(volume, candle.volume)) return false;
   const boxes = traceGroup(div, "boxes", 0);
   const bars = traceGroup(div, "bars", 1);
-  const lastBox = shapeOf(boxes, "path.box", at - 1);
-  const lastBar = shapeOf(bars, "path", at - 1);
+  const lastBox = shapeOf(boxes, "path.box", n - 1, at - 1);
+  const lastBar = shapeOf(bars, "path", n - 1, at - 1);
   const sides = lastBox && CANDLE_SIDES.exec(lastBox.getAttribute("d") || "");
   const barSides = lastBar && BAR_SIDES.exec(lastBar.getAttribute("d") || "");
   const point = lastBar?.parentNode;
@@ -159,23 +160,24 @@ export function appendCandle(div, candle, x, colors, at, fixed = false) {
 }
 
 /**
- * The first `n` candles of the figure (shapes `at` to `at + n - 1`) went out of the lookback:
- * hidden, and gone from the figure's data (the lines' values with them), so the figure holds
- * what the page's series holds. Plotly's layout (and its hover, by shape number) keeps them
- * until the next whole redraw. False when the shapes on screen are not those candles'.
+ * The first `n` candles of the figure (the points Plotly numbered `at` to `at + n - 1`) went
+ * out of the lookback: their shapes removed, and gone from the figure's data (the lines' values
+ * with them), so the figure holds what the page's series holds. Plotly's layout (and its
+ * hover, by its numbers) keeps them until the next whole redraw. False when the shapes on
+ * screen are not those candles'.
  */
 export function dropCandles(div, at, n) {
   const data = div.data;
   const boxes = traceGroup(div, "boxes", 0);
   const bars = traceGroup(div, "bars", 1);
   const shapes = [];
-  for (let j = at; j < at + n; j += 1) {
-    const box = shapeOf(boxes, "path.box", j);
-    const bar = shapeOf(bars, "path", j);
-    if (!box || !bar) return false;
-    shapes.push(box, bar);
+  for (let j = 0; j < n; j += 1) {
+    const box = shapeOf(boxes, "path.box", j, at + j);
+    const bar = shapeOf(bars, "path", j, at + j);
+    if (!box || !bar?.parentNode.classList.contains("point")) return false;
+    shapes.push(box, bar.parentNode);
   }
-  for (const shape of shapes) shape.style.display = "none";
+  for (const shape of shapes) shape.remove();
   const [candles, volumes] = data;
   for (const key of ["open", "high", "low", "close", "customdata"]) candles[key]?.splice(0, n);
   volumes.y.splice(0, n);

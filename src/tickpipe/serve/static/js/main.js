@@ -675,7 +675,7 @@ let lastTape = 0;
 // What the figure on screen holds: {key, candles (as drawn), offset (candles dropped on the
 // left since Plotly drew: shape number = index + offset), colors, lines (traces that follow the
 // candles), few (the window of a few candles: a new candle must fit in it, as in an autorange),
-// inPlace (something was drawn in place since Plotly drew)}.
+// mark (the newest shape drawn in place and its path: whether Plotly redrew over it)}.
 let shown = null;
 const changed = new Set(); // starts of candles changed since they were drawn (null: a drop)
 
@@ -751,20 +751,23 @@ function renderChanged() {
     if (!candle) continue; // gone out of the lookback since
     let i = drawn.length - 1;
     while (i >= 0 && drawn[i].start > start) i -= 1;
+    let shape;
     if (i >= 0 && drawn[i].start === start) {
-      if (!drawCandle(div, candle, i, shown.colors, i + shown.offset)) return "axis";
+      shape = drawCandle(div, candle, i, shown.colors, i + shown.offset);
+      if (!shape) return "axis";
       drawn[i] = candle;
     } else if (i === drawn.length - 1) {
       const at = drawn.length + shown.offset;
-      if (!appendCandle(div, candle, fmt.axisTime(candle.start), shown.colors, at, shown.few)) return "new candle";
+      shape = appendCandle(div, candle, fmt.axisTime(candle.start), shown.colors, at, shown.few);
+      if (!shape) return "new candle";
       drawn.push(candle);
       scheduleResync();
     } else {
       return "inserted"; // a candle between two drawn
     }
+    shown.mark = { shape, d: shape.getAttribute("d") };
   }
   changed.clear();
-  shown.inPlace = true;
   if (drawn.length !== candles.length || drawn[drawn.length - 1].start !== candles[candles.length - 1].start) return "candles missed";
   if (!drawLines(div)) scheduleFollow();
   const newest = candles[candles.length - 1];
@@ -893,7 +896,7 @@ function renderChart() {
   followTimer = null;
   clearTimeout(resyncTimer);
   resyncTimer = null;
-  shown = { key: chartKey(), candles: candles.slice(), offset: 0, colors, lines, few: fewRange !== null, inPlace: false };
+  shown = { key: chartKey(), candles: candles.slice(), offset: 0, colors, lines, few: fewRange !== null, mark: null };
   if (!div.dataset.crosshair) followCursor(div);
   // A live update changes the hovered candle too: the legend follows it.
   const newest = candles[candles.length - 1];
@@ -981,8 +984,10 @@ function followCursor(div) {
   });
   // A zoom, a pan or a resize: Plotly redraws the traces from what it laid out last, without
   // what was drawn in place since; the whole redraw brings that back.
+  // Seen by the newest shape drawn in place: Plotly redrew it, or took it away.
   div.on("plotly_relayout", () => {
-    if (shown?.inPlace) scheduleRender("view");
+    const mark = shown?.mark;
+    if (mark && (!mark.shape.isConnected || mark.shape.getAttribute("d") !== mark.d)) scheduleRender("view");
   });
   div.on("plotly_unhover", () => {
     state.hovered = null;
