@@ -309,9 +309,9 @@ def test_candles_leaving_the_lookback_leave_the_figure_as_new_ones_are_drawn_in_
         assert shown["candle"]["start"] - 41 * S <= shown["first"]
     # Candles left the figure in drawings in place: one shape per candle on screen each time.
     every = page.evaluate("() => window.__drawings")
-    assert any(
-        b[0] == "alone" and b[1] > a[1] for a, b in itertools.pairwise(every)
-    ), "no candle left the figure in place"
+    assert any(b[0] == "alone" and b[1] > a[1] for a, b in itertools.pairwise(every)), (
+        "no candle left the figure in place"
+    )
     assert all(d[2] == d[3] for d in every)
     assert console.unexpected() == []
 
