@@ -107,6 +107,7 @@ const consolidated = new ConsolidatedView({ selection: () => ({ exchange: state.
 async function start() {
   // Plotly follows window resizes only; the chart's box also changes when the quote line wraps.
   new ResizeObserver(() => {
+    steadyChartBox();
     if ($("chart").data) Plotly.Plots.resize($("chart"));
   }).observe($("chart"));
   applyTheme(document.documentElement.dataset.theme);
@@ -243,6 +244,7 @@ function wireControls() {
     followTape();
   });
   window.addEventListener("resize", followTape); // a narrow window hides the tape behind a tab
+  window.addEventListener("resize", () => steadyChartBox(true));
   $("watch-search").addEventListener("input", (e) => {
     state.watch.search = e.target.value;
     renderWatchlist();
@@ -374,6 +376,29 @@ function applyTheme(theme) {
 
 // -- the chart ------------------------------------------------------------------------------
 
+/**
+ * The boxes around the chart keep the largest size they took while one chart is shown (`reset`:
+ * another chart, another window size). The side panels grow with their widest price and the
+ * quote line wraps with its text, which change with every trade: the chart's box changed about
+ * once a second, and each change is a whole Plotly redraw (Plots.resize), with the updates
+ * behind it waiting.
+ */
+function steadyChartBox(reset = false) {
+  const boxes = [...document.querySelectorAll("#view-chart > .watchlist, #view-chart > .tape")];
+  const quote = document.querySelector("#view-chart .quote");
+  if (reset) {
+    for (const el of boxes) el.style.minWidth = "";
+    if (quote) quote.style.minHeight = "";
+    return;
+  }
+  for (const el of boxes) {
+    const width = el.getBoundingClientRect().width;
+    if (width > (parseFloat(el.style.minWidth) || 0)) el.style.minWidth = `${width}px`;
+  }
+  const height = quote?.getBoundingClientRect().height ?? 0;
+  if (quote && height > (parseFloat(quote.style.minHeight) || 0)) quote.style.minHeight = `${height}px`;
+}
+
 function chartKey() {
   return [state.exchange, state.symbol, state.timeframe, state.lookback].join("|");
 }
@@ -388,6 +413,7 @@ function loadChart() {
     return;
   }
   markPickers();
+  steadyChartBox(true);
   state.hovered = null;
   state.loading = chartKey();
   state.pending = [];
