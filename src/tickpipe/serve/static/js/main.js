@@ -807,20 +807,32 @@ function renderChanged() {
 
 /** The price lines that follow the candles (VWAP, SMA, EMA, Bollinger's upper and middle),
  * redrawn in place from the candles shown; false when others follow them too (the indicator
- * panels, a filled band) and only a whole redraw shows those. */
+ * panels, a filled band) and only a whole redraw shows those. The figure's data of every trace
+ * that follows the candles is brought up to them either way (its readers read the candles'
+ * values). */
 function drawLines(div) {
-  if (!shown.lines.length) return true;
   const fig = chartFigure(shown.candles, shown.colors);
   let all = true;
-  for (const { k, name, connect } of shown.lines) {
-    const trace = fig.traces[k];
-    if (!trace || trace.name !== name || !drawLine(div, k, trace.y, connect)) return false;
-  }
   for (let k = 2; k < fig.traces.length; k += 1) {
-    if (fig.traces[k].x === fig.traces[0].x && !shown.lines.some((l) => l.k === k)) all = false;
+    const trace = fig.traces[k];
+    const data = div.data[k];
+    if (trace.x !== fig.traces[0].x) continue; // its own times (venues, the 30m average)
+    if (!data || data.type !== trace.type || data.meta !== trace.meta || data.yaxis !== trace.yaxis) {
+      all = false; // not the figure drawn: the whole redraw
+      continue;
+    }
+    data.name = trace.name; // the spread's says its latest value
+    data.y = trace.y;
+    if (trace.customdata) data.customdata = trace.customdata;
+    if (Array.isArray(trace.marker?.color)) data.marker.color = trace.marker.color;
+    if (!shown.lines.some((l) => l.k === k)) all = false;
+  }
+  for (const { k, name, connect } of shown.lines) {
+    if (fig.traces[k]?.name !== name || !drawLine(div, k, fig.traces[k].y, connect)) return false;
   }
   return all;
 }
+
 function scheduleTape() {
   if (tapeTimer !== null) return;
   const wait = Math.max(0, TAPE_EVERY_MS - (performance.now() - lastTape));
