@@ -63,6 +63,11 @@ INSTRUMENT = """() => {
             ), 0));
         }
     };
+    window.__received = [];
+    if ("onReceived" in window.tickpipe) {  // when each update reached the page's handler
+        window.tickpipe.onReceived = (candle) => window.__received.push(
+            [candle.last_seq, Math.round((performance.timeOrigin + performance.now()) * 1000)]);
+    }
     if ("onDrawn" in window.tickpipe) {
         window.tickpipe.onDrawn = note;
         return;
@@ -146,6 +151,7 @@ async def watch(url: str, seconds: float) -> tuple[list[float], list[float]]:
         cpu_s = chromium_cpu_s() - cpu_start
         await asyncio.sleep(1.0)  # the page's last drawings
         draws = await page.evaluate("() => window.__draws")
+        received = await page.evaluate("() => window.__received")
         counts = await page.evaluate("() => window.tickpipe.stats")
         await browser.close()
         await ws.close()
@@ -158,6 +164,15 @@ async def watch(url: str, seconds: float) -> tuple[list[float], list[float]]:
         part = [(at - recv[s]) / 1000 for s, (at, h) in mine.items() if h == how]
         if part:
             print(f"    drawn by {label}: {percentiles(part)}")
+    handled: dict[int, int] = {}
+    for seq, at in received:
+        handled.setdefault(seq, at)
+    split = [(s, handled[s]) for s in mine if s in handled]
+    if split:  # where the time goes: to the page's handler, then from there to the screen
+        to_page = [(h - recv[s]) / 1000 for s, h in split]
+        to_screen = [(mine[s][0] - h) / 1000 for s, h in split]
+        print(f"    trade -> page's handler: {percentiles(to_page)}")
+        print(f"    handler -> drawn:        {percentiles(to_screen)}")
     client_ms = [(at - recv[s]) / 1000 for s, at in client_at.items()
                  if s in recv and recv[s] > start_us]  # fmt: skip
     whole, alone = counts["renders"], counts.get("lastDraws", 0)
@@ -167,6 +182,8 @@ async def watch(url: str, seconds: float) -> tuple[list[float], list[float]]:
                 f"{counts['lastDrawMs'] / max(alone, 1):.2f} ms each)")  # fmt: skip
     print(f"    Chromium {cpu_s:.1f} CPU s in {seconds:g} s; whole redraws {whole}, "
           f"newest candle alone {alone}{cost}")  # fmt: skip
+    if counts.get("redraws"):  # why the page redrew the whole figure on live updates
+        print(f"    whole redraws by why: {counts['redraws']}")
     return page_ms, client_ms
 
 

@@ -205,6 +205,117 @@ def test_a_live_update_of_the_newest_candle_draws_it_where_its_prices_are(
     assert console.unexpected() == []
 
 
+# Each drawing that shows a new newest candle without a whole redraw (the page's onDrawn hook,
+# "alone"): where that candle and the one before it are drawn, read back through the axes'
+# pixel-to-value maps from the shapes on screen, with the figure's data and x range then.
+COLLECT_NEW_CANDLES = """() => {
+    const tp = window.tickpipe;
+    window.__newCandles = [];
+    window.__drawings = [];  // every drawing: [how, the figure's first start, shapes, candles]
+    let newest = null;
+    tp.onDrawn = (candle, how) => {
+        const grew = newest !== null && candle.start > newest;
+        newest = candle.start;
+        const div = document.getElementById("chart");
+        window.__drawings.push([how, div.data[0].customdata[0],
+            div.querySelectorAll(".trace.boxes path.box").length, div.data[0].close.length]);
+        if (!grew || how !== "alone") return;
+        const time = div._fullLayout.xaxis, price = div._fullLayout.yaxis;
+        const volume = div._fullLayout.yaxis2;
+        const seen = (e) => e.style.display !== "none";
+        const boxes = [...div.querySelectorAll(".trace.boxes path.box")].filter(seen);
+        const bars = [...[...div.querySelectorAll(".barlayer .trace.bars")][0]
+            .querySelectorAll("path")].filter(seen);
+        const [box, prev] = [boxes[boxes.length - 1].getBBox(), boxes[boxes.length - 2].getBBox()];
+        const first = boxes[0].getBBox();
+        const bar = bars[bars.length - 1].getBBox();
+        const t = div.data[0];
+        window.__newCandles.push({
+            candle: {...candle}, count: boxes.length, bars: bars.length,
+            candles: t.close.length, starts: t.customdata.slice(-2),
+            shownClose: t.close[t.close.length - 1],
+            high: price.p2c(box.y), low: price.p2c(box.y + box.height),
+            pricePerPx: Math.abs(price.p2c(0) - price.p2c(1)),
+            volume: volume.p2c(bar.y), volumePerPx: Math.abs(volume.p2c(0) - volume.p2c(1)),
+            msApart: time.p2c(box.x + box.width / 2) - time.p2c(prev.x + prev.width / 2),
+            msPerPx: Math.abs(time.p2c(1) - time.p2c(0)), first: t.customdata[0],
+            firstOffMs: time.p2c(first.x + first.width / 2) - time.d2c(t.x[0]),
+            range: div.layout.xaxis.range ? div.layout.xaxis.range.slice() : null,
+        });
+    };
+}"""
+
+
+def assert_drawn_where_their_prices_are(drawings: list[dict]) -> None:
+    for shown in drawings:
+        candle = shown["candle"]
+        # One visible candle and volume bar per candle of the figure, the newest one last.
+        assert shown["count"] == shown["bars"] == shown["candles"]
+        assert shown["starts"][-1] == candle["start"] and shown["shownClose"] == candle["close"]
+        assert abs(shown["high"] - candle["high"]) <= 1.5 * shown["pricePerPx"]
+        assert abs(shown["low"] - candle["low"]) <= 1.5 * shown["pricePerPx"]
+        assert abs(shown["volume"] - candle["volume"]) <= 1.5 * shown["volumePerPx"]
+        # Right of the one before by their starts' distance (axis milliseconds), within 1.5 px.
+        apart_ms = (shown["starts"][1] - shown["starts"][0]) / 1000
+        assert abs(shown["msApart"] - apart_ms) <= 1.5 * shown["msPerPx"]
+        # The first shape on screen is the figure's first candle, at its time.
+        assert abs(shown["firstOffMs"]) <= 1.5 * shown["msPerPx"]
+
+
+def test_new_candles_arriving_live_are_drawn_in_place_where_their_prices_are_and_zoom_is_kept(
+    page, demo: Demo, console: Console
+) -> None:
+    open_dashboard(page, demo, symbol="BTC-USDT", tf="1s", lookback="10m")
+    # Fewer than 30 candles are drawn in a 30-candle window that moves with each (test_states).
+    wait_for("35 candles", lambda: len(chart_candles(page)) >= 35, timeout=60)
+    page.evaluate(COLLECT_NEW_CANDLES)
+    count = "() => window.__newCandles.length"
+    wait_for("3 new candles drawn in place", lambda: page.evaluate(count) >= 3, timeout=30)
+    assert_drawn_where_their_prices_are(page.evaluate("() => window.__newCandles"))
+
+    # Zoomed onto the right half (the newest candles and the room kept right of them).
+    box = page.locator("#chart .nsewdrag").first.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, y, steps=8)
+    page.mouse.up()
+    zoomed = page.evaluate("() => document.getElementById('chart').layout.xaxis.range.slice()")
+    renders = page_stats(page)["renders"]
+    page.evaluate("() => { window.__newCandles = []; }")
+    wait_for("3 new candles drawn in the zoom", lambda: page.evaluate(count) >= 3, timeout=30)
+    drawings = page.evaluate("() => window.__newCandles")
+    assert_drawn_where_their_prices_are(drawings)
+    assert all(d["range"] == zoomed for d in drawings)
+    # A whole redraw (Plotly laying out what was drawn in place) keeps the zoom too.
+    wait_for("a whole redraw", lambda: page_stats(page)["renders"] > renders, timeout=30)
+    layout = page.evaluate("() => document.getElementById('chart').layout.xaxis")
+    assert layout["range"] == zoomed and layout["autorange"] is False
+    assert console.unexpected() == []
+
+
+def test_candles_leaving_the_lookback_leave_the_figure_as_new_ones_are_drawn_in_place(
+    page, demo: Demo, console: Console
+) -> None:
+    open_dashboard(page, demo, symbol="ETH-USDT", tf="1s", lookback="40s")
+    wait_for("40 candles", lambda: len(chart_candles(page)) >= 40, timeout=60)
+    page.evaluate(COLLECT_NEW_CANDLES)
+    wait_for("3 new candles drawn in place", lambda: page.evaluate(
+        "() => window.__newCandles.length") >= 3, timeout=30)  # fmt: skip
+    drawings = page.evaluate("() => window.__newCandles")
+    assert_drawn_where_their_prices_are(drawings)
+    for shown in drawings:  # nothing older than the lookback (40 s before the newest, at most)
+        assert shown["candle"]["start"] - 41 * S <= shown["first"]
+    # Candles left the figure in drawings in place: one shape per candle on screen each time.
+    every = page.evaluate("() => window.__drawings")
+    assert any(b[0] == "alone" and b[1] > a[1] for a, b in itertools.pairwise(every)), (
+        "no candle left the figure in place"
+    )
+    assert all(d[2] == d[3] for d in every)
+    assert console.unexpected() == []
+
+
 def test_zoom_and_pan_survive_live_updates_and_a_new_timeframe_resets_them(
     page, demo: Demo, console: Console
 ) -> None:
@@ -218,11 +329,15 @@ def test_zoom_and_pan_survive_live_updates_and_a_new_timeframe_resets_them(
     page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=8)  # x only
     page.mouse.up()
     zoomed = page.evaluate("() => document.getElementById('chart').layout.xaxis.range.slice()")
-    renders = page_stats(page)["renders"]
+    before = page_stats(page)
     newest = chart_candles(page)[-1]["start"]
 
     wait_for("new candles after the zoom", lambda: chart_candles(page)[-1]["start"] > newest + S)
-    wait_for("more redraws", lambda: page_stats(page)["renders"] > renders + 5)
+    # New candles are drawn in place; Plotly lays the figure out again within 10 s (main.js).
+    wait_for("more drawings, a whole redraw among them", lambda: (
+        (now := page_stats(page))["renders"] > before["renders"]
+        and now["renders"] + now["lastDraws"] > before["renders"] + before["lastDraws"] + 5
+    ), timeout=30)  # fmt: skip
     page.screenshot(path=str(ARTIFACTS / "zoom-kept-after-live-updates.png"))
     layout = page.evaluate("() => document.getElementById('chart').layout.xaxis")
     assert layout["range"] == zoomed and layout["autorange"] is False

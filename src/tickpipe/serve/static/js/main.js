@@ -4,7 +4,7 @@
 import { ApiError, LiveSocket, getJSON, keepToken } from "./api.js";
 import { AnalyticsView } from "./analytics.js";
 import { BucketRollup, CandleSeries, candleFigure, rollup, themeColors } from "./candles.js";
-import { drawCandle } from "./lastbar.js";
+import { appendCandle, drawCandle, drawLine, dropCandles } from "./lastbar.js";
 import { ConsolidatedView, withComposite } from "./consolidated.js";
 import { Forecasts } from "./forecast.js";
 import * as fmt from "./format.js";
@@ -22,9 +22,22 @@ const ROLLING_EVERY_MS = 30000;
 const EXCHANGES_EVERY_MS = 30000;
 const FORECASTS_EVERY_MS = 5000;
 const VENUES_EVERY_MS = 5000; // a custom bucket's compared venues (stored intervals come live)
-// Overlays, indicators and compared venues follow live updates with a whole redraw this often
-// at most; the newest candle itself is drawn at the next animation frame (lastbar.js).
+// Indicator panels, Bollinger bands and compared venues follow live updates with a whole redraw
+// this often at most; candles and the price lines are drawn at the next animation frame
+// (lastbar.js).
 const FULL_EVERY_MS = 1000;
+// Candles drawn in place (new ones, ones gone out of the lookback) are laid out again by Plotly
+// (its axes' ticks, its hover) this long after the first of them at most.
+const RESYNC_EVERY_MS = 10000;
+// Room on the autoranged axes, so the next candles are drawn in place (headroomTraces): right
+// of the newest candle this share of the candles shown, at least HEADROOM_SLOTS candles (in the
+// window of a few candles, FEW_HEADROOM_SLOTS); above and below the prices this share of their
+// range; above the largest volume this factor.
+const HEADROOM_SHARE = 0.05;
+const HEADROOM_SLOTS = 8;
+const FEW_HEADROOM_SLOTS = 5;
+const HEADROOM_PRICE = 0.1;
+const HEADROOM_VOLUME = 1.3;
 // A live symbol with no trade for this long is shown as quiet (the header says since when);
 // `?quiet=30s` sets another span.
 const QUIET_AFTER_US = fmt.parseDuration(new URLSearchParams(location.search).get("quiet")) ?? 60e6;
@@ -69,11 +82,14 @@ const state = {
 
 // Counters the page exposes for tests and for anyone debugging in the browser console.
 // `renders`: whole redraws of the figure; `lastDraws`: live updates drawn on the newest candle;
-// `renderMs`, `lastDrawMs`: the main thread's time in each (the page's drawing cost).
-const stats = { renders: 0, lastDraws: 0, renderMs: 0, lastDrawMs: 0, liveCandles: 0, venueCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
+// `renderMs`, `lastDrawMs`: the main thread's time in each (the page's drawing cost); `redraws`:
+// the whole redraws of live updates by why ("new candle": off an autoranged axis, "follow": the
+// indicator panels, "resync": Plotly laying out what was drawn in place, ...).
+const stats = { renders: 0, lastDraws: 0, redraws: {}, renderMs: 0, lastDrawMs: 0, liveCandles: 0, venueCandles: 0, liveTrades: 0, fetches: 0, reconnects: 0, dropped: 0 };
 // `onDrawn(candle, how)`, when set (benchmarks/page_latency.py), runs after each drawing of the
-// chart with its newest candle; `how`: "whole" (a whole redraw) or "alone" (that candle only).
-window.tickpipe = { state, stats, onDrawn: null };
+// chart with its newest candle; `how`: "whole" (a whole redraw) or "alone" (drawn in place).
+// `onReceived(candle)` runs as a pushed candle update reaches the page's handler.
+window.tickpipe = { state, stats, onDrawn: null, onReceived: null };
 
 const socket = new LiveSocket({ onMessage, onState: showLiveState, onOpen: onLiveOpen });
 const analytics = new AnalyticsView({
@@ -91,6 +107,7 @@ const consolidated = new ConsolidatedView({ selection: () => ({ exchange: state.
 async function start() {
   // Plotly follows window resizes only; the chart's box also changes when the quote line wraps.
   new ResizeObserver(() => {
+    steadyChartBox();
     if ($("chart").data) Plotly.Plots.resize($("chart"));
   }).observe($("chart"));
   applyTheme(document.documentElement.dataset.theme);
@@ -227,6 +244,7 @@ function wireControls() {
     followTape();
   });
   window.addEventListener("resize", followTape); // a narrow window hides the tape behind a tab
+  window.addEventListener("resize", () => steadyChartBox(true));
   $("watch-search").addEventListener("input", (e) => {
     state.watch.search = e.target.value;
     renderWatchlist();
@@ -358,6 +376,29 @@ function applyTheme(theme) {
 
 // -- the chart ------------------------------------------------------------------------------
 
+/**
+ * The boxes around the chart keep the largest size they took while one chart is shown (`reset`:
+ * another chart, another window size). The side panels grow with their widest price and the
+ * quote line wraps with its text, which change with every trade: the chart's box changed about
+ * once a second, and each change is a whole Plotly redraw (Plots.resize), with the updates
+ * behind it waiting.
+ */
+function steadyChartBox(reset = false) {
+  const boxes = [...document.querySelectorAll("#view-chart > .watchlist, #view-chart > .tape")];
+  const quote = document.querySelector("#view-chart .quote");
+  if (reset) {
+    for (const el of boxes) el.style.minWidth = "";
+    if (quote) quote.style.minHeight = "";
+    return;
+  }
+  for (const el of boxes) {
+    const width = el.getBoundingClientRect().width;
+    if (width > (parseFloat(el.style.minWidth) || 0)) el.style.minWidth = `${width}px`;
+  }
+  const height = quote?.getBoundingClientRect().height ?? 0;
+  if (quote && height > (parseFloat(quote.style.minHeight) || 0)) quote.style.minHeight = `${height}px`;
+}
+
 function chartKey() {
   return [state.exchange, state.symbol, state.timeframe, state.lookback].join("|");
 }
@@ -372,6 +413,7 @@ function loadChart() {
     return;
   }
   markPickers();
+  steadyChartBox(true);
   state.hovered = null;
   state.loading = chartKey();
   state.pending = [];
@@ -526,8 +568,10 @@ async function refreshForecasts() {
   const key = chartKey();
   const stored = state.intervals.includes(state.timeframe);
   try {
+    const before = JSON.stringify(forecasts.points);
     await forecasts.load(state.exchange, state.symbol, stored ? state.timeframe : null, state.lookback);
-    if (key === chartKey()) scheduleRender();
+    // Only new forecasts redraw the figure (none kept: nothing to draw).
+    if (key === chartKey() && JSON.stringify(forecasts.points) !== before) scheduleRender("forecasts");
   } catch {
     // the live state shows why the server is unreachable
   }
@@ -540,7 +584,7 @@ async function refreshRolling() {
     const rolling = await fetchRolling();
     if (key !== chartKey()) return;
     state.rolling = rolling;
-    scheduleRender();
+    scheduleRender("rolling");
   } catch {
     // the live state shows why the server is unreachable
   }
@@ -577,6 +621,7 @@ function onMessage(message) {
       return;
     }
     const candle = state.rollup ? state.rollup.add(message) : message;
+    window.tickpipe.onReceived?.(candle);
     const replaced = state.series.upsert(candle);
     if (!replaced || !sameBar(replaced, candle)) {
       // A trade went into it: the newest trade is at most the candle's last update.
@@ -588,12 +633,9 @@ function onMessage(message) {
     if (!tapeShown && newest) state.lastPrice = candle.close;
     const horizon = Date.now() * 1000 - fmt.parseDuration(state.lookback);
     const dropped = state.series.dropBefore(horizon - (horizon % state.step));
-    if (dropped || !replaced) {
-      scheduleRender(); // a new candle, or one gone: the figure's candles change
-    } else if (!sameBar(replaced, candle)) {
-      scheduleCandle(candle.start); // that candle alone (a final one unchanged: nothing)
-      scheduleFollow();
-    }
+    if (dropped) scheduleCandle(null); // gone from the figure at the next frame too
+    // A new candle, or a change to one (a final one unchanged: nothing).
+    if (!replaced || !sameBar(replaced, candle)) scheduleCandle(candle.start);
   } else if (message.type === "trades") {
     // One message per engine step: this symbol's new trades, oldest first.
     const now = performance.now();
@@ -641,23 +683,31 @@ function sameBar(a, b) {
 }
 
 // A candle update is drawn at the next animation frame (one drawing per frame, however many
-// updates came): an update of a candle on screen on that candle only (lastbar.js), a new candle
-// as a whole redraw; the lines that follow the candles (overlays, indicators, venues) are
-// redrawn with the whole figure within FULL_EVERY_MS. Trades change only the tape and the quote,
-// redrawn at most every TAPE_EVERY_MS and never the chart. A whole redraw per update left a
-// trade 624 ms (p95) from the chart at 1,000 trades/s on a loaded machine (page_latency.py).
+// updates came), in place whenever Plotly need not lay the figure out again (lastbar.js): an
+// update of a candle on screen, a new candle where the time axis has room (renderChart keeps
+// some), candles gone out of the lookback, and the price lines (VWAP, SMA, EMA) with them.
+// A whole redraw (Plotly.react: 55-107 ms on this machine under load, which the updates behind
+// it wait for) only when the view must change: a candle off an autoranged axis, a correction of
+// an older candle, another choice; the indicator panels and venues follow within
+// FULL_EVERY_MS, and Plotly lays out what was drawn in place within RESYNC_EVERY_MS (ticks,
+// hover). Trades change only the tape and the quote, redrawn at most every TAPE_EVERY_MS.
 let chartFrame = null;
 let fullDue = false; // the next frame redraws the whole figure
 let followTimer = null;
+let resyncTimer = null;
 let lastFull = 0;
 let tapeTimer = null;
 let lastTape = 0;
-let shown = null; // what the figure on screen holds: {key, count, newest start}
-const changed = new Set(); // starts of the candles on screen changed since they were drawn
+// What the figure on screen holds: {key, candles (as drawn), offset (candles dropped on the
+// left since Plotly drew: shape number = index + offset), colors, lines (traces that follow the
+// candles), few (the window of a few candles: a new candle must fit in it, as in an autorange),
+// mark (the newest shape drawn in place and its path: whether Plotly redrew over it)}.
+let shown = null;
+const changed = new Set(); // starts of candles changed since they were drawn (null: a drop)
 
 /** The whole figure at the next animation frame. */
-function scheduleRender() {
-  fullDue = true;
+function scheduleRender(why = "other") {
+  fullDue = fullDue || why;
   requestFrame();
 }
 
@@ -667,9 +717,8 @@ function scheduleCandle(start) {
   requestFrame();
 }
 
-/** A whole redraw within FULL_EVERY_MS of the last one, for what follows the newest candle.
- * Candles that short get a whole redraw with each new candle anyway: the wait is one candle
- * longer, so a symbol that trades on is not redrawn twice a candle. */
+/** A whole redraw within FULL_EVERY_MS of the last one, for what follows the candles and
+ * cannot be drawn in place. Candles that short wait one candle longer. */
 function scheduleFollow() {
   if (followTimer !== null) return;
   const stepMs = state.step / 1000;
@@ -677,41 +726,111 @@ function scheduleFollow() {
   const wait = Math.max(0, every - (performance.now() - lastFull));
   followTimer = setTimeout(() => {
     followTimer = null;
-    scheduleRender();
+    scheduleRender("follow");
   }, wait);
+}
+
+/** A whole redraw within RESYNC_EVERY_MS, for candles added or dropped in place. */
+function scheduleResync() {
+  if (resyncTimer !== null) return;
+  resyncTimer = setTimeout(() => {
+    resyncTimer = null;
+    scheduleRender("resync");
+  }, RESYNC_EVERY_MS);
 }
 
 function requestFrame() {
   if (chartFrame !== null) return;
   chartFrame = requestAnimationFrame(() => {
     chartFrame = null;
-    if (fullDue || !renderChanged()) renderChart();
+    const why = fullDue || renderChanged();
+    if (why === true) return;
+    stats.redraws[why] = (stats.redraws[why] ?? 0) + 1;
+    renderChart();
   });
 }
 
-/** Draw the changed candles in place (the newest, the one before it turning final); false when
- * only a whole redraw can show them. */
+/** Draw the changed candles in place (lastbar.js), and the price lines with them: true, else
+ * why only a whole redraw can show them. */
 function renderChanged() {
   const candles = state.series.candles;
-  const newest = candles[candles.length - 1];
   const div = $("chart");
-  if (!newest || !shown || typeof Plotly === "undefined" || shown.key !== chartKey() ||
-      shown.count !== candles.length || shown.start !== newest.start) return false;
+  if (!candles.length || !shown || typeof Plotly === "undefined" || shown.key !== chartKey()) return "no figure";
+  if (div.data?.[0]?.close.length !== shown.candles.length) return "figure changed";
   if (!changed.size) return true;
   const began = performance.now();
-  const colors = themeColors();
-  for (const start of changed) {
-    let i = candles.length - 1;
-    while (i >= 0 && candles[i].start > start) i -= 1;
-    if (i < 0 || candles[i].start !== start || !drawCandle(div, candles[i], i, colors)) return false;
+  const drawn = shown.candles;
+  // Gone out of the lookback: the same candles leave the figure.
+  let gone = 0;
+  while (gone < drawn.length && drawn[gone].start < candles[0].start) gone += 1;
+  if (gone) {
+    if (gone >= drawn.length || !dropCandles(div, shown.offset, gone)) return "dropped";
+    drawn.splice(0, gone);
+    shown.offset += gone;
+    scheduleResync();
+  }
+  const starts = [...changed].filter((s) => s !== null).sort((a, b) => a - b);
+  for (const start of starts) {
+    let j = candles.length - 1; // updates are of the newest candles: searched from the end
+    while (j >= 0 && candles[j].start > start) j -= 1;
+    const candle = j >= 0 && candles[j].start === start ? candles[j] : null;
+    if (!candle) continue; // gone out of the lookback since
+    let i = drawn.length - 1;
+    while (i >= 0 && drawn[i].start > start) i -= 1;
+    let shape;
+    if (i >= 0 && drawn[i].start === start) {
+      shape = drawCandle(div, candle, i, shown.colors, i + shown.offset);
+      if (!shape) return "axis";
+      drawn[i] = candle;
+    } else if (i === drawn.length - 1) {
+      const at = drawn.length + shown.offset;
+      shape = appendCandle(div, candle, fmt.axisTime(candle.start), shown.colors, at, shown.few);
+      if (!shape) return "new candle";
+      drawn.push(candle);
+      scheduleResync();
+    } else {
+      return "inserted"; // a candle between two drawn
+    }
+    shown.mark = { shape, d: shape.getAttribute("d") };
   }
   changed.clear();
+  if (drawn.length !== candles.length || drawn[drawn.length - 1].start !== candles[candles.length - 1].start) return "candles missed";
+  if (!drawLines(div)) scheduleFollow();
+  const newest = candles[candles.length - 1];
   stats.lastDraws += 1;
-  if (state.hovered === null || state.hovered === newest.start) showLegend(newest);
+  if (state.hovered === null || state.hovered === newest.start) showLegend(newest, false);
   renderQuote(candles);
   stats.lastDrawMs += performance.now() - began;
   window.tickpipe.onDrawn?.(newest, "alone");
   return true;
+}
+
+/** The price lines that follow the candles (VWAP, SMA, EMA, Bollinger's upper and middle),
+ * redrawn in place from the candles shown; false when others follow them too (the indicator
+ * panels, a filled band) and only a whole redraw shows those. The figure's data of every trace
+ * that follows the candles is brought up to them either way (its readers read the candles'
+ * values). */
+function drawLines(div) {
+  const fig = chartFigure(shown.candles, shown.colors);
+  let all = true;
+  for (let k = 2; k < fig.traces.length; k += 1) {
+    const trace = fig.traces[k];
+    const data = div.data[k];
+    if (trace.x !== fig.traces[0].x) continue; // its own times (venues, the 30m average)
+    if (!data || data.type !== trace.type || data.meta !== trace.meta || data.yaxis !== trace.yaxis) {
+      all = false; // not the figure drawn: the whole redraw
+      continue;
+    }
+    data.name = trace.name; // the spread's says its latest value
+    data.y = trace.y;
+    if (trace.customdata) data.customdata = trace.customdata;
+    if (Array.isArray(trace.marker?.color)) data.marker.color = trace.marker.color;
+    if (!shown.lines.some((l) => l.k === k)) all = false;
+  }
+  for (const { k, name, connect } of shown.lines) {
+    if (fig.traces[k]?.name !== name || !drawLine(div, k, fig.traces[k].y, connect)) return false;
+  }
+  return all;
 }
 
 function scheduleTape() {
@@ -726,7 +845,7 @@ function scheduleTape() {
 }
 
 /** A few candles (the first minutes of a run, a new listing) are drawn MIN_SLOTS candles
- * wide with the newest at the right, not one candle stretched over sub-millisecond ticks. */
+ * wide near the right, not one candle stretched over sub-millisecond ticks. */
 let fewRange = null; // the window last set for a few candles
 
 function fewCandlesRange(div, layout, candles) {
@@ -746,9 +865,47 @@ function fewCandlesRange(div, layout, candles) {
     layout.xaxis.autorange = true;
     return;
   }
-  fewRange = [fmt.axisTime(last - (MIN_SLOTS - 0.5) * state.step), fmt.axisTime(last + state.step / 2)];
+  // The newest FEW_HEADROOM_SLOTS candles from the right: the next ones are drawn in place.
+  const room = Math.min(FEW_HEADROOM_SLOTS, MIN_SLOTS - 1 - (last - candles[0].start) / state.step);
+  fewRange = [fmt.axisTime(last - (MIN_SLOTS - 0.5 - room) * state.step), fmt.axisTime(last + (room + 0.5) * state.step)];
   layout.xaxis.range = fewRange.slice();
   layout.xaxis.autorange = false;
+}
+
+/** The chart's figure of `candles` as chosen on the page (forecasts and headroom apart). */
+function chartFigure(candles, colors) {
+  return candleFigure({
+    candles, rolling: state.rolling, overlays: state.overlays, colors,
+    uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
+    priceDecimals: precisionOf(state.symbol).price_decimals,
+    indicators: state.indicators, venues: state.venues.of(chartKey()),
+  });
+}
+
+/**
+ * Invisible points that the autoranged axes reach, so the next candles fit without moving them
+ * (and are drawn in place): HEADROOM_SHARE of the candles right of the newest (at least
+ * HEADROOM_SLOTS), HEADROOM_PRICE of the price range above and below the candles, and
+ * HEADROOM_VOLUME times the largest volume.
+ */
+function headroomTraces(candles) {
+  const newest = candles[candles.length - 1];
+  const slots = Math.max(HEADROOM_SLOTS, Math.ceil(candles.length * HEADROOM_SHARE));
+  const x = fmt.axisTime(newest.start + slots * state.step);
+  let low = Infinity;
+  let high = -Infinity;
+  let volume = 0;
+  for (const c of candles) {
+    low = Math.min(low, c.low);
+    high = Math.max(high, c.high);
+    volume = Math.max(volume, c.volume);
+  }
+  const room = (high - low || Math.abs(high) * 1e-4) * HEADROOM_PRICE;
+  const point = { type: "scatter", mode: "markers", showlegend: false, hoverinfo: "skip", marker: { opacity: 0, size: 1 } };
+  return [
+    { ...point, name: "headroom", x: [x, x], y: [low - room, high + room] },
+    { ...point, name: "volume headroom", x: [x], y: [volume * HEADROOM_VOLUME], yaxis: "y2" },
+  ];
 }
 
 function renderChart() {
@@ -756,13 +913,17 @@ function renderChart() {
   if (!div || typeof Plotly === "undefined") return;
   const began = performance.now();
   const candles = state.series.candles;
-  const { traces, layout } = candleFigure({
-    candles, rolling: state.rolling, overlays: state.overlays, colors: themeColors(),
-    uirevision: chartKey(), title: `${state.symbol} ${state.timeframe}`,
-    priceDecimals: precisionOf(state.symbol).price_decimals,
-    indicators: state.indicators, venues: state.venues.of(chartKey()),
+  const colors = themeColors();
+  const { traces, layout } = chartFigure(candles, colors);
+  // The lines that follow the candles and can be drawn in place: on the price axis, unfilled.
+  const lines = [];
+  traces.forEach((t, k) => {
+    if (k > 1 && t.x === traces[0].x && t.type === "scatter" && t.mode === "lines" && !t.yaxis && !t.fill) {
+      lines.push({ k, name: t.name, connect: t.connectgaps === true });
+    }
   });
-  traces.push(...forecasts.traces(candles, themeColors()));
+  traces.push(...forecasts.traces(candles, colors));
+  if (candles.length && state.step) traces.push(...headroomTraces(candles));
   fewCandlesRange(div, layout, candles);
   Plotly.react(div, traces, layout, PLOT_CONFIG);
   stats.renders += 1;
@@ -771,7 +932,9 @@ function renderChart() {
   lastFull = performance.now();
   clearTimeout(followTimer);
   followTimer = null;
-  shown = { key: chartKey(), count: candles.length, start: candles.length ? candles[candles.length - 1].start : null };
+  clearTimeout(resyncTimer);
+  resyncTimer = null;
+  shown = { key: chartKey(), candles: candles.slice(), offset: 0, colors, lines, few: fewRange !== null, mark: null };
   if (!div.dataset.crosshair) followCursor(div);
   // A live update changes the hovered candle too: the legend follows it.
   const newest = candles[candles.length - 1];
@@ -824,7 +987,7 @@ async function refreshVenues() {
   } catch {
     return; // the live state shows why the server is unreachable
   }
-  if (key === chartKey() && !state.loading) scheduleRender();
+  if (key === chartKey() && !state.loading) scheduleRender("venues");
 }
 
 /** A row elsewhere (analytics) opens the chart of its symbol: on `exchange`, or (none given)
@@ -852,8 +1015,17 @@ function followCursor(div) {
   div.on("plotly_hover", (event) => {
     const point = event.points.find((p) => p.curveNumber <= 1); // the candles or their volume
     if (!point) return;
-    state.hovered = state.series.candles[point.pointIndex]?.start ?? null;
-    showLegend(state.series.candles[point.pointIndex]);
+    // Plotly numbers the candles it laid out: some may have left the figure since (drawn in place).
+    const candle = shown?.candles[point.pointIndex - shown.offset];
+    state.hovered = candle?.start ?? null;
+    showLegend(candle);
+  });
+  // A zoom, a pan or a resize: Plotly redraws the traces from what it laid out last, without
+  // what was drawn in place since; the whole redraw brings that back.
+  // Seen by the newest shape drawn in place: Plotly redrew it, or took it away.
+  div.on("plotly_relayout", () => {
+    const mark = shown?.mark;
+    if (mark && (!mark.shape.isConnected || mark.shape.getAttribute("d") !== mark.d)) scheduleRender("view");
   });
   div.on("plotly_unhover", () => {
     state.hovered = null;
@@ -863,11 +1035,15 @@ function followCursor(div) {
   div.addEventListener("mouseleave", () => { $("cursor-price").hidden = true; });
 }
 
-function showLegend(candle) {
+/** The hovered (or newest) candle in the legend; `place`: move the legend to the chart's corner
+ * too (reading where the chart is lays the page out: not on a live update drawn in place). */
+function showLegend(candle, place = true) {
   const legend = $("hover-legend");
   const chart = $("chart");
-  legend.style.left = `${chart.offsetLeft + 8}px`;
-  legend.style.top = `${chart.offsetTop + 4}px`;
+  if (place) {
+    legend.style.left = `${chart.offsetLeft + 8}px`;
+    legend.style.top = `${chart.offsetTop + 4}px`;
+  }
   if (!candle) {
     legend.replaceChildren();
     delete legend.dataset.start;
