@@ -158,8 +158,10 @@ def throughput(kind: str, broker: KafkaBroker, pg: PostgresServer, tmp: Path, to
                n: int, candles: int | None) -> dict:  # fmt: skip
     dsn = create_db(pg)
     started = time.monotonic()
-    proc = subprocess.Popen(command(kind, broker.bootstrap, topic, dsn, tmp),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log = tmp / f"{kind}-{topic}.log"
+    with log.open("wb") as out:  # the child keeps its own handle
+        proc = subprocess.Popen(command(kind, broker.bootstrap, topic, dsn, tmp),
+                                stdout=subprocess.DEVNULL, stderr=out)  # fmt: skip
     watch = Watch(proc.pid)
     first = stored = None
     last: tuple = (0, 0, 0)
@@ -183,7 +185,11 @@ def throughput(kind: str, broker: KafkaBroker, pg: PostgresServer, tmp: Path, to
         proc.terminate()
         proc.wait(120)
         watch.stop()
-    assert first is not None and stored is not None, f"{kind}: stored {last} of {n} trades"
+    if first is None or stored is None:
+        text = log.read_text(errors="replace")
+        first_error = next((line for line in text.splitlines() if "ERROR" in line), "")
+        raise SystemExit(f"{kind}: stored {last} of {n} trades; its first error: {first_error}\n"
+                         f"its log ends:\n{text[-3000:]}")  # fmt: skip
     return {
         "processor": kind, "trades": n, "candles": last[1],
         "start_s": round(first - started, 1),
