@@ -187,7 +187,9 @@ def throughput(kind: str, broker: KafkaBroker, pg: PostgresServer, tmp: Path, to
         watch.stop()
     if first is None or stored is None:
         text = log.read_text(errors="replace")
-        first_error = next((line for line in text.splitlines() if "ERROR" in line), "")
+        lines = text.splitlines()
+        at = next((i for i, line in enumerate(lines) if "ERROR" in line), len(lines))
+        first_error = "\n".join(lines[at : at + 12])
         raise SystemExit(f"{kind}: stored {last} of {n} trades; its first error: {first_error}\n"
                          f"its log ends:\n{text[-3000:]}")  # fmt: skip
     return {

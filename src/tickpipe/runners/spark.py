@@ -33,8 +33,17 @@ class SparkOptions:
     master: str = "local[2]"
     driver_memory: str = "1g"
     trigger_ms: int = 500
-    max_offsets_per_trigger: int = 2000
+    # Trades per micro-batch, at most (as Kafka messages: this / kafka.message_trades): a
+    # bound by messages alone let 2M trades of 1,000-trade messages into one micro-batch, and
+    # a 1 GB driver ran out of heap on them (benchmarks/spark.py).
+    batch_trades: int = 200_000
     provisional: bool = True
+
+
+def max_offsets_per_trigger(options: SparkOptions, config: Config) -> int:
+    """The Kafka messages a micro-batch may take: `batch_trades` in messages as ingest packs
+    them (kafka.message_trades, the same config)."""
+    return max(1, options.batch_trades // config.kafka.message_trades)
 
 
 def topic_partitions(config: Config) -> int:
@@ -96,7 +105,7 @@ def run_spark(
             spark = session(options.master, partitions, options.driver_memory, s3=s3)
         settings = JobSettings(
             config.windows(), config.allowed_lateness_us, options.checkpoint, options.trigger_ms,
-            options.max_offsets_per_trigger, options.provisional,
+            max_offsets_per_trigger(options, config), options.provisional,
         )  # fmt: skip
         job = SparkJob(spark, config.kafka, settings, sinks)
         previous = {
