@@ -31,7 +31,6 @@ class PathCounts:
     frames: int = 0
     rejected: int = 0
     counters: Counters = field(default_factory=Counters)
-    store_wait_s: float = 0.0  # wall time the input stood still because the store was behind
 
     @property
     def trades(self) -> int:
@@ -74,11 +73,8 @@ class TickpipePath:
         if time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + TICK_SECONDS
             self.stage.tick()
-        if self.stage.behind:
-            t0 = time.perf_counter()
-            while self.stage.behind:
-                time.sleep(0.005)  # the store is behind: stop taking input, as the pipeline does
-            self.counts.store_wait_s += time.perf_counter() - t0
+        while self.stage.behind:
+            time.sleep(0.005)  # the store is behind: stop taking input, as the pipeline does
 
     def finish(self) -> None:
         """Flush the engine and wait until the writer has stored everything."""
