@@ -472,14 +472,16 @@ class Processor:
             self._replay_stage.process(batch)
         if self._replay_until:
             self._check_replay_done()
+        # A poll of heartbeats alone (the input went quiet) moves the offsets too, and must be
+        # committed: else the group's offsets stay short of the topic's end forever and its
+        # lag never reads zero.
+        moved = bool(notes or live or skipped) and not self._replay_until
         with self.writer.atomic():  # the offsets go in the same flush as the trades
             for parts in live.values():
                 self._process(to_batch(parts))
-            if (notes or live or skipped) and not self._replay_until:
+            if moved:
                 self._submit_offsets()
-        # A poll of heartbeats alone (the input went quiet) must still be committed: else the
-        # group's offsets stay short of the topic's end forever and its lag never reads zero.
-        if (notes or live or skipped) and not self._replay_until:
+        if moved:
             self.checkpoint.mark(self.writer.submitted, self.tracker)
 
     def _submit_offsets(self) -> None:

@@ -262,6 +262,28 @@ def assert_drawn_where_their_prices_are(drawings: list[dict]) -> None:
         assert abs(shown["firstOffMs"]) <= 1.5 * shown["msPerPx"]
 
 
+def new_candles_drawn(page, what: str) -> list[dict]:
+    """The first 3 candles drawn in place since COLLECT_NEW_CANDLES (or the list's reset),
+    each checked to be drawn where its prices are."""
+    count = "() => window.__newCandles.length"
+    wait_for(what, lambda: page.evaluate(count) >= 3, timeout=30)
+    drawings = page.evaluate("() => window.__newCandles")
+    assert_drawn_where_their_prices_are(drawings)
+    return drawings
+
+
+def drag_across_chart(page, start: float, end: float, inset_px: float = 0.0) -> None:
+    """Drag along the middle of the plot area from `start` to `end` (fractions of its width,
+    the end `inset_px` short of it): a zoom on x only."""
+    box = page.locator("#chart .nsewdrag").first.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * start, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end - inset_px, y, steps=8)
+    page.mouse.up()
+
+
 def test_new_candles_arriving_live_are_drawn_in_place_where_their_prices_are_and_zoom_is_kept(
     page, demo: Demo, console: Console
 ) -> None:
@@ -269,24 +291,14 @@ def test_new_candles_arriving_live_are_drawn_in_place_where_their_prices_are_and
     # Fewer than 30 candles are drawn in a 30-candle window that moves with each (test_states).
     wait_for("35 candles", lambda: len(chart_candles(page)) >= 35, timeout=60)
     page.evaluate(COLLECT_NEW_CANDLES)
-    count = "() => window.__newCandles.length"
-    wait_for("3 new candles drawn in place", lambda: page.evaluate(count) >= 3, timeout=30)
-    assert_drawn_where_their_prices_are(page.evaluate("() => window.__newCandles"))
+    new_candles_drawn(page, "3 new candles drawn in place")
 
     # Zoomed onto the right half (the newest candles and the room kept right of them).
-    box = page.locator("#chart .nsewdrag").first.bounding_box()
-    assert box is not None
-    y = box["y"] + box["height"] * 0.5
-    page.mouse.move(box["x"] + box["width"] * 0.5, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] - 2, y, steps=8)
-    page.mouse.up()
+    drag_across_chart(page, 0.5, 1.0, inset_px=2)
     zoomed = page.evaluate("() => document.getElementById('chart').layout.xaxis.range.slice()")
     renders = page_stats(page)["renders"]
     page.evaluate("() => { window.__newCandles = []; }")
-    wait_for("3 new candles drawn in the zoom", lambda: page.evaluate(count) >= 3, timeout=30)
-    drawings = page.evaluate("() => window.__newCandles")
-    assert_drawn_where_their_prices_are(drawings)
+    drawings = new_candles_drawn(page, "3 new candles drawn in the zoom")
     assert all(d["range"] == zoomed for d in drawings)
     # A whole redraw (Plotly laying out what was drawn in place) keeps the zoom too.
     wait_for("a whole redraw", lambda: page_stats(page)["renders"] > renders, timeout=30)
@@ -301,10 +313,7 @@ def test_candles_leaving_the_lookback_leave_the_figure_as_new_ones_are_drawn_in_
     open_dashboard(page, demo, symbol="ETH-USDT", tf="1s", lookback="40s")
     wait_for("40 candles", lambda: len(chart_candles(page)) >= 40, timeout=60)
     page.evaluate(COLLECT_NEW_CANDLES)
-    wait_for("3 new candles drawn in place", lambda: page.evaluate(
-        "() => window.__newCandles.length") >= 3, timeout=30)  # fmt: skip
-    drawings = page.evaluate("() => window.__newCandles")
-    assert_drawn_where_their_prices_are(drawings)
+    drawings = new_candles_drawn(page, "3 new candles drawn in place")
     for shown in drawings:  # nothing older than the lookback (40 s before the newest, at most)
         assert shown["candle"]["start"] - 41 * S <= shown["first"]
     # Candles left the figure in drawings in place: one shape per candle on screen each time.
@@ -321,13 +330,7 @@ def test_zoom_and_pan_survive_live_updates_and_a_new_timeframe_resets_them(
 ) -> None:
     open_dashboard(page, demo, symbol="BTC-USDT", tf="1s", lookback="10m")
     wait_for("a dozen candles", lambda: len(chart_candles(page)) >= 12, timeout=30)
-    box = page.locator("#chart .nsewdrag").first.bounding_box()
-    assert box is not None
-    y = box["y"] + box["height"] * 0.5
-    page.mouse.move(box["x"] + box["width"] * 0.3, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=8)  # x only
-    page.mouse.up()
+    drag_across_chart(page, 0.3, 0.5)
     zoomed = page.evaluate("() => document.getElementById('chart').layout.xaxis.range.slice()")
     before = page_stats(page)
     newest = chart_candles(page)[-1]["start"]
