@@ -174,7 +174,7 @@ def test_a_candle_without_trades_fails_as_extra(store: DuckDBStore) -> None:
 
 
 def test_a_duplicated_trade_fails(store: DuckDBStore) -> None:
-    store.query("INSERT INTO trade_rows SELECT * FROM trade_rows ORDER BY ts LIMIT 1")
+    store.query("INSERT INTO trade_rows SELECT * FROM trades ORDER BY ts LIMIT 1")
     report = verify(store)
     assert not report.ok
     assert report.duplicate_trades == 1
@@ -274,14 +274,14 @@ def test_duplicates_are_found_per_instrument_across_the_whole_store(
     # A copy of the first trade an hour later (another slice, another day of time), and a
     # trade of the other instrument given the first one's id: that one is no copy.
     store.query(
-        "INSERT INTO trade_rows SELECT * REPLACE (ts + 3600000000 AS ts) FROM trade_rows "
+        "INSERT INTO trade_rows SELECT * REPLACE (ts + 3600000000 AS ts) FROM trades "
         "WHERE symbol = 'BTC-USDT' ORDER BY ts LIMIT 1"
     )
     ((first_id,),) = store.query(
         "SELECT trade_id FROM trades WHERE symbol = 'BTC-USDT' ORDER BY ts LIMIT 1"
     )
     store.query(
-        "INSERT INTO trade_rows SELECT * REPLACE (? AS trade_id) FROM trade_rows "
+        "INSERT INTO trade_rows SELECT * REPLACE (? AS trade_id) FROM trades "
         "WHERE symbol = 'ETH-USDT' ORDER BY ts DESC LIMIT 1",
         [first_id],
     )

@@ -29,7 +29,7 @@ INTERVALS = ["1s", "5s", "1m", "5m", "1h"]
 def test_quick_json_run_yields_every_figure() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tickpipe", "bench", "--quick", "--json", "--trades", "20000",
-         "--symbols", "200"],
+         "--symbols", "200", "--runs", "2"],
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -48,6 +48,11 @@ def test_quick_json_run_yields_every_figure() -> None:
         assert path["seconds"] > 0, name
         assert path["trades_per_s"] > 0, name
         assert path["peak_rss_mb"] > 0, name
+        assert 0 < path["main_cpu_s"] <= path["cpu_s"] + 0.01, name  # main: one of the threads
+        assert path["cpu_us_per_trade"] == path["cpu_s"] / 20_000 * 1e6, name
+    runs = results["paths"]["tickpipe"]["runs"]
+    assert len(runs) == 2
+    assert results["paths"]["tickpipe"]["trades_per_s"] in [r["trades_per_s"] for r in runs]
     for name in ("naive", "tickpipe"):
         assert results["paths"][name]["stored_trades"] == 20_000, name
     tick = results["paths"]["tickpipe"]

@@ -185,3 +185,63 @@ def test_a_restore_of_more_trades_than_the_memory_limit_sorts_at_once_reads_them
     ts = np.concatenate([b.ts for b in restored])
     assert len(ts) == n and len(np.unique(np.concatenate([b.seq for b in restored]))) == n
     assert (np.diff(ts) >= 0).all()
+
+
+def some_trades(seqs: list[int], symbols: list[str], source: str = "binance") -> list[Trade]:
+    sides = ["buy", "sell", "unknown"]
+    return [trade(s, T0 + s, source=source, symbol=sym, side=sides[s % 3])
+            for s, sym in zip(seqs, symbols, strict=True)]  # fmt: skip
+
+
+def test_batches_read_back_as_the_rows_they_hold_across_reopens_and_old_text_rows(
+    tmp_path: Path,
+) -> None:
+    # Batches are stored with instrument and side codes; the `trades` view must spell out
+    # exactly the rows given, beside text rows of a file written before the coded layout,
+    # and a reopened store must go on with the codes it stored (none repeated or reused).
+    path = tmp_path / "tickpipe.duckdb"
+    first = some_trades([1, 2, 3], ["BTC-USDT", "ETH-USDT", "BTC-USDT"])
+    other_source = some_trades([4], ["BTC-USDT"], source="replay")
+    store = DuckDBStore(path)
+    store.write(trades=[TradeBatch.from_trades(first), TradeBatch.from_trades(other_source)])
+    old = trade(9, T0 + 9, source="old", symbol="XRP-USDT", side="sell")
+    store.query(
+        "INSERT INTO trade_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", list(as_row(old))
+    )
+    store.close()
+    store = DuckDBStore(path)
+    second = some_trades([5, 6], ["SOL-USDT", "ETH-USDT"])
+    numeric = TradeBatch.from_trades(second)
+    numeric.trade_id = None  # numeric ids: stored as NULL, spelled out by the view
+    store.write(trades=[numeric])
+    expected = [as_row(t) for t in [*first, *other_source, *second]]
+    assert sorted(stored_trades(store)) == sorted([*expected, as_row(old)])
+    codes = store.query(
+        "SELECT source, exchange, symbol, raw_symbol, count(*) FROM trade_instruments "
+        "GROUP BY ALL HAVING count(*) > 1"
+    )
+    assert codes == []
+    assert store.query("SELECT count(*) FROM trade_instruments") == [(4,)]
+    store.close()
+
+
+def test_a_failed_write_keeps_no_instrument_code_and_the_next_write_stores_it(
+    store: DuckDBStore,
+) -> None:
+    new = some_trades([1], ["ADA-USDT"])
+    with pytest.raises(duckdb.Error):
+        store.write(trades=[TradeBatch.from_trades(new)], events=[("x",)])
+    assert store.query("SELECT count(*) FROM trade_instruments") == [(0,)]
+    store.write(trades=[TradeBatch.from_trades(new)])
+    assert stored_trades(store) == [as_row(t) for t in new]
+
+
+def test_retention_drops_old_trades_of_both_layouts(store: DuckDBStore) -> None:
+    store.write(trades=[TradeBatch.from_trades(some_trades([1, 2, 100], ["BTC-USDT"] * 3))])
+    old = trade(3, T0 + 3, source="old")
+    store.query(
+        "INSERT INTO trade_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", list(as_row(old))
+    )
+    dropped, _ = store.drop_before(T0 + 50, {})
+    assert dropped == 3
+    assert [r[5] for r in stored_trades(store)] == [100]

@@ -36,6 +36,10 @@ def _options(func):
             click.option("--cores", type=click.IntRange(1), default=1, show_default=True,
                          help="Also measure tickpipe on this many cores (the one-core figures "
                          "always run)."),
+            click.option("--runs", type=click.IntRange(1), default=1, show_default=True,
+                         help="Run each tickpipe measurement this many times and show the "
+                         "min / median / max (the figures shown elsewhere are the median "
+                         "run's)."),
             click.option("--cpu", type=click.IntRange(0), default=None,
                          help="The CPU to pin one-core runs to [default: the highest one "
                          "allowed]."),
@@ -54,7 +58,9 @@ def _options(func):
 
 @click.command()
 @_options
-def bench(trades, symbols, quick, event_rate, chunk, cores, cpu, profile_top, as_json) -> None:
+def bench(
+    trades, symbols, quick, event_rate, chunk, cores, runs, cpu, profile_top, as_json
+) -> None:
     """Measure end-to-end throughput from raw Binance trade JSON to stored candles.
 
     tickpipe and a naive baseline (json.loads per message, a dict of candles, one SQLite
@@ -74,7 +80,7 @@ def bench(trades, symbols, quick, event_rate, chunk, cores, cpu, profile_top, as
         trades = QUICK_TRADES if quick else 2_000_000
     options = BenchOptions(
         trades=trades, symbols=symbols, event_rate=event_rate, chunk=chunk, cores=cores,
-        cpu=cpu, profile=profile_top,
+        cpu=cpu, profile=profile_top, runs=runs,
     )  # fmt: skip
     progress = Console(stderr=True, highlight=False)
     try:

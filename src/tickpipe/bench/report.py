@@ -20,7 +20,10 @@ _PATH_NOTES = {
 
 def render(results: dict[str, Any]) -> RenderableType:
     """Everything `tickpipe bench` prints at the end."""
-    parts: list[RenderableType] = [_header(results), _paths(results), _checks(results)]
+    parts: list[RenderableType] = [_header(results), _paths(results)]
+    if any(len(row.get("runs", ())) > 1 for row in results["paths"].values()):
+        parts.append(_runs(results))
+    parts.append(_checks(results))
     parts.append(_targets(results))
     if "profile" in results:
         parts.append(_profile(results["profile"]))
@@ -70,6 +73,8 @@ def _paths(results: dict[str, Any]) -> Table:
     table.add_column("path")
     table.add_column("cores", justify="right")
     table.add_column("trades/s", justify="right")
+    table.add_column("CPU µs/trade", justify="right")
+    table.add_column("of it, main thread", justify="right")
     table.add_column("time", justify="right")
     table.add_column("peak RSS", justify="right")
     table.add_column("vs naive", justify="right")
@@ -81,9 +86,42 @@ def _paths(results: dict[str, Any]) -> Table:
             _PATH_LABELS.get(key, key.replace("_", " ")),
             str(len(row["cpus"])),
             f"{row['trades_per_s']:,.0f}",
+            f"{row['cpu_us_per_trade']:.2f}",
+            f"{row['main_cpu_s'] / row['trades'] * 1e6:.2f}" if row["trades"] else "n/a",
             f"{row['seconds']:.2f} s",
             f"{row['peak_rss_mb']:,.0f} MB",
             f"{ratio:.1f}x",
+        )
+    return table
+
+
+def _runs(results: dict[str, Any]) -> Table:
+    from tickpipe.bench.run import spread
+
+    table = Table(
+        title="Repeated runs: min / median / max",
+        title_justify="left",
+        caption="CPU µs/trade: CPU time of the whole process (every thread, user and system) "
+        "over the trades, from the first chunk read to the last row committed: what the "
+        "pipeline costs, whatever else the machine runs. Load: the 1-minute load average "
+        "before and after each run.",
+        caption_justify="left",
+    )
+    for name in ("path", "runs", "trades/s", "CPU µs/trade", "load"):
+        table.add_column(name, justify="left" if name == "path" else "right")
+    for key, row in results["paths"].items():
+        runs = row.get("runs")
+        if not runs:
+            continue
+        rate = spread([r["trades_per_s"] for r in runs])
+        cpu = spread([r["cpu_us_per_trade"] for r in runs])
+        loads = [x for r in runs for x in r["load_avg"]]
+        table.add_row(
+            _PATH_LABELS.get(key, key.replace("_", " ")),
+            str(len(runs)),
+            " / ".join(f"{x:,.0f}" for x in rate),
+            " / ".join(f"{x:.2f}" for x in cpu),
+            f"{min(loads):.1f} - {max(loads):.1f}",
         )
     return table
 

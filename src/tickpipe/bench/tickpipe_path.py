@@ -31,6 +31,7 @@ class PathCounts:
     frames: int = 0
     rejected: int = 0
     counters: Counters = field(default_factory=Counters)
+    store_wait_s: float = 0.0  # wall time the input stood still because the store was behind
 
     @property
     def trades(self) -> int:
@@ -73,8 +74,11 @@ class TickpipePath:
         if time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + TICK_SECONDS
             self.stage.tick()
-        while self.stage.behind:
-            time.sleep(0.005)  # the store is behind: stop taking input, as the pipeline does
+        if self.stage.behind:
+            t0 = time.perf_counter()
+            while self.stage.behind:
+                time.sleep(0.005)  # the store is behind: stop taking input, as the pipeline does
+            self.counts.store_wait_s += time.perf_counter() - t0
 
     def finish(self) -> None:
         """Flush the engine and wait until the writer has stored everything."""

@@ -68,17 +68,17 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     progress = _progress(label, total) if job.get("progress", True) else None
     result: dict[str, Any] = {"path": path, "cpus": sorted(os.sched_getaffinity(0))}
     if path == "read":
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), _CpuClock()
         n = sum(len(chunk) for chunk in read_chunks(frames))
-        result.update(trades=n, seconds=time.perf_counter() - t0)
+        result.update(trades=n, seconds=time.perf_counter() - t0, **cpu.figures())
     elif path == "naive":
         from tickpipe.bench.naive import run_naive
 
         windows = tuple(parse_window(w) for w in job["intervals"])
         result["rss_before_mb"] = peak_rss_mb()
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), _CpuClock()
         n = run_naive(read_chunks(frames), Path(job["db"]), windows, progress)
-        result.update(trades=n, seconds=time.perf_counter() - t0)
+        result.update(trades=n, seconds=time.perf_counter() - t0, **cpu.figures())
         result.update(_sqlite_counts(Path(job["db"])))
     elif path == "tickpipe":
         result.update(_run_tickpipe(job, read_chunks(frames), progress))
@@ -86,7 +86,27 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown path {path!r} (one of {', '.join(PATHS)})")
     result["peak_rss_mb"] = peak_rss_mb()
     result["trades_per_s"] = result["trades"] / result["seconds"] if result["seconds"] else 0.0
+    trades = result["trades"]
+    result["cpu_us_per_trade"] = result["cpu_s"] / trades * 1e6 if trades else 0.0
     return result
+
+
+def _cpu_s() -> float:
+    """CPU seconds this process has used (user and system, every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _CpuClock:
+    """The CPU time of a measured span: the whole process's, and the calling (main) thread's
+    alone, so that a loaded machine's share of the wall time does not count."""
+
+    def __init__(self) -> None:
+        self.process0 = _cpu_s()
+        self.thread0 = time.thread_time()
+
+    def figures(self) -> dict[str, float]:
+        return {"cpu_s": _cpu_s() - self.process0, "main_cpu_s": time.thread_time() - self.thread0}
 
 
 def _run_tickpipe(
@@ -104,13 +124,14 @@ def _run_tickpipe(
     tp = TickpipePath(Path(job["db"]), symbols, job["intervals"], job.get("threads"))
     out: dict[str, Any] = {"db_threads": job.get("threads"), "rss_before_mb": peak_rss_mb()}
     try:
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), _CpuClock()
         for chunk in chunks:
             tp.feed(chunk)
             if progress is not None:
                 progress(tp.counts.frames)
         tp.finish()
         out["seconds"] = time.perf_counter() - t0
+        out.update(cpu.figures())
         if profiler is not None:
             out["profile"] = profiler.stop(int(job.get("profile_top", 10)))
         totals = tp.store.totals()
@@ -123,7 +144,7 @@ def _run_tickpipe(
     counts = tp.counts
     out.update(trades=counts.trades, frames=counts.frames, rejected=counts.rejected,
                late=counts.late, duplicates=counts.duplicates,
-               candle_updates=counts.candle_updates)  # fmt: skip
+               candle_updates=counts.candle_updates, store_wait_s=counts.store_wait_s)  # fmt: skip
     return out
 
 

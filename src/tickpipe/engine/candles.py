@@ -106,6 +106,7 @@ class CandleEngine:
         )
         self._batches = 0
         self._last_forget = _NEVER
+        self._last_instruments: tuple[list[Instrument], np.ndarray] = ([], np.zeros(0, np.int64))
 
     # -- input ---------------------------------------------------------------------------
 
@@ -273,7 +274,13 @@ class CandleEngine:
     # -- internals -----------------------------------------------------------------------
 
     def _gids(self, batch: TradeBatch) -> np.ndarray:
-        return self._gids_of(batch.instruments)[batch.instrument]
+        # A source hands over the same instrument list with every batch (its index's): the
+        # codes of the last one are kept while it is equal (an identity check per element).
+        last, codes = self._last_instruments
+        if batch.instruments != last:
+            codes = self._gids_of(batch.instruments)
+            self._last_instruments = (list(batch.instruments), codes)
+        return codes[batch.instrument]
 
     def _gids_of(self, instruments: list[Instrument]) -> np.ndarray:
         """The instrument ids of `instruments`, new ones numbered on."""

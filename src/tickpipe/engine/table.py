@@ -9,6 +9,7 @@ building the candles that are sent out touch Python objects one at a time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -101,13 +102,14 @@ class WindowTable:
         return corrected
 
     def _merge_one(self, p: Partials, start: np.ndarray, batch_no: int) -> int:
-        keys = list(zip(p.gid.tolist(), start.tolist(), strict=True))
-        get = self.index.get
-        slots = np.array([get(key, -1) for key in keys], np.int64)
+        keys = zip(p.gid.tolist(), start.tolist(), strict=True)
+        # One C-level pass of dict lookups (map), no list of keys: this runs per window per batch.
+        slots = np.fromiter(map(self.index.get, keys, repeat(-1)), np.int64, len(start))
         new = slots < 0
         if new.any():
             fresh = np.flatnonzero(new)
-            created = self._allocate([keys[i] for i in fresh.tolist()])
+            fresh_keys = zip(p.gid[fresh].tolist(), start[fresh].tolist(), strict=True)
+            created = self._allocate(list(fresh_keys))
             slots[fresh] = created
             self._init(created, p, fresh, start[fresh])
             self.open_slots = np.concatenate([self.open_slots, created])

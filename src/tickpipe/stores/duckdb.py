@@ -7,9 +7,13 @@ newer revision (the rule of `stores/sql.py`), so a replay converges to the same 
 and the front of `write` are shared with PostgreSQL (`stores/sql.py`, `stores/reads.py`); what
 is here is DuckDB's own: schema, connection, the Arrow write path and the Arrow restore reader.
 
-Trades are stored in `trade_rows` and read through the `trades` view: a trade id that is the
-decimal form of `seq` (most exchanges) is stored as NULL and spelled out by the view, which
-makes inserts a third faster.
+Trades are read through the `trades` view. The writer stores a trade batch in
+`coded_trade_rows`: its instrument as a code into `trade_instruments` (source, exchange, symbol,
+raw symbol) and its side as a number, which the view spells out again; text columns per trade
+made up two thirds of DuckDB's cost per stored trade (insert, WAL and checkpoint). A trade id
+that is the decimal form of `seq` (most exchanges) is stored as NULL and spelled out by the
+view too. Trades given as Arrow tables (from files) and the rows of files written before the
+coded layout stay in `trade_rows`, one text column each, which the view reads beside them.
 
 Trades carry no unique index: DuckDB's index would cut insert speed to a third. Uniqueness on
 (exchange, symbol, trade_id) is kept by the engine, which accepts a trade id once and, after a
@@ -43,6 +47,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from tickpipe.faults import DAMAGED_TEXT, store_fault
@@ -53,7 +58,6 @@ from tickpipe.records import (
     Candle,
     RollingStat,
     TradeBatch,
-    concat_batches,
 )
 from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError, time_range
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
@@ -78,11 +82,35 @@ CREATE TABLE IF NOT EXISTS trade_rows (
     ts BIGINT NOT NULL,
     recv_ts BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS trade_instruments (
+    id INTEGER PRIMARY KEY,
+    source VARCHAR NOT NULL,
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    raw_symbol VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS coded_trade_rows (
+    instrument INTEGER NOT NULL,  -- trade_instruments.id
+    trade_id VARCHAR,  -- NULL: the decimal form of seq
+    seq BIGINT NOT NULL,
+    price DOUBLE NOT NULL,
+    size DOUBLE NOT NULL,
+    side TINYINT NOT NULL,  -- 1 buy, -1 sell, 0 unknown (records.SIDE_*)
+    ts BIGINT NOT NULL,
+    recv_ts BIGINT NOT NULL
+);
 CREATE OR REPLACE VIEW trades AS
     SELECT source, exchange, symbol, raw_symbol,
            coalesce(trade_id, CAST(seq AS VARCHAR)) AS trade_id,
            seq, price, size, side, ts, recv_ts
-    FROM trade_rows;
+    FROM trade_rows
+    UNION ALL
+    SELECT i.source, i.exchange, i.symbol, i.raw_symbol,
+           coalesce(c.trade_id, CAST(c.seq AS VARCHAR)) AS trade_id,
+           c.seq, c.price, c.size,
+           CASE c.side WHEN 1 THEN 'buy' WHEN -1 THEN 'sell' ELSE 'unknown' END AS side,
+           c.ts, c.recv_ts
+    FROM coded_trade_rows c JOIN trade_instruments i ON c.instrument = i.id;
 CREATE TABLE IF NOT EXISTS candles (
     exchange VARCHAR NOT NULL,
     symbol VARCHAR NOT NULL,
@@ -221,9 +249,47 @@ def _structs_to_arrow(structs: list[Candle] | list[RollingStat], schema: pa.Sche
     )
 
 
+def _coded_trades(
+    batches: list[TradeBatch],
+    ids: dict[tuple[str, str, str, str], int],
+    new_ids: dict[tuple[str, str, str, str], int],
+) -> pa.Table:
+    """The trades of `batches` as rows of `coded_trade_rows`. Each instrument's code comes from
+    `ids`, or is numbered on into `new_ids` (stored with the rows, and kept only once they are)."""
+    codes = []
+    next_id = max(ids.values(), default=-1) + 1
+    for batch in batches:
+        remap = np.empty(len(batch.instruments), np.int32)
+        for k, i in enumerate(batch.instruments):
+            key = (batch.source, i.exchange, i.symbol, i.raw_symbol)
+            code = ids.get(key)
+            remap[k] = new_ids.setdefault(key, next_id + len(new_ids)) if code is None else code
+        codes.append(remap[batch.instrument])
+    trade_ids = [
+        pa.nulls(len(b), pa.string()) if b.trade_id is None else pa.array(b.trade_id, pa.string())
+        for b in batches
+    ]
+
+    def column(name: str, dtype: pa.DataType) -> pa.Array:
+        return pa.array(np.concatenate([getattr(b, name) for b in batches]), dtype)
+
+    return pa.table(
+        {
+            "instrument": pa.array(np.concatenate(codes), pa.int32()),
+            "trade_id": pa.concat_arrays(trade_ids),
+            "seq": column("seq", pa.int64()),
+            "price": column("price", pa.float64()),
+            "size": column("size", pa.float64()),
+            "side": column("side", pa.int8()),
+            "ts": column("ts", pa.int64()),
+            "recv_ts": column("recv_ts", pa.int64()),
+        }
+    )
+
+
 def _joined(tables: list[pa.Table]) -> pa.Table:
-    """One table of trades given in several forms (batches convert to dictionary-encoded text,
-    a table read from a file or database holds plain text)."""
+    """One table of the trades given as Arrow tables (a table read from a file or database
+    holds plain text, one converted from a batch dictionary-encoded text)."""
     if any(t.schema != tables[0].schema for t in tables):
         tables = [t.cast(TRADE_SCHEMA) for t in tables]
     return pa.concat_tables(tables)
@@ -287,9 +353,15 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
         self._idle: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
         self._cursors: list[duckdb.DuckDBPyConnection] = []  # every read cursor, to close
         self._budget = ReadBudget()
+        # (source, exchange, symbol, raw_symbol) -> its code in trade_instruments
+        self._instrument_ids: dict[tuple[str, str, str, str], int] = {}
         if not read_only:
             self._con.execute(SCHEMA)
             self._con.execute(FORECAST_SCHEMA)
+            rows = self._con.execute(
+                "SELECT source, exchange, symbol, raw_symbol, id FROM trade_instruments"
+            ).fetchall()
+            self._instrument_ids = {(a, b, c, d): i for a, b, c, d, i in rows}
 
     def _configure(self) -> None:
         threads, memory_limit = self._settings
@@ -314,14 +386,19 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
         """Trades, candles and rolling statistics as Arrow tables, the rest as rows."""
         # One Arrow conversion per flush, not one per engine step: a live market hands over
         # hundreds of small batches a second, and each conversion holds the GIL.
-        batches = [t for t in flush.trades if isinstance(t, TradeBatch)]
+        batches = [t for t in flush.trades if isinstance(t, TradeBatch) and len(t)]
         tables = [t for t in flush.trades if not isinstance(t, TradeBatch) and t.num_rows]
-        by_source: dict[str, list[TradeBatch]] = {}
-        for batch in batches:
-            by_source.setdefault(batch.source, []).append(batch)
-        for source, group in by_source.items():
-            tables.append(concat_batches(group, source).to_arrow(numeric_ids_as_null=True))
-        tables = [t for t in tables if t.num_rows]
+        new_ids: dict[tuple[str, str, str, str], int] = {}
+        coded = _coded_trades(batches, self._instrument_ids, new_ids) if batches else None
+        new_instruments = pa.table(
+            {
+                "id": pa.array(list(new_ids.values()), pa.int32()),
+                **{
+                    name: pa.array([key[k] for key in new_ids], pa.string())
+                    for k, name in enumerate(("source", "exchange", "symbol", "raw_symbol"))
+                },
+            }
+        )
         candle_table = _structs_to_arrow(flush.candles, CANDLE_SCHEMA)
         rolling_table = _structs_to_arrow(flush.rolling, ROLLING_SCHEMA)
         events = flush.events
@@ -330,6 +407,12 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
             con = self._con
             con.execute("BEGIN TRANSACTION")
             try:
+                if new_instruments.num_rows:
+                    con.execute(
+                        "INSERT INTO trade_instruments BY NAME SELECT * FROM new_instruments"
+                    )
+                if coded is not None:
+                    con.execute("INSERT INTO coded_trade_rows SELECT * FROM coded")
                 if tables:
                     trade_table = _joined(tables)  # noqa: F841 (read by DuckDB by name)
                     con.execute("INSERT INTO trade_rows SELECT * FROM trade_table")
@@ -355,7 +438,8 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
                 raise
-            self._appended_rows += sum(t.num_rows for t in tables)
+            self._instrument_ids.update(new_ids)  # stored now (not after a failed flush)
+            self._appended_rows += sum(t.num_rows for t in tables) + sum(map(len, batches))
             if self._appended_rows >= REOPEN_ROWS:
                 self._reopen()
 
@@ -371,8 +455,9 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
             try:
                 trades = 0
                 if trades_before is not None:
-                    row = con.execute("DELETE FROM trade_rows WHERE ts < ?", [trades_before])
-                    trades = _count(row.fetchone())
+                    for table in ("trade_rows", "coded_trade_rows"):
+                        row = con.execute(f"DELETE FROM {table} WHERE ts < ?", [trades_before])
+                        trades += _count(row.fetchone())
                 candles = 0
                 for interval, before in candles_before.items():
                     row = con.execute(
