@@ -248,8 +248,9 @@ class TradeBatch:
             return self.trade_id
         return np.array(self.seq.astype(str), object)
 
-    def take(self, index: np.ndarray) -> TradeBatch:
-        """The trades at `index` (an index array or a boolean mask), sharing `instruments`."""
+    def take(self, index: np.ndarray | slice) -> TradeBatch:
+        """The trades at `index` (an index array, a boolean mask or a slice), sharing
+        `instruments`."""
         return TradeBatch(
             source=self.source,
             instruments=self.instruments,

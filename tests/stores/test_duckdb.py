@@ -4,6 +4,8 @@ batches, all-or-nothing writes. What every store must do is the contract suite's
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -13,6 +15,7 @@ import pytest
 
 from stores.rows import T0, M, candle, trade
 from tickpipe.records import Candle, Trade, TradeBatch
+from tickpipe.stores import duckdb as duckdb_store
 from tickpipe.stores.duckdb import DuckDBStore, StoreError
 
 
@@ -162,19 +165,33 @@ def test_a_file_another_process_holds_at_the_reopen_is_one_line_after_waiting(
         store.write([batch_of(0, 20)], [])
 
 
+@pytest.mark.parametrize("layout", ["text rows", "coded rows"])
 def test_a_restore_of_more_trades_than_the_memory_limit_sorts_at_once_reads_them_in_order(
-    tmp_path: Path,
+    tmp_path: Path, layout: str
 ) -> None:
-    # 1M trades of 10 instruments within the horizon: one sort of them all does not fit 32MB.
+    # 1M trades of 10 instruments within the horizon: one sort of them all does not fit 32MB,
+    # in either layout (files written before the coded one hold text rows).
     path = tmp_path / "tickpipe.duckdb"
     DuckDBStore(path).close()
     n, t_end = 1_000_000, T0 + 3_000 * 1_000_000
+    ts = "$end - (($n - i) * 7919 % $n) * 3000"
     con = duckdb.connect(str(path))
-    con.execute(
-        "INSERT INTO trade_rows SELECT 'x', 'x', 'S' || (i % 10), 'S' || (i % 10), NULL, i, "
-        "100.0, 1.0, 'buy', $end - (($n - i) * 7919 % $n) * 3000, 0 FROM range($n) t(i)",
-        {"end": t_end, "n": n},
-    )
+    if layout == "text rows":
+        con.execute(
+            "INSERT INTO trade_rows SELECT 'x', 'x', 'S' || (i % 10), 'S' || (i % 10), NULL, i, "
+            f"100.0, 1.0, 'buy', {ts}, 0 FROM range($n) t(i)",
+            {"end": t_end, "n": n},
+        )
+    else:
+        con.execute(
+            "INSERT INTO trade_instruments "
+            "SELECT i, 'x', 'x', 'S' || i, 'S' || i FROM range(10) t(i)"
+        )
+        con.execute(
+            f"INSERT INTO coded_trade_rows SELECT i % 10, NULL, i, 100.0, 1.0, 1, {ts}, 0 "
+            "FROM range($n) t(i)",
+            {"end": t_end, "n": n},
+        )
     con.close()
     store = DuckDBStore(path, memory_limit="32MB")
     try:
@@ -245,3 +262,48 @@ def test_retention_drops_old_trades_of_both_layouts(store: DuckDBStore) -> None:
     dropped, _ = store.drop_before(T0 + 50, {})
     assert dropped == 3
     assert [r[5] for r in stored_trades(store)] == [100]
+
+
+def test_a_flush_stopped_by_the_memory_limit_waits_for_memory_and_is_stored_whole(
+    tmp_path: Path,
+) -> None:
+    # The API's reads share DuckDB's memory limit with the writer; memory they hold for a
+    # while must delay a flush, not lose it. Here the limit itself is too small at first and
+    # is raised (as a read ending gives memory back) once the flush has waited.
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb", memory_limit="1MB")
+    candles = [candle(T0 + i * M, symbol=f"S{i % 500}") for i in range(20_000)]
+
+    def give_memory_back() -> None:
+        while store.memory_waits == 0:
+            time.sleep(0.01)
+        store.query("SET memory_limit = '256MB'")
+
+    helper = threading.Thread(target=give_memory_back, daemon=True)
+    helper.start()
+    try:
+        store.write(trades=[batch_of(1, 1_000)], candles=candles)
+        helper.join(timeout=5)
+        assert store.memory_waits >= 1
+        assert store.query("SELECT count(*) FROM candles") == [(len(candles),)]
+        assert store.query("SELECT count(*) FROM trades") == [(1_000,)]
+    finally:
+        store.close()
+
+
+def test_a_flush_that_never_gets_the_memory_fails_after_waiting_and_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duckdb_store, "WRITE_MEMORY_WAIT_S", 0.3)
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb", memory_limit="1MB")
+    try:
+        with pytest.raises(duckdb.OutOfMemoryException):
+            store.write(
+                trades=[batch_of(1, 1_000)],
+                candles=[candle(T0 + i * M, symbol=f"S{i % 500}") for i in range(20_000)],
+            )
+        assert store.memory_waits >= 1
+        store.query("SET memory_limit = '256MB'")
+        assert store.query("SELECT count(*) FROM trades") == [(0,)]
+        assert store.query("SELECT count(*) FROM candles") == [(0,)]
+    finally:
+        store.close()

@@ -49,6 +49,7 @@ import duckdb
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tickpipe.faults import DAMAGED_TEXT, store_fault
 from tickpipe.records import (
@@ -56,8 +57,10 @@ from tickpipe.records import (
     METRIC_FIELDS,
     TRADE_SCHEMA,
     Candle,
+    Instrument,
     RollingStat,
     TradeBatch,
+    concat_batches,
 )
 from tickpipe.stores.base import RESTORE_BATCH_ROWS, OverBudget, StoreError, time_range
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
@@ -188,6 +191,7 @@ ROLLING_SCHEMA = pa.schema(
 # trades, when no read is running, which gives it all back (and empties the block cache).
 REOPEN_ROWS = 20_000_000
 REOPEN_WAIT_S = 10.0  # how long a reopen waits for another process to let the file go
+WRITE_MEMORY_WAIT_S = 30.0  # how long a flush waits for reads to give memory back
 # A restart sorts its trades this many at a time: the whole horizon in one sort does not fit
 # the running pipeline's memory_limit (4M trades failed at 48MB).
 RESTORE_PIECE_ROWS = 100_000
@@ -353,6 +357,7 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
         self._idle: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
         self._cursors: list[duckdb.DuckDBPyConnection] = []  # every read cursor, to close
         self._budget = ReadBudget()
+        self.memory_waits = 0  # flushes run again after the memory limit stopped them
         # (source, exchange, symbol, raw_symbol) -> its code in trade_instruments
         self._instrument_ids: dict[tuple[str, str, str, str], int] = {}
         if not read_only:
@@ -403,7 +408,8 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
         rolling_table = _structs_to_arrow(flush.rolling, ROLLING_SCHEMA)
         events = flush.events
         metric_rows = [msgspec.structs.astuple(m) for m in flush.metrics]
-        with self._lock:
+
+        def transaction() -> None:  # DuckDB reads the tables above by their names
             con = self._con
             con.execute("BEGIN TRANSACTION")
             try:
@@ -438,10 +444,31 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
                 raise
+
+        self._waiting_for_memory(transaction)
+        with self._lock:
             self._instrument_ids.update(new_ids)  # stored now (not after a failed flush)
             self._appended_rows += sum(t.num_rows for t in tables) + sum(map(len, batches))
             if self._appended_rows >= REOPEN_ROWS:
                 self._reopen()
+
+    def _waiting_for_memory(self, transaction: Callable[[], None]) -> None:
+        """Run `transaction` under the lock; if DuckDB's memory limit stops it, wait and run
+        it again. The API's reads share the limit with the writer: they give their memory
+        back when they end (bounded by serve.read_timeout), and a flush must not be lost
+        to them."""
+        pause_s, deadline = 0.05, time.monotonic() + WRITE_MEMORY_WAIT_S
+        while True:
+            try:
+                with self._lock:
+                    transaction()
+                    return
+            except duckdb.OutOfMemoryException:
+                if time.monotonic() + pause_s > deadline:
+                    raise
+                self.memory_waits += 1
+                time.sleep(pause_s)
+                pause_s = min(2 * pause_s, 1.0)
 
     def drop_before(
         self, trades_before: int | None, candles_before: dict[str, int]
@@ -636,7 +663,12 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
     ) -> Iterator[TradeBatch]:
         """The stored trades at or after each instrument's cutoff, in event-time order and in
         batches of at most `rows`, so a restart never holds the whole horizon at once.
-        Meant for start-up, before anything writes (it holds the store while it reads)."""
+        Meant for start-up, before anything writes (it holds the store while it reads).
+
+        Coded trades are read by their instrument code and sorted without a text column (the
+        `trades` view would spell out four strings per trade before the sort, which does not
+        fit a running pipeline's memory_limit); their instruments are named once per piece."""
+        instruments = self._restore_instruments()
         limits = pa.table(
             {
                 "exchange": pa.array([k[0] for k in cutoff], pa.string()),
@@ -644,30 +676,95 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
                 "cutoff": pa.array(list(cutoff.values()), pa.int64()),
             }
         )
-        restored = (
-            "FROM trades t JOIN restore_limits l USING (exchange, symbol) WHERE t.ts >= l.cutoff"
+        codes = pa.table(
+            {
+                "id": pa.array([c for c, (key, _) in enumerate(instruments) if key in cutoff],
+                               pa.int32()),
+                "cutoff": pa.array([cutoff[key] for key, _ in instruments if key in cutoff],
+                                   pa.int64()),
+            }
+        )  # fmt: skip
+        texts = (
+            "FROM trade_rows t JOIN restore_limits l USING (exchange, symbol) "
+            "WHERE t.ts >= l.cutoff"
+        )
+        coded = (
+            "FROM coded_trade_rows t JOIN restore_codes l ON t.instrument = l.id "
+            "WHERE t.ts >= l.cutoff"
         )
         with self._lock:
             self._con.register("restore_limits", limits)
-            reader = None
+            self._con.register("restore_codes", codes)
             try:
                 seconds = self._con.execute(
-                    f"SELECT t.ts // 1000000 AS s, count(*) {restored} GROUP BY s ORDER BY s"
+                    "SELECT s, sum(n) FROM ("
+                    f"SELECT t.ts // 1000000 AS s, count(*) AS n {texts} GROUP BY s UNION ALL "
+                    f"SELECT t.ts // 1000000 AS s, count(*) AS n {coded} GROUP BY s"
+                    ") GROUP BY s ORDER BY s"
                 ).fetchall()
+                span = "AND t.ts >= $lo AND t.ts < $hi ORDER BY t.ts"
                 for lo, hi in _pieces(seconds, RESTORE_PIECE_ROWS):
-                    reader = self._con.sql(
-                        f"SELECT t.* {restored} AND t.ts >= $lo AND t.ts < $hi ORDER BY t.ts",
-                        params={"lo": lo * 1_000_000, "hi": hi * 1_000_000},
-                    ).to_arrow_reader(rows)
-                    for chunk in reader:
-                        yield TradeBatch.from_arrow(
-                            pa.Table.from_batches([chunk]), source="restore"
-                        )
-                    reader.close()
+                    params = {"lo": lo * 1_000_000, "hi": hi * 1_000_000}
+                    text_sql = (
+                        "SELECT t.exchange, t.symbol, t.raw_symbol, t.seq, t.price, t.size, "
+                        "coalesce(t.trade_id, CAST(t.seq AS VARCHAR)) AS trade_id, t.side, t.ts, "
+                        f"t.recv_ts {texts} {span}"
+                    )
+                    coded_sql = f"SELECT t.* {coded} {span}"
+                    both = [  # one read after the other: a connection holds one open result
+                        TradeBatch.from_arrow(
+                            self._con.sql(text_sql, params=params).to_arrow_table(), "restore"
+                        ),
+                        _decoded(
+                            self._con.sql(coded_sql, params=params).to_arrow_table(), instruments
+                        ),
+                    ]
+                    piece = concat_batches(both, source="restore")
+                    if all(map(len, both)):  # each part is in ts order, the two together not
+                        piece = piece.take(np.argsort(piece.ts, kind="stable"))
+                    for first in range(0, len(piece), rows):
+                        yield piece.take(slice(first, first + rows))
             finally:
-                if reader is not None:
-                    reader.close()  # a caller that stops early leaves no open result behind
                 self._con.unregister("restore_limits")
+                self._con.unregister("restore_codes")
+
+    def _restore_instruments(self) -> list[tuple[tuple[str, str], Instrument]]:
+        """Every coded instrument by its code: its (exchange, symbol) and itself."""
+        rows = self._con.execute(
+            "SELECT id, exchange, symbol, raw_symbol FROM trade_instruments ORDER BY id"
+        ).fetchall()
+        named: list[tuple[tuple[str, str], Instrument]] = []
+        for code, exchange, symbol, raw_symbol in rows:
+            if code != len(named):
+                raise StoreError(f"{DAMAGED_TEXT}: instrument codes are not numbered from 0")
+            named.append(((exchange, symbol), Instrument(exchange, symbol, raw_symbol)))
+        return named
+
+
+def _decoded(table: pa.Table, instruments: list[tuple[tuple[str, str], Instrument]]) -> TradeBatch:
+    """A batch of `coded_trade_rows` rows, each instrument named by its code."""
+    trade_id = table.column("trade_id")
+    return TradeBatch(
+        source="restore",
+        instruments=[instrument for _, instrument in instruments],
+        instrument=table.column("instrument").to_numpy().astype(np.int32),
+        seq=table.column("seq").to_numpy().astype(np.int64),
+        price=table.column("price").to_numpy().astype(np.float64),
+        size=table.column("size").to_numpy().astype(np.float64),
+        side=table.column("side").to_numpy().astype(np.int8),
+        ts=table.column("ts").to_numpy().astype(np.int64),
+        recv_ts=table.column("recv_ts").to_numpy().astype(np.int64),
+        trade_id=None if trade_id.null_count == len(trade_id) else _spelled_out(table),
+    )
+
+
+def _spelled_out(table: pa.Table) -> np.ndarray:
+    """The trade ids of coded rows, a NULL spelled out as the decimal form of its seq."""
+    ids = table.column("trade_id")
+    return np.array(
+        pc.if_else(pc.is_null(ids), pc.cast(table.column("seq"), pa.string()), ids).to_pylist(),
+        object,
+    )
 
 
 def _pieces(counts: list[tuple[int, int]], rows: int) -> list[tuple[int, int]]:
