@@ -85,6 +85,7 @@ def test_an_instrument_is_due_when_the_first_of_its_intervals_is() -> None:
     pacer.stepped([candle("BTC-USDT", "1s", T0 + 100 * MS), candle("BTC-USDT", "1m", T0)])
     pacer.stepped([candle("BTC-USDT", "1s", T0 + 200 * MS, final=True)])  # finals: not sends
     later = batch([0], [T0 + 10 * MS], 1)
+    later.instruments = INSTRUMENTS[:1]  # a source of one instrument
     assert not pacer.urgent(later, T0 + EVERY - 1)
     assert pacer.urgent(later, T0 + EVERY)  # the 1m candle's update is due
 
