@@ -31,6 +31,7 @@ from tickpipe.forecast.service import ForecastService, start_forecasts
 from tickpipe.monitor.service import Monitor
 from tickpipe.records import Disconnect, Gap, TradeBatch, concat_batches
 from tickpipe.runtime.clock import SYSTEM_CLOCK, Clock
+from tickpipe.runtime.pacing import HOLD_S, LINGER_S, LINGER_TRADES, StepPacer
 from tickpipe.runtime.quality import QualityMeter
 from tickpipe.runtime.stage import STEP_BUDGET_S, TICK_SECONDS, EngineStage
 from tickpipe.runtime.status import PipelineStatus, StatusBoard
@@ -98,6 +99,10 @@ class Pipeline:
             self.board.composite = composite
         # Trades arriving within this long of the engine's last step go in its next one.
         self.step_budget_s = STEP_BUDGET_S
+        # Trades that make no candle update due wait up to this long for a step (`StepPacer`).
+        self.linger_s = LINGER_S
+        self.pacer = StepPacer(self.engine.windows, self.engine.config.provisional_every)
+        self.stage.on_output.append(self._paced)
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None  # `run`'s, for `stop`
         # A file replay's event times are old: its "lag" says nothing about the pipeline.
@@ -274,6 +279,11 @@ class Pipeline:
 
     # -- stages --------------------------------------------------------------------------
 
+    def _paced(self, out: EngineOutput) -> None:
+        """Tell the step pacer which instruments' open candles a step sent."""
+        if out.candles:
+            self.pacer.stepped(out.candles)
+
     def _publish(self, out: EngineOutput) -> None:
         """Push a step's candle updates and accepted trades to the live hub (never blocks)."""
         if self.hub is not None and (out.candles or out.accepted is not None):
@@ -315,24 +325,54 @@ class Pipeline:
         detail = msgspec.json.encode(event).decode()
         self.writer.submit(events=[(event.ts, kind, event.source, detail)])
 
+    async def _linger(self, batches: list[TradeBatch]) -> None:
+        """Add what arrives to `batches` until a batch is urgent (`StepPacer`), `linger_s` has
+        passed (more while an update that fell due waits for its instrument's next trade, at
+        most twice that) or `LINGER_TRADES` are held."""
+        loop, clock, pacer = asyncio.get_running_loop(), self.clock, self.pacer
+        start = loop.time()
+        deadline, longest = start + self.linger_s, start + 2 * self.linger_s
+        held = sum(len(b) for b in batches)
+        while held < LINGER_TRADES:
+            left = deadline - loop.time()
+            if left <= 0:
+                hold_s = pacer.hold_us(clock.now_us(), int(HOLD_S * 1e6)) / 1e6
+                deadline = min(longest, loop.time() + hold_s)
+                left = deadline - loop.time()
+                if left <= 0:
+                    return
+            more = await self.transport.get(timeout=left)
+            if more is None:
+                continue
+            batches.append(more)
+            held += len(more)
+            if pacer.urgent(more, clock.now_us()):
+                return
+
     async def _engine_loop(self) -> None:
         """Drain the transport, feed the engine stage; tick when idle."""
         clock = self.clock
         next_tick = clock.monotonic_s()
         loop = asyncio.get_running_loop()
+        pacer = self.pacer
         stepped_at = -math.inf  # loop time of the last step with trades (real time: it sleeps)
         while True:
             batch = await self.transport.get(timeout=TICK_SECONDS)
             if batch is not None:
-                # A step costs about as much for one trade as for a thousand: soon after a
-                # step, trades wait (at most `step_budget_s`) and go in the next one, so a
-                # steady trickle makes one step per budget, not one per delivery. After a
-                # quiet spell the step is at once; at least one loop turn first, so frames
-                # already readable on the sources' sockets join it.
+                batches = [batch]
+                # Trades whose candles are not due wait (at most `linger_s`) and go in one
+                # step with what comes meanwhile; a batch that makes an update due steps at
+                # once (see `StepPacer`), so no candle update waits for the lingering.
+                if not pacer.urgent(batch, clock.now_us()):
+                    await self._linger(batches)
+                # Never more than one step per `step_budget_s`; at least one loop turn first,
+                # so frames already readable on the sources' sockets join the step.
                 wait = stepped_at + self.step_budget_s - loop.time()
                 await asyncio.sleep(max(0.0, wait))
                 stepped_at = loop.time()
-                batches = [batch, *self.transport.get_nowait_all()]
+                for more in self.transport.get_nowait_all():
+                    batches.append(more)
+                    pacer.urgent(more, clock.now_us())  # notes the windows they open
                 await self.transport.wake_producers()
                 # Under load the queue holds many batches: one large batch per source costs
                 # the engine far less per trade than many small ones.

@@ -9,8 +9,8 @@ how many of the frames were data, which is what the data timer watches.
 Frames are collected as picows parses them and handed over once per socket read (picows marks
 the last frame of each read), so a busy feed arrives as a few large batches rather than many
 single frames. A feed that sends one trade per frame fills each read with one frame, so within
-`coalesce_s` (1 ms) of a hand-over the next one waits and takes every frame read meanwhile:
-one parse per millisecond at most, never more than that late (after a quiet spell, and in a
+`coalesce_s` (2 ms) of a hand-over the next one waits and takes every frame read meanwhile:
+one parse per 2 ms at most, never more than that late (after a quiet spell, and in a
 connection's first `coalesce_after_s`, at once). Batches wait in a queue bounded in frames; when
 the source is slow (its callback awaits the transport) and the queue is full, reading from the
 socket pauses until it drains.
@@ -85,9 +85,10 @@ class WsConfig:
     max_batch_frames: int = 4096
     max_pending_frames: int = 65536  # received but not yet taken by the source; reading pauses
     # Frames received within this long of the previous hand-over wait and go with the next
-    # one: a feed sending one trade per frame costs one parse and one engine step per this
-    # time instead of one per frame, at most this much later. None: each read at once.
-    coalesce_s: float | None = 0.001
+    # one: a feed sending one trade per frame costs one parse and hand-over per this time
+    # instead of one per frame, at most this much later (the engine's steps are paced apart,
+    # `runtime/pacing.py`). None: each read at once.
+    coalesce_s: float | None = 0.002
     # ...but not in a connection's first seconds: a connector's catch-up refill after a
     # reconnect races the first live frames, and must see where the live stream resumed.
     coalesce_after_s: float = 1.0
