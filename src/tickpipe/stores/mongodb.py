@@ -1,6 +1,7 @@
 """The MongoDB store (`store = mongodb://host:port/db`): the same data and answers as DuckDB.
 
-One collection per table (`trades`, `candles`, `rolling_stats`, `pipeline_metrics`, `events`),
+One collection per table (`trades`, `candles`, `rolling_stats`, `pipeline_metrics`, `events`;
+and `intervals`, the stored candle intervals, so listing them reads no candle),
 each unique on its key (trades and events by a unique index; candles, rolling statistics and
 KPIs by `_id`, their key as one string), so a retried or replayed write stores nothing twice:
 - trades go in by unordered bulk inserts (`insert_many(ordered=False)`); a trade already
@@ -126,6 +127,7 @@ INDEXES: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
     "rolling_stats": [("rolling_instrument_ts", ("exchange", "symbol", "ts"), False)],
     "pipeline_metrics": [],  # unique by `_id`: (process, ts)
     "events": [("events_key", ("ts", "kind", "source", "detail"), True)],
+    "intervals": [],  # one document per stored candle interval, `_id` its name
 }
 _NO_ID = {"_id": 0}
 _TRADE_PROJECTION = {**_NO_ID, **{f: 1 for f in TRADE_FIELDS}}
@@ -211,6 +213,8 @@ class MongoStore(CandleAnalytics):
                         [(f, ASCENDING) for f in fields], name=index, unique=unique
                     )
             self.pipeline = self._runs_rebucket_pipeline()
+            self._intervals_written: set[str] = set()
+            self._list_intervals_once()
             # FerretDB 1.x finds by `_id` alone without a scan of the whole collection
             self.rule_in_filter = "ferretdbVersion" not in self._client.admin.command("buildInfo")
         except PyMongoError as exc:
@@ -323,6 +327,7 @@ class MongoStore(CandleAnalytics):
                 docs = [dict(zip(TRADE_FIELDS, row, strict=True)) for row in rows]
                 self.refused_trades += _insert_new(self._db.trades, docs)
             if flush.candles:
+                self._note_intervals({c.interval for c in flush.candles})
                 _upsert(self._db.candles, [_doc(c, CANDLE_KEY, precedence=_precedence(c))
                                            for c in flush.candles],
                         rule_in_filter=self.rule_in_filter)  # fmt: skip
@@ -428,9 +433,29 @@ class MongoStore(CandleAnalytics):
     # -- the API -------------------------------------------------------------------------
 
     def intervals(self) -> list[str]:
-        # `$group`, not `distinct`: FerretDB's `distinct` refuses the `maxTimeMS` of a budget.
+        """The stored candle intervals, from the `intervals` collection (a few documents, not
+        a `$group` over every candle: that is a scan of the whole collection on MongoDB too,
+        and the API asks on every candle request)."""
+        return sorted(self._read(lambda: [d["_id"] for d in self._db.intervals.find({})]))
+
+    def _note_intervals(self, intervals: set[str]) -> None:
+        """Record the intervals of a flush's candles before the candles themselves (so a
+        reader that sees a candle sees its interval), once per store object."""
+        new = intervals - self._intervals_written
+        if new:
+            _insert_new(self._db.intervals, [{"_id": i} for i in sorted(new)])
+            self._intervals_written |= new
+
+    def _list_intervals_once(self) -> None:
+        """Fill the `intervals` collection of a database written before it existed (by a
+        `$group` over the candles, once; `$group`, not `distinct`: FerretDB's `distinct`
+        refuses the `maxTimeMS` of a budget)."""
+        if self._db.intervals.find_one({}) is not None:
+            return
         group = [{"$group": {"_id": "$interval"}}]
-        return sorted(self._read(lambda: [d["_id"] for d in self._db.candles.aggregate(group)]))
+        _insert_new(
+            self._db.intervals, [{"_id": d["_id"]} for d in self._db.candles.aggregate(group)]
+        )
 
     def candles(
         self,
