@@ -50,15 +50,26 @@ def fill_store(path: Path, minutes: int = MINUTES) -> int:
     return end
 
 
-def simulate(store: Store, end: int, minutes: int = MINUTES) -> None:
+def simulate(
+    store: Store,
+    end: int,
+    minutes: int = MINUTES,
+    one_write: bool = False,
+    rate_factor: float = 1.0,
+) -> None:
     """Write into `store` what the engine makes of `minutes` of simulated trades ending at
     `end` (µs): the same data for the same `end`, whatever the store. A minute's output goes
     in one write (a candle's latest update only), as a store writer coalesces a busy feed's:
-    per-step writes cost FerretDB minutes."""
+    per-step writes cost FerretDB minutes. `one_write`: the whole run's output in one write,
+    the same rows in the end (each candle's and statistic's latest update; the engine's
+    updates of a candle only rise in precedence), for tests of what is read back: FerretDB
+    1.x scans its whole collection for each candle a later write updates. `rate_factor`: the
+    venues' trade rates times this (the same instruments and seeds, fewer trades).
+    """
     engine = CandleEngine(Config().engine_config())
     start = end - minutes * 60 * S
     markets = {
-        venue: MarketSimulator(symbols, rate, seed, exchange=venue, source=venue)
+        venue: MarketSimulator(symbols, rate * rate_factor, seed, exchange=venue, source=venue)
         for venue, (symbols, rate, seed) in VENUES.items()
     }
     trades: list[TradeBatch] = []
@@ -74,10 +85,15 @@ def simulate(store: Store, end: int, minutes: int = MINUTES) -> None:
         for market in markets.values():
             keep(engine.process(market.span(t, t + 10 * S), t + 10 * S))
         keep(engine.tick(t + 10 * S))
-        if (t + 10 * S - start) % (60 * S) == 0 or t + 10 * S >= end:
+        if not one_write and ((t + 10 * S - start) % (60 * S) == 0 or t + 10 * S >= end):
             store.write(trades, list(candles.values()), list(rolling.values()))
             trades, candles, rolling = [], {}, {}
-    store.write([], engine.flush(end + 60 * S))
+    flushed = engine.flush(end + 60 * S)
+    if one_write:
+        candles.update(((c.exchange, c.symbol, c.interval, c.start), c) for c in flushed)
+        store.write(trades, list(candles.values()), list(rolling.values()))
+    else:
+        store.write([], flushed)
 
 
 class ApiThread:

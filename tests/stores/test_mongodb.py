@@ -92,6 +92,29 @@ def test_candles_are_rebucketed_in_python_on_ferretdb_and_the_log_says_so(
     assert "candle updates filtered by _id alone" in caplog.text
 
 
+def test_intervals_are_listed_from_their_own_collection_also_for_a_database_written_before_it(
+    ferretdb_server: FerretDBServer, mongodb_url: str, mongodb_database: str
+) -> None:
+    s = MongoStore(mongodb_url)
+    try:
+        s.write(candles=[candle(T0), candle(T0, interval="5m"), candle(T0 + M)])
+        s.write(candles=[candle(T0, interval="1h")])
+        assert s.intervals() == ["1h", "1m", "5m"]
+    finally:
+        s.close()
+    with ferretdb_server.client() as client:
+        db = client[mongodb_database]
+        assert sorted(d["_id"] for d in db["intervals"].find({})) == ["1h", "1m", "5m"]
+        db.drop_collection("intervals")  # as an older tickpipe left the database
+    again = MongoStore(mongodb_url)
+    try:
+        assert again.intervals() == ["1h", "1m", "5m"]  # listed once, from the candles
+        again.write(candles=[candle(T0, interval="1s")])
+        assert again.intervals() == ["1h", "1m", "1s", "5m"]
+    finally:
+        again.close()
+
+
 def test_the_revision_rule_in_the_update_filter_matches_only_an_outranked_candle(
     store: MongoStore,
 ) -> None:

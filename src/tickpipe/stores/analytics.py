@@ -142,14 +142,21 @@ class CandleAnalytics:
         lo, hi, _ = cover(start, end, self.intervals())
         return lo, hi
 
-    def _instruments(self, start: int, end: int, exchange: str | None = None) -> list[CandleTotals]:
-        """Each instrument's totals over `analytics_range(start, end)` (those that traded)."""
+    def pieces_totals(self, pieces: list[Piece], exchange: str | None = None) -> list[CandleTotals]:
+        """Per instrument, its candles over all `pieces` (which do not overlap), summed: one
+        `candle_totals` per piece, merged here. A store that reads every piece in one request
+        overrides this (MongoDB: FerretDB scans the whole collection for each request)."""
         out: dict[tuple[str, str], CandleTotals] = {}
-        for interval, lo, hi in cover(start, end, self.intervals())[2]:
+        for interval, lo, hi in pieces:
             for one in self.candle_totals(interval, lo, hi, exchange):
                 key = (one.exchange, one.symbol)
                 out[key] = one if key not in out else out[key].merged(one)
-        return [t for t in out.values() if t.trades]
+        return list(out.values())
+
+    def _instruments(self, start: int, end: int, exchange: str | None = None) -> list[CandleTotals]:
+        """Each instrument's totals over `analytics_range(start, end)` (those that traded)."""
+        pieces = cover(start, end, self.intervals())[2]
+        return [t for t in self.pieces_totals(pieces, exchange) if t.trades]
 
     def top_exchanges(self, start: int, end: int, by: str, limit: int) -> list[dict[str, Any]]:
         order = top_order(by)

@@ -1,6 +1,7 @@
 """The MongoDB store (`store = mongodb://host:port/db`): the same data and answers as DuckDB.
 
-One collection per table (`trades`, `candles`, `rolling_stats`, `pipeline_metrics`, `events`),
+One collection per table (`trades`, `candles`, `rolling_stats`, `pipeline_metrics`, `events`;
+and `intervals`, the stored candle intervals, so listing them reads no candle),
 each unique on its key (trades and events by a unique index; candles, rolling statistics and
 KPIs by `_id`, their key as one string), so a retried or replayed write stores nothing twice:
 - trades go in by unordered bulk inserts (`insert_many(ordered=False)`); a trade already
@@ -31,9 +32,13 @@ and `aggregate` with `$match`, `$sort`, `$group` (`$sum`; on MongoDB also `$min`
 tests run against FerretDB 1.x (a MongoDB wire-protocol server over SQLite), whose `$group`
 has only `$sum` and `$count`. So candles are re-bucketed by an aggregation pipeline when the
 server runs it (tried once, at open, on an empty match) and otherwise streamed in chunks and
-rolled up here (the log says which). The analytics' candle totals are streamed over the time
-range in chunks and summed here on any server. Inside a read budget, reads run under
-`pymongo.timeout` with what is left of it (the server is sent `maxTimeMS`).
+rolled up here (the log says which). The analytics' candle totals are streamed in chunks by
+one `find` for all the pieces of a period (an `$or`) and summed here on any server. The whole
+history (`trade_batches`, `stored_candles`) is one `find` per call, sorted as an index is and
+hinted to it, so MongoDB walks the index and sorts nothing. FerretDB 1.x over SQLite runs a
+filter in SQL only when it is `_id` alone and decodes the whole collection for any other, so
+the number of requests, not their size, is what costs there. Inside a read budget, reads run
+under `pymongo.timeout` with what is left of it (the server is sent `maxTimeMS`).
 
 Client settings (credentials, `authSource`, `tls`, `tlsCAFile`, `w`, `journal`,
 `wtimeoutMS`, `replicaSet`, ...) are the URL's own query options, checked at config load.
@@ -62,7 +67,13 @@ from tickpipe.records import (
     RollingStat,
     TradeBatch,
 )
-from tickpipe.stores.analytics import TOTALS_FIELDS, CandleAnalytics, CandleTotals, totals_of
+from tickpipe.stores.analytics import (
+    TOTALS_FIELDS,
+    CandleAnalytics,
+    CandleTotals,
+    Piece,
+    totals_of,
+)
 from tickpipe.stores.base import RESTORE_BATCH_ROWS, Key, OverBudget, StoreError, time_range
 from tickpipe.stores.budget import MEMORY_REASON, ReadBudget
 from tickpipe.stores.flush import TRADE_FIELDS, Flush, trade_columns
@@ -116,6 +127,7 @@ INDEXES: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
     "rolling_stats": [("rolling_instrument_ts", ("exchange", "symbol", "ts"), False)],
     "pipeline_metrics": [],  # unique by `_id`: (process, ts)
     "events": [("events_key", ("ts", "kind", "source", "detail"), True)],
+    "intervals": [],  # one document per stored candle interval, `_id` its name
 }
 _NO_ID = {"_id": 0}
 _TRADE_PROJECTION = {**_NO_ID, **{f: 1 for f in TRADE_FIELDS}}
@@ -201,6 +213,8 @@ class MongoStore(CandleAnalytics):
                         [(f, ASCENDING) for f in fields], name=index, unique=unique
                     )
             self.pipeline = self._runs_rebucket_pipeline()
+            self._intervals_written: set[str] = set()
+            self._list_intervals_once()
             # FerretDB 1.x finds by `_id` alone without a scan of the whole collection
             self.rule_in_filter = "ferretdbVersion" not in self._client.admin.command("buildInfo")
         except PyMongoError as exc:
@@ -313,6 +327,7 @@ class MongoStore(CandleAnalytics):
                 docs = [dict(zip(TRADE_FIELDS, row, strict=True)) for row in rows]
                 self.refused_trades += _insert_new(self._db.trades, docs)
             if flush.candles:
+                self._note_intervals({c.interval for c in flush.candles})
                 _upsert(self._db.candles, [_doc(c, CANDLE_KEY, precedence=_precedence(c))
                                            for c in flush.candles],
                         rule_in_filter=self.rule_in_filter)  # fmt: skip
@@ -333,18 +348,6 @@ class MongoStore(CandleAnalytics):
             self._with_retry(attempt, self.retry_for, "write")
 
     # -- restart -------------------------------------------------------------------------
-
-    def _instrument_groups(
-        self, collection: str = "trades", match: dict[str, Any] | None = None
-    ) -> list[tuple[str, str, int]]:
-        """(exchange, symbol, document count) per instrument in `collection` (of the documents
-        matching `match`), in code-point order ($group with $sum only)."""
-        groups = self._db[collection].aggregate(
-            [{"$match": match or {}},
-             {"$group": {"_id": {"exchange": "$exchange", "symbol": "$symbol"},
-                         "n": {"$sum": 1}}}]
-        )  # fmt: skip
-        return sorted((g["_id"]["exchange"], g["_id"]["symbol"], int(g["n"])) for g in groups)
 
     def _instrument_spans(self) -> list[tuple[str, str, int, int, int]]:
         """(exchange, symbol, trade count, first ts, last ts) per instrument, in code-point
@@ -430,9 +433,29 @@ class MongoStore(CandleAnalytics):
     # -- the API -------------------------------------------------------------------------
 
     def intervals(self) -> list[str]:
-        # `$group`, not `distinct`: FerretDB's `distinct` refuses the `maxTimeMS` of a budget.
+        """The stored candle intervals, from the `intervals` collection (a few documents, not
+        a `$group` over every candle: that is a scan of the whole collection on MongoDB too,
+        and the API asks on every candle request)."""
+        return sorted(self._read(lambda: [d["_id"] for d in self._db.intervals.find({})]))
+
+    def _note_intervals(self, intervals: set[str]) -> None:
+        """Record the intervals of a flush's candles before the candles themselves (so a
+        reader that sees a candle sees its interval), once per store object."""
+        new = intervals - self._intervals_written
+        if new:
+            _insert_new(self._db.intervals, [{"_id": i} for i in sorted(new)])
+            self._intervals_written |= new
+
+    def _list_intervals_once(self) -> None:
+        """Fill the `intervals` collection of a database written before it existed (by a
+        `$group` over the candles, once; `$group`, not `distinct`: FerretDB's `distinct`
+        refuses the `maxTimeMS` of a budget)."""
+        if self._db.intervals.find_one({}) is not None:
+            return
         group = [{"$group": {"_id": "$interval"}}]
-        return sorted(self._read(lambda: [d["_id"] for d in self._db.candles.aggregate(group)]))
+        _insert_new(
+            self._db.intervals, [{"_id": d["_id"]} for d in self._db.candles.aggregate(group)]
+        )
 
     def candles(
         self,
@@ -542,9 +565,18 @@ class MongoStore(CandleAnalytics):
     def candle_totals(
         self, interval: str, start: int, end: int, exchange: str | None = None
     ) -> list[CandleTotals]:
-        """Per instrument, its candles of `interval` in [start, end), streamed in chunks and
-        summed here (FerretDB's `$group` has no `$min`, `$max`, `$first`, `$last`)."""
-        flt: dict[str, Any] = {"interval": interval, "start": {"$gte": start, "$lt": end}}
+        """Per instrument, its candles of `interval` in [start, end), summed."""
+        return self.pieces_totals([(interval, start, end)], exchange)
+
+    def pieces_totals(self, pieces: list[Piece], exchange: str | None = None) -> list[CandleTotals]:
+        """Per instrument, its candles over all `pieces` (which do not overlap), streamed in
+        chunks by one `find` (an `$or` of the pieces) and summed here (FerretDB's `$group` has
+        no `$min`, `$max`, `$first`, `$last`; and it scans the whole collection for each
+        request, which one request per piece paid as often as there were pieces)."""
+        if not pieces:
+            return []
+        flt: dict[str, Any] = {"$or": [{"interval": i, "start": {"$gte": lo, "$lt": hi}}
+                                       for i, lo, hi in pieces]}  # fmt: skip
         if exchange is not None:
             flt["exchange"] = exchange
         projection = {**_NO_ID, **{f: 1 for f in TOTALS_FIELDS}}
@@ -587,39 +619,38 @@ class MongoStore(CandleAnalytics):
         self, rows: int = RESTORE_BATCH_ROWS, since: int | None = None, until: int | None = None
     ) -> Iterator[TradeBatch]:
         """Every stored trade with ts in [since, until) in batches of at most `rows`, by
-        (exchange, symbol) in code-point order, then (ts, seq): one instrument's sorted `find`
-        after another, so neither side sorts more than one instrument."""
+        (exchange, symbol) in code-point order, then (ts, seq): one `find` sorted as the index
+        `trades_instrument_time` is, and hinted to it, so MongoDB walks that index and sorts
+        nothing (FerretDB 1.x, which scans for any filter, sorts the range it found)."""
         lo, hi = time_range(since, until)
-        when = {"ts": {"$gte": lo, "$lt": hi}}
-
-        def docs() -> Iterator[dict[str, Any]]:
-            for e, s, _ in self._read(lambda: self._instrument_groups("trades", when)):
-                cursor = (
-                    self._db.trades.find({"exchange": e, "symbol": s, **when}, _TRADE_PROJECTION)
-                    .sort([("ts", ASCENDING), ("seq", ASCENDING)])
-                    .batch_size(min(rows, self.chunk_docs))
-                )
-                yield from cursor
-
-        for chunk in _chunks(docs(), rows):
+        cursor = (
+            self._db.trades.find({"ts": {"$gte": lo, "$lt": hi}}, _TRADE_PROJECTION)
+            .sort(_index_order("trades", "trades_instrument_time"))
+            .hint("trades_instrument_time")
+            .batch_size(min(rows, self.chunk_docs))
+        )
+        for chunk in _chunks(cursor, rows):
             yield _trade_batch(chunk, "store")
 
     def stored_candles(
         self, interval: str, rows: int = 100_000, since: int | None = None, until: int | None = None
     ) -> Iterator[Candle]:
         """Every stored candle of `interval` with start in [since, until), by (exchange,
-        symbol) in code-point order, then start, one instrument's sorted `find` after another,
-        read `rows` at a time."""
+        symbol) in code-point order, then start, read `rows` at a time: one `find` sorted as
+        the index `candles_instrument_start` (exchange, symbol, interval, start) is, and hinted
+        to it; one interval, so that is (exchange, symbol, start) order and MongoDB sorts
+        nothing."""
         lo, hi = time_range(since, until)
-        match = {"interval": interval, "start": {"$gte": lo, "$lt": hi}}
-        for e, s, _ in self._read(lambda: self._instrument_groups("candles", match)):
-            cursor = (
-                self._db.candles.find({"exchange": e, "symbol": s, **match}, _CANDLE_PROJECTION)
-                .sort("start", ASCENDING)
-                .batch_size(min(rows, self.chunk_docs))
+        cursor = (
+            self._db.candles.find(
+                {"interval": interval, "start": {"$gte": lo, "$lt": hi}}, _CANDLE_PROJECTION
             )
-            for doc in cursor:
-                yield Candle(**_plain(doc))
+            .sort(_index_order("candles", "candles_instrument_start"))
+            .hint("candles_instrument_start")
+            .batch_size(min(rows, self.chunk_docs))
+        )
+        for doc in cursor:
+            yield Candle(**_plain(doc))
 
     def duplicate_trades(self, since: int | None = None, until: int | None = None) -> int:
         """0: the unique index `trades_key` (created at open) refuses a second trade of one
@@ -703,6 +734,12 @@ def _bucket_candle(part: dict[str, Any], exchange: str, symbol: str, interval: s
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _index_order(collection: str, index: str) -> list[tuple[str, int]]:
+    """The sort that walking `index` of `collection` (in `INDEXES`) gives."""
+    fields = next(f for name, f, _ in INDEXES[collection] if name == index)
+    return [(f, ASCENDING) for f in fields]
 
 
 def _plain(value: Any) -> Any:

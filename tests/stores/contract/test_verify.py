@@ -19,7 +19,7 @@ END = 1_700_000_400 * S
 
 
 def test_verify_passes_on_what_a_short_simulated_run_stored(store: Store) -> None:
-    simulate(store, END, minutes=2)
+    simulate(store, END, minutes=2, one_write=True)
     report = verify(store)
     assert report.ok, report.mismatches[:3]
     totals = store.totals()
@@ -29,7 +29,7 @@ def test_verify_passes_on_what_a_short_simulated_run_stored(store: Store) -> Non
 
 
 def test_verify_names_a_stored_candle_the_trades_do_not_make(store: Store) -> None:
-    simulate(store, END, minutes=2)
+    simulate(store, END, minutes=2, one_write=True)
     interval = store.intervals()[0]
     good = next(c for c in store.stored_candles(interval) if c.trades > 2)
     wrong = msgspec.structs.replace(good, close=good.close + 1, revision=good.revision + 1)
@@ -68,7 +68,7 @@ def closed(store: Store) -> Candle:
 
 
 def test_a_lagging_provisional_newest_candle_is_stale_not_a_mismatch(store: Store) -> None:
-    simulate(store, END, minutes=2)
+    simulate(store, END, minutes=2, one_write=True)
     store.write(candles=[lagging(newest(store), final=False)])  # open at a kill -9
     report = verify(store)
     assert report.ok, report.mismatches[:3]
@@ -77,7 +77,7 @@ def test_a_lagging_provisional_newest_candle_is_stale_not_a_mismatch(store: Stor
 
 @pytest.mark.parametrize("final", [True, False], ids=["final", "provisional"])
 def test_a_lagging_candle_of_a_closed_window_fails(store: Store, final: bool) -> None:
-    simulate(store, END, minutes=2)
+    simulate(store, END, minutes=2, one_write=True)
     wrong = closed(store)
     store.write(candles=[lagging(wrong, final)])
     report = verify(store)
@@ -92,7 +92,7 @@ SINCE, UNTIL = END - 90 * S, END - 30 * S  # cuts the 1m windows at both ends
 
 
 def test_history_reads_of_a_range_hold_what_the_whole_history_holds_in_it(store: Store) -> None:
-    simulate(store, END, minutes=2)
+    simulate(store, END, minutes=2, one_write=True)
     trades = [t for b in store.trade_batches() for t in b.to_trades()]
     ranged = [t for b in store.trade_batches(since=SINCE, until=UNTIL) for t in b.to_trades()]
     assert ranged == [t for t in trades if SINCE <= t.ts < UNTIL] != []
@@ -104,7 +104,7 @@ def test_history_reads_of_a_range_hold_what_the_whole_history_holds_in_it(store:
 
 
 def test_a_range_reports_a_wrong_candle_in_it_and_none_outside(store: Store) -> None:
-    simulate(store, END, minutes=2)
+    simulate(store, END, minutes=2, one_write=True)
     finals = [c for c in store.stored_candles("1s") if c.final and c.trades > 1]
     inside = next(c for c in finals if c.start >= SINCE and c.start + S <= UNTIL)
     outside = next(c for c in finals if c.start + S <= SINCE)
