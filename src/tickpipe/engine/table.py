@@ -14,24 +14,27 @@ from itertools import repeat
 import numpy as np
 from numpy.typing import NDArray
 
-from tickpipe.engine.aggregate import Partials
+from tickpipe.engine.aggregate import SUM_ROWS, Partials
 from tickpipe.engine.windows import Window
 from tickpipe.records import Candle
 
 _NEVER = np.iinfo(np.int64).min // 4
-_FLOATS = ("open", "high", "low", "close", "volume", "quote_volume", "price_sum", "buy_volume",
-           "sell_volume")  # fmt: skip
+# The sums come last, in `SUM_ROWS` order: one slice of the float block merges them all.
+_FLOATS = ("open", "high", "low", "close", *SUM_ROWS)
+_SUM_SLICE = slice(len(_FLOATS) - len(SUM_ROWS), len(_FLOATS))
 _INTS = ("gid", "start", "open_ts", "open_seq", "close_ts", "close_seq", "trades", "revision",
          "emitted_at", "bumped")  # fmt: skip
 _BOOLS = ("used", "final", "dirty")
-_SUMS = ("volume", "quote_volume", "price_sum", "trades", "buy_volume", "sell_volume")
+_INIT_FLOATS = ("open", "high", "low", "close")
+_INIT_INTS = ("open_ts", "open_seq", "close_ts", "close_seq", "trades")
 
 
 class WindowTable:
     """All live windows of one `Window` kind across instruments: open ones and final ones
     kept for late corrections until they fall behind the correction horizon."""
 
-    # One entry per slot, in the columns `_grow` creates from _FLOATS, _INTS and _BOOLS.
+    # One entry per slot, in the columns `_grow` creates from _FLOATS, _INTS and _BOOLS: the
+    # rows of one block per type, so the sums of a merge are one operation.
     open: NDArray[np.float64]
     high: NDArray[np.float64]
     low: NDArray[np.float64]
@@ -69,12 +72,14 @@ class WindowTable:
 
     def _grow(self, capacity: int) -> None:
         old = self._capacity
-        for name in (*_FLOATS, *_INTS, *_BOOLS):
-            dtype = np.float64 if name in _FLOATS else np.int64 if name in _INTS else bool
-            column = np.zeros(capacity, dtype)
+        for names, dtype, attr in ((_FLOATS, np.float64, "_floats"), (_INTS, np.int64, "_ints"),
+                                   (_BOOLS, bool, "_bools")):  # fmt: skip
+            block = np.zeros((len(names), capacity), dtype)
             if old:
-                column[:old] = getattr(self, name)
-            setattr(self, name, column)
+                block[:, :old] = getattr(self, attr)
+            setattr(self, attr, block)
+            for row, name in enumerate(names):
+                setattr(self, name, block[row])
         self.emitted_at[old:] = _NEVER
         self.bumped[old:] = -1
         self._free.extend(range(capacity - 1, old - 1, -1))
@@ -106,16 +111,18 @@ class WindowTable:
         # One C-level pass of dict lookups (map), no list of keys: this runs per window per batch.
         slots = np.fromiter(map(self.index.get, keys, repeat(-1)), np.int64, len(start))
         new = slots < 0
+        # Every partial hits a held window (the live case): the partial arrays as they are.
+        old: np.ndarray | slice = slice(None)
         if new.any():
+            old = np.flatnonzero(~new)
             fresh = np.flatnonzero(new)
             fresh_keys = zip(p.gid[fresh].tolist(), start[fresh].tolist(), strict=True)
             created = self._allocate(list(fresh_keys))
             slots[fresh] = created
             self._init(created, p, fresh, start[fresh])
             self.open_slots = np.concatenate([self.open_slots, created])
-        old = np.flatnonzero(~new)
         corrected = 0
-        if len(old):
+        if isinstance(old, slice) or len(old):
             s = slots[old]
             ots, oseq = p.open_ts[old], p.open_seq[old]
             first_ts = self.open_ts[s]
@@ -134,8 +141,8 @@ class WindowTable:
             self.close_seq[la] = cseq if la is s else cseq[later]
             self.high[s] = np.maximum(self.high[s], p.high[old])
             self.low[s] = np.minimum(self.low[s], p.low[old])
-            for name in _SUMS:
-                getattr(self, name)[s] += getattr(p, name)[old]
+            self._floats[_SUM_SLICE, s] += p.sums[:, old]
+            self.trades[s] += p.trades[old]
             final = self.final[s]
             if final.any():  # a correction of a closed window
                 fix = s[final & (self.bumped[s] != batch_no)]
@@ -149,9 +156,9 @@ class WindowTable:
     def _init(self, slots: np.ndarray, p: Partials, rows: np.ndarray, start: np.ndarray) -> None:
         self.gid[slots] = p.gid[rows]
         self.start[slots] = start
-        for name in ("open", "open_ts", "open_seq", "high", "low", "close", "close_ts",
-                     "close_seq", *_SUMS):  # fmt: skip
+        for name in _INIT_FLOATS + _INIT_INTS:
             getattr(self, name)[slots] = getattr(p, name)[rows]
+        self._floats[_SUM_SLICE, slots] = p.sums[:, rows]
         self.revision[slots] = 0
         self.final[slots] = False
         self.used[slots] = True
