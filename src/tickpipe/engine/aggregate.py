@@ -58,8 +58,8 @@ def sort_order(gid: np.ndarray, ts: np.ndarray, seq: np.ndarray) -> np.ndarray:
     instrument and time usually leaves equal times already in seq order; the full three-key
     sort runs only when it does not.
     """
-    if not len(ts):
-        return np.zeros(0, np.int64)
+    if len(ts) < 2:
+        return np.zeros(len(ts), np.int64)
     t0 = int(ts.min())
     if int(ts.max()) - t0 < (1 << 40) and int(gid.max()) < (1 << 23):
         key = (gid.astype(np.int64) << 40) | (ts - t0)

@@ -117,11 +117,13 @@ class CandleEngine:
             return out
         gid = self._gids(batch)
         too_late = batch.ts < self._wm[gid] - self.horizon
-        on_time = np.flatnonzero(~too_late)
+        # Sorted first: then ids arrive at the dedupe nearly in order, and cheap to sort.
         if too_late.any():
             out.late = batch.take(too_late)
-        # Sorted first: then ids arrive at the dedupe nearly in order, and cheap to sort.
-        idx = on_time[sort_order(gid[on_time], batch.ts[on_time], batch.seq[on_time])]
+            on_time = np.flatnonzero(~too_late)
+            idx = on_time[sort_order(gid[on_time], batch.ts[on_time], batch.seq[on_time])]
+        else:  # the live case: every trade is on time
+            idx = sort_order(gid, batch.ts, batch.seq)
         ids = None if batch.trade_id is None else batch.trade_id[idx]
         new = self._seen.filter_new(gid[idx], batch.seq[idx], ids, batch.ts[idx])
         out.duplicates = int(len(idx) - new.sum())
@@ -341,8 +343,9 @@ class CandleEngine:
             setattr(state, counter, getattr(state, counter) + int(counts[g]))
 
     def _close(self, now: int, out: EngineOutput) -> None:
+        highest = int(self._wm.max()) if len(self._wm) else _NEVER
         for table in self.tables:
-            closed = table.finalize(self._wm)
+            closed = table.finalize(self._wm, highest)
             if table is self._minute and len(closed):
                 # By (start, instrument): the same order however the slots were allocated
                 # (a restored engine numbers them anew).

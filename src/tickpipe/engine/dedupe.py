@@ -55,8 +55,15 @@ class SeenTrades:
         new = np.ones(n, bool)
         if n == 0:
             return new
-        if ids is None:  # every id is decimal: `texts` is never read
-            decimal, number, texts = np.ones(n, bool), seq, seq
+        if ids is None:
+            fits, packed = self._pack(gid, seq, None)
+            if fits.all() and (n == 1 or bool((packed[1:] > packed[:-1]).all())):
+                # The live case: numeric ids, increasing (the engine hands trades over in
+                # instrument and time order): nothing to sort, no id twice in the batch.
+                new = ~self._contains(packed)
+                self._add(packed[new], gid[new], ts[new])
+                return new
+            decimal, number, texts = np.ones(n, bool), seq, seq  # `texts` is never read
         else:
             (decimal, number), texts = _decimal_ids(ids), ids
         numeric = decimal.copy()
@@ -110,20 +117,25 @@ class SeenTrades:
         keys = zip(state["other_gid"], state["other_id"], strict=True)
         self._other = dict(zip(keys, state["other_ts"], strict=True))
 
-    def _pack(self, gid: np.ndarray, seq: np.ndarray, numeric: np.ndarray):
+    def _pack(self, gid: np.ndarray, seq: np.ndarray, numeric: np.ndarray | None):
+        """(Whether each id packs, the keys); `numeric`: which ids are numbers (None: all)."""
         size = int(gid.max()) + 1
         if size > len(self._base):
             self._base = np.concatenate([self._base, np.zeros(size - len(self._base), np.int64)])
             self._has_base = np.concatenate(
                 [self._has_base, np.zeros(size - len(self._has_base), bool)]
             )
-        fresh = numeric & ~self._has_base[gid]
+        fresh = ~self._has_base[gid]
+        if numeric is not None:
+            fresh &= numeric
         if fresh.any():
             g, first = np.unique(gid[fresh], return_index=True)
             self._base[g] = seq[fresh][first] - _HALF_RANGE
             self._has_base[g] = True
         offset = seq - self._base[gid]
-        fits = (offset >= 0) & (offset < (1 << _ID_BITS)) & (gid < _MAX_INSTRUMENTS)
+        fits = (offset >= 0) & (offset < (1 << _ID_BITS))
+        if size > _MAX_INSTRUMENTS:
+            fits &= gid < _MAX_INSTRUMENTS
         packed = (gid.astype(np.int64) << _ID_BITS) | np.where(fits, offset, 0)
         return fits, packed
 

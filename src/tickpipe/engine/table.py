@@ -25,6 +25,7 @@ _SUM_SLICE = slice(len(_FLOATS) - len(SUM_ROWS), len(_FLOATS))
 _INTS = ("gid", "start", "open_ts", "open_seq", "close_ts", "close_seq", "trades", "revision",
          "emitted_at", "bumped")  # fmt: skip
 _BOOLS = ("used", "final", "dirty")
+_NONE = np.zeros(0, np.int64)
 _INIT_FLOATS = ("open", "high", "low", "close")
 _INIT_INTS = ("open_ts", "open_seq", "close_ts", "close_seq", "trades")
 
@@ -64,6 +65,12 @@ class WindowTable:
         self.open_slots = np.zeros(0, np.int64)  # slots not yet final
         self._free: list[int] = []
         self._pending = [np.zeros(0, np.int64)]  # slots that may be dirty
+        # Bounds that let a step skip the work when nothing can be due (both may be lower
+        # than the truth, never higher): the oldest send time of a pending window (a final
+        # one pending counts as never sent), and the earliest end of an open window (None:
+        # to be found again).
+        self._oldest_sent = _NEVER
+        self._first_end: int | None = None
         self._capacity = 0
         self._grow(capacity)
 
@@ -113,21 +120,25 @@ class WindowTable:
         new = slots < 0
         # Every partial hits a held window (the live case): the partial arrays as they are.
         old: np.ndarray | slice = slice(None)
-        if new.any():
-            old = np.flatnonzero(~new)
-            fresh = np.flatnonzero(new)
+        if np.count_nonzero(new):
+            old = (~new).nonzero()[0]
+            fresh = new.nonzero()[0]
             fresh_keys = zip(p.gid[fresh].tolist(), start[fresh].tolist(), strict=True)
             created = self._allocate(list(fresh_keys))
             slots[fresh] = created
             self._init(created, p, fresh, start[fresh])
             self.open_slots = np.concatenate([self.open_slots, created])
+            self._oldest_sent = _NEVER  # a new window is sent at once
+            if self._first_end is not None:
+                end = int(start[fresh].min()) + self.window.size
+                self._first_end = min(self._first_end, end)
         corrected = 0
         if isinstance(old, slice) or len(old):
             s = slots[old]
             ots, oseq = p.open_ts[old], p.open_seq[old]
             first_ts = self.open_ts[s]
             earlier = (ots < first_ts) | ((ots == first_ts) & (oseq < self.open_seq[s]))
-            if earlier.any():  # live trades come in order: mostly none is earlier
+            if np.count_nonzero(earlier):  # live trades come in order: mostly none is earlier
                 e = s[earlier]
                 self.open[e] = p.open[old][earlier]
                 self.open_ts[e] = ots[earlier]
@@ -135,7 +146,8 @@ class WindowTable:
             cts, cseq = p.close_ts[old], p.close_seq[old]
             last_ts = self.close_ts[s]
             later = (cts > last_ts) | ((cts == last_ts) & (cseq > self.close_seq[s]))
-            la = s if later.all() else s[later]  # in order: every one is later
+            # In order, every one is later.
+            la = s if np.count_nonzero(later) == len(later) else s[later]
             self.close[la] = p.close[old] if la is s else p.close[old][later]
             self.close_ts[la] = cts if la is s else cts[later]
             self.close_seq[la] = cseq if la is s else cseq[later]
@@ -144,11 +156,13 @@ class WindowTable:
             self._floats[_SUM_SLICE, s] += p.sums[:, old]
             self.trades[s] += p.trades[old]
             final = self.final[s]
-            if final.any():  # a correction of a closed window
+            if np.count_nonzero(final):  # a correction of a closed window: sent at once
+                self._oldest_sent = _NEVER
                 fix = s[final & (self.bumped[s] != batch_no)]
                 self.revision[fix] += 1
                 self.bumped[fix] = batch_no
                 corrected = len(fix)
+            self._oldest_sent = min(self._oldest_sent, int(self.emitted_at[s].min()))
         self.dirty[slots] = True
         self._pending.append(slots)
         return corrected
@@ -167,12 +181,18 @@ class WindowTable:
 
     # -- closing and forgetting ----------------------------------------------------------
 
-    def finalize(self, watermark: np.ndarray) -> np.ndarray:
+    def finalize(self, watermark: np.ndarray, highest: int | None = None) -> np.ndarray:
         """Make final every open window that ends at or before its instrument's watermark;
-        returns their slots."""
+        returns their slots. `highest`: the largest watermark, if the caller knows it."""
         slots = self.open_slots
         if not len(slots):
             return slots
+        if self._first_end is None:
+            self._first_end = int(self.start[slots].min()) + self.window.size
+        if highest is None:
+            highest = int(watermark.max())
+        if highest < self._first_end:  # none ends yet (most steps)
+            return slots[:0]
         ending = self.start[slots] + self.window.size <= watermark[self.gid[slots]]
         done = slots[ending]
         if len(done):
@@ -180,12 +200,15 @@ class WindowTable:
             self.dirty[done] = True
             self._pending.append(done)
             self.open_slots = slots[~ending]
+            self._oldest_sent = _NEVER  # final windows are sent at once
+            self._first_end = None
         return done
 
     def finalize_slots(self, slots: np.ndarray) -> None:
         """Make these windows final whatever the watermark says (restored final candles)."""
         self.final[slots] = True
         self.open_slots = self.open_slots[~self.final[self.open_slots]]
+        self._oldest_sent, self._first_end = _NEVER, None
 
     def forget(self, limit: np.ndarray) -> int:
         """Free final windows ending before `limit[gid]` (watermark minus horizon).
@@ -227,6 +250,7 @@ class WindowTable:
         slots = np.arange(n, dtype=np.int64)
         self.open_slots = slots[~self.final[:n]]
         self._pending = [slots[self.dirty[:n]]]
+        self._oldest_sent, self._first_end = _NEVER, None
 
     def drop_before(self, cutoff: np.ndarray) -> None:
         """Forget windows starting before `cutoff[gid]`, open or final (used by restore)."""
@@ -238,19 +262,32 @@ class WindowTable:
         self.dirty[old] = False
         self._free.extend(old.tolist())
         self.open_slots = self.open_slots[self.used[self.open_slots]]
+        self._first_end = None
 
     # -- sending -------------------------------------------------------------------------
 
     def due(self, now: int, every: int, force: bool = False) -> np.ndarray:
         """Dirty windows to send now: final ones at once, open ones at most every `every`."""
-        pending = np.unique(np.concatenate(self._pending))
+        if not force and now - self._oldest_sent < every:  # nothing pending is final or
+            if len(self._pending) > 64:  # was sent `every` ago; what piles up is merged
+                pending = _sorted_unique(self._pending)
+                self._pending = [pending[self.dirty[pending] & self.used[pending]]]
+            return _NONE
+        pending = _sorted_unique(self._pending)
         pending = pending[self.dirty[pending] & self.used[pending]]
         if force:
             ready = np.ones(len(pending), bool)
         else:
             ready = self.final[pending] | (now - self.emitted_at[pending] >= every)
+            if not np.count_nonzero(ready):
+                self._pending = [pending]
+                self._oldest_sent = int(self.emitted_at[pending].min()) if len(pending) else now
+                return pending[:0]
         due = pending[ready]
-        self._pending = [pending[~ready]]
+        left = pending[~ready]
+        self._pending = [left]
+        # Not final (those are all due), and sent at most `every` ago, or left at `now`.
+        self._oldest_sent = int(self.emitted_at[left].min()) if len(left) else now
         self.dirty[due] = False
         self.emitted_at[due] = now
         return due
@@ -260,6 +297,7 @@ class WindowTable:
         slots = self.open_slots if only_open else np.flatnonzero(self.used)
         self.dirty[slots] = True
         self._pending.append(slots)
+        self._oldest_sent = _NEVER
 
     def latest_open(self, gid: int) -> int | None:
         """The slot of the newest open window of an instrument, if any."""
@@ -315,3 +353,15 @@ class WindowTable:
             )
             for g, start, o, h, lo, c, v, q, vw, mp, n, bv, sv, fs, ls, final, rev in rows
         ]
+
+
+def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
+    """The slots in `parts`, sorted, each once (`np.unique` without its per-call overhead; a
+    single part is one `due` left, sorted and unique already)."""
+    if len(parts) == 1:
+        return parts[0]
+    slots = np.concatenate(parts)
+    slots.sort()
+    if len(slots) > 1:
+        slots = slots[np.concatenate(([True], slots[1:] != slots[:-1]))]
+    return slots
