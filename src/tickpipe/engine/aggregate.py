@@ -107,7 +107,7 @@ def partials(trades: SortedTrades, slide: int) -> Partials:
     change[0] = True
     np.not_equal(trades.gid[1:], trades.gid[:-1], out=change[1:])
     change[1:] |= start[1:] != start[:-1]
-    first = np.flatnonzero(change)
+    first = change.nonzero()[0]
     last = np.empty_like(first)
     last[:-1] = first[1:] - 1
     last[-1] = n - 1

@@ -57,7 +57,8 @@ class SeenTrades:
             return new
         if ids is None:
             fits, packed = self._pack(gid, seq, None)
-            if fits.all() and (n == 1 or bool((packed[1:] > packed[:-1]).all())):
+            in_order = n == 1 or np.count_nonzero(packed[1:] > packed[:-1]) == n - 1
+            if in_order and np.count_nonzero(fits) == n:
                 # The live case: numeric ids, increasing (the engine hands trades over in
                 # instrument and time order): nothing to sort, no id twice in the batch.
                 new = ~self._contains(packed)
@@ -128,7 +129,7 @@ class SeenTrades:
         fresh = ~self._has_base[gid]
         if numeric is not None:
             fresh &= numeric
-        if fresh.any():
+        if np.count_nonzero(fresh):
             g, first = np.unique(gid[fresh], return_index=True)
             self._base[g] = seq[fresh][first] - _HALF_RANGE
             self._has_base[g] = True
@@ -151,9 +152,9 @@ class SeenTrades:
         if not len(keys):
             return
         del gid  # the instrument is in the key's high bits
-        step = np.flatnonzero(keys[1:] != keys[:-1] + 1) + 1
-        first = np.concatenate([[0], step])
-        add_lo, add_hi = keys[first], keys[np.append(step, len(keys)) - 1]
+        step = (keys[1:] != keys[:-1] + 1).nonzero()[0] + 1
+        first = np.concatenate(([0], step))
+        add_lo, add_hi = keys[first], keys[np.concatenate((step, [len(keys)])) - 1]
         add_ts = np.maximum.reduceat(ts, first)
         if self._extend(add_lo, add_hi, add_ts):
             return
@@ -182,7 +183,7 @@ class SeenTrades:
         if not held:
             return False
         at = np.searchsorted(self._lo, lo, side="right") - 1
-        if at[0] < 0 or (len(at) > 1 and not (at[1:] > at[:-1]).all()):
+        if at[0] < 0 or (len(at) > 1 and np.count_nonzero(at[1:] > at[:-1]) < len(at) - 1):
             return False
         after = np.minimum(at + 1, held - 1)
         ok = (
@@ -190,7 +191,7 @@ class SeenTrades:
             & ((self._lo[at] >> _ID_BITS) == (lo >> _ID_BITS))
             & ((at + 1 == held) | (hi + 1 < self._lo[after]))
         )
-        if not ok.all():
+        if np.count_nonzero(ok) < len(ok):
             return False
         self._hi[at] = hi
         self._ts[at] = np.maximum(self._ts[at], ts)
