@@ -87,6 +87,7 @@ class WindowTable:
             setattr(self, attr, block)
             for row, name in enumerate(names):
                 setattr(self, name, block[row])
+        self._sums = self._floats[_SUM_SLICE]
         self.emitted_at[old:] = _NEVER
         self.bumped[old:] = -1
         self._free.extend(range(capacity - 1, old - 1, -1))
@@ -153,7 +154,10 @@ class WindowTable:
             self.close_seq[la] = cseq if la is s else cseq[later]
             self.high[s] = np.maximum(self.high[s], p.high[old])
             self.low[s] = np.minimum(self.low[s], p.low[old])
-            self._floats[_SUM_SLICE, s] += p.sums[:, old]
+            sums = self._sums
+            added = sums.take(s, axis=1)  # take and put: cheaper than `sums[:, s] += ...`
+            added += p.sums[:, old]
+            sums[:, s] = added
             self.trades[s] += p.trades[old]
             final = self.final[s]
             if np.count_nonzero(final):  # a correction of a closed window: sent at once
