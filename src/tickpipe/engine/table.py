@@ -58,6 +58,10 @@ class WindowTable:
     used: NDArray[np.bool_]
     final: NDArray[np.bool_]
     dirty: NDArray[np.bool_]
+    _floats: NDArray[np.float64]  # the blocks whose rows the columns are
+    _ints: NDArray[np.int64]
+    _bools: NDArray[np.bool_]
+    _sums: NDArray[np.float64]  # the rows of the sums (`SUM_ROWS`)
 
     def __init__(self, window: Window, capacity: int = 1024) -> None:
         self.window = window
