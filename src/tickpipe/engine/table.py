@@ -26,6 +26,7 @@ _INTS = ("gid", "start", "open_ts", "open_seq", "close_ts", "close_seq", "trades
          "emitted_at", "bumped")  # fmt: skip
 _BOOLS = ("used", "final", "dirty")
 _NONE = np.zeros(0, np.int64)
+_NONE_HELD = np.iinfo(np.int64).max // 4  # the oldest send time when no window is pending
 _INIT_FLOATS = ("open", "high", "low", "close")
 _INIT_INTS = ("open_ts", "open_seq", "close_ts", "close_seq", "trades")
 
@@ -69,11 +70,12 @@ class WindowTable:
         self.open_slots = np.zeros(0, np.int64)  # slots not yet final
         self._free: list[int] = []
         self._pending = [np.zeros(0, np.int64)]  # slots that may be dirty
-        # Bounds that let a step skip the work when nothing can be due (both may be lower
-        # than the truth, never higher): the oldest send time of a pending window (a final
-        # one pending counts as never sent), and the earliest end of an open window (None:
-        # to be found again).
-        self._oldest_sent = _NEVER
+        # What lets a step skip the work when nothing can be due: `_check`, a window was
+        # added, closed or corrected since the last full look (it may be due at once); else
+        # the oldest send time of a pending window (a bound: never later than the truth).
+        # And the earliest end of an open window (None: to be found again).
+        self._check = True
+        self._oldest_sent = _NONE_HELD
         self._first_end: int | None = None
         self._capacity = 0
         self._grow(capacity)
@@ -133,7 +135,7 @@ class WindowTable:
             slots[fresh] = created
             self._init(created, p, fresh, start[fresh])
             self.open_slots = np.concatenate([self.open_slots, created])
-            self._oldest_sent = _NEVER  # a new window is sent at once
+            self._check = True  # a new window may be due at once
             if self._first_end is not None:
                 end = int(start[fresh].min()) + self.window.size
                 self._first_end = min(self._first_end, end)
@@ -165,7 +167,7 @@ class WindowTable:
             self.trades[s] += p.trades[old]
             final = self.final[s]
             if np.count_nonzero(final):  # a correction of a closed window: sent at once
-                self._oldest_sent = _NEVER
+                self._check = True
                 fix = s[final & (self.bumped[s] != batch_no)]
                 self.revision[fix] += 1
                 self.bumped[fix] = batch_no
@@ -208,7 +210,7 @@ class WindowTable:
             self.dirty[done] = True
             self._pending.append(done)
             self.open_slots = slots[~ending]
-            self._oldest_sent = _NEVER  # final windows are sent at once
+            self._check = True  # final windows are sent at once
             self._first_end = None
         return done
 
@@ -216,7 +218,7 @@ class WindowTable:
         """Make these windows final whatever the watermark says (restored final candles)."""
         self.final[slots] = True
         self.open_slots = self.open_slots[~self.final[self.open_slots]]
-        self._oldest_sent, self._first_end = _NEVER, None
+        self._check, self._first_end = True, None
 
     def forget(self, limit: np.ndarray) -> int:
         """Free final windows ending before `limit[gid]` (watermark minus horizon).
@@ -258,7 +260,7 @@ class WindowTable:
         slots = np.arange(n, dtype=np.int64)
         self.open_slots = slots[~self.final[:n]]
         self._pending = [slots[self.dirty[:n]]]
-        self._oldest_sent, self._first_end = _NEVER, None
+        self._check, self._first_end = True, None
 
     def drop_before(self, cutoff: np.ndarray) -> None:
         """Forget windows starting before `cutoff[gid]`, open or final (used by restore)."""
@@ -276,8 +278,9 @@ class WindowTable:
 
     def due(self, now: int, every: int, force: bool = False) -> np.ndarray:
         """Dirty windows to send now: final ones at once, open ones at most every `every`."""
-        if not force and now - self._oldest_sent < every:  # nothing pending is final or
-            if len(self._pending) > 64:  # was sent `every` ago; what piles up is merged
+        if not (force or self._check) and now - self._oldest_sent < every:
+            # Nothing pending is new, final or sent `every` ago. What piles up is merged.
+            if len(self._pending) > 64:
                 pending = _sorted_unique(self._pending)
                 self._pending = [pending[self.dirty[pending] & self.used[pending]]]
             return _NONE
@@ -289,13 +292,16 @@ class WindowTable:
             ready = self.final[pending] | (now - self.emitted_at[pending] >= every)
             if not np.count_nonzero(ready):
                 self._pending = [pending]
-                self._oldest_sent = int(self.emitted_at[pending].min()) if len(pending) else now
+                held = len(pending)
+                self._oldest_sent = int(self.emitted_at[pending].min()) if held else _NONE_HELD
+                self._check = False
                 return pending[:0]
         due = pending[ready]
         left = pending[~ready]
         self._pending = [left]
-        # Not final (those are all due), and sent at most `every` ago, or left at `now`.
-        self._oldest_sent = int(self.emitted_at[left].min()) if len(left) else now
+        # Those left are not final (those are all due) and were sent less than `every` ago.
+        self._oldest_sent = int(self.emitted_at[left].min()) if len(left) else _NONE_HELD
+        self._check = False
         self.dirty[due] = False
         self.emitted_at[due] = now
         return due
@@ -305,7 +311,7 @@ class WindowTable:
         slots = self.open_slots if only_open else np.flatnonzero(self.used)
         self.dirty[slots] = True
         self._pending.append(slots)
-        self._oldest_sent = _NEVER
+        self._check = True
 
     def latest_open(self, gid: int) -> int | None:
         """The slot of the newest open window of an instrument, if any."""
