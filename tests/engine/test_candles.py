@@ -358,6 +358,28 @@ def test_a_late_trade_within_the_horizon_reissues_the_final_candle_with_revision
     assert e.corrections == 2
 
 
+def test_a_correction_is_sent_at_once_even_right_after_the_final_candle_was_sent() -> None:
+    # Open updates are throttled to one per 10 s; a correction of a final candle is not.
+    e = engine("1s", lateness=0, horizon=5 * S, every=10 * S)
+    feed(e, [trade(500 * MS, 1.0, seq=10)], 500 * MS)
+    out = feed(e, [trade(1500 * MS, 2.0, seq=20)], 1500 * MS)
+    assert only(out.candles, start=0).final
+    out = feed(e, [trade(600 * MS, 3.0, seq=11)], 1600 * MS)
+    c = only(out.candles, start=0)
+    assert (c.final, c.revision, c.trades, c.close, c.updated_at) == (
+        True,
+        1,
+        2,
+        3.0,
+        T0 + 1600 * MS,
+    )
+    # The open window of 1 s, sent at 1.5 s, changes again: held back until 11.5 s.
+    assert feed(e, [trade(1700 * MS, 4.0, seq=21)], 1700 * MS).candles == []
+    assert e.tick(T0 + 11_499 * MS).candles == []
+    c = only(e.tick(T0 + 11_500 * MS).candles, start=1 * S)
+    assert (c.final, c.trades, c.close) == (False, 2, 4.0)
+
+
 def test_a_late_trade_into_a_window_that_had_no_trades_is_sent_final() -> None:
     e = engine("1s", lateness=0, horizon=5 * S)
     feed(e, [trade(3500 * MS, 1.0)], 3500 * MS)

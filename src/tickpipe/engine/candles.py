@@ -117,11 +117,13 @@ class CandleEngine:
             return out
         gid = self._gids(batch)
         too_late = batch.ts < self._wm[gid] - self.horizon
-        on_time = np.flatnonzero(~too_late)
-        if too_late.any():
-            out.late = batch.take(too_late)
         # Sorted first: then ids arrive at the dedupe nearly in order, and cheap to sort.
-        idx = on_time[sort_order(gid[on_time], batch.ts[on_time], batch.seq[on_time])]
+        if np.count_nonzero(too_late):
+            out.late = batch.take(too_late)
+            on_time = (~too_late).nonzero()[0]
+            idx = on_time[sort_order(gid[on_time], batch.ts[on_time], batch.seq[on_time])]
+        else:  # the live case: every trade is on time
+            idx = sort_order(gid, batch.ts, batch.seq)
         ids = None if batch.trade_id is None else batch.trade_id[idx]
         new = self._seen.filter_new(gid[idx], batch.seq[idx], ids, batch.ts[idx])
         out.duplicates = int(len(idx) - new.sum())
@@ -307,15 +309,16 @@ class CandleEngine:
         time (the watermark): trades are in (instrument, ts) order, so the latest one that is
         not future-stamped is the last of its run once those are masked out.
         """
-        ends = np.flatnonzero(np.append(trades.gid[1:] != trades.gid[:-1], True))
-        touched = trades.gid[ends]
-        counts = np.diff(np.append(-1, ends))
+        gid = trades.gid
+        ends = np.concatenate(((gid[1:] != gid[:-1]).nonzero()[0], [len(gid) - 1]))
+        touched = gid[ends]
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        counts = ends - starts + 1
         future = trades.ts > trades.recv_ts + self.config.future_tolerance
         last = ends
-        if future.any():
+        if np.count_nonzero(future):
             self._count(trades.gid[future], "future")
             position = np.where(future, -1, np.arange(len(future)))
-            starts = np.append(0, ends[:-1] + 1)
             last = np.maximum.reduceat(position, starts)  # -1: every trade of the run is
         has = last >= 0
         at = np.where(has, last, 0)
@@ -341,8 +344,9 @@ class CandleEngine:
             setattr(state, counter, getattr(state, counter) + int(counts[g]))
 
     def _close(self, now: int, out: EngineOutput) -> None:
+        highest = int(self._wm.max()) if len(self._wm) else _NEVER
         for table in self.tables:
-            closed = table.finalize(self._wm)
+            closed = table.finalize(self._wm, highest)
             if table is self._minute and len(closed):
                 # By (start, instrument): the same order however the slots were allocated
                 # (a restored engine numbers them anew).

@@ -55,8 +55,16 @@ class SeenTrades:
         new = np.ones(n, bool)
         if n == 0:
             return new
-        if ids is None:  # every id is decimal: `texts` is never read
-            decimal, number, texts = np.ones(n, bool), seq, seq
+        if ids is None:
+            fits, packed = self._pack(gid, seq, None)
+            in_order = n == 1 or np.count_nonzero(packed[1:] > packed[:-1]) == n - 1
+            if in_order and np.count_nonzero(fits) == n:
+                # The live case: numeric ids, increasing (the engine hands trades over in
+                # instrument and time order): nothing to sort, no id twice in the batch.
+                new = ~self._contains(packed)
+                self._add(packed[new], gid[new], ts[new])
+                return new
+            decimal, number, texts = np.ones(n, bool), seq, seq  # `texts` is never read
         else:
             (decimal, number), texts = _decimal_ids(ids), ids
         numeric = decimal.copy()
@@ -110,20 +118,25 @@ class SeenTrades:
         keys = zip(state["other_gid"], state["other_id"], strict=True)
         self._other = dict(zip(keys, state["other_ts"], strict=True))
 
-    def _pack(self, gid: np.ndarray, seq: np.ndarray, numeric: np.ndarray):
+    def _pack(self, gid: np.ndarray, seq: np.ndarray, numeric: np.ndarray | None):
+        """(Whether each id packs, the keys); `numeric`: which ids are numbers (None: all)."""
         size = int(gid.max()) + 1
         if size > len(self._base):
             self._base = np.concatenate([self._base, np.zeros(size - len(self._base), np.int64)])
             self._has_base = np.concatenate(
                 [self._has_base, np.zeros(size - len(self._has_base), bool)]
             )
-        fresh = numeric & ~self._has_base[gid]
-        if fresh.any():
+        fresh = ~self._has_base[gid]
+        if numeric is not None:
+            fresh &= numeric
+        if np.count_nonzero(fresh):
             g, first = np.unique(gid[fresh], return_index=True)
             self._base[g] = seq[fresh][first] - _HALF_RANGE
             self._has_base[g] = True
         offset = seq - self._base[gid]
-        fits = (offset >= 0) & (offset < (1 << _ID_BITS)) & (gid < _MAX_INSTRUMENTS)
+        fits = (offset >= 0) & (offset < (1 << _ID_BITS))
+        if size > _MAX_INSTRUMENTS:
+            fits &= gid < _MAX_INSTRUMENTS
         packed = (gid.astype(np.int64) << _ID_BITS) | np.where(fits, offset, 0)
         return fits, packed
 
@@ -139,9 +152,9 @@ class SeenTrades:
         if not len(keys):
             return
         del gid  # the instrument is in the key's high bits
-        step = np.flatnonzero(keys[1:] != keys[:-1] + 1) + 1
-        first = np.concatenate([[0], step])
-        add_lo, add_hi = keys[first], keys[np.append(step, len(keys)) - 1]
+        step = (keys[1:] != keys[:-1] + 1).nonzero()[0] + 1
+        first = np.concatenate(([0], step))
+        add_lo, add_hi = keys[first], keys[np.concatenate((step, [len(keys)])) - 1]
         add_ts = np.maximum.reduceat(ts, first)
         if self._extend(add_lo, add_hi, add_ts):
             return
@@ -170,7 +183,7 @@ class SeenTrades:
         if not held:
             return False
         at = np.searchsorted(self._lo, lo, side="right") - 1
-        if at[0] < 0 or (len(at) > 1 and not (at[1:] > at[:-1]).all()):
+        if at[0] < 0 or (len(at) > 1 and np.count_nonzero(at[1:] > at[:-1]) < len(at) - 1):
             return False
         after = np.minimum(at + 1, held - 1)
         ok = (
@@ -178,7 +191,7 @@ class SeenTrades:
             & ((self._lo[at] >> _ID_BITS) == (lo >> _ID_BITS))
             & ((at + 1 == held) | (hi + 1 < self._lo[after]))
         )
-        if not ok.all():
+        if np.count_nonzero(ok) < len(ok):
             return False
         self._hi[at] = hi
         self._ts[at] = np.maximum(self._ts[at], ts)

@@ -14,24 +14,29 @@ from itertools import repeat
 import numpy as np
 from numpy.typing import NDArray
 
-from tickpipe.engine.aggregate import Partials
+from tickpipe.engine.aggregate import SUM_ROWS, Partials
 from tickpipe.engine.windows import Window
 from tickpipe.records import Candle
 
 _NEVER = np.iinfo(np.int64).min // 4
-_FLOATS = ("open", "high", "low", "close", "volume", "quote_volume", "price_sum", "buy_volume",
-           "sell_volume")  # fmt: skip
+# The sums come last, in `SUM_ROWS` order: one slice of the float block merges them all.
+_FLOATS = ("open", "high", "low", "close", *SUM_ROWS)
+_SUM_SLICE = slice(len(_FLOATS) - len(SUM_ROWS), len(_FLOATS))
 _INTS = ("gid", "start", "open_ts", "open_seq", "close_ts", "close_seq", "trades", "revision",
          "emitted_at", "bumped")  # fmt: skip
 _BOOLS = ("used", "final", "dirty")
-_SUMS = ("volume", "quote_volume", "price_sum", "trades", "buy_volume", "sell_volume")
+_NONE = np.zeros(0, np.int64)
+_NONE_HELD = np.iinfo(np.int64).max // 4  # the oldest send time when no window is pending
+_INIT_FLOATS = ("open", "high", "low", "close")
+_INIT_INTS = ("open_ts", "open_seq", "close_ts", "close_seq", "trades")
 
 
 class WindowTable:
     """All live windows of one `Window` kind across instruments: open ones and final ones
     kept for late corrections until they fall behind the correction horizon."""
 
-    # One entry per slot, in the columns `_grow` creates from _FLOATS, _INTS and _BOOLS.
+    # One entry per slot, in the columns `_grow` creates from _FLOATS, _INTS and _BOOLS: the
+    # rows of one block per type, so the sums of a merge are one operation.
     open: NDArray[np.float64]
     high: NDArray[np.float64]
     low: NDArray[np.float64]
@@ -54,6 +59,10 @@ class WindowTable:
     used: NDArray[np.bool_]
     final: NDArray[np.bool_]
     dirty: NDArray[np.bool_]
+    _floats: NDArray[np.float64]  # the blocks whose rows the columns are
+    _ints: NDArray[np.int64]
+    _bools: NDArray[np.bool_]
+    _sums: NDArray[np.float64]  # the rows of the sums (`SUM_ROWS`)
 
     def __init__(self, window: Window, capacity: int = 1024) -> None:
         self.window = window
@@ -61,6 +70,13 @@ class WindowTable:
         self.open_slots = np.zeros(0, np.int64)  # slots not yet final
         self._free: list[int] = []
         self._pending = [np.zeros(0, np.int64)]  # slots that may be dirty
+        # What lets a step skip the work when nothing can be due: `_check`, a window was
+        # added, closed or corrected since the last full look (it may be due at once); else
+        # the oldest send time of a pending window (a bound: never later than the truth).
+        # And the earliest end of an open window (None: to be found again).
+        self._check = True
+        self._oldest_sent = _NONE_HELD
+        self._first_end: int | None = None
         self._capacity = 0
         self._grow(capacity)
 
@@ -69,12 +85,15 @@ class WindowTable:
 
     def _grow(self, capacity: int) -> None:
         old = self._capacity
-        for name in (*_FLOATS, *_INTS, *_BOOLS):
-            dtype = np.float64 if name in _FLOATS else np.int64 if name in _INTS else bool
-            column = np.zeros(capacity, dtype)
+        for names, dtype, attr in ((_FLOATS, np.float64, "_floats"), (_INTS, np.int64, "_ints"),
+                                   (_BOOLS, bool, "_bools")):  # fmt: skip
+            block = np.zeros((len(names), capacity), dtype)
             if old:
-                column[:old] = getattr(self, name)
-            setattr(self, name, column)
+                block[:, :old] = getattr(self, attr)
+            setattr(self, attr, block)
+            for row, name in enumerate(names):
+                setattr(self, name, block[row])
+        self._sums = self._floats[_SUM_SLICE]
         self.emitted_at[old:] = _NEVER
         self.bumped[old:] = -1
         self._free.extend(range(capacity - 1, old - 1, -1))
@@ -106,21 +125,27 @@ class WindowTable:
         # One C-level pass of dict lookups (map), no list of keys: this runs per window per batch.
         slots = np.fromiter(map(self.index.get, keys, repeat(-1)), np.int64, len(start))
         new = slots < 0
-        if new.any():
-            fresh = np.flatnonzero(new)
+        # Every partial hits a held window (the live case): the partial arrays as they are.
+        old: np.ndarray | slice = slice(None)
+        if np.count_nonzero(new):
+            old = (~new).nonzero()[0]
+            fresh = new.nonzero()[0]
             fresh_keys = zip(p.gid[fresh].tolist(), start[fresh].tolist(), strict=True)
             created = self._allocate(list(fresh_keys))
             slots[fresh] = created
             self._init(created, p, fresh, start[fresh])
             self.open_slots = np.concatenate([self.open_slots, created])
-        old = np.flatnonzero(~new)
+            self._check = True  # a new window may be due at once
+            if self._first_end is not None:
+                end = int(start[fresh].min()) + self.window.size
+                self._first_end = min(self._first_end, end)
         corrected = 0
-        if len(old):
+        if isinstance(old, slice) or len(old):
             s = slots[old]
             ots, oseq = p.open_ts[old], p.open_seq[old]
             first_ts = self.open_ts[s]
             earlier = (ots < first_ts) | ((ots == first_ts) & (oseq < self.open_seq[s]))
-            if earlier.any():  # live trades come in order: mostly none is earlier
+            if np.count_nonzero(earlier):  # live trades come in order: mostly none is earlier
                 e = s[earlier]
                 self.open[e] = p.open[old][earlier]
                 self.open_ts[e] = ots[earlier]
@@ -128,20 +153,26 @@ class WindowTable:
             cts, cseq = p.close_ts[old], p.close_seq[old]
             last_ts = self.close_ts[s]
             later = (cts > last_ts) | ((cts == last_ts) & (cseq > self.close_seq[s]))
-            la = s if later.all() else s[later]  # in order: every one is later
+            # In order, every one is later.
+            la = s if np.count_nonzero(later) == len(later) else s[later]
             self.close[la] = p.close[old] if la is s else p.close[old][later]
             self.close_ts[la] = cts if la is s else cts[later]
             self.close_seq[la] = cseq if la is s else cseq[later]
             self.high[s] = np.maximum(self.high[s], p.high[old])
             self.low[s] = np.minimum(self.low[s], p.low[old])
-            for name in _SUMS:
-                getattr(self, name)[s] += getattr(p, name)[old]
+            sums = self._sums
+            added = sums.take(s, axis=1)  # take and put: cheaper than `sums[:, s] += ...`
+            added += p.sums[:, old]
+            sums[:, s] = added
+            self.trades[s] += p.trades[old]
             final = self.final[s]
-            if final.any():  # a correction of a closed window
+            if np.count_nonzero(final):  # a correction of a closed window: sent at once
+                self._check = True
                 fix = s[final & (self.bumped[s] != batch_no)]
                 self.revision[fix] += 1
                 self.bumped[fix] = batch_no
                 corrected = len(fix)
+            self._oldest_sent = min(self._oldest_sent, int(self.emitted_at[s].min()))
         self.dirty[slots] = True
         self._pending.append(slots)
         return corrected
@@ -149,9 +180,9 @@ class WindowTable:
     def _init(self, slots: np.ndarray, p: Partials, rows: np.ndarray, start: np.ndarray) -> None:
         self.gid[slots] = p.gid[rows]
         self.start[slots] = start
-        for name in ("open", "open_ts", "open_seq", "high", "low", "close", "close_ts",
-                     "close_seq", *_SUMS):  # fmt: skip
+        for name in _INIT_FLOATS + _INIT_INTS:
             getattr(self, name)[slots] = getattr(p, name)[rows]
+        self._floats[_SUM_SLICE, slots] = p.sums[:, rows]
         self.revision[slots] = 0
         self.final[slots] = False
         self.used[slots] = True
@@ -160,12 +191,18 @@ class WindowTable:
 
     # -- closing and forgetting ----------------------------------------------------------
 
-    def finalize(self, watermark: np.ndarray) -> np.ndarray:
+    def finalize(self, watermark: np.ndarray, highest: int | None = None) -> np.ndarray:
         """Make final every open window that ends at or before its instrument's watermark;
-        returns their slots."""
+        returns their slots. `highest`: the largest watermark, if the caller knows it."""
         slots = self.open_slots
         if not len(slots):
             return slots
+        if self._first_end is None:
+            self._first_end = int(self.start[slots].min()) + self.window.size
+        if highest is None:
+            highest = int(watermark.max())
+        if highest < self._first_end:  # none ends yet (most steps)
+            return slots[:0]
         ending = self.start[slots] + self.window.size <= watermark[self.gid[slots]]
         done = slots[ending]
         if len(done):
@@ -173,12 +210,15 @@ class WindowTable:
             self.dirty[done] = True
             self._pending.append(done)
             self.open_slots = slots[~ending]
+            self._check = True  # final windows are sent at once
+            self._first_end = None
         return done
 
     def finalize_slots(self, slots: np.ndarray) -> None:
         """Make these windows final whatever the watermark says (restored final candles)."""
         self.final[slots] = True
         self.open_slots = self.open_slots[~self.final[self.open_slots]]
+        self._check, self._first_end = True, None
 
     def forget(self, limit: np.ndarray) -> int:
         """Free final windows ending before `limit[gid]` (watermark minus horizon).
@@ -220,6 +260,7 @@ class WindowTable:
         slots = np.arange(n, dtype=np.int64)
         self.open_slots = slots[~self.final[:n]]
         self._pending = [slots[self.dirty[:n]]]
+        self._check, self._first_end = True, None
 
     def drop_before(self, cutoff: np.ndarray) -> None:
         """Forget windows starting before `cutoff[gid]`, open or final (used by restore)."""
@@ -231,19 +272,36 @@ class WindowTable:
         self.dirty[old] = False
         self._free.extend(old.tolist())
         self.open_slots = self.open_slots[self.used[self.open_slots]]
+        self._first_end = None
 
     # -- sending -------------------------------------------------------------------------
 
     def due(self, now: int, every: int, force: bool = False) -> np.ndarray:
         """Dirty windows to send now: final ones at once, open ones at most every `every`."""
-        pending = np.unique(np.concatenate(self._pending))
+        if not (force or self._check) and now - self._oldest_sent < every:
+            # Nothing pending is new, final or sent `every` ago. What piles up is merged.
+            if len(self._pending) > 64:
+                pending = _sorted_unique(self._pending)
+                self._pending = [pending[self.dirty[pending] & self.used[pending]]]
+            return _NONE
+        pending = _sorted_unique(self._pending)
         pending = pending[self.dirty[pending] & self.used[pending]]
         if force:
             ready = np.ones(len(pending), bool)
         else:
             ready = self.final[pending] | (now - self.emitted_at[pending] >= every)
+            if not np.count_nonzero(ready):
+                self._pending = [pending]
+                held = len(pending)
+                self._oldest_sent = int(self.emitted_at[pending].min()) if held else _NONE_HELD
+                self._check = False
+                return pending[:0]
         due = pending[ready]
-        self._pending = [pending[~ready]]
+        left = pending[~ready]
+        self._pending = [left]
+        # Those left are not final (those are all due) and were sent less than `every` ago.
+        self._oldest_sent = int(self.emitted_at[left].min()) if len(left) else _NONE_HELD
+        self._check = False
         self.dirty[due] = False
         self.emitted_at[due] = now
         return due
@@ -253,6 +311,7 @@ class WindowTable:
         slots = self.open_slots if only_open else np.flatnonzero(self.used)
         self.dirty[slots] = True
         self._pending.append(slots)
+        self._check = True
 
     def latest_open(self, gid: int) -> int | None:
         """The slot of the newest open window of an instrument, if any."""
@@ -308,3 +367,15 @@ class WindowTable:
             )
             for g, start, o, h, lo, c, v, q, vw, mp, n, bv, sv, fs, ls, final, rev in rows
         ]
+
+
+def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
+    """The slots in `parts`, sorted, each once (`np.unique` without its per-call overhead; a
+    single part is one `due` left, sorted and unique already)."""
+    if len(parts) == 1:
+        return parts[0]
+    slots = np.concatenate(parts)
+    slots.sort()
+    if len(slots) > 1:
+        slots = slots[np.concatenate(([True], slots[1:] != slots[:-1]))]
+    return slots
