@@ -80,6 +80,8 @@ class ServerThread:
 async def _coinbase_script(server: FakeCoinbase) -> None:
     """Trades of both products, a duplicate, a malformed frame, a drop with trades made
     meanwhile (fetched again over REST), heartbeats throughout."""
+    # A trade made before the source subscribed reaches no one, and no gap check can tell.
+    await server.wait_subscribed(1, timeout=30)
     for _ in range(100):
         server.publish("BTC-USD")
         server.publish("ETH-USD")
