@@ -123,8 +123,14 @@ class CassandraNode(ServerProcess):
             f"-Dcassandra.logdir={root}",
             f"-Dcassandra.native_transport_port={self.port}",
             f"-Dcassandra.storage_port={self.storage_port}",
-            # One node, its own seed: nothing to wait for.
+            # One node, its own seed: nothing to wait for, and nobody to tell of a shutdown
+            # (a clean stop waited 2 s announcing it).
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-Dcassandra.shutdown_announce_in_ms=0",
+            # The memtable's per-row overhead, estimated from 1,000 sample rows instead of
+            # 100,000: ~2 s less per start with the quick compiler, and only memtable size
+            # accounting (when to flush) reads it.
+            "-Dcassandra.memtable_row_overhead_computation_step=1000",
             f"-Dlogback.configurationFile={root / 'logback.xml'}",
             "-cp", f"{libs}/*", "org.apache.cassandra.service.CassandraDaemon",
         ]  # fmt: skip
