@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from servers.cassandra import CassandraNode
+from servers.cassandra import CassandraNode, KeyspacePool
 from servers.process import free_port
 
 from stores.rows import T0, M, S, StreamWriter, approx, candle, engine_candles, random_trades, trade
@@ -59,10 +59,14 @@ def url_of(node: CassandraNode, keyspace: str, **options: str) -> str:
 
 
 @pytest.fixture
-def store(cassandra_node: CassandraNode, cassandra_keyspace: str) -> Iterator[CassandraStore]:
-    s = CassandraStore(url_of(cassandra_node, cassandra_keyspace), retry_for=60)
-    yield s
-    s.close()
+def store(cassandra_keyspaces: KeyspacePool) -> Iterator[CassandraStore]:
+    """An open store on empty tables (a pooled keyspace: its tables emptied, not made anew)."""
+    with cassandra_keyspaces.keyspace() as keyspace:
+        s = CassandraStore(url_of(cassandra_keyspaces.node, keyspace), retry_for=60)
+        try:
+            yield s
+        finally:
+            s.close()
 
 
 def stored_trades(store: CassandraStore, exchange: str = "ex", symbol: str = "BTC-USDT") -> list:
@@ -101,6 +105,21 @@ def test_the_store_creates_its_keyspace_with_the_configured_replication_factor(
         store.close()
 
 
+def test_a_store_opened_on_a_keyspace_missing_a_table_makes_it_again_and_uses_it(
+    cassandra_node: CassandraNode, cassandra_keyspace: str
+) -> None:
+    # A store that finds all its tables skips the DDL; one table gone must not pass for "all".
+    CassandraStore(url_of(cassandra_node, cassandra_keyspace)).close()
+    with cassandra_node.cluster() as cluster:
+        cluster.connect().execute(f"DROP TABLE {cassandra_keyspace}.series_days")
+    store = CassandraStore(url_of(cassandra_node, cassandra_keyspace))
+    try:
+        store.write([TradeBatch.from_trades([trade(1, T0)])])
+        assert store.instrument_summary() == [("ex", "BTC-USDT", 1, T0, T0)]
+    finally:
+        store.close()
+
+
 def test_an_unreachable_node_is_one_clear_error_without_the_password() -> None:
     url = f"cassandra://me:secret@127.0.0.1:{free_port()}/ks"
     with pytest.raises(StoreError) as caught:
@@ -126,13 +145,13 @@ def test_a_consistency_level_one_node_cannot_give_fails_each_write_with_one_line
 
 
 def test_trades_of_each_day_are_a_partition_of_their_own(
-    store: CassandraStore, cassandra_node: CassandraNode, cassandra_keyspace: str
+    store: CassandraStore, cassandra_node: CassandraNode
 ) -> None:
     day = T0 - T0 % D
     trades = [trade(i, day + i * D // 2) for i in range(6)]  # three days
     store.write([TradeBatch.from_trades(trades)], candles=[candle(day), candle(day + D)])
     with cassandra_node.cluster() as cluster:
-        session = cluster.connect(cassandra_keyspace)
+        session = cluster.connect(store.settings.keyspace)
         trade_parts = list(session.execute("SELECT DISTINCT exchange, symbol, day FROM trades"))
         candle_parts = list(
             session.execute("SELECT DISTINCT exchange, symbol, interval, day FROM candles")

@@ -96,7 +96,13 @@ try:
         RoundRobinPolicy,
         TokenAwarePolicy,
     )
-    from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
+    from cassandra.query import (
+        BatchStatement,
+        BatchType,
+        PreparedStatement,
+        SimpleStatement,
+        tuple_factory,
+    )
 except ImportError:  # pragma: no cover - the extra is missing
     raise ImportError(
         "the Cassandra store needs cassandra-driver: pip install 'tickpipe[cassandra]'"
@@ -153,6 +159,8 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS series_days (kind text, exchange text, symbol text,
         interval text, day int, PRIMARY KEY ((kind, exchange, symbol, interval), day))""",
 ]
+
+TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", " ".join(SCHEMA)))
 
 Series = tuple[str, str, str]  # (exchange, symbol, interval); interval "" but for candles
 
@@ -269,7 +277,17 @@ class CassandraStore(CandleAnalytics):
             ) from None
 
     def _create_schema(self) -> None:
+        """The keyspace and tables, unless all are there: one read of the schema, not eight
+        DDL statements, when a store opens on the keyspace again (the usual case)."""
         s = self.settings
+        # The schema tables are each node's own: ONE, whatever consistency the URL asks.
+        tables = SimpleStatement(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
+            consistency_level=ConsistencyLevel.ONE,
+        )
+        present = self._session.execute(tables, [s.keyspace])
+        if {row[0] for row in present} >= TABLES:
+            return
         if s.datacenter:
             replication = f"'class': 'NetworkTopologyStrategy', '{s.datacenter}': "
         else:
