@@ -290,6 +290,71 @@ def test_a_flush_stopped_by_the_memory_limit_waits_for_memory_and_is_stored_whol
         store.close()
 
 
+# How DuckDB reported a COMMIT stopped by its memory limit in a CI run of the soak test.
+COMMIT_OUT_OF_MEMORY = "failed to allocate data of size 512 bytes (45.7 MiB/45.7 MiB used)"
+
+
+class _FailingCommits:
+    """A store's connection whose first `times` COMMITs fail as DuckDB's do: the transaction
+    rolled back whole, then a TransactionException saying `why`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, why: str, times: int) -> None:
+        self._con, self.why, self.times = con, why, times
+        self.failed = 0
+        # The store's statements read its Arrow tables by name from the calling frame, which
+        # is now this one's: DuckDB must look one frame further.
+        con.execute("SET python_scan_all_frames = true")
+
+    def execute(self, sql: str, *args: object) -> object:
+        if sql == "COMMIT" and self.failed < self.times:
+            self.failed += 1
+            self._con.execute("ROLLBACK")
+            raise duckdb.TransactionException(
+                f"TransactionContext Error: Failed to commit: {self.why}"
+            )
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._con, name)
+
+
+def failing_commits(
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch, why: str, times: int = 1
+) -> _FailingCommits:
+    failing = _FailingCommits(store._con, why, times)  # noqa: SLF001 (wrapped, not changed)
+    monkeypatch.setattr(store, "_con", failing)
+    return failing
+
+
+def test_a_commit_stopped_by_the_memory_limit_is_run_again_and_stores_the_flush_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb")
+    failing = failing_commits(store, monkeypatch, COMMIT_OUT_OF_MEMORY, times=2)
+    try:
+        store.write(trades=[batch_of(1, 1_000)], candles=[candle(T0), candle(T0 + M)])
+        assert failing.failed == 2 and store.memory_waits == 2
+        trades = store.query("SELECT count(*), count(DISTINCT seq) FROM trades")
+        assert trades == [(1_000, 1_000)]
+        assert store.query("SELECT count(*) FROM candles") == [(2,)]
+    finally:
+        store.close()
+
+
+def test_a_commit_error_that_is_not_about_memory_is_raised_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DuckDBStore(tmp_path / "tickpipe.duckdb")
+    failing_commits(store, monkeypatch, "could not write file: No space left on device")
+    try:
+        with pytest.raises(duckdb.TransactionException, match="No space left"):
+            store.write(trades=[batch_of(1, 10)])
+        assert store.memory_waits == 0
+        assert store.query("SELECT count(*) FROM trades") == [(0,)]
+    finally:
+        store.close()
+
+
 def test_a_flush_that_never_gets_the_memory_fails_after_waiting_and_stores_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

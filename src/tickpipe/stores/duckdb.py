@@ -192,6 +192,10 @@ ROLLING_SCHEMA = pa.schema(
 REOPEN_ROWS = 20_000_000
 REOPEN_WAIT_S = 10.0  # how long a reopen waits for another process to let the file go
 WRITE_MEMORY_WAIT_S = 30.0  # how long a flush waits for reads to give memory back
+# How DuckDB says its memory limit stopped a COMMIT: not as an OutOfMemoryException but as
+# "TransactionContext Error: Failed to commit: failed to allocate data of size 512 bytes
+# (45.7 MiB/45.7 MiB used)" (the soak test's CI run). A failed commit is rolled back whole.
+_OUT_OF_MEMORY_MARKS = ("failed to allocate", "could not allocate", "failed to pin")
 # A restart sorts its trades this many at a time: the whole horizon in one sort does not fit
 # the running pipeline's memory_limit (4M trades failed at 48MB).
 RESTORE_PIECE_ROWS = 100_000
@@ -297,6 +301,15 @@ def _joined(tables: list[pa.Table]) -> pa.Table:
     if any(t.schema != tables[0].schema for t in tables):
         tables = [t.cast(TRADE_SCHEMA) for t in tables]
     return pa.concat_tables(tables)
+
+
+def _out_of_memory(exc: duckdb.Error) -> bool:
+    """Whether DuckDB's memory limit stopped a write: a statement's OutOfMemoryException, or
+    the same limit met by COMMIT, which DuckDB reports as a TransactionException."""
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.TransactionException)
+        and any(mark in str(exc) for mark in _OUT_OF_MEMORY_MARKS)
+    )
 
 
 class _Interrupter:
@@ -463,8 +476,8 @@ class DuckDBStore(DuckDBForecasts, SqlStore):
                 with self._lock:
                     transaction()
                     return
-            except duckdb.OutOfMemoryException:
-                if time.monotonic() + pause_s > deadline:
+            except duckdb.Error as exc:
+                if not _out_of_memory(exc) or time.monotonic() + pause_s > deadline:
                     raise
                 self.memory_waits += 1
                 time.sleep(pause_s)
