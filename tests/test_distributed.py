@@ -638,13 +638,12 @@ def test_a_third_processor_joins_then_one_is_killed_and_only_moved_partitions_re
     topic = trades_and_candles_topics(kafka, "trades3", 6)
     group = f"g-{topic}"
     stream = Stream(kafka.bootstrap, topic, symbols=24)  # every partition has a few
-    env = SHORT_SESSION
     run = (kafka.bootstrap, topic, postgres_dsn, group)
-    procs = {n: start_processor(tmp_path, *run, n, env=env) for n in ("a", "b")}
+    procs = {n: start_processor(tmp_path, *run, n, env=SHORT_SESSION) for n in ("a", "b")}
     try:
         wait_assigned(tmp_path, ["a", "b"])
         stream.run(1.5)
-        procs["c"] = start_processor(tmp_path, *run, "c", env=env)
+        procs["c"] = start_processor(tmp_path, *run, "c", env=SHORT_SESSION)
         wait_assigned(tmp_path, ["c"])
         stream.run(1.5)
         before_kill = {n: (tmp_path / f"{n}.log").read_text() for n in "abc"}

@@ -327,32 +327,24 @@ def failing_commits(
 
 
 def test_a_commit_stopped_by_the_memory_limit_is_run_again_and_stores_the_flush_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = DuckDBStore(tmp_path / "tickpipe.duckdb")
     failing = failing_commits(store, monkeypatch, COMMIT_OUT_OF_MEMORY, times=2)
-    try:
-        store.write(trades=[batch_of(1, 1_000)], candles=[candle(T0), candle(T0 + M)])
-        assert failing.failed == 2 and store.memory_waits == 2
-        trades = store.query("SELECT count(*), count(DISTINCT seq) FROM trades")
-        assert trades == [(1_000, 1_000)]
-        assert store.query("SELECT count(*) FROM candles") == [(2,)]
-    finally:
-        store.close()
+    store.write(trades=[batch_of(1, 1_000)], candles=[candle(T0), candle(T0 + M)])
+    assert failing.failed == 2 and store.memory_waits == 2
+    trades = store.query("SELECT count(*), count(DISTINCT seq) FROM trades")
+    assert trades == [(1_000, 1_000)]
+    assert store.query("SELECT count(*) FROM candles") == [(2,)]
 
 
 def test_a_commit_error_that_is_not_about_memory_is_raised_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = DuckDBStore(tmp_path / "tickpipe.duckdb")
     failing_commits(store, monkeypatch, "could not write file: No space left on device")
-    try:
-        with pytest.raises(duckdb.TransactionException, match="No space left"):
-            store.write(trades=[batch_of(1, 10)])
-        assert store.memory_waits == 0
-        assert store.query("SELECT count(*) FROM trades") == [(0,)]
-    finally:
-        store.close()
+    with pytest.raises(duckdb.TransactionException, match="No space left"):
+        store.write(trades=[batch_of(1, 10)])
+    assert store.memory_waits == 0
+    assert store.query("SELECT count(*) FROM trades") == [(0,)]
 
 
 def test_a_flush_that_never_gets_the_memory_fails_after_waiting_and_stores_nothing(
