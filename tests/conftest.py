@@ -9,7 +9,6 @@ from tickpipe.credentials import forget_all
 
 pytest_plugins = [
     "servers.cassandra",
-    "servers.chromium",
     "servers.ferretdb",
     "servers.kafka",
     "servers.postgres",

@@ -1,4 +1,4 @@
-"""Debian's headless Chromium, driven by Playwright: one browser for the test session.
+"""Debian's headless Chromium, driven by Playwright (the dashboard tests' `chromium` fixture).
 
 Playwright is only the driver here: it launches /usr/bin/chromium (installed by
 scripts/setup/chromium.sh) and never downloads a browser of its own. Each launch gets a fresh
@@ -7,12 +7,11 @@ profile directory from Playwright (the --user-data-dir it passes), so no state l
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import pytest
 
 from servers.require import server_missing
 
@@ -35,13 +34,9 @@ def launch_chromium(playwright) -> Browser:
     )
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    """A running headless Chromium; skipped (or failed in CI) when it cannot start.
-
-    One per test module, not per session: Playwright's sync API keeps an event loop running in
-    the main thread while it is started, and other modules' tests call asyncio.run().
-    """
+@contextlib.contextmanager
+def running_chromium() -> Iterator[Browser]:
+    """A running headless Chromium; skipped (or failed in CI) when it cannot start."""
     if not CHROMIUM.exists():
         server_missing(f"{CHROMIUM} is missing: run scripts/setup/chromium.sh")
     from playwright.sync_api import sync_playwright

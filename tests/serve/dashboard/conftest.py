@@ -13,10 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from servers.chromium import running_chromium
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "dashboard"
 TOKEN = "dash-test-token"
@@ -142,6 +146,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="package")
+def chromium() -> Iterator[Browser]:
+    """One headless Chromium for the dashboard tests; each test opens its own context and page
+    (`page`), so no cookie, storage or cache is shared. Package-scoped, not session-scoped:
+    Playwright's sync API keeps an event loop running in the main thread while it is started,
+    and tests of other packages call asyncio.run()."""
+    with running_chromium() as browser:
+        yield browser
 
 
 @dataclass

@@ -113,11 +113,18 @@ def test_the_pipeline_view_shows_data_quality_per_venue(page, run: Demo, console
     wait_for("the quality table", lambda: page.locator("#p-quality tbody tr[data-exchange]").count()
              == 3)  # fmt: skip
     before = {v["exchange"]: v["received"] for v in run.api("/api/quality")["venues"]}
-    time.sleep(2.5)  # one more refresh of the page
-    rows = {
-        row.get_attribute("data-exchange"): row.locator("td").all_inner_texts()
-        for row in page.locator("#p-quality tbody tr").all()
-    }
+
+    def refreshed() -> dict[str | None, list[str]] | None:
+        """The table's rows, once the page shows every venue's count as of `before` or later."""
+        rows = {
+            row.get_attribute("data-exchange"): row.locator("td").all_inner_texts()
+            for row in page.locator("#p-quality tbody tr").all()
+        }
+        shown = all(name in rows and int(rows[name][1].replace(",", "")) >= n
+                    for name, n in before.items())  # fmt: skip
+        return rows if shown else None
+
+    rows = wait_for("one more refresh of the page", refreshed, timeout=2.5)
     after = {v["exchange"]: v["received"] for v in run.api("/api/quality")["venues"]}
     assert set(rows) == {"binance", "coinbase", "kraken"}
     for name, cells in rows.items():

@@ -60,13 +60,19 @@ def test_the_desktop_page_gets_trades_in_the_chart_view_and_none_in_the_analytic
     # The tape holds the newest trades, the ones missed meanwhile filled from the API.
     page.wait_for_timeout(500)
     shown = page.evaluate("() => window.tickpipe.state.tape.map((t) => t.trade_id)")
-    page.wait_for_timeout(2000)  # pushed trades are stored within the writer's next commit
-    stored = demo.api("/api/trades", exchange="simulated", symbol="BTC-USDT", limit=10000)
-    stored_ids = [t["trade_id"] for t in stored["trades"]]
-    assert shown and set(shown) <= set(stored_ids)
+
+    def stored_ids() -> list[str] | None:
+        """The newest stored trade ids, once they hold every trade the tape shows."""
+        stored = demo.api("/api/trades", exchange="simulated", symbol="BTC-USDT", limit=10000)
+        ids = [t["trade_id"] for t in stored["trades"]]
+        return ids if set(shown) <= set(ids) else None
+
+    # Pushed trades are stored within the writer's next commit: within 2 s, polled.
+    ids = wait_for("the shown trades stored", stored_ids, timeout=2.0)
+    assert shown and set(shown) <= set(ids)
     # No gap: the tape is a run of consecutive stored trades, newest first.
-    start = stored_ids.index(shown[0])
-    assert stored_ids[start : start + len(shown)] == shown
+    start = ids.index(shown[0])
+    assert ids[start : start + len(shown)] == shown
     assert console.unexpected() == []
 
 
