@@ -52,6 +52,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+from baseline import baseline_src, env_running  # benchmarks/baseline.py
 
 TARGET_P99_MS = 5.0
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -426,12 +427,11 @@ def measure_latency(
     subscribes to the first this many symbols only (default: all)."""
     if not (REPO / "tests" / "fakes" / "binance_server.py").exists():
         raise RuntimeError(f"needs a source checkout: {REPO / 'tests/fakes'} is missing")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
+    env = env_running(
+        src or REPO / "src", {k: v for k, v in os.environ.items() if not k.startswith("TICKPIPE_")}
+    )
     if provisional_every is not None:
         env["TICKPIPE_PROVISIONAL_EVERY"] = provisional_every
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(src or REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
     names = [_normalized(s) for s in symbols]
     fake = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--fake-server", "--rate", str(rate),
@@ -511,17 +511,6 @@ TABLE_HEAD = (
 )
 
 
-def _baseline_src(ref: str, into: Path) -> Path:
-    """The `src` folder of git `ref` of this checkout, extracted into `into` (`git archive`)."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "src"], capture_output=True, check=False
-    )
-    if archive.returncode:
-        raise SystemExit(f"--baseline {ref}: {archive.stderr.decode().strip()}")
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into / "src"
-
-
 def _symbol_names(spec: str) -> list[str]:
     """`--symbols`: Binance raw symbols, comma-separated, or a count (`50`: 50 made-up ones)."""
     if spec.strip().isdigit():
@@ -582,7 +571,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="tickpipe-bench-baseline-") as tmp:
         variants: list[tuple[str, Path | None]] = [("current", None)]
         if args.baseline:
-            variants.insert(0, (args.baseline, _baseline_src(args.baseline, Path(tmp))))
+            variants.insert(0, (args.baseline, baseline_src(args.baseline, Path(tmp))))
         for rate in rates:
             for label, src in variants:
                 log(f"-- {rate:,.0f} trades/s, tickpipe {label}")

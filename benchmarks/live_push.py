@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         total = [sum(c.values()) / 1024 / args.seconds for c in runs]
         kinds = sorted({k for c in runs for k in c})
         split = ", ".join(
-            f"{k} {statistics.median(c[k] / 1024 / args.seconds for c in runs):.1f}"
-            for k in kinds
+            f"{k} {statistics.median(c[k] / 1024 / args.seconds for c in runs):.1f}" for k in kinds
         )
         print(f"  {label:42} {statistics.median(total):7.1f} ({min(total):.1f}-{max(total):.1f})"
               f"   by type: {split}")  # fmt: skip

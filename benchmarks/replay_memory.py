@@ -12,6 +12,12 @@ system, from `os.wait4`: the figure that holds on a busy machine). It also times
 reader alone (`FileReplay` emitting into a no-op: read, check, convert). Writing the file and
 timing the reader run in child processes, so that this one stays small. Printed: min /
 median / max over the runs. Nothing is asserted.
+
+`--baseline REF` also runs the tickpipe of git ref REF (its `src`, extracted with git archive)
+on the same file, alternating with this checkout's run by run, and prints each figure of this
+one as a ratio of the baseline's:
+
+    python benchmarks/replay_memory.py --formats parquet --runs 3 --baseline 172ec10
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from baseline import baseline_src, env_running  # benchmarks/baseline.py
 
 T0 = 1_700_000_000_000_000
 
@@ -42,13 +50,16 @@ def peak_mb(pid: int) -> float:
     return 0.0
 
 
-def replay_run(path: Path, data_dir: Path) -> tuple[float, float, float]:
-    """(peak RSS MB, CPU s, wall s) of one `tickpipe run --replay` to the end of the file."""
+def replay_run(
+    path: Path, data_dir: Path, env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
+    """(peak RSS MB, CPU s, wall s) of one `tickpipe run --replay` to the end of the file,
+    with the tickpipe `env` imports (default: this process's)."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tickpipe", "run", "--replay", str(path), "--speed", "0",
          "--no-serve", "--quiet", "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     peak = 0.0
     while True:
@@ -87,10 +98,10 @@ def write_file(path: Path, trades: int, symbols: int) -> None:
     write_trades(path, SimulatedMarket(symbols=symbols, seed=1, start_seq=1).generate(trades, T0))
 
 
-def child(*args: str) -> str:
+def child(*args: str, env: dict[str, str] | None = None) -> str:
     """This script's `--child` mode in a new process: its one line of output."""
     out = subprocess.run([sys.executable, __file__, "--child", *args], check=True,
-                         stdout=subprocess.PIPE, text=True).stdout  # fmt: skip
+                         stdout=subprocess.PIPE, text=True, env=env).stdout  # fmt: skip
     return out.strip()
 
 
@@ -101,6 +112,10 @@ def main() -> None:
     parser.add_argument("--formats", default="parquet,jsonl")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--dir", default=None, help="where the files go (default: /tmp)")
+    parser.add_argument(
+        "--baseline", default=None, metavar="REF",
+        help="also run the tickpipe of this git ref (its src/, via git archive) on each file",
+    )  # fmt: skip
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -111,26 +126,58 @@ def main() -> None:
         return
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        variants: dict[str, dict[str, str] | None] = {"current": None}
+        if args.baseline:
+            src = baseline_src(args.baseline, Path(tmp))
+            variants = {args.baseline: env_running(src), **variants}
         for fmt in args.formats.split(","):
             path = Path(tmp) / f"trades.{fmt}"
             child("write", str(path), "--trades", str(args.trades), "--symbols", str(args.symbols))
-            peaks, cpus, walls, readers = [], [], [], []
+            runs = {label: Runs() for label in variants}
             for run in range(args.runs):
-                with tempfile.TemporaryDirectory(dir=args.dir) as data_dir:
-                    peak, cpu, wall = replay_run(path, Path(data_dir))
-                peaks.append(peak)
-                cpus.append(cpu)
-                walls.append(wall)
-                readers.append(float(child("reader", str(path))))
-                print(f"  {fmt} run {run + 1}: peak RSS {peak:.0f} MB, CPU {cpu:.1f} s, wall "
-                      f"{wall:.1f} s, reader alone {readers[-1]:.2f} s CPU",
-                      flush=True)  # fmt: skip
-            rates = [args.trades / c for c in cpus]
-            print(f"{fmt}, {args.trades:,} trades over {args.symbols} symbols (min / median / "
-                  f"max of {args.runs}): peak RSS {spread(peaks, 'MB')}, CPU "
-                  f"{spread(cpus, 's', 1)} ({spread(rates, 'trades per CPU-second')}), reader "
-                  f"alone {spread(readers, 's CPU', 2)}; load {os.getloadavg()[0]:.2f}",
-                  flush=True)  # fmt: skip
+                for label, env in variants.items():
+                    with tempfile.TemporaryDirectory(dir=args.dir) as data_dir:
+                        peak, cpu, wall = replay_run(path, Path(data_dir), env)
+                    reader = float(child("reader", str(path), env=env))
+                    runs[label].add(peak, cpu, wall, reader)
+                    print(f"  {fmt} run {run + 1} ({label}): peak RSS {peak:.0f} MB, CPU "
+                          f"{cpu:.1f} s, wall {wall:.1f} s, reader alone {reader:.2f} s CPU",
+                          flush=True)  # fmt: skip
+            for label, r in runs.items():
+                rates = [args.trades / c for c in r.cpus]
+                print(f"{fmt} ({label}), {args.trades:,} trades over {args.symbols} symbols (min "
+                      f"/ median / max of {args.runs}): peak RSS {spread(r.peaks, 'MB')}, CPU "
+                      f"{spread(r.cpus, 's', 1)} ({spread(rates, 'trades per CPU-second')}), "
+                      f"reader alone {spread(r.readers, 's CPU', 2)}; load "
+                      f"{os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+            if args.baseline:
+                base, now = runs[args.baseline], runs["current"]
+                ratios = [
+                    statistics.median(a) / statistics.median(b)
+                    for a, b in (
+                        (now.peaks, base.peaks),
+                        (now.cpus, base.cpus),
+                        (now.readers, base.readers),
+                    )
+                ]
+                print(f"{fmt}: current / {args.baseline}, medians: peak RSS {ratios[0]:.2f}x, CPU "
+                      f"{ratios[1]:.2f}x, reader {ratios[2]:.2f}x", flush=True)  # fmt: skip
+
+
+class Runs:
+    """One tickpipe's figures over the runs."""
+
+    def __init__(self) -> None:
+        self.peaks: list[float] = []
+        self.cpus: list[float] = []
+        self.walls: list[float] = []
+        self.readers: list[float] = []
+
+    def add(self, peak: float, cpu: float, wall: float, reader: float) -> None:
+        self.peaks.append(peak)
+        self.cpus.append(cpu)
+        self.walls.append(wall)
+        self.readers.append(reader)
 
 
 if __name__ == "__main__":

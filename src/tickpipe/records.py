@@ -328,15 +328,20 @@ def concat_batches(batches: Iterable[TradeBatch], source: str = "") -> TradeBatc
         return TradeBatch.empty(source)
     if len(batches) == 1:
         return batches[0]
-    index: dict[Instrument, int] = {}
-    codes = []
-    for b in batches:
-        remap = np.array([index.setdefault(i, len(index)) for i in b.instruments], np.int32)
-        codes.append(remap[b.instrument])
+    instruments = batches[0].instruments
+    if all(b.instruments is instruments for b in batches):
+        codes = [b.instrument for b in batches]  # one source's batches share its list
+    else:
+        index: dict[Instrument, int] = {}
+        codes = []
+        for b in batches:
+            remap = np.array([index.setdefault(i, len(index)) for i in b.instruments], np.int32)
+            codes.append(remap[b.instrument])
+        instruments = list(index)
     any_ids = any(b.trade_id is not None for b in batches)
     return TradeBatch(
         source=batches[0].source,
-        instruments=list(index),
+        instruments=instruments,
         instrument=np.concatenate(codes),
         seq=np.concatenate([b.seq for b in batches]),
         price=np.concatenate([b.price for b in batches]),

@@ -329,14 +329,27 @@ def test_the_final_candle_is_sent_when_the_window_closes_even_if_throttled() -> 
 def test_flush_sends_every_unsent_change() -> None:
     e = engine("1s", lateness=10 * S, every=10 * S)
     feed(e, [trade(100 * MS, 1.0)], 100 * MS)  # a candle's first update goes out at once
-    out = feed(e, [trade(1100 * MS, 2.0), trade(200 * MS, 3.0), trade(150 * MS, 4.0)], 1100 * MS)
-    assert [(c.start - T0, c.trades) for c in out.candles] == [(1 * S, 1)]
-    feed(e, [trade(1200 * MS, 5.0)], 1200 * MS)
+    # The next candle opens: the first one's change goes out at once (it has passed), ...
+    feed(e, [trade(1100 * MS, 2.0), trade(200 * MS, 3.0)], 1100 * MS)
+    # ...and after that both are throttled.
+    assert feed(e, [trade(1200 * MS, 5.0), trade(150 * MS, 4.0)], 1200 * MS).candles == []
     flushed = e.flush(T0 + 1300 * MS)
     assert sorted((c.start - T0, c.trades, c.close, c.final) for c in flushed) == [
         (0, 3, 3.0, False), (1 * S, 2, 5.0, False),
     ]  # fmt: skip
     assert e.flush(T0 + 1400 * MS) == []
+
+
+def test_an_open_candle_goes_out_at_once_when_the_next_one_of_its_instrument_opens() -> None:
+    e = engine("1s", lateness=10 * S, every=10 * S)
+    feed(e, [trade(100 * MS, 1.0), trade(100 * MS, 1.0, instrument=ETH)], 100 * MS)
+    feed(e, [trade(900 * MS, 2.0), trade(900 * MS, 2.0, instrument=ETH)], 900 * MS)
+    out = feed(e, [trade(1100 * MS, 3.0)], 1100 * MS)  # BTC's next second opens
+    sent = sorted((c.symbol, c.start - T0, c.trades, c.close, c.final) for c in out.candles)
+    # BTC's passed candle with its last trade, not 10 s later; ETH's is still throttled.
+    assert sent == [("BTC-USDT", 0, 2, 2.0, False), ("BTC-USDT", 1 * S, 1, 3.0, False)]
+    out = feed(e, [trade(950 * MS, 4.0), trade(1200 * MS, 5.0)], 1200 * MS)
+    assert out.candles == []  # after that, its changes are throttled again
 
 
 # -- late trades: corrections within the horizon, dead letters beyond it ---------------------

@@ -12,7 +12,8 @@ Per batch the engine
    its candle but counted and left out of the watermark, so it cannot close windows early.
 
 `tick` runs the wall-clock idle timer, so a quiet symbol's windows close too, and sends
-provisional updates at most every `provisional_every` per candle.
+provisional updates at most every `provisional_every` per candle; but a window whose
+instrument has opened a later one (it has passed) sends its pending update in that step.
 """
 
 from __future__ import annotations

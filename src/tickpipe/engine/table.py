@@ -134,6 +134,7 @@ class WindowTable:
             created = self._allocate(list(fresh_keys))
             slots[fresh] = created
             self._init(created, p, fresh, start[fresh])
+            self._send_passed(p.gid[fresh], start[fresh])
             self.open_slots = np.concatenate([self.open_slots, created])
             self._check = True  # a new window may be due at once
             if self._first_end is not None:
@@ -176,6 +177,20 @@ class WindowTable:
         self.dirty[slots] = True
         self._pending.append(slots)
         return corrected
+
+    def _send_passed(self, gids: np.ndarray, starts: np.ndarray) -> None:
+        """Windows starting at `starts` opened for instruments `gids`: their open windows that
+        end by then have passed (only late trades can still change them), and their last
+        update goes out in this step rather than up to `provisional_every` later. A live
+        view then shows a candle's close as the next candle starts, not after a throttle."""
+        held = self.open_slots
+        held = held[np.isin(self.gid[held], gids)]
+        if not len(held):
+            return
+        newest = np.full(int(gids.max()) + 1, _NEVER, np.int64)
+        np.maximum.at(newest, gids, starts)
+        passed = held[self.start[held] + self.window.size <= newest[self.gid[held]]]
+        self.emitted_at[passed] = _NEVER  # due at once once dirty; throttled again after that
 
     def _init(self, slots: np.ndarray, p: Partials, rows: np.ndarray, start: np.ndarray) -> None:
         self.gid[slots] = p.gid[rows]
