@@ -562,8 +562,9 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.rates is None and args.baseline is None:
         result = measure_latency(
-            args.rate, args.seconds, args.warmup, tuple(symbols), args.provisional_every, log
-        )
+            args.rate, args.seconds, args.warmup, tuple(symbols), args.provisional_every, log,
+            watch=args.watch,
+        )  # fmt: skip
         print(json.dumps(result.as_dict(), indent=2) if args.json else result.report())
         return
     rates = [float(r) for r in (args.rates or str(args.rate)).split(",") if r.strip()]
