@@ -318,6 +318,23 @@ class KafkaCluster:
         while _alive(pid):
             time.sleep(0.05)
 
+    def wait_moved_off(self, topic: str, node: int, timeout_s: float = 60.0) -> None:
+        """Return once no partition of `topic` has `node` as leader or in its in-sync replicas:
+        the quorum has fenced the node, moved its leaderships and shrunk the replica sets (3 to
+        7 s after a kill on a busy machine, more than the 3 s session timeout)."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout_s
+        while True:
+            partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+            if all(p.leader != node and node not in p.isrs for p in partitions):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {node} still leads or is in sync for {topic} "
+                                     f"after {timeout_s:g} s")  # fmt: skip
+            time.sleep(0.1)
+
     def leaders(self, topic: str) -> Counter[int]:
         """How many partitions of `topic` each node leads."""
         from confluent_kafka.admin import AdminClient
