@@ -274,6 +274,20 @@ def test_the_idle_timer_closes_the_windows_of_the_only_symbol() -> None:
     assert e.open_windows() == 0
 
 
+def test_an_outage_of_the_input_is_not_idle_time() -> None:
+    """The Kafka processor restarts the idle timers when the brokers come back: the trades
+    ingest held during the outage come then, with their event times, and must not be late."""
+    e = engine("1s", lateness=500 * MS, idle=1 * S)
+    feed(e, [trade(700 * MS, 1.0)], 700 * MS)
+    e.restart_idle_timers(T0 + 10 * S)  # the brokers were away from 0.7 s to 10 s
+    assert finals(e.tick(T0 + 10900 * MS)) == []  # idle 0.9 s since they came back
+    assert e.watermark(BTC) == T0 + 200 * MS
+    out = feed(e, [trade(900 * MS, 2.0)], 10950 * MS)  # held back by the outage
+    assert out.late is None or len(out.late) == 0
+    out = e.tick(T0 + 12 * S)  # quiet 1.05 s since its last trade: the clock says 1.95 s
+    assert [(c.start - T0, c.close) for c in out.candles if c.final] == [(0, 2.0)]
+
+
 def test_another_venues_clock_does_not_make_a_quiet_symbols_trades_late() -> None:
     """The watermark is per (exchange, symbol): when ex2's clock runs ten minutes ahead (or
     sends one bad timestamp), ex's quiet symbol must not jump there and dead-letter its

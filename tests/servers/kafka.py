@@ -123,6 +123,9 @@ class KafkaBroker(ServerProcess):
             "group.consumer.min.session.timeout.ms": "3000",
             "group.min.session.timeout.ms": "1000",
             "log.cleaner.backoff.ms": "1000",
+            # A restarted broker is let in after 3 s, not the default 9 s broker session.
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "500",
         }
         self._config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         # The broker logs to its stdout: one log file (broker.log) for the failure messages.

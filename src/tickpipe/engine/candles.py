@@ -167,6 +167,11 @@ class CandleEngine:
         self._emit(now, out)
         return out
 
+    def restart_idle_timers(self, now: int) -> None:
+        """Count every instrument's idle time from wall-clock time `now`: the input was away
+        (the brokers were down), and that time was not quiet (the trades of it come later)."""
+        self._last_wall = np.where(self._last_wall > _NEVER, now, _NEVER).astype(np.int64)
+
     def flush(self, now: int) -> list[Candle]:
         """Every candle with unsent changes, now (at shutdown: the store gets the latest)."""
         out = EngineOutput()

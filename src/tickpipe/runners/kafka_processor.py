@@ -22,6 +22,16 @@ only the partitions that change owner are revoked or assigned; on a revocation t
 keeps consuming the others, with a new engine restored for their instruments from the store
 (the instruments given away must not close windows here any more), without a replay.
 
+The idle timer (a quiet instrument's windows close on wall-clock time) runs only while the
+input is there: a lost connection to the brokers (librdkafka's `_TRANSPORT` or
+`_ALL_BROKERS_DOWN`) stops it until every assigned partition has been read to its end again
+(`_PARTITION_EOF`), and then it counts idle time from there, not from before the outage. The
+trades that ingest's producer held while the brokers were away carry the
+event times of the outage; with the timer running through it, the watermark would move on by
+the outage's wall time and, for an outage longer than the correction horizon, they would all
+be dead-lettered as late (a broker restart then lost them to the dead letters, unless the
+consumer's session expired and the replay on reassignment took them in).
+
 The store writer flushes when the input goes quiet (nothing more has arrived when the
 processor asks), not only on its cadence: at a steady rate below what the store takes, a trade
 waits for the transaction in progress and its own, not for `flush_every`; under a backlog
@@ -102,12 +112,16 @@ class Processor:
         self.writer = StoreWriter(store, config.flush_every_s)
         # Offsets stored with the rows (the truth on assignment), where the store keeps them.
         self.offset_store = store if isinstance(store, OffsetStore) else None
-        settings = {**consumer_settings(self.kafka), "client.id": name}
+        # End-of-partition events say the input is read to its end (the idle timer's guard).
+        settings = {**consumer_settings(self.kafka), "client.id": name,
+                    "enable.partition.eof": True}  # fmt: skip
         # The assignor's protocol (kafka.properties may name an eager one): cooperative
         # rebalances move only some partitions, with incremental (un)assignments.
         strategy = str(settings.get("partition.assignment.strategy", ""))
         self._cooperative = strategy == "cooperative-sticky"
-        self.consumer = Consumer(settings, logger=log)
+        # Cut off from the brokers: the partitions that have not been read to their end since.
+        self._unread: set[int] | None = None
+        self.consumer = Consumer(settings, logger=log, error_cb=self._on_kafka_error)
         self.candles: CandlePublisher | None = None
         self._producer: Producer | None = None
         if self.kafka.candles_topic or self.kafka.dead_letter_topic:
@@ -376,7 +390,8 @@ class Processor:
                 messages = self._consume()
                 if messages:
                     self._handle(messages)
-                if clock.monotonic_s() >= next_tick and not self._replay_until:
+                idle_timer = not self._replay_until and self._unread is None
+                if clock.monotonic_s() >= next_tick and idle_timer:
                     next_tick = clock.monotonic_s() + TICK_SECONDS
                     self.stage.tick()
                 self._commit()
@@ -405,6 +420,32 @@ class Processor:
                 messages.extend(self.consumer.consume(CONSUME_MESSAGES - 1, 0))
         return messages
 
+    def _on_kafka_error(self, err: Any) -> None:
+        """librdkafka lost the brokers (a restart, a network cut): the input is not quiet, it
+        is away, and the idle timer waits until every partition is read to its end again."""
+        from confluent_kafka import KafkaError
+
+        # librdkafka's local error codes are spelled with a leading underscore.
+        lost = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)  # noqa: SLF001
+        if err.code() not in lost:
+            return
+        if self._unread is None:
+            log.warning("%s: input cut off (%s): windows close on trades only until every "
+                        "partition is read to its end again", self.name, err.str())  # fmt: skip
+        self._unread = set(self._assigned)
+
+    def _read_to_end(self, partition: int) -> None:
+        """An end-of-partition event: once every assigned partition had one since the input was
+        cut off, all it held back has been consumed and the idle timer runs again."""
+        if self._unread is None:
+            return
+        self._unread.discard(partition)
+        if not self._unread & set(self._assigned):
+            self._unread = None
+            # The outage was not quiet time: the idle timers count from now.
+            self.engine.restart_idle_timers(self.clock.now_us())
+            log.info("%s: input back, read to its end", self.name)
+
     def close(self) -> None:
         """Write everything, commit it, leave the group (the others take over at once)."""
         try:
@@ -429,6 +470,8 @@ class Processor:
     # -- messages ------------------------------------------------------------------------
 
     def _handle(self, messages: list[Any]) -> None:
+        from confluent_kafka import KafkaError
+
         replay: dict[str, list[DecodedTrades]] = {}
         live: dict[str, list[DecodedTrades]] = {}
         notes: dict[int, list[tuple[int, int, int]]] = {}
@@ -436,6 +479,9 @@ class Processor:
         for msg in messages:
             err = msg.error()
             if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 (librdkafka's)
+                    self._read_to_end(msg.partition())
+                    continue
                 if not err.retriable() and err.fatal():
                     raise RuntimeError(f"kafka: {err.str()}")
                 continue
