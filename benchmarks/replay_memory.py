@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from baseline import baseline_src, env_running  # benchmarks/baseline.py
@@ -105,6 +106,20 @@ def child(*args: str, env: dict[str, str] | None = None) -> str:
     return out.strip()
 
 
+@dataclass
+class Runs:
+    """One tickpipe's figures over the runs (the wall time is only printed per run)."""
+
+    peaks: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    readers: list[float] = field(default_factory=list)
+
+    def add(self, peak: float, cpu: float, reader: float) -> None:
+        self.peaks.append(peak)
+        self.cpus.append(cpu)
+        self.readers.append(reader)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trades", type=int, default=2_000_000)
@@ -139,7 +154,7 @@ def main() -> None:
                     with tempfile.TemporaryDirectory(dir=args.dir) as data_dir:
                         peak, cpu, wall = replay_run(path, Path(data_dir), env)
                     reader = float(child("reader", str(path), env=env))
-                    runs[label].add(peak, cpu, wall, reader)
+                    runs[label].add(peak, cpu, reader)
                     print(f"  {fmt} run {run + 1} ({label}): peak RSS {peak:.0f} MB, CPU "
                           f"{cpu:.1f} s, wall {wall:.1f} s, reader alone {reader:.2f} s CPU",
                           flush=True)  # fmt: skip
@@ -162,22 +177,6 @@ def main() -> None:
                 ]
                 print(f"{fmt}: current / {args.baseline}, medians: peak RSS {ratios[0]:.2f}x, CPU "
                       f"{ratios[1]:.2f}x, reader {ratios[2]:.2f}x", flush=True)  # fmt: skip
-
-
-class Runs:
-    """One tickpipe's figures over the runs."""
-
-    def __init__(self) -> None:
-        self.peaks: list[float] = []
-        self.cpus: list[float] = []
-        self.walls: list[float] = []
-        self.readers: list[float] = []
-
-    def add(self, peak: float, cpu: float, wall: float, reader: float) -> None:
-        self.peaks.append(peak)
-        self.cpus.append(cpu)
-        self.walls.append(wall)
-        self.readers.append(reader)
 
 
 if __name__ == "__main__":
